@@ -1,0 +1,182 @@
+"""Argument checks and reductions shared by every loss (private).
+
+Every public function validates its arguments here, so that one bad input
+always produces the same kind of message: ``ValueError`` naming the argument,
+what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def describe(value) -> str:
+    """A short description of a bad value for an error message."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_reduction(reduction, allowed=REDUCTIONS) -> str:
+    if not isinstance(reduction, str) or reduction not in allowed:
+        choices = ", ".join(repr(r) for r in allowed)
+        raise ValueError(f"reduction must be one of {choices}; got {describe(reduction)}")
+    return reduction
+
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """``value`` as a floating array; integer and bool data count as float64.
+
+    Never copies a floating input, and callers never write into the result.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind in "biu":
+        return array.astype(np.float64)
+    if array.dtype.kind != "f":
+        raise ValueError(f"{name} must be a real numeric array; got {describe(array)}")
+    return array
+
+
+def result_dtype(*values) -> np.dtype:
+    """NumPy's promotion of the floating arguments (integer data count as float64).
+
+    Python scalars are 'weak' (NEP 50): a float32 array with ``var=1.0`` stays float32.
+    """
+    dtypes = []
+    for value in values:
+        if value is None or isinstance(value, numbers.Number) and not isinstance(value, np.generic):
+            continue
+        kind = np.asarray(value).dtype.kind
+        dtypes.append(np.float64 if kind in "biu" else np.asarray(value).dtype)
+    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+
+
+def float_arrays(names_values: dict, dtype=None) -> tuple[np.ndarray, ...]:
+    """Convert several named arguments to one common floating dtype."""
+    arrays = {n: as_float_array(v, n) for n, v in names_values.items()}
+    dtype = result_dtype(*arrays.values()) if dtype is None else dtype
+    return tuple(a.astype(dtype, copy=False) for a in arrays.values())
+
+
+def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_b} must have the same shape as {name_a} {a.shape}; got shape {b.shape}"
+        )
+
+
+def check_broadcastable(value: np.ndarray, shape: tuple, name: str, against: str) -> None:
+    try:
+        out = np.broadcast_shapes(value.shape, shape)
+    except ValueError:
+        out = None
+    if out != tuple(shape):
+        raise ValueError(
+            f"{name} must broadcast to the shape of {against} {tuple(shape)}; "
+            f"got shape {value.shape}"
+        )
+
+
+def check_unit_interval(value: np.ndarray, name: str) -> None:
+    """Values in [0, 1]; NaN passes (it propagates to the result)."""
+    bad = (value < 0) | (value > 1)
+    if np.any(bad):
+        raise ValueError(f"{name} must lie in [0, 1]; got {describe(value[bad].flat[0])}")
+
+
+def check_nonnegative(value, name: str) -> None:
+    bad = np.asarray(value) < 0
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must be non-negative; got {describe(np.asarray(value)[bad].flat[0])}"
+        )
+
+
+def check_positive_scalar(value, name: str, allow_zero: bool = False) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        expected = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name} must be {expected} finite number; got {describe(value)}")
+    return float(value)
+
+
+def check_pm1_labels(target: np.ndarray, name: str = "target") -> None:
+    """Margin losses take labels in {-1, +1}; NaN passes."""
+    bad = ~((target == 1) | (target == -1) | np.isnan(target))
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must hold labels in {{-1, +1}}; got {describe(target[bad].flat[0])}"
+        )
+
+
+def check_class_input(input: np.ndarray, name: str = "input") -> int:
+    """Class scores with the class axis last; returns the number of classes C >= 1."""
+    if input.ndim < 1 or input.shape[-1] == 0:
+        raise ValueError(
+            f"{name} must have a non-empty class axis (the last axis); got shape {input.shape}"
+        )
+    return input.shape[-1]
+
+
+def class_index_target(target, input_shape: tuple, ignore_index=None, name: str = "target"):
+    """Integer class indices of shape ``input_shape[:-1]``, checked against ``C``.
+
+    Returns ``(index, valid)``: ``index`` with ignored entries replaced by 0 (safe to
+    gather with) and the boolean mask of entries that count.
+    """
+    target = np.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer class indices; got dtype {target.dtype}")
+    if target.shape != tuple(input_shape[:-1]):
+        raise ValueError(
+            f"{name} of class indices must have shape {tuple(input_shape[:-1])} "
+            f"(input's shape without the class axis); got shape {target.shape}"
+        )
+    num_classes = input_shape[-1]
+    valid = np.ones(target.shape, dtype=bool) if ignore_index is None else target != ignore_index
+    bad = valid & ((target < 0) | (target >= num_classes))
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must hold class indices in [0, {num_classes - 1}] "
+            f"(or ignore_index={ignore_index}); got {target[bad].flat[0]}"
+        )
+    return np.where(valid, target, 0).astype(np.intp), valid
+
+
+def class_weight(weight, num_classes: int, dtype, name: str = "weight"):
+    """A per-class weight vector of length C, or None."""
+    if weight is None:
+        return None
+    weight = as_float_array(weight, name)
+    if weight.shape != (num_classes,):
+        raise ValueError(
+            f"{name} must be a vector of length C={num_classes}; got shape {weight.shape}"
+        )
+    return weight.astype(dtype, copy=False)
+
+
+def reduce(loss: np.ndarray, reduction: str):
+    """Apply a reduction; the mean over zero elements is NaN (as in PyTorch), silently."""
+    if reduction == "none":
+        return loss
+    total = np.sum(loss, dtype=loss.dtype)
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (
+            loss.dtype.type(total / loss.dtype.type(loss.size))
+            if loss.size
+            else loss.dtype.type(np.nan)
+        )
+
+
+def reduction_scale(size: int, reduction: str, dtype) -> np.floating:
+    """d(reduced)/d(each element): 1/n for the mean, 1 for the sum and for "none"."""
+    if reduction == "mean":
+        return np.dtype(dtype).type(np.nan) if size == 0 else np.dtype(dtype).type(1.0 / size)
+    return np.dtype(dtype).type(1.0)

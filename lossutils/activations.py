@@ -1,0 +1,230 @@
+"""Stable activations: the building blocks every likelihood-based loss is made of.
+
+Each function accepts any array-like and returns NumPy (a NumPy scalar for a
+scalar input). Integer input counts as float64; float32 stays float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array
+
+__all__ = ["sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"]
+
+
+def _scalar_if_0d(array: np.ndarray):
+    return array[()] if array.ndim == 0 else array
+
+
+def sigmoid(x):
+    r"""Logistic sigmoid :math:`\sigma(x) = 1 / (1 + e^{-x})`, overflow-free.
+
+    For ``x < 0`` it evaluates :math:`e^{x} / (1 + e^{x})`, so ``exp`` never
+    overflows and the result keeps full relative accuracy in both tails.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+
+    Returns
+    -------
+    ndarray
+        Values in [0, 1], same shape and floating dtype as ``x``.
+
+    Notes
+    -----
+    Equivalent to ``torch.sigmoid`` and ``jax.nn.sigmoid``; ``scipy.special.expit``.
+
+    Examples
+    --------
+    >>> sigmoid([-1000.0, 0.0, 1000.0])
+    array([0. , 0.5, 1. ])
+    """
+    x = as_float_array(x, "x")
+    e = np.exp(-np.abs(x))
+    return _scalar_if_0d(np.where(x >= 0, 1 / (1 + e), e / (1 + e)))
+
+
+def softplus(x):
+    r"""Softplus :math:`\log(1 + e^{x})`, as :math:`\max(x, 0) + \operatorname{log1p}(e^{-|x|})`.
+
+    The textbook form overflows for ``x > 709`` (float64); this one is exact to
+    a few ULP over the whole real line and returns ``x`` itself for large ``x``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input values.
+
+    Returns
+    -------
+    ndarray
+        Non-negative values, same shape and floating dtype as ``x``.
+
+    Notes
+    -----
+    Equivalent to ``torch.nn.functional.softplus`` (with ``beta=1`` and no
+    threshold) and ``jax.nn.softplus``. See :cite:t:`goodfellow2016deep`, section 3.10.
+
+    Examples
+    --------
+    >>> softplus([-1000.0, 0.0, 1000.0]).round(6).tolist()
+    [0.0, 0.693147, 1000.0]
+    """
+    x = as_float_array(x, "x")
+    return _scalar_if_0d(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
+
+
+def log_sigmoid(x):
+    r"""Log-sigmoid :math:`\log \sigma(x) = -\operatorname{softplus}(-x)`.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+
+    Returns
+    -------
+    ndarray
+        Non-positive values, same shape and floating dtype as ``x``.
+
+    Notes
+    -----
+    Equivalent to ``torch.nn.functional.logsigmoid`` and ``jax.nn.log_sigmoid``;
+    ``scipy.special.log_expit``.
+
+    Examples
+    --------
+    >>> log_sigmoid([-1000.0, 0.0]).round(6).tolist()
+    [-1000.0, -0.693147]
+    """
+    x = as_float_array(x, "x")
+    return _scalar_if_0d(-(np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))))
+
+
+def _shifted_exp_sum(x: np.ndarray, axis: int):
+    """The pieces of a stable log-sum-exp along ``axis`` (kept as a length-1 axis).
+
+    Returns ``(m, d, s)`` with ``m`` the row maximum (0 where it is not finite),
+    ``d = x - m`` and ``s`` the sum of ``exp(d)`` over every element except one
+    maximal one, so that ``logsumexp = m + log1p(s)`` keeps the digits of a small
+    ``s`` that ``log(1 + s)`` would round away.
+    """
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    d = x - m
+    e = np.exp(d)
+    np.put_along_axis(e, np.argmax(x, axis=axis, keepdims=True), 0, axis=axis)
+    return m, d, np.sum(e, axis=axis, keepdims=True)
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    r""":math:`\log \sum_k e^{x_k}` along ``axis``, without overflow.
+
+    Shifts by the maximum :math:`m` and evaluates :math:`m + \operatorname{log1p}(s)`,
+    where :math:`s` sums :math:`e^{x_k - m}` over all but one maximal element.
+
+    Parameters
+    ----------
+    x : array_like
+        Input values; must have at least one element along ``axis``.
+    axis : int, optional
+        The axis to reduce (default: the last).
+    keepdims : bool, optional
+        Keep the reduced axis with length 1.
+
+    Returns
+    -------
+    ndarray
+        Same floating dtype as ``x``.
+
+    Notes
+    -----
+    Equivalent to ``torch.logsumexp`` and ``jax.nn.logsumexp``;
+    ``scipy.special.logsumexp``. See :cite:t:`blanchard2021accurate`.
+
+    Examples
+    --------
+    >>> logsumexp([1000.0, 1000.0])
+    np.float64(1000.6931471805599)
+    """
+    x = as_float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError(f"x must have at least one dimension; got shape {x.shape}")
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have at least one element along axis {axis}; got shape {x.shape}")
+    m, _, s = _shifted_exp_sum(x, axis)
+    top = np.max(x, axis=axis, keepdims=True)
+    # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp
+    out = np.where(np.isfinite(top), m + np.log1p(s), top)
+    if not keepdims:
+        out = np.squeeze(out, axis=axis)
+    return _scalar_if_0d(out)
+
+
+def softmax(x, axis=-1):
+    r"""Softmax :math:`e^{x_k} / \sum_j e^{x_j}` along ``axis``, shifted by the maximum.
+
+    Parameters
+    ----------
+    x : array_like
+        Scores (logits).
+    axis : int, optional
+        The class axis (default: the last).
+
+    Returns
+    -------
+    ndarray
+        Probabilities that sum to 1 along ``axis``; same shape and dtype as ``x``.
+
+    Notes
+    -----
+    Equivalent to ``torch.softmax`` and ``jax.nn.softmax``; ``scipy.special.softmax``.
+    See :cite:t:`bishop2006pattern`, section 4.3.4.
+
+    Examples
+    --------
+    >>> softmax([5.0, 4.0, 2.0]).round(4)
+    array([0.7054, 0.2595, 0.0351])
+    """
+    x = as_float_array(x, "x")
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - np.where(np.isfinite(m), m, 0))
+    with np.errstate(invalid="ignore"):
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    r"""Log-softmax :math:`x_k - \log \sum_j e^{x_j}` along ``axis``.
+
+    Evaluated as :math:`(x_k - m) - \operatorname{log1p}(s)` so that the entry of
+    a confident, correct class keeps its tiny magnitude instead of rounding to 0.
+
+    Parameters
+    ----------
+    x : array_like
+        Scores (logits).
+    axis : int, optional
+        The class axis (default: the last).
+
+    Returns
+    -------
+    ndarray
+        Values in (-inf, 0]; same shape and dtype as ``x``.
+
+    Notes
+    -----
+    Equivalent to ``torch.log_softmax`` and ``jax.nn.log_softmax``;
+    ``scipy.special.log_softmax``.
+
+    Examples
+    --------
+    >>> log_softmax([5.0, 4.0, 2.0]).round(4).tolist()
+    [-0.349, -1.349, -3.349]
+    """
+    x = as_float_array(x, "x")
+    _, d, s = _shifted_exp_sum(x, axis)
+    with np.errstate(invalid="ignore"):
+        return d - np.log1p(s)

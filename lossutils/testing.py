@@ -1,0 +1,179 @@
+"""Checks shared by the test suite and the chapters.
+
+Three kinds of evidence that a number is right, each independent of the code
+under test: central finite differences for gradients, a high-precision mpmath
+reference measured in units in the last place (ULP), and agreement with a
+SymPy expression evaluated numerically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "numerical_gradient",
+    "assert_gradient_matches",
+    "ulp_error",
+    "assert_ulp_close",
+    "assert_matches_sympy",
+]
+
+
+def numerical_gradient(f: Callable[..., float], args: Sequence, argnum: int = 0, h=None):
+    """Central finite differences of a scalar function ``f(*args)`` w.r.t. ``args[argnum]``.
+
+    The step defaults to ``eps**(1/3) * max(1, |x|)`` per entry, which balances
+    truncation and rounding error (the error is then about ``eps**(2/3)``).
+
+    Examples
+    --------
+    >>> numerical_gradient(lambda x: float((x**2).sum()), [np.array([1.0, -2.0])]).round(6)
+    array([ 2., -4.])
+    """
+    args = [np.array(a, dtype=np.float64) if i == argnum else a for i, a in enumerate(args)]
+    x = args[argnum]
+    grad = np.zeros_like(x)
+    steps = (
+        np.cbrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(x))
+        if h is None
+        else np.full_like(x, h)
+    )
+    for index in np.ndindex(x.shape):
+        original = x[index]
+        step = steps[index]
+        x[index] = original + step
+        upper = float(f(*args))
+        x[index] = original - step
+        lower = float(f(*args))
+        x[index] = original
+        grad[index] = (upper - lower) / (2 * step)
+    return grad
+
+
+def assert_gradient_matches(
+    loss: Callable,
+    grad: Callable,
+    args: Sequence,
+    argnums: Sequence[int] = (0,),
+    kwargs: dict | None = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+):
+    """Assert that ``grad(*args, **kwargs)`` equals finite differences of ``loss``.
+
+    ``grad`` returns one array when ``argnums`` has one entry and a tuple otherwise
+    (the convention of every ``*_grad`` in lossutils). The loss is summed, so a
+    ``reduction="none"`` loss is checked as the gradient of its sum.
+
+    Examples
+    --------
+    >>> assert_gradient_matches(lambda x: (x**2).sum(), lambda x: 2 * x, [np.array([0.5, 3.0])])
+    """
+    kwargs = kwargs or {}
+    analytic = grad(*args, **kwargs)
+    if len(argnums) == 1:
+        analytic = (analytic,)
+    if len(analytic) != len(argnums):
+        raise AssertionError(f"grad returned {len(analytic)} arrays for {len(argnums)} arguments")
+    for argnum, computed in zip(argnums, analytic, strict=True):
+        numeric = numerical_gradient(
+            lambda *a: np.sum(loss(*a, **kwargs), dtype=np.float64), args, argnum
+        )
+        computed = np.asarray(computed, dtype=np.float64)
+        if computed.shape != numeric.shape:
+            raise AssertionError(
+                f"gradient w.r.t. argument {argnum} has shape {computed.shape}, "
+                f"expected {numeric.shape}"
+            )
+        np.testing.assert_allclose(
+            computed,
+            numeric,
+            rtol=rtol,
+            atol=atol,
+            err_msg=f"gradient w.r.t. argument {argnum} disagrees with finite differences",
+        )
+
+
+def ulp_error(actual, reference) -> np.ndarray:
+    """``|actual - reference|`` in units of the last place of ``reference`` (float64 grid).
+
+    ``reference`` may hold mpmath numbers (or anything ``mpmath.mpf`` accepts) at
+    higher precision than float64; the difference is taken at that precision
+    before rounding, so the reference's own rounding does not count. Equal
+    infinities count as 0 ULP, NaN against a number as infinitely many.
+
+    Examples
+    --------
+    >>> import mpmath
+    >>> float(ulp_error(0.1, mpmath.mpf(1) / 10))
+    0.0
+    """
+    import mpmath
+
+    actual = np.asarray(actual, dtype=np.float64)
+    reference = np.asarray(reference, dtype=object)
+    if reference.shape != actual.shape:
+        reference = np.broadcast_to(reference, actual.shape)
+    out = np.empty(actual.shape, dtype=np.float64)
+    tiny = np.nextafter(0.0, 1.0)
+    with mpmath.workprec(2000):
+        for index in np.ndindex(actual.shape):
+            a, r = float(actual[index]), mpmath.mpf(reference[index])
+            if mpmath.isnan(r) or np.isnan(a):
+                out[index] = 0.0 if (mpmath.isnan(r) and np.isnan(a)) else np.inf
+            elif mpmath.isinf(r) or np.isinf(a):
+                out[index] = 0.0 if float(r) == a else np.inf
+            else:
+                unit = max(np.spacing(abs(float(r))), tiny)
+                out[index] = float(abs(mpmath.mpf(a) - r) / unit)
+    return out
+
+
+def assert_ulp_close(actual, reference, max_ulp: float = 4.0, label: str = "") -> float:
+    """Assert every entry of ``actual`` is within ``max_ulp`` of ``reference``; return the worst.
+
+    Examples
+    --------
+    >>> import mpmath
+    >>> assert_ulp_close(np.log1p(1e-20), mpmath.log1p(mpmath.mpf("1e-20")))
+    0.0
+    """
+    errors = ulp_error(actual, reference)
+    worst = float(np.max(errors)) if errors.size else 0.0
+    if not worst <= max_ulp:
+        index = np.unravel_index(int(np.argmax(errors)), errors.shape) if errors.ndim else ()
+        raise AssertionError(
+            f"{label + ': ' if label else ''}{worst:.3g} ULP > {max_ulp} at index {index}: "
+            f"got {np.asarray(actual, dtype=np.float64)[index]!r}, "
+            f"expected {np.asarray(reference, dtype=object)[index]}"
+        )
+    return worst
+
+
+def assert_matches_sympy(expr, symbols: Sequence, values: Sequence, actual, rtol=1e-12, atol=0.0):
+    """Assert that a SymPy expression evaluated at ``values`` equals ``actual``.
+
+    ``symbols`` and ``values`` pair up; each value may be an array (the
+    expression is evaluated elementwise with ``sympy.lambdify``, so keep the
+    values where the textbook formula neither overflows nor cancels, and
+    compare the extremes with :func:`assert_ulp_close` instead).
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> assert_matches_sympy(2 * x, [x], [np.array([1.0, 2.0])], np.array([2.0, 4.0]))
+    """
+    import sympy as sp
+
+    f = sp.lambdify(list(symbols), expr, modules="numpy")
+    expected = np.broadcast_to(np.asarray(f(*values), dtype=np.float64), np.shape(actual))
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64),
+        expected,
+        rtol=rtol,
+        atol=atol,
+        err_msg=f"lossutils disagrees with the SymPy expression {expr}",
+    )
