@@ -1,0 +1,56 @@
+# The book's two commands are `make book` and `make test`; both set up .venv first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.stamp
+# Set identically for executing notebooks and for testing them, so that stored
+# outputs (set orders, figure output) reproduce.
+export PYTHONHASHSEED := 0
+unexport MPLBACKEND
+
+NB ?= $(shell $(PYTHON) tools/chapters.py)
+
+.PHONY: help venv book test execute lint bench clean
+
+help:
+	@echo "make book     build the HTML book into _build/html (warnings are errors)"
+	@echo "make test     unit, property and doc tests, and every chapter under nbval"
+	@echo "make execute  re-run notebooks top to bottom and store their outputs (NB=path for one)"
+	@echo "make lint     ruff on lossutils, tests, tools, benchmarks and the notebooks"
+	@echo "make bench    accuracy and speed benchmarks into benchmarks/results/"
+	@echo "make clean    remove the build and caches (keeps .venv)"
+
+# Reinstall only when the requirements change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(PY) tools/install_mathjax.py _mathjax
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+	@echo "The book is in _build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
+
+execute: $(STAMP)
+	$(PY) tools/execute_notebooks.py $(NB)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lossutils tests tools benchmarks chapters
+	$(VENV)/bin/ruff format --check lossutils tests tools benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build _mathjax .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
