@@ -83,7 +83,7 @@ def plot_decision_regions(
     ylabel: str = "$x_2$",
     resolution: int = 200,
 ):
-    """Colour the plane by ``predict`` (integer classes for an ``(n, 2)`` array) and scatter ``X``."""
+    """Colour the plane by the classes ``predict`` gives an ``(n, 2)`` array; scatter ``X``."""
     pad = 0.5
     x0 = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, resolution)
     x1 = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, resolution)
