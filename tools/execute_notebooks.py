@@ -20,7 +20,10 @@ def execute(path: pathlib.Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata["kernelspec"] = KERNEL
     client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
     nbformat.write(notebook, path)

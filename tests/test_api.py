@@ -1,0 +1,211 @@
+"""The public API as a contract: names, signatures and conventions shared by every loss.
+
+The expected signatures are those of the design's API table. The conventions
+(gradient shapes and dtypes, float32 preservation, no mutation of inputs,
+reductions, the error for an unknown reduction) are checked uniformly over one
+table of valid sample arguments per function.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import lossutils
+from lossutils.testing import assert_gradient_matches
+
+# name -> the signature of the design's table
+SIGNATURES = {
+    "sigmoid": "(x)",
+    "log_sigmoid": "(x)",
+    "softplus": "(x)",
+    "logsumexp": "(x, axis=-1, keepdims=False)",
+    "softmax": "(x, axis=-1)",
+    "log_softmax": "(x, axis=-1)",
+    "mse_loss": "(input, target, reduction='mean')",
+    "l1_loss": "(input, target, reduction='mean')",
+    "huber_loss": "(input, target, delta=1.0, reduction='mean')",
+    "smooth_l1_loss": "(input, target, beta=1.0, reduction='mean')",
+    "log_cosh_loss": "(input, target, reduction='mean')",
+    "gaussian_nll_loss": "(input, target, var, full=False, eps=1e-06, reduction='mean')",
+    "laplace_nll_loss": "(input, target, scale, full=False, eps=1e-06, reduction='mean')",
+    "binary_cross_entropy": "(input, target, weight=None, reduction='mean')",
+    "binary_cross_entropy_with_logits": "(input, target, weight=None, pos_weight=None, reduction='mean')",
+    "nll_loss": "(input, target, weight=None, ignore_index=-100, reduction='mean')",
+    "cross_entropy": "(input, target, weight=None, ignore_index=-100, reduction='mean', label_smoothing=0.0)",
+    "sigmoid_focal_loss": "(input, target, alpha=0.25, gamma=2.0, reduction='mean')",
+    "softmax_focal_loss": "(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction='mean')",
+    "hinge_loss": "(input, target, margin=1.0, reduction='mean')",
+    "squared_hinge_loss": "(input, target, margin=1.0, reduction='mean')",
+    "multiclass_hinge_loss": "(input, target, margin=1.0, reduction='mean')",
+    "multi_margin_loss": "(input, target, p=1, margin=1.0, weight=None, reduction='mean')",
+    "square_loss": "(input, target, reduction='mean')",
+    "logistic_loss": "(input, target, base=2.0, reduction='mean')",
+    "zero_one_loss": "(input, target, reduction='mean')",
+    "entropy": "(p, axis=-1)",
+    "categorical_cross_entropy": "(p, q, axis=-1)",
+    "kl_divergence": "(p, q, axis=-1)",
+    "kl_div": "(input, target, reduction='mean', log_target=False)",
+    "gaussian_kl": "(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1)",
+    "vae_loss": "(x, recon, mu, logvar, likelihood='bernoulli', reduction='mean')",
+    "contrastive_loss": "(x1, x2, target, margin=1.0, reduction='mean')",
+    "triplet_margin_loss": (
+        "(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-06, swap=False, squared=False, "
+        "reduction='mean')"
+    ),
+    "nt_xent_loss": "(z1, z2, temperature=0.5, reduction='mean')",
+    "l2_penalty": "(params, lam)",
+    "l1_penalty": "(params, lam)",
+}
+ACTIVATIONS = {"sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"}
+NO_GRADIENT = ACTIVATIONS | {"zero_one_loss", "entropy"}
+LOSSES_WITH_GRADIENT = sorted(set(SIGNATURES) - NO_GRADIENT)
+
+
+def _samples():
+    """name -> (positional args, differentiable argument positions); all float64."""
+    rng = np.random.default_rng(0)
+    x, y, z = (rng.normal(size=(4, 3)) for _ in range(3))
+    prob = rng.uniform(0.05, 0.95, size=(4, 3))
+    bits = rng.integers(0, 2, size=(4, 3)).astype(np.float64)
+    signs = 2 * bits - 1
+    index = np.array([0, 2, 1, 2])
+    positive = rng.uniform(0.5, 2.0, size=(4, 3))
+    q = lossutils.softmax(y)
+    return {
+        "mse_loss": ((x, y), (0,)),
+        "l1_loss": ((x, y), (0,)),
+        "huber_loss": ((2 * x, y), (0,)),
+        "smooth_l1_loss": ((2 * x, y), (0,)),
+        "log_cosh_loss": ((x, y), (0,)),
+        "gaussian_nll_loss": ((x, y, positive), (0, 2)),
+        "laplace_nll_loss": ((x, y, positive), (0, 2)),
+        "binary_cross_entropy": ((prob, bits), (0,)),
+        "binary_cross_entropy_with_logits": ((x, bits), (0,)),
+        "nll_loss": ((lossutils.log_softmax(x), index), (0,)),
+        "cross_entropy": ((x, index), (0,)),
+        "sigmoid_focal_loss": ((x, bits), (0,)),
+        "softmax_focal_loss": ((x, index), (0,)),
+        "hinge_loss": ((x, signs), (0,)),
+        "squared_hinge_loss": ((x, signs), (0,)),
+        "multiclass_hinge_loss": ((x, index), (0,)),
+        "multi_margin_loss": ((x, index), (0,)),
+        "square_loss": ((x, signs), (0,)),
+        "logistic_loss": ((x, signs), (0,)),
+        "categorical_cross_entropy": ((lossutils.softmax(x), q), (1,)),
+        "kl_divergence": ((lossutils.softmax(x), q), (1,)),
+        "kl_div": ((lossutils.log_softmax(x), q), (0,)),
+        "gaussian_kl": ((x, y), (0, 1)),
+        "vae_loss": ((bits, x, y[:, :2], z[:, :2]), (1, 2, 3)),
+        "contrastive_loss": ((x, y, bits[:, 0]), (0, 1)),
+        "triplet_margin_loss": ((x, y, z), (0, 1, 2)),
+        "nt_xent_loss": ((x, y), (0, 1)),
+        "l2_penalty": ((x, 0.3), (0,)),
+        "l1_penalty": ((x, 0.3), (0,)),
+    }
+
+
+SAMPLES = _samples()
+WITH_REDUCTION = sorted(n for n in SAMPLES if "reduction" in SIGNATURES[n])
+
+
+def test_public_names_are_the_design_table():
+    expected = set(SIGNATURES) | {n + "_grad" for n in LOSSES_WITH_GRADIENT}
+    assert set(lossutils.__all__) == expected
+    assert len(lossutils.__all__) == len(set(lossutils.__all__)), "duplicates in __all__"
+    assert SAMPLES.keys() == set(LOSSES_WITH_GRADIENT), "every loss with a gradient needs a sample"
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_signature(name):
+    assert str(inspect.signature(getattr(lossutils, name))) == SIGNATURES[name]
+
+
+@pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
+def test_gradient_takes_the_same_arguments(name):
+    assert inspect.signature(getattr(lossutils, name + "_grad")) == inspect.signature(
+        getattr(lossutils, name)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(lossutils.__all__))
+def test_docstring(name):
+    doc = inspect.getdoc(getattr(lossutils, name)) or ""
+    for section in ("Parameters", "Returns", "Examples", ">>>"):
+        assert section in doc, f"{name}'s docstring lacks {section!r}"
+    if not name.endswith("_grad"):
+        assert ":cite:" in doc, f"{name}'s docstring cites no reference"
+
+
+def _call(name, args, reduction=None, suffix=""):
+    kwargs = {} if reduction is None else {"reduction": reduction}
+    return getattr(lossutils, name + suffix)(*args, **kwargs)
+
+
+def _as_tuple(grad):
+    return grad if isinstance(grad, tuple) else (grad,)
+
+
+@pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
+def test_gradient_matches_finite_differences(name):
+    args, argnums = SAMPLES[name]
+    reductions = ("mean", "sum", "none") if name in WITH_REDUCTION else (None,)
+    for reduction in reductions:
+        kwargs = {} if reduction is None else {"reduction": reduction}
+        loss = getattr(lossutils, name)
+        grad = getattr(lossutils, name + "_grad")
+        assert_gradient_matches(loss, grad, args, argnums, kwargs=kwargs, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
+def test_float32_stays_float32(name):
+    args, argnums = SAMPLES[name]
+    args32 = tuple(
+        a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
+        for a in args
+    )
+    assert np.asarray(_call(name, args32)).dtype == np.float32
+    for position, grad in zip(argnums, _as_tuple(_call(name, args32, suffix="_grad")), strict=True):
+        assert grad.dtype == np.float32 and grad.shape == np.shape(args[position]), name
+
+
+@pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
+def test_inputs_are_not_modified(name):
+    args, _ = SAMPLES[name]
+    copies = [np.copy(a) for a in args]
+    _call(name, args)
+    _call(name, args, suffix="_grad")
+    for before, after in zip(copies, args, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("name", WITH_REDUCTION)
+def test_reductions_agree(name):
+    args, _ = SAMPLES[name]
+    none = np.asarray(_call(name, args, "none"))
+    assert np.isclose(_call(name, args, "sum"), none.sum(), rtol=1e-12)
+    assert np.isclose(_call(name, args, "mean"), none.mean(), rtol=1e-12)
+    mean_grads = _as_tuple(_call(name, args, "mean", "_grad"))
+    sum_grads = _as_tuple(_call(name, args, "sum", "_grad"))
+    for mean_grad, sum_grad in zip(mean_grads, sum_grads, strict=True):
+        np.testing.assert_allclose(mean_grad * none.size, sum_grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", WITH_REDUCTION)
+@pytest.mark.parametrize("suffix", ["", "_grad"])
+def test_unknown_reduction_is_an_error(name, suffix):
+    args, _ = SAMPLES[name]
+    with pytest.raises(ValueError, match=r"reduction.*'avg'"):
+        _call(name, args, "avg", suffix)
+    if name != "zero_one_loss":
+        with pytest.raises(ValueError, match="reduction"):
+            _call(name, args, "Mean", suffix)
+
+
+def test_zero_one_loss_counts_mistakes():
+    # a margin of exactly 0 counts as a mistake
+    assert (
+        lossutils.zero_one_loss([2.0, -1.0, 0.0, 3.0], [1.0, 1.0, 1.0, -1.0], reduction="sum") == 3
+    )
