@@ -38,8 +38,7 @@ book: $(STAMP)
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) -m pytest -n 2 --dist loadfile
 
 execute: $(STAMP)
 	$(PY) tools/execute_notebooks.py $(NB)
