@@ -180,3 +180,48 @@ def reduction_scale(size: int, reduction: str, dtype) -> np.floating:
     if reduction == "mean":
         return np.dtype(dtype).type(np.nan) if size == 0 else np.dtype(dtype).type(1.0 / size)
     return np.dtype(dtype).type(1.0)
+
+
+def check_scale_shape(value: np.ndarray, shape: tuple, name: str, against: str = "input") -> None:
+    """A variance or scale: ``against``'s shape, that shape with a last dimension of 1, or a scalar.
+
+    This is the shape rule of PyTorch's ``gaussian_nll_loss``, except that a ``var``
+    one dimension short (which PyTorch unsqueezes) is refused: it would be
+    ambiguous with NumPy broadcasting, so pass ``var[..., None]`` instead.
+    """
+    shape = tuple(shape)
+    ok = (
+        value.shape == shape
+        or value.ndim == 0
+        or (len(shape) >= 1 and value.shape == shape[:-1] + (1,))
+    )
+    if not ok:
+        last = f", or {shape[:-1] + (1,)}" if shape else ""
+        raise ValueError(
+            f"{name} must have the shape of {against} {shape}{last}, or be a scalar; "
+            f"got shape {value.shape}"
+        )
+
+
+def sum_to_shape(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient computed at a broadcast shape back to an argument's ``shape``."""
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return np.sum(grad, axis=axes, keepdims=True).reshape(shape)
+
+
+def grad_dtype(value, dtype) -> np.dtype:
+    """The dtype of a gradient w.r.t. ``value``: its own floating dtype.
+
+    Integer and bool data count as float64; a Python number takes ``dtype``, the
+    dtype the loss is computed in.
+    """
+    if isinstance(value, numbers.Number) and not isinstance(value, np.generic):
+        return np.dtype(dtype)
+    kind = np.asarray(value).dtype.kind
+    return np.dtype(np.float64) if kind in "biu" else np.asarray(value).dtype
