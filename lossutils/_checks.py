@@ -225,3 +225,29 @@ def grad_dtype(value, dtype) -> np.dtype:
         return np.dtype(dtype)
     kind = np.asarray(value).dtype.kind
     return np.dtype(np.float64) if kind in "biu" else np.asarray(value).dtype
+
+
+def check_log_probability(value: np.ndarray, name: str) -> None:
+    """Log-probabilities: values at most 0 (-inf allowed); NaN passes."""
+    bad = value > 0
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must hold log-probabilities (at most 0); got {describe(value[bad].flat[0])}"
+        )
+
+
+def check_binary_labels(target: np.ndarray, name: str = "target") -> None:
+    """Labels in {0, 1}; NaN passes."""
+    bad = ~((target == 0) | (target == 1) | np.isnan(target))
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must hold labels in {{0, 1}}; got {describe(target[bad].flat[0])}"
+        )
+
+
+def check_scalar_at_least(value, name: str, lower: float) -> float:
+    """A finite real number (not bool) >= ``lower``, returned as a Python float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or value < lower:
+        raise ValueError(f"{name} must be a finite number >= {lower}; got {describe(value)}")
+    return float(value)
