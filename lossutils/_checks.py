@@ -182,6 +182,32 @@ def reduction_scale(size: int, reduction: str, dtype) -> np.floating:
     return np.dtype(dtype).type(1.0)
 
 
+def check_finite_scalar(value, name: str) -> float:
+    """A finite real number (not bool), returned as a Python float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok:
+        raise ValueError(f"{name} must be a finite real number; got {describe(value)}")
+    return float(value)
+
+
+def check_unit_interval_scalar(value, name: str) -> float:
+    """A real number in [0, 1], returned as a Python float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1
+    if not ok:
+        raise ValueError(f"{name} must be a number in [0, 1]; got {describe(value)}")
+    return float(value)
+
+
+def check_log_base(value, name: str = "base") -> float:
+    """The base of a logarithm: a finite number > 0 and != 1, returned as a Python float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or value <= 0 or value == 1:
+        raise ValueError(
+            f"{name} must be a finite number > 0 and != 1 (a logarithm base); got {describe(value)}"
+        )
+    return float(value)
+
+
 def check_scale_shape(value: np.ndarray, shape: tuple, name: str, against: str = "input") -> None:
     """A variance or scale: ``against``'s shape, that shape with a last dimension of 1, or a scalar.
 

@@ -1,13 +1,33 @@
 """Binary classification losses: one Bernoulli or margin decision per output.
 
-Labels are ``y`` in {0, 1} for the likelihood losses (cross-entropy, focal) and
-``t`` in {-1, +1} for the margin losses (hinge, square, logistic, zero-one).
-These functions are also available from :mod:`lossutils.classification`.
+Labels are ``y`` in [0, 1] for the likelihood losses (cross-entropy, focal;
+soft targets allowed) and ``t`` in {-1, +1} for the margin losses (hinge,
+square, logistic, zero-one). These functions are also available from
+:mod:`lossutils.classification`.
+
+Every loss is elementwise: ``input`` and ``target`` have the same shape, and
+``X_grad`` returns the gradient of the reduced loss with respect to ``input``.
 """
 
 from __future__ import annotations
 
-import numpy as np  # noqa: F401
+import numpy as np
+
+from ._checks import (
+    check_broadcastable,
+    check_finite_scalar,
+    check_log_base,
+    check_pm1_labels,
+    check_positive_scalar,
+    check_reduction,
+    check_same_shape,
+    check_unit_interval,
+    check_unit_interval_scalar,
+    float_arrays,
+    reduce,
+    reduction_scale,
+)
+from .activations import log_sigmoid, sigmoid, softplus
 
 __all__ = [
     "binary_cross_entropy",
@@ -27,79 +47,734 @@ __all__ = [
     "zero_one_loss",
 ]
 
+# PyTorch clamps each log of binary_cross_entropy at this value.
+_LOG_FLOOR = -100
+
+
+# --- shared plumbing ------------------------------------------------------------------------------
+
+
+def _arrays(input, target, reduction, **optional):
+    """Check the common arguments; return input, target and the optional arrays (or None).
+
+    All arrays share NumPy's promotion of their dtypes; the optional ones (weights)
+    must broadcast to the shape of ``input``.
+    """
+    check_reduction(reduction)
+    named = {"input": input, "target": target}
+    named.update({name: value for name, value in optional.items() if value is not None})
+    arrays = dict(zip(named, float_arrays(named), strict=True))
+    check_same_shape(arrays["input"], arrays["target"], "input", "target")
+    for name in optional:
+        if name in arrays:
+            check_broadcastable(arrays[name], arrays["input"].shape, name, "input")
+    return [arrays["input"], arrays["target"]] + [arrays.get(name) for name in optional]
+
+
+def _margin_arrays(input, target, reduction):
+    """Input and labels in {-1, +1}, and the signed margin ``t * x`` (exact: t is +-1)."""
+    x, t = _arrays(input, target, reduction)
+    check_pm1_labels(t, "target")
+    return x, t, t * x
+
+
+def _times(c, v):
+    """``c * v`` with ``0 * inf = 0``: a term whose coefficient is 0 is absent."""
+    with np.errstate(invalid="ignore"):
+        return np.where(c == 0, np.zeros_like(c), c * v)
+
+
+def _weighted(value, weight):
+    return value if weight is None else weight * value
+
+
+def _finish(loss, reduction, dtype):
+    return reduce(np.asarray(loss, dtype=dtype), reduction)
+
+
+def _finish_grad(local, x, reduction):
+    """Scale the per-element derivative by d(reduced)/d(element); input's shape and dtype."""
+    scale = reduction_scale(x.size, reduction, x.dtype)
+    return np.asarray(np.broadcast_to(scale * local, x.shape), dtype=x.dtype)
+
+
+# --- binary cross-entropy on probabilities -------------------------------------------------------
+
+
+def _bce_arrays(input, target, weight, reduction):
+    p, y, w = _arrays(input, target, reduction, weight=weight)
+    check_unit_interval(p, "input")
+    check_unit_interval(y, "target")
+    with np.errstate(divide="ignore"):
+        return p, y, w, np.log(p), np.log1p(-p)
+
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Binary cross-entropy between predicted probabilities and targets, PyTorch's clamped form.
+
+    .. math::
+
+        \ell(p, y) = -w \bigl[\, y \max(\log p, -100) + (1 - y) \max(\log(1 - p), -100) \bigr]
+
+    The clamp at :math:`-100` keeps the loss finite for :math:`p \in \{0, 1\}`
+    (``p=0`` with ``y=1`` gives 100, not infinity). :math:`\log(1-p)` is evaluated
+    as ``log1p(-p)``, so a confident correct prediction near 0 keeps its digits.
+
+    Parameters
+    ----------
+    input : array_like
+        Predicted probabilities :math:`p \in [0, 1]`.
+    target : array_like
+        Targets :math:`y \in [0, 1]` (soft targets allowed), same shape as ``input``.
+    weight : array_like, optional
+        Rescaling weight :math:`w`, broadcast against ``input``.
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` averages over all elements (a plain mean, also with ``weight``).
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    Equivalent to ``torch.nn.functional.binary_cross_entropy``
+    :cite:p:`paszke2019pytorch` (which also evaluates ``log1p(-p)`` and clamps each
+    log at -100); optax has no probability-input form. The loss is the negative
+    log-likelihood of a Bernoulli observation :cite:p:`goodfellow2016deep`.
+    With logits, prefer :func:`binary_cross_entropy_with_logits`.
+
+    Examples
+    --------
+    >>> binary_cross_entropy([0.9, 0.2, 0.0], [1.0, 0.0, 1.0], reduction="none").round(6).tolist()
+    [0.105361, 0.223144, 100.0]
+    """
+    p, y, w, log_p, log_q = _bce_arrays(input, target, weight, reduction)
+    loss = -(y * np.maximum(log_p, _LOG_FLOOR) + (1 - y) * np.maximum(log_q, _LOG_FLOOR))
+    return _finish(_weighted(loss, w), reduction, p.dtype)
 
 
 def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`binary_cross_entropy` with respect to ``input``.
+
+    The derivative of the clamped loss, term by term:
+
+    .. math::
+
+        \frac{\partial \ell}{\partial p} = w \Bigl[ -\frac{y}{p}\,
+        \mathbb{1}[\log p \ge -100] + \frac{1 - y}{1 - p}\,
+        \mathbb{1}[\log(1 - p) \ge -100] \Bigr]
+
+    A term whose log is clamped contributes zero (as autograd through a clamp);
+    at :math:`\log p = -100` exactly the gradient passes, as through
+    ``torch.clamp_min``. Where neither clamp is active this equals
+    :math:`w (p - y) / (p (1 - p))`.
+
+    Parameters
+    ----------
+    input, target, weight, reduction
+        As in :func:`binary_cross_entropy`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial p`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    PyTorch's hand-written backward for ``binary_cross_entropy`` computes
+    :math:`w (p - y) / \max(p (1 - p), 10^{-12})` instead :cite:p:`paszke2019pytorch`.
+    Both agree wherever :math:`p (1 - p) \ge 10^{-12}`. Closer to 0 or 1 PyTorch's rule
+    is not the derivative of its own loss (it caps the gradient at about
+    :math:`10^{12}` where the loss still varies like :math:`-\log p`, and it is not
+    zero where the clamp is active). Here the gradient is always the derivative of the
+    loss that is computed, so it agrees with finite differences everywhere.
+
+    Examples
+    --------
+    >>> binary_cross_entropy_grad([0.5, 0.2, 0.0], [1.0, 0.0, 1.0], reduction="sum").tolist()
+    [-2.0, 1.25, 0.0]
+    """
+    p, y, w, log_p, log_q = _bce_arrays(input, target, weight, reduction)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # written as "not clamped" so that a NaN input reaches the result
+        d_pos = np.where(log_p < _LOG_FLOOR, 0, -y / p)
+        d_neg = np.where(log_q < _LOG_FLOOR, 0, (1 - y) / (1 - p))
+    return _finish_grad(_weighted(d_pos + d_neg, w), p, reduction)
+
+
+# --- binary cross-entropy on logits --------------------------------------------------------------
+
+
+def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
+    x, y, w, pw = _arrays(input, target, reduction, weight=weight, pos_weight=pos_weight)
+    check_unit_interval(y, "target")
+    return x, y, w, (y if pw is None else pw * y)
+
+
+def _bce_logits(x, y, cy):
+    """``cy * (-log sigma(x)) + (1 - y) * (-log(1 - sigma(x)))``, two non-negative terms."""
+    return _times(cy, softplus(-x)) + _times(1 - y, softplus(x))
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Binary cross-entropy on logits, with PyTorch's ``weight`` and ``pos_weight``.
+
+    .. math::
+
+        \ell(x, y) = -w \bigl[\, c\, y \log \sigma(x) + (1 - y) \log(1 - \sigma(x)) \bigr]
+                   = w \bigl[\, c\, y \operatorname{softplus}(-x)
+                     + (1 - y) \operatorname{softplus}(x) \bigr]
+
+    with :math:`c` the ``pos_weight``. Both terms are non-negative, so the sum never
+    cancels, and softplus neither overflows nor loses the digits of a tiny loss:
+    logits of :math:`\pm 10^4` are exact.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits :math:`x`.
+    target : array_like
+        Targets :math:`y \in [0, 1]` (soft targets allowed), same shape as ``input``.
+    weight : array_like, optional
+        Rescaling weight :math:`w`, broadcast against ``input``.
+    pos_weight : array_like, optional
+        Weight :math:`c` of the positive term, broadcast along the last axis (a
+        vector of length ``input.shape[-1]``, or anything that broadcasts to ``input``).
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` averages over all elements (a plain mean, also with weights).
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    Equivalent to ``torch.nn.functional.binary_cross_entropy_with_logits``
+    :cite:p:`paszke2019pytorch`; without weights, ``optax.sigmoid_binary_cross_entropy``.
+    The logistic-regression negative log-likelihood :cite:p:`goodfellow2016deep`.
+
+    Examples
+    --------
+    >>> binary_cross_entropy_with_logits(
+    ...     [2.0, -1.0, 1e4], [1.0, 0.0, 0.0], reduction="none").round(6).tolist()
+    [0.126928, 0.313262, 10000.0]
+    >>> float(binary_cross_entropy_with_logits([0.0], [1.0], pos_weight=[3.0]).round(6))
+    2.079442
+    """
+    x, y, w, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
+    return _finish(_weighted(_bce_logits(x, y, cy), w), reduction, x.dtype)
 
 
 def binary_cross_entropy_with_logits_grad(
     input, target, weight=None, pos_weight=None, reduction="mean"
 ):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`binary_cross_entropy_with_logits` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = w \bigl[ (1 - y)\, \sigma(x) - c\, y\, \sigma(-x) \bigr],
+
+    which is the textbook :math:`w (\sigma(x) - y)` when :math:`c = 1`. The two-term
+    form keeps full relative accuracy for a confident, correct prediction, where
+    :math:`\sigma(x) - y` would round to 0.
+
+    Parameters
+    ----------
+    input, target, weight, pos_weight, reduction
+        As in :func:`binary_cross_entropy_with_logits`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    What autograd gives for ``torch.nn.functional.binary_cross_entropy_with_logits``
+    :cite:p:`paszke2019pytorch`; see :cite:t:`goodfellow2016deep`, section 6.2.2.2.
+
+    Examples
+    --------
+    >>> binary_cross_entropy_with_logits_grad(
+    ...     [0.0, 40.0], [1.0, 1.0], reduction="none").tolist()
+    [-0.5, -4.248354255291589e-18]
+    """
+    x, y, w, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
+    local = (1 - y) * sigmoid(x) - cy * sigmoid(-x)
+    return _finish_grad(_weighted(local, w), x, reduction)
+
+
+# --- sigmoid focal loss --------------------------------------------------------------------------
+
+
+def _wider(dtype):
+    """The next wider floating type: float64 for float32 and narrower; long double for float64.
+
+    The focal loss multiplies three rounded factors, one raised to the power gamma;
+    evaluating it one precision up and rounding once keeps it within a few ULP.
+    Where ``long double`` is plain double (some platforms), float64 input is
+    evaluated in float64.
+    """
+    return np.dtype(np.float64) if np.dtype(dtype).itemsize < 8 else np.dtype(np.longdouble)
+
+
+def _focal_arrays(input, target, alpha, gamma, reduction):
+    """Checked arguments; returns the input and, in the wider working precision, x, y, alpha_t."""
+    x, y = _arrays(input, target, reduction)
+    check_unit_interval(y, "target")
+    if alpha is not None:
+        alpha = check_unit_interval_scalar(alpha, "alpha")
+    gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
+    work = _wider(x.dtype)
+    xw, yw = x.astype(work), y.astype(work)
+    alpha_t = None if alpha is None else alpha * yw + (1 - alpha) * (1 - yw)
+    return x, xw, yw, alpha_t, gamma
+
+
+def _focal_modulation(x, y, gamma):
+    r"""``q**gamma`` with :math:`q = 1 - p_t = y \sigma(-x) + (1 - y) \sigma(x)`.
+
+    The sum of two non-negative terms never cancels (``1 - p_t`` would round to 0
+    for a confident, correct prediction). Where ``q`` underflows, ``q**gamma`` is
+    evaluated in log space, so that for ``gamma < 1`` it keeps its value.
+    """
+    q = _times(y, sigmoid(-x)) + _times(1 - y, sigmoid(x))
+    if gamma == 0:
+        return np.ones_like(q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_q = np.logaddexp(np.log(y) + log_sigmoid(-x), np.log1p(-y) + log_sigmoid(x))
+        tiny = np.finfo(q.dtype).tiny
+        return np.where(q >= tiny, q**gamma, np.exp(gamma * log_q))
 
 
 def sigmoid_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Sigmoid focal loss on logits (torchvision's formula).
+
+    With :math:`p = \sigma(x)`, :math:`p_t = p y + (1 - p)(1 - y)` and
+    :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`:
+
+    .. math::
+
+        \ell(x, y) = \alpha_t\, (1 - p_t)^{\gamma}\,
+        \operatorname{BCE}_{\text{logits}}(x, y)
+
+    The factor :math:`(1 - p_t)^\gamma` down-weights easy examples; ``gamma=0`` and
+    ``alpha=None`` give :func:`binary_cross_entropy_with_logits`. Computed as
+    :math:`1 - p_t = y\,\sigma(-x) + (1 - y)\,\sigma(x)` (no cancellation; for a
+    hard label it is :math:`\sigma(-(2y - 1) x)`), in log space where it underflows.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits :math:`x`.
+    target : array_like
+        Targets :math:`y \in [0, 1]`, same shape as ``input``.
+    alpha : float in [0, 1] or None, optional
+        Weight of the positive class; ``None`` disables the :math:`\alpha_t` factor.
+    gamma : float, optional
+        Focusing parameter :math:`\gamma \ge 0`.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    Equivalent to ``torchvision.ops.sigmoid_focal_loss`` (where a negative ``alpha``
+    disables the weighting; here ``alpha=None`` does, and a negative ``alpha`` is an
+    error) and ``optax.sigmoid_focal_loss``. Introduced by :cite:t:`lin2017focal`.
+
+    Examples
+    --------
+    >>> sigmoid_focal_loss([2.0, -1.0], [1.0, 1.0], reduction="none").round(6).tolist()
+    [0.000451, 0.175467]
+    """
+    input, x, y, alpha_t, gamma = _focal_arrays(input, target, alpha, gamma, reduction)
+    ce = _bce_logits(x, y, y)
+    modulation = _focal_modulation(x, y, gamma)
+    return _finish(_weighted(ce * modulation, alpha_t), reduction, input.dtype)
 
 
 def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`sigmoid_focal_loss` with respect to ``input``.
+
+    With :math:`q = 1 - p_t`, :math:`\mathrm{ce}` the cross-entropy and
+    :math:`r = \sigma(x)\sigma(-x) / q = 1 / (1 + y e^{-x} + (1 - y) e^{x})`:
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = \alpha_t\, q^{\gamma} \bigl[
+        (1 - y)\sigma(x) - y\sigma(-x) + \gamma (1 - 2y)\, r\, \mathrm{ce} \bigr]
+
+    The chain rule produces :math:`\gamma q^{\gamma - 1} \partial q / \partial x`,
+    whose factor :math:`q^{\gamma - 1}` is singular as :math:`q \to 0` for
+    :math:`\gamma < 1`; since :math:`\partial q / \partial x = (1 - 2y)\sigma(x)\sigma(-x)`,
+    the singular factor cancels analytically into the bounded :math:`r \le 2`, so the
+    gradient has no NaN or infinity for any :math:`\gamma \ge 0` and any logit.
+
+    Parameters
+    ----------
+    input, target, alpha, gamma, reduction
+        As in :func:`sigmoid_focal_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    What autograd gives for ``torchvision.ops.sigmoid_focal_loss`` where that is finite
+    (autograd itself returns NaN at large margins for :math:`\gamma < 1`);
+    :cite:t:`lin2017focal`, appendix.
+
+    Examples
+    --------
+    >>> sigmoid_focal_loss_grad([2.0, -1.0], [1.0, 1.0], reduction="none").round(6).tolist()
+    [-0.001218, -0.192059]
+    """
+    input, x, y, alpha_t, gamma = _focal_arrays(input, target, alpha, gamma, reduction)
+    ce = _bce_logits(x, y, y)
+    modulation = _focal_modulation(x, y, gamma)
+    with np.errstate(over="ignore"):
+        r = 1 / (1 + _times(y, np.exp(-x)) + _times(1 - y, np.exp(x)))
+    d_ce = (1 - y) * sigmoid(x) - y * sigmoid(-x)
+    local = modulation * (d_ce + gamma * (1 - 2 * y) * r * ce)
+    return _finish_grad(_weighted(local, alpha_t), input, reduction)
+
+
+# --- margin losses, labels t in {-1, +1} ---------------------------------------------------------
 
 
 def hinge_loss(input, target, margin=1.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Hinge loss of a score against labels in {-1, +1}.
+
+    .. math::
+
+        \ell(x, t) = \max(0,\ m - t x)
+
+    Parameters
+    ----------
+    input : array_like
+        Scores :math:`x` (real-valued decision values).
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    margin : float, optional
+        The margin :math:`m`.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    The soft-margin SVM loss :cite:p:`cortes1995support`, the tightest convex upper
+    bound of the 0-1 loss :cite:p:`rosasco2004loss`. ``optax.hinge_loss`` (margin 1);
+    in PyTorch, ``torch.relu(margin - t * x)``.
+
+    Examples
+    --------
+    >>> hinge_loss([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
+    [0.0, 0.5, 2.0]
+    """
+    margin = check_finite_scalar(margin, "margin")
+    x, _, tx = _margin_arrays(input, target, reduction)
+    return _finish(np.maximum(margin - tx, 0), reduction, x.dtype)
 
 
 def hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`hinge_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = -t\, \mathbb{1}[m - t x > 0]
+
+    At the kink :math:`t x = m` the subgradient is 0: the derivative PyTorch's
+    ``torch.relu`` (and ``multi_margin_loss``) uses at 0. (``torch.clamp_min(u, 0)``
+    would pass the gradient there instead.)
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        As in :func:`hinge_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    Autograd of ``torch.relu(margin - t * x)`` :cite:p:`paszke2019pytorch`;
+    :cite:t:`cortes1995support`.
+
+    Examples
+    --------
+    >>> hinge_loss_grad([2.0, 0.5, 1.0], [1, -1, 1], reduction="none").tolist()
+    [0.0, 1.0, 0.0]
+    """
+    margin = check_finite_scalar(margin, "margin")
+    x, t, tx = _margin_arrays(input, target, reduction)
+    return _finish_grad(-t * np.heaviside(margin - tx, 0) + 0.0, x, reduction)
 
 
 def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Squared hinge loss against labels in {-1, +1}.
+
+    .. math::
+
+        \ell(x, t) = \max(0,\ m - t x)^2
+
+    Differentiable everywhere, unlike :func:`hinge_loss`.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores :math:`x`.
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    margin : float, optional
+        The margin :math:`m`.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    The L2-SVM loss; in PyTorch ``torch.relu(margin - t * x) ** 2``. Compared with
+    other classification losses by :cite:t:`janocha2017loss`.
+
+    Examples
+    --------
+    >>> squared_hinge_loss([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
+    [0.0, 0.25, 4.0]
+    """
+    margin = check_finite_scalar(margin, "margin")
+    x, _, tx = _margin_arrays(input, target, reduction)
+    return _finish(np.square(np.maximum(margin - tx, 0)), reduction, x.dtype)
 
 
 def squared_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`squared_hinge_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = -2 t \max(0,\ m - t x)
+
+    Continuous: 0 at the kink, whichever subgradient convention is used.
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        As in :func:`squared_hinge_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    Autograd of ``torch.relu(margin - t * x) ** 2`` :cite:p:`paszke2019pytorch`;
+    :cite:t:`janocha2017loss`.
+
+    Examples
+    --------
+    >>> squared_hinge_loss_grad([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
+    [0.0, -1.0, -4.0]
+    """
+    margin = check_finite_scalar(margin, "margin")
+    x, t, tx = _margin_arrays(input, target, reduction)
+    return _finish_grad(-2 * t * np.maximum(margin - tx, 0) + 0.0, x, reduction)
 
 
 def square_loss(input, target, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Square loss of a score against labels in {-1, +1}.
+
+    .. math::
+
+        \ell(x, t) = (1 - t x)^2
+
+    Since :math:`t^2 = 1` this is :math:`(t - x)^2`, least squares on the labels;
+    it also penalises confident correct scores :math:`t x > 1`.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores :math:`x`.
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    ``torch.nn.functional.mse_loss(x, t)`` or ``optax.squared_error(x, t)`` on
+    :math:`\pm 1` labels; a classification-calibrated margin loss
+    :cite:p:`bartlett2006convexity`, :cite:p:`rosasco2004loss`.
+
+    Examples
+    --------
+    >>> square_loss([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
+    [1.0, 0.25, 4.0]
+    """
+    x, _, tx = _margin_arrays(input, target, reduction)
+    return _finish(np.square(1 - tx), reduction, x.dtype)
 
 
 def square_loss_grad(input, target, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`square_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = -2 t (1 - t x)
+
+    Parameters
+    ----------
+    input, target, reduction
+        As in :func:`square_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    Autograd of ``mse_loss(x, t)`` :cite:p:`paszke2019pytorch`;
+    :cite:t:`bartlett2006convexity`.
+
+    Examples
+    --------
+    >>> square_loss_grad([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
+    [2.0, -1.0, -4.0]
+    """
+    x, t, tx = _margin_arrays(input, target, reduction)
+    return _finish_grad(-2 * t * (1 - tx), x, reduction)
 
 
 def logistic_loss(input, target, base=2.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Logistic loss of a score against labels in {-1, +1}.
+
+    .. math::
+
+        \ell(x, t) = \log_b\bigl(1 + e^{-t x}\bigr)
+                   = \operatorname{softplus}(-t x) / \ln b
+
+    With the default base :math:`b = 2` the loss is 1 at the margin :math:`t x = 0`,
+    like the 0-1 loss it upper-bounds; with :math:`b = e` it is
+    :func:`binary_cross_entropy_with_logits` with :math:`y = (1 + t)/2`.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores (logits) :math:`x`.
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    base : float, optional
+        Base :math:`b` of the logarithm: finite, positive, not 1.
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Notes
+    -----
+    ``torch.nn.functional.soft_margin_loss`` is the base-:math:`e` form;
+    ``optax.sigmoid_binary_cross_entropy`` with :math:`y = (1 + t)/2` likewise. The
+    base-2 scaling follows :cite:t:`rosasco2004loss`.
+
+    Examples
+    --------
+    >>> logistic_loss([0.0, 2.0, -1e4], [1, 1, 1], reduction="none").round(6).tolist()
+    [1.0, 0.183118, 14426.950409]
+    """
+    base = check_log_base(base)
+    x, _, tx = _margin_arrays(input, target, reduction)
+    return _finish(softplus(-tx) / np.log(base), reduction, x.dtype)
 
 
 def logistic_loss_grad(input, target, base=2.0, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""Gradient of :func:`logistic_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = -\frac{t\, \sigma(-t x)}{\ln b}
+
+    Parameters
+    ----------
+    input, target, base, reduction
+        As in :func:`logistic_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Notes
+    -----
+    Autograd of ``soft_margin_loss`` divided by :math:`\ln b` :cite:p:`paszke2019pytorch`;
+    :cite:t:`rosasco2004loss`.
+
+    Examples
+    --------
+    >>> logistic_loss_grad([0.0, 2.0], [1, -1], base=np.e, reduction="none").round(6).tolist()
+    [-0.5, 0.880797]
+    """
+    base = check_log_base(base)
+    x, t, tx = _margin_arrays(input, target, reduction)
+    return _finish_grad(-t * sigmoid(-tx) / np.log(base), x, reduction)
 
 
 def zero_one_loss(input, target, reduction="mean"):
-    """Not implemented yet."""
-    raise NotImplementedError
+    r"""0-1 loss: 1 for a wrong (or undecided) sign, 0 otherwise.
+
+    .. math::
+
+        \ell(x, t) = \mathbb{1}[t x \le 0]
+
+    A score of exactly 0 counts as an error. Its gradient is 0 almost everywhere,
+    which is why the convex surrogates above are trained instead; there is no
+    ``zero_one_loss_grad``.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores :math:`x`.
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` is the error rate.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction; NaN where a score is NaN.
+
+    Notes
+    -----
+    ``sklearn.metrics.zero_one_loss`` on signs; the loss the surrogates are
+    calibrated against :cite:p:`bartlett2006convexity`.
+
+    Examples
+    --------
+    >>> zero_one_loss([2.0, 0.0, -1.0], [1, 1, 1], reduction="none").tolist()
+    [0.0, 1.0, 1.0]
+    """
+    x, _, tx = _margin_arrays(input, target, reduction)
+    return _finish(np.heaviside(-tx, 1), reduction, x.dtype)

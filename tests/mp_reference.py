@@ -87,3 +87,158 @@ def cross_entropy(logits, labels):
     return rows(lambda row, y: mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row)) - row[int(y)])(
         logits, np.asarray(labels)
     )
+
+
+# --- binary losses: literal textbook / PyTorch / torchvision formulas ---------------------------
+# Terms like 1 - sigmoid(x) cancel at large |x|, losing |x| / ln(10) < |x| / 2 digits: each
+# element is evaluated with DIGITS + |x| / 2 decimal digits.
+
+
+def adaptive(f):
+    """Like ``elementwise``, but with enough digits for ``1 - sigmoid(x)`` at the given x."""
+
+    def lifted(*arrays):
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in arrays])
+        out = np.empty(arrays[0].shape, dtype=object)
+        for index in np.ndindex(out.shape):
+            values = [float(a[index]) for a in arrays]
+            extra = int(min(max(abs(v) for v in values), 2e5) / 2)
+            with mpmath.workdps(DIGITS + extra):
+                out[index] = +f(*(mpmath.mpf(v) for v in values))
+        return out
+
+    lifted.__name__ = f.__name__
+    return lifted
+
+
+def _mp_sigmoid(x):
+    return 1 / (1 + mpmath.exp(-x))
+
+
+@elementwise
+def binary_cross_entropy(p, y, w):
+    """PyTorch: -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)]."""
+    log_p = mpmath.log(p) if p > 0 else mpmath.mpf("-inf")
+    log_q = mpmath.log(1 - p) if p < 1 else mpmath.mpf("-inf")
+    return -w * (y * max(log_p, -100) + (1 - y) * max(log_q, -100))
+
+
+@adaptive
+def binary_cross_entropy_with_logits(x, y, w, pos_weight):
+    """PyTorch: -w [pos_weight y log sigma(x) + (1 - y) log(1 - sigma(x))]."""
+    s = _mp_sigmoid(x)
+    return -w * (pos_weight * y * mpmath.log(s) + (1 - y) * mpmath.log(1 - s))
+
+
+def sigmoid_focal_loss(x, y, alpha, gamma):
+    """torchvision.ops.sigmoid_focal_loss, literally (alpha=None: no alpha_t factor)."""
+
+    def focal(x, y):
+        p = _mp_sigmoid(x)
+        ce = -(y * mpmath.log(p) + (1 - y) * mpmath.log(1 - p))
+        p_t = p * y + (1 - p) * (1 - y)
+        loss = ce * (1 - p_t) ** mpmath.mpf(gamma)
+        if alpha is not None:
+            a = mpmath.mpf(alpha)
+            loss = (a * y + (1 - a) * (1 - y)) * loss
+        return loss
+
+    return adaptive(focal)(x, y)
+
+
+def sigmoid_focal_loss_derivative(x, y, alpha, gamma):
+    """d/dx of the torchvision formula, by mpmath's numerical differentiation at high precision."""
+
+    def derivative(x, y):
+        def focal(z):
+            p = _mp_sigmoid(z)
+            ce = -(y * mpmath.log(p) + (1 - y) * mpmath.log(1 - p))
+            loss = ce * (1 - (p * y + (1 - p) * (1 - y))) ** mpmath.mpf(gamma)
+            if alpha is not None:
+                a = mpmath.mpf(alpha)
+                loss = (a * y + (1 - a) * (1 - y)) * loss
+            return loss
+
+        return mpmath.diff(focal, x)
+
+    return adaptive(derivative)(x, y)
+
+
+def hinge(x, t, margin):
+    return elementwise(lambda x, t: max(mpmath.mpf(0), mpmath.mpf(margin) - t * x))(x, t)
+
+
+def squared_hinge(x, t, margin):
+    return elementwise(lambda x, t: max(mpmath.mpf(0), mpmath.mpf(margin) - t * x) ** 2)(x, t)
+
+
+@elementwise
+def square(x, t):
+    return (1 - t * x) ** 2
+
+
+def logistic(x, t, base):
+    return adaptive(lambda x, t: mpmath.log(1 + mpmath.exp(-t * x)) / mpmath.log(base))(x, t)
+
+
+# --- regression losses: the textbook formulas, exact residual x - y ----------------------------
+
+
+def _digits_for(r):
+    """Digits for log(cosh(r)): cosh(r) - 1 ~ r^2 / 2 must survive next to 1."""
+    return DIGITS + (int(-2 * mpmath.log10(abs(r))) if 0 < abs(r) < 1 else 0)
+
+
+def _residual_lifted(f):
+    """Like ``elementwise``, with the precision raised for tiny residuals x - y."""
+
+    def lifted(x, y, *extra):
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in (x, y, *extra)])
+        out = np.empty(arrays[0].shape, dtype=object)
+        for index in np.ndindex(out.shape):
+            values = [mp(a[index]) for a in arrays]
+            with mpmath.workdps(DIGITS):
+                r = values[0] - values[1]  # exact: 400 digits hold any float64 difference
+            with mpmath.workdps(_digits_for(r)):
+                out[index] = +f(r, *values[2:])
+        return out
+
+    lifted.__name__ = f.__name__
+    return lifted
+
+
+@_residual_lifted
+def mse(r):
+    return r**2
+
+
+@_residual_lifted
+def l1(r):
+    return abs(r)
+
+
+@_residual_lifted
+def huber(r, delta):
+    return r**2 / 2 if abs(r) < delta else delta * (abs(r) - delta / 2)
+
+
+@_residual_lifted
+def smooth_l1(r, beta):
+    return r**2 / (2 * beta) if abs(r) < beta else abs(r) - beta / 2
+
+
+@_residual_lifted
+def log_cosh(r):
+    return mpmath.log(mpmath.cosh(r))
+
+
+@_residual_lifted
+def gaussian_nll(r, var, eps, full):
+    v = max(var, eps)
+    return (mpmath.log(v) + r**2 / v + (mpmath.log(2 * mpmath.pi) if full else 0)) / 2
+
+
+@_residual_lifted
+def laplace_nll(r, scale, eps, full):
+    b = max(scale, eps)
+    return mpmath.log(b) + abs(r) / b + (mpmath.log(2) if full else 0)
