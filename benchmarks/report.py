@@ -1,0 +1,171 @@
+"""Writing the results: a self-describing JSON file and a Markdown page of tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.cases import CONTENDERS
+
+SHORT_STATUS = {"no such function": "n/a", "not installed": "not installed"}
+
+
+def write_json(results: dict, path: Path) -> None:
+    """``results`` as indented JSON; NaN or inf would be invalid JSON, so they are refused."""
+    path.write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+
+
+def _status_cell(result: dict) -> str:
+    status = result.get("status", "")
+    return SHORT_STATUS.get(status, status.split(":")[0])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _ulp(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def accuracy_cell(result: dict) -> str:
+    """``worst / median`` ULP, and the count of non-finite results when there are any."""
+    if result.get("status") != "ok":
+        return _status_cell(result)
+    cell = f"{_ulp(result['worst_ulp'])} / {_ulp(result['median_ulp'])}"
+    if result["non_finite"]:
+        cell += f" ({result['non_finite']} non-finite)"
+    return cell
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value * 1e3:.3g} ms"
+
+
+def speed_cell(result: dict, kind: str, baseline: bool) -> str:
+    """Absolute time for the baseline; ratio to it (and the time) for the others."""
+    if result.get("status") != "ok":
+        return _status_cell(result)
+    seconds, ratio = result[f"{kind}_s"], result[f"{kind}_ratio"]
+    if seconds is None:
+        return "no gradient"
+    if baseline or ratio is None:
+        return _seconds(seconds)
+    return f"{ratio:.2f}x ({_seconds(seconds)})"
+
+
+def memory_cell(result: dict) -> str:
+    """Peak extra memory as a multiple of the logits' size, and in MB."""
+    if result.get("status") != "ok":
+        return _status_cell(result)
+    return f"{result['times_input']:.2f}x ({result['peak_extra_bytes'] / 1e6:.3g} MB)"
+
+
+def machine_line(machine: dict) -> str:
+    """One sentence on where the numbers come from."""
+    torch = machine["torch"] or "not installed (its columns are skipped)"
+    return (
+        f"{machine['cpu_model']}, {machine['usable_cores']} usable of "
+        f"{machine['logical_cores']} logical cores, {machine['system']} {machine['machine']}; "
+        f"Python {machine['python']}, NumPy {machine['numpy']}, SciPy {machine['scipy']}, "
+        f"mpmath {machine['mpmath']}, lossutils {machine['lossutils']}; PyTorch {torch}."
+    )
+
+
+def accuracy_section(results: dict) -> list[str]:
+    """The accuracy table, the notes on the baselines, and the regimes swept."""
+    settings = results["settings"]["accuracy"]
+    rows = [
+        [f"`{e['function']}`", str(e["results"]["lossutils"].get("points", "-"))]
+        + [accuracy_cell(e["results"][key]) for key in CONTENDERS]
+        for e in results["accuracy"]
+    ]
+    lines = [
+        "## Accuracy",
+        "",
+        f"Error in {settings['unit']} against {settings['reference']}, {settings['dtype']}, "
+        "over hard sweeps. Each cell is *worst / median*; non-finite results (inf or nan where "
+        "the exact value is finite) are counted separately and left out of the ULP figures. "
+        f"lossutils promises at most {settings['contract_ulp']:g} ULP.",
+        "",
+        *_table(["function", "points"] + list(CONTENDERS.values()), rows),
+        "",
+        "Regimes swept (points per regime: "
+        f"{settings['points_per_regime']}, rows of {settings['classes']} classes for the row "
+        "functions):",
+        "",
+    ]
+    for entry in results["accuracy"]:
+        note = f" ({entry['note']})" if entry["note"] else ""
+        lines.append(f"- `{entry['function']}`{note}: " + "; ".join(entry["regimes"]) + ".")
+    return lines + [""]
+
+
+def speed_section(results: dict) -> list[str]:
+    """One speed table per dtype: absolute textbook times, ratios for the others."""
+    settings = results["settings"]["speed"]
+    others = [key for key in CONTENDERS if key != "numpy"]
+    header = ["function", "shape", "NumPy fwd", "NumPy fwd+grad"]
+    for key in others:
+        header += [f"{CONTENDERS[key]} fwd", "fwd+grad"]
+    lines = [
+        "## Speed",
+        "",
+        f"Median of {settings['repeats']} runs of one call each. The textbook NumPy formula is "
+        "given in milliseconds; every other contender as the ratio of its time to that one "
+        "(below 1 is faster), measured in the same run on the same arrays. *fwd+grad* is the "
+        "loss followed by its gradient. Activations have no `_grad` in lossutils: their "
+        "derivative is computed with lossutils' own activations (sigmoid, softmax).",
+        "",
+    ]
+    for dtype in settings["dtypes"]:
+        rows = []
+        for entry in (e for e in results["speed"] if e["dtype"] == dtype):
+            res = entry["results"]
+            row = [f"`{entry['function']}`", "x".join(map(str, entry["shapes"][0]))]
+            row += [speed_cell(res["numpy"], k, True) for k in ("forward", "forward_grad")]
+            for key in others:
+                row += [speed_cell(res[key], k, False) for k in ("forward", "forward_grad")]
+            rows.append(row)
+        lines += [f"### {dtype}", "", *_table(header, rows), ""]
+    return lines
+
+
+def memory_section(results: dict) -> list[str]:
+    """Peak extra memory of the cross-entropy loss and gradient, relative to the logits."""
+    rows = [
+        [f"`{e['function']}`", e["dtype"], "x".join(map(str, e["shapes"][0]))]
+        + [memory_cell(e["results"][key]) for key in CONTENDERS]
+        for e in results["memory"]
+    ]
+    return [
+        "## Memory",
+        "",
+        results["settings"]["memory"]["method"] + ", as a multiple of the logits' size.",
+        "",
+        *_table(["work", "dtype", "logits"] + list(CONTENDERS.values()), rows),
+        "",
+    ]
+
+
+def markdown(results: dict) -> str:
+    """The results page."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python benchmarks/run.py`); see `benchmarks/README.md`. "
+        "Timings depend on the machine and on its load; the accuracy figures do not.",
+        "",
+        "Machine: " + machine_line(results["machine"]),
+        "",
+    ]
+    lines += accuracy_section(results) + speed_section(results) + memory_section(results)
+    if results["notes"]:
+        lines += ["## Notes", ""] + [f"- {note}" for note in results["notes"]] + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    """The results page as a Markdown file."""
+    path.write_text(markdown(results))

@@ -1,0 +1,132 @@
+"""Run the lossutils benchmarks and write ``benchmarks/results/`` (``make bench``).
+
+Accuracy (ULP against mpmath over hard sweeps), speed (forward and
+forward+gradient, float32 and float64) and the memory of the cross-entropy
+gradient, for lossutils next to the textbook NumPy formula, SciPy and, when it
+is installed, PyTorch. ``--quick`` runs everything at a tiny size (seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: make lossutils and benchmarks importable
+
+from benchmarks import accuracy, machine, report, speed, sweeps  # noqa: E402
+from benchmarks.cases import CASES, CONTENDERS  # noqa: E402
+from benchmarks.implementations import torch_available  # noqa: E402
+from benchmarks.references import DIGITS  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+FULL_POINTS, QUICK_POINTS = 200, 6
+FULL_REPEATS, QUICK_REPEATS = 5, 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
+    parser.add_argument("--repeats", type=int, help="timing runs per median")
+    parser.add_argument("--points", type=int, help="points per accuracy regime")
+    parser.add_argument("--only", nargs="+", metavar="FUNCTION", help="benchmark these only")
+    return parser.parse_args(argv)
+
+
+def settings(args, sizes) -> dict:
+    """What was measured and in which units, for the JSON file."""
+    return {
+        "accuracy": {
+            "dtype": "float64",
+            "unit": "ULP (units in the last place of the exact value, float64 grid)",
+            "reference": f"mpmath at {DIGITS} decimal digits",
+            "statistics": "worst and median over finite results; non_finite counted apart",
+            "contract_ulp": accuracy.CONTRACT_ULP,
+            "points_per_regime": args.points,
+            "classes": sweeps.NUM_CLASSES,
+            "seed": 0,
+        },
+        "speed": {
+            "unit": "seconds",
+            "statistic": f"median of {args.repeats} runs of one call, after one warm-up call",
+            "repeats": args.repeats,
+            "ratio": "time / time of the textbook NumPy formula, same dtype, same arrays, same run",
+            "reduction": "none: per-element (or per-row) losses; gradients of their sum",
+            "dtypes": [np.dtype(d).name for d in speed.DTYPES],
+            "sizes": sizes.describe(),
+        },
+        "memory": {
+            "unit": "bytes",
+            "method": "Peak memory allocated during loss + gradient (tracemalloc), "
+            "above what was allocated before the call",
+            "ratio": "times_input = peak_extra_bytes / bytes of the logits",
+        },
+    }
+
+
+def notes() -> list[str]:
+    """Caveats that apply to the whole run."""
+    out = []
+    if not torch_available():
+        out.append(
+            "PyTorch is not installed, so its columns are skipped; install torch to add them."
+        )
+    return out
+
+
+def missing(results: dict) -> list[str]:
+    """lossutils functions that could not be measured, with the reason."""
+    return sorted(
+        {
+            f"{entry['function']}: {entry['results']['lossutils']['status']}"
+            for entry in results["accuracy"] + results["speed"] + results["memory"]
+            if entry["results"]["lossutils"]["status"] != "ok"
+        }
+    )
+
+
+def run(args) -> dict:
+    """Every measurement, as one JSON-ready dictionary."""
+    sizes = sweeps.QUICK if args.quick else sweeps.FULL
+    cases = [c for c in CASES if not args.only or c.name in args.only]
+    memory_cases = [c for c in cases if c.name == "cross_entropy"]
+
+    def progress(message):
+        print(message, file=sys.stderr, flush=True)
+
+    return {
+        "description": "lossutils against the textbook NumPy formula, SciPy and PyTorch: "
+        "accuracy, speed and memory",
+        "contenders": CONTENDERS,
+        "machine": machine.describe(),
+        "settings": settings(args, sizes),
+        "notes": notes(),
+        "accuracy": accuracy.measure(cases, args.points, progress=progress),
+        "speed": speed.measure(cases, sizes, args.repeats, progress=progress),
+        "memory": [entry for case in memory_cases for entry in speed.memory_case(case, sizes)],
+    }
+
+
+def main(argv=None) -> int:
+    """Measure, write ``results.json`` and ``README.md`` into the output folder."""
+    args = parse_args(argv)
+    args.points = args.points or (QUICK_POINTS if args.quick else FULL_POINTS)
+    args.repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write_json(results, args.out / "results.json")
+    report.write_markdown(results, args.out / "README.md")
+    for line in missing(results):
+        print(f"not measured: {line}", file=sys.stderr)
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'README.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Speed and memory: forward and forward+gradient at realistic sizes, float32 and float64.
+
+Times are medians over repeated runs (one call per run, after one warm-up call);
+ratios divide by the textbook NumPy formula timed in the same run on the same arrays.
+"""
+
+from __future__ import annotations
+
+import statistics
+import timeit
+import tracemalloc
+from functools import partial
+
+import numpy as np
+
+from benchmarks.cases import Case
+from benchmarks.contenders import measure_each, quietly
+
+DTYPES = (np.float32, np.float64)
+BASELINE = "numpy"
+UNTRACED = {"pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's"}
+
+
+def median_seconds(fn, args, repeats: int) -> float:
+    """Median wall time of ``fn(*args)`` over ``repeats`` runs, after one warm-up call."""
+    quietly(fn, *args)
+    return statistics.median(timeit.repeat(lambda: quietly(fn, *args), number=1, repeat=repeats))
+
+
+def forward_and_grad(impl):
+    """One training step's work: the loss, then its gradient."""
+
+    def step(*args):
+        impl.loss(*args)
+        return impl.grad(*args)
+
+    return step
+
+
+def time_impl(impl, args, repeats: int) -> dict:
+    """Forward and forward+gradient medians of one contender (seconds; None: no gradient)."""
+    return {
+        "forward_s": median_seconds(impl.loss, args, repeats),
+        "forward_grad_s": (
+            median_seconds(forward_and_grad(impl), args, repeats) if impl.grad else None
+        ),
+    }
+
+
+def with_ratios(results: dict) -> dict:
+    """Add each contender's time divided by the textbook NumPy time."""
+    base = results.get(BASELINE, {})
+    for timing in (r for r in results.values() if r["status"] == "ok"):
+        for kind in ("forward", "forward_grad"):
+            mine, theirs = timing.get(f"{kind}_s"), base.get(f"{kind}_s")
+            timing[f"{kind}_ratio"] = mine / theirs if mine and theirs else None
+    return results
+
+
+def time_case(case: Case, dtype, sizes, repeats: int, seed: int = 0) -> dict:
+    """The speed entry of one function at one dtype."""
+    args = case.speed_inputs(np.random.default_rng(seed), dtype, sizes)
+    results = measure_each(case, lambda impl: time_impl(impl, args, repeats))
+    return {
+        "function": case.name,
+        "dtype": np.dtype(dtype).name,
+        "shapes": [list(np.shape(a)) for a in args],
+        "gradient": case.grad_note or "the loss's own gradient",
+        "results": with_ratios(results),
+    }
+
+
+def measure(cases, sizes, repeats: int, progress=print) -> list[dict]:
+    """Speed entries for every case and dtype."""
+    entries = []
+    for case in cases:
+        for dtype in DTYPES:
+            progress(f"speed: {case.name} {np.dtype(dtype).name}")
+            entries.append(time_case(case, dtype, sizes, repeats))
+    return entries
+
+
+def peak_bytes(fn, args) -> int:
+    """Peak memory allocated while ``fn(*args)`` runs, above what was allocated before."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = quietly(fn, *args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - before
+
+
+def _not_traced(key, impl) -> str | None:
+    if impl.grad is None:
+        return "no gradient"
+    return UNTRACED.get(key)
+
+
+def memory_of(impl, args) -> dict:
+    """Peak extra bytes of loss + gradient, and that as a multiple of the first argument."""
+    peak = peak_bytes(forward_and_grad(impl), args)
+    return {"peak_extra_bytes": peak, "times_input": peak / args[0].nbytes}
+
+
+def memory_case(case: Case, sizes, seed: int = 0) -> list[dict]:
+    """Peak extra memory of loss + gradient for every contender, relative to the input."""
+    entries = []
+    for dtype in DTYPES:
+        args = case.speed_inputs(np.random.default_rng(seed), dtype, sizes)
+        results = measure_each(case, partial(memory_of, args=args), skip=_not_traced)
+        entries.append(
+            {
+                "function": f"{case.name} + {case.name}_grad",
+                "dtype": np.dtype(dtype).name,
+                "input_bytes": int(args[0].nbytes),
+                "shapes": [list(np.shape(a)) for a in args],
+                "results": results,
+            }
+        )
+    return entries

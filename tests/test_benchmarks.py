@@ -1,0 +1,119 @@
+"""Smoke test of the benchmark harness: a tiny run into a temporary folder.
+
+Checks the structure of ``results.json`` and ``README.md`` and that lossutils
+stays finite and accurate over the hard sweeps. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = [
+    "logsumexp",
+    "log_softmax",
+    "softplus",
+    "log_sigmoid",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "log_cosh_loss",
+    "huber_loss",
+    "gaussian_kl",
+]
+CONTENDERS = ["lossutils", "numpy", "scipy", "pytorch"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Run ``benchmarks/run.py --quick`` once, with warnings as errors; return its outputs."""
+    out = tmp_path_factory.mktemp("bench")
+    subprocess.run(
+        [sys.executable, "-W", "error", str(ROOT / "benchmarks" / "run.py"), "--quick"]
+        + ["--out", str(out)],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    results = json.loads((out / "results.json").read_text())
+    return results, (out / "README.md").read_text()
+
+
+def test_json_describes_machine_and_units(run):
+    results, _ = run
+    machine = results["machine"]
+    assert machine["usable_cores"] >= 1
+    assert machine["numpy"] and machine["python"]
+    assert set(results["contenders"]) == set(CONTENDERS)
+    assert "ULP" in results["settings"]["accuracy"]["unit"]
+    assert results["settings"]["speed"]["unit"] == "seconds"
+    assert results["settings"]["memory"]["unit"] == "bytes"
+
+
+def test_every_function_is_measured_for_every_contender(run):
+    results, _ = run
+    assert [e["function"] for e in results["accuracy"]] == FUNCTIONS
+    assert sorted((e["function"], e["dtype"]) for e in results["speed"]) == sorted(
+        (f, d) for f in FUNCTIONS for d in ("float32", "float64")
+    )
+    for entry in results["accuracy"] + results["speed"] + results["memory"]:
+        assert set(entry["results"]) == set(CONTENDERS), entry["function"]
+
+
+def test_lossutils_is_finite_and_within_contract(run):
+    results, _ = run
+    for entry in results["accuracy"]:
+        lossutils = entry["results"]["lossutils"]
+        assert lossutils["status"] == "ok", (entry["function"], lossutils["status"])
+        assert lossutils["non_finite"] == 0, entry["function"]
+        assert math.isfinite(lossutils["worst_ulp"]), entry["function"]
+        assert lossutils["worst_ulp"] <= 4.0, (entry["function"], lossutils["worst_ulp"])
+
+
+def test_sweeps_are_hard_for_the_textbook_formula(run):
+    results, _ = run
+    textbook = {e["function"]: e["results"]["numpy"] for e in results["accuracy"]}
+    for name in ("logsumexp", "softplus", "cross_entropy", "log_cosh_loss"):
+        assert textbook[name]["non_finite"] > 0, name
+    for name in ("log_softmax", "binary_cross_entropy_with_logits", "gaussian_kl"):
+        assert textbook[name]["worst_ulp"] > 1e6, name
+
+
+def test_speed_ratios_are_relative_to_the_textbook_formula(run):
+    results, _ = run
+    for entry in results["speed"]:
+        base = entry["results"]["numpy"]
+        assert base["forward_ratio"] == pytest.approx(1.0)
+        for timing in entry["results"].values():
+            if timing["status"] == "ok":
+                assert timing["forward_s"] > 0
+                assert timing["forward_ratio"] == pytest.approx(
+                    timing["forward_s"] / base["forward_s"]
+                )
+
+
+def test_memory_of_cross_entropy_is_reported_relative_to_the_logits(run):
+    results, _ = run
+    assert [e["dtype"] for e in results["memory"]] == ["float32", "float64"]
+    for entry in results["memory"]:
+        textbook = entry["results"]["numpy"]
+        assert textbook["peak_extra_bytes"] >= entry["input_bytes"]  # it returns a gradient
+        assert textbook["times_input"] == pytest.approx(
+            textbook["peak_extra_bytes"] / entry["input_bytes"]
+        )
+
+
+def test_markdown_has_the_tables(run):
+    _, page = run
+    for heading in ("## Accuracy", "## Speed", "### float32", "### float64", "## Memory"):
+        assert heading in page
+    for name in FUNCTIONS:
+        assert page.count(f"| `{name}` |") == 3, name  # accuracy, float32, float64
+    assert "Machine: " in page
