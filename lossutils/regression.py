@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ._checks import (
+    as_float_array,
     check_nonnegative,
     check_positive_scalar,
     check_reduction,
@@ -48,11 +49,17 @@ _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
+def _floats(names_values):
+    """The arguments as arrays of their promoted floating dtype (Python numbers are weak)."""
+    for name, value in names_values.items():
+        as_float_array(value, name)  # the ValueError for non-numeric data comes first
+    return float_arrays(names_values, result_dtype(*names_values.values()))
+
+
 def _residual(input, target, reduction):
     """Checked residual ``input - target`` in the promoted dtype."""
     check_reduction(reduction)
-    dtype = result_dtype(input, target)
-    x, y = float_arrays({"input": input, "target": target}, dtype)
+    x, y = _floats({"input": input, "target": target})
     check_same_shape(x, y, "input", "target")
     return x - y
 
@@ -71,13 +78,12 @@ def _likelihood_args(input, target, scale, name, eps, reduction):
     """Checked residual and the variance or scale floored at ``eps`` (broadcastable)."""
     check_reduction(reduction)
     eps = check_positive_scalar(eps, "eps", allow_zero=True)
-    dtype = result_dtype(input, target, scale)
-    x, y, s = float_arrays({"input": input, "target": target, name: scale}, dtype)
+    x, y, s = _floats({"input": input, "target": target, name: scale})
     check_same_shape(x, y, "input", "target")
     check_scale_shape(s, x.shape, name)
     check_nonnegative(s, name)
     # np.maximum propagates NaN, as torch.clamp does.
-    return x - y, np.maximum(s, dtype.type(eps)), s.shape
+    return x - y, np.maximum(s, s.dtype.type(eps)), s.shape
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -248,9 +254,10 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     delta = check_positive_scalar(delta, "delta")
     r = _residual(input, target, reduction)
     a = np.abs(r)
-    # The quadratic branch only sees |r| <= delta: no overflow where it is not used.
-    rc = np.minimum(a, delta)
-    loss = np.where(a < delta, 0.5 * rc * rc, delta * (a - 0.5 * delta))
+    # Each branch sees only its own range: no overflow where it is not used.
+    near = np.where(a < delta, a, 0)
+    far = np.maximum(a, delta)
+    loss = np.where(a < delta, 0.5 * near * near, delta * (far - 0.5 * delta))
     return reduce(loss, reduction)
 
 
