@@ -38,6 +38,7 @@ __all__ = [
     "additive_terms",
     "drop_constants",
     "derivative",
+    "gaussian_expectation",
     "stabilize",
     "to_numpy",
 ]
@@ -347,6 +348,44 @@ def derivative(expr, wrt):
         ),
         lambda e: e.args[0].expr,
     )
+
+
+def gaussian_expectation(expr, x, mean, std):
+    r"""The expectation :math:`\mathbb E_{x \sim \mathcal N(\mu, \sigma^2)}[f(x)]` of ``expr``.
+
+    The integral :math:`\int \mathcal N(x \mid \mu, \sigma^2) f(x)\,dx` after the
+    substitution :math:`x = \mu + \sigma u` (the reparameterization of a VAE).
+    When :math:`f(\mu + \sigma u)` is a polynomial in :math:`u` (the log of a
+    Gaussian density, or a ratio of them) each power is replaced by its moment
+    :math:`\mathbb E[u^k] = (k - 1)!!` for even :math:`k`, 0 for odd :math:`k`;
+    this is exact and much faster than ``integrate``, which is the fallback.
+
+    Parameters
+    ----------
+    expr : SymPy expression
+        The integrand :math:`f`; logs of products are split (``expand_log(force=True)``).
+    x : Symbol
+        The variable of integration.
+    mean, std : SymPy expressions
+        :math:`\mu` and :math:`\sigma > 0`.
+
+    Examples
+    --------
+    >>> x, mu = sp.symbols("x mu", real=True)
+    >>> sigma = sp.Symbol("sigma", positive=True)
+    >>> gaussian_expectation(x**2, x, mu, sigma)
+    mu**2 + sigma**2
+    >>> q, p = gaussian_pdf(x, mu, 1 / sigma**2), gaussian_pdf(x, 0, 1)
+    >>> gaussian_expectation(sp.log(q / p), x, mu, sigma)  # KL(q || N(0, 1))
+    mu**2/2 + sigma**2/2 - log(sigma) - 1/2
+    """
+    u = sp.Dummy("u", real=True)
+    f = sp.expand(sp.expand_log(sp.sympify(expr).subs(x, mean + std * u), force=True))
+    if f.is_polynomial(u):
+        moments = [(c, k) for (k,), c in sp.Poly(f, u).terms() if k % 2 == 0]
+        return sp.Add(*[c * sp.factorial2(k - 1) for c, k in moments])
+    standard = sp.exp(-(u**2) / 2) / sp.sqrt(2 * sp.pi)
+    return sp.integrate(f * standard, (u, -sp.oo, sp.oo), conds="none")
 
 
 # --------------------------------------------------------------------------- numbers
