@@ -387,6 +387,9 @@ def sigmoid_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
     Equivalent to ``torchvision.ops.sigmoid_focal_loss`` (where a negative ``alpha``
     disables the weighting; here ``alpha=None`` does, and a negative ``alpha`` is an
     error) and ``optax.sigmoid_focal_loss``. Introduced by :cite:t:`lin2017focal`.
+    The product of three rounded factors, one raised to the power :math:`\gamma`, is
+    evaluated one precision up (``long double`` for float64 input, where the platform's
+    is wider than double; float64 for float32) and rounded once.
 
     Examples
     --------

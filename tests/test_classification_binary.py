@@ -517,11 +517,17 @@ def test_reductions_agree(x):
             )
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_float32_in_float32_out(reduction):
-    rng = np.random.default_rng(RNG_SEED + 15)
-    x = rng.normal(0, 3, (3, 4)).astype(np.float32)
-    for loss, grad, args in _all_cases(x, rng):
+@settings(max_examples=15, deadline=None)
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+        elements=st.floats(-30, 30, width=32),
+    ),
+    st.sampled_from(REDUCTIONS),
+)
+def test_float32_in_float32_out(x, reduction):
+    for loss, grad, args in _all_cases(x, _rng_from(x)):
         value = loss(*args, reduction=reduction)
         assert value.dtype == np.float32, loss.__name__
         if reduction != "none":
@@ -530,7 +536,7 @@ def test_float32_in_float32_out(reduction):
             g = grad(*args, reduction=reduction)
             assert g.dtype == np.float32 and g.shape == args[0].shape, grad.__name__
     # float64 data promote a float32 input, as NumPy does
-    assert C.hinge_loss(x, np.ones((3, 4))).dtype == np.float64
+    assert C.hinge_loss(x, np.ones(x.shape)).dtype == np.float64
     assert C.binary_cross_entropy_with_logits([1, 0], [1, 0]).dtype == np.float64
 
 
