@@ -41,6 +41,7 @@ __all__ = [
     "gaussian_expectation",
     "stabilize",
     "to_numpy",
+    "to_mpmath",
 ]
 
 
@@ -471,3 +472,42 @@ def to_numpy(expr, symbols: Sequence, stable: bool = True) -> Callable:
         return sp.lambdify(list(symbols), expr, modules=[NUMPY_FUNCTIONS, "numpy"])
     expr = expr.rewrite(sp.exp) if expr.has(sigmoid, softplus) else expr
     return sp.lambdify(list(symbols), expr, modules="numpy")
+
+
+def to_mpmath(expr, symbols: Sequence, digits: int = 400) -> Callable:
+    """A high-precision reference: ``expr`` evaluated elementwise by mpmath at ``digits`` digits.
+
+    The returned function takes float arrays (broadcast against each other),
+    converts every entry exactly to an mpmath number and evaluates the
+    :func:`stabilize` form of ``expr``, with softplus as ``log1p(exp(.))``, so
+    the reference neither overflows nor loses the tiny values of a confident
+    prediction. It returns an object array of mpmath numbers, the ``reference``
+    of :func:`lossutils.testing.assert_ulp_close`.
+
+    Examples
+    --------
+    >>> import mpmath
+    >>> import numpy as np
+    >>> z = sp.Symbol("z", real=True)
+    >>> reference = to_mpmath(-sp.log(sigmoid(z)), [z])
+    >>> [mpmath.nstr(v, 6) for v in reference(np.array([40.0, -1000.0]))]
+    ['4.24835e-18', '1000.0']
+    """
+    import mpmath
+    import numpy as np
+
+    functions = {
+        "softplus": lambda x: mpmath.log1p(mpmath.exp(x)),
+        "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
+    }
+    f = sp.lambdify(list(symbols), stabilize(expr), modules=[functions, "mpmath"])
+
+    def reference(*arrays):
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in arrays])
+        out = np.empty(arrays[0].shape, dtype=object)
+        with mpmath.workdps(digits):
+            for index in np.ndindex(out.shape):
+                out[index] = f(*(mpmath.mpf(float(a[index])) for a in arrays))
+        return out
+
+    return reference
