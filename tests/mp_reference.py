@@ -244,64 +244,76 @@ def laplace_nll(r, scale, eps, full):
     return mpmath.log(b) + abs(r) / b + (mpmath.log(2) if full else 0)
 
 
-# --- regression losses: the textbook formulas, exact residual x - y ----------------------------
+def _row_neg_log_softmax(row):
+    """-log softmax of one row of mpmath numbers, as a list."""
+    lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+    return [lse - v for v in row]
 
 
-def _digits_for(r):
-    """Digits for log(cosh(r)): cosh(r) - 1 ~ r^2 / 2 must survive next to 1."""
-    return DIGITS + (int(-2 * mpmath.log10(abs(r))) if 0 < abs(r) < 1 else 0)
+def smoothed_cross_entropy(logits, labels, weight, eps):
+    """Per-sample (1 - eps) w_y (-log p_y) + eps/C sum_c w_c (-log p_c), exact eps and w."""
+    weight = [mp(w) for w in np.asarray(weight, dtype=np.float64)]
+    eps = mp(eps)
+
+    def one(row, y):
+        nl = _row_neg_log_softmax(row)
+        smooth = mpmath.fsum(w * v for w, v in zip(weight, nl, strict=True)) / len(row)
+        return (1 - eps) * weight[int(y)] * nl[int(y)] + eps * smooth
+
+    return rows(one)(logits, np.asarray(labels))
 
 
-def _residual_lifted(f):
-    """Like ``elementwise``, with the precision raised for tiny residuals x - y."""
+def soft_cross_entropy(logits, probs, weight, eps):
+    """Per-sample -sum_c w_c q_c log p_c with q = (1 - eps) t + eps / C, exact arithmetic."""
+    weight = [mp(w) for w in np.asarray(weight, dtype=np.float64)]
+    eps = mp(eps)
+    probs = np.asarray(probs, dtype=np.float64)
 
-    def lifted(x, y, *extra):
-        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in (x, y, *extra)])
-        out = np.empty(arrays[0].shape, dtype=object)
+    def one(row, t):
+        nl = _row_neg_log_softmax(row)
+        q = [(1 - eps) * mp(v) + eps / len(row) for v in t]
+        return mpmath.fsum(w * qc * v for w, qc, v in zip(weight, q, nl, strict=True))
+
+    x = np.asarray(logits, dtype=np.float64)
+    out = np.empty(x.shape[:-1], dtype=object)
+    with mpmath.workdps(DIGITS):
         for index in np.ndindex(out.shape):
-            values = [mp(a[index]) for a in arrays]
-            with mpmath.workdps(DIGITS):
-                r = values[0] - values[1]  # exact: 400 digits hold any float64 difference
-            with mpmath.workdps(_digits_for(r)):
-                out[index] = +f(r, *values[2:])
-        return out
-
-    lifted.__name__ = f.__name__
-    return lifted
+            out[index] = one([mp(v) for v in x[index]], probs[index])
+    return out
 
 
-@_residual_lifted
-def mse(r):
-    return r**2
+def softmax_focal_loss(logits, labels, gamma):
+    """Per-sample -(1 - p_y)^gamma log p_y."""
+    gamma = mp(gamma)
+
+    def one(row, y):
+        nl = _row_neg_log_softmax(row)[int(y)]
+        return (-mpmath.expm1(-nl)) ** gamma * nl
+
+    return rows(one)(logits, np.asarray(labels))
 
 
-@_residual_lifted
-def l1(r):
-    return abs(r)
+def multiclass_hinge_loss(logits, labels, margin):
+    """Per-sample max(0, margin + max_{j != y} z_j - z_y) (0 with one class)."""
+    margin = mp(margin)
+
+    def one(row, y):
+        rivals = [v for k, v in enumerate(row) if k != int(y)]
+        if not rivals:
+            return mpmath.mpf(0)
+        return max(mpmath.mpf(0), margin + max(rivals) - row[int(y)])
+
+    return rows(one)(logits, np.asarray(labels))
 
 
-@_residual_lifted
-def huber(r, delta):
-    return r**2 / 2 if abs(r) < delta else delta * (abs(r) - delta / 2)
+def multi_margin_loss(logits, labels, p, margin, weight):
+    """Per-sample sum_{j != y} w_y max(0, margin - z_y + z_j)^p / C."""
+    margin = mp(margin)
+    weight = [mp(w) for w in np.asarray(weight, dtype=np.float64)]
 
+    def one(row, y):
+        y = int(y)
+        terms = [max(mpmath.mpf(0), margin - row[y] + v) ** p for k, v in enumerate(row) if k != y]
+        return weight[y] * mpmath.fsum(terms) / len(row)
 
-@_residual_lifted
-def smooth_l1(r, beta):
-    return r**2 / (2 * beta) if abs(r) < beta else abs(r) - beta / 2
-
-
-@_residual_lifted
-def log_cosh(r):
-    return mpmath.log(mpmath.cosh(r))
-
-
-@_residual_lifted
-def gaussian_nll(r, var, eps, full):
-    v = max(var, eps)
-    return (mpmath.log(v) + r**2 / v + (mpmath.log(2 * mpmath.pi) if full else 0)) / 2
-
-
-@_residual_lifted
-def laplace_nll(r, scale, eps, full):
-    b = max(scale, eps)
-    return mpmath.log(b) + abs(r) / b + (mpmath.log(2) if full else 0)
+    return rows(one)(logits, np.asarray(labels))

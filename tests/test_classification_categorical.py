@@ -1,0 +1,645 @@
+"""Categorical losses: PyTorch semantics, accuracy, gradients, properties, argument checks.
+
+Expected values come from the PyTorch rules written out below as plain formulas
+(loops over samples and classes, ``math.fsum``), from mpmath at 400 digits
+(``mp_reference``), from SymPy at C = 3, and from central finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mp_reference as mr
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lossutils import classification as C
+from lossutils.testing import assert_gradient_matches, assert_matches_sympy, assert_ulp_close
+
+REDUCTIONS = ("mean", "sum", "none")
+SEED = 20240611
+
+
+def rng(offset=0):
+    return np.random.default_rng(SEED + offset)
+
+
+# --- the PyTorch rules, written out independently ----------------------------------------------
+
+
+def _neg_log_softmax(row):
+    """-log softmax of one row, by mpmath at 50 digits (benign inputs only)."""
+    with mpmath.workdps(50):
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in row))
+        return [float(lse - mpmath.mpf(float(v))) for v in row]
+
+
+def _reduce(losses, denominator, reduction):
+    if reduction == "none":
+        return np.array(losses)
+    total = math.fsum(losses)
+    if reduction == "sum":
+        return total
+    return total / denominator if denominator != 0 else math.nan
+
+
+def ref_nll(logp, target, weight, ignore_index, reduction):
+    """PyTorch nll_loss: -w[y] x[y]; the mean divides by the summed w[y] of counted samples."""
+    weight = np.ones(logp.shape[-1]) if weight is None else weight
+    losses, total_weight = [], 0.0
+    for row, y in zip(logp, target, strict=True):
+        if y == ignore_index:
+            losses.append(0.0)
+            continue
+        losses.append(-weight[y] * row[y])
+        total_weight += weight[y]
+    return _reduce(losses, total_weight, reduction)
+
+
+def ref_cross_entropy_index(z, target, weight, ignore_index, reduction, eps):
+    """PyTorch cross_entropy, index targets, as cross_entropy_loss_label_smoothing in ATen:
+    (1 - eps) * nll_loss(log_softmax) + eps / C * smooth, where the smooth part is
+    sum_c w_c (-log p_c) per sample, 0 for ignored samples, and its mean divides by the
+    same summed w[y] as nll_loss (the number of counted samples without weights)."""
+    n_classes = z.shape[-1]
+    weight = np.ones(n_classes) if weight is None else weight
+    nll, smooth, total_weight = [], [], 0.0
+    for row, y in zip(z, target, strict=True):
+        if y == ignore_index:
+            nll.append(0.0)
+            smooth.append(0.0)
+            continue
+        nl = _neg_log_softmax(row)
+        nll.append(weight[y] * nl[y])
+        smooth.append(math.fsum(w * v for w, v in zip(weight, nl, strict=True)))
+        total_weight += weight[y]
+    a = _reduce(nll, total_weight, reduction)
+    b = _reduce(smooth, total_weight, reduction)
+    return (1 - eps) * np.asarray(a) + eps / n_classes * np.asarray(b)
+
+
+def ref_cross_entropy_prob(z, t, weight, reduction, eps):
+    """PyTorch cross_entropy, probability targets: q = (1 - eps) t + eps / C,
+    -sum_c w_c q_c log p_c per sample; the mean divides by N, whatever the weights."""
+    n_classes = z.shape[-1]
+    weight = np.ones(n_classes) if weight is None else weight
+    losses = []
+    for row, trow in zip(z, t, strict=True):
+        nl = _neg_log_softmax(row)
+        q = [(1 - eps) * tc + eps / n_classes for tc in trow]
+        losses.append(math.fsum(w * qc * v for w, qc, v in zip(weight, q, nl, strict=True)))
+    return _reduce(losses, len(losses), reduction)
+
+
+def ref_focal(z, target, gamma, weight, ignore_index, reduction):
+    """-w[y] (1 - p_y)^gamma log p_y, with nll_loss's weighted mean."""
+    weight = np.ones(z.shape[-1]) if weight is None else weight
+    losses, total_weight = [], 0.0
+    for row, y in zip(z, target, strict=True):
+        if y == ignore_index:
+            losses.append(0.0)
+            continue
+        nl = _neg_log_softmax(row)[y]
+        losses.append(weight[y] * (1 - math.exp(-nl)) ** gamma * nl)
+        total_weight += weight[y]
+    return _reduce(losses, total_weight, reduction)
+
+
+def ref_multiclass_hinge(z, target, margin, reduction):
+    losses = []
+    for row, y in zip(z, target, strict=True):
+        rival = max(v for k, v in enumerate(row) if k != y)
+        losses.append(max(0.0, margin + rival - row[y]))
+    return _reduce(losses, len(losses), reduction)
+
+
+def ref_multi_margin(z, target, p, margin, weight, reduction):
+    """PyTorch multi_margin_loss (MultiMarginCriterion.cpp): for i != y, z = margin - x[y] + x[i];
+    if z > 0 add w[y] * z^p; divide the sample's sum by C; the mean divides by N."""
+    n_classes = z.shape[-1]
+    weight = np.ones(n_classes) if weight is None else weight
+    losses = []
+    for row, y in zip(z, target, strict=True):
+        terms = [margin - row[y] + v for k, v in enumerate(row) if k != y]
+        losses.append(math.fsum(weight[y] * h**p for h in terms if h > 0) / n_classes)
+    return _reduce(losses, len(losses), reduction)
+
+
+def _data(n=6, c=4, offset=0, ignore=False):
+    g = rng(offset)
+    z = g.normal(0, 2, (n, c))
+    y = g.integers(0, c, n)
+    if ignore:
+        y[[1, n - 1]] = -100
+    w = g.uniform(0.2, 2.0, c)
+    t = g.dirichlet(np.ones(c), n)
+    return z, y, w, t
+
+
+def _close(actual, expected, rtol=1e-12):
+    np.testing.assert_allclose(np.asarray(actual, float), np.asarray(expected, float), rtol=rtol)
+
+
+# --- the worked example ---------------------------------------------------------------------------
+
+
+def test_worked_example_logits_5_4_2():
+    z = np.array([[5.0, 4.0, 2.0]])
+    with mpmath.workdps(50):
+        e = [mpmath.exp(v) for v in (5, 4, 2)]
+        p = [float(v / mpmath.fsum(e)) for v in e]
+        loss = float(mpmath.log(mpmath.fsum(e)) - 5)
+    np.testing.assert_allclose(p, [0.705, 0.259, 0.035], atol=5e-4)
+    assert float(C.cross_entropy(z, [0])) == pytest.approx(loss, rel=1e-15)
+    _close(C.cross_entropy_grad(z, [0]), [[p[0] - 1, p[1], p[2]]], rtol=1e-14)
+
+
+# --- semantics: each option against the written-out PyTorch rule --------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+def test_nll_loss_matches_pytorch_rule(reduction, weighted, ignore):
+    z, y, w, _ = _data(ignore=ignore)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    w = w if weighted else None
+    got = C.nll_loss(logp, y, weight=w, reduction=reduction)
+    _close(got, ref_nll(logp, y, w, -100, reduction))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+def test_cross_entropy_index_targets_match_pytorch_rule(reduction, weighted, ignore, eps):
+    z, y, w, _ = _data(ignore=ignore, offset=1)
+    w = w if weighted else None
+    got = C.cross_entropy(z, y, weight=w, reduction=reduction, label_smoothing=eps)
+    _close(got, ref_cross_entropy_index(z, y, w, -100, reduction, eps))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.2, 1.0])
+def test_cross_entropy_probability_targets_match_pytorch_rule(reduction, weighted, eps):
+    z, _, w, t = _data(offset=2)
+    w = w if weighted else None
+    got = C.cross_entropy(z, t, weight=w, reduction=reduction, label_smoothing=eps)
+    _close(got, ref_cross_entropy_prob(z, t, w, reduction, eps))
+
+
+def test_weighted_smoothed_mean_is_not_the_unweighted_mean():
+    # guards the rule: both parts of the index-target mean divide by sum w[y], the
+    # probability-target mean by N
+    z, y, w, _ = _data(offset=3)
+    per_sample = C.cross_entropy(z, y, weight=w, reduction="none", label_smoothing=0.3)
+    got = C.cross_entropy(z, y, weight=w, label_smoothing=0.3)
+    assert got == pytest.approx(per_sample.sum() / w[y].sum(), rel=1e-13)
+    assert got != pytest.approx(per_sample.mean(), rel=1e-3)
+    onehot = np.eye(z.shape[-1])[y]
+    per_sample = C.cross_entropy(z, onehot, weight=w, reduction="none")
+    assert C.cross_entropy(z, onehot, weight=w) == pytest.approx(per_sample.mean(), rel=1e-13)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_focal_loss_matches_formula(reduction, gamma, weighted):
+    z, y, w, _ = _data(ignore=True, offset=4)
+    w = w if weighted else None
+    got = C.softmax_focal_loss(z, y, gamma=gamma, weight=w, reduction=reduction)
+    _close(got, ref_focal(z, y, gamma, w, -100, reduction))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [1.0, 0.25])
+def test_multiclass_hinge_matches_formula(reduction, margin):
+    z, y, _, _ = _data(offset=5)
+    got = C.multiclass_hinge_loss(z, y, margin=margin, reduction=reduction)
+    _close(got, ref_multiclass_hinge(z, y, margin, reduction))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin_matches_pytorch_rule(reduction, p, weighted):
+    z, y, w, _ = _data(offset=6)
+    w = w if weighted else None
+    got = C.multi_margin_loss(z, y, p=p, margin=1.5, weight=w, reduction=reduction)
+    _close(got, ref_multi_margin(z, y, p, 1.5, w, reduction))
+
+
+def test_multi_margin_weight_multiplies_after_the_square():
+    # PyTorch's kernel: w[y] * max(0, h)^2, not max(0, w[y] h)^2 as its docs write
+    z, y, w = np.array([[0.0, 1.0]]), np.array([0]), np.array([3.0, 1.0])
+    assert C.multi_margin_loss(z, y, p=2, weight=w) == pytest.approx(3.0 * 2.0**2 / 2)
+
+
+def test_all_ignored_mean_is_nan_sum_is_zero_and_gradient_zero():
+    z, y, w, _ = _data()
+    y[:] = -100
+    for f in (C.nll_loss, C.cross_entropy, C.softmax_focal_loss):
+        assert np.isnan(f(z, y)) and f(z, y, reduction="sum") == 0
+    assert np.isnan(C.cross_entropy(z, y, weight=w, label_smoothing=0.1))
+    for g in (C.nll_loss_grad, C.cross_entropy_grad, C.softmax_focal_loss_grad):
+        assert np.all(g(z, y) == 0)
+
+
+def test_custom_ignore_index_and_empty_batch():
+    z, y, _, _ = _data()
+    y2 = y.copy()
+    y2[0] = 2
+    kept = C.cross_entropy(z[1:], y[1:])
+    assert C.cross_entropy(z, np.where(np.arange(len(y)) == 0, 2, y), ignore_index=2) != kept
+    mask = y2 != 2
+    assert C.cross_entropy(z, y2, ignore_index=2) == pytest.approx(
+        C.cross_entropy(z[mask], y2[mask]), rel=1e-14
+    )
+    assert np.isnan(C.cross_entropy(np.zeros((0, 3)), np.zeros(0, int)))
+    assert C.cross_entropy(np.zeros((0, 3)), np.zeros(0, int), reduction="none").shape == (0,)
+
+
+def test_class_axis_is_last_and_shapes():
+    z = rng(7).normal(size=(2, 3, 5))
+    y = rng(8).integers(0, 5, (2, 3))
+    per = C.cross_entropy(z, y, reduction="none")
+    assert per.shape == (2, 3)
+    _close(per.ravel(), C.cross_entropy(z.reshape(6, 5), y.ravel(), reduction="none"))
+    assert C.cross_entropy_grad(z, y).shape == z.shape
+    assert np.ndim(C.cross_entropy([5.0, 4.0, 2.0], 0, reduction="none")) == 0
+    one_class = C.cross_entropy(np.zeros((3, 1)), np.zeros(3, int), reduction="none")
+    assert np.all(one_class == 0)
+    assert np.all(
+        C.multiclass_hinge_loss(np.zeros((3, 1)), np.zeros(3, int), reduction="none") == 0
+    )
+
+
+# --- accuracy against mpmath -------------------------------------------------------------------
+
+WORST: dict[str, float] = {}
+
+
+def _ulp(name, actual, reference, max_ulp=4.0):
+    WORST[name] = max(WORST.get(name, 0.0), assert_ulp_close(actual, reference, max_ulp, name))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_worst():
+    yield
+    print("\nworst ULP:", ", ".join(f"{k} {v:.2f}" for k, v in sorted(WORST.items())))
+
+
+def _hard_logits(n=120, c=6, offset=0):
+    """Logits at scales up to 1e4, half of the rows confident and correct with losses from
+    about 1e-1 down to 1e-320 (target logit above the rest by up to 745)."""
+    g = rng(100 + offset)
+    scale = g.choice([1.0, 10.0, 100.0, 1e4], (n, 1))
+    z = g.normal(size=(n, c)) * scale + g.choice([0.0, 37.3, -1234.5], (n, 1))
+    y = g.integers(0, c, n)
+    rows = np.arange(0, n, 2)
+    others = np.where(np.eye(c, dtype=bool)[y[rows]], -np.inf, z[rows]).max(-1)
+    z[rows, y[rows]] = others + g.uniform(0, 745, len(rows)) * g.choice([1e-2, 1], len(rows))
+    return z, y
+
+
+def test_cross_entropy_ulp_index_targets():
+    z, y = _hard_logits()
+    loss = C.cross_entropy(z, y, reduction="none")
+    assert np.min(loss[loss > 0]) < 1e-300 and np.max(loss) > 1e3
+    _ulp("cross_entropy", loss, mr.cross_entropy(z, y))
+
+
+def test_cross_entropy_ulp_one_hot_probability_targets():
+    z, y = _hard_logits(offset=1)
+    loss = C.cross_entropy(z, np.eye(z.shape[-1])[y], reduction="none")
+    _ulp("cross_entropy (probability targets)", loss, mr.cross_entropy(z, y))
+
+
+def test_cross_entropy_ulp_with_weight_and_smoothing():
+    z, y = _hard_logits(offset=2)
+    w = rng(3).uniform(0.1, 2.0, z.shape[-1])
+    loss = C.cross_entropy(z, y, weight=w, label_smoothing=0.1, reduction="none")
+    _ulp("cross_entropy (weight, smoothing)", loss, mr.smoothed_cross_entropy(z, y, w, 0.1))
+    t = rng(4).dirichlet(np.full(z.shape[-1], 0.2), len(z))
+    loss = C.cross_entropy(z, t, weight=w, label_smoothing=0.1, reduction="none")
+    _ulp("cross_entropy (soft targets)", loss, mr.soft_cross_entropy(z, t, w, 0.1))
+
+
+def test_cross_entropy_ulp_many_classes():
+    # the summation over 1000 classes and the compensation of each difference
+    z, y = _hard_logits(n=8, c=1000, offset=5)
+    _ulp("cross_entropy (C=1000)", C.cross_entropy(z, y, reduction="none"), mr.cross_entropy(z, y))
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_softmax_focal_loss_ulp(gamma):
+    # the error of -log p_y (up to ~1.5 ULP) is amplified by 1 + gamma as p_y -> 1
+    z, y = _hard_logits(offset=6)
+    loss = C.softmax_focal_loss(z, y, gamma=gamma, reduction="none")
+    _ulp(
+        f"softmax_focal_loss (gamma={gamma})",
+        loss,
+        mr.softmax_focal_loss(z, y, gamma),
+        max_ulp=4.0 if gamma <= 1 else 8.0,
+    )
+
+
+def test_margin_losses_ulp_near_the_kink():
+    g = rng(9)
+    z = g.normal(size=(80, 4)) * g.choice([1.0, 1e3], (80, 1))
+    y = g.integers(0, 4, 80)
+    # put the best rival at z_y - margin (+ a few ULP), where the plain sum cancels
+    rival = (y + 1) % 4
+    z[np.arange(80), rival] = z[np.arange(80), y] - 1.0 + g.integers(-3, 4, 80) * 1e-15
+    _ulp(
+        "multiclass_hinge_loss",
+        C.multiclass_hinge_loss(z, y, reduction="none"),
+        mr.multiclass_hinge_loss(z, y, 1.0),
+    )
+    w = g.uniform(0.5, 2, 4)
+    for p in (1, 2):
+        _ulp(
+            f"multi_margin_loss (p={p})",
+            C.multi_margin_loss(z, y, p=p, weight=w, reduction="none"),
+            mr.multi_margin_loss(z, y, p, 1.0, w),
+        )
+
+
+def test_textbook_formula_would_fail_the_accuracy_test():
+    # the check can fail: log-sum-exp minus z_y rounds a 1e-20 loss to 0
+    z = np.array([[50.0, 4.0, 2.0]])
+    textbook = np.log(np.exp(z).sum()) - 50.0
+    assert textbook == 0.0
+    _ulp("cross_entropy", C.cross_entropy(z, [0]), mr.cross_entropy(z, [0])[0])
+
+
+# --- gradients ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_cross_entropy_grad_index_targets_fd(reduction, weighted, ignore, eps):
+    z, y, w, _ = _data(n=4, c=3, ignore=ignore, offset=10)
+    kwargs = {"weight": w if weighted else None, "reduction": reduction, "label_smoothing": eps}
+    assert_gradient_matches(C.cross_entropy, C.cross_entropy_grad, [z, y], kwargs=kwargs)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_cross_entropy_grad_probability_targets_fd(reduction, weighted, eps):
+    z, _, w, t = _data(n=4, c=3, offset=11)
+    kwargs = {"weight": w if weighted else None, "reduction": reduction, "label_smoothing": eps}
+    assert_gradient_matches(C.cross_entropy, C.cross_entropy_grad, [z, t], kwargs=kwargs)
+
+
+def test_cross_entropy_grad_confident_rows_fd():
+    # rows that take the compensated path: the target entry is expm1(-loss)
+    z = np.array([[9.0, 1.0, -2.0], [0.5, 12.0, 3.0], [30.0, 0.0, 0.0]])
+    y = np.array([0, 1, 0])
+    assert_gradient_matches(C.cross_entropy, C.cross_entropy_grad, [z, y], rtol=1e-5, atol=1e-12)
+    g = C.cross_entropy_grad(z, y, reduction="sum")
+    with mpmath.workdps(50):
+        exact = -(1 - 1 / (1 + 2 * mpmath.exp(-30)))
+    assert g[2, 0] == pytest.approx(float(exact), rel=1e-15)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+def test_nll_loss_grad_fd(reduction, weighted, ignore):
+    z, y, w, _ = _data(n=4, c=3, ignore=ignore, offset=12)
+    kwargs = {"weight": w if weighted else None, "reduction": reduction}
+    assert_gradient_matches(C.nll_loss, C.nll_loss_grad, [z, y], kwargs=kwargs)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_focal_grad_fd(reduction, gamma, weighted):
+    z, y, w, _ = _data(n=4, c=3, ignore=True, offset=13)
+    kwargs = {"gamma": gamma, "weight": w if weighted else None, "reduction": reduction}
+    assert_gradient_matches(C.softmax_focal_loss, C.softmax_focal_loss_grad, [z, y], kwargs=kwargs)
+
+
+def test_softmax_focal_grad_finite_for_small_gamma_when_confident():
+    g = C.softmax_focal_loss_grad(np.array([[800.0, 0.0, 0.0]]), [0], gamma=0.5)
+    assert np.all(np.isfinite(g)) and np.all(g == 0)
+    g = C.softmax_focal_loss_grad(np.array([[40.0, 0.0, 0.0]]), [0], gamma=0.5)
+    u = 2 * math.exp(-40)  # 1 - p_y, to first order
+    assert g[0, 1] == pytest.approx(math.exp(-40) * u**0.5 * 1.5, rel=1e-10)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [1.0, 0.3])
+def test_multiclass_hinge_grad_fd(reduction, margin):
+    z, y, _, _ = _data(n=5, c=4, offset=14)
+    kwargs = {"margin": margin, "reduction": reduction}
+    assert_gradient_matches(
+        C.multiclass_hinge_loss, C.multiclass_hinge_loss_grad, [z, y], kwargs=kwargs
+    )
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multi_margin_grad_fd(reduction, p, weighted):
+    z, y, w, _ = _data(n=5, c=4, offset=15)
+    kwargs = {"p": p, "margin": 1.5, "weight": w if weighted else None, "reduction": reduction}
+    assert_gradient_matches(C.multi_margin_loss, C.multi_margin_loss_grad, [z, y], kwargs=kwargs)
+
+
+def test_hinge_subgradient_at_the_kink_is_zero():
+    # margin + z_1 - z_0 == 0 exactly: PyTorch's multi_margin backward needs h > 0,
+    # relu's backward a positive result
+    z = np.array([[2.0, 1.0, -5.0]])
+    assert np.all(C.multiclass_hinge_loss_grad(z, [0]) == 0)
+    assert np.all(C.multi_margin_loss_grad(z, [0]) == 0)
+    assert np.all(C.multi_margin_loss_grad(z, [0], p=2) == 0)
+    # ties among rivals: the first one gets the gradient, as torch.max(dim)
+    assert C.multiclass_hinge_loss_grad([[0.0, 1.0, 1.0]], [0]).tolist() == [[-1.0, 1.0, 0.0]]
+
+
+def test_closed_forms_against_sympy_at_three_classes():
+    z0, z1, z2 = sp.symbols("z0 z1 z2", real=True)
+    zs = [z0, z1, z2]
+    denominator = sum(sp.exp(v) for v in zs)
+    p = [sp.exp(v) / denominator for v in zs]
+    values = [np.array([0.3, -1.2, 2.5]), np.array([1.0, 0.0, -0.5])]
+    for y in range(3):
+        ce = -sp.log(p[y])
+        for k in range(3):
+            grad = sp.diff(ce, zs[k])
+            # the textbook closed form softmax - onehot, and lossutils, agree with SymPy
+            assert sp.simplify(grad - (p[k] - (1 if k == y else 0))) == 0
+            for v in values:
+                assert_matches_sympy(grad, zs, list(v), C.cross_entropy_grad(v[None], [y])[0, k])
+        # focal, gamma = 2: the stable form u^g (1 + g p_y l/u) of the gradient factor
+        focal = -((1 - p[y]) ** 2) * sp.log(p[y])
+        for v in values:
+            got = C.softmax_focal_loss_grad(v[None], [y], gamma=2.0)[0]
+            for k in range(3):
+                assert_matches_sympy(sp.diff(focal, zs[k]), zs, list(v), got[k], rtol=1e-11)
+    # label smoothing, eps = 1/5, weights (2, 1, 3), one sample: gradient of the per-sample loss
+    eps, w = sp.Rational(1, 5), [2, 1, 3]
+    smooth = (1 - eps) * w[1] * -sp.log(p[1]) + eps / 3 * sum(
+        -wc * sp.log(pc) for wc, pc in zip(w, p, strict=True)
+    )
+    v = values[0]
+    got = C.cross_entropy_grad(
+        v[None], [1], weight=np.array(w, float), label_smoothing=0.2, reduction="sum"
+    )[0]
+    for k in range(3):
+        assert_matches_sympy(sp.diff(smooth, zs[k]), zs, list(v), got[k], rtol=1e-12)
+
+
+# --- properties ------------------------------------------------------------------------------------
+
+finite = st.floats(-30, 30, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def logits_and_labels(draw, max_classes=6):
+    c = draw(st.integers(1, max_classes))
+    n = draw(st.integers(1, 5))
+    z = draw(hnp.arrays(np.float64, (n, c), elements=finite))
+    y = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1)))
+    return z, y
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits_and_labels(), st.floats(-50, 50))
+def test_cross_entropy_invariant_to_a_constant_shift(data, shift):
+    z, y = data
+    a = C.cross_entropy(z, y, reduction="none")
+    b = C.cross_entropy(z + shift, y, reduction="none")
+    # the shift itself rounds the logits: allow the resulting error, relative to the logits
+    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12 * (1 + np.abs(z).max() + abs(shift)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits_and_labels())
+def test_focal_with_gamma_zero_is_cross_entropy_and_smoothing_zero_is_plain(data):
+    z, y = data
+    ce = C.cross_entropy(z, y, reduction="none")
+    np.testing.assert_array_equal(C.softmax_focal_loss(z, y, gamma=0.0, reduction="none"), ce)
+    np.testing.assert_array_equal(
+        C.softmax_focal_loss_grad(z, y, gamma=0.0), C.cross_entropy_grad(z, y)
+    )
+    np.testing.assert_array_equal(C.cross_entropy(z, y, label_smoothing=0.0, reduction="none"), ce)
+    expected = mr.cross_entropy(z, y).astype(float)
+    np.testing.assert_allclose(ce, expected, rtol=1e-14, atol=1e-300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(logits_and_labels(), st.sampled_from(REDUCTIONS), st.floats(0, 1))
+def test_index_targets_equal_their_one_hot_probabilities(data, reduction, eps):
+    z, y = data
+    onehot = np.eye(z.shape[-1])[y]
+    w = np.linspace(0.5, 1.5, z.shape[-1])
+    if reduction == "mean":  # the index mean divides by sum w[y], the probability mean by N
+        w = np.ones(z.shape[-1])
+    a = C.cross_entropy(z, y, weight=w, reduction=reduction, label_smoothing=eps)
+    b = C.cross_entropy(z, onehot, weight=w, reduction=reduction, label_smoothing=eps)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+    ga = C.cross_entropy_grad(z, y, weight=w, reduction=reduction, label_smoothing=eps)
+    gb = C.cross_entropy_grad(z, onehot, weight=w, reduction=reduction, label_smoothing=eps)
+    np.testing.assert_allclose(ga, gb, rtol=1e-9, atol=1e-15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(logits_and_labels(), st.sampled_from(REDUCTIONS))
+def test_float32_in_float32_out(data, reduction):
+    z, y = data
+    z32 = z.astype(np.float32)
+    t32 = np.eye(z.shape[-1], dtype=np.float32)[y]
+    w32 = np.ones(z.shape[-1], np.float32)
+    calls = [
+        (C.nll_loss, C.nll_loss_grad, (z32, y), {"weight": w32}),
+        (C.cross_entropy, C.cross_entropy_grad, (z32, y), {"label_smoothing": 0.1}),
+        (C.cross_entropy, C.cross_entropy_grad, (z32, t32), {"weight": w32}),
+        (C.softmax_focal_loss, C.softmax_focal_loss_grad, (z32, y), {}),
+        (C.multiclass_hinge_loss, C.multiclass_hinge_loss_grad, (z32, y), {}),
+        (C.multi_margin_loss, C.multi_margin_loss_grad, (z32, y), {"p": 2, "weight": w32}),
+    ]
+    for f, g, args, kwargs in calls:
+        assert f(*args, reduction=reduction, **kwargs).dtype == np.float32, f.__name__
+        assert g(*args, reduction=reduction, **kwargs).dtype == np.float32, g.__name__
+    assert C.cross_entropy(z32, y, weight=np.ones(z.shape[-1])).dtype == np.float64
+
+
+# --- NaN, immutability, bad input -------------------------------------------------------------------
+
+
+def test_nan_propagates_to_its_sample():
+    z, y, _, t = _data(n=3, c=3)
+    z[1, 2] = np.nan
+    for f in (C.cross_entropy, C.softmax_focal_loss, C.multiclass_hinge_loss, C.multi_margin_loss):
+        per = f(z, y, reduction="none")
+        assert np.isnan(per[1]) and np.all(np.isfinite(per[[0, 2]])), f.__name__
+        assert np.isnan(f(z, y))
+    assert np.isnan(C.cross_entropy(z, t, reduction="none")[1])
+    assert np.all(np.isnan(C.cross_entropy_grad(z, y, reduction="none")[1]))
+
+
+def test_inputs_are_never_modified():
+    z, y, w, t = _data(ignore=True)
+    z[0, 0] = 50.0  # a confident row: the compensated path
+    copies = [a.copy() for a in (z, y, w, t)]
+    for f in (C.cross_entropy, C.cross_entropy_grad):
+        f(z, y, weight=w, label_smoothing=0.1)
+        f(z, t, weight=w, label_smoothing=0.1)
+    y_valid = np.abs(y) % z.shape[-1]
+    for f in (C.nll_loss, C.nll_loss_grad, C.softmax_focal_loss, C.softmax_focal_loss_grad):
+        f(z, y, weight=w)
+    for f in (C.multiclass_hinge_loss, C.multiclass_hinge_loss_grad):
+        f(z, y_valid)
+    for f in (C.multi_margin_loss, C.multi_margin_loss_grad):
+        f(z, y_valid, weight=w)
+    for a, b in zip((z, y, w, t), copies, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+Z, Y = np.zeros((2, 3)), np.array([0, 2])
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: C.cross_entropy(Z, Y, reduction="avg"), "reduction"),
+        (lambda: C.nll_loss(Z, np.array([0, 3])), "target"),
+        (lambda: C.cross_entropy(Z, np.array([0, -1])), "target"),
+        (lambda: C.nll_loss(Z, np.array([0.0, 2.0])), "target"),
+        (lambda: C.cross_entropy(np.zeros((2, 0)), np.array([0, 0])), "input"),
+        (lambda: C.cross_entropy(Z, np.full((2, 3), 1.5)), "target"),
+        (lambda: C.cross_entropy(Z, np.full((2, 3), -0.1)), "target"),
+        (lambda: C.cross_entropy(Z, Y, label_smoothing=1.5), "label_smoothing"),
+        (lambda: C.cross_entropy(Z, Y, label_smoothing=-0.1), "label_smoothing"),
+        (lambda: C.softmax_focal_loss(Z, Y, gamma=-1.0), "gamma"),
+        (lambda: C.softmax_focal_loss_grad(Z, Y, gamma=-1.0), "gamma"),
+        (lambda: C.cross_entropy(Z, Y, weight=np.ones(2)), "weight"),
+        (lambda: C.nll_loss(Z, Y, weight=np.ones(4)), "weight"),
+        (lambda: C.multi_margin_loss(Z, Y, weight=np.ones(2)), "weight"),
+        (lambda: C.multi_margin_loss(Z, Y, p=3), "p"),
+        (lambda: C.multi_margin_loss_grad(Z, Y, p=1.5), "p"),
+        (lambda: C.cross_entropy(Z, np.array([0, 1, 2])), "target"),
+        (lambda: C.cross_entropy(Z, np.zeros((2, 4))), "target"),
+        (lambda: C.cross_entropy(Z, np.array([0.0, 1.0])), "target"),
+        (lambda: C.nll_loss(Z, np.array([[0, 1]])), "target"),
+        (lambda: C.multiclass_hinge_loss(Z, np.array([0, 3])), "target"),
+        (lambda: C.multiclass_hinge_loss(Z, Y, margin=np.inf), "margin"),
+        (lambda: C.cross_entropy_grad(Z, Y, reduction=None), "reduction"),
+        (lambda: C.multi_margin_loss(Z, np.array([0, -100])), "target"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
