@@ -138,6 +138,7 @@ def _exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None) -> np.ndarr
         np.exp(d, out=d)
         np.put_along_axis(d, tb[:, None], 0, axis=-1)
         err *= d
+        np.copyto(err, 0, where=d == 0)  # a -inf entry: exp is 0, its error term NaN
         out[block] = np.sum(d, axis=-1) + np.sum(err, axis=-1)
     return out
 
@@ -185,7 +186,9 @@ def logsumexp(x, axis=-1, keepdims=False):
     r""":math:`\log \sum_k e^{x_k}` along ``axis``, without overflow.
 
     Shifts by the maximum :math:`m` and evaluates :math:`m + \operatorname{log1p}(s)`,
-    where :math:`s` sums :math:`e^{x_k - m}` over all but one maximal element.
+    where :math:`s` sums :math:`e^{x_k - m}` over all but one maximal element; in rows
+    dominated by their maximum (:math:`s < 1`) the rounding error of each difference
+    :math:`x_k - m` is compensated, so a tiny :math:`\operatorname{log1p}(s)` keeps its digits.
 
     Parameters
     ----------
@@ -204,7 +207,10 @@ def logsumexp(x, axis=-1, keepdims=False):
     Notes
     -----
     Equivalent to ``torch.logsumexp`` and ``jax.nn.logsumexp``;
-    ``scipy.special.logsumexp``. See :cite:t:`blanchard2021accurate`.
+    ``scipy.special.logsumexp``. See :cite:t:`blanchard2021accurate`. Where the
+    result is tiny next to a negative maximum (e.g. two entries near :math:`-\log 2`)
+    the problem itself is ill-conditioned and the relative error grows with
+    :math:`|m| / |\text{result}|`.
 
     Examples
     --------
@@ -256,8 +262,10 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     r"""Log-softmax :math:`x_k - \log \sum_j e^{x_j}` along ``axis``.
 
-    Evaluated as :math:`(x_k - m) - \operatorname{log1p}(s)` so that the entry of
-    a confident, correct class keeps its tiny magnitude instead of rounding to 0.
+    Evaluated as :math:`(x_k - m) - \operatorname{log1p}(s)` (two non-positive terms)
+    so that the entry of a confident, correct class keeps its tiny magnitude instead
+    of rounding to 0; as in :func:`logsumexp`, :math:`s` is compensated in rows
+    dominated by their maximum.
 
     Parameters
     ----------

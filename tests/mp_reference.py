@@ -317,3 +317,19 @@ def multi_margin_loss(logits, labels, p, margin, weight):
         return weight[y] * mpmath.fsum(terms) / len(row)
 
     return rows(one)(logits, np.asarray(labels))
+
+
+class WorstUlp:
+    """The worst ULP error per name over a test module (printed by a fixture under ``-s``)."""
+
+    def __init__(self):
+        self.worst: dict[str, float] = {}
+
+    def check(self, name, actual, reference, max_ulp=4.0):
+        from lossutils.testing import assert_ulp_close
+
+        found = assert_ulp_close(actual, reference, max_ulp, name)
+        self.worst[name] = max(self.worst.get(name, 0.0), found)
+
+    def __str__(self):
+        return "worst ULP: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.worst.items()))
