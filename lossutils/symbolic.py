@@ -12,9 +12,9 @@ beta*(y - yhat)**2/2
 >>> sp.factor(sp.diff(loss, yhat))
 -beta*(y - yhat)
 
-and then checks the numbers of :mod:`lossutils` against :func:`to_numpy` of the
+and then checks the numbers of ``lossutils`` against :func:`to_numpy` of the
 derived expression. SymPy (and mpmath) are needed only for this module, which
-is why :mod:`lossutils` does not import it: ``from lossutils import symbolic``.
+is why ``lossutils`` does not import it: ``from lossutils import symbolic``.
 """
 
 from __future__ import annotations
@@ -180,9 +180,9 @@ def categorical_pmf(y_onehot, p):
     ----------
     y_onehot, p : sequence of SymPy expressions, or IndexedBase with ``(k, K)``
         Either two sequences of the same length (an explicit product over the
-        classes), or ``(y[k], p[k])`` as :class:`sympy.Indexed` with the class
+        classes), or ``(y[k], p[k])`` as ``sympy.Indexed`` with the class
         index ``k``: then pass ``p`` as ``(p[k], (k, 0, K - 1))`` to get a
-        :class:`sympy.Product` over a symbolic number of classes.
+        ``sympy.Product`` over a symbolic number of classes.
 
     Examples
     --------
@@ -213,8 +213,8 @@ def negative_log(expr):
     r""":math:`-\log` of a density, with the logs of products and powers split.
 
     ``expand_log(..., force=True)``: the log of a product is the sum of the logs
-    and the log cancels the exp. A :class:`sympy.Product` becomes a
-    :class:`sympy.Sum` of logs.
+    and the log cancels the exp. A ``sympy.Product`` becomes a
+    ``sympy.Sum`` of logs.
 
     Examples
     --------
@@ -300,7 +300,7 @@ def drop_constants(expr, params: Sequence):
     Parameters
     ----------
     expr : SymPy expression
-        A negative log-likelihood, possibly a :class:`sympy.Sum` over samples.
+        A negative log-likelihood, possibly a ``sympy.Sum`` over samples.
     params : sequence of Symbol, Indexed or IndexedBase
         What the loss is minimized over (the network outputs or weights).
 
@@ -448,10 +448,11 @@ def to_numpy(expr, symbols: Sequence, stable: bool = True) -> Callable:
     expr : SymPy expression
     symbols : sequence of Symbol or IndexedBase
         The arguments of the returned function, in order (an IndexedBase takes
-        an array; a 0-based :class:`sympy.Sum` over it then indexes the array).
+        an array; a 0-based ``sympy.Sum`` over it then indexes the array).
     stable : bool, optional
         True (default): apply :func:`stabilize` first and evaluate ``sigmoid``
-        and ``softplus`` with :func:`lossutils.sigmoid` / :func:`lossutils.softplus`.
+        and ``softplus`` with :func:`lossutils.activations.sigmoid` and
+        :func:`lossutils.activations.softplus`.
         False: evaluate the textbook exp form as written, overflow included
         (to show what goes wrong).
 
