@@ -36,6 +36,7 @@ def sigmoid(x):
     Notes
     -----
     Equivalent to ``torch.sigmoid`` and ``jax.nn.sigmoid``; ``scipy.special.expit``.
+    See :cite:t:`bishop2006pattern`, section 4.2.
 
     Examples
     --------
@@ -93,7 +94,7 @@ def log_sigmoid(x):
     Notes
     -----
     Equivalent to ``torch.nn.functional.logsigmoid`` and ``jax.nn.log_sigmoid``;
-    ``scipy.special.log_expit``.
+    ``scipy.special.log_expit``. See :cite:t:`goodfellow2016deep`, section 3.10.
 
     Examples
     --------
@@ -282,7 +283,7 @@ def log_softmax(x, axis=-1):
     Notes
     -----
     Equivalent to ``torch.log_softmax`` and ``jax.nn.log_softmax``;
-    ``scipy.special.log_softmax``.
+    ``scipy.special.log_softmax``. See :cite:t:`blanchard2021accurate`.
 
     Examples
     --------
