@@ -18,6 +18,8 @@ def describe(value) -> str:
     """A short description of a bad value for an error message."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, np.generic):
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -161,18 +163,23 @@ def class_weight(weight, num_classes: int, dtype, name: str = "weight"):
 
 
 def reduce(loss: np.ndarray, reduction: str):
-    """Apply a reduction; the mean over zero elements is NaN (as in PyTorch), silently."""
+    """Apply a reduction; the mean over zero elements is NaN (as in PyTorch), silently.
+
+    The mean of finite terms whose sum overflows (e.g. squared errors near 1e154) is
+    computed from the scaled terms instead, so it overflows only if the mean does.
+    """
     if reduction == "none":
         return loss
-    total = np.sum(loss, dtype=loss.dtype)
+    with np.errstate(over="ignore"):
+        total = np.sum(loss, dtype=loss.dtype)
     if reduction == "sum":
         return total
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (
-            loss.dtype.type(total / loss.dtype.type(loss.size))
-            if loss.size
-            else loss.dtype.type(np.nan)
-        )
+    if loss.size == 0:
+        return loss.dtype.type(np.nan)
+    n = loss.dtype.type(loss.size)
+    if np.isinf(total) and np.all(np.isfinite(loss)):
+        return np.sum(loss / n, dtype=loss.dtype)
+    return loss.dtype.type(total / n)
 
 
 def reduction_scale(size: int, reduction: str, dtype) -> np.floating:

@@ -225,7 +225,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     Parameters
     ----------
     input : array_like, shape (..., C)
-        Log-probabilities (e.g. from :func:`lossutils.log_softmax`); the class axis is last.
+        Log-probabilities (e.g. from :func:`lossutils.activations.log_softmax`); the class
+        axis is last.
     target : array_like of int, shape (...)
         Class indices in ``[0, C)``, or ``ignore_index``.
     weight : array_like, shape (C,), optional

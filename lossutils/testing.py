@@ -155,10 +155,11 @@ def assert_ulp_close(actual, reference, max_ulp: float = 4.0, label: str = "") -
 def assert_matches_sympy(expr, symbols: Sequence, values: Sequence, actual, rtol=1e-12, atol=0.0):
     """Assert that a SymPy expression evaluated at ``values`` equals ``actual``.
 
-    ``symbols`` and ``values`` pair up; each value may be an array (the
-    expression is evaluated elementwise with ``sympy.lambdify``, so keep the
-    values where the textbook formula neither overflows nor cancels, and
-    compare the extremes with :func:`assert_ulp_close` instead).
+    ``symbols`` and ``values`` pair up; each value may be an array. The
+    expression is evaluated elementwise by :func:`lossutils.symbolic.to_numpy`
+    (which knows the book's SymPy ``sigmoid`` and ``softplus``), in float64: keep
+    the values where the formula does not cancel, and compare the extremes with
+    :func:`assert_ulp_close` against a high-precision reference instead.
 
     Examples
     --------
@@ -166,9 +167,9 @@ def assert_matches_sympy(expr, symbols: Sequence, values: Sequence, actual, rtol
     >>> x = sp.Symbol("x")
     >>> assert_matches_sympy(2 * x, [x], [np.array([1.0, 2.0])], np.array([2.0, 4.0]))
     """
-    import sympy as sp
+    from .symbolic import to_numpy
 
-    f = sp.lambdify(list(symbols), expr, modules="numpy")
+    f = to_numpy(expr, symbols)
     expected = np.broadcast_to(np.asarray(f(*values), dtype=np.float64), np.shape(actual))
     np.testing.assert_allclose(
         np.asarray(actual, dtype=np.float64),

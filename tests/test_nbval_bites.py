@@ -72,25 +72,37 @@ def test_failing_assert_fails(tmp_path):
     assert "AssertionError" in result.stdout and "the derivation disagrees" in result.stdout
 
 
-def first_printed_digit(notebook: dict) -> tuple[int, int]:
-    """(cell index, output index) of the first stdout output that contains a digit."""
-    for i, cell in enumerate(notebook["cells"]):
-        for j, output in enumerate(cell.get("outputs", [])):
-            if output.get("name") == "stdout" and re.search(r"\d", "".join(output["text"])):
-                return i, j
-    raise AssertionError("the chapter prints no number: nothing it shows is checked by nbval")
+def shown_text(output: dict) -> tuple[str, str] | None:
+    """(key, text) of an output nbval compares as text: printed, or a cell's plain-text result."""
+    if output.get("name") == "stdout":
+        return "text", "".join(output["text"])
+    if "text/plain" in output.get("data", {}):
+        return "text/plain", "".join(output["data"]["text/plain"])
+    return None
+
+
+def first_shown_digit(notebook: dict) -> tuple[dict, str]:
+    """The first text output that shows a number (the output and its key)."""
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            shown = shown_text(output)
+            if shown and re.search(r"\d", shown[1]) and "<Figure" not in shown[1]:
+                return output, shown[0]
+    raise AssertionError("the chapter shows no number: nothing it computes is checked by nbval")
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: str(p.relative_to(ROOT).with_suffix("")))
 def test_chapter_with_a_wrong_number_fails(path, tmp_path):
     """Change one printed digit of a real chapter: nbval must notice."""
     notebook = json.loads(path.read_text(encoding="utf-8"))
-    i, j = first_printed_digit(notebook)
-    output = notebook["cells"][i]["outputs"][j]
-    text = "".join(output["text"])
+    output, key = first_shown_digit(notebook)
+    text = shown_text(output)[1]
     digit = re.search(r"\d", text)
-    wrong = str((int(digit.group()) + 1) % 10)
-    output["text"] = text[: digit.start()] + wrong + text[digit.end() :]
+    wrong = text[: digit.start()] + str((int(digit.group()) + 1) % 10) + text[digit.end() :]
+    if key == "text":
+        output["text"] = wrong
+    else:
+        output["data"]["text/plain"] = wrong
     target = tmp_path / path.name
     target.write_text(json.dumps(notebook), encoding="utf-8")
     result = run_nbval(target, "-x")
