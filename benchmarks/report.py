@@ -112,11 +112,13 @@ def speed_section(results: dict) -> list[str]:
     lines = [
         "## Speed",
         "",
-        f"Median of {settings['repeats']} runs of one call each. The textbook NumPy formula is "
-        "given in milliseconds; every other contender as the ratio of its time to that one "
-        "(below 1 is faster), measured in the same run on the same arrays. *fwd+grad* is the "
-        "loss followed by its gradient. Activations have no `_grad` in lossutils: their "
-        "derivative is computed with lossutils' own activations (sigmoid, softmax).",
+        f"Median of {settings['repeats']} runs of one call each, after a warm-up call; "
+        "the contenders take turns within each run, so that load on the machine hits "
+        "all alike. The textbook NumPy formula is given in milliseconds; every other "
+        "contender as the ratio of its time to that one (below 1 is faster), measured "
+        "in the same run on the same arrays. *fwd+grad* is the loss followed by its "
+        "gradient. Activations have no `_grad` in lossutils: their derivative is "
+        "computed with lossutils' own activations (sigmoid, softmax).",
         "",
     ]
     for dtype in settings["dtypes"]:

@@ -54,7 +54,8 @@ def settings(args, sizes) -> dict:
         },
         "speed": {
             "unit": "seconds",
-            "statistic": f"median of {args.repeats} runs of one call, after one warm-up call",
+            "statistic": f"median of {args.repeats} runs of one call each, after a warm-up call; "
+            "contenders interleaved within each run",
             "repeats": args.repeats,
             "ratio": "time / time of the textbook NumPy formula, same dtype, same arrays, same run",
             "reduction": "none: per-element (or per-row) losses; gradients of their sum",

@@ -1,13 +1,14 @@
 """Speed and memory: forward and forward+gradient at realistic sizes, float32 and float64.
 
-Times are medians over repeated runs (one call per run, after one warm-up call);
-ratios divide by the textbook NumPy formula timed in the same run on the same arrays.
+Times are medians over repeated runs of one call each, after one warm-up call, with
+the contenders taking turns within each repeat; ratios divide by the textbook NumPy
+formula timed in the same run on the same arrays.
 """
 
 from __future__ import annotations
 
 import statistics
-import timeit
+import time
 import tracemalloc
 from functools import partial
 
@@ -21,10 +22,11 @@ BASELINE = "numpy"
 UNTRACED = {"pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's"}
 
 
-def median_seconds(fn, args, repeats: int) -> float:
-    """Median wall time of ``fn(*args)`` over ``repeats`` runs, after one warm-up call."""
+def seconds(fn, args) -> float:
+    """Wall time of one call ``fn(*args)``."""
+    start = time.perf_counter()
     quietly(fn, *args)
-    return statistics.median(timeit.repeat(lambda: quietly(fn, *args), number=1, repeat=repeats))
+    return time.perf_counter() - start
 
 
 def forward_and_grad(impl):
@@ -37,14 +39,39 @@ def forward_and_grad(impl):
     return step
 
 
-def time_impl(impl, args, repeats: int) -> dict:
-    """Forward and forward+gradient medians of one contender (seconds; None: no gradient)."""
-    return {
-        "forward_s": median_seconds(impl.loss, args, repeats),
-        "forward_grad_s": (
-            median_seconds(forward_and_grad(impl), args, repeats) if impl.grad else None
-        ),
+def steps(impl) -> dict:
+    """The calls to time for one contender (``None``: it has no gradient)."""
+    return {"forward": impl.loss, "forward_grad": forward_and_grad(impl) if impl.grad else None}
+
+
+def first_call(impl, args) -> dict:
+    """Call every step once (a warm-up that also finds contenders that fail); return the steps."""
+    for step in filter(None, steps(impl).values()):
+        quietly(step, *args)
+    return {"steps": steps(impl)}
+
+
+def interleaved_medians(results: dict, args, repeats: int) -> dict:
+    """Replace each contender's ``steps`` by the median seconds of each step.
+
+    Every repeat times every contender once, in turn, so that a burst of load on
+    a shared machine slows all of them alike instead of one of them.
+    """
+    runs = {
+        (key, kind): (step, [])
+        for key, result in results.items()
+        for kind, step in result.pop("steps", {}).items()
+        if step is not None
     }
+    for _ in range(repeats):
+        for step, times in runs.values():
+            times.append(seconds(step, args))
+    for key, result in results.items():
+        if result["status"] == "ok":
+            for kind in ("forward", "forward_grad"):
+                times = runs.get((key, kind), (None, []))[1]
+                result[f"{kind}_s"] = statistics.median(times) if times else None
+    return results
 
 
 def with_ratios(results: dict) -> dict:
@@ -60,7 +87,8 @@ def with_ratios(results: dict) -> dict:
 def time_case(case: Case, dtype, sizes, repeats: int, seed: int = 0) -> dict:
     """The speed entry of one function at one dtype."""
     args = case.speed_inputs(np.random.default_rng(seed), dtype, sizes)
-    results = measure_each(case, lambda impl: time_impl(impl, args, repeats))
+    results = measure_each(case, partial(first_call, args=args))
+    results = interleaved_medians(results, args, repeats)
     return {
         "function": case.name,
         "dtype": np.dtype(dtype).name,
