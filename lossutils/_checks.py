@@ -284,3 +284,14 @@ def check_scalar_at_least(value, name: str, lower: float) -> float:
     if not ok or value < lower:
         raise ValueError(f"{name} must be a finite number >= {lower}; got {describe(value)}")
     return float(value)
+
+
+def wider_dtype(dtype) -> np.dtype:
+    """The next wider floating type: float64 for float32 and narrower; long double for float64.
+
+    A loss that multiplies several rounded factors, one raised to a power (the focal
+    losses), is evaluated one precision up and rounded once, which keeps it within a
+    few ULP. Where ``long double`` is plain double (some platforms), float64 input is
+    evaluated in float64.
+    """
+    return np.dtype(np.float64) if np.dtype(dtype).itemsize < 8 else np.dtype(np.longdouble)

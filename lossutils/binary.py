@@ -26,6 +26,7 @@ from ._checks import (
     float_arrays,
     reduce,
     reduction_scale,
+    wider_dtype,
 )
 from .activations import log_sigmoid, sigmoid, softplus
 
@@ -309,17 +310,6 @@ def binary_cross_entropy_with_logits_grad(
 # --- sigmoid focal loss --------------------------------------------------------------------------
 
 
-def _wider(dtype):
-    """The next wider floating type: float64 for float32 and narrower; long double for float64.
-
-    The focal loss multiplies three rounded factors, one raised to the power gamma;
-    evaluating it one precision up and rounding once keeps it within a few ULP.
-    Where ``long double`` is plain double (some platforms), float64 input is
-    evaluated in float64.
-    """
-    return np.dtype(np.float64) if np.dtype(dtype).itemsize < 8 else np.dtype(np.longdouble)
-
-
 def _focal_arrays(input, target, alpha, gamma, reduction):
     """Checked arguments; returns the input and, in the wider working precision, x, y, alpha_t."""
     x, y = _arrays(input, target, reduction)
@@ -327,7 +317,7 @@ def _focal_arrays(input, target, alpha, gamma, reduction):
     if alpha is not None:
         alpha = check_unit_interval_scalar(alpha, "alpha")
     gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
-    work = _wider(x.dtype)
+    work = wider_dtype(x.dtype)
     xw, yw = x.astype(work), y.astype(work)
     alpha_t = None if alpha is None else alpha * yw + (1 - alpha) * (1 - yw)
     return x, xw, yw, alpha_t, gamma

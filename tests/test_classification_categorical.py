@@ -334,16 +334,21 @@ def test_cross_entropy_ulp_many_classes():
     _ulp("cross_entropy (C=1000)", C.cross_entropy(z, y, reduction="none"), mr.cross_entropy(z, y))
 
 
-@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+# The focal loss is evaluated in long double and rounded once. Where long double is
+# plain double (some platforms), the error of -log p_y (up to ~1.5 ULP) is amplified
+# by 1 + gamma as p_y -> 1, and only that weaker bound holds.
+EXTENDED = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 5.0])
 def test_softmax_focal_loss_ulp(gamma):
-    # the error of -log p_y (up to ~1.5 ULP) is amplified by 1 + gamma as p_y -> 1
     z, y = _hard_logits(offset=6)
     loss = C.softmax_focal_loss(z, y, gamma=gamma, reduction="none")
     _ulp(
         f"softmax_focal_loss (gamma={gamma})",
         loss,
         mr.softmax_focal_loss(z, y, gamma),
-        max_ulp=4.0 if gamma <= 1 else 8.0,
+        max_ulp=4.0 if EXTENDED else 2.0 + 1.5 * (1 + gamma),
     )
 
 
@@ -527,9 +532,16 @@ def test_cross_entropy_invariant_to_a_constant_shift(data, shift):
 def test_focal_with_gamma_zero_is_cross_entropy_and_smoothing_zero_is_plain(data):
     z, y = data
     ce = C.cross_entropy(z, y, reduction="none")
-    np.testing.assert_array_equal(C.softmax_focal_loss(z, y, gamma=0.0, reduction="none"), ce)
-    np.testing.assert_array_equal(
-        C.softmax_focal_loss_grad(z, y, gamma=0.0), C.cross_entropy_grad(z, y)
+    # the focal loss is evaluated one precision up, so the two agree to rounding
+    np.testing.assert_allclose(
+        C.softmax_focal_loss(z, y, gamma=0.0, reduction="none"), ce, rtol=4e-16, atol=1e-300
+    )
+    # each probability exp(z_j - m) inherits the rounding of z_j - m: ~|z| eps relative
+    np.testing.assert_allclose(
+        C.softmax_focal_loss_grad(z, y, gamma=0.0),
+        C.cross_entropy_grad(z, y),
+        rtol=4e-16 * (1 + 2 * np.abs(z).max()),
+        atol=1e-300,
     )
     np.testing.assert_array_equal(C.cross_entropy(z, y, label_smoothing=0.0, reduction="none"), ce)
     expected = mr.cross_entropy(z, y).astype(float)

@@ -1,0 +1,48 @@
+"""The shared argument checks and reductions every loss relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossutils
+from lossutils import _checks
+
+
+def test_mean_of_zero_elements_is_nan_without_a_warning():
+    # pytest turns warnings into errors here, so a RuntimeWarning would fail the test
+    assert np.isnan(_checks.reduce(np.array([], dtype=np.float64), "mean"))
+    assert _checks.reduce(np.array([], dtype=np.float32), "sum") == 0
+
+
+def test_mean_whose_sum_overflows_is_still_finite():
+    # (1.3e154)^2 = 1.69e308 is finite; the sum of two of them is not
+    loss = lossutils.mse_loss([1.3e154, 1.3e154], [0.0, 0.0])
+    assert loss == pytest.approx(1.69e308, rel=1e-15)
+
+
+def test_a_true_overflow_stays_inf():
+    # the square itself overflows (NumPy warns about that, as for any overflow)
+    with np.errstate(over="ignore"):
+        assert lossutils.mse_loss([1e200], [0.0]) == np.inf
+
+
+def test_result_dtype_follows_numpy_promotion_with_weak_scalars():
+    f32 = np.ones(2, np.float32)
+    assert _checks.result_dtype(f32, 1.0) == np.float32
+    assert _checks.result_dtype(f32, np.ones(2)) == np.float64
+    assert _checks.result_dtype(np.ones(2, int), f32) == np.float64
+
+
+def test_messages_name_the_argument_the_expectation_and_the_value():
+    with pytest.raises(ValueError, match=r"^delta must be a positive finite number; got -1\.0$"):
+        lossutils.huber_loss([1.0], [2.0], delta=np.float64(-1))
+    with pytest.raises(
+        ValueError, match=r"target must have the same shape as input \(2,\); got shape \(3,\)"
+    ):
+        lossutils.mse_loss([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_wider_dtype_is_one_step_up():
+    assert _checks.wider_dtype(np.float32) == np.float64
+    assert np.finfo(_checks.wider_dtype(np.float64)).nmant >= np.finfo(np.float64).nmant
