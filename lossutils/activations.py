@@ -109,7 +109,7 @@ def log_sigmoid(x):
 _BLOCK_ELEMENTS = 1 << 17
 
 
-def _exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None) -> np.ndarray:
+def _exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None, e=None) -> np.ndarray:
     r"""Row sums of ``exp(x - m)`` over every column except ``top``, for 2-D ``x``.
 
     ``m`` holds the row maxima and ``top`` the column of a maximum (default: the
@@ -120,7 +120,8 @@ def _exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None) -> np.ndarr
     :math:`e^{d + \delta} \approx e^{d}(1 + \delta)`: without it, a difference of
     size 40 carries a relative error of up to about 40 ULP into the sum, and so into
     a tiny ``log1p`` of it. The rows are processed in blocks (vectorized within each
-    block) so that the five temporaries stay in cache.
+    block) so that the five temporaries stay in cache. ``e``, if given, holds
+    ``exp(x - m)`` already computed for every row, which saves the exponentials.
     """
     rows = np.arange(len(x)) if rows is None else rows
     out = np.empty(len(rows), dtype=x.dtype)
@@ -136,7 +137,10 @@ def _exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None) -> np.ndarr
         np.subtract(xb, err, out=err)
         back += mb
         err -= back  # now (x - m) - d exactly
-        np.exp(d, out=d)
+        if e is None:
+            np.exp(d, out=d)
+        else:
+            d = e[index]  # a copy: the caller's array is not modified
         np.put_along_axis(d, tb[:, None], 0, axis=-1)
         err *= d
         np.copyto(err, 0, where=d == 0)  # a -inf entry: exp is 0, its error term NaN

@@ -142,7 +142,7 @@ def _shifted_exp(x: np.ndarray, d_weight=None):
     return m, e, np.sum(e, axis=-1), gap
 
 
-def _log_rest(x: np.ndarray, m: np.ndarray, s: np.ndarray, hard: np.ndarray) -> np.ndarray:
+def _log_rest(x: np.ndarray, m: np.ndarray, e: np.ndarray, s: np.ndarray, hard) -> np.ndarray:
     """``logsumexp(x) - m`` per row: ``log(S)``, recomputed in the ``hard`` rows.
 
     ``log(S)`` is accurate to a few ULP wherever it is not small (``S >= 2``): then
@@ -156,7 +156,7 @@ def _log_rest(x: np.ndarray, m: np.ndarray, s: np.ndarray, hard: np.ndarray) -> 
         r = np.log(s)
         rows = np.flatnonzero(hard)
         if rows.size:
-            r[rows] = np.log1p(_exp_sum_rest(x, m, rows=rows))
+            r[rows] = np.log1p(_exp_sum_rest(x, m, rows=rows, e=e))
     return r
 
 
@@ -199,7 +199,7 @@ def _ce_forward(kind, x, tgt, w, eps):
         m, e, s, gap = _shifted_exp(x, coef)
         xy = _gather(x, y)
         hard = (s < 2) if eps > 0 else (s < 2) & (xy == m)
-        r = _log_rest(x, m, s, hard)
+        r = _log_rest(x, m, e, s, hard)
         with np.errstate(invalid="ignore"):
             nll = (m - xy) + r  # -log p_y, a sum of two non-negative terms
         return m, e, s, r, nll, gap
@@ -208,7 +208,7 @@ def _ce_forward(kind, x, tgt, w, eps):
         q = (1 - eps) * q + dtype.type(eps / num_classes)
     wq = q if w is None else q * w
     m, e, s, gap = _shifted_exp(x, wq)
-    r = _log_rest(x, m, s, s < 2)
+    r = _log_rest(x, m, e, s, s < 2)
     return m, e, s, r, wq, gap
 
 
