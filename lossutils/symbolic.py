@@ -65,8 +65,10 @@ class _PositiveFunction(sp.Function):
     def _eval_is_positive(self):
         return self.args[0].is_extended_real
 
-    def _latex(self, printer):
-        return self.latex_name + r"\left(" + printer._print(self.args[0]) + r"\right)"
+    def _latex(self, printer, exp=None):
+        tex = self.latex_name + r"\left(" + printer._print(self.args[0]) + r"\right)"
+        # the LaTeX printer passes the exponent of a power of a function
+        return tex if exp is None else r"\left(" + tex + r"\right)^{" + exp + "}"
 
 
 class sigmoid(_PositiveFunction):  # noqa: N801 - named like the mathematical function

@@ -41,6 +41,16 @@ def test_sigmoid_derivative_identity():
     assert sp.simplify(sp.diff(ls.softplus(z).rewrite(sp.exp), z) - s_exp) == 0
 
 
+def test_latex_of_a_power_of_sigmoid_and_softplus():
+    # the LaTeX printer passes ``exp=`` for a power of a function (it used to raise)
+    gamma = sp.Symbol("gamma")
+    assert sp.latex(ls.sigmoid(z)) == r"\sigma\left(z\right)"
+    assert sp.latex(ls.sigmoid(-z) ** gamma) == r"\left(\sigma\left(- z\right)\right)^{\gamma}"
+    assert sp.latex(ls.softplus(z) ** 2) == (
+        r"\left(\operatorname{softplus}\left(z\right)\right)^{2}"
+    )
+
+
 def test_bernoulli_logit_gradient_is_sigmoid_minus_label():
     nll = ls.negative_log(ls.bernoulli_pmf(y, ls.sigmoid(z)))
     assert sp.simplify(sp.diff(nll, z) - (ls.sigmoid(z) - y)) == 0
