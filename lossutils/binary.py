@@ -28,7 +28,7 @@ from ._checks import (
     reduction_scale,
     wider_dtype,
 )
-from .activations import log_sigmoid, sigmoid, softplus
+from .activations import log_sigmoid, sigmoid, sigmoid_pair, softplus, softplus_pair
 
 __all__ = [
     "binary_cross_entropy",
@@ -215,7 +215,13 @@ def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
 
 def _bce_logits(x, y, cy):
     """``cy * (-log sigma(x)) + (1 - y) * (-log(1 - sigma(x)))``, two non-negative terms."""
-    return _times(cy, softplus(-x)) + _times(1 - y, softplus(x))
+    sp_pos, sp_neg = softplus_pair(x)
+    if not np.all(np.isfinite(x)):  # an infinite logit: a term with coefficient 0 is absent
+        return _times(cy, sp_neg) + _times(1 - y, sp_pos)
+    sp_neg *= cy
+    sp_pos *= 1 - y
+    sp_pos += sp_neg
+    return sp_pos
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None, reduction="mean"):
@@ -303,7 +309,10 @@ def binary_cross_entropy_with_logits_grad(
     [-0.5, -4.248354255291589e-18]
     """
     x, y, w, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
-    local = (1 - y) * sigmoid(x) - cy * sigmoid(-x)
+    s_pos, s_neg = sigmoid_pair(x)
+    s_pos *= 1 - y
+    s_neg *= cy
+    local = np.subtract(s_pos, s_neg, out=s_pos)
     return _finish_grad(_weighted(local, w), x, reduction)
 
 
@@ -330,7 +339,8 @@ def _focal_modulation(x, y, gamma):
     for a confident, correct prediction). Where ``q`` underflows, ``q**gamma`` is
     evaluated in log space, so that for ``gamma < 1`` it keeps its value.
     """
-    q = _times(y, sigmoid(-x)) + _times(1 - y, sigmoid(x))
+    s_pos, s_neg = sigmoid_pair(x)
+    q = _times(y, s_neg) + _times(1 - y, s_pos)
     if gamma == 0:
         return np.ones_like(q)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -435,7 +445,8 @@ def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mea
     modulation = _focal_modulation(x, y, gamma)
     with np.errstate(over="ignore"):
         r = 1 / (1 + _times(y, np.exp(-x)) + _times(1 - y, np.exp(x)))
-    d_ce = (1 - y) * sigmoid(x) - y * sigmoid(-x)
+    s_pos, s_neg = sigmoid_pair(x)
+    d_ce = (1 - y) * s_pos - y * s_neg
     local = modulation * (d_ce + gamma * (1 - 2 * y) * r * ce)
     return _finish_grad(_weighted(local, alpha_t), input, reduction)
 
