@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["use_book_style", "figure", "plot_curves", "plot_loss_and_grad", "plot_decision_regions"]
+__all__ = [
+    "use_book_style",
+    "figure",
+    "plot_curves",
+    "plot_loss_and_grad",
+    "class_colors",
+    "plot_decision_regions",
+]
 
 BOOK_STYLE = {
     "figure.figsize": (6.4, 3.6),
@@ -74,6 +81,26 @@ def plot_loss_and_grad(
     return fig
 
 
+def class_colors(n_classes: int, tint: float = 0.3):
+    """The colour of each class, full and as a light tint; returns two ``(n_classes, 3)`` arrays.
+
+    One qualitative palette (matplotlib's ``tab10``, repeated beyond ten classes) for the whole
+    book. The tint mixes a colour with white: ``tint`` is the share of the colour that remains.
+
+    Examples
+    --------
+    >>> full, light = class_colors(3)
+    >>> full.shape, bool(np.allclose(light, 1 - 0.3 * (1 - full)))
+    ((3, 3), True)
+    """
+    import matplotlib as mpl
+    from matplotlib.colors import to_rgb
+
+    palette = mpl.colormaps["tab10"].colors
+    full = np.array([to_rgb(palette[k % len(palette)]) for k in range(n_classes)])
+    return full, 1 - tint * (1 - full)
+
+
 def plot_decision_regions(
     ax,
     predict: Callable[[np.ndarray], np.ndarray],
@@ -83,15 +110,35 @@ def plot_decision_regions(
     ylabel: str = "$x_2$",
     resolution: int = 200,
 ):
-    """Colour the plane by the classes ``predict`` gives an ``(n, 2)`` array; scatter ``X``."""
+    """Colour the plane by the classes ``predict`` gives an ``(n, 2)`` array; scatter ``X``.
+
+    Classes are integers ``0, 1, ...``. Class ``k`` has one colour (:func:`class_colors`): its
+    region is a light tint of it and its points are drawn in the full colour with a thin dark
+    edge, so a point whose colour differs from the region under it is misclassified.
+
+    Examples
+    --------
+    >>> fig, ax = figure()
+    >>> X, y = np.array([[0.0, 0.0], [1.0, 1.0], [0.9, 0.0]]), np.array([0, 1, 1])
+    >>> _ = plot_decision_regions(ax, lambda P: (P.sum(axis=1) > 1).astype(int), X, y)
+    >>> full, light = class_colors(2)
+    >>> bool(np.allclose(ax.collections[-1].get_facecolors()[:, :3], full[y]))
+    True
+    >>> ax.get_xlabel(), ax.get_ylabel()
+    ('$x_1$', '$x_2$')
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
     pad = 0.5
     x0 = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, resolution)
     x1 = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, resolution)
     g0, g1 = np.meshgrid(x0, x1)
     classes = np.asarray(predict(np.column_stack([g0.ravel(), g1.ravel()]))).reshape(g0.shape)
-    levels = np.arange(int(max(classes.max(), y.max())) + 2) - 0.5
-    ax.contourf(g0, g1, classes, levels=levels, cmap="Pastel1", alpha=0.8)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="Set1", s=12, edgecolors="k", linewidths=0.3)
+    labels = np.asarray(y).astype(int)
+    n_classes = int(max(classes.max(), labels.max())) + 1
+    full, light = class_colors(n_classes)
+    levels = np.arange(n_classes + 1) - 0.5
+    ax.contourf(g0, g1, classes, levels=levels, colors=[tuple(c) for c in light])
+    ax.scatter(X[:, 0], X[:, 1], c=full[labels], s=14, edgecolors="0.15", linewidths=0.4)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return ax
