@@ -81,6 +81,13 @@ def shown_text(output: dict) -> tuple[str, str] | None:
     return None
 
 
+def test_stale_glued_number_fails(tmp_path):
+    """Numbers glued into the prose are stored outputs too, and nbval compares them."""
+    result = run_nbval(copy_to(tmp_path, "wrong_glue.ipynb"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed" in result.stdout and "0.4" in result.stdout
+
+
 def first_shown_digit(notebook: dict) -> tuple[dict, str]:
     """The first text output that shows a number (the output and its key)."""
     for cell in notebook["cells"]:
