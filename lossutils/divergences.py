@@ -7,6 +7,8 @@ are those of the sum of these values.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import (
@@ -409,28 +411,49 @@ def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
     return mu, logvar, mu_prior, logvar_prior
 
 
+# 1/2!, 1/3!, ..., 1/20!: the Taylor coefficients of (e^d - 1 - d) / d^2, to |d| <= 1
+_SERIES = [1.0 / math.factorial(k) for k in range(2, 21)]
+
+
 def _exp_minus_1_minus(d):
-    r""":math:`e^d - 1 - d \ge 0` to a few ULP, also for tiny :math:`|d|` where it cancels."""
+    r""":math:`e^d - 1 - d \ge 0` to a few ULP, also for tiny :math:`|d|` where it cancels.
+
+    Returns it with :math:`\operatorname{expm1}(d)`, its derivative, computed on the way.
+    Each element is evaluated by one branch only, in place: the series is the costly
+    one, and large arrays are dominated by their temporaries.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
-        # |d| <= 1: Taylor series d^2 (1/2! + d/3! + d^2/4! + ...), truncated after d^20/20!
-        series = np.zeros_like(d)
-        factorial = 1.0
-        coefficients = []
-        for k in range(2, 21):
-            factorial *= k
-            coefficients.append(1.0 / factorial)
-        for c in reversed(coefficients):
-            series = series * d + c
-        series = series * d * d
+        em1 = np.expm1(d)
+        # d > 1: expm1(d) - d cancels by at most a factor of about 2.4
+        out = em1 - d
+        out[d == np.inf] = np.inf
         # d < -1: e^d and -(1 + d) are both positive, no cancellation
-        below = np.exp(d) - (1 + d)
-        # d > 1: expm1(d) > 1.7 d/... cancels by at most a factor 4
-        above = np.where(d == np.inf, np.inf, np.expm1(d) - d)
-        return np.where(np.abs(d) <= 1, series, np.where(d < -1, below, above))
+        below = d < -1
+        if below.any():
+            low = d[below]
+            out[below] = np.exp(low) - (1 + low)
+        # |d| <= 1: d^2 (1/2! + d/3! + ... + d^18/20!), by Horner's rule
+        near = np.abs(d) <= 1
+        if near.any():
+            x = d[near]
+            series = np.full_like(x, _SERIES[-1])
+            for c in reversed(_SERIES[:-1]):
+                series *= x
+                series += c
+            series *= x
+            series *= x
+            out[near] = series
+    return out, em1
 
 
 def _two_diff(a, b):
-    """``a - b`` rounded and its exact rounding error (Knuth's TwoSum)."""
+    """``a - b`` rounded and its exact rounding error (Knuth's TwoSum).
+
+    The error is None when ``b`` is 0 everywhere (the default prior): then the
+    difference is exact.
+    """
+    if not np.any(b):
+        return a - b, None
     with np.errstate(invalid="ignore"):
         s = a - b
         bb = s - a
@@ -499,10 +522,12 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     d, d_low = _two_diff(logvar, logvar_prior)
     diff, diff_low = _two_diff(mu, mu_prior)
     with np.errstate(over="ignore", invalid="ignore"):
-        g = _exp_minus_1_minus(d) + np.where(d_low == 0, 0, np.expm1(d) * d_low)
-        square = _scaled_square(diff, logvar_prior) * (
-            1 + 2 * diff_low / np.where(diff == 0, 1, diff)
-        )
+        g, em1 = _exp_minus_1_minus(d)
+        if d_low is not None:
+            g += np.where(d_low == 0, 0, em1 * d_low)
+        square = _scaled_square(diff, logvar_prior)
+        if diff_low is not None:
+            square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
     return _scalar_if_0d(0.5 * np.sum(g + square, axis=axis))
 
 
