@@ -450,7 +450,11 @@ def test_float32_in_float32_out_and_inputs_untouched(index):
     args32 = tuple(a.astype(np.float32) for a in args)
     copies = [a.copy() for a in args32]
     assert np.asarray(loss(*args32)).dtype == np.float32
-    np.testing.assert_allclose(loss(*args32), loss(*args), rtol=1e-5)
+    # the reference is the float64 loss of the same (rounded) inputs: a KL of close
+    # distributions is ill-conditioned in its inputs, so their rounding alone moves it
+    np.testing.assert_allclose(
+        loss(*args32), loss(*(a.astype(np.float64) for a in args32)), rtol=1e-5
+    )
     if grad is not None:
         grads = grad(*args32)
         grads = grads if isinstance(grads, tuple) else (grads,)
