@@ -13,7 +13,7 @@ unexport MPLBACKEND
 
 NB ?= $(shell $(PYTHON) tools/chapters.py)
 
-.PHONY: help venv book test execute lint bench clean
+.PHONY: help venv book test execute lint bench clean lab
 
 help:
 	@echo "make book     build the HTML book into _build/html (warnings are errors)"
@@ -21,6 +21,7 @@ help:
 	@echo "make execute  re-run notebooks top to bottom and store their outputs (NB=path for one)"
 	@echo "make lint     ruff on lossutils, tests, tools, benchmarks and the notebooks"
 	@echo "make bench    accuracy and speed benchmarks into benchmarks/results/"
+	@echo "make lab      JupyterLab on the chapters, with the project's kernel"
 	@echo "make clean    remove the build and caches (keeps .venv)"
 
 # Reinstall only when the requirements change.
@@ -49,6 +50,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. chapters
 
 clean:
 	rm -rf _build _mathjax .pytest_cache .ruff_cache .hypothesis

@@ -333,3 +333,6 @@ class WorstUlp:
 
     def __str__(self):
         return "worst ULP: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.worst.items()))
+
+
+# --- regression, regularization, divergences, metric (below this line) ---
