@@ -52,10 +52,27 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3
     return fig, (axes[0, 0] if axes.size == 1 else axes.ravel())
 
 
+# Series differ by line style as well as colour, so that a curve drawn on top of another
+# (two losses that agree on part of the axis) leaves the one below visible, in print too.
+LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+
+
 def plot_curves(ax, x, curves: Mapping[str, np.ndarray], xlabel: str, ylabel: str, title: str = ""):
-    """Several labelled curves ``{label: y}`` against one ``x`` on ``ax``."""
-    for label, y in curves.items():
-        ax.plot(x, y, label=label)
+    """Several labelled curves ``{label: y}`` against one ``x`` on ``ax``.
+
+    The k-th curve gets the k-th of :data:`LINE_STYLES` (solid first), so none hides another.
+
+    Examples
+    --------
+    >>> fig, ax = figure()
+    >>> x = np.linspace(-1, 1, 5)
+    >>> _ = plot_curves(ax, x, {"a": x, "b": x}, "$x$", "$y$")
+    >>> [line.get_linestyle() for line in ax.get_lines()]
+    ['-', '--']
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    for k, (label, y) in enumerate(curves.items()):
+        ax.plot(x, y, label=label, linestyle=LINE_STYLES[k % len(LINE_STYLES)])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
