@@ -1,8 +1,10 @@
-"""Argument checks and reductions shared by every loss (private).
+"""Argument checks shared by every loss (private).
 
 Every public function validates its arguments here, so that one bad input
 always produces the same kind of message: ``ValueError`` naming the argument,
-what was expected and what was given.
+what was expected and what was given. (The reductions live in ``_reduction``;
+``reduce`` and ``reduction_scale`` are also importable from here for the modules
+that have not moved to it yet.)
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+
+from ._reduction import reduce, reduction_scale  # noqa: F401  (see the module docstring)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -160,33 +164,6 @@ def class_weight(weight, num_classes: int, dtype, name: str = "weight"):
             f"{name} must be a vector of length C={num_classes}; got shape {weight.shape}"
         )
     return weight.astype(dtype, copy=False)
-
-
-def reduce(loss: np.ndarray, reduction: str):
-    """Apply a reduction; the mean over zero elements is NaN (as in PyTorch), silently.
-
-    The mean of finite terms whose sum overflows (e.g. squared errors near 1e154) is
-    computed from the scaled terms instead, so it overflows only if the mean does.
-    """
-    if reduction == "none":
-        return loss
-    with np.errstate(over="ignore"):
-        total = np.sum(loss, dtype=loss.dtype)
-    if reduction == "sum":
-        return total
-    if loss.size == 0:
-        return loss.dtype.type(np.nan)
-    n = loss.dtype.type(loss.size)
-    if np.isinf(total) and np.all(np.isfinite(loss)):
-        return np.sum(loss / n, dtype=loss.dtype)
-    return loss.dtype.type(total / n)
-
-
-def reduction_scale(size: int, reduction: str, dtype) -> np.floating:
-    """d(reduced)/d(each element): 1/n for the mean, 1 for the sum and for "none"."""
-    if reduction == "mean":
-        return np.dtype(dtype).type(np.nan) if size == 0 else np.dtype(dtype).type(1.0 / size)
-    return np.dtype(dtype).type(1.0)
 
 
 def check_finite_scalar(value, name: str) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _numerics as nx
 from ._checks import as_float_array
 
 __all__ = ["sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"]
@@ -44,8 +45,7 @@ def sigmoid(x):
     array([0. , 0.5, 1. ])
     """
     x = as_float_array(x, "x")
-    e = np.exp(-np.abs(x))
-    return _scalar_if_0d(np.where(x >= 0, 1 / (1 + e), e / (1 + e)))
+    return _scalar_if_0d(nx.sigmoid(x))
 
 
 def softplus(x):
@@ -75,40 +75,7 @@ def softplus(x):
     [0.0, 0.693147, 1000.0]
     """
     x = as_float_array(x, "x")
-    return _scalar_if_0d(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
-
-
-def softplus_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(softplus(x), softplus(-x))`` from one ``exp`` and one ``log1p``.
-
-    Bit-for-bit what two calls of :func:`softplus` give (both share
-    ``log1p(exp(-|x|))``), at about half the cost: the two terms of a binary
-    cross-entropy. Computed in place, so that large inputs allocate little.
-    """
-    shared = np.abs(x)
-    np.negative(shared, out=shared)
-    np.exp(shared, out=shared)
-    np.log1p(shared, out=shared)
-    positive = np.maximum(x, 0)
-    positive += shared
-    negative = np.negative(x)
-    np.maximum(negative, 0, out=negative)
-    negative += shared
-    return positive, negative
-
-
-def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(sigmoid(x), sigmoid(-x))`` from one ``exp``, bit-for-bit as :func:`sigmoid`."""
-    e = np.abs(x)
-    np.negative(e, out=e)
-    np.exp(e, out=e)
-    big = e + 1
-    small = np.divide(e, big, out=e)
-    np.divide(1, big, out=big)
-    flip = x < 0  # sigmoid(x) is the small one for x < 0
-    positive, negative = np.where(flip, small, big), big
-    np.copyto(negative, small, where=~flip)
-    return positive, negative
+    return _scalar_if_0d(nx.softplus(x))
 
 
 def log_sigmoid(x):
@@ -135,71 +102,7 @@ def log_sigmoid(x):
     [-1000.0, -0.693147]
     """
     x = as_float_array(x, "x")
-    return _scalar_if_0d(-(np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))))
-
-
-# Rows per block of the compensated sum: its temporaries stay cache-sized (~1 MB each).
-_BLOCK_ELEMENTS = 1 << 17
-
-
-def _exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None, e=None) -> np.ndarray:
-    r"""Row sums of ``exp(x - m)`` over every column except ``top``, for 2-D ``x``.
-
-    ``m`` holds the row maxima and ``top`` the column of a maximum (default: the
-    first); with ``rows`` (indices), only those rows of ``x``, ``m`` and ``top``.
-
-    The rounding error :math:`\delta` of each difference ``x - m`` is recovered
-    exactly (Knuth's TwoSum) and applied to first order,
-    :math:`e^{d + \delta} \approx e^{d}(1 + \delta)`: without it, a difference of
-    size 40 carries a relative error of up to about 40 ULP into the sum, and so into
-    a tiny ``log1p`` of it. The rows are processed in blocks (vectorized within each
-    block) so that the five temporaries stay in cache. ``e``, if given, holds
-    ``exp(x - m)`` already computed for every row, which saves the exponentials.
-    """
-    rows = np.arange(len(x)) if rows is None else rows
-    out = np.empty(len(rows), dtype=x.dtype)
-    step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
-    for start in range(0, len(rows), step):
-        block = slice(start, start + step)
-        index = rows[block]
-        xb, mb = x[index], m[index, None]
-        tb = np.argmax(xb, axis=-1) if top is None else top[index]
-        d = xb - mb
-        back = d - xb
-        err = d - back
-        np.subtract(xb, err, out=err)
-        back += mb
-        err -= back  # now (x - m) - d exactly
-        if e is None:
-            np.exp(d, out=d)
-        else:
-            d = e[index]  # a copy: the caller's array is not modified
-        np.put_along_axis(d, tb[:, None], 0, axis=-1)
-        err *= d
-        np.copyto(err, 0, where=d == 0)  # a -inf entry: exp is 0, its error term NaN
-        out[block] = np.sum(d, axis=-1) + np.sum(err, axis=-1)
-    return out
-
-
-def _log_normalizer(x: np.ndarray):
-    """The pieces of a stable log-sum-exp of each row of a 2-D ``x`` (no warnings).
-
-    Returns ``(m, d, r)``: the row maximum ``m``, ``d = x - m`` and
-    ``r = logsumexp(x) - m = log1p(s)``, with ``s`` the sum of ``exp(d)`` over all
-    but one maximal element. Rows dominated by their maximum (``s < 1``) get the
-    compensated sum of :func:`_exp_sum_rest`, so that a tiny ``r`` keeps its digits.
-    """
-    with np.errstate(invalid="ignore", over="ignore"):
-        top = np.argmax(x, axis=-1)
-        m = np.take_along_axis(x, top[:, None], axis=-1)[:, 0]
-        d = x - m[:, None]
-        e = np.exp(d)
-        np.put_along_axis(e, top[:, None], 0, axis=-1)
-        s = np.sum(e, axis=-1)
-        hard = np.flatnonzero(s < 1)
-        if hard.size:
-            s[hard] = _exp_sum_rest(x, m, top, hard)
-        return m, d, np.log1p(s)
+    return _scalar_if_0d(nx.log_sigmoid(x))
 
 
 def _class_axis_array(x, axis: int) -> np.ndarray:
@@ -257,7 +160,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    m, _, r = _log_normalizer(rows)
+    m, _, r = nx.log_normalizer(rows)
     # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp
     out = np.where(np.isfinite(m), m + r, m).reshape(moved[:-1])
     if keepdims:
@@ -329,7 +232,7 @@ def log_softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    _, d, r = _log_normalizer(rows)
+    _, d, r = nx.log_normalizer(rows)
     with np.errstate(invalid="ignore"):
         out = d - r[:, None]
     return np.moveaxis(out.reshape(moved), -1, axis)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _numerics as nx
 from ._checks import (
     check_broadcastable,
     check_finite_scalar,
@@ -24,11 +25,10 @@ from ._checks import (
     check_unit_interval,
     check_unit_interval_scalar,
     float_arrays,
-    reduce,
-    reduction_scale,
     wider_dtype,
 )
-from .activations import log_sigmoid, sigmoid, sigmoid_pair, softplus, softplus_pair
+from ._reduction import reduce, scale_grad
+from .activations import log_sigmoid, sigmoid, softplus
 
 __all__ = [
     "binary_cross_entropy",
@@ -79,12 +79,6 @@ def _margin_arrays(input, target, reduction):
     return x, t, t * x
 
 
-def _times(c, v):
-    """``c * v`` with ``0 * inf = 0``: a term whose coefficient is 0 is absent."""
-    with np.errstate(invalid="ignore"):
-        return np.where(c == 0, np.zeros_like(c), c * v)
-
-
 def _weighted(value, weight):
     return value if weight is None else weight * value
 
@@ -95,8 +89,7 @@ def _finish(loss, reduction, dtype):
 
 def _finish_grad(local, x, reduction):
     """Scale the per-element derivative by d(reduced)/d(element); input's shape and dtype."""
-    scale = reduction_scale(x.size, reduction, x.dtype)
-    return np.asarray(np.broadcast_to(scale * local, x.shape), dtype=x.dtype)
+    return scale_grad(local, x.shape, reduction, x.dtype)
 
 
 # --- binary cross-entropy on probabilities -------------------------------------------------------
@@ -215,9 +208,9 @@ def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
 
 def _bce_logits(x, y, cy):
     """``cy * (-log sigma(x)) + (1 - y) * (-log(1 - sigma(x)))``, two non-negative terms."""
-    sp_pos, sp_neg = softplus_pair(x)
+    sp_pos, sp_neg = nx.softplus_pair(x)
     if not np.all(np.isfinite(x)):  # an infinite logit: a term with coefficient 0 is absent
-        return _times(cy, sp_neg) + _times(1 - y, sp_pos)
+        return nx.times(cy, sp_neg) + nx.times(1 - y, sp_pos)
     sp_neg *= cy
     sp_pos *= 1 - y
     sp_pos += sp_neg
@@ -309,7 +302,7 @@ def binary_cross_entropy_with_logits_grad(
     [-0.5, -4.248354255291589e-18]
     """
     x, y, w, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
-    s_pos, s_neg = sigmoid_pair(x)
+    s_pos, s_neg = nx.sigmoid_pair(x)
     s_pos *= 1 - y
     s_neg *= cy
     local = np.subtract(s_pos, s_neg, out=s_pos)
@@ -339,8 +332,8 @@ def _focal_modulation(x, y, gamma):
     for a confident, correct prediction). Where ``q`` underflows, ``q**gamma`` is
     evaluated in log space, so that for ``gamma < 1`` it keeps its value.
     """
-    s_pos, s_neg = sigmoid_pair(x)
-    q = _times(y, s_neg) + _times(1 - y, s_pos)
+    s_pos, s_neg = nx.sigmoid_pair(x)
+    q = nx.times(y, s_neg) + nx.times(1 - y, s_pos)
     if gamma == 0:
         return np.ones_like(q)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -444,8 +437,8 @@ def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mea
     ce = _bce_logits(x, y, y)
     modulation = _focal_modulation(x, y, gamma)
     with np.errstate(over="ignore"):
-        r = 1 / (1 + _times(y, np.exp(-x)) + _times(1 - y, np.exp(x)))
-    s_pos, s_neg = sigmoid_pair(x)
+        r = 1 / (1 + nx.times(y, np.exp(-x)) + nx.times(1 - y, np.exp(x)))
+    s_pos, s_neg = nx.sigmoid_pair(x)
     d_ce = (1 - y) * s_pos - y * s_neg
     local = modulation * (d_ce + gamma * (1 - 2 * y) * r * ce)
     return _finish_grad(_weighted(local, alpha_t), input, reduction)

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from . import _numerics as nx
 from ._checks import (
     as_float_array,
     check_class_input,
@@ -23,11 +24,10 @@ from ._checks import (
     class_weight,
     describe,
     float_arrays,
-    reduce,
-    reduction_scale,
     wider_dtype,
 )
-from .activations import _exp_sum_rest
+from ._reduction import reduce, reduction_scale, sample_scale, weighted_reduce
+from ._reduction import total as weight_total
 from .binary import (  # noqa: F401  (re-exported)
     binary_cross_entropy,
     binary_cross_entropy_grad,
@@ -106,60 +106,6 @@ def _target_weight(w, y, valid, dtype) -> np.ndarray:
     return np.where(valid, wy, 0).astype(dtype, copy=False)
 
 
-def _weighted_reduce(loss: np.ndarray, total_weight, reduction: str, shape: tuple):
-    """Reduce per-sample losses; the mean divides by ``total_weight`` (NaN when it is 0)."""
-    if reduction == "none":
-        return loss.reshape(shape)[()]
-    total = np.sum(loss, dtype=loss.dtype)
-    if reduction == "sum":
-        return total
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return loss.dtype.type(total / total_weight)
-
-
-def _sample_scale(coef: np.ndarray, valid, total_weight, reduction: str) -> np.ndarray:
-    """Per-sample factor d(reduced)/d(loss_i) times ``coef``; exactly 0 for ignored samples."""
-    if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            coef = coef / total_weight
-    return np.where(valid, coef, 0).astype(coef.dtype, copy=False)
-
-
-def _shifted_exp(x: np.ndarray, d_weight=None):
-    """``m = max``, ``e = exp(x - m)`` (one new array), ``S`` = row sums of ``e``.
-
-    With ``d_weight`` (True for ones, or an array broadcasting to ``x``) also
-    returns the row sums of ``(m - x) * d_weight``, taken before the exponential
-    overwrites the differences; each term is non-negative, so the sum is accurate.
-    """
-    with np.errstate(invalid="ignore", over="ignore"):
-        m = np.max(x, axis=-1)
-        e = x - m[:, None]
-        gap = None
-        if d_weight is not None:
-            gap = -np.sum(e if d_weight is True else e * d_weight, axis=-1)
-        np.exp(e, out=e)
-    return m, e, np.sum(e, axis=-1), gap
-
-
-def _log_rest(x: np.ndarray, m: np.ndarray, e: np.ndarray, s: np.ndarray, hard) -> np.ndarray:
-    """``logsumexp(x) - m`` per row: ``log(S)``, recomputed in the ``hard`` rows.
-
-    ``log(S)`` is accurate to a few ULP wherever it is not small (``S >= 2``): then
-    every loss built on it is a sum of non-negative terms of which it is not a tiny
-    part. Where the maximum dominates the row, ``S = 1 + s`` has rounded away the
-    digits of ``s``, so those rows get ``log1p(s)`` with ``s`` re-summed over every
-    class but the maximal one, each exponent's rounding error compensated
-    (:func:`lossutils.activations._exp_sum_rest`).
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.log(s)
-        rows = np.flatnonzero(hard)
-        if rows.size:
-            r[rows] = np.log1p(_exp_sum_rest(x, m, rows=rows, e=e))
-    return r
-
-
 def _check_smoothing(label_smoothing) -> float:
     return check_unit_interval_scalar(label_smoothing, "label_smoothing")
 
@@ -196,10 +142,10 @@ def _ce_forward(kind, x, tgt, w, eps):
     if kind == "index":
         y, valid = tgt
         coef = None if eps == 0 else (True if w is None else w)
-        m, e, s, gap = _shifted_exp(x, coef)
+        m, e, s, gap = nx.shifted_exp(x, coef)
         xy = _gather(x, y)
         hard = (s < 2) if eps > 0 else (s < 2) & (xy == m)
-        r = _log_rest(x, m, e, s, hard)
+        r = nx.log_rest(x, m, e, s, hard)
         with np.errstate(invalid="ignore"):
             nll = (m - xy) + r  # -log p_y, a sum of two non-negative terms
         return m, e, s, r, nll, gap
@@ -207,8 +153,8 @@ def _ce_forward(kind, x, tgt, w, eps):
     if eps > 0:
         q = (1 - eps) * q + dtype.type(eps / num_classes)
     wq = q if w is None else q * w
-    m, e, s, gap = _shifted_exp(x, wq)
-    r = _log_rest(x, m, e, s, s < 2)
+    m, e, s, gap = nx.shifted_exp(x, wq)
+    r = nx.log_rest(x, m, e, s, s < 2)
     return m, e, s, r, wq, gap
 
 
@@ -259,7 +205,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     wy = _target_weight(w, y, valid, x.dtype)
     with np.errstate(invalid="ignore"):
         loss = np.where(valid, -wy * _gather(x, y), 0).astype(x.dtype, copy=False)
-    return _weighted_reduce(loss, np.sum(wy), reduction, shape)
+    return weighted_reduce(loss, weight_total(wy), reduction, shape)
 
 
 def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -297,7 +243,7 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
     wy = _target_weight(w, y, valid, x.dtype)
     grad = np.zeros_like(x)
     np.put_along_axis(
-        grad, y[:, None], -_sample_scale(wy, valid, np.sum(wy), reduction)[:, None], -1
+        grad, y[:, None], -sample_scale(wy, valid, weight_total(wy), reduction)[:, None], -1
     )
     return grad.reshape(shape + x.shape[-1:])
 
@@ -387,7 +333,7 @@ def cross_entropy(
     with np.errstate(invalid="ignore"):
         if kind == "prob":
             loss = gap + np.sum(a, axis=-1) * r
-            return _weighted_reduce(loss, dtype.type(loss.size), reduction, shape)
+            return weighted_reduce(loss, loss.size, reduction, shape)
         y, valid = tgt
         wy = _target_weight(w, y, valid, dtype)
         loss = a if w is None and eps == 0 else wy * a
@@ -395,7 +341,7 @@ def cross_entropy(
             total_w = x.shape[-1] if w is None else np.sum(w)
             loss = (1 - eps) * loss + dtype.type(eps / x.shape[-1]) * (gap + total_w * r)
         loss = np.where(valid, loss, 0).astype(dtype, copy=False)
-    return _weighted_reduce(loss, np.sum(wy), reduction, shape)
+    return weighted_reduce(loss, weight_total(wy), reduction, shape)
 
 
 def cross_entropy_grad(
@@ -454,7 +400,7 @@ def cross_entropy_grad(
             return e.reshape(shape + (num_classes,))
         y, valid = tgt
         wy = _target_weight(w, y, valid, dtype)
-        sc = _sample_scale(np.ones_like(wy) if w is None else wy, valid, np.sum(wy), reduction)
+        sc = sample_scale(np.ones_like(wy) if w is None else wy, valid, weight_total(wy), reduction)
         if eps == 0:
             e *= (sc / s)[:, None]
             target_entry = sc * np.expm1(-a)
@@ -462,7 +408,7 @@ def cross_entropy_grad(
             total_w = dtype.type(num_classes) if w is None else np.sum(w)
             wy_raw = np.ones_like(wy) if w is None else w[y]
             share = dtype.type(eps / num_classes)
-            sc_raw = _sample_scale(np.ones_like(wy), valid, np.sum(wy), reduction)
+            sc_raw = sample_scale(np.ones_like(wy), valid, weight_total(wy), reduction)
             e *= (sc_raw * ((1 - eps) * wy_raw + share * total_w) / s)[:, None]
             e -= (sc_raw * share)[:, None] * (1 if w is None else w)
             target_entry = sc_raw * (
@@ -547,7 +493,7 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
     )
     with np.errstate(invalid="ignore"):
         loss = np.where(valid, wy * modulation * nll, 0)
-    reduced = _weighted_reduce(loss, np.sum(wy), reduction, shape)
+    reduced = weighted_reduce(loss, weight_total(wy), reduction, shape)
     return np.asarray(reduced).astype(x.dtype)[()]
 
 
@@ -595,7 +541,7 @@ def softmax_focal_loss_grad(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
         g = modulation * (1 + gamma * (1 - u) * ratio)
-        sc = _sample_scale(wy, valid, np.sum(wy), reduction) * g
+        sc = sample_scale(wy, valid, weight_total(wy), reduction) * g
         e *= (sc / s)[:, None]
         np.put_along_axis(e, y[:, None], (-sc * u)[:, None], -1)
     return e.reshape(shape + x.shape[-1:]).astype(x.dtype)
@@ -604,21 +550,14 @@ def softmax_focal_loss_grad(
 # --- margin losses --------------------------------------------------------------------------------
 
 
-def _two_sum(a, b):
-    """``a + b == s + err`` exactly (Knuth's TwoSum)."""
-    s = a + b
-    back = s - a
-    return s, (a - (s - back)) + (b - back)
-
-
 def _margin_gap(margin, high, low):
     """``margin + high - low`` with one rounding's accuracy (the two roundings compensated).
 
     Near the hinge's kink the plain sum cancels; its value decides which terms are active.
     """
     with np.errstate(invalid="ignore"):
-        diff, err1 = _two_sum(high, -low)
-        total, err2 = _two_sum(diff, margin)
+        diff, err1 = nx.two_sum(high, -low)
+        total, err2 = nx.two_sum(diff, margin)
         out = total + (err1 + err2)
         return np.where(np.isfinite(total), out, total)
 

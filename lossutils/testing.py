@@ -4,6 +4,10 @@ Three kinds of evidence that a number is right, each independent of the code
 under test: central finite differences for gradients, a high-precision mpmath
 reference measured in units in the last place (ULP), and agreement with a
 SymPy expression evaluated numerically.
+
+The accuracy contract of lossutils is checked by :func:`assert_close_to_exact`:
+the result, in its own dtype (float16, float32 or float64), against the exact
+value of the same rounded inputs (:func:`exact_inputs`), in ULP of that dtype.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ __all__ = [
     "assert_gradient_matches",
     "ulp_error",
     "assert_ulp_close",
+    "exact_inputs",
+    "assert_close_to_exact",
     "assert_matches_sympy",
 ]
 
@@ -96,43 +102,60 @@ def assert_gradient_matches(
         )
 
 
-def ulp_error(actual, reference) -> np.ndarray:
-    """``|actual - reference|`` in units of the last place of ``reference`` (float64 grid).
+def ulp_error(actual, reference, dtype=np.float64) -> np.ndarray:
+    """``|actual - reference|`` in units of the last place of ``reference`` on ``dtype``'s grid.
 
     ``reference`` may hold mpmath numbers (or anything ``mpmath.mpf`` accepts) at
-    higher precision than float64; the difference is taken at that precision
-    before rounding, so the reference's own rounding does not count. Equal
-    infinities count as 0 ULP, NaN against a number as infinitely many.
+    higher precision than ``dtype``; the difference is taken at that precision
+    before rounding, so the reference's own rounding does not count. The unit is
+    the spacing of ``dtype`` at the reference rounded to ``dtype`` (at least the
+    dtype's smallest subnormal). ``dtype`` is float64 by default; pass
+    ``actual.dtype`` (or use :func:`assert_close_to_exact`) to measure a float16 or
+    float32 result in its own ULP. Equal infinities count as 0 ULP (also a
+    reference beyond the dtype's range against an infinity of its sign), NaN
+    against a number as infinitely many.
 
     Examples
     --------
     >>> import mpmath
     >>> float(ulp_error(0.1, mpmath.mpf(1) / 10))
     0.0
+    >>> round(float(ulp_error(np.float16(0.1), mpmath.mpf(1) / 10, np.float16)), 3)
+    0.4
     """
     import mpmath
 
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float16, float32 or float64; got {dtype}")
     actual = np.asarray(actual, dtype=np.float64)
     reference = np.asarray(reference, dtype=object)
     if reference.shape != actual.shape:
         reference = np.broadcast_to(reference, actual.shape)
     out = np.empty(actual.shape, dtype=np.float64)
-    tiny = np.nextafter(0.0, 1.0)
-    with mpmath.workprec(2000):
+    kind = dtype.type
+    tiny = float(np.nextafter(kind(0), kind(1)))
+    with mpmath.workprec(2000), np.errstate(over="ignore"):
         for index in np.ndindex(actual.shape):
             a, r = float(actual[index]), mpmath.mpf(reference[index])
             if mpmath.isnan(r) or np.isnan(a):
                 out[index] = 0.0 if (mpmath.isnan(r) and np.isnan(a)) else np.inf
-            elif mpmath.isinf(r) or np.isinf(a):
-                out[index] = 0.0 if float(r) == a else np.inf
+                continue
+            rounded = float(kind(float(r)))  # the reference on the dtype's grid (maybe inf)
+            if mpmath.isinf(r) or np.isinf(a) or np.isinf(rounded):
+                out[index] = 0.0 if rounded == a else np.inf
             else:
-                unit = max(np.spacing(abs(float(r))), tiny)
+                unit = max(float(np.spacing(kind(abs(rounded)))), tiny)
                 out[index] = float(abs(mpmath.mpf(a) - r) / unit)
     return out
 
 
-def assert_ulp_close(actual, reference, max_ulp: float = 4.0, label: str = "") -> float:
+def assert_ulp_close(
+    actual, reference, max_ulp: float = 4.0, label: str = "", dtype=np.float64
+) -> float:
     """Assert every entry of ``actual`` is within ``max_ulp`` of ``reference``; return the worst.
+
+    ULP on ``dtype``'s grid, as in :func:`ulp_error` (float64 by default).
 
     Examples
     --------
@@ -140,16 +163,68 @@ def assert_ulp_close(actual, reference, max_ulp: float = 4.0, label: str = "") -
     >>> assert_ulp_close(np.log1p(1e-20), mpmath.log1p(mpmath.mpf("1e-20")))
     0.0
     """
-    errors = ulp_error(actual, reference)
+    errors = ulp_error(actual, reference, dtype)
     worst = float(np.max(errors)) if errors.size else 0.0
     if not worst <= max_ulp:
         index = np.unravel_index(int(np.argmax(errors)), errors.shape) if errors.ndim else ()
+        unit = "" if np.dtype(dtype) == np.float64 else f" ({np.dtype(dtype).name})"
         raise AssertionError(
-            f"{label + ': ' if label else ''}{worst:.3g} ULP > {max_ulp} at index {index}: "
+            f"{label + ': ' if label else ''}{worst:.3g} ULP{unit} > {max_ulp} at index {index}: "
             f"got {np.asarray(actual, dtype=np.float64)[index]!r}, "
             f"expected {np.asarray(reference, dtype=object)[index]}"
         )
     return worst
+
+
+def exact_inputs(*arrays):
+    """The exact values of already rounded inputs, as object arrays of ``mpmath.mpf``.
+
+    A float16, float32 or float64 number converts to ``mpf`` without rounding, so a
+    reference computed from these is the exact result *of the rounded inputs* the
+    function under test received: its error is then the function's own, not the
+    rounding of its inputs. Returns one array, or a tuple for several.
+
+    Examples
+    --------
+    >>> x = np.float32([0.1])
+    >>> exact_inputs(x)[0] == 0.1
+    False
+    """
+    import mpmath
+
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        values = np.empty(a.shape, dtype=object)
+        for index in np.ndindex(a.shape):
+            values[index] = mpmath.mpf(float(a[index]))
+        out.append(values)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def assert_close_to_exact(actual, reference, max_ulp: float = 4.0, label: str = "") -> float:
+    """The accuracy contract: ``actual`` within ``max_ulp`` ULP *of its own dtype* of ``reference``.
+
+    ``actual`` must be a float16, float32 or float64 array (or NumPy scalar): the result of
+    the function under test, whose dtype is the output dtype. ``reference`` holds the exact
+    values (mpmath, at a precision well above float64) computed from the same rounded
+    inputs (see :func:`exact_inputs`). Returns the worst distance found, in ULP of the
+    output dtype: a float16 result that is the correctly rounded exact value is within
+    0.5, whatever the float64 digits of an intermediate were.
+
+    Examples
+    --------
+    >>> import mpmath
+    >>> x = np.float16([3.0])
+    >>> with mpmath.workdps(40):
+    ...     exact = [mpmath.log1p(mpmath.exp(v)) for v in exact_inputs(x)]
+    >>> assert_close_to_exact(np.float16([3.049]), exact, max_ulp=1) <= 1
+    True
+    """
+    dtype = np.asarray(actual).dtype
+    if dtype not in (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"actual must be a float16, float32 or float64 result; got dtype {dtype}")
+    return assert_ulp_close(actual, reference, max_ulp, label, dtype)
 
 
 def assert_matches_sympy(expr, symbols: Sequence, values: Sequence, actual, rtol=1e-12, atol=0.0):

@@ -1,0 +1,395 @@
+"""Careful floating-point kernels, each written once (private).
+
+Every loss in lossutils is built from these. Each kernel states its domain, its
+accuracy and why it is computed the way it is. "ULP" is a unit in the last place
+of the result in the working dtype; "exact" means without any rounding error.
+None of them emits a NumPy ``RuntimeWarning``: infinities and NaN in the result
+carry the information. None of them checks its arguments (the public functions
+do that in ``_checks``) or modifies an argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# --- dtypes ---------------------------------------------------------------------------------------
+
+
+def working_dtype(dtype) -> np.dtype:
+    """The dtype a computation for output ``dtype`` runs in: float32 for float16, else ``dtype``.
+
+    float16 has 11 significant bits and overflows at 65504: ``exp(12)``, a sum of 2^11 ones
+    (it stops at 2048) or a count of 65520 already fail in it. Computed in float32 (24 bits,
+    overflow at 3.4e38) and rounded once, a result of a few float32 ULP is within one
+    float16 ULP of the exact value. float32 and float64 are computed in themselves.
+    """
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+
+
+def to_dtype(value, dtype):
+    """``value`` rounded once to ``dtype`` (no copy if it has it); overflow to inf is silent.
+
+    The cast of a float32 result above 65504 to float16 is inf, the correctly rounded
+    result; NumPy would warn about it.
+    """
+    dtype = np.dtype(dtype)
+    value = np.asarray(value)
+    if value.dtype == dtype:
+        return value
+    with np.errstate(over="ignore", invalid="ignore"):
+        return value.astype(dtype)
+
+
+# --- error-free transformations -------------------------------------------------------------------
+
+
+def two_sum(a, b):
+    """``(s, err)`` with ``s = fl(a + b)`` and ``a + b == s + err`` exactly (Knuth's TwoSum).
+
+    Domain: finite ``a``, ``b`` whose sum does not overflow; exact in any binary floating
+    dtype with round-to-nearest (six operations, no branch, no ordering of ``|a|``,
+    ``|b|``). Where ``s`` is infinite or NaN, ``err`` is NaN: callers keep ``s`` there.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = a + b
+        back = s - a
+        return s, (a - (s - back)) + (b - back)
+
+
+def two_diff(a, b):
+    """``(d, err)`` with ``d = fl(a - b)`` and ``a - b == d + err`` exactly (TwoSum of a, -b).
+
+    ``err`` is 0 where ``d`` is not finite (so that adding it is harmless), and None
+    when ``b`` is 0 everywhere: then the difference is exact and callers skip the
+    correction.
+    """
+    if not np.any(b):
+        return a - b, None
+    d, err = two_sum(a, -b)
+    return d, np.where(np.isfinite(d), err, 0)
+
+
+def accurate_sum(x: np.ndarray, axis: int):
+    """Sum along ``axis`` as if in twice the working precision.
+
+    Pairwise summation in which every addition also yields its exact rounding error
+    (TwoSum); the errors are summed separately and added back (cascaded summation,
+    Ogita, Rump and Oishi's Sum2 in pairwise order). The result is within about one ULP
+    of the exact sum plus ``n * eps^2 * sum |x|``: a sum that cancels to a tiny value
+    keeps its leading digits. Where the plain sum is infinite or NaN, that is returned.
+    """
+    x = np.moveaxis(x, axis, -1)
+    plain = np.sum(x, axis=-1)
+    if x.shape[-1] == 0:
+        return plain
+    error = np.zeros(x.shape[:-1], dtype=x.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        while x.shape[-1] > 1:
+            if x.shape[-1] % 2:
+                x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
+            s, err = two_sum(x[..., 0::2], x[..., 1::2])
+            error = error + np.sum(err, axis=-1)
+            x = s
+        total = x[..., 0] + error
+    return np.where(np.isfinite(plain), total, plain)
+
+
+# --- x log y --------------------------------------------------------------------------------------
+
+
+def xlogy(x, y):
+    """``x * log(y)`` with ``0 log 0 = 0`` (the limit; also ``0 log y = 0`` for any y >= 0).
+
+    Domain: ``x``, ``y`` >= 0. Accuracy: one ``log`` and one product, about 1 ULP
+    (relative to the product; where ``y`` is near 1 the product is small and its
+    relative accuracy is that of ``log``). A NaN in either argument propagates, as
+    SciPy's ``xlogy`` does.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return x * np.log(np.where((x == 0) & ~np.isnan(y), 1, y))
+
+
+# --- softplus and sigmoid -------------------------------------------------------------------------
+
+
+def softplus(x):
+    """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^{-|x|})``, for any real (or infinite) x.
+
+    The textbook form overflows for ``x > 709`` (float64) and loses every digit for
+    ``x < -37`` (``1 + e^x`` rounds to 1). Here both terms are non-negative, ``exp``
+    never overflows, and ``log1p`` keeps the tiny values: about 1-2 ULP everywhere, and
+    ``x`` itself when ``e^{-|x|}`` is below half an ULP of ``x``.
+    """
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def log_sigmoid(x):
+    """``log sigma(x) = -softplus(-x)``, same accuracy as :func:`softplus`."""
+    return -(np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x))))
+
+
+def sigmoid(x):
+    """``1 / (1 + e^{-x})``, evaluated as ``e^x / (1 + e^x)`` for ``x < 0``.
+
+    ``exp`` only sees ``-|x| <= 0``, so it never overflows, and the small tail keeps
+    full relative accuracy (about 1.5 ULP) instead of rounding ``1 - sigma`` to 0.
+    """
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(softplus(x), softplus(-x))`` from one ``exp`` and one ``log1p``.
+
+    Bit-for-bit what two calls of :func:`softplus` give (both share
+    ``log1p(exp(-|x|))``), at about half the cost: the two terms of a binary
+    cross-entropy. The temporaries are reused in place, so that large inputs allocate
+    only the two results.
+    """
+    shared = np.abs(x)
+    np.negative(shared, out=shared)
+    np.exp(shared, out=shared)
+    np.log1p(shared, out=shared)
+    positive = np.maximum(x, 0)
+    positive += shared
+    negative = np.negative(x)
+    np.maximum(negative, 0, out=negative)
+    negative += shared
+    return positive, negative
+
+
+def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigmoid(x), sigmoid(-x))`` from one ``exp``, bit-for-bit as :func:`sigmoid`.
+
+    With ``e = exp(-|x|)`` the large one of the two is ``1 / (1 + e)`` and the small one
+    ``e / (1 + e)``; neither is formed as ``1 - other``, so the small one keeps its
+    relative accuracy.
+    """
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    big = e + 1
+    small = np.divide(e, big, out=e)
+    np.divide(1, big, out=big)
+    flip = x < 0  # sigmoid(x) is the small one for x < 0
+    positive, negative = np.where(flip, small, big), big
+    np.copyto(negative, small, where=~flip)
+    return positive, negative
+
+
+def times(c, v):
+    """``c * v`` with ``0 * v = 0`` also for infinite or NaN ``v``: a term whose coefficient
+    is 0 is absent (a zero weight masks its element, and a target of 0 removes the term
+    of an infinite logit that it does not multiply)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(c == 0, np.zeros_like(c * 0), c * v)
+
+
+# --- e^d - 1 - d ----------------------------------------------------------------------------------
+
+# 1/2!, 1/3!, ..., 1/20!: the Taylor coefficients of (e^d - 1 - d) / d^2 used for |d| <= 1.
+# The series stops at 1/20! because the next term, |d|^19 / 21! <= 2.0e-20, is below a
+# quarter of an ULP of the sum (>= 1/2 - 1/6 = 1/3 for d in [-1, 1], ULP 5.6e-17).
+_EXPM1_SERIES = [1.0 / math.factorial(k) for k in range(2, 21)]
+
+
+def exp_minus_1_minus(d):
+    r""":math:`(e^d - 1 - d, \operatorname{expm1}(d))` with the first within a few ULP.
+
+    Domain: any ``d`` (``+inf`` gives ``inf``). ``e^d - 1 - d >= 0`` cancels
+    catastrophically for small ``|d|`` (it is about ``d^2 / 2``). Three branches, each
+    element evaluated by one of them only (in place: large arrays are dominated by
+    their temporaries):
+
+    - ``d > 1``: ``expm1(d) - d`` cancels by at most a factor of about 2.4 (at d = 1),
+      so it stays within about 3 ULP;
+    - ``d < -1``: ``e^d`` and ``-(1 + d)`` are both non-negative, no cancellation;
+    - ``|d| <= 1``: ``d^2 (1/2! + d/3! + ... + d^18/20!)`` by Horner's rule, whose terms
+      alternate at most mildly (the bracket is at least 1/3): about 2 ULP.
+
+    ``expm1(d)``, the derivative, is returned as well because it is computed on the way.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        em1 = np.expm1(d)
+        out = em1 - d
+        out[d == np.inf] = np.inf
+        below = d < -1
+        if below.any():
+            low = d[below]
+            out[below] = np.exp(low) - (1 + low)
+        near = np.abs(d) <= 1
+        if near.any():
+            x = d[near]
+            series = np.full_like(x, _EXPM1_SERIES[-1])
+            for c in reversed(_EXPM1_SERIES[:-1]):
+                series *= x
+                series += c
+            series *= x
+            series *= x
+            out[near] = series
+    return out, em1
+
+
+# --- log-sum-exp ----------------------------------------------------------------------------------
+
+# Rows per block of the compensated sum: its temporaries stay cache-sized (~1 MB each).
+_BLOCK_ELEMENTS = 1 << 17
+
+
+def diff_error(x, m, d):
+    """The exact rounding error ``(x - m) - d`` of ``d = fl(x - m)`` (TwoSum, in place).
+
+    0 where ``d`` is not finite (an infinite or NaN entry, or a row whose maximum is
+    infinite). Used to correct ``exp(d)`` to first order, ``e^{d + err} ~ e^d (1 + err)``:
+    ``|err| <= ulp(d) / 2``, so the neglected second-order term is below
+    ``eps^2 |d|^2``, far below an ULP for any ``|d|`` up to the overflow threshold.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        back = d - x
+        err = d - back
+        np.subtract(x, err, out=err)
+        back += m
+        err -= back  # (x - m) - d, exactly
+    np.copyto(err, 0, where=~np.isfinite(d))
+    return err
+
+
+def exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None, e=None) -> np.ndarray:
+    r"""Row sums of ``exp(x - m)`` over every column except ``top``, for 2-D ``x``.
+
+    ``m`` holds the row maxima and ``top`` the column of a maximum (default: the
+    first); with ``rows`` (indices), only those rows of ``x``, ``m`` and ``top``.
+    ``e``, if given, holds ``exp(x - m)`` already computed for every row (it saves the
+    exponentials; it is not modified).
+
+    Domain: rows whose maximum is finite. Accuracy: a few ULP of the sum. The rounding
+    error of each difference ``x - m`` is recovered exactly (:func:`diff_error`) and
+    applied to first order: without it, a difference of size 40 carries a relative
+    error of up to 40 ULP (half an ULP of 40 is 40 times half an ULP of 1) into the sum,
+    and so into a tiny ``log1p`` of it. Processed in blocks of rows (vectorized within
+    each block) so that the temporaries stay in cache.
+    """
+    rows = np.arange(len(x)) if rows is None else rows
+    out = np.empty(len(rows), dtype=x.dtype)
+    step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
+    for start in range(0, len(rows), step):
+        block = slice(start, start + step)
+        index = rows[block]
+        xb, mb = x[index], m[index, None]
+        tb = np.argmax(xb, axis=-1) if top is None else top[index]
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = xb - mb
+            err = diff_error(xb, mb, d)
+            if e is None:
+                np.exp(d, out=d)
+            else:
+                d = e[index]  # a copy: the caller's array is not modified
+            np.put_along_axis(d, tb[:, None], 0, axis=-1)
+            err *= d
+            out[block] = np.sum(d, axis=-1) + np.sum(err, axis=-1)
+    return out
+
+
+def log_normalizer(x: np.ndarray):
+    """The pieces of a stable log-sum-exp of each row of a 2-D ``x``.
+
+    Returns ``(m, d, r)``: the row maximum ``m``, ``d = fl(x - m)`` and
+    ``r = logsumexp(x) - m = log1p(s)``, with ``s`` the sum of ``exp(d)`` over all but
+    one maximal element. Domain: any row (a row with an infinite or NaN maximum gives
+    NaN in ``r``; callers use ``m`` there). Accuracy: ``r`` within a few ULP; rows
+    dominated by their maximum (``s < 1``, where ``r`` is small and every digit of
+    ``s`` counts) get the compensated sum of :func:`exp_sum_rest`.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        top = np.argmax(x, axis=-1)
+        m = np.take_along_axis(x, top[:, None], axis=-1)[:, 0]
+        d = x - m[:, None]
+        e = np.exp(d)
+        np.put_along_axis(e, top[:, None], 0, axis=-1)
+        s = np.sum(e, axis=-1)
+        hard = np.flatnonzero(s < 1)
+        if hard.size:
+            s[hard] = exp_sum_rest(x, m, top, hard)
+        return m, d, np.log1p(s)
+
+
+def shifted_exp(x: np.ndarray, d_weight=None):
+    """``m = max``, ``e = exp(x - m)`` (one new array), ``S`` = row sums of ``e``.
+
+    With ``d_weight`` (True for ones, or an array broadcasting to ``x``) also returns
+    the row sums of ``(m - x) * d_weight``, taken before the exponential overwrites the
+    differences; each term is non-negative, so the sum is accurate (a few ULP).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.max(x, axis=-1)
+        e = x - m[:, None]
+        gap = None
+        if d_weight is not None:
+            gap = -np.sum(e if d_weight is True else times(d_weight, e), axis=-1)
+        np.exp(e, out=e)
+    return m, e, np.sum(e, axis=-1), gap
+
+
+def log_rest(x: np.ndarray, m: np.ndarray, e: np.ndarray, s: np.ndarray, hard) -> np.ndarray:
+    """``logsumexp(x) - m`` per row: ``log(S)``, recomputed in the ``hard`` rows.
+
+    ``log(S)`` is accurate to a few ULP wherever it is not small (``S >= 2``): then every
+    loss built on it is a sum of non-negative terms of which it is not a tiny part.
+    Where the maximum dominates the row, ``S = 1 + s`` has rounded away the digits of
+    ``s``, so those rows get ``log1p(s)`` with ``s`` re-summed over every class but the
+    maximal one, each exponent's rounding error compensated (:func:`exp_sum_rest`).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.log(s)
+        rows = np.flatnonzero(hard)
+        if rows.size:
+            r[rows] = np.log1p(exp_sum_rest(x, m, rows=rows, e=e))
+    return r
+
+
+def compensate_exp(e: np.ndarray, x: np.ndarray, m: np.ndarray, rows=None) -> None:
+    """Correct ``e = exp(fl(x - m))`` in place to ``exp(x - m)`` (first order), row-wise.
+
+    ``x`` is 2-D with row maxima ``m``; with ``rows`` (indices) only those rows are
+    corrected. The rounding of ``x - m`` is up to half an ULP of ``|x - m|``, so an entry
+    of ``exp`` far in the tail (``x - m = -700``) is off by up to ~700 ULP / 2 without this;
+    with it, within about 1 ULP of ``exp``. This is what makes a softmax probability, or
+    the gradient of a cross-entropy, as accurate as the loss.
+    """
+    rows = np.arange(len(x)) if rows is None else rows
+    step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
+    for start in range(0, len(rows), step):
+        index = rows[start : start + step]
+        xb, mb = x[index], m[index, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = xb - mb
+            err = diff_error(xb, mb, d)
+            err *= e[index]
+            e[index] += err
+
+
+# --- norms ----------------------------------------------------------------------------------------
+
+
+def scaled_norm(x, axis=-1, keepdims=False):
+    """Euclidean norm along ``axis`` with the largest ``|entry|`` factored out.
+
+    ``m * sqrt(sum((x / m)^2))``, ``m = max |x|``: the squares neither overflow (entries
+    up to the dtype's maximum: a float16 entry of 256 squares to inf) nor underflow (an
+    entry of 1e-170 squares to 0 in float64), so the norm is within about 2 ULP wherever
+    it is representable. A zero vector has norm 0; an infinite entry gives inf, a NaN
+    entry NaN.
+    """
+    x = np.asarray(x)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+        m = np.max(np.abs(x), axis=axis, keepdims=True) if x.shape[axis] else None
+        if m is None:
+            return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+        safe = np.where((m > 0) & np.isfinite(m), m, 1)
+        y = x / safe
+        out = safe * np.sqrt(np.sum(y * y, axis=axis, keepdims=True))
+        out = np.where(np.isinf(m), np.inf, out)  # NaN entries: m is NaN, so is the sum
+    return out if keepdims else np.squeeze(out, axis=axis)

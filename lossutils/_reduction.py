@@ -1,0 +1,133 @@
+"""Reductions of per-element losses and the matching gradient scales, in one place (private).
+
+``reduction`` is ``"mean"``, ``"sum"`` or ``"none"`` everywhere, and ``"batchmean"``
+for ``kl_div``. The weighted mean of the class-index losses divides by the summed
+weights of the samples that count. Each reduction has a gradient scale: the
+derivative of the reduced loss with respect to one element's loss.
+
+Every dtype is first-class. Sums are accumulated in float64 for float16 (a float16
+sum of 2049 ones is 2048, and 65520 in float16 is inf), and in the loss's own dtype
+otherwise, recomputed wider only if that overflows; the count or the weight total is
+never cast to float16; the result is rounded once to the loss's dtype. So a mean
+overflows only if the true mean does. A mean over zero elements (or over a zero
+total weight) is NaN, silently, as in PyTorch; a sum over zero elements is 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numerics import to_dtype
+
+
+def accumulator(dtype) -> np.dtype:
+    """The dtype sums of ``dtype`` values are accumulated in: float64 for float16."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float64) if dtype.itemsize < 4 else dtype
+
+
+def total(values: np.ndarray):
+    """The sum of all entries, in the accumulator dtype, without overflow in that dtype.
+
+    A float32 sum that overflows is recomputed in float64 (where it cannot), so that the
+    caller's division (a mean) overflows only if its result does.
+    """
+    acc = accumulator(values.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.sum(values, dtype=acc)
+        if np.isinf(out) and acc.itemsize < 8 and np.all(np.isfinite(values)):
+            out = np.sum(values, dtype=np.float64)
+    return out
+
+
+def _mean(sum_, count, dtype):
+    """``sum_ / count`` rounded once to ``dtype``; NaN for 0 / 0, silently."""
+    dtype = np.dtype(dtype)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if dtype.itemsize < 8 or np.asarray(sum_).dtype.itemsize < 8:
+            value = np.float64(sum_) / np.float64(count)
+        else:
+            value = sum_ / np.asarray(count, dtype=np.asarray(sum_).dtype)
+    return to_dtype(value, dtype)[()]
+
+
+def reduce(loss: np.ndarray, reduction: str):
+    """Apply ``reduction`` to per-element losses; the result has ``loss``'s dtype.
+
+    ``"none"`` returns ``loss`` itself. The mean of finite float64 terms whose sum
+    overflows (squared errors near 1e154) is the sum of the terms divided first, so
+    it overflows only if the mean does.
+    """
+    if reduction == "none":
+        return loss
+    dtype = loss.dtype
+    sum_ = total(loss)
+    if reduction == "sum":
+        return to_dtype(sum_, dtype)[()]
+    if loss.size == 0:
+        return dtype.type(np.nan)
+    if np.isinf(sum_) and np.all(np.isfinite(loss)):  # float64 only (see total)
+        with np.errstate(over="ignore"):
+            return np.sum(loss / dtype.type(loss.size), dtype=dtype)
+    return _mean(sum_, loss.size, dtype)
+
+
+def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple):
+    """Reduce per-sample losses; the mean divides by ``weight_total`` (NaN when it is 0).
+
+    ``weight_total`` is a count or a sum from :func:`total` (never rounded to float16);
+    ``"none"`` returns the losses reshaped to ``shape``.
+    """
+    if reduction == "none":
+        return loss.reshape(shape)[()]
+    sum_ = total(loss)
+    if reduction == "sum":
+        return to_dtype(sum_, loss.dtype)[()]
+    return _mean(sum_, weight_total, loss.dtype)
+
+
+def reduction_scale(size: int, reduction: str, dtype) -> np.floating:
+    """d(reduced)/d(each element): ``1/size`` for the mean (NaN if empty), 1 otherwise.
+
+    In ``dtype``; for float16 use :func:`scale_grad`, which never rounds the scale
+    itself to float16 (``1/65520`` is subnormal there, with two significant bits).
+    """
+    dtype = np.dtype(dtype)
+    if reduction == "mean":
+        return dtype.type(np.nan) if size == 0 else dtype.type(1.0 / size)
+    return dtype.type(1.0)
+
+
+def batchmean_scale(shape: tuple, dtype) -> np.floating:
+    """d(reduced)/d(each element) for ``"batchmean"``: 1 / (size of axis 0), NaN if 0."""
+    n = shape[0]
+    return np.dtype(dtype).type(np.nan) if n == 0 else np.dtype(dtype).type(1.0 / n)
+
+
+def scale_grad(local, shape: tuple, reduction: str, dtype, count=None) -> np.ndarray:
+    """``local`` (d loss_i / d x_i) times the reduction's scale, rounded once to ``dtype``.
+
+    ``count`` is the divisor of the mean (default: the number of elements of ``shape``).
+    The result is broadcast to ``shape``. For float16 the product is formed in float32.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) if count is None else count
+    work = np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+    with np.errstate(invalid="ignore", over="ignore"):
+        if reduction == "mean":
+            scale = work.type(np.nan) if size == 0 else work.type(1.0 / size)
+            local = scale * np.asarray(local, dtype=work)
+        out = to_dtype(np.broadcast_to(local, shape), dtype)
+    return np.array(out, dtype=dtype)
+
+
+def sample_scale(coef: np.ndarray, valid, weight_total, reduction: str) -> np.ndarray:
+    """Per-sample factor d(reduced)/d(loss_i) times ``coef``; exactly 0 for ignored samples.
+
+    For the weighted mean the factor is ``1 / weight_total``; ``coef`` is divided by it in
+    ``coef``'s dtype, which callers make at least float32.
+    """
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            coef = coef / np.asarray(weight_total, dtype=coef.dtype)
+    return np.where(valid, coef, 0).astype(coef.dtype, copy=False)

@@ -1,0 +1,134 @@
+"""The private kernels and reductions every loss is built from, against exact values."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+from lossutils import _numerics as nx
+from lossutils import _reduction as red
+from lossutils.testing import assert_close_to_exact, exact_inputs, ulp_error
+
+DTYPES = [np.float16, np.float32, np.float64]
+
+
+def test_two_sum_is_exact():
+    g = np.random.default_rng(0)
+    a = g.normal(size=200) * 10.0 ** g.integers(-20, 20, 200)
+    b = g.normal(size=200) * 10.0 ** g.integers(-20, 20, 200)
+    s, err = nx.two_sum(a, b)
+    with mpmath.workprec(3000):
+        for i in range(200):
+            assert mpmath.mpf(s[i]) + mpmath.mpf(err[i]) == mpmath.mpf(a[i]) + mpmath.mpf(b[i])
+
+
+def test_two_diff_skips_a_zero_subtrahend_and_masks_infinities():
+    d, err = nx.two_diff(np.array([1.0, 2.0]), 0.0)
+    assert err is None and d.tolist() == [1.0, 2.0]
+    d, err = nx.two_diff(np.array([np.inf, 1.0]), np.array([1.0, 1e-20]))
+    assert d[0] == np.inf and err[0] == 0 and err[1] == -1e-20
+
+
+def test_accurate_sum_keeps_a_cancelled_sum():
+    x = np.array([[1e16, 1.0, -1e16, 3.0e-3]])
+    assert nx.accurate_sum(x, -1)[0] == 1.003
+    assert np.sum(x) != 1.003  # the plain sum loses it: the check can fail
+
+
+def test_xlogy_zero_log_zero_is_zero_and_nan_propagates():
+    out = nx.xlogy(np.array([0.0, 0.0, 2.0, np.nan, 0.0]), np.array([0.0, 5.0, 0.5, 1.0, np.nan]))
+    assert out[0] == 0 and out[1] == 0 and out[2] == 2 * np.log(0.5)
+    assert np.isnan(out[3]) and np.isnan(out[4])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_sigmoid_kernels_against_mpmath(dtype):
+    x = np.array([-1e4, -700, -40, -5, -1e-8, 0, 1e-8, 3, 40, 700, 1e4], dtype=dtype)
+    exact = exact_inputs(x)
+    with mpmath.workdps(60):
+        sp = [mpmath.log1p(mpmath.exp(v)) for v in exact]
+        sg = [1 / (1 + mpmath.exp(-v)) for v in exact]
+        sgn = [1 / (1 + mpmath.exp(v)) for v in exact]
+    assert_close_to_exact(nx.softplus(x), sp, 2, "softplus")
+    assert_close_to_exact(nx.log_sigmoid(-x), [-v for v in sp], 2, "log_sigmoid")
+    assert_close_to_exact(nx.sigmoid(x), sg, 2, "sigmoid")
+    pos, neg = nx.softplus_pair(x)
+    assert np.array_equal(pos, nx.softplus(x)) and np.array_equal(neg, nx.softplus(-x))
+    pos, neg = nx.sigmoid_pair(x)
+    assert np.array_equal(pos, nx.sigmoid(x))
+    assert_close_to_exact(neg, sgn, 2, "sigmoid(-x)")
+
+
+def test_exp_minus_1_minus_against_mpmath():
+    d = np.array([-800, -30, -1.5, -1, -0.3, -1e-9, 0, 1e-9, 0.3, 1, 1.5, 30, 700])
+    out, em1 = nx.exp_minus_1_minus(d)
+    with mpmath.workdps(60):
+        exact = [mpmath.exp(v) - 1 - v for v in exact_inputs(d)]
+    assert_close_to_exact(out, exact, 3, "e^d - 1 - d")
+    assert np.array_equal(em1, np.expm1(d))
+    assert nx.exp_minus_1_minus(np.array([np.inf]))[0][0] == np.inf
+
+
+def test_log_normalizer_and_compensated_exp_against_mpmath():
+    x = np.array([[0.1, 700.3, -3.0], [40.0, 0.0, -1e4], [-2.0, -2.0, -2.0]])
+    m, d, r = nx.log_normalizer(x)
+    with mpmath.workprec(4000):
+        ex = exact_inputs(x)
+        mx = [max(row) for row in ex]
+        # log1p of the sum over every entry but one maximal one (log of 1 + 1e-305 needs it)
+        rest = [mpmath.log1p(sum(mpmath.exp(v - mx[i]) for v in ex[i]) - 1) for i in range(3)]
+        probs = [[mpmath.exp(v - mx[i] - rest[i]) for v in ex[i]] for i in range(3)]
+    assert_close_to_exact(r, rest, 2, "log1p of the rest")
+    e = np.exp(d)
+    plain = ulp_error(e[0, 0] / np.exp(r[0]), probs[0][0])
+    nx.compensate_exp(e, x, m)
+    p = e / np.exp(r)[:, None]
+    assert_close_to_exact(p, probs, 4, "compensated softmax")
+    assert plain > 50  # without the correction the tail entry is far off: the check can fail
+
+
+def test_scaled_norm_neither_overflows_nor_underflows():
+    assert nx.scaled_norm(np.float16([[256.0, 0.0]]))[0] == 256
+    assert nx.scaled_norm(np.array([[1e-170, 0.0]]))[0] == 1e-170
+    assert nx.scaled_norm(np.array([[3e300, 4e300]]))[0] == pytest.approx(5e300, rel=1e-15)
+    out = nx.scaled_norm(np.array([[0.0, 0.0], [np.inf, 1.0], [np.nan, 1.0]]))
+    assert out[0] == 0 and out[1] == np.inf and np.isnan(out[2])
+    assert nx.scaled_norm(np.zeros((2, 0))).tolist() == [0.0, 0.0]
+
+
+def test_float16_mean_divides_by_a_count_that_is_not_cast_to_float16():
+    # float16(65520) is inf: a mean computed in float16 returns 0
+    loss = np.full(65520, 0.25, np.float16)
+    assert red.reduce(loss, "mean") == np.float16(0.25)
+    assert red.reduce(loss, "mean").dtype == np.float16
+    assert red.reduce(loss, "sum") == 16380
+    assert red.reduce(np.full(65520, 2.0, np.float16), "sum") == np.inf  # the true sum overflows
+    n = np.full(1000, 100.0, np.float16)
+    assert red.weighted_reduce(n, red.total(np.ones(1000, np.float16)), "mean", (1000,)) == 100
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reductions_of_empty_and_of_overflowing_sums(dtype):
+    empty = np.zeros(0, dtype)
+    assert np.isnan(red.reduce(empty, "mean")) and red.reduce(empty, "sum") == 0
+    assert red.reduce(empty, "mean").dtype == dtype
+    big = np.full(4, np.finfo(dtype).max / 2, dtype)
+    assert red.reduce(big, "mean") == np.finfo(dtype).max / 2
+    assert red.reduce(big, "sum") == np.inf
+
+
+def test_gradient_scale_of_a_float16_mean_is_not_rounded_to_float16():
+    local = np.full(65520, 2.0, np.float16)
+    g = red.scale_grad(local, local.shape, "mean", np.float16)
+    assert g.dtype == np.float16
+    assert g[0] == np.float16(2.0 / 65520)  # one rounding of the exact product
+    assert red.scale_grad(np.float16(1), (0,), "mean", np.float16).shape == (0,)
+    assert np.isnan(red.reduction_scale(0, "mean", np.float32))
+    assert red.batchmean_scale((4, 3), np.float64) == 0.25
+
+
+def test_to_dtype_overflow_is_silent():
+    assert nx.to_dtype(np.float32([1e5]), np.float16)[0] == np.inf
+    assert nx.working_dtype(np.float16) == np.float32
+    assert nx.working_dtype(np.float64) == np.float64
