@@ -100,7 +100,7 @@ def _check_counts(y, name="target", integer=False):
             bad = bad | (np.isfinite(y) & (y != np.floor(y))) | np.isinf(y)
     if np.any(bad):
         expected = "non-negative integer counts" if integer else "non-negative counts"
-        raise ValueError(f"{name} must hold {expected}; got {describe(y[bad].flat[0])}")
+        raise ValueError(f"{name} must hold {expected}; got {describe(float(y[bad].flat[0]))}")
 
 
 def _check_positive(value, name, allow_zero=False, allow_inf=False):
@@ -112,7 +112,9 @@ def _check_positive(value, name, allow_zero=False, allow_inf=False):
     if not np.all(ok):
         expected = "non-negative" if allow_zero else "positive"
         what = "" if allow_inf else " finite"
-        raise ValueError(f"{name} must be{what} {expected}; got {describe(value[~ok].flat[0])}")
+        raise ValueError(
+            f"{name} must be{what} {expected}; got {describe(float(value[~ok].flat[0]))}"
+        )
 
 
 def _check_bool(value, name):
@@ -310,7 +312,7 @@ def _digamma_correction(x):
 
 
 def _log_rising(a, d):
-    """log Gamma(a + d) - log Gamma(a) for a > 0, a + d > 0, without the cancellation of two gammaln.
+    """log Gamma(a + d) - log Gamma(a) (a > 0, a + d > 0) without the cancellation of two gammaln.
 
     For large a the two log-gammas are huge and nearly equal (a = 1e6, d = 3: 1.3e7 each,
     difference 41), so their difference loses log10(a) digits. Where a >= 10 and a + d >= 10,
@@ -338,7 +340,9 @@ def _nb_log_normalizer(r, y):
     """
     r_large = r >= y
     a_branch = gammaln(y + 1) - _log_rising(np.where(r_large, r, 1.0), np.where(r_large, y, 0.0))
-    b_branch = gammaln(r) - _log_rising(np.where(r_large, 1.0, y + 1), np.where(r_large, 0.0, r - 1))
+    b_branch = gammaln(r) - _log_rising(
+        np.where(r_large, 1.0, y + 1), np.where(r_large, 0.0, r - 1)
+    )
     return np.where((r + y) == 0, 0.0, np.where(r_large, a_branch, b_branch))
 
 
@@ -420,11 +424,7 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     """
     out, z, y, r, _ = _nb_args(input, target, total_count, reduction)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss = (
-            _times(r, _softplus(z))
-            + _times(y, _softplus(-z))
-            + _nb_log_normalizer(r, y)
-        )
+        loss = _times(r, _softplus(z)) + _times(y, _softplus(-z)) + _nb_log_normalizer(r, y)
     return _finish(loss, reduction, out)
 
 
@@ -537,14 +537,20 @@ def _student_t_log_norm(df):
     return _HALF_LOG_2 + f, 0.5 * fprime
 
 
-def _log1p_square(u, df):
-    """log1p(u^2 / df) without overflow of u^2 (u = residual / scale may be huge)."""
-    w = np.abs(u) / np.sqrt(df)
-    big = w > 1
-    wb = np.where(big, w, 2.0)
-    far = 2 * np.log(wb) + np.log1p((1 / wb) ** 2)
-    ws = np.where(big, 0.0, w)
-    return np.where(big, far, np.log1p(ws * ws))
+def _log1p_square(u, r, s, df):
+    """log1p(u^2 / df) for u = r / s, without overflow of u^2 or of u itself.
+
+    Where w = |u| / sqrt(df) > 1 it is 2 log w + log1p(1 / w^2), with log |u| taken as
+    log |r| - log s where r / s overflows (r = 1e300, s = 1e-10: the loss is finite).
+    """
+    with np.errstate(divide="ignore"):
+        log_u = np.where(np.isfinite(u), np.log(np.abs(u)), np.log(np.abs(r)) - np.log(s))
+    log_w = log_u - 0.5 * np.log(df)
+    big = log_w > 0
+    inv_w2 = np.where(big, df * (s / np.where(big, r, 1.0)) ** 2, 0.0)
+    far = 2 * log_w + np.log1p(inv_w2)
+    us = np.where(big, 0.0, u)
+    return np.where(big, far, np.log1p(us * us / df))
 
 
 def _log1p_minus_ratio(p, log1p_q):
@@ -575,11 +581,11 @@ def _student_t_args(input, target, scale, df, reduction):
     with np.errstate(over="ignore", invalid="ignore"):
         r = x - y
         u = r / s
-    return out, x, u, s, nu
+    return out, x, r, u, s, nu
 
 
 def student_t_nll_loss(input, target, scale, df, reduction="mean"):
-    r"""Negative log-likelihood of a Student-t with predicted location, scale and degrees of freedom.
+    r"""Negative log-likelihood of a Student-t with predicted location, scale and df.
 
     With :math:`u = (x - y)/s`:
 
@@ -629,12 +635,12 @@ def student_t_nll_loss(input, target, scale, df, reduction="mean"):
     >>> float(student_t_nll_loss(0.0, 0.0, 1.0, 1.0).round(6))  # log(pi), the Cauchy at 0
     1.14473
     """
-    out, _, u, s, nu = _student_t_args(input, target, scale, df, reduction)
+    out, _, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         c, _ = _student_t_log_norm(nu)
         gauss = np.isinf(nu)
         nu_f = np.where(gauss, 1.0, nu)
-        body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * _log1p_square(u, nu_f))
+        body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * _log1p_square(u, r, s, nu_f))
         loss = np.log(s) + _HALF_LOG_PI + c + body
     return _finish(loss, reduction, out)
 
@@ -686,24 +692,33 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     >>> gx.tolist(), float(gs), float(gdf.round(6))
     ([1.0], 0.0, -0.346574)
     """
-    out, x, u, s, nu = _student_t_args(input, target, scale, df, reduction)
+    out, x, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         _, dc = _student_t_log_norm(nu)
         gauss = np.isinf(nu)
         nu_f = np.where(gauss, 1.0, nu)
-        big = np.abs(u) > 1
-        ub = np.where(big, u, 2.0)
+        # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
+        big = np.abs(r) > s
+        inv = np.where(big, s / np.where(big, r, 1.0), 0.0)
         us = np.where(big, 0.0, u)
-        # u / (nu + u^2), and (1 - u^2) / (nu + u^2), without squaring a huge u
-        ratio = np.where(big, 1 / (ub + nu_f / ub), us / (nu_f + us * us))
-        inv = 1 / ub
-        one_minus = np.where(big, (inv - 1) * (inv + 1) / (nu_f * inv * inv + 1), 0.0)
-        one_minus = np.where(big, one_minus, (1 - us) * (1 + us) / (nu_f + us * us))
-        g_x = np.where(gauss, u, (nu_f + 1) * ratio) / s
+        inv2 = inv * inv
+        # d/dx = (nu + 1) u / (s (nu + u^2)); for |u| > 1: (nu + 1) / (r (1 + nu / u^2))
+        g_x = np.where(
+            big,
+            (nu_f + 1) / (np.where(big, r, 1.0) * (1 + nu_f * inv2)),
+            (nu_f + 1) * us / (s * (nu_f + us * us)),
+        )
+        g_x = np.where(gauss, u / s, g_x)
+        # d/ds = nu (1 - u^2) / (s (nu + u^2)), 1 - u^2 as a product (exact near |u| = 1)
+        one_minus = np.where(
+            big,
+            (inv - 1) * (inv + 1) / (nu_f * inv2 + 1),
+            (1 - us) * (1 + us) / (nu_f + us * us),
+        )
         g_s = np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s
-        # p = u^2 / (nu + u^2) = q / (1 + q) with q = u^2 / nu
-        p = np.where(big, 1 / (nu_f * inv * inv + 1), us * us / (nu_f + us * us))
-        body = 0.5 * _log1p_minus_ratio(p, _log1p_square(u, nu_f)) - p / (2 * nu_f)
+        # p = u^2 / (nu + u^2)
+        p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
+        body = 0.5 * _log1p_minus_ratio(p, _log1p_square(u, r, s, nu_f)) - p / (2 * nu_f)
         g_nu = np.where(gauss, 0.0, dc + body)
     shape = x.shape
     return (
@@ -733,7 +748,7 @@ def _quantile_args(input, target, quantile, reduction):
         ok = (q > 0) & (q < 1)
     if not np.all(ok):
         raise ValueError(
-            f"quantile must lie in the open interval (0, 1); got {describe(q[~ok].flat[0])}"
+            f"quantile must lie in the open interval (0, 1); got {describe(float(q[~ok].flat[0]))}"
         )
     with np.errstate(over="ignore", invalid="ignore"):
         r = y - x
@@ -825,7 +840,8 @@ def quantile_loss_grad(input, target, quantile, reduction="mean"):
 
     Examples
     --------
-    >>> quantile_loss_grad([0.0, 0.0, 0.0], [2.0, -2.0, 0.0], 0.9, reduction="sum").round(6).tolist()
+    >>> g = quantile_loss_grad([0.0, 0.0, 0.0], [2.0, -2.0, 0.0], 0.9, reduction="sum")
+    >>> g.round(6).tolist()
     [-0.9, 0.1, -0.4]
     """
     out, x, r, q = _quantile_args(input, target, quantile, reduction)

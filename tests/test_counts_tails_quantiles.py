@@ -1,0 +1,728 @@
+"""Tests of the count, heavy-tail and quantile losses: Poisson, negative binomial, Student-t, pinball.
+
+Expected values come from mpmath at 60 digits evaluated at the same rounded inputs (the
+textbook formulas, log-gammas and digammas included), from SciPy's distributions, from
+SymPy, from limits and from finite differences, never from the code under test.
+Accuracy is measured in ULP of the output dtype (float16, float32, float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import scipy.stats
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lossutils
+from lossutils import _beyond_gaussian as B
+from lossutils.testing import assert_gradient_matches
+
+DTYPES = (np.float16, np.float32, np.float64)
+REDUCTIONS = ("mean", "sum", "none")
+DIGITS = 60
+
+
+# ---------------------------------------------------------------- references and ULP
+
+
+def _lift(f):
+    """A scalar mpmath function of float64 values, lifted elementwise (object array out)."""
+
+    def lifted(*arrays):
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=np.float64) for a in arrays])
+        out = np.empty(arrays[0].shape, dtype=object)
+        with mpmath.workdps(DIGITS):
+            for index in np.ndindex(out.shape):
+                out[index] = f(*(mpmath.mpf(float(a[index])) for a in arrays))
+        return out
+
+    return lifted
+
+
+def _sp(z):
+    return mpmath.log1p(mpmath.exp(z))
+
+
+def _sig(z):
+    return 1 / (1 + mpmath.exp(-z))
+
+
+def _stirling(y):
+    return y * mpmath.log(y) - y + mpmath.log(2 * mpmath.pi * y) / 2 if y > 1 else 0
+
+
+REF = {
+    "poisson": _lift(lambda x, y: mpmath.exp(x) - (0 if y == 0 else y * x)),
+    "poisson_full": _lift(lambda x, y: mpmath.exp(x) - (0 if y == 0 else y * x) + _stirling(y)),
+    "poisson_grad": _lift(lambda x, y: mpmath.exp(x) - y),
+    "poisson_rate": _lift(lambda x, y: x - (0 if y == 0 else y * mpmath.log(x + mpmath.mpf(1e-8)))),
+    "poisson_rate_grad": _lift(lambda x, y: 1 - y / (x + mpmath.mpf(1e-8))),
+    "nb": _lift(
+        lambda z, y, r: (
+            r * _sp(z)
+            + y * _sp(-z)
+            + mpmath.loggamma(y + 1)
+            + mpmath.loggamma(r)
+            - mpmath.loggamma(r + y)
+        )
+    ),
+    "nb_grad_input": _lift(lambda z, y, r: r * _sig(z) - y * _sig(-z)),
+    "nb_grad_count": _lift(lambda z, y, r: _sp(z) + mpmath.digamma(r) - mpmath.digamma(r + y)),
+    "quantile": _lift(lambda x, y, q: max(q * (y - x), (q - 1) * (y - x))),
+}
+
+
+def _t_parts(x, y, s, nu):
+    u = (x - y) / s
+    c = mpmath.log(nu) / 2 + mpmath.loggamma(nu / 2) - mpmath.loggamma((nu + 1) / 2)
+    return u, c
+
+
+def _t_nll(x, y, s, nu):
+    u, c = _t_parts(x, y, s, nu)
+    return mpmath.log(s) + mpmath.log(mpmath.pi) / 2 + c + (nu + 1) / 2 * mpmath.log1p(u * u / nu)
+
+
+def _t_grads(x, y, s, nu):
+    u, _ = _t_parts(x, y, s, nu)
+    g_x = (nu + 1) * u / (s * (nu + u * u))
+    g_s = 1 / s - (nu + 1) * u * u / (s * (nu + u * u))
+    g_nu = (
+        1 / (2 * nu)
+        + (mpmath.digamma(nu / 2) - mpmath.digamma((nu + 1) / 2)) / 2
+        + mpmath.log1p(u * u / nu) / 2
+        - (nu + 1) * u * u / (2 * nu * (nu + u * u))
+    )
+    return g_x, g_s, g_nu
+
+
+REF["student_t"] = _lift(_t_nll)
+for _k, _name in enumerate(("x", "s", "nu")):
+    REF[f"student_t_grad_{_name}"] = _lift(lambda x, y, s, nu, k=_k: _t_grads(x, y, s, nu)[k])
+
+
+def _abs_error(actual, reference):
+    """|actual - reference| at high precision, as float64 (inf where they disagree on inf/NaN)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    out = np.empty(actual.shape)
+    with mpmath.workdps(DIGITS):
+        for index in np.ndindex(actual.shape):
+            a, r = float(actual[index]), mpmath.mpf(reference[index])
+            if mpmath.isinf(r) or np.isinf(a) or np.isnan(a) or mpmath.isnan(r):
+                out[index] = 0.0 if float(r) == a or (np.isnan(a) and mpmath.isnan(r)) else np.inf
+            else:
+                out[index] = float(abs(mpmath.mpf(a) - r))
+    return out
+
+
+def _ulp(dtype, values):
+    """The spacing of ``dtype`` at |values| (values exact, given in float64)."""
+    finfo = np.finfo(dtype)
+    top = float(np.spacing(np.nextafter(finfo.max, 0, dtype=dtype)))
+    v = np.minimum(np.abs(np.asarray(values, dtype=np.float64)), float(finfo.max) / 2)
+    with np.errstate(over="ignore"):
+        unit = np.spacing(v.astype(dtype)).astype(np.float64)
+    return np.clip(unit, float(finfo.smallest_subnormal), top)
+
+
+def _check(actual, reference, dtype, scale, max_ulp, label):
+    """Accuracy in ULP of the output dtype, allowing for cancellation of the terms.
+
+    Every entry must be within ``max_ulp`` ULP of the exact result plus ``max_ulp`` float64
+    ULP of ``scale`` (the sum of the magnitudes of the terms that cancel). Where the terms do
+    not cancel (scale at most twice the result) the first bound alone must hold, and most
+    points must be of that kind, so that the second bound cannot hide a wrong formula.
+    """
+    actual = np.asarray(actual)
+    assert actual.dtype == dtype, label
+    exact = np.array([float(r) for r in reference.ravel()]).reshape(reference.shape)
+    finite = np.isfinite(exact) & (np.abs(exact) < float(np.finfo(dtype).max))
+    err = _abs_error(actual, reference)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), exact.shape)
+        bound = max_ulp * _ulp(dtype, exact) + max_ulp * np.spacing(np.abs(scale))
+    bad = finite & ~(err <= bound)
+    assert not bad.any(), (
+        f"{label} ({np.dtype(dtype).name}): error {err[bad][0]:.3g} > bound {bound[bad][0]:.3g} "
+        f"at index {np.flatnonzero(bad)[0]} (exact {exact[bad][0]!r}, got {actual[bad][0]!r})"
+    )
+    calm = finite & (np.abs(scale) <= 2 * np.abs(exact))
+    assert calm.sum() >= 0.3 * finite.sum(), f"{label}: too few well-conditioned points"
+    ulps = err[calm] / _ulp(dtype, exact[calm])
+    assert ulps.max(initial=0) <= max_ulp, f"{label}: {ulps.max():.3g} ULP where nothing cancels"
+    # Values whose exact result overflows the dtype must come out infinite.
+    over = np.isfinite(exact) & (np.abs(exact) >= float(np.finfo(dtype).max) * 1.001)
+    assert np.all(np.isinf(np.asarray(actual, dtype=np.float64)[over])), label
+
+
+# Narrow dtypes are computed in float64 and rounded once: 1 ULP. float64: a few ULP.
+MAX_ULP = {np.float16: 1.0, np.float32: 1.0, np.float64: 4.0}
+
+
+def _rounded(dtype, *arrays):
+    """The arrays rounded to ``dtype`` and back: the inputs the references see."""
+    with np.errstate(over="ignore"):
+        return [np.asarray(a, dtype=np.float64).astype(dtype) for a in arrays]
+
+
+# ---------------------------------------------------------------- Poisson sweeps
+
+
+def _poisson_cases(dtype, rng, log_input):
+    big = float(np.finfo(dtype).max)
+    lim = math.log(big)
+    n = 150
+    counts = np.concatenate(
+        [
+            np.zeros(20),
+            rng.integers(1, 10, 30),
+            np.floor(10.0 ** rng.uniform(1, math.log10(big) * 0.6, n - 50)),
+        ]
+    )
+    if log_input:
+        eta = np.concatenate(
+            [
+                rng.uniform(-lim, lim, n),  # tiny rates (e^-700) to huge ones
+                np.log(np.maximum(counts, 1)) * (1 + rng.uniform(-1e-3, 1e-3, n)),  # best fit
+            ]
+        )
+    else:
+        eta = np.concatenate(
+            [10.0 ** rng.uniform(-30, math.log10(big) * 0.6, n), np.maximum(counts, 1e-3)]
+        )
+    y = np.concatenate([counts, counts])
+    return _rounded(dtype, eta, y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log_input", [True, False])
+@pytest.mark.parametrize("full", [False, True])
+def test_poisson_accuracy(dtype, log_input, full):
+    rng = np.random.default_rng(11)
+    x, y = _poisson_cases(dtype, rng, log_input)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    loss = B.poisson_nll_loss(x, y, log_input=log_input, full=full, reduction="none")
+    grad = B.poisson_nll_loss_grad(x, y, log_input=log_input, full=full, reduction="none")
+    with np.errstate(all="ignore"):
+        stirling = np.where(y64 > 1, y64 * (np.abs(np.log(y64)) + 1) + 2 + np.log(y64), 0)
+        if log_input:
+            reference = REF["poisson_full" if full else "poisson"](x64, y64)
+            scale = np.exp(x64) + np.abs(y64 * x64) + (stirling if full else 0)
+            g_ref, g_scale = REF["poisson_grad"](x64, y64), np.exp(x64) + y64
+        else:
+            reference = REF["poisson_rate"](x64, y64)
+            if full:
+                reference = reference + _lift(_stirling)(y64)
+            scale = x64 + np.abs(y64 * np.log(x64 + 1e-8)) + (stirling if full else 0)
+            g_ref, g_scale = REF["poisson_rate_grad"](x64, y64), 1 + y64 / (x64 + 1e-8)
+    _check(loss, reference, dtype, scale, MAX_ULP[dtype], "poisson_nll_loss")
+    _check(grad, g_ref, dtype, g_scale, MAX_ULP[dtype], "poisson_nll_loss_grad")
+
+
+# ---------------------------------------------------------------- negative binomial sweeps
+
+
+def _nb_cases(dtype, rng):
+    big = float(np.finfo(dtype).max)
+    n = 200
+    top = min(6.0, math.log10(big) - 1)
+    z = np.concatenate([rng.uniform(-30, 30, n), rng.normal(size=n)])
+    y = np.concatenate(
+        [np.floor(10.0 ** rng.uniform(0, top, n)) * (rng.random(n) < 0.85), rng.integers(0, 20, n)]
+    )
+    r = np.concatenate([10.0 ** rng.uniform(-3, top, n), 10.0 ** rng.uniform(-1, top, n)])
+    # Near the Poisson limit: huge total_count with the logit of a moderate mean.
+    mean = rng.uniform(0.5, 30, 50)
+    r_big = 10.0 ** rng.uniform(4, 8 if dtype is np.float64 else 4.5, 50)
+    z = np.concatenate([z, np.log(mean / r_big)])
+    y = np.concatenate([y, rng.poisson(mean)])
+    r = np.concatenate([r, r_big])
+    return _rounded(dtype, z, y, r)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_binomial_accuracy(dtype):
+    rng = np.random.default_rng(12)
+    z, y, r = _nb_cases(dtype, rng)
+    z64, y64, r64 = (a.astype(np.float64) for a in (z, y, r))
+    loss = B.negative_binomial_nll_loss(z, y, r, reduction="none")
+    g_z, g_r = B.negative_binomial_nll_loss_grad(z, y, r, reduction="none")
+    # The terms of the loss, with the huge pair of log-gammas already combined.
+    from scipy.special import digamma, gammaln
+
+    sp_pos, sp_neg = np.logaddexp(0, z64), np.logaddexp(0, -z64)
+    lg_pair = np.array(
+        [
+            float(mpmath.loggamma(mpmath.mpf(a) + b) - mpmath.loggamma(a))
+            for a, b in zip(r64, y64, strict=True)
+        ]
+    )
+    scale = r64 * sp_pos + y64 * sp_neg + gammaln(y64 + 1) + np.abs(lg_pair)
+    _check(loss, REF["nb"](z64, y64, r64), dtype, scale, MAX_ULP[dtype], "negative_binomial")
+    sig = 1 / (1 + np.exp(-np.abs(z64)))
+    _check(g_z, REF["nb_grad_input"](z64, y64, r64), dtype, (r64 + y64) * sig, MAX_ULP[dtype],
+           "negative_binomial_grad input")  # fmt: skip
+    dpsi = np.abs(digamma(r64 + y64) - digamma(r64))
+    _check(g_r, REF["nb_grad_count"](z64, y64, r64), dtype, sp_pos + dpsi, MAX_ULP[dtype],
+           "negative_binomial_grad total_count")  # fmt: skip
+
+
+def test_negative_binomial_large_total_count_keeps_its_digits():
+    """Two log-gammas of 1.3e7 whose difference is 41: the textbook form loses 7 digits."""
+    z, y, r = np.array([math.log(3e-6)]), np.array([3.0]), np.array([1e6])
+    reference = REF["nb"](z, y, r)
+    from scipy.special import gammaln
+
+    naive = np.logaddexp(0, z) * r + y * np.logaddexp(0, -z) + gammaln(y + 1)
+    naive = naive + gammaln(r) - gammaln(r + y)
+    exact = np.array([float(reference[0])])
+    assert _abs_error(naive, reference)[0] > 1e3 * _ulp(np.float64, exact)[0]
+    # The loss (1.4) is what remains of terms of size 40: a few ULP of it, not 1e3.
+    actual = B.negative_binomial_nll_loss(z, y, r, reduction="none")
+    assert _abs_error(actual, reference)[0] <= 8 * _ulp(np.float64, exact)[0]
+
+
+# ---------------------------------------------------------------- Student-t sweeps
+
+
+def _t_cases(dtype, rng):
+    big = float(np.finfo(dtype).max)
+    n = 300
+    nu = 10.0 ** rng.uniform(math.log10(0.5), 6, n)  # df from 0.5 to 1e6
+    nu[:10] = [0.5, 1.0, 2.0, 19.9, 20.0, 20.1, 1e6, 999_999.0, 3.0, 30.0]
+    s = 10.0 ** rng.uniform(-2, 2, n)
+    top = min(8.0, math.log10(big) - 1)
+    bottom = -6.0 if dtype is np.float16 else -30.0
+    r = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(bottom, top, n)
+    y = np.zeros(n)
+    y[n // 2 :] = rng.normal(size=n - n // 2)
+    x = y + r
+    return _rounded(dtype, x, y, s, nu)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_student_t_accuracy(dtype):
+    rng = np.random.default_rng(13)
+    x, y, s, nu = _t_cases(dtype, rng)
+    x64, y64, s64, nu64 = (a.astype(np.float64) for a in (x, y, s, nu))
+    loss = B.student_t_nll_loss(x, y, s, nu, reduction="none")
+    g_x, g_s, g_nu = B.student_t_nll_loss_grad(x, y, s, nu, reduction="none")
+    with np.errstate(all="ignore"):
+        u = (x64 - y64) / s64
+        body = (nu64 + 1) / 2 * np.log1p(u * u / nu64)
+        scale = np.abs(np.log(s64)) + 1.35 + body
+    _check(loss, REF["student_t"](x64, y64, s64, nu64), dtype, scale, MAX_ULP[dtype], "student_t")
+    ref_gx = REF["student_t_grad_x"](x64, y64, s64, nu64)
+    _check(g_x, ref_gx, dtype, 0 * u, MAX_ULP[dtype], "student_t_grad input")
+    ref_gs = REF["student_t_grad_s"](x64, y64, s64, nu64)
+    _check(g_s, ref_gs, dtype, 0 * u, MAX_ULP[dtype], "student_t_grad scale")
+    with np.errstate(all="ignore"):
+        p = np.where(np.abs(u) > 1e150, 1.0, u * u / (nu64 + u * u))
+        nu_scale = 1 / (4 * nu64 * nu64) + np.abs(np.log1p(u * u / nu64) - p) + p / nu64
+    ref_gnu = REF["student_t_grad_nu"](x64, y64, s64, nu64)
+    _check(g_nu, ref_gnu, dtype, nu_scale, MAX_ULP[dtype], "student_t_grad df")
+
+
+def test_student_t_normalizer_for_large_df():
+    """log Gamma(df/2) - log Gamma((df+1)/2) at df = 1e6 cancels; the loss keeps its digits."""
+    nu = np.array([1e6, 1e8, 1e12, 1e15])
+    zero = np.zeros_like(nu)
+    one = np.ones_like(nu)
+    reference = REF["student_t"](zero, zero, one, nu)
+    actual = B.student_t_nll_loss(zero, zero, one, nu, reduction="none")
+    assert (_abs_error(actual, reference) <= 2 * _ulp(np.float64, actual)).all()
+    from scipy.special import gammaln
+
+    naive = 0.5 * np.log(nu * np.pi) + gammaln(nu / 2) - gammaln((nu + 1) / 2)
+    assert (_abs_error(naive, reference)[0]) > 1e3 * _ulp(np.float64, [0.9189])[0]
+    # The df gradient at u = 0 is C'(df) ~ 1/(4 df^2): its digamma difference keeps no digits.
+    g_nu = B.student_t_nll_loss_grad(zero, zero, one, nu, reduction="none")[2]
+    g_ref = REF["student_t_grad_nu"](zero, zero, one, nu)
+    assert (_abs_error(g_nu, g_ref) <= 4 * _ulp(np.float64, g_nu)).all()
+
+
+def test_student_t_series_coefficients_from_sympy():
+    """The asymptotic coefficients of log Gamma(a) - log Gamma(a + 1/2) + log(a)/2 in 1/a."""
+    w = sp.Symbol("w", positive=True)
+    a = 1 / w
+
+    def corr(x, terms=12):
+        return sum(
+            sp.bernoulli(2 * k) / (2 * k * (2 * k - 1) * x ** (2 * k - 1))
+            for k in range(1, terms + 1)
+        )
+
+    f = sp.Rational(1, 2) - a * sp.log(1 + w / 2) + corr(a) - corr(a + sp.Rational(1, 2))
+    series = sp.series(f, w, 0, 2 * len(B._T_SERIES)).removeO()
+    coefficients = [series.coeff(w, 2 * k - 1) for k in range(1, len(B._T_SERIES) + 1)]
+    assert [float(c) for c in coefficients] == list(B._T_SERIES)
+    assert all(series.coeff(w, 2 * k) == 0 for k in range(len(B._T_SERIES)))
+
+
+def test_student_t_meets_the_gaussian():
+    rng = np.random.default_rng(3)
+    x, y, s = rng.normal(size=(3, 20))
+    s = np.abs(s) + 0.1
+    gauss = lossutils.gaussian_nll_loss(x, y, s * s, full=True, eps=0.0, reduction="none")
+    t_inf = B.student_t_nll_loss(x, y, s, np.inf, reduction="none")
+    np.testing.assert_allclose(t_inf, gauss, rtol=1e-14)
+    t_big = B.student_t_nll_loss(x, y, s, 1e8, reduction="none")
+    np.testing.assert_allclose(t_big, gauss, rtol=1e-6)
+    g = B.student_t_nll_loss_grad(x, y, s, np.inf, reduction="none")
+    np.testing.assert_allclose(g[0], (x - y) / s**2, rtol=1e-14)
+    np.testing.assert_allclose(g[1], 1 / s - (x - y) ** 2 / s**3, rtol=1e-12, atol=1e-14)
+    assert float(g[2]) == 0.0
+    # df = 1 is the Cauchy: log(pi s (1 + u^2)).
+    cauchy = np.log(np.pi * s * (1 + ((x - y) / s) ** 2))
+    np.testing.assert_allclose(B.student_t_nll_loss(x, y, s, 1.0, reduction="none"), cauchy,
+                               rtol=1e-14)  # fmt: skip
+
+
+# ---------------------------------------------------------------- quantile sweeps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_quantile_accuracy(dtype):
+    rng = np.random.default_rng(14)
+    big = float(np.finfo(dtype).max)
+    n = 300
+    r = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-30, math.log10(big) - 0.5, n)
+    y = np.where(rng.random(n) < 0.5, 0.0, rng.normal(size=n))
+    q = np.array([1e-6, 1e-3, 0.1, 0.5, 0.9, 0.999, 1 - 1e-6])[rng.integers(0, 7, n)]
+    x, y, q = _rounded(dtype, y + r, y, q)
+    q = np.clip(q, np.finfo(dtype).smallest_normal, np.nextafter(dtype(1), dtype(0)))
+    x64, y64, q64 = (a.astype(np.float64) for a in (x, y, q))
+    loss = B.quantile_loss(x, y, q, reduction="none")
+    _check(loss, REF["quantile"](x64, y64, q64), dtype, 0 * x64, 1.0, "quantile_loss")
+    g = B.quantile_loss_grad(x, y, q, reduction="none")
+    u = y64 - x64
+    expected = np.where(u > 0, -q64, np.where(u < 0, 1 - q64, 0.5 - q64)).astype(dtype)
+    np.testing.assert_array_equal(g, expected)
+
+
+# ---------------------------------------------------------------- SciPy's distributions
+
+
+def test_losses_are_the_negative_log_pmfs_and_pdfs_of_scipy():
+    rng = np.random.default_rng(5)
+    eta = rng.normal(size=50)
+    y = rng.poisson(np.exp(eta)).astype(np.float64)
+    from scipy.special import gammaln
+
+    logpmf = scipy.stats.poisson.logpmf(y, np.exp(eta))
+    np.testing.assert_allclose(B.poisson_nll_loss(eta, y, reduction="none"),
+                               -logpmf - gammaln(y + 1), rtol=1e-12, atol=1e-13)  # fmt: skip
+    # NB: PyTorch's probs = sigmoid(z) is the probability of a count; SciPy's p is 1 - probs.
+    z, r = rng.normal(size=50), rng.uniform(0.2, 20, 50)
+    counts = rng.integers(0, 30, 50).astype(np.float64)
+    logpmf = scipy.stats.nbinom.logpmf(counts, r, 1 / (1 + np.exp(z)))
+    np.testing.assert_allclose(B.negative_binomial_nll_loss(z, counts, r, reduction="none"),
+                               -logpmf, rtol=1e-12, atol=1e-13)  # fmt: skip
+    x, t, s, nu = (
+        rng.normal(size=50),
+        rng.normal(size=50),
+        rng.uniform(0.1, 3, 50),
+        rng.uniform(0.5, 50, 50),
+    )
+    logpdf = scipy.stats.t.logpdf(t, nu, loc=x, scale=s)
+    np.testing.assert_allclose(B.student_t_nll_loss(x, t, s, nu, reduction="none"), -logpdf,
+                               rtol=1e-12, atol=1e-13)  # fmt: skip
+
+
+def test_poisson_full_is_stirling_and_rate_form_agrees():
+    y = np.array([0.0, 1.0, 2.0, 5.0, 100.0, 1e6])
+    eta = np.log(y + 0.5)
+    plain = B.poisson_nll_loss(eta, y, reduction="none")
+    full = B.poisson_nll_loss(eta, y, full=True, reduction="none")
+    big = np.maximum(y, 2)
+    stirling = np.where(y > 1, big * np.log(big) - big + 0.5 * np.log(2 * np.pi * big), 0)
+    np.testing.assert_allclose(full - plain, stirling, rtol=1e-12)
+    from scipy.special import gammaln
+
+    # Stirling's term approaches log y! (relative error ~ 1/(12 y)).
+    assert abs(stirling[-1] - gammaln(1e6 + 1)) < 1e-6
+    rate = B.poisson_nll_loss(np.exp(eta), y, log_input=False, eps=0.0, reduction="none")
+    np.testing.assert_allclose(rate, plain, rtol=1e-13, atol=1e-14)
+
+
+def test_negative_binomial_tends_to_poisson():
+    """At a fixed mean, total_count -> inf is the Poisson (log y! included)."""
+    from scipy.special import gammaln
+
+    mean, y = 4.0, np.arange(0.0, 12.0)
+    poisson = B.poisson_nll_loss(np.full_like(y, math.log(mean)), y, reduction="none")
+    poisson = poisson + gammaln(y + 1)
+    gaps = []
+    for r in (1e2, 1e4, 1e6, 1e8):
+        z = np.full_like(y, math.log(mean / r))
+        gaps.append(
+            np.max(np.abs(B.negative_binomial_nll_loss(z, y, r, reduction="none") - poisson))
+        )
+    assert gaps[-1] < 1e-6 and all(b < a / 50 for a, b in zip(gaps[:-1], gaps[1:], strict=True))
+
+
+# ---------------------------------------------------------------- gradients: finite differences
+
+
+def _fd_cases():
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(2, 4, 3))
+    counts = rng.poisson(3.0, size=(4, 3)).astype(np.float64)
+    positive = rng.uniform(0.5, 3.0, size=(4, 3))
+    return {
+        "poisson": (B.poisson_nll_loss, B.poisson_nll_loss_grad, [x, counts], (0,), {}),
+        "poisson_rate_full": (
+            B.poisson_nll_loss,
+            B.poisson_nll_loss_grad,
+            [positive, counts],
+            (0,),
+            {"log_input": False, "full": True},
+        ),
+        "nb": (
+            B.negative_binomial_nll_loss,
+            B.negative_binomial_nll_loss_grad,
+            [x, counts, positive],
+            (0, 2),
+            {},
+        ),  # fmt: skip
+        "nb_row": (
+            B.negative_binomial_nll_loss,
+            B.negative_binomial_nll_loss_grad,
+            [x, counts, positive[:, :1] * 20],
+            (0, 2),
+            {},
+        ),  # fmt: skip
+        "student_t": (
+            B.student_t_nll_loss,
+            B.student_t_nll_loss_grad,
+            [x, y, positive, positive[::-1] * 3],
+            (0, 2, 3),
+            {},
+        ),  # fmt: skip
+        "student_t_big_df": (
+            B.student_t_nll_loss,
+            B.student_t_nll_loss_grad,
+            [x, y, positive[:, :1], np.full((4, 1), 40.0)],
+            (0, 2, 3),
+            {},
+        ),  # fmt: skip
+        "quantile": (B.quantile_loss, B.quantile_loss_grad, [x, y, 0.3], (0,), {}),
+        "quantile_heads": (
+            B.quantile_loss,
+            B.quantile_loss_grad,
+            [x, y[:, :1], np.array([0.1, 0.5, 0.9])],
+            (0,),
+            {},
+        ),  # fmt: skip
+    }
+
+
+FD = _fd_cases()
+
+
+@pytest.mark.parametrize("name", sorted(FD))
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradients_match_finite_differences(name, reduction):
+    loss, grad, args, argnums, kwargs = FD[name]
+    assert_gradient_matches(loss, grad, args, argnums, kwargs={**kwargs, "reduction": reduction},
+                            rtol=1e-6, atol=1e-8)  # fmt: skip
+
+
+def test_scalar_parameters_get_the_summed_gradient():
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(2, 5))
+    g = B.student_t_nll_loss_grad(x, y, 1.5, 4.0, reduction="mean")
+    full = B.student_t_nll_loss_grad(x, y, np.full(5, 1.5), np.full(5, 4.0), reduction="mean")
+    assert g[1].shape == () and g[2].shape == ()
+    np.testing.assert_allclose(g[1], full[1].sum(), rtol=1e-14)
+    np.testing.assert_allclose(g[2], full[2].sum(), rtol=1e-14)
+    counts = rng.poisson(2.0, 5).astype(np.float64)
+    gz, gr = B.negative_binomial_nll_loss_grad(x, counts, 2.0, reduction="sum")
+    assert gr.shape == () and gr.dtype == np.float64 and gz.shape == (5,)
+
+
+# ---------------------------------------------------------------- limits, infinities, empty
+
+
+def test_limits_at_infinity():
+    inf = np.inf
+    p = B.poisson_nll_loss([inf, -inf, -inf, 0.0], [2.0, 0.0, 3.0, 0.0], reduction="none")
+    assert p.tolist() == [inf, 0.0, inf, 1.0]
+    assert B.poisson_nll_loss_grad([-inf, inf], [3.0, 1.0], reduction="none").tolist() == [-3, inf]
+    rate = B.poisson_nll_loss([inf, 0.0], [2.0, 0.0], log_input=False, eps=0.0, reduction="none")
+    assert rate.tolist() == [inf, 0.0]
+    g = B.poisson_nll_loss_grad([0.0], [0.0], log_input=False, eps=0.0, reduction="none")
+    assert g.tolist() == [1.0]
+    nb = B.negative_binomial_nll_loss([inf, -inf, -inf, 3.0], [0, 0, 2, 0], [1.0, 1.0, 1.0, 0.0],
+                                      reduction="none")  # fmt: skip
+    assert nb.tolist() == [inf, 0.0, inf, 0.0]
+    gz, gr = B.negative_binomial_nll_loss_grad([inf, -inf], [2, 2], [1.0, 1.0], reduction="none")
+    assert gz.tolist() == [1.0, -2.0] and gr[0] == inf
+    # Student-t: infinite residuals give an infinite loss, a zero input gradient (redescending)
+    # and the scale gradient -df/s.
+    t = B.student_t_nll_loss([inf, -inf], [0.0, 0.0], 2.0, 3.0, reduction="none")
+    assert t.tolist() == [inf, inf]
+    gx, gs, gnu = B.student_t_nll_loss_grad([inf, -inf], [0.0, 0.0], [2.0, 2.0], [3.0, 3.0],
+                                            reduction="none")  # fmt: skip
+    assert gx.tolist() == [0.0, 0.0] and gs.tolist() == [-1.5, -1.5] and np.all(gnu == inf)
+    # Huge but finite residuals: no overflow of u^2, the log-form limit.
+    huge = B.student_t_nll_loss([1e300], [0.0], 1e-10, 3.0, reduction="none")
+    reference = REF["student_t"](np.array([1e300]), np.zeros(1), np.array([1e-10]), np.array([3.0]))
+    assert _abs_error(huge, reference)[0] <= 4 * _ulp(np.float64, huge)[0]
+    q = B.quantile_loss([inf, -inf], [0.0, 0.0], 0.25, reduction="none")
+    assert q.tolist() == [inf, inf]
+
+
+FUNCS = {
+    "poisson": (B.poisson_nll_loss, B.poisson_nll_loss_grad, lambda n: (np.zeros(n), np.ones(n))),
+    "nb": (
+        B.negative_binomial_nll_loss,
+        B.negative_binomial_nll_loss_grad,
+        lambda n: (np.zeros(n), np.ones(n), np.full(n, 2.0)),
+    ),  # fmt: skip
+    "student_t": (
+        B.student_t_nll_loss,
+        B.student_t_nll_loss_grad,
+        lambda n: (np.zeros(n), np.ones(n), np.full(n, 2.0), np.full(n, 3.0)),
+    ),  # fmt: skip
+    "quantile": (B.quantile_loss, B.quantile_loss_grad, lambda n: (np.zeros(n), np.ones(n), 0.3)),
+}
+
+
+DIFFERENTIABLE = {"poisson": (0,), "nb": (0, 2), "student_t": (0, 2, 3), "quantile": (0,)}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtypes_and_empty_batches(name, dtype):
+    loss, grad, make = FUNCS[name]
+    args = [a.astype(dtype) if isinstance(a, np.ndarray) else a for a in make(6)]
+    for reduction in REDUCTIONS:
+        value = loss(*args, reduction=reduction)
+        assert value.dtype == dtype, (name, reduction)
+        gradient = grad(*args, reduction=reduction)
+        for g, a in zip(
+            gradient if isinstance(gradient, tuple) else (gradient,),
+            [args[i] for i in DIFFERENTIABLE[name]],
+            strict=True,
+        ):
+            assert g.dtype == dtype and g.shape == np.shape(a)
+    empty = [a.astype(dtype) if isinstance(a, np.ndarray) else a for a in make(0)]
+    assert np.isnan(loss(*empty)) and loss(*empty).dtype == dtype
+    assert loss(*empty, reduction="sum") == 0
+    assert loss(*empty, reduction="none").shape == (0,)
+    gradient = grad(*empty)
+    for g in gradient if isinstance(gradient, tuple) else (gradient,):
+        assert g.size == 0 and g.dtype == dtype
+
+
+def test_float16_mean_is_computed_wide_and_rounded_once():
+    # 70000 elements of loss 1: a float16 sum would overflow, a float16 count is inf.
+    x = np.zeros(70000, dtype=np.float16)
+    y = np.zeros(70000, dtype=np.float16)
+    assert B.poisson_nll_loss(x, y) == np.float16(1.0)
+    assert B.poisson_nll_loss_grad(x, y).dtype == np.float16
+    # A float16 loss whose exact value overflows float16 is inf, silently.
+    assert np.isinf(B.poisson_nll_loss(np.float16(12.0), np.float16(0.0)))
+
+
+def test_nan_propagates_and_inputs_are_not_modified():
+    x = np.array([0.5, np.nan])
+    y = np.array([1.0, 1.0])
+    before = x.copy()
+    for f in (B.poisson_nll_loss, B.quantile_loss):
+        args = (x, y) if f is B.poisson_nll_loss else (x, y, 0.5)
+        assert np.isnan(f(*args, reduction="none")[1]) and not np.isnan(
+            f(*args, reduction="none")[0]
+        )
+    assert np.isnan(B.quantile_loss_grad(x, y, 0.5, reduction="none")[1])
+    assert np.isnan(B.student_t_nll_loss(x, y, 1.0, 2.0, reduction="none")[1])
+    nb = B.negative_binomial_nll_loss(x, [1, np.nan], 2.0, reduction="none")
+    assert np.isnan(nb[1]) and np.isfinite(nb[0])
+    np.testing.assert_array_equal(x, before)
+
+
+# ---------------------------------------------------------------- multi-quantile heads
+
+
+def test_multi_quantile_heads_equal_one_loss_per_level():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(8, 3))
+    y = rng.normal(size=(8, 1))
+    levels = np.array([0.1, 0.5, 0.9])
+    heads = B.quantile_loss(x, y, levels, reduction="none")
+    for k, tau in enumerate(levels):
+        np.testing.assert_array_equal(heads[:, k], B.quantile_loss(x[:, k], y[:, 0], tau, "none"))
+    g = B.quantile_loss_grad(x, y, levels, reduction="mean")
+    assert g.shape == (8, 3)
+    np.testing.assert_allclose(g[:, 1] * 24, B.quantile_loss_grad(x[:, 1], y[:, 0], 0.5, "sum"))
+
+
+@given(
+    st.floats(-1e6, 1e6, allow_subnormal=False),
+    st.floats(1e-6, 1 - 1e-6),
+)
+def test_pinball_symmetries(u, tau):
+    """rho_tau(u) = rho_{1-tau}(-u), rho_tau(u) + rho_tau(-u) = |u|, rho_1/2 = |u|/2."""
+    a = float(B.quantile_loss(0.0, u, tau))
+    b = float(B.quantile_loss(0.0, -u, 1 - tau))
+    assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-300)  # 1 - tau is rounded
+    total = a + float(B.quantile_loss(0.0, -u, tau))
+    assert math.isclose(total, abs(u), rel_tol=1e-12, abs_tol=1e-300)
+    assert float(B.quantile_loss(0.0, u, 0.5)) == abs(u) / 2
+
+
+def test_expected_pinball_is_minimized_at_the_quantile():
+    rng = np.random.default_rng(10)
+    sample = rng.exponential(size=2001)
+    for tau in (0.1, 0.5, 0.9):
+        grid = np.linspace(0, 4, 4001)
+        risks = [float(B.quantile_loss(np.full_like(sample, c), sample, tau)) for c in grid]
+        best = grid[int(np.argmin(risks))]
+        assert abs(best - np.quantile(sample, tau, method="inverted_cdf")) <= 1e-3
+
+
+# ---------------------------------------------------------------- bad input
+
+
+BAD = [
+    (B.poisson_nll_loss, ([0.0], [-1.0]), {}, "target must hold non-negative counts; got -1.0"),
+    (B.poisson_nll_loss, ([-0.5], [1.0]), {"log_input": False}, "input must hold non-negative"),
+    (B.poisson_nll_loss, ([0.0, 1.0], [1.0]), {}, "target must have the same shape"),
+    (B.poisson_nll_loss, ([0.0], [1.0]), {"eps": -1.0}, "eps must be a non-negative"),
+    (B.poisson_nll_loss, ([0.0], [1.0]), {"log_input": 1}, "log_input must be True or False"),
+    (B.poisson_nll_loss, ([0.0], [1.0]), {"full": "yes"}, "full must be True or False"),
+    (B.poisson_nll_loss, ([0.0], [1.0]), {"reduction": "avg"}, "reduction must be one of"),
+    (B.negative_binomial_nll_loss, ([0.0], [1.5], 2.0), {}, "non-negative integer counts; got 1.5"),
+    (B.negative_binomial_nll_loss, ([0.0], [-2], 2.0), {}, "non-negative integer counts; got -2"),
+    (B.negative_binomial_nll_loss, ([0.0], [1], -2.0), {}, "total_count must be finite non-negative"),
+    (B.negative_binomial_nll_loss, ([0.0], [1], np.nan), {}, "total_count must be"),
+    (B.negative_binomial_nll_loss, ([0.0, 1.0], [1, 2], [1.0, 2.0, 3.0]), {}, "total_count must have"),
+    (B.student_t_nll_loss, ([0.0], [1.0], 0.0, 2.0), {}, "scale must be finite positive; got 0.0"),
+    (B.student_t_nll_loss, ([0.0], [1.0], 1.0, -1.0), {}, "df must be positive; got -1.0"),
+    (B.student_t_nll_loss, ([0.0], [1.0], 1.0, 0.0), {}, "df must be positive; got 0.0"),
+    (B.student_t_nll_loss, ([0.0], [1.0], np.inf, 2.0), {}, "scale must be finite positive"),
+    (B.student_t_nll_loss, ([0.0, 1.0], [1.0, 2.0], [1.0, 2.0, 3.0], 2.0), {}, "scale must have"),
+    (B.quantile_loss, ([0.0], [1.0], 0.0), {}, "quantile must lie in the open interval (0, 1); got 0.0"),
+    (B.quantile_loss, ([0.0], [1.0], 1.0), {}, "got 1.0"),
+    (B.quantile_loss, ([0.0], [1.0], np.array([0.5, 1.5])), {}, "quantile must"),
+    (B.quantile_loss, ([0.0], [1.0], np.nan), {}, "got nan"),
+    (B.quantile_loss, (np.zeros((2, 3)), np.zeros((2, 2))), {"quantile": 0.5}, "target must have"),
+    (B.quantile_loss, (np.zeros((2, 3)), np.zeros((2, 3)), np.ones(2) / 2), {}, "quantile must broadcast"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(len(BAD)))
+def test_bad_input_is_a_value_error_naming_the_argument(index):
+    f, args, kwargs, message = BAD[index]
+    with pytest.raises(ValueError) as info:
+        f(*args, **kwargs)
+    assert message in str(info.value)
+    grad = getattr(B, f.__name__ + "_grad")
+    with pytest.raises(ValueError):
+        grad(*args, **kwargs)
