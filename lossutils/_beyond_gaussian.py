@@ -32,12 +32,12 @@ from ._checks import (
     check_scale_shape,
     describe,
     grad_dtype,
-    reduce,
-    reduction_scale,
     result_dtype,
     sum_to_shape,
     wider_dtype,
 )
+from ._numerics import sigmoid, softplus, times, to_dtype, xlogy
+from ._reduction import reduce, reduction_scale
 
 __all__ = [
     "poisson_nll_loss",
@@ -75,21 +75,20 @@ def _float64_at_least(dtype):
 
 def _finish(loss, reduction, out):
     """Reduce in the working dtype, then round once to the output dtype."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        reduced = reduce(loss, reduction)
-        return np.asarray(reduced).astype(out)[()] if reduction != "none" else loss.astype(out)
+    return to_dtype(reduce(loss, reduction), out)[()]
 
 
 def _finish_grad(grad, arg, shape, reduction, out):
     """Gradient of the reduced loss w.r.t. an argument of ``shape``, in that argument's dtype.
 
     ``grad`` holds the per-element derivatives (the loss's shape, working dtype): scale by the
-    reduction (1/n for the mean, with n never cast to a narrow dtype), sum over the elements the
-    argument was broadcast to, round once.
+    reduction (1/n for the mean, in the working dtype, never float16), sum over the elements
+    the argument was broadcast to, round once.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         grad = grad * reduction_scale(grad.size, reduction, grad.dtype)
-        return np.asarray(sum_to_shape(grad, shape)).astype(grad_dtype(arg, out))
+        summed = np.asarray(sum_to_shape(grad, shape))
+    return np.array(to_dtype(summed, grad_dtype(arg, out)))
 
 
 def _check_counts(y, name="target", integer=False):
@@ -120,27 +119,6 @@ def _check_positive(value, name, allow_zero=False, allow_inf=False):
 def _check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False; got {describe(value)}")
-
-
-# Careful kernels (to be shared with the rest of the package).
-
-
-def _softplus(z):
-    """log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|); +-inf give their limits."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-
-
-def _sigmoid(z):
-    """1 / (1 + e^-z), from the side where the exponential cannot overflow."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _times(a, b):
-    """a * b with 0 * anything = 0 (the convention 0 log 0 = 0 of xlogy)."""
-    with np.errstate(invalid="ignore"):
-        return np.where(a == 0, 0, a * b)
 
 
 # ---------------------------------------------------------------- Poisson
@@ -220,9 +198,9 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if log_input:
-            loss = np.exp(x) - _times(y, x)
+            loss = np.exp(x) - times(y, x)
         else:
-            loss = x - _times(y, np.log(x + eps))
+            loss = x - xlogy(y, x + eps)
         loss = np.where(x == np.inf, np.inf, loss)
         if full:
             big = y > 1
@@ -424,7 +402,7 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     """
     out, z, y, r, _ = _nb_args(input, target, total_count, reduction)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss = _times(r, _softplus(z)) + _times(y, _softplus(-z)) + _nb_log_normalizer(r, y)
+        loss = times(r, softplus(z)) + times(y, softplus(-z)) + _nb_log_normalizer(r, y)
     return _finish(loss, reduction, out)
 
 
@@ -471,8 +449,8 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
         # r sigma(z) - y sigma(-z) cancels near the best fit: evaluated one precision up
         wide = wider_dtype(z.dtype)
         zw, yw, rw = z.astype(wide), y.astype(wide), np.broadcast_to(r, z.shape).astype(wide)
-        g_z = _times(rw, _sigmoid(zw)) - _times(yw, _sigmoid(-zw))
-        g_r = _softplus(z) - np.where((r + y) == 0, 0, _digamma_difference(r, y))
+        g_z = times(rw, sigmoid(zw)) - times(yw, sigmoid(-zw))
+        g_r = softplus(z) - np.where((r + y) == 0, 0, _digamma_difference(r, y))
     return (
         _finish_grad(g_z, input, z.shape, reduction, out),
         _finish_grad(np.broadcast_to(g_r, z.shape), total_count, r_shape, reduction, out),
