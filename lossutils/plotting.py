@@ -60,7 +60,7 @@ LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 def plot_curves(ax, x, curves: Mapping[str, np.ndarray], xlabel: str, ylabel: str, title: str = ""):
     """Several labelled curves ``{label: y}`` against one ``x`` on ``ax``.
 
-    The k-th curve gets the k-th of :data:`LINE_STYLES` (solid first), so none hides another.
+    The k-th curve gets the k-th of ``LINE_STYLES`` (solid first), so none hides another.
 
     Examples
     --------
