@@ -13,7 +13,7 @@ unexport MPLBACKEND
 
 NB ?= $(shell $(PYTHON) tools/chapters.py)
 
-.PHONY: help venv book test execute lint bench clean lab
+.PHONY: help venv book test execute lint bench clean lab conformance
 
 help:
 	@echo "make book     build the HTML book into _build/html (warnings are errors)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench    accuracy and speed benchmarks into benchmarks/results/"
 	@echo "make lab      JupyterLab on the chapters, with the project's kernel"
 	@echo "make clean    remove the build and caches (keeps .venv)"
+	@echo "make conformance  lossutils against PyTorch, torchvision, JAX and optax (own .venv-conformance)"
 
 # Reinstall only when the requirements change.
 $(STAMP): requirements.txt pyproject.toml
@@ -57,3 +58,18 @@ lab: $(STAMP)
 clean:
 	rm -rf _build _mathjax .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+# The conformance suite: its own environment, apart from .venv (PyTorch, JAX and optax
+# are large and only this target needs them), reinstalled only when its requirements change.
+CVENV := .venv-conformance
+CPY := $(CVENV)/bin/python
+CSTAMP := $(CVENV)/.requirements.stamp
+
+$(CSTAMP): requirements-conformance.txt pyproject.toml
+	test -x $(CPY) || $(PYTHON) -m venv $(CVENV)
+	$(CPY) -m pip install --quiet --upgrade pip
+	$(CPY) -m pip install --quiet -r requirements-conformance.txt
+	touch $(CSTAMP)
+
+conformance: $(CSTAMP)
+	$(CPY) -m pytest -c conformance/pytest.ini --rootdir conformance conformance
