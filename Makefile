@@ -19,7 +19,7 @@ help:
 	@echo "make book     build the HTML book into _build/html (warnings are errors)"
 	@echo "make test     unit, property and doc tests, and every chapter under nbval"
 	@echo "make execute  re-run notebooks top to bottom and store their outputs (NB=path for one)"
-	@echo "make lint     ruff on lossutils, tests, tools, benchmarks and the notebooks"
+	@echo "make lint     ruff on lossutils, tests, tools, benchmarks, the notebooks and conformance"
 	@echo "make bench    accuracy and speed benchmarks into benchmarks/results/"
 	@echo "make lab      JupyterLab on the chapters, with the project's kernel"
 	@echo "make clean    remove the build and caches (keeps .venv)"
@@ -46,8 +46,8 @@ execute: $(STAMP)
 	$(PY) tools/execute_notebooks.py $(NB)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lossutils tests tools benchmarks chapters
-	$(VENV)/bin/ruff format --check lossutils tests tools benchmarks
+	$(VENV)/bin/ruff check lossutils tests tools benchmarks chapters conformance
+	$(VENV)/bin/ruff format --check lossutils tests tools benchmarks conformance
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

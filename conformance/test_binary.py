@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import torch
 import torch.nn.functional as F
 from conftest import assert_close, load_torchvision_ops, torch_run, tt
 
