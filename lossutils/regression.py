@@ -13,13 +13,15 @@ import math
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ._checks import (
     as_float_array,
     check_nonnegative,
     check_positive_scalar,
     check_reduction,
     check_same_shape,
-    check_scale_shape,
+    describe,
     float_arrays,
     grad_dtype,
     reduce,
@@ -49,6 +51,41 @@ _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
+# No NumPy RuntimeWarning escapes: an overflow, a 0/0 or an inf - inf shows in the result
+# (inf, NaN), and branches evaluated everywhere may overflow where they are not used.
+_quiet = np.errstate(all="ignore")
+
+
+def _working_dtype(dtype) -> np.dtype:
+    """The dtype a loss is evaluated in before its one final rounding to ``dtype``.
+
+    float16 is evaluated in float32: NumPy rounds every float16 operation to float16,
+    whose largest number is 65504, so the square of a residual of 256 or a sum of
+    65,520 terms of 0.25 would overflow, and 1/n would be subnormal. float32 holds
+    the square of every float16 and counts up to 2**24 exactly; rounding its result
+    to float16 once costs at most half a float16 ULP more.
+    """
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+@dataclass(frozen=True)
+class _Residual:
+    """A checked residual and the dtype of the result."""
+
+    r: np.ndarray  # input - target, in the working dtype
+    dtype: np.dtype  # the result dtype (NumPy's promotion of the arguments)
+
+
+@dataclass(frozen=True)
+class _Likelihood:
+    """A checked residual, the floored variance or scale, and what the gradients need."""
+
+    r: np.ndarray  # input - target, in the working dtype
+    spread: np.ndarray  # the variance or scale floored at eps, in the working dtype
+    spread_shape: tuple  # the shape the variance or scale was given in
+    dtype: np.dtype  # the result dtype
+
+
 def _floats(names_values):
     """The arguments as arrays of their promoted floating dtype (Python numbers are weak)."""
     for name, value in names_values.items():
@@ -56,36 +93,76 @@ def _floats(names_values):
     return float_arrays(names_values, result_dtype(*names_values.values()))
 
 
-def _residual(input, target, reduction):
-    """Checked residual ``input - target`` in the promoted dtype."""
+def _residual(input, target, reduction) -> _Residual:
+    """Checked residual ``input - target`` in the working dtype."""
     check_reduction(reduction)
     x, y = _floats({"input": input, "target": target})
     check_same_shape(x, y, "input", "target")
-    return x - y
+    work = _working_dtype(x.dtype)
+    return _Residual(x.astype(work, copy=False) - y.astype(work, copy=False), x.dtype)
 
 
-def _reduced_grad(grad, arg, shape, reduction):
+def _reduced(loss, reduction, dtype):
+    """The per-element ``loss`` (working dtype) reduced, then rounded once to ``dtype``."""
+    out = reduce(loss, reduction)
+    if reduction == "none":
+        return out.astype(dtype, copy=False)
+    return dtype.type(out)
+
+
+def _reduced_grad(grad, arg, shape, reduction, dtype):
     """Gradient of the reduced loss w.r.t. ``arg`` (of ``shape``) from the per-element one.
 
-    ``grad`` has the loss's shape: scale it by the reduction, sum it over the
-    elements ``arg`` was broadcast to, and give it ``arg``'s floating dtype.
+    ``grad`` has the loss's shape and the working dtype: scale it by the reduction,
+    sum it over the elements ``arg`` was broadcast to, and round it once to
+    ``arg``'s floating dtype (a Python number's is the result dtype ``dtype``).
     """
     grad = grad * reduction_scale(grad.size, reduction, grad.dtype)
-    return np.asarray(sum_to_shape(grad, shape), dtype=grad_dtype(arg, grad.dtype))
+    return np.asarray(sum_to_shape(grad, shape)).astype(grad_dtype(arg, dtype), copy=False)
 
 
-def _likelihood_args(input, target, scale, name, eps, reduction):
+def _check_spread_shape(value: np.ndarray, shape: tuple, name: str) -> None:
+    """A variance or scale broadcasts to ``input``'s shape without changing it.
+
+    Accepted: ``input``'s shape, the same number of dimensions with some of them 1
+    (``(N, 1, H, W)`` for ``(N, C, H, W)``, ``(..., 1)``), or a single value. A shape
+    with fewer dimensions is refused: NumPy aligns it with the last axes, so the
+    shape one dimension short that PyTorch unsqueezes at the end would broadcast
+    along the wrong axis here.
+    """
+    shape = tuple(shape)
+    same_rank = value.ndim == len(shape) and all(
+        n in (1, m) for n, m in zip(value.shape, shape, strict=True)
+    )
+    if same_rank or (value.size == 1 and value.ndim <= len(shape)):
+        return
+    hint = ""
+    if len(shape) >= 1 and value.shape == shape[:-1]:
+        hint = f" (one dimension short: pass {name}[..., None] for one value per row)"
+    raise ValueError(
+        f"{name} must broadcast to the shape of input {shape} with as many dimensions "
+        f"(each equal to input's or 1), or be a scalar; got shape {value.shape}{hint}"
+    )
+
+
+def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     """Checked residual and the variance or scale floored at ``eps`` (broadcastable)."""
     check_reduction(reduction)
     eps = check_positive_scalar(eps, "eps", allow_zero=True)
-    x, y, s = _floats({"input": input, "target": target, name: scale})
+    x, y, s = _floats({"input": input, "target": target, name: spread})
     check_same_shape(x, y, "input", "target")
-    check_scale_shape(s, x.shape, name)
+    _check_spread_shape(s, x.shape, name)
     check_nonnegative(s, name)
+    work = _working_dtype(x.dtype)
+    r = x.astype(work, copy=False) - y.astype(work, copy=False)
     # np.maximum propagates NaN, as torch.clamp does.
-    return x - y, np.maximum(s, s.dtype.type(eps)), s.shape
+    floored = np.maximum(s.astype(work, copy=False), work.type(eps))
+    return _Likelihood(r, floored, s.shape, x.dtype)
 
 
+
+
+@_quiet
 def mse_loss(input, target, reduction="mean"):
     r"""Mean squared error :math:`\ell(x, y) = (x - y)^2`.
 
@@ -106,6 +183,12 @@ def mse_loss(input, target, reduction="mean"):
     numpy scalar or ndarray
         The reduced loss, or the per-element losses for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.mse_loss``. ``optax.l2_loss`` is
@@ -117,10 +200,11 @@ def mse_loss(input, target, reduction="mean"):
     >>> float(mse_loss([1.0, 2.0, 3.0], [1.5, 2.0, 1.0]))
     1.4166666666666667
     """
-    r = _residual(input, target, reduction)
-    return reduce(r * r, reduction)
+    res = _residual(input, target, reduction)
+    return _reduced(res.r * res.r, reduction, res.dtype)
 
 
+@_quiet
 def mse_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`mse_loss` w.r.t. ``input``: :math:`2 (x - y)` per element.
 
@@ -136,6 +220,12 @@ def mse_loss_grad(input, target, reduction="mean"):
     ndarray
         The gradient, with ``input``'s shape and floating dtype.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric.
+
     Notes
     -----
     What ``torch.autograd`` gives for ``mse_loss``. See :cite:t:`bishop2006pattern`.
@@ -145,10 +235,11 @@ def mse_loss_grad(input, target, reduction="mean"):
     >>> mse_loss_grad([1.0, 2.0, 3.0], [1.5, 2.0, 1.0], reduction="sum").tolist()
     [-1.0, 0.0, 4.0]
     """
-    r = _residual(input, target, reduction)
-    return _reduced_grad(2 * r, input, r.shape, reduction)
+    res = _residual(input, target, reduction)
+    return _reduced_grad(2 * res.r, input, res.r.shape, reduction, res.dtype)
 
 
+@_quiet
 def l1_loss(input, target, reduction="mean"):
     r"""Mean absolute error :math:`\ell(x, y) = |x - y|`.
 
@@ -169,6 +260,12 @@ def l1_loss(input, target, reduction="mean"):
     numpy scalar or ndarray
         The reduced loss, or the per-element losses for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.l1_loss``; ``optax`` has no direct
@@ -179,10 +276,11 @@ def l1_loss(input, target, reduction="mean"):
     >>> float(l1_loss([1.0, 2.0, 3.0], [1.5, 2.0, 1.0]))
     0.8333333333333334
     """
-    r = _residual(input, target, reduction)
-    return reduce(np.abs(r), reduction)
+    res = _residual(input, target, reduction)
+    return _reduced(np.abs(res.r), reduction, res.dtype)
 
 
+@_quiet
 def l1_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`l1_loss` w.r.t. ``input``: :math:`\operatorname{sign}(x - y)`.
 
@@ -200,6 +298,12 @@ def l1_loss_grad(input, target, reduction="mean"):
     ndarray
         The gradient, with ``input``'s shape and floating dtype.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric.
+
     Notes
     -----
     What ``torch.autograd`` gives for ``l1_loss``. See :cite:t:`hastie2009elements`.
@@ -209,10 +313,11 @@ def l1_loss_grad(input, target, reduction="mean"):
     >>> l1_loss_grad([1.0, 2.0, 3.0], [1.5, 2.0, 1.0], reduction="sum").tolist()
     [-1.0, 0.0, 1.0]
     """
-    r = _residual(input, target, reduction)
-    return _reduced_grad(np.sign(r), input, r.shape, reduction)
+    res = _residual(input, target, reduction)
+    return _reduced_grad(np.sign(res.r), input, res.r.shape, reduction, res.dtype)
 
 
+@_quiet
 def huber_loss(input, target, delta=1.0, reduction="mean"):
     r"""Huber loss: quadratic near zero, linear beyond ``delta``.
 
@@ -238,6 +343,12 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     numpy scalar or ndarray
         The reduced loss, or the per-element losses for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, or ``delta`` is not a positive finite number.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.huber_loss`` and to
@@ -252,15 +363,14 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     [0.125, 2.5]
     """
     delta = check_positive_scalar(delta, "delta")
-    r = _residual(input, target, reduction)
-    a = np.abs(r)
-    # Each branch sees only its own range: no overflow where it is not used.
-    near = np.where(a < delta, a, 0)
-    far = np.maximum(a, delta)
-    loss = np.where(a < delta, 0.5 * near * near, delta * (far - 0.5 * delta))
-    return reduce(loss, reduction)
+    res = _residual(input, target, reduction)
+    a = np.abs(res.r)
+    # a * a may overflow where the linear branch is taken; that element is not used.
+    loss = np.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
+    return _reduced(loss, reduction, res.dtype)
 
 
+@_quiet
 def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     r"""Gradient of :func:`huber_loss` w.r.t. ``input``: :math:`\mathrm{clip}(r, -\delta, \delta)`.
 
@@ -278,6 +388,12 @@ def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     ndarray
         The gradient, with ``input``'s shape and floating dtype.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, or ``delta`` is not a positive finite number.
+
     Notes
     -----
     What ``torch.autograd`` gives for ``huber_loss``. See :cite:t:`huber1964robust`.
@@ -288,10 +404,11 @@ def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     [0.5, 1.0, -1.0]
     """
     delta = check_positive_scalar(delta, "delta")
-    r = _residual(input, target, reduction)
-    return _reduced_grad(np.clip(r, -delta, delta), input, r.shape, reduction)
+    res = _residual(input, target, reduction)
+    return _reduced_grad(np.clip(res.r, -delta, delta), input, res.r.shape, reduction, res.dtype)
 
 
+@_quiet
 def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     r"""Smooth L1 loss (Fast R-CNN): quadratic below ``beta``, then :math:`|r|` shifted.
 
@@ -321,6 +438,12 @@ def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     numpy scalar or ndarray
         The reduced loss, or the per-element losses for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, or ``beta`` is not a non-negative finite number.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.smooth_l1_loss``. ``optax`` has no
@@ -333,16 +456,16 @@ def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     [0.0625, 2.0]
     """
     beta = check_positive_scalar(beta, "beta", allow_zero=True)
-    r = _residual(input, target, reduction)
-    a = np.abs(r)
+    res = _residual(input, target, reduction)
+    a = np.abs(res.r)
     if beta == 0:
-        return reduce(a, reduction)
-    # r * (r / beta): r * r would underflow for tiny r and beta.
-    rc = np.minimum(a, beta)
-    loss = np.where(a < beta, 0.5 * rc * (rc / beta), a - 0.5 * beta)
-    return reduce(loss, reduction)
+        return _reduced(a, reduction, res.dtype)
+    # a * (a / beta): a * a would underflow for tiny a and beta.
+    loss = np.where(a < beta, 0.5 * a * (a / beta), a - 0.5 * beta)
+    return _reduced(loss, reduction, res.dtype)
 
 
+@_quiet
 def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     r"""Gradient of :func:`smooth_l1_loss` w.r.t. ``input``: :math:`\mathrm{clip}(r/\beta, -1, 1)`.
 
@@ -360,6 +483,12 @@ def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     ndarray
         The gradient, with ``input``'s shape and floating dtype.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, or ``beta`` is not a non-negative finite number.
+
     Notes
     -----
     What ``torch.autograd`` gives for ``smooth_l1_loss``. See :cite:t:`girshick2015fast`.
@@ -370,11 +499,12 @@ def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     [0.25, 1.0]
     """
     beta = check_positive_scalar(beta, "beta", allow_zero=True)
-    r = _residual(input, target, reduction)
-    grad = np.sign(r) if beta == 0 else np.clip(r, -beta, beta) / beta
-    return _reduced_grad(grad, input, r.shape, reduction)
+    res = _residual(input, target, reduction)
+    grad = np.sign(res.r) if beta == 0 else np.clip(res.r, -beta, beta) / beta
+    return _reduced_grad(grad, input, res.r.shape, reduction, res.dtype)
 
 
+@_quiet
 def log_cosh_loss(input, target, reduction="mean"):
     r"""Log-cosh loss :math:`\ell(r) = \log\cosh(r)`, :math:`r = x - y`, accurate for all :math:`r`.
 
@@ -407,6 +537,12 @@ def log_cosh_loss(input, target, reduction="mean"):
     numpy scalar or ndarray
         The reduced loss, or the per-element losses for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric.
+
     Notes
     -----
     Equivalent to ``optax.log_cosh(x, y)`` (without reduction); PyTorch has no
@@ -418,16 +554,17 @@ def log_cosh_loss(input, target, reduction="mean"):
     >>> log_cosh_loss([0.5, 1.0, 1000.0], [0.0, 0.0, 0.0], reduction="none").round(6).tolist()
     [0.120115, 0.433781, 999.306853]
     """
-    r = _residual(input, target, reduction)
-    a = np.abs(r)
-    # Each branch sees only its own range, so neither overflows where it is not used.
-    s = np.sinh(0.5 * np.minimum(a, 1.0))
+    res = _residual(input, target, reduction)
+    a = np.abs(res.r)
+    # Both branches are evaluated everywhere; sinh overflows silently where a >= 1,
+    # an element the where() below does not use.
+    s = np.sinh(0.5 * a)
     near = np.log1p(2 * s * s)
-    b = np.maximum(a, 1.0)
-    far = (b - _LOG_2) + np.log1p(np.exp(-2 * b))
-    return reduce(np.where(a < 1, near, far), reduction)
+    far = (a - _LOG_2) + np.log1p(np.exp(-2 * a))
+    return _reduced(np.where(a < 1, near, far), reduction, res.dtype)
 
 
+@_quiet
 def log_cosh_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`log_cosh_loss` w.r.t. ``input``: :math:`\tanh(x - y)`.
 
@@ -443,6 +580,12 @@ def log_cosh_loss_grad(input, target, reduction="mean"):
     ndarray
         The gradient, with ``input``'s shape and floating dtype.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric.
+
     Notes
     -----
     What ``jax.grad`` gives for ``optax.log_cosh``. See :cite:t:`saleh2022statistical`.
@@ -452,10 +595,11 @@ def log_cosh_loss_grad(input, target, reduction="mean"):
     >>> log_cosh_loss_grad([0.0, 1.0, 1000.0], [0.0, 0.0, 0.0], reduction="sum").round(6).tolist()
     [0.0, 0.761594, 1.0]
     """
-    r = _residual(input, target, reduction)
-    return _reduced_grad(np.tanh(r), input, r.shape, reduction)
+    res = _residual(input, target, reduction)
+    return _reduced_grad(np.tanh(res.r), input, res.r.shape, reduction, res.dtype)
 
 
+@_quiet
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
     r"""Negative log-likelihood of a Gaussian with predicted mean and variance.
 
@@ -473,8 +617,10 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         Targets :math:`y`, the same shape as ``input``.
     var : array_like or float
         Predicted variances :math:`v \ge 0`: ``input``'s shape (heteroscedastic),
-        that shape with a last dimension of 1 (one variance per row), or a
-        scalar. A negative entry is an error.
+        or a shape that broadcasts to it with as many dimensions, some of them 1
+        (``(..., 1)``: one variance per row; ``(N, 1, H, W)`` for an input
+        ``(N, C, H, W)``: one per pixel, shared by the channels), or a scalar.
+        A negative entry is an error.
     full : bool
         Include the constant :math:`\tfrac12 \log 2\pi`.
     eps : float
@@ -488,12 +634,22 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     numpy scalar or ndarray
         The reduced loss, or the per-element losses (``input``'s shape) for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, ``var`` has a negative entry or a shape that does
+        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
+        finite number.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.gaussian_nll_loss``, with one
     difference: PyTorch also accepts a ``var`` one dimension short of
-    ``input`` and unsqueezes it; here pass ``var[..., None]`` (a NumPy array of
-    that shape would broadcast along the wrong axis, so it is refused).
+    ``input`` and unsqueezes it; here pass ``var[..., None]`` (NumPy aligns a
+    shorter shape with the last axes, so it would broadcast along the wrong
+    axis: every shape with fewer dimensions than ``input`` is refused, except a
+    single value).
     With a fixed variance the loss is :func:`mse_loss` / (2 v) plus a constant.
     Learning the variance is due to :cite:t:`nix1994estimating`; see also
     :cite:t:`bishop2006pattern`, section 1.2.4.
@@ -510,14 +666,16 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     >>> gaussian_nll_loss([0.0, 1.0], [1.0, 1.0], [1.0, 0.5], reduction="none").round(6).tolist()
     [0.5, -0.346574]
     """
-    r, v, _ = _likelihood_args(input, target, var, "var", eps, reduction)
+    lk = _likelihood(input, target, var, "var", eps, reduction)
+    r, v = lk.r, lk.spread
     # r * (r / v) rather than r**2 / v: no overflow of r**2 when r**2 / v is finite.
     loss = 0.5 * (np.log(v) + r * (r / v))
     if full:
         loss = loss + 0.5 * _LOG_2PI
-    return reduce(loss, reduction)
+    return _reduced(loss, reduction, lk.dtype)
 
 
+@_quiet
 def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="mean"):
     r"""Gradient of :func:`gaussian_nll_loss` w.r.t. ``input`` and ``var``.
 
@@ -534,8 +692,8 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     not set to zero. This is what PyTorch's autograd yields, because
     ``gaussian_nll_loss`` clones ``var`` and clamps the clone in place under
     ``torch.no_grad()``: the clamp is not recorded, so the gradient flows
-    through the clone unchanged (a straight-through floor). A ``var`` of shape
-    ``(..., 1)`` or a scalar gets the gradient summed over the elements it was
+    through the clone unchanged (a straight-through floor). A ``var`` with
+    dimensions of 1 or a scalar gets the gradient summed over the elements it was
     broadcast to. Divided by the number of elements for ``reduction="mean"``.
 
     Parameters
@@ -549,6 +707,14 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
         ``(d_input, d_var)``, each with its argument's shape and floating dtype
         (a Python-number ``var`` gets the dtype of the loss).
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, ``var`` has a negative entry or a shape that does
+        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
+        finite number.
+
     Notes
     -----
     See :cite:t:`nix1994estimating`.
@@ -559,14 +725,16 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     >>> g_input.tolist(), float(g_var)
     ([-2.0, 0.0], 0.0)
     """
-    r, v, var_shape = _likelihood_args(input, target, var, "var", eps, reduction)
+    lk = _likelihood(input, target, var, "var", eps, reduction)
+    r, v = lk.r, lk.spread
     q = r / v
     return (
-        _reduced_grad(q, input, r.shape, reduction),
-        _reduced_grad(0.5 * (1 / v - q * q), var, var_shape, reduction),
+        _reduced_grad(q, input, r.shape, reduction, lk.dtype),
+        _reduced_grad(0.5 * (1 / v - q * q), var, lk.spread_shape, reduction, lk.dtype),
     )
 
 
+@_quiet
 def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean"):
     r"""Negative log-likelihood of a Laplace distribution with predicted location and scale.
 
@@ -583,9 +751,9 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     target : array_like
         Targets :math:`y`, the same shape as ``input``.
     scale : array_like or float
-        Predicted scales :math:`b \ge 0`: ``input``'s shape, that shape with a
-        last dimension of 1, or a scalar (the shapes ``var`` takes in
-        :func:`gaussian_nll_loss`). A negative entry is an error.
+        Predicted scales :math:`b \ge 0`: ``input``'s shape, a shape that
+        broadcasts to it with as many dimensions, or a scalar (the shapes ``var``
+        takes in :func:`gaussian_nll_loss`). A negative entry is an error.
     full : bool
         Include the constant :math:`\log 2`.
     eps : float
@@ -597,6 +765,14 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     -------
     numpy scalar or ndarray
         The reduced loss, or the per-element losses (``input``'s shape) for ``"none"``.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, ``scale`` has a negative entry or a shape that does
+        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
+        finite number.
 
     Notes
     -----
@@ -612,13 +788,15 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     >>> laplace_nll_loss([0.0, 1.0], [1.0, 1.0], [1.0, 0.5], reduction="none").round(6).tolist()
     [1.0, -0.693147]
     """
-    r, b, _ = _likelihood_args(input, target, scale, "scale", eps, reduction)
+    lk = _likelihood(input, target, scale, "scale", eps, reduction)
+    r, b = lk.r, lk.spread
     loss = np.log(b) + np.abs(r) / b
     if full:
         loss = loss + _LOG_2
-    return reduce(loss, reduction)
+    return _reduced(loss, reduction, lk.dtype)
 
 
+@_quiet
 def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction="mean"):
     r"""Gradient of :func:`laplace_nll_loss` w.r.t. ``input`` and ``scale``.
 
@@ -634,7 +812,7 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
     (:math:`b < \epsilon`) the scale gradient is the formula at
     :math:`b_\epsilon = \epsilon`, not zero: the straight-through floor of
     PyTorch's ``gaussian_nll_loss`` (a clamp under ``torch.no_grad()``), applied
-    the same way. A scale of shape ``(..., 1)`` or a scalar gets the gradient
+    the same way. A scale with dimensions of 1 or a scalar gets the gradient
     summed over the elements it was broadcast to. Divided by the number of
     elements for ``reduction="mean"``.
 
@@ -648,6 +826,14 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
     tuple of ndarray
         ``(d_input, d_scale)``, each with its argument's shape and floating dtype.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
+        or an argument is not real numeric, ``scale`` has a negative entry or a shape that does
+        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
+        finite number.
+
     Notes
     -----
     See :cite:t:`murphy2022probabilistic`.
@@ -658,8 +844,9 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
     >>> g_input.tolist(), float(g_scale)
     ([-0.5, 0.5], 0.25)
     """
-    r, b, scale_shape = _likelihood_args(input, target, scale, "scale", eps, reduction)
+    lk = _likelihood(input, target, scale, "scale", eps, reduction)
+    r, b = lk.r, lk.spread
     return (
-        _reduced_grad(np.sign(r) / b, input, r.shape, reduction),
-        _reduced_grad((1 - np.abs(r) / b) / b, scale, scale_shape, reduction),
+        _reduced_grad(np.sign(r) / b, input, r.shape, reduction, lk.dtype),
+        _reduced_grad((1 - np.abs(r) / b) / b, scale, lk.spread_shape, reduction, lk.dtype),
     )

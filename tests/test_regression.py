@@ -509,14 +509,18 @@ def test_bad_var_or_scale(loss, name):
         loss(x, y, np.array([[1.0], [-0.5]]))
     with pytest.raises(ValueError, match=rf"{name} must be non-negative"):
         loss(x, y, -1.0)
-    # PyTorch would unsqueeze a (2,) var; here it is refused rather than broadcast wrongly.
-    for shape in [(2,), (3,), (1, 3), (2, 3, 1), (2, 2)]:
+    # PyTorch would unsqueeze a (2,) var; here it is refused rather than broadcast wrongly
+    # (a (3,) var would broadcast along the last axis, a (2,) one not at all).
+    for shape in [(2,), (3,), (2, 3, 1), (1, 2, 3), (2, 2), (3, 1)]:
         with pytest.raises(
             ValueError,
-            match=rf"{name} must have the shape of input \(2, 3\), or \(2, 1\), or be a scalar; "
+            match=rf"{name} must broadcast to the shape of input \(2, 3\) with as many "
+            rf"dimensions \(each equal to input's or 1\), or be a scalar; "
             rf"got shape {re_shape(shape)}",
         ):
             loss(x, y, np.ones(shape))
+    with pytest.raises(ValueError, match=rf"one dimension short: pass {name}\[\.\.\., None\]"):
+        loss(x, y, np.ones(2))
     with pytest.raises(ValueError, match=r"eps must be a non-negative finite number; got -1e-06"):
         loss(x, y, 1.0, eps=-1e-6)
     with pytest.raises(ValueError, match=rf"{name} must be a real numeric array"):
