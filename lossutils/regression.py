@@ -10,10 +10,9 @@ does, and their gradients follow PyTorch's autograd through that floor.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from ._checks import (
     as_float_array,
@@ -21,7 +20,6 @@ from ._checks import (
     check_positive_scalar,
     check_reduction,
     check_same_shape,
-    describe,
     float_arrays,
     grad_dtype,
     reduce,
@@ -158,8 +156,6 @@ def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     # np.maximum propagates NaN, as torch.clamp does.
     floored = np.maximum(s.astype(work, copy=False), work.type(eps))
     return _Likelihood(r, floored, s.shape, x.dtype)
-
-
 
 
 @_quiet
