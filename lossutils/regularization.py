@@ -7,6 +7,8 @@ arrays (the layers of a model); the gradient has the same structure.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import as_float_array, check_positive_scalar, describe, result_dtype
@@ -29,21 +31,84 @@ def _params(params):
     raise ValueError(f"params must be an array or a list of arrays; got {describe(params)}")
 
 
-def _penalty(params, lam, elementwise):
+# Sums of |w|^power below this are recomputed scaled: their terms may have underflowed.
+_SMALLEST_SAFE_TOTAL = 2.0**-900
+
+# No NumPy RuntimeWarning escapes: overflow and inf * 0 show in the result.
+_quiet = np.errstate(all="ignore")
+
+
+def _sum_of_powers(p: np.ndarray, power: int) -> float:
+    """``sum(|p|**power)`` (power 1 or 2) as a Python float, accumulated in float64.
+
+    float16 and float32 entries are raised to the power in float32 (exact for
+    float16) and summed in float64, so neither a square nor the sum overflows
+    where the float64 result does not. float64 sums are taken as they are;
+    :func:`_scaled_penalty` redoes the ones that overflow or underflow.
+    """
+    work = np.float32 if p.dtype == np.float16 else p.dtype
+    values = np.abs(p.astype(work, copy=False))
+    if power == 2:
+        values *= values
+    total = np.sum(values, dtype=np.float64)
+    if p.dtype == np.float32 and total == np.inf and np.all(np.isfinite(p)):
+        # a float32 square overflowed: square in float64 instead
+        total = np.sum(np.square(p, dtype=np.float64))
+    return float(total)
+
+
+def _scaled_penalty(arrays, lam: float, power: int) -> float:
+    """``lam * sum(|w|**power)`` with the largest ``|w|`` factored out as a power of 2.
+
+    With ``m = 2**e`` the largest ``|w|`` rounded down to a power of 2, the
+    scaled entries ``w / m`` are exact and at most 2 in magnitude, so their sum
+    neither overflows nor loses the largest terms to underflow; the factors are
+    put back with ``ldexp``, which rounds once, and the result overflows or
+    underflows only where the exact one does.
+    """
+    top = max((float(np.max(np.abs(p), initial=0)) for p in arrays), default=0.0)
+    if top == 0 or not math.isfinite(top):
+        return lam * top
+    _, e = math.frexp(top)
+    scaled = sum(float(np.sum(np.abs(np.ldexp(p.astype(np.float64), -e)) ** power)) for p in arrays)
+    lam_m, lam_e = math.frexp(lam)
+    sum_m, sum_e = math.frexp(scaled)
+    return float(np.ldexp(lam_m * sum_m, lam_e + sum_e + power * e))
+
+
+@_quiet
+def _penalty(params, lam, power):
     lam = check_positive_scalar(lam, "lam", allow_zero=True)
     arrays, _ = _params(params)
     dtype = result_dtype(*arrays)
-    total = dtype.type(0)
-    for p in arrays:  # one term per parameter array, not per element
-        total = total + np.sum(elementwise(p), dtype=dtype)
-    return dtype.type(dtype.type(lam) * total)
+    total = math.fsum(_sum_of_powers(p, power) for p in arrays)
+    if math.isnan(total) or lam == 0:
+        return dtype.type(lam * total)
+    if total == math.inf or total < _SMALLEST_SAFE_TOTAL:
+        return dtype.type(_scaled_penalty(arrays, lam, power))
+    return dtype.type(np.float64(lam) * total)
 
 
-def _penalty_grad(params, lam, elementwise):
+@_quiet
+def _penalty_grad(params, lam, power):
     lam = check_positive_scalar(lam, "lam", allow_zero=True)
     arrays, is_list = _params(params)
-    grads = [np.asarray(p.dtype.type(lam) * elementwise(p), dtype=p.dtype) for p in arrays]
+    grads = [_elementwise_grad(p, lam, power) for p in arrays]
     return grads if is_list else grads[0]
+
+
+def _elementwise_grad(p: np.ndarray, lam: float, power: int) -> np.ndarray:
+    """``lam * d|w|^power/dw`` rounded once to ``p``'s dtype.
+
+    ``lam`` is used in float64 where the working dtype would round it to a
+    subnormal or to 0; otherwise float16 is computed in float32.
+    """
+    work = np.dtype(np.float32) if p.dtype == np.float16 else p.dtype
+    if 0 < lam < np.finfo(work).tiny:
+        work = np.dtype(np.float64)
+    w = p.astype(work, copy=False)
+    grad = np.sign(w) * work.type(lam) if power == 1 else (w * work.type(lam)) * 2
+    return grad.astype(p.dtype, copy=False)
 
 
 def l2_penalty(params, lam):
@@ -64,8 +129,18 @@ def l2_penalty(params, lam):
     numpy scalar
         The penalty, in the promoted dtype of the parameters.
 
+    Raises
+    ------
+    ValueError
+        If ``params`` is not an array or a list or tuple of arrays, holds non-numeric
+        data, or ``lam`` is not a non-negative finite number.
+
     Notes
     -----
+    Accurate to a few ULP of the result's dtype: float16 and float32 parameters
+    are summed in float64, and where a float64 sum of squares would overflow or
+    underflow the largest entry is factored out, so the penalty overflows only
+    where its exact value does (``l2_penalty(np.float16([300.0]), 1e-4)`` is 9).
     Ridge regression :cite:p:`hoerl1970ridge`; weight decay
     :cite:p:`goodfellow2016deep` (section 7.1.1). Note the convention: some
     libraries use :math:`\tfrac{\lambda}{2} \sum w^2` (``optax.l2_loss`` of the
@@ -77,7 +152,7 @@ def l2_penalty(params, lam):
     >>> float(l2_penalty([np.array([1.0, -2.0]), np.array([[3.0]])], lam=0.5))
     7.0
     """
-    return _penalty(params, lam, np.square)
+    return _penalty(params, lam, 2)
 
 
 def l2_penalty_grad(params, lam):
@@ -94,6 +169,12 @@ def l2_penalty_grad(params, lam):
         An array for an array, a list of arrays (each with its parameter's
         shape and floating dtype) for a list or tuple.
 
+    Raises
+    ------
+    ValueError
+        If ``params`` is not an array or a list or tuple of arrays, holds non-numeric
+        data, or ``lam`` is not a non-negative finite number.
+
     Notes
     -----
     See :cite:t:`goodfellow2016deep`, section 7.1.1.
@@ -103,7 +184,7 @@ def l2_penalty_grad(params, lam):
     >>> [g.tolist() for g in l2_penalty_grad([np.array([1.0, -2.0]), np.array([[3.0]])], 0.5)]
     [[1.0, -2.0], [[3.0]]]
     """
-    return _penalty_grad(params, lam, lambda p: 2 * p)
+    return _penalty_grad(params, lam, 2)
 
 
 def l1_penalty(params, lam):
@@ -124,6 +205,12 @@ def l1_penalty(params, lam):
     numpy scalar
         The penalty, in the promoted dtype of the parameters.
 
+    Raises
+    ------
+    ValueError
+        If ``params`` is not an array or a list or tuple of arrays, holds non-numeric
+        data, or ``lam`` is not a non-negative finite number.
+
     Notes
     -----
     The lasso :cite:p:`tibshirani1996regression`; PyTorch has no built-in
@@ -135,7 +222,7 @@ def l1_penalty(params, lam):
     >>> float(l1_penalty([np.array([1.0, -2.0]), np.array([[3.0]])], lam=0.5))
     3.0
     """
-    return _penalty(params, lam, np.abs)
+    return _penalty(params, lam, 1)
 
 
 def l1_penalty_grad(params, lam):
@@ -155,6 +242,12 @@ def l1_penalty_grad(params, lam):
         An array for an array, a list of arrays (each with its parameter's
         shape and floating dtype) for a list or tuple.
 
+    Raises
+    ------
+    ValueError
+        If ``params`` is not an array or a list or tuple of arrays, holds non-numeric
+        data, or ``lam`` is not a non-negative finite number.
+
     Notes
     -----
     See :cite:t:`tibshirani1996regression`.
@@ -164,4 +257,4 @@ def l1_penalty_grad(params, lam):
     >>> l1_penalty_grad(np.array([1.5, 0.0, -2.0]), lam=0.5).tolist()
     [0.5, 0.0, -0.5]
     """
-    return _penalty_grad(params, lam, np.sign)
+    return _penalty_grad(params, lam, 1)
