@@ -7,6 +7,8 @@ embedding per index of its batch shape ``(...)``, and the per-sample losses
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._checks import (
@@ -20,7 +22,6 @@ from ._checks import (
     reduction_scale,
     result_dtype,
 )
-from .activations import log_softmax, softmax
 
 __all__ = [
     "contrastive_loss",
@@ -33,6 +34,56 @@ __all__ = [
 
 # F.normalize's default floor of the norm
 NORMALIZE_EPS = 1e-12
+
+# No NumPy RuntimeWarning escapes: an overflow or a NaN shows in the result, and
+# branches evaluated everywhere may overflow where they are not used.
+_quiet = np.errstate(all="ignore")
+
+
+def _working_dtype(dtype) -> np.dtype:
+    """float16 is evaluated in float32 (a squared distance of 256 overflows float16)."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+# A sum of squares at least this large lost nothing to underflow (each lost term is
+# below the smallest subnormal, D of them a negligible part of the sum).
+_SAFE_SQUARED_SUM = {np.dtype(np.float32): 2.0**-100, np.dtype(np.float64): 2.0**-900}
+
+
+@dataclass(frozen=True)
+class _Euclidean:
+    """Euclidean norms of the rows of ``v`` (last axis) and what their gradients need."""
+
+    norm: np.ndarray  # ||v||, v's batch shape
+    squared: np.ndarray  # ||v||^2 (inf only where the exact value overflows)
+    unit: np.ndarray | None  # v / ||v||, 0 where v = 0 (PyTorch's norm backward)
+
+
+def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
+    """Norms over the last axis that neither overflow nor underflow in between.
+
+    The plain sum of squares serves the rows where it is finite and not tiny; the
+    others are recomputed with their largest entry factored out as a power of 2
+    (``2**e``, so the scaling is exact), and the result is scaled back with
+    ``ldexp``. A dissimilar pair 1e-170 apart keeps its distance (and its
+    gradient direction) instead of a squared distance of 0.
+    """
+    squared = np.sum(v * v, axis=-1)
+    norm = np.sqrt(squared)
+    direction = v / norm[..., None] if unit else None
+    redo = ~((squared >= _SAFE_SQUARED_SUM[v.dtype]) & (squared < np.inf))
+    if np.any(redo):
+        rows = v[redo]
+        top = np.max(np.abs(rows), axis=-1, initial=0)
+        _, e = np.frexp(top)  # top = 2**e * [0.5, 1); e = 0 for 0, inf and NaN
+        u = np.ldexp(rows, -e[:, None])
+        su = np.sum(u * u, axis=-1)
+        root = np.sqrt(su)
+        norm[redo] = np.ldexp(root, e)
+        squared[redo] = np.ldexp(su, 2 * e)
+        if unit:
+            direction[redo] = np.where(root[:, None] > 0, u / root[:, None], 0)
+    return _Euclidean(norm, squared, direction)
 
 
 def _embeddings(named: dict, dtype=None):
@@ -48,7 +99,18 @@ def _embeddings(named: dict, dtype=None):
     return arrays
 
 
-def _contrastive_args(x1, x2, target, margin, reduction):
+@dataclass(frozen=True)
+class _Pairs:
+    """Checked arguments of the contrastive loss, in the working dtype."""
+
+    diff: np.ndarray  # x1 - x2
+    target: np.ndarray  # labels, 1 = similar
+    margin: float
+    reduction: str
+    dtype: np.dtype  # the result dtype
+
+
+def _contrastive_args(x1, x2, target, margin, reduction) -> _Pairs:
     reduction = check_reduction(reduction)
     margin = check_positive_scalar(margin, "margin", allow_zero=True)
     target = np.asarray(target)
@@ -62,11 +124,20 @@ def _contrastive_args(x1, x2, target, margin, reduction):
             f"target must have the batch shape of x1 {x1.shape[:-1]} (all axes but the last); "
             f"got shape {target.shape}"
         )
-    target = target.astype(dtype)
+    work = _working_dtype(dtype)
+    target = target.astype(work)
     check_binary_labels(target, "target")
-    return x1, x2, target, margin, reduction
+    diff = x1.astype(work, copy=False) - x2.astype(work, copy=False)
+    return _Pairs(diff, target, margin, reduction, np.dtype(dtype))
 
 
+def _finish(loss, reduction, dtype):
+    """Reduce per-sample losses of the working dtype, then round once to ``dtype``."""
+    out = reduce(np.asarray(loss), reduction)
+    return out.astype(dtype, copy=False) if reduction == "none" else dtype.type(out)
+
+
+@_quiet
 def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     r"""Contrastive loss of pairs: :math:`y\,d^2 + (1 - y)\max(0, m - d)^2`.
 
@@ -108,13 +179,15 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     >>> contrastive_loss(x1, x2, [1, 0], reduction="none").round(6).tolist()
     [0.25, 0.25]
     """
-    x1, x2, target, margin, reduction = _contrastive_args(x1, x2, target, margin, reduction)
-    diff = x1 - x2
-    squared = np.sum(diff * diff, axis=-1)
-    hinge = np.maximum(margin - np.sqrt(squared), 0)
-    return reduce(np.asarray(target * squared + (1 - target) * hinge * hinge), reduction)
+    pairs = _contrastive_args(x1, x2, target, margin, reduction)
+    dist = _euclidean(pairs.diff)
+    hinge = np.maximum(pairs.margin - dist.norm, 0)
+    # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
+    loss = np.where(pairs.target == 0, hinge * hinge, pairs.target * dist.squared)
+    return _finish(loss, pairs.reduction, pairs.dtype)
 
 
+@_quiet
 def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`contrastive_loss` w.r.t. ``x1`` and ``x2``.
 
@@ -143,16 +216,14 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     >>> d1.round(6).tolist(), d2.round(6).tolist()
     ([[0.6, 0.8]], [[-0.6, -0.8]])
     """
-    x1, x2, target, margin, reduction = _contrastive_args(x1, x2, target, margin, reduction)
-    diff = x1 - x2
-    d = np.sqrt(np.sum(diff * diff, axis=-1))
-    hinge = np.maximum(margin - d, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pull = np.where(d == 0, 0, hinge / d)
-    coefficient = (
-        2 * (target - (1 - target) * pull) * reduction_scale(target.size, reduction, x1.dtype)
-    )
-    g = coefficient[..., None] * diff
+    pairs = _contrastive_args(x1, x2, target, margin, reduction)
+    dist = _euclidean(pairs.diff, unit=True)
+    hinge = np.maximum(pairs.margin - dist.norm, 0)
+    y = pairs.target[..., None]
+    # the hinge's gradient along the unit direction: no overflow of hinge / d for tiny d
+    g = np.where(y == 0, -2 * hinge[..., None] * dist.unit, 2 * y * pairs.diff)
+    g = g * reduction_scale(pairs.target.size, pairs.reduction, g.dtype)
+    g = g.astype(pairs.dtype, copy=False)
     return g, -g
 
 
@@ -162,7 +233,7 @@ def _pnorm(v, p):
     if p == 1:
         return np.sum(a, axis=-1)
     if p == 2:
-        return np.sqrt(np.sum(a * a, axis=-1))
+        return _euclidean(v).norm
     top = np.max(a, axis=-1, keepdims=True, initial=0)
     safe = np.where((top > 0) & np.isfinite(top), top, 1)
     scaled = np.sum((a / safe) ** p, axis=-1, keepdims=True) ** (1 / p)
@@ -172,12 +243,25 @@ def _pnorm(v, p):
 def _pnorm_grad(v, norm, p):
     """d||v||_p / dv = sign(v) (|v| / ||v||)^(p-1); 0 at v = 0 (PyTorch's norm backward)."""
     n = norm[..., None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.sign(v) * (np.abs(v) / np.where(n == 0, 1, n)) ** (p - 1)
+    g = np.sign(v) * (np.abs(v) / np.where(n == 0, 1, n)) ** (p - 1)
     return np.where(n == 0, 0, g)
 
 
-def _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction):
+@dataclass(frozen=True)
+class _Triplets:
+    """Checked arguments of the triplet loss, in the working dtype."""
+
+    anchor: np.ndarray
+    positive: np.ndarray
+    negative: np.ndarray
+    margin: float
+    p: float
+    eps: float
+    reduction: str
+    dtype: np.dtype  # the result dtype
+
+
+def _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction) -> _Triplets:
     reduction = check_reduction(reduction)
     margin = check_positive_scalar(margin, "margin", allow_zero=True)
     p = check_scalar_at_least(p, "p", 1.0)
@@ -185,26 +269,41 @@ def _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction
     if squared and p != 2:
         raise ValueError(f"p must be 2 with squared=True (the squared Euclidean form); got {p}")
     a, pos, neg = _embeddings({"anchor": anchor, "positive": positive, "negative": negative})
-    return a, pos, neg, margin, p, eps, reduction
+    dtype, work = a.dtype, _working_dtype(a.dtype)
+    a, pos, neg = (x.astype(work, copy=False) for x in (a, pos, neg))
+    return _Triplets(a, pos, neg, margin, p, eps, reduction, dtype)
 
 
-def _triplet_parts(a, pos, neg, p, eps, swap, squared):
-    """The differences, distances and distance gradients (w.r.t. the differences)."""
-    shift = 0 if squared else eps
-    diffs = {"ap": a - pos + shift, "an": a - neg + shift, "pn": pos - neg + shift}
-    if not swap:
-        del diffs["pn"]
+@dataclass(frozen=True)
+class _TripletDistances:
+    """The distances d(a, p), d(a, n) (and d(p, n) with swap) and their gradients."""
+
+    dist: dict  # "ap", "an" (and "pn"): distances, the batch shape
+    grad: dict  # the same keys: gradients w.r.t. the first point, (..., D)
+
+
+def _triplet_parts(t: _Triplets, swap, squared, with_grad=False) -> _TripletDistances:
+    """The distances and, if asked, their gradients w.r.t. the differences."""
+    shift = 0 if squared else t.eps
+    diffs = {"ap": (t.anchor, t.positive), "an": (t.anchor, t.negative)}
+    if swap:
+        diffs["pn"] = (t.positive, t.negative)
     dist, grad = {}, {}
-    for key, v in diffs.items():
+    for key, (x, y) in diffs.items():
+        v = x - y + shift if shift else x - y
         if squared:
-            dist[key] = np.sum(v * v, axis=-1)
-            grad[key] = 2 * v
+            dist[key] = _euclidean(v).squared
+            grad[key] = 2 * v if with_grad else None
+        elif t.p == 2:
+            e = _euclidean(v, unit=with_grad)
+            dist[key], grad[key] = e.norm, e.unit
         else:
-            dist[key] = _pnorm(v, p)
-            grad[key] = _pnorm_grad(v, dist[key], p)
-    return dist, grad
+            dist[key] = _pnorm(v, t.p)
+            grad[key] = _pnorm_grad(v, dist[key], t.p) if with_grad else None
+    return _TripletDistances(dist, grad)
 
 
+@_quiet
 def triplet_margin_loss(
     anchor,
     positive,
@@ -261,14 +360,13 @@ def triplet_margin_loss(
     >>> float(round(triplet_margin_loss(a, p, n, squared=True), 6))
     0.25
     """
-    a, pos, neg, margin, p, eps, reduction = _triplet_args(
-        anchor, positive, negative, margin, p, eps, squared, reduction
-    )
-    dist, _ = _triplet_parts(a, pos, neg, p, eps, swap, squared)
+    t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
+    dist = _triplet_parts(t, swap, squared).dist
     negative_dist = np.minimum(dist["an"], dist["pn"]) if swap else dist["an"]
-    return reduce(np.asarray(np.maximum(dist["ap"] - negative_dist + margin, 0)), reduction)
+    return _finish(np.maximum(dist["ap"] - negative_dist + t.margin, 0), t.reduction, t.dtype)
 
 
+@_quiet
 def triplet_margin_loss_grad(
     anchor,
     positive,
@@ -310,53 +408,88 @@ def triplet_margin_loss_grad(
     >>> da.round(6).tolist(), dp.round(6).tolist(), dn.round(6).tolist()
     ([[0.0, 0.0]], [[0.6, 0.8]], [[-0.6, -0.8]])
     """
-    a, pos, neg, margin, p, eps, reduction = _triplet_args(
-        anchor, positive, negative, margin, p, eps, squared, reduction
-    )
-    dist, u = _triplet_parts(a, pos, neg, p, eps, swap, squared)
+    t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
+    parts = _triplet_parts(t, swap, squared, with_grad=True)
+    dist, u = parts.dist, parts.grad
+    work = t.anchor.dtype
     an = dist["an"]
     # minimum's backward: the smaller distance takes the gradient, a tie splits it
     pn = dist["pn"] if swap else np.full_like(an, np.inf)
-    w_an = np.where(an == pn, 0.5, an < pn).astype(a.dtype)[..., None]
-    w_pn = np.where(an == pn, 0.5, pn < an).astype(a.dtype)[..., None]
-    u_pn = u["pn"] if swap else np.zeros_like(a)
-    active = dist["ap"] - np.minimum(an, pn) + margin >= 0
-    s = (active * reduction_scale(active.size, reduction, a.dtype)).astype(a.dtype)[..., None]
+    w_an = np.where(an == pn, 0.5, an < pn).astype(work)[..., None]
+    w_pn = np.where(an == pn, 0.5, pn < an).astype(work)[..., None]
+    u_pn = u["pn"] if swap else np.zeros_like(t.anchor)
+    active = dist["ap"] - np.minimum(an, pn) + t.margin >= 0
+    s = (active * reduction_scale(active.size, t.reduction, work)).astype(work)[..., None]
     d_anchor = s * (u["ap"] - w_an * u["an"])
     d_positive = -s * (u["ap"] + w_pn * u_pn)
     d_negative = s * (w_an * u["an"] + w_pn * u_pn)
-    return tuple(g.astype(a.dtype, copy=False) for g in (d_anchor, d_positive, d_negative))
+    return tuple(g.astype(t.dtype, copy=False) for g in (d_anchor, d_positive, d_negative))
 
 
-def _nt_xent_args(z1, z2, temperature, reduction):
+@dataclass(frozen=True)
+class _NTXent:
+    """The views, normalised as ``F.normalize`` does, and the per-row pieces of the loss.
+
+    Evaluated in float64 for every input dtype: the loss amplifies the rounding of
+    the cosines by 1/temperature, which float32 cosines would not survive.
+    """
+
+    n: int  # pairs: the 2n views are z1's rows, then z2's
+    h: np.ndarray  # (2n, D): z / max(||z||, 1e-12)
+    scaled_norm: np.ndarray  # (2n,): ||z|| / 2**e, the row scaled by its largest power of 2
+    exponent: np.ndarray  # (2n,): that e
+    floored: np.ndarray  # (2n,): where the norm's floor 1e-12 is active
+    logits: np.ndarray  # (2n, 2n): h h^T / temperature, -inf on the diagonal
+    positive: np.ndarray  # (2n,): the column of each row's other view
+    top: np.ndarray  # (2n,): the column of each row's largest logit
+    rest: np.ndarray  # (2n, 2n): exp(logit - largest), 0 at the diagonal and at top
+    total: np.ndarray  # (2n,): the sum of rest, each row
+    temperature: float
+    reduction: str
+    dtype: np.dtype  # the result dtype
+
+
+def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     reduction = check_reduction(reduction)
     temperature = check_positive_scalar(temperature, "temperature")
     z1, z2 = _embeddings({"z1": z1, "z2": z2})
     if z1.ndim != 2:
         raise ValueError(f"z1 must have shape (N, D); got shape {z1.shape}")
-    return z1, z2, temperature, reduction
+    n = z1.shape[0]
+    z = np.concatenate([z1, z2], axis=0).astype(np.float64)
+    # each row scaled exactly by a power of 2: no overflow or underflow in its norm
+    _, e = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
+    zs = np.ldexp(z, -e[:, None])
+    scaled_norm = np.sqrt(np.sum(zs * zs, axis=-1))
+    floored = np.ldexp(scaled_norm, e) < NORMALIZE_EPS
+    safe = np.where(floored, 1, scaled_norm)[:, None]
+    h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
+    logits = (h @ h.T) / temperature
+    m = 2 * n
+    rows = np.arange(m)
+    logits[rows, rows] = -np.inf
+    positive = (rows + n) % m
+    top = np.argmax(logits, axis=-1) if n else rows
+    rest = np.exp(logits - logits[rows, top][:, None])
+    rest[rows, top] = 0
+    return _NTXent(
+        n,
+        h,
+        scaled_norm,
+        e,
+        floored,
+        logits,
+        positive,
+        top,
+        rest,
+        np.sum(rest, axis=-1),
+        temperature,
+        reduction,
+        z1.dtype,
+    )
 
 
-def _nt_xent_logits(z1, z2, temperature):
-    """Normalised views, their norms and the logits without the diagonal, (2N, 2N - 1).
-
-    Row i holds s_ij for j != i in order, so the other view i + N (i < N) sits in
-    column i + N - 1 and the other view i - N (i >= N) in column i - N.
-    """
-    z = np.concatenate([z1, z2], axis=0)
-    norm = np.sqrt(np.sum(z * z, axis=-1, keepdims=True))
-    denominator = np.maximum(norm, NORMALIZE_EPS)
-    h = z / denominator
-    m = z.shape[0]
-    logits = ((h @ h.T) / temperature)[~np.eye(m, dtype=bool)].reshape(m, m - 1)
-    return z, h, norm, denominator, logits
-
-
-def _positive_columns(n):
-    """Column of the other view in each row of the logits without the diagonal."""
-    return np.concatenate([np.arange(n - 1, 2 * n - 1), np.arange(n)])
-
-
+@_quiet
 def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     r"""SimCLR's normalised temperature-scaled cross-entropy (NT-Xent).
 
@@ -400,13 +533,15 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     >>> float(round(nt_xent_loss(z1, z2), 6))
     0.258634
     """
-    z1, z2, temperature, reduction = _nt_xent_args(z1, z2, temperature, reduction)
-    n = z1.shape[0]
-    *_, logits = _nt_xent_logits(z1, z2, temperature)
-    losses = -log_softmax(logits)[np.arange(2 * n), _positive_columns(n)]
-    return reduce(np.asarray(losses), reduction)
+    v = _nt_xent(z1, z2, temperature, reduction)
+    rows = np.arange(2 * v.n)
+    # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
+    # positive is the largest logit (a small loss) no digits cancel
+    losses = (v.logits[rows, v.top] - v.logits[rows, v.positive]) + np.log1p(v.total)
+    return _finish(losses, v.reduction, v.dtype)
 
 
+@_quiet
 def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     r"""Gradient of :func:`nt_xent_loss` w.r.t. ``z1`` and ``z2``.
 
@@ -434,17 +569,24 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     >>> d1.round(4).tolist()
     [[0.0, 0.2063], [0.2134, 0.0]]
     """
-    z1, z2, temperature, reduction = _nt_xent_args(z1, z2, temperature, reduction)
-    n = z1.shape[0]
-    z, h, norm, denominator, logits = _nt_xent_logits(z1, z2, temperature)
-    off_diagonal = softmax(logits)
-    off_diagonal[np.arange(2 * n), _positive_columns(n)] -= 1
-    g = np.zeros((2 * n, 2 * n), dtype=z.dtype)
-    g[~np.eye(2 * n, dtype=bool)] = off_diagonal.ravel()
-    g = g * reduction_scale(2 * n, reduction, z.dtype)
-    d_h = (g + g.T) @ h / temperature
-    radial = np.sum(h * d_h, axis=-1, keepdims=True)
+    v = _nt_xent(z1, z2, temperature, reduction)
+    n, rows = v.n, np.arange(2 * v.n)
+    denominator = (1 + v.total)[:, None]
+    # softmax of each row: the rest over (1 + total), 1 / (1 + total) at the top
+    g = v.rest / denominator
+    g[rows, v.top] = 1 / denominator[:, 0]
+    # p_pos - 1 = -(every term of the row's sum but the positive's) / (1 + total), the
+    # top's term being 1: without the difference 1 - p_pos, which cancels for a
+    # confident positive
+    others = v.rest.copy()
+    others[rows, v.positive] = 0
+    not_top = (v.top != v.positive).astype(g.dtype)
+    g[rows, v.positive] = -(not_top + np.sum(others, axis=-1)) / denominator[:, 0]
+    g *= reduction_scale(2 * n, v.reduction, g.dtype)
+    d_h = (g + g.T) @ v.h / v.temperature
+    radial = np.sum(v.h * d_h, axis=-1, keepdims=True)
     # above the floor the norm's gradient removes the radial part; at the floor it is 0
-    d_z = np.where(norm >= NORMALIZE_EPS, d_h - h * radial, d_h) / denominator
-    d_z = d_z.astype(z.dtype, copy=False)
+    safe = np.where(v.floored, 1, v.scaled_norm)[:, None]
+    above = np.ldexp((d_h - v.h * radial) / safe, -v.exponent[:, None])
+    d_z = np.where(v.floored[:, None], d_h / NORMALIZE_EPS, above).astype(v.dtype)
     return d_z[:n], d_z[n:]
