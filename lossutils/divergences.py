@@ -40,6 +40,25 @@ __all__ = [
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
+# No NumPy RuntimeWarning escapes: log 0, 0/0 and overflow show in the result, and
+# branches evaluated everywhere may overflow where they are not used.
+_quiet = np.errstate(all="ignore")
+
+
+def _working_dtype(dtype) -> np.dtype:
+    """float16 is evaluated in float32 and rounded once at the end.
+
+    NumPy rounds every float16 operation to float16 (largest number 65504, 1/n
+    subnormal for n > 16384); float32 holds every intermediate of these formulas
+    for float16 data, and one final rounding costs at most half a float16 ULP.
+    """
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def _as(value, dtype):
+    """``value`` rounded once to ``dtype``; a 0-d result as a NumPy scalar."""
+    return _scalar_if_0d(np.asarray(value).astype(dtype, copy=False))
+
 
 def _check_has_axis(array: np.ndarray, name: str) -> None:
     if array.ndim == 0:
@@ -47,13 +66,14 @@ def _check_has_axis(array: np.ndarray, name: str) -> None:
 
 
 def _distributions(p, q):
-    """``p`` and ``q`` as arrays of probabilities of one dtype and one shape."""
+    """``p`` and ``q`` as probabilities of one shape, in the working dtype, and the result dtype."""
     p, q = float_arrays({"p": p, "q": q})
     _check_has_axis(p, "p")
     check_same_shape(p, q, "p", "q")
     check_unit_interval(p, "p")
     check_unit_interval(q, "q")
-    return p, q
+    work = _working_dtype(p.dtype)
+    return p.astype(work, copy=False), q.astype(work, copy=False), p.dtype
 
 
 def _accurate_sum(x: np.ndarray, axis: int):
@@ -82,6 +102,7 @@ def _accurate_sum(x: np.ndarray, axis: int):
     return np.where(np.isfinite(plain), total, plain)
 
 
+@_quiet
 def entropy(p, axis=-1):
     r"""Shannon entropy :math:`H(p) = -\sum_k p_k \log p_k` (in nats), with :math:`0 \log 0 = 0`.
 
@@ -116,11 +137,13 @@ def entropy(p, axis=-1):
     (p,) = float_arrays({"p": p})
     _check_has_axis(p, "p")
     check_unit_interval(p, "p")
+    dtype, p = p.dtype, p.astype(_working_dtype(p.dtype), copy=False)
     # log(1) = 0 stands in for 0 log 0; NaN still propagates through p * 0
     terms = p * np.log(np.where(p > 0, p, 1))
-    return _scalar_if_0d(-np.sum(terms, axis=axis))
+    return _as(-np.sum(terms, axis=axis), dtype)
 
 
+@_quiet
 def categorical_cross_entropy(p, q, axis=-1):
     r"""Cross-entropy :math:`H(p, q) = -\sum_k p_k \log q_k` between two distributions.
 
@@ -154,12 +177,12 @@ def categorical_cross_entropy(p, q, axis=-1):
     >>> float(round(categorical_cross_entropy([0.5, 0.5], [0.9, 0.1]), 6))
     1.203973
     """
-    p, q = _distributions(p, q)
-    with np.errstate(divide="ignore"):
-        log_q = np.log(np.where((p == 0) & (q == 0), 1, q))
-    return _scalar_if_0d(-np.sum(p * log_q, axis=axis))
+    p, q, dtype = _distributions(p, q)
+    log_q = np.log(np.where((p == 0) & (q == 0), 1, q))
+    return _as(-np.sum(p * log_q, axis=axis), dtype)
 
 
+@_quiet
 def categorical_cross_entropy_grad(p, q, axis=-1):
     r"""Gradient of :func:`categorical_cross_entropy` w.r.t. ``q``: :math:`-p_k / q_k`.
 
@@ -181,14 +204,13 @@ def categorical_cross_entropy_grad(p, q, axis=-1):
     >>> categorical_cross_entropy_grad([0.5, 0.5], [0.5, 0.25]).tolist()
     [-1.0, -2.0]
     """
-    p, q = _distributions(p, q)
-    return _neg_ratio(p, q)
+    p, q, dtype = _distributions(p, q)
+    return _neg_ratio(p, q).astype(dtype, copy=False)
 
 
 def _neg_ratio(p, q):
     """-p / q, with 0 where p = 0 (also where q = 0)."""
-    with np.errstate(divide="ignore", over="ignore"):
-        return -p / np.where((p == 0) & (q == 0), 1, q)
+    return -p / np.where((p == 0) & (q == 0), 1, q)
 
 
 def _kl_pieces(p, q):
@@ -221,6 +243,7 @@ def _kl_pieces(p, q):
     return np.where(near, f, 0), rest
 
 
+@_quiet
 def kl_divergence(p, q, axis=-1):
     r"""Kullback-Leibler divergence :math:`\mathrm{KL}(p \,\|\, q) = \sum_k p_k \log(p_k / q_k)`.
 
@@ -261,11 +284,12 @@ def kl_divergence(p, q, axis=-1):
     >>> float(kl_divergence([0.5, 0.5], [0.5 + 2**-30, 0.5 - 2**-30]))  # about 2**-59
     1.734723475976807e-18
     """
-    p, q = _distributions(p, q)
+    p, q, dtype = _distributions(p, q)
     f, rest = _kl_pieces(p, q)
-    return _scalar_if_0d(_accurate_sum(np.concatenate([f, rest], axis=axis), axis))
+    return _as(_accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
 
 
+@_quiet
 def kl_divergence_grad(p, q, axis=-1):
     r"""Gradient of :func:`kl_divergence` w.r.t. ``q``: :math:`-p_k / q_k`.
 
@@ -288,8 +312,8 @@ def kl_divergence_grad(p, q, axis=-1):
     >>> kl_divergence_grad([0.5, 0.5, 0.0], [0.25, 0.5, 0.25]).tolist()
     [-2.0, -1.0, -0.0]
     """
-    p, q = _distributions(p, q)
-    return _neg_ratio(p, q)
+    p, q, dtype = _distributions(p, q)
+    return _neg_ratio(p, q).astype(dtype, copy=False)
 
 
 def _kl_div_args(input, target, reduction, log_target):
@@ -304,7 +328,8 @@ def _kl_div_args(input, target, reduction, log_target):
         raise ValueError(
             'input must have a batch axis (axis 0) for reduction="batchmean"; got shape ()'
         )
-    return input, target, reduction
+    work = _working_dtype(input.dtype)
+    return input.astype(work, copy=False), target.astype(work, copy=False), reduction, input.dtype
 
 
 def _kl_div_scale(input, reduction):
@@ -315,6 +340,7 @@ def _kl_div_scale(input, reduction):
     return reduction_scale(input.size, reduction, input.dtype)
 
 
+@_quiet
 def kl_div(input, target, reduction="mean", log_target=False):
     r"""PyTorch's ``kl_div``: pointwise :math:`t\,(\log t - x)`, with ``input`` :math:`x = \log q`.
 
@@ -361,21 +387,21 @@ def kl_div(input, target, reduction="mean", log_target=False):
     >>> float(round(kl_div(log_q, p), 6))  # the mean over all 4 elements
     0.127706
     """
-    input, target, reduction = _kl_div_args(input, target, reduction, log_target)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if log_target:
-            pointwise = np.exp(target) * (target - input)
-            zero = target == -np.inf
-        else:
-            pointwise = target * (np.log(target) - input)
-            zero = target == 0
+    input, target, reduction, dtype = _kl_div_args(input, target, reduction, log_target)
+    if log_target:
+        pointwise = np.exp(target) * (target - input)
+        zero = target == -np.inf
+    else:
+        pointwise = target * (np.log(target) - input)
+        zero = target == 0
     # t = 0 contributes 0; input * 0 keeps a NaN input
     pointwise = np.where(zero, np.where(np.isnan(input), input, 0), pointwise)
     if reduction == "batchmean":
-        return reduce(pointwise, "sum") * _kl_div_scale(input, reduction)
-    return reduce(pointwise, reduction)
+        return dtype.type(reduce(pointwise, "sum") * _kl_div_scale(input, reduction))
+    return _as(reduce(pointwise, reduction), dtype)
 
 
+@_quiet
 def kl_div_grad(input, target, reduction="mean", log_target=False):
     r"""Gradient of :func:`kl_div` w.r.t. ``input``: :math:`-t` times the reduction's scale.
 
@@ -394,9 +420,9 @@ def kl_div_grad(input, target, reduction="mean", log_target=False):
     >>> kl_div_grad([[-1.0, -2.0]], [[0.25, 0.75]], reduction="batchmean").tolist()
     [[-0.25, -0.75]]
     """
-    input, target, reduction = _kl_div_args(input, target, reduction, log_target)
+    input, target, reduction, dtype = _kl_div_args(input, target, reduction, log_target)
     t = np.exp(target) if log_target else target
-    return -t * _kl_div_scale(input, reduction)
+    return (-t * _kl_div_scale(input, reduction)).astype(dtype, copy=False)
 
 
 def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
@@ -408,7 +434,9 @@ def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
     check_same_shape(mu, logvar, "mu", "logvar")
     check_broadcastable(mu_prior, mu.shape, "mu_prior", "mu")
     check_broadcastable(logvar_prior, mu.shape, "logvar_prior", "mu")
-    return mu, logvar, mu_prior, logvar_prior
+    work = _working_dtype(dtype)
+    arrays = (a.astype(work, copy=False) for a in (mu, logvar, mu_prior, logvar_prior))
+    return (*arrays, np.dtype(dtype))
 
 
 # 1/2!, 1/3!, ..., 1/20!: the Taylor coefficients of (e^d - 1 - d) / d^2, to |d| <= 1
@@ -467,6 +495,7 @@ def _scaled_square(diff, logvar_prior):
         return np.where(diff == 0, 0, diff * diff * np.exp(-logvar_prior))
 
 
+@_quiet
 def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     r"""KL divergence between diagonal Gaussians, summed over ``axis``.
 
@@ -517,7 +546,9 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     >>> float(gaussian_kl([0.0], [1e-8]))  # (e^v - 1 - v) / 2, about v**2 / 4
     2.5000000083333336e-17
     """
-    mu, logvar, mu_prior, logvar_prior = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
+    mu, logvar, mu_prior, logvar_prior, dtype = _gaussian_kl_args(
+        mu, logvar, mu_prior, logvar_prior
+    )
     # first-order corrections for the rounding of the two differences
     d, d_low = _two_diff(logvar, logvar_prior)
     diff, diff_low = _two_diff(mu, mu_prior)
@@ -528,9 +559,10 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
         square = _scaled_square(diff, logvar_prior)
         if diff_low is not None:
             square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
-    return _scalar_if_0d(0.5 * np.sum(g + square, axis=axis))
+    return _as(0.5 * np.sum(g + square, axis=axis), dtype)
 
 
+@_quiet
 def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     r"""Gradient of :func:`gaussian_kl` w.r.t. ``mu`` and ``logvar``.
 
@@ -558,14 +590,15 @@ def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     >>> d_mu.tolist(), d_logvar.round(6).tolist()
     ([1.0, 0.0], [0.0, 1.0])
     """
-    mu, logvar, mu_prior, logvar_prior = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
+    mu, logvar, mu_prior, logvar_prior, dtype = _gaussian_kl_args(
+        mu, logvar, mu_prior, logvar_prior
+    )
     diff = mu - mu_prior
-    with np.errstate(over="ignore"):
-        d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
-        d_logvar = 0.5 * np.expm1(logvar - logvar_prior)
+    d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
+    d_logvar = 0.5 * np.expm1(logvar - logvar_prior)
     return (
-        np.broadcast_to(d_mu, mu.shape).astype(mu.dtype),
-        np.broadcast_to(d_logvar, mu.shape).astype(mu.dtype),
+        np.broadcast_to(d_mu, mu.shape).astype(dtype),
+        np.broadcast_to(d_logvar, mu.shape).astype(dtype),
     )
 
 
@@ -575,6 +608,7 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction):
         raise ValueError(f"likelihood must be one of {choices}; got {likelihood!r}")
     reduction = check_reduction(reduction)
     x, recon, mu, logvar = float_arrays({"x": x, "recon": recon, "mu": mu, "logvar": logvar})
+    dtype = x.dtype
     _check_has_axis(x, "x")
     _check_has_axis(mu, "mu")
     check_same_shape(x, recon, "x", "recon")
@@ -586,9 +620,12 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction):
         )
     if likelihood == "bernoulli":
         check_unit_interval(x, "x")
-    return x, recon, mu, logvar, reduction
+    work = _working_dtype(x.dtype)
+    x, recon, mu, logvar = (a.astype(work, copy=False) for a in (x, recon, mu, logvar))
+    return x, recon, mu, logvar, reduction, dtype
 
 
+@_quiet
 def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     r"""Negative ELBO of a VAE for one sample :math:`z` of the approximate posterior.
 
@@ -642,16 +679,17 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     >>> float(round(vae_loss(x, recon, mu, logvar, likelihood="gaussian"), 6))
     4.143766
     """
-    x, recon, mu, logvar, reduction = _vae_args(x, recon, mu, logvar, likelihood, reduction)
+    x, recon, mu, logvar, reduction, dtype = _vae_args(x, recon, mu, logvar, likelihood, reduction)
     if likelihood == "bernoulli":
         nll = np.sum(x * softplus(-recon) + (1 - x) * softplus(recon), axis=-1)
     else:
         half_log_2pi = 0.5 * np.log(2 * np.pi)
         nll = 0.5 * np.sum((x - recon) ** 2, axis=-1) + x.shape[-1] * half_log_2pi
     per_sample = np.asarray(nll + gaussian_kl(mu, logvar), dtype=x.dtype)
-    return reduce(per_sample, reduction)
+    return _as(reduce(per_sample, reduction), dtype)
 
 
+@_quiet
 def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     r"""Gradient of :func:`vae_loss` w.r.t. ``recon``, ``mu`` and ``logvar``.
 
@@ -680,12 +718,12 @@ def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"
     >>> d_recon.tolist(), d_mu.tolist(), d_logvar.tolist()
     ([[-0.5, 0.5]], [[0.5]], [[0.0]])
     """
-    x, recon, mu, logvar, reduction = _vae_args(x, recon, mu, logvar, likelihood, reduction)
+    x, recon, mu, logvar, reduction, dtype = _vae_args(x, recon, mu, logvar, likelihood, reduction)
     scale = reduction_scale(int(np.prod(x.shape[:-1])), reduction, x.dtype)
     d_recon = sigmoid(recon) - x if likelihood == "bernoulli" else recon - x
     d_mu, d_logvar = gaussian_kl_grad(mu, logvar)
     return (
-        np.asarray(d_recon * scale, dtype=x.dtype),
-        np.asarray(d_mu * scale, dtype=x.dtype),
-        np.asarray(d_logvar * scale, dtype=x.dtype),
+        np.asarray(d_recon * scale).astype(dtype),
+        np.asarray(d_mu * scale).astype(dtype),
+        np.asarray(d_logvar * scale).astype(dtype),
     )
