@@ -143,6 +143,17 @@ def _check_spread_shape(value: np.ndarray, shape: tuple, name: str) -> None:
     )
 
 
+def _limit_at_zero_spread(loss, lk: _Likelihood, eps):
+    """With ``eps=0`` a zero variance or scale gives the limit: +inf, or -inf where r = 0.
+
+    (The formula would add log 0 = -inf to r^2/0 = inf.)
+    """
+    if eps > 0:
+        return loss
+    zero = (lk.spread == 0) & ~np.isnan(lk.r)
+    return np.where(zero, np.where(lk.r == 0, -np.inf, np.inf), loss)
+
+
 def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     """Checked residual and the variance or scale floored at ``eps`` (broadcastable)."""
     check_reduction(reduction)
@@ -665,7 +676,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     lk = _likelihood(input, target, var, "var", eps, reduction)
     r, v = lk.r, lk.spread
     # r * (r / v) rather than r**2 / v: no overflow of r**2 when r**2 / v is finite.
-    loss = 0.5 * (np.log(v) + r * (r / v))
+    loss = _limit_at_zero_spread(0.5 * (np.log(v) + r * (r / v)), lk, eps)
     if full:
         loss = loss + 0.5 * _LOG_2PI
     return _reduced(loss, reduction, lk.dtype)
@@ -786,7 +797,7 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     """
     lk = _likelihood(input, target, scale, "scale", eps, reduction)
     r, b = lk.r, lk.spread
-    loss = np.log(b) + np.abs(r) / b
+    loss = _limit_at_zero_spread(np.log(b) + np.abs(r) / b, lk, eps)
     if full:
         loss = loss + _LOG_2
     return _reduced(loss, reduction, lk.dtype)

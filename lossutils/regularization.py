@@ -81,7 +81,8 @@ def _penalty(params, lam, power):
     lam = check_positive_scalar(lam, "lam", allow_zero=True)
     arrays, _ = _params(params)
     dtype = result_dtype(*arrays)
-    total = math.fsum(_sum_of_powers(p, power) for p in arrays)
+    # one term per parameter array; a plain float64 sum (math.fsum raises on overflow)
+    total = float(np.sum([_sum_of_powers(p, power) for p in arrays], dtype=np.float64))
     if math.isnan(total) or lam == 0:
         return dtype.type(lam * total)
     if total == math.inf or total < _SMALLEST_SAFE_TOTAL:

@@ -336,3 +336,247 @@ class WorstUlp:
 
 
 # --- regression, regularization, divergences, metric (below this line) ---
+
+
+def ulp_in(actual, reference, dtype) -> np.ndarray:
+    """``|actual - reference|`` in ULP of ``dtype`` (float16, float32 or float64).
+
+    The unit is the spacing of ``dtype`` at the reference rounded to ``dtype``
+    (the smallest subnormal's spacing below the normal range). A reference beyond
+    ``dtype``'s largest number counts as that infinity. Equal infinities and
+    NaN against NaN count as 0, NaN against a number as infinitely many.
+    """
+    dtype = np.dtype(dtype)
+    actual = np.asarray(actual).astype(np.float64)
+    reference = np.broadcast_to(np.asarray(reference, dtype=object), actual.shape)
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    out = np.empty(actual.shape, dtype=np.float64)
+    with mpmath.workprec(2000), np.errstate(over="ignore"):
+        for index in np.ndindex(actual.shape):
+            a, r = float(actual[index]), mpmath.mpf(reference[index])
+            rounded = float(np.float64(float(r)).astype(dtype)) if not mpmath.isnan(r) else np.nan
+            if mpmath.isnan(r) or np.isnan(a):
+                out[index] = 0.0 if (mpmath.isnan(r) and np.isnan(a)) else np.inf
+            elif np.isinf(rounded) or np.isinf(a):
+                out[index] = 0.0 if rounded == a else np.inf
+            else:
+                unit = max(float(np.spacing(np.abs(np.asarray(rounded, dtype=dtype)))), tiny)
+                out[index] = float(abs(mpmath.mpf(a) - r) / unit)
+    return out
+
+
+def assert_ulp_in(actual, reference, dtype, max_ulp=4.0, label="") -> float:
+    """Assert every entry is within ``max_ulp`` ULP of ``dtype``; return the worst."""
+    errors = ulp_in(actual, reference, dtype)
+    worst = float(np.max(errors)) if errors.size else 0.0
+    if not worst <= max_ulp:
+        index = np.unravel_index(int(np.argmax(errors)), errors.shape) if errors.ndim else ()
+        raise AssertionError(
+            f"{label + ': ' if label else ''}{worst:.3g} ULP of {np.dtype(dtype).name} > "
+            f"{max_ulp} at index {index}: got {np.asarray(actual)[index]!r}, expected "
+            f"{mpmath.nstr(np.asarray(reference, dtype=object)[index], 20)}"
+        )
+    return worst
+
+
+def mp_sum(values) -> mpmath.mpf:
+    """The exact sum of an object array of mpmath numbers (at the working precision)."""
+    with mpmath.workdps(DIGITS):
+        return mpmath.fsum(np.ravel(values).tolist())
+
+
+def reduced(per, reduction, count=None):
+    """A reduction of exact per-element values: the mean divides by ``count`` (default: all)."""
+    if reduction == "none":
+        return per
+    total = mp_sum(per)
+    if reduction == "sum":
+        return total
+    n = per.size if count is None else count
+    with mpmath.workdps(DIGITS):
+        return total / n if n else mpmath.nan
+
+
+# gradients of the residual losses w.r.t. input, per element
+
+
+@_residual_lifted
+def mse_grad(r):
+    return 2 * r
+
+
+@_residual_lifted
+def l1_grad(r):
+    return mpmath.sign(r)
+
+
+@_residual_lifted
+def huber_grad(r, delta):
+    return max(-delta, min(delta, r))
+
+
+@_residual_lifted
+def smooth_l1_grad(r, beta):
+    return mpmath.sign(r) if beta == 0 else max(-beta, min(beta, r)) / beta
+
+
+@_residual_lifted
+def log_cosh_grad(r):
+    return mpmath.tanh(r)
+
+
+@_residual_lifted
+def _gaussian_nll_d_input(r, var, eps):
+    return r / max(var, eps)
+
+
+@_residual_lifted
+def _gaussian_nll_d_var(r, var, eps):
+    v = max(var, eps)
+    return (1 / v - r**2 / v**2) / 2
+
+
+def gaussian_nll_grads(x, y, var, eps):
+    """(d/dinput, d/dvar) per element, at the floored variance."""
+    return _gaussian_nll_d_input(x, y, var, eps), _gaussian_nll_d_var(x, y, var, eps)
+
+
+@_residual_lifted
+def _laplace_nll_d_input(r, scale, eps):
+    return mpmath.sign(r) / max(scale, eps)
+
+
+@_residual_lifted
+def _laplace_nll_d_scale(r, scale, eps):
+    b = max(scale, eps)
+    return 1 / b - abs(r) / b**2
+
+
+def laplace_nll_grads(x, y, scale, eps):
+    """(d/dinput, d/dscale) per element, at the floored scale."""
+    return _laplace_nll_d_input(x, y, scale, eps), _laplace_nll_d_scale(x, y, scale, eps)
+
+
+# penalties
+
+
+def penalty(arrays, lam, power):
+    """lam * sum |w|^power over a list of arrays, exact."""
+    with mpmath.workdps(DIGITS):
+        return mp(lam) * mpmath.fsum(
+            abs(mp(v)) ** power for a in arrays for v in np.ravel(np.asarray(a, np.float64))
+        )
+
+
+# metric losses: exact distances of the given embeddings
+
+
+def _mp_vectors(a):
+    a = np.asarray(a, dtype=np.float64)
+    return [[mp(v) for v in row] for row in a.reshape(-1, a.shape[-1])], a.shape[:-1]
+
+
+def contrastive(x1, x2, target, margin):
+    """Per pair y d^2 + (1 - y) max(0, m - d)^2, d the exact Euclidean distance."""
+    with mpmath.workdps(DIGITS):
+        u, shape = _mp_vectors(x1)
+        v, _ = _mp_vectors(x2)
+        y = np.ravel(np.asarray(target, dtype=np.float64))
+        m = mp(margin)
+        out = np.empty(len(u), dtype=object)
+        for i, (a, b) in enumerate(zip(u, v, strict=True)):
+            d2 = mpmath.fsum((s - t) ** 2 for s, t in zip(a, b, strict=True))
+            hinge = max(mpmath.mpf(0), m - mpmath.sqrt(d2))
+            out[i] = d2 if y[i] == 1 else hinge**2
+        return out.reshape(shape)
+
+
+def contrastive_grad(x1, x2, target, margin):
+    """d/dx1 per pair: 2 y (x1 - x2) - 2 (1 - y) max(0, m - d) (x1 - x2) / d (0 at d = 0)."""
+    with mpmath.workdps(DIGITS):
+        u, shape = _mp_vectors(x1)
+        v, _ = _mp_vectors(x2)
+        y = np.ravel(np.asarray(target, dtype=np.float64))
+        m = mp(margin)
+        out = np.empty((len(u), len(u[0]) if u else 0), dtype=object)
+        for i, (a, b) in enumerate(zip(u, v, strict=True)):
+            diff = [s - t for s, t in zip(a, b, strict=True)]
+            d = mpmath.sqrt(mpmath.fsum(e**2 for e in diff))
+            for k, e in enumerate(diff):
+                if y[i] == 1:
+                    out[i, k] = 2 * e
+                else:
+                    out[i, k] = -2 * max(mpmath.mpf(0), m - d) * e / d if d > 0 else mpmath.mpf(0)
+        return out.reshape(tuple(shape) + (out.shape[-1],))
+
+
+def _pnorm_mp(diff, p):
+    if p == 2:
+        return mpmath.sqrt(mpmath.fsum(e**2 for e in diff))
+    return mpmath.fsum(abs(e) ** p for e in diff) ** (1 / mpmath.mpf(p))
+
+
+def triplet(anchor, positive, negative, margin, p, eps, swap, squared):
+    """Per triplet max(0, d(a, p) - d(a, n) + m), PyTorch's d(x, y) = ||x - y + eps||_p."""
+    with mpmath.workdps(DIGITS):
+        a, shape = _mp_vectors(anchor)
+        pos, _ = _mp_vectors(positive)
+        neg, _ = _mp_vectors(negative)
+        shift = mpmath.mpf(0) if squared else mp(eps)
+
+        def dist(x, y):
+            diff = [s - t + shift for s, t in zip(x, y, strict=True)]
+            return mpmath.fsum(e**2 for e in diff) if squared else _pnorm_mp(diff, p)
+
+        out = np.empty(len(a), dtype=object)
+        for i in range(len(a)):
+            d_an = dist(a[i], neg[i])
+            if swap:
+                d_an = min(d_an, dist(pos[i], neg[i]))
+            out[i] = max(mpmath.mpf(0), dist(a[i], pos[i]) - d_an + mp(margin))
+        return out.reshape(shape)
+
+
+def _nt_xent_mp(z, n, temperature):
+    """The 2n losses of mpmath rows z (F.normalize's floor 1e-12 included)."""
+    floor = mp(1e-12)
+    h = []
+    for row in z:
+        norm = max(mpmath.sqrt(mpmath.fsum(e**2 for e in row)), floor)
+        h.append([e / norm for e in row])
+    t = mp(temperature)
+    m = 2 * n
+    losses = []
+    for i in range(m):
+        s = [mpmath.fsum(a * b for a, b in zip(h[i], h[j], strict=True)) / t for j in range(m)]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(s[j]) for j in range(m) if j != i))
+        losses.append(lse - s[(i + n) % m])
+    return losses
+
+
+def nt_xent(z1, z2, temperature):
+    """SimCLR's 2n losses, z1's views first, evaluated exactly."""
+    with mpmath.workdps(DIGITS):
+        z = [[mp(v) for v in row] for row in np.concatenate([z1, z2]).astype(np.float64)]
+        out = np.empty(2 * len(z1), dtype=object)
+        out[:] = _nt_xent_mp(z, len(z1), temperature)
+        return out
+
+
+def nt_xent_grad(z1, z2, temperature, reduction):
+    """Gradient of the reduced loss w.r.t. [z1; z2], by mpmath's numerical differentiation."""
+    n = len(z1)
+    base = np.concatenate([z1, z2]).astype(np.float64)
+    out = np.empty(base.shape, dtype=object)
+    with mpmath.workdps(60):
+        z = [[mp(v) for v in row] for row in base]
+        for i, j in np.ndindex(base.shape):
+
+            def f(x, i=i, j=j):
+                rows = [list(r) for r in z]
+                rows[i][j] = x
+                total = mpmath.fsum(_nt_xent_mp(rows, n, temperature))
+                return total / (2 * n) if reduction == "mean" else total
+
+            out[i, j] = mpmath.diff(f, z[i][j])
+    return out[:n], out[n:]

@@ -1,0 +1,326 @@
+"""The accuracy contract of the regression losses and the penalties, in every dtype.
+
+Every loss and every gradient is compared, entry by entry, with mpmath evaluated
+exactly at the same rounded inputs (``mp_reference``), the error measured in ULP of
+the output dtype, over the hard regimes of each dtype: residuals from its smallest
+subnormal to its largest number, the transitions of Huber and smooth L1, variances
+and scales below and above the floor. The issue cases come first, with their right
+values written out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mp_reference as ref
+import mpmath
+import numpy as np
+import pytest
+
+from lossutils import regression as R
+from lossutils import regularization as P
+
+DTYPES = [np.float16, np.float32, np.float64]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _rounds_to(value, dtype):
+    """The float ``value`` rounded once to ``dtype`` (the right answer of a dtype)."""
+    return float(np.float64(value).astype(dtype))
+
+
+# ---------------------------------------------------------------- the reported cases
+
+
+@pytest.mark.parametrize("shape", [(65520,), (256, 256)])
+def test_float16_mean_over_many_elements(shape):
+    # 65,520 rounds to inf in float16 and the float16 sum of the losses overflows:
+    # the mean used to be 0. The right values are those of one element.
+    x = np.full(shape, 0.5, dtype=np.float16)
+    y = np.zeros(shape, dtype=np.float16)
+    n = math.prod(shape)
+    expected = {
+        "mse_loss": 0.25,
+        "l1_loss": 0.5,
+        "huber_loss": 0.125,
+        "smooth_l1_loss": 0.125,
+        "log_cosh_loss": math.log(math.cosh(0.5)),
+    }
+    for name, value in expected.items():
+        loss = getattr(R, name)
+        mean = loss(x, y)
+        assert mean.dtype == np.float16
+        assert float(mean) == _rounds_to(value, np.float16), name
+        total = loss(x, y, reduction="sum")
+        assert ref.ulp_in(total, mpmath.mpf(value) * n, np.float16) <= 1, name
+    # gradients: d/dx of the mean is the per-element derivative over n (subnormal in float16)
+    derivative = {
+        "mse_loss": 1.0,
+        "l1_loss": 1.0,
+        "huber_loss": 0.5,
+        "smooth_l1_loss": 0.5,
+        "log_cosh_loss": math.tanh(0.5),
+    }
+    for name, value in derivative.items():
+        grad = getattr(R, name + "_grad")(x, y)
+        assert grad.dtype == np.float16 and grad.shape == shape
+        assert np.all(ref.ulp_in(grad, mpmath.mpf(value) / n, np.float16) <= 1), name
+
+
+def test_float16_variance_losses_over_many_elements():
+    x = np.full((256, 256), 0.5, dtype=np.float16)
+    y = np.zeros_like(x)
+    var = np.full((256, 1), 0.25, dtype=np.float16)
+    # 0.5 (log 0.25 + 0.25 / 0.25) and log 0.25 + 0.5 / 0.25
+    assert float(R.gaussian_nll_loss(x, y, var)) == _rounds_to(
+        0.5 * (math.log(0.25) + 1), np.float16
+    )
+    assert float(R.laplace_nll_loss(x, y, var)) == _rounds_to(math.log(0.25) + 2, np.float16)
+
+
+def test_overflow_is_silent_and_only_where_the_result_overflows():
+    # pytest turns warnings into errors: none may escape
+    assert R.mse_loss([1e200], [0.0]) == np.inf
+    assert R.mse_loss_grad([1e200], [0.0]) == 2e200
+    assert np.isnan(R.mse_loss([np.inf], [np.inf]))
+    # the float16 square of 256 overflows; the loss of the float32-rounded result does not
+    x16, zero = np.float16([256.0]), np.float16([0.0])
+    assert R.gaussian_nll_loss(x16, zero, np.float16([1.0])) == np.float16(32768.0)
+    assert R.smooth_l1_loss(np.float16([60000.0]), np.float16([-10000.0]), beta=40000.0) == (
+        np.float16(50000.0)
+    )
+    assert R.gaussian_nll_loss(x16, zero, 0.0, eps=0.0) == np.inf  # r^2 / 0
+    assert R.laplace_nll_loss([0.0], [0.0], 0.0, eps=0.0) == -np.inf  # log 0
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+def test_spread_of_any_broadcasting_shape(kind):
+    loss, grad, name = {
+        "gaussian": (R.gaussian_nll_loss, R.gaussian_nll_loss_grad, "var"),
+        "laplace": (R.laplace_nll_loss, R.laplace_nll_loss_grad, "scale"),
+    }[kind]
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(2, 3, 4, 5)), rng.normal(size=(2, 3, 4, 5))
+    for shape in [(2, 1, 4, 5), (1, 3, 1, 1), (2, 3, 4, 1), (1, 1, 1, 1), (1,), ()]:
+        spread = rng.uniform(0.5, 2.0, size=shape)
+        full = np.broadcast_to(spread, x.shape).copy()
+        np.testing.assert_array_equal(
+            loss(x, y, spread, reduction="none"), loss(x, y, full, reduction="none")
+        )
+        g_input, g_spread = grad(x, y, spread, reduction="sum")
+        g_input_full, g_full = grad(x, y, full, reduction="sum")
+        np.testing.assert_array_equal(g_input, g_input_full)
+        assert g_spread.shape == spread.shape
+        # summed over the elements it was broadcast to
+        axes = tuple(i for i in range(4) if (len(shape) < 4 or shape[i] == 1))
+        expected = g_full.sum(axis=axes, keepdims=True).reshape(shape)
+        np.testing.assert_allclose(g_spread, expected, rtol=1e-13)
+    # one dimension short would broadcast along the wrong axis: refused, with the fix
+    with pytest.raises(ValueError, match=rf"got shape \(2, 3, 4\).*pass {name}\[\.\.\., None\]"):
+        loss(x, y, np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match=rf"{name} must broadcast to the shape of input"):
+        loss(x, y, np.ones((3, 4, 5)))
+
+
+def test_l2_penalty_in_float16_does_not_overflow():
+    assert P.l2_penalty(np.float16([300.0]), 1e-4) == np.float16(9.0)
+    assert P.l2_penalty(np.float16([300.0]), 1e-4).dtype == np.float16
+    # the float64 analogues: a sum of squares that overflows or underflows
+    assert P.l2_penalty(np.array([1e200, -1e200]), 1e-300) == 2e100
+    assert ref.ulp_in(P.l2_penalty(np.array([1e-200]), 1e200), mpmath.mpf("1e-200"), "f8") <= 1
+    assert P.l1_penalty([np.array([1.5e308]), np.array([1.5e308])], 0.25) == 7.5e307
+    assert P.l2_penalty(np.array([1e200]), 1.0) == np.inf  # the true value overflows
+    assert np.isnan(P.l2_penalty(np.array([np.nan, 1.0]), 1.0))
+
+
+# ---------------------------------------------------------------- sweeps in every dtype
+
+
+def _magnitudes(dtype, rng, n):
+    """Magnitudes spread log-uniformly over the dtype's range, plus its edge values."""
+    info = np.finfo(dtype)
+    low, high = math.log10(float(info.smallest_subnormal)), math.log10(float(info.max))
+    spread = 10.0 ** rng.uniform(low, high, n)
+    edges = [0.0, float(info.smallest_subnormal), float(info.tiny), 1.0, float(info.max)]
+    return np.concatenate([spread, edges, 1.0 + rng.uniform(-0.5, 0.5, 10)])
+
+
+def _residual_inputs(dtype, seed):
+    """(input, target) in ``dtype``: exact residuals (target 0) and rounded ones."""
+    rng = np.random.default_rng(seed)
+    r = _magnitudes(dtype, rng, 120)
+    r = np.concatenate([r, -r])
+    with np.errstate(over="ignore"):
+        x = r.astype(dtype)
+        y = rng.normal(size=r.shape).astype(dtype)
+        shifted = (y.astype(np.float64) + r).astype(dtype)
+    keep = np.isfinite(shifted)
+    return [(x, np.zeros_like(x)), (shifted[keep], y[keep])]
+
+
+def _near_transition(threshold, dtype, rng):
+    """Residuals within a few ULP to a few percent of |r| = threshold, in ``dtype``."""
+    rel = rng.uniform(-1, 1, 30) * 10.0 ** rng.uniform(-8, -1, 30)
+    t = np.asarray(threshold, dtype=dtype)
+    steps = [np.nextafter(t, t - 1), t, np.nextafter(t, t + 1)]
+    r = np.concatenate([(threshold * (1 + rel)).astype(dtype), steps])
+    return np.concatenate([r, -r]).astype(dtype)
+
+
+RESIDUAL_LOSSES = {
+    "mse_loss": (ref.mse, ref.mse_grad, {}),
+    "l1_loss": (ref.l1, ref.l1_grad, {}),
+    "huber_loss": (ref.huber, ref.huber_grad, {"delta": 0.75}),
+    "smooth_l1_loss": (ref.smooth_l1, ref.smooth_l1_grad, {"beta": 0.75}),
+    "smooth_l1_loss beta=0": (ref.smooth_l1, ref.smooth_l1_grad, {"beta": 0.0}),
+    "log_cosh_loss": (ref.log_cosh, ref.log_cosh_grad, {}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(RESIDUAL_LOSSES))
+def test_residual_losses_and_gradients_within_4_ulp(name, dtype):
+    mp_loss, mp_grad, kwargs = RESIDUAL_LOSSES[name]
+    loss, grad = getattr(R, name.split()[0]), getattr(R, name.split()[0] + "_grad")
+    extra = list(kwargs.values())
+    rng = np.random.default_rng(3)
+    cases = _residual_inputs(dtype, 1)
+    for threshold in kwargs.values():
+        if threshold:
+            r = _near_transition(threshold, dtype, rng)
+            cases.append((r, np.zeros_like(r)))
+    for x, y in cases:
+        per = loss(x, y, **kwargs, reduction="none")
+        assert per.dtype == dtype and per.shape == x.shape
+        ref.assert_ulp_in(per, mp_loss(x, y, *extra), dtype, label=name)
+        g = grad(x, y, **kwargs, reduction="sum")
+        assert g.dtype == dtype and g.shape == x.shape
+        ref.assert_ulp_in(g, mp_grad(x, y, *extra), dtype, label=name + "_grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(RESIDUAL_LOSSES))
+def test_reductions_within_4_ulp(name, dtype):
+    # moderate residuals, so that the sum of all of them stays finite in float16
+    mp_loss, mp_grad, kwargs = RESIDUAL_LOSSES[name]
+    loss, grad = getattr(R, name.split()[0]), getattr(R, name.split()[0] + "_grad")
+    extra = list(kwargs.values())
+    rng = np.random.default_rng(4)
+    x = rng.normal(scale=3.0, size=(40, 25)).astype(dtype)
+    y = rng.normal(size=(40, 25)).astype(dtype)
+    per = mp_loss(x, y, *extra)
+    for reduction in ("mean", "sum"):
+        ref.assert_ulp_in(
+            loss(x, y, **kwargs, reduction=reduction), ref.reduced(per, reduction), dtype
+        )
+    with mpmath.workdps(ref.DIGITS):
+        expected = mp_grad(x, y, *extra) / x.size
+    ref.assert_ulp_in(grad(x, y, **kwargs), expected, dtype, label=name + "_grad mean")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+@pytest.mark.parametrize("full", [False, True])
+def test_likelihood_losses_and_gradients_within_4_ulp(kind, full, dtype):
+    loss, grad = {
+        "gaussian": (R.gaussian_nll_loss, R.gaussian_nll_loss_grad),
+        "laplace": (R.laplace_nll_loss, R.laplace_nll_loss_grad),
+    }[kind]
+    mp_loss, mp_grads = {
+        "gaussian": (ref.gaussian_nll, ref.gaussian_nll_grads),
+        "laplace": (ref.laplace_nll, ref.laplace_nll_grads),
+    }[kind]
+    rng = np.random.default_rng(5)
+    eps = 1e-6 if dtype != np.float16 else 1e-3
+    (x, y), (x2, y2) = _residual_inputs(dtype, 2)
+    n = min(len(x), 200)
+    x, y = x[:n], y[:n]
+    # spreads >= 1 (log >= 0), so the two terms of the loss never cancel; the floor is
+    # exercised by the spreads below eps, where log eps < 0 and |r|/eps is checked apart
+    spread = (10.0 ** rng.uniform(0, math.log10(float(np.finfo(dtype).max)) / 2, n)).astype(dtype)
+    per = loss(x, y, spread, full=full, eps=eps, reduction="none")
+    assert per.dtype == dtype
+    ref.assert_ulp_in(per, mp_loss(x, y, spread, eps, full), dtype, label=kind)
+    g_input, g_spread = grad(x, y, spread, full=full, eps=eps, reduction="sum")
+    d_input, d_spread = mp_grads(x, y, spread, eps)
+    ref.assert_ulp_in(g_input, d_input, dtype, label=kind + " d_input")
+    # d/dspread = (1/v - r^2/v^2) / 2 (or 1/b - |r|/b^2) cancels where r^2 = v: there
+    # its error is a few ULP of the larger of its two terms
+    v = np.maximum(spread.astype(np.float64), eps)
+    r = x.astype(np.float64) - y.astype(np.float64)
+    with mpmath.workdps(ref.DIGITS):
+        if kind == "gaussian":
+            terms = [
+                (1 / (2 * ref.mp(b)), ref.mp(a) ** 2 / (2 * ref.mp(b) ** 2))
+                for a, b in zip(r, v, strict=True)
+            ]
+        else:
+            terms = [
+                (1 / ref.mp(b), abs(ref.mp(a)) / ref.mp(b) ** 2) for a, b in zip(r, v, strict=True)
+            ]
+        larger = np.array([max(a, b) for a, b in terms], dtype=object)
+    ref.assert_ulp_in(g_spread, d_spread, dtype, max_ulp=np.inf)  # infinities where expected
+    finite = np.isfinite(g_spread)
+    with mpmath.workdps(ref.DIGITS):
+        errors = np.array(
+            [
+                float(abs(ref.mp(g) - d))
+                for g, d in zip(g_spread[finite], d_spread[finite], strict=True)
+            ]
+        )
+    units = np.array(
+        [float(np.spacing(np.float64(float(m)).astype(dtype))) for m in larger[finite]]
+    )
+    assert np.all(errors <= 4 * units)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_floored_spread_within_4_ulp(dtype):
+    eps = 0.25
+    rng = np.random.default_rng(6)
+    x = rng.normal(scale=4.0, size=50).astype(dtype)
+    y = np.zeros_like(x)
+    spread = rng.uniform(0, eps, 50).astype(dtype)
+    for loss, mp_loss in [
+        (R.gaussian_nll_loss, ref.gaussian_nll),
+        (R.laplace_nll_loss, ref.laplace_nll),
+    ]:
+        per = loss(x, y, spread, eps=eps, reduction="none")
+        # log 0.25 < 0: keep the elements where the terms do not nearly cancel
+        expected = mp_loss(x, y, spread, eps, False)
+        keep = np.abs(x.astype(np.float64)) > 1.5
+        ref.assert_ulp_in(per[keep], expected[keep], dtype)
+
+
+# ---------------------------------------------------------------- penalties
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("power", [1, 2])
+def test_penalties_and_gradients_within_4_ulp(power, dtype):
+    penalty, grad = {1: (P.l1_penalty, P.l1_penalty_grad), 2: (P.l2_penalty, P.l2_penalty_grad)}[
+        power
+    ]
+    rng = np.random.default_rng(9)
+    info = np.finfo(dtype)
+    for scale, lam in [(1.0, 1e-4), (float(info.max) / 4, 1e-30), (float(info.tiny), 1e30)]:
+        with np.errstate(over="ignore", under="ignore"):
+            params = [(rng.normal(size=s) * scale).astype(dtype) for s in [(7,), (3, 4)]]
+        value = penalty(params, lam)
+        assert value.dtype == dtype
+        ref.assert_ulp_in(value, ref.penalty(params, lam, power), dtype, label=f"penalty {scale}")
+        grads = grad(params, lam)
+        for p, g in zip(params, grads, strict=True):
+            assert g.dtype == dtype and g.shape == p.shape
+            with mpmath.workdps(ref.DIGITS):
+                if power == 2:
+                    expected = np.array([2 * ref.mp(lam) * ref.mp(v) for v in p.ravel()])
+                else:
+                    expected = np.array([ref.mp(lam) * mpmath.sign(v) for v in p.ravel()])
+            ref.assert_ulp_in(g.ravel(), expected, dtype, label=f"gradient {scale}")
+
+
+def test_penalty_of_no_parameters_is_zero():
+    assert P.l2_penalty([np.zeros((0, 3))], 1.0) == 0
+    assert P.l1_penalty(np.zeros(0, dtype=np.float16), 2.0).dtype == np.float16
+    assert P.l2_penalty_grad(np.zeros((0, 2)), 1.0).shape == (0, 2)
