@@ -41,8 +41,14 @@ _quiet = np.errstate(all="ignore")
 
 
 def _working_dtype(dtype) -> np.dtype:
-    """float16 is evaluated in float32 (a squared distance of 256 overflows float16)."""
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+    """float16 and float32 embeddings are evaluated in float64, and rounded once at the end.
+
+    A squared distance of 256 overflows float16; and these losses subtract
+    distances (from the margin, from each other), which magnifies the distances'
+    rounding errors: float64 distances leave a float32 result within its few ULP
+    unless the cancellation exceeds a factor of about 2**26.
+    """
+    return np.dtype(np.float64)
 
 
 # A sum of squares at least this large lost nothing to underflow (each lost term is

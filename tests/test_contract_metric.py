@@ -1,0 +1,207 @@
+"""The accuracy contract of the metric-learning losses, in every dtype.
+
+Values and gradients against mpmath evaluated exactly at the same rounded inputs
+(``mp_reference``), errors in ULP of the output dtype, over embeddings from the
+dtype's smallest to its largest numbers, zero distances and empty batches; the
+reported cases first, with their right values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mp_reference as ref
+import mpmath
+import numpy as np
+import pytest
+
+from lossutils import metric as M
+
+DTYPES = [np.float16, np.float32, np.float64]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------- the reported cases
+
+
+def test_contrastive_far_dissimilar_pair_in_float16():
+    # the float16 square of 256 overflows; the pair is far beyond the margin: loss 0
+    x1, x2 = np.float16([[256.0]]), np.float16([[0.0]])
+    assert M.contrastive_loss(x1, x2, [0]) == 0
+    assert M.contrastive_loss(x1, x2, [0]).dtype == np.float16
+    assert M.contrastive_loss(x1, x2, [1]) == np.inf  # 65536 overflows float16: it is the value
+    g1, g2 = M.contrastive_loss_grad(x1, x2, [0])
+    assert g1.tolist() == [[0.0]] and g2.tolist() == [[0.0]]
+
+
+def test_contrastive_tiny_distance_keeps_its_gradient():
+    # d = 1e-170: d**2 underflows, but the hinge (1 - d)**2 has gradient -2 (1 - d) along x1 - x2
+    x1, x2 = np.array([[1e-170, 0.0]]), np.zeros((1, 2))
+    assert M.contrastive_loss(x1, x2, [0]) == 1.0
+    g1, g2 = M.contrastive_loss_grad(x1, x2, [0])
+    assert g1.tolist() == [[-2.0, 0.0]] and g2.tolist() == [[2.0, 0.0]]
+    # similar pair: d**2 = 1e-340 is subnormal, its gradient 2 (x1 - x2) exact
+    assert M.contrastive_loss(x1, x2, [1]) == 0.0
+    assert M.contrastive_loss_grad(x1, x2, [1])[0].tolist() == [[2e-170, 0.0]]
+
+
+def test_nt_xent_float16_with_a_large_entry():
+    rng = np.random.default_rng(11)
+    z1 = rng.normal(size=(4, 3)).astype(np.float16)
+    z2 = rng.normal(size=(4, 3)).astype(np.float16)
+    z1[0, 0] = 256.0
+    for reduction in REDUCTIONS:
+        got = M.nt_xent_loss(z1, z2, reduction=reduction)
+        assert np.asarray(got).dtype == np.float16
+        per = ref.nt_xent(z1, z2, 0.5)
+        ref.assert_ulp_in(got, ref.reduced(per, reduction), np.float16, max_ulp=1)
+    g1, g2 = M.nt_xent_loss_grad(z1, z2)
+    e1, e2 = ref.nt_xent_grad(z1, z2, 0.5, "mean")
+    ref.assert_ulp_in(g1, e1, np.float16, max_ulp=1)
+    ref.assert_ulp_in(g2, e2, np.float16, max_ulp=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batches(dtype):
+    empty = np.zeros((0, 5), dtype=dtype)
+    cases = [
+        (M.contrastive_loss, M.contrastive_loss_grad, (empty, empty, np.zeros(0, int)), 2),
+        (M.triplet_margin_loss, M.triplet_margin_loss_grad, (empty, empty, empty), 3),
+        (M.nt_xent_loss, M.nt_xent_loss_grad, (empty, empty), 2),
+    ]
+    for loss, grad, args, n_grads in cases:
+        assert np.isnan(loss(*args)) and loss(*args).dtype == dtype
+        assert loss(*args, reduction="sum") == 0
+        none = loss(*args, reduction="none")
+        assert none.shape == (0,) and none.dtype == dtype
+        for reduction in REDUCTIONS:
+            grads = grad(*args, reduction=reduction)
+            assert len(grads) == n_grads
+            assert all(g.shape == (0, 5) and g.dtype == dtype for g in grads)
+
+
+# ---------------------------------------------------------------- sweeps in every dtype
+
+
+def _scales(dtype):
+    """Embedding scales from near the dtype's smallest normal to near its largest number."""
+    info = np.finfo(dtype)
+    big = float(info.max) ** 0.5 / 4 if dtype != np.float64 else 1e150
+    return [float(info.tiny) * 2**12, 1e-3, 1.0, 300.0, big]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("margin", [0.0, 1.0])
+def test_contrastive_within_4_ulp(dtype, margin):
+    rng = np.random.default_rng(12)
+    for scale in _scales(dtype):
+        with np.errstate(over="ignore", under="ignore"):
+            x1 = (rng.normal(size=(12, 6)) * scale).astype(dtype)
+            x2 = (rng.normal(size=(12, 6)) * scale).astype(dtype)
+        x2[0] = x1[0]  # zero distance
+        target = np.array([1, 0] * 6)
+        # the hinge m - d cancels where d is near the margin: keep those out of this sweep
+        d = np.linalg.norm(x1.astype(np.float64) - x2.astype(np.float64), axis=-1)
+        keep = (target == 1) | (d < margin / 2) | (d > margin) | (d == 0)
+        x1, x2, target = x1[keep], x2[keep], target[keep]
+        per = M.contrastive_loss(x1, x2, target, margin=margin, reduction="none")
+        assert per.dtype == dtype
+        ref.assert_ulp_in(per, ref.contrastive(x1, x2, target, margin), dtype, label=str(scale))
+        g1, g2 = M.contrastive_loss_grad(x1, x2, target, margin=margin, reduction="sum")
+        expected = ref.contrastive_grad(x1, x2, target, margin)
+        ref.assert_ulp_in(g1, expected, dtype, label=f"grad {scale}")
+        np.testing.assert_array_equal(g2, -g1)
+
+
+TRIPLET_OPTIONS = [
+    {"p": 2.0, "eps": 0.0},
+    {"p": 2.0, "eps": 1e-6},
+    {"p": 1.0, "eps": 0.0},
+    {"p": 3.0, "eps": 0.0},
+    {"p": 2.0, "eps": 0.0, "swap": True},
+    {"squared": True},
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", TRIPLET_OPTIONS, ids=str)
+def test_triplet_within_4_ulp(dtype, options):
+    rng = np.random.default_rng(13)
+    options = {"p": 2.0, "eps": 1e-6, "swap": False, "squared": False, **options}
+    for scale in _scales(dtype):
+        if options["eps"] and scale < 1e-3:
+            continue  # eps = 1e-6 dominates such differences; covered at the larger scales
+        with np.errstate(over="ignore", under="ignore"):
+            a, p, n = ((rng.normal(size=(16, 5)) * scale).astype(dtype) for _ in range(3))
+        margin = scale * 0.5 if not options["squared"] else scale**2 * 0.5
+        margin = min(margin, float(np.finfo(dtype).max) / 8)
+        per = M.triplet_margin_loss(a, p, n, margin=margin, reduction="none", **options)
+        assert per.dtype == dtype
+        exact = ref.triplet(
+            a, p, n, margin, options["p"], options["eps"], options["swap"], options["squared"]
+        )
+        if dtype != np.float64:
+            # float16 and float32 are evaluated in float64: 4 ULP also where the terms cancel
+            ref.assert_ulp_in(per, exact, dtype, label=str(scale))
+            continue
+        # float64: d(a, p) - d(a, n) + m cancels where the loss is small against the
+        # distances; the error is a few ULP of the largest term there
+        terms = ref.triplet(a, p, n, 0.0, options["p"], 0, False, options["squared"])
+        big = np.maximum(np.abs(np.array([float(v) for v in terms])), margin)
+        exact64 = np.array([float(v) for v in exact])
+        assert np.all(np.abs(per - exact64) <= 32 * np.spacing(big))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("temperature", [0.5, 0.1])
+def test_nt_xent_within_4_ulp(dtype, temperature):
+    rng = np.random.default_rng(14)
+    cases = []
+    for scale in _scales(dtype):
+        with np.errstate(over="ignore", under="ignore"):
+            z1 = (rng.normal(size=(3, 4)) * scale).astype(dtype)
+            noise = rng.normal(size=(3, 4)) * 10.0 ** rng.uniform(-4, -1)
+            z2 = (z1.astype(np.float64) * (1 + noise)).astype(dtype)  # aligned views
+        cases.append((z1, z2))
+    z1 = rng.normal(size=(3, 4)).astype(dtype)
+    cases.append((z1, rng.normal(size=(3, 4)).astype(dtype)))  # unrelated views
+    zero = z1.copy()
+    zero[1] = 0  # a zero embedding: F.normalize's floor
+    cases.append((zero, rng.normal(size=(3, 4)).astype(dtype)))
+    # float64 cosines carry their rounding into the loss magnified by 1 / temperature
+    bound = 4.0 if dtype != np.float64 else 4 / temperature
+    for z1, z2 in cases:
+        per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
+        assert per.dtype == dtype
+        ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype, max_ulp=bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nt_xent_gradient_within_4_ulp(dtype):
+    rng = np.random.default_rng(15)
+    z1 = rng.normal(size=(2, 3)).astype(dtype)
+    z2 = (z1.astype(np.float64) + 0.3 * rng.normal(size=(2, 3))).astype(dtype)
+    for reduction in ("mean", "sum"):
+        g1, g2 = M.nt_xent_loss_grad(z1, z2, 0.5, reduction=reduction)
+        e1, e2 = ref.nt_xent_grad(z1, z2, 0.5, reduction)
+        # an entry of the gradient is a sum of terms of both signs: its error is a few
+        # ULP of the row's largest entry
+        for got, exact in ((g1, e1), (g2, e2)):
+            assert got.dtype == dtype
+            exact64 = np.array([[float(v) for v in row] for row in exact])
+            unit = np.spacing(np.max(np.abs(exact64), axis=-1, keepdims=True).astype(dtype))
+            error = np.abs(got.astype(np.float64) - exact64)
+            bound = 4 if dtype != np.float64 else 8
+            assert np.all(error <= bound * unit.astype(np.float64)), (error / unit).max()
+
+
+def test_nt_xent_large_temperature_range_has_no_overflow():
+    # 1/temperature = 1e4: exp of the raw logits would overflow; the loss is finite
+    rng = np.random.default_rng(16)
+    z1, z2 = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    per = M.nt_xent_loss(z1, z2, 1e-4, reduction="none")
+    assert np.all(np.isfinite(per))
+    with mpmath.workdps(50):
+        exact = ref.nt_xent(z1, z2, 1e-4)
+    ref.assert_ulp_in(per, exact, np.float64, max_ulp=2e4 * 4)  # condition number ~ 1/tau
+    assert math.isfinite(float(M.nt_xent_loss(z1, z2, 1e-4)))
