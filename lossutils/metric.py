@@ -169,6 +169,13 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     ndarray or numpy scalar
         The reduced loss, or the per-pair losses (batch shape) for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``margin`` is not a non-negative finite
+        number, ``x1`` and ``x2`` differ in shape or have no feature axis, or ``target``
+        does not have their batch shape or holds a label other than 0 and 1.
+
     Notes
     -----
     :cite:t:`hadsell2006dimensionality` write :math:`\frac12` in front of both terms and
@@ -215,6 +222,11 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     -------
     tuple of ndarray
         ``(d_x1, d_x2)``, each of ``x1``'s shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`contrastive_loss`.
 
     Examples
     --------
@@ -351,6 +363,13 @@ def triplet_margin_loss(
     ndarray or numpy scalar
         The reduced loss, or the per-triplet losses (batch shape) for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``margin`` or ``eps`` is not a non-
+        negative finite number, ``p`` is below 1 (or not 2 with ``squared=True``), or the
+        three embeddings differ in shape or have no feature axis.
+
     Notes
     -----
     Same as ``torch.nn.functional.triplet_margin_loss(anchor, positive, negative,
@@ -407,6 +426,11 @@ def triplet_margin_loss_grad(
     -------
     tuple of ndarray
         ``(d_anchor, d_positive, d_negative)``, each of ``anchor``'s shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`triplet_margin_loss`.
 
     Examples
     --------
@@ -523,6 +547,12 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     ndarray or numpy scalar
         The reduced loss, or the :math:`2N` losses for ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``temperature`` is not a positive finite
+        number, or ``z1`` and ``z2`` are not two arrays of the same shape ``(N, D)``.
+
     Notes
     -----
     Normalisation as ``torch.nn.functional.normalize`` (the norm is floored at
@@ -568,6 +598,11 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     -------
     tuple of ndarray
         ``(d_z1, d_z2)``, each of shape ``(N, D)`` and ``z1``'s dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`nt_xent_loss`.
 
     Examples
     --------

@@ -580,3 +580,78 @@ def nt_xent_grad(z1, z2, temperature, reduction):
 
             out[i, j] = mpmath.diff(f, z[i][j])
     return out[:n], out[n:]
+
+
+# divergences: the textbook formulas per distribution (last axis), exact
+
+
+def _last_axis_rows(f, *arrays):
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    out = np.empty(arrays[0].shape[:-1], dtype=object)
+    with mpmath.workdps(DIGITS):
+        for index in np.ndindex(out.shape):
+            out[index] = f(*([mp(v) for v in a[index]] for a in arrays))
+    return out
+
+
+def entropy(p):
+    return _last_axis_rows(lambda p: -mpmath.fsum(a * mpmath.log(a) for a in p if a > 0), p)
+
+
+def categorical_cross_entropy(p, q):
+    def row(p, q):
+        if any(a > 0 and b == 0 for a, b in zip(p, q, strict=True)):
+            return mpmath.inf
+        return -mpmath.fsum(a * mpmath.log(b) for a, b in zip(p, q, strict=True) if a > 0)
+
+    return _last_axis_rows(row, p, q)
+
+
+def kl_divergence(p, q):
+    def row(p, q):
+        if any(a > 0 and b == 0 for a, b in zip(p, q, strict=True)):
+            return mpmath.inf
+        return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(p, q, strict=True) if a > 0)
+
+    return _last_axis_rows(row, p, q)
+
+
+@elementwise
+def neg_ratio(p, q):
+    """d/dq of -p log q: -p / q (0 where p = 0)."""
+    if p == 0:
+        return mpmath.mpf(0)
+    return -p / q if q != 0 else mpmath.mpf("-inf")
+
+
+@elementwise
+def kl_div_pointwise(x, t):
+    """PyTorch's kl_div term t (log t - x), 0 where t = 0."""
+    return mpmath.mpf(0) if t == 0 else t * (mpmath.log(t) - x)
+
+
+def gaussian_kl(mu, logvar, mu_prior, logvar_prior):
+    """sum over the last axis of (v0 - v + (e^v + (mu - mu0)^2) / e^v0 - 1) / 2."""
+
+    def row(mu, lv, mu0, lv0):
+        return mpmath.fsum(
+            (b0 - b + (mpmath.exp(b) + (m - m0) ** 2) / mpmath.exp(b0) - 1) / 2
+            for m, b, m0, b0 in zip(mu, lv, mu0, lv0, strict=True)
+        )
+
+    shape = np.shape(mu)
+    return _last_axis_rows(
+        row, mu, logvar, np.broadcast_to(mu_prior, shape), np.broadcast_to(logvar_prior, shape)
+    )
+
+
+def bce_with_logits_rows(x, z):
+    """sum over the last axis of -[x log sigma(z) + (1 - x) log(1 - sigma(z))]."""
+
+    def row(x, z):
+        return mpmath.fsum(
+            a * mpmath.log1p(mpmath.exp(-b)) + (1 - a) * mpmath.log1p(mpmath.exp(b))
+            for a, b in zip(x, z, strict=True)
+        )
+
+    return _last_axis_rows(row, x, z)
