@@ -92,6 +92,80 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
     return _Euclidean(norm, squared, direction)
 
 
+# --- double-double arithmetic: a value as an unevaluated sum hi + lo of two float64 ---------
+# Used only where a loss subtracts nearly equal distances or cosines, so that the result
+# keeps its few ULP: the error-free transformations of Knuth (TwoSum) and Dekker
+# (TwoProduct by splitting), exact for operands far from overflow, which the callers
+# ensure by scaling rows by a power of 2.
+
+
+def _two_sum(a, b):
+    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a):
+    """``a = hi + lo`` with ``hi`` on 26 bits (Dekker's split; ``|a|`` below 2**995)."""
+    c = 134217729.0 * a  # 2**27 + 1
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a, b):
+    """``(p, e)`` with ``p = fl(a * b)`` and ``p + e = a * b`` exactly (no underflow)."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _dd_row_sum(hi, lo):
+    """The sum of ``hi + lo`` over the last axis as a double-double (pairwise TwoSum)."""
+    err = np.sum(lo, axis=-1)
+    s = hi
+    while s.shape[-1] > 1:
+        if s.shape[-1] % 2:
+            s = np.concatenate([s, np.zeros_like(s[..., :1])], axis=-1)
+        s, e = _two_sum(s[..., 0::2], s[..., 1::2])
+        err = err + np.sum(e, axis=-1)
+    total = s[..., 0] if s.shape[-1] else np.zeros(s.shape[:-1])
+    return _two_sum(total, err)
+
+
+def _dd_distance(x, y, shift, exponent, kind):
+    """The distance of rows ``x - y + shift`` scaled by ``2**-exponent``, as ``(hi, lo)``.
+
+    ``kind`` is 1 (the L1 norm), 2 (the Euclidean norm) or ``"squared"`` (its square,
+    scaled by ``2**-2 exponent``). The difference is kept exactly as hi + lo; squares are
+    exact by TwoProduct; the square root gets one Newton correction in double-double.
+    """
+    hi, lo = _two_sum(x, -y)
+    if shift:
+        hi, e = _two_sum(hi, shift)
+        lo = lo + e
+    k = -exponent[..., None]
+    hi, lo = np.ldexp(hi, k), np.ldexp(lo, k)
+    if kind == 1:
+        sign = np.where(hi < 0, -1.0, 1.0)
+        return _dd_row_sum(sign * hi, sign * lo)
+    square, error = _two_prod(hi, hi)
+    s_hi, s_lo = _dd_row_sum(square, error + 2 * hi * lo)
+    if kind == "squared":
+        return s_hi, s_lo
+    r = np.sqrt(s_hi)
+    rr, rr_error = _two_prod(r, r)
+    safe = np.where(r > 0, 2 * r, 1)
+    return r, np.where(r > 0, ((s_hi - rr) - rr_error + s_lo) / safe, 0)
+
+
+def _row_exponent(*differences):
+    """Per row, the exponent ``e`` with the largest ``|entry|`` of the differences below 2**e."""
+    top = np.max([np.max(np.abs(d), axis=-1, initial=0) for d in differences], axis=0)
+    return np.frexp(top)[1]
+
+
 def _embeddings(named: dict, dtype=None):
     """Same-shape arrays of embeddings with at least one (the feature) axis."""
     arrays = float_arrays(named, dtype)
@@ -109,6 +183,8 @@ def _embeddings(named: dict, dtype=None):
 class _Pairs:
     """Checked arguments of the contrastive loss, in the working dtype."""
 
+    x1: np.ndarray
+    x2: np.ndarray
     diff: np.ndarray  # x1 - x2
     target: np.ndarray  # labels, 1 = similar
     margin: float
@@ -133,8 +209,26 @@ def _contrastive_args(x1, x2, target, margin, reduction) -> _Pairs:
     work = _working_dtype(dtype)
     target = target.astype(work)
     check_binary_labels(target, "target")
-    diff = x1.astype(work, copy=False) - x2.astype(work, copy=False)
-    return _Pairs(diff, target, margin, reduction, np.dtype(dtype))
+    x1, x2 = x1.astype(work, copy=False), x2.astype(work, copy=False)
+    return _Pairs(x1, x2, x1 - x2, target, margin, reduction, np.dtype(dtype))
+
+
+def _hinge(pairs: _Pairs, dist: _Euclidean):
+    """``max(0, margin - d)``, recomputed in double-double where ``d`` is near the margin.
+
+    There the difference cancels and would magnify the rounding of ``d``; elsewhere
+    (``d <= margin / 2``) it loses nothing.
+    """
+    m = pairs.margin
+    hinge = np.maximum(m - dist.norm, 0)
+    near = (pairs.target == 0) & (dist.norm > m / 2) & (dist.norm < 2 * m)
+    if np.any(near):
+        x1, x2 = pairs.x1[near], pairs.x2[near]
+        e = _row_exponent(x1 - x2)
+        r, r_lo = _dd_distance(x1, x2, 0.0, e, 2)
+        h, h_err = _two_sum(m, -np.ldexp(r, e))
+        hinge[near] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
+    return hinge
 
 
 def _finish(loss, reduction, dtype):
@@ -194,7 +288,7 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     """
     pairs = _contrastive_args(x1, x2, target, margin, reduction)
     dist = _euclidean(pairs.diff)
-    hinge = np.maximum(pairs.margin - dist.norm, 0)
+    hinge = _hinge(pairs, dist)
     # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
     loss = np.where(pairs.target == 0, hinge * hinge, pairs.target * dist.squared)
     return _finish(loss, pairs.reduction, pairs.dtype)
@@ -236,7 +330,7 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     """
     pairs = _contrastive_args(x1, x2, target, margin, reduction)
     dist = _euclidean(pairs.diff, unit=True)
-    hinge = np.maximum(pairs.margin - dist.norm, 0)
+    hinge = _hinge(pairs, dist)
     y = pairs.target[..., None]
     # the hinge's gradient along the unit direction: no overflow of hinge / d for tiny d
     g = np.where(y == 0, -2 * hinge[..., None] * dist.unit, 2 * y * pairs.diff)
@@ -321,6 +415,27 @@ def _triplet_parts(t: _Triplets, swap, squared, with_grad=False) -> _TripletDist
     return _TripletDistances(dist, grad)
 
 
+def _refined_triplet(t: _Triplets, rows, swap, squared):
+    """``d(a, p) - d(a, n) + margin`` of the selected rows, in double-double."""
+    a, pos, neg = t.anchor[rows], t.positive[rows], t.negative[rows]
+    shift = 0.0 if squared else t.eps
+    pairs = [(a, pos), (a, neg)] + ([(pos, neg)] if swap else [])
+    e = _row_exponent(*(x - y + shift for x, y in pairs))
+    kind = "squared" if squared else int(t.p)
+    (ap, ap_lo), (an, an_lo), *rest = (_dd_distance(x, y, shift, e, kind) for x, y in pairs)
+    if swap:
+        pn, pn_lo = rest[0]
+        smaller = (pn < an) | ((pn == an) & (pn_lo < an_lo))
+        an, an_lo = np.where(smaller, pn, an), np.where(smaller, pn_lo, an_lo)
+    scale = 2 * e if squared else e
+    m = np.ldexp(t.margin, -scale)
+    s, s_err = _two_sum(ap, -an)
+    s, m_err = _two_sum(s, m)
+    value = np.ldexp(s + (s_err + m_err + (ap_lo - an_lo)), scale)
+    # a margin beyond the scaled range: the distances are negligible next to it
+    return np.where(np.isinf(m), t.margin, value)
+
+
 @_quiet
 def triplet_margin_loss(
     anchor,
@@ -388,7 +503,13 @@ def triplet_margin_loss(
     t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
     dist = _triplet_parts(t, swap, squared).dist
     negative_dist = np.minimum(dist["an"], dist["pn"]) if swap else dist["an"]
-    return _finish(np.maximum(dist["ap"] - negative_dist + t.margin, 0), t.reduction, t.dtype)
+    value = dist["ap"] - negative_dist + t.margin
+    # where the three terms cancel, redo the rows in double-double (p = 1, 2 and squared)
+    largest = np.maximum(np.maximum(dist["ap"], negative_dist), t.margin)
+    near = np.abs(value) < largest / 2
+    if np.any(near) and (squared or t.p in (1.0, 2.0)):
+        value[near] = _refined_triplet(t, near, swap, squared)
+    return _finish(np.maximum(value, 0), t.reduction, t.dtype)
 
 
 @_quiet
