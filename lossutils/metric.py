@@ -334,6 +334,7 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     y = pairs.target[..., None]
     # the hinge's gradient along the unit direction: no overflow of hinge / d for tiny d
     g = np.where(y == 0, -2 * hinge[..., None] * dist.unit, 2 * y * pairs.diff)
+    g += 0.0  # -0.0 (a zero hinge or a zero unit vector) as +0.0
     g = g * reduction_scale(pairs.target.size, pairs.reduction, g.dtype)
     g = g.astype(pairs.dtype, copy=False)
     return g, -g
