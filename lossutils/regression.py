@@ -43,6 +43,15 @@ __all__ = [
     "gaussian_nll_loss_grad",
     "laplace_nll_loss",
     "laplace_nll_loss_grad",
+    # beyond the Gaussian (implemented in _beyond_gaussian)
+    "poisson_nll_loss",
+    "poisson_nll_loss_grad",
+    "negative_binomial_nll_loss",
+    "negative_binomial_nll_loss_grad",
+    "student_t_nll_loss",
+    "student_t_nll_loss_grad",
+    "quantile_loss",
+    "quantile_loss_grad",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -857,3 +866,16 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
         _reduced_grad(np.sign(r) / b, input, r.shape, reduction, lk.dtype),
         _reduced_grad((1 - np.abs(r) / b) / b, scale, lk.spread_shape, reduction, lk.dtype),
     )
+
+
+# Counts, heavy tails and quantiles: likelihoods beyond the Gaussian and the Laplace.
+from ._beyond_gaussian import (  # noqa: E402
+    negative_binomial_nll_loss,
+    negative_binomial_nll_loss_grad,
+    poisson_nll_loss,
+    poisson_nll_loss_grad,
+    quantile_loss,
+    quantile_loss_grad,
+    student_t_nll_loss,
+    student_t_nll_loss_grad,
+)

@@ -31,6 +31,10 @@ SIGNATURES = {
     "log_cosh_loss": "(input, target, reduction='mean')",
     "gaussian_nll_loss": "(input, target, var, full=False, eps=1e-06, reduction='mean')",
     "laplace_nll_loss": "(input, target, scale, full=False, eps=1e-06, reduction='mean')",
+    "poisson_nll_loss": "(input, target, log_input=True, full=False, eps=1e-08, reduction='mean')",
+    "negative_binomial_nll_loss": "(input, target, total_count, reduction='mean')",
+    "student_t_nll_loss": "(input, target, scale, df, reduction='mean')",
+    "quantile_loss": "(input, target, quantile, reduction='mean')",
     "binary_cross_entropy": "(input, target, weight=None, reduction='mean')",
     "binary_cross_entropy_with_logits": "(input, target, weight=None, pos_weight=None, reduction='mean')",
     "nll_loss": "(input, target, weight=None, ignore_index=-100, reduction='mean')",
@@ -73,6 +77,7 @@ def _samples():
     signs = 2 * bits - 1
     index = np.array([0, 2, 1, 2])
     positive = rng.uniform(0.5, 2.0, size=(4, 3))
+    counts = np.random.default_rng(1).poisson(2.0, size=(4, 3)).astype(np.float64)
     q = lossutils.softmax(y)
     return {
         "mse_loss": ((x, y), (0,)),
@@ -82,6 +87,10 @@ def _samples():
         "log_cosh_loss": ((x, y), (0,)),
         "gaussian_nll_loss": ((x, y, positive), (0, 2)),
         "laplace_nll_loss": ((x, y, positive), (0, 2)),
+        "poisson_nll_loss": ((x, counts), (0,)),
+        "negative_binomial_nll_loss": ((x, counts, positive), (0, 2)),
+        "student_t_nll_loss": ((x, y, positive, 3 * positive), (0, 2, 3)),
+        "quantile_loss": ((x, y, 0.3), (0,)),
         "binary_cross_entropy": ((prob, bits), (0,)),
         "binary_cross_entropy_with_logits": ((x, bits), (0,)),
         "nll_loss": ((lossutils.log_softmax(x), index), (0,)),
