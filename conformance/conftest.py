@@ -10,12 +10,15 @@ import sys
 import types
 
 import jax
+import mpmath
 import numpy as np
 import pytest
 import torch
 
 # float64 in JAX too; otherwise jax.numpy silently computes in float32.
 jax.config.update("jax_enable_x64", True)
+# Reference values: 50 digits, for every test alike (mpmath's precision is global).
+mpmath.mp.dps = 50
 
 DTYPES = [np.float64, np.float32]
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}

@@ -22,7 +22,6 @@ from conftest import load_torchvision_ops, tt
 
 import lossutils as lu
 
-mpmath.mp.dps = 50
 rng = np.random.default_rng(7)
 
 
