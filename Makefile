@@ -13,7 +13,7 @@ unexport MPLBACKEND
 
 NB ?= $(shell $(PYTHON) tools/chapters.py)
 
-.PHONY: help venv book test execute lint bench clean lab conformance
+.PHONY: help venv book test execute lint bench clean lab conformance pdf
 
 help:
 	@echo "make book     build the HTML book into _build/html (warnings are errors)"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint     ruff on lossutils, tests, tools, benchmarks, the notebooks and conformance"
 	@echo "make bench    accuracy and speed benchmarks into benchmarks/results/"
 	@echo "make lab      JupyterLab on the chapters, with the project's kernel"
+	@echo "make pdf      the whole book as one PDF, _build/latex/book.pdf (needs TeX Live, see README)"
 	@echo "make clean    remove the build and caches (keeps .venv)"
 	@echo "make conformance  lossutils against PyTorch, torchvision, JAX and optax (own .venv-conformance)"
 
@@ -73,3 +74,9 @@ $(CSTAMP): requirements-conformance.txt pyproject.toml
 
 conformance: $(CSTAMP)
 	$(CPY) -m pytest -c conformance/pytest.ini --rootdir conformance conformance
+
+# The whole book as one PDF through Jupyter Book's LaTeX builder (XeLaTeX and latexmk from
+# TeX Live; the README lists the system packages).
+pdf: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --builder pdflatex
+	@echo "The PDF is in _build/latex/book.pdf"
