@@ -1,8 +1,9 @@
 """Classification losses: Bernoulli, categorical and margin-based.
 
-The categorical (softmax) losses live here; the binary ones are defined in
-:mod:`lossutils.binary` and re-exported, so that every classification loss can
-be imported from this module.
+The categorical (softmax) and multiclass margin losses are defined here; the
+binary and binary-margin losses (one decision per output) are implemented in a
+private module and public from here, so that every classification loss has one
+import path: ``lossutils.classification.X`` (and ``lossutils.X``).
 """
 
 from __future__ import annotations
@@ -12,23 +13,7 @@ import numbers
 import numpy as np
 
 from . import _numerics as nx
-from ._checks import (
-    as_float_array,
-    check_class_input,
-    check_finite_scalar,
-    check_positive_scalar,
-    check_reduction,
-    check_unit_interval,
-    check_unit_interval_scalar,
-    class_index_target,
-    class_weight,
-    describe,
-    float_arrays,
-    wider_dtype,
-)
-from ._reduction import reduce, reduction_scale, sample_scale, weighted_reduce
-from ._reduction import total as weight_total
-from .binary import (  # noqa: F401  (re-exported)
+from ._binary import (
     binary_cross_entropy,
     binary_cross_entropy_grad,
     binary_cross_entropy_with_logits,
@@ -45,6 +30,22 @@ from .binary import (  # noqa: F401  (re-exported)
     squared_hinge_loss_grad,
     zero_one_loss,
 )
+from ._checks import (
+    as_float_array,
+    check_class_input,
+    check_finite_scalar,
+    check_positive_scalar,
+    check_reduction,
+    check_unit_interval,
+    check_unit_interval_scalar,
+    class_index_target,
+    class_weight,
+    describe,
+    float_arrays,
+    wider_dtype,
+)
+from ._reduction import reduce, reduction_scale, sample_scale, weighted_reduce
+from ._reduction import total as weight_total
 
 __all__ = [
     "nll_loss",

@@ -9,6 +9,7 @@ table of valid sample arguments per function.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,24 @@ def test_zero_one_loss_counts_mistakes():
     assert (
         lossutils.zero_one_loss([2.0, -1.0, 0.0, 3.0], [1.0, 1.0, 1.0, -1.0], reduction="sum") == 3
     )
+
+
+# the family modules whose ``__all__`` lossutils exports (a new family adds itself there)
+PUBLIC_MODULES = tuple(module.__name__.split(".")[-1] for module in lossutils._MODULES)
+
+
+def test_one_public_path_per_function():
+    # each name is exported by exactly one public module, and lossutils.__all__ is their union
+    owners = {}
+    for module_name in PUBLIC_MODULES:
+        module = getattr(lossutils, module_name)
+        for name in module.__all__:
+            assert name not in owners, f"{name} is public in {owners.get(name)} and {module_name}"
+            owners[name] = module_name
+            assert getattr(lossutils, name) is getattr(module, name)
+    assert sorted(owners) == sorted(lossutils.__all__)
+    # the implementation modules are private (a leading underscore)
+    package = Path(lossutils.__file__).parent
+    public_files = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
+    helpers = {"symbolic", "testing", "plotting", "datasets"}
+    assert public_files == set(PUBLIC_MODULES) | helpers

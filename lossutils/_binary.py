@@ -1,9 +1,9 @@
-"""Binary classification losses: one Bernoulli or margin decision per output.
+"""Binary classification losses: one Bernoulli or margin decision per output (private).
 
 Labels are ``y`` in [0, 1] for the likelihood losses (cross-entropy, focal;
 soft targets allowed) and ``t`` in {-1, +1} for the margin losses (hinge,
-square, logistic, zero-one). These functions are also available from
-:mod:`lossutils.classification`.
+square, logistic, zero-one). Public as :mod:`lossutils.classification` and
+``lossutils`` (this module is the implementation, not an import path).
 
 Every loss is elementwise: ``input`` and ``target`` have the same shape, and
 ``X_grad`` returns the gradient of the reduced loss with respect to ``input``.
