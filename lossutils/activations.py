@@ -18,6 +18,13 @@ def _scalar_if_0d(array: np.ndarray):
     return array[()] if array.ndim == 0 else array
 
 
+def _elementwise(kernel, x):
+    """``kernel(x)`` in the working dtype (float32 for float16), rounded once to x's dtype."""
+    x = as_float_array(x, "x")
+    out = kernel(x.astype(nx.working_dtype(x.dtype), copy=False))
+    return _scalar_if_0d(nx.to_dtype(out, x.dtype))
+
+
 def sigmoid(x):
     r"""Logistic sigmoid :math:`\sigma(x) = 1 / (1 + e^{-x})`, overflow-free.
 
@@ -44,8 +51,7 @@ def sigmoid(x):
     >>> sigmoid([-1000.0, 0.0, 1000.0])
     array([0. , 0.5, 1. ])
     """
-    x = as_float_array(x, "x")
-    return _scalar_if_0d(nx.sigmoid(x))
+    return _elementwise(nx.sigmoid, x)
 
 
 def softplus(x):
@@ -74,8 +80,7 @@ def softplus(x):
     >>> softplus([-1000.0, 0.0, 1000.0]).round(6).tolist()
     [0.0, 0.693147, 1000.0]
     """
-    x = as_float_array(x, "x")
-    return _scalar_if_0d(nx.softplus(x))
+    return _elementwise(nx.softplus, x)
 
 
 def log_sigmoid(x):
@@ -101,8 +106,7 @@ def log_sigmoid(x):
     >>> log_sigmoid([-1000.0, 0.0]).round(6).tolist()
     [-1000.0, -0.693147]
     """
-    x = as_float_array(x, "x")
-    return _scalar_if_0d(nx.log_sigmoid(x))
+    return _elementwise(nx.log_sigmoid, x)
 
 
 def _class_axis_array(x, axis: int) -> np.ndarray:
@@ -118,9 +122,10 @@ def _class_axis_array(x, axis: int) -> np.ndarray:
 
 
 def _rows(x: np.ndarray, axis: int) -> tuple[np.ndarray, tuple]:
-    """``x`` with ``axis`` moved last and flattened to rows; and the moved shape."""
+    """``x`` with ``axis`` moved last, as rows in the working dtype; and the moved shape."""
     moved = np.moveaxis(x, axis, -1)
-    return moved.reshape(-1, moved.shape[-1]), moved.shape
+    rows = moved.reshape(-1, moved.shape[-1])
+    return rows.astype(nx.working_dtype(x.dtype), copy=False), moved.shape
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -162,7 +167,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     rows, moved = _rows(x, axis)
     m, _, r = nx.log_normalizer(rows)
     # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp
-    out = np.where(np.isfinite(m), m + r, m).reshape(moved[:-1])
+    out = nx.to_dtype(np.where(np.isfinite(m), m + r, m).reshape(moved[:-1]), x.dtype)
     if keepdims:
         out = np.expand_dims(out, axis)
     return _scalar_if_0d(out)
@@ -170,6 +175,11 @@ def logsumexp(x, axis=-1, keepdims=False):
 
 def softmax(x, axis=-1):
     r"""Softmax :math:`e^{x_k} / \sum_j e^{x_j}` along ``axis``, shifted by the maximum.
+
+    In a row dominated by its maximum (a confident prediction) the rounding error of each
+    difference :math:`x_k - m` is compensated, so a tail probability such as
+    :math:`e^{-700}` keeps its relative accuracy (uncompensated it is off by up to
+    :math:`|x_k - m| / 2` ULP).
 
     Parameters
     ----------
@@ -193,11 +203,18 @@ def softmax(x, axis=-1):
     >>> softmax([5.0, 4.0, 2.0]).round(4)
     array([0.7054, 0.2595, 0.0351])
     """
-    x = as_float_array(x, "x")
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.exp(x - np.where(np.isfinite(m), m, 0))
-    with np.errstate(invalid="ignore"):
-        return e / np.sum(e, axis=axis, keepdims=True)
+    x = _class_axis_array(x, axis)
+    rows, moved = _rows(x, axis)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.max(rows, axis=-1)
+        e = np.exp(rows - np.where(np.isfinite(m), m, 0)[:, None])
+        s = np.sum(e, axis=-1)
+        # rows dominated by their maximum: the tail keeps its relative accuracy
+        dominated = np.flatnonzero((s < 2) & np.isfinite(m))
+        if dominated.size:
+            nx.compensate_exp(e, rows, m, dominated)
+        e /= s[:, None]
+    return np.moveaxis(nx.to_dtype(e, x.dtype).reshape(moved), -1, axis)
 
 
 def log_softmax(x, axis=-1):
@@ -235,4 +252,4 @@ def log_softmax(x, axis=-1):
     _, d, r = nx.log_normalizer(rows)
     with np.errstate(invalid="ignore"):
         out = d - r[:, None]
-    return np.moveaxis(out.reshape(moved), -1, axis)
+    return np.moveaxis(nx.to_dtype(out, x.dtype).reshape(moved), -1, axis)

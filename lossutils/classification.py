@@ -9,6 +9,7 @@ import path: ``lossutils.classification.X`` (and ``lossutils.X``).
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,9 +43,8 @@ from ._checks import (
     class_weight,
     describe,
     float_arrays,
-    wider_dtype,
 )
-from ._reduction import reduce, reduction_scale, sample_scale, weighted_reduce
+from ._reduction import reduce, sample_scale, scale_grad, weighted_reduce
 from ._reduction import total as weight_total
 
 __all__ = [
@@ -79,21 +79,50 @@ __all__ = [
 # --- shared plumbing ------------------------------------------------------------------------------
 
 
-def _index_setup(input, target, weight, ignore_index, reduction):
-    """Check the arguments of an index-target loss; return the rows and their targets.
+@dataclass(frozen=True)
+class _IndexArgs:
+    """Checked arguments of a loss with class-index targets, as rows.
 
-    Returns ``(x, y, valid, w, shape)``: ``x`` the ``(N, C)`` rows of ``input`` (a
-    view when possible), ``y`` the ``(N,)`` class indices (0 where ignored),
-    ``valid`` the mask of counted samples, ``w`` the class weights (or None) and
-    ``shape`` the shape of the per-sample result.
+    ``x`` is in the working dtype (float32 for float16 input, or what the caller asked
+    for); ``dtype`` is the dtype of the result.
     """
+
+    x: np.ndarray  # (N, C) rows of input (a view when possible)
+    y: np.ndarray  # (N,) class indices, 0 where the target is ignored
+    valid: np.ndarray  # (N,) the samples that count
+    weight: np.ndarray | None  # (C,) class weights, in x's dtype
+    shape: tuple  # the shape of the per-sample result, input.shape[:-1]
+    dtype: np.dtype
+
+    @property
+    def target_weight(self) -> np.ndarray:
+        """``w[y]`` (1 without weights), 0 where the target is ignored."""
+        wy = np.ones(self.y.shape, self.x.dtype) if self.weight is None else self.weight[self.y]
+        return np.where(self.valid, wy, 0).astype(self.x.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class _ProbArgs:
+    """Checked arguments of a cross-entropy with class-probability targets, as rows."""
+
+    x: np.ndarray  # (N, C) rows of input, working dtype
+    q: np.ndarray  # (N, C) target probabilities, smoothed, same dtype
+    weight: np.ndarray | None  # (C,) class weights
+    shape: tuple  # input.shape[:-1]
+    dtype: np.dtype
+
+
+def _index_setup(input, target, weight, ignore_index, reduction, work=None) -> _IndexArgs:
+    """Check the arguments of an index-target loss; ``work`` overrides the working dtype."""
     check_reduction(reduction)
     names = {"input": input} if weight is None else {"input": input, "weight": weight}
     x = float_arrays(names)[0]
     num_classes = check_class_input(x)
-    w = class_weight(weight, num_classes, x.dtype)
+    work = nx.working_dtype(x.dtype) if work is None else np.dtype(work)
+    w = class_weight(weight, num_classes, work)
     y, valid = class_index_target(target, x.shape, ignore_index)
-    return x.reshape(-1, num_classes), y.reshape(-1), valid.reshape(-1), w, x.shape[:-1]
+    rows = x.reshape(-1, num_classes).astype(work, copy=False)
+    return _IndexArgs(rows, y.reshape(-1), valid.reshape(-1), w, x.shape[:-1], x.dtype)
 
 
 def _gather(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -101,26 +130,15 @@ def _gather(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.take_along_axis(rows, y[:, None], axis=-1)[:, 0]
 
 
-def _target_weight(w, y, valid, dtype) -> np.ndarray:
-    """``w[y]`` (1 without weights), 0 where the target is ignored."""
-    wy = np.ones(y.shape, dtype) if w is None else w[y]
-    return np.where(valid, wy, 0).astype(dtype, copy=False)
-
-
-def _check_smoothing(label_smoothing) -> float:
-    return check_unit_interval_scalar(label_smoothing, "label_smoothing")
-
-
-def _ce_setup(input, target, weight, ignore_index, reduction, label_smoothing):
-    """Validate cross-entropy arguments; decide between index and probability targets."""
+def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
+    """Validate cross-entropy arguments; index or probability targets, and the smoothing."""
     check_reduction(reduction)
-    eps = _check_smoothing(label_smoothing)
+    eps = check_unit_interval_scalar(label_smoothing, "label_smoothing")
     x_raw = as_float_array(input, "input")
     num_classes = check_class_input(x_raw)
     t = np.asarray(target)
     if t.dtype.kind in "iu":
-        x, y, valid, w, shape = _index_setup(input, t, weight, ignore_index, reduction)
-        return "index", x, (y, valid), w, eps, shape
+        return _index_setup(input, t, weight, ignore_index, reduction), eps
     if t.dtype.kind != "f" or t.shape != x_raw.shape:
         raise ValueError(
             "target must hold integer class indices of shape "
@@ -132,31 +150,53 @@ def _ce_setup(input, target, weight, ignore_index, reduction, label_smoothing):
         names["weight"] = weight
     x, q = float_arrays(names)[:2]
     check_unit_interval(q, "target")
-    w = class_weight(weight, num_classes, x.dtype)
-    return "prob", x.reshape(-1, num_classes), q.reshape(-1, num_classes), w, eps, x.shape[:-1]
-
-
-def _ce_forward(kind, x, tgt, w, eps):
-    """Per-sample cross-entropy pieces shared by the loss and its gradient."""
-    dtype = x.dtype
-    num_classes = x.shape[-1]
-    if kind == "index":
-        y, valid = tgt
-        coef = None if eps == 0 else (True if w is None else w)
-        m, e, s, gap = nx.shifted_exp(x, coef)
-        xy = _gather(x, y)
-        hard = (s < 2) if eps > 0 else (s < 2) & (xy == m)
-        r = nx.log_rest(x, m, e, s, hard)
-        with np.errstate(invalid="ignore"):
-            nll = (m - xy) + r  # -log p_y, a sum of two non-negative terms
-        return m, e, s, r, nll, gap
-    q = tgt
+    work = nx.working_dtype(x.dtype)
+    x, q = x.astype(work, copy=False), q.astype(work, copy=False)
+    w = class_weight(weight, num_classes, work)
     if eps > 0:
-        q = (1 - eps) * q + dtype.type(eps / num_classes)
-    wq = q if w is None else q * w
-    m, e, s, gap = nx.shifted_exp(x, wq)
-    r = nx.log_rest(x, m, e, s, s < 2)
-    return m, e, s, r, wq, gap
+        q = (1 - eps) * q + work.type(eps / num_classes)
+    rows = x.reshape(-1, num_classes)
+    return _ProbArgs(rows, q.reshape(rows.shape), w, x_raw.shape[:-1], x_raw.dtype), eps
+
+
+@dataclass(frozen=True)
+class _Normalized:
+    """A row's softmax pieces shared by a loss and its gradient (index targets)."""
+
+    m: np.ndarray  # (N,) row maxima
+    e: np.ndarray  # (N, C) exp(x - m), a new array the gradient may overwrite
+    s: np.ndarray  # (N,) row sums of e
+    r: np.ndarray  # (N,) logsumexp(x) - m, accurate also where it is tiny
+    nll: np.ndarray  # (N,) -log p_y = (m - x_y) + r, two non-negative terms
+    gap: np.ndarray | None  # (N,) sum_c w_c (m - x_c), with label smoothing only
+
+
+def _normalize_index(args: _IndexArgs, eps: float) -> _Normalized:
+    """The softmax pieces of index-target rows; the compensated ``r`` only where it counts."""
+    x, w = args.x, args.weight
+    coef = None if eps == 0 else (True if w is None else w)
+    m, e, s, gap = nx.shifted_exp(x, coef)
+    xy = _gather(x, args.y)
+    # with smoothing every class's -log p counts; otherwise only rows whose target is the max
+    hard = (s < 2) if eps > 0 else (s < 2) & (xy == m)
+    r = nx.log_rest(x, m, e, s, hard)
+    with np.errstate(invalid="ignore"):
+        nll = (m - xy) + r
+    return _Normalized(m, e, s, r, nll, gap)
+
+
+def _compensate_dominated_rows(e: np.ndarray, x: np.ndarray, m: np.ndarray, s: np.ndarray):
+    """Correct ``e = exp(x - m)`` for the rounding of ``x - m`` in rows dominated by their max.
+
+    In such rows (``s < 2``: a confident prediction) the other entries are far below the
+    maximum, and the rounding of ``x - m`` (up to half an ULP of ``|x - m|``) would put
+    ``|x - m| / 2`` ULP of error into each probability; corrected, they are within a few
+    ULP. Elsewhere every entry within ``e^{-8}`` of the maximum already is (the error is at
+    most ``|x - m| / 2`` ULP), and correcting every entry of every row would double the time.
+    """
+    rows = np.flatnonzero(s < 2)
+    if rows.size:
+        nx.compensate_exp(e, x, m, rows)
 
 
 # --- negative log-likelihood and cross-entropy ----------------------------------------------------
@@ -202,11 +242,13 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     >>> float(round(nll_loss(logp, [0, 2], weight=[1.0, 1.0, 3.0]), 6))
     0.256526
     """
-    x, y, valid, w, shape = _index_setup(input, target, weight, ignore_index, reduction)
-    wy = _target_weight(w, y, valid, x.dtype)
+    args = _index_setup(input, target, weight, ignore_index, reduction)
+    wy = args.target_weight
     with np.errstate(invalid="ignore"):
-        loss = np.where(valid, -wy * _gather(x, y), 0).astype(x.dtype, copy=False)
-    return weighted_reduce(loss, weight_total(wy), reduction, shape)
+        loss = np.where(args.valid, -nx.times(wy, _gather(args.x, args.y)), 0)
+    loss = loss.astype(args.x.dtype, copy=False)
+    reduced = weighted_reduce(loss, weight_total(wy), reduction, args.shape)
+    return nx.to_dtype(reduced, args.dtype)[()]
 
 
 def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -240,13 +282,12 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> nll_loss_grad(logp, [0, 2]).tolist()
     [[-0.5, 0.0, 0.0], [0.0, 0.0, -0.5]]
     """
-    x, y, valid, w, shape = _index_setup(input, target, weight, ignore_index, reduction)
-    wy = _target_weight(w, y, valid, x.dtype)
-    grad = np.zeros_like(x)
-    np.put_along_axis(
-        grad, y[:, None], -sample_scale(wy, valid, weight_total(wy), reduction)[:, None], -1
-    )
-    return grad.reshape(shape + x.shape[-1:])
+    args = _index_setup(input, target, weight, ignore_index, reduction)
+    wy = args.target_weight
+    grad = np.zeros_like(args.x)
+    scale = sample_scale(wy, args.valid, weight_total(wy), reduction)
+    np.put_along_axis(grad, args.y[:, None], -scale[:, None], -1)
+    return nx.to_dtype(grad.reshape(args.shape + args.x.shape[-1:]), args.dtype)
 
 
 def cross_entropy(
@@ -326,23 +367,42 @@ def cross_entropy(
     >>> float(cross_entropy([[50.0, 0.0, 0.0]], [0]))  # the textbook form gives 0.0
     3.857499695927835e-22
     """
-    kind, x, tgt, w, eps, shape = _ce_setup(
-        input, target, weight, ignore_index, reduction, label_smoothing
-    )
-    dtype = x.dtype
-    _, _, _, r, a, gap = _ce_forward(kind, x, tgt, w, eps)
+    args, eps = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
+    if isinstance(args, _ProbArgs):
+        loss = _ce_prob_loss(args)
+        reduced = weighted_reduce(loss, loss.size, reduction, args.shape)
+    else:
+        loss, wy = _ce_index_loss(args, eps)
+        reduced = weighted_reduce(loss, weight_total(wy), reduction, args.shape)
+    return nx.to_dtype(reduced, args.dtype)[()]
+
+
+def _ce_index_loss(args: _IndexArgs, eps: float):
+    """Per-sample cross-entropy with class-index targets, and the target weights."""
+    dtype, w, num_classes = args.x.dtype, args.weight, args.x.shape[-1]
+    pieces = _normalize_index(args, eps)
+    wy = args.target_weight
     with np.errstate(invalid="ignore"):
-        if kind == "prob":
-            loss = gap + np.sum(a, axis=-1) * r
-            return weighted_reduce(loss, loss.size, reduction, shape)
-        y, valid = tgt
-        wy = _target_weight(w, y, valid, dtype)
-        loss = a if w is None and eps == 0 else wy * a
+        loss = pieces.nll if w is None and eps == 0 else wy * pieces.nll
         if eps > 0:
-            total_w = x.shape[-1] if w is None else np.sum(w)
-            loss = (1 - eps) * loss + dtype.type(eps / x.shape[-1]) * (gap + total_w * r)
-        loss = np.where(valid, loss, 0).astype(dtype, copy=False)
-    return weighted_reduce(loss, weight_total(wy), reduction, shape)
+            total_w = num_classes if w is None else np.sum(w)
+            smooth = pieces.gap + total_w * pieces.r
+            loss = (1 - eps) * loss + dtype.type(eps / num_classes) * smooth
+        loss = np.where(args.valid, loss, 0).astype(dtype, copy=False)
+    return loss, wy
+
+
+def _ce_prob_loss(args: _ProbArgs):
+    """Per-sample cross-entropy with class-probability targets.
+
+    ``-sum_c w_c q_c log p_c = sum_c w_c q_c (m - x_c) + (sum_c w_c q_c) r``: two sums of
+    non-negative terms (a class with ``w_c q_c = 0`` is absent, also at ``x_c = -inf``).
+    """
+    x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
+    m, e, s, gap = nx.shifted_exp(x, wq)
+    r = nx.log_rest(x, m, e, s, s < 2)
+    with np.errstate(invalid="ignore"):
+        return gap + np.sum(wq, axis=-1) * r
 
 
 def cross_entropy_grad(
@@ -386,59 +446,84 @@ def cross_entropy_grad(
     >>> cross_entropy_grad([[5.0, 4.0, 2.0]], [0]).round(4).tolist()
     [[-0.2946, 0.2595, 0.0351]]
     """
-    kind, x, tgt, w, eps, shape = _ce_setup(
-        input, target, weight, ignore_index, reduction, label_smoothing
-    )
-    dtype = x.dtype
-    num_classes = x.shape[-1]
-    _, e, s, _, a, _ = _ce_forward(kind, x, tgt, w, eps)
+    args, eps = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
+    if isinstance(args, _ProbArgs):
+        grad = _ce_prob_grad(args, reduction)
+    else:
+        grad = _ce_index_grad(args, eps, reduction)
+    return nx.to_dtype(grad.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+
+
+def _ce_prob_grad(args: _ProbArgs, reduction: str) -> np.ndarray:
+    """``(sum_c w_c q_c) p - w q`` per row, scaled by 1/N for the mean."""
+    x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
+    m, e, s, _ = nx.shifted_exp(x)
+    _compensate_dominated_rows(e, x, m, s)
+    scale = sample_scale(np.ones(len(x), x.dtype), True, len(x), reduction)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if kind == "prob":
-            scale = dtype.type(1) if reduction != "mean" else dtype.type(1) / dtype.type(len(x))
-            total = np.sum(a, axis=-1)
-            e *= (scale * total / s)[:, None]
-            e -= scale * a
-            return e.reshape(shape + (num_classes,))
-        y, valid = tgt
-        wy = _target_weight(w, y, valid, dtype)
-        sc = sample_scale(np.ones_like(wy) if w is None else wy, valid, weight_total(wy), reduction)
+        e *= (scale * np.sum(wq, axis=-1) / s)[:, None]
+        e -= scale[:, None] * wq
+    return e
+
+
+def _ce_index_grad(args: _IndexArgs, eps: float, reduction: str) -> np.ndarray:
+    """The gradient of the index-target cross-entropy; the target entry from ``expm1(-nll)``."""
+    dtype, w, y, valid = args.x.dtype, args.weight, args.y, args.valid
+    num_classes = args.x.shape[-1]
+    pieces = _normalize_index(args, eps)
+    e, s, a = pieces.e, pieces.s, pieces.nll
+    _compensate_dominated_rows(e, args.x, pieces.m, s)
+    wy = args.target_weight
+    total = weight_total(wy)
+    with np.errstate(invalid="ignore", divide="ignore"):
         if eps == 0:
+            sc = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
             e *= (sc / s)[:, None]
             target_entry = sc * np.expm1(-a)
         else:
             total_w = dtype.type(num_classes) if w is None else np.sum(w)
             wy_raw = np.ones_like(wy) if w is None else w[y]
             share = dtype.type(eps / num_classes)
-            sc_raw = sample_scale(np.ones_like(wy), valid, weight_total(wy), reduction)
+            sc_raw = sample_scale(np.ones_like(wy), valid, total, reduction)
             e *= (sc_raw * ((1 - eps) * wy_raw + share * total_w) / s)[:, None]
             e -= (sc_raw * share)[:, None] * (1 if w is None else w)
             target_entry = sc_raw * (
                 (1 - eps) * wy_raw * np.expm1(-a) + share * (total_w * np.exp(-a) - wy_raw)
             )
         np.put_along_axis(e, y[:, None], target_entry.astype(dtype, copy=False)[:, None], -1)
-    return e.reshape(shape + (num_classes,))
+    return e
 
 
 # --- focal loss -----------------------------------------------------------------------------------
 
 
-def _focal_parts(input, target, gamma, weight, ignore_index, reduction):
-    r"""The focal loss's pieces, in one precision wider than the input's.
+@dataclass(frozen=True)
+class _Focal:
+    """The focal loss's pieces, in float64 for every dtype."""
 
-    The modulation multiplies the error of :math:`-\log p_y` by about
-    :math:`1 + \gamma`; computed one precision up and rounded once, the loss stays
-    within a few ULP. Returns ``x`` itself (for the output dtype) and the pieces.
+    args: _IndexArgs  # arguments, x in float64
+    pieces: _Normalized  # the softmax pieces; nll = -log p_y
+    u: np.ndarray  # 1 - p_y = -expm1(-nll), without cancellation
+    modulation: np.ndarray  # u**gamma
+    gamma: float
+
+
+def _focal_parts(input, target, gamma, weight, ignore_index, reduction) -> _Focal:
+    r"""The focal loss's pieces, computed in float64 whatever the input's dtype.
+
+    The modulation multiplies the error of :math:`-\log p_y` by up to :math:`1 + \gamma`
+    (the loss behaves like :math:`\ell^{1 + \gamma}` as :math:`\ell \to 0`); float16 and
+    float32 results are therefore rounded once from float64 (within one ULP), and float64
+    results are within about :math:`2 + 1.5 (1 + \gamma)` ULP, on every platform (no
+    ``long double``).
     """
     gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
-    x, y, valid, w, shape = _index_setup(input, target, weight, ignore_index, reduction)
-    work = wider_dtype(x.dtype)
-    w = None if w is None else w.astype(work)
-    _, e, s, _, nll, _ = _ce_forward("index", x.astype(work), (y, valid), w, 0.0)
+    args = _index_setup(input, target, weight, ignore_index, reduction, work=np.float64)
+    pieces = _normalize_index(args, 0.0)
     with np.errstate(invalid="ignore"):
-        u = -np.expm1(-nll)  # 1 - p_y without cancellation
+        u = -np.expm1(-pieces.nll)
         modulation = u**gamma
-    wy = _target_weight(w, y, valid, work)
-    return x, y, valid, wy, shape, gamma, e, s, nll, u, modulation
+    return _Focal(args, pieces, u, modulation, gamma)
 
 
 def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
@@ -489,13 +574,12 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
     >>> float(round(softmax_focal_loss(z, [0], gamma=0.0), 6))  # cross-entropy
     0.349012
     """
-    x, _, valid, wy, shape, _, _, _, nll, _, modulation = _focal_parts(
-        input, target, gamma, weight, ignore_index, reduction
-    )
+    f = _focal_parts(input, target, gamma, weight, ignore_index, reduction)
+    wy = f.args.target_weight
     with np.errstate(invalid="ignore"):
-        loss = np.where(valid, wy * modulation * nll, 0)
-    reduced = weighted_reduce(loss, weight_total(wy), reduction, shape)
-    return np.asarray(reduced).astype(x.dtype)[()]
+        loss = np.where(f.args.valid, wy * f.modulation * f.pieces.nll, 0)
+    reduced = weighted_reduce(loss, weight_total(wy), reduction, f.args.shape)
+    return nx.to_dtype(reduced, f.args.dtype)[()]
 
 
 def softmax_focal_loss_grad(
@@ -536,16 +620,17 @@ def softmax_focal_loss_grad(
     >>> softmax_focal_loss_grad([[5.0, 4.0, 2.0]], [0], gamma=2.0).round(4).tolist()
     [[-0.0683, 0.0602, 0.0081]]
     """
-    x, y, valid, wy, shape, gamma, e, s, nll, u, modulation = _focal_parts(
-        input, target, gamma, weight, ignore_index, reduction
-    )
+    f = _focal_parts(input, target, gamma, weight, ignore_index, reduction)
+    args, e, s, nll, u = f.args, f.pieces.e, f.pieces.s, f.pieces.nll, f.u
+    _compensate_dominated_rows(e, args.x, f.pieces.m, s)
+    wy = args.target_weight
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
-        g = modulation * (1 + gamma * (1 - u) * ratio)
-        sc = sample_scale(wy, valid, weight_total(wy), reduction) * g
+        g = f.modulation * (1 + f.gamma * (1 - u) * ratio)
+        sc = sample_scale(wy, args.valid, weight_total(wy), reduction) * g
         e *= (sc / s)[:, None]
-        np.put_along_axis(e, y[:, None], (-sc * u)[:, None], -1)
-    return e.reshape(shape + x.shape[-1:]).astype(x.dtype)
+        np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)
+    return nx.to_dtype(e.reshape(args.shape + args.x.shape[-1:]), args.dtype)
 
 
 # --- margin losses --------------------------------------------------------------------------------
@@ -565,17 +650,18 @@ def _margin_gap(margin, high, low):
 
 def _margin_setup(input, target, margin, weight, reduction):
     margin = check_finite_scalar(margin, "margin")
-    x, y, _, w, shape = _index_setup(input, target, weight, None, reduction)
-    return x, y, w, shape, margin
+    return _index_setup(input, target, weight, None, reduction), margin
 
 
 def _crammer_singer(input, target, margin, reduction):
-    x, y, _, shape, margin = _margin_setup(input, target, margin, None, reduction)
+    """The arguments, the best rival ``j`` of each row and the gap margin + z_j - z_y."""
+    args, margin = _margin_setup(input, target, margin, None, reduction)
+    x, y = args.x, args.y
     rivals = x.copy()
     np.put_along_axis(rivals, y[:, None], -np.inf, -1)
     j = np.argmax(rivals, axis=-1)  # the first best rival, as torch.max(dim)
     gap = _margin_gap(x.dtype.type(margin), _gather(rivals, j), _gather(x, y))
-    return x, y, j, shape, gap
+    return args, j, gap
 
 
 def multiclass_hinge_loss(input, target, margin=1.0, reduction="mean"):
@@ -618,8 +704,9 @@ def multiclass_hinge_loss(input, target, margin=1.0, reduction="mean"):
     >>> multiclass_hinge_loss(z, [0, 0], reduction="none").tolist()
     [0.0, 3.0]
     """
-    x, _, _, shape, gap = _crammer_singer(input, target, margin, reduction)
-    return reduce(np.maximum(gap, 0).reshape(shape), reduction)[()]
+    args, _, gap = _crammer_singer(input, target, margin, reduction)
+    loss = reduce(np.maximum(gap, 0).reshape(args.shape), reduction)
+    return nx.to_dtype(loss, args.dtype)[()]
 
 
 def multiclass_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
@@ -651,15 +738,16 @@ def multiclass_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     >>> multiclass_hinge_loss_grad([[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]], [0, 0]).tolist()
     [[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]]
     """
-    x, y, j, shape, gap = _crammer_singer(input, target, margin, reduction)
-    scale = reduction_scale(len(x), reduction, x.dtype)
+    args, j, gap = _crammer_singer(input, target, margin, reduction)
+    x, y = args.x, args.y
     with np.errstate(invalid="ignore"):
-        active = np.where(gap > 0, scale, np.where(np.isnan(gap), np.nan, 0)).astype(x.dtype)
+        active = np.where(gap > 0, 1, np.where(np.isnan(gap), np.nan, 0)).astype(x.dtype)
     grad = np.zeros_like(x)
     np.put_along_axis(grad, j[:, None], active[:, None], -1)
     # with one class j == y and the two entries cancel to 0 (gap is -inf there)
     np.put_along_axis(grad, y[:, None], 0 - active[:, None], -1)
-    return grad.reshape(shape + x.shape[-1:])
+    shape = args.shape + x.shape[-1:]
+    return scale_grad(grad.reshape(shape), shape, reduction, args.dtype, count=len(x))
 
 
 def _check_p(p) -> int:
@@ -668,16 +756,27 @@ def _check_p(p) -> int:
     return int(p)
 
 
-def _weston_watkins(input, target, p, margin, weight, reduction):
+@dataclass(frozen=True)
+class _Gaps:
+    """The Weston-Watkins hinge terms of each row."""
+
+    args: _IndexArgs
+    p: int
+    gaps: np.ndarray  # (N, C) margin - z_y + z_j
+    active: np.ndarray  # (N, C) gap > 0, False at the target's own column
+    nan: np.ndarray  # (N, C) NaN gaps: not active, but they must propagate
+
+
+def _weston_watkins(input, target, p, margin, weight, reduction) -> _Gaps:
     p = _check_p(p)
-    x, y, w, shape, margin = _margin_setup(input, target, margin, weight, reduction)
+    args, margin = _margin_setup(input, target, margin, weight, reduction)
+    x, y = args.x, args.y
     gaps = _margin_gap(x.dtype.type(margin), x, _gather(x, y)[:, None])
     with np.errstate(invalid="ignore"):
         active = gaps > 0
         np.put_along_axis(active, y[:, None], False, -1)
-        # NaN gaps are not "active" but must still propagate
         nan = np.isnan(gaps)
-    return x, y, w, shape, p, gaps, active, nan
+    return _Gaps(args, p, gaps, active, nan)
 
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
@@ -724,14 +823,15 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     >>> multi_margin_loss(z, [0, 0], p=2, reduction="none").round(6).tolist()
     [0.0, 3.0]
     """
-    x, y, w, shape, p, gaps, active, nan = _weston_watkins(
-        input, target, p, margin, weight, reduction
-    )
-    terms = np.where(active | nan, gaps if p == 1 else gaps * gaps, 0)
-    loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
-    if w is not None:
-        loss = w[y] * loss
-    return reduce(loss.astype(x.dtype, copy=False).reshape(shape), reduction)[()]
+    h = _weston_watkins(input, target, p, margin, weight, reduction)
+    x, w = h.args.x, h.args.weight
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = np.where(h.active | h.nan, h.gaps if h.p == 1 else h.gaps * h.gaps, 0)
+        loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
+        if w is not None:
+            loss = nx.times(w[h.args.y], loss)
+    loss = reduce(loss.astype(x.dtype, copy=False).reshape(h.args.shape), reduction)
+    return nx.to_dtype(loss, h.args.dtype)[()]
 
 
 def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
@@ -762,15 +862,16 @@ def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reductio
     >>> multi_margin_loss_grad([[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]], [0, 0]).round(6).tolist()
     [[0.0, 0.0, 0.0], [-0.166667, 0.166667, 0.0]]
     """
-    x, y, w, shape, p, gaps, active, nan = _weston_watkins(
-        input, target, p, margin, weight, reduction
-    )
+    h = _weston_watkins(input, target, p, margin, weight, reduction)
+    x, y, w = h.args.x, h.args.y, h.args.weight
     dtype = x.dtype
-    scale = reduction_scale(len(x), reduction, dtype) / dtype.type(x.shape[-1])
-    coef = np.full(len(x), scale, dtype) if w is None else scale * w[y]
-    with np.errstate(invalid="ignore"):
-        local = np.where(active | nan, 1 if p == 1 else 2 * gaps, 0) * coef[:, None]
+    coef = np.full(len(x), 1 / dtype.type(x.shape[-1]), dtype)
+    if w is not None:
+        coef = coef * w[y]
+    with np.errstate(invalid="ignore", over="ignore"):
+        local = np.where(h.active | h.nan, 1 if h.p == 1 else 2 * h.gaps, 0) * coef[:, None]
         local = local.astype(dtype, copy=False)
         np.put_along_axis(local, y[:, None], 0, -1)
         np.put_along_axis(local, y[:, None], 0 - np.sum(local, axis=-1)[:, None], -1)
-    return local.reshape(shape + x.shape[-1:])
+    shape = h.args.shape + x.shape[-1:]
+    return scale_grad(local.reshape(shape), shape, reduction, h.args.dtype, count=len(x))
