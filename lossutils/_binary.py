@@ -149,6 +149,13 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``target`` does not have ``input``'s shape; if
+        ``input`` or ``target`` has a value outside [0, 1]; if ``weight`` does not
+        broadcast to ``input``'s shape.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.binary_cross_entropy``
@@ -194,6 +201,11 @@ def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial p`, shape and dtype of ``input``.
 
+    Raises
+    ------
+    ValueError
+        As :func:`binary_cross_entropy` does, for the same arguments.
+
     Notes
     -----
     PyTorch's hand-written backward for ``binary_cross_entropy`` computes
@@ -225,7 +237,7 @@ def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
     """The arguments and ``c * y``, the coefficient of the positive term."""
     args = _arrays(input, target, reduction, weight=weight, pos_weight=pos_weight)
     check_unit_interval(args.y, "target")
-    return args, (args.y if args.pos_weight is None else args.pos_weight * args.y)
+    return args, (args.y if args.pos_weight is None else nx.times(args.y, args.pos_weight))
 
 
 def _bce_logits(x, y, cy):
@@ -233,9 +245,10 @@ def _bce_logits(x, y, cy):
     sp_pos, sp_neg = nx.softplus_pair(x)
     if not np.all(np.isfinite(x)):  # an infinite logit: a term with coefficient 0 is absent
         return nx.times(cy, sp_neg) + nx.times(1 - y, sp_pos)
-    sp_neg *= cy
-    sp_pos *= 1 - y
-    sp_pos += sp_neg
+    with np.errstate(invalid="ignore", over="ignore"):  # an infinite pos_weight
+        sp_neg *= cy
+        sp_pos *= 1 - y
+        sp_pos += sp_neg
     return sp_pos
 
 
@@ -270,6 +283,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     -------
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``target`` does not have ``input``'s shape or
+        has a value outside [0, 1]; if ``weight`` or ``pos_weight`` does not broadcast
+        to ``input``'s shape.
 
     Notes
     -----
@@ -312,6 +332,11 @@ def binary_cross_entropy_with_logits_grad(
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
 
+    Raises
+    ------
+    ValueError
+        As :func:`binary_cross_entropy_with_logits` does, for the same arguments.
+
     Notes
     -----
     What autograd gives for ``torch.nn.functional.binary_cross_entropy_with_logits``
@@ -326,9 +351,10 @@ def binary_cross_entropy_with_logits_grad(
     args, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
     x, y = args.x, args.y
     s_pos, s_neg = nx.sigmoid_pair(x)
-    s_pos *= 1 - y
-    s_neg *= cy
-    local = np.subtract(s_pos, s_neg, out=s_pos)
+    with np.errstate(invalid="ignore"):  # an infinite pos_weight times sigma(-x) = 0
+        s_pos *= 1 - y
+        s_neg *= cy
+        local = np.subtract(s_pos, s_neg, out=s_pos)
     return _finish_grad(_weighted(local, args.weight), args, reduction)
 
 
@@ -410,6 +436,13 @@ def sigmoid_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
 
+    Raises
+    ------
+    ValueError
+        If ``alpha`` is not None or a number in [0, 1]; if ``gamma`` is negative or not
+        finite; if ``reduction`` is unknown; if ``target`` does not have ``input``'s
+        shape or has a value outside [0, 1].
+
     Notes
     -----
     Equivalent to ``torchvision.ops.sigmoid_focal_loss`` (where a negative ``alpha``
@@ -461,6 +494,11 @@ def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mea
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
 
+    Raises
+    ------
+    ValueError
+        As :func:`sigmoid_focal_loss` does, for the same arguments.
+
     Notes
     -----
     What autograd gives for ``torchvision.ops.sigmoid_focal_loss`` where that is finite
@@ -510,6 +548,12 @@ def hinge_loss(input, target, margin=1.0, reduction="mean"):
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
 
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not a finite number; if ``reduction`` is unknown; if ``target``
+        does not have ``input``'s shape or holds a label other than -1 and +1.
+
     Notes
     -----
     The soft-margin SVM loss :cite:p:`cortes1995support`, the tightest convex upper
@@ -546,6 +590,11 @@ def hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     -------
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`hinge_loss` does, for the same arguments.
 
     Notes
     -----
@@ -587,6 +636,12 @@ def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
 
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not a finite number; if ``reduction`` is unknown; if ``target``
+        does not have ``input``'s shape or holds a label other than -1 and +1.
+
     Notes
     -----
     The L2-SVM loss; in PyTorch ``torch.relu(margin - t * x) ** 2``. Compared with
@@ -620,6 +675,11 @@ def squared_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     -------
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`squared_hinge_loss` does, for the same arguments.
 
     Notes
     -----
@@ -660,6 +720,12 @@ def square_loss(input, target, reduction="mean"):
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
 
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``target`` does not have ``input``'s shape or
+        holds a label other than -1 and +1.
+
     Notes
     -----
     ``torch.nn.functional.mse_loss(x, t)`` or ``optax.squared_error(x, t)`` on
@@ -691,6 +757,11 @@ def square_loss_grad(input, target, reduction="mean"):
     -------
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`square_loss` does, for the same arguments.
 
     Notes
     -----
@@ -734,6 +805,12 @@ def logistic_loss(input, target, base=2.0, reduction="mean"):
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction.
 
+    Raises
+    ------
+    ValueError
+        If ``base`` is not a finite number > 0 and != 1; if ``reduction`` is unknown; if
+        ``target`` does not have ``input``'s shape or holds a label other than -1 and +1.
+
     Notes
     -----
     ``torch.nn.functional.soft_margin_loss`` is the base-:math:`e` form;
@@ -766,6 +843,11 @@ def logistic_loss_grad(input, target, base=2.0, reduction="mean"):
     -------
     ndarray
         :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`logistic_loss` does, for the same arguments.
 
     Notes
     -----
@@ -807,6 +889,12 @@ def zero_one_loss(input, target, reduction="mean"):
     -------
     ndarray or numpy scalar
         The per-element losses (``"none"``) or their reduction; NaN where a score is NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``target`` does not have ``input``'s shape or
+        holds a label other than -1 and +1.
 
     Notes
     -----

@@ -41,6 +41,11 @@ def sigmoid(x):
     ndarray
         Values in [0, 1], same shape and floating dtype as ``x``.
 
+    Raises
+    ------
+    ValueError
+        If ``x`` is not real numeric data.
+
     Notes
     -----
     Equivalent to ``torch.sigmoid`` and ``jax.nn.sigmoid``; ``scipy.special.expit``.
@@ -70,6 +75,11 @@ def softplus(x):
     ndarray
         Non-negative values, same shape and floating dtype as ``x``.
 
+    Raises
+    ------
+    ValueError
+        If ``x`` is not real numeric data.
+
     Notes
     -----
     Equivalent to ``torch.nn.functional.softplus`` (with ``beta=1`` and no
@@ -95,6 +105,11 @@ def log_sigmoid(x):
     -------
     ndarray
         Non-positive values, same shape and floating dtype as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not real numeric data.
 
     Notes
     -----
@@ -150,6 +165,12 @@ def logsumexp(x, axis=-1, keepdims=False):
     ndarray
         Same floating dtype as ``x``.
 
+    Raises
+    ------
+    ValueError
+        If ``x`` is not real numeric data, has no dimension, or has no element along
+        ``axis``; if ``axis`` is out of range.
+
     Notes
     -----
     Equivalent to ``torch.logsumexp`` and ``jax.nn.logsumexp``;
@@ -192,6 +213,12 @@ def softmax(x, axis=-1):
     -------
     ndarray
         Probabilities that sum to 1 along ``axis``; same shape and dtype as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not real numeric data, has no dimension, or has no element along
+        ``axis`` (an empty class axis); if ``axis`` is out of range.
 
     Notes
     -----
@@ -236,6 +263,12 @@ def log_softmax(x, axis=-1):
     -------
     ndarray
         Values in (-inf, 0]; same shape and dtype as ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not real numeric data, has no dimension, or has no element along
+        ``axis``; if ``axis`` is out of range.
 
     Notes
     -----

@@ -319,6 +319,34 @@ def multi_margin_loss(logits, labels, p, margin, weight):
     return rows(one)(logits, np.asarray(labels))
 
 
+def softmax(x):
+    """Reference softmax over the last axis (an object array of x's shape)."""
+    logp = log_softmax(x)
+    with mpmath.workdps(DIGITS):
+        return np.vectorize(lambda v: +mpmath.exp(v), otypes=[object])(logp)
+
+
+def cross_entropy_grad_sum(logits, labels):
+    """d/dz of sum_i -log softmax(z_i)_{y_i}: softmax(z) - onehot(y)."""
+    out = softmax(logits)
+    for i, y in enumerate(np.asarray(labels).reshape(-1)):
+        index = np.unravel_index(i, out.shape[:-1]) + (int(y),)
+        with mpmath.workdps(DIGITS):
+            out[index] = out[index] - 1
+    return out
+
+
+@adaptive
+def binary_cross_entropy_with_logits_derivative(x, y):
+    """d/dx of -[y log sigma(x) + (1 - y) log(1 - sigma(x))] = (1 - y) sigma(x) - y sigma(-x)."""
+    return (1 - y) * _mp_sigmoid(x) - y * _mp_sigmoid(-x)
+
+
+def logistic_derivative(x, t, base):
+    """d/dx of log_b(1 + e^{-t x}) = -t sigma(-t x) / ln b."""
+    return adaptive(lambda x, t: -t * _mp_sigmoid(-t * x) / mpmath.log(base))(x, t)
+
+
 class WorstUlp:
     """The worst ULP error per name over a test module (printed by a fixture under ``-s``)."""
 

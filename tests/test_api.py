@@ -240,3 +240,13 @@ def test_one_public_path_per_function():
     public_files = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
     helpers = {"symbolic", "testing", "plotting", "datasets"}
     assert public_files == set(PUBLIC_MODULES) | helpers
+
+
+@pytest.mark.parametrize(
+    "name", sorted(lossutils.activations.__all__ + lossutils.classification.__all__)
+)
+def test_docstring_states_what_raises(name):
+    doc = inspect.getdoc(getattr(lossutils, name)) or ""
+    assert "\nRaises\n------\nValueError\n" in doc, f"{name}'s docstring lacks a Raises section"
+    returns, raises = doc.index("\nReturns\n"), doc.index("\nRaises\n")
+    assert returns < raises, f"{name}: Raises must follow Returns (numpydoc order)"

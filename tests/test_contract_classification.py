@@ -1,0 +1,361 @@
+"""The accuracy contract of the activations and classification losses, in every dtype.
+
+Each function and each gradient is evaluated in float16, float32 and float64 over the
+hard regimes (confident right and wrong predictions, logits of +-1e4, tiny losses,
+infinities, empty batches) and compared with mpmath applied to the same rounded inputs,
+in ULP of the output dtype (``lossutils.testing.assert_close_to_exact``). The failing
+cases of the numerics issue are here with their right values. Sweeps stay small: a few
+pointed rows each, so the whole module runs in seconds.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mp_reference as mr
+import mpmath
+import numpy as np
+import pytest
+
+import lossutils as L
+from lossutils.testing import assert_close_to_exact
+
+DTYPES = [np.float16, np.float32, np.float64]
+# float16 is computed in float32 and rounded once: within one float16 ULP
+BOUND = {np.float16: 1.0, np.float32: 4.0, np.float64: 4.0}
+
+LOGITS = np.array(
+    [-1e4, -700, -100, -40, -17, -5, -1, -0.01, -1e-5, 0, 1e-5, 0.01, 0.5, 1, 3, 5, 17, 40, 100]
+    + [700, 1e4]
+)
+
+
+def _exact(values):
+    """float64 copies of rounded inputs: exact, so the references see the same numbers."""
+    return np.asarray(values).astype(np.float64)
+
+
+def _rows(dtype):
+    """Rows of logits: confident right, confident wrong, ties, +-1e4, a tiny loss."""
+    rows = np.array(
+        [
+            [12.0, 0.0, -3.0, 1.0],
+            [0.1, 700.3, -3.5, 2.0],
+            [40.0, 0.0, 0.0, -1e4],
+            [-2.0, -2.0, -2.0, -2.0],
+            [1e4, -1e4, 0.0, 9999.0],
+            [3.0, 2.5, -1.0, 0.25],
+            [-30.0, 5.0, -7.0, 1.0],
+            [0.5, 0.25, 2.0, -0.75],
+        ]
+    )
+    if dtype == np.float16:
+        rows[1, 1] = 70.3  # float16 overflows above 65504; keep the row dominated
+    return rows.astype(dtype)
+
+
+# --- activations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_activations(dtype):
+    x = LOGITS.astype(dtype)
+    for name, ref in [
+        ("sigmoid", mr.sigmoid),
+        ("log_sigmoid", mr.log_sigmoid),
+        ("softplus", mr.softplus),
+    ]:
+        out = getattr(L, name)(x)
+        assert out.dtype == dtype
+        assert_close_to_exact(out, ref(_exact(x)), BOUND[dtype], f"{name} {dtype.__name__}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_activations(dtype):
+    z = _rows(dtype)
+    exact = _exact(z)
+    assert_close_to_exact(L.logsumexp(z), mr.logsumexp(exact), BOUND[dtype], "logsumexp")
+    assert_close_to_exact(L.log_softmax(z), mr.log_softmax(exact), BOUND[dtype], "log_softmax")
+    assert_close_to_exact(L.softmax(z), mr.softmax(exact), BOUND[dtype], "softmax")
+    # along another axis: the same numbers
+    np.testing.assert_array_equal(L.softmax(z.T, axis=0), L.softmax(z).T)
+
+
+def test_log_softmax_confident_wrong_rows_with_a_margin():
+    # issue E: the target far below the maximum, magnitudes up to 1e4; below 4 ULP with margin
+    g = np.random.default_rng(8)
+    z = g.normal(size=(60, 4)) * g.choice([1.0, 10.0, 100.0, 1e3, 1e4], (60, 1))
+    assert_close_to_exact(L.log_softmax(z), mr.log_softmax(z), 3.0, "log_softmax")
+
+
+def test_softmax_tail_and_cross_entropy_gradient_of_a_confident_row():
+    # issue C: uncompensated, entry 0 is about 180 ULP from the exact probability
+    with mpmath.workprec(3000):
+        p0 = 1 / (1 + mpmath.exp(mpmath.mpf(700.3) - mpmath.mpf(0.1)))
+    g = L.cross_entropy_grad([[0.1, 700.3]], [1], reduction="sum")
+    assert_close_to_exact(g[0, 0], p0, 2.0, "cross_entropy_grad")
+    assert_close_to_exact(g[0, 1], -p0, 2.0, "cross_entropy_grad target")
+    assert_close_to_exact(L.softmax([[0.1, 700.3]])[0, 0], p0, 2.0, "softmax tail")
+
+
+def test_softmax_of_an_empty_class_axis_names_it():
+    # issue D10
+    with pytest.raises(ValueError, match=r"x must have at least one element along axis -1"):
+        L.softmax(np.zeros((2, 0)))
+    with pytest.raises(ValueError, match=r"along axis 0"):
+        L.softmax(np.zeros((0, 3)), axis=0)
+
+
+# --- categorical losses ---------------------------------------------------------------------------
+
+TARGETS = np.array([0, 1, 0, 2, 1, 0, 0, 3])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_and_its_gradient(dtype):
+    z = _rows(dtype)
+    exact = _exact(z)
+    loss = L.cross_entropy(z, TARGETS, reduction="none")
+    assert loss.dtype == dtype
+    assert_close_to_exact(loss, mr.cross_entropy(exact, TARGETS), BOUND[dtype], "cross_entropy")
+    grad = L.cross_entropy_grad(z, TARGETS, reduction="sum")
+    assert grad.dtype == dtype
+    reference = mr.cross_entropy_grad_sum(exact, TARGETS)
+    assert_close_to_exact(grad, reference, BOUND[dtype], "cross_entropy_grad")
+    # probability targets that are one-hot: the same loss; the gradient agrees too
+    onehot = np.eye(4, dtype=dtype)[TARGETS]
+    soft = L.cross_entropy(z, onehot, reduction="none")
+    assert_close_to_exact(soft, mr.cross_entropy(exact, TARGETS), BOUND[dtype], "prob targets")
+    grad_soft = L.cross_entropy_grad(z, onehot, reduction="sum")
+    assert_close_to_exact(grad_soft, reference, BOUND[dtype] + 1, "prob targets grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nll_and_margin_losses(dtype):
+    z = _rows(dtype)
+    exact = _exact(z)
+    logp = L.log_softmax(z)
+    nll = L.nll_loss(logp, TARGETS, reduction="none")
+    np.testing.assert_array_equal(nll, -logp[np.arange(8), TARGETS])
+    assert nll.dtype == dtype
+    hinge = L.multiclass_hinge_loss(z, TARGETS, reduction="none")
+    assert_close_to_exact(hinge, mr.multiclass_hinge_loss(exact, TARGETS, 1.0), BOUND[dtype])
+    w = np.array([0.5, 2.0, 1.0, 0.25], dtype)
+    for p in (1, 2):
+        mm = L.multi_margin_loss(z, TARGETS, p=p, weight=w, reduction="none")
+        reference = mr.multi_margin_loss(exact, TARGETS, p, 1.0, _exact(w))
+        assert_close_to_exact(mm, reference, BOUND[dtype], f"multi_margin_loss p={p}")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_losses_in_narrow_dtypes_are_rounded_once_from_float64(dtype, gamma):
+    # computed in float64 whatever the platform's long double is
+    z = _rows(dtype)
+    loss = L.softmax_focal_loss(z, TARGETS, gamma=gamma, reduction="none")
+    assert loss.dtype == dtype
+    reference = mr.softmax_focal_loss(_exact(z), TARGETS, gamma)
+    assert_close_to_exact(loss, reference, 1.0, "softmax_focal_loss")
+    x = LOGITS.astype(dtype)
+    y = (np.arange(x.size) % 2).astype(dtype)
+    loss = L.sigmoid_focal_loss(x, y, gamma=gamma, reduction="none")
+    reference = mr.sigmoid_focal_loss(_exact(x), _exact(y), 0.25, gamma)
+    assert_close_to_exact(loss, reference, 1.0, "sigmoid_focal_loss")
+
+
+def test_cross_entropy_mean_in_float16_over_many_rows():
+    # issue B2: the sum 1e5 overflows float16; the mean is 100 and each target entry -0.001
+    z = np.zeros((1000, 2), np.float16)
+    z[:, 1] = 100
+    y = np.zeros(1000, dtype=int)
+    assert L.cross_entropy(z, y) == np.float16(100)
+    g = L.cross_entropy_grad(z, y)
+    assert g.dtype == np.float16
+    np.testing.assert_array_equal(g[:, 0], np.float16(-0.001))
+    np.testing.assert_array_equal(g[:, 1], np.float16(0.001))
+
+
+def test_cross_entropy_probability_target_with_an_infinite_logit_where_it_is_zero():
+    # issue D6: the class with target 0 is absent from the sum, also at -inf
+    loss = L.cross_entropy([[-np.inf, 0.0, 0.0]], [[0.0, 0.5, 0.5]])
+    assert loss == pytest.approx(np.log(2), rel=1e-16)
+    np.testing.assert_array_equal(
+        L.cross_entropy_grad([[-np.inf, 0.0, 0.0]], [[0.0, 0.5, 0.5]]), [[0.0, 0.0, 0.0]]
+    )
+
+
+# --- binary losses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_losses_and_gradients(dtype):
+    x = LOGITS.astype(dtype)
+    ex = _exact(x)
+    for y_value in (0.0, 1.0):
+        y = np.full(x.shape, y_value, dtype)
+        ey = _exact(y)
+        loss = L.binary_cross_entropy_with_logits(x, y, reduction="none")
+        assert loss.dtype == dtype
+        ones = np.ones_like(ex)
+        reference = mr.binary_cross_entropy_with_logits(ex, ey, ones, ones)
+        assert_close_to_exact(loss, reference, BOUND[dtype], "bce_with_logits")
+        grad = L.binary_cross_entropy_with_logits_grad(x, y, reduction="sum")
+        assert grad.dtype == dtype
+        reference = mr.binary_cross_entropy_with_logits_derivative(ex, ey)
+        assert_close_to_exact(grad, reference, BOUND[dtype], "bce_with_logits_grad")
+    t = np.where(np.arange(x.size) % 2, 1.0, -1.0).astype(dtype)
+    et = _exact(t)
+    checks = [
+        ("hinge_loss", mr.hinge(ex, et, 1.0)),
+        ("squared_hinge_loss", mr.squared_hinge(ex, et, 1.0)),
+        ("square_loss", mr.square(ex, et)),
+        ("logistic_loss", mr.logistic(ex, et, 2.0)),
+    ]
+    for name, reference in checks:
+        out = getattr(L, name)(x, t, reduction="none")
+        assert out.dtype == dtype
+        assert_close_to_exact(out, reference, BOUND[dtype], f"{name} {dtype.__name__}")
+    grad = L.logistic_loss_grad(x, t, reduction="sum")
+    assert_close_to_exact(grad, mr.logistic_derivative(ex, et, 2.0), BOUND[dtype], "logistic")
+    p = np.array([0.0, 1e-6, 0.01, 0.25, 0.5, 0.9, 0.999, 1.0], dtype)
+    y = np.array([1.0, 1.0, 0.0, 0.5, 1.0, 0.0, 1.0, 1.0], dtype)
+    bce = L.binary_cross_entropy(p, y, reduction="none")
+    reference = mr.binary_cross_entropy(_exact(p), _exact(y), np.ones(p.size))
+    assert_close_to_exact(bce, reference, BOUND[dtype], "binary_cross_entropy")
+
+
+ELEMENTWISE_FLOAT16_MEANS = [
+    ("binary_cross_entropy", 0.5, 1.0, np.log(2)),
+    ("binary_cross_entropy_with_logits", 0.0, 1.0, np.log(2)),
+    ("hinge_loss", 0.5, 1.0, 0.5),
+    ("squared_hinge_loss", 0.5, 1.0, 0.25),
+    ("square_loss", 0.5, 1.0, 0.25),
+    ("logistic_loss", 0.0, 1.0, 1.0),
+    ("zero_one_loss", -1.0, 1.0, 1.0),
+    ("sigmoid_focal_loss", 0.0, 1.0, 0.25 * 0.25 * np.log(2)),
+]
+
+
+@pytest.mark.parametrize(("name", "x", "t", "value"), ELEMENTWISE_FLOAT16_MEANS)
+def test_float16_mean_over_65520_elements(name, x, t, value):
+    # issue B1: float16(65520) is inf, so a mean divided by it in float16 was 0
+    n = 65520
+    out = getattr(L, name)(np.full(n, x, np.float16), np.full(n, t, np.float16))
+    assert out.dtype == np.float16 and out == np.float16(value)
+
+
+def test_multi_margin_mean_in_float16_over_65520_rows():
+    z = np.zeros((65520, 2), np.float16)
+    out = L.multi_margin_loss(z, np.zeros(65520, dtype=int))
+    assert out.dtype == np.float16 and out == np.float16(0.5)
+    g = L.multi_margin_loss_grad(z, np.zeros(65520, dtype=int))
+    np.testing.assert_array_equal(g[:, 1], np.float16(0.5 / 65520))
+
+
+def test_a_zero_weight_masks_its_element():
+    # issue D8: weight 0 at an infinite logit gives 0, without a warning
+    loss = L.binary_cross_entropy_with_logits(
+        [-np.inf, 1.0], [1.0, 1.0], weight=[0.0, 1.0], reduction="none"
+    )
+    assert loss[0] == 0 and loss[1] == pytest.approx(0.31326168751822286, rel=1e-15)
+    grad = L.binary_cross_entropy_with_logits_grad(
+        [-np.inf, 1.0], [1.0, 1.0], weight=[0.0, 1.0], reduction="none"
+    )
+    assert grad[0] == 0
+    loss = L.binary_cross_entropy([0.0, 0.5], [1.0, 1.0], weight=[0.0, 1.0], reduction="none")
+    assert loss[0] == 0
+    z = np.array([[-np.inf, 0.0], [0.0, 1.0]])
+    assert L.nll_loss(z, [0, 1], weight=[0.0, 1.0], reduction="none")[0] == 0
+
+
+def test_sigmoid_focal_gradient_at_infinite_logits_is_the_limit():
+    # issue D7: the values at +-1e4 (the limit), not NaN
+    at_inf = L.sigmoid_focal_loss_grad([np.inf, -np.inf], [0.0, 1.0])
+    at_big = L.sigmoid_focal_loss_grad([1e4, -1e4], [0.0, 1.0])
+    np.testing.assert_array_equal(at_inf, at_big)
+    for gamma in (0.0, 0.5, 2.0):
+        g = L.sigmoid_focal_loss_grad([np.inf, -np.inf, np.inf], [1.0, 0.0, 0.0], gamma=gamma)
+        assert np.all(np.isfinite(g))
+
+
+# --- empty input and warnings ---------------------------------------------------------------------
+
+ELEMENTWISE = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "hinge_loss",
+    "squared_hinge_loss",
+    "square_loss",
+    "logistic_loss",
+]
+ROWWISE = [
+    "cross_entropy",
+    "nll_loss",
+    "softmax_focal_loss",
+    "multiclass_hinge_loss",
+    "multi_margin_loss",
+]
+
+
+def _empty_args(name, dtype):
+    if name in ROWWISE:
+        return np.zeros((0, 3), dtype), np.zeros(0, dtype=int)
+    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss"):
+        return np.zeros(0, dtype), np.zeros(0, dtype)
+    return np.zeros(0, dtype), np.ones(0, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE + ROWWISE)
+def test_empty_batch(name, dtype):
+    args = _empty_args(name, dtype)
+    f, grad = getattr(L, name), getattr(L, name + "_grad")
+    mean = f(*args)
+    assert np.isnan(mean) and mean.dtype == dtype
+    assert f(*args, reduction="sum") == 0
+    assert f(*args, reduction="none").shape == (0,)
+    for reduction in ("mean", "sum", "none"):
+        g = grad(*args, reduction=reduction)
+        assert g.shape == args[0].shape and g.dtype == dtype
+
+
+NASTY = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e4, -1e4, 65504.0, -65504.0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_runtime_warning_escapes(dtype):
+    # issue D11: the result carries the information (inf, NaN); NumPy never warns
+    x = NASTY.astype(dtype)
+    rows = np.stack([x[:3], x[3:6], x[6:9], x[[0, 0, 1]], x[[1, 1, 1]], x[[2, 3, 4]]])
+    idx = np.array([0, 1, 2, 0, 1, 2])
+    y = np.resize(np.array([0.0, 1.0, 0.5], dtype), x.shape)
+    t = np.resize(np.array([1.0, -1.0], dtype), x.shape)
+    p = np.resize(np.array([0.0, 1.0, 0.5, np.nan], dtype), x.shape)
+    w = np.resize(np.array([0.0, 1.0, np.inf], dtype), x.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("sigmoid", "log_sigmoid", "softplus"):
+            getattr(L, name)(x)
+        for name in ("logsumexp", "softmax", "log_softmax"):
+            getattr(L, name)(rows)
+        for reduction in ("mean", "sum", "none"):
+            for suffix in ("", "_grad"):
+                kw = {"reduction": reduction}
+                getattr(L, "binary_cross_entropy" + suffix)(p, y, weight=w, **kw)
+                getattr(L, "binary_cross_entropy_with_logits" + suffix)(
+                    x, y, weight=w, pos_weight=w, **kw
+                )
+                for gamma in (0.0, 0.5, 2.0):
+                    getattr(L, "sigmoid_focal_loss" + suffix)(x, y, gamma=gamma, **kw)
+                    getattr(L, "softmax_focal_loss" + suffix)(rows, idx, gamma=gamma, **kw)
+                for name in ("hinge_loss", "squared_hinge_loss", "square_loss", "logistic_loss"):
+                    getattr(L, name + suffix)(x, t, **kw)
+                getattr(L, "cross_entropy" + suffix)(rows, idx, weight=w[:3], **kw)
+                getattr(L, "cross_entropy" + suffix)(rows, idx, label_smoothing=0.1, **kw)
+                probs = np.resize(np.array([0.0, 0.5, 0.5], dtype), rows.shape)
+                getattr(L, "cross_entropy" + suffix)(rows, probs, **kw)
+                getattr(L, "nll_loss" + suffix)(rows, idx, weight=w[:3], **kw)
+                getattr(L, "multiclass_hinge_loss" + suffix)(rows, idx, **kw)
+                getattr(L, "multi_margin_loss" + suffix)(rows, idx, p=2, weight=w[:3], **kw)
+            L.zero_one_loss(x, t, reduction=reduction)
