@@ -108,7 +108,9 @@ def scale_grad(local, shape: tuple, reduction: str, dtype, count=None) -> np.nda
     """``local`` (d loss_i / d x_i) times the reduction's scale, rounded once to ``dtype``.
 
     ``count`` is the divisor of the mean (default: the number of elements of ``shape``).
-    The result is broadcast to ``shape``. For float16 the product is formed in float32.
+    The result has ``shape`` (``local`` is broadcast to it) and is a new writeable array,
+    or ``local`` itself when that already is one of the right shape and dtype (callers
+    pass arrays they own). For float16 the product is formed in float32.
     """
     dtype = np.dtype(dtype)
     size = int(np.prod(shape)) if count is None else count
@@ -117,8 +119,10 @@ def scale_grad(local, shape: tuple, reduction: str, dtype, count=None) -> np.nda
         if reduction == "mean":
             scale = work.type(np.nan) if size == 0 else work.type(1.0 / size)
             local = scale * np.asarray(local, dtype=work)
-        out = to_dtype(np.broadcast_to(local, shape), dtype)
-    return np.array(out, dtype=dtype)
+        out = to_dtype(local, dtype)
+    if out.shape != tuple(shape) or not out.flags.writeable:
+        out = np.array(np.broadcast_to(out, shape), dtype=dtype)
+    return out
 
 
 def sample_scale(coef: np.ndarray, valid, weight_total, reduction: str) -> np.ndarray:

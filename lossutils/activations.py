@@ -197,7 +197,7 @@ def logsumexp(x, axis=-1, keepdims=False):
 def softmax(x, axis=-1):
     r"""Softmax :math:`e^{x_k} / \sum_j e^{x_j}` along ``axis``, shifted by the maximum.
 
-    In a row dominated by its maximum (a confident prediction) the rounding error of each
+    In a row with a confident prediction (a probability above 0.94) the rounding error of each
     difference :math:`x_k - m` is compensated, so a tail probability such as
     :math:`e^{-700}` keeps its relative accuracy (uncompensated it is off by up to
     :math:`|x_k - m| / 2` ULP).
@@ -236,8 +236,8 @@ def softmax(x, axis=-1):
         m = np.max(rows, axis=-1)
         e = np.exp(rows - np.where(np.isfinite(m), m, 0)[:, None])
         s = np.sum(e, axis=-1)
-        # rows dominated by their maximum: the tail keeps its relative accuracy
-        dominated = np.flatnonzero((s < 2) & np.isfinite(m))
+        # confident rows: the tail keeps its relative accuracy
+        dominated = np.flatnonzero((s < nx.CONFIDENT_SUM) & np.isfinite(m))
         if dominated.size:
             nx.compensate_exp(e, rows, m, dominated)
         e /= s[:, None]

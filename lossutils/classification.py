@@ -186,15 +186,16 @@ def _normalize_index(args: _IndexArgs, eps: float) -> _Normalized:
 
 
 def _compensate_dominated_rows(e: np.ndarray, x: np.ndarray, m: np.ndarray, s: np.ndarray):
-    """Correct ``e = exp(x - m)`` for the rounding of ``x - m`` in rows dominated by their max.
+    """Correct ``e = exp(x - m)`` for the rounding of ``x - m`` in confident rows.
 
-    In such rows (``s < 2``: a confident prediction) the other entries are far below the
-    maximum, and the rounding of ``x - m`` (up to half an ULP of ``|x - m|``) would put
-    ``|x - m| / 2`` ULP of error into each probability; corrected, they are within a few
-    ULP. Elsewhere every entry within ``e^{-8}`` of the maximum already is (the error is at
-    most ``|x - m| / 2`` ULP), and correcting every entry of every row would double the time.
+    In such rows (``s < CONFIDENT_SUM``: the maximal class has probability above 0.94)
+    the other entries may lie far below the maximum, and the rounding of ``x - m`` (up to
+    half an ULP of ``|x - m|``) would put up to ``|x - m| / 2`` ULP of error into each
+    probability; corrected, they are within a few ULP. Elsewhere every entry within
+    ``e^{-8}`` of the maximum is within a few ULP anyway; correcting every entry of every
+    row would double the time of the common case.
     """
-    rows = np.flatnonzero(s < 2)
+    rows = np.flatnonzero(s < nx.CONFIDENT_SUM)
     if rows.size:
         nx.compensate_exp(e, x, m, rows)
 
@@ -464,7 +465,7 @@ def cross_entropy_grad(
     losses have no separate gradient function. The target entry
     :math:`p_y - 1` is evaluated as :math:`\operatorname{expm1}(-\ell)` from the
     accurate loss, so it keeps its relative accuracy when :math:`p_y \to 1`. In rows
-    dominated by their maximum (a confident prediction) every probability is corrected
+    with a confident prediction (a class with probability above 0.94) every probability is corrected
     for the rounding of :math:`z_k - m` and is within a few ULP, however far in the tail;
     in other rows the entries within :math:`e^{-8}` of the largest are, and an entry
     :math:`d = z_k - m` further down carries up to :math:`|d|/2` ULP (correcting every
