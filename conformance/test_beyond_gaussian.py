@@ -2,7 +2,7 @@
 
 ``F.poisson_nll_loss``, ``torch.distributions.NegativeBinomial(total_count, logits=...)``,
 ``torch.distributions.StudentT(df, loc, scale)`` and the pinball loss written with
-``torch.maximum`` (as pytorch-forecasting's ``QuantileLoss`` writes it): values and the autograd
+``torch.maximum`` (as forecasting code commonly writes it): values and the autograd
 gradients of the summed output, in float64 and float32. The ``test_claim_*`` tests back
 statements of the chapters count-data and heavy-tails-quantiles.
 """
@@ -64,7 +64,7 @@ def test_claim_count_data_negative_binomial_logits_and_total_count(dtype):
             (0, 2), dtype, reduction="none")  # fmt: skip
 
 
-def test_negative_binomial_total_count_zero(dtype):
+def test_claim_count_data_negative_binomial_total_count_zero(dtype):
     """total_count = 0: a point mass at 0 (loss 0 for the count 0, inf otherwise) in both.
 
     Where total_count + target = 0, PyTorch masks the normalizer; its autograd gradient with

@@ -467,7 +467,8 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
     -----
     :math:`\psi(r + y) - \psi(r)` is computed without cancellation for large :math:`r`. Where
     :math:`r + y = 0` the normalizer is the constant 0 (as in PyTorch), so
-    :math:`\partial\ell/\partial r = \operatorname{sp}(z)` there. See :cite:t:`hilbe2011negative`.
+    :math:`\partial\ell/\partial r = \operatorname{sp}(z)` there, the derivative of the one
+    term that remains; PyTorch's autograd gives NaN there. See :cite:t:`hilbe2011negative`.
 
     Examples
     --------
@@ -803,8 +804,8 @@ def quantile_loss(input, target, quantile, reduction="mean"):
 
     Notes
     -----
-    The loss of the quantile outputs of pytorch-forecasting's ``QuantileLoss`` and of the
-    temporal fusion transformer :cite:p:`lim2021temporal`; quantile regression is due to
+    The loss of the quantile outputs of the temporal fusion transformer
+    :cite:p:`lim2021temporal`; quantile regression is due to
     :cite:t:`koenker1978regression`, the asymmetric Laplace likelihood to
     :cite:t:`yu2001bayesian`. Computed in a wider dtype and rounded once: within 1 ULP.
 
