@@ -209,6 +209,25 @@ def test_claim_focal_label_smoothing_weighted_mean_divides_by_weights():
     assert mean != pytest.approx(per.mean(), rel=1e-3)
 
 
+def test_claim_focal_label_smoothing_loss_scale_sgd_and_adam():
+    """A constant factor c on the loss scales an SGD step by c; an Adam step is unchanged up to
+    its eps (torch.optim)."""
+    w0 = rng.normal(size=5)
+    g = rng.normal(size=5)
+
+    def step(opt_class, c, **kw):
+        w = tt(w0, grad=True)
+        w.grad = tt(c * g)
+        opt_class([w], lr=0.1, **kw).step()
+        return w.detach().numpy() - w0
+
+    np.testing.assert_allclose(step(torch.optim.SGD, 7.0), 7.0 * step(torch.optim.SGD, 1.0),
+                               rtol=1e-14)  # fmt: skip
+    adam1, adam7 = step(torch.optim.Adam, 1.0), step(torch.optim.Adam, 7.0)
+    np.testing.assert_allclose(adam7, adam1, rtol=1e-6)
+    assert not np.array_equal(adam7, adam1)  # eps = 1e-8 makes it approximate
+
+
 def test_claim_focal_label_smoothing_all_ignored_is_nan():
     """ignore_index leaves both sums; every target ignored gives NaN."""
     y = np.array([0, -100])
