@@ -689,7 +689,8 @@ def softmax_focal_loss_grad(
     wy = args.target_weight
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
-        g = f.modulation * (1 + f.gamma * (1 - u) * ratio)
+        # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)
+        g = f.modulation * (1 + f.gamma * np.exp(-nll) * ratio)
         sc = sample_scale(wy, args.valid, weight_total(wy), reduction) * g
         e *= (sc / s)[:, None]
         np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)

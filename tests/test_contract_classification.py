@@ -359,3 +359,105 @@ def test_no_runtime_warning_escapes(dtype):
                 getattr(L, "multiclass_hinge_loss" + suffix)(rows, idx, **kw)
                 getattr(L, "multi_margin_loss" + suffix)(rows, idx, p=2, weight=w[:3], **kw)
             L.zero_one_loss(x, t, reduction=reduction)
+
+
+# --- the remaining gradients, against mpmath of the same rounded inputs --------------------------
+
+
+def _mp_map(f, *arrays):
+    """Apply ``f`` to exact mpmath numbers elementwise (400 digits)."""
+    arrays = np.broadcast_arrays(*[_exact(a) for a in arrays])
+    out = np.empty(arrays[0].shape, dtype=object)
+    with mpmath.workdps(mr.DIGITS):
+        for index in np.ndindex(out.shape):
+            out[index] = f(*(mpmath.mpf(float(a[index])) for a in arrays))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_margin_and_bce_gradients(dtype):
+    x = LOGITS.astype(dtype)
+    t = np.where(np.arange(x.size) % 2, 1.0, -1.0).astype(dtype)
+    zero = mpmath.mpf(0)
+    references = {
+        "hinge_loss_grad": _mp_map(lambda x, t: -t if 1 - t * x > 0 else zero, x, t),
+        "squared_hinge_loss_grad": _mp_map(lambda x, t: -2 * t * max(zero, 1 - t * x), x, t),
+        "square_loss_grad": _mp_map(lambda x, t: -2 * t * (1 - t * x), x, t),
+    }
+    for name, reference in references.items():
+        grad = getattr(L, name)(x, t, reduction="sum")
+        assert grad.dtype == dtype
+        assert_close_to_exact(grad, reference, BOUND[dtype], f"{name} {dtype.__name__}")
+    p = np.array([1e-6, 0.01, 0.25, 0.5, 0.9, 0.999, 0.3], dtype)
+    y = np.array([1.0, 1.0, 0.0, 0.5, 1.0, 0.0, 0.7], dtype)
+    reference = _mp_map(lambda p, y: -y / p + (1 - y) / (1 - p), p, y)
+    grad = L.binary_cross_entropy_grad(p, y, reduction="sum")
+    assert_close_to_exact(grad, reference, BOUND[dtype], "binary_cross_entropy_grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_margin_and_nll_gradients(dtype):
+    z = _rows(dtype)
+    w = np.array([0.5, 2.0, 1.0, 0.25], dtype)
+    g = L.nll_loss_grad(z, TARGETS, weight=w, reduction="mean")
+    expected = np.zeros((8, 4))
+    expected[np.arange(8), TARGETS] = -w[TARGETS].astype(np.float64)
+    total = mpmath.fsum(mpmath.mpf(float(v)) for v in w[TARGETS])
+    reference = np.vectorize(lambda v: mpmath.mpf(v) / total, otypes=[object])(expected)
+    assert_close_to_exact(g, reference, BOUND[dtype], "nll_loss_grad")
+    exact = _exact(z)
+    for p in (1, 2):
+        grad = L.multi_margin_loss_grad(z, TARGETS, p=p, weight=w, reduction="sum")
+        reference = np.empty(z.shape, dtype=object)
+        with mpmath.workdps(mr.DIGITS):
+            for i, y in enumerate(TARGETS):
+                row = [mpmath.mpf(v) for v in exact[i]]
+                wy = mpmath.mpf(float(w[y]))
+                total = mpmath.mpf(0)
+                for k in range(4):
+                    h = 1 - row[y] + row[k]
+                    c = wy * (1 if p == 1 else 2 * h) / 4 if k != y and h > 0 else mpmath.mpf(0)
+                    reference[i, k] = c
+                    total -= c
+                reference[i, y] = total
+        assert_close_to_exact(grad, reference, BOUND[dtype], f"multi_margin_loss_grad p={p}")
+    grad = L.multiclass_hinge_loss_grad(z, TARGETS, reduction="sum")
+    gap = L.multiclass_hinge_loss(z, TARGETS, reduction="none")
+    assert np.all(np.sum(grad, axis=-1) == 0)
+    np.testing.assert_array_equal(grad[np.arange(8), TARGETS], -(gap > 0).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_softmax_focal_gradient(dtype, gamma):
+    z = _rows(dtype)
+    grad = L.softmax_focal_loss_grad(z, TARGETS, gamma=gamma, reduction="sum")
+    assert grad.dtype == dtype
+    exact = _exact(z)
+    reference = np.empty(z.shape, dtype=object)
+    with mpmath.workdps(mr.DIGITS):
+        g_ = mpmath.mpf(gamma)
+        for i, y in enumerate(TARGETS):
+            row = [mpmath.mpf(v) for v in exact[i]]
+            lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+            p = [mpmath.exp(v - lse) for v in row]
+            ell = lse - row[y]
+            u = -mpmath.expm1(-ell)
+            factor = u**g_ + g_ * u ** (g_ - 1) * p[y] * ell
+            for k in range(4):
+                reference[i, k] = factor * (p[k] - (1 if k == y else 0))
+    # float64: the factor multiplies the errors of u and -log p_y (see the loss's bound)
+    bound = 1.0 if dtype != np.float64 else 2.0 + 1.5 * (1 + gamma)
+    assert_close_to_exact(grad, reference, bound, f"softmax_focal_loss_grad {dtype.__name__}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_sigmoid_focal_gradient(dtype, gamma):
+    x = np.array([-1e4, -40, -1, 0, 0.01, 5, 40, 1e4], dtype)
+    y = (np.arange(x.size) % 2).astype(dtype)
+    grad = L.sigmoid_focal_loss_grad(x, y, gamma=gamma, reduction="sum")
+    assert grad.dtype == dtype
+    reference = mr.sigmoid_focal_loss_derivative(_exact(x), _exact(y), 0.25, gamma)
+    bound = 1.0 if dtype != np.float64 else 2.0 + 1.5 * (1 + gamma)
+    assert_close_to_exact(grad, reference, bound, f"sigmoid_focal_loss_grad {dtype.__name__}")
