@@ -61,6 +61,14 @@ SIGNATURES = {
         "reduction='mean')"
     ),
     "nt_xent_loss": "(z1, z2, temperature=0.5, reduction='mean')",
+    "bradley_terry_loss": "(chosen, rejected, reduction='mean')",
+    "dpo_loss": (
+        "(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, "
+        "reference_rejected_logps, beta=0.1, label_smoothing=0.0, reduction='mean')"
+    ),
+    "info_nce_loss": "(query, key, temperature=0.07, reduction='mean')",
+    "clip_loss": "(image_embeds, text_embeds, temperature=0.07, reduction='mean')",
+    "siglip_loss": "(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction='mean')",
     "l2_penalty": "(params, lam)",
     "l1_penalty": "(params, lam)",
 }
@@ -112,6 +120,11 @@ def _samples():
         "contrastive_loss": ((x, y, bits[:, 0]), (0, 1)),
         "triplet_margin_loss": ((x, y, z), (0, 1, 2)),
         "nt_xent_loss": ((x, y), (0, 1)),
+        "bradley_terry_loss": ((x, y), (0, 1)),
+        "dpo_loss": ((x - 5, y - 5, z - 5, x - 6), (0, 1)),
+        "info_nce_loss": ((x, y), (0, 1)),
+        "clip_loss": ((x, y), (0, 1)),
+        "siglip_loss": ((x, y), (0, 1)),
         "l2_penalty": ((x, 0.3), (0,)),
         "l1_penalty": ((x, 0.3), (0,)),
     }

@@ -1,0 +1,453 @@
+"""Contrastive losses over a batch of N matched pairs (image-text, query-key).
+
+Row :math:`i` of the first and of the second array are the two halves of pair
+:math:`i`; every other row of the other array is a negative. Both arrays have shape
+``(N, D)`` and are L2-normalised along the last axis (as
+``torch.nn.functional.normalize``: the norm is floored at 1e-12). The similarity
+matrix is evaluated in float64 for every input dtype (the temperature magnifies the
+rounding of the cosines), and the result is rounded once to the input's dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _numerics as nx
+from ._checks import (
+    check_finite_scalar,
+    check_positive_scalar,
+    check_reduction,
+    check_same_shape,
+    float_arrays,
+)
+from ._reduction import reduce
+
+__all__ = [
+    "info_nce_loss",
+    "info_nce_loss_grad",
+    "clip_loss",
+    "clip_loss_grad",
+    "siglip_loss",
+    "siglip_loss_grad",
+]
+
+# F.normalize's default floor of the norm
+NORMALIZE_EPS = 1e-12
+
+
+def _quiet(function):
+    """Run ``function`` with every floating-point warning off (a fresh ``errstate`` per call).
+
+    No NumPy RuntimeWarning escapes: an overflow or a NaN shows in the result, and
+    branches evaluated everywhere may overflow where they are not used.
+    """
+
+    @functools.wraps(function)
+    def quiet(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return quiet
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """Rows normalised as ``F.normalize`` does, and what the normalisation's gradient needs."""
+
+    h: np.ndarray  # (N, D) float64: z / max(||z||, 1e-12)
+    scaled_norm: np.ndarray  # (N,): ||z|| / 2**e, the row scaled by its largest power of 2
+    exponent: np.ndarray  # (N,): that e
+    floored: np.ndarray  # (N,): the floor 1e-12 is active
+    infinite: np.ndarray  # (N,): the row has an infinite entry
+
+
+@_quiet
+def _unit(z: np.ndarray) -> _Unit:
+    """Normalise each row without overflow or underflow in its norm.
+
+    A row with infinite entries is normalised to the limit of ``z / ||z||`` as those
+    entries grow (at one rate): the signs of the infinite entries, normalised, with 0
+    elsewhere.
+    """
+    z = z.astype(np.float64)
+    infinite = np.any(np.isinf(z), axis=-1)
+    if np.any(infinite):
+        z = z.copy()
+        z[infinite] = np.where(np.isinf(z[infinite]), np.sign(z[infinite]), 0.0)
+    _, e = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
+    zs = np.ldexp(z, -e[:, None])
+    scaled_norm = np.sqrt(np.sum(zs * zs, axis=-1))
+    floored = (np.ldexp(scaled_norm, e) < NORMALIZE_EPS) & ~infinite
+    safe = np.where(floored, 1, scaled_norm)[:, None]
+    h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
+    return _Unit(h, scaled_norm, e, floored, infinite)
+
+
+@_quiet
+def _unit_backward(u: _Unit, d_h: np.ndarray) -> np.ndarray:
+    """The gradient w.r.t. z from the gradient w.r.t. h = z / max(||z||, 1e-12).
+
+    Above the floor, :math:`(I - h h^\\top) / \\lVert z\\rVert` (the radial part is
+    removed); at the floor :math:`I / 10^{-12}`; 0 for an infinite row (the limit).
+    """
+    radial = np.sum(u.h * d_h, axis=-1, keepdims=True)
+    safe = np.where(u.floored, 1, u.scaled_norm)[:, None]
+    above = np.ldexp((d_h - u.h * radial) / safe, -u.exponent[:, None])
+    d_z = np.where(u.floored[:, None], d_h / NORMALIZE_EPS, above)
+    return np.where(u.infinite[:, None], 0.0, d_z)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Checked arguments: the two normalised batches and the similarity matrix."""
+
+    a: _Unit
+    b: _Unit
+    cosine: np.ndarray  # (N, N) float64: h_a h_b^T
+    reduction: str
+    dtype: np.dtype  # the result dtype
+
+
+def _pairs(named: dict, reduction) -> _Pairs:
+    reduction = check_reduction(reduction)
+    a, b = float_arrays(named)
+    names = list(named)
+    if a.ndim != 2:
+        raise ValueError(f"{names[0]} must have shape (N, D); got shape {a.shape}")
+    check_same_shape(a, b, names[0], names[1])
+    ua, ub = _unit(a), _unit(b)
+    return _Pairs(ua, ub, ua.h @ ub.h.T, reduction, np.dtype(a.dtype))
+
+
+@_quiet
+def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool):
+    """Per row ``-logits[i, i] + logsumexp(logits[i])``, and its gradient w.r.t. the row.
+
+    The loss is ``(s_top - s_ii) + log1p(sum of exp(s_ij - s_top) over j != top)``: for a
+    confident positive (the top, a small loss) nothing cancels. The gradient is the
+    row's softmax minus the one-hot positive, with ``p_ii - 1`` formed as minus the other
+    terms' share (without the difference ``1 - p_ii``, which cancels for a confident
+    positive).
+    """
+    n = len(logits)
+    rows = np.arange(n)
+    top = np.argmax(logits, axis=-1) if n else rows
+    m = logits[rows, top]
+    rest = np.exp(logits - m[:, None])
+    rest[rows, top] = 0
+    total = np.sum(rest, axis=-1)
+    loss = (m - logits[rows, rows]) + np.log1p(total)
+    if not with_grad:
+        return loss, None
+    denominator = (1 + total)[:, None]
+    g = rest / denominator
+    g[rows, top] = 1 / denominator[:, 0]
+    others = rest.copy()
+    others[rows, rows] = 0
+    not_top = (top != rows).astype(np.float64)
+    g[rows, rows] = -(not_top + np.sum(others, axis=-1)) / denominator[:, 0]
+    return loss, g
+
+
+def _scale(reduction: str, n: int) -> float:
+    """d(reduced)/d(each per-row loss)."""
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / n if n else np.nan
+
+
+def _finish(loss: np.ndarray, p: _Pairs):
+    return nx.to_dtype(reduce(loss, p.reduction), p.dtype)[()]
+
+
+def _grads(p: _Pairs, d_cosine: np.ndarray):
+    """Gradients w.r.t. both raw arrays from the gradient w.r.t. the cosine matrix."""
+    d_a = _unit_backward(p.a, d_cosine @ p.b.h)
+    d_b = _unit_backward(p.b, d_cosine.T @ p.a.h)
+    return nx.to_dtype(d_a, p.dtype), nx.to_dtype(d_b, p.dtype)
+
+
+def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
+    r"""InfoNCE: the categorical likelihood of each query's own key among the N keys.
+
+    With :math:`q_i`, :math:`k_j` the L2-normalised rows and
+    :math:`s_{ij} = q_i^\top k_j / \tau`, the positive of query :math:`i` is key
+    :math:`i` and the other :math:`N - 1` keys are its negatives:
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s_{ii}}}{\sum_{j=1}^{N} e^{s_{ij}}}
+               = -s_{ii} + \log \sum_{j=1}^{N} e^{s_{ij}}.
+
+    Parameters
+    ----------
+    query, key : array_like
+        Shape ``(N, D)`` each; row :math:`i` of both is a positive pair.
+    temperature : float, optional
+        :math:`\tau > 0`.
+    reduction : {"mean", "sum", "none"}, optional
+        Over the :math:`N` queries; ``"none"`` returns the :math:`N` losses.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The reduced loss, in the promoted dtype of the arrays.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``temperature`` is not a positive finite
+        number, or ``query`` and ``key`` are not two arrays of the same shape ``(N, D)``.
+
+    Notes
+    -----
+    In PyTorch, ``F.cross_entropy(F.normalize(q) @ F.normalize(k).T / tau,
+    torch.arange(N))``. Since :math:`\log N - \ell` is a lower bound on the mutual
+    information of the pair, no estimate from it exceeds :math:`\log N`. See
+    :cite:t:`oord2018representation`.
+
+    Examples
+    --------
+    >>> q = [[1.0, 0.0], [0.0, 1.0]]
+    >>> k = [[2.0, 0.1], [0.1, 3.0]]
+    >>> float(round(info_nce_loss(q, k, temperature=0.5), 6))
+    0.137469
+    """
+    temperature = check_positive_scalar(temperature, "temperature")
+    p = _pairs({"query": query, "key": key}, reduction)
+    loss, _ = _diagonal_cross_entropy(p.cosine / temperature, with_grad=False)
+    return _finish(loss, p)
+
+
+def info_nce_loss_grad(query, key, temperature=0.07, reduction="mean"):
+    r"""Gradient of :func:`info_nce_loss` w.r.t. ``query`` and ``key``.
+
+    With :math:`P` the row softmax of the logits and :math:`I` the identity,
+    :math:`G = c\,(P - I)/\tau` (:math:`c` the reduction's scale) is the gradient w.r.t.
+    the cosines, :math:`G K` and :math:`G^\top Q` those w.r.t. the normalised rows, and
+    the normalisation contributes :math:`(I - h h^\top) / \lVert z\rVert`.
+
+    Parameters
+    ----------
+    query, key, temperature, reduction
+        As for :func:`info_nce_loss`.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(d_query, d_key)``, each of shape ``(N, D)`` and the arrays' dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`info_nce_loss`.
+
+    Examples
+    --------
+    >>> d_q, d_k = info_nce_loss_grad([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]], 0.5)
+    >>> d_q.round(4).tolist()
+    [[0.0, 0.1203], [0.1257, 0.0]]
+    """
+    temperature = check_positive_scalar(temperature, "temperature")
+    p = _pairs({"query": query, "key": key}, reduction)
+    _, g = _diagonal_cross_entropy(p.cosine / temperature, with_grad=True)
+    return _grads(p, g * (_scale(p.reduction, len(g)) / temperature))
+
+
+def clip_loss(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
+    r"""CLIP's symmetric loss: InfoNCE from images to texts and from texts to images.
+
+    With :math:`s_{ij} = x_i^\top y_j / \tau` for the L2-normalised image rows
+    :math:`x_i` and text rows :math:`y_j`, pair :math:`i` has the loss
+
+    .. math::
+
+        \ell_i = \frac{1}{2}\left[\left(-s_{ii} + \log\sum_{j=1}^{N} e^{s_{ij}}\right)
+               + \left(-s_{ii} + \log\sum_{j=1}^{N} e^{s_{ji}}\right)\right].
+
+    Parameters
+    ----------
+    image_embeds, text_embeds : array_like
+        Shape ``(N, D)`` each; row :math:`i` of both is a matched image-text pair.
+    temperature : float, optional
+        :math:`\tau > 0` (CLIP learns :math:`\log(1/\tau)`, initialised at
+        :math:`1/\tau = 1/0.07`).
+    reduction : {"mean", "sum", "none"}, optional
+        Over the :math:`N` pairs; ``"none"`` returns the :math:`N` losses.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The reduced loss, in the promoted dtype of the arrays.
+
+    Raises
+    ------
+    ValueError
+        As :func:`info_nce_loss`, naming ``image_embeds`` and ``text_embeds``.
+
+    Notes
+    -----
+    The mean is the average of the two directions' mean cross-entropies, as in
+    :cite:t:`radford2021learning` (``(F.cross_entropy(S, labels) +
+    F.cross_entropy(S.T, labels)) / 2``).
+
+    Examples
+    --------
+    >>> x = [[1.0, 0.0], [0.0, 1.0]]
+    >>> y = [[2.0, 0.1], [0.1, 3.0]]
+    >>> float(round(clip_loss(x, y, temperature=0.5), 6))
+    0.13747
+    """
+    temperature = check_positive_scalar(temperature, "temperature")
+    p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
+    logits = p.cosine / temperature
+    rows, _ = _diagonal_cross_entropy(logits, with_grad=False)
+    columns, _ = _diagonal_cross_entropy(logits.T, with_grad=False)
+    return _finish((rows + columns) / 2, p)
+
+
+def clip_loss_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
+    r"""Gradient of :func:`clip_loss` w.r.t. ``image_embeds`` and ``text_embeds``.
+
+    The gradient w.r.t. the cosines is :math:`c\,[(P - I) + (Q - I)^\top] / (2\tau)`,
+    with :math:`P` the row softmax of the logits and :math:`Q` that of their
+    transpose; then as :func:`info_nce_loss_grad`.
+
+    Parameters
+    ----------
+    image_embeds, text_embeds, temperature, reduction
+        As for :func:`clip_loss`.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(d_image_embeds, d_text_embeds)``, each of shape ``(N, D)`` and the arrays'
+        dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`clip_loss`.
+
+    Examples
+    --------
+    >>> d_x, d_y = clip_loss_grad([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]], 0.5)
+    >>> d_x.round(4).tolist()
+    [[0.0, 0.1201], [0.1259, 0.0]]
+    """
+    temperature = check_positive_scalar(temperature, "temperature")
+    p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
+    logits = p.cosine / temperature
+    _, g_rows = _diagonal_cross_entropy(logits, with_grad=True)
+    _, g_columns = _diagonal_cross_entropy(logits.T, with_grad=True)
+    scale = _scale(p.reduction, len(logits)) / (2 * temperature)
+    return _grads(p, (g_rows + g_columns.T) * scale)
+
+
+def _siglip_args(image_embeds, text_embeds, scale, bias, reduction):
+    scale = check_positive_scalar(scale, "scale")
+    bias = check_finite_scalar(bias, "bias")
+    p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
+    n = len(p.cosine)
+    # l_ij z_ij: +z on the diagonal (the matched pairs), -z off it
+    signed = -(scale * p.cosine + bias)
+    signed[np.arange(n), np.arange(n)] *= -1
+    return p, signed, scale
+
+
+def siglip_loss(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
+    r"""SigLIP: an independent Bernoulli likelihood of "matched or not" for every pair.
+
+    With :math:`x_i`, :math:`y_j` the L2-normalised rows, the logit of pair
+    :math:`(i, j)` is :math:`z_{ij} = t\, x_i^\top y_j + b`, its label
+    :math:`l_{ij} = +1` on the diagonal (the :math:`N` matched pairs) and :math:`-1` off
+    it (the :math:`N^2 - N` others), and image :math:`i` has the loss
+
+    .. math::
+
+        \ell_i = -\sum_{j=1}^{N} \log\sigma(l_{ij} z_{ij}).
+
+    Parameters
+    ----------
+    image_embeds, text_embeds : array_like
+        Shape ``(N, D)`` each; row :math:`i` of both is a matched image-text pair.
+    scale : float, optional
+        :math:`t > 0` (SigLIP learns :math:`\log t`, initialised at :math:`t = 10`).
+    bias : float, optional
+        :math:`b` (initialised at -10, so that the initial loss matches the rarity of
+        the positives).
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"`` returns one loss per image (its row); ``"mean"`` averages over the
+        :math:`N` images, as the paper's :math:`-\frac{1}{N}\sum_i\sum_j`.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The reduced loss, in the promoted dtype of the arrays.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is not one of the three, ``scale`` is not a positive finite
+        number, ``bias`` is not a finite number, or the arrays are not two arrays of the
+        same shape ``(N, D)``.
+
+    Notes
+    -----
+    Each term is a softplus of a bounded logit, and the row sum of these non-negative
+    terms is compensated: no cancellation, and no error growing with :math:`N`.
+    See :cite:t:`zhai2023sigmoid`.
+
+    Examples
+    --------
+    >>> x = [[1.0, 0.0], [0.0, 1.0]]
+    >>> y = [[2.0, 0.1], [0.1, 3.0]]
+    >>> float(round(siglip_loss(x, y), 6))
+    0.697735
+    """
+    p, signed, _ = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
+    with np.errstate(all="ignore"):
+        # a compensated row sum: N rounded additions would cost up to N/2 ULP
+        loss = nx.accurate_sum(nx.softplus(-signed), axis=-1)
+    return _finish(loss, p)
+
+
+def siglip_loss_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
+    r"""Gradient of :func:`siglip_loss` w.r.t. ``image_embeds`` and ``text_embeds``.
+
+    :math:`\partial\ell/\partial z_{ij} = -l_{ij}\,\sigma(-l_{ij} z_{ij})`; the gradient
+    w.r.t. the cosines is :math:`t` times that (times the reduction's scale), then as
+    :func:`info_nce_loss_grad`.
+
+    Parameters
+    ----------
+    image_embeds, text_embeds, scale, bias, reduction
+        As for :func:`siglip_loss`.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(d_image_embeds, d_text_embeds)``, each of shape ``(N, D)`` and the arrays'
+        dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`siglip_loss`.
+
+    Examples
+    --------
+    >>> d_x, d_y = siglip_loss_grad([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]])
+    >>> d_x.round(4).tolist()
+    [[0.0, -0.1253], [-0.0831, 0.0]]
+    """
+    p, signed, scale = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
+    n = len(signed)
+    with np.errstate(all="ignore"):
+        # d softplus(-s) / dz = -l sigma(-s) for s = l z: -sigma(-s) on the diagonal, +sigma off
+        d_z = nx.sigmoid(-signed)
+        d_z[np.arange(n), np.arange(n)] *= -1
+    return _grads(p, d_z * (scale * _scale(p.reduction, n)))

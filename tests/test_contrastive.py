@@ -1,0 +1,277 @@
+"""InfoNCE, CLIP and SigLIP against mpmath, in every dtype.
+
+The references normalise the rows and evaluate the textbook formulas at the same
+rounded inputs with 400 digits (gradients by mpmath's numerical differentiation at
+60 digits); errors are in ULP of the output dtype, over embeddings from tiny to huge,
+aligned pairs (confident positives, small losses), a zero row (the norm's floor),
+infinite entries, empty batches and bad input.
+"""
+
+from __future__ import annotations
+
+import mp_reference as ref
+import mpmath
+import numpy as np
+import pytest
+
+import lossutils
+from lossutils import contrastive as C
+from lossutils.testing import assert_gradient_matches
+
+DTYPES = [np.float16, np.float32, np.float64]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _unit_rows(x):
+    floor = ref.mp(1e-12)
+    out = []
+    for row in x:
+        norm = max(mpmath.sqrt(mpmath.fsum(e**2 for e in row)), floor)
+        out.append([e / norm for e in row])
+    return out
+
+
+def _mp_rows(x):
+    return [[ref.mp(v) for v in row] for row in np.asarray(x, dtype=np.float64)]
+
+
+def _cosines(a, b):
+    ha, hb = _unit_rows(a), _unit_rows(b)
+    return [[mpmath.fsum(u * v for u, v in zip(x, y, strict=True)) for y in hb] for x in ha]
+
+
+def _nce_rows(s):
+    n = len(s)
+    return [mpmath.log(mpmath.fsum(mpmath.exp(v) for v in s[i])) - s[i][i] for i in range(n)]
+
+
+def _mp_losses(kind, a, b, p1, p2=None):
+    """The per-row losses of mpmath rows a, b."""
+    cos = _cosines(a, b)
+    n = len(cos)
+    if kind == "siglip":
+        t, bias = ref.mp(p1), ref.mp(p2)
+        return [
+            mpmath.fsum(
+                mpmath.log1p(mpmath.exp(-(1 if i == j else -1) * (t * cos[i][j] + bias)))
+                for j in range(n)
+            )
+            for i in range(n)
+        ]
+    s = [[v / ref.mp(p1) for v in row] for row in cos]
+    rows = _nce_rows(s)
+    if kind == "info_nce":
+        return rows
+    columns = _nce_rows([list(col) for col in zip(*s, strict=True)])
+    return [(r + c) / 2 for r, c in zip(rows, columns, strict=True)]
+
+
+def exact(kind, a, b, p1, p2=None):
+    with mpmath.workdps(ref.DIGITS):
+        out = np.empty(len(a), dtype=object)
+        out[:] = _mp_losses(kind, _mp_rows(a), _mp_rows(b), p1, p2)
+        return out
+
+
+def exact_grad(kind, a, b, p1, p2, reduction):
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    n = len(a64)
+    out = []
+    with mpmath.workdps(60):
+        base = [_mp_rows(a64), _mp_rows(b64)]
+        for which in (0, 1):
+            grad = np.empty(a64.shape, dtype=object)
+            for i, j in np.ndindex(a64.shape):
+
+                def f(x, i=i, j=j, which=which):
+                    rows = [[list(r) for r in base[0]], [list(r) for r in base[1]]]
+                    rows[which][i][j] = x
+                    total = mpmath.fsum(_mp_losses(kind, rows[0], rows[1], p1, p2))
+                    return total / n if reduction == "mean" else total
+
+                grad[i, j] = mpmath.diff(f, base[which][i][j])
+            out.append(grad)
+    return out
+
+
+FUNCTIONS = {
+    "info_nce": (C.info_nce_loss, C.info_nce_loss_grad),
+    "clip": (C.clip_loss, C.clip_loss_grad),
+    "siglip": (C.siglip_loss, C.siglip_loss_grad),
+}
+PARAMETERS = {"info_nce": [(0.07,), (0.5,)], "clip": [(0.07,), (0.5,)], "siglip": [(10.0, -10.0)]}
+
+
+def _cases(dtype, rng):
+    info = np.finfo(dtype)
+    big = float(info.max) ** 0.5 / 4 if dtype != np.float64 else 1e150
+    cases = []
+    for scale in (float(info.tiny) * 2**12, 1e-3, 1.0, 300.0, big):
+        with np.errstate(over="ignore", under="ignore"):
+            a = (rng.normal(size=(4, 5)) * scale).astype(dtype)
+            noise = rng.normal(size=(4, 5)) * 10.0 ** rng.uniform(-3, -1)
+            b = (a.astype(np.float64) * (1 + noise)).astype(dtype)  # aligned pairs
+        cases.append((a, b))
+    a = rng.normal(size=(4, 5)).astype(dtype)
+    cases.append((a, rng.normal(size=(4, 5)).astype(dtype)))  # unrelated pairs
+    zero = a.copy()
+    zero[1] = 0  # a zero embedding: F.normalize's floor
+    cases.append((zero, rng.normal(size=(4, 5)).astype(dtype)))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+def test_values_within_bound(dtype, kind):
+    rng = np.random.default_rng(21)
+    loss = FUNCTIONS[kind][0]
+    for params in PARAMETERS[kind]:
+        # float64 cosines carry their rounding into the loss magnified by 1/temperature
+        # (or by the scale t): a few float64 ULP times that factor
+        factor = 1 / params[0] if kind != "siglip" else params[0]
+        bound = 2.0 if dtype != np.float64 else 4 * factor
+        for a, b in _cases(dtype, rng):
+            per = exact(kind, a, b, *params)
+            for reduction in REDUCTIONS:
+                got = loss(a, b, *params, reduction=reduction)
+                assert np.asarray(got).dtype == dtype
+                ref.assert_ulp_in(got, ref.reduced(per, reduction), dtype, bound, label=reduction)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+def test_gradients_within_bound(dtype, kind):
+    rng = np.random.default_rng(22)
+    grad = FUNCTIONS[kind][1]
+    params = PARAMETERS[kind][-1]
+    a = rng.normal(size=(3, 4)).astype(dtype)
+    b = (a.astype(np.float64) + 0.3 * rng.normal(size=(3, 4))).astype(dtype)
+    for reduction in ("mean", "sum"):
+        p2 = params[1] if len(params) > 1 else None
+        expected = exact_grad(kind, a, b, params[0], p2, reduction)
+        got = grad(a, b, *params, reduction=reduction)
+        for g, e in zip(got, expected, strict=True):
+            assert g.dtype == dtype and g.shape == a.shape
+            # an entry is a sum of terms of both signs: a few ULP of the row's largest entry
+            e64 = np.array([[float(v) for v in row] for row in e])
+            unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
+            error = np.abs(g.astype(np.float64) - e64)
+            bound = 2 if dtype != np.float64 else 16
+            assert np.all(error <= bound * unit.astype(np.float64)), (error / unit).max()
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+def test_gradients_match_finite_differences(kind):
+    rng = np.random.default_rng(23)
+    a, b = rng.normal(size=(2, 5, 3))
+    loss, grad = FUNCTIONS[kind]
+    for reduction in REDUCTIONS:
+        kwargs = {"reduction": reduction}
+        assert_gradient_matches(loss, grad, (a, b), (0, 1), kwargs, rtol=1e-6, atol=1e-9)
+
+
+def test_clip_is_the_mean_of_the_two_directions():
+    rng = np.random.default_rng(24)
+    x, y = rng.normal(size=(2, 6, 4))
+    both = C.clip_loss(x, y, 0.1, "none")
+    forward = C.info_nce_loss(x, y, 0.1, "none")
+    backward = C.info_nce_loss(y, x, 0.1, "none")
+    np.testing.assert_allclose(both, (forward + backward) / 2, rtol=1e-14)
+    gx, gy = C.clip_loss_grad(x, y, 0.1)
+    fx, fy = C.info_nce_loss_grad(x, y, 0.1)
+    by, bx = C.info_nce_loss_grad(y, x, 0.1)
+    np.testing.assert_allclose(gx, (fx + bx) / 2, rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(gy, (fy + by) / 2, rtol=1e-12, atol=1e-16)
+
+
+def test_info_nce_of_identical_orthogonal_pairs_is_small_and_accurate():
+    # cosines 1 on the diagonal, 0 off it: loss = log(1 + (N - 1) e^{-1/tau}) exactly
+    n, tau = 4, 1 / 64  # 1/tau exact: the logits are exact
+    x = np.eye(n)
+    got = C.info_nce_loss(x, x, tau, "none")
+    with mpmath.workdps(50):
+        expected = mpmath.log1p((n - 1) * mpmath.exp(-1 / mpmath.mpf(tau)))
+    ref.assert_ulp_in(got, np.full(n, expected, dtype=object), np.float64, max_ulp=2)
+    assert 0 < got[0] < 1e-20
+
+
+def test_siglip_of_orthogonal_embeddings():
+    # every cosine 0, so every logit is the bias b: the loss per image is
+    # log(1 + e^{b}) + (N - 1) log(1 + e^{-b}) with b = -10 (the positive's 10 nats)
+    n = 5
+    x = np.eye(2 * n)[:n]
+    y = np.eye(2 * n)[n:]
+    got = C.siglip_loss(x, y, reduction="none")
+    with mpmath.workdps(50):
+        b = mpmath.mpf(-10)
+        expected = mpmath.log1p(mpmath.exp(-b)) + (n - 1) * mpmath.log1p(mpmath.exp(b))
+    ref.assert_ulp_in(got, np.full(n, expected, dtype=object), np.float64, max_ulp=2)
+
+
+def test_infinite_entries_give_the_limit_direction():
+    rng = np.random.default_rng(26)
+    x, y = rng.normal(size=(2, 3, 4))
+    x_inf = x.copy()
+    x_inf[0] = [np.inf, 0.5, -1.0, 2.0]
+    limit = x.copy()
+    limit[0] = [1.0, 0.0, 0.0, 0.0]
+    for kind in sorted(FUNCTIONS):
+        loss, grad = FUNCTIONS[kind]
+        np.testing.assert_allclose(
+            loss(x_inf, y, reduction="none"), loss(limit, y, reduction="none")
+        )
+        g = grad(x_inf, y)
+        assert np.all(g[0][0] == 0) and np.all(np.isfinite(g[0])) and np.all(np.isfinite(g[1]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batches(dtype):
+    e = np.zeros((0, 5), dtype=dtype)
+    for kind in sorted(FUNCTIONS):
+        loss, grad = FUNCTIONS[kind]
+        assert np.isnan(loss(e, e)) and loss(e, e).dtype == dtype
+        assert loss(e, e, reduction="sum") == 0
+        none = loss(e, e, reduction="none")
+        assert none.shape == (0,) and none.dtype == dtype
+        for reduction in REDUCTIONS:
+            grads = grad(e, e, reduction=reduction)
+            assert len(grads) == 2 and all(g.shape == (0, 5) and g.dtype == dtype for g in grads)
+
+
+def test_float16_with_a_large_entry():
+    rng = np.random.default_rng(27)
+    x = rng.normal(size=(3, 4)).astype(np.float16)
+    y = rng.normal(size=(3, 4)).astype(np.float16)
+    x[0, 0] = 60000.0  # its square overflows float16
+    for kind in sorted(FUNCTIONS):
+        params = PARAMETERS[kind][-1]
+        got = FUNCTIONS[kind][0](x, y, *params, reduction="none")
+        ref.assert_ulp_in(got, exact(kind, x, y, *params), np.float16, max_ulp=1)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: C.info_nce_loss(np.ones(3), np.ones(3)), r"query must have shape \(N, D\)"),
+        (lambda: C.info_nce_loss(np.ones((2, 3)), np.ones((3, 3))), r"key must have the same"),
+        (lambda: C.info_nce_loss(np.ones((2, 3)), np.ones((2, 3)), 0.0), r"temperature must be"),
+        (lambda: C.clip_loss(np.ones((2, 3)), np.ones((2, 2))), r"text_embeds must have the same"),
+        (
+            lambda: C.siglip_loss(np.ones((2, 3)), np.ones((2, 3)), scale=-1.0),
+            r"scale must be a positive finite number; got -1.0",
+        ),
+        (
+            lambda: C.siglip_loss_grad(np.ones((2, 3)), np.ones((2, 3)), bias=np.nan),
+            r"bias must be a finite real number",
+        ),
+        (lambda: C.clip_loss_grad(np.ones((2, 3)), np.ones((2, 3)), reduction="avg"), "reduction"),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_exported_from_the_package():
+    for name in C.__all__:
+        assert getattr(lossutils, name) is getattr(C, name)

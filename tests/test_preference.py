@@ -1,0 +1,221 @@
+"""The preference losses (Bradley-Terry, DPO) against mpmath, in every dtype.
+
+The exact references evaluate the textbook formulas at the same rounded inputs with
+400 digits; errors are in ULP of the output dtype, over large scores with small gaps
+(where the margin cancels), confident comparisons (losses near 1e-300), label
+smoothing near its optimum, infinities, empty batches and bad input.
+"""
+
+from __future__ import annotations
+
+import mp_reference as ref
+import mpmath
+import numpy as np
+import pytest
+
+import lossutils
+from lossutils import preference as P
+from lossutils.testing import assert_gradient_matches
+
+DTYPES = [np.float16, np.float32, np.float64]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _exact_margin(pc, pr, rc, rr, beta):
+    with mpmath.workdps(ref.DIGITS):
+        return ref.mp(beta) * ((ref.mp(pc) - ref.mp(rc)) - (ref.mp(pr) - ref.mp(rr)))
+
+
+def _exact(pc, pr, rc, rr, beta, eps):
+    """Per comparison: the loss and d loss / d pc (exact, at 400 digits)."""
+    pc, pr, rc, rr = (np.asarray(a, dtype=np.float64) for a in (pc, pr, rc, rr))
+    loss = np.empty(pc.shape, dtype=object)
+    grad = np.empty(pc.shape, dtype=object)
+    with mpmath.workdps(ref.DIGITS):
+        e = ref.mp(eps)
+        for i in np.ndindex(pc.shape):
+            z = _exact_margin(pc[i], pr[i], rc[i], rr[i], beta)
+            loss[i] = (1 - e) * mpmath.log1p(mpmath.exp(-z)) + e * mpmath.log1p(mpmath.exp(z))
+            grad[i] = ref.mp(beta) * (e - 1 / (1 + mpmath.exp(z)))
+    return loss, grad
+
+
+def _scaled(values, reduction, n):
+    if reduction != "mean":
+        return values
+    out = np.empty(values.shape, dtype=object)
+    with mpmath.workdps(ref.DIGITS):
+        for i in np.ndindex(values.shape):
+            out[i] = values[i] / n
+    return out
+
+
+def _cases(dtype, rng):
+    """(pc, pr, rc, rr): ordinary, large log-probabilities with small margins, confident."""
+    big = 3e4 if dtype == np.float16 else 1e4
+    n = 16
+    ordinary = [rng.normal(-20, 5, size=n) for _ in range(4)]
+    # log-probabilities of size big whose margin is a few units: the differences cancel
+    base = -big * rng.uniform(0.5, 1, size=n)
+    large = [base, base + rng.normal(0, 4, size=n), base + rng.normal(0, 4, size=n), base]
+    # confident: margins of 30 to 700 (float64) or to the dtype's range
+    top = 700 if dtype == np.float64 else 80
+    gaps = np.linspace(30, top, n)
+    confident = [-gaps * 0.5, gaps * 0.5 - 1000, -np.ones(n), np.full(n, -1000.0)]
+    with np.errstate(over="ignore"):
+        return [
+            [np.asarray(a).astype(dtype) for a in case] for case in (ordinary, large, confident)
+        ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta,eps", [(1.0, 0.0), (0.1, 0.0), (0.5, 0.1), (2.0, 0.3)])
+def test_dpo_within_3_ulp(dtype, beta, eps):
+    rng = np.random.default_rng(1)
+    for pc, pr, rc, rr in _cases(dtype, rng):
+        exact, exact_grad = _exact(pc, pr, rc, rr, beta, eps)
+        for reduction in REDUCTIONS:
+            got = P.dpo_loss(pc, pr, rc, rr, beta, eps, reduction)
+            assert np.asarray(got).dtype == dtype
+            # with eps > 0 a weighted sum of two softplus terms: one rounding more
+            bound = 2 if eps == 0 else 3
+            ref.assert_ulp_in(got, ref.reduced(exact, reduction), dtype, bound, label=reduction)
+            d_c, d_r = P.dpo_loss_grad(pc, pr, rc, rr, beta, eps, reduction)
+            assert d_c.dtype == d_r.dtype == dtype and d_c.shape == pc.shape
+            expected = _scaled(exact_grad, reduction, pc.size)
+            if eps == 0 or dtype != np.float64:
+                ref.assert_ulp_in(d_c, expected, dtype, max_ulp=2, label="d_chosen")
+            else:
+                # eps - sigma(-z) cancels near its zero: a few float64 ULP of beta (Notes)
+                scale = beta / (pc.size if reduction == "mean" else 1)
+                error = np.abs(d_c - np.array([float(v) for v in expected.ravel()]))
+                assert np.all(error <= 4 * np.spacing(scale))
+            np.testing.assert_array_equal(d_r, -d_c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bradley_terry_within_2_ulp(dtype):
+    rng = np.random.default_rng(2)
+    for pc, pr, _, _ in _cases(dtype, rng):
+        exact, exact_grad = _exact(pc, pr, np.zeros_like(pc), np.zeros_like(pr), 1.0, 0.0)
+        for reduction in REDUCTIONS:
+            got = P.bradley_terry_loss(pc, pr, reduction)
+            assert np.asarray(got).dtype == dtype
+            ref.assert_ulp_in(got, ref.reduced(exact, reduction), dtype, max_ulp=2)
+            d_c, d_r = P.bradley_terry_loss_grad(pc, pr, reduction)
+            ref.assert_ulp_in(d_c, _scaled(exact_grad, reduction, pc.size), dtype, max_ulp=2)
+            np.testing.assert_array_equal(d_r, -d_c)
+
+
+def test_bradley_terry_is_dpo_with_zero_reference_and_beta_one():
+    rng = np.random.default_rng(3)
+    c, r = rng.normal(size=(2, 5, 3))
+    zero = np.zeros_like(c)
+    for reduction in REDUCTIONS:
+        np.testing.assert_array_equal(
+            P.bradley_terry_loss(c, r, reduction), P.dpo_loss(c, r, zero, zero, 1.0, 0.0, reduction)
+        )
+
+
+def test_a_large_margin_that_cancels_keeps_its_digits():
+    # the margin 1e4 - (1e4 - 2**-40) is 2**-40; a naive float64 evaluation is exact here
+    # too, but at 1e4 + 0.1 - 1e4 it is not: the exact margin of the rounded inputs counts
+    c = np.array([1e4 + 0.1])
+    r = np.array([1e4])
+    exact, _ = _exact(c, r, np.zeros(1), np.zeros(1), 1.0, 0.0)
+    ref.assert_ulp_in(P.bradley_terry_loss(c, r, "none"), exact, np.float64, max_ulp=1)
+
+
+def test_confident_comparison_has_a_tiny_loss_not_zero():
+    loss = P.bradley_terry_loss([700.0], [0.0])
+    exact = mpmath.log1p(mpmath.exp(-700))
+    ref.assert_ulp_in(loss, exact, np.float64, max_ulp=1)
+    assert 0 < loss < 1e-300
+
+
+def test_infinite_scores_give_the_limits():
+    c = np.array([np.inf, 0.0, -np.inf, 5.0])
+    r = np.array([0.0, np.inf, 0.0, -np.inf])
+    np.testing.assert_array_equal(P.bradley_terry_loss(c, r, "none"), [0, np.inf, np.inf, 0])
+    d_c, d_r = P.bradley_terry_loss_grad(c, r, "sum")
+    np.testing.assert_array_equal(d_c, [0, -1, -1, 0])
+    np.testing.assert_array_equal(d_r, [0, 1, 1, 0])
+    # a policy that gives the rejected response probability 0: margin +inf, loss 0
+    z = [0.0]
+    assert P.dpo_loss(z, [-np.inf], [-1.0], [-1.0]) == 0
+    # with label smoothing the loss of an infinite margin is infinite (the flipped label)
+    assert P.dpo_loss(z, [-np.inf], [-1.0], [-1.0], label_smoothing=0.1) == np.inf
+    g = P.dpo_loss_grad(z, [-np.inf], [-1.0], [-1.0], beta=0.5, label_smoothing=0.1)
+    assert g[0][0] == pytest.approx(0.05) and g[1][0] == pytest.approx(-0.05)
+
+
+def test_nan_propagates():
+    assert np.isnan(P.bradley_terry_loss([np.nan, 1.0], [0.0, 0.0], "none")[0])
+    assert np.isnan(P.dpo_loss([np.nan], [0.0], [0.0], [0.0]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batches(dtype):
+    e = np.zeros(0, dtype=dtype)
+    for loss, grad, args in (
+        (P.bradley_terry_loss, P.bradley_terry_loss_grad, (e, e)),
+        (P.dpo_loss, P.dpo_loss_grad, (e, e, e, e)),
+    ):
+        assert np.isnan(loss(*args)) and loss(*args).dtype == dtype
+        assert loss(*args, reduction="sum") == 0
+        none = loss(*args, reduction="none")
+        assert none.shape == (0,) and none.dtype == dtype
+        for reduction in REDUCTIONS:
+            grads = grad(*args, reduction=reduction)
+            assert len(grads) == 2 and all(g.shape == (0,) and g.dtype == dtype for g in grads)
+
+
+def test_gradients_match_finite_differences():
+    rng = np.random.default_rng(4)
+    pc, pr, rc, rr = rng.normal(-5, 2, size=(4, 3, 2))
+    for reduction in REDUCTIONS:
+        kwargs = {"reduction": reduction}
+        assert_gradient_matches(
+            P.bradley_terry_loss, P.bradley_terry_loss_grad, (pc, pr), (0, 1), kwargs
+        )
+        for eps in (0.0, 0.2):
+            kw = dict(kwargs, beta=0.7, label_smoothing=eps)
+            assert_gradient_matches(P.dpo_loss, P.dpo_loss_grad, (pc, pr, rc, rr), (0, 1), kw)
+
+
+def test_label_smoothing_is_a_mixture_of_the_two_labels():
+    # -(1 - eps) log sigma(z) - eps log sigma(-z): the likelihood of a label flipped w.p. eps
+    rng = np.random.default_rng(5)
+    pc, pr, rc, rr = rng.normal(-5, 2, size=(4, 6))
+    flipped = P.dpo_loss(pr, pc, rr, rc, 0.3, 0.0, "none")
+    plain = P.dpo_loss(pc, pr, rc, rr, 0.3, 0.0, "none")
+    smoothed = P.dpo_loss(pc, pr, rc, rr, 0.3, 0.25, "none")
+    np.testing.assert_allclose(smoothed, 0.75 * plain + 0.25 * flipped, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: P.bradley_terry_loss([1.0, 2.0], [1.0]), r"rejected must have the same shape"),
+        (lambda: P.bradley_terry_loss(["a"], [1.0]), r"chosen must be a real numeric array"),
+        (lambda: P.dpo_loss([1.0], [1.0], [1.0], [1.0], beta=0.0), r"beta must be a positive"),
+        (lambda: P.dpo_loss([1.0], [1.0], [1.0], [1.0], beta=np.inf), r"beta must be a positive"),
+        (
+            lambda: P.dpo_loss([1.0], [1.0], [1.0], [1.0], label_smoothing=1.5),
+            r"label_smoothing must be a number in \[0, 1\]; got 1.5",
+        ),
+        (
+            lambda: P.dpo_loss([1.0], [1.0, 2.0], [1.0], [1.0]),
+            r"policy_rejected_logps must have the same shape as policy_chosen_logps",
+        ),
+        (lambda: P.dpo_loss_grad([1.0], [1.0], [1.0], [1.0], reduction="avg"), r"reduction"),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_exported_from_the_package():
+    for name in P.__all__:
+        assert getattr(lossutils, name) is getattr(P, name)
