@@ -14,6 +14,7 @@ from . import (
     preference,
     regression,
     regularization,
+    sequence,
 )
 from .activations import *  # noqa: F403
 from .classification import *  # noqa: F403
@@ -23,6 +24,7 @@ from .metric import *  # noqa: F403
 from .preference import *  # noqa: F403
 from .regression import *  # noqa: F403
 from .regularization import *  # noqa: F403
+from .sequence import *  # noqa: F403
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ _MODULES = (
     regularization,
     preference,
     contrastive,
+    sequence,
 )
 
 __all__ = [name for module in _MODULES for name in module.__all__]

@@ -71,6 +71,10 @@ SIGNATURES = {
     "siglip_loss": "(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction='mean')",
     "l2_penalty": "(params, lam)",
     "l1_penalty": "(params, lam)",
+    "ctc_loss": (
+        "(log_probs, targets, input_lengths, target_lengths, blank=0, reduction='mean', "
+        "zero_infinity=False)"
+    ),
 }
 ACTIVATIONS = {"sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"}
 NO_GRADIENT = ACTIVATIONS | {"zero_one_loss", "entropy"}
@@ -127,6 +131,16 @@ def _samples():
         "siglip_loss": ((x, y), (0, 1)),
         "l2_penalty": ((x, 0.3), (0,)),
         "l1_penalty": ((x, 0.3), (0,)),
+        # targets of length 1: CTC's "mean" divides by the target lengths, here a plain mean
+        "ctc_loss": (
+            (
+                lossutils.log_softmax(rng.normal(size=(5, 2, 3))),
+                np.array([[1], [2]]),
+                np.array([5, 4]),
+                np.array([1, 1]),
+            ),
+            (0,),
+        ),
     }
 
 

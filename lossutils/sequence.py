@@ -1,0 +1,359 @@
+"""Sequence losses: connectionist temporal classification (CTC).
+
+A network emits, at each of :math:`T` frames, log-probabilities over :math:`C` symbols
+(the labels and one *blank*). CTC scores an unaligned label sequence :math:`y` of length
+:math:`L \\le T` by summing the probabilities of every frame-level path that collapses to
+it (merge repeated symbols, then drop blanks); the loss is the negative log of that sum.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_reduction, describe, wider_dtype
+from ._numerics import log_normalizer, to_dtype
+from ._reduction import reduce
+
+__all__ = ["ctc_loss", "ctc_loss_grad"]
+
+# No NumPy RuntimeWarning escapes: -inf - (-inf) (impossible paths) is handled by the
+# log-sum-exp kernel and shows as -inf or NaN in the result.
+_quiet = np.errstate(all="ignore")
+
+
+@dataclass(frozen=True)
+class _Problem:
+    log_probs: np.ndarray  # (T, N, C) in the working dtype
+    labels: np.ndarray  # (N, E) the extended label sequences (blank, y1, blank, ..., blank)
+    valid: np.ndarray  # (N, E) states s <= 2 L_n
+    skip: np.ndarray  # (N, E) the transition s-2 -> s is allowed
+    input_lengths: np.ndarray  # (N,)
+    target_lengths: np.ndarray  # (N,)
+    dtype: np.dtype  # the output dtype
+    reduction: str
+    zero_infinity: bool
+
+
+def _lengths(value, name: str, n: int | None, upper: int | None, upper_name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu" or array.ndim != 1 or (n is not None and len(array) != n):
+        shape = "(N,)" if n is None else f"({n},)"
+        raise ValueError(
+            f"{name} must be a 1-D array of integers of shape {shape} (one per sample); "
+            f"got {describe(array)}"
+        )
+    bad = (array < 0) | ((array > upper) if upper is not None else False)
+    if np.any(bad):
+        bound = f"[0, {upper}] ({upper_name})" if upper is not None else ">= 0"
+        raise ValueError(f"{name} must hold lengths in {bound}; got {array[bad][0]}")
+    return array.astype(np.intp)
+
+
+def _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity):
+    reduction = check_reduction(reduction)
+    if not isinstance(zero_infinity, bool | np.bool_):
+        raise ValueError(f"zero_infinity must be True or False; got {describe(zero_infinity)}")
+    lp = np.asarray(log_probs)
+    if lp.dtype.kind in "biu":
+        lp = lp.astype(np.float64)
+    if lp.dtype.kind != "f" or lp.ndim != 3 or lp.shape[2] == 0:
+        raise ValueError(
+            "log_probs must be a real array of shape (T, N, C) (frames, batch, classes, C >= 1); "
+            f"got {describe(lp)}"
+        )
+    t_max, n, c = lp.shape
+    if not isinstance(blank, numbers.Integral) or isinstance(blank, bool) or not 0 <= blank < c:
+        raise ValueError(
+            f"blank must be an integer in [0, {c - 1}] (a class); got {describe(blank)}"
+        )
+    inputs = _lengths(input_lengths, "input_lengths", n, t_max, "T, the frames of log_probs")
+    targets = np.asarray(targets)
+    if targets.dtype.kind not in "iu" or targets.ndim not in (1, 2):
+        raise ValueError(
+            "targets must be an integer array, padded (N, S) or concatenated 1-D; "
+            f"got {describe(targets)}"
+        )
+    s_pad = targets.shape[1] if targets.ndim == 2 else None
+    lengths = _lengths(target_lengths, "target_lengths", n, s_pad, "S, the padded targets' width")
+    if targets.ndim == 2:
+        if targets.shape[0] != n:
+            raise ValueError(
+                f"targets padded to (N, S) must have N={n} rows (the batch of log_probs); "
+                f"got shape {targets.shape}"
+            )
+        rows = targets
+    else:
+        if len(targets) != int(lengths.sum()):
+            raise ValueError(
+                "concatenated 1-D targets must have sum(target_lengths) = "
+                f"{int(lengths.sum())} entries; got {len(targets)}"
+            )
+        rows = np.zeros((n, int(lengths.max(initial=0))), dtype=np.intp)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+        for i in range(n):
+            rows[i, : lengths[i]] = targets[starts[i] : starts[i] + lengths[i]]
+    width = int(lengths.max(initial=0))
+    rows = np.asarray(rows[:, :width], dtype=np.intp)
+    used = np.arange(width)[None, :] < lengths[:, None]
+    bad = used & ((rows < 0) | (rows >= c) | (rows == blank))
+    if np.any(bad):
+        raise ValueError(
+            f"targets must hold labels in [0, {c - 1}] other than blank={blank} "
+            f"(within target_lengths); got {rows[bad][0]}"
+        )
+    e = 2 * width + 1
+    labels = np.full((n, e), blank, dtype=np.intp)
+    labels[:, 1::2] = np.where(used, rows, blank)
+    state = np.arange(e)[None, :]
+    valid = state <= 2 * lengths[:, None]
+    skip = np.zeros((n, e), dtype=bool)
+    skip[:, 2:] = (labels[:, 2:] != blank) & (labels[:, 2:] != labels[:, :-2])
+    skip &= valid
+    work = wider_dtype(lp.dtype)
+    return _Problem(
+        lp.astype(work), labels, valid, skip, inputs, lengths, lp.dtype, reduction, zero_infinity
+    )
+
+
+def _log_sum(*terms):
+    """Elementwise log(sum(exp(terms))) with the compensated log-sum-exp kernel."""
+    stacked = np.stack(terms, axis=-1)
+    shape = stacked.shape[:-1]
+    m, _, r = log_normalizer(stacked.reshape(-1, len(terms)))
+    out = np.where(np.isfinite(m), m + r, m)
+    return out.reshape(shape)
+
+
+def _shift(a, k, fill):
+    """``a`` moved ``k`` states to the right (``k > 0``) or left (``k < 0``), ``fill`` entering."""
+    out = np.full_like(a, fill)
+    if k > 0:
+        out[:, k:] = a[:, :-k]
+    else:
+        out[:, :k] = a[:, -k:]
+    return out
+
+
+def _forward(p: _Problem):
+    """The log forward variables alpha_t(s) for t = 0..T-1 and the log-likelihoods log P."""
+    t_max, n, _ = p.log_probs.shape
+    work = p.log_probs.dtype
+    ninf = work.type(-np.inf)
+    alpha = np.full(p.labels.shape, ninf, dtype=work)
+    alpha[:, 0] = 0  # the state before the first frame: only "nothing emitted yet"
+    alphas = np.empty((t_max,) + p.labels.shape, dtype=work)
+    rows = np.arange(n)[:, None]
+    for t in range(t_max):
+        emit = p.log_probs[t][rows, p.labels]
+        skipped = np.where(p.skip, _shift(alpha, 2, ninf), ninf)
+        paths = _log_sum(alpha, _shift(alpha, 1, ninf), skipped)
+        step = np.where(p.valid, emit + paths, ninf)
+        alpha = np.where((t < p.input_lengths)[:, None], step, alpha)
+        alphas[t] = alpha
+    last = 2 * p.target_lengths
+    end = alpha[np.arange(n), last]
+    before = np.where(last > 0, alpha[np.arange(n), np.maximum(last - 1, 0)], ninf)
+    return alphas, _log_sum(end, before)
+
+
+def _losses(p: _Problem, log_likelihood):
+    loss = -log_likelihood
+    if p.zero_infinity:
+        loss = np.where(loss == np.inf, 0, loss).astype(loss.dtype)
+    return loss
+
+
+def _reduce(p: _Problem, loss):
+    if p.reduction == "mean":
+        loss = loss / np.maximum(p.target_lengths, 1).astype(loss.dtype)
+    return to_dtype(reduce(loss, p.reduction), p.dtype)[()]
+
+
+@_quiet
+def ctc_loss(
+    log_probs,
+    targets,
+    input_lengths,
+    target_lengths,
+    blank=0,
+    reduction="mean",
+    zero_infinity=False,
+):
+    r"""Connectionist temporal classification loss, with PyTorch's semantics.
+
+    For sample :math:`n` with :math:`T_n` frames of log-probabilities
+    :math:`\log p_t(k)` and a target :math:`y` of length :math:`L_n`,
+
+    .. math::
+
+        \ell_n = -\log \sum_{\pi \in \mathcal{B}^{-1}(y)} \prod_{t=1}^{T_n} p_t(\pi_t),
+
+    where :math:`\mathcal{B}` merges repeated symbols and then removes blanks, so the sum
+    runs over every alignment of :math:`y` to the frames. It is computed by the forward
+    recursion over the extended sequence :math:`y' = (b, y_1, b, \dots, y_L, b)`:
+    :math:`\alpha_t(s) = \log p_t(y'_s) + \operatorname{logsumexp}(\alpha_{t-1}(s),
+    \alpha_{t-1}(s-1), \alpha_{t-1}(s-2))`, the last term only where
+    :math:`y'_s \ne b` and :math:`y'_s \ne y'_{s-2}`.
+
+    Parameters
+    ----------
+    log_probs : array_like
+        Shape ``(T, N, C)``: frames, batch, classes (normally a ``log_softmax`` over the
+        last axis; any real values are accepted, as in PyTorch).
+    targets : array_like of int
+        Padded, shape ``(N, S)`` with ``S >= max(target_lengths)``, or the targets
+        concatenated, 1-D of length ``sum(target_lengths)``; labels in ``[0, C)`` other
+        than ``blank``.
+    input_lengths, target_lengths : array_like of int
+        Shape ``(N,)``: the frames :math:`T_n \le T` and target lengths :math:`L_n` used.
+    blank : int, optional
+        The blank class.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` divides each loss by its target length (at least 1), then averages over
+        the batch (PyTorch's convention); ``"none"`` returns the ``N`` losses.
+    zero_infinity : bool, optional
+        Replace infinite losses (a target no alignment fits into :math:`T_n` frames, or
+        only through probabilities of 0) by 0, and their gradients by 0.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The reduced loss, or the ``N`` losses for ``"none"``, in ``log_probs``' dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``log_probs`` is not a real ``(T, N, C)`` array, ``blank`` is not a class, a
+        length is not in its range (``input_lengths <= T``; ``target_lengths <= S``), the
+        targets are not integer labels other than ``blank`` of the right shape,
+        ``zero_infinity`` is not a bool, or ``reduction`` is not one of the three.
+
+    Notes
+    -----
+    Infinite losses: a target with :math:`L_n` labels and :math:`r_n` adjacent repeats
+    needs :math:`T_n \ge L_n + r_n` frames; with fewer the loss is ``inf``. Accuracy:
+    the recursion runs in the next wider dtype (float64 for float16 and float32, long
+    double for float64) with the compensated log-sum-exp of ``_numerics``, and the result
+    is rounded once: within a few ULP of the exact value where long double is wider than
+    float64. The unbatched ``(T, C)`` form of PyTorch is not accepted: pass
+    ``log_probs[:, None]``. See :cite:t:`graves2006connectionist`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_probs = np.log(np.full((3, 1, 2), 0.5))
+    >>> # the target (1,) fits 3 frames in 6 of the 8 paths: -log(6/8)
+    >>> float(round(ctc_loss(log_probs, np.array([[1]]), [3], [1], reduction="sum"), 6))
+    0.287682
+    """
+    p = _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    _, log_likelihood = _forward(p)
+    return _reduce(p, _losses(p, log_likelihood))
+
+
+@_quiet
+def ctc_loss_grad(
+    log_probs,
+    targets,
+    input_lengths,
+    target_lengths,
+    blank=0,
+    reduction="mean",
+    zero_infinity=False,
+):
+    r"""Gradient of :func:`ctc_loss` w.r.t. ``log_probs`` (the forward-backward algorithm).
+
+    With the backward variables :math:`\beta_t(s)` (the log-probability of finishing the
+    target from state :math:`s` after frame :math:`t`),
+
+    .. math::
+
+        \frac{\partial \ell_n}{\partial \log p_t(k)}
+        = -\sum_{s:\, y'_s = k} e^{\alpha_t(s) + \beta_t(s) + \ell_n},
+
+    minus the posterior probability that frame :math:`t` emits :math:`k`; 0 for frames
+    :math:`t \ge T_n`. Times the reduction's scale: :math:`1 / (N \max(L_n, 1))` for
+    ``"mean"``.
+
+    Parameters
+    ----------
+    log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity
+        As for :func:`ctc_loss`.
+
+    Returns
+    -------
+    ndarray
+        Shape and dtype of ``log_probs``. NaN in the frames of a sample whose loss is
+        infinite (it has no derivative), unless ``zero_infinity``, which makes them 0.
+
+    Raises
+    ------
+    ValueError
+        As :func:`ctc_loss`.
+
+    Notes
+    -----
+    Accuracy: a few ULP, plus a relative error of about :math:`4 \ell_n \epsilon` with
+    :math:`\epsilon` the working precision's (the log-space sums carry terms as large as
+    the loss, so their absolute rounding errors grow with it): for float64 results this
+    adds less than one ULP while the sample's loss is below about 500.
+
+    This is the derivative of the loss with respect to ``log_probs`` as given. The
+    gradient PyTorch's ``F.ctc_loss`` returns for ``log_probs`` differs: it adds
+    :math:`e^{\log p_t(k)}` times the sample's scale in every frame :math:`t < T_n`, which
+    makes it the gradient with respect to logits ``z`` with ``log_probs =
+    log_softmax(z)``. Chained through ``log_softmax`` both agree (the conformance test
+    ``test_ctc_gradient_through_log_softmax`` checks it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_probs = np.log(np.full((1, 1, 2), 0.5))
+    >>> ctc_loss_grad(log_probs, np.array([[1]]), [1], [1], reduction="sum")[0, 0].tolist()
+    [0.0, -1.0]
+    """
+    p = _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    alphas, log_likelihood = _forward(p)
+    t_max, n, c = p.log_probs.shape
+    work = p.log_probs.dtype
+    ninf = work.type(-np.inf)
+    rows = np.arange(n)[:, None]
+    last = 2 * p.target_lengths
+    state = np.arange(p.labels.shape[1])[None, :]
+    finish = np.where(
+        (state == last[:, None]) | (state == last[:, None] - 1), work.type(0), ninf
+    ).astype(work)
+    skip_from = _shift(p.skip, -2, False)  # s -> s+2 allowed
+    grad = np.zeros((t_max, n, c), dtype=work)
+    beta = np.full(p.labels.shape, ninf, dtype=work)
+    if p.reduction == "mean":
+        scale = (1.0 / (n * np.maximum(p.target_lengths, 1))).astype(work)
+    else:
+        scale = np.ones(n, dtype=work)
+    infinite = log_likelihood == -np.inf
+    for t in range(t_max - 1, -1, -1):
+        if t + 1 < t_max:
+            ahead = np.where(p.valid, p.log_probs[t + 1][rows, p.labels] + beta, ninf)
+            step = _log_sum(
+                ahead, _shift(ahead, -1, ninf), np.where(skip_from, _shift(ahead, -2, ninf), ninf)
+            )
+            step = np.where(p.valid, step, ninf)
+        else:
+            step = beta
+        here = (t == p.input_lengths - 1)[:, None]
+        inside = (t < p.input_lengths - 1)[:, None]
+        beta = np.where(here, finish, np.where(inside, step, ninf))
+        occupancy = np.exp(alphas[t] + beta - log_likelihood[:, None])
+        occupancy = np.where((t < p.input_lengths)[:, None], occupancy, 0)
+        frame = np.zeros((n, c), dtype=work)
+        np.add.at(frame, (np.broadcast_to(rows, p.labels.shape), p.labels), occupancy)
+        grad[t] = 0 - frame * scale[:, None]  # 0 - x: no negative zeros
+    if p.zero_infinity:
+        grad[:, infinite, :] = 0
+    else:  # no derivative: NaN in every frame the loss depends on
+        frames = np.arange(t_max)[:, None] < p.input_lengths[None, :]
+        grad[frames & infinite[None, :]] = np.nan
+    return to_dtype(grad, p.dtype)
