@@ -1,0 +1,431 @@
+"""The soft-margin and multilabel losses of PyTorch (private).
+
+``soft_margin_loss`` is the logistic loss of a score against a label in {-1, +1};
+``multilabel_soft_margin_loss`` averages independent Bernoulli negative
+log-likelihoods over the classes of a sample; ``multilabel_margin_loss`` is the
+multilabel hinge loss of PyTorch. Public as :mod:`lossutils.classification` and
+``lossutils`` (this module is the implementation, not an import path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _numerics as nx
+from ._checks import (
+    check_broadcastable,
+    check_class_input,
+    check_pm1_labels,
+    check_reduction,
+    check_same_shape,
+    check_unit_interval,
+    describe,
+    float_arrays,
+)
+from ._reduction import reduce, scale_grad
+
+__all__ = [
+    "soft_margin_loss",
+    "soft_margin_loss_grad",
+    "multilabel_soft_margin_loss",
+    "multilabel_soft_margin_loss_grad",
+    "multilabel_margin_loss",
+    "multilabel_margin_loss_grad",
+]
+
+
+def _finish(loss, reduction, dtype):
+    """Reduce losses of the working dtype, then round once to ``dtype``."""
+    return nx.to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
+
+
+# --- soft margin ----------------------------------------------------------------------------------
+
+
+def _soft_margin_args(input, target, reduction):
+    check_reduction(reduction)
+    x, t = float_arrays({"input": input, "target": target})
+    check_same_shape(x, t, "input", "target")
+    check_pm1_labels(t, "target")
+    dtype = x.dtype
+    work = nx.working_dtype(dtype)
+    x, t = x.astype(work, copy=False), t.astype(work, copy=False)
+    return x, t, t * x, dtype  # t * x is exact: t is +-1
+
+
+def soft_margin_loss(input, target, reduction="mean"):
+    r"""Soft-margin (logistic) loss of a score against labels in {-1, +1}, as PyTorch's.
+
+    .. math::
+
+        \ell(x, t) = \log\bigl(1 + e^{-t x}\bigr) = \operatorname{softplus}(-t x)
+
+    The negative log-likelihood of a label :math:`t` whose probability is
+    :math:`\sigma(t x)`: :func:`logistic_loss` with ``base=e``, and
+    :func:`binary_cross_entropy_with_logits` with :math:`y = (1 + t)/2`. Evaluated as
+    :math:`\max(-t x, 0) + \operatorname{log1p}(e^{-|x|})`, which neither overflows nor
+    loses the digits of a tiny loss: within about 2 ULP of the exact value in every dtype
+    (float16 is computed in float32 and rounded once).
+
+    Parameters
+    ----------
+    input : array_like
+        Scores (logits) :math:`x`.
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` averages over all elements.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``target`` does not have ``input``'s shape or
+        holds a label other than -1 and +1.
+
+    Notes
+    -----
+    ``torch.nn.functional.soft_margin_loss`` :cite:p:`paszke2019pytorch` evaluates
+    ``log1p(exp(-t x))``, which is infinite in float32 from :math:`t x \approx -88.7`
+    on (and in float64 from :math:`-709.8`); here it is :math:`-t x` there, the exact
+    value to the last bit. PyTorch accepts any label (0 gives :math:`\log 2` with no
+    gradient); here a label other than :math:`\pm 1` is an error.
+
+    Examples
+    --------
+    >>> soft_margin_loss([0.0, 2.0, -100.0], [1, 1, 1], reduction="none").round(6).tolist()
+    [0.693147, 0.126928, 100.0]
+    """
+    _, _, tx, dtype = _soft_margin_args(input, target, reduction)
+    return _finish(nx.softplus(-tx), reduction, dtype)
+
+
+def soft_margin_loss_grad(input, target, reduction="mean"):
+    r"""Gradient of :func:`soft_margin_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = -t\, \sigma(-t x)
+
+    :math:`\sigma(-t x)` is evaluated without forming :math:`1 - \sigma(t x)`, so a
+    confident correct score keeps the relative accuracy of its tiny gradient.
+
+    Parameters
+    ----------
+    input, target, reduction
+        As in :func:`soft_margin_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`soft_margin_loss` does, for the same arguments.
+
+    Notes
+    -----
+    What autograd gives for ``torch.nn.functional.soft_margin_loss``
+    :cite:p:`paszke2019pytorch` (its backward is :math:`-t / (1 + e^{t x})`).
+
+    Examples
+    --------
+    >>> soft_margin_loss_grad([0.0, 2.0], [1, -1], reduction="none").round(6).tolist()
+    [-0.5, 0.880797]
+    """
+    x, t, tx, dtype = _soft_margin_args(input, target, reduction)
+    return scale_grad(-t * nx.sigmoid(-tx), x.shape, reduction, dtype)
+
+
+# --- multilabel soft margin -----------------------------------------------------------------------
+
+
+def _multilabel_soft_args(input, target, weight, reduction):
+    check_reduction(reduction)
+    named = {"input": input, "target": target}
+    if weight is not None:
+        named["weight"] = weight
+    arrays = float_arrays(named)
+    x, y = arrays[:2]
+    check_class_input(x)
+    check_same_shape(x, y, "input", "target")
+    check_unit_interval(y, "target")
+    w = None
+    if weight is not None:
+        w = arrays[2]
+        check_broadcastable(w, x.shape, "weight", "input")
+    work = nx.working_dtype(x.dtype)
+    x, y = x.astype(work, copy=False), y.astype(work, copy=False)
+    w = None if w is None else w.astype(work, copy=False)
+    return x, y, w, arrays[0].dtype
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
+    r"""Multilabel soft-margin loss: the mean over classes of independent Bernoulli NLLs.
+
+    For a sample with logits :math:`x \in \mathbb{R}^C` and targets
+    :math:`y \in [0, 1]^C`:
+
+    .. math::
+
+        \ell(x, y) = -\frac{1}{C} \sum_{c=1}^{C} w_c \bigl[\, y_c \log \sigma(x_c)
+                     + (1 - y_c) \log \sigma(-x_c) \bigr]
+
+    Each term is :func:`binary_cross_entropy_with_logits`' softplus form (two
+    non-negative terms, no overflow, tiny losses kept), so the per-sample loss is
+    within a few ULP; float16 is computed in float32 and rounded once.
+
+    Parameters
+    ----------
+    input : array_like, shape (..., C)
+        Logits; the class axis is last.
+    target : array_like, shape (..., C)
+        Targets :math:`y \in [0, 1]` (soft targets allowed), same shape as ``input``.
+    weight : array_like, optional
+        Rescaling weight :math:`w`, broadcast against ``input`` (typically one per class,
+        shape ``(C,)``); a zero weight masks its term.
+    reduction : {"mean", "sum", "none"}
+        ``"mean"`` averages the per-sample losses; ``"none"`` returns them, shape
+        ``input.shape[:-1]``.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-sample losses (``"none"``) or their reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``input`` has no class axis; if ``target`` does not
+        have ``input``'s shape or has a value outside [0, 1]; if ``weight`` does not
+        broadcast to ``input``'s shape.
+
+    Notes
+    -----
+    ``torch.nn.functional.multilabel_soft_margin_loss`` :cite:p:`paszke2019pytorch`
+    (which evaluates ``logsigmoid`` and divides the class sum by :math:`C`); it is
+    ``binary_cross_entropy_with_logits(input, target, weight, reduction="none")``
+    averaged over the last axis.
+
+    Examples
+    --------
+    >>> multilabel_soft_margin_loss([[2.0, -1.0]], [[1.0, 0.0]], reduction="none").round(6).tolist()
+    [0.220095]
+    """
+    x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
+    sp_pos, sp_neg = nx.softplus_pair(x)
+    terms = nx.times(y, sp_neg) + nx.times(1 - y, sp_pos)
+    if w is not None:
+        terms = nx.times(w, terms)
+    with np.errstate(invalid="ignore", over="ignore"):
+        loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
+    return _finish(loss, reduction, dtype)
+
+
+def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean"):
+    r"""Gradient of :func:`multilabel_soft_margin_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x_c} = \frac{w_c}{C}
+        \bigl[ (1 - y_c)\, \sigma(x_c) - y_c\, \sigma(-x_c) \bigr]
+
+    which is :math:`w_c (\sigma(x_c) - y_c) / C`; the two-term form keeps the relative
+    accuracy of a confident, correct logit's tiny gradient.
+
+    Parameters
+    ----------
+    input, target, weight, reduction
+        As in :func:`multilabel_soft_margin_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`multilabel_soft_margin_loss` does, for the same arguments.
+
+    Notes
+    -----
+    What autograd gives for ``torch.nn.functional.multilabel_soft_margin_loss``
+    :cite:p:`paszke2019pytorch`.
+
+    Examples
+    --------
+    >>> multilabel_soft_margin_loss_grad([[0.0, 0.0]], [[1.0, 0.0]]).round(6).tolist()
+    [[-0.25, 0.25]]
+    """
+    x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
+    s_pos, s_neg = nx.sigmoid_pair(x)
+    local = nx.times(1 - y, s_pos) - nx.times(y, s_neg)
+    if w is not None:
+        local = nx.times(w, local)
+    local = local / x.dtype.type(x.shape[-1])
+    samples = int(np.prod(x.shape[:-1]))
+    return scale_grad(local, x.shape, reduction, dtype, count=samples)
+
+
+# --- multilabel margin ----------------------------------------------------------------------------
+
+
+def _multilabel_margin_args(input, target, reduction):
+    """Rows of input (working dtype), the count of each class among the targets, the target mask.
+
+    Returns ``(x, counts, is_target, shape, dtype)``: ``x`` is ``(N, C)``; ``counts[n, c]`` is
+    how often class ``c`` appears among row ``n``'s targets (those before the first -1;
+    PyTorch counts a repeated index once per appearance), ``is_target`` is ``counts > 0``.
+    """
+    check_reduction(reduction)
+    x = float_arrays({"input": input})[0]
+    num_classes = check_class_input(x)
+    target = np.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise ValueError(f"target must hold integer class indices; got dtype {target.dtype}")
+    if target.shape != x.shape:
+        raise ValueError(
+            f"target must have the same shape as input {x.shape} (class indices padded "
+            f"with -1); got shape {target.shape}"
+        )
+    bad = (target < -1) | (target >= num_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"target must hold class indices in [0, {num_classes - 1}] or -1 (the end of "
+            f"a sample's labels); got {describe(target[bad].flat[0])}"
+        )
+    dtype = x.dtype
+    x = x.astype(nx.working_dtype(dtype), copy=False).reshape(-1, num_classes)
+    index = target.reshape(-1, num_classes).astype(np.intp)
+    live = np.cumsum(index < 0, axis=-1) == 0  # before the first -1
+    counts = np.zeros(x.shape, dtype=np.intp)
+    rows = np.broadcast_to(np.arange(len(x))[:, None], index.shape)
+    np.add.at(counts, (rows[live], index[live]), 1)
+    return x, counts, counts > 0, dtype
+
+
+def _multilabel_margin_terms(x, counts, is_target):
+    """Per row and target class ``j`` and non-target ``i``: the gap ``1 - x_j + x_i``.
+
+    Shape ``(N, C_j, C_i)``, with the coefficient ``counts[j]`` where ``i`` is not a target
+    (0 elsewhere). The gap is summed with its rounding errors compensated
+    (:func:`lossutils._numerics.accurate_sum`), so a pair is active exactly when the true
+    gap of the given inputs is positive.
+    """
+    high = np.broadcast_to(x[:, None, :], x.shape + x.shape[-1:])
+    low = np.broadcast_to(x[:, :, None], high.shape)
+    one = np.ones_like(high)
+    with np.errstate(invalid="ignore", over="ignore"):
+        gaps = nx.accurate_sum(np.stack([one, high, -low], axis=-1), axis=-1)
+    coef = counts[:, :, None] * ~is_target[:, None, :]
+    with np.errstate(invalid="ignore"):
+        active = (coef > 0) & ((gaps > 0) | np.isnan(gaps))
+    return gaps, coef, active
+
+
+def multilabel_margin_loss(input, target, reduction="mean"):
+    r"""Multilabel hinge loss, as PyTorch's ``multilabel_margin_loss``.
+
+    A sample's target lists its classes, padded with -1: the classes before the first
+    -1 are the sample's labels :math:`Y`. Every label must score at least 1 above every
+    other class:
+
+    .. math::
+
+        \ell(x, Y) = \frac{1}{C} \sum_{j \in Y} \sum_{i \notin Y}
+                     \max\bigl(0,\ 1 - (x_j - x_i)\bigr)
+
+    A sample without labels (its target starts with -1) has loss 0. A class listed twice
+    counts twice, as in PyTorch.
+
+    Parameters
+    ----------
+    input : array_like, shape (..., C)
+        Class scores; the class axis is last.
+    target : array_like of int, shape (..., C)
+        Class indices in ``[0, C)``, padded with -1 (entries after the first -1 are
+        ignored, but must be -1 or an index as well).
+    reduction : {"mean", "sum", "none"}, optional
+        ``"mean"`` averages over samples; ``"none"`` gives shape ``input.shape[:-1]``.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        The reduced loss, or the per-sample losses.
+
+    Raises
+    ------
+    ValueError
+        If ``reduction`` is unknown; if ``input`` has no class axis; if ``target`` is not
+        integer, not of ``input``'s shape, or holds a value outside ``[-1, C)``.
+
+    Notes
+    -----
+    ``torch.nn.functional.multilabel_margin_loss`` :cite:p:`paszke2019pytorch`, which
+    takes 1-D or 2-D input; here any number of batch axes. With a single label per
+    sample it is the Weston-Watkins multiclass hinge :cite:p:`weston1999support`,
+    :func:`multi_margin_loss` with ``p=1`` and ``margin=1``. Each gap
+    is evaluated with its rounding errors compensated. PyTorch's mean over an empty batch
+    is not NaN (it returns an uninitialised value); here it is NaN.
+
+    Examples
+    --------
+    >>> multilabel_margin_loss([[0.1, 0.2, 0.4, 0.8]], [[3, 0, -1, 1]]).round(6).tolist()
+    0.85
+    """
+    x, counts, is_target, dtype = _multilabel_margin_args(input, target, reduction)
+    gaps, coef, active = _multilabel_margin_terms(x, counts, is_target)
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = np.where(active, coef * gaps, 0).astype(x.dtype, copy=False)
+        loss = np.sum(terms, axis=(-2, -1)) / x.dtype.type(x.shape[-1])
+    shape = np.shape(input)[:-1]
+    return _finish(loss.reshape(shape), reduction, dtype)
+
+
+def multilabel_margin_loss_grad(input, target, reduction="mean"):
+    r"""Gradient of :func:`multilabel_margin_loss` with respect to ``input``.
+
+    Each active pair (label :math:`j`, non-label :math:`i`, gap
+    :math:`1 - x_j + x_i > 0`) adds :math:`1/C` to :math:`\partial/\partial x_i` and
+    :math:`-1/C` to :math:`\partial/\partial x_j`.
+
+    Parameters
+    ----------
+    input, target, reduction
+        As for :func:`multilabel_margin_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`multilabel_margin_loss` does, for the same arguments.
+
+    Notes
+    -----
+    PyTorch's ``multilabel_margin_loss_backward`` counts a pair only where its gap is
+    positive, strictly: the subgradient at the kink is 0, as here
+    :cite:p:`paszke2019pytorch`.
+
+    Examples
+    --------
+    >>> multilabel_margin_loss_grad([[0.1, 0.2, 0.4, 0.8]], [[3, 0, -1, 1]]).tolist()
+    [[-0.5, 0.5, 0.5, -0.5]]
+    """
+    x, counts, is_target, dtype = _multilabel_margin_args(input, target, reduction)
+    gaps, coef, active = _multilabel_margin_terms(x, counts, is_target)
+    with np.errstate(invalid="ignore"):
+        pair = np.where(active, np.where(np.isnan(gaps), np.nan, coef), 0).astype(x.dtype)
+    local = (np.sum(pair, axis=-2) - np.sum(pair, axis=-1)) / x.dtype.type(x.shape[-1])
+    shape = np.shape(input)
+    return scale_grad(local.reshape(shape), shape, reduction, dtype, count=len(x))

@@ -1,0 +1,471 @@
+"""PyTorch's pairwise ranking and embedding losses with labels in {-1, +1} (private).
+
+``margin_ranking_loss`` ranks two scores, ``hinge_embedding_loss`` takes a distance
+(or any score) of a pair, ``cosine_embedding_loss`` the cosine of two embeddings.
+None of them is a negative log-likelihood. Public as :mod:`lossutils.metric` and
+``lossutils`` (this module is the implementation, not an import path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _numerics as nx
+from ._checks import (
+    check_finite_scalar,
+    check_pm1_labels,
+    check_reduction,
+    check_same_shape,
+    float_arrays,
+)
+from ._reduction import reduce, scale_grad
+
+__all__ = [
+    "margin_ranking_loss",
+    "margin_ranking_loss_grad",
+    "cosine_embedding_loss",
+    "cosine_embedding_loss_grad",
+    "hinge_embedding_loss",
+    "hinge_embedding_loss_grad",
+]
+
+# PyTorch's cosine_embedding_loss adds this to each squared norm (EPSILON in Loss.cpp).
+COSINE_EPS = 1e-12
+_SQRT_COSINE_EPS = 1e-6  # its square root, exactly the float64 nearest to sqrt(1e-12)
+
+
+
+def _quiet():
+    """No NumPy RuntimeWarning escapes: overflow, underflow and NaN show in the result."""
+    return np.errstate(all="ignore")
+
+
+def _finish(loss, reduction, dtype):
+    """Reduce losses of the working dtype, then round once to ``dtype``."""
+    return nx.to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
+
+
+def _active(gap):
+    """1 where ``gap >= 0`` (the gradient passes at the kink, as ``torch.clamp_min``'s backward),
+    NaN where the gap is NaN, 0 elsewhere."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(gap), np.nan, (gap >= 0).astype(gap.dtype))
+
+
+# --- margin ranking -------------------------------------------------------------------------------
+
+
+def _ranking_args(input1, input2, target, margin, reduction):
+    check_reduction(reduction)
+    margin = check_finite_scalar(margin, "margin")
+    x1, x2, t = float_arrays({"input1": input1, "input2": input2, "target": target})
+    check_same_shape(x1, x2, "input1", "input2")
+    check_same_shape(x1, t, "input1", "target")
+    check_pm1_labels(t, "target")
+    dtype = x1.dtype
+    work = nx.working_dtype(dtype)
+    x1, x2, t = (a.astype(work, copy=False) for a in (x1, x2, t))
+    m = np.full(x1.shape, margin, dtype=work)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # margin + t x2 - t x1 with its two roundings compensated (t x is exact)
+        gap = nx.accurate_sum(np.stack([m, t * x2, -(t * x1)], axis=-1), axis=-1)
+    return t, gap, dtype
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    r"""Margin ranking loss: the first score should exceed the second by ``margin`` if t = 1.
+
+    .. math::
+
+        \ell(x_1, x_2, t) = \max\bigl(0,\ -t\,(x_1 - x_2) + m\bigr)
+
+    With :math:`t = 1` the pair is ranked correctly when :math:`x_1 \ge x_2 + m`; with
+    :math:`t = -1`, when :math:`x_2 \ge x_1 + m`. The gap :math:`m + t x_2 - t x_1` is
+    summed with its rounding errors compensated, so the loss is within one ULP of the
+    exact value of the given inputs and a pair is active exactly when its true gap is
+    non-negative.
+
+    Parameters
+    ----------
+    input1, input2 : array_like
+        Scores :math:`x_1`, :math:`x_2`, the same shape.
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, the same shape.
+    margin : float, optional
+        The margin :math:`m` (any finite number).
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not a finite number; if ``reduction`` is unknown; if ``input2`` or
+        ``target`` does not have ``input1``'s shape; if ``target`` holds a label other than
+        -1 and +1.
+
+    Notes
+    -----
+    ``torch.nn.functional.margin_ranking_loss`` :cite:p:`paszke2019pytorch` (which
+    broadcasts the three arguments and accepts any label); the pairwise ranking hinge.
+    Not a likelihood loss: no probability model of
+    :math:`t` has it as its negative log-likelihood.
+
+    Examples
+    --------
+    >>> margin_ranking_loss([2.0, 0.0], [1.0, 1.0], [1, 1], margin=0.5,
+    ...                     reduction="none").tolist()
+    [0.0, 1.5]
+    """
+    _, gap, dtype = _ranking_args(input1, input2, target, margin, reduction)
+    return _finish(np.maximum(gap, 0), reduction, dtype)
+
+
+def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
+    r"""Gradient of :func:`margin_ranking_loss` with respect to ``input1`` and ``input2``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x_1} = -\frac{\partial \ell}{\partial x_2}
+        = -t\, \mathbb{1}\bigl[-t (x_1 - x_2) + m \ge 0\bigr]
+
+    At the kink (gap exactly 0) the gradient passes: PyTorch evaluates the loss as
+    ``clamp_min(gap, 0)``, whose backward passes where ``gap >= 0``.
+
+    Parameters
+    ----------
+    input1, input2, target, margin, reduction
+        As in :func:`margin_ranking_loss`.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(d_input1, d_input2)``, each of ``input1``'s shape and the result dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`margin_ranking_loss` does, for the same arguments.
+
+    Notes
+    -----
+    What autograd gives for ``torch.nn.functional.margin_ranking_loss``
+    :cite:p:`paszke2019pytorch`.
+
+    Examples
+    --------
+    >>> g1, g2 = margin_ranking_loss_grad([2.0, 0.0], [1.0, 1.0], [1, 1], margin=0.5,
+    ...                                   reduction="none")
+    >>> g1.tolist(), g2.tolist()
+    ([-0.0, -1.0], [0.0, 1.0])
+    """
+    t, gap, dtype = _ranking_args(input1, input2, target, margin, reduction)
+    local = -t * _active(gap)
+    g1 = scale_grad(local + 0.0, gap.shape, reduction, dtype)
+    return g1, scale_grad(0.0 - local, gap.shape, reduction, dtype)
+
+
+# --- hinge embedding ------------------------------------------------------------------------------
+
+
+def _hinge_embedding_args(input, target, margin, reduction):
+    check_reduction(reduction)
+    margin = check_finite_scalar(margin, "margin")
+    x, t = float_arrays({"input": input, "target": target})
+    check_same_shape(x, t, "input", "target")
+    check_pm1_labels(t, "target")
+    dtype = x.dtype
+    work = nx.working_dtype(dtype)
+    x, t = x.astype(work, copy=False), t.astype(work, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        gap = work.type(margin) - x
+    return x, t, gap, dtype
+
+
+def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
+    r"""Hinge embedding loss, as PyTorch's: the input itself for t = 1, a hinge for t = -1.
+
+    .. math::
+
+        \ell(x, t) = \begin{cases} x & t = 1 \\ \max(0,\ m - x) & t = -1 \end{cases}
+
+    Meant for a non-negative distance :math:`x` between the two members of a pair:
+    similar pairs (:math:`t = 1`) are pulled together, dissimilar ones pushed at least
+    :math:`m` apart. Exact up to the one rounding of :math:`m - x`.
+
+    Parameters
+    ----------
+    input : array_like
+        The values :math:`x` (usually distances).
+    target : array_like
+        Labels :math:`t \in \{-1, +1\}`, same shape as ``input``.
+    margin : float, optional
+        The margin :math:`m` (any finite number).
+    reduction : {"mean", "sum", "none"}
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-element losses (``"none"``) or their reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not a finite number; if ``reduction`` is unknown; if ``target``
+        does not have ``input``'s shape or holds a label other than -1 and +1.
+
+    Notes
+    -----
+    ``torch.nn.functional.hinge_embedding_loss`` :cite:p:`paszke2019pytorch` (which
+    accepts any label: a label other than :math:`\pm 1` there adds both terms); with
+    :math:`x` the distance of a pair it is the contrastive loss of
+    :cite:t:`hadsell2006dimensionality` without the squares. Not a likelihood loss.
+
+    Examples
+    --------
+    >>> hinge_embedding_loss([0.3, 0.3, 2.0], [1, -1, -1], reduction="none").tolist()
+    [0.3, 0.7, 0.0]
+    """
+    x, t, gap, dtype = _hinge_embedding_args(input, target, margin, reduction)
+    loss = np.where(t == 1, x, np.maximum(gap, 0))
+    return _finish(loss, reduction, dtype)
+
+
+def hinge_embedding_loss_grad(input, target, margin=1.0, reduction="mean"):
+    r"""Gradient of :func:`hinge_embedding_loss` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = \begin{cases} 1 & t = 1 \\
+        -\mathbb{1}[m - x \ge 0] & t = -1 \end{cases}
+
+    At the kink :math:`x = m` the gradient passes (-1), as through PyTorch's
+    ``clamp_min``.
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        As in :func:`hinge_embedding_loss`.
+
+    Returns
+    -------
+    ndarray
+        :math:`\partial(\text{reduced loss}) / \partial x`, shape and dtype of ``input``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`hinge_embedding_loss` does, for the same arguments.
+
+    Notes
+    -----
+    What autograd gives for ``torch.nn.functional.hinge_embedding_loss``
+    :cite:p:`paszke2019pytorch`.
+
+    Examples
+    --------
+    >>> hinge_embedding_loss_grad([0.3, 0.3, 1.0], [1, -1, -1], reduction="none").tolist()
+    [1.0, -1.0, -1.0]
+    """
+    x, t, gap, dtype = _hinge_embedding_args(input, target, margin, reduction)
+    local = np.where(t == 1, np.where(np.isnan(x), np.nan, 1), -_active(gap)) + 0.0
+    return scale_grad(local.astype(x.dtype, copy=False), x.shape, reduction, dtype)
+
+
+# --- cosine embedding -----------------------------------------------------------------------------
+
+
+class _Cosine:
+    """The cosine of PyTorch's ``cosine_embedding_loss`` and its pieces, row by row, in float64.
+
+    Each row of ``x1`` and ``x2`` is scaled by a power of 2 (exact) so that its largest
+    entry lies in [0.5, 1): ``x_k = 2**e_k u_k``. With ``s_k = ||u_k||`` and
+    ``c_k = sqrt(eps) 2**-e_k`` the eps-regularised norm is
+    ``sqrt(||x_k||^2 + eps) = 2**e_k r_k``, ``r_k = hypot(s_k, c_k)``, and
+
+        cos = <u_1, u_2> / (r_1 r_2)
+
+    neither overflows nor underflows for any finite input (PyTorch's squares overflow
+    for entries above about 1.3e154 in float64, 1.8e19 in float32). ``1 - cos`` is a sum
+    of two non-negative parts, ``r_1 r_2 - s_1 s_2`` (the eps) and
+    ``s_1 s_2 - <u_1, u_2> = s_1 s_2 ||v_1 - v_2||^2 / 2`` (``v_k = u_k / s_k``), so it
+    does not cancel for nearly parallel vectors.
+    """
+
+    def __init__(self, x1: np.ndarray, x2: np.ndarray):
+        with _quiet():
+            self.e1, self.e2 = (np.frexp(np.max(np.abs(x), axis=-1))[1] for x in (x1, x2))
+            self.u1 = np.ldexp(x1, -self.e1[..., None])
+            self.u2 = np.ldexp(x2, -self.e2[..., None])
+            self.s1 = np.sqrt(np.sum(self.u1 * self.u1, axis=-1))
+            self.s2 = np.sqrt(np.sum(self.u2 * self.u2, axis=-1))
+            c1 = np.ldexp(_SQRT_COSINE_EPS, -self.e1)
+            c2 = np.ldexp(_SQRT_COSINE_EPS, -self.e2)
+            self.r1, self.r2 = np.hypot(self.s1, c1), np.hypot(self.s2, c2)
+            denominator = self.r1 * self.r2
+            self.cos = np.sum(self.u1 * self.u2, axis=-1) / denominator
+            # 1 - cos without cancellation
+            v1 = self.u1 / np.where(self.s1 > 0, self.s1, 1)[..., None]
+            v2 = self.u2 / np.where(self.s2 > 0, self.s2, 1)[..., None]
+            d = v1 - v2
+            ss = self.s1 * self.s2
+            angular = ss * (0.5 * np.sum(d * d, axis=-1))
+            eps_part = (
+                np.square(self.s1 * c2) + np.square(c1 * self.s2) + np.square(c1 * c2)
+            ) / (denominator + ss)
+            one_minus = (eps_part + angular) / denominator
+            # where c overflows (all entries below about 1e-300) the eps dominates: cos = 0
+            self.one_minus = np.where(np.isfinite(one_minus), one_minus, 1 - self.cos)
+
+    def grad(self):
+        """``(d cos / d x1, d cos / d x2)``, from ``d cos/d x1 = x2/(d1 d2) - cos x1 / d1^2``."""
+        with _quiet():
+            cos = self.cos[..., None]
+            r1, r2 = self.r1[..., None], self.r2[..., None]
+            g1 = (self.u2 / r2 - cos * self.u1 / r1) / r1
+            g2 = (self.u1 / r1 - cos * self.u2 / r2) / r2
+            return np.ldexp(g1, -self.e1[..., None]), np.ldexp(g2, -self.e2[..., None])
+
+
+def _cosine_args(input1, input2, target, margin, reduction):
+    check_reduction(reduction)
+    margin = check_finite_scalar(margin, "margin")
+    x1, x2 = float_arrays({"input1": input1, "input2": input2})
+    if x1.ndim == 0 or x1.shape[-1] == 0:
+        raise ValueError(
+            f"input1 must have a non-empty feature axis (the last); got shape {x1.shape}"
+        )
+    check_same_shape(x1, x2, "input1", "input2")
+    t = float_arrays({"target": target})[0]
+    if t.shape != x1.shape[:-1]:
+        raise ValueError(
+            f"target must have the batch shape of input1 {x1.shape[:-1]} (all axes but the "
+            f"last); got shape {t.shape}"
+        )
+    check_pm1_labels(t, "target")
+    dtype = x1.dtype
+    x1, x2 = x1.astype(np.float64, copy=False), x2.astype(np.float64, copy=False)
+    return _Cosine(x1, x2), t.astype(np.float64, copy=False), margin, dtype
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    r"""Cosine embedding loss, as PyTorch's: pull similar pairs to cosine 1, push others below m.
+
+    With the cosine over the last axis as PyTorch regularises it,
+
+    .. math::
+
+        \cos(x_1, x_2) = \frac{\langle x_1, x_2 \rangle}
+        {\sqrt{(\lVert x_1 \rVert^2 + \varepsilon)(\lVert x_2 \rVert^2 + \varepsilon)}},
+        \qquad \varepsilon = 10^{-12},
+
+    .. math::
+
+        \ell(x_1, x_2, t) = \begin{cases} 1 - \cos(x_1, x_2) & t = 1 \\
+        \max\bigl(0,\ \cos(x_1, x_2) - m\bigr) & t = -1 \end{cases}
+
+    The :math:`\varepsilon` makes the cosine of a zero vector 0 (the loss 1 for
+    :math:`t = 1`, :math:`\max(0, -m)` for :math:`t = -1`); it changes the cosine
+    noticeably only for vectors of norm below about :math:`10^{-5}`. Evaluated in float64
+    for every dtype, with each row scaled by a power of 2 (no overflow or underflow of
+    the squares for any finite input) and :math:`1 - \cos` formed without cancellation.
+
+    Parameters
+    ----------
+    input1, input2 : array_like, shape (..., D)
+        Embeddings, the same shape; the feature axis is last.
+    target : array_like, shape (...)
+        Labels :math:`t \in \{-1, +1\}` of the batch shape ``input1.shape[:-1]``.
+    margin : float, optional
+        The margin :math:`m` (PyTorch suggests :math:`[0, 0.5]`; any finite number).
+    reduction : {"mean", "sum", "none"}
+        Over the pairs.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        The per-pair losses (``"none"``, the batch shape) or their reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not a finite number; if ``reduction`` is unknown; if ``input1`` has
+        no feature axis or ``input2`` not its shape; if ``target`` does not have the batch
+        shape or holds a label other than -1 and +1.
+
+    Notes
+    -----
+    ``torch.nn.functional.cosine_embedding_loss`` :cite:p:`paszke2019pytorch`, which
+    takes 1-D or 2-D input and any label (a label other than :math:`\pm 1` gives 0).
+    PyTorch squares the entries in the input's dtype, so its cosine is NaN or 0 for
+    embeddings with entries above about :math:`1.8 \times 10^{19}` in float32; here it is
+    the cosine. Not a likelihood loss.
+
+    Examples
+    --------
+    >>> cosine_embedding_loss([[1.0, 0.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]], [1, -1],
+    ...                       margin=0.5, reduction="none").round(6).tolist()
+    [0.292893, 0.5]
+    """
+    cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
+    loss = np.where(t == 1, cos.one_minus, np.maximum(cos.cos - margin, 0))
+    loss = np.where(np.isnan(t), np.nan, loss)
+    return _finish(loss, reduction, dtype)
+
+
+def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
+    r"""Gradient of :func:`cosine_embedding_loss` with respect to ``input1`` and ``input2``.
+
+    With :math:`d_k = \sqrt{\lVert x_k \rVert^2 + \varepsilon}`,
+
+    .. math::
+
+        \frac{\partial \cos}{\partial x_1} = \frac{x_2}{d_1 d_2}
+        - \cos(x_1, x_2)\, \frac{x_1}{d_1^2}
+
+    (and symmetrically for :math:`x_2`); the loss's gradient is
+    :math:`-\partial \cos` for :math:`t = 1` and :math:`\partial \cos\,
+    \mathbb{1}[\cos - m \ge 0]` for :math:`t = -1`. At the kink :math:`\cos = m` the
+    gradient passes, as through PyTorch's ``clamp_min``. At a zero vector it is finite
+    (:math:`x_2 / (\sqrt{\varepsilon}\, d_2)`), as in PyTorch.
+
+    Parameters
+    ----------
+    input1, input2, target, margin, reduction
+        As in :func:`cosine_embedding_loss`.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(d_input1, d_input2)``, each of ``input1``'s shape and the result dtype.
+
+    Raises
+    ------
+    ValueError
+        As :func:`cosine_embedding_loss` does, for the same arguments.
+
+    Notes
+    -----
+    What autograd gives for ``torch.nn.functional.cosine_embedding_loss``
+    :cite:p:`paszke2019pytorch`. The two terms cancel for nearly parallel vectors: the
+    gradient is accurate to a few ULP of its largest term, not of its own size.
+
+    Examples
+    --------
+    >>> g1, g2 = cosine_embedding_loss_grad([[1.0, 0.0]], [[0.0, 1.0]], [1])
+    >>> g1.round(6).tolist(), g2.round(6).tolist()
+    ([[-0.0, -1.0]], [[-1.0, -0.0]])
+    """
+    cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
+    g1, g2 = cos.grad()
+    factor = np.where(t == 1, -1.0, _active(cos.cos - margin))
+    factor = np.where(np.isnan(t), np.nan, factor)[..., None]
+    shape = g1.shape
+    count = int(np.prod(shape[:-1]))
+    with _quiet():
+        d1 = scale_grad(factor * g1 + 0.0, shape, reduction, dtype, count=count)
+        d2 = scale_grad(factor * g2 + 0.0, shape, reduction, dtype, count=count)
+    return d1, d2
