@@ -44,6 +44,14 @@ from ._checks import (
     describe,
     float_arrays,
 )
+from ._multilabel import (
+    multilabel_margin_loss,
+    multilabel_margin_loss_grad,
+    multilabel_soft_margin_loss,
+    multilabel_soft_margin_loss_grad,
+    soft_margin_loss,
+    soft_margin_loss_grad,
+)
 from ._reduction import reduce, sample_scale, scale_grad, weighted_reduce
 from ._reduction import total as weight_total
 
@@ -73,6 +81,12 @@ __all__ = [
     "logistic_loss",
     "logistic_loss_grad",
     "zero_one_loss",
+    "soft_margin_loss",
+    "soft_margin_loss_grad",
+    "multilabel_soft_margin_loss",
+    "multilabel_soft_margin_loss_grad",
+    "multilabel_margin_loss",
+    "multilabel_margin_loss_grad",
 ]
 
 

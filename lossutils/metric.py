@@ -22,6 +22,14 @@ from ._checks import (
     reduction_scale,
     result_dtype,
 )
+from ._pairwise import (
+    cosine_embedding_loss,
+    cosine_embedding_loss_grad,
+    hinge_embedding_loss,
+    hinge_embedding_loss_grad,
+    margin_ranking_loss,
+    margin_ranking_loss_grad,
+)
 
 __all__ = [
     "contrastive_loss",
@@ -30,6 +38,12 @@ __all__ = [
     "triplet_margin_loss_grad",
     "nt_xent_loss",
     "nt_xent_loss_grad",
+    "margin_ranking_loss",
+    "margin_ranking_loss_grad",
+    "cosine_embedding_loss",
+    "cosine_embedding_loss_grad",
+    "hinge_embedding_loss",
+    "hinge_embedding_loss_grad",
 ]
 
 # F.normalize's default floor of the norm
