@@ -8,6 +8,8 @@ None of them is a negative log-likelihood. Public as :mod:`lossutils.metric` and
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _numerics as nx
@@ -29,10 +31,10 @@ __all__ = [
     "hinge_embedding_loss_grad",
 ]
 
-# PyTorch's cosine_embedding_loss adds this to each squared norm (EPSILON in Loss.cpp).
-COSINE_EPS = 1e-12
-_SQRT_COSINE_EPS = 1e-6  # its square root, exactly the float64 nearest to sqrt(1e-12)
-
+# PyTorch's cosine_embedding_loss adds this to each squared norm: EPSILON in its Loss.cpp, a
+# float constant 1e-12 (so 1e-12 rounded to float32), in every dtype.
+COSINE_EPS = float(np.float32(1e-12))
+_SQRT_COSINE_EPS = math.sqrt(COSINE_EPS)
 
 
 def _quiet():
@@ -313,12 +315,14 @@ class _Cosine:
             d = v1 - v2
             ss = self.s1 * self.s2
             angular = ss * (0.5 * np.sum(d * d, axis=-1))
-            eps_part = (
-                np.square(self.s1 * c2) + np.square(c1 * self.s2) + np.square(c1 * c2)
-            ) / (denominator + ss)
+            eps_part = (np.square(self.s1 * c2) + np.square(c1 * self.s2) + np.square(c1 * c2)) / (
+                denominator + ss
+            )
             one_minus = (eps_part + angular) / denominator
-            # where c overflows (all entries below about 1e-300) the eps dominates: cos = 0
-            self.one_minus = np.where(np.isfinite(one_minus), one_minus, 1 - self.cos)
+            # 1 - cos cancels only for cos > 1/2; where c overflows (entries below about
+            # 1e-300) the eps dominates and cos = 0
+            careful = (self.cos > 0.5) & np.isfinite(one_minus)
+            self.one_minus = np.where(careful, one_minus, 1 - self.cos)
 
     def grad(self):
         """``(d cos / d x1, d cos / d x2)``, from ``d cos/d x1 = x2/(d1 d2) - cos x1 / d1^2``."""
@@ -360,7 +364,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
 
         \cos(x_1, x_2) = \frac{\langle x_1, x_2 \rangle}
         {\sqrt{(\lVert x_1 \rVert^2 + \varepsilon)(\lVert x_2 \rVert^2 + \varepsilon)}},
-        \qquad \varepsilon = 10^{-12},
+        \qquad \varepsilon = 10^{-12} \text{ (rounded to float32, as PyTorch's constant)},
 
     .. math::
 
