@@ -56,7 +56,7 @@ def sample_scale(reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("zero_infinity", [False, True])
 @pytest.mark.parametrize("layout", ["padded", "concatenated"])
-def test_ctc_loss_values_and_gradient_convention(dtype, reduction, zero_infinity, layout):
+def test_claim_ctc_values_and_gradient_convention(dtype, reduction, zero_infinity, layout):
     log_probs = log_softmax(LOGITS).astype(dtype)
     targets = TARGETS if layout == "padded" else CONCATENATED
     args = (log_probs, targets, INPUT_LENGTHS, TARGET_LENGTHS)
@@ -77,7 +77,7 @@ def test_ctc_loss_values_and_gradient_convention(dtype, reduction, zero_infinity
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_ctc_gradient_through_log_softmax(dtype, reduction):
+def test_claim_ctc_gradient_through_log_softmax(dtype, reduction):
     # chained through log_softmax, lossutils' gradient equals PyTorch's autograd w.r.t. logits
     z = tt(LOGITS, dtype, grad=True)
     lp = F.log_softmax(z, dim=-1)
@@ -99,7 +99,7 @@ def test_ctc_gradient_through_log_softmax(dtype, reduction):
     assert_close(chained, torch_grad.numpy(), dtype)
 
 
-def test_ctc_infinite_loss_gradient_is_nan_in_both():
+def test_claim_ctc_infinite_loss_gradient_is_nan():
     # inside the input length; 0 in the frames after it
     log_probs = log_softmax(LOGITS)
     _, torch_grad = torch_ctc(log_probs, TARGETS, np.float64, "sum", False)

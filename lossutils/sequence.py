@@ -306,7 +306,7 @@ def ctc_loss_grad(
     :math:`e^{\log p_t(k)}` times the sample's scale in every frame :math:`t < T_n`, which
     makes it the gradient with respect to logits ``z`` with ``log_probs =
     log_softmax(z)``. Chained through ``log_softmax`` both agree (the conformance test
-    ``test_ctc_gradient_through_log_softmax`` checks it).
+    ``test_claim_ctc_gradient_through_log_softmax`` checks it).
 
     Examples
     --------
