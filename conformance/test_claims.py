@@ -7,6 +7,7 @@ Exact values come from mpmath.
 
 import inspect
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -630,6 +631,21 @@ def test_claim_elbo_torch_distributions_kl():
     ).sum(-1)
     exact = [mp_kl_standard(m, v) for m, v in zip(mu, logvar, strict=True)]
     np.testing.assert_allclose(theirs.numpy(), exact, rtol=1e-13)
+
+
+def test_claim_elbo_distrax_kl():
+    """distrax.Normal(mu, jnp.exp(0.5 * logvar)).kl_divergence(distrax.Normal(0.0, 1.0)).sum(-1)
+    is the KL term."""
+    with warnings.catch_warnings():
+        # distrax's dependencies touch deprecated jax.core names when imported
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import distrax
+    mu, logvar = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    q = distrax.Normal(jnp.asarray(mu), jnp.exp(0.5 * jnp.asarray(logvar)))
+    got = np.asarray(q.kl_divergence(distrax.Normal(0.0, 1.0)).sum(-1))
+    exact = [mp_kl_standard(m, v) for m, v in zip(mu, logvar, strict=True)]
+    np.testing.assert_allclose(got, exact, rtol=1e-13)
+    np.testing.assert_allclose(lu.gaussian_kl(mu, logvar), exact, rtol=1e-15)
 
 
 def test_claim_elbo_optax_has_no_gaussian_kl():
