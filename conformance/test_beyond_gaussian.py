@@ -148,3 +148,14 @@ def test_claim_heavy_tails_quantiles_pinball_and_tie_gradient(reduction, dtype):
         lambda a, b, **kw: lu.quantile_loss_grad(a, b, levels.astype(a.dtype), **kw),
         theirs, [x, y], (0,), dtype, reduction=reduction,
     )  # fmt: skip
+
+
+def test_deviation_poisson_nll_negative_target():
+    """A negative count: PyTorch returns a number (e^eta - y eta with y < 0); lossutils raises
+    ValueError naming target. Non-integer counts are accepted by both."""
+    theirs = F.poisson_nll_loss(tt([0.5]), tt([-2.0]), reduction="sum").item()
+    assert theirs == pytest.approx(np.exp(0.5) + 2 * 0.5)
+    with pytest.raises(ValueError, match="target must hold non-negative counts"):
+        lu.poisson_nll_loss([0.5], [-2.0])
+    half = F.poisson_nll_loss(tt([0.5]), tt([2.5]), reduction="sum").item()
+    assert float(lu.poisson_nll_loss([0.5], [2.5], reduction="sum")) == pytest.approx(half)
