@@ -271,8 +271,8 @@ def dpo_loss(
 
     Notes
     -----
-    The conformance test ``test_dpo`` checks it against this formula written in
-    PyTorch (``F.logsigmoid``) and its autograd gradient. The margin, a
+    The conformance test ``test_claim_preferences_dpo_formula`` checks it against this
+    formula written in PyTorch (``F.logsigmoid``) and its autograd gradient. The margin, a
     difference of differences of log-probabilities of a few hundred each, is formed
     exactly (a pair of float64 numbers) and multiplied by ``beta`` with its rounding
     error kept, so that the loss is within a few ULP of its exact value for the given
