@@ -9,6 +9,7 @@ from . import (
     activations,
     classification,
     contrastive,
+    diffusion,
     divergences,
     metric,
     preference,
@@ -19,6 +20,7 @@ from . import (
 from .activations import *  # noqa: F403
 from .classification import *  # noqa: F403
 from .contrastive import *  # noqa: F403
+from .diffusion import *  # noqa: F403
 from .divergences import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .preference import *  # noqa: F403
@@ -39,6 +41,7 @@ _MODULES = (
     preference,
     contrastive,
     sequence,
+    diffusion,
 )
 
 __all__ = [name for module in _MODULES for name in module.__all__]

@@ -77,13 +77,17 @@ SIGNATURES = {
     "siglip_loss": "(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction='mean')",
     "l2_penalty": "(params, lam)",
     "l1_penalty": "(params, lam)",
+    "ddpm_posterior": "(betas)",
+    "ddpm_elbo_weights": "(betas)",
+    "ddpm_noise_loss": "(noise_pred, noise, t, betas, weighting='elbo', reduction='mean')",
     "ctc_loss": (
         "(log_probs, targets, input_lengths, target_lengths, blank=0, reduction='mean', "
         "zero_infinity=False)"
     ),
 }
 ACTIVATIONS = {"sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"}
-NO_GRADIENT = ACTIVATIONS | {"zero_one_loss", "entropy"}
+# the diffusion schedule's closed forms are not losses
+NO_GRADIENT = ACTIVATIONS | {"zero_one_loss", "entropy", "ddpm_posterior", "ddpm_elbo_weights"}
 LOSSES_WITH_GRADIENT = sorted(set(SIGNATURES) - NO_GRADIENT)
 
 
@@ -146,6 +150,7 @@ def _samples():
         "siglip_loss": ((x, y), (0, 1)),
         "l2_penalty": ((x, 0.3), (0,)),
         "l1_penalty": ((x, 0.3), (0,)),
+        "ddpm_noise_loss": ((x, y, np.array([1, 3, 2, 3]), np.array([0.1, 0.2, 0.3])), (0,)),
         # targets of length 1: CTC's "mean" divides by the target lengths, here a plain mean
         "ctc_loss": (
             (

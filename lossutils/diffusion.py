@@ -1,0 +1,287 @@
+"""Denoising diffusion (DDPM): the Gaussian posterior of the forward process and the
+noise-prediction loss whose per-step weights make it the variational bound.
+
+The forward process adds Gaussian noise in ``T`` steps with variances
+``betas[t - 1]`` (:math:`\\beta_t`, ``t = 1..T``): :math:`q(x_t \\mid x_{t-1}) =
+\\mathcal N(\\sqrt{1 - \\beta_t}\\, x_{t-1}, \\beta_t I)`, so that with
+:math:`\\bar\\alpha_t = \\prod_{s \\le t} (1 - \\beta_s)`,
+:math:`x_t = \\sqrt{\\bar\\alpha_t}\\, x_0 + \\sqrt{1 - \\bar\\alpha_t}\\, \\epsilon`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import (
+    as_float_array,
+    check_reduction,
+    check_same_shape,
+    describe,
+    result_dtype,
+)
+from ._numerics import to_dtype
+from ._reduction import reduce, scale_grad
+
+__all__ = ["ddpm_posterior", "ddpm_elbo_weights", "ddpm_noise_loss", "ddpm_noise_loss_grad"]
+
+WEIGHTINGS = ("elbo", "simple")
+
+_quiet = np.errstate(all="ignore")
+
+
+def _betas(betas) -> np.ndarray:
+    b = as_float_array(betas, "betas")
+    if b.ndim != 1 or b.size == 0:
+        raise ValueError(f"betas must be a non-empty 1-D array (one per step); got {describe(b)}")
+    bad = ~((b > 0) & (b < 1))
+    if np.any(bad):
+        raise ValueError(f"betas must lie in (0, 1); got {describe(b[bad][0])}")
+    return b
+
+
+def _schedule(b: np.ndarray):
+    r"""``(beta, alpha_bar, one_minus_alpha_bar)``, the last two for t = 0..T, in long double.
+
+    :math:`\log \bar\alpha_t = \sum_{s \le t} \operatorname{log1p}(-\beta_s)`, and
+    :math:`1 - \bar\alpha_t = -\operatorname{expm1}(\log \bar\alpha_t)`: the product
+    ``cumprod(1 - betas)`` rounds each factor (``1 - 1e-4`` loses 4 digits of
+    ``beta``), and ``1 - alpha_bar`` then cancels for the first steps, where it is
+    about :math:`\beta_1`. The running sum of a thousand steps carries their rounding
+    errors into the exponent (34 ULP of float64 at step 925 of the linear schedule), so it
+    runs in long double, as the formulas built on it; results are rounded once.
+    """
+    beta = b.astype(np.longdouble)
+    log_alpha_bar = np.concatenate([np.zeros(1, np.longdouble), np.cumsum(np.log1p(-beta))])
+    return beta, np.exp(log_alpha_bar), -np.expm1(log_alpha_bar)
+
+
+@_quiet
+def ddpm_posterior(betas):
+    r"""The Gaussian posterior :math:`q(x_{t-1} \mid x_t, x_0)` of the forward process.
+
+    .. math::
+
+        q(x_{t-1} \mid x_t, x_0) = \mathcal N\big(a_t x_0 + b_t x_t,\ \tilde\beta_t I\big),
+        \quad a_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1 - \bar\alpha_t},
+        \quad b_t = \frac{\sqrt{1 - \beta_t}\,(1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t},
+        \quad \tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\,\beta_t,
+
+    with :math:`\bar\alpha_0 = 1` (so at :math:`t = 1` the posterior is the point
+    :math:`x_0`: :math:`a_1 = 1`, :math:`b_1 = \tilde\beta_1 = 0`).
+
+    Parameters
+    ----------
+    betas : array_like
+        The noise schedule :math:`\beta_1, \dots, \beta_T`, each in (0, 1), shape ``(T,)``.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(a, b, variance)``, each of shape ``(T,)`` and ``betas``' floating dtype; entry
+        ``t - 1`` belongs to step ``t``.
+
+    Raises
+    ------
+    ValueError
+        If ``betas`` is not a non-empty 1-D array of numbers in (0, 1).
+
+    Notes
+    -----
+    Computed in long double from :math:`\log \bar\alpha_t` (``log1p`` sums) and
+    :math:`1 - \bar\alpha_t` by ``expm1``, so that small betas (1e-4 and below) keep
+    their digits; rounded once to ``betas``' dtype. See :cite:t:`ho2020denoising`, eq. (7).
+
+    Examples
+    --------
+    >>> a, b, var = ddpm_posterior([0.1, 0.2])
+    >>> [round(float(v), 6) for v in (a[1], b[1], var[1])]
+    [0.677631, 0.319438, 0.071429]
+    """
+    beta = _betas(betas)
+    dtype = result_dtype(beta)
+    b64, alpha_bar, one_minus = _schedule(beta)
+    a = np.sqrt(alpha_bar[:-1]) * b64 / one_minus[1:]
+    b = np.sqrt(1 - b64) * one_minus[:-1] / one_minus[1:]
+    variance = one_minus[:-1] / one_minus[1:] * b64
+    return tuple(to_dtype(v, dtype) for v in (a, b, variance))
+
+
+@_quiet
+def ddpm_elbo_weights(betas):
+    r"""The weights :math:`\lambda_t` that make the noise-prediction loss the variational bound.
+
+    With the reverse model :math:`p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta,
+    \sigma_t^2 I)` and the mean parametrised by a noise prediction,
+    :math:`\mu_\theta = (x_t - \beta_t \epsilon_\theta / \sqrt{1 - \bar\alpha_t}) /
+    \sqrt{1 - \beta_t}`, each term of the bound is
+
+    .. math::
+
+        \lambda_t \,\lVert \epsilon - \epsilon_\theta(x_t, t) \rVert^2 + c_t, \qquad
+        \lambda_t = \frac{\beta_t^2}{2 \sigma_t^2 (1 - \beta_t)(1 - \bar\alpha_t)},
+
+    with :math:`\sigma_t^2 = \tilde\beta_t` (the posterior variance) for :math:`t \ge 2`,
+    where the constant :math:`c_t` is 0, so :math:`\lambda_t = \beta_t / (2 (1 - \beta_t)
+    (1 - \bar\alpha_{t-1}))`; and :math:`\sigma_1^2 = \beta_1` for the Gaussian decoder
+    :math:`p_\theta(x_0 \mid x_1)`, where :math:`\lambda_1 = 1 / (2 (1 - \beta_1))` and the
+    constant is :math:`\frac12 \log(2 \pi \beta_1)` per dimension.
+
+    Parameters
+    ----------
+    betas : array_like
+        The noise schedule, shape ``(T,)``, each in (0, 1).
+
+    Returns
+    -------
+    ndarray
+        :math:`\lambda_1, \dots, \lambda_T`, shape ``(T,)``, ``betas``' floating dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``betas`` is not a non-empty 1-D array of numbers in (0, 1).
+
+    Notes
+    -----
+    The "simple" loss of :cite:t:`ho2020denoising` sets every :math:`\lambda_t` to 1 (and
+    samples :math:`t` uniformly): it is no longer the bound, but a reweighting of it that
+    puts relatively more weight on the noisy steps.
+
+    Examples
+    --------
+    >>> [round(float(w), 6) for w in ddpm_elbo_weights([0.1, 0.2])]
+    [0.555556, 1.25]
+    """
+    beta = _betas(betas)
+    dtype = result_dtype(beta)
+    b64, _, one_minus = _schedule(beta)
+    weights = b64 / (2 * (1 - b64) * one_minus[:-1])
+    weights[0] = 1 / (2 * (1 - b64[0]))
+    return to_dtype(weights, dtype)
+
+
+def _noise_args(noise_pred, noise, t, betas, weighting, reduction):
+    reduction = check_reduction(reduction)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of 'elbo', 'simple'; got {describe(weighting)}")
+    pred = as_float_array(noise_pred, "noise_pred")
+    target = as_float_array(noise, "noise")
+    check_same_shape(pred, target, "noise_pred", "noise")
+    if pred.ndim < 1:
+        raise ValueError(
+            f"noise_pred must have a batch axis first, shape (N, ...); got shape {pred.shape}"
+        )
+    beta = _betas(betas)
+    steps = np.asarray(t)
+    if steps.dtype.kind not in "iu" or steps.shape != pred.shape[:1]:
+        raise ValueError(
+            f"t must be an integer array of shape ({pred.shape[0]},) (one step per sample); "
+            f"got {describe(steps)}"
+        )
+    bad = (steps < 1) | (steps > beta.size)
+    if np.any(bad):
+        raise ValueError(f"t must hold steps in [1, {beta.size}]; got {steps[bad][0]}")
+    dtype = result_dtype(pred, target)
+    if weighting == "elbo":
+        weight = ddpm_elbo_weights(beta.astype(np.float64))[steps - 1]
+    else:
+        weight = np.ones(steps.shape)
+    return pred, target, weight, dtype, reduction
+
+
+@_quiet
+def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
+    r"""The DDPM noise-prediction loss, weighted to be the variational bound or "simple".
+
+    Per sample :math:`i` at step :math:`t_i`,
+
+    .. math::
+
+        \ell_i = w_{t_i} \sum_{d} \big(\hat\epsilon_{i,d} - \epsilon_{i,d}\big)^2,
+
+    with :math:`w_t = \lambda_t` of :func:`ddpm_elbo_weights` (``"elbo"``: then
+    :math:`T\,\mathbb E_t[\ell]` plus the constants is the negative variational bound,
+    up to its prior term) or :math:`w_t = 1` (``"simple"``, the loss of
+    :cite:t:`ho2020denoising`).
+
+    Parameters
+    ----------
+    noise_pred, noise : array_like
+        :math:`\epsilon_\theta(x_t, t)` and the noise :math:`\epsilon` that made
+        :math:`x_t`, the same shape ``(N, ...)``; the sum runs over all axes but the first.
+    t : array_like of int
+        Shape ``(N,)``: each sample's step, in ``[1, T]``.
+    betas : array_like
+        The noise schedule, shape ``(T,)``.
+    weighting : {"elbo", "simple"}, optional
+    reduction : {"mean", "sum", "none"}, optional
+        Over the ``N`` samples; ``"none"`` returns the ``N`` losses.
+
+    Returns
+    -------
+    ndarray or numpy scalar
+        In the floating dtype of ``noise_pred`` and ``noise``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or lack a batch axis, ``t`` is not an integer array of one
+        step in ``[1, T]`` per sample, ``betas`` is not a valid schedule, or ``weighting``
+        or ``reduction`` is unknown.
+
+    Notes
+    -----
+    With ``weighting="simple"`` and ``reduction="mean"`` this is
+    :math:`D` times PyTorch's ``F.mse_loss(noise_pred, noise)`` for ``D`` features per
+    sample. Computed in float64 for float16 and float32 input, rounded once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(ddpm_noise_loss(np.array([[0.5]]), np.array([[0.0]]), [2], [0.1, 0.2]))
+    0.3125
+    """
+    pred, target, weight, dtype, reduction = _noise_args(
+        noise_pred, noise, t, betas, weighting, reduction
+    )
+    work = np.float64 if dtype.itemsize < 8 else dtype
+    r = pred.astype(work) - target.astype(work)
+    per = np.sum((r * r).reshape(len(r), int(np.prod(r.shape[1:]))), axis=-1) * weight.astype(work)
+    return to_dtype(reduce(per, reduction), dtype)[()]
+
+
+@_quiet
+def ddpm_noise_loss_grad(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
+    r"""Gradient of :func:`ddpm_noise_loss` w.r.t. ``noise_pred``:
+    :math:`2 w_{t_i} (\hat\epsilon_i - \epsilon_i)`, divided by ``N`` for the mean.
+
+    Parameters
+    ----------
+    noise_pred, noise, t, betas, weighting, reduction
+        As for :func:`ddpm_noise_loss`.
+
+    Returns
+    -------
+    ndarray
+        Shape and dtype of ``noise_pred``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`ddpm_noise_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ddpm_noise_loss_grad(np.array([[0.5]]), np.array([[0.0]]), [2], [0.1, 0.2]).tolist()
+    [[1.25]]
+    """
+    pred, target, weight, dtype, reduction = _noise_args(
+        noise_pred, noise, t, betas, weighting, reduction
+    )
+    work = np.float64 if dtype.itemsize < 8 else dtype
+    r = pred.astype(work) - target.astype(work)
+    shape = (len(r),) + (1,) * (r.ndim - 1)
+    local = 2 * weight.astype(work).reshape(shape) * r
+    grad_dtype = pred.dtype
+    return scale_grad(local, pred.shape, reduction, grad_dtype, count=len(r))

@@ -1,0 +1,237 @@
+"""DDPM pieces: the posterior q(x_{t-1} | x_t, x_0), the bound's weights, the noise loss.
+
+References are independent: the posterior from Bayes' rule (precisions add) and the weights
+from the KL divergence between the posterior and the reverse model, both in mpmath at 60
+digits from the exact schedule; the loss against mpmath sums of squares.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+from lossutils import ddpm_elbo_weights, ddpm_noise_loss, ddpm_noise_loss_grad, ddpm_posterior
+from lossutils.testing import assert_close_to_exact, assert_gradient_matches
+
+DTYPES = [np.float16, np.float32, np.float64]
+SCHEDULES = {
+    "linear-1000": np.linspace(1e-4, 0.02, 1000),
+    "short": np.linspace(0.01, 0.3, 20),
+    "tiny": np.full(50, 1e-7),
+}
+
+
+def exact_schedule(betas):
+    with mpmath.workdps(60):
+        beta = [mpmath.mpf(float(b)) for b in betas]
+        alpha_bar = [mpmath.mpf(1)]
+        for b in beta:
+            alpha_bar.append(alpha_bar[-1] * (1 - b))
+    return beta, alpha_bar
+
+
+def bayes_posterior(betas):
+    """Mean coefficients and variance of q(x_{t-1} | x_t, x_0) ~ q(x_t | x_{t-1}) q(x_{t-1} | x_0)."""
+    beta, alpha_bar = exact_schedule(betas)
+    a, b, var = [], [], []
+    with mpmath.workdps(60):
+        for t in range(1, len(beta) + 1):
+            if t == 1:  # q(x_0 | x_0) is the point x_0
+                a.append(mpmath.mpf(1)), b.append(mpmath.mpf(0)), var.append(mpmath.mpf(0))
+                continue
+            prior_var = 1 - alpha_bar[t - 1]
+            precision = (1 - beta[t - 1]) / beta[t - 1] + 1 / prior_var
+            v = 1 / precision
+            b.append(v * mpmath.sqrt(1 - beta[t - 1]) / beta[t - 1])
+            a.append(v * mpmath.sqrt(alpha_bar[t - 1]) / prior_var)
+            var.append(v)
+    return [np.array(x, dtype=object) for x in (a, b, var)]
+
+
+def kl_weights(betas):
+    """lambda_t from KL(N(m1, s1) || N(m2, s2)) with m1 - m2 = c (eps - eps_hat): the factor
+    of (eps - eps_hat)^2, c = beta_t / (sqrt(1 - beta_t) sqrt(1 - alpha_bar_t))."""
+    beta, alpha_bar = exact_schedule(betas)
+    _, _, posterior_var = bayes_posterior(betas)
+    out = []
+    with mpmath.workdps(60):
+        for t in range(1, len(beta) + 1):
+            sigma2 = beta[0] if t == 1 else posterior_var[t - 1]
+            c = beta[t - 1] / (mpmath.sqrt(1 - beta[t - 1]) * mpmath.sqrt(1 - alpha_bar[t]))
+            out.append(c**2 / (2 * sigma2))
+    return np.array(out, dtype=object)
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_posterior_is_bayes_rule(name, dtype):
+    betas = SCHEDULES[name].astype(dtype)
+    got = ddpm_posterior(betas)
+    for value, reference, label in zip(got, bayes_posterior(betas), "ab", strict=False):
+        assert value.dtype == dtype
+        assert_close_to_exact(value, reference, 4, label)
+    assert_close_to_exact(got[2], bayes_posterior(betas)[2], 4, "variance")
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_are_the_kl_factors(name, dtype):
+    betas = SCHEDULES[name].astype(dtype)
+    weights = ddpm_elbo_weights(betas)
+    assert weights.dtype == dtype
+    assert_close_to_exact(weights, kl_weights(betas), 4)
+
+
+def test_kl_between_gaussians_is_the_weighted_noise_error():
+    # KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for the noise-parametrised mean equals
+    # lambda_t (eps - eps_hat)^2, on random draws (t >= 2, sigma_t^2 = posterior variance)
+    rng = np.random.default_rng(0)
+    betas = SCHEDULES["short"]
+    a, b, var = ddpm_posterior(betas)
+    weights = ddpm_elbo_weights(betas)
+    alpha_bar = np.cumprod(1 - betas)
+    for t in range(2, len(betas) + 1):
+        x0, eps, eps_hat = rng.normal(size=3)
+        xt = np.sqrt(alpha_bar[t - 1]) * x0 + np.sqrt(1 - alpha_bar[t - 1]) * eps
+        posterior_mean = a[t - 1] * x0 + b[t - 1] * xt
+        coef = betas[t - 1] / np.sqrt(1 - alpha_bar[t - 1])
+        model_mean = (xt - coef * eps_hat) / np.sqrt(1 - betas[t - 1])
+        kl = (posterior_mean - model_mean) ** 2 / (2 * var[t - 1])
+        np.testing.assert_allclose(kl, weights[t - 1] * (eps - eps_hat) ** 2, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighting", ["elbo", "simple"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_noise_loss_against_mpmath(dtype, weighting, reduction):
+    rng = np.random.default_rng(1)
+    betas = SCHEDULES["short"]
+    pred = rng.normal(size=(6, 3)).astype(dtype)
+    noise = (pred + rng.normal(scale=1e-3, size=(6, 3))).astype(dtype)  # near the optimum
+    t = np.array([1, 2, 5, 10, 19, 20])
+    weights = kl_weights(betas) if weighting == "elbo" else np.full(20, mpmath.mpf(1), object)
+    with mpmath.workdps(60):
+        per = [
+            weights[t[i] - 1]
+            * mpmath.fsum(
+                (mpmath.mpf(float(p)) - mpmath.mpf(float(q))) ** 2
+                for p, q in zip(pred[i], noise[i], strict=True)
+            )
+            for i in range(6)
+        ]
+        if reduction == "sum":
+            reference = mpmath.fsum(per)
+        elif reduction == "mean":
+            reference = mpmath.fsum(per) / 6
+        else:
+            reference = np.array(per, dtype=object)
+    got = ddpm_noise_loss(pred, noise, t, betas, weighting=weighting, reduction=reduction)
+    assert np.asarray(got).dtype == dtype
+    assert_close_to_exact(got, reference, 4)
+    grad = ddpm_noise_loss_grad(pred, noise, t, betas, weighting=weighting, reduction=reduction)
+    assert grad.dtype == dtype and grad.shape == pred.shape
+    with mpmath.workdps(60):
+        scale = mpmath.mpf(1) / 6 if reduction == "mean" else 1
+        expected = np.array(
+            [
+                [
+                    2 * weights[t[i] - 1] * scale * (mpmath.mpf(float(p)) - mpmath.mpf(float(q)))
+                    for p, q in zip(pred[i], noise[i], strict=True)
+                ]
+                for i in range(6)
+            ],
+            dtype=object,
+        )
+    assert_close_to_exact(grad, expected, 4)
+
+
+def test_gradient_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    args = (
+        rng.normal(size=(4, 2, 3)),
+        rng.normal(size=(4, 2, 3)),
+        np.array([1, 4, 2, 3]),
+        [0.1, 0.2, 0.3, 0.4],
+    )
+    for weighting in ("elbo", "simple"):
+        for reduction in ("mean", "sum", "none"):
+            assert_gradient_matches(
+                ddpm_noise_loss,
+                ddpm_noise_loss_grad,
+                args,
+                (0,),
+                kwargs={"weighting": weighting, "reduction": reduction},
+                rtol=1e-6,
+                atol=1e-9,
+            )
+
+
+def test_simple_mean_is_features_times_mse():
+    rng = np.random.default_rng(3)
+    pred, noise = rng.normal(size=(2, 5, 4))
+    loss = ddpm_noise_loss(pred, noise, np.array([1, 2, 3, 4, 5]), np.full(5, 0.1), "simple")
+    np.testing.assert_allclose(loss, 4 * np.mean((pred - noise) ** 2), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batch(dtype):
+    empty = np.zeros((0, 3), dtype=dtype)
+    args = (empty, empty, np.zeros(0, int), [0.1, 0.2])
+    assert np.isnan(ddpm_noise_loss(*args)) and ddpm_noise_loss(*args, reduction="sum") == 0
+    assert ddpm_noise_loss(*args, reduction="none").shape == (0,)
+    assert ddpm_noise_loss_grad(*args).shape == (0, 3)
+
+
+def test_infinite_noise_prediction():
+    loss = ddpm_noise_loss(
+        np.array([[np.inf], [0.0]]),
+        np.zeros((2, 1)),
+        np.array([1, 2]),
+        [0.1, 0.2],
+        reduction="none",
+    )
+    assert loss[0] == np.inf and loss[1] == 0
+
+
+@pytest.mark.parametrize(
+    ("f", "args", "match"),
+    [
+        (ddpm_posterior, ([0.1, 1.0],), r"betas must lie in \(0, 1\); got 1.0"),
+        (ddpm_posterior, ([[0.1]],), "betas must be a non-empty 1-D array"),
+        (ddpm_elbo_weights, ([],), "betas must be a non-empty 1-D array"),
+        (ddpm_elbo_weights, ([-0.1],), r"betas must lie in \(0, 1\)"),
+        (
+            ddpm_noise_loss,
+            (np.zeros((2, 1)), np.zeros((2, 1)), np.array([0, 1]), [0.1]),
+            r"t must hold steps in \[1, 1\]; got 0",
+        ),
+        (
+            ddpm_noise_loss,
+            (np.zeros((2, 1)), np.zeros((2, 1)), np.array([1.0, 1.0]), [0.1]),
+            r"t must be an integer array of shape \(2,\)",
+        ),
+        (
+            ddpm_noise_loss,
+            (np.zeros((2, 1)), np.zeros((2, 2)), np.array([1, 1]), [0.1]),
+            "noise must have the same shape",
+        ),
+        (
+            ddpm_noise_loss,
+            (np.zeros(()), np.zeros(()), np.array(1), [0.1]),
+            "noise_pred must have a batch axis",
+        ),
+    ],
+)
+@pytest.mark.parametrize("grad", [False, True])
+def test_bad_input(f, args, match, grad):
+    if grad and f is ddpm_noise_loss:
+        f = ddpm_noise_loss_grad
+    with pytest.raises(ValueError, match=match):
+        f(*args)
+
+
+@pytest.mark.parametrize("f", [ddpm_noise_loss, ddpm_noise_loss_grad])
+def test_unknown_weighting(f):
+    with pytest.raises(ValueError, match="weighting must be one of 'elbo', 'simple'; got 'vlb'"):
+        f(np.zeros((1, 1)), np.zeros((1, 1)), np.array([1]), [0.1], weighting="vlb")
