@@ -1,7 +1,9 @@
 """Stable activations: the building blocks every likelihood-based loss is made of.
 
 Each function accepts any array-like and returns NumPy (a NumPy scalar for a
-scalar input). Integer input counts as float64; float32 stays float32.
+scalar input). Integer input counts as float64; float16 and float32 stay what they
+are (float16 is computed in float32 and rounded once). The careful kernels themselves
+live in ``lossutils._numerics``.
 """
 
 from __future__ import annotations
