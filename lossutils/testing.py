@@ -73,6 +73,12 @@ def assert_gradient_matches(
     (the convention of every ``*_grad`` in lossutils). The loss is summed, so a
     ``reduction="none"`` loss is checked as the gradient of its sum.
 
+    Raises
+    ------
+    AssertionError
+        If the gradient has the wrong number of arrays or shape, or disagrees with
+        the finite differences beyond ``rtol`` and ``atol``.
+
     Examples
     --------
     >>> assert_gradient_matches(lambda x: (x**2).sum(), lambda x: 2 * x, [np.array([0.5, 3.0])])
@@ -115,6 +121,11 @@ def ulp_error(actual, reference, dtype=np.float64) -> np.ndarray:
     reference beyond the dtype's range against an infinity of its sign), NaN
     against a number as infinitely many.
 
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is not float16, float32 or float64.
+
     Examples
     --------
     >>> import mpmath
@@ -156,6 +167,12 @@ def assert_ulp_close(
     """Assert every entry of ``actual`` is within ``max_ulp`` of ``reference``; return the worst.
 
     ULP on ``dtype``'s grid, as in :func:`ulp_error` (float64 by default).
+
+    Raises
+    ------
+    AssertionError
+        If an entry is more than ``max_ulp`` from the reference (the message names
+        the worst entry, its value and the reference).
 
     Examples
     --------
@@ -212,6 +229,13 @@ def assert_close_to_exact(actual, reference, max_ulp: float = 4.0, label: str = 
     output dtype: a float16 result that is the correctly rounded exact value is within
     0.5, whatever the float64 digits of an intermediate were.
 
+    Raises
+    ------
+    ValueError
+        If ``actual`` is not a float16, float32 or float64 result.
+    AssertionError
+        If an entry is more than ``max_ulp`` ULP of that dtype from the reference.
+
     Examples
     --------
     >>> import mpmath
@@ -235,6 +259,11 @@ def assert_matches_sympy(expr, symbols: Sequence, values: Sequence, actual, rtol
     (which knows the book's SymPy ``sigmoid`` and ``softplus``), in float64: keep
     the values where the formula does not cancel, and compare the extremes with
     :func:`assert_ulp_close` against a high-precision reference instead.
+
+    Raises
+    ------
+    AssertionError
+        If ``actual`` differs from the evaluated expression beyond ``rtol`` and ``atol``.
 
     Examples
     --------
