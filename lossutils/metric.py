@@ -22,6 +22,7 @@ from ._checks import (
     reduction_scale,
     result_dtype,
 )
+from ._numerics import two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
@@ -113,13 +114,6 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
 # ensure by scaling rows by a power of 2.
 
 
-def _two_sum(a, b):
-    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly."""
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
 def _split(a):
     """``a = hi + lo`` with ``hi`` on 26 bits (Dekker's split; ``|a|`` below 2**995)."""
     c = 134217729.0 * a  # 2**27 + 1
@@ -142,10 +136,10 @@ def _dd_row_sum(hi, lo):
     while s.shape[-1] > 1:
         if s.shape[-1] % 2:
             s = np.concatenate([s, np.zeros_like(s[..., :1])], axis=-1)
-        s, e = _two_sum(s[..., 0::2], s[..., 1::2])
+        s, e = two_sum(s[..., 0::2], s[..., 1::2])
         err = err + np.sum(e, axis=-1)
     total = s[..., 0] if s.shape[-1] else np.zeros(s.shape[:-1])
-    return _two_sum(total, err)
+    return two_sum(total, err)
 
 
 def _dd_distance(x, y, shift, exponent, kind):
@@ -155,9 +149,9 @@ def _dd_distance(x, y, shift, exponent, kind):
     scaled by ``2**-2 exponent``). The difference is kept exactly as hi + lo; squares are
     exact by TwoProduct; the square root gets one Newton correction in double-double.
     """
-    hi, lo = _two_sum(x, -y)
+    hi, lo = two_sum(x, -y)
     if shift:
-        hi, e = _two_sum(hi, shift)
+        hi, e = two_sum(hi, shift)
         lo = lo + e
     k = -exponent[..., None]
     hi, lo = np.ldexp(hi, k), np.ldexp(lo, k)
@@ -240,7 +234,7 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
         x1, x2 = pairs.x1[near], pairs.x2[near]
         e = _row_exponent(x1 - x2)
         r, r_lo = _dd_distance(x1, x2, 0.0, e, 2)
-        h, h_err = _two_sum(m, -np.ldexp(r, e))
+        h, h_err = two_sum(m, -np.ldexp(r, e))
         hinge[near] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
     return hinge
 
@@ -444,8 +438,8 @@ def _refined_triplet(t: _Triplets, rows, swap, squared):
         an, an_lo = np.where(smaller, pn, an), np.where(smaller, pn_lo, an_lo)
     scale = 2 * e if squared else e
     m = np.ldexp(t.margin, -scale)
-    s, s_err = _two_sum(ap, -an)
-    s, m_err = _two_sum(s, m)
+    s, s_err = two_sum(ap, -an)
+    s, m_err = two_sum(s, m)
     value = np.ldexp(s + (s_err + m_err + (ap_lo - an_lo)), scale)
     # a margin beyond the scaled range: the distances are negligible next to it
     return np.where(np.isinf(m), t.margin, value)
@@ -592,12 +586,64 @@ def triplet_margin_loss_grad(
     return tuple(g.astype(t.dtype, copy=False) for g in (d_anchor, d_positive, d_negative))
 
 
+def _gram_dd(zs):
+    """``zs @ zs.T`` as a double-double ``(hi, lo)``, for rows with entries below 1.
+
+    Ozaki's splitting: each entry is cut into slices on fixed grids (``2**-k``,
+    ``2**-2k``, and the rest) so coarse that every matrix product of two of the first
+    slices, a sum of integers times a power of 2 below ``2**53``, is exact whatever
+    BLAS does; the products with the last slice are tiny and need only their leading
+    digits. ``k = (53 - log2 D) // 2`` bits per slice.
+    """
+    k = (53 - int(np.ceil(np.log2(max(zs.shape[-1], 1))))) // 2
+    step = 2.0**k
+    a1 = np.round(zs * step) / step
+    r = zs - a1  # exact, at most 2**-(k+1)
+    a2 = np.round(r * step**2) / step**2
+    a3 = r - a2  # exact, at most 2**-(2k+1)
+    g12, g13, g23 = a1 @ a2.T, a1 @ a3.T, a2 @ a3.T
+    hi, lo = two_sum(a1 @ a1.T, g12 + g12.T)
+    lo += (a2 @ a2.T) + (g13 + g13.T) + (g23 + g23.T)
+    return two_sum(hi, lo)
+
+
+def _dd_logits(zs, exponent, temperature):
+    """Cosines over temperature of rows ``z = zs * 2**exponent``, as a double-double.
+
+    The norms come from the Gram matrix's diagonal with a Newton-corrected square
+    root; where ``F.normalize``'s floor 1e-12 is active the denominator is the floor.
+    Division by the product of the two denominators and by the temperature in
+    double-double: about 2**-100 relative, so the loss keeps its few ULP.
+    """
+    g, g_low = _gram_dd(zs)
+    diag, diag_low = np.diagonal(g).copy(), np.diagonal(g_low).copy()
+    norm = np.sqrt(diag)
+    nn, nn_err = _two_prod(norm, norm)
+    norm_low = np.where(norm > 0, ((diag - nn) - nn_err + diag_low) / (2 * norm + (norm == 0)), 0)
+    floored = np.ldexp(norm, exponent) < NORMALIZE_EPS
+    den = np.where(floored, np.ldexp(NORMALIZE_EPS, -exponent), norm)
+    den_low = np.where(floored, 0, norm_low)
+    p, p_low = _two_prod(den[:, None], den[None, :])
+    p_low = p_low + (den[:, None] * den_low[None, :] + den_low[:, None] * den[None, :])
+    # a floored row of tiny entries has a denominator beyond the range: its cosines are 0
+    huge = np.isinf(p)
+    p, p_low = np.where(huge, 1, p), np.where(huge, 0, p_low)
+    q = np.where(huge, 0, g / p)
+    qp, qp_err = _two_prod(q, p)
+    q_low = np.where(huge, 0, (((g - qp) - qp_err) + g_low - q * p_low) / p)
+    s = q / temperature
+    st, st_err = _two_prod(s, temperature)
+    return s, ((q - st) - st_err + q_low) / temperature
+
+
 @dataclass(frozen=True)
 class _NTXent:
     """The views, normalised as ``F.normalize`` does, and the per-row pieces of the loss.
 
-    Evaluated in float64 for every input dtype: the loss amplifies the rounding of
-    the cosines by 1/temperature, which float32 cosines would not survive.
+    The loss amplifies an error of the cosines by 1/temperature (a difference of two
+    logits, exponentiated, is what a small loss is made of). So float16 and float32
+    views are evaluated in float64, and float64 views get their logits as
+    double-doubles (``logits + logits_low``) from an exact Gram matrix.
     """
 
     n: int  # pairs: the 2n views are z1's rows, then z2's
@@ -605,7 +651,8 @@ class _NTXent:
     scaled_norm: np.ndarray  # (2n,): ||z|| / 2**e, the row scaled by its largest power of 2
     exponent: np.ndarray  # (2n,): that e
     floored: np.ndarray  # (2n,): where the norm's floor 1e-12 is active
-    logits: np.ndarray  # (2n, 2n): h h^T / temperature, -inf on the diagonal
+    logits: np.ndarray  # (2n, 2n): cos / temperature, -inf on the diagonal
+    logits_low: np.ndarray  # (2n, 2n): their rounding errors (0 unless float64 views)
     positive: np.ndarray  # (2n,): the column of each row's other view
     top: np.ndarray  # (2n,): the column of each row's largest logit
     rest: np.ndarray  # (2n, 2n): exp(logit - largest), 0 at the diagonal and at top
@@ -630,13 +677,22 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     floored = np.ldexp(scaled_norm, e) < NORMALIZE_EPS
     safe = np.where(floored, 1, scaled_norm)[:, None]
     h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
-    logits = (h @ h.T) / temperature
+    if z1.dtype == np.float64:
+        logits, logits_low = _dd_logits(zs, e, temperature)
+    else:
+        logits, logits_low = (h @ h.T) / temperature, np.zeros((len(z), len(z)))
     m = 2 * n
     rows = np.arange(m)
     logits[rows, rows] = -np.inf
+    logits_low[rows, rows] = 0
     positive = (rows + n) % m
     top = np.argmax(logits, axis=-1) if n else rows
-    rest = np.exp(logits - logits[rows, top][:, None])
+    # exp(s - s_top) of the exact logits: the rounding of the difference and the
+    # logits' low parts applied to first order, e^(d + c) ~ e^d (1 + c)
+    d, d_err = two_sum(logits, -logits[rows, top][:, None])
+    correction = d_err + (logits_low - logits_low[rows, top][:, None])
+    rest = np.exp(d)
+    rest += rest * np.where(np.isfinite(correction), correction, 0)
     rest[rows, top] = 0
     return _NTXent(
         n,
@@ -645,6 +701,7 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
         e,
         floored,
         logits,
+        logits_low,
         positive,
         top,
         rest,
@@ -709,7 +766,10 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     rows = np.arange(2 * v.n)
     # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
     # positive is the largest logit (a small loss) no digits cancel
-    losses = (v.logits[rows, v.top] - v.logits[rows, v.positive]) + np.log1p(v.total)
+    gap = (v.logits[rows, v.top] - v.logits[rows, v.positive]) + (
+        v.logits_low[rows, v.top] - v.logits_low[rows, v.positive]
+    )
+    losses = gap + np.log1p(v.total)
     return _finish(losses, v.reduction, v.dtype)
 
 

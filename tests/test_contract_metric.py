@@ -153,7 +153,7 @@ def test_triplet_within_4_ulp(dtype, options):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("temperature", [0.5, 0.1])
+@pytest.mark.parametrize("temperature", [0.5, 0.1, 0.02])
 def test_nt_xent_within_4_ulp(dtype, temperature):
     rng = np.random.default_rng(14)
     cases = []
@@ -168,12 +168,12 @@ def test_nt_xent_within_4_ulp(dtype, temperature):
     zero = z1.copy()
     zero[1] = 0  # a zero embedding: F.normalize's floor
     cases.append((zero, rng.normal(size=(3, 4)).astype(dtype)))
-    # float64 cosines carry their rounding into the loss magnified by 1 / temperature
-    bound = 4.0 if dtype != np.float64 else 4 / temperature
+    # an error of the cosines reaches the loss magnified by 1 / temperature: float16 and
+    # float32 views are evaluated in float64, float64 ones with double-double cosines
     for z1, z2 in cases:
         per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
         assert per.dtype == dtype
-        ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype, max_ulp=bound)
+        ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -203,5 +203,5 @@ def test_nt_xent_large_temperature_range_has_no_overflow():
     assert np.all(np.isfinite(per))
     with mpmath.workdps(50):
         exact = ref.nt_xent(z1, z2, 1e-4)
-    ref.assert_ulp_in(per, exact, np.float64, max_ulp=2e4 * 4)  # condition number ~ 1/tau
+    ref.assert_ulp_in(per, exact, np.float64)
     assert math.isfinite(float(M.nt_xent_loss(z1, z2, 1e-4)))
