@@ -7,8 +7,6 @@ are those of the sum of these values.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._checks import (
@@ -18,11 +16,20 @@ from ._checks import (
     check_same_shape,
     check_unit_interval,
     float_arrays,
-    reduce,
-    reduction_scale,
     result_dtype,
 )
-from .activations import _scalar_if_0d, sigmoid, softplus
+from ._numerics import (
+    accurate_sum,
+    exp_minus_1_minus,
+    sigmoid_pair,
+    softplus_pair,
+    times,
+    to_dtype,
+    two_diff,
+    working_dtype,
+    xlogy,
+)
+from ._reduction import batchmean_scale, reduce, reduction_scale
 
 __all__ = [
     "entropy",
@@ -45,19 +52,9 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 _quiet = np.errstate(all="ignore")
 
 
-def _working_dtype(dtype) -> np.dtype:
-    """float16 is evaluated in float32 and rounded once at the end.
-
-    NumPy rounds every float16 operation to float16 (largest number 65504, 1/n
-    subnormal for n > 16384); float32 holds every intermediate of these formulas
-    for float16 data, and one final rounding costs at most half a float16 ULP.
-    """
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
-
-
 def _as(value, dtype):
     """``value`` rounded once to ``dtype``; a 0-d result as a NumPy scalar."""
-    return _scalar_if_0d(np.asarray(value).astype(dtype, copy=False))
+    return to_dtype(value, dtype)[()]
 
 
 def _check_has_axis(array: np.ndarray, name: str) -> None:
@@ -72,34 +69,8 @@ def _distributions(p, q):
     check_same_shape(p, q, "p", "q")
     check_unit_interval(p, "p")
     check_unit_interval(q, "q")
-    work = _working_dtype(p.dtype)
+    work = working_dtype(p.dtype)
     return p.astype(work, copy=False), q.astype(work, copy=False), p.dtype
-
-
-def _accurate_sum(x: np.ndarray, axis: int):
-    """Sum along ``axis`` as if in twice the working precision.
-
-    Pairwise summation in which every addition also yields its exact rounding
-    error (Knuth's TwoSum); the errors are summed separately and added back.
-    A sum that cancels to a tiny value keeps its leading digits.
-    """
-    x = np.moveaxis(x, axis, -1)
-    plain = np.sum(x, axis=-1)
-    if x.shape[-1] == 0:
-        return plain
-    error = np.zeros(x.shape[:-1], dtype=x.dtype)
-    with np.errstate(invalid="ignore"):
-        while x.shape[-1] > 1:
-            if x.shape[-1] % 2:
-                x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
-            a, b = x[..., 0::2], x[..., 1::2]
-            s = a + b
-            bb = s - a
-            error = error + np.sum((a - (s - bb)) + (b - bb), axis=-1)
-            x = s
-        total = x[..., 0] + error
-    # infinities and NaN make the error terms NaN: keep the plain sum there
-    return np.where(np.isfinite(plain), total, plain)
 
 
 @_quiet
@@ -142,10 +113,8 @@ def entropy(p, axis=-1):
     (p,) = float_arrays({"p": p})
     _check_has_axis(p, "p")
     check_unit_interval(p, "p")
-    dtype, p = p.dtype, p.astype(_working_dtype(p.dtype), copy=False)
-    # log(1) = 0 stands in for 0 log 0; NaN still propagates through p * 0
-    terms = p * np.log(np.where(p > 0, p, 1))
-    return _as(-np.sum(terms, axis=axis), dtype)
+    dtype, p = p.dtype, p.astype(working_dtype(p.dtype), copy=False)
+    return _as(-np.sum(xlogy(p, p), axis=axis), dtype)
 
 
 @_quiet
@@ -189,8 +158,7 @@ def categorical_cross_entropy(p, q, axis=-1):
     1.203973
     """
     p, q, dtype = _distributions(p, q)
-    log_q = np.log(np.where((p == 0) & (q == 0), 1, q))
-    return _as(-np.sum(p * log_q, axis=axis), dtype)
+    return _as(-np.sum(xlogy(p, q), axis=axis), dtype)
 
 
 @_quiet
@@ -308,7 +276,7 @@ def kl_divergence(p, q, axis=-1):
     """
     p, q, dtype = _distributions(p, q)
     f, rest = _kl_pieces(p, q)
-    return _as(_accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
+    return _as(accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
 
 
 @_quiet
@@ -363,8 +331,7 @@ def _kl_div_args(input, target, reduction, log_target):
 def _kl_div_scale(input, reduction):
     """d(reduced)/d(each pointwise loss)."""
     if reduction == "batchmean":
-        n = input.shape[0]
-        return input.dtype.type(np.nan) if n == 0 else input.dtype.type(1.0 / n)
+        return batchmean_scale(input.shape, input.dtype)
     return reduction_scale(input.size, reduction, input.dtype)
 
 
@@ -438,7 +405,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     # t = 0 contributes 0; input * 0 keeps a NaN input
     pointwise = np.where(zero, np.where(np.isnan(input), input, 0), pointwise)
     if reduction == "batchmean":
-        return dtype.type(reduce(pointwise, "sum") * _kl_div_scale(input, reduction))
+        return _as(reduce(pointwise, "sum") * _kl_div_scale(input, reduction), dtype)
     return _as(reduce(pointwise, reduction), dtype)
 
 
@@ -468,7 +435,7 @@ def kl_div_grad(input, target, reduction="mean", log_target=False):
     """
     input, target, reduction, dtype = _kl_div_args(input, target, reduction, log_target)
     t = np.exp(target) if log_target else target
-    return (-t * _kl_div_scale(input, reduction)).astype(dtype, copy=False)
+    return to_dtype(-t * _kl_div_scale(input, reduction), dtype)
 
 
 def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
@@ -480,59 +447,9 @@ def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
     check_same_shape(mu, logvar, "mu", "logvar")
     check_broadcastable(mu_prior, mu.shape, "mu_prior", "mu")
     check_broadcastable(logvar_prior, mu.shape, "logvar_prior", "mu")
-    work = _working_dtype(dtype)
+    work = working_dtype(dtype)
     arrays = (a.astype(work, copy=False) for a in (mu, logvar, mu_prior, logvar_prior))
     return (*arrays, np.dtype(dtype))
-
-
-# 1/2!, 1/3!, ..., 1/20!: the Taylor coefficients of (e^d - 1 - d) / d^2, to |d| <= 1
-_SERIES = [1.0 / math.factorial(k) for k in range(2, 21)]
-
-
-def _exp_minus_1_minus(d):
-    r""":math:`e^d - 1 - d \ge 0` to a few ULP, also for tiny :math:`|d|` where it cancels.
-
-    Returns it with :math:`\operatorname{expm1}(d)`, its derivative, computed on the way.
-    Each element is evaluated by one branch only, in place: the series is the costly
-    one, and large arrays are dominated by their temporaries.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        em1 = np.expm1(d)
-        # d > 1: expm1(d) - d cancels by at most a factor of about 2.4
-        out = em1 - d
-        out[d == np.inf] = np.inf
-        # d < -1: e^d and -(1 + d) are both positive, no cancellation
-        below = d < -1
-        if below.any():
-            low = d[below]
-            out[below] = np.exp(low) - (1 + low)
-        # |d| <= 1: d^2 (1/2! + d/3! + ... + d^18/20!), by Horner's rule
-        near = np.abs(d) <= 1
-        if near.any():
-            x = d[near]
-            series = np.full_like(x, _SERIES[-1])
-            for c in reversed(_SERIES[:-1]):
-                series *= x
-                series += c
-            series *= x
-            series *= x
-            out[near] = series
-    return out, em1
-
-
-def _two_diff(a, b):
-    """``a - b`` rounded and its exact rounding error (Knuth's TwoSum).
-
-    The error is None when ``b`` is 0 everywhere (the default prior): then the
-    difference is exact.
-    """
-    if not np.any(b):
-        return a - b, None
-    with np.errstate(invalid="ignore"):
-        s = a - b
-        bb = s - a
-        low = (a - (s - bb)) - (b + bb)
-    return s, np.where(np.isfinite(s), low, 0)
 
 
 def _scaled_square(diff, logvar_prior):
@@ -602,10 +519,10 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
         mu, logvar, mu_prior, logvar_prior
     )
     # first-order corrections for the rounding of the two differences
-    d, d_low = _two_diff(logvar, logvar_prior)
-    diff, diff_low = _two_diff(mu, mu_prior)
+    d, d_low = two_diff(logvar, logvar_prior)
+    diff, diff_low = two_diff(mu, mu_prior)
     with np.errstate(over="ignore", invalid="ignore"):
-        g, em1 = _exp_minus_1_minus(d)
+        g, em1 = exp_minus_1_minus(d)
         if d_low is not None:
             g += np.where(d_low == 0, 0, em1 * d_low)
         square = _scaled_square(diff, logvar_prior)
@@ -653,7 +570,7 @@ def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     diff = mu - mu_prior
     d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
     # expm1 of the rounded difference, corrected to first order for its rounding error
-    d, d_low = _two_diff(logvar, logvar_prior)
+    d, d_low = two_diff(logvar, logvar_prior)
     em1 = np.expm1(d)
     if d_low is not None:
         em1 = em1 + np.where(d_low == 0, 0, (em1 + 1) * d_low)
@@ -682,7 +599,7 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction):
         )
     if likelihood == "bernoulli":
         check_unit_interval(x, "x")
-    work = _working_dtype(x.dtype)
+    work = working_dtype(x.dtype)
     x, recon, mu, logvar = (a.astype(work, copy=False) for a in (x, recon, mu, logvar))
     return x, recon, mu, logvar, reduction, dtype
 
@@ -751,7 +668,10 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     """
     x, recon, mu, logvar, reduction, dtype = _vae_args(x, recon, mu, logvar, likelihood, reduction)
     if likelihood == "bernoulli":
-        nll = np.sum(x * softplus(-recon) + (1 - x) * softplus(recon), axis=-1)
+        # the binary cross-entropy with logits: two non-negative terms from one exp and
+        # one log1p; a term with coefficient 0 is absent (also at an infinite logit)
+        sp_pos, sp_neg = softplus_pair(recon)
+        nll = np.sum(times(x, sp_neg) + times(1 - x, sp_pos), axis=-1)
     else:
         half_log_2pi = 0.5 * np.log(2 * np.pi)
         nll = 0.5 * np.sum((x - recon) ** 2, axis=-1) + x.shape[-1] * half_log_2pi
@@ -797,7 +717,8 @@ def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"
     scale = reduction_scale(int(np.prod(x.shape[:-1])), reduction, x.dtype)
     if likelihood == "bernoulli":
         # sigma(r) - x as (1 - x) sigma(r) - x sigma(-r): exact terms, no 1 - sigma(r) cancelling
-        d_recon = (1 - x) * sigmoid(recon) - x * sigmoid(-recon)
+        s_pos, s_neg = sigmoid_pair(recon)
+        d_recon = (1 - x) * s_pos - x * s_neg
     else:
         d_recon = recon - x
     d_mu, d_logvar = gaussian_kl_grad(mu, logvar)

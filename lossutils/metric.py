@@ -18,11 +18,9 @@ from ._checks import (
     check_same_shape,
     check_scalar_at_least,
     float_arrays,
-    reduce,
-    reduction_scale,
     result_dtype,
 )
-from ._numerics import two_sum
+from ._numerics import scaled_norm, to_dtype, two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
@@ -31,6 +29,7 @@ from ._pairwise import (
     margin_ranking_loss,
     margin_ranking_loss_grad,
 )
+from ._reduction import reduce, reduction_scale
 
 __all__ = [
     "contrastive_loss",
@@ -84,26 +83,25 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
     """Norms over the last axis that neither overflow nor underflow in between.
 
     The plain sum of squares serves the rows where it is finite and not tiny; the
-    others are recomputed with their largest entry factored out as a power of 2
-    (``2**e``, so the scaling is exact), and the result is scaled back with
-    ``ldexp``. A dissimilar pair 1e-170 apart keeps its distance (and its
-    gradient direction) instead of a squared distance of 0.
+    others are recomputed by the scaled norm (largest entry factored out). A
+    dissimilar pair 1e-170 apart keeps its distance (and its gradient direction)
+    instead of a squared distance of 0.
     """
+    if v.ndim == 1:  # one vector: as a batch of one
+        one = _euclidean(v[None], unit)
+        return _Euclidean(one.norm[0], one.squared[0], one.unit[0] if unit else None)
     squared = np.sum(v * v, axis=-1)
     norm = np.sqrt(squared)
     direction = v / norm[..., None] if unit else None
     redo = ~((squared >= _SAFE_SQUARED_SUM[v.dtype]) & (squared < np.inf))
     if np.any(redo):
         rows = v[redo]
-        top = np.max(np.abs(rows), axis=-1, initial=0)
-        _, e = np.frexp(top)  # top = 2**e * [0.5, 1); e = 0 for 0, inf and NaN
-        u = np.ldexp(rows, -e[:, None])
-        su = np.sum(u * u, axis=-1)
-        root = np.sqrt(su)
-        norm[redo] = np.ldexp(root, e)
-        squared[redo] = np.ldexp(su, 2 * e)
+        root = scaled_norm(rows, axis=-1)
+        norm[redo] = root
+        squared[redo] = root * root
         if unit:
-            direction[redo] = np.where(root[:, None] > 0, u / root[:, None], 0)
+            safe = np.where(root > 0, root, 1)[:, None]
+            direction[redo] = np.where(root[:, None] > 0, rows / safe, 0)
     return _Euclidean(norm, squared, direction)
 
 
@@ -228,7 +226,7 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     (``d <= margin / 2``) it loses nothing.
     """
     m = pairs.margin
-    hinge = np.maximum(m - dist.norm, 0)
+    hinge = np.array(np.maximum(m - dist.norm, 0))  # an array also for one pair
     near = (pairs.target == 0) & (dist.norm > m / 2) & (dist.norm < 2 * m)
     if np.any(near):
         x1, x2 = pairs.x1[near], pairs.x2[near]
@@ -241,8 +239,7 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
 
 def _finish(loss, reduction, dtype):
     """Reduce per-sample losses of the working dtype, then round once to ``dtype``."""
-    out = reduce(np.asarray(loss), reduction)
-    return out.astype(dtype, copy=False) if reduction == "none" else dtype.type(out)
+    return to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
 
 
 @_quiet
@@ -512,7 +509,7 @@ def triplet_margin_loss(
     t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
     dist = _triplet_parts(t, swap, squared).dist
     negative_dist = np.minimum(dist["an"], dist["pn"]) if swap else dist["an"]
-    value = dist["ap"] - negative_dist + t.margin
+    value = np.array(dist["ap"] - negative_dist + t.margin)  # an array also for one triplet
     # where the three terms cancel, redo the rows in double-double (p = 1, 2 and squared)
     largest = np.maximum(np.maximum(dist["ap"], negative_dist), t.margin)
     near = np.abs(value) < largest / 2

@@ -22,11 +22,11 @@ from ._checks import (
     check_same_shape,
     float_arrays,
     grad_dtype,
-    reduce,
-    reduction_scale,
     result_dtype,
     sum_to_shape,
 )
+from ._numerics import to_dtype, working_dtype
+from ._reduction import reduce, reduction_scale
 
 __all__ = [
     "mse_loss",
@@ -63,18 +63,6 @@ _LOG_2 = math.log(2.0)
 _quiet = np.errstate(all="ignore")
 
 
-def _working_dtype(dtype) -> np.dtype:
-    """The dtype a loss is evaluated in before its one final rounding to ``dtype``.
-
-    float16 is evaluated in float32: NumPy rounds every float16 operation to float16,
-    whose largest number is 65504, so the square of a residual of 256 or a sum of
-    65,520 terms of 0.25 would overflow, and 1/n would be subnormal. float32 holds
-    the square of every float16 and counts up to 2**24 exactly; rounding its result
-    to float16 once costs at most half a float16 ULP more.
-    """
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
-
-
 @dataclass(frozen=True)
 class _Residual:
     """A checked residual and the dtype of the result."""
@@ -105,16 +93,17 @@ def _residual(input, target, reduction) -> _Residual:
     check_reduction(reduction)
     x, y = _floats({"input": input, "target": target})
     check_same_shape(x, y, "input", "target")
-    work = _working_dtype(x.dtype)
+    work = working_dtype(x.dtype)
     return _Residual(x.astype(work, copy=False) - y.astype(work, copy=False), x.dtype)
 
 
 def _reduced(loss, reduction, dtype):
-    """The per-element ``loss`` (working dtype) reduced, then rounded once to ``dtype``."""
-    out = reduce(loss, reduction)
-    if reduction == "none":
-        return out.astype(dtype, copy=False)
-    return dtype.type(out)
+    """The per-element ``loss`` (working dtype) reduced, then rounded once to ``dtype``.
+
+    float16 losses are evaluated in float32 (``working_dtype``): the square of a
+    residual of 256, or 65,520 terms of 0.25 summed, would overflow float16.
+    """
+    return to_dtype(reduce(loss, reduction), dtype)[()]
 
 
 def _reduced_grad(grad, arg, shape, reduction, dtype):
@@ -125,7 +114,7 @@ def _reduced_grad(grad, arg, shape, reduction, dtype):
     ``arg``'s floating dtype (a Python number's is the result dtype ``dtype``).
     """
     grad = grad * reduction_scale(grad.size, reduction, grad.dtype)
-    return np.asarray(sum_to_shape(grad, shape)).astype(grad_dtype(arg, dtype), copy=False)
+    return to_dtype(sum_to_shape(grad, shape), grad_dtype(arg, dtype))
 
 
 def _check_spread_shape(value: np.ndarray, shape: tuple, name: str) -> None:
@@ -171,7 +160,7 @@ def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     check_same_shape(x, y, "input", "target")
     _check_spread_shape(s, x.shape, name)
     check_nonnegative(s, name)
-    work = _working_dtype(x.dtype)
+    work = working_dtype(x.dtype)
     r = x.astype(work, copy=False) - y.astype(work, copy=False)
     # np.maximum propagates NaN, as torch.clamp does.
     floored = np.maximum(s.astype(work, copy=False), work.type(eps))

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ._checks import as_float_array, check_positive_scalar, describe, result_dtype
+from ._numerics import to_dtype, working_dtype
 
 __all__ = ["l2_penalty", "l2_penalty_grad", "l1_penalty", "l1_penalty_grad"]
 
@@ -46,8 +47,7 @@ def _sum_of_powers(p: np.ndarray, power: int) -> float:
     where the float64 result does not. float64 sums are taken as they are;
     :func:`_scaled_penalty` redoes the ones that overflow or underflow.
     """
-    work = np.float32 if p.dtype == np.float16 else p.dtype
-    values = np.abs(p.astype(work, copy=False))
+    values = np.abs(p.astype(working_dtype(p.dtype), copy=False))
     if power == 2:
         values *= values
     total = np.sum(values, dtype=np.float64)
@@ -84,10 +84,12 @@ def _penalty(params, lam, power):
     # one term per parameter array; a plain float64 sum (math.fsum raises on overflow)
     total = float(np.sum([_sum_of_powers(p, power) for p in arrays], dtype=np.float64))
     if math.isnan(total) or lam == 0:
-        return dtype.type(lam * total)
-    if total == math.inf or total < _SMALLEST_SAFE_TOTAL:
-        return dtype.type(_scaled_penalty(arrays, lam, power))
-    return dtype.type(np.float64(lam) * total)
+        value = np.float64(lam) * total
+    elif total == math.inf or total < _SMALLEST_SAFE_TOTAL:
+        value = _scaled_penalty(arrays, lam, power)
+    else:
+        value = np.float64(lam) * total
+    return to_dtype(value, dtype)[()]
 
 
 @_quiet
@@ -104,12 +106,12 @@ def _elementwise_grad(p: np.ndarray, lam: float, power: int) -> np.ndarray:
     ``lam`` is used in float64 where the working dtype would round it to a
     subnormal or to 0; otherwise float16 is computed in float32.
     """
-    work = np.dtype(np.float32) if p.dtype == np.float16 else p.dtype
+    work = working_dtype(p.dtype)
     if 0 < lam < np.finfo(work).tiny:
         work = np.dtype(np.float64)
     w = p.astype(work, copy=False)
     grad = np.sign(w) * work.type(lam) if power == 1 else (w * work.type(lam)) * 2
-    return grad.astype(p.dtype, copy=False)
+    return to_dtype(grad, p.dtype)
 
 
 def l2_penalty(params, lam):

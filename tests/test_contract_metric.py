@@ -205,3 +205,16 @@ def test_nt_xent_large_temperature_range_has_no_overflow():
         exact = ref.nt_xent(z1, z2, 1e-4)
     ref.assert_ulp_in(per, exact, np.float64)
     assert math.isfinite(float(M.nt_xent_loss(z1, z2, 1e-4)))
+
+
+def test_single_pair_and_triplet_near_the_margin():
+    # one pair / one triplet (no batch axis), in the rows recomputed in double-double
+    x1, x2 = np.array([0.6, 0.3]), np.array([0.0, 0.0])
+    assert M.contrastive_loss(x1, x2, 0).shape == ()
+    ref.assert_ulp_in(
+        M.contrastive_loss(x1, x2, 0, margin=0.7), ref.contrastive(x1, x2, 0, 0.7), np.float64
+    )
+    a, p, n = np.array([0.0, 0.0]), np.array([0.5, 0.0]), np.array([0.9, 0.1])
+    value = M.triplet_margin_loss(a, p, n, margin=0.4, eps=0.0)
+    assert value.shape == ()
+    ref.assert_ulp_in(value, ref.triplet(a, p, n, 0.4, 2.0, 0.0, False, False), np.float64)
