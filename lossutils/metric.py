@@ -283,6 +283,12 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     ``y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2)`` with
     ``d = F.pairwise_distance(x1, x2, eps=0)``.
 
+    Accuracy: within 4 ULP of the exact loss of the given embeddings, in every dtype.
+    float16 and float32 embeddings are evaluated in float64; the distance is a scaled norm
+    where its square would overflow or underflow (a float16 pair 256 apart, a float64 pair
+    1e-170 apart); pairs just inside the margin, where :math:`m - d` cancels, get their
+    distance in double-double.
+
     Examples
     --------
     >>> import numpy as np
@@ -497,6 +503,11 @@ def triplet_margin_loss(
     margin, p, eps, swap, reduction=...)`` (``squared=False``). The FaceNet form
     has no PyTorch built-in: ``F.relu((a - p).pow(2).sum(-1) - (a - n).pow(2).sum(-1)
     + margin)``. See :cite:t:`schroff2015facenet`.
+
+    Accuracy: within 4 ULP of the exact loss of the given embeddings for ``p`` = 1, 2 and
+    ``squared=True``, in every dtype: float16 and float32 are evaluated in float64, and
+    float64 triplets whose three terms cancel get double-double distances. For other ``p``
+    the error there is a few ULP of the largest of the two distances and the margin.
 
     Examples
     --------
@@ -751,6 +762,13 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     similarity matrix; the lightly / pytorch-metric-learning ``NTXentLoss`` are the
     same loss. See :cite:t:`chen2020simple`.
 
+    Accuracy: within 4 ULP of the exact loss of the given views, in every dtype. The loss
+    magnifies an error of the cosines by :math:`1/\tau`, so float16 and float32 views are
+    evaluated in float64, and float64 views get their logits as double-doubles from an exact
+    Gram matrix (Ozaki's splitting of the matrix product); the loss is :math:`(s_{\max} -
+    s_{\mathrm{pos}}) + \operatorname{log1p}(\text{the rest})`, which does not cancel when
+    the positive dominates. An empty batch gives NaN (mean), 0 (sum) or an empty array.
+
     Examples
     --------
     >>> import numpy as np
@@ -796,6 +814,11 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     ------
     ValueError
         As :func:`nt_xent_loss`.
+
+    Notes
+    -----
+    Accuracy: each entry is a sum of terms of both signs; it is within a few ULP of the
+    largest entry of its row.
 
     Examples
     --------

@@ -13,6 +13,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_positive_scalar, describe, result_dtype
 from ._numerics import to_dtype, working_dtype
+from ._reduction import total as reduction_total
 
 __all__ = ["l2_penalty", "l2_penalty_grad", "l1_penalty", "l1_penalty_grad"]
 
@@ -40,20 +41,21 @@ _quiet = np.errstate(all="ignore")
 
 
 def _sum_of_powers(p: np.ndarray, power: int) -> float:
-    """``sum(|p|**power)`` (power 1 or 2) as a Python float, accumulated in float64.
+    """``sum(|p|**power)`` (power 1 or 2) as a Python float.
 
-    float16 and float32 entries are raised to the power in float32 (exact for
-    float16) and summed in float64, so neither a square nor the sum overflows
-    where the float64 result does not. float64 sums are taken as they are;
-    :func:`_scaled_penalty` redoes the ones that overflow or underflow.
+    Summed as every loss's reduction is (``_reduction.total``): float16 entries raised
+    to the power in float32 (exact) and float32 ones in float32. Where a float32
+    square overflowed or the sum is so small that squares may have underflowed, the
+    array is redone in float64, which holds every float32 square. float64 sums are
+    taken as they are; :func:`_scaled_penalty` redoes the ones that overflow or
+    underflow.
     """
-    values = np.abs(p.astype(working_dtype(p.dtype), copy=False))
-    if power == 2:
-        values *= values
-    total = np.sum(values, dtype=np.float64)
-    if p.dtype == np.float32 and total == np.inf and np.all(np.isfinite(p)):
-        # a float32 square overflowed: square in float64 instead
-        total = np.sum(np.square(p, dtype=np.float64))
+    work = p.astype(working_dtype(p.dtype), copy=False)
+    values = work * work if power == 2 else np.abs(work)
+    total = reduction_total(values)
+    if work.dtype == np.float32 and not (2.0**-100 <= total < np.inf) and np.all(np.isfinite(p)):
+        wide = p.astype(np.float64)
+        total = np.sum(wide * wide if power == 2 else np.abs(wide))
     return float(total)
 
 
@@ -140,10 +142,11 @@ def l2_penalty(params, lam):
 
     Notes
     -----
-    Accurate to a few ULP of the result's dtype: float16 and float32 parameters
-    are summed in float64, and where a float64 sum of squares would overflow or
-    underflow the largest entry is factored out, so the penalty overflows only
-    where its exact value does (``l2_penalty(np.float16([300.0]), 1e-4)`` is 9).
+    Accurate to a few ULP of the result's dtype: float16 parameters are squared and
+    summed in float32, float32 ones in float64 where a float32 square would overflow
+    or underflow, and where a float64 sum of squares would overflow or underflow the
+    largest entry is factored out; so the penalty overflows only where its exact
+    value does (``l2_penalty(np.float16([300.0]), 1e-4)`` is 9).
     Ridge regression :cite:p:`hoerl1970ridge`; weight decay
     :cite:p:`goodfellow2016deep` (section 7.1.1). Note the convention: some
     libraries use :math:`\tfrac{\lambda}{2} \sum w^2` (``optax.l2_loss`` of the
