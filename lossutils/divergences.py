@@ -729,7 +729,7 @@ def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"
         d_recon = recon - x
     d_mu, d_logvar = gaussian_kl_grad(mu, logvar)
     return (
-        np.asarray(d_recon * scale).astype(dtype),
-        np.asarray(d_mu * scale).astype(dtype),
-        np.asarray(d_logvar * scale).astype(dtype),
+        to_dtype(d_recon * scale, dtype),
+        to_dtype(d_mu * scale, dtype),
+        to_dtype(d_logvar * scale, dtype),
     )
