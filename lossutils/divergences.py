@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._binary import _bce_logits
 from ._checks import (
     check_broadcastable,
     check_log_probability,
@@ -22,8 +23,6 @@ from ._numerics import (
     accurate_sum,
     exp_minus_1_minus,
     sigmoid_pair,
-    softplus_pair,
-    times,
     to_dtype,
     two_diff,
     working_dtype,
@@ -666,16 +665,8 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     """
     x, recon, mu, logvar, reduction, dtype = _vae_args(x, recon, mu, logvar, likelihood, reduction)
     if likelihood == "bernoulli":
-        # the binary cross-entropy with logits: two non-negative terms from one exp and
-        # one log1p; a term with coefficient 0 is absent (also at an infinite logit)
-        sp_pos, sp_neg = softplus_pair(recon)
-        if np.all(np.isfinite(recon)):
-            sp_neg *= x
-            sp_pos *= 1 - x
-            sp_pos += sp_neg
-        else:
-            sp_pos = times(x, sp_neg) + times(1 - x, sp_pos)
-        nll = np.sum(sp_pos, axis=-1)
+        # the kernel of binary_cross_entropy_with_logits (no pos_weight: c * y = x)
+        nll = np.sum(_bce_logits(recon, x, x), axis=-1)
     else:
         half_log_2pi = 0.5 * np.log(2 * np.pi)
         nll = 0.5 * np.sum((x - recon) ** 2, axis=-1) + x.shape[-1] * half_log_2pi
