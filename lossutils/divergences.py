@@ -7,6 +7,8 @@ are those of the sum of these values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._binary import _bce_logits
@@ -310,7 +312,17 @@ def kl_divergence_grad(p, q, axis=-1):
     return _neg_ratio(p, q).astype(dtype, copy=False)
 
 
-def _kl_div_args(input, target, reduction, log_target):
+@dataclass(frozen=True)
+class _KLDivArgs:
+    """Checked arguments of ``kl_div``, in the working dtype."""
+
+    input: np.ndarray  # log q
+    target: np.ndarray  # t, or log t with log_target
+    reduction: str
+    dtype: np.dtype  # the result dtype
+
+
+def _kl_div_args(input, target, reduction, log_target) -> _KLDivArgs:
     reduction = check_reduction(reduction, ("mean", "sum", "none", "batchmean"))
     input, target = float_arrays({"input": input, "target": target})
     check_same_shape(input, target, "input", "target")
@@ -323,7 +335,9 @@ def _kl_div_args(input, target, reduction, log_target):
             'input must have a batch axis (axis 0) for reduction="batchmean"; got shape ()'
         )
     work = working_dtype(input.dtype)
-    return input.astype(work, copy=False), target.astype(work, copy=False), reduction, input.dtype
+    return _KLDivArgs(
+        input.astype(work, copy=False), target.astype(work, copy=False), reduction, input.dtype
+    )
 
 
 def _kl_div_scale(input, reduction):
@@ -392,7 +406,8 @@ def kl_div(input, target, reduction="mean", log_target=False):
     >>> float(round(kl_div(log_q, p), 6))  # the mean over all 4 elements
     0.127706
     """
-    input, target, reduction, dtype = _kl_div_args(input, target, reduction, log_target)
+    args = _kl_div_args(input, target, reduction, log_target)
+    input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
     if log_target:
         pointwise = np.exp(target) * (target - input)
         zero = target == -np.inf
@@ -430,12 +445,24 @@ def kl_div_grad(input, target, reduction="mean", log_target=False):
     >>> kl_div_grad([[-1.0, -2.0]], [[0.25, 0.75]], reduction="batchmean").tolist()
     [[-0.25, -0.75]]
     """
-    input, target, reduction, dtype = _kl_div_args(input, target, reduction, log_target)
+    args = _kl_div_args(input, target, reduction, log_target)
+    input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
     t = np.exp(target) if log_target else target
     return to_dtype(-t * _kl_div_scale(input, reduction), dtype)
 
 
-def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
+@dataclass(frozen=True)
+class _Gaussians:
+    """Checked posterior and prior of ``gaussian_kl``, in the working dtype."""
+
+    mu: np.ndarray
+    logvar: np.ndarray
+    mu_prior: np.ndarray  # broadcasts to mu's shape
+    logvar_prior: np.ndarray  # broadcasts to mu's shape
+    dtype: np.dtype  # the result dtype
+
+
+def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior) -> _Gaussians:
     dtype = result_dtype(mu, logvar, mu_prior, logvar_prior)
     mu, logvar, mu_prior, logvar_prior = float_arrays(
         {"mu": mu, "logvar": logvar, "mu_prior": mu_prior, "logvar_prior": logvar_prior}, dtype
@@ -446,7 +473,7 @@ def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior):
     check_broadcastable(logvar_prior, mu.shape, "logvar_prior", "mu")
     work = working_dtype(dtype)
     arrays = (a.astype(work, copy=False) for a in (mu, logvar, mu_prior, logvar_prior))
-    return (*arrays, np.dtype(dtype))
+    return _Gaussians(*arrays, np.dtype(dtype))
 
 
 def _scaled_square(diff, logvar_prior):
@@ -512,9 +539,8 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     >>> float(gaussian_kl([0.0], [1e-8]))  # (e^v - 1 - v) / 2, about v**2 / 4
     2.5000000083333336e-17
     """
-    mu, logvar, mu_prior, logvar_prior, dtype = _gaussian_kl_args(
-        mu, logvar, mu_prior, logvar_prior
-    )
+    g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
+    mu, logvar, mu_prior, logvar_prior, dtype = g.mu, g.logvar, g.mu_prior, g.logvar_prior, g.dtype
     # first-order corrections for the rounding of the two differences
     d, d_low = two_diff(logvar, logvar_prior)
     diff, diff_low = two_diff(mu, mu_prior)
@@ -561,9 +587,8 @@ def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     >>> d_mu.tolist(), d_logvar.round(6).tolist()
     ([1.0, 0.0], [0.0, 1.0])
     """
-    mu, logvar, mu_prior, logvar_prior, dtype = _gaussian_kl_args(
-        mu, logvar, mu_prior, logvar_prior
-    )
+    g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
+    mu, logvar, mu_prior, logvar_prior, dtype = g.mu, g.logvar, g.mu_prior, g.logvar_prior, g.dtype
     diff = mu - mu_prior
     d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
     # expm1 of the rounded difference, corrected to first order for its rounding error
@@ -578,7 +603,19 @@ def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     )
 
 
-def _vae_args(x, recon, mu, logvar, likelihood, reduction):
+@dataclass(frozen=True)
+class _VAEArgs:
+    """Checked arguments of the VAE loss, in the working dtype."""
+
+    x: np.ndarray  # data (..., D)
+    recon: np.ndarray  # decoder output, logits or means (..., D)
+    mu: np.ndarray  # encoder means (..., L)
+    logvar: np.ndarray  # encoder log-variances (..., L)
+    reduction: str
+    dtype: np.dtype  # the result dtype
+
+
+def _vae_args(x, recon, mu, logvar, likelihood, reduction) -> _VAEArgs:
     if not isinstance(likelihood, str) or likelihood not in LIKELIHOODS:
         choices = ", ".join(repr(c) for c in LIKELIHOODS)
         raise ValueError(f"likelihood must be one of {choices}; got {likelihood!r}")
@@ -598,7 +635,7 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction):
         check_unit_interval(x, "x")
     work = working_dtype(x.dtype)
     x, recon, mu, logvar = (a.astype(work, copy=False) for a in (x, recon, mu, logvar))
-    return x, recon, mu, logvar, reduction, dtype
+    return _VAEArgs(x, recon, mu, logvar, reduction, dtype)
 
 
 @_quiet
@@ -663,7 +700,8 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     >>> float(round(vae_loss(x, recon, mu, logvar, likelihood="gaussian"), 6))
     4.143766
     """
-    x, recon, mu, logvar, reduction, dtype = _vae_args(x, recon, mu, logvar, likelihood, reduction)
+    a = _vae_args(x, recon, mu, logvar, likelihood, reduction)
+    x, recon, mu, logvar, reduction, dtype = a.x, a.recon, a.mu, a.logvar, a.reduction, a.dtype
     if likelihood == "bernoulli":
         # the kernel of binary_cross_entropy_with_logits (no pos_weight: c * y = x)
         nll = np.sum(_bce_logits(recon, x, x), axis=-1)
@@ -708,7 +746,8 @@ def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"
     >>> d_recon.tolist(), d_mu.tolist(), d_logvar.tolist()
     ([[-0.5, 0.5]], [[0.5]], [[0.0]])
     """
-    x, recon, mu, logvar, reduction, dtype = _vae_args(x, recon, mu, logvar, likelihood, reduction)
+    a = _vae_args(x, recon, mu, logvar, likelihood, reduction)
+    x, recon, mu, logvar, reduction, dtype = a.x, a.recon, a.mu, a.logvar, a.reduction, a.dtype
     scale = reduction_scale(int(np.prod(x.shape[:-1])), reduction, x.dtype)
     if likelihood == "bernoulli":
         # sigma(r) - x as (1 - x) sigma(r) - x sigma(-r): exact terms, no 1 - sigma(r) cancelling
