@@ -107,3 +107,17 @@ def test_claim_ctc_infinite_loss_gradient_is_nan():
     frames = INPUT_LENGTHS[0]
     assert np.isnan(torch_grad[:frames, 0]).all() and np.isnan(grad[:frames, 0]).all()
     assert not torch_grad[frames:, 0].any() and not grad[frames:, 0].any()
+
+
+def test_deviation_ctc_unbatched_input():
+    # PyTorch accepts unbatched (T, C) log-probabilities with a 1-D target; lossutils asks for
+    # the batch axis (a 2-D array would be ambiguous with the concatenated-targets layout)
+    log_probs = log_softmax(LOGITS[:, 1])
+    target = TARGETS[1, : TARGET_LENGTHS[1]]
+    value = F.ctc_loss(
+        tt(log_probs), torch.from_numpy(target), torch.tensor(T), torch.tensor(len(target))
+    )
+    with pytest.raises(ValueError, match=r"log_probs must be a real array of shape \(T, N, C\)"):
+        lu.ctc_loss(log_probs, target, [T], [len(target)])
+    batched = lu.ctc_loss(log_probs[:, None], target[None], [T], [len(target)])
+    assert_close(batched, value.numpy(), np.float64)
