@@ -218,3 +218,44 @@ def test_single_pair_and_triplet_near_the_margin():
     value = M.triplet_margin_loss(a, p, n, margin=0.4, eps=0.0)
     assert value.shape == ()
     ref.assert_ulp_in(value, ref.triplet(a, p, n, 0.4, 2.0, 0.0, False, False), np.float64)
+
+
+def _mp_triplet_grads(a, p, n, margin, eps, squared):
+    """(d/da, d/dp, d/dn) of max(0, d(a, p) - d(a, n) + m), Euclidean or squared, exactly."""
+    out = [np.empty(a.shape, dtype=object) for _ in range(3)]
+    with mpmath.workdps(ref.DIGITS):
+        for i in range(a.shape[0]):
+            A, Pv, N = ([ref.mp(v) for v in row[i]] for row in (a, p, n))
+            shift = mpmath.mpf(0) if squared else ref.mp(eps)
+            u = [s - t + shift for s, t in zip(A, Pv, strict=True)]
+            w = [s - t + shift for s, t in zip(A, N, strict=True)]
+            if squared:
+                d_ap, d_an = mpmath.fsum(e**2 for e in u), mpmath.fsum(e**2 for e in w)
+                gu, gw = [2 * e for e in u], [2 * e for e in w]
+            else:
+                d_ap = mpmath.sqrt(mpmath.fsum(e**2 for e in u))
+                d_an = mpmath.sqrt(mpmath.fsum(e**2 for e in w))
+                gu, gw = [e / d_ap for e in u], [e / d_an for e in w]
+            active = d_ap - d_an + ref.mp(margin) >= 0
+            for k in range(a.shape[1]):
+                out[0][i, k] = (gu[k] - gw[k]) if active else mpmath.mpf(0)
+                out[1][i, k] = -gu[k] if active else mpmath.mpf(0)
+                out[2][i, k] = gw[k] if active else mpmath.mpf(0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_triplet_gradients_within_4_ulp_of_the_row(dtype, squared):
+    rng = np.random.default_rng(17)
+    a, p, n = (rng.normal(size=(12, 4)).astype(dtype) for _ in range(3))
+    margin = 1.0
+    got = M.triplet_margin_loss_grad(a, p, n, margin=margin, squared=squared, reduction="sum")
+    expected = _mp_triplet_grads(a, p, n, margin, 1e-6, squared)
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == dtype and g.shape == a.shape
+        # d/da = u_ap - u_an subtracts two unit vectors: a few ULP of the row's largest entry
+        e64 = np.array([[float(v) for v in row] for row in e])
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
+        error = np.abs(g.astype(np.float64) - e64)
+        assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()

@@ -325,3 +325,18 @@ def test_penalty_of_no_parameters_is_zero():
     assert P.l2_penalty([np.zeros((0, 3))], 1.0) == 0
     assert P.l1_penalty(np.zeros(0, dtype=np.float16), 2.0).dtype == np.float16
     assert P.l2_penalty_grad(np.zeros((0, 2)), 1.0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_infinite_residuals_give_the_limits(dtype):
+    x = np.array([np.inf, -np.inf, 1.0], dtype=dtype)
+    y = np.array([0.0, 0.0, np.inf], dtype=dtype)
+    inf3 = [np.inf, np.inf, np.inf]
+    for name in ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss"):
+        assert getattr(R, name)(x, y, reduction="none").tolist() == inf3, name
+    # the slopes at +-inf: tanh -> +-1, clip -> +-delta, sign -> +-1
+    assert R.log_cosh_loss_grad(x, y, reduction="sum").tolist() == [1.0, -1.0, -1.0]
+    assert R.huber_loss_grad(x, y, delta=0.5, reduction="sum").tolist() == [0.5, -0.5, -0.5]
+    assert R.l1_loss_grad(x, y, reduction="sum").tolist() == [1.0, -1.0, -1.0]
+    assert R.gaussian_nll_loss(x, y, 2.0, reduction="none").tolist() == inf3
+    assert R.laplace_nll_loss(x, y, 2.0, reduction="none").tolist() == inf3
