@@ -13,7 +13,7 @@ unexport MPLBACKEND
 
 NB ?= $(shell $(PYTHON) tools/chapters.py)
 
-.PHONY: help venv book test execute lint bench clean lab conformance pdf
+.PHONY: help venv book test execute lint bench bench-all clean lab conformance pdf
 
 help:
 	@echo "make book     build the HTML book into _build/html (warnings are errors)"
@@ -21,6 +21,7 @@ help:
 	@echo "make execute  re-run notebooks top to bottom and store their outputs (NB=path for one)"
 	@echo "make lint     ruff on lossutils, tests, tools, benchmarks, the notebooks and conformance"
 	@echo "make bench    accuracy and speed benchmarks into benchmarks/results/"
+	@echo "make bench-all  the same with the PyTorch and JAX columns (in .venv-conformance)"
 	@echo "make lab      JupyterLab on the chapters, with the project's kernel"
 	@echo "make pdf      the whole book as one PDF, _build/latex/book.pdf (needs TeX Live, see README)"
 	@echo "make clean    remove the build and caches (keeps .venv)"
@@ -51,7 +52,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check lossutils tests tools benchmarks conformance
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) -m benchmarks.run
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. chapters
@@ -80,3 +81,7 @@ conformance: $(CSTAMP)
 pdf: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder pdflatex
 	@echo "The PDF is in _build/latex/book.pdf"
+
+# The benchmark with its PyTorch and JAX/optax columns, in the conformance environment.
+bench-all: $(CSTAMP)
+	$(CPY) -m benchmarks.run

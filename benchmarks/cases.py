@@ -18,13 +18,14 @@ import lossutils as lu
 from benchmarks import references as ref
 from benchmarks import sweeps
 from benchmarks import textbook as tb
-from benchmarks.implementations import Impl, lossutils_loss, torch_impl, torch_loss
+from benchmarks.implementations import Impl, jax_impl, lossutils_loss, torch_impl, torch_loss
 
 CONTENDERS = {
     "lossutils": "lossutils",
     "numpy": "textbook NumPy formula",
     "scipy": "SciPy (scipy.special)",
     "pytorch": "PyTorch CPU",
+    "jax": "JAX/optax CPU (jit)",
 }
 """Column keys and labels; ``numpy`` is the baseline that speed ratios divide by."""
 
@@ -62,6 +63,7 @@ CASES = (
             "numpy": Impl(tb.logsumexp, tb.softmax),
             "scipy": Impl(partial(special.logsumexp, axis=-1), scipy_softmax),
             "pytorch": torch_impl(lambda t, z: t.logsumexp(z, -1)),
+            "jax": jax_impl(lambda jax, optax, z: jax.nn.logsumexp(z, axis=-1)),
         },
         ref.logsumexp,
         sweeps.class_rows_without_labels,
@@ -78,6 +80,7 @@ CASES = (
                 tb.sum_log_softmax_grad(scipy_softmax),
             ),
             "pytorch": torch_impl(lambda t, z: t.log_softmax(z, -1)),
+            "jax": jax_impl(lambda jax, optax, z: jax.nn.log_softmax(z, axis=-1)),
         },
         ref.log_softmax,
         sweeps.class_rows_without_labels,
@@ -91,6 +94,7 @@ CASES = (
             "numpy": Impl(tb.softplus, tb.sigmoid),
             "scipy": Impl(special.softplus, special.expit),
             "pytorch": torch_impl(lambda t, x: t.nn.functional.softplus(x)),
+            "jax": jax_impl(lambda jax, optax, x: jax.nn.softplus(x)),
         },
         ref.softplus,
         sweeps.scalar_logits,
@@ -105,6 +109,7 @@ CASES = (
             "numpy": Impl(tb.log_sigmoid, tb.sigmoid_of_minus(tb.sigmoid)),
             "scipy": Impl(special.log_expit, tb.sigmoid_of_minus(special.expit)),
             "pytorch": torch_impl(lambda t, x: t.nn.functional.logsigmoid(x)),
+            "jax": jax_impl(lambda jax, optax, x: jax.nn.log_sigmoid(x)),
         },
         ref.log_sigmoid,
         sweeps.scalar_logits,
@@ -121,6 +126,7 @@ CASES = (
                 tb.sigmoid_minus_target(special.expit),
             ),
             "pytorch": torch_loss("binary_cross_entropy_with_logits"),
+            "jax": jax_impl(lambda jax, optax, x, y: optax.sigmoid_binary_cross_entropy(x, y)),
         },
         ref.binary_cross_entropy_with_logits,
         sweeps.binary_logits,
@@ -137,6 +143,9 @@ CASES = (
                 tb.softmax_minus_onehot(scipy_softmax),
             ),
             "pytorch": torch_loss("cross_entropy"),
+            "jax": jax_impl(
+                lambda jax, optax, z, y: optax.softmax_cross_entropy_with_integer_labels(z, y)
+            ),
         },
         ref.cross_entropy,
         sweeps.class_rows,
@@ -146,11 +155,14 @@ CASES = (
     Case(
         "log_cosh_loss",
         lossutils_loss("log_cosh_loss"),
-        {"numpy": Impl(tb.log_cosh_loss, tb.log_cosh_loss_grad)},
+        {
+            "numpy": Impl(tb.log_cosh_loss, tb.log_cosh_loss_grad),
+            "jax": jax_impl(lambda jax, optax, x, y: optax.log_cosh(x, y)),
+        },
         ref.log_cosh_loss,
         sweeps.residuals,
         sweeps.predictions_and_targets,
-        note="neither SciPy nor PyTorch has a log-cosh loss",
+        note="neither SciPy nor PyTorch has a log-cosh loss; optax.log_cosh",
     ),
     Case(
         "huber_loss",
@@ -159,6 +171,7 @@ CASES = (
             "numpy": Impl(tb.huber_loss, tb.huber_loss_grad),
             "scipy": Impl(lambda x, y: special.huber(1.0, x - y)),
             "pytorch": torch_loss("huber_loss"),
+            "jax": jax_impl(lambda jax, optax, x, y: optax.huber_loss(x, y, delta=1.0)),
         },
         ref.huber_loss,
         sweeps.residuals,
@@ -181,6 +194,7 @@ CASES = (
         ref.gaussian_kl,
         sweeps.gaussian_posteriors,
         sweeps.latent_posteriors,
-        note="KL to N(0, I), summed over the last axis; PyTorch via torch.distributions",
+        note="KL to N(0, I), summed over the last axis; PyTorch via torch.distributions; "
+        "optax has no Gaussian KL",
     ),
 )

@@ -1,4 +1,4 @@
-"""Calling a contender safely: missing functions, optional PyTorch, floating-point warnings."""
+"""Calling a contender safely: absent functions, optional PyTorch and JAX, float warnings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from benchmarks.cases import CONTENDERS, Case
-from benchmarks.implementations import Impl, torch_available
+from benchmarks.implementations import Impl, jax_available, torch_available
 
 
 def contenders(case: Case) -> dict[str, Impl | str]:
@@ -17,7 +17,7 @@ def contenders(case: Case) -> dict[str, Impl | str]:
         impl = case.lossutils if key == "lossutils" else case.baselines.get(key)
         if impl is None:
             out[key] = "no such function"
-        elif key == "pytorch" and not torch_available():
+        elif (key == "pytorch" and not torch_available()) or (key == "jax" and not jax_available()):
             out[key] = "not installed"
         else:
             out[key] = impl

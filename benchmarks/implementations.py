@@ -1,8 +1,9 @@
 """How each contender computes a function: a loss (per element or per row) and a gradient.
 
 An :class:`Impl` pairs the values with the gradient of their sum (``None`` when the
-contender has no gradient). PyTorch is optional: :func:`torch_impl` builds its
-entry lazily, so nothing imports torch unless it is installed.
+contender has no gradient). PyTorch and JAX are optional: :func:`torch_impl` and
+:func:`jax_impl` build their entries lazily, so nothing imports torch or jax unless it
+is installed (both are, in the conformance environment: ``make bench-all``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def jax_available() -> bool:
+    """Whether JAX and optax can be imported (they are optional)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("jax", "optax"))
+
+
 def _to_torch(torch, array, requires_grad):
     tensor = torch.from_numpy(np.array(array, copy=True))
     return tensor.requires_grad_() if requires_grad else tensor
@@ -70,3 +76,46 @@ def torch_impl(body: Callable, differentiable=(0,)) -> Impl:
 def torch_loss(name: str) -> Impl:
     """The PyTorch loss ``torch.nn.functional.<name>`` with ``reduction="none"``."""
     return torch_impl(lambda t, *args: getattr(t.nn.functional, name)(*args, reduction="none"))
+
+
+def _jax():
+    """``jax`` with float64 enabled (float32 arrays stay float32), and ``optax``."""
+    import jax
+    import optax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    return jax, optax
+
+
+def jax_impl(body: Callable, differentiable=(0,)) -> Impl:
+    """A JAX CPU entry from ``body(jax, optax, *arrays)``: ``jax.jit`` of the values, and
+    ``jax.jit(jax.grad(...))`` of their sum for the gradient.
+
+    Results are waited for (``block_until_ready``) and returned as NumPy arrays, so a
+    timing covers the whole computation. The first call of each traces and compiles:
+    the speed benchmark's warm-up call pays for it.
+    """
+    compiled = {}
+
+    def functions():
+        if not compiled:
+            jax, optax = _jax()
+
+            def values(*args):
+                return body(jax, optax, *args)
+
+            compiled["loss"] = jax.jit(values)
+            compiled["grad"] = jax.jit(
+                jax.grad(lambda *args: values(*args).sum(), argnums=tuple(differentiable))
+            )
+        return compiled
+
+    def loss(*args):
+        return np.asarray(functions()["loss"](*args).block_until_ready())
+
+    def grad(*args):
+        grads = tuple(np.asarray(g.block_until_ready()) for g in functions()["grad"](*args))
+        return grads[0] if len(grads) == 1 else grads
+
+    return Impl(loss, grad)

@@ -36,6 +36,15 @@ def version(package: str) -> str | None:
         return None
 
 
+def torch_threads() -> int | None:
+    """PyTorch's intra-op thread count (it may use every core; NumPy's ufuncs use one)."""
+    if version("torch") is None:
+        return None
+    import torch
+
+    return torch.get_num_threads()
+
+
 def describe() -> dict:
     """Machine, operating system and versions, as JSON-ready values."""
     import lossutils
@@ -51,5 +60,9 @@ def describe() -> dict:
         "scipy": version("scipy"),
         "mpmath": version("mpmath"),
         "torch": version("torch"),
+        "torch_threads": torch_threads(),
+        "jax": version("jax"),
+        "jaxlib": version("jaxlib"),
+        "optax": version("optax"),
         "lossutils": lossutils.__version__,
     }

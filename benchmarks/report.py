@@ -65,38 +65,53 @@ def memory_cell(result: dict) -> str:
 def machine_line(machine: dict) -> str:
     """One sentence on where the numbers come from."""
     torch = machine["torch"] or "not installed (its columns are skipped)"
+    if machine.get("torch_threads"):
+        torch += f" ({machine['torch_threads']} threads)"
+    jax = "not installed (its columns are skipped)"
+    if machine.get("jax"):
+        jax = f"{machine['jax']} (jaxlib {machine['jaxlib']}), optax {machine['optax']}"
     return (
         f"{machine['cpu_model']}, {machine['usable_cores']} usable of "
         f"{machine['logical_cores']} logical cores, {machine['system']} {machine['machine']}; "
         f"Python {machine['python']}, NumPy {machine['numpy']}, SciPy {machine['scipy']}, "
-        f"mpmath {machine['mpmath']}, lossutils {machine['lossutils']}; PyTorch {torch}."
+        f"mpmath {machine['mpmath']}, lossutils {machine['lossutils']}; PyTorch {torch}; "
+        f"JAX {jax}."
     )
 
 
 def accuracy_section(results: dict) -> list[str]:
     """The accuracy table, the notes on the baselines, and the regimes swept."""
     settings = results["settings"]["accuracy"]
-    rows = [
-        [f"`{e['function']}`", str(e["results"]["lossutils"].get("points", "-"))]
-        + [accuracy_cell(e["results"][key]) for key in CONTENDERS]
-        for e in results["accuracy"]
-    ]
     lines = [
         "## Accuracy",
         "",
-        f"Error in {settings['unit']} against {settings['reference']}, {settings['dtype']}, "
-        "over hard sweeps. Each cell is *worst / median*; non-finite results (inf or nan where "
+        f"Error in {settings['unit']} against {settings['reference']}, over hard sweeps "
+        "rounded to each dtype (the reference is the exact value of the rounded inputs). "
+        "Each cell is *worst / median*; non-finite results (inf or nan where "
         "the exact value is finite) are counted separately and left out of the ULP figures. "
         f"lossutils promises at most {settings['contract_ulp']:g} ULP.",
         "",
-        *_table(["function", "points"] + list(CONTENDERS.values()), rows),
-        "",
+    ]
+    for dtype in settings["dtypes"]:
+        rows = [
+            [f"`{e['function']}`", str(e["results"]["lossutils"].get("points", "-"))]
+            + [accuracy_cell(e["results"][key]) for key in CONTENDERS]
+            for e in results["accuracy"]
+            if e["dtype"] == dtype
+        ]
+        lines += [
+            f"### {dtype}",
+            "",
+            *_table(["function", "points"] + list(CONTENDERS.values()), rows),
+            "",
+        ]
+    lines += [
         "Regimes swept (points per regime: "
         f"{settings['points_per_regime']}, rows of {settings['classes']} classes for the row "
         "functions):",
         "",
     ]
-    for entry in results["accuracy"]:
+    for entry in (e for e in results["accuracy"] if e["dtype"] == settings["dtypes"][-1]):
         note = f" ({entry['note']})" if entry["note"] else ""
         lines.append(f"- `{entry['function']}`{note}: " + "; ".join(entry["regimes"]) + ".")
     return lines + [""]
@@ -156,7 +171,8 @@ def markdown(results: dict) -> str:
     lines = [
         "# Benchmark results",
         "",
-        "Written by `make bench` (`python benchmarks/run.py`); see `benchmarks/README.md`. "
+        "Written by `make bench-all` (`python -m benchmarks.run` in the conformance environment, "
+        "with PyTorch and JAX) or `make bench` (without them); see `benchmarks/README.md`. "
         "Timings depend on the machine and on its load; the accuracy figures do not.",
         "",
         "Machine: " + machine_line(results["machine"]),

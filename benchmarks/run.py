@@ -1,9 +1,11 @@
-"""Run the lossutils benchmarks and write ``benchmarks/results/`` (``make bench``).
+"""Run the lossutils benchmarks and write ``benchmarks/results/`` (``python -m benchmarks.run``).
 
-Accuracy (ULP against mpmath over hard sweeps), speed (forward and
-forward+gradient, float32 and float64) and the memory of the cross-entropy
-gradient, for lossutils next to the textbook NumPy formula, SciPy and, when it
-is installed, PyTorch. ``--quick`` runs everything at a tiny size (seconds).
+Accuracy (ULP against mpmath over hard sweeps, float32 and float64), speed (forward
+and forward+gradient, float32 and float64) and the memory of the cross-entropy
+gradient, for lossutils next to the textbook NumPy formula, SciPy and, when they
+are installed, PyTorch and JAX/optax (``make bench-all`` runs it in the conformance
+environment, which has them; ``make bench`` in the book's). ``--quick`` runs
+everything at a tiny size (seconds).
 """
 
 from __future__ import annotations
@@ -14,16 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script: make lossutils and benchmarks importable
+from benchmarks import accuracy, machine, report, speed, sweeps
+from benchmarks.cases import CASES, CONTENDERS
+from benchmarks.implementations import jax_available, torch_available
+from benchmarks.references import DIGITS
 
-from benchmarks import accuracy, machine, report, speed, sweeps  # noqa: E402
-from benchmarks.cases import CASES, CONTENDERS  # noqa: E402
-from benchmarks.implementations import torch_available  # noqa: E402
-from benchmarks.references import DIGITS  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 FULL_POINTS, QUICK_POINTS = 200, 6
 FULL_REPEATS, QUICK_REPEATS = 5, 1
 
@@ -43,10 +41,12 @@ def settings(args, sizes) -> dict:
     """What was measured and in which units, for the JSON file."""
     return {
         "accuracy": {
-            "dtype": "float64",
-            "unit": "ULP (units in the last place of the exact value, float64 grid)",
+            "dtypes": [np.dtype(d).name for d in accuracy.DTYPES],
+            "unit": "ULP (units in the last place of the exact value, on the output dtype's grid)",
             "reference": f"mpmath at {DIGITS} decimal digits",
-            "statistics": "worst and median over finite results; non_finite counted apart",
+            "statistics": "worst and median over the results; non_finite (inf or nan where "
+            "the exact value is finite on the dtype's grid) counted apart",
+            "inputs": "each sweep rounded to the dtype; rows with a non-finite input dropped",
             "contract_ulp": accuracy.CONTRACT_ULP,
             "points_per_regime": args.points,
             "classes": sweeps.NUM_CLASSES,
@@ -76,8 +76,19 @@ def notes() -> list[str]:
     out = []
     if not torch_available():
         out.append(
-            "PyTorch is not installed, so its columns are skipped; install torch to add them."
+            "PyTorch is not installed, so its columns are skipped; `make bench-all` runs the "
+            "benchmark in the conformance environment, which has it."
         )
+    if not jax_available():
+        out.append(
+            "JAX/optax are not installed, so their columns are skipped; `make bench-all` runs "
+            "the benchmark in the conformance environment, which has them."
+        )
+    out.append(
+        "JAX: jax.jit of the values and of jax.grad of their sum, float64 enabled "
+        "(jax_enable_x64), CPU; timed after a compiling warm-up call, results waited for "
+        "(block_until_ready) and returned as NumPy arrays. PyTorch: autograd of the sum."
+    )
     return out
 
 
@@ -102,7 +113,7 @@ def run(args) -> dict:
         print(message, file=sys.stderr, flush=True)
 
     return {
-        "description": "lossutils against the textbook NumPy formula, SciPy and PyTorch: "
+        "description": "lossutils against the textbook NumPy formula, SciPy, PyTorch and JAX: "
         "accuracy, speed and memory",
         "contenders": CONTENDERS,
         "machine": machine.describe(),

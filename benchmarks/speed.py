@@ -19,7 +19,10 @@ from benchmarks.contenders import measure_each, quietly
 
 DTYPES = (np.float32, np.float64)
 BASELINE = "numpy"
-UNTRACED = {"pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's"}
+UNTRACED = {
+    "pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's",
+    "jax": "not measured: tracemalloc sees NumPy's allocations, not XLA's",
+}
 
 
 def seconds(fn, args) -> float:
