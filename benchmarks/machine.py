@@ -36,6 +36,14 @@ def version(package: str) -> str | None:
         return None
 
 
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages when the run starts (timings depend on them)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def torch_threads() -> int | None:
     """PyTorch's intra-op thread count (it may use every core; NumPy's ufuncs use one)."""
     if version("torch") is None:
@@ -53,6 +61,7 @@ def describe() -> dict:
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable_cores(),
+        "load_average": load_average(),
         "machine": platform.machine(),
         "system": platform.system(),
         "python": platform.python_version(),

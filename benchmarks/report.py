@@ -70,9 +70,13 @@ def machine_line(machine: dict) -> str:
     jax = "not installed (its columns are skipped)"
     if machine.get("jax"):
         jax = f"{machine['jax']} (jaxlib {machine['jaxlib']}), optax {machine['optax']}"
+    load = ""
+    if machine.get("load_average"):
+        load = " (load average {:g}, {:g}, {:g} at the start)".format(*machine["load_average"])
     return (
         f"{machine['cpu_model']}, {machine['usable_cores']} usable of "
-        f"{machine['logical_cores']} logical cores, {machine['system']} {machine['machine']}; "
+        f"{machine['logical_cores']} logical cores{load}, "
+        f"{machine['system']} {machine['machine']}; "
         f"Python {machine['python']}, NumPy {machine['numpy']}, SciPy {machine['scipy']}, "
         f"mpmath {machine['mpmath']}, lossutils {machine['lossutils']}; PyTorch {torch}; "
         f"JAX {jax}."
