@@ -65,6 +65,16 @@ def _working_dtype(dtype) -> np.dtype:
     return np.dtype(np.float64)
 
 
+# Where a difference of float64 distances (from each other or from the margin) is below
+# this fraction of the distances, it is recomputed in double-double: for a float64
+# result wherever it cancels at all, for float32 and float16 results only where the
+# cancellation exceeds what float64 distances (relative error ~2**-52) leave below an ULP.
+_CANCELLATION_CUT = {
+    np.dtype(np.float64): 0.5,
+    np.dtype(np.float32): 2.0**-20,
+    np.dtype(np.float16): 2.0**-32,
+}
+
 # A sum of squares at least this large lost nothing to underflow (each lost term is
 # below the smallest subnormal, D of them a negligible part of the sum).
 _SAFE_SQUARED_SUM = {np.dtype(np.float32): 2.0**-100, np.dtype(np.float64): 2.0**-900}
@@ -227,7 +237,11 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     """
     m = pairs.margin
     hinge = np.array(np.maximum(m - dist.norm, 0))  # an array also for one pair
-    near = (pairs.target == 0) & (dist.norm > m / 2) & (dist.norm < 2 * m)
+    # the rows whose float64 hinge may be off by more than an ULP of the result dtype: a
+    # float64 result where m - d cancels at all, a float32 one only where it cancels by
+    # more than 2**-20 (float64 distances carry ~2**-52 of their size)
+    cut = m * _CANCELLATION_CUT[pairs.dtype]
+    near = (pairs.target == 0) & (dist.norm > m - cut) & (dist.norm < m * (1 + 2.0**-49))
     if np.any(near):
         x1, x2 = pairs.x1[near], pairs.x2[near]
         e = _row_exponent(x1 - x2)
@@ -523,7 +537,7 @@ def triplet_margin_loss(
     value = np.array(dist["ap"] - negative_dist + t.margin)  # an array also for one triplet
     # where the three terms cancel, redo the rows in double-double (p = 1, 2 and squared)
     largest = np.maximum(np.maximum(dist["ap"], negative_dist), t.margin)
-    near = np.abs(value) < largest / 2
+    near = np.abs(value) < largest * _CANCELLATION_CUT[t.dtype]
     if np.any(near) and (squared or t.p in (1.0, 2.0)):
         value[near] = _refined_triplet(t, near, swap, squared)
     return _finish(np.maximum(value, 0), t.reduction, t.dtype)
@@ -670,7 +684,7 @@ class _NTXent:
     dtype: np.dtype  # the result dtype
 
 
-def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
+def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
     reduction = check_reduction(reduction)
     temperature = check_positive_scalar(temperature, "temperature")
     z1, z2 = _embeddings({"z1": z1, "z2": z2})
@@ -685,7 +699,7 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     floored = np.ldexp(scaled_norm, e) < NORMALIZE_EPS
     safe = np.where(floored, 1, scaled_norm)[:, None]
     h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
-    if z1.dtype == np.float64:
+    if exact and z1.dtype == np.float64:
         logits, logits_low = _dd_logits(zs, e, temperature)
     else:
         logits, logits_low = (h @ h.T) / temperature, np.zeros((len(z), len(z)))
@@ -826,7 +840,8 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     >>> d1.round(4).tolist()
     [[0.0, 0.2063], [0.2134, 0.0]]
     """
-    v = _nt_xent(z1, z2, temperature, reduction)
+    # float64 logits suffice: each entry is a few ULP of its row's largest anyway
+    v = _nt_xent(z1, z2, temperature, reduction, exact=False)
     n, rows = v.n, np.arange(2 * v.n)
     denominator = (1 + v.total)[:, None]
     # softmax of each row: the rest over (1 + total), 1 / (1 + total) at the top
