@@ -171,8 +171,12 @@ def softplus_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Bit-for-bit what two calls of :func:`softplus` give (both share
     ``log1p(exp(-|x|))``), at about half the cost: the two terms of a binary
     cross-entropy. The temporaries are reused in place, so that large inputs allocate
-    only the two results.
+    only the two results. A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
     """
+    x = np.asarray(x)
+    if x.ndim == 0:
+        positive, negative = softplus_pair(x.reshape(1))
+        return positive.reshape(()), negative.reshape(())
     shared = np.abs(x)
     np.negative(shared, out=shared)
     np.exp(shared, out=shared)
@@ -190,8 +194,12 @@ def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     With ``e = exp(-|x|)`` the large one of the two is ``1 / (1 + e)`` and the small one
     ``e / (1 + e)``; neither is formed as ``1 - other``, so the small one keeps its
-    relative accuracy.
+    relative accuracy. A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
     """
+    x = np.asarray(x)
+    if x.ndim == 0:
+        positive, negative = sigmoid_pair(x.reshape(1))
+        return positive.reshape(()), negative.reshape(())
     e = np.abs(x)
     np.negative(e, out=e)
     np.exp(e, out=e)
