@@ -440,6 +440,25 @@ def compensate_exp(e: np.ndarray, x: np.ndarray, m: np.ndarray, rows=None) -> No
             e[index] += err
 
 
+def limit_rows(x: np.ndarray) -> np.ndarray:
+    """2-D ``x`` with each row holding ``+inf`` replaced by the limit row of its softmax.
+
+    As the ``+inf`` entries of a row grow together, the softmax tends to the uniform
+    distribution over them: the row is replaced by 0 at its ``+inf`` entries and
+    ``-inf`` elsewhere, whose softmax, log-softmax, cross-entropy and gradients are those
+    limits (a log-probability of ``-log k`` for each of ``k`` infinite entries, ``-inf``
+    for the others). A row with a NaN is left as it is (NaN propagates). Returns ``x``
+    itself (no copy) when no row changes.
+    """
+    with np.errstate(invalid="ignore"):
+        rows = np.flatnonzero(np.max(x, axis=-1) == np.inf) if x.size else np.empty(0, int)
+    if not rows.size:
+        return x
+    out = x.copy()
+    out[rows] = np.where(x[rows] == np.inf, 0, -np.inf).astype(x.dtype, copy=False)
+    return out
+
+
 # --- norms ----------------------------------------------------------------------------------------
 
 

@@ -234,6 +234,7 @@ def softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
+    rows = nx.limit_rows(rows)  # a row with +inf: its limit
     with np.errstate(invalid="ignore", over="ignore"):
         m = np.max(rows, axis=-1)
         e = np.exp(rows - np.where(np.isfinite(m), m, 0)[:, None])
@@ -284,7 +285,7 @@ def log_softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    _, d, r = nx.log_normalizer(rows)
+    _, d, r = nx.log_normalizer(nx.limit_rows(rows))  # a row with +inf: its limit
     with np.errstate(invalid="ignore"):
         out = d - r[:, None]
     return np.moveaxis(nx.to_dtype(out, x.dtype).reshape(moved), -1, axis)

@@ -126,8 +126,14 @@ class _ProbArgs:
     dtype: np.dtype
 
 
-def _index_setup(input, target, weight, ignore_index, reduction, work=None) -> _IndexArgs:
-    """Check the arguments of an index-target loss; ``work`` overrides the working dtype."""
+def _index_setup(
+    input, target, weight, ignore_index, reduction, work=None, limit=True
+) -> _IndexArgs:
+    """Check the arguments of an index-target loss; ``work`` overrides the working dtype.
+
+    With ``limit``, a row holding ``+inf`` is replaced by its softmax limit
+    (:func:`~lossutils._numerics.limit_rows`).
+    """
     check_reduction(reduction)
     names = {"input": input} if weight is None else {"input": input, "weight": weight}
     x = float_arrays(names)[0]
@@ -136,6 +142,8 @@ def _index_setup(input, target, weight, ignore_index, reduction, work=None) -> _
     w = class_weight(weight, num_classes, work)
     y, valid = class_index_target(target, x.shape, ignore_index)
     rows = x.reshape(-1, num_classes).astype(work, copy=False)
+    if limit:
+        rows = nx.limit_rows(rows)
     return _IndexArgs(rows, y.reshape(-1), valid.reshape(-1), w, x.shape[:-1], x.dtype)
 
 
@@ -169,7 +177,7 @@ def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     w = class_weight(weight, num_classes, work)
     if eps > 0:
         q = (1 - eps) * q + work.type(eps / num_classes)
-    rows = x.reshape(-1, num_classes)
+    rows = nx.limit_rows(x.reshape(-1, num_classes))  # a row with +inf: its limit
     return _ProbArgs(rows, q.reshape(rows.shape), w, x_raw.shape[:-1], x_raw.dtype), eps
 
 
@@ -418,7 +426,8 @@ def _ce_index_loss(args: _IndexArgs, eps: float):
     pieces = _normalize_index(args, eps)
     wy = args.target_weight
     with np.errstate(invalid="ignore"):
-        loss = pieces.nll if w is None and eps == 0 else wy * pieces.nll
+        # a zero weight masks its sample, also where -log p_y is infinite
+        loss = pieces.nll if w is None and eps == 0 else nx.times(wy, pieces.nll)
         if eps > 0:
             total_w = num_classes if w is None else np.sum(w)
             smooth = pieces.gap + total_w * pieces.r
@@ -557,6 +566,11 @@ def _ce_index_grad(args: _IndexArgs, eps: float, reduction: str) -> np.ndarray:
                 (1 - eps) * wy_raw * np.expm1(-a) + share * (total_w * np.exp(-a) - wy_raw)
             )
         np.put_along_axis(e, y[:, None], target_entry.astype(dtype, copy=False)[:, None], -1)
+    # an ignored sample (or, without smoothing, one of weight 0) has no gradient, also
+    # where its row is infinite
+    masked = ~valid if eps > 0 else (sc == 0)
+    if np.any(masked):
+        e[masked] = 0
     return e
 
 
@@ -649,7 +663,7 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
     f = _focal_parts(input, target, gamma, weight, ignore_index, reduction)
     wy = f.args.target_weight
     with np.errstate(invalid="ignore"):
-        loss = np.where(f.args.valid, wy * f.modulation * f.pieces.nll, 0)
+        loss = np.where(f.args.valid, nx.times(wy, f.modulation * f.pieces.nll), 0)
     reduced = weighted_reduce(loss, weight_total(wy), reduction, f.args.shape)
     return nx.to_dtype(reduced, f.args.dtype)[()]
 
@@ -704,10 +718,15 @@ def softmax_focal_loss_grad(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
         # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)
-        g = f.modulation * (1 + f.gamma * np.exp(-nll) * ratio)
+        # p_y log p_y -> 0 as p_y -> 0 (an infinite -log p_y)
+        g = f.modulation * (1 + f.gamma * nx.times(np.exp(-nll), ratio))
         sc = sample_scale(wy, args.valid, weight_total(wy), reduction) * g
         e *= (sc / s)[:, None]
         np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)
+        # an ignored sample, or one of weight 0, has no gradient (also where it is infinite)
+        masked = nx.times(wy, 1) == 0
+        if np.any(masked):
+            e[masked] = 0
     return nx.to_dtype(e.reshape(args.shape + args.x.shape[-1:]), args.dtype)
 
 
@@ -728,7 +747,7 @@ def _margin_gap(margin, high, low):
 
 def _margin_setup(input, target, margin, weight, reduction):
     margin = check_finite_scalar(margin, "margin")
-    return _index_setup(input, target, weight, None, reduction), margin
+    return _index_setup(input, target, weight, None, reduction, limit=False), margin
 
 
 def _crammer_singer(input, target, margin, reduction):
@@ -866,6 +885,9 @@ def _weston_watkins(input, target, p, margin, weight, reduction) -> _Gaps:
         active = gaps > 0
         np.put_along_axis(active, y[:, None], False, -1)
         nan = np.isnan(gaps)
+        # the target's own column is no term (its gap is NaN at z_y = +-inf): NaN there
+        # only where z_y itself is NaN
+        np.put_along_axis(nan, y[:, None], np.isnan(_gather(x, y))[:, None], -1)
     return _Gaps(args, p, gaps, active, nan)
 
 

@@ -71,3 +71,127 @@ def test_zero_dimensional_input(case, convert, reduction):
     assert len(got) == len(grads)
     for g, exact in zip(got, grads, strict=True):
         _check(g, exact, dtype)
+
+
+# --- +inf on the class axis ----------------------------------------------------------------------
+
+DTYPES = [np.float16, np.float32, np.float64]
+# softmax([inf, 0, 1]) -> [1, 0, 0]: the +inf entry takes all the mass
+ROW = [[inf, 0.0, 1.0]]
+
+
+def _close(got, expected, dtype):
+    got = np.asarray(got)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_of_an_infinite_logit(dtype):
+    x = np.array(ROW, dtype)
+    _close(L.softmax(x), [[1, 0, 0]], dtype)
+    _close(L.log_softmax(x), [[0, -inf, -inf]], dtype)
+    _close(L.softmax(x.T, axis=0), [[1], [0], [0]], dtype)
+    _close(L.logsumexp(x), [inf], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_several_infinite_logits_share_the_mass(dtype):
+    # defined as the limit with the +inf entries growing together: uniform over them
+    x = np.array([[inf, 0.0, inf, -inf], [inf, inf, inf, 5.0]], dtype)
+    _close(L.softmax(x), [[0.5, 0, 0.5, 0], [1 / 3, 1 / 3, 1 / 3, 0]], dtype)
+    lg2, lg3 = float(mpmath.log(2)), float(mpmath.log(3))
+    _close(L.log_softmax(x), [[-lg2, -inf, -lg2, -inf], [-lg3, -lg3, -lg3, -inf]], dtype)
+    _close(L.cross_entropy(x, np.array([0, 1]), reduction="none"), [lg2, lg3], dtype)
+    _close(L.cross_entropy_grad(x, np.array([0, 1]), reduction="none"),
+           [[-0.5, 0, 0.5, 0], [1 / 3, -2 / 3, 1 / 3, 0]], dtype)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_infinite_logit_with_nan_stays_nan(dtype):
+    x = np.array([[inf, np.nan, 0.0]], dtype)
+    assert np.isnan(L.softmax(x)).all()
+    assert np.isnan(L.log_softmax(x)).all()
+    assert np.isnan(L.cross_entropy(x, np.array([0])))
+    assert np.isnan(L.cross_entropy_grad(x, np.array([0]))).all()
+
+
+# (target class, loss, gradient) in the limit p = [1, 0, 0]: -log p_t and p - onehot(t)
+CE_LIMITS = [(0, 0.0, [0, 0, 0]), (1, inf, [1, -1, 0]), (2, inf, [1, 0, -1])]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CE_LIMITS)
+def test_cross_entropy_of_an_infinite_logit(case, dtype):
+    t, loss, grad = case
+    x = np.array(ROW, dtype)
+    index, prob = np.array([t]), np.eye(3, dtype=dtype)[[t]]
+    for target in (index, prob):
+        _close(L.cross_entropy(x, target), loss, dtype)
+        _close(L.cross_entropy_grad(x, target), [grad], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t", [0, 1])
+def test_smoothed_cross_entropy_of_an_infinite_logit(t, dtype):
+    # q = 0.9 onehot(t) + 0.1 / 3 puts mass on the classes of log p = -inf: the loss is inf;
+    # the gradient p - q tends to [1, 0, 0] - q
+    x = np.array(ROW, dtype)
+    q = 0.9 * np.eye(3)[t] + 0.1 / 3
+    expected = [[1 - q[0], -q[1], -q[2]]]
+    for target in (np.array([t]), np.eye(3, dtype=dtype)[[t]]):
+        _close(L.cross_entropy(x, target, label_smoothing=0.1), inf, dtype)
+        got = L.cross_entropy_grad(x, target, label_smoothing=0.1)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=8 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_focal_loss_of_an_infinite_logit(dtype):
+    x = np.array([[inf, 0.0]], dtype)
+    # p = [1, 0]: (1 - p_y)^gamma (-log p_y) is 0 for y = 0 and inf for y = 1
+    _close(L.softmax_focal_loss(x, np.array([0])), 0.0, dtype)
+    _close(L.softmax_focal_loss_grad(x, np.array([0])), [[0, 0]], dtype)
+    _close(L.softmax_focal_loss(x, np.array([1])), inf, dtype)
+    # u = 1 - p_y -> 1 and p_y log p_y -> 0: the gradient tends to p - onehot(1)
+    _close(L.softmax_focal_loss_grad(x, np.array([1])), [[1, -1]], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_loss_of_an_infinite_logit(p, dtype):
+    x = np.array(ROW, dtype)
+    # the target's score beats every rival by more than the margin: no active term
+    _close(L.multi_margin_loss(x, np.array([0]), p=p), 0.0, dtype)
+    _close(L.multi_margin_loss_grad(x, np.array([0]), p=p), [[0, 0, 0]], dtype)
+    # a rival of score +inf: an infinite hinge
+    _close(L.multi_margin_loss(x, np.array([1]), p=p), inf, dtype)
+    assert np.isnan(L.multi_margin_loss(np.array([[np.nan, 0.0]], dtype), np.array([0]), p=p))
+
+
+# --- masking -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_weight_masks_an_infinite_element(dtype):
+    x = np.array([[-inf, 0.0]], dtype)
+    w = np.array([0.0, 1.0], dtype)
+    _close(L.cross_entropy(x, np.array([0]), weight=w, reduction="none"), [0], dtype)
+    _close(L.cross_entropy_grad(x, np.array([0]), weight=w, reduction="sum"), [[0, 0]], dtype)
+    _close(L.softmax_focal_loss(x, np.array([0]), weight=w, reduction="none"), [0], dtype)
+    _close(L.softmax_focal_loss_grad(x, np.array([0]), weight=w, reduction="sum"), [[0, 0]], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", [[inf, 0.0], [-inf, 0.0], [inf, -inf]])
+def test_ignored_target_masks_an_infinite_row(row, dtype):
+    x = np.array([row, [0.0, 1.0]], dtype)
+    y = np.array([-100, 0])
+    s1 = float(_sig(1))  # softmax([0, 1]) = [1 - sigma(1), sigma(1)]
+    _close(L.cross_entropy(x, y, reduction="none"), [0, -float(mpmath.log(1 - _sig(1)))], dtype)
+    grad = L.cross_entropy_grad(x, y)
+    _close(grad[0], [0, 0], dtype)
+    np.testing.assert_allclose(grad[1], [-s1, s1], rtol=4 * np.finfo(dtype).eps)
+    focal = L.softmax_focal_loss_grad(x, y)
+    _close(focal[0], [0, 0], dtype)
+    assert np.isfinite(focal[1]).all()
