@@ -335,6 +335,22 @@ class _Cosine:
             return np.ldexp(g1, -self.e1[..., None]), np.ldexp(g2, -self.e2[..., None])
 
 
+def _limit_direction(x: np.ndarray):
+    """float64 rows ``x`` with each row holding ``+-inf`` replaced by its limit direction.
+
+    As the infinite entries grow (at one rate) the row's direction tends to the signs of
+    those entries, 0 elsewhere; the row is replaced by that direction scaled by 2**600,
+    so that the eps of the cosine is negligible (its limit) and the scaling of
+    :class:`_Cosine` stays exact. Also returns the mask of those rows, whose gradient is
+    0 (the limit of a gradient of order ``1 / ||x||``). A row with a NaN keeps it.
+    """
+    infinite = np.any(np.isinf(x), axis=-1) & ~np.any(np.isnan(x), axis=-1)
+    if np.any(infinite):
+        x = x.copy()
+        x[infinite] = np.where(np.isinf(x[infinite]), np.ldexp(np.sign(x[infinite]), 600), 0.0)
+    return x, infinite
+
+
 def _cosine_args(input1, input2, target, margin, reduction):
     check_reduction(reduction)
     margin = check_finite_scalar(margin, "margin")
@@ -355,8 +371,11 @@ def _cosine_args(input1, input2, target, margin, reduction):
             f"last); got shape {t.shape}"
         )
     check_pm1_labels(t, "target")
-    x1, x2 = x1.astype(np.float64, copy=False), x2.astype(np.float64, copy=False)
-    return _Cosine(x1, x2), t.astype(np.float64, copy=False), margin, dtype
+    x1, inf1 = _limit_direction(x1.astype(np.float64, copy=False))
+    x2, inf2 = _limit_direction(x2.astype(np.float64, copy=False))
+    cos = _Cosine(x1, x2)
+    cos.infinite = (inf1, inf2)
+    return cos, t.astype(np.float64, copy=False), margin, dtype
 
 
 def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
@@ -475,6 +494,9 @@ def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="me
     """
     cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
     g1, g2 = cos.grad()
+    # the gradient w.r.t. an infinite row is 0 (its limit)
+    g1 = np.where(cos.infinite[0][..., None], 0.0, g1)
+    g2 = np.where(cos.infinite[1][..., None], 0.0, g2)
     factor = np.where(t == 1, -1.0, _active(cos.cos - margin))
     factor = np.where(np.isnan(t), np.nan, factor)[..., None]
     shape = g1.shape

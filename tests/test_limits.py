@@ -195,3 +195,37 @@ def test_ignored_target_masks_an_infinite_row(row, dtype):
     focal = L.softmax_focal_loss_grad(x, y)
     _close(focal[0], [0, 0], dtype)
     assert np.isfinite(focal[1]).all()
+
+
+# --- embeddings with an infinite entry -----------------------------------------------------------
+
+# PyTorch's eps of the cosine, float32's 1e-12: cos([inf, 0], [1, 0]) -> 1 / sqrt(1 + eps)
+# (the eps of the infinite row vanishes in the limit), so the loss for t = 1 is
+# 1 - 1 / sqrt(1 + eps) (about what [1e4, 0] gives: eps / 2)
+with mpmath.workdps(50):
+    _COS_EPS = mpmath.mpf(float(np.float32(1e-12)))
+    _ONE_MINUS_COS = float(1 - 1 / mpmath.sqrt(1 + _COS_EPS))
+    # d/dx2 of -cos at x2 = [1, 0]: -eps / (1 + eps)^(3/2) along the first axis
+    _D_X2 = float(-_COS_EPS / (1 + _COS_EPS) ** mpmath.mpf(1.5))
+    # t = -1, margin 0: max(0, cos) with cos([inf, 0], [1, 1]) -> 1 / sqrt(2 + eps)
+    _COS_DIAGONAL = float(1 / mpmath.sqrt(2 + _COS_EPS))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cosine_embedding_loss_of_an_infinite_row(dtype):
+    a, b = np.array([[inf, 0.0]], dtype), np.array([[1.0, 0.0]], dtype)
+    got = L.cosine_embedding_loss(a, b, np.array([1]), reduction="none")
+    _close(got, [np.array(_ONE_MINUS_COS, dtype)], dtype)
+    d1, d2 = L.cosine_embedding_loss_grad(a, b, np.array([1]), reduction="none")
+    _close(d1, [[0, 0]], dtype)  # the gradient w.r.t. an infinite row tends to 0
+    # the largest term of the gradient is 1: accurate to a few ULP of it
+    np.testing.assert_allclose(d2, [[_D_X2, 0]], atol=4 * np.finfo(dtype).eps)
+    c = np.array([[1.0, 1.0]], dtype)
+    got = L.cosine_embedding_loss(a, c, np.array([-1]), reduction="none")
+    _close(got, [np.array(_COS_DIAGONAL, dtype)], dtype)
+    # the signs of the infinite entries give the direction; a NaN in the row propagates
+    got = L.cosine_embedding_loss(np.array([[inf, -inf]], dtype), c, np.array([1]))
+    _close(got, dtype(1.0), dtype)
+    nan_row = np.array([[inf, np.nan]], dtype)
+    assert np.isnan(L.cosine_embedding_loss(nan_row, b, np.array([1])))
+    assert all(np.isnan(g).all() for g in L.cosine_embedding_loss_grad(nan_row, b, np.array([1])))
