@@ -459,6 +459,24 @@ def limit_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def limit_direction(z: np.ndarray, scale: float = 1.0):
+    """Rows ``z`` with each row holding ``+-inf`` replaced by its limit direction.
+
+    As the infinite entries of a row grow (at one rate), ``z / ||z||`` tends to the
+    signs of those entries, normalised, with 0 elsewhere: the row is replaced by those
+    signs times ``scale``, 0 elsewhere (a finite row of that direction). Also returns the
+    mask of the replaced rows (their gradient, of order ``1 / ||z||``, tends to 0). A row
+    with a NaN is left as it is (NaN propagates). ``z`` itself is not modified.
+    """
+    with np.errstate(invalid="ignore"):
+        infinite = np.any(np.isinf(z), axis=-1) & ~np.any(np.isnan(z), axis=-1)
+    if np.any(infinite):
+        z = z.copy()
+        rows = z[infinite]
+        z[infinite] = np.where(np.isinf(rows), np.sign(rows) * scale, 0.0)
+    return z, infinite
+
+
 # --- norms ----------------------------------------------------------------------------------------
 
 

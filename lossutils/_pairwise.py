@@ -335,22 +335,6 @@ class _Cosine:
             return np.ldexp(g1, -self.e1[..., None]), np.ldexp(g2, -self.e2[..., None])
 
 
-def _limit_direction(x: np.ndarray):
-    """float64 rows ``x`` with each row holding ``+-inf`` replaced by its limit direction.
-
-    As the infinite entries grow (at one rate) the row's direction tends to the signs of
-    those entries, 0 elsewhere; the row is replaced by that direction scaled by 2**600,
-    so that the eps of the cosine is negligible (its limit) and the scaling of
-    :class:`_Cosine` stays exact. Also returns the mask of those rows, whose gradient is
-    0 (the limit of a gradient of order ``1 / ||x||``). A row with a NaN keeps it.
-    """
-    infinite = np.any(np.isinf(x), axis=-1) & ~np.any(np.isnan(x), axis=-1)
-    if np.any(infinite):
-        x = x.copy()
-        x[infinite] = np.where(np.isinf(x[infinite]), np.ldexp(np.sign(x[infinite]), 600), 0.0)
-    return x, infinite
-
-
 def _cosine_args(input1, input2, target, margin, reduction):
     check_reduction(reduction)
     margin = check_finite_scalar(margin, "margin")
@@ -371,8 +355,10 @@ def _cosine_args(input1, input2, target, margin, reduction):
             f"last); got shape {t.shape}"
         )
     check_pm1_labels(t, "target")
-    x1, inf1 = _limit_direction(x1.astype(np.float64, copy=False))
-    x2, inf2 = _limit_direction(x2.astype(np.float64, copy=False))
+    # a row with infinite entries: its limit direction, scaled by 2**600 so that the eps
+    # of the cosine is negligible (as in the limit) and the scaling of _Cosine stays exact
+    x1, inf1 = nx.limit_direction(x1.astype(np.float64, copy=False), 2.0**600)
+    x2, inf2 = nx.limit_direction(x2.astype(np.float64, copy=False), 2.0**600)
     cos = _Cosine(x1, x2)
     cos.infinite = (inf1, inf2)
     return cos, t.astype(np.float64, copy=False), margin, dtype

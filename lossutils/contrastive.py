@@ -78,11 +78,7 @@ def _unit(z: np.ndarray) -> _Unit:
     entries grow (at one rate): the signs of the infinite entries, normalised, with 0
     elsewhere.
     """
-    z = z.astype(np.float64)
-    infinite = np.any(np.isinf(z), axis=-1)
-    if np.any(infinite):
-        z = z.copy()
-        z[infinite] = np.where(np.isinf(z[infinite]), np.sign(z[infinite]), 0.0)
+    z, infinite = nx.limit_direction(z.astype(np.float64))
     _, e = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
     zs = np.ldexp(z, -e[:, None])
     scaled_norm = np.sqrt(np.sum(zs * zs, axis=-1))

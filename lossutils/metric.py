@@ -20,7 +20,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._numerics import scaled_norm, to_dtype, two_sum
+from ._numerics import limit_direction, scaled_norm, times, to_dtype, two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
@@ -358,7 +358,8 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     hinge = _hinge(pairs, dist)
     y = pairs.target[..., None]
     # the hinge's gradient along the unit direction: no overflow of hinge / d for tiny d
-    g = np.where(y == 0, -2 * hinge[..., None] * dist.unit, 2 * y * pairs.diff)
+    # a zero hinge masks the direction, also where it is NaN (an infinite distance)
+    g = np.where(y == 0, -2 * times(hinge[..., None], dist.unit), 2 * y * pairs.diff)
     g += 0.0  # -0.0 (a zero hinge or a zero unit vector) as +0.0
     g = g * reduction_scale(pairs.target.size, pairs.reduction, g.dtype)
     g = g.astype(pairs.dtype, copy=False)
@@ -673,6 +674,7 @@ class _NTXent:
     scaled_norm: np.ndarray  # (2n,): ||z|| / 2**e, the row scaled by its largest power of 2
     exponent: np.ndarray  # (2n,): that e
     floored: np.ndarray  # (2n,): where the norm's floor 1e-12 is active
+    infinite: np.ndarray  # (2n,): a view with infinite entries, taken as its limit direction
     logits: np.ndarray  # (2n, 2n): cos / temperature, -inf on the diagonal
     logits_low: np.ndarray  # (2n, 2n): their rounding errors (0 unless float64 views)
     positive: np.ndarray  # (2n,): the column of each row's other view
@@ -691,7 +693,7 @@ def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
     if z1.ndim != 2:
         raise ValueError(f"z1 must have shape (N, D); got shape {z1.shape}")
     n = z1.shape[0]
-    z = np.concatenate([z1, z2], axis=0).astype(np.float64)
+    z, infinite = limit_direction(np.concatenate([z1, z2], axis=0).astype(np.float64))
     # each row scaled exactly by a power of 2: no overflow or underflow in its norm
     _, e = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
     zs = np.ldexp(z, -e[:, None])
@@ -722,6 +724,7 @@ def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
         scaled_norm,
         e,
         floored,
+        infinite,
         logits,
         logits_low,
         positive,
@@ -860,5 +863,6 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     # above the floor the norm's gradient removes the radial part; at the floor it is 0
     safe = np.where(v.floored, 1, v.scaled_norm)[:, None]
     above = np.ldexp((d_h - v.h * radial) / safe, -v.exponent[:, None])
-    d_z = np.where(v.floored[:, None], d_h / NORMALIZE_EPS, above).astype(v.dtype)
+    d_z = np.where(v.floored[:, None], d_h / NORMALIZE_EPS, above)
+    d_z = np.where(v.infinite[:, None], 0.0, d_z).astype(v.dtype)  # the limit at an inf view
     return d_z[:n], d_z[n:]

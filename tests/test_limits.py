@@ -229,3 +229,34 @@ def test_cosine_embedding_loss_of_an_infinite_row(dtype):
     nan_row = np.array([[inf, np.nan]], dtype)
     assert np.isnan(L.cosine_embedding_loss(nan_row, b, np.array([1])))
     assert all(np.isnan(g).all() for g in L.cosine_embedding_loss_grad(nan_row, b, np.array([1])))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nt_xent_loss_of_an_infinite_view(dtype):
+    # [inf, 0] tends to the direction [1, 0]: the views are [1, 0], [0, 1] twice, and each
+    # row's loss is -2 + log(e^2 + 2) = log(1 + 2 e^-2) at temperature 0.5
+    z1, z2 = np.array([[inf, 0.0], [0.0, 1.0]], dtype), np.array([[1.0, 0.0], [0.0, 1.0]], dtype)
+    exact = float(mpmath.log(1 + 2 * mpmath.exp(-2)))
+    _close(L.nt_xent_loss(z1, z2), dtype(exact), dtype)
+    d1, d2 = L.nt_xent_loss_grad(z1, z2)
+    finite = L.nt_xent_loss_grad(np.array([[1.0, 0.0], [0.0, 1.0]], dtype), z2)
+    np.testing.assert_array_equal(d1[0], [0, 0])  # w.r.t. the infinite view: the limit 0
+    np.testing.assert_array_equal(d1[1], finite[0][1])
+    np.testing.assert_array_equal(d2, finite[1])
+    assert np.isnan(L.nt_xent_loss(np.array([[inf, np.nan], [0.0, 1.0]], dtype), z2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_contrastive_loss_of_an_infinite_distance(dtype):
+    x1, x2 = np.array([[inf, 0.0]], dtype), np.array([[0.0, 0.0]], dtype)
+    # a dissimilar pair beyond the margin: loss 0, gradient 0
+    _close(L.contrastive_loss(x1, x2, np.array([0])), dtype(0), dtype)
+    for g in L.contrastive_loss_grad(x1, x2, np.array([0])):
+        _close(g, [[0, 0]], dtype)
+    # a similar pair infinitely apart: d^2 and its gradient 2 (x1 - x2) are infinite
+    _close(L.contrastive_loss(x1, x2, np.array([1])), dtype(inf), dtype)
+    d1, d2 = L.contrastive_loss_grad(x1, x2, np.array([1]))
+    _close(d1, [[inf, 0]], dtype)
+    _close(d2, [[-inf, 0]], dtype)
+    nan_pair = np.array([[np.nan, 0.0]], dtype)
+    assert all(np.isnan(g).all() for g in L.contrastive_loss_grad(nan_pair, x2, np.array([0])))
