@@ -272,7 +272,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     >>> float(round(nll_loss(logp, [0, 2], weight=[1.0, 1.0, 3.0]), 6))
     0.256526
     """
-    args = _index_setup(input, target, weight, ignore_index, reduction)
+    # log-probabilities, not logits: no softmax limit
+    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
     wy = args.target_weight
     with np.errstate(invalid="ignore"):
         loss = np.where(args.valid, -nx.times(wy, _gather(args.x, args.y)), 0)
@@ -317,7 +318,8 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> nll_loss_grad(logp, [0, 2]).tolist()
     [[-0.5, 0.0, 0.0], [0.0, 0.0, -0.5]]
     """
-    args = _index_setup(input, target, weight, ignore_index, reduction)
+    # log-probabilities, not logits: no softmax limit
+    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
     wy = args.target_weight
     grad = np.zeros_like(args.x)
     scale = sample_scale(wy, args.valid, weight_total(wy), reduction)

@@ -260,3 +260,22 @@ def test_contrastive_loss_of_an_infinite_distance(dtype):
     _close(d2, [[-inf, 0]], dtype)
     nan_pair = np.array([[np.nan, 0.0]], dtype)
     assert all(np.isnan(g).all() for g in L.contrastive_loss_grad(nan_pair, x2, np.array([0])))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nll_loss_takes_log_probabilities_as_they_are(dtype):
+    # nll_loss is -x_y of log-probabilities: no softmax limit of a row holding +inf
+    x = np.array([[inf, 0.0], [0.0, -inf]], dtype)
+    _close(L.nll_loss(x, np.array([0, 1]), reduction="none"), [-inf, inf], dtype)
+    _close(L.nll_loss_grad(x, np.array([0, 1]), reduction="sum"), [[-1, 0], [0, -1]], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_info_nce_and_siglip_keep_nan_next_to_inf(dtype):
+    q = np.array([[inf, np.nan], [0.0, 1.0]], dtype)
+    k = np.array([[1.0, 0.0], [0.0, 1.0]], dtype)
+    assert np.isnan(L.info_nce_loss(q, k))
+    assert np.isnan(L.siglip_loss(q, k))
+    # without the NaN the row is its limit direction [1, 0]
+    q[0, 1] = 0
+    _close(L.info_nce_loss(q, k), L.info_nce_loss(k, k), dtype)
