@@ -10,9 +10,29 @@ do that in ``_checks``) or modifies an argument.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+
+# --- warnings -------------------------------------------------------------------------------------
+
+
+def quiet(function):
+    """Run ``function`` with every floating-point warning off (a fresh ``errstate`` per call).
+
+    No NumPy RuntimeWarning escapes: an overflow or a NaN shows in the result, and
+    branches evaluated everywhere may overflow where they are not used. A new
+    ``np.errstate`` is made on each call (one shared instance fails on re-entry).
+    """
+
+    @functools.wraps(function)
+    def quiet_function(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return quiet_function
+
 
 # --- dtypes ---------------------------------------------------------------------------------------
 

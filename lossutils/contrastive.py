@@ -16,7 +16,6 @@ the tests bound it by :math:`4/\tau` (or :math:`4t`) ULP, and measure up to 29 U
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,21 +43,6 @@ __all__ = [
 NORMALIZE_EPS = 1e-12
 
 
-def _quiet(function):
-    """Run ``function`` with every floating-point warning off (a fresh ``errstate`` per call).
-
-    No NumPy RuntimeWarning escapes: an overflow or a NaN shows in the result, and
-    branches evaluated everywhere may overflow where they are not used.
-    """
-
-    @functools.wraps(function)
-    def quiet(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return function(*args, **kwargs)
-
-    return quiet
-
-
 @dataclass(frozen=True)
 class _Unit:
     """Rows normalised as ``F.normalize`` does, and what the normalisation's gradient needs."""
@@ -70,7 +54,7 @@ class _Unit:
     infinite: np.ndarray  # (N,): the row has an infinite entry
 
 
-@_quiet
+@nx.quiet
 def _unit(z: np.ndarray) -> _Unit:
     """Normalise each row without overflow or underflow in its norm.
 
@@ -88,7 +72,7 @@ def _unit(z: np.ndarray) -> _Unit:
     return _Unit(h, scaled_norm, e, floored, infinite)
 
 
-@_quiet
+@nx.quiet
 def _unit_backward(u: _Unit, d_h: np.ndarray) -> np.ndarray:
     """The gradient w.r.t. z from the gradient w.r.t. h = z / max(||z||, 1e-12).
 
@@ -124,7 +108,7 @@ def _pairs(named: dict, reduction) -> _Pairs:
     return _Pairs(ua, ub, ua.h @ ub.h.T, reduction, np.dtype(a.dtype))
 
 
-@_quiet
+@nx.quiet
 def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool):
     """Per row ``-logits[i, i] + logsumexp(logits[i])``, and its gradient w.r.t. the row.
 

@@ -10,7 +10,6 @@ result is rounded once to the input's dtype.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,21 +32,6 @@ __all__ = [
 ]
 
 
-def _quiet(function):
-    """Run ``function`` with every floating-point warning off (a fresh ``errstate`` per call).
-
-    No NumPy RuntimeWarning escapes: an overflow or a NaN shows in the result, and
-    branches evaluated everywhere may overflow where they are not used.
-    """
-
-    @functools.wraps(function)
-    def quiet(*args, **kwargs):
-        with np.errstate(all="ignore"):
-            return function(*args, **kwargs)
-
-    return quiet
-
-
 @dataclass(frozen=True)
 class _Margins:
     """The checked comparison margins ``z = hi + lo`` (float64, ``|lo| <= ulp(hi) / 2``)."""
@@ -67,7 +51,7 @@ def _exact_difference(a, b):
     return d, (np.zeros_like(d) if err is None else err)
 
 
-@_quiet
+@nx.quiet
 def _margins(named: dict, beta: float, smoothing: float, reduction) -> _Margins:
     """``beta ((a - b) - (c - d))`` (or ``a - b``) of the named arrays, in double-double."""
     reduction = check_reduction(reduction)
@@ -91,7 +75,7 @@ def _margins(named: dict, beta: float, smoothing: float, reduction) -> _Margins:
     return _Margins(hi, lo, beta, smoothing, reduction, arrays[0].shape, np.dtype(dtype))
 
 
-@_quiet
+@nx.quiet
 def _losses(m: _Margins) -> np.ndarray:
     """Per comparison ``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (float64).
 
@@ -108,7 +92,7 @@ def _losses(m: _Margins) -> np.ndarray:
     return loss
 
 
-@_quiet
+@nx.quiet
 def _margin_grad(m: _Margins) -> np.ndarray:
     """d(reduced loss)/dz per comparison, float64: ``eps sigma(z) - (1 - eps) sigma(-z)``."""
     s_up, s_down = nx.sigmoid_pair(m.hi)
