@@ -252,6 +252,15 @@ def _bce_logits(x, y, cy):
     return sp_pos
 
 
+def _bce_logits_slope(x, y, cy):
+    """``(1 - y) * sigma(x) - cy * sigma(-x)``, the derivative of :func:`_bce_logits` in x."""
+    s_pos, s_neg = nx.sigmoid_pair(x)
+    with np.errstate(invalid="ignore"):  # an infinite pos_weight times sigma(-x) = 0
+        s_pos *= 1 - y
+        s_neg *= cy
+        return np.subtract(s_pos, s_neg, out=s_pos)
+
+
 def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None, reduction="mean"):
     r"""Binary cross-entropy on logits, with PyTorch's ``weight`` and ``pos_weight``.
 
@@ -349,13 +358,9 @@ def binary_cross_entropy_with_logits_grad(
     [-0.5, -4.248354255291589e-18]
     """
     args, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
-    x, y = args.x, args.y
-    s_pos, s_neg = nx.sigmoid_pair(x)
-    with np.errstate(invalid="ignore"):  # an infinite pos_weight times sigma(-x) = 0
-        s_pos *= 1 - y
-        s_neg *= cy
-        local = np.subtract(s_pos, s_neg, out=s_pos)
-    return _finish_grad(_weighted(local, args.weight), args, reduction)
+    return _finish_grad(
+        _weighted(_bce_logits_slope(args.x, args.y, cy), args.weight), args, reduction
+    )
 
 
 # --- sigmoid focal loss --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
+from ._binary import _bce_logits, _bce_logits_slope, _weighted
 from ._checks import (
     check_broadcastable,
     check_class_input,
@@ -219,10 +220,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     [0.220095]
     """
     x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
-    sp_pos, sp_neg = nx.softplus_pair(x)
-    terms = nx.times(y, sp_neg) + nx.times(1 - y, sp_pos)
-    if w is not None:
-        terms = nx.times(w, terms)
+    terms = _weighted(_bce_logits(x, y, y), w)
     with np.errstate(invalid="ignore", over="ignore"):
         loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
     return _finish(loss, reduction, dtype)
@@ -265,11 +263,7 @@ def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean
     [[-0.25, 0.25]]
     """
     x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
-    s_pos, s_neg = nx.sigmoid_pair(x)
-    local = nx.times(1 - y, s_pos) - nx.times(y, s_neg)
-    if w is not None:
-        local = nx.times(w, local)
-    local = local / x.dtype.type(x.shape[-1])
+    local = _weighted(_bce_logits_slope(x, y, y), w) / x.dtype.type(x.shape[-1])
     samples = int(np.prod(x.shape[:-1]))
     return scale_grad(local, x.shape, reduction, dtype, count=samples)
 
