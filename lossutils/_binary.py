@@ -521,8 +521,7 @@ def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mea
     modulation = _focal_modulation(x, y, gamma)
     with np.errstate(over="ignore"):
         r = 1 / (1 + nx.times(y, np.exp(-x)) + nx.times(1 - y, np.exp(x)))
-    s_pos, s_neg = nx.sigmoid_pair(x)
-    d_ce = (1 - y) * s_pos - y * s_neg
+    d_ce = _bce_logits_slope(x, y, y)
     # r -> 0 where ce -> inf (an infinite logit): r ce -> 0, the limit at large logits
     local = modulation * (d_ce + gamma * (1 - 2 * y) * nx.times(r, ce))
     return _finish_grad(_weighted(local, alpha_t), args, reduction)

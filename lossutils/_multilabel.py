@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._binary import _bce_logits, _bce_logits_slope, _weighted
+from ._binary import _bce_logits, _bce_logits_slope, _margin_arrays, _weighted
 from ._checks import (
     check_broadcastable,
     check_class_input,
-    check_pm1_labels,
     check_reduction,
     check_same_shape,
     check_unit_interval,
@@ -44,14 +43,9 @@ def _finish(loss, reduction, dtype):
 
 
 def _soft_margin_args(input, target, reduction):
-    check_reduction(reduction)
-    x, t = float_arrays({"input": input, "target": target})
-    check_same_shape(x, t, "input", "target")
-    check_pm1_labels(t, "target")
-    dtype = x.dtype
-    work = nx.working_dtype(dtype)
-    x, t = x.astype(work, copy=False), t.astype(work, copy=False)
-    return x, t, t * x, dtype  # t * x is exact: t is +-1
+    """Input and labels in {-1, +1} (working dtype), the exact margin ``t * x``, the dtype."""
+    args, tx = _margin_arrays(input, target, reduction)
+    return args.x, args.y, tx, args.dtype
 
 
 def soft_margin_loss(input, target, reduction="mean"):
