@@ -18,6 +18,11 @@ import numpy as np
 # --- warnings -------------------------------------------------------------------------------------
 
 
+# NumPy 2 sets a fresh error state on each call of a function decorated with an errstate
+# (NumPy 1 stores it on the shared errstate object, which nested calls overwrite).
+_ERRSTATE_DECORATES_PER_CALL = int(np.__version__.split(".")[0]) >= 2
+
+
 def quiet(function):
     """Run ``function`` with every floating-point warning off (a fresh ``errstate`` per call).
 
@@ -25,6 +30,9 @@ def quiet(function):
     branches evaluated everywhere may overflow where they are not used. A new
     ``np.errstate`` is made on each call (one shared instance fails on re-entry).
     """
+
+    if _ERRSTATE_DECORATES_PER_CALL:
+        return np.errstate(all="ignore")(function)  # the same, without a Python wrapper
 
     @functools.wraps(function)
     def quiet_function(*args, **kwargs):

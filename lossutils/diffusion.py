@@ -19,14 +19,12 @@ from ._checks import (
     describe,
     result_dtype,
 )
-from ._numerics import to_dtype
+from ._numerics import quiet, to_dtype
 from ._reduction import reduce, scale_grad
 
 __all__ = ["ddpm_posterior", "ddpm_elbo_weights", "ddpm_noise_loss", "ddpm_noise_loss_grad"]
 
 WEIGHTINGS = ("elbo", "simple")
-
-_quiet = np.errstate(all="ignore")
 
 
 def _betas(betas) -> np.ndarray:
@@ -55,7 +53,7 @@ def _schedule(b: np.ndarray):
     return beta, np.exp(log_alpha_bar), 0 - np.expm1(log_alpha_bar)  # 0 - x: no -0.0
 
 
-@_quiet
+@quiet
 def ddpm_posterior(betas):
     r"""The Gaussian posterior :math:`q(x_{t-1} \mid x_t, x_0)` of the forward process.
 
@@ -106,7 +104,7 @@ def ddpm_posterior(betas):
     return tuple(to_dtype(v, dtype) for v in (a, b, variance))
 
 
-@_quiet
+@quiet
 def ddpm_elbo_weights(betas):
     r"""The weights :math:`\lambda_t` that make the noise-prediction loss the variational bound.
 
@@ -189,7 +187,7 @@ def _noise_args(noise_pred, noise, t, betas, weighting, reduction):
     return pred, target, weight, dtype, reduction
 
 
-@_quiet
+@quiet
 def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
     r"""The DDPM noise-prediction loss, weighted to be the variational bound or "simple".
 
@@ -252,7 +250,7 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     return to_dtype(reduce(per, reduction), dtype)[()]
 
 
-@_quiet
+@quiet
 def ddpm_noise_loss_grad(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
     r"""Gradient of :func:`ddpm_noise_loss` w.r.t. ``noise_pred``:
     :math:`2 w_{t_i} (\hat\epsilon_i - \epsilon_i)`, divided by ``N`` for the mean.

@@ -24,6 +24,7 @@ from ._checks import (
 from ._numerics import (
     accurate_sum,
     exp_minus_1_minus,
+    quiet,
     sigmoid_pair,
     to_dtype,
     two_diff,
@@ -48,10 +49,6 @@ __all__ = [
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
-# No NumPy RuntimeWarning escapes: log 0, 0/0 and overflow show in the result, and
-# branches evaluated everywhere may overflow where they are not used.
-_quiet = np.errstate(all="ignore")
-
 
 def _as(value, dtype):
     """``value`` rounded once to ``dtype``; a 0-d result as a NumPy scalar."""
@@ -74,7 +71,7 @@ def _distributions(p, q):
     return p.astype(work, copy=False), q.astype(work, copy=False), p.dtype
 
 
-@_quiet
+@quiet
 def entropy(p, axis=-1):
     r"""Shannon entropy :math:`H(p) = -\sum_k p_k \log p_k` (in nats), with :math:`0 \log 0 = 0`.
 
@@ -118,7 +115,7 @@ def entropy(p, axis=-1):
     return _as(-np.sum(xlogy(p, p), axis=axis), dtype)
 
 
-@_quiet
+@quiet
 def categorical_cross_entropy(p, q, axis=-1):
     r"""Cross-entropy :math:`H(p, q) = -\sum_k p_k \log q_k` between two distributions.
 
@@ -162,7 +159,7 @@ def categorical_cross_entropy(p, q, axis=-1):
     return _as(-np.sum(xlogy(p, q), axis=axis), dtype)
 
 
-@_quiet
+@quiet
 def categorical_cross_entropy_grad(p, q, axis=-1):
     r"""Gradient of :func:`categorical_cross_entropy` w.r.t. ``q``: :math:`-p_k / q_k`.
 
@@ -228,7 +225,7 @@ def _kl_pieces(p, q):
     return np.where(near, f, 0), rest
 
 
-@_quiet
+@quiet
 def kl_divergence(p, q, axis=-1):
     r"""Kullback-Leibler divergence :math:`\mathrm{KL}(p \,\|\, q) = \sum_k p_k \log(p_k / q_k)`.
 
@@ -280,7 +277,7 @@ def kl_divergence(p, q, axis=-1):
     return _as(accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
 
 
-@_quiet
+@quiet
 def kl_divergence_grad(p, q, axis=-1):
     r"""Gradient of :func:`kl_divergence` w.r.t. ``q``: :math:`-p_k / q_k`.
 
@@ -347,7 +344,7 @@ def _kl_div_scale(input, reduction):
     return reduction_scale(input.size, reduction, input.dtype)
 
 
-@_quiet
+@quiet
 def kl_div(input, target, reduction="mean", log_target=False):
     r"""PyTorch's ``kl_div``: pointwise :math:`t\,(\log t - x)`, with ``input`` :math:`x = \log q`.
 
@@ -421,7 +418,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     return _as(reduce(pointwise, reduction), dtype)
 
 
-@_quiet
+@quiet
 def kl_div_grad(input, target, reduction="mean", log_target=False):
     r"""Gradient of :func:`kl_div` w.r.t. ``input``: :math:`-t` times the reduction's scale.
 
@@ -482,7 +479,7 @@ def _scaled_square(diff, logvar_prior):
         return np.where(diff == 0, 0, diff * diff * np.exp(-logvar_prior))
 
 
-@_quiet
+@quiet
 def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     r"""KL divergence between diagonal Gaussians, summed over ``axis``.
 
@@ -554,7 +551,7 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     return _as(0.5 * np.sum(g + square, axis=axis), dtype)
 
 
-@_quiet
+@quiet
 def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     r"""Gradient of :func:`gaussian_kl` w.r.t. ``mu`` and ``logvar``.
 
@@ -638,7 +635,7 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction) -> _VAEArgs:
     return _VAEArgs(x, recon, mu, logvar, reduction, dtype)
 
 
-@_quiet
+@quiet
 def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     r"""Negative ELBO of a VAE for one sample :math:`z` of the approximate posterior.
 
@@ -712,7 +709,7 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     return _as(reduce(per_sample, reduction), dtype)
 
 
-@_quiet
+@quiet
 def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     r"""Gradient of :func:`vae_loss` w.r.t. ``recon``, ``mu`` and ``logvar``.
 

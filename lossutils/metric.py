@@ -20,7 +20,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._numerics import limit_direction, scaled_norm, times, to_dtype, two_sum
+from ._numerics import limit_direction, quiet, scaled_norm, times, to_dtype, two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
@@ -48,10 +48,6 @@ __all__ = [
 
 # F.normalize's default floor of the norm
 NORMALIZE_EPS = 1e-12
-
-# No NumPy RuntimeWarning escapes: an overflow or a NaN shows in the result, and
-# branches evaluated everywhere may overflow where they are not used.
-_quiet = np.errstate(all="ignore")
 
 
 def _working_dtype(dtype) -> np.dtype:
@@ -256,7 +252,7 @@ def _finish(loss, reduction, dtype):
     return to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
 
 
-@_quiet
+@quiet
 def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     r"""Contrastive loss of pairs: :math:`y\,d^2 + (1 - y)\max(0, m - d)^2`.
 
@@ -319,7 +315,7 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     return _finish(loss, pairs.reduction, pairs.dtype)
 
 
-@_quiet
+@quiet
 def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`contrastive_loss` w.r.t. ``x1`` and ``x2``.
 
@@ -463,7 +459,7 @@ def _refined_triplet(t: _Triplets, rows, swap, squared):
     return np.where(np.isinf(m), t.margin, value)
 
 
-@_quiet
+@quiet
 def triplet_margin_loss(
     anchor,
     positive,
@@ -544,7 +540,7 @@ def triplet_margin_loss(
     return _finish(np.maximum(value, 0), t.reduction, t.dtype)
 
 
-@_quiet
+@quiet
 def triplet_margin_loss_grad(
     anchor,
     positive,
@@ -737,7 +733,7 @@ def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
     )
 
 
-@_quiet
+@quiet
 def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     r"""SimCLR's normalised temperature-scaled cross-entropy (NT-Xent).
 
@@ -805,7 +801,7 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     return _finish(losses, v.reduction, v.dtype)
 
 
-@_quiet
+@quiet
 def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     r"""Gradient of :func:`nt_xent_loss` w.r.t. ``z1`` and ``z2``.
 

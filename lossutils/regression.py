@@ -25,7 +25,7 @@ from ._checks import (
     result_dtype,
     sum_to_shape,
 )
-from ._numerics import to_dtype, working_dtype
+from ._numerics import quiet, to_dtype, working_dtype
 from ._reduction import reduce, reduction_scale
 
 __all__ = [
@@ -56,11 +56,6 @@ __all__ = [
 
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
-
-
-# No NumPy RuntimeWarning escapes: an overflow, a 0/0 or an inf - inf shows in the result
-# (inf, NaN), and branches evaluated everywhere may overflow where they are not used.
-_quiet = np.errstate(all="ignore")
 
 
 @dataclass(frozen=True)
@@ -167,7 +162,7 @@ def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     return _Likelihood(r, floored, s.shape, x.dtype)
 
 
-@_quiet
+@quiet
 def mse_loss(input, target, reduction="mean"):
     r"""Mean squared error :math:`\ell(x, y) = (x - y)^2`.
 
@@ -209,7 +204,7 @@ def mse_loss(input, target, reduction="mean"):
     return _reduced(res.r * res.r, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def mse_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`mse_loss` w.r.t. ``input``: :math:`2 (x - y)` per element.
 
@@ -244,7 +239,7 @@ def mse_loss_grad(input, target, reduction="mean"):
     return _reduced_grad(2 * res.r, input, res.r.shape, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def l1_loss(input, target, reduction="mean"):
     r"""Mean absolute error :math:`\ell(x, y) = |x - y|`.
 
@@ -285,7 +280,7 @@ def l1_loss(input, target, reduction="mean"):
     return _reduced(np.abs(res.r), reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def l1_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`l1_loss` w.r.t. ``input``: :math:`\operatorname{sign}(x - y)`.
 
@@ -322,7 +317,7 @@ def l1_loss_grad(input, target, reduction="mean"):
     return _reduced_grad(np.sign(res.r), input, res.r.shape, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def huber_loss(input, target, delta=1.0, reduction="mean"):
     r"""Huber loss: quadratic near zero, linear beyond ``delta``.
 
@@ -375,7 +370,7 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     return _reduced(loss, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     r"""Gradient of :func:`huber_loss` w.r.t. ``input``: :math:`\mathrm{clip}(r, -\delta, \delta)`.
 
@@ -413,7 +408,7 @@ def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     return _reduced_grad(np.clip(res.r, -delta, delta), input, res.r.shape, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     r"""Smooth L1 loss (Fast R-CNN): quadratic below ``beta``, then :math:`|r|` shifted.
 
@@ -470,7 +465,7 @@ def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     return _reduced(loss, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     r"""Gradient of :func:`smooth_l1_loss` w.r.t. ``input``: :math:`\mathrm{clip}(r/\beta, -1, 1)`.
 
@@ -509,7 +504,7 @@ def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     return _reduced_grad(grad, input, res.r.shape, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def log_cosh_loss(input, target, reduction="mean"):
     r"""Log-cosh loss :math:`\ell(r) = \log\cosh(r)`, :math:`r = x - y`, accurate for all :math:`r`.
 
@@ -569,7 +564,7 @@ def log_cosh_loss(input, target, reduction="mean"):
     return _reduced(np.where(a < 1, near, far), reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def log_cosh_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`log_cosh_loss` w.r.t. ``input``: :math:`\tanh(x - y)`.
 
@@ -604,7 +599,7 @@ def log_cosh_loss_grad(input, target, reduction="mean"):
     return _reduced_grad(np.tanh(res.r), input, res.r.shape, reduction, res.dtype)
 
 
-@_quiet
+@quiet
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
     r"""Negative log-likelihood of a Gaussian with predicted mean and variance.
 
@@ -680,7 +675,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return _reduced(loss, reduction, lk.dtype)
 
 
-@_quiet
+@quiet
 def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="mean"):
     r"""Gradient of :func:`gaussian_nll_loss` w.r.t. ``input`` and ``var``.
 
@@ -739,7 +734,7 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     )
 
 
-@_quiet
+@quiet
 def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean"):
     r"""Negative log-likelihood of a Laplace distribution with predicted location and scale.
 
@@ -801,7 +796,7 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     return _reduced(loss, reduction, lk.dtype)
 
 
-@_quiet
+@quiet
 def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction="mean"):
     r"""Gradient of :func:`laplace_nll_loss` w.r.t. ``input`` and ``scale``.
 

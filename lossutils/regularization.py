@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ._checks import as_float_array, check_positive_scalar, describe, result_dtype
-from ._numerics import to_dtype, working_dtype
+from ._numerics import quiet, to_dtype, working_dtype
 from ._reduction import total as reduction_total
 
 __all__ = ["l2_penalty", "l2_penalty_grad", "l1_penalty", "l1_penalty_grad"]
@@ -35,9 +35,6 @@ def _params(params):
 
 # Sums of |w|^power below this are recomputed scaled: their terms may have underflowed.
 _SMALLEST_SAFE_TOTAL = 2.0**-900
-
-# No NumPy RuntimeWarning escapes: overflow and inf * 0 show in the result.
-_quiet = np.errstate(all="ignore")
 
 
 def _sum_of_powers(p: np.ndarray, power: int) -> float:
@@ -78,7 +75,7 @@ def _scaled_penalty(arrays, lam: float, power: int) -> float:
     return float(np.ldexp(lam_m * sum_m, lam_e + sum_e + power * e))
 
 
-@_quiet
+@quiet
 def _penalty(params, lam, power):
     lam = check_positive_scalar(lam, "lam", allow_zero=True)
     arrays, _ = _params(params)
@@ -94,7 +91,7 @@ def _penalty(params, lam, power):
     return to_dtype(value, dtype)[()]
 
 
-@_quiet
+@quiet
 def _penalty_grad(params, lam, power):
     lam = check_positive_scalar(lam, "lam", allow_zero=True)
     arrays, is_list = _params(params)

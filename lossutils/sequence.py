@@ -14,14 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import check_reduction, describe, wider_dtype
-from ._numerics import log_normalizer, to_dtype
+from ._numerics import log_normalizer, quiet, to_dtype
 from ._reduction import reduce
 
 __all__ = ["ctc_loss", "ctc_loss_grad"]
-
-# No NumPy RuntimeWarning escapes: -inf - (-inf) (impossible paths) is handled by the
-# log-sum-exp kernel and shows as -inf or NaN in the result.
-_quiet = np.errstate(all="ignore")
 
 
 @dataclass(frozen=True)
@@ -172,7 +168,7 @@ def _reduce(p: _Problem, loss):
     return to_dtype(reduce(loss, p.reduction), p.dtype)[()]
 
 
-@_quiet
+@quiet
 def ctc_loss(
     log_probs,
     targets,
@@ -254,7 +250,7 @@ def ctc_loss(
     return _reduce(p, _losses(p, log_likelihood))
 
 
-@_quiet
+@quiet
 def ctc_loss_grad(
     log_probs,
     targets,
