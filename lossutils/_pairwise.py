@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from . import _numerics as nx
+from ._binary import _arrays
 from ._checks import (
     check_finite_scalar,
     check_pm1_labels,
@@ -177,15 +178,12 @@ def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean
 def _hinge_embedding_args(input, target, margin, reduction):
     check_reduction(reduction)
     margin = check_finite_scalar(margin, "margin")
-    x, t = float_arrays({"input": input, "target": target})
-    check_same_shape(x, t, "input", "target")
-    check_pm1_labels(t, "target")
-    dtype = x.dtype
-    work = nx.working_dtype(dtype)
-    x, t = x.astype(work, copy=False), t.astype(work, copy=False)
+    args = _arrays(input, target, reduction)
+    check_pm1_labels(args.y, "target")
+    x = args.x
     with np.errstate(invalid="ignore", over="ignore"):
-        gap = work.type(margin) - x
-    return x, t, gap, dtype
+        gap = x.dtype.type(margin) - x
+    return x, args.y, gap, args.dtype
 
 
 def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
