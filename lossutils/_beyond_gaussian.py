@@ -37,7 +37,7 @@ from ._checks import (
     wider_dtype,
 )
 from ._numerics import sigmoid, softplus, times, to_dtype, xlogy
-from ._reduction import reduce, reduction_scale
+from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
     "poisson_nll_loss",
@@ -71,11 +71,6 @@ def _arrays(names_values, work=None):
 def _float64_at_least(dtype):
     """float64 for float16/32/64: SciPy's special functions exist in float64 only."""
     return np.dtype(np.float64)
-
-
-def _finish(loss, reduction, out):
-    """Reduce in the working dtype, then round once to the output dtype."""
-    return to_dtype(reduce(loss, reduction), out)[()]
 
 
 def _finish_grad(grad, arg, shape, reduction, out):
@@ -207,7 +202,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
             yb = np.where(big, y, 2)
             stirling = yb * (np.log(yb) - 1) + 0.5 * np.log(2 * np.pi * yb)
             loss = loss + np.where(big, stirling, 0)
-    return _finish(loss, reduction, out)
+    return reduce_to(loss, reduction, out)
 
 
 def poisson_nll_loss_grad(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
@@ -404,7 +399,7 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         generic = times(r, softplus(z)) + times(y, softplus(-z)) + _nb_log_normalizer(r, y)
         loss = np.where(_near_poisson(r, y), _nb_nll_near_poisson(z, y, r), generic)
-    return _finish(loss, reduction, out)
+    return reduce_to(loss, reduction, out)
 
 
 def _near_poisson(r, y):
@@ -652,7 +647,7 @@ def student_t_nll_loss(input, target, scale, df, reduction="mean"):
         nu_f = np.where(gauss, 1.0, nu)
         body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * _log1p_square(u, r, s, nu_f))
         loss = np.log(s) + _HALF_LOG_PI + c + body
-    return _finish(loss, reduction, out)
+    return reduce_to(loss, reduction, out)
 
 
 def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
@@ -817,7 +812,7 @@ def quantile_loss(input, target, quantile, reduction="mean"):
     out, _, r, q = _quantile_args(input, target, quantile, reduction)
     with np.errstate(over="ignore", invalid="ignore"):
         loss = np.maximum(q * r, (q - 1) * r)
-    return _finish(loss, reduction, out)
+    return reduce_to(loss, reduction, out)
 
 
 def quantile_loss_grad(input, target, quantile, reduction="mean"):

@@ -28,7 +28,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import reduce, scale_grad
+from ._reduction import reduce_to, scale_grad
 from .activations import sigmoid, softplus
 
 __all__ = [
@@ -103,7 +103,7 @@ def _weighted(value, weight):
 
 def _finish(loss, reduction, args: _Args):
     """Reduce the per-element losses; the result is rounded once to the output dtype."""
-    return nx.to_dtype(reduce(np.asarray(loss), reduction), args.dtype)[()]
+    return reduce_to(loss, reduction, args.dtype)
 
 
 def _finish_grad(local, args: _Args, reduction):

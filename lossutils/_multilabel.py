@@ -22,7 +22,7 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._reduction import reduce, scale_grad
+from ._reduction import reduce_to, scale_grad
 
 __all__ = [
     "soft_margin_loss",
@@ -32,11 +32,6 @@ __all__ = [
     "multilabel_margin_loss",
     "multilabel_margin_loss_grad",
 ]
-
-
-def _finish(loss, reduction, dtype):
-    """Reduce losses of the working dtype, then round once to ``dtype``."""
-    return nx.to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
 
 
 # --- soft margin ----------------------------------------------------------------------------------
@@ -96,7 +91,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     [0.693147, 0.126928, 100.0]
     """
     _, _, tx, dtype = _soft_margin_args(input, target, reduction)
-    return _finish(nx.softplus(-tx), reduction, dtype)
+    return reduce_to(nx.softplus(-tx), reduction, dtype)
 
 
 def soft_margin_loss_grad(input, target, reduction="mean"):
@@ -217,7 +212,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     terms = _weighted(_bce_logits(x, y, y), w)
     with np.errstate(invalid="ignore", over="ignore"):
         loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
-    return _finish(loss, reduction, dtype)
+    return reduce_to(loss, reduction, dtype)
 
 
 def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean"):
@@ -374,7 +369,7 @@ def multilabel_margin_loss(input, target, reduction="mean"):
         terms = np.where(active, coef * gaps, 0).astype(x.dtype, copy=False)
         loss = np.sum(terms, axis=(-2, -1)) / x.dtype.type(x.shape[-1])
     shape = np.shape(input)[:-1]
-    return _finish(loss.reshape(shape), reduction, dtype)
+    return reduce_to(loss.reshape(shape), reduction, dtype)
 
 
 def multilabel_margin_loss_grad(input, target, reduction="mean"):

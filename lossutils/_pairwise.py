@@ -22,7 +22,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import reduce, scale_grad
+from ._reduction import reduce_to, scale_grad
 
 __all__ = [
     "margin_ranking_loss",
@@ -42,11 +42,6 @@ _SQRT_COSINE_EPS = math.sqrt(COSINE_EPS)
 def _quiet():
     """No NumPy RuntimeWarning escapes: overflow, underflow and NaN show in the result."""
     return np.errstate(all="ignore")
-
-
-def _finish(loss, reduction, dtype):
-    """Reduce losses of the working dtype, then round once to ``dtype``."""
-    return nx.to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
 
 
 def _active(gap):
@@ -125,7 +120,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     [0.0, 1.5]
     """
     _, gap, dtype = _ranking_args(input1, input2, target, margin, reduction)
-    return _finish(np.maximum(gap, 0), reduction, dtype)
+    return reduce_to(np.maximum(gap, 0), reduction, dtype)
 
 
 def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
@@ -232,7 +227,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     """
     x, t, gap, dtype = _hinge_embedding_args(input, target, margin, reduction)
     loss = np.where(t == 1, x, np.maximum(gap, 0))
-    return _finish(loss, reduction, dtype)
+    return reduce_to(loss, reduction, dtype)
 
 
 def hinge_embedding_loss_grad(input, target, margin=1.0, reduction="mean"):
@@ -430,7 +425,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
     loss = np.where(t == 1, cos.one_minus, np.maximum(cos.cos - margin, 0))
     loss = np.where(np.isnan(t), np.nan, loss)
-    return _finish(loss, reduction, dtype)
+    return reduce_to(loss, reduction, dtype)
 
 
 def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):

@@ -72,6 +72,14 @@ def reduce(loss: np.ndarray, reduction: str):
     return _mean(sum_, loss.size, dtype)
 
 
+def reduce_to(loss, reduction: str, dtype):
+    """:func:`reduce` the per-element losses (working dtype), then round once to ``dtype``.
+
+    A 0-d result is a NumPy scalar of ``dtype``.
+    """
+    return to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
+
+
 def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple):
     """Reduce per-sample losses; the mean divides by ``weight_total`` (NaN when it is 0).
 

@@ -28,7 +28,7 @@ from ._checks import (
     check_same_shape,
     float_arrays,
 )
-from ._reduction import reduce
+from ._reduction import reduce_to
 
 __all__ = [
     "info_nce_loss",
@@ -146,7 +146,7 @@ def _scale(reduction: str, n: int) -> float:
 
 
 def _finish(loss: np.ndarray, p: _Pairs):
-    return nx.to_dtype(reduce(loss, p.reduction), p.dtype)[()]
+    return reduce_to(loss, p.reduction, p.dtype)
 
 
 def _grads(p: _Pairs, d_cosine: np.ndarray):

@@ -20,7 +20,7 @@ from ._checks import (
     result_dtype,
 )
 from ._numerics import quiet, to_dtype
-from ._reduction import reduce, scale_grad
+from ._reduction import reduce_to, scale_grad
 
 __all__ = ["ddpm_posterior", "ddpm_elbo_weights", "ddpm_noise_loss", "ddpm_noise_loss_grad"]
 
@@ -247,7 +247,7 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     work = np.float64 if dtype.itemsize < 8 else dtype
     r = pred.astype(work) - target.astype(work)
     per = np.sum((r * r).reshape(len(r), int(np.prod(r.shape[1:]))), axis=-1) * weight.astype(work)
-    return to_dtype(reduce(per, reduction), dtype)[()]
+    return reduce_to(per, reduction, dtype)
 
 
 @quiet

@@ -20,7 +20,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._numerics import limit_direction, quiet, scaled_norm, times, to_dtype, two_sum
+from ._numerics import limit_direction, quiet, scaled_norm, times, two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
@@ -29,7 +29,7 @@ from ._pairwise import (
     margin_ranking_loss,
     margin_ranking_loss_grad,
 )
-from ._reduction import reduce, reduction_scale
+from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
     "contrastive_loss",
@@ -247,11 +247,6 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     return hinge
 
 
-def _finish(loss, reduction, dtype):
-    """Reduce per-sample losses of the working dtype, then round once to ``dtype``."""
-    return to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
-
-
 @quiet
 def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     r"""Contrastive loss of pairs: :math:`y\,d^2 + (1 - y)\max(0, m - d)^2`.
@@ -312,7 +307,7 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     hinge = _hinge(pairs, dist)
     # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
     loss = np.where(pairs.target == 0, hinge * hinge, pairs.target * dist.squared)
-    return _finish(loss, pairs.reduction, pairs.dtype)
+    return reduce_to(loss, pairs.reduction, pairs.dtype)
 
 
 @quiet
@@ -537,7 +532,7 @@ def triplet_margin_loss(
     near = np.abs(value) < largest * _CANCELLATION_CUT[t.dtype]
     if np.any(near) and (squared or t.p in (1.0, 2.0)):
         value[near] = _refined_triplet(t, near, swap, squared)
-    return _finish(np.maximum(value, 0), t.reduction, t.dtype)
+    return reduce_to(np.maximum(value, 0), t.reduction, t.dtype)
 
 
 @quiet
@@ -798,7 +793,7 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
         v.logits_low[rows, v.top] - v.logits_low[rows, v.positive]
     )
     losses = gap + np.log1p(v.total)
-    return _finish(losses, v.reduction, v.dtype)
+    return reduce_to(losses, v.reduction, v.dtype)
 
 
 @quiet

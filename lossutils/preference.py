@@ -22,7 +22,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import reduce
+from ._reduction import reduce_to
 
 __all__ = [
     "bradley_terry_loss",
@@ -106,8 +106,7 @@ def _margin_grad(m: _Margins) -> np.ndarray:
 
 
 def _finish(loss: np.ndarray, m: _Margins):
-    out = reduce(loss, m.reduction)
-    return nx.to_dtype(out, m.dtype)[()]
+    return reduce_to(loss, m.reduction, m.dtype)
 
 
 def bradley_terry_loss(chosen, rejected, reduction="mean"):

@@ -26,7 +26,7 @@ from ._checks import (
     sum_to_shape,
 )
 from ._numerics import quiet, to_dtype, working_dtype
-from ._reduction import reduce, reduction_scale
+from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
     "mse_loss",
@@ -90,15 +90,6 @@ def _residual(input, target, reduction) -> _Residual:
     check_same_shape(x, y, "input", "target")
     work = working_dtype(x.dtype)
     return _Residual(x.astype(work, copy=False) - y.astype(work, copy=False), x.dtype)
-
-
-def _reduced(loss, reduction, dtype):
-    """The per-element ``loss`` (working dtype) reduced, then rounded once to ``dtype``.
-
-    float16 losses are evaluated in float32 (``working_dtype``): the square of a
-    residual of 256, or 65,520 terms of 0.25 summed, would overflow float16.
-    """
-    return to_dtype(reduce(loss, reduction), dtype)[()]
 
 
 def _reduced_grad(grad, arg, shape, reduction, dtype):
@@ -201,7 +192,7 @@ def mse_loss(input, target, reduction="mean"):
     1.4166666666666667
     """
     res = _residual(input, target, reduction)
-    return _reduced(res.r * res.r, reduction, res.dtype)
+    return reduce_to(res.r * res.r, reduction, res.dtype)
 
 
 @quiet
@@ -277,7 +268,7 @@ def l1_loss(input, target, reduction="mean"):
     0.8333333333333334
     """
     res = _residual(input, target, reduction)
-    return _reduced(np.abs(res.r), reduction, res.dtype)
+    return reduce_to(np.abs(res.r), reduction, res.dtype)
 
 
 @quiet
@@ -367,7 +358,7 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     a = np.abs(res.r)
     # a * a may overflow where the linear branch is taken; that element is not used.
     loss = np.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
-    return _reduced(loss, reduction, res.dtype)
+    return reduce_to(loss, reduction, res.dtype)
 
 
 @quiet
@@ -459,10 +450,10 @@ def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     res = _residual(input, target, reduction)
     a = np.abs(res.r)
     if beta == 0:
-        return _reduced(a, reduction, res.dtype)
+        return reduce_to(a, reduction, res.dtype)
     # a * (a / beta): a * a would underflow for tiny a and beta.
     loss = np.where(a < beta, 0.5 * a * (a / beta), a - 0.5 * beta)
-    return _reduced(loss, reduction, res.dtype)
+    return reduce_to(loss, reduction, res.dtype)
 
 
 @quiet
@@ -561,7 +552,7 @@ def log_cosh_loss(input, target, reduction="mean"):
     s = np.sinh(0.5 * a)
     near = np.log1p(2 * s * s)
     far = (a - _LOG_2) + np.log1p(np.exp(-2 * a))
-    return _reduced(np.where(a < 1, near, far), reduction, res.dtype)
+    return reduce_to(np.where(a < 1, near, far), reduction, res.dtype)
 
 
 @quiet
@@ -672,7 +663,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     loss = _limit_at_zero_spread(0.5 * (np.log(v) + r * (r / v)), lk, eps)
     if full:
         loss = loss + 0.5 * _LOG_2PI
-    return _reduced(loss, reduction, lk.dtype)
+    return reduce_to(loss, reduction, lk.dtype)
 
 
 @quiet
@@ -793,7 +784,7 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     loss = _limit_at_zero_spread(np.log(b) + np.abs(r) / b, lk, eps)
     if full:
         loss = loss + _LOG_2
-    return _reduced(loss, reduction, lk.dtype)
+    return reduce_to(loss, reduction, lk.dtype)
 
 
 @quiet

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._checks import check_reduction, describe, wider_dtype
 from ._numerics import log_normalizer, quiet, to_dtype
-from ._reduction import reduce
+from ._reduction import reduce_to
 
 __all__ = ["ctc_loss", "ctc_loss_grad"]
 
@@ -165,7 +165,7 @@ def _losses(p: _Problem, log_likelihood):
 def _reduce(p: _Problem, loss):
     if p.reduction == "mean":
         loss = loss / np.maximum(p.target_lengths, 1).astype(loss.dtype)
-    return to_dtype(reduce(loss, p.reduction), p.dtype)[()]
+    return reduce_to(loss, p.reduction, p.dtype)
 
 
 @quiet
