@@ -633,6 +633,26 @@ def test_claim_elbo_torch_distributions_kl():
     np.testing.assert_allclose(theirs.numpy(), exact, rtol=1e-13)
 
 
+def test_claim_evidence_torch_distributions_kl_cancels_near_prior():
+    """torch.distributions' Gaussian KL to N(0, 1) near the prior: its terms of size |logvar|
+    cancel to a KL of size logvar^2 / 4, so the relative error grows like 1e-16 / |logvar|
+    (2e-10 at logvar = 1e-6, 2e-8 at 1e-8: a million ULP and more), while gaussian_kl stays
+    within a few ULP of mpmath."""
+    Normal = torch.distributions.Normal
+    for logvar_value, lost in ((1e-6, 1e-11), (1e-8, 1e-9)):
+        mu, logvar = np.array([0.0]), np.array([logvar_value])
+        exact = mp_kl_standard(mu, logvar)
+        theirs = (
+            torch.distributions.kl_divergence(
+                Normal(tt(mu), (0.5 * tt(logvar)).exp()), Normal(0.0, 1.0)
+            )
+            .sum()
+            .item()
+        )
+        assert abs(theirs / exact - 1) > lost
+        assert float(lu.gaussian_kl(mu, logvar)) == pytest.approx(exact, rel=4 * 2.0**-52)
+
+
 def test_claim_elbo_distrax_kl():
     """distrax.Normal(mu, jnp.exp(0.5 * logvar)).kl_divergence(distrax.Normal(0.0, 1.0)).sum(-1)
     is the KL term."""

@@ -84,3 +84,20 @@ def test_deviation_sigmoid_focal_loss_gradient_gamma_below_one():
     ours = lu.sigmoid_focal_loss_grad(z.detach().numpy(), y.numpy(), gamma=0.5, reduction="sum")
     assert np.isfinite(ours).all()
     assert ours[0] <= 0.0 <= ours[1] and np.all(np.abs(ours) < 1e-8)
+
+
+def test_deviation_softmax_inf_logit_limit():
+    """A +inf logit on the class axis: PyTorch's softmax, log_softmax and cross_entropy give
+    NaN (inf - inf in the max-shift); lossutils gives the limit, the one the logit 1e4 gives
+    already (all the probability on the +inf class)."""
+    z = np.array([[np.inf, 0.0, 1.0]])
+    assert torch.isnan(torch.softmax(tt(z), dim=-1)[0, 0])
+    assert torch.isnan(F.cross_entropy(tt(z), torch.tensor([0])))
+    np.testing.assert_array_equal(lu.softmax(z), [[1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(lu.log_softmax(z), [[0.0, -np.inf, -np.inf]])
+    assert float(lu.cross_entropy(z, np.array([0]))) == 0.0
+    assert float(lu.cross_entropy(z, np.array([1]))) == np.inf
+    np.testing.assert_array_equal(lu.cross_entropy_grad(z, np.array([0])), [[0.0, 0.0, 0.0]])
+    big = np.array([[1e4, 0.0, 1.0]])
+    assert F.cross_entropy(tt(big), torch.tensor([0])).item() == 0.0
+    np.testing.assert_array_equal(lu.softmax(big), lu.softmax(z))
