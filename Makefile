@@ -54,8 +54,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+# --allow-root only lifts JupyterLab's refusal to start as root (containers); it changes
+# nothing for other users.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. chapters
+	$(VENV)/bin/jupyter lab --allow-root --ServerApp.root_dir=. chapters
 
 clean:
 	rm -rf _build _mathjax .pytest_cache .ruff_cache .hypothesis
