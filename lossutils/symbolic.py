@@ -42,6 +42,8 @@ __all__ = [
     "stabilize",
     "to_numpy",
     "to_mpmath",
+    "equation_latex",
+    "glue_equation",
 ]
 
 
@@ -514,3 +516,29 @@ def to_mpmath(expr, symbols: Sequence, digits: int = 400) -> Callable:
         return out
 
     return reference
+
+
+def equation_latex(lhs: str, rhs, order=None) -> str:
+    r"""The LaTeX of ``lhs = rhs``: ``lhs`` as written, ``rhs`` printed by SymPy.
+
+    ``order`` is SymPy's term order (e.g. ``"rev-lex"`` prints :math:`\sigma(z) - y` rather
+    than :math:`-y + \sigma(z)`); the expression itself is the one derived, unchanged.
+
+    >>> z, y = sp.symbols("z y", real=True)
+    >>> equation_latex(r"\frac{\partial \ell}{\partial z}", sigmoid(z) - y, order="rev-lex")
+    '\\frac{\\partial \\ell}{\\partial z} = \\sigma\\left(z\\right) - y'
+    """
+    return f"{lhs} = {sp.latex(rhs, order=order)}"
+
+
+def glue_equation(key: str, lhs: str, rhs, order=None) -> None:
+    """Glue :func:`equation_latex` under ``key`` for a ``{glue:math}`` block of a chapter.
+
+    The displayed equation is then SymPy's printing of the derived expression ``rhs``, and
+    nbval compares its LaTeX whenever the chapter is tested. Needs myst-nb (the book's
+    environment has it).
+    """
+    from IPython.display import Math
+    from myst_nb import glue
+
+    glue(key, Math(equation_latex(lhs, rhs, order=order)), display=False)
