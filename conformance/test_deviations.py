@@ -33,8 +33,9 @@ def test_deviation_no_silent_broadcasting():
 
 def test_deviation_gaussian_nll_var_one_dim_short():
     """PyTorch accepts a var of shape input.shape[:-1] (as var[..., None]); lossutils asks
-    for that trailing 1 explicitly (var of the input's shape, with a last dimension of 1,
-    or a scalar), so that a var of the wrong length is never broadcast by accident."""
+    for that trailing 1 explicitly (a var with as many dimensions as the input that
+    broadcasts to it, e.g. (N, 1, H, W), or a scalar), so that a var of the wrong length is
+    never broadcast along the wrong axis."""
     x = np.zeros((3, 4))
     v = np.ones(3)
     theirs = F.gaussian_nll_loss(tt(x), tt(x + 1), tt(v)).item()
