@@ -169,7 +169,11 @@ WITH_REDUCTION = sorted(n for n in SAMPLES if "reduction" in SIGNATURES[n])
 
 
 def test_public_names_are_the_design_table():
-    expected = set(SIGNATURES) | {n + "_grad" for n in LOSSES_WITH_GRADIENT}
+    expected = (
+        set(SIGNATURES)
+        | {n + "_grad" for n in LOSSES_WITH_GRADIENT}
+        | {n + "_value_and_grad" for n in LOSSES_WITH_GRADIENT}
+    )
     assert set(lossutils.__all__) == expected
     assert len(lossutils.__all__) == len(set(lossutils.__all__)), "duplicates in __all__"
     assert SAMPLES.keys() == set(LOSSES_WITH_GRADIENT), "every loss with a gradient needs a sample"
@@ -181,10 +185,41 @@ def test_signature(name):
 
 
 @pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
-def test_gradient_takes_the_same_arguments(name):
-    assert inspect.signature(getattr(lossutils, name + "_grad")) == inspect.signature(
+@pytest.mark.parametrize("suffix", ["_grad", "_value_and_grad"])
+def test_gradient_takes_the_same_arguments(name, suffix):
+    assert inspect.signature(getattr(lossutils, name + suffix)) == inspect.signature(
         getattr(lossutils, name)
     )
+
+
+def _assert_identical(actual, expected, what):
+    """Same type, dtype, shape and bits (NaN where NaN), recursively through tuples and lists."""
+    if isinstance(expected, (tuple, list)):
+        assert type(actual) is type(expected) and len(actual) == len(expected), what
+        for a, e in zip(actual, expected, strict=True):
+            _assert_identical(a, e, what)
+        return
+    assert type(actual) is type(expected), f"{what}: {type(actual)} is not {type(expected)}"
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
+    np.testing.assert_array_equal(actual, expected, err_msg=what, strict=True)
+
+
+@pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_value_and_grad_is_the_loss_and_its_gradient(name, dtype):
+    # one pass gives bit for bit what the two calls give, for every reduction and dtype
+    args, _ = SAMPLES[name]
+    args = tuple(
+        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
+        for a in args
+    )
+    reductions = ("mean", "sum", "none") if name in WITH_REDUCTION else (None,)
+    for reduction in reductions:
+        value, grad = _call(name, args, reduction, "_value_and_grad")
+        what = f"{name}_value_and_grad, {np.dtype(dtype).name}, reduction={reduction}"
+        _assert_identical(value, _call(name, args, reduction), what + ": the value")
+        _assert_identical(grad, _call(name, args, reduction, "_grad"), what + ": the gradient")
 
 
 @pytest.mark.parametrize("name", sorted(lossutils.__all__))
@@ -192,7 +227,7 @@ def test_docstring(name):
     doc = inspect.getdoc(getattr(lossutils, name)) or ""
     for section in ("Parameters", "Returns", "Examples", ">>>"):
         assert section in doc, f"{name}'s docstring lacks {section!r}"
-    if not name.endswith("_grad"):
+    if not name.endswith("_grad"):  # also skips *_value_and_grad, which cite through their loss
         assert ":cite:" in doc, f"{name}'s docstring cites no reference"
 
 
