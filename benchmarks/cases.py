@@ -18,7 +18,14 @@ import lossutils as lu
 from benchmarks import references as ref
 from benchmarks import sweeps
 from benchmarks import textbook as tb
-from benchmarks.implementations import Impl, jax_impl, lossutils_loss, torch_impl, torch_loss
+from benchmarks.implementations import (
+    Impl,
+    jax_impl,
+    lossutils_impl,
+    lossutils_loss,
+    torch_impl,
+    torch_loss,
+)
 
 CONTENDERS = {
     "lossutils": "lossutils",
@@ -180,7 +187,7 @@ CASES = (
     ),
     Case(
         "gaussian_kl",
-        Impl(lu.gaussian_kl, lu.gaussian_kl_grad),
+        lossutils_impl("gaussian_kl"),
         {
             "numpy": Impl(tb.gaussian_kl, tb.gaussian_kl_grad),
             "pytorch": torch_impl(

@@ -1,9 +1,13 @@
 """How each contender computes a function: a loss (per element or per row) and a gradient.
 
 An :class:`Impl` pairs the values with the gradient of their sum (``None`` when the
-contender has no gradient). PyTorch and JAX are optional: :func:`torch_impl` and
-:func:`jax_impl` build their entries lazily, so nothing imports torch or jax unless it
-is installed (both are, in the conformance environment: ``make bench-all``).
+contender has no gradient), and says how the contender does one training step (the
+value and the gradient together): lossutils with ``X_value_and_grad``, PyTorch with
+one forward pass recording the graph and one backward pass, JAX with
+``jax.value_and_grad``; the textbook formulas call the loss, then the gradient.
+PyTorch and JAX are optional: :func:`torch_impl` and :func:`jax_impl` build their
+entries lazily, so nothing imports torch or jax unless it is installed (both are in
+the conformance environment, where ``make bench`` runs).
 """
 
 from __future__ import annotations
@@ -20,18 +24,38 @@ import lossutils
 
 @dataclass(frozen=True)
 class Impl:
-    """A function's per-element values and the gradient of their sum (``None``: none)."""
+    """A function's per-element values and the gradient of their sum (``None``: none).
+
+    ``step`` computes both in one call, as the contender does in a training loop
+    (``None``: the loss, then the gradient). ``training_step`` is that call with the
+    mean over the batch, the reduction a training loop uses (``None``: ``step``).
+    """
 
     loss: Callable
     grad: Callable | None = None
+    step: Callable | None = None
+    training_step: Callable | None = None
+
+
+def _lossutils(name: str, **kwargs) -> Callable | None:
+    function = getattr(lossutils, name, None)
+    return function and partial(function, **kwargs)
+
+
+def lossutils_impl(name: str, **kwargs) -> Impl:
+    """The lossutils function ``name`` with ``name_grad`` and ``name_value_and_grad``."""
+    return Impl(
+        _lossutils(name, **kwargs),
+        _lossutils(f"{name}_grad", **kwargs),
+        _lossutils(f"{name}_value_and_grad", **kwargs),
+    )
 
 
 def lossutils_loss(name: str) -> Impl:
-    """The lossutils loss ``name`` and ``name_grad`` with ``reduction="none"``."""
-    return Impl(
-        partial(getattr(lossutils, name), reduction="none"),
-        partial(getattr(lossutils, f"{name}_grad"), reduction="none"),
-    )
+    """The lossutils loss ``name`` with ``reduction="none"``, its gradient and its steps."""
+    impl = lossutils_impl(name, reduction="none")
+    mean_step = _lossutils(f"{name}_value_and_grad", reduction="mean")
+    return Impl(impl.loss, impl.grad, impl.step, mean_step)
 
 
 def torch_available() -> bool:
@@ -62,15 +86,19 @@ def torch_impl(body: Callable, differentiable=(0,)) -> Impl:
         with torch.no_grad():
             return body(torch, *(_to_torch(torch, a, False) for a in args)).numpy()
 
-    def grad(*args):
+    def step(*args):
         import torch
 
         tensors = [_to_torch(torch, a, i in differentiable) for i, a in enumerate(args)]
-        body(torch, *tensors).sum().backward()
+        values = body(torch, *tensors)
+        values.sum().backward()
         grads = tuple(tensors[i].grad.numpy() for i in differentiable)
-        return grads[0] if len(grads) == 1 else grads
+        return values.detach().numpy(), grads[0] if len(grads) == 1 else grads
 
-    return Impl(loss, grad)
+    def grad(*args):
+        return step(*args)[1]
+
+    return Impl(loss, grad, step)
 
 
 def torch_loss(name: str) -> Impl:
@@ -109,6 +137,9 @@ def jax_impl(body: Callable, differentiable=(0,)) -> Impl:
             compiled["grad"] = jax.jit(
                 jax.grad(lambda *args: values(*args).sum(), argnums=tuple(differentiable))
             )
+            compiled["step"] = jax.jit(
+                jax.value_and_grad(lambda *args: values(*args).sum(), argnums=tuple(differentiable))
+            )
         return compiled
 
     def loss(*args):
@@ -118,4 +149,9 @@ def jax_impl(body: Callable, differentiable=(0,)) -> Impl:
         grads = tuple(np.asarray(g.block_until_ready()) for g in functions()["grad"](*args))
         return grads[0] if len(grads) == 1 else grads
 
-    return Impl(loss, grad)
+    def step(*args):
+        value, grads = functions()["step"](*args)
+        grads = tuple(np.asarray(g.block_until_ready()) for g in grads)
+        return np.asarray(value), grads[0] if len(grads) == 1 else grads
+
+    return Impl(loss, grad, step)

@@ -56,7 +56,7 @@ def speed_cell(result: dict, kind: str, baseline: bool) -> str:
 
 
 def memory_cell(result: dict) -> str:
-    """Peak extra memory as a multiple of the logits' size, and in MB."""
+    """Peak extra memory as a multiple of the differentiable inputs' size, and in MB."""
     if result.get("status") != "ok":
         return _status_cell(result)
     return f"{result['times_input']:.2f}x ({result['peak_extra_bytes'] / 1e6:.3g} MB)"
@@ -135,9 +135,12 @@ def speed_section(results: dict) -> list[str]:
         "the contenders take turns within each run, so that load on the machine hits "
         "all alike. The textbook NumPy formula is given in milliseconds; every other "
         "contender as the ratio of its time to that one (below 1 is faster), measured "
-        "in the same run on the same arrays. *fwd+grad* is the loss followed by its "
-        "gradient. Activations have no `_grad` in lossutils: their derivative is "
-        "computed with lossutils' own activations (sigmoid, softmax).",
+        "in the same run on the same arrays. *fwd+grad* is one training step as each "
+        "contender does it: lossutils' `X_value_and_grad` (one pass), PyTorch's forward "
+        "pass recording the graph and its backward pass, JAX's `jax.value_and_grad`, and "
+        "the textbook loss followed by its gradient. Activations have no `_grad` in "
+        "lossutils: their derivative is computed with lossutils' own activations "
+        "(sigmoid, softmax).",
         "",
     ]
     for dtype in settings["dtypes"]:
@@ -154,7 +157,7 @@ def speed_section(results: dict) -> list[str]:
 
 
 def memory_section(results: dict) -> list[str]:
-    """Peak extra memory of the cross-entropy loss and gradient, relative to the logits."""
+    """Peak extra memory of a training step, relative to the differentiable inputs."""
     rows = [
         [f"`{e['function']}`", e["dtype"], "x".join(map(str, e["shapes"][0]))]
         + [memory_cell(e["results"][key]) for key in CONTENDERS]
@@ -163,9 +166,10 @@ def memory_section(results: dict) -> list[str]:
     return [
         "## Memory",
         "",
-        results["settings"]["memory"]["method"] + ", as a multiple of the logits' size.",
+        results["settings"]["memory"]["method"] + ", as a multiple of the size of the "
+        "differentiable inputs (that of the gradient: 1.00x is the gradient alone).",
         "",
-        *_table(["work", "dtype", "logits"] + list(CONTENDERS.values()), rows),
+        *_table(["work", "dtype", "input"] + list(CONTENDERS.values()), rows),
         "",
     ]
 
@@ -175,8 +179,8 @@ def markdown(results: dict) -> str:
     lines = [
         "# Benchmark results",
         "",
-        "Written by `make bench-all` (`python -m benchmarks.run` in the conformance environment, "
-        "with PyTorch and JAX) or `make bench` (without them); see `benchmarks/README.md`. "
+        "Written by `make bench` (`python -m benchmarks.run` in the conformance environment, "
+        "with PyTorch and JAX); see `benchmarks/README.md`. "
         "Timings depend on the machine and on its load; the accuracy figures do not.",
         "",
         "Machine: " + machine_line(results["machine"]),

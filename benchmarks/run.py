@@ -1,11 +1,11 @@
 """Run the lossutils benchmarks and write ``benchmarks/results/`` (``python -m benchmarks.run``).
 
 Accuracy (ULP against mpmath over hard sweeps, float32 and float64), speed (forward
-and forward+gradient, float32 and float64) and the memory of the cross-entropy
-gradient, for lossutils next to the textbook NumPy formula, SciPy and, when they
-are installed, PyTorch and JAX/optax (``make bench-all`` runs it in the conformance
-environment, which has them; ``make bench`` in the book's). ``--quick`` runs
-everything at a tiny size (seconds).
+and forward+gradient, float32 and float64) and the memory of a training step (the
+loss and its gradient), for lossutils next to the textbook NumPy formula, SciPy and,
+when they are installed, PyTorch and JAX/optax (``make bench`` runs it in the
+conformance environment, which has them). ``--quick`` runs everything at a tiny size
+(seconds).
 """
 
 from __future__ import annotations
@@ -64,9 +64,12 @@ def settings(args, sizes) -> dict:
         },
         "memory": {
             "unit": "bytes",
-            "method": "Peak memory allocated during loss + gradient (tracemalloc), "
-            "above what was allocated before the call",
-            "ratio": "times_input = peak_extra_bytes / bytes of the logits",
+            "method": "Peak memory allocated during one training step (tracemalloc), above "
+            "what was allocated before the call: lossutils' X_value_and_grad with "
+            "reduction='mean' (the loss and its gradient); the other contenders' "
+            "per-element values and the gradient of their sum",
+            "ratio": "times_input = peak_extra_bytes / bytes of the differentiable inputs "
+            "(the size of the gradient)",
         },
     }
 
@@ -76,18 +79,19 @@ def notes() -> list[str]:
     out = []
     if not torch_available():
         out.append(
-            "PyTorch is not installed, so its columns are skipped; `make bench-all` runs the "
+            "PyTorch is not installed, so its columns are skipped; `make bench` runs the "
             "benchmark in the conformance environment, which has it."
         )
     if not jax_available():
         out.append(
-            "JAX/optax are not installed, so their columns are skipped; `make bench-all` runs "
+            "JAX/optax are not installed, so their columns are skipped; `make bench` runs "
             "the benchmark in the conformance environment, which has them."
         )
     out.append(
-        "JAX: jax.jit of the values and of jax.grad of their sum, float64 enabled "
+        "JAX: jax.jit of the values and of jax.value_and_grad of their sum, float64 enabled "
         "(jax_enable_x64), CPU; timed after a compiling warm-up call, results waited for "
-        "(block_until_ready) and returned as NumPy arrays. PyTorch: autograd of the sum."
+        "(block_until_ready) and returned as NumPy arrays. PyTorch: one forward pass "
+        "recording the graph, then backward() of the sum (autograd)."
     )
     return out
 
@@ -107,7 +111,6 @@ def run(args) -> dict:
     """Every measurement, as one JSON-ready dictionary."""
     sizes = sweeps.QUICK if args.quick else sweeps.FULL
     cases = [c for c in CASES if not args.only or c.name in args.only]
-    memory_cases = [c for c in cases if c.name == "cross_entropy"]
 
     def progress(message):
         print(message, file=sys.stderr, flush=True)
@@ -121,7 +124,7 @@ def run(args) -> dict:
         "notes": notes(),
         "accuracy": accuracy.measure(cases, args.points, progress=progress),
         "speed": speed.measure(cases, sizes, args.repeats, progress=progress),
-        "memory": [entry for case in memory_cases for entry in speed.memory_case(case, sizes)],
+        "memory": [entry for case in cases for entry in speed.memory_case(case, sizes)],
     }
 
 

@@ -33,7 +33,9 @@ def seconds(fn, args) -> float:
 
 
 def forward_and_grad(impl):
-    """One training step's work: the loss, then its gradient."""
+    """One training step's work: the contender's own step, or the loss, then its gradient."""
+    if impl.step is not None:
+        return impl.step
 
     def step(*args):
         impl.loss(*args)
@@ -131,14 +133,24 @@ def _not_traced(key, impl) -> str | None:
     return UNTRACED.get(key)
 
 
+def gradient_bytes(impl, args) -> int:
+    """Bytes of the gradient: those of the arguments it is taken with respect to."""
+    grads = quietly(impl.grad, *args)
+    return sum(np.asarray(g).nbytes for g in (grads if isinstance(grads, tuple) else (grads,)))
+
+
 def memory_of(impl, args) -> dict:
-    """Peak extra bytes of loss + gradient, and that as a multiple of the first argument."""
-    peak = peak_bytes(forward_and_grad(impl), args)
-    return {"peak_extra_bytes": peak, "times_input": peak / args[0].nbytes}
+    """Peak extra bytes of one training step, and that as a multiple of the gradient's size.
+
+    The gradient has the size of the differentiable inputs, so 1.0 means no memory
+    beyond the gradient itself (and the small per-row or reduced values).
+    """
+    peak = peak_bytes(impl.training_step or forward_and_grad(impl), args)
+    return {"peak_extra_bytes": peak, "times_input": peak / gradient_bytes(impl, args)}
 
 
 def memory_case(case: Case, sizes, seed: int = 0) -> list[dict]:
-    """Peak extra memory of loss + gradient for every contender, relative to the input."""
+    """Peak extra memory of one training step for every contender, relative to the input."""
     entries = []
     for dtype in DTYPES:
         args = case.speed_inputs(np.random.default_rng(seed), dtype, sizes)
@@ -147,7 +159,7 @@ def memory_case(case: Case, sizes, seed: int = 0) -> list[dict]:
             {
                 "function": f"{case.name} + {case.name}_grad",
                 "dtype": np.dtype(dtype).name,
-                "input_bytes": int(args[0].nbytes),
+                "input_bytes": int(gradient_bytes(case.lossutils, args)),
                 "shapes": [list(np.shape(a)) for a in args],
                 "results": results,
             }

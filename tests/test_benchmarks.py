@@ -102,15 +102,18 @@ def test_speed_ratios_are_relative_to_the_textbook_formula(run):
                 )
 
 
-def test_memory_of_cross_entropy_is_reported_relative_to_the_logits(run):
+def test_memory_of_a_training_step_is_reported_relative_to_the_input(run):
     results, _ = run
-    assert [e["dtype"] for e in results["memory"]] == ["float32", "float64"]
+    assert [(e["function"], e["dtype"]) for e in results["memory"]] == [
+        (f"{name} + {name}_grad", dtype) for name in FUNCTIONS for dtype in ("float32", "float64")
+    ]
     for entry in results["memory"]:
-        textbook = entry["results"]["numpy"]
-        assert textbook["peak_extra_bytes"] >= entry["input_bytes"]  # it returns a gradient
-        assert textbook["times_input"] == pytest.approx(
-            textbook["peak_extra_bytes"] / entry["input_bytes"]
-        )
+        for key in ("lossutils", "numpy"):
+            step = entry["results"][key]
+            assert step["peak_extra_bytes"] >= entry["input_bytes"], key  # a gradient is returned
+            assert step["times_input"] == pytest.approx(
+                step["peak_extra_bytes"] / entry["input_bytes"]
+            )
 
 
 def test_markdown_has_the_tables(run):
