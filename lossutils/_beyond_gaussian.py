@@ -42,12 +42,16 @@ from ._reduction import reduce_to, reduction_scale
 __all__ = [
     "poisson_nll_loss",
     "poisson_nll_loss_grad",
+    "poisson_nll_loss_value_and_grad",
     "negative_binomial_nll_loss",
     "negative_binomial_nll_loss_grad",
+    "negative_binomial_nll_loss_value_and_grad",
     "student_t_nll_loss",
     "student_t_nll_loss_grad",
+    "student_t_nll_loss_value_and_grad",
     "quantile_loss",
     "quantile_loss_grad",
+    "quantile_loss_value_and_grad",
 ]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -132,6 +136,33 @@ def _poisson_args(input, target, log_input, full, eps, reduction):
     return out, x, y, work.type(eps)
 
 
+def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad=True):
+    """``(loss or None, d_input or None)`` of :func:`poisson_nll_loss`, one pass."""
+    out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
+    loss = g = None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        rate = np.exp(x) if log_input else None
+        if value:
+            if log_input:
+                loss = rate - times(y, x)
+            else:
+                loss = x - xlogy(y, x + eps)
+            loss = np.where(x == np.inf, np.inf, loss)
+            if full:
+                big = y > 1
+                yb = np.where(big, y, 2)
+                stirling = yb * (np.log(yb) - 1) + 0.5 * np.log(2 * np.pi * yb)
+                loss = loss + np.where(big, stirling, 0)
+            loss = reduce_to(loss, reduction, out)
+        if grad:
+            if log_input:
+                g = rate - y
+            else:
+                g = np.where(y == 0, 1, 1 - y / (x + eps))
+            g = _finish_grad(g, input, x.shape, reduction, out)
+    return loss, g
+
+
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
     r"""Negative log-likelihood of a Poisson count with a predicted rate.
 
@@ -190,19 +221,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     >>> poisson_nll_loss([0.0, 1.0], [1.0, 3.0], reduction="none").round(6).tolist()
     [1.0, -0.281718]
     """
-    out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if log_input:
-            loss = np.exp(x) - times(y, x)
-        else:
-            loss = x - xlogy(y, x + eps)
-        loss = np.where(x == np.inf, np.inf, loss)
-        if full:
-            big = y > 1
-            yb = np.where(big, y, 2)
-            stirling = yb * (np.log(yb) - 1) + 0.5 * np.log(2 * np.pi * yb)
-            loss = loss + np.where(big, stirling, 0)
-    return reduce_to(loss, reduction, out)
+    return _poisson(input, target, log_input, full, eps, reduction, grad=False)[0]
 
 
 def poisson_nll_loss_grad(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
@@ -236,13 +255,40 @@ def poisson_nll_loss_grad(input, target, log_input=True, full=False, eps=1e-8, r
     >>> poisson_nll_loss_grad([0.0, 1.0], [1.0, 3.0], reduction="sum").round(6).tolist()
     [0.0, -0.281718]
     """
-    out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if log_input:
-            g = np.exp(x) - y
-        else:
-            g = np.where(y == 0, 1, 1 - y / (x + eps))
-    return _finish_grad(g, input, x.shape, reduction, out)
+    return _poisson(input, target, log_input, full, eps, reduction, value=False)[1]
+
+
+def poisson_nll_loss_value_and_grad(
+    input, target, log_input=True, full=False, eps=1e-8, reduction="mean"
+):
+    r"""``poisson_nll_loss`` and ``poisson_nll_loss_grad`` in one pass: the loss and its gradient.
+
+    The checked arguments and the intermediates both need are computed once.
+
+    Parameters
+    ----------
+    input, target, log_input, full, eps, reduction
+        Same as :func:`poisson_nll_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, d_input)``: bit for bit ``poisson_nll_loss(...)``
+        and ``poisson_nll_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`poisson_nll_loss`.
+
+    Examples
+    --------
+    >>> args = ([0.0, 1.0], [1.0, 3.0])
+    >>> loss, g = poisson_nll_loss_value_and_grad(*args, reduction="sum")
+    >>> bool(loss == poisson_nll_loss(*args, reduction="sum")), g.round(6).tolist()
+    (True, [0.0, -0.281718])
+    """
+    return _poisson(input, target, log_input, full, eps, reduction)
 
 
 # ---------------------------------------------------------------- negative binomial
@@ -395,11 +441,7 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     >>> negative_binomial_nll_loss([0.0], [2], 1.0, reduction="none").round(6).tolist()
     [2.079442]
     """
-    out, z, y, r, _ = _nb_args(input, target, total_count, reduction)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        generic = times(r, softplus(z)) + times(y, softplus(-z)) + _nb_log_normalizer(r, y)
-        loss = np.where(_near_poisson(r, y), _nb_nll_near_poisson(z, y, r), generic)
-    return reduce_to(loss, reduction, out)
+    return _negative_binomial(input, target, total_count, reduction, grad=False)[0]
 
 
 def _near_poisson(r, y):
@@ -407,23 +449,24 @@ def _near_poisson(r, y):
     return (r >= y) & (r >= _STIRLING_MIN)
 
 
-def _nb_nll_near_poisson(z, y, r):
+def _nb_nll_near_poisson(z, y, r, sp):
     """The NB loss for r >= y, r >= 10, without the cancellation of y softplus(-z) and y log r.
 
     With mean mu = r e^z and r large, y softplus(-z) ~ y log(r / mu) and the log-gamma difference
     ~ y log r are both large and nearly cancel (r = 1e9, mu = y = 3: 62 each, loss 1.5). Written
     with w = log mu = z + log r (formed one precision up) they are combined exactly:
     r sp(z) + y (sp(z) - w) + log y! - (r + y - 1/2) log1p(y/r) + y - (corr(r + y) - corr(r)),
-    where sp(z) - w is taken as sp(-z) - log r for z > 0 (no cancellation there).
+    where sp(z) - w is taken as sp(-z) - log r for z > 0 (no cancellation there). ``sp`` is
+    softplus(z).
     """
     big = _near_poisson(r, y)
     rb = np.where(big, r, _STIRLING_MIN)
     yb = np.where(big, y, 0.0)
     wide = wider_dtype(z.dtype)
     w = (z.astype(wide) + np.log(rb.astype(wide))).astype(z.dtype)
-    log_ratio = np.where(z > 0, softplus(-z) - np.log(rb), softplus(z) - w)
+    log_ratio = np.where(z > 0, softplus(-z) - np.log(rb), sp - w)
     return (
-        times(rb, softplus(z))
+        times(rb, sp)
         + times(yb, log_ratio)
         + gammaln(yb + 1)
         - (rb + yb - 0.5) * np.log1p(yb / rb)
@@ -471,17 +514,60 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
     >>> g_input.round(6).tolist(), float(g_count.round(6))
     ([-0.5], -0.806853)
     """
+    return _negative_binomial(input, target, total_count, reduction, value=False)[1]
+
+
+def _negative_binomial(input, target, total_count, reduction, *, value=True, grad=True):
+    """``(loss or None, (d_input, d_total_count) or None)``, one pass."""
     out, z, y, r, r_shape = _nb_args(input, target, total_count, reduction)
+    loss = grads = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        # r sigma(z) - y sigma(-z) cancels near the best fit: evaluated one precision up
-        wide = wider_dtype(z.dtype)
-        zw, yw, rw = z.astype(wide), y.astype(wide), np.broadcast_to(r, z.shape).astype(wide)
-        g_z = times(rw, sigmoid(zw)) - times(yw, sigmoid(-zw))
-        g_r = softplus(z) - np.where((r + y) == 0, 0, _digamma_difference(r, y))
-    return (
-        _finish_grad(g_z, input, z.shape, reduction, out),
-        _finish_grad(np.broadcast_to(g_r, z.shape), total_count, r_shape, reduction, out),
-    )
+        sp = softplus(z)
+        if value:
+            generic = times(r, sp) + times(y, softplus(-z)) + _nb_log_normalizer(r, y)
+            loss = np.where(_near_poisson(r, y), _nb_nll_near_poisson(z, y, r, sp), generic)
+            loss = reduce_to(loss, reduction, out)
+        if grad:
+            # r sigma(z) - y sigma(-z) cancels near the best fit: evaluated one precision up
+            wide = wider_dtype(z.dtype)
+            zw, yw, rw = z.astype(wide), y.astype(wide), np.broadcast_to(r, z.shape).astype(wide)
+            g_z = times(rw, sigmoid(zw)) - times(yw, sigmoid(-zw))
+            g_r = sp - np.where((r + y) == 0, 0, _digamma_difference(r, y))
+            grads = (
+                _finish_grad(g_z, input, z.shape, reduction, out),
+                _finish_grad(np.broadcast_to(g_r, z.shape), total_count, r_shape, reduction, out),
+            )
+    return loss, grads
+
+
+def negative_binomial_nll_loss_value_and_grad(input, target, total_count, reduction="mean"):
+    r"""``negative_binomial_nll_loss`` and ``negative_binomial_nll_loss_grad`` in one pass.
+
+    The checked arguments and the intermediates both need are computed once.
+
+    Parameters
+    ----------
+    input, target, total_count, reduction
+        Same as :func:`negative_binomial_nll_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_input, d_total_count))``: bit for bit ``negative_binomial_nll_loss(...)``
+        and ``negative_binomial_nll_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`negative_binomial_nll_loss`.
+
+    Examples
+    --------
+    >>> loss, (g_input, g_count) = negative_binomial_nll_loss_value_and_grad([0.0], [2], 1.0)
+    >>> bool(loss == negative_binomial_nll_loss([0.0], [2], 1.0)), g_input.tolist()
+    (True, [-0.5])
+    """
+    return _negative_binomial(input, target, total_count, reduction)
 
 
 # ---------------------------------------------------------------- Student-t
@@ -640,14 +726,7 @@ def student_t_nll_loss(input, target, scale, df, reduction="mean"):
     >>> float(student_t_nll_loss(0.0, 0.0, 1.0, 1.0).round(6))  # log(pi), the Cauchy at 0
     1.14473
     """
-    out, _, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        c, _ = _student_t_log_norm(nu)
-        gauss = np.isinf(nu)
-        nu_f = np.where(gauss, 1.0, nu)
-        body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * _log1p_square(u, r, s, nu_f))
-        loss = np.log(s) + _HALF_LOG_PI + c + body
-    return reduce_to(loss, reduction, out)
+    return _student_t(input, target, scale, df, reduction, grad=False)[0]
 
 
 def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
@@ -697,40 +776,86 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     >>> gx.tolist(), float(gs), float(gdf.round(6))
     ([1.0], 0.0, -0.346574)
     """
+    return _student_t(input, target, scale, df, reduction, value=False)[1]
+
+
+def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
+    """``(loss or None, (d_input, d_scale, d_df) or None)``, one pass."""
     out, x, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
+    loss = grads = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        _, dc = _student_t_log_norm(nu)
+        c, dc = _student_t_log_norm(nu)
         gauss = np.isinf(nu)
         nu_f = np.where(gauss, 1.0, nu)
-        # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
-        big = np.abs(r) > s
-        inv = np.where(big, s / np.where(big, r, 1.0), 0.0)
-        us = np.where(big, 0.0, u)
-        inv2 = inv * inv
-        # d/dx = (nu + 1) u / (s (nu + u^2)); for |u| > 1: (nu + 1) / (r (1 + nu / u^2))
-        g_x = np.where(
-            big,
-            (nu_f + 1) / (np.where(big, r, 1.0) * (1 + nu_f * inv2)),
-            (nu_f + 1) * us / (s * (nu_f + us * us)),
-        )
-        g_x = np.where(gauss, u / s, g_x)
-        # d/ds = nu (1 - u^2) / (s (nu + u^2)), 1 - u^2 as a product (exact near |u| = 1)
-        one_minus = np.where(
-            big,
-            (inv - 1) * (inv + 1) / (nu_f * inv2 + 1),
-            (1 - us) * (1 + us) / (nu_f + us * us),
-        )
-        g_s = np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s
-        # p = u^2 / (nu + u^2)
-        p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
-        body = 0.5 * _log1p_minus_ratio(p, _log1p_square(u, r, s, nu_f)) - p / (2 * nu_f)
-        g_nu = np.where(gauss, 0.0, dc + body)
-    shape = x.shape
-    return (
-        _finish_grad(g_x, input, shape, reduction, out),
-        _finish_grad(np.broadcast_to(g_s, shape), scale, s.shape, reduction, out),
-        _finish_grad(np.broadcast_to(g_nu, shape), df, nu.shape, reduction, out),
+        log1p_square = _log1p_square(u, r, s, nu_f)
+        if value:
+            body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
+            loss = reduce_to(np.log(s) + _HALF_LOG_PI + c + body, reduction, out)
+        if grad:
+            grads = _student_t_grads(r, u, s, nu_f, gauss, dc, log1p_square)
+            grads = tuple(
+                _finish_grad(np.broadcast_to(g, x.shape), arg, a.shape, reduction, out)
+                for g, arg, a in zip(grads, (input, scale, df), (x, s, nu), strict=True)
+            )
+    return loss, grads
+
+
+def _student_t_grads(r, u, s, nu_f, gauss, dc, log1p_square):
+    """Per-element (d/dx, d/ds, d/ddf) of the Student-t NLL (``nu_f``: df, 1 where infinite)."""
+    # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
+    big = np.abs(r) > s
+    inv = np.where(big, s / np.where(big, r, 1.0), 0.0)
+    us = np.where(big, 0.0, u)
+    inv2 = inv * inv
+    # d/dx = (nu + 1) u / (s (nu + u^2)); for |u| > 1: (nu + 1) / (r (1 + nu / u^2))
+    g_x = np.where(
+        big,
+        (nu_f + 1) / (np.where(big, r, 1.0) * (1 + nu_f * inv2)),
+        (nu_f + 1) * us / (s * (nu_f + us * us)),
     )
+    g_x = np.where(gauss, u / s, g_x)
+    # d/ds = nu (1 - u^2) / (s (nu + u^2)), 1 - u^2 as a product (exact near |u| = 1)
+    one_minus = np.where(
+        big,
+        (inv - 1) * (inv + 1) / (nu_f * inv2 + 1),
+        (1 - us) * (1 + us) / (nu_f + us * us),
+    )
+    g_s = np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s
+    # p = u^2 / (nu + u^2)
+    p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
+    body = 0.5 * _log1p_minus_ratio(p, log1p_square) - p / (2 * nu_f)
+    g_nu = np.where(gauss, 0.0, dc + body)
+    return g_x, g_s, g_nu
+
+
+def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"):
+    r"""``student_t_nll_loss`` and ``student_t_nll_loss_grad`` in one pass.
+
+    The checked arguments and the intermediates both need are computed once.
+
+    Parameters
+    ----------
+    input, target, scale, df, reduction
+        Same as :func:`student_t_nll_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_input, d_scale, d_df))``: bit for bit ``student_t_nll_loss(...)``
+        and ``student_t_nll_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`student_t_nll_loss`.
+
+    Examples
+    --------
+    >>> loss, (gx, gs, gdf) = student_t_nll_loss_value_and_grad([1.0], [0.0], 1.0, 1.0)
+    >>> bool(loss == student_t_nll_loss([1.0], [0.0], 1.0, 1.0)), gx.tolist(), float(gs)
+    (True, [1.0], 0.0)
+    """
+    return _student_t(input, target, scale, df, reduction)
 
 
 # ---------------------------------------------------------------- quantile (pinball)
@@ -809,10 +934,7 @@ def quantile_loss(input, target, quantile, reduction="mean"):
     >>> quantile_loss([0.0, 0.0], [2.0, -2.0], 0.9, reduction="none").round(6).tolist()
     [1.8, 0.2]
     """
-    out, _, r, q = _quantile_args(input, target, quantile, reduction)
-    with np.errstate(over="ignore", invalid="ignore"):
-        loss = np.maximum(q * r, (q - 1) * r)
-    return reduce_to(loss, reduction, out)
+    return _quantile(input, target, quantile, reduction, grad=False)[0]
 
 
 def quantile_loss_grad(input, target, quantile, reduction="mean"):
@@ -849,10 +971,52 @@ def quantile_loss_grad(input, target, quantile, reduction="mean"):
     >>> g.round(6).tolist()
     [-0.9, 0.1, -0.4]
     """
+    return _quantile(input, target, quantile, reduction, value=False)[1]
+
+
+def _quantile(input, target, quantile, reduction, *, value=True, grad=True):
+    """``(loss or None, d_input or None)`` of :func:`quantile_loss`, one pass."""
     out, x, r, q = _quantile_args(input, target, quantile, reduction)
-    shape = x.shape
-    r = np.broadcast_to(r, shape)
-    q = np.broadcast_to(q, shape)
-    g = np.where(r > 0, -q, np.where(r < 0, 1 - q, 0.5 - q))
-    g = np.where(np.isnan(r), np.nan, g)
-    return _finish_grad(g, input, shape, reduction, out)
+    loss = g = None
+    if value:
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = reduce_to(np.maximum(q * r, (q - 1) * r), reduction, out)
+    if grad:
+        shape = x.shape
+        r = np.broadcast_to(r, shape)
+        q = np.broadcast_to(q, shape)
+        g = np.where(r > 0, -q, np.where(r < 0, 1 - q, 0.5 - q))
+        g = np.where(np.isnan(r), np.nan, g)
+        g = _finish_grad(g, input, shape, reduction, out)
+    return loss, g
+
+
+def quantile_loss_value_and_grad(input, target, quantile, reduction="mean"):
+    r"""``quantile_loss`` and ``quantile_loss_grad`` in one pass: the loss and its gradient.
+
+    The checked arguments and the intermediates both need are computed once.
+
+    Parameters
+    ----------
+    input, target, quantile, reduction
+        Same as :func:`quantile_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, d_input)``: bit for bit ``quantile_loss(...)``
+        and ``quantile_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`quantile_loss`.
+
+    Examples
+    --------
+    >>> args = ([0.0, 0.0, 0.0], [2.0, -2.0, 0.0], 0.9)
+    >>> loss, g = quantile_loss_value_and_grad(*args, reduction="sum")
+    >>> bool(loss == quantile_loss(*args, reduction="sum")), g.round(6).tolist()
+    (True, [-0.9, 0.1, -0.4])
+    """
+    return _quantile(input, target, quantile, reduction)

@@ -22,7 +22,13 @@ from ._checks import (
 from ._numerics import quiet, to_dtype
 from ._reduction import reduce_to, scale_grad
 
-__all__ = ["ddpm_posterior", "ddpm_elbo_weights", "ddpm_noise_loss", "ddpm_noise_loss_grad"]
+__all__ = [
+    "ddpm_posterior",
+    "ddpm_elbo_weights",
+    "ddpm_noise_loss",
+    "ddpm_noise_loss_grad",
+    "ddpm_noise_loss_value_and_grad",
+]
 
 WEIGHTINGS = ("elbo", "simple")
 
@@ -241,13 +247,7 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     >>> float(ddpm_noise_loss(np.array([[0.5]]), np.array([[0.0]]), [2], [0.1, 0.2]))
     0.3125
     """
-    pred, target, weight, dtype, reduction = _noise_args(
-        noise_pred, noise, t, betas, weighting, reduction
-    )
-    work = np.float64 if dtype.itemsize < 8 else dtype
-    r = pred.astype(work) - target.astype(work)
-    per = np.sum((r * r).reshape(len(r), int(np.prod(r.shape[1:]))), axis=-1) * weight.astype(work)
-    return reduce_to(per, reduction, dtype)
+    return _noise_loss(noise_pred, noise, t, betas, weighting, reduction, grad=False)[0]
 
 
 @quiet
@@ -276,12 +276,55 @@ def ddpm_noise_loss_grad(noise_pred, noise, t, betas, weighting="elbo", reductio
     >>> ddpm_noise_loss_grad(np.array([[0.5]]), np.array([[0.0]]), [2], [0.1, 0.2]).tolist()
     [[1.25]]
     """
+    return _noise_loss(noise_pred, noise, t, betas, weighting, reduction, value=False)[1]
+
+
+@quiet
+def ddpm_noise_loss_value_and_grad(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
+    r"""``ddpm_noise_loss`` and ``ddpm_noise_loss_grad`` in one pass: the loss and its gradient.
+
+    The residual and the per-step weights are computed once and feed both.
+
+    Parameters
+    ----------
+    noise_pred, noise, t, betas, weighting, reduction
+        Same as :func:`ddpm_noise_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, d_noise_pred)``: bit for bit ``ddpm_noise_loss(...)`` and
+        ``ddpm_noise_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`ddpm_noise_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> args = (np.array([[0.5]]), np.array([[0.0]]), [2], [0.1, 0.2])
+    >>> loss, grad = ddpm_noise_loss_value_and_grad(*args)
+    >>> bool(loss == ddpm_noise_loss(*args)), grad.tolist()
+    (True, [[1.25]])
+    """
+    return _noise_loss(noise_pred, noise, t, betas, weighting, reduction)
+
+
+def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True, grad=True):
+    """``(loss or None, d_noise_pred or None)`` of :func:`ddpm_noise_loss`, one pass."""
     pred, target, weight, dtype, reduction = _noise_args(
         noise_pred, noise, t, betas, weighting, reduction
     )
     work = np.float64 if dtype.itemsize < 8 else dtype
     r = pred.astype(work) - target.astype(work)
-    shape = (len(r),) + (1,) * (r.ndim - 1)
-    local = 2 * weight.astype(work).reshape(shape) * r
-    grad_dtype = pred.dtype
-    return scale_grad(local, pred.shape, reduction, grad_dtype, count=len(r))
+    w = weight.astype(work)
+    loss = g = None
+    if value:
+        per = np.sum((r * r).reshape(len(r), int(np.prod(r.shape[1:]))), axis=-1) * w
+        loss = reduce_to(per, reduction, dtype)
+    if grad:
+        local = 2 * w.reshape((len(r),) + (1,) * (r.ndim - 1)) * r
+        g = scale_grad(local, pred.shape, reduction, pred.dtype, count=len(r))
+    return loss, g

@@ -41,17 +41,23 @@ __all__ = [
     "log_cosh_loss_grad",
     "gaussian_nll_loss",
     "gaussian_nll_loss_grad",
+    "gaussian_nll_loss_value_and_grad",
     "laplace_nll_loss",
     "laplace_nll_loss_grad",
+    "laplace_nll_loss_value_and_grad",
     # beyond the Gaussian (implemented in _beyond_gaussian)
     "poisson_nll_loss",
     "poisson_nll_loss_grad",
+    "poisson_nll_loss_value_and_grad",
     "negative_binomial_nll_loss",
     "negative_binomial_nll_loss_grad",
+    "negative_binomial_nll_loss_value_and_grad",
     "student_t_nll_loss",
     "student_t_nll_loss_grad",
+    "student_t_nll_loss_value_and_grad",
     "quantile_loss",
     "quantile_loss_grad",
+    "quantile_loss_value_and_grad",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -151,6 +157,45 @@ def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     # np.maximum propagates NaN, as torch.clamp does.
     floored = np.maximum(s.astype(work, copy=False), work.type(eps))
     return _Likelihood(r, floored, s.shape, x.dtype)
+
+
+def _gaussian(input, target, var, full, eps, reduction, *, value=True, grad=True):
+    """``(loss or None, (d_input, d_var) or None)`` of :func:`gaussian_nll_loss`, one pass."""
+    lk = _likelihood(input, target, var, "var", eps, reduction)
+    r, v = lk.r, lk.spread
+    q = r / v
+    loss = grads = None
+    if value:
+        # r * (r / v) rather than r**2 / v: no overflow of r**2 when r**2 / v is finite.
+        loss = _limit_at_zero_spread(0.5 * (np.log(v) + r * q), lk, eps)
+        if full:
+            loss = loss + 0.5 * _LOG_2PI
+        loss = reduce_to(loss, reduction, lk.dtype)
+    if grad:
+        grads = (
+            _reduced_grad(q, input, r.shape, reduction, lk.dtype),
+            _reduced_grad(0.5 * (1 / v - q * q), var, lk.spread_shape, reduction, lk.dtype),
+        )
+    return loss, grads
+
+
+def _laplace(input, target, scale, full, eps, reduction, *, value=True, grad=True):
+    """``(loss or None, (d_input, d_scale) or None)`` of :func:`laplace_nll_loss`, one pass."""
+    lk = _likelihood(input, target, scale, "scale", eps, reduction)
+    r, b = lk.r, lk.spread
+    q = np.abs(r) / b
+    loss = grads = None
+    if value:
+        loss = _limit_at_zero_spread(np.log(b) + q, lk, eps)
+        if full:
+            loss = loss + _LOG_2
+        loss = reduce_to(loss, reduction, lk.dtype)
+    if grad:
+        grads = (
+            _reduced_grad(np.sign(r) / b, input, r.shape, reduction, lk.dtype),
+            _reduced_grad((1 - q) / b, scale, lk.spread_shape, reduction, lk.dtype),
+        )
+    return loss, grads
 
 
 @quiet
@@ -657,13 +702,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     >>> gaussian_nll_loss([0.0, 1.0], [1.0, 1.0], [1.0, 0.5], reduction="none").round(6).tolist()
     [0.5, -0.346574]
     """
-    lk = _likelihood(input, target, var, "var", eps, reduction)
-    r, v = lk.r, lk.spread
-    # r * (r / v) rather than r**2 / v: no overflow of r**2 when r**2 / v is finite.
-    loss = _limit_at_zero_spread(0.5 * (np.log(v) + r * (r / v)), lk, eps)
-    if full:
-        loss = loss + 0.5 * _LOG_2PI
-    return reduce_to(loss, reduction, lk.dtype)
+    return _gaussian(input, target, var, full, eps, reduction, grad=False)[0]
 
 
 @quiet
@@ -716,13 +755,39 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     >>> g_input.tolist(), float(g_var)
     ([-2.0, 0.0], 0.0)
     """
-    lk = _likelihood(input, target, var, "var", eps, reduction)
-    r, v = lk.r, lk.spread
-    q = r / v
-    return (
-        _reduced_grad(q, input, r.shape, reduction, lk.dtype),
-        _reduced_grad(0.5 * (1 / v - q * q), var, lk.spread_shape, reduction, lk.dtype),
-    )
+    return _gaussian(input, target, var, full, eps, reduction, value=False)[1]
+
+
+@quiet
+def gaussian_nll_loss_value_and_grad(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    r"""``gaussian_nll_loss`` and ``gaussian_nll_loss_grad`` in one pass: the loss and its gradient.
+
+    The residual and the floored variance are formed once and feed both.
+
+    Parameters
+    ----------
+    input, target, var, full, eps, reduction
+        Same as :func:`gaussian_nll_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_input, d_var))``: bit for bit ``gaussian_nll_loss(...)`` and
+        ``gaussian_nll_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`gaussian_nll_loss`.
+
+    Examples
+    --------
+    >>> args = ([0.0, 1.0], [1.0, 1.0], [1.0, 0.5])
+    >>> loss, (g_input, g_var) = gaussian_nll_loss_value_and_grad(*args)
+    >>> bool(loss == gaussian_nll_loss(*args)), g_input.tolist(), g_var.tolist()
+    (True, [-0.5, 0.0], [0.0, 0.5])
+    """
+    return _gaussian(input, target, var, full, eps, reduction)
 
 
 @quiet
@@ -779,12 +844,7 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     >>> laplace_nll_loss([0.0, 1.0], [1.0, 1.0], [1.0, 0.5], reduction="none").round(6).tolist()
     [1.0, -0.693147]
     """
-    lk = _likelihood(input, target, scale, "scale", eps, reduction)
-    r, b = lk.r, lk.spread
-    loss = _limit_at_zero_spread(np.log(b) + np.abs(r) / b, lk, eps)
-    if full:
-        loss = loss + _LOG_2
-    return reduce_to(loss, reduction, lk.dtype)
+    return _laplace(input, target, scale, full, eps, reduction, grad=False)[0]
 
 
 @quiet
@@ -835,22 +895,53 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
     >>> g_input.tolist(), float(g_scale)
     ([-0.5, 0.5], 0.25)
     """
-    lk = _likelihood(input, target, scale, "scale", eps, reduction)
-    r, b = lk.r, lk.spread
-    return (
-        _reduced_grad(np.sign(r) / b, input, r.shape, reduction, lk.dtype),
-        _reduced_grad((1 - np.abs(r) / b) / b, scale, lk.spread_shape, reduction, lk.dtype),
-    )
+    return _laplace(input, target, scale, full, eps, reduction, value=False)[1]
+
+
+@quiet
+def laplace_nll_loss_value_and_grad(input, target, scale, full=False, eps=1e-6, reduction="mean"):
+    r"""``laplace_nll_loss`` and ``laplace_nll_loss_grad`` in one pass: the loss and its gradient.
+
+    The residual and the floored scale are formed once and feed both.
+
+    Parameters
+    ----------
+    input, target, scale, full, eps, reduction
+        Same as :func:`laplace_nll_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_input, d_scale))``: bit for bit ``laplace_nll_loss(...)`` and
+        ``laplace_nll_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`laplace_nll_loss`.
+
+    Examples
+    --------
+    >>> args = ([0.0, 3.0], [1.0, 1.0], 2.0)
+    >>> loss, grads = laplace_nll_loss_value_and_grad(*args, reduction="sum")
+    >>> bool(loss == laplace_nll_loss(*args, reduction="sum")), float(grads[1])
+    (True, 0.25)
+    """
+    return _laplace(input, target, scale, full, eps, reduction)
 
 
 # Counts, heavy tails and quantiles: likelihoods beyond the Gaussian and the Laplace.
 from ._beyond_gaussian import (  # noqa: E402
     negative_binomial_nll_loss,
     negative_binomial_nll_loss_grad,
+    negative_binomial_nll_loss_value_and_grad,
     poisson_nll_loss,
     poisson_nll_loss_grad,
+    poisson_nll_loss_value_and_grad,
     quantile_loss,
     quantile_loss_grad,
+    quantile_loss_value_and_grad,
     student_t_nll_loss,
     student_t_nll_loss_grad,
+    student_t_nll_loss_value_and_grad,
 )

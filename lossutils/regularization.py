@@ -15,7 +15,14 @@ from ._checks import as_float_array, check_positive_scalar, describe, result_dty
 from ._numerics import quiet, to_dtype, working_dtype
 from ._reduction import total as reduction_total
 
-__all__ = ["l2_penalty", "l2_penalty_grad", "l1_penalty", "l1_penalty_grad"]
+__all__ = [
+    "l2_penalty",
+    "l2_penalty_grad",
+    "l2_penalty_value_and_grad",
+    "l1_penalty",
+    "l1_penalty_grad",
+    "l1_penalty_value_and_grad",
+]
 
 
 def _params(params):
@@ -76,9 +83,21 @@ def _scaled_penalty(arrays, lam: float, power: int) -> float:
 
 
 @quiet
-def _penalty(params, lam, power):
+def _penalty(params, lam, power, *, value=True, grad=True):
+    """``(penalty or None, gradient or None)``: the parameters are checked and converted once."""
     lam = check_positive_scalar(lam, "lam", allow_zero=True)
-    arrays, _ = _params(params)
+    arrays, is_list = _params(params)
+    penalty = grads = None
+    if value:
+        penalty = _penalty_value(arrays, lam, power)
+    if grad:
+        grads = [_elementwise_grad(p, lam, power) for p in arrays]
+        grads = grads if is_list else grads[0]
+    return penalty, grads
+
+
+def _penalty_value(arrays, lam: float, power: int):
+    """``lam * sum(|w|**power)`` over the arrays, rounded once to their promoted dtype."""
     dtype = result_dtype(*arrays)
     # one term per parameter array; a plain float64 sum (math.fsum raises on overflow)
     total = float(np.sum([_sum_of_powers(p, power) for p in arrays], dtype=np.float64))
@@ -89,14 +108,6 @@ def _penalty(params, lam, power):
     else:
         value = np.float64(lam) * total
     return to_dtype(value, dtype)[()]
-
-
-@quiet
-def _penalty_grad(params, lam, power):
-    lam = check_positive_scalar(lam, "lam", allow_zero=True)
-    arrays, is_list = _params(params)
-    grads = [_elementwise_grad(p, lam, power) for p in arrays]
-    return grads if is_list else grads[0]
 
 
 def _elementwise_grad(p: np.ndarray, lam: float, power: int) -> np.ndarray:
@@ -155,7 +166,7 @@ def l2_penalty(params, lam):
     >>> float(l2_penalty([np.array([1.0, -2.0]), np.array([[3.0]])], lam=0.5))
     7.0
     """
-    return _penalty(params, lam, 2)
+    return _penalty(params, lam, 2, grad=False)[0]
 
 
 def l2_penalty_grad(params, lam):
@@ -187,7 +198,38 @@ def l2_penalty_grad(params, lam):
     >>> [g.tolist() for g in l2_penalty_grad([np.array([1.0, -2.0]), np.array([[3.0]])], 0.5)]
     [[1.0, -2.0], [[3.0]]]
     """
-    return _penalty_grad(params, lam, 2)
+    return _penalty(params, lam, 2, value=False)[1]
+
+
+def l2_penalty_value_and_grad(params, lam):
+    r"""``l2_penalty`` and ``l2_penalty_grad`` in one pass: the penalty and its gradient.
+
+    The parameters are checked and converted once.
+
+    Parameters
+    ----------
+    params, lam
+        Same as :func:`l2_penalty`.
+
+    Returns
+    -------
+    tuple
+        ``(penalty, gradient)``: bit for bit ``l2_penalty(...)`` and ``l2_penalty_grad(...)``
+        (the gradient a list of arrays for a list or tuple of parameters).
+
+    Raises
+    ------
+    ValueError
+        As :func:`l2_penalty`.
+
+    Examples
+    --------
+    >>> params = [np.array([1.0, -2.0]), np.array([[3.0]])]
+    >>> value, grads = l2_penalty_value_and_grad(params, 0.5)
+    >>> bool(value == l2_penalty(params, 0.5)), [g.tolist() for g in grads]
+    (True, [[1.0, -2.0], [[3.0]]])
+    """
+    return _penalty(params, lam, 2)
 
 
 def l1_penalty(params, lam):
@@ -225,7 +267,7 @@ def l1_penalty(params, lam):
     >>> float(l1_penalty([np.array([1.0, -2.0]), np.array([[3.0]])], lam=0.5))
     3.0
     """
-    return _penalty(params, lam, 1)
+    return _penalty(params, lam, 1, grad=False)[0]
 
 
 def l1_penalty_grad(params, lam):
@@ -260,4 +302,35 @@ def l1_penalty_grad(params, lam):
     >>> l1_penalty_grad(np.array([1.5, 0.0, -2.0]), lam=0.5).tolist()
     [0.5, 0.0, -0.5]
     """
-    return _penalty_grad(params, lam, 1)
+    return _penalty(params, lam, 1, value=False)[1]
+
+
+def l1_penalty_value_and_grad(params, lam):
+    r"""``l1_penalty`` and ``l1_penalty_grad`` in one pass: the penalty and its gradient.
+
+    The parameters are checked and converted once.
+
+    Parameters
+    ----------
+    params, lam
+        Same as :func:`l1_penalty`.
+
+    Returns
+    -------
+    tuple
+        ``(penalty, gradient)``: bit for bit ``l1_penalty(...)`` and ``l1_penalty_grad(...)``
+        (the gradient a list of arrays for a list or tuple of parameters).
+
+    Raises
+    ------
+    ValueError
+        As :func:`l1_penalty`.
+
+    Examples
+    --------
+    >>> params = [np.array([1.0, -2.0]), np.array([[3.0]])]
+    >>> value, grads = l1_penalty_value_and_grad(params, 0.5)
+    >>> bool(value == l1_penalty(params, 0.5)), [g.tolist() for g in grads]
+    (True, [[0.5, -0.5], [[0.5]]])
+    """
+    return _penalty(params, lam, 1)

@@ -17,7 +17,7 @@ from ._checks import check_reduction, describe, wider_dtype
 from ._numerics import log_normalizer, quiet, to_dtype
 from ._reduction import reduce_to
 
-__all__ = ["ctc_loss", "ctc_loss_grad"]
+__all__ = ["ctc_loss", "ctc_loss_grad", "ctc_loss_value_and_grad"]
 
 
 @dataclass(frozen=True)
@@ -245,9 +245,16 @@ def ctc_loss(
     >>> float(round(ctc_loss(log_probs, np.array([[1]]), [3], [1], reduction="sum"), 6))
     0.287682
     """
-    p = _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
-    _, log_likelihood = _forward(p)
-    return _reduce(p, _losses(p, log_likelihood))
+    return _ctc(
+        log_probs,
+        targets,
+        input_lengths,
+        target_lengths,
+        blank,
+        reduction,
+        zero_infinity,
+        grad=False,
+    )[0]
 
 
 @quiet
@@ -311,8 +318,79 @@ def ctc_loss_grad(
     >>> ctc_loss_grad(log_probs, np.array([[1]]), [1], [1], reduction="sum")[0, 0].tolist()
     [0.0, -1.0]
     """
+    return _ctc(
+        log_probs,
+        targets,
+        input_lengths,
+        target_lengths,
+        blank,
+        reduction,
+        zero_infinity,
+        value=False,
+    )[1]
+
+
+@quiet
+def ctc_loss_value_and_grad(
+    log_probs,
+    targets,
+    input_lengths,
+    target_lengths,
+    blank=0,
+    reduction="mean",
+    zero_infinity=False,
+):
+    r"""``ctc_loss`` and ``ctc_loss_grad`` in one pass: the loss and its gradient.
+
+    The forward recursion runs once and feeds both the loss and the backward pass.
+
+    Parameters
+    ----------
+    log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity
+        Same as :func:`ctc_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, d_log_probs)``: bit for bit ``ctc_loss(...)`` and ``ctc_loss_grad(...)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`ctc_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> args = (np.log(np.full((3, 1, 2), 0.5)), np.array([[1]]), [3], [1])
+    >>> loss, grad = ctc_loss_value_and_grad(*args, reduction="sum")
+    >>> bool(loss == ctc_loss(*args, reduction="sum")), grad.shape
+    (True, (3, 1, 2))
+    """
+    return _ctc(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+
+
+def _ctc(
+    log_probs,
+    targets,
+    input_lengths,
+    target_lengths,
+    blank,
+    reduction,
+    zero_infinity,
+    *,
+    value=True,
+    grad=True,
+):
+    """``(loss or None, d_log_probs or None)``: one forward recursion feeds both."""
     p = _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
     alphas, log_likelihood = _forward(p)
+    loss = _reduce(p, _losses(p, log_likelihood)) if value else None
+    return loss, (_backward(p, alphas, log_likelihood) if grad else None)
+
+
+def _backward(p: _Problem, alphas, log_likelihood):
+    """The gradient w.r.t. ``log_probs`` from the forward variables (the backward recursion)."""
     t_max, n, c = p.log_probs.shape
     work = p.log_probs.dtype
     ninf = work.type(-np.inf)
