@@ -211,8 +211,7 @@ def test_value_and_grad_is_the_loss_and_its_gradient(name, dtype):
     # one pass gives bit for bit what the two calls give, for every reduction and dtype
     args, _ = SAMPLES[name]
     args = tuple(
-        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
-        for a in args
+        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in args
     )
     reductions = ("mean", "sum", "none") if name in WITH_REDUCTION else (None,)
     for reduction in reductions:
