@@ -84,3 +84,4 @@ pdf: $(STAMP)
 # committed ones, which the book's appendix renders) always have the PyTorch and JAX columns.
 bench: $(CSTAMP)
 	$(CPY) -m benchmarks.run
+	$(CPY) -m benchmarks.summary

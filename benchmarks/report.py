@@ -195,3 +195,67 @@ def markdown(results: dict) -> str:
 def write_markdown(results: dict, path: Path) -> None:
     """The results page as a Markdown file."""
     path.write_text(markdown(results))
+
+
+SUMMARY_START = "<!-- benchmark summary: written by python -m benchmarks.summary -->"
+SUMMARY_END = "<!-- end of benchmark summary -->"
+
+
+def _ratio(result: dict, kind: str) -> str:
+    ratio = result.get(f"{kind}_ratio") if result.get("status") == "ok" else None
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _versus(mine: dict, theirs: dict, kind: str) -> str:
+    """``mine``'s time as a multiple of ``theirs`` (below 1: faster)."""
+    ok = mine.get("status") == "ok" and theirs.get("status") == "ok"
+    if not ok or not mine.get(f"{kind}_s") or not theirs.get(f"{kind}_s"):
+        return "-"
+    return f"{mine[f'{kind}_s'] / theirs[f'{kind}_s']:.2f}x"
+
+
+def summary(results: dict) -> list[str]:
+    """The README's short table: lossutils' worst error, its speed and its memory."""
+    worst = {
+        (e["function"], e["dtype"]): e["results"]["lossutils"].get("worst_ulp")
+        for e in results["accuracy"]
+    }
+    memory = {
+        (e["function"].split(" + ")[0], e["dtype"]): e["results"]["lossutils"]
+        for e in results["memory"]
+    }
+    rows = []
+    for entry in results["speed"]:
+        key = (entry["function"], entry["dtype"])
+        res = entry["results"]
+        ulp = worst.get(key)
+        mem = memory.get(key, {})
+        rows.append(
+            [
+                f"`{entry['function']}`",
+                entry["dtype"],
+                "-" if ulp is None else f"{ulp:.3g}",
+                _ratio(res["lossutils"], "forward"),
+                _ratio(res["lossutils"], "forward_grad"),
+                _versus(res["lossutils"], res.get("pytorch", {}), "forward_grad"),
+                "-" if mem.get("status") != "ok" else f"{mem['times_input']:.2f}x",
+            ]
+        )
+    header = [
+        "function",
+        "dtype",
+        "worst error (ULP)",
+        "forward / textbook",
+        "value and gradient / textbook",
+        "value and gradient / PyTorch",
+        "memory / gradient",
+    ]
+    return [
+        SUMMARY_START,
+        "",
+        "Machine: " + machine_line(results["machine"]),
+        "",
+        *_table(header, rows),
+        "",
+        SUMMARY_END,
+    ]

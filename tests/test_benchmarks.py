@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import report, summary
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = [
     "logsumexp",
@@ -134,3 +136,19 @@ def test_optional_columns_say_why_they_are_absent(run):
             assert statuses <= {"not installed", "no such function"}, key
         else:
             assert "ok" in statuses and "not installed" not in statuses, key
+
+
+def test_readme_summary_is_that_of_the_committed_results():
+    # make bench rewrites it; a results file committed without it fails here
+    readme = summary.README.read_text()
+    results = json.loads(summary.RESULTS.read_text())
+    assert summary.rendered(readme, results) == readme
+    assert readme.count("| `cross_entropy` |") == 2  # float32 and float64
+
+
+def test_summary_replaces_only_the_text_between_the_markers():
+    results = json.loads(summary.RESULTS.read_text())
+    page = f"before\n{report.SUMMARY_START}\nstale\n{report.SUMMARY_END}\nafter\n"
+    out = summary.rendered(page, results)
+    assert out.startswith("before\n") and out.endswith("\nafter\n") and "stale" not in out
+    assert summary.rendered(out, results) == out
