@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._binary import _bce_logits
+from ._binary import _bce_logits, _bce_logits_slope
 from ._checks import (
     check_broadcastable,
     check_log_probability,
@@ -25,26 +25,30 @@ from ._numerics import (
     accurate_sum,
     exp_minus_1_minus,
     quiet,
-    sigmoid_pair,
     to_dtype,
     two_diff,
     working_dtype,
     xlogy,
 )
-from ._reduction import batchmean_scale, reduce, reduction_scale
+from ._reduction import batchmean_scale, reduce, reduce_to, reduction_scale, scale_grad
 
 __all__ = [
     "entropy",
     "categorical_cross_entropy",
     "categorical_cross_entropy_grad",
+    "categorical_cross_entropy_value_and_grad",
     "kl_divergence",
     "kl_divergence_grad",
+    "kl_divergence_value_and_grad",
     "kl_div",
     "kl_div_grad",
+    "kl_div_value_and_grad",
     "gaussian_kl",
     "gaussian_kl_grad",
+    "gaussian_kl_value_and_grad",
     "vae_loss",
     "vae_loss_grad",
+    "vae_loss_value_and_grad",
 ]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -155,8 +159,7 @@ def categorical_cross_entropy(p, q, axis=-1):
     >>> float(round(categorical_cross_entropy([0.5, 0.5], [0.9, 0.1]), 6))
     1.203973
     """
-    p, q, dtype = _distributions(p, q)
-    return _as(-np.sum(xlogy(p, q), axis=axis), dtype)
+    return _categorical_cross_entropy(p, q, axis, grad=False)[0]
 
 
 @quiet
@@ -186,13 +189,51 @@ def categorical_cross_entropy_grad(p, q, axis=-1):
     >>> categorical_cross_entropy_grad([0.5, 0.5], [0.5, 0.25]).tolist()
     [-1.0, -2.0]
     """
+    return _categorical_cross_entropy(p, q, axis, value=False)[1]
+
+
+@quiet
+def categorical_cross_entropy_value_and_grad(p, q, axis=-1):
+    r"""``categorical_cross_entropy`` and ``categorical_cross_entropy_grad`` in one pass.
+
+    The arguments are checked and converted once for both.
+
+    Parameters
+    ----------
+    p, q, axis
+        Same as :func:`categorical_cross_entropy`.
+
+    Returns
+    -------
+    tuple
+        ``(categorical_cross_entropy(p, q, axis), categorical_cross_entropy_grad(p, q, axis))``,
+        bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`categorical_cross_entropy`.
+
+    Examples
+    --------
+    >>> p, q = [0.5, 0.5], [0.5, 0.25]
+    >>> value, grad = categorical_cross_entropy_value_and_grad(p, q)
+    >>> value == categorical_cross_entropy(p, q), grad.tolist()
+    (np.True_, [-1.0, -2.0])
+    """
+    return _categorical_cross_entropy(p, q, axis)
+
+
+def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
+    """``(H(p, q) or None, its gradient w.r.t. q or None)``, from one check of the arguments."""
     p, q, dtype = _distributions(p, q)
-    return _neg_ratio(p, q).astype(dtype, copy=False)
+    loss = _as(-np.sum(xlogy(p, q), axis=axis), dtype) if value else None
+    return loss, (_neg_ratio(p, q, dtype) if grad else None)
 
 
-def _neg_ratio(p, q):
-    """-p / q, with 0 where p = 0 (also where q = 0)."""
-    return -p / np.where((p == 0) & (q == 0), 1, q)
+def _neg_ratio(p, q, dtype):
+    """-p / q in ``dtype``, with 0 where p = 0 (also where q = 0): the gradient w.r.t. q."""
+    return (-p / np.where((p == 0) & (q == 0), 1, q)).astype(dtype, copy=False)
 
 
 def _kl_pieces(p, q):
@@ -272,9 +313,7 @@ def kl_divergence(p, q, axis=-1):
     >>> float(kl_divergence([0.5, 0.5], [0.5 + 2**-30, 0.5 - 2**-30]))  # about 2**-59
     1.734723475976807e-18
     """
-    p, q, dtype = _distributions(p, q)
-    f, rest = _kl_pieces(p, q)
-    return _as(accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
+    return _kl_divergence(p, q, axis, grad=False)[0]
 
 
 @quiet
@@ -305,8 +344,48 @@ def kl_divergence_grad(p, q, axis=-1):
     >>> kl_divergence_grad([0.5, 0.5, 0.0], [0.25, 0.5, 0.25]).tolist()
     [-2.0, -1.0, -0.0]
     """
+    return _kl_divergence(p, q, axis, value=False)[1]
+
+
+@quiet
+def kl_divergence_value_and_grad(p, q, axis=-1):
+    r"""``kl_divergence`` and ``kl_divergence_grad`` in one pass.
+
+    The arguments are checked and converted once for both.
+
+    Parameters
+    ----------
+    p, q, axis
+        Same as :func:`kl_divergence`.
+
+    Returns
+    -------
+    tuple
+        ``(kl_divergence(p, q, axis), kl_divergence_grad(p, q, axis))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`kl_divergence`.
+
+    Examples
+    --------
+    >>> p, q = [0.5, 0.5, 0.0], [0.25, 0.5, 0.25]
+    >>> value, grad = kl_divergence_value_and_grad(p, q)
+    >>> value == kl_divergence(p, q), grad.tolist()
+    (np.True_, [-2.0, -1.0, -0.0])
+    """
+    return _kl_divergence(p, q, axis)
+
+
+def _kl_divergence(p, q, axis, *, value=True, grad=True):
+    """``(KL(p || q) or None, its gradient w.r.t. q or None)``, from one check of the arguments."""
     p, q, dtype = _distributions(p, q)
-    return _neg_ratio(p, q).astype(dtype, copy=False)
+    loss = None
+    if value:
+        f, rest = _kl_pieces(p, q)
+        loss = _as(accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
+    return loss, (_neg_ratio(p, q, dtype) if grad else None)
 
 
 @dataclass(frozen=True)
@@ -403,19 +482,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     >>> float(round(kl_div(log_q, p), 6))  # the mean over all 4 elements
     0.127706
     """
-    args = _kl_div_args(input, target, reduction, log_target)
-    input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
-    if log_target:
-        pointwise = np.exp(target) * (target - input)
-        zero = target == -np.inf
-    else:
-        pointwise = target * (np.log(target) - input)
-        zero = target == 0
-    # t = 0 contributes 0; input * 0 keeps a NaN input
-    pointwise = np.where(zero, np.where(np.isnan(input), input, 0), pointwise)
-    if reduction == "batchmean":
-        return _as(reduce(pointwise, "sum") * _kl_div_scale(input, reduction), dtype)
-    return _as(reduce(pointwise, reduction), dtype)
+    return _kl_div(input, target, reduction, log_target, grad=False)[0]
 
 
 @quiet
@@ -442,10 +509,58 @@ def kl_div_grad(input, target, reduction="mean", log_target=False):
     >>> kl_div_grad([[-1.0, -2.0]], [[0.25, 0.75]], reduction="batchmean").tolist()
     [[-0.25, -0.75]]
     """
+    return _kl_div(input, target, reduction, log_target, value=False)[1]
+
+
+@quiet
+def kl_div_value_and_grad(input, target, reduction="mean", log_target=False):
+    r"""``kl_div`` and ``kl_div_grad`` in one pass: the target probabilities are formed once.
+
+    Parameters
+    ----------
+    input, target, reduction, log_target
+        Same as :func:`kl_div`.
+
+    Returns
+    -------
+    tuple
+        ``(kl_div(...), kl_div_grad(...))`` with the same arguments, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`kl_div`.
+
+    Examples
+    --------
+    >>> log_q, p = [[-1.0, -2.0]], [[0.25, 0.75]]
+    >>> value, grad = kl_div_value_and_grad(log_q, p, reduction="batchmean")
+    >>> value == kl_div(log_q, p, reduction="batchmean"), grad.tolist()
+    (np.True_, [[-0.25, -0.75]])
+    """
+    return _kl_div(input, target, reduction, log_target)
+
+
+def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
+    """``(the reduced kl_div or None, its gradient w.r.t. input or None)``."""
     args = _kl_div_args(input, target, reduction, log_target)
     input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
     t = np.exp(target) if log_target else target
-    return to_dtype(-t * _kl_div_scale(input, reduction), dtype)
+    loss = None
+    if value:
+        if log_target:
+            pointwise = t * (target - input)
+            zero = target == -np.inf
+        else:
+            pointwise = target * (np.log(target) - input)
+            zero = target == 0
+        # t = 0 contributes 0; input * 0 keeps a NaN input
+        pointwise = np.where(zero, np.where(np.isnan(input), input, 0), pointwise)
+        if reduction == "batchmean":
+            loss = _as(reduce(pointwise, "sum") * _kl_div_scale(input, reduction), dtype)
+        else:
+            loss = _as(reduce(pointwise, reduction), dtype)
+    return loss, (to_dtype(-t * _kl_div_scale(input, reduction), dtype) if grad else None)
 
 
 @dataclass(frozen=True)
@@ -536,19 +651,7 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     >>> float(gaussian_kl([0.0], [1e-8]))  # (e^v - 1 - v) / 2, about v**2 / 4
     2.5000000083333336e-17
     """
-    g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
-    mu, logvar, mu_prior, logvar_prior, dtype = g.mu, g.logvar, g.mu_prior, g.logvar_prior, g.dtype
-    # first-order corrections for the rounding of the two differences
-    d, d_low = two_diff(logvar, logvar_prior)
-    diff, diff_low = two_diff(mu, mu_prior)
-    with np.errstate(over="ignore", invalid="ignore"):
-        g, em1 = exp_minus_1_minus(d)
-        if d_low is not None:
-            g += np.where(d_low == 0, 0, em1 * d_low)
-        square = _scaled_square(diff, logvar_prior)
-        if diff_low is not None:
-            square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
-    return _as(0.5 * np.sum(g + square, axis=axis), dtype)
+    return _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, grad=False)[0]
 
 
 @quiet
@@ -584,20 +687,74 @@ def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     >>> d_mu.tolist(), d_logvar.round(6).tolist()
     ([1.0, 0.0], [0.0, 1.0])
     """
+    return _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, value=False)[1]
+
+
+@quiet
+def gaussian_kl_value_and_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
+    r"""``gaussian_kl`` and ``gaussian_kl_grad`` in one pass: :math:`e^{v - v_0} - 1` is shared.
+
+    Parameters
+    ----------
+    mu, logvar, mu_prior, logvar_prior, axis
+        Same as :func:`gaussian_kl`.
+
+    Returns
+    -------
+    tuple
+        ``(gaussian_kl(...), gaussian_kl_grad(...))`` with the same arguments, bit for bit:
+        the divergences and the tuple ``(d_mu, d_logvar)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`gaussian_kl`.
+
+    Examples
+    --------
+    >>> value, (d_mu, d_logvar) = gaussian_kl_value_and_grad([1.0, 0.0], [0.0, np.log(3.0)])
+    >>> value == gaussian_kl([1.0, 0.0], [0.0, np.log(3.0)]), d_mu.tolist()
+    (np.True_, [1.0, 0.0])
+    """
+    return _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis)
+
+
+def _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, *, value=True, grad=True):
+    """``(the divergences or None, (d_mu, d_logvar) or None)`` in the result dtype."""
     g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
-    mu, logvar, mu_prior, logvar_prior, dtype = g.mu, g.logvar, g.mu_prior, g.logvar_prior, g.dtype
-    diff = mu - mu_prior
-    d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
-    # expm1 of the rounded difference, corrected to first order for its rounding error
+    kl, grads = _gaussian_kl_work(g, axis, value, grad)
+    loss = _as(kl, g.dtype) if value else None
+    return loss, (tuple(a.astype(g.dtype) for a in grads) if grad else None)
+
+
+def _gaussian_kl_work(g: _Gaussians, axis, value, grad):
+    """The divergences and the gradient ``(d_mu, d_logvar)`` in the working dtype (each or None).
+
+    Both come from the rounded differences ``v - v0`` and ``mu - mu0`` with their exact
+    rounding errors (first-order corrections) and from ``expm1(v - v0)``, computed once.
+    """
+    mu, logvar, mu_prior, logvar_prior = g.mu, g.logvar, g.mu_prior, g.logvar_prior
     d, d_low = two_diff(logvar, logvar_prior)
-    em1 = np.expm1(d)
-    if d_low is not None:
-        em1 = em1 + np.where(d_low == 0, 0, (em1 + 1) * d_low)
-    d_logvar = 0.5 * em1
-    return (
-        np.broadcast_to(d_mu, mu.shape).astype(dtype),
-        np.broadcast_to(d_logvar, mu.shape).astype(dtype),
-    )
+    diff, diff_low = two_diff(mu, mu_prior)
+    kl = grads = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if value:
+            terms, em1 = exp_minus_1_minus(d)
+            if d_low is not None:
+                terms += np.where(d_low == 0, 0, em1 * d_low)
+            square = _scaled_square(diff, logvar_prior)
+            if diff_low is not None:
+                square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
+            kl = 0.5 * np.sum(terms + square, axis=axis)
+        else:
+            em1 = np.expm1(d)
+        if grad:
+            d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
+            # expm1 of the rounded difference, corrected to first order for its rounding error
+            if d_low is not None:
+                em1 = em1 + np.where(d_low == 0, 0, (em1 + 1) * d_low)
+            grads = (np.broadcast_to(d_mu, mu.shape), np.broadcast_to(0.5 * em1, mu.shape))
+    return kl, grads
 
 
 @dataclass(frozen=True)
@@ -697,16 +854,7 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     >>> float(round(vae_loss(x, recon, mu, logvar, likelihood="gaussian"), 6))
     4.143766
     """
-    a = _vae_args(x, recon, mu, logvar, likelihood, reduction)
-    x, recon, mu, logvar, reduction, dtype = a.x, a.recon, a.mu, a.logvar, a.reduction, a.dtype
-    if likelihood == "bernoulli":
-        # the kernel of binary_cross_entropy_with_logits (no pos_weight: c * y = x)
-        nll = np.sum(_bce_logits(recon, x, x), axis=-1)
-    else:
-        half_log_2pi = 0.5 * np.log(2 * np.pi)
-        nll = 0.5 * np.sum((x - recon) ** 2, axis=-1) + x.shape[-1] * half_log_2pi
-    per_sample = np.asarray(nll + gaussian_kl(mu, logvar), dtype=x.dtype)
-    return _as(reduce(per_sample, reduction), dtype)
+    return _vae_loss(x, recon, mu, logvar, likelihood, reduction, grad=False)[0]
 
 
 @quiet
@@ -743,20 +891,60 @@ def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"
     >>> d_recon.tolist(), d_mu.tolist(), d_logvar.tolist()
     ([[-0.5, 0.5]], [[0.5]], [[0.0]])
     """
+    return _vae_loss(x, recon, mu, logvar, likelihood, reduction, value=False)[1]
+
+
+@quiet
+def vae_loss_value_and_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
+    r"""``vae_loss`` and ``vae_loss_grad`` in one pass: the KL term's :math:`e^{v} - 1` is shared.
+
+    Parameters
+    ----------
+    x, recon, mu, logvar, likelihood, reduction
+        Same as :func:`vae_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(vae_loss(...), vae_loss_grad(...))`` with the same arguments, bit for bit: the
+        loss and the tuple ``(d_recon, d_mu, d_logvar)``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`vae_loss`.
+
+    Examples
+    --------
+    >>> args = ([[1.0, 0.0]], [[0.0, 0.0]], [[0.5]], [[0.0]])
+    >>> value, (d_recon, d_mu, d_logvar) = vae_loss_value_and_grad(*args)
+    >>> value == vae_loss(*args), d_recon.tolist()
+    (np.True_, [[-0.5, 0.5]])
+    """
+    return _vae_loss(x, recon, mu, logvar, likelihood, reduction)
+
+
+def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=True):
+    """``(the reduced negative ELBO or None, (d_recon, d_mu, d_logvar) or None)``."""
     a = _vae_args(x, recon, mu, logvar, likelihood, reduction)
-    x, recon, mu, logvar, reduction, dtype = a.x, a.recon, a.mu, a.logvar, a.reduction, a.dtype
-    scale = reduction_scale(int(np.prod(x.shape[:-1])), reduction, x.dtype)
-    if likelihood == "bernoulli":
+    x, recon, reduction, dtype = a.x, a.recon, a.reduction, a.dtype
+    zero = np.zeros((), dtype=x.dtype)
+    kl, kl_grads = _gaussian_kl_work(_Gaussians(a.mu, a.logvar, zero, zero, dtype), -1, value, grad)
+    loss = grads = None
+    if value:
+        if likelihood == "bernoulli":
+            # the kernel of binary_cross_entropy_with_logits (no pos_weight: c * y = x)
+            nll = np.sum(_bce_logits(recon, x, x), axis=-1)
+        else:
+            half_log_2pi = 0.5 * np.log(2 * np.pi)
+            nll = 0.5 * np.sum((x - recon) ** 2, axis=-1) + x.shape[-1] * half_log_2pi
+        loss = reduce_to(nll + kl, reduction, dtype)
+    if grad:
         # sigma(r) - x as (1 - x) sigma(r) - x sigma(-r): exact terms, no 1 - sigma(r) cancelling
-        s_pos, s_neg = sigmoid_pair(recon)
-        s_pos *= 1 - x
-        s_neg *= x
-        d_recon = np.subtract(s_pos, s_neg, out=s_pos)
-    else:
-        d_recon = recon - x
-    d_mu, d_logvar = gaussian_kl_grad(mu, logvar)
-    return (
-        to_dtype(d_recon * scale, dtype),
-        to_dtype(d_mu * scale, dtype),
-        to_dtype(d_logvar * scale, dtype),
-    )
+        d_recon = _bce_logits_slope(recon, x, x) if likelihood == "bernoulli" else recon - x
+        samples = int(np.prod(x.shape[:-1]))
+        grads = tuple(
+            scale_grad(local, local.shape, reduction, dtype, count=samples)
+            for local in (d_recon, *kl_grads)
+        )
+    return loss, grads
