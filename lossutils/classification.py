@@ -58,14 +58,19 @@ from ._reduction import total as weight_total
 __all__ = [
     "nll_loss",
     "nll_loss_grad",
+    "nll_loss_value_and_grad",
     "cross_entropy",
     "cross_entropy_grad",
+    "cross_entropy_value_and_grad",
     "softmax_focal_loss",
     "softmax_focal_loss_grad",
+    "softmax_focal_loss_value_and_grad",
     "multiclass_hinge_loss",
     "multiclass_hinge_loss_grad",
+    "multiclass_hinge_loss_value_and_grad",
     "multi_margin_loss",
     "multi_margin_loss_grad",
+    "multi_margin_loss_value_and_grad",
     "binary_cross_entropy",
     "binary_cross_entropy_grad",
     "binary_cross_entropy_with_logits",
@@ -225,6 +230,26 @@ def _compensate_dominated_rows(e: np.ndarray, x: np.ndarray, m: np.ndarray, s: n
 # --- negative log-likelihood and cross-entropy ----------------------------------------------------
 
 
+def _nll(input, target, weight, ignore_index, reduction, *, value=True, grad=True):
+    """``(nll_loss(...), nll_loss_grad(...))``, each only if asked for (else None)."""
+    # log-probabilities, not logits: no softmax limit
+    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
+    wy = args.target_weight
+    total = weight_total(wy)
+    loss = grad_out = None
+    if value:
+        with np.errstate(invalid="ignore"):
+            per = np.where(args.valid, -nx.times(wy, _gather(args.x, args.y)), 0)
+        per = per.astype(args.x.dtype, copy=False)
+        loss = nx.to_dtype(weighted_reduce(per, total, reduction, args.shape), args.dtype)[()]
+    if grad:
+        grad_out = np.zeros_like(args.x)
+        scale = sample_scale(wy, args.valid, total, reduction)
+        np.put_along_axis(grad_out, args.y[:, None], -scale[:, None], -1)
+        grad_out = nx.to_dtype(grad_out.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+    return loss, grad_out
+
+
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     r"""Negative log-likelihood of class indices given log-probabilities.
 
@@ -272,14 +297,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     >>> float(round(nll_loss(logp, [0, 2], weight=[1.0, 1.0, 3.0]), 6))
     0.256526
     """
-    # log-probabilities, not logits: no softmax limit
-    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
-    wy = args.target_weight
-    with np.errstate(invalid="ignore"):
-        loss = np.where(args.valid, -nx.times(wy, _gather(args.x, args.y)), 0)
-    loss = loss.astype(args.x.dtype, copy=False)
-    reduced = weighted_reduce(loss, weight_total(wy), reduction, args.shape)
-    return nx.to_dtype(reduced, args.dtype)[()]
+    return _nll(input, target, weight, ignore_index, reduction, grad=False)[0]
 
 
 def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -318,13 +336,37 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> nll_loss_grad(logp, [0, 2]).tolist()
     [[-0.5, 0.0, 0.0], [0.0, 0.0, -0.5]]
     """
-    # log-probabilities, not logits: no softmax limit
-    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
-    wy = args.target_weight
-    grad = np.zeros_like(args.x)
-    scale = sample_scale(wy, args.valid, weight_total(wy), reduction)
-    np.put_along_axis(grad, args.y[:, None], -scale[:, None], -1)
-    return nx.to_dtype(grad.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+    return _nll(input, target, weight, ignore_index, reduction, value=False)[1]
+
+
+def nll_loss_value_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    r"""``nll_loss`` and ``nll_loss_grad`` in one pass: one check, one weight gather.
+
+    The arguments are checked and the target weights gathered once, for both.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction
+        Same as :func:`nll_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(nll_loss(...), nll_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`nll_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> logp = np.log([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    >>> value, grad = nll_loss_value_and_grad(logp, [0, 2])
+    >>> bool(value == nll_loss(logp, [0, 2])), grad.tolist()
+    (True, [[-0.5, 0.0, 0.0], [0.0, 0.0, -0.5]])
+    """
+    return _nll(input, target, weight, ignore_index, reduction)
 
 
 def cross_entropy(
@@ -412,21 +454,47 @@ def cross_entropy(
     >>> float(cross_entropy([[50.0, 0.0, 0.0]], [0]))  # the textbook form gives 0.0
     3.857499695927835e-22
     """
+    return _cross_entropy(
+        input, target, weight, ignore_index, reduction, label_smoothing, grad=False
+    )[0]
+
+
+def _cross_entropy(
+    input, target, weight, ignore_index, reduction, label_smoothing, *, value=True, grad=True
+):
+    """``(cross_entropy(...), cross_entropy_grad(...))``, each only if asked for (else None).
+
+    The softmax pieces of each row are computed once and feed both.
+    """
     args, eps = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
     if isinstance(args, _ProbArgs):
-        loss = _ce_prob_loss(args)
-        reduced = weighted_reduce(loss, loss.size, reduction, args.shape)
+        loss, grad_out = _ce_prob(args, reduction, value, grad)
     else:
-        loss, wy = _ce_index_loss(args, eps)
-        reduced = weighted_reduce(loss, weight_total(wy), reduction, args.shape)
-    return nx.to_dtype(reduced, args.dtype)[()]
+        loss, grad_out = _ce_index(args, eps, reduction, value, grad)
+    if loss is not None:
+        loss = nx.to_dtype(loss, args.dtype)[()]
+    if grad_out is not None:
+        grad_out = nx.to_dtype(grad_out.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+    return loss, grad_out
 
 
-def _ce_index_loss(args: _IndexArgs, eps: float):
-    """Per-sample cross-entropy with class-index targets, and the target weights."""
-    dtype, w, num_classes = args.x.dtype, args.weight, args.x.shape[-1]
+def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: bool):
+    """The reduced index-target cross-entropy and its gradient, from one normalization."""
     pieces = _normalize_index(args, eps)
     wy = args.target_weight
+    total = weight_total(wy)
+    loss = grad_out = None
+    if value:
+        per = _ce_index_loss(args, eps, pieces, wy)
+        loss = weighted_reduce(per, total, reduction, args.shape)
+    if grad:
+        grad_out = _ce_index_grad(args, eps, reduction, pieces, wy, total)
+    return loss, grad_out
+
+
+def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.ndarray):
+    """Per-sample cross-entropy with class-index targets (``wy``: the target weights)."""
+    dtype, w, num_classes = args.x.dtype, args.weight, args.x.shape[-1]
     with np.errstate(invalid="ignore"):
         # a zero weight masks its sample, also where -log p_y is infinite
         loss = pieces.nll if w is None and eps == 0 else nx.times(wy, pieces.nll)
@@ -434,21 +502,28 @@ def _ce_index_loss(args: _IndexArgs, eps: float):
             total_w = num_classes if w is None else np.sum(w)
             smooth = pieces.gap + total_w * pieces.r
             loss = (1 - eps) * loss + dtype.type(eps / num_classes) * smooth
-        loss = np.where(args.valid, loss, 0).astype(dtype, copy=False)
-    return loss, wy
+        return np.where(args.valid, loss, 0).astype(dtype, copy=False)
 
 
-def _ce_prob_loss(args: _ProbArgs):
-    """Per-sample cross-entropy with class-probability targets.
+def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
+    """The reduced probability-target cross-entropy and its gradient, from one normalization.
 
     ``-sum_c w_c q_c log p_c = sum_c w_c q_c (m - x_c) + (sum_c w_c q_c) r``: two sums of
     non-negative terms (a class with ``w_c q_c = 0`` is absent, also at ``x_c = -inf``).
     """
     x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
-    m, e, s, gap = nx.shifted_exp(x, wq)
-    r = nx.log_rest(x, m, e, s, s < 2)
+    m, e, s, gap = nx.shifted_exp(x, wq if value else None)
     with np.errstate(invalid="ignore"):
-        return gap + np.sum(wq, axis=-1) * r
+        total = np.sum(wq, axis=-1)
+    loss = grad_out = None
+    if value:
+        r = nx.log_rest(x, m, e, s, s < 2)
+        with np.errstate(invalid="ignore"):
+            per = gap + total * r
+        loss = weighted_reduce(per, per.size, reduction, args.shape)
+    if grad:  # after the loss: it overwrites e
+        grad_out = _ce_prob_grad(args, reduction, wq, m, e, s, total)
+    return loss, grad_out
 
 
 def cross_entropy_grad(
@@ -502,15 +577,47 @@ def cross_entropy_grad(
     >>> cross_entropy_grad([[5.0, 4.0, 2.0]], [0]).round(4).tolist()
     [[-0.2946, 0.2595, 0.0351]]
     """
-    args, eps = _ce_args(input, target, weight, ignore_index, reduction, label_smoothing)
-    if isinstance(args, _ProbArgs):
-        grad = _ce_prob_grad(args, reduction)
-    else:
-        grad = _ce_index_grad(args, eps, reduction)
-    return nx.to_dtype(grad.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+    return _cross_entropy(
+        input, target, weight, ignore_index, reduction, label_smoothing, value=False
+    )[1]
 
 
-def _ce_prob_grad(args: _ProbArgs, reduction: str) -> np.ndarray:
+def cross_entropy_value_and_grad(
+    input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
+    r"""``cross_entropy`` and ``cross_entropy_grad`` in one pass: one softmax per row.
+
+    The shift by the row maximum, the exponentials and the log-normalizer of each row are
+    computed once and feed both.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing
+        Same as :func:`cross_entropy`.
+
+    Returns
+    -------
+    tuple
+        ``(cross_entropy(...), cross_entropy_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`cross_entropy` does, for the same arguments.
+
+    Examples
+    --------
+    >>> z = [[5.0, 4.0, 2.0]]
+    >>> value, grad = cross_entropy_value_and_grad(z, [0])
+    >>> bool(value == cross_entropy(z, [0])), bool((grad == cross_entropy_grad(z, [0])).all())
+    (True, True)
+    >>> grad.round(4).tolist()
+    [[-0.2946, 0.2595, 0.0351]]
+    """
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.ndarray:
     """``(sum_c w_c q_c) p - w q`` per row, scaled by 1/N for the mean.
 
     In rows dominated by their maximum (``S < 2``) the entry of the maximal class would
@@ -518,11 +625,9 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str) -> np.ndarray:
     ``p (W - w q) - w q (1 - p)``, with ``1 - p`` of the maximal class from the compensated
     sum of the other classes, and the probabilities compensated as in the index path.
     """
-    x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
-    m, e, s, _ = nx.shifted_exp(x)
+    x = args.x
     scale = sample_scale(np.ones(len(x), x.dtype), True, len(x), reduction)
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = np.sum(wq, axis=-1)
         rows = np.flatnonzero((s < 2) & np.isfinite(m))
         careful = None
         if rows.size:
@@ -543,15 +648,15 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str) -> np.ndarray:
     return e
 
 
-def _ce_index_grad(args: _IndexArgs, eps: float, reduction: str) -> np.ndarray:
-    """The gradient of the index-target cross-entropy; the target entry from ``expm1(-nll)``."""
+def _ce_index_grad(args: _IndexArgs, eps, reduction, pieces: _Normalized, wy, total) -> np.ndarray:
+    """The gradient of the index-target cross-entropy; the target entry from ``expm1(-nll)``.
+
+    Overwrites ``pieces.e`` (the loss, if wanted, is computed before).
+    """
     dtype, w, y, valid = args.x.dtype, args.weight, args.y, args.valid
     num_classes = args.x.shape[-1]
-    pieces = _normalize_index(args, eps)
     e, s, a = pieces.e, pieces.s, pieces.nll
     _compensate_dominated_rows(e, args.x, pieces.m, s)
-    wy = args.target_weight
-    total = weight_total(wy)
     with np.errstate(invalid="ignore", divide="ignore"):
         if eps == 0:
             sc = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
@@ -662,12 +767,42 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
     >>> float(round(softmax_focal_loss(z, [0], gamma=0.0), 6))  # cross-entropy
     0.349012
     """
+    return _softmax_focal(input, target, gamma, weight, ignore_index, reduction, grad=False)[0]
+
+
+def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, value=True, grad=True):
+    """``(softmax_focal_loss(...), softmax_focal_loss_grad(...))``, each only if asked for."""
     f = _focal_parts(input, target, gamma, weight, ignore_index, reduction)
-    wy = f.args.target_weight
-    with np.errstate(invalid="ignore"):
-        loss = np.where(f.args.valid, nx.times(wy, f.modulation * f.pieces.nll), 0)
-    reduced = weighted_reduce(loss, weight_total(wy), reduction, f.args.shape)
-    return nx.to_dtype(reduced, f.args.dtype)[()]
+    args = f.args
+    wy = args.target_weight
+    total = weight_total(wy)
+    loss = grad_out = None
+    if value:
+        with np.errstate(invalid="ignore"):
+            per = np.where(args.valid, nx.times(wy, f.modulation * f.pieces.nll), 0)
+        loss = nx.to_dtype(weighted_reduce(per, total, reduction, args.shape), args.dtype)[()]
+    if grad:  # after the loss: it overwrites the exponentials
+        grad_out = _softmax_focal_grad(f, reduction, wy, total)
+    return loss, grad_out
+
+
+def _softmax_focal_grad(f: _Focal, reduction: str, wy, total) -> np.ndarray:
+    """The focal loss's gradient from its pieces (overwrites ``f.pieces.e``)."""
+    args, e, s, nll, u = f.args, f.pieces.e, f.pieces.s, f.pieces.nll, f.u
+    _compensate_dominated_rows(e, args.x, f.pieces.m, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
+        # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)
+        # p_y log p_y -> 0 as p_y -> 0 (an infinite -log p_y)
+        g = f.modulation * (1 + f.gamma * nx.times(np.exp(-nll), ratio))
+        sc = sample_scale(wy, args.valid, total, reduction) * g
+        e *= (sc / s)[:, None]
+        np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)
+        # an ignored sample, or one of weight 0, has no gradient (also where it is infinite)
+        masked = nx.times(wy, 1) == 0
+        if np.any(masked):
+            e[masked] = 0
+    return nx.to_dtype(e.reshape(args.shape + args.x.shape[-1:]), args.dtype)
 
 
 def softmax_focal_loss_grad(
@@ -713,23 +848,40 @@ def softmax_focal_loss_grad(
     >>> softmax_focal_loss_grad([[5.0, 4.0, 2.0]], [0], gamma=2.0).round(4).tolist()
     [[-0.0683, 0.0602, 0.0081]]
     """
-    f = _focal_parts(input, target, gamma, weight, ignore_index, reduction)
-    args, e, s, nll, u = f.args, f.pieces.e, f.pieces.s, f.pieces.nll, f.u
-    _compensate_dominated_rows(e, args.x, f.pieces.m, s)
-    wy = args.target_weight
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
-        # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)
-        # p_y log p_y -> 0 as p_y -> 0 (an infinite -log p_y)
-        g = f.modulation * (1 + f.gamma * nx.times(np.exp(-nll), ratio))
-        sc = sample_scale(wy, args.valid, weight_total(wy), reduction) * g
-        e *= (sc / s)[:, None]
-        np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)
-        # an ignored sample, or one of weight 0, has no gradient (also where it is infinite)
-        masked = nx.times(wy, 1) == 0
-        if np.any(masked):
-            e[masked] = 0
-    return nx.to_dtype(e.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+    return _softmax_focal(input, target, gamma, weight, ignore_index, reduction, value=False)[1]
+
+
+def softmax_focal_loss_value_and_grad(
+    input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"
+):
+    r"""``softmax_focal_loss`` and ``softmax_focal_loss_grad`` in one pass: one softmax per row.
+
+    The softmax pieces, :math:`-\log p_y`, :math:`1 - p_y` and the modulation are computed
+    once and feed both.
+
+    Parameters
+    ----------
+    input, target, gamma, weight, ignore_index, reduction
+        Same as :func:`softmax_focal_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(softmax_focal_loss(...), softmax_focal_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`softmax_focal_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> z = [[5.0, 4.0, 2.0]]
+    >>> value, grad = softmax_focal_loss_value_and_grad(z, [0])
+    >>> bool(value == softmax_focal_loss(z, [0])), grad.round(4).tolist()
+    (True, [[-0.0683, 0.0602, 0.0081]])
+    """
+    return _softmax_focal(input, target, gamma, weight, ignore_index, reduction)
 
 
 # --- margin losses --------------------------------------------------------------------------------
@@ -810,9 +962,27 @@ def multiclass_hinge_loss(input, target, margin=1.0, reduction="mean"):
     >>> multiclass_hinge_loss(z, [0, 0], reduction="none").tolist()
     [0.0, 3.0]
     """
-    args, _, gap = _crammer_singer(input, target, margin, reduction)
-    loss = reduce(np.maximum(gap, 0).reshape(args.shape), reduction)
-    return nx.to_dtype(loss, args.dtype)[()]
+    return _multiclass_hinge(input, target, margin, reduction, grad=False)[0]
+
+
+def _multiclass_hinge(input, target, margin, reduction, *, value=True, grad=True):
+    """``(multiclass_hinge_loss(...), multiclass_hinge_loss_grad(...))``, each if asked for."""
+    args, j, gap = _crammer_singer(input, target, margin, reduction)
+    x, y = args.x, args.y
+    loss = grad_out = None
+    if value:
+        loss = reduce(np.maximum(gap, 0).reshape(args.shape), reduction)
+        loss = nx.to_dtype(loss, args.dtype)[()]
+    if grad:
+        with np.errstate(invalid="ignore"):
+            active = np.where(gap > 0, 1, np.where(np.isnan(gap), np.nan, 0)).astype(x.dtype)
+        grad_out = np.zeros_like(x)
+        np.put_along_axis(grad_out, j[:, None], active[:, None], -1)
+        # with one class j == y and the two entries cancel to 0 (gap is -inf there)
+        np.put_along_axis(grad_out, y[:, None], 0 - active[:, None], -1)
+        shape = args.shape + x.shape[-1:]
+        grad_out = scale_grad(grad_out.reshape(shape), shape, reduction, args.dtype, count=len(x))
+    return loss, grad_out
 
 
 def multiclass_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
@@ -849,16 +1019,37 @@ def multiclass_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     >>> multiclass_hinge_loss_grad([[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]], [0, 0]).tolist()
     [[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]]
     """
-    args, j, gap = _crammer_singer(input, target, margin, reduction)
-    x, y = args.x, args.y
-    with np.errstate(invalid="ignore"):
-        active = np.where(gap > 0, 1, np.where(np.isnan(gap), np.nan, 0)).astype(x.dtype)
-    grad = np.zeros_like(x)
-    np.put_along_axis(grad, j[:, None], active[:, None], -1)
-    # with one class j == y and the two entries cancel to 0 (gap is -inf there)
-    np.put_along_axis(grad, y[:, None], 0 - active[:, None], -1)
-    shape = args.shape + x.shape[-1:]
-    return scale_grad(grad.reshape(shape), shape, reduction, args.dtype, count=len(x))
+    return _multiclass_hinge(input, target, margin, reduction, value=False)[1]
+
+
+def multiclass_hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
+    r"""``multiclass_hinge_loss`` and ``multiclass_hinge_loss_grad`` in one pass.
+
+    The best rival of each row and the compensated gap are found once and feed both.
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        Same as :func:`multiclass_hinge_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(multiclass_hinge_loss(...), multiclass_hinge_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`multiclass_hinge_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> z = [[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]]
+    >>> value, grad = multiclass_hinge_loss_value_and_grad(z, [0, 0])
+    >>> float(value), grad.tolist()
+    (1.5, [[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
+    """
+    return _multiclass_hinge(input, target, margin, reduction)
 
 
 def _check_p(p) -> int:
@@ -943,15 +1134,35 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     >>> multi_margin_loss(z, [0, 0], p=2, reduction="none").round(6).tolist()
     [0.0, 3.0]
     """
+    return _multi_margin(input, target, p, margin, weight, reduction, grad=False)[0]
+
+
+def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, grad=True):
+    """``(multi_margin_loss(...), multi_margin_loss_grad(...))``, each only if asked for."""
     h = _weston_watkins(input, target, p, margin, weight, reduction)
-    x, w = h.args.x, h.args.weight
-    with np.errstate(invalid="ignore", over="ignore"):
-        terms = np.where(h.active | h.nan, h.gaps if h.p == 1 else h.gaps * h.gaps, 0)
-        loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
+    x, y, w = h.args.x, h.args.y, h.args.weight
+    dtype = x.dtype
+    loss = grad_out = None
+    if value:
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = np.where(h.active | h.nan, h.gaps if h.p == 1 else h.gaps * h.gaps, 0)
+            per = np.sum(terms, axis=-1) / dtype.type(x.shape[-1])
+            if w is not None:
+                per = nx.times(w[y], per)
+        loss = reduce(per.astype(dtype, copy=False).reshape(h.args.shape), reduction)
+        loss = nx.to_dtype(loss, h.args.dtype)[()]
+    if grad:
+        coef = np.full(len(x), 1 / dtype.type(x.shape[-1]), dtype)
         if w is not None:
-            loss = nx.times(w[h.args.y], loss)
-    loss = reduce(loss.astype(x.dtype, copy=False).reshape(h.args.shape), reduction)
-    return nx.to_dtype(loss, h.args.dtype)[()]
+            coef = coef * w[y]
+        with np.errstate(invalid="ignore", over="ignore"):
+            local = np.where(h.active | h.nan, 1 if h.p == 1 else 2 * h.gaps, 0) * coef[:, None]
+            local = local.astype(dtype, copy=False)
+            np.put_along_axis(local, y[:, None], 0, -1)
+            np.put_along_axis(local, y[:, None], 0 - np.sum(local, axis=-1)[:, None], -1)
+        shape = h.args.shape + x.shape[-1:]
+        grad_out = scale_grad(local.reshape(shape), shape, reduction, h.args.dtype, count=len(x))
+    return loss, grad_out
 
 
 def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
@@ -987,16 +1198,34 @@ def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reductio
     >>> multi_margin_loss_grad([[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]], [0, 0]).round(6).tolist()
     [[0.0, 0.0, 0.0], [-0.166667, 0.166667, 0.0]]
     """
-    h = _weston_watkins(input, target, p, margin, weight, reduction)
-    x, y, w = h.args.x, h.args.y, h.args.weight
-    dtype = x.dtype
-    coef = np.full(len(x), 1 / dtype.type(x.shape[-1]), dtype)
-    if w is not None:
-        coef = coef * w[y]
-    with np.errstate(invalid="ignore", over="ignore"):
-        local = np.where(h.active | h.nan, 1 if h.p == 1 else 2 * h.gaps, 0) * coef[:, None]
-        local = local.astype(dtype, copy=False)
-        np.put_along_axis(local, y[:, None], 0, -1)
-        np.put_along_axis(local, y[:, None], 0 - np.sum(local, axis=-1)[:, None], -1)
-    shape = h.args.shape + x.shape[-1:]
-    return scale_grad(local.reshape(shape), shape, reduction, h.args.dtype, count=len(x))
+    return _multi_margin(input, target, p, margin, weight, reduction, value=False)[1]
+
+
+def multi_margin_loss_value_and_grad(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    r"""``multi_margin_loss`` and ``multi_margin_loss_grad`` in one pass: one set of gaps.
+
+    The compensated gaps to every rival and the active terms are found once and feed both.
+
+    Parameters
+    ----------
+    input, target, p, margin, weight, reduction
+        Same as :func:`multi_margin_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(multi_margin_loss(...), multi_margin_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`multi_margin_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> z = [[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]]
+    >>> value, grad = multi_margin_loss_value_and_grad(z, [0, 0])
+    >>> float(value), grad.round(6).tolist()
+    (0.5, [[0.0, 0.0, 0.0], [-0.166667, 0.166667, 0.0]])
+    """
+    return _multi_margin(input, target, p, margin, weight, reduction)

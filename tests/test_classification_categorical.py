@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import lossutils as L
 from lossutils import classification as C
 from lossutils.testing import assert_close_to_exact, assert_gradient_matches, assert_matches_sympy
 
@@ -668,3 +669,56 @@ Z, Y = np.zeros((2, 3)), np.array([0, 2])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# --- value and gradient in one pass ----------------------------------------------------------------
+
+
+def _identical(actual, expected, what):
+    assert type(actual) is type(expected), what
+    np.testing.assert_array_equal(actual, expected, err_msg=what, strict=True)
+
+
+def _hard_rows(dtype):
+    """Random rows and hard ones: confident right and wrong, ties, +-inf, NaN, -1e4."""
+    z = rng(90).normal(size=(12, 5)) * 4
+    z[0] = [40.0, 0.0, -3.0, 1.0, 2.0]
+    z[1] = [0.1, 70.3, -3.5, 2.0, 0.0]
+    z[2] = [-2.0, -2.0, -2.0, -2.0, -2.0]
+    z[3] = [np.inf, 0.0, 1.0, np.inf, -1.0]
+    z[4] = [-np.inf, 0.0, 1.0, 2.0, -1e4]
+    z[5] = [np.nan, 0.0, 1.0, 2.0, 3.0]
+    return z.astype(dtype)
+
+
+VALUE_AND_GRAD_CASES = [
+    ("nll_loss", lambda z, y, w, q: ((L.log_softmax(z), y), {"weight": w, "ignore_index": 4})),
+    ("cross_entropy", lambda z, y, w, q: ((z, y), {})),
+    ("cross_entropy", lambda z, y, w, q: ((z, y), {"weight": w, "ignore_index": 4})),
+    ("cross_entropy", lambda z, y, w, q: ((z, y), {"weight": w, "label_smoothing": 0.2})),
+    ("cross_entropy", lambda z, y, w, q: ((z, q), {})),
+    ("cross_entropy", lambda z, y, w, q: ((z, q), {"weight": w, "label_smoothing": 0.1})),
+    ("softmax_focal_loss", lambda z, y, w, q: ((z, y), {"gamma": 0.5, "weight": w})),
+    ("softmax_focal_loss", lambda z, y, w, q: ((z, y), {"gamma": 2.0, "ignore_index": 4})),
+    ("multiclass_hinge_loss", lambda z, y, w, q: ((z, y), {"margin": 0.5})),
+    ("multi_margin_loss", lambda z, y, w, q: ((z, y), {"p": 1, "weight": w})),
+    ("multi_margin_loss", lambda z, y, w, q: ((z, y), {"p": 2, "margin": 2.0})),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize(("name", "make"), VALUE_AND_GRAD_CASES)
+def test_value_and_grad_is_bit_for_bit_the_two_calls(name, make, dtype):
+    # also with weights, smoothing, probability targets, ignored samples and infinite rows
+    z = _hard_rows(dtype)
+    y = np.arange(len(z)) % 5
+    w = np.array([0.5, 2.0, 0.0, 1.0, 3.0], dtype)
+    q = L.softmax(rng(91).normal(size=z.shape)).astype(dtype)
+    args, kwargs = make(z, y, w, q)
+    loss, grad = getattr(C, name), getattr(C, name + "_grad")
+    both = getattr(C, name + "_value_and_grad")
+    for reduction in REDUCTIONS:
+        what = f"{name} {kwargs} {reduction}"
+        value, gradient = both(*args, **kwargs, reduction=reduction)
+        _identical(value, loss(*args, **kwargs, reduction=reduction), what)
+        _identical(gradient, grad(*args, **kwargs, reduction=reduction), what)
