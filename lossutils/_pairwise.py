@@ -27,10 +27,13 @@ from ._reduction import reduce_to, scale_grad
 __all__ = [
     "margin_ranking_loss",
     "margin_ranking_loss_grad",
+    "margin_ranking_loss_value_and_grad",
     "cosine_embedding_loss",
     "cosine_embedding_loss_grad",
+    "cosine_embedding_loss_value_and_grad",
     "hinge_embedding_loss",
     "hinge_embedding_loss_grad",
+    "hinge_embedding_loss_value_and_grad",
 ]
 
 # PyTorch's cosine_embedding_loss adds this to each squared norm: EPSILON in its Loss.cpp, a
@@ -119,8 +122,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     ...                     reduction="none").tolist()
     [0.0, 1.5]
     """
-    _, gap, dtype = _ranking_args(input1, input2, target, margin, reduction)
-    return reduce_to(np.maximum(gap, 0), reduction, dtype)
+    return _margin_ranking(input1, input2, target, margin, reduction, grad=False)[0]
 
 
 def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
@@ -161,10 +163,49 @@ def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean
     >>> g1.tolist(), g2.tolist()
     ([-0.0, -1.0], [0.0, 1.0])
     """
+    return _margin_ranking(input1, input2, target, margin, reduction, value=False)[1]
+
+
+def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduction="mean"):
+    r"""``margin_ranking_loss`` and ``margin_ranking_loss_grad`` in one pass: one gap for both.
+
+    Parameters
+    ----------
+    input1, input2, target, margin, reduction
+        Same as :func:`margin_ranking_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_input1, d_input2))``: bit for bit :func:`margin_ranking_loss` and
+        :func:`margin_ranking_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`margin_ranking_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> args = ([2.0, 0.0], [1.0, 1.0], [1, 1], 0.5)
+    >>> value, (g1, g2) = margin_ranking_loss_value_and_grad(*args)
+    >>> bool(value == margin_ranking_loss(*args))
+    True
+    >>> [g.tolist() for g in margin_ranking_loss_grad(*args)] == [g1.tolist(), g2.tolist()]
+    True
+    """
+    return _margin_ranking(input1, input2, target, margin, reduction)
+
+
+def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap."""
     t, gap, dtype = _ranking_args(input1, input2, target, margin, reduction)
+    loss = reduce_to(np.maximum(gap, 0), reduction, dtype) if value else None
+    if not grad:
+        return loss, None
     local = -t * _active(gap)
     g1 = scale_grad(local + 0.0, gap.shape, reduction, dtype)
-    return g1, scale_grad(0.0 - local, gap.shape, reduction, dtype)
+    return loss, (g1, scale_grad(0.0 - local, gap.shape, reduction, dtype))
 
 
 # --- hinge embedding ------------------------------------------------------------------------------
@@ -225,9 +266,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     >>> hinge_embedding_loss([0.3, 0.3, 2.0], [1, -1, -1], reduction="none").tolist()
     [0.3, 0.7, 0.0]
     """
-    x, t, gap, dtype = _hinge_embedding_args(input, target, margin, reduction)
-    loss = np.where(t == 1, x, np.maximum(gap, 0))
-    return reduce_to(loss, reduction, dtype)
+    return _hinge_embedding(input, target, margin, reduction, grad=False)[0]
 
 
 def hinge_embedding_loss_grad(input, target, margin=1.0, reduction="mean"):
@@ -266,9 +305,48 @@ def hinge_embedding_loss_grad(input, target, margin=1.0, reduction="mean"):
     >>> hinge_embedding_loss_grad([0.3, 0.3, 1.0], [1, -1, -1], reduction="none").tolist()
     [1.0, -1.0, -1.0]
     """
+    return _hinge_embedding(input, target, margin, reduction, value=False)[1]
+
+
+def hinge_embedding_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
+    r"""``hinge_embedding_loss`` and ``hinge_embedding_loss_grad`` in one pass: one gap for both.
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        Same as :func:`hinge_embedding_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, d_input)``: bit for bit :func:`hinge_embedding_loss` and
+        :func:`hinge_embedding_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`hinge_embedding_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> args = ([0.3, 0.3, 2.0], [1, -1, -1])
+    >>> value, grad = hinge_embedding_loss_value_and_grad(*args)
+    >>> bool(value == hinge_embedding_loss(*args))
+    True
+    >>> grad.tolist() == hinge_embedding_loss_grad(*args).tolist()
+    True
+    """
+    return _hinge_embedding(input, target, margin, reduction)
+
+
+def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of the hinge embedding loss, from one gap."""
     x, t, gap, dtype = _hinge_embedding_args(input, target, margin, reduction)
+    loss = reduce_to(np.where(t == 1, x, np.maximum(gap, 0)), reduction, dtype) if value else None
+    if not grad:
+        return loss, None
     local = np.where(t == 1, np.where(np.isnan(x), np.nan, 1), -_active(gap)) + 0.0
-    return scale_grad(local.astype(x.dtype, copy=False), x.shape, reduction, dtype)
+    return loss, scale_grad(local.astype(x.dtype, copy=False), x.shape, reduction, dtype)
 
 
 # --- cosine embedding -----------------------------------------------------------------------------
@@ -422,10 +500,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     ...                       margin=0.5, reduction="none").round(6).tolist()
     [0.292893, 0.5]
     """
-    cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
-    loss = np.where(t == 1, cos.one_minus, np.maximum(cos.cos - margin, 0))
-    loss = np.where(np.isnan(t), np.nan, loss)
-    return reduce_to(loss, reduction, dtype)
+    return _cosine_embedding(input1, input2, target, margin, reduction, grad=False)[0]
 
 
 def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
@@ -471,7 +546,51 @@ def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="me
     >>> g1.round(6).tolist(), g2.round(6).tolist()
     ([[-0.0, -1.0]], [[-1.0, -0.0]])
     """
+    return _cosine_embedding(input1, input2, target, margin, reduction, value=False)[1]
+
+
+def cosine_embedding_loss_value_and_grad(input1, input2, target, margin=0.0, reduction="mean"):
+    r"""``cosine_embedding_loss`` and ``cosine_embedding_loss_grad`` in one pass: one cosine.
+
+    The rows are scaled, their norms and cosines computed once, and feed both.
+
+    Parameters
+    ----------
+    input1, input2, target, margin, reduction
+        Same as :func:`cosine_embedding_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_input1, d_input2))``: bit for bit :func:`cosine_embedding_loss` and
+        :func:`cosine_embedding_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`cosine_embedding_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> args = ([[1.0, 0.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]], [1, -1], 0.5)
+    >>> value, (g1, g2) = cosine_embedding_loss_value_and_grad(*args)
+    >>> bool(value == cosine_embedding_loss(*args))
+    True
+    >>> [g.tolist() for g in cosine_embedding_loss_grad(*args)] == [g1.tolist(), g2.tolist()]
+    True
+    """
+    return _cosine_embedding(input1, input2, target, margin, reduction)
+
+
+def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of the cosine embedding loss, from one cosine."""
     cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
+    loss = None
+    if value:
+        loss = np.where(t == 1, cos.one_minus, np.maximum(cos.cos - margin, 0))
+        loss = reduce_to(np.where(np.isnan(t), np.nan, loss), reduction, dtype)
+    if not grad:
+        return loss, None
     g1, g2 = cos.grad()
     # the gradient w.r.t. an infinite row is 0 (its limit)
     g1 = np.where(cos.infinite[0][..., None], 0.0, g1)
@@ -483,4 +602,4 @@ def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="me
     with _quiet():
         d1 = scale_grad(factor * g1 + 0.0, shape, reduction, dtype, count=count)
         d2 = scale_grad(factor * g2 + 0.0, shape, reduction, dtype, count=count)
-    return d1, d2
+    return loss, (d1, d2)

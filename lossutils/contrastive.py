@@ -33,10 +33,13 @@ from ._reduction import reduce_to
 __all__ = [
     "info_nce_loss",
     "info_nce_loss_grad",
+    "info_nce_loss_value_and_grad",
     "clip_loss",
     "clip_loss_grad",
+    "clip_loss_value_and_grad",
     "siglip_loss",
     "siglip_loss_grad",
+    "siglip_loss_value_and_grad",
 ]
 
 # F.normalize's default floor of the norm
@@ -203,10 +206,7 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     >>> float(round(info_nce_loss(q, k, temperature=0.5), 6))
     0.137469
     """
-    temperature = check_positive_scalar(temperature, "temperature")
-    p = _pairs({"query": query, "key": key}, reduction)
-    loss, _ = _diagonal_cross_entropy(p.cosine / temperature, with_grad=False)
-    return _finish(loss, p)
+    return _info_nce(query, key, temperature, reduction, grad=False)[0]
 
 
 def info_nce_loss_grad(query, key, temperature=0.07, reduction="mean"):
@@ -238,10 +238,49 @@ def info_nce_loss_grad(query, key, temperature=0.07, reduction="mean"):
     >>> d_q.round(4).tolist()
     [[0.0, 0.1203], [0.1257, 0.0]]
     """
+    return _info_nce(query, key, temperature, reduction, value=False)[1]
+
+
+def info_nce_loss_value_and_grad(query, key, temperature=0.07, reduction="mean"):
+    r"""``info_nce_loss`` and ``info_nce_loss_grad`` in one pass: one similarity matrix.
+
+    Parameters
+    ----------
+    query, key, temperature, reduction
+        Same as :func:`info_nce_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_query, d_key))``: bit for bit :func:`info_nce_loss` and
+        :func:`info_nce_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`info_nce_loss`.
+
+    Examples
+    --------
+    >>> args = ([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]], 0.5)
+    >>> value, (d1, d2) = info_nce_loss_value_and_grad(*args)
+    >>> bool(value == info_nce_loss(*args))
+    True
+    >>> [g.tolist() for g in info_nce_loss_grad(*args)] == [d1.tolist(), d2.tolist()]
+    True
+    """
+    return _info_nce(query, key, temperature, reduction)
+
+
+def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of InfoNCE, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"query": query, "key": key}, reduction)
-    _, g = _diagonal_cross_entropy(p.cosine / temperature, with_grad=True)
-    return _grads(p, g * (_scale(p.reduction, len(g)) / temperature))
+    loss, g = _diagonal_cross_entropy(p.cosine / temperature, with_grad=grad)
+    loss = _finish(loss, p) if value else None
+    if not grad:
+        return loss, None
+    return loss, _grads(p, g * (_scale(p.reduction, len(g)) / temperature))
 
 
 def clip_loss(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
@@ -288,12 +327,7 @@ def clip_loss(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
     >>> float(round(clip_loss(x, y, temperature=0.5), 6))
     0.13747
     """
-    temperature = check_positive_scalar(temperature, "temperature")
-    p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
-    logits = p.cosine / temperature
-    rows, _ = _diagonal_cross_entropy(logits, with_grad=False)
-    columns, _ = _diagonal_cross_entropy(logits.T, with_grad=False)
-    return _finish((rows + columns) / 2, p)
+    return _clip(image_embeds, text_embeds, temperature, reduction, grad=False)[0]
 
 
 def clip_loss_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
@@ -325,13 +359,52 @@ def clip_loss_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"
     >>> d_x.round(4).tolist()
     [[0.0, 0.1201], [0.1259, 0.0]]
     """
+    return _clip(image_embeds, text_embeds, temperature, reduction, value=False)[1]
+
+
+def clip_loss_value_and_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
+    r"""``clip_loss`` and ``clip_loss_grad`` in one pass: one similarity matrix.
+
+    Parameters
+    ----------
+    image_embeds, text_embeds, temperature, reduction
+        Same as :func:`clip_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_image_embeds, d_text_embeds))``: bit for bit :func:`clip_loss` and
+        :func:`clip_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`clip_loss`.
+
+    Examples
+    --------
+    >>> args = ([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]], 0.5)
+    >>> value, (d1, d2) = clip_loss_value_and_grad(*args)
+    >>> bool(value == clip_loss(*args))
+    True
+    >>> [g.tolist() for g in clip_loss_grad(*args)] == [d1.tolist(), d2.tolist()]
+    True
+    """
+    return _clip(image_embeds, text_embeds, temperature, reduction)
+
+
+def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of the CLIP loss, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
     logits = p.cosine / temperature
-    _, g_rows = _diagonal_cross_entropy(logits, with_grad=True)
-    _, g_columns = _diagonal_cross_entropy(logits.T, with_grad=True)
+    rows, g_rows = _diagonal_cross_entropy(logits, with_grad=grad)
+    columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad=grad)
+    loss = _finish((rows + columns) / 2, p) if value else None
+    if not grad:
+        return loss, None
     scale = _scale(p.reduction, len(logits)) / (2 * temperature)
-    return _grads(p, (g_rows + g_columns.T) * scale)
+    return loss, _grads(p, (g_rows + g_columns.T) * scale)
 
 
 def _siglip_args(image_embeds, text_embeds, scale, bias, reduction):
@@ -395,11 +468,7 @@ def siglip_loss(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="me
     >>> float(round(siglip_loss(x, y), 6))
     0.697735
     """
-    p, signed, _ = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
-    with np.errstate(all="ignore"):
-        # a compensated row sum: N rounded additions would cost up to N/2 ULP
-        loss = nx.accurate_sum(nx.softplus(-signed), axis=-1)
-    return _finish(loss, p)
+    return _siglip(image_embeds, text_embeds, scale, bias, reduction, grad=False)[0]
 
 
 def siglip_loss_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
@@ -431,10 +500,53 @@ def siglip_loss_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reductio
     >>> d_x.round(4).tolist()
     [[0.0, -0.1253], [-0.0831, 0.0]]
     """
+    return _siglip(image_embeds, text_embeds, scale, bias, reduction, value=False)[1]
+
+
+def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
+    r"""``siglip_loss`` and ``siglip_loss_grad`` in one pass: one matrix of logits.
+
+    Parameters
+    ----------
+    image_embeds, text_embeds, scale, bias, reduction
+        Same as :func:`siglip_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_image_embeds, d_text_embeds))``: bit for bit :func:`siglip_loss` and
+        :func:`siglip_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`siglip_loss`.
+
+    Examples
+    --------
+    >>> args = ([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]])
+    >>> value, (d1, d2) = siglip_loss_value_and_grad(*args)
+    >>> bool(value == siglip_loss(*args))
+    True
+    >>> [g.tolist() for g in siglip_loss_grad(*args)] == [d1.tolist(), d2.tolist()]
+    True
+    """
+    return _siglip(image_embeds, text_embeds, scale, bias, reduction)
+
+
+def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of SigLIP, from one matrix of logits."""
     p, signed, scale = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
     n = len(signed)
+    loss = d_z = None
     with np.errstate(all="ignore"):
-        # d softplus(-s) / dz = -l sigma(-s) for s = l z: -sigma(-s) on the diagonal, +sigma off
-        d_z = nx.sigmoid(-signed)
-        d_z[np.arange(n), np.arange(n)] *= -1
-    return _grads(p, d_z * (scale * _scale(p.reduction, n)))
+        if value:
+            # a compensated row sum: N rounded additions would cost up to N/2 ULP
+            loss = _finish(nx.accurate_sum(nx.softplus(-signed), axis=-1), p)
+        if grad:
+            # d softplus(-s) / dz = -l sigma(-s) for s = l z: -sigma(-s) on the diagonal
+            d_z = nx.sigmoid(-signed)
+            d_z[np.arange(n), np.arange(n)] *= -1
+    if not grad:
+        return loss, None
+    return loss, _grads(p, d_z * (scale * _scale(p.reduction, n)))

@@ -24,26 +24,35 @@ from ._numerics import limit_direction, quiet, scaled_norm, times, two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
+    cosine_embedding_loss_value_and_grad,
     hinge_embedding_loss,
     hinge_embedding_loss_grad,
+    hinge_embedding_loss_value_and_grad,
     margin_ranking_loss,
     margin_ranking_loss_grad,
+    margin_ranking_loss_value_and_grad,
 )
 from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
     "contrastive_loss",
     "contrastive_loss_grad",
+    "contrastive_loss_value_and_grad",
     "triplet_margin_loss",
     "triplet_margin_loss_grad",
+    "triplet_margin_loss_value_and_grad",
     "nt_xent_loss",
     "nt_xent_loss_grad",
+    "nt_xent_loss_value_and_grad",
     "margin_ranking_loss",
     "margin_ranking_loss_grad",
+    "margin_ranking_loss_value_and_grad",
     "cosine_embedding_loss",
     "cosine_embedding_loss_grad",
+    "cosine_embedding_loss_value_and_grad",
     "hinge_embedding_loss",
     "hinge_embedding_loss_grad",
+    "hinge_embedding_loss_value_and_grad",
 ]
 
 # F.normalize's default floor of the norm
@@ -302,12 +311,7 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     >>> contrastive_loss(x1, x2, [1, 0], reduction="none").round(6).tolist()
     [0.25, 0.25]
     """
-    pairs = _contrastive_args(x1, x2, target, margin, reduction)
-    dist = _euclidean(pairs.diff)
-    hinge = _hinge(pairs, dist)
-    # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
-    loss = np.where(pairs.target == 0, hinge * hinge, pairs.target * dist.squared)
-    return reduce_to(loss, pairs.reduction, pairs.dtype)
+    return _contrastive(x1, x2, target, margin, reduction, grad=False)[0]
 
 
 @quiet
@@ -344,9 +348,53 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     >>> d1.round(6).tolist(), d2.round(6).tolist()
     ([[0.6, 0.8]], [[-0.6, -0.8]])
     """
+    return _contrastive(x1, x2, target, margin, reduction, value=False)[1]
+
+
+@quiet
+def contrastive_loss_value_and_grad(x1, x2, target, margin=1.0, reduction="mean"):
+    r"""``contrastive_loss`` and ``contrastive_loss_grad`` in one pass: one distance for both.
+
+    Parameters
+    ----------
+    x1, x2, target, margin, reduction
+        Same as :func:`contrastive_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_x1, d_x2))``: bit for bit :func:`contrastive_loss` and
+        :func:`contrastive_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`contrastive_loss`.
+
+    Examples
+    --------
+    >>> args = ([[0.0, 0.0], [0.0, 0.0]], [[0.3, 0.4], [0.3, 0.4]], [1, 0])
+    >>> value, (d1, d2) = contrastive_loss_value_and_grad(*args)
+    >>> bool(value == contrastive_loss(*args))
+    True
+    >>> [g.tolist() for g in contrastive_loss_grad(*args)] == [d1.tolist(), d2.tolist()]
+    True
+    """
+    return _contrastive(x1, x2, target, margin, reduction)
+
+
+def _contrastive(x1, x2, target, margin, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of the contrastive loss, from one distance."""
     pairs = _contrastive_args(x1, x2, target, margin, reduction)
-    dist = _euclidean(pairs.diff, unit=True)
+    dist = _euclidean(pairs.diff, unit=grad)
     hinge = _hinge(pairs, dist)
+    loss = None
+    if value:
+        # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
+        loss = np.where(pairs.target == 0, hinge * hinge, pairs.target * dist.squared)
+        loss = reduce_to(loss, pairs.reduction, pairs.dtype)
+    if not grad:
+        return loss, None
     y = pairs.target[..., None]
     # the hinge's gradient along the unit direction: no overflow of hinge / d for tiny d
     # a zero hinge masks the direction, also where it is NaN (an infinite distance)
@@ -354,7 +402,7 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     g += 0.0  # -0.0 (a zero hinge or a zero unit vector) as +0.0
     g = g * reduction_scale(pairs.target.size, pairs.reduction, g.dtype)
     g = g.astype(pairs.dtype, copy=False)
-    return g, -g
+    return loss, (g, -g)
 
 
 def _pnorm(v, p):
@@ -523,8 +571,22 @@ def triplet_margin_loss(
     >>> float(round(triplet_margin_loss(a, p, n, squared=True), 6))
     0.25
     """
+    args = (anchor, positive, negative, margin, p, eps, swap, squared, reduction)
+    return _triplet(*args, grad=False)[0]
+
+
+def _triplet(
+    anchor, positive, negative, margin, p, eps, swap, squared, reduction, *, value=True, grad=True
+):
+    """``(loss or None, gradients or None)`` of the triplet loss, from one set of distances."""
     t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
-    dist = _triplet_parts(t, swap, squared).dist
+    parts = _triplet_parts(t, swap, squared, with_grad=grad)
+    loss = _triplet_value(t, parts.dist, swap, squared) if value else None
+    return loss, (_triplet_grad(t, parts, swap) if grad else None)
+
+
+def _triplet_value(t: _Triplets, dist: dict, swap, squared):
+    """The reduced loss from the distances (rows that cancel refined in double-double)."""
     negative_dist = np.minimum(dist["an"], dist["pn"]) if swap else dist["an"]
     value = np.array(dist["ap"] - negative_dist + t.margin)  # an array also for one triplet
     # where the three terms cancel, redo the rows in double-double (p = 1, 2 and squared)
@@ -582,8 +644,56 @@ def triplet_margin_loss_grad(
     >>> da.round(6).tolist(), dp.round(6).tolist(), dn.round(6).tolist()
     ([[0.0, 0.0]], [[0.6, 0.8]], [[-0.6, -0.8]])
     """
-    t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
-    parts = _triplet_parts(t, swap, squared, with_grad=True)
+    args = (anchor, positive, negative, margin, p, eps, swap, squared, reduction)
+    return _triplet(*args, value=False)[1]
+
+
+@quiet
+def triplet_margin_loss_value_and_grad(
+    anchor,
+    positive,
+    negative,
+    margin=1.0,
+    p=2.0,
+    eps=1e-6,
+    swap=False,
+    squared=False,
+    reduction="mean",
+):
+    r"""``triplet_margin_loss`` and ``triplet_margin_loss_grad`` in one pass: one set of distances.
+
+    Parameters
+    ----------
+    anchor, positive, negative, margin, p, eps, swap, squared, reduction
+        Same as :func:`triplet_margin_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_anchor, d_positive, d_negative))``: bit for bit
+        :func:`triplet_margin_loss` and :func:`triplet_margin_loss_grad` of the same
+        arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`triplet_margin_loss`.
+
+    Examples
+    --------
+    >>> args = ([[0.0, 0.0]], [[0.3, 0.4]], [[0.6, 0.8]])
+    >>> value, grads = triplet_margin_loss_value_and_grad(*args)
+    >>> bool(value == triplet_margin_loss(*args))
+    True
+    >>> [g.tolist() for g in triplet_margin_loss_grad(*args)] == [g.tolist() for g in grads]
+    True
+    """
+    args = (anchor, positive, negative, margin, p, eps, swap, squared, reduction)
+    return _triplet(*args)
+
+
+def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap):
+    """The gradients w.r.t. anchor, positive and negative from the distances and theirs."""
     dist, u = parts.dist, parts.grad
     work = t.anchor.dtype
     an = dist["an"]
@@ -785,7 +895,22 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     >>> float(round(nt_xent_loss(z1, z2), 6))
     0.258634
     """
-    v = _nt_xent(z1, z2, temperature, reduction)
+    return _nt_xent_loss(z1, z2, temperature, reduction, grad=False)[0]
+
+
+def _nt_xent_loss(z1, z2, temperature, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of NT-Xent."""
+    v = _nt_xent(z1, z2, temperature, reduction, exact=value)
+    loss = _nt_xent_value(v) if value else None
+    if not grad:
+        return loss, None
+    if value and v.dtype == np.float64:  # float64 logits (not double-double) for the gradient
+        v = _nt_xent(z1, z2, temperature, reduction, exact=False)
+    return loss, _nt_xent_grad(v)
+
+
+def _nt_xent_value(v: _NTXent):
+    """The reduced loss from the logits and the rest of each row's exp-sum."""
     rows = np.arange(2 * v.n)
     # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
     # positive is the largest logit (a small loss) no digits cancel
@@ -834,8 +959,44 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     >>> d1.round(4).tolist()
     [[0.0, 0.2063], [0.2134, 0.0]]
     """
-    # float64 logits suffice: each entry is a few ULP of its row's largest anyway
-    v = _nt_xent(z1, z2, temperature, reduction, exact=False)
+    return _nt_xent_loss(z1, z2, temperature, reduction, value=False)[1]
+
+
+@quiet
+def nt_xent_loss_value_and_grad(z1, z2, temperature=0.5, reduction="mean"):
+    r"""``nt_xent_loss`` and ``nt_xent_loss_grad`` in one pass: one normalisation for both.
+
+    Parameters
+    ----------
+    z1, z2, temperature, reduction
+        Same as :func:`nt_xent_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(loss, (d_z1, d_z2))``: bit for bit :func:`nt_xent_loss` and
+        :func:`nt_xent_loss_grad` of the same arguments.
+
+    Raises
+    ------
+    ValueError
+        As :func:`nt_xent_loss`.
+
+    Examples
+    --------
+    >>> args = ([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.1], [0.1, 3.0]])
+    >>> value, (d1, d2) = nt_xent_loss_value_and_grad(*args)
+    >>> bool(value == nt_xent_loss(*args))
+    True
+    >>> [g.tolist() for g in nt_xent_loss_grad(*args)] == [d1.tolist(), d2.tolist()]
+    True
+    """
+    return _nt_xent_loss(z1, z2, temperature, reduction)
+
+
+def _nt_xent_grad(v: _NTXent):
+    """The gradients w.r.t. both views from float64 logits (each entry is a few ULP of its
+    row's largest anyway)."""
     n, rows = v.n, np.arange(2 * v.n)
     denominator = (1 + v.total)[:, None]
     # softmax of each row: the rest over (1 + total), 1 / (1 + total) at the top
