@@ -29,23 +29,29 @@ from ._checks import (
     float_arrays,
 )
 from ._reduction import reduce_to, scale_grad
-from .activations import sigmoid, softplus
 
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_grad",
+    "binary_cross_entropy_value_and_grad",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_grad",
+    "binary_cross_entropy_with_logits_value_and_grad",
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_grad",
+    "sigmoid_focal_loss_value_and_grad",
     "hinge_loss",
     "hinge_loss_grad",
+    "hinge_loss_value_and_grad",
     "squared_hinge_loss",
     "squared_hinge_loss_grad",
+    "squared_hinge_loss_value_and_grad",
     "square_loss",
     "square_loss_grad",
+    "square_loss_value_and_grad",
     "logistic_loss",
     "logistic_loss_grad",
+    "logistic_loss_value_and_grad",
     "zero_one_loss",
 ]
 
@@ -169,10 +175,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     >>> binary_cross_entropy([0.9, 0.2, 0.0], [1.0, 0.0, 1.0], reduction="none").round(6).tolist()
     [0.105361, 0.223144, 100.0]
     """
-    args, log_p, log_q = _bce_arrays(input, target, weight, reduction)
-    y = args.y
-    loss = -(y * np.maximum(log_p, _LOG_FLOOR) + (1 - y) * np.maximum(log_q, _LOG_FLOOR))
-    return _finish(_weighted(loss, args.weight), reduction, args)
+    return _bce(input, target, weight, reduction, grad=False)[0]
 
 
 def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
@@ -221,13 +224,54 @@ def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
     >>> binary_cross_entropy_grad([0.5, 0.2, 0.0], [1.0, 0.0, 1.0], reduction="sum").tolist()
     [-2.0, 1.25, 0.0]
     """
+    return _bce(input, target, weight, reduction, value=False)[1]
+
+
+def binary_cross_entropy_value_and_grad(input, target, weight=None, reduction="mean"):
+    r"""``binary_cross_entropy`` and ``binary_cross_entropy_grad`` in one pass: the two logs
+    are taken once.
+
+    Parameters
+    ----------
+    input, target, weight, reduction
+        Same as :func:`binary_cross_entropy`.
+
+    Returns
+    -------
+    tuple
+        ``(binary_cross_entropy(...), binary_cross_entropy_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`binary_cross_entropy` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = binary_cross_entropy_value_and_grad([0.5, 0.2], [1.0, 0.0], reduction="sum")
+    >>> float(value) == float(binary_cross_entropy([0.5, 0.2], [1.0, 0.0], reduction="sum"))
+    True
+    >>> grad.tolist()
+    [-2.0, 1.25]
+    """
+    return _bce(input, target, weight, reduction)
+
+
+def _bce(input, target, weight, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`binary_cross_entropy`."""
     args, log_p, log_q = _bce_arrays(input, target, weight, reduction)
     p, y = args.x, args.y
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # written as "not clamped" so that a NaN input reaches the result
-        d_pos = np.where(log_p < _LOG_FLOOR, 0, -y / p)
-        d_neg = np.where(log_q < _LOG_FLOOR, 0, (1 - y) / (1 - p))
-    return _finish_grad(_weighted(d_pos + d_neg, args.weight), args, reduction)
+    loss = d = None
+    if value:
+        terms = -(y * np.maximum(log_p, _LOG_FLOOR) + (1 - y) * np.maximum(log_q, _LOG_FLOOR))
+        loss = _finish(_weighted(terms, args.weight), reduction, args)
+    if grad:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # written as "not clamped" so that a NaN input reaches the result
+            d_pos = np.where(log_p < _LOG_FLOOR, 0, -y / p)
+            d_neg = np.where(log_q < _LOG_FLOOR, 0, (1 - y) / (1 - p))
+        d = _finish_grad(_weighted(d_pos + d_neg, args.weight), args, reduction)
+    return loss, d
 
 
 # --- binary cross-entropy on logits --------------------------------------------------------------
@@ -242,23 +286,34 @@ def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
 
 def _bce_logits(x, y, cy):
     """``cy * (-log sigma(x)) + (1 - y) * (-log(1 - sigma(x)))``, two non-negative terms."""
-    sp_pos, sp_neg = nx.softplus_pair(x)
-    if not np.all(np.isfinite(x)):  # an infinite logit: a term with coefficient 0 is absent
-        return nx.times(cy, sp_neg) + nx.times(1 - y, sp_pos)
-    with np.errstate(invalid="ignore", over="ignore"):  # an infinite pos_weight
-        sp_neg *= cy
-        sp_pos *= 1 - y
-        sp_pos += sp_neg
-    return sp_pos
+    return _bce_logits_parts(x, y, cy, slope=False)[0]
 
 
 def _bce_logits_slope(x, y, cy):
     """``(1 - y) * sigma(x) - cy * sigma(-x)``, the derivative of :func:`_bce_logits` in x."""
-    s_pos, s_neg = nx.sigmoid_pair(x)
-    with np.errstate(invalid="ignore"):  # an infinite pos_weight times sigma(-x) = 0
-        s_pos *= 1 - y
-        s_neg *= cy
-        return np.subtract(s_pos, s_neg, out=s_pos)
+    return _bce_logits_parts(x, y, cy, value=False)[1]
+
+
+def _bce_logits_parts(x, y, cy, value=True, slope=True):
+    """``(_bce_logits, _bce_logits_slope)`` (each None unless asked for) from one ``exp``."""
+    softpluses, sigmoids = nx.logistic_pairs(x, softpluses=value, sigmoids=slope)
+    terms = d = None
+    if value:
+        sp_pos, sp_neg = softpluses
+        if not np.all(np.isfinite(x)):  # an infinite logit: a term with coefficient 0 is absent
+            terms = nx.times(cy, sp_neg) + nx.times(1 - y, sp_pos)
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):  # an infinite pos_weight
+                sp_neg *= cy
+                sp_pos *= 1 - y
+                terms = np.add(sp_pos, sp_neg, out=sp_pos)
+    if slope:
+        s_pos, s_neg = sigmoids
+        with np.errstate(invalid="ignore"):  # an infinite pos_weight times sigma(-x) = 0
+            s_pos *= 1 - y
+            s_neg *= cy
+            d = np.subtract(s_pos, s_neg, out=s_pos)
+    return terms, d
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None, reduction="mean"):
@@ -314,8 +369,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     >>> float(binary_cross_entropy_with_logits([0.0], [1.0], pos_weight=[3.0]).round(6))
     2.079442
     """
-    args, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
-    return _finish(_weighted(_bce_logits(args.x, args.y, cy), args.weight), reduction, args)
+    return _bce_with_logits(input, target, weight, pos_weight, reduction, grad=False)[0]
 
 
 def binary_cross_entropy_with_logits_grad(
@@ -357,10 +411,49 @@ def binary_cross_entropy_with_logits_grad(
     ...     [0.0, 40.0], [1.0, 1.0], reduction="none").tolist()
     [-0.5, -4.248354255291589e-18]
     """
+    return _bce_with_logits(input, target, weight, pos_weight, reduction, value=False)[1]
+
+
+def binary_cross_entropy_with_logits_value_and_grad(
+    input, target, weight=None, pos_weight=None, reduction="mean"
+):
+    r"""``binary_cross_entropy_with_logits`` and ``binary_cross_entropy_with_logits_grad`` in
+    one pass: the softplus and sigmoid pairs share one :math:`e^{-|x|}`.
+
+    Parameters
+    ----------
+    input, target, weight, pos_weight, reduction
+        Same as :func:`binary_cross_entropy_with_logits`.
+
+    Returns
+    -------
+    tuple
+        ``(binary_cross_entropy_with_logits(...), binary_cross_entropy_with_logits_grad(...))``,
+        bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`binary_cross_entropy_with_logits` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = binary_cross_entropy_with_logits_value_and_grad([0.0, 2.0], [1.0, 1.0])
+    >>> value == binary_cross_entropy_with_logits([0.0, 2.0], [1.0, 1.0])
+    np.True_
+    >>> grad.round(6).tolist()
+    [-0.25, -0.059601]
+    """
+    return _bce_with_logits(input, target, weight, pos_weight, reduction)
+
+
+def _bce_with_logits(input, target, weight, pos_weight, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`binary_cross_entropy_with_logits`."""
     args, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
-    return _finish_grad(
-        _weighted(_bce_logits_slope(args.x, args.y, cy), args.weight), args, reduction
-    )
+    terms, slope = _bce_logits_parts(args.x, args.y, cy, value, grad)
+    loss = None if terms is None else _finish(_weighted(terms, args.weight), reduction, args)
+    d = None if slope is None else _finish_grad(_weighted(slope, args.weight), args, reduction)
+    return loss, d
 
 
 # --- sigmoid focal loss --------------------------------------------------------------------------
@@ -466,10 +559,7 @@ def sigmoid_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
     >>> sigmoid_focal_loss([2.0, -1.0], [1.0, 1.0], reduction="none").round(6).tolist()
     [0.000451, 0.175467]
     """
-    args, alpha_t, gamma = _focal_arrays(input, target, alpha, gamma, reduction)
-    ce = _bce_logits(args.x, args.y, args.y)
-    modulation = _focal_modulation(args.x, args.y, gamma)
-    return _finish(_weighted(ce * modulation, alpha_t), reduction, args)
+    return _focal(input, target, alpha, gamma, reduction, grad=False)[0]
 
 
 def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
@@ -515,16 +605,53 @@ def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mea
     >>> sigmoid_focal_loss_grad([2.0, -1.0], [1.0, 1.0], reduction="none").round(6).tolist()
     [-0.001218, -0.192059]
     """
+    return _focal(input, target, alpha, gamma, reduction, value=False)[1]
+
+
+def sigmoid_focal_loss_value_and_grad(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
+    r"""``sigmoid_focal_loss`` and ``sigmoid_focal_loss_grad`` in one pass: the cross-entropy
+    and the modulating factor are computed once.
+
+    Parameters
+    ----------
+    input, target, alpha, gamma, reduction
+        Same as :func:`sigmoid_focal_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(sigmoid_focal_loss(...), sigmoid_focal_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`sigmoid_focal_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = sigmoid_focal_loss_value_and_grad([2.0, -1.0], [1.0, 1.0], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.000451, 0.175467], [-0.001218, -0.192059])
+    """
+    return _focal(input, target, alpha, gamma, reduction)
+
+
+def _focal(input, target, alpha, gamma, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`sigmoid_focal_loss`."""
     args, alpha_t, gamma = _focal_arrays(input, target, alpha, gamma, reduction)
     x, y = args.x, args.y
-    ce = _bce_logits(x, y, y)
+    ce, d_ce = _bce_logits_parts(x, y, y, value=True, slope=grad)
     modulation = _focal_modulation(x, y, gamma)
-    with np.errstate(over="ignore"):
-        r = 1 / (1 + nx.times(y, np.exp(-x)) + nx.times(1 - y, np.exp(x)))
-    d_ce = _bce_logits_slope(x, y, y)
-    # r -> 0 where ce -> inf (an infinite logit): r ce -> 0, the limit at large logits
-    local = modulation * (d_ce + gamma * (1 - 2 * y) * nx.times(r, ce))
-    return _finish_grad(_weighted(local, alpha_t), args, reduction)
+    loss = d = None
+    if value:
+        loss = _finish(_weighted(ce * modulation, alpha_t), reduction, args)
+    if grad:
+        with np.errstate(over="ignore"):
+            r = 1 / (1 + nx.times(y, np.exp(-x)) + nx.times(1 - y, np.exp(x)))
+        # r -> 0 where ce -> inf (an infinite logit): r ce -> 0, the limit at large logits
+        local = modulation * (d_ce + gamma * (1 - 2 * y) * nx.times(r, ce))
+        d = _finish_grad(_weighted(local, alpha_t), args, reduction)
+    return loss, d
 
 
 # --- margin losses, labels t in {-1, +1} ---------------------------------------------------------
@@ -569,9 +696,7 @@ def hinge_loss(input, target, margin=1.0, reduction="mean"):
     >>> hinge_loss([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
     [0.0, 0.5, 2.0]
     """
-    margin = check_finite_scalar(margin, "margin")
-    args, tx = _margin_arrays(input, target, reduction)
-    return _finish(np.maximum(margin - tx, 0), reduction, args)
+    return _hinge(input, target, margin, reduction, grad=False)[0]
 
 
 def hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
@@ -610,10 +735,53 @@ def hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     >>> hinge_loss_grad([2.0, 0.5, 1.0], [1, -1, 1], reduction="none").tolist()
     [0.0, 1.0, 0.0]
     """
+    return _hinge(input, target, margin, reduction, value=False)[1]
+
+
+def hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
+    r"""``hinge_loss`` and ``hinge_loss_grad`` in one pass: the gap :math:`m - t x` is formed
+    once.
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        Same as :func:`hinge_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(hinge_loss(...), hinge_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`hinge_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = hinge_loss_value_and_grad([2.0, 0.5], [1, 1], reduction="none")
+    >>> value.tolist(), grad.tolist()
+    ([0.0, 0.5], [0.0, -1.0])
+    """
+    return _hinge(input, target, margin, reduction)
+
+
+def _hinge(input, target, margin, reduction, value=True, grad=True, squared=False):
+    """``(loss or None, gradient or None)`` of :func:`hinge_loss` (or, ``squared``,
+    :func:`squared_hinge_loss`)."""
     margin = check_finite_scalar(margin, "margin")
     args, tx = _margin_arrays(input, target, reduction)
-    t = args.y
-    return _finish_grad(-t * np.heaviside(margin - tx, 0) + 0.0, args, reduction)
+    gap = margin - tx
+    loss = d = None
+    if value:
+        loss = _finish(
+            np.square(np.maximum(gap, 0)) if squared else np.maximum(gap, 0), reduction, args
+        )
+    if grad:
+        t = args.y
+        local = -2 * t * np.maximum(gap, 0) if squared else -t * np.heaviside(gap, 0)
+        d = _finish_grad(local + 0.0, args, reduction)
+    return loss, d
 
 
 def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):
@@ -656,9 +824,7 @@ def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):
     >>> squared_hinge_loss([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
     [0.0, 0.25, 4.0]
     """
-    margin = check_finite_scalar(margin, "margin")
-    args, tx = _margin_arrays(input, target, reduction)
-    return _finish(np.square(np.maximum(margin - tx, 0)), reduction, args)
+    return _hinge(input, target, margin, reduction, grad=False, squared=True)[0]
 
 
 def squared_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
@@ -695,10 +861,35 @@ def squared_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     >>> squared_hinge_loss_grad([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
     [0.0, -1.0, -4.0]
     """
-    margin = check_finite_scalar(margin, "margin")
-    args, tx = _margin_arrays(input, target, reduction)
-    t = args.y
-    return _finish_grad(-2 * t * np.maximum(margin - tx, 0) + 0.0, args, reduction)
+    return _hinge(input, target, margin, reduction, value=False, squared=True)[1]
+
+
+def squared_hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
+    r"""``squared_hinge_loss`` and ``squared_hinge_loss_grad`` in one pass: the gap
+    :math:`m - t x` is formed once.
+
+    Parameters
+    ----------
+    input, target, margin, reduction
+        Same as :func:`squared_hinge_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(squared_hinge_loss(...), squared_hinge_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`squared_hinge_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = squared_hinge_loss_value_and_grad([2.0, 0.5], [1, 1], reduction="none")
+    >>> value.tolist(), grad.tolist()
+    ([0.0, 0.25], [0.0, -1.0])
+    """
+    return _hinge(input, target, margin, reduction, squared=True)
 
 
 def square_loss(input, target, reduction="mean"):
@@ -741,8 +932,7 @@ def square_loss(input, target, reduction="mean"):
     >>> square_loss([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
     [1.0, 0.25, 4.0]
     """
-    args, tx = _margin_arrays(input, target, reduction)
-    return _finish(np.square(1 - tx), reduction, args)
+    return _square(input, target, reduction, grad=False)[0]
 
 
 def square_loss_grad(input, target, reduction="mean"):
@@ -777,9 +967,43 @@ def square_loss_grad(input, target, reduction="mean"):
     >>> square_loss_grad([2.0, 0.5, -1.0], [1, 1, 1], reduction="none").tolist()
     [2.0, -1.0, -4.0]
     """
+    return _square(input, target, reduction, value=False)[1]
+
+
+def square_loss_value_and_grad(input, target, reduction="mean"):
+    r"""``square_loss`` and ``square_loss_grad`` in one pass: :math:`1 - t x` is formed once.
+
+    Parameters
+    ----------
+    input, target, reduction
+        Same as :func:`square_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(square_loss(...), square_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`square_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = square_loss_value_and_grad([2.0, 0.5], [1, 1], reduction="none")
+    >>> value.tolist(), grad.tolist()
+    ([1.0, 0.25], [2.0, -1.0])
+    """
+    return _square(input, target, reduction)
+
+
+def _square(input, target, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`square_loss`."""
     args, tx = _margin_arrays(input, target, reduction)
-    t = args.y
-    return _finish_grad(-2 * t * (1 - tx), args, reduction)
+    gap = 1 - tx
+    loss = None if not value else _finish(np.square(gap), reduction, args)
+    d = None if not grad else _finish_grad(-2 * args.y * gap, args, reduction)
+    return loss, d
 
 
 def logistic_loss(input, target, base=2.0, reduction="mean"):
@@ -826,9 +1050,7 @@ def logistic_loss(input, target, base=2.0, reduction="mean"):
     >>> logistic_loss([0.0, 2.0, -1e4], [1, 1, 1], reduction="none").round(6).tolist()
     [1.0, 0.183118, 14426.950409]
     """
-    base = check_log_base(base)
-    args, tx = _margin_arrays(input, target, reduction)
-    return _finish(softplus(-tx) / np.log(base), reduction, args)
+    return _logistic(input, target, base, reduction, grad=False)[0]
 
 
 def logistic_loss_grad(input, target, base=2.0, reduction="mean"):
@@ -863,10 +1085,48 @@ def logistic_loss_grad(input, target, base=2.0, reduction="mean"):
     >>> logistic_loss_grad([0.0, 2.0], [1, -1], base=np.e, reduction="none").round(6).tolist()
     [-0.5, 0.880797]
     """
+    return _logistic(input, target, base, reduction, value=False)[1]
+
+
+def logistic_loss_value_and_grad(input, target, base=2.0, reduction="mean"):
+    r"""``logistic_loss`` and ``logistic_loss_grad`` in one pass: the softplus and the sigmoid
+    of :math:`-t x` share one exponential.
+
+    Parameters
+    ----------
+    input, target, base, reduction
+        Same as :func:`logistic_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(logistic_loss(...), logistic_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`logistic_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = logistic_loss_value_and_grad([0.0, 2.0], [1, 1], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([1.0, 0.183118], [-0.721348, -0.171973])
+    """
+    return _logistic(input, target, base, reduction)
+
+
+def _logistic(input, target, base, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`logistic_loss`."""
     base = check_log_base(base)
     args, tx = _margin_arrays(input, target, reduction)
-    t = args.y
-    return _finish_grad(-t * sigmoid(-tx) / np.log(base), args, reduction)
+    softpluses, sigmoids = nx.logistic_pairs(tx, softpluses=value, sigmoids=grad)
+    loss = d = None
+    if value:  # softplus(-t x)
+        loss = _finish(softpluses[1] / np.log(base), reduction, args)
+    if grad:  # sigma(-t x)
+        d = _finish_grad(-args.y * sigmoids[1] / np.log(base), args, reduction)
+    return loss, d
 
 
 def zero_one_loss(input, target, reduction="mean"):

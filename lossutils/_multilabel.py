@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._binary import _bce_logits, _bce_logits_slope, _margin_arrays, _weighted
+from ._binary import _bce_logits_parts, _margin_arrays, _weighted
 from ._checks import (
     check_broadcastable,
     check_class_input,
@@ -27,10 +27,13 @@ from ._reduction import reduce_to, scale_grad
 __all__ = [
     "soft_margin_loss",
     "soft_margin_loss_grad",
+    "soft_margin_loss_value_and_grad",
     "multilabel_soft_margin_loss",
     "multilabel_soft_margin_loss_grad",
+    "multilabel_soft_margin_loss_value_and_grad",
     "multilabel_margin_loss",
     "multilabel_margin_loss_grad",
+    "multilabel_margin_loss_value_and_grad",
 ]
 
 
@@ -90,8 +93,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     >>> soft_margin_loss([0.0, 2.0, -100.0], [1, 1, 1], reduction="none").round(6).tolist()
     [0.693147, 0.126928, 100.0]
     """
-    _, _, tx, dtype = _soft_margin_args(input, target, reduction)
-    return reduce_to(nx.softplus(-tx), reduction, dtype)
+    return _soft_margin(input, target, reduction, grad=False)[0]
 
 
 def soft_margin_loss_grad(input, target, reduction="mean"):
@@ -129,8 +131,44 @@ def soft_margin_loss_grad(input, target, reduction="mean"):
     >>> soft_margin_loss_grad([0.0, 2.0], [1, -1], reduction="none").round(6).tolist()
     [-0.5, 0.880797]
     """
+    return _soft_margin(input, target, reduction, value=False)[1]
+
+
+def soft_margin_loss_value_and_grad(input, target, reduction="mean"):
+    r"""``soft_margin_loss`` and ``soft_margin_loss_grad`` in one pass: the softplus and the
+    sigmoid of :math:`-t x` share one exponential.
+
+    Parameters
+    ----------
+    input, target, reduction
+        Same as :func:`soft_margin_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(soft_margin_loss(...), soft_margin_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`soft_margin_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = soft_margin_loss_value_and_grad([0.0, 2.0], [1, -1], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.693147, 2.126928], [-0.5, 0.880797])
+    """
+    return _soft_margin(input, target, reduction)
+
+
+def _soft_margin(input, target, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`soft_margin_loss`."""
     x, t, tx, dtype = _soft_margin_args(input, target, reduction)
-    return scale_grad(-t * nx.sigmoid(-tx), x.shape, reduction, dtype)
+    softpluses, sigmoids = nx.logistic_pairs(tx, softpluses=value, sigmoids=grad)
+    loss = None if not value else reduce_to(softpluses[1], reduction, dtype)  # softplus(-t x)
+    d = None if not grad else scale_grad(-t * sigmoids[1], x.shape, reduction, dtype)
+    return loss, d
 
 
 # --- multilabel soft margin -----------------------------------------------------------------------
@@ -208,11 +246,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     >>> multilabel_soft_margin_loss([[2.0, -1.0]], [[1.0, 0.0]], reduction="none").round(6).tolist()
     [0.220095]
     """
-    x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
-    terms = _weighted(_bce_logits(x, y, y), w)
-    with np.errstate(invalid="ignore", over="ignore"):
-        loss = np.sum(terms, axis=-1) / x.dtype.type(x.shape[-1])
-    return reduce_to(loss, reduction, dtype)
+    return _multilabel_soft(input, target, weight, reduction, grad=False)[0]
 
 
 def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean"):
@@ -251,10 +285,51 @@ def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean
     >>> multilabel_soft_margin_loss_grad([[0.0, 0.0]], [[1.0, 0.0]]).round(6).tolist()
     [[-0.25, 0.25]]
     """
+    return _multilabel_soft(input, target, weight, reduction, value=False)[1]
+
+
+def multilabel_soft_margin_loss_value_and_grad(input, target, weight=None, reduction="mean"):
+    r"""``multilabel_soft_margin_loss`` and ``multilabel_soft_margin_loss_grad`` in one pass:
+    the softplus and sigmoid pairs share one :math:`e^{-|x|}`.
+
+    Parameters
+    ----------
+    input, target, weight, reduction
+        Same as :func:`multilabel_soft_margin_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(multilabel_soft_margin_loss(...), multilabel_soft_margin_loss_grad(...))``, bit
+        for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`multilabel_soft_margin_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = multilabel_soft_margin_loss_value_and_grad([[0.0, 0.0]], [[1.0, 0.0]])
+    >>> float(value.round(6)), grad.tolist()
+    (0.693147, [[-0.25, 0.25]])
+    """
+    return _multilabel_soft(input, target, weight, reduction)
+
+
+def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`multilabel_soft_margin_loss`."""
     x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
-    local = _weighted(_bce_logits_slope(x, y, y), w) / x.dtype.type(x.shape[-1])
-    samples = int(np.prod(x.shape[:-1]))
-    return scale_grad(local, x.shape, reduction, dtype, count=samples)
+    terms, slope = _bce_logits_parts(x, y, y, value, grad)
+    classes = x.dtype.type(x.shape[-1])
+    loss = d = None
+    if value:
+        with np.errstate(invalid="ignore", over="ignore"):
+            loss = reduce_to(np.sum(_weighted(terms, w), axis=-1) / classes, reduction, dtype)
+    if grad:
+        samples = int(np.prod(x.shape[:-1]))
+        d = scale_grad(_weighted(slope, w) / classes, x.shape, reduction, dtype, count=samples)
+    return loss, d
 
 
 # --- multilabel margin ----------------------------------------------------------------------------
@@ -363,13 +438,7 @@ def multilabel_margin_loss(input, target, reduction="mean"):
     >>> multilabel_margin_loss([[0.1, 0.2, 0.4, 0.8]], [[3, 0, -1, 1]]).round(6).tolist()
     0.85
     """
-    x, counts, is_target, dtype = _multilabel_margin_args(input, target, reduction)
-    gaps, coef, active = _multilabel_margin_terms(x, counts, is_target)
-    with np.errstate(invalid="ignore", over="ignore"):
-        terms = np.where(active, coef * gaps, 0).astype(x.dtype, copy=False)
-        loss = np.sum(terms, axis=(-2, -1)) / x.dtype.type(x.shape[-1])
-    shape = np.shape(input)[:-1]
-    return reduce_to(loss.reshape(shape), reduction, dtype)
+    return _multilabel_margin(input, target, reduction, grad=False)[0]
 
 
 def multilabel_margin_loss_grad(input, target, reduction="mean"):
@@ -405,10 +474,52 @@ def multilabel_margin_loss_grad(input, target, reduction="mean"):
     >>> multilabel_margin_loss_grad([[0.1, 0.2, 0.4, 0.8]], [[3, 0, -1, 1]]).tolist()
     [[-0.5, 0.5, 0.5, -0.5]]
     """
+    return _multilabel_margin(input, target, reduction, value=False)[1]
+
+
+def multilabel_margin_loss_value_and_grad(input, target, reduction="mean"):
+    r"""``multilabel_margin_loss`` and ``multilabel_margin_loss_grad`` in one pass: the gaps
+    of every (label, non-label) pair are formed once.
+
+    Parameters
+    ----------
+    input, target, reduction
+        Same as :func:`multilabel_margin_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(multilabel_margin_loss(...), multilabel_margin_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`multilabel_margin_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = multilabel_margin_loss_value_and_grad([[0.1, 0.2, 0.4, 0.8]], [[3, 0, -1, 1]])
+    >>> float(value.round(6)), grad.tolist()
+    (0.85, [[-0.5, 0.5, 0.5, -0.5]])
+    """
+    return _multilabel_margin(input, target, reduction)
+
+
+def _multilabel_margin(input, target, reduction, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of :func:`multilabel_margin_loss`."""
     x, counts, is_target, dtype = _multilabel_margin_args(input, target, reduction)
     gaps, coef, active = _multilabel_margin_terms(x, counts, is_target)
-    with np.errstate(invalid="ignore"):
-        pair = np.where(active, np.where(np.isnan(gaps), np.nan, coef), 0).astype(x.dtype)
-    local = (np.sum(pair, axis=-2) - np.sum(pair, axis=-1)) / x.dtype.type(x.shape[-1])
-    shape = np.shape(input)
-    return scale_grad(local.reshape(shape), shape, reduction, dtype, count=len(x))
+    classes = x.dtype.type(x.shape[-1])
+    loss = d = None
+    if value:
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = np.where(active, coef * gaps, 0).astype(x.dtype, copy=False)
+            loss = np.sum(terms, axis=(-2, -1)) / classes
+        loss = reduce_to(loss.reshape(np.shape(input)[:-1]), reduction, dtype)
+    if grad:
+        with np.errstate(invalid="ignore"):
+            pair = np.where(active, np.where(np.isnan(gaps), np.nan, coef), 0).astype(x.dtype)
+        local = (np.sum(pair, axis=-2) - np.sum(pair, axis=-1)) / classes
+        shape = np.shape(input)
+        d = scale_grad(local.reshape(shape), shape, reduction, dtype, count=len(x))
+    return loss, d

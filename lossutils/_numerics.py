@@ -198,23 +198,9 @@ def softplus_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Bit-for-bit what two calls of :func:`softplus` give (both share
     ``log1p(exp(-|x|))``), at about half the cost: the two terms of a binary
-    cross-entropy. The temporaries are reused in place, so that large inputs allocate
-    only the two results. A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
+    cross-entropy. A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
     """
-    x = np.asarray(x)
-    if x.ndim == 0:
-        positive, negative = softplus_pair(x.reshape(1))
-        return positive.reshape(()), negative.reshape(())
-    shared = np.abs(x)
-    np.negative(shared, out=shared)
-    np.exp(shared, out=shared)
-    np.log1p(shared, out=shared)
-    positive = np.maximum(x, 0)
-    positive += shared
-    negative = np.negative(x)
-    np.maximum(negative, 0, out=negative)
-    negative += shared
-    return positive, negative
+    return logistic_pairs(x, sigmoids=False)[0]
 
 
 def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,20 +210,44 @@ def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``e / (1 + e)``; neither is formed as ``1 - other``, so the small one keeps its
     relative accuracy. A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
     """
+    return logistic_pairs(x, softpluses=False)[1]
+
+
+def logistic_pairs(x, softpluses=True, sigmoids=True):
+    """``((softplus(x), softplus(-x)), (sigmoid(x), sigmoid(-x)))`` from one ``exp(-|x|)``.
+
+    The value and the slope of a logistic loss share ``e = exp(-|x|)``: the softplus
+    pair is ``max(+-x, 0) + log1p(e)`` and the sigmoid pair ``1 / (1 + e)`` and
+    ``e / (1 + e)`` (see :func:`softplus_pair`, :func:`sigmoid_pair`). A pair not asked
+    for is None. Bit for bit the same numbers whichever pairs are asked for. The
+    temporaries are reused in place, so that large inputs allocate only the results.
+    A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
+    """
     x = np.asarray(x)
     if x.ndim == 0:
-        positive, negative = sigmoid_pair(x.reshape(1))
-        return positive.reshape(()), negative.reshape(())
+        pairs = logistic_pairs(x.reshape(1), softpluses, sigmoids)
+        return tuple(None if p is None else (p[0].reshape(()), p[1].reshape(())) for p in pairs)
     e = np.abs(x)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    big = e + 1
-    small = np.divide(e, big, out=e)
-    np.divide(1, big, out=big)
-    flip = x < 0  # sigmoid(x) is the small one for x < 0
-    positive, negative = np.where(flip, small, big), big
-    np.copyto(negative, small, where=~flip)
-    return positive, negative
+    soft = sig = None
+    if sigmoids:
+        big = e + 1
+        small = np.divide(e, big)
+        np.divide(1, big, out=big)
+        flip = x < 0  # sigmoid(x) is the small one for x < 0
+        positive, negative = np.where(flip, small, big), big
+        np.copyto(negative, small, where=~flip)
+        sig = positive, negative
+    if softpluses:
+        shared = np.log1p(e, out=e)
+        positive = np.maximum(x, 0)
+        positive += shared
+        negative = np.negative(x)
+        np.maximum(negative, 0, out=negative)
+        negative += shared
+        soft = positive, negative
+    return soft, sig
 
 
 def sigmoid_power(u, gamma: float):

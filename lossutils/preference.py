@@ -27,8 +27,10 @@ from ._reduction import reduce_to
 __all__ = [
     "bradley_terry_loss",
     "bradley_terry_loss_grad",
+    "bradley_terry_loss_value_and_grad",
     "dpo_loss",
     "dpo_loss_grad",
+    "dpo_loss_value_and_grad",
 ]
 
 
@@ -76,37 +78,34 @@ def _margins(named: dict, beta: float, smoothing: float, reduction) -> _Margins:
 
 
 @nx.quiet
-def _losses(m: _Margins) -> np.ndarray:
-    """Per comparison ``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (float64).
+def _loss_and_grad(m: _Margins, value=True, grad=True):
+    """``(reduced loss or None, gradients or None)`` of the comparisons' margins ``m``.
 
+    The loss per comparison is ``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (float64).
     To first order in ``lo``: ``softplus(-z) = softplus(-hi) - sigma(-hi) lo`` and
     ``softplus(z) = softplus(hi) + sigma(hi) lo``; the neglected term is below
-    ``lo^2 / 8``, far below an ULP of either.
+    ``lo^2 / 8``, far below an ULP of either. The gradients are ``(d_first, d_second)``
+    with ``d_first = beta dz`` of the reduced loss, ``eps sigma(z) - (1 - eps) sigma(-z)``
+    per comparison, and ``d_second = -d_first``. One ``exp`` feeds both.
     """
-    up, down = nx.softplus_pair(m.hi)  # softplus(hi), softplus(-hi)
-    s_up, s_down = nx.sigmoid_pair(m.hi)  # sigma(hi), sigma(-hi)
-    chosen = down - s_down * m.lo
-    loss = chosen if m.smoothing == 0 else (1 - m.smoothing) * chosen
-    if m.smoothing:
-        loss = loss + nx.times(m.smoothing, up + s_up * m.lo)
-    return loss
-
-
-@nx.quiet
-def _margin_grad(m: _Margins) -> np.ndarray:
-    """d(reduced loss)/dz per comparison, float64: ``eps sigma(z) - (1 - eps) sigma(-z)``."""
-    s_up, s_down = nx.sigmoid_pair(m.hi)
-    shift = s_up * s_down * m.lo  # d sigma(z) = sigma(z) sigma(-z) dz
-    g = -(s_down - shift)
-    if m.smoothing:
-        g = (1 - m.smoothing) * g + m.smoothing * (s_up + shift)
-    if m.reduction == "mean":
-        g = g / np.float64(g.size) if g.size else g * np.nan
-    return g
-
-
-def _finish(loss: np.ndarray, m: _Margins):
-    return reduce_to(loss, m.reduction, m.dtype)
+    (up, down), (s_up, s_down) = nx.logistic_pairs(m.hi)  # softplus(+-hi), sigma(+-hi)
+    loss = d = None
+    if value:
+        loss = down - s_down * m.lo
+        if m.smoothing:
+            loss = (1 - m.smoothing) * loss + nx.times(m.smoothing, up + s_up * m.lo)
+        loss = reduce_to(loss, m.reduction, m.dtype)
+    if grad:
+        shift = s_up * s_down * m.lo  # d sigma(z) = sigma(z) sigma(-z) dz
+        g = -(s_down - shift)
+        if m.smoothing:
+            g = (1 - m.smoothing) * g + m.smoothing * (s_up + shift)
+        if m.reduction == "mean":
+            g = g / np.float64(g.size) if g.size else g * np.nan
+        if m.beta != 1:
+            g = g * m.beta
+        d = nx.to_dtype(g, m.dtype), nx.to_dtype(-g, m.dtype)
+    return loss, d
 
 
 def bradley_terry_loss(chosen, rejected, reduction="mean"):
@@ -151,8 +150,7 @@ def bradley_terry_loss(chosen, rejected, reduction="mean"):
     >>> float(round(bradley_terry_loss([2.0, 0.5], [0.0, 1.0]), 6))
     0.550502
     """
-    m = _margins({"chosen": chosen, "rejected": rejected}, 1.0, 0.0, reduction)
-    return _finish(_losses(m), m)
+    return _bradley_terry(chosen, rejected, reduction, grad=False)[0]
 
 
 def bradley_terry_loss_grad(chosen, rejected, reduction="mean"):
@@ -182,9 +180,40 @@ def bradley_terry_loss_grad(chosen, rejected, reduction="mean"):
     >>> float(round(d_c[0], 6)), float(round(d_r[0], 6))
     (-0.119203, 0.119203)
     """
+    return _bradley_terry(chosen, rejected, reduction, value=False)[1]
+
+
+def bradley_terry_loss_value_and_grad(chosen, rejected, reduction="mean"):
+    r"""``bradley_terry_loss`` and ``bradley_terry_loss_grad`` in one pass: the exact margin
+    and its softplus and sigmoid pairs are computed once.
+
+    Parameters
+    ----------
+    chosen, rejected, reduction
+        Same as :func:`bradley_terry_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(bradley_terry_loss(...), bradley_terry_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`bradley_terry_loss`.
+
+    Examples
+    --------
+    >>> value, (d_c, d_r) = bradley_terry_loss_value_and_grad([2.0], [0.0])
+    >>> float(round(value, 6)), float(round(d_c[0], 6)), float(round(d_r[0], 6))
+    (0.126928, -0.119203, 0.119203)
+    """
+    return _bradley_terry(chosen, rejected, reduction)
+
+
+def _bradley_terry(chosen, rejected, reduction, value=True, grad=True):
     m = _margins({"chosen": chosen, "rejected": rejected}, 1.0, 0.0, reduction)
-    g = _margin_grad(m)
-    return nx.to_dtype(g, m.dtype), nx.to_dtype(-g, m.dtype)
+    return _loss_and_grad(m, value, grad)
 
 
 def _dpo_margins(pc, pr, rc, rr, beta, label_smoothing, reduction) -> _Margins:
@@ -276,7 +305,7 @@ def dpo_loss(
         label_smoothing,
         reduction,
     )
-    return _finish(_losses(m), m)
+    return _loss_and_grad(m, grad=False)[0]
 
 
 def dpo_loss_grad(
@@ -339,5 +368,53 @@ def dpo_loss_grad(
         label_smoothing,
         reduction,
     )
-    g = _margin_grad(m) * m.beta
-    return nx.to_dtype(g, m.dtype), nx.to_dtype(-g, m.dtype)
+    return _loss_and_grad(m, value=False)[1]
+
+
+def dpo_loss_value_and_grad(
+    policy_chosen_logps,
+    policy_rejected_logps,
+    reference_chosen_logps,
+    reference_rejected_logps,
+    beta=0.1,
+    label_smoothing=0.0,
+    reduction="mean",
+):
+    r"""``dpo_loss`` and ``dpo_loss_grad`` in one pass: the exact margin and its softplus and
+    sigmoid pairs are computed once.
+
+    Parameters
+    ----------
+    policy_chosen_logps, policy_rejected_logps : array_like
+        Same as :func:`dpo_loss`.
+    reference_chosen_logps, reference_rejected_logps : array_like
+        Same as :func:`dpo_loss`.
+    beta, label_smoothing, reduction
+        Same as :func:`dpo_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(dpo_loss(...), dpo_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`dpo_loss`.
+
+    Examples
+    --------
+    >>> value, (d_c, d_r) = dpo_loss_value_and_grad([-10.0], [-12.0], [-11.0], [-11.0], beta=0.5)
+    >>> float(round(value, 6)), float(round(d_c[0], 6)), float(round(d_r[0], 6))
+    (0.313262, -0.134471, 0.134471)
+    """
+    m = _dpo_margins(
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        beta,
+        label_smoothing,
+        reduction,
+    )
+    return _loss_and_grad(m)

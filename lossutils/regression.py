@@ -31,14 +31,19 @@ from ._reduction import reduce_to, reduction_scale
 __all__ = [
     "mse_loss",
     "mse_loss_grad",
+    "mse_loss_value_and_grad",
     "l1_loss",
     "l1_loss_grad",
+    "l1_loss_value_and_grad",
     "huber_loss",
     "huber_loss_grad",
+    "huber_loss_value_and_grad",
     "smooth_l1_loss",
     "smooth_l1_loss_grad",
+    "smooth_l1_loss_value_and_grad",
     "log_cosh_loss",
     "log_cosh_loss_grad",
+    "log_cosh_loss_value_and_grad",
     "gaussian_nll_loss",
     "gaussian_nll_loss_grad",
     "gaussian_nll_loss_value_and_grad",
@@ -198,6 +203,67 @@ def _laplace(input, target, scale, full, eps, reduction, *, value=True, grad=Tru
     return loss, grads
 
 
+@dataclass(frozen=True)
+class _Kernel:
+    """A loss of the residual alone: per-element values and derivatives of ``r``."""
+
+    value: object  # r -> per-element losses (working dtype)
+    slope: object  # r -> per-element derivatives d loss / d r
+
+
+def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=True):
+    """``(loss or None, gradient or None)`` of a residual loss; ``r`` is formed once."""
+    res = _residual(input, target, reduction)
+    loss = d = None
+    if value:
+        loss = reduce_to(kernel.value(res.r), reduction, res.dtype)
+    if grad:
+        d = _reduced_grad(kernel.slope(res.r), input, res.r.shape, reduction, res.dtype)
+    return loss, d
+
+
+_mse = _Kernel(lambda r: r * r, lambda r: 2 * r)
+_l1 = _Kernel(np.abs, np.sign)
+
+
+def _huber(delta) -> _Kernel:
+    delta = check_positive_scalar(delta, "delta")
+
+    def value(r):
+        a = np.abs(r)
+        # a * a may overflow where the linear branch is taken; that element is not used.
+        return np.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
+
+    return _Kernel(value, lambda r: np.clip(r, -delta, delta))
+
+
+def _smooth_l1(beta) -> _Kernel:
+    beta = check_positive_scalar(beta, "beta", allow_zero=True)
+    if beta == 0:
+        return _l1
+
+    def value(r):
+        a = np.abs(r)
+        # a * (a / beta): a * a would underflow for tiny a and beta.
+        return np.where(a < beta, 0.5 * a * (a / beta), a - 0.5 * beta)
+
+    return _Kernel(value, lambda r: np.clip(r, -beta, beta) / beta)
+
+
+def _log_cosh(r):
+    """log cosh r, two branches (see :func:`log_cosh_loss`)."""
+    a = np.abs(r)
+    # Both branches are evaluated everywhere; sinh overflows silently where a >= 1,
+    # an element the where() below does not use.
+    s = np.sinh(0.5 * a)
+    near = np.log1p(2 * s * s)
+    far = (a - _LOG_2) + np.log1p(np.exp(-2 * a))
+    return np.where(a < 1, near, far)
+
+
+_LOG_COSH = _Kernel(_log_cosh, np.tanh)
+
+
 @quiet
 def mse_loss(input, target, reduction="mean"):
     r"""Mean squared error :math:`\ell(x, y) = (x - y)^2`.
@@ -236,8 +302,7 @@ def mse_loss(input, target, reduction="mean"):
     >>> float(mse_loss([1.0, 2.0, 3.0], [1.5, 2.0, 1.0]))
     1.4166666666666667
     """
-    res = _residual(input, target, reduction)
-    return reduce_to(res.r * res.r, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _mse, grad=False)[0]
 
 
 @quiet
@@ -271,8 +336,35 @@ def mse_loss_grad(input, target, reduction="mean"):
     >>> mse_loss_grad([1.0, 2.0, 3.0], [1.5, 2.0, 1.0], reduction="sum").tolist()
     [-1.0, 0.0, 4.0]
     """
-    res = _residual(input, target, reduction)
-    return _reduced_grad(2 * res.r, input, res.r.shape, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _mse, value=False)[1]
+
+
+@quiet
+def mse_loss_value_and_grad(input, target, reduction="mean"):
+    r"""``mse_loss`` and ``mse_loss_grad`` in one pass: the residual is formed once.
+
+    Parameters
+    ----------
+    input, target, reduction
+        Same as :func:`mse_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(mse_loss(...), mse_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`mse_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = mse_loss_value_and_grad([1.0, 3.0], [1.5, 1.0], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.25, 4.0], [-1.0, 4.0])
+    """
+    return _residual_loss(input, target, reduction, _mse)
 
 
 @quiet
@@ -312,8 +404,7 @@ def l1_loss(input, target, reduction="mean"):
     >>> float(l1_loss([1.0, 2.0, 3.0], [1.5, 2.0, 1.0]))
     0.8333333333333334
     """
-    res = _residual(input, target, reduction)
-    return reduce_to(np.abs(res.r), reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _l1, grad=False)[0]
 
 
 @quiet
@@ -349,8 +440,35 @@ def l1_loss_grad(input, target, reduction="mean"):
     >>> l1_loss_grad([1.0, 2.0, 3.0], [1.5, 2.0, 1.0], reduction="sum").tolist()
     [-1.0, 0.0, 1.0]
     """
-    res = _residual(input, target, reduction)
-    return _reduced_grad(np.sign(res.r), input, res.r.shape, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _l1, value=False)[1]
+
+
+@quiet
+def l1_loss_value_and_grad(input, target, reduction="mean"):
+    r"""``l1_loss`` and ``l1_loss_grad`` in one pass: the residual is formed once.
+
+    Parameters
+    ----------
+    input, target, reduction
+        Same as :func:`l1_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(l1_loss(...), l1_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`l1_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = l1_loss_value_and_grad([1.0, 3.0], [1.5, 1.0], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.5, 2.0], [-1.0, 1.0])
+    """
+    return _residual_loss(input, target, reduction, _l1)
 
 
 @quiet
@@ -398,12 +516,7 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     >>> huber_loss([0.5, 3.0], [0.0, 0.0], delta=1.0, reduction="none").tolist()
     [0.125, 2.5]
     """
-    delta = check_positive_scalar(delta, "delta")
-    res = _residual(input, target, reduction)
-    a = np.abs(res.r)
-    # a * a may overflow where the linear branch is taken; that element is not used.
-    loss = np.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
-    return reduce_to(loss, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _huber(delta), grad=False)[0]
 
 
 @quiet
@@ -439,9 +552,35 @@ def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     >>> huber_loss_grad([0.5, 3.0, -4.0], [0.0, 0.0, 0.0], reduction="sum").tolist()
     [0.5, 1.0, -1.0]
     """
-    delta = check_positive_scalar(delta, "delta")
-    res = _residual(input, target, reduction)
-    return _reduced_grad(np.clip(res.r, -delta, delta), input, res.r.shape, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _huber(delta), value=False)[1]
+
+
+@quiet
+def huber_loss_value_and_grad(input, target, delta=1.0, reduction="mean"):
+    r"""``huber_loss`` and ``huber_loss_grad`` in one pass: the residual is formed once.
+
+    Parameters
+    ----------
+    input, target, delta, reduction
+        Same as :func:`huber_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(huber_loss(...), huber_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`huber_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = huber_loss_value_and_grad([0.5, 3.0], [0.0, 0.0], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.125, 2.5], [0.5, 1.0])
+    """
+    return _residual_loss(input, target, reduction, _huber(delta))
 
 
 @quiet
@@ -491,14 +630,7 @@ def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     >>> smooth_l1_loss([0.5, 3.0], [0.0, 0.0], beta=2.0, reduction="none").tolist()
     [0.0625, 2.0]
     """
-    beta = check_positive_scalar(beta, "beta", allow_zero=True)
-    res = _residual(input, target, reduction)
-    a = np.abs(res.r)
-    if beta == 0:
-        return reduce_to(a, reduction, res.dtype)
-    # a * (a / beta): a * a would underflow for tiny a and beta.
-    loss = np.where(a < beta, 0.5 * a * (a / beta), a - 0.5 * beta)
-    return reduce_to(loss, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _smooth_l1(beta), grad=False)[0]
 
 
 @quiet
@@ -534,10 +666,36 @@ def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     >>> smooth_l1_loss_grad([0.5, 3.0], [0.0, 0.0], beta=2.0, reduction="sum").tolist()
     [0.25, 1.0]
     """
-    beta = check_positive_scalar(beta, "beta", allow_zero=True)
-    res = _residual(input, target, reduction)
-    grad = np.sign(res.r) if beta == 0 else np.clip(res.r, -beta, beta) / beta
-    return _reduced_grad(grad, input, res.r.shape, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _smooth_l1(beta), value=False)[1]
+
+
+@quiet
+def smooth_l1_loss_value_and_grad(input, target, beta=1.0, reduction="mean"):
+    r"""``smooth_l1_loss`` and ``smooth_l1_loss_grad`` in one pass: the residual is formed once.
+
+    Parameters
+    ----------
+    input, target, beta, reduction
+        Same as :func:`smooth_l1_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(smooth_l1_loss(...), smooth_l1_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`smooth_l1_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = smooth_l1_loss_value_and_grad(
+    ...     [0.5, 3.0], [0.0, 0.0], beta=2.0, reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.0625, 2.0], [0.25, 1.0])
+    """
+    return _residual_loss(input, target, reduction, _smooth_l1(beta))
 
 
 @quiet
@@ -590,14 +748,7 @@ def log_cosh_loss(input, target, reduction="mean"):
     >>> log_cosh_loss([0.5, 1.0, 1000.0], [0.0, 0.0, 0.0], reduction="none").round(6).tolist()
     [0.120115, 0.433781, 999.306853]
     """
-    res = _residual(input, target, reduction)
-    a = np.abs(res.r)
-    # Both branches are evaluated everywhere; sinh overflows silently where a >= 1,
-    # an element the where() below does not use.
-    s = np.sinh(0.5 * a)
-    near = np.log1p(2 * s * s)
-    far = (a - _LOG_2) + np.log1p(np.exp(-2 * a))
-    return reduce_to(np.where(a < 1, near, far), reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _LOG_COSH, grad=False)[0]
 
 
 @quiet
@@ -631,8 +782,35 @@ def log_cosh_loss_grad(input, target, reduction="mean"):
     >>> log_cosh_loss_grad([0.0, 1.0, 1000.0], [0.0, 0.0, 0.0], reduction="sum").round(6).tolist()
     [0.0, 0.761594, 1.0]
     """
-    res = _residual(input, target, reduction)
-    return _reduced_grad(np.tanh(res.r), input, res.r.shape, reduction, res.dtype)
+    return _residual_loss(input, target, reduction, _LOG_COSH, value=False)[1]
+
+
+@quiet
+def log_cosh_loss_value_and_grad(input, target, reduction="mean"):
+    r"""``log_cosh_loss`` and ``log_cosh_loss_grad`` in one pass: the residual is formed once.
+
+    Parameters
+    ----------
+    input, target, reduction
+        Same as :func:`log_cosh_loss`.
+
+    Returns
+    -------
+    tuple
+        ``(log_cosh_loss(...), log_cosh_loss_grad(...))``, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`log_cosh_loss` does, for the same arguments.
+
+    Examples
+    --------
+    >>> value, grad = log_cosh_loss_value_and_grad([0.5, 1000.0], [0.0, 0.0], reduction="none")
+    >>> value.round(6).tolist(), grad.round(6).tolist()
+    ([0.120115, 999.306853], [0.462117, 1.0])
+    """
+    return _residual_loss(input, target, reduction, _LOG_COSH)
 
 
 @quiet
