@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -537,3 +538,113 @@ def scaled_norm(x, axis=-1, keepdims=False):
         out = safe * np.sqrt(np.sum(y * y, axis=axis, keepdims=True))
         out = np.where(np.isinf(m), np.inf, out)  # NaN entries: m is NaN, so is the sum
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+# --- t (log t - x), accurate where x is close to log t --------------------------------------------
+
+# ln 2 in three parts: the first two have 32 significant bits, so k * part is exact for the
+# |k| <= 1075 of any float64 exponent; the three carry ln 2 to about 2^-122.
+_LN2_HI = float.fromhex("0x1.62e42ff000000p-1")
+_LN2_MID = float.fromhex("-0x1.718432a200000p-35")
+_LN2_LO = float.fromhex("0x1.3c7673007e5edp-69")
+# expm1 is evaluated at s = r / 2^10 (|s| <= 3.4e-4) and doubled back ten times. The terms
+# s^k / k! of its series need double-double for k <= 4 (s^3/24 is 2^-39 of s, and the sum
+# must be right to 2^-106 of s) and double beyond; they fall below 2^-110 of s after k = 9.
+_EXPM1_DOUBLINGS = 10
+
+
+def _double_double(value: Fraction) -> tuple[float, float]:
+    hi = float(value)
+    return hi, float(value - Fraction(hi))
+
+
+_INVERSE_FACTORIALS = [_double_double(Fraction(1, math.factorial(k))) for k in range(10)]
+
+
+def _fast_two_sum(a, b):
+    """``(s, err)`` with ``s + err == a + b`` exactly, for ``|a| >= |b|`` (or ``a == 0``)."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def _dd_add(a_hi, a_lo, b_hi, b_lo):
+    """Double-double sum (relative error about 2^-104 unless it cancels)."""
+    s, e = two_sum(a_hi, b_hi)
+    return _fast_two_sum(s, e + (a_lo + b_lo))
+
+
+def _dd_mul(a_hi, a_lo, b_hi, b_lo):
+    """Double-double product (relative error about 2^-104)."""
+    p, e = two_prod(a_hi, b_hi)
+    return _fast_two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
+
+
+def _dd_expm1(r):
+    """``expm1(r)`` as a double-double ``(hi, lo)`` for float64 ``|r| <= ln 2 / 2``.
+
+    Relative accuracy about 2^-100: the Taylor series at ``s = r / 2^10`` by Horner's
+    rule (double-double for the terms up to ``s^4``, double beyond), then
+    ``expm1(2 s) = 2 m + m^2`` (``m = expm1(s)``) ten times, which keeps the relative error.
+    """
+    s = np.ldexp(r, -_EXPM1_DOUBLINGS)  # exact
+    tail = np.full_like(s, _INVERSE_FACTORIALS[9][0])
+    for c, _ in reversed(_INVERSE_FACTORIALS[5:9]):
+        tail = tail * s + c
+    hi, lo = tail, np.zeros_like(s)
+    for c_hi, c_lo in reversed(_INVERSE_FACTORIALS[1:5]):
+        hi, lo = _dd_mul(hi, lo, s, 0.0)
+        hi, lo = _dd_add(hi, lo, c_hi, c_lo)
+    hi, lo = _dd_mul(hi, lo, s, 0.0)
+    for _ in range(_EXPM1_DOUBLINGS):
+        sq_hi, sq_lo = _dd_mul(hi, lo, hi, lo)
+        hi, lo = _dd_add(2 * hi, 2 * lo, sq_hi, sq_lo)
+    return hi, lo
+
+
+def _log_minus_near(t, x):
+    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| <= 372``.
+
+    ``log t - x = log1p(w)`` with ``w = t e^{-x} - 1``, and ``w`` is formed to about 2^-100
+    of its size (so that a ``w`` that cancels to ``2^-60`` still has its 53 bits):
+    ``-x = k ln 2 + r`` with ``r`` in double-double (three-part ln 2), ``T = t 2^k``
+    (exact), ``e^r - 1`` by :func:`_dd_expm1`, and ``w = (T - 1) + T (e^r - 1)``, where
+    ``T - 1`` is exact whenever ``w`` is small (``T`` is then within a factor 2 of 1).
+    Accuracy: about 1 ULP (that of ``log1p``).
+    """
+    z = -x
+    k = np.rint(z / _LN2_HI)
+    a = z - k * _LN2_HI  # exact: k * _LN2_HI is, and a is within a factor 2 of z or 0
+    r, r_err = two_sum(a, -(k * _LN2_MID))
+    r, r_err = _fast_two_sum(r, r_err - k * _LN2_LO)
+    m_hi, m_lo = _dd_expm1(r)
+    # e^{r + r_err} - 1 = m + (1 + m) r_err, to second order in r_err (below 2^-106)
+    m_hi, m_lo = _fast_two_sum(m_hi, m_lo + (1 + m_hi) * r_err)
+    big = np.ldexp(t, k.astype(np.int64))
+    p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
+    w_hi, w_lo = _dd_add(big - 1, 0.0, p_hi, p_lo)
+    return np.log1p(w_hi) + w_lo / (1 + w_hi)
+
+
+def xlog_minus(t, x):
+    """``t * (log(t) - x)`` for ``t >= 0``, within a few ULP also where ``x`` is near ``log t``.
+
+    Domain: ``t`` in [0, 1] or any ``t >= 0``, any ``x``; float32 or float64. Where
+    ``|log t - x| > |log t| / 2`` the plain ``log(t) - x`` is accurate (the half ULP of
+    ``log t`` is at most one ULP of the difference). Closer to ``log t`` the difference
+    cancels (a relative error of ``|log t| / |log t - x|`` ULP: 10^8 ULP at the optimum of
+    a KL divergence); only those elements are recomputed from ``log1p(t e^{-x} - 1)``
+    with ``t e^{-x}`` in double-double (:func:`_log_minus_near`), in float64, and the
+    product rounded once. ``t = 0`` gives ``0 * (-inf - x)`` (NaN): callers decide that term.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_t = np.log(t)
+        diff = log_t - x
+        near = np.abs(diff) <= 0.5 * np.abs(log_t)
+        near &= t > 0  # log 0 = -inf
+        out = np.asarray(t * diff)
+        rows = np.flatnonzero(near)
+        if rows.size:
+            tn = t.ravel()[rows].astype(np.float64)
+            xn = x.ravel()[rows].astype(np.float64)
+            np.put(out, rows, tn * _log_minus_near(tn, xn))
+    return out
