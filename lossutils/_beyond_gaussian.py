@@ -36,7 +36,16 @@ from ._checks import (
     sum_to_shape,
     wider_dtype,
 )
-from ._numerics import sigmoid, softplus, times, to_dtype, xlogy
+from ._numerics import (
+    exact_difference,
+    gap_to_square,
+    sigmoid,
+    softplus,
+    times,
+    to_dtype,
+    two_prod,
+    xlogy,
+)
 from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
@@ -672,7 +681,7 @@ def _student_t_args(input, target, scale, df, reduction):
     with np.errstate(over="ignore", invalid="ignore"):
         r = x - y
         u = r / s
-    return out, x, r, u, s, nu
+    return out, x, y, r, u, s, nu
 
 
 def student_t_nll_loss(input, target, scale, df, reduction="mean"):
@@ -767,7 +776,10 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     Both halves of the ``df`` derivative vanish like :math:`1/\nu^2` while their terms are of
     order :math:`1/\nu`; each is computed without that cancellation (a series for the
     digamma part, :math:`-\log(1-p) - p` with :math:`p = u^2/(\nu + u^2)` for the rest). At
-    ``df = inf`` the gradients are the Gaussian ones and the ``df`` gradient is 0. See
+    ``df = inf`` the gradients are the Gaussian ones and the ``df`` gradient is 0. The scale
+    gradient vanishes at :math:`|u| = 1`: there (:math:`1/2 \le |u| \le 2`) it is
+    :math:`\nu (s^2 - r^2) / (s (\nu s^2 + r^2))` with :math:`s^2 - r^2` from exact products
+    and the exact residual, within 4 ULP (float64; narrower dtypes 1 ULP). See
     :cite:t:`lange1989robust`.
 
     Examples
@@ -781,7 +793,7 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
 
 def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
     """``(loss or None, (d_input, d_scale, d_df) or None)``, one pass."""
-    out, x, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
+    out, x, y, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
     loss = grads = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         c, dc = _student_t_log_norm(nu)
@@ -792,7 +804,7 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
             body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
             loss = reduce_to(np.log(s) + _HALF_LOG_PI + c + body, reduction, out)
         if grad:
-            grads = _student_t_grads(r, u, s, nu_f, gauss, dc, log1p_square)
+            grads = _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square)
             grads = tuple(
                 _finish_grad(np.broadcast_to(g, x.shape), arg, a.shape, reduction, out)
                 for g, arg, a in zip(grads, (input, scale, df), (x, s, nu), strict=True)
@@ -800,7 +812,7 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
     return loss, grads
 
 
-def _student_t_grads(r, u, s, nu_f, gauss, dc, log1p_square):
+def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square):
     """Per-element (d/dx, d/ds, d/ddf) of the Student-t NLL (``nu_f``: df, 1 where infinite)."""
     # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
     big = np.abs(r) > s
@@ -820,7 +832,25 @@ def _student_t_grads(r, u, s, nu_f, gauss, dc, log1p_square):
         (inv - 1) * (inv + 1) / (nu_f * inv2 + 1),
         (1 - us) * (1 + us) / (nu_f + us * us),
     )
-    g_s = np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s
+    g_s = np.asarray(np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s)
+    # near |u| = 1, 1 - u^2 = (s - |r|)(s + |r|) / s^2 from the exact residual: u = r / s is
+    # rounded, and 1 - |u| would keep only its absolute accuracy
+    near = (np.abs(u) >= 0.5) & (np.abs(u) <= 2)
+    if near.any():
+        shape = g_s.shape
+        rho, rho_err = exact_difference(
+            np.broadcast_to(x, shape)[near], np.broadcast_to(y, shape)[near]
+        )
+        sn = np.broadcast_to(s, shape)[near]
+        nun, gn = np.broadcast_to(nu_f, shape)[near], np.broadcast_to(gauss, shape)[near]
+        # scaled by the power of 2 that brings s into [1/2, 1) (exact): s^2 - r^2 from exact
+        # products, nu s^2 + r^2 without cancellation
+        _, e = np.frexp(sn)
+        ss, rs, es = np.ldexp(sn, -e), np.ldexp(rho, -e), np.ldexp(rho_err, -e)
+        s2, s2_err = two_prod(ss, ss)
+        gap = gap_to_square(s2, s2_err, rs, es)  # s^2 - r^2
+        den = np.where(gn, s2, s2 + rs * rs / nun)  # (nu s^2 + r^2) / nu
+        g_s[near] = np.ldexp(gap / (ss * den), -e)
     # p = u^2 / (nu + u^2)
     p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
     body = 0.5 * _log1p_minus_ratio(p, log1p_square) - p / (2 * nu_f)

@@ -648,3 +648,62 @@ def xlog_minus(t, x):
             xn = x.ravel()[rows].astype(np.float64)
             np.put(out, rows, tn * _log_minus_near(tn, xn))
     return out
+
+
+# --- gaps that vanish at an optimum ---------------------------------------------------------------
+
+# The spread gradients of the Gaussian, Laplace and Student-t likelihoods are differences that
+# vanish at their optimum (r^2 = v, |r| = b, |r| = s): formed as 1/v - r^2/v^2 they keep only the
+# absolute accuracy of the larger term. Callers evaluate these kernels only where the two terms
+# are within a small factor of each other (elsewhere the plain difference loses at most a bit),
+# in float64, from the exact residual r + r_err of :func:`exact_difference`.
+
+
+def exact_difference(x, y):
+    """``(r, r_err)``: float64 ``r = fl(x - y)`` and ``x - y == r + r_err`` exactly (TwoSum).
+
+    ``x``, ``y`` are cast to float64 (exactly); ``r_err`` is 0 where ``r`` is not finite.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    r, r_err = two_sum(x, -y)
+    return r, np.where(np.isfinite(r), r_err, 0.0)
+
+
+def relative_gap_to_square(v, r, r_err):
+    r""":math:`(v - \rho^2) / v^2` for float64 ``v > 0``, :math:`\rho` = ``r + r_err`` exactly.
+
+    Domain: finite ``v > 0`` and ``r`` with :math:`r^2` within a factor of 16 of ``v`` (where
+    the difference cancels). ``v`` is scaled by a power of 4 into [1/2, 2) and ``r`` by the
+    square root of that power (exact), so that Dekker's product of ``r`` with itself is in
+    its domain and nothing overflows or underflows; :func:`gap_to_square` gives
+    :math:`v - \rho^2` to about 1 ULP, and the result is within 2 ULP after the two divisions.
+    """
+    _, e = np.frexp(v)
+    k = e // 2
+    vs = np.ldexp(v, -2 * k)
+    rs = np.ldexp(r, -k)
+    es = np.ldexp(r_err, -k)
+    return np.ldexp(gap_to_square(vs, 0.0, rs, es) / vs / vs, -2 * k)
+
+
+def gap_to_square(v, v_err, r, r_err):
+    r""":math:`(v + v_{err}) - (r + r_{err})^2` for float64 arguments, ``r`` in Dekker's domain.
+
+    ``r^2 = p + p_err`` exactly (:func:`two_prod`); ``v - p`` is exact where ``p`` is within a
+    factor of 2 of ``v`` (Sterbenz), and the small terms are added after it: about 1 ULP of
+    the gap, however much ``v`` and :math:`r^2` cancel. ``|r_err| <= ulp(r)/2`` and
+    ``|v_err| <= ulp(v)/2`` (the error terms of exact transformations).
+    """
+    p, p_err = two_prod(r, r)
+    return ((v - p) + (v_err - p_err)) - r_err * (2 * r + r_err)
+
+
+def gap_to_abs(b, r, r_err):
+    r""":math:`b - |\rho|` for float64 ``b``, :math:`\rho` = ``r + r_err`` exactly.
+
+    ``b - |r|`` is exact where ``|r|`` is within a factor of 2 of ``b`` (Sterbenz), and the
+    residual's rounding error is added back: about half an ULP of the gap, however small.
+    Domain: ``|r_err| <= ulp(r) / 2`` (as :func:`exact_difference` gives).
+    """
+    return (b - np.abs(r)) - np.sign(r) * r_err

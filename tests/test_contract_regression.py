@@ -340,3 +340,60 @@ def test_infinite_residuals_give_the_limits(dtype):
     assert R.l1_loss_grad(x, y, reduction="sum").tolist() == [1.0, -1.0, -1.0]
     assert R.gaussian_nll_loss(x, y, 2.0, reduction="none").tolist() == inf3
     assert R.laplace_nll_loss(x, y, 2.0, reduction="none").tolist() == inf3
+
+
+# ---------------------------------------------------------------- spread gradients at the optimum
+
+
+def _near_optimum_inputs(dtype, seed, power):
+    """(input, target, spread) in ``dtype`` with |r|^power within 1e-8 to 10 % of the spread.
+
+    Mixes exact residuals (target 0) and rounded ones (the residual x - y of the rounded
+    inputs is not representable in ``dtype``), spreads from 1e-3 to 1e3.
+    """
+    rng = np.random.default_rng(seed)
+    n = 200
+    spread = (10.0 ** rng.uniform(-3, 3, n)).astype(dtype)
+    rel = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-8, -1, n)
+    r = spread.astype(np.float64) ** (1 / power) * (1 + rel) * rng.choice([-1.0, 1.0], n)
+    y = np.where(np.arange(n) < n // 2, 0.0, rng.normal(size=n)).astype(dtype)
+    x = (y.astype(np.float64) + r).astype(dtype)
+    return x, y, spread
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+def test_spread_gradient_at_the_optimum_within_4_ulp(kind, dtype):
+    # 0.5 (1/v - r^2/v^2) and 1/b - |r|/b^2 vanish at r^2 = v and |r| = b: formed as a
+    # difference they kept only the absolute accuracy of 1/v (about 1e9 ULP of float64 here)
+    grad, mp_grads, power = {
+        "gaussian": (R.gaussian_nll_loss_grad, ref.gaussian_nll_grads, 2),
+        "laplace": (R.laplace_nll_loss_grad, ref.laplace_nll_grads, 1),
+    }[kind]
+    x, y, spread = _near_optimum_inputs(dtype, 21, power)
+    eps = float(np.finfo(dtype).tiny)
+    for reduction in ("sum", "mean"):
+        g_input, g_spread = grad(x, y, spread, eps=eps, reduction=reduction)
+        d_input, d_spread = mp_grads(x, y, spread, eps)
+        if reduction == "mean":
+            with mpmath.workdps(ref.DIGITS):
+                d_input, d_spread = d_input / x.size, d_spread / x.size
+        assert g_spread.dtype == dtype
+        ref.assert_ulp_in(g_input, d_input, dtype, label=f"{kind} d_input")
+        ref.assert_ulp_in(g_spread, d_spread, dtype, label=f"{kind} d_spread {reduction}")
+    # the same through value_and_grad, and with one spread per row (summed gradient)
+    _, (_, g_pair) = getattr(R, f"{kind}_nll_loss_value_and_grad")(
+        x, y, spread, eps=eps, reduction="sum"
+    )
+    np.testing.assert_array_equal(g_pair, grad(x, y, spread, eps=eps, reduction="sum")[1])
+
+
+def test_gaussian_variance_gradient_of_the_reported_case():
+    # r = fl(sqrt(2)) and v = 2: r^2 = 2 + 2.7e-16, so (v - r^2) / (2 v^2) = -3.42e-17; the
+    # difference of 1/(2v) and r^2/(2v^2) gave -5.55e-17 (r^2 rounded to 2 + 4.4e-16)
+    r = math.sqrt(2.0)
+    with mpmath.workdps(60):
+        exact = (2 - mpmath.mpf(r) ** 2) / 8
+    _, g_var = R.gaussian_nll_loss_grad([r], [0.0], [2.0], reduction="sum")
+    assert ref.ulp_in(g_var, exact, np.float64)[0] <= 1
+    assert float(exact) == pytest.approx(-3.4179e-17, rel=1e-4)

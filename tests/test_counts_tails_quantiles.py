@@ -328,6 +328,28 @@ def test_student_t_accuracy(dtype):
     _check(g_nu, ref_gnu, dtype, nu_scale, MAX_ULP[dtype], "student_t_grad df")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_student_t_scale_gradient_at_the_optimum(dtype):
+    # d/ds = nu (1 - u^2) / (s (nu + u^2)) vanishes at |u| = 1; with u = r / s rounded,
+    # (1 - u)(1 + u) kept only its absolute accuracy (about 1e9 ULP of float64 here)
+    rng = np.random.default_rng(31)
+    n = 200
+    s = 10.0 ** rng.uniform(-3, 3, n)
+    nu = 10.0 ** rng.uniform(-0.3, 6, n)
+    rel = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-8, -1, n)
+    y = np.where(np.arange(n) < n // 2, 0.0, rng.normal(size=n))
+    x = y + s * (1 + rel) * rng.choice([-1.0, 1.0], n)
+    x, y, s, nu = _rounded(dtype, x, y, s, nu)
+    x64, y64, s64, nu64 = (a.astype(np.float64) for a in (x, y, s, nu))
+    _, g_s, _ = B.student_t_nll_loss_grad(x, y, s, nu, reduction="none")
+    _check(g_s, REF["student_t_grad_s"](x64, y64, s64, nu64), dtype, 0 * s64, MAX_ULP[dtype],
+           "student_t_grad scale near |u| = 1")  # fmt: skip
+    # df = inf: the Gaussian's (1 - u^2) / s
+    _, g_s, _ = B.student_t_nll_loss_grad(x, y, s, np.inf, reduction="none")
+    gauss = _lift(lambda x, y, s: (1 - ((x - y) / s) ** 2) / s)(x64, y64, s64)
+    _check(g_s, gauss, dtype, 0 * s64, MAX_ULP[dtype], "student_t_grad scale, df = inf")
+
+
 def test_student_t_normalizer_for_large_df():
     """log Gamma(df/2) - log Gamma((df+1)/2) at df = 1e6 cancels; the loss keeps its digits."""
     nu = np.array([1e6, 1e8, 1e12, 1e15])
