@@ -611,10 +611,11 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
 
     evaluated as :math:`\frac12\sum_k\big(e^{\delta_k} - 1 - \delta_k
     + (\mu_k - \mu_{0,k})^2 e^{-v_{0,k}}\big)` with :math:`\delta = v - v_0`, where
-    :math:`e^\delta - 1 - \delta` comes from a Taylor series for
-    :math:`|\delta| \le 1` (it cancels there) and from ``expm1`` beyond. Every term
-    is non-negative, so the result keeps a few ULP of accuracy down to
-    :math:`\mu \approx \mu_0`, :math:`v \approx v_0`.
+    :math:`e^\delta - 1 - \delta` is ``expm1(delta) - delta`` in a sample whose terms
+    outweigh the error of ``expm1`` (:math:`\sum_k |e^{\delta_k} - 1|` at most the sum of
+    the terms), and in the other samples comes from a Taylor series where
+    :math:`|\delta| \le 1` (it cancels there). Every term is non-negative, so the result
+    keeps a few ULP of accuracy down to :math:`\mu \approx \mu_0`, :math:`v \approx v_0`.
 
     Parameters
     ----------
@@ -727,39 +728,113 @@ def gaussian_kl_value_and_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=
 def _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, *, value=True, grad=True):
     """``(the divergences or None, (d_mu, d_logvar) or None)`` in the result dtype."""
     g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
-    kl, grads = _gaussian_kl_work(g, axis, value, grad)
-    loss = _as(kl, g.dtype) if value else None
-    return loss, (tuple(a.astype(g.dtype) for a in grads) if grad else None)
+    kl, grads = _gaussian_kl_work(g, axis, value, grad, g.dtype)
+    return (_as(kl, g.dtype) if value else None), grads
 
 
-def _gaussian_kl_work(g: _Gaussians, axis, value, grad):
-    """The divergences and the gradient ``(d_mu, d_logvar)`` in the working dtype (each or None).
+# Elements per block of rows: the block's temporaries stay in the L2 cache.
+_BLOCK = 1 << 15
+# A row is summed from the fast terms expm1(d) - d when the error of expm1 (an ULP of each
+# |expm1(d)|) is at most an ULP of the row's divergence: sum |expm1(d)| <= sum of terms.
+_FAST_ROW = 1.0
 
-    Both come from the rounded differences ``v - v0`` and ``mu - mu0`` with their exact
-    rounding errors (first-order corrections) and from ``expm1(v - v0)``, computed once.
+
+def _rows(a, shape2, axis):
+    """``a`` (broadcasting to the moved shape) as rows of the latent axis; a 0-d array stays."""
+    if a.ndim == 0:
+        return a
+    return np.moveaxis(np.broadcast_to(a, shape2[1]), axis, -1).reshape(shape2[0])
+
+
+def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype):
+    """The divergences (working dtype) and the gradient ``(d_mu, d_logvar)`` in ``grad_dtype``.
+
+    In blocks of rows (the latent axis moved last), touching each element a few times:
+    ``em1 = expm1(v - v0)`` feeds both the value (``em1 - d``, plus the scaled square of
+    ``mu - mu0``) and the gradient (``em1 / 2``). ``em1 - d`` cancels where ``|d|`` is small,
+    by at most one ULP of ``|em1|`` (it is exact by Sterbenz' lemma for ``|d| <= 1.25``):
+    rows whose terms outweigh ``sum |em1|`` keep a few ULP; the other rows, and rows that
+    are not finite, are recomputed by :func:`_gaussian_kl_careful`. The rounding of the
+    differences to a non-zero prior is corrected to first order.
     """
-    mu, logvar, mu_prior, logvar_prior = g.mu, g.logvar, g.mu_prior, g.logvar_prior
+    mu, logvar = g.mu, g.logvar
+    work = working_dtype(g.dtype)
+    moved = np.moveaxis(mu, axis, -1).shape
+    latent = moved[-1]
+    rows = int(np.prod(moved[:-1]))
+    shape2 = ((rows, latent), mu.shape)
+    mu2, lv2 = _rows(mu, shape2, axis), _rows(logvar, shape2, axis)
+    mu0, lv0 = _rows(g.mu_prior, shape2, axis), _rows(g.logvar_prior, shape2, axis)
+    standard = not np.any(g.mu_prior) and not np.any(g.logvar_prior)
+    kl = np.empty(rows, dtype=work) if value else None
+    if grad:
+        d_mu = np.empty((rows, latent), dtype=grad_dtype)
+        d_lv = np.empty((rows, latent), dtype=grad_dtype)
+    step = max(1, _BLOCK // max(1, latent))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for start in range(0, rows, step):
+            block = slice(start, start + step)
+            m = np.asarray(mu2[block], dtype=work)
+            v = np.asarray(lv2[block], dtype=work)
+            m0 = mu0 if mu0.ndim == 0 else mu0[block]
+            v0 = lv0 if lv0.ndim == 0 else lv0[block]
+            if standard:
+                d, d_low, diff, diff_low, scale = v, None, m, None, None
+            else:
+                d, d_low = two_diff(v, v0)
+                diff, diff_low = two_diff(m, m0)
+                scale = np.exp(-v0)
+            em1 = np.expm1(d)
+            if value:
+                terms = np.subtract(em1, d)
+                if d_low is not None:
+                    terms += em1 * d_low
+                square = np.multiply(diff, diff)
+                if scale is not None:
+                    square *= scale
+                    if diff_low is not None:
+                        square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
+                terms += square
+                total = np.sum(terms, axis=-1)
+                np.abs(em1, out=square)
+                hard = ~(np.sum(square, axis=-1) <= _FAST_ROW * total)  # also NaN and inf
+                if hard.any():
+                    m0h = m0 if np.ndim(m0) == 0 else m0[hard]
+                    v0h = v0 if np.ndim(v0) == 0 else v0[hard]
+                    total[hard] = _gaussian_kl_careful(m[hard], v[hard], m0h, v0h)
+                np.multiply(total, 0.5, out=kl[block])
+            if grad:
+                if d_low is not None:
+                    em1 += np.where(d_low == 0, 0, (em1 + 1) * d_low)
+                np.multiply(em1, 0.5, out=d_lv[block])
+                if scale is None:
+                    d_mu[block] = diff
+                else:
+                    d_mu[block] = np.where(diff == 0, diff, diff * scale)
+    if value:
+        kl = kl.reshape(moved[:-1])
+    grads = None
+    if grad:
+        grads = tuple(np.moveaxis(a.reshape(moved), -1, axis) for a in (d_mu, d_lv))
+    return kl, grads
+
+
+def _gaussian_kl_careful(mu, logvar, mu_prior, logvar_prior):
+    r"""Row sums of the KL terms (twice the divergence), each term within a few ULP.
+
+    :math:`e^\delta - 1 - \delta` by :func:`exp_minus_1_minus` (a series where it
+    cancels), the rounding of both differences corrected to first order; every term is
+    non-negative, so the sum keeps their accuracy.
+    """
     d, d_low = two_diff(logvar, logvar_prior)
     diff, diff_low = two_diff(mu, mu_prior)
-    kl = grads = None
-    with np.errstate(over="ignore", invalid="ignore"):
-        if value:
-            terms, em1 = exp_minus_1_minus(d)
-            if d_low is not None:
-                terms += np.where(d_low == 0, 0, em1 * d_low)
-            square = _scaled_square(diff, logvar_prior)
-            if diff_low is not None:
-                square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
-            kl = 0.5 * np.sum(terms + square, axis=axis)
-        else:
-            em1 = np.expm1(d)
-        if grad:
-            d_mu = np.where(diff == 0, diff, diff * np.exp(-logvar_prior))
-            # expm1 of the rounded difference, corrected to first order for its rounding error
-            if d_low is not None:
-                em1 = em1 + np.where(d_low == 0, 0, (em1 + 1) * d_low)
-            grads = (np.broadcast_to(d_mu, mu.shape), np.broadcast_to(0.5 * em1, mu.shape))
-    return kl, grads
+    terms, em1 = exp_minus_1_minus(d)
+    if d_low is not None:
+        terms += np.where(d_low == 0, 0, em1 * d_low)
+    square = _scaled_square(diff, logvar_prior)
+    if diff_low is not None:
+        square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
+    return np.sum(terms + square, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -934,7 +1009,8 @@ def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=T
     a = _vae_args(x, recon, mu, logvar, likelihood, reduction)
     x, recon, reduction, dtype = a.x, a.recon, a.reduction, a.dtype
     zero = np.zeros((), dtype=x.dtype)
-    kl, kl_grads = _gaussian_kl_work(_Gaussians(a.mu, a.logvar, zero, zero, dtype), -1, value, grad)
+    prior = _Gaussians(a.mu, a.logvar, zero, zero, dtype)
+    kl, kl_grads = _gaussian_kl_work(prior, -1, value, grad, x.dtype)
     loss = grads = None
     if value:
         if likelihood == "bernoulli":

@@ -188,6 +188,36 @@ def test_gaussian_kl_and_gradient_within_4_ulp(dtype, scale):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_kl_long_rows_within_4_ulp(dtype):
+    # rows of 1000 latents: summed from expm1(v) - v where sum |expm1(v)| is at most the
+    # row's sum of terms, recomputed term by term otherwise; rows on both sides of that line
+    rng = np.random.default_rng(27)
+    scales = [
+        (0.4, 0.5),
+        (0.5, 0.5),
+        (0.6, 0.5),
+        (0.7, 0.5),
+        (0.01, 1.0),
+        (0.01, 2.0),
+        (1e-3, 1e-3),
+    ]
+    mu = np.stack([a * rng.normal(size=1000) for a, _ in scales]).astype(dtype)
+    logvar = np.stack([b * rng.normal(size=1000) for _, b in scales]).astype(dtype)
+    zeros = np.zeros(mu.shape)
+    expected = ref.gaussian_kl(mu, logvar, zeros, zeros)
+    value, (d_mu, d_logvar) = V.gaussian_kl_value_and_grad(mu, logvar)
+    ref.assert_ulp_in(value, expected, dtype, label="gaussian_kl")
+    ref.assert_ulp_in(d_mu, mu, dtype, label="d_mu")
+    with mpmath.workdps(ref.DIGITS):
+        e_lv = np.array([[mpmath.expm1(ref.mp(v)) / 2 for v in row] for row in logvar])
+    ref.assert_ulp_in(d_logvar, e_lv, dtype, label="d_logvar")
+    # the transposed layout (axis=0) gives the same numbers
+    value_t, (d_mu_t, _) = V.gaussian_kl_value_and_grad(mu.T, logvar.T, axis=0)
+    np.testing.assert_array_equal(value_t, value)
+    np.testing.assert_array_equal(d_mu_t, d_mu.T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_vae_loss_within_4_ulp(dtype, likelihood):
     rng = np.random.default_rng(24)
