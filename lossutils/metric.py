@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _numerics as nx
 from ._checks import (
     check_binary_labels,
     check_positive_scalar,
@@ -105,7 +106,7 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
     if v.ndim == 1:  # one vector: as a batch of one
         one = _euclidean(v[None], unit)
         return _Euclidean(one.norm[0], one.squared[0], one.unit[0] if unit else None)
-    squared = np.sum(v * v, axis=-1)
+    squared = np.einsum("...i,...i->...", v, v)  # no full-size temporary
     norm = np.sqrt(squared)
     direction = v / norm[..., None] if unit else None
     redo = ~((squared >= _SAFE_SQUARED_SUM[v.dtype]) & (squared < np.inf))
@@ -171,8 +172,7 @@ def _dd_distance(x, y, shift, exponent, kind):
     if kind == 1:
         sign = np.where(hi < 0, -1.0, 1.0)
         return _dd_row_sum(sign * hi, sign * lo)
-    square, error = _two_prod(hi, hi)
-    s_hi, s_lo = _dd_row_sum(square, error + 2 * hi * lo)
+    s_hi, s_lo = nx.dd_sum_of_squares(hi, lo)
     if kind == "squared":
         return s_hi, s_lo
     r = np.sqrt(s_hi)
@@ -204,10 +204,10 @@ def _embeddings(named: dict, dtype=None):
 class _Pairs:
     """Checked arguments of the contrastive loss, in the working dtype."""
 
-    x1: np.ndarray
+    x1: np.ndarray  # the result dtype
     x2: np.ndarray
-    diff: np.ndarray  # x1 - x2
-    target: np.ndarray  # labels, 1 = similar
+    diff: np.ndarray  # x1 - x2 in the working dtype (float32 for float16)
+    target: np.ndarray  # labels, 1 = similar (float64)
     margin: float
     reduction: str
     dtype: np.dtype  # the result dtype
@@ -227,33 +227,44 @@ def _contrastive_args(x1, x2, target, margin, reduction) -> _Pairs:
             f"target must have the batch shape of x1 {x1.shape[:-1]} (all axes but the last); "
             f"got shape {target.shape}"
         )
-    work = _working_dtype(dtype)
-    target = target.astype(work)
+    target = target.astype(np.float64)
     check_binary_labels(target, "target")
-    x1, x2 = x1.astype(work, copy=False), x2.astype(work, copy=False)
-    return _Pairs(x1, x2, x1 - x2, target, margin, reduction, np.dtype(dtype))
+    # float16 in float32 (where its differences are exact); the few pairs whose hinge
+    # cancels get their distance again in float64 (_hinge)
+    diff = np.subtract(x1, x2, dtype=nx.working_dtype(dtype))
+    return _Pairs(x1, x2, diff, target, margin, reduction, np.dtype(dtype))
 
 
 def _hinge(pairs: _Pairs, dist: _Euclidean):
-    """``max(0, margin - d)``, recomputed in double-double where ``d`` is near the margin.
+    """``(max(0, margin - d), d)``, the distance redone where ``d`` is near the margin.
 
-    There the difference cancels and would magnify the rounding of ``d``; elsewhere
-    (``d <= margin / 2``) it loses nothing.
+    There ``m - d`` cancels and magnifies the rounding of ``d`` by ``m / (m - d)``;
+    elsewhere (``d <= m / 2``) it loses nothing. A float32 distance (relative error
+    ~2**-24) within ``m / 2`` of the margin is redone in float64 from the exact
+    difference; a float64 one (or a float64 redo still within 2**-20 of the margin,
+    for a float32 result) in double-double. ``d`` is returned in float64.
     """
     m = pairs.margin
-    hinge = np.array(np.maximum(m - dist.norm, 0))  # an array also for one pair
+    norm = np.array(dist.norm, dtype=np.float64)  # an array also for one pair
+    dissimilar = pairs.target == 0
+    if pairs.diff.dtype != np.float64:
+        near = dissimilar & (norm > m / 2) & (norm < m * (1 + 2.0**-20))
+        if np.any(near):
+            diff = np.subtract(pairs.x1[near], pairs.x2[near], dtype=np.float64)
+            norm[near] = _euclidean(diff).norm
+    hinge = np.array(np.maximum(m - norm, 0))
     # the rows whose float64 hinge may be off by more than an ULP of the result dtype: a
     # float64 result where m - d cancels at all, a float32 one only where it cancels by
     # more than 2**-20 (float64 distances carry ~2**-52 of their size)
     cut = m * _CANCELLATION_CUT[pairs.dtype]
-    near = (pairs.target == 0) & (dist.norm > m - cut) & (dist.norm < m * (1 + 2.0**-49))
+    near = dissimilar & (norm > m - cut) & (norm < m * (1 + 2.0**-49))
     if np.any(near):
-        x1, x2 = pairs.x1[near], pairs.x2[near]
+        x1, x2 = pairs.x1[near].astype(np.float64), pairs.x2[near].astype(np.float64)
         e = _row_exponent(x1 - x2)
         r, r_lo = _dd_distance(x1, x2, 0.0, e, 2)
         h, h_err = two_sum(m, -np.ldexp(r, e))
         hinge[near] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
-    return hinge
+    return hinge, norm
 
 
 @quiet
@@ -386,22 +397,33 @@ def contrastive_loss_value_and_grad(x1, x2, target, margin=1.0, reduction="mean"
 def _contrastive(x1, x2, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the contrastive loss, from one distance."""
     pairs = _contrastive_args(x1, x2, target, margin, reduction)
-    dist = _euclidean(pairs.diff, unit=grad)
-    hinge = _hinge(pairs, dist)
+    dist = _euclidean(pairs.diff)
+    hinge, norm = _hinge(pairs, dist)
+    y = pairs.target
     loss = None
     if value:
         # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
-        loss = np.where(pairs.target == 0, hinge * hinge, pairs.target * dist.squared)
+        loss = np.where(y == 0, hinge * hinge, y * dist.squared)
         loss = reduce_to(loss, pairs.reduction, pairs.dtype)
     if not grad:
         return loss, None
-    y = pairs.target[..., None]
-    # the hinge's gradient along the unit direction: no overflow of hinge / d for tiny d
-    # a zero hinge masks the direction, also where it is NaN (an infinite distance)
-    g = np.where(y == 0, -2 * times(hinge[..., None], dist.unit), 2 * y * pairs.diff)
+    # one float64 coefficient per pair times x1 - x2: 2 y for a similar pair and
+    # -2 max(0, m - d) / d for a dissimilar one (the hinge along the unit direction)
+    scale = reduction_scale(y.size, pairs.reduction, np.float64)
+    with_hinge = np.array(y == 0)
+    coefficient = np.where(with_hinge, -2 * hinge / norm, 2 * y) * scale
+    # where d is 0, infinite, NaN or so small that m / d overflows: the unit vector
+    # itself (0 at d = 0, as PyTorch's norm backward), and a zero hinge masks it
+    careful = with_hinge & ~(np.isfinite(coefficient) & (norm > 0) & (norm < np.inf))
+    if np.any(careful):
+        unit = _euclidean(pairs.diff[careful].astype(np.float64), unit=True).unit
+        careful_g = -2 * scale * times(hinge[careful][..., None], unit)
+    diff = pairs.diff
+    g = np.multiply(coefficient.astype(diff.dtype)[..., None], diff, out=diff)  # in place
+    if np.any(careful):
+        g[careful] = careful_g
     g += 0.0  # -0.0 (a zero hinge or a zero unit vector) as +0.0
-    g = g * reduction_scale(pairs.target.size, pairs.reduction, g.dtype)
-    g = g.astype(pairs.dtype, copy=False)
+    g = nx.to_dtype(g, pairs.dtype)
     return loss, (g, -g)
 
 
