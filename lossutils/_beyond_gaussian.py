@@ -7,12 +7,14 @@ public names are re-exported by :mod:`lossutils.regression`.
 
 Every function evaluates its per-element terms in a working dtype wider than
 the output where the output is narrower than float64 (float16 and float32 are
-computed in float64; the Poisson and pinball losses of float64 input in long
-double, where the platform has one), reduces there, and rounds once to the
-output dtype. SciPy provides ``gammaln`` and ``digamma``; both exist in float64
-only, so the negative binomial and Student-t losses of float64 input are
-computed in float64, with the cancellations of their large-parameter limits
-removed analytically (see :func:`_log_rising` and :func:`_student_t_log_norm`).
+computed in float64), reduces there, and rounds once to the output dtype. float64
+input is computed in float64 itself, never in ``long double`` (plain double on
+some platforms, so the accuracy would depend on the platform): where a difference
+cancels, its terms come from exact transformations of ``_numerics`` (TwoSum,
+Dekker's product, a double-double exponential). SciPy provides ``gammaln`` and
+``digamma`` (float64 only); the cancellations of the negative binomial's and the
+Student-t's large-parameter limits are removed analytically (see
+:func:`_log_rising` and :func:`_student_t_log_norm`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from ._checks import (
 from ._numerics import (
     exact_difference,
     gap_to_square,
+    scaled_exp_minus,
     sigmoid,
     softplus,
     times,
     to_dtype,
     two_prod,
+    two_sum,
     xlogy,
 )
 from ._reduction import reduce_to, reduction_scale
@@ -137,7 +141,7 @@ def _poisson_args(input, target, log_input, full, eps, reduction):
     _check_bool(log_input, "log_input")
     _check_bool(full, "full")
     eps = check_positive_scalar(eps, "eps", allow_zero=True)
-    out, work, (x, y) = _arrays({"input": input, "target": target}, wider_dtype)
+    out, work, (x, y) = _arrays({"input": input, "target": target}, _float64_at_least)
     check_same_shape(x, y, "input", "target")
     _check_counts(y)
     if not log_input:
@@ -164,12 +168,35 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
                 loss = loss + np.where(big, stirling, 0)
             loss = reduce_to(loss, reduction, out)
         if grad:
-            if log_input:
-                g = rate - y
-            else:
-                g = np.where(y == 0, 1, 1 - y / (x + eps))
+            g = _poisson_slope(x, y, rate, eps, narrow=out.itemsize < 8)
             g = _finish_grad(g, input, x.shape, reduction, out)
     return loss, g
+
+
+def _poisson_slope(x, y, rate, eps, narrow):
+    """Per-element d loss / d input: ``e^x - y`` (``rate`` = e^x) or ``1 - y / (x + eps)``.
+
+    Both vanish at the best fit and keep only the absolute accuracy of their larger term when
+    formed as differences. Where they cancel (the two terms within a factor of 2; for float16
+    and float32 output, whose float64 result may lose 30 bits, within 2^-20) ``e^x - y`` is
+    formed with ``e^x`` in double-double (:func:`scaled_exp_minus`), and the rate form as
+    ``((s - y) + s_err) / s`` with ``s + s_err = x + eps`` exactly (``s - y`` is then exact).
+    """
+    if rate is None:
+        s = x + eps
+        g = np.where(y == 0, 1, 1 - y / s)
+        near = (y > 0) & (y >= 0.5 * s) & (y <= 2 * s)
+        if near.any():
+            xs, ys = x[near], y[near]
+            sn, sn_err = two_sum(xs, eps)
+            g[near] = ((sn - ys) + sn_err) / sn
+        return g
+    g = np.asarray(rate - y)
+    low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (0.5, 2.0)
+    near = (y > 0) & (rate >= low * y) & (rate <= high * y) & (np.abs(x) <= 700)
+    if near.any():
+        g[near] = scaled_exp_minus(np.ones(np.count_nonzero(near)), x[near], y[near])
+    return g
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
@@ -896,7 +923,7 @@ def _quantile_args(input, target, quantile, reduction):
     if isinstance(quantile, numbers.Real) and not isinstance(quantile, bool):
         quantile = float(quantile)
     out, _, (x, y, q) = _arrays(
-        {"input": input, "target": target, "quantile": quantile}, wider_dtype
+        {"input": input, "target": target, "quantile": quantile}, _float64_at_least
     )
     if not (y.shape == x.shape or (x.ndim >= 1 and y.shape == x.shape[:-1] + (1,))):
         last = f" or {x.shape[:-1] + (1,)}" if x.ndim >= 1 else ""
@@ -911,8 +938,27 @@ def _quantile_args(input, target, quantile, reduction):
             f"quantile must lie in the open interval (0, 1); got {describe(float(q[~ok].flat[0]))}"
         )
     with np.errstate(over="ignore", invalid="ignore"):
-        r = y - x
-    return out, x, r, q
+        r, r_err = exact_difference(y, x)
+    return out, x, r, r_err, q
+
+
+def _pinball(r, r_err, q):
+    """``max(q u, (q - 1) u)`` for the exact residual ``u = r + r_err``, within half an ULP.
+
+    ``r`` is scaled by a power of 2 into [1/2, 1) (exact, and Dekker's product stays in its
+    domain); ``q r = p + p_err`` exactly, and ``(q - 1) r = q r - r`` by TwoSum, so neither
+    ``q - 1`` (inexact for q < 1/2) nor ``y - x`` is rounded before the one final rounding.
+    Infinite and NaN residuals take the plain formula.
+    """
+    q = np.broadcast_to(q, r.shape)
+    plain = np.maximum(q * r, (q - 1) * r)
+    _, e = np.frexp(r)
+    rs, es = np.ldexp(r, -e), np.ldexp(r_err, -e)
+    p, p_err = two_prod(q, rs)
+    low = p_err + q * es
+    s, s_err = two_sum(p, -rs)
+    scaled = np.where(rs < 0, s + ((s_err + low) - es), p + low)
+    return np.where(np.isfinite(r), np.ldexp(scaled, e), plain)
 
 
 def quantile_loss(input, target, quantile, reduction="mean"):
@@ -957,7 +1003,8 @@ def quantile_loss(input, target, quantile, reduction="mean"):
     The loss of the quantile outputs of the temporal fusion transformer
     :cite:p:`lim2021temporal`; quantile regression is due to
     :cite:t:`koenker1978regression`, the asymmetric Laplace likelihood to
-    :cite:t:`yu2001bayesian`. Computed in a wider dtype and rounded once: within 1 ULP.
+    :cite:t:`yu2001bayesian`. Within 1 ULP in every dtype: computed in float64 from the exact
+    residual and Dekker's product, rounded once.
 
     Examples
     --------
@@ -1006,11 +1053,11 @@ def quantile_loss_grad(input, target, quantile, reduction="mean"):
 
 def _quantile(input, target, quantile, reduction, *, value=True, grad=True):
     """``(loss or None, d_input or None)`` of :func:`quantile_loss`, one pass."""
-    out, x, r, q = _quantile_args(input, target, quantile, reduction)
+    out, x, r, r_err, q = _quantile_args(input, target, quantile, reduction)
     loss = g = None
     if value:
         with np.errstate(over="ignore", invalid="ignore"):
-            loss = reduce_to(np.maximum(q * r, (q - 1) * r), reduction, out)
+            loss = reduce_to(_pinball(r, r_err, q), reduction, out)
     if grad:
         shape = x.shape
         r = np.broadcast_to(r, shape)

@@ -601,6 +601,40 @@ def _dd_expm1(r):
     return hi, lo
 
 
+def _dd_exp_parts(z):
+    """``(k, m_hi, m_lo)`` with ``e^z = 2^k (1 + m)``, ``m`` a double-double, for float64 ``z``.
+
+    Domain: ``|z| <= 745`` or so (``k`` an exponent). ``z = k ln 2 + r`` with ``r`` in
+    double-double (three-part ln 2), ``m = e^r - 1`` by :func:`_dd_expm1`: relative accuracy
+    about 2^-100 of ``e^z``.
+    """
+    k = np.rint(z / _LN2_HI)
+    a = z - k * _LN2_HI  # exact: k * _LN2_HI is, and a is within a factor 2 of z or 0
+    r, r_err = two_sum(a, -(k * _LN2_MID))
+    r, r_err = _fast_two_sum(r, r_err - k * _LN2_LO)
+    m_hi, m_lo = _dd_expm1(r)
+    # e^{r + r_err} - 1 = m + (1 + m) r_err, to second order in r_err (below 2^-106)
+    m_hi, m_lo = _fast_two_sum(m_hi, m_lo + (1 + m_hi) * r_err)
+    return k.astype(np.int64), m_hi, m_lo
+
+
+def scaled_exp_minus(a, z, b):
+    """``a e^z - b`` for float64 ``a``, ``z``, ``b``, within about 1 ULP however much it cancels.
+
+    Domain: ``|z| <= 700`` and ``a e^z`` finite. With ``e^z = 2^k (1 + m)``
+    (:func:`_dd_exp_parts`), ``a e^z - b = (A - b) + A m`` for ``A = a 2^k`` (exact): ``A - b``
+    by TwoSum, ``A m`` in double-double, summed in double-double and rounded once. The textbook
+    ``a * exp(z) - b`` keeps only the absolute accuracy of ``a e^z`` (the canonical-link
+    gradient ``e^eta - y`` of a Poisson at its optimum ``eta = log y``).
+    """
+    k, m_hi, m_lo = _dd_exp_parts(z)
+    big = np.ldexp(a, k)
+    p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
+    s, s_err = two_sum(big, -b)
+    hi, lo = _dd_add(s, s_err, p_hi, p_lo)
+    return hi + lo
+
+
 def _log_minus_near(t, x):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| <= 372``.
 
@@ -611,15 +645,8 @@ def _log_minus_near(t, x):
     ``T - 1`` is exact whenever ``w`` is small (``T`` is then within a factor 2 of 1).
     Accuracy: about 1 ULP (that of ``log1p``).
     """
-    z = -x
-    k = np.rint(z / _LN2_HI)
-    a = z - k * _LN2_HI  # exact: k * _LN2_HI is, and a is within a factor 2 of z or 0
-    r, r_err = two_sum(a, -(k * _LN2_MID))
-    r, r_err = _fast_two_sum(r, r_err - k * _LN2_LO)
-    m_hi, m_lo = _dd_expm1(r)
-    # e^{r + r_err} - 1 = m + (1 + m) r_err, to second order in r_err (below 2^-106)
-    m_hi, m_lo = _fast_two_sum(m_hi, m_lo + (1 + m_hi) * r_err)
-    big = np.ldexp(t, k.astype(np.int64))
+    k, m_hi, m_lo = _dd_exp_parts(-x)
+    big = np.ldexp(t, k)
     p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
     w_hi, w_lo = _dd_add(big - 1, 0.0, p_hi, p_lo)
     return np.log1p(w_hi) + w_lo / (1 + w_hi)

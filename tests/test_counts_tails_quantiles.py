@@ -224,6 +224,38 @@ def test_poisson_accuracy(dtype, log_input, full):
     _check(grad, g_ref, dtype, g_scale, MAX_ULP[dtype], "poisson_nll_loss_grad")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log_input", [True, False])
+def test_poisson_gradient_at_the_best_fit(dtype, log_input):
+    # e^eta - y and 1 - y / (lambda + eps) vanish at the best fit; as differences they kept
+    # only the absolute accuracy of e^eta (and of y / lambda): 1e15 ULP of float64 here
+    rng = np.random.default_rng(14)
+    n = 200
+    top = 8.0 if dtype is np.float64 else 4.0
+    y = np.floor(10.0 ** rng.uniform(0, top, n))
+    rel = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-16, -1, n)
+    x = np.log(y) + rel if log_input else y * (1 + rel)
+    x, y = _rounded(dtype, x, y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    grad = B.poisson_nll_loss_grad(x, y, log_input=log_input, reduction="none")
+    g_ref = REF["poisson_grad" if log_input else "poisson_rate_grad"](x64, y64)
+    if log_input and dtype is np.float64:
+        # e^eta is formed in double-double: 4 ULP plus 2^-104 e^eta (e^eta - y can cancel to
+        # 2^-59 of e^eta for float64 eta and integer y)
+        exact = np.array([float(v) for v in g_ref])
+        bound = 4 * _ulp(np.float64, exact) + 2.0**-104 * np.exp(x64)
+        assert (_abs_error(grad, g_ref) <= bound).all()
+        assert (_abs_error(grad, g_ref) <= 4 * _ulp(np.float64, exact)).mean() > 0.95
+    else:
+        _check(grad, g_ref, dtype, 0 * y64, MAX_ULP[dtype], "poisson_nll_loss_grad at the best fit")
+    # the reported kind of case: eta the float64 nearest log y
+    x = np.log(np.array([3.0, 7.0, 1e6]))
+    y = np.array([3.0, 7.0, 1e6])
+    exact = _lift(lambda x, y: mpmath.exp(x) - y)(x, y)
+    grad = B.poisson_nll_loss_grad(x, y, reduction="none")
+    assert (_abs_error(grad, exact) <= 1 * _ulp(np.float64, [float(v) for v in exact])).all()
+
+
 # ---------------------------------------------------------------- negative binomial sweeps
 
 
@@ -425,6 +457,23 @@ def test_quantile_accuracy(dtype):
     u = y64 - x64
     expected = np.where(u > 0, -q64, np.where(u < 0, 1 - q64, 0.5 - q64)).astype(dtype)
     np.testing.assert_array_equal(g, expected)
+
+
+def test_quantile_float64_within_1_ulp_without_a_wider_type():
+    # float64 is computed in float64 (long double is plain double on some platforms): the
+    # residual and the products must not be rounded before the end. The textbook formula in
+    # float64 rounds y - x, q * r and q - 1, and is off by more than 1 ULP on these inputs.
+    rng = np.random.default_rng(15)
+    n = 300
+    x = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3, n)
+    y = x * (1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-12, -1, n)) + 2.0**-70
+    q = rng.uniform(0.01, 0.49, n)
+    reference = REF["quantile"](x, y, q)
+    loss = B.quantile_loss(x, y, q, reduction="none")
+    _check(loss, reference, np.float64, 0 * x, 1.0, "quantile_loss float64")
+    plain = np.maximum(q * (y - x), (q - 1) * (y - x))
+    exact = np.array([float(v) for v in reference])
+    assert (_abs_error(plain, reference) > _ulp(np.float64, exact)).any()
 
 
 # ---------------------------------------------------------------- SciPy's distributions
