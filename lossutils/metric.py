@@ -479,28 +479,51 @@ class _TripletDistances:
     """The distances d(a, p), d(a, n) (and d(p, n) with swap) and their gradients."""
 
     dist: dict  # "ap", "an" (and "pn"): distances, the batch shape
-    grad: dict  # the same keys: gradients w.r.t. the first point, (..., D)
+    diff: dict  # the same keys: the differences x - y (+ eps), (..., D), or None
 
 
 def _triplet_parts(t: _Triplets, swap, squared, with_grad=False) -> _TripletDistances:
-    """The distances and, if asked, their gradients w.r.t. the differences."""
+    """The distances and, if asked, the differences they are the norms of."""
     shift = 0 if squared else t.eps
     diffs = {"ap": (t.anchor, t.positive), "an": (t.anchor, t.negative)}
     if swap:
         diffs["pn"] = (t.positive, t.negative)
-    dist, grad = {}, {}
+    dist, kept = {}, {}
     for key, (x, y) in diffs.items():
-        v = x - y + shift if shift else x - y
+        v = x - y
+        if shift:
+            v += shift
         if squared:
             dist[key] = _euclidean(v).squared
-            grad[key] = 2 * v if with_grad else None
         elif t.p == 2:
-            e = _euclidean(v, unit=with_grad)
-            dist[key], grad[key] = e.norm, e.unit
+            dist[key] = _euclidean(v).norm
         else:
             dist[key] = _pnorm(v, t.p)
-            grad[key] = _pnorm_grad(v, dist[key], t.p) if with_grad else None
-    return _TripletDistances(dist, grad)
+        kept[key] = v if with_grad else None
+    return _TripletDistances(dist, kept)
+
+
+def _times_distance_grad(coefficient, v, dist, t: _Triplets, squared):
+    """``coefficient`` (one per row) times the gradient of the distance w.r.t. ``v``.
+
+    Written over ``v``. For the Euclidean norm one factor ``coefficient / d`` per row;
+    the unit vector ``v / d`` itself only where that overflows or ``d`` is 0 or
+    infinite (0 at ``d = 0``, PyTorch's norm backward).
+    """
+    if squared:
+        return np.multiply((2 * coefficient)[..., None], v, out=v)
+    if t.p != 2:
+        g = _pnorm_grad(v, dist, t.p)
+        g *= coefficient[..., None]
+        return g
+    factor = coefficient / dist
+    careful = ~(np.isfinite(factor) & (dist > 0) & (dist < np.inf))
+    if np.any(careful):
+        fix = coefficient[careful][..., None] * _euclidean(v[careful], unit=True).unit
+    g = np.multiply(factor[..., None], v, out=v)
+    if np.any(careful):
+        g[careful] = fix
+    return g
 
 
 def _refined_triplet(t: _Triplets, rows, swap, squared):
@@ -604,7 +627,7 @@ def _triplet(
     t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
     parts = _triplet_parts(t, swap, squared, with_grad=grad)
     loss = _triplet_value(t, parts.dist, swap, squared) if value else None
-    return loss, (_triplet_grad(t, parts, swap) if grad else None)
+    return loss, (_triplet_grad(t, parts, swap, squared) if grad else None)
 
 
 def _triplet_value(t: _Triplets, dist: dict, swap, squared):
@@ -714,22 +737,29 @@ def triplet_margin_loss_value_and_grad(
     return _triplet(*args)
 
 
-def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap):
+def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared):
     """The gradients w.r.t. anchor, positive and negative from the distances and theirs."""
-    dist, u = parts.dist, parts.grad
+    dist = parts.dist
     work = t.anchor.dtype
     an = dist["an"]
     # minimum's backward: the smaller distance takes the gradient, a tie splits it
     pn = dist["pn"] if swap else np.full_like(an, np.inf)
-    w_an = np.where(an == pn, 0.5, an < pn).astype(work)[..., None]
-    w_pn = np.where(an == pn, 0.5, pn < an).astype(work)[..., None]
-    u_pn = u["pn"] if swap else np.zeros_like(t.anchor)
     active = dist["ap"] - np.minimum(an, pn) + t.margin >= 0
-    s = (active * reduction_scale(active.size, t.reduction, work)).astype(work)[..., None]
-    d_anchor = s * (u["ap"] - w_an * u["an"])
-    d_positive = -s * (u["ap"] + w_pn * u_pn)
-    d_negative = s * (w_an * u["an"] + w_pn * u_pn)
-    return tuple(g.astype(t.dtype, copy=False) for g in (d_anchor, d_positive, d_negative))
+    s = active * reduction_scale(active.size, t.reduction, work)
+
+    def term(key, weight):
+        return _times_distance_grad(s * weight, parts.diff[key], dist[key], t, squared)
+
+    t_ap = term("ap", 1.0)
+    t_an = term("an", np.where(an == pn, 0.5, an < pn))
+    d_anchor = t_ap - t_an
+    d_positive = np.negative(t_ap, out=t_ap)
+    d_negative = t_an
+    if swap:
+        t_pn = term("pn", np.where(an == pn, 0.5, pn < an))
+        d_positive -= t_pn
+        d_negative += t_pn
+    return tuple(nx.to_dtype(g, t.dtype) for g in (d_anchor, d_positive, d_negative))
 
 
 def _gram_dd(zs):
