@@ -31,7 +31,7 @@ from ._numerics import (
     xlog_minus,
     xlogy,
 )
-from ._reduction import batchmean_scale, reduce, reduce_to, reduction_scale, scale_grad
+from ._reduction import batchmean_scale, reduce, reduce_to, reduction_scale
 
 __all__ = [
     "entropy",
@@ -746,8 +746,11 @@ def _rows(a, shape2, axis):
     return np.moveaxis(np.broadcast_to(a, shape2[1]), axis, -1).reshape(shape2[0])
 
 
-def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype):
+def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
     """The divergences (working dtype) and the gradient ``(d_mu, d_logvar)`` in ``grad_dtype``.
+
+    The gradient is multiplied by ``scale`` (a working-dtype number, or None for 1)
+    before it is rounded to ``grad_dtype``.
 
     In blocks of rows (the latent axis moved last), touching each element a few times:
     ``em1 = expm1(v - v0)`` feeds both the value (``em1 - d``, plus the scaled square of
@@ -771,6 +774,7 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype):
         d_mu = np.empty((rows, latent), dtype=grad_dtype)
         d_lv = np.empty((rows, latent), dtype=grad_dtype)
     step = max(1, _BLOCK // max(1, latent))
+    half = work.type(0.5) if scale is None else work.type(0.5) * scale  # exact
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for start in range(0, rows, step):
             block = slice(start, start + step)
@@ -779,19 +783,19 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype):
             m0 = mu0 if mu0.ndim == 0 else mu0[block]
             v0 = lv0 if lv0.ndim == 0 else lv0[block]
             if standard:
-                d, d_low, diff, diff_low, scale = v, None, m, None, None
+                d, d_low, diff, diff_low, prior_scale = v, None, m, None, None
             else:
                 d, d_low = two_diff(v, v0)
                 diff, diff_low = two_diff(m, m0)
-                scale = np.exp(-v0)
+                prior_scale = np.exp(-v0)
             em1 = np.expm1(d)
             if value:
                 terms = np.subtract(em1, d)
                 if d_low is not None:
                     terms += em1 * d_low
                 square = np.multiply(diff, diff)
-                if scale is not None:
-                    square *= scale
+                if prior_scale is not None:
+                    square *= prior_scale
                     if diff_low is not None:
                         square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
                 terms += square
@@ -806,11 +810,13 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype):
             if grad:
                 if d_low is not None:
                     em1 += np.where(d_low == 0, 0, (em1 + 1) * d_low)
-                np.multiply(em1, 0.5, out=d_lv[block])
+                np.multiply(em1, half, out=d_lv[block])
+                if prior_scale is not None:
+                    diff = np.where(diff == 0, diff, diff * prior_scale)
                 if scale is None:
                     d_mu[block] = diff
                 else:
-                    d_mu[block] = np.where(diff == 0, diff, diff * scale)
+                    np.multiply(diff, scale, out=d_mu[block])
     if value:
         kl = kl.reshape(moved[:-1])
     grads = None
@@ -839,7 +845,7 @@ def _gaussian_kl_careful(mu, logvar, mu_prior, logvar_prior):
 
 @dataclass(frozen=True)
 class _VAEArgs:
-    """Checked arguments of the VAE loss, in the working dtype."""
+    """Checked arguments of the VAE loss, in the result dtype."""
 
     x: np.ndarray  # data (..., D)
     recon: np.ndarray  # decoder output, logits or means (..., D)
@@ -867,8 +873,6 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction) -> _VAEArgs:
         )
     if likelihood == "bernoulli":
         check_unit_interval(x, "x")
-    work = working_dtype(x.dtype)
-    x, recon, mu, logvar = (a.astype(work, copy=False) for a in (x, recon, mu, logvar))
     return _VAEArgs(x, recon, mu, logvar, reduction, dtype)
 
 
@@ -1005,27 +1009,53 @@ def vae_loss_value_and_grad(x, recon, mu, logvar, likelihood="bernoulli", reduct
 
 
 def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=True):
-    """``(the reduced negative ELBO or None, (d_recon, d_mu, d_logvar) or None)``."""
+    """``(the reduced negative ELBO or None, (d_recon, d_mu, d_logvar) or None)``.
+
+    The reconstruction term and its slope in cache-sized blocks of samples, from the
+    kernels of ``binary_cross_entropy_with_logits`` (no ``pos_weight``: ``c * y = x``);
+    the KL term and its gradient from :func:`_gaussian_kl_work`.
+    """
     a = _vae_args(x, recon, mu, logvar, likelihood, reduction)
-    x, recon, reduction, dtype = a.x, a.recon, a.reduction, a.dtype
-    zero = np.zeros((), dtype=x.dtype)
+    dtype, reduction = a.dtype, a.reduction
+    work = working_dtype(dtype)
+    features = a.x.shape[-1]
+    samples = int(np.prod(a.x.shape[:-1]))
+    x, recon = a.x.reshape(samples, features), a.recon.reshape(samples, features)
+    # d(reduced)/d(per-sample loss), never rounded to float16
+    scale = None
+    if reduction == "mean":
+        scale = work.type(np.nan) if samples == 0 else work.type(1.0 / samples)
+    zero = np.zeros((), dtype=work)
     prior = _Gaussians(a.mu, a.logvar, zero, zero, dtype)
-    kl, kl_grads = _gaussian_kl_work(prior, -1, value, grad, x.dtype)
+    kl, kl_grads = _gaussian_kl_work(prior, -1, value, grad, dtype, scale)
+    nll = np.empty(samples, dtype=work) if value else None
+    d_recon = np.empty((samples, features), dtype=dtype) if grad else None
+    step = max(1, _BLOCK // max(1, features))
+    for start in range(0, samples, step):
+        block = slice(start, start + step)
+        xb = np.asarray(x[block], dtype=work)
+        rb = np.asarray(recon[block], dtype=work)
+        if likelihood == "bernoulli":
+            if value:
+                nll[block] = np.sum(_bce_logits(rb, xb, xb), axis=-1)
+            if grad:
+                # (1 - x) sigma(r) - x sigma(-r): exact terms, no 1 - sigma(r) cancelling
+                slope = _bce_logits_slope(rb, xb, xb)
+        else:
+            slope = np.subtract(rb, xb)
+            if value:
+                nll[block] = np.sum(slope * slope, axis=-1)
+        if grad:
+            if scale is not None:
+                slope *= scale
+            d_recon[block] = slope
     loss = grads = None
     if value:
-        if likelihood == "bernoulli":
-            # the kernel of binary_cross_entropy_with_logits (no pos_weight: c * y = x)
-            nll = np.sum(_bce_logits(recon, x, x), axis=-1)
-        else:
-            half_log_2pi = 0.5 * np.log(2 * np.pi)
-            nll = 0.5 * np.sum((x - recon) ** 2, axis=-1) + x.shape[-1] * half_log_2pi
-        loss = reduce_to(nll + kl, reduction, dtype)
+        if likelihood == "gaussian":
+            nll *= 0.5
+            nll += features * (0.5 * np.log(2 * np.pi))
+        nll += kl.reshape(samples)
+        loss = reduce_to(nll.reshape(a.x.shape[:-1]), reduction, dtype)
     if grad:
-        # sigma(r) - x as (1 - x) sigma(r) - x sigma(-r): exact terms, no 1 - sigma(r) cancelling
-        d_recon = _bce_logits_slope(recon, x, x) if likelihood == "bernoulli" else recon - x
-        samples = int(np.prod(x.shape[:-1]))
-        grads = tuple(
-            scale_grad(local, local.shape, reduction, dtype, count=samples)
-            for local in (d_recon, *kl_grads)
-        )
+        grads = (d_recon.reshape(a.x.shape), *kl_grads)
     return loss, grads
