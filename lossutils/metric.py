@@ -816,22 +816,21 @@ def _dd_logits(zs, exponent, temperature):
 class _NTXent:
     """The views, normalised as ``F.normalize`` does, and the per-row pieces of the loss.
 
-    The loss amplifies an error of the cosines by 1/temperature (a difference of two
-    logits, exponentiated, is what a small loss is made of). So float16 and float32
-    views are evaluated in float64, and float64 views get their logits as
-    double-doubles (``logits + logits_low``) from an exact Gram matrix.
+    Everything in float64, from plain float64 logits; the loss of the rows where their
+    rounding could reach the result's last digit is recomputed from double-double
+    logits (:func:`_nt_xent_exact_losses`).
     """
 
     n: int  # pairs: the 2n views are z1's rows, then z2's
+    zs: np.ndarray  # (2n, D): each view scaled by a power of 2 (its largest entry in [1/2, 1))
     h: np.ndarray  # (2n, D): z / max(||z||, 1e-12)
     scaled_norm: np.ndarray  # (2n,): ||z|| / 2**e, the row scaled by its largest power of 2
     exponent: np.ndarray  # (2n,): that e
     floored: np.ndarray  # (2n,): where the norm's floor 1e-12 is active
     infinite: np.ndarray  # (2n,): a view with infinite entries, taken as its limit direction
-    logits: np.ndarray  # (2n, 2n): cos / temperature, -inf on the diagonal
-    logits_low: np.ndarray  # (2n, 2n): their rounding errors (0 unless float64 views)
     positive: np.ndarray  # (2n,): the column of each row's other view
     top: np.ndarray  # (2n,): the column of each row's largest logit
+    gap: np.ndarray  # (2n,): the largest logit minus the positive's
     rest: np.ndarray  # (2n, 2n): exp(logit - largest), 0 at the diagonal and at top
     total: np.ndarray  # (2n,): the sum of rest, each row
     temperature: float
@@ -839,7 +838,7 @@ class _NTXent:
     dtype: np.dtype  # the result dtype
 
 
-def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
+def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     reduction = check_reduction(reduction)
     temperature = check_positive_scalar(temperature, "temperature")
     z1, z2 = _embeddings({"z1": z1, "z2": z2})
@@ -854,16 +853,44 @@ def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
     floored = np.ldexp(scaled_norm, e) < NORMALIZE_EPS
     safe = np.where(floored, 1, scaled_norm)[:, None]
     h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
-    if exact and z1.dtype == np.float64:
-        logits, logits_low = _dd_logits(zs, e, temperature)
-    else:
-        logits, logits_low = (h @ h.T) / temperature, np.zeros((len(z), len(z)))
+    # cos / temperature, one matrix product and no pass over the (2n, 2n) logits for it
+    logits = (h / temperature) @ h.T
     m = 2 * n
     rows = np.arange(m)
     logits[rows, rows] = -np.inf
-    logits_low[rows, rows] = 0
     positive = (rows + n) % m
     top = np.argmax(logits, axis=-1) if n else rows
+    largest = logits[rows, top]
+    gap = largest - logits[rows, positive]
+    rest = np.subtract(logits, largest[:, None], out=logits)  # in place: exp(s - s_top)
+    np.exp(rest, out=rest)
+    rest[rows, top] = 0
+    return _NTXent(
+        n,
+        zs,
+        h,
+        scaled_norm,
+        e,
+        floored,
+        infinite,
+        positive,
+        top,
+        gap,
+        rest,
+        np.sum(rest, axis=-1),
+        temperature,
+        reduction,
+        z1.dtype,
+    )
+
+
+def _nt_xent_exact_losses(v: _NTXent):
+    """The 2n losses from double-double logits: each within an ULP of float64."""
+    logits, logits_low = _dd_logits(v.zs, v.exponent, v.temperature)
+    rows = np.arange(2 * v.n)
+    logits[rows, rows] = -np.inf
+    logits_low[rows, rows] = 0
+    top = np.argmax(logits, axis=-1) if v.n else rows
     # exp(s - s_top) of the exact logits: the rounding of the difference and the
     # logits' low parts applied to first order, e^(d + c) ~ e^d (1 + c)
     d, d_err = two_sum(logits, -logits[rows, top][:, None])
@@ -871,23 +898,33 @@ def _nt_xent(z1, z2, temperature, reduction, exact=True) -> _NTXent:
     rest = np.exp(d)
     rest += rest * np.where(np.isfinite(correction), correction, 0)
     rest[rows, top] = 0
-    return _NTXent(
-        n,
-        h,
-        scaled_norm,
-        e,
-        floored,
-        infinite,
-        logits,
-        logits_low,
-        positive,
-        top,
-        rest,
-        np.sum(rest, axis=-1),
-        temperature,
-        reduction,
-        z1.dtype,
+    # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
+    # positive is the largest logit (a small loss) no digits cancel
+    gap = (logits[rows, top] - logits[rows, v.positive]) + (
+        logits_low[rows, top] - logits_low[rows, v.positive]
     )
+    return gap + np.log1p(np.sum(rest, axis=-1))
+
+
+def _nt_xent_value(v: _NTXent):
+    """The reduced loss: from the plain float64 logits where their rounding cannot reach
+    an ULP of the result, else from double-double ones.
+
+    A float64 cosine of unit rows is off by at most ``(2 D + 6) 2**-53`` (the dot
+    product's D roundings, each row's norm), a logit by that over the temperature, so
+    a loss ``(s_top - s_pos) + log1p(T)`` by at most ``delta`` for the gap (0 where the
+    positive is the top) and ``2 delta T / (1 + T)`` for the rest, with ``delta``
+    twice that bound. Where this stays below 1/16 of an ULP of the result (a float32 or
+    float16 loss at any usual temperature) the plain losses serve.
+    """
+    losses = v.gap + np.log1p(v.total)
+    depth = v.h.shape[-1]
+    delta = 2 * (2 * depth + 6) * 2.0**-53 / v.temperature
+    bound = np.where(v.top == v.positive, 0, delta) + 2 * delta * v.total / (1 + v.total)
+    eps = np.finfo(v.dtype).eps
+    if np.any(bound > eps * np.abs(losses) / 32):
+        losses = _nt_xent_exact_losses(v)
+    return reduce_to(losses, v.reduction, v.dtype)
 
 
 @quiet
@@ -952,25 +989,9 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
 
 def _nt_xent_loss(z1, z2, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of NT-Xent."""
-    v = _nt_xent(z1, z2, temperature, reduction, exact=value)
+    v = _nt_xent(z1, z2, temperature, reduction)
     loss = _nt_xent_value(v) if value else None
-    if not grad:
-        return loss, None
-    if value and v.dtype == np.float64:  # float64 logits (not double-double) for the gradient
-        v = _nt_xent(z1, z2, temperature, reduction, exact=False)
-    return loss, _nt_xent_grad(v)
-
-
-def _nt_xent_value(v: _NTXent):
-    """The reduced loss from the logits and the rest of each row's exp-sum."""
-    rows = np.arange(2 * v.n)
-    # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
-    # positive is the largest logit (a small loss) no digits cancel
-    gap = (v.logits[rows, v.top] - v.logits[rows, v.positive]) + (
-        v.logits_low[rows, v.top] - v.logits_low[rows, v.positive]
-    )
-    losses = gap + np.log1p(v.total)
-    return reduce_to(losses, v.reduction, v.dtype)
+    return loss, (_nt_xent_grad(v) if grad else None)
 
 
 @quiet
@@ -1051,16 +1072,15 @@ def _nt_xent_grad(v: _NTXent):
     row's largest anyway)."""
     n, rows = v.n, np.arange(2 * v.n)
     denominator = (1 + v.total)[:, None]
-    # softmax of each row: the rest over (1 + total), 1 / (1 + total) at the top
-    g = v.rest / denominator
-    g[rows, v.top] = 1 / denominator[:, 0]
     # p_pos - 1 = -(every term of the row's sum but the positive's) / (1 + total), the
     # top's term being 1: without the difference 1 - p_pos, which cancels for a
-    # confident positive
-    others = v.rest.copy()
-    others[rows, v.positive] = 0
-    not_top = (v.top != v.positive).astype(g.dtype)
-    g[rows, v.positive] = -(not_top + np.sum(others, axis=-1)) / denominator[:, 0]
+    # confident positive (the positive's term is 0 where it is the top)
+    not_top = (v.top != v.positive).astype(v.rest.dtype)
+    others = v.total - v.rest[rows, v.positive]
+    # softmax of each row, in place: the rest over (1 + total), 1 / (1 + total) at the top
+    g = np.divide(v.rest, denominator, out=v.rest)
+    g[rows, v.top] = 1 / denominator[:, 0]
+    g[rows, v.positive] = -(not_top + others) / denominator[:, 0]
     g *= reduction_scale(2 * n, v.reduction, g.dtype)
     d_h = (g + g.T) @ v.h / v.temperature
     radial = np.sum(v.h * d_h, axis=-1, keepdims=True)
