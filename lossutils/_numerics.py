@@ -627,15 +627,20 @@ def scaled_exp_minus(a, z, b):
     ``a * exp(z) - b`` keeps only the absolute accuracy of ``a e^z`` (the canonical-link
     gradient ``e^eta - y`` of a Poisson at its optimum ``eta = log y``).
     """
+    hi, lo = scaled_exp_minus_dd(a, z, b)
+    return hi + lo
+
+
+def scaled_exp_minus_dd(a, z, b):
+    """:func:`scaled_exp_minus` as the double-double ``(hi, lo)`` (to about 2^-104 of ``a e^z``)."""
     k, m_hi, m_lo = _dd_exp_parts(z)
     big = np.ldexp(a, k)
     p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
     s, s_err = two_sum(big, -b)
-    hi, lo = _dd_add(s, s_err, p_hi, p_lo)
-    return hi + lo
+    return _dd_add(s, s_err, p_hi, p_lo)
 
 
-def _log_minus_near(t, x):
+def log_minus_near(t, x):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| <= 372``.
 
     ``log t - x = log1p(w)`` with ``w = t e^{-x} - 1``, and ``w`` is formed to about 2^-100
@@ -660,7 +665,7 @@ def xlog_minus(t, x):
     ``log t`` is at most one ULP of the difference). Closer to ``log t`` the difference
     cancels (a relative error of ``|log t| / |log t - x|`` ULP: 10^8 ULP at the optimum of
     a KL divergence); only those elements are recomputed from ``log1p(t e^{-x} - 1)``
-    with ``t e^{-x}`` in double-double (:func:`_log_minus_near`), in float64, and the
+    with ``t e^{-x}`` in double-double (:func:`log_minus_near`), in float64, and the
     product rounded once. ``t = 0`` gives ``0 * (-inf - x)`` (NaN): callers decide that term.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -673,7 +678,7 @@ def xlog_minus(t, x):
         if rows.size:
             tn = t.ravel()[rows].astype(np.float64)
             xn = x.ravel()[rows].astype(np.float64)
-            np.put(out, rows, tn * _log_minus_near(tn, xn))
+            np.put(out, rows, tn * log_minus_near(tn, xn))
     return out
 
 
@@ -767,3 +772,35 @@ def dd_sum_of_squares(hi: np.ndarray, lo: np.ndarray):
     exact, err = two_sum(dot(a1, a1), 2 * dot(a1, a2))
     err += (dot(a2, a2) + 2 * dot(a1 + a2, rest)) + (dot(rest, rest) + 2 * dot(hi, lo))
     return two_sum(exact, err)
+
+
+# --- log1p(t) - t ---------------------------------------------------------------------------------
+
+# log1p(t) = 2 atanh(u) with u = t / (2 + t), and t = 2u / (1 - u), so that
+# log1p(t) - t = -t u + 2 u^3 (1/3 + u^2/5 + u^4/7 + ...) (-2 u^2 / (1 - u) = -t u): the two
+# parts have one sign for u < 0 and the second is below a fifth of the first for
+# 0 <= u <= 1/3, so nothing cancels. Used for -1/2 <= u <= 1/3 (t in [-2/3, 1]); the series in
+# u^2 <= 1/4 stops after 27 terms, when (1/4)^27 / 57 is below 2^-60 of its first term.
+_LOG1PMX_TERMS = [1.0 / (2 * j + 3) for j in range(27)]
+
+
+def log1p_minus(t):
+    """``log1p(t) - t`` for ``t > -1``, within a few ULP (it is about ``-t^2 / 2`` near 0).
+
+    ``t`` in [-2/3, 1] by the atanh series above (the textbook difference loses every digit
+    as ``t -> 0``); outside, ``log1p(t) - t`` cancels by at most a factor of about 2.5.
+    ``t = -1`` gives ``-inf``; ``+inf`` gives ``-inf``.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = np.asarray(np.log1p(t) - t)
+        near = (t >= -2 / 3) & (t <= 1)
+        if near.any():
+            tn = t[near]
+            u = tn / (2 + tn)
+            w = u * u
+            series = np.full_like(u, _LOG1PMX_TERMS[-1])
+            for c in reversed(_LOG1PMX_TERMS[:-1]):
+                series = series * w + c
+            out[near] = 2 * w * u * series - tn * u  # -2 u^2 / (1 - u) = -t u
+    return out

@@ -304,6 +304,31 @@ def test_negative_binomial_accuracy(dtype):
            "negative_binomial_grad total_count")  # fmt: skip
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_binomial_large_counts_within_a_few_ulp(dtype):
+    # counts and total_count >= 10, half near the mode: the textbook sum of terms of size
+    # y log y cancels to the loss (3e6 ULP off at y = 1e6), and both slopes vanish at the
+    # mode (the total_count slope was 160 ULP off near it)
+    rng = np.random.default_rng(16)
+    n = 300
+    top = {np.float16: 3.0, np.float32: 5.0, np.float64: 7.0}[dtype]
+    y = np.floor(10.0 ** rng.uniform(1, top, n))
+    r = 10.0 ** rng.uniform(1, min(top + 2, 4.5) if dtype is np.float16 else top + 2, n)
+    near = 1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-8, 0, n)
+    mean = y * np.where(np.arange(n) < n // 2, near, 10.0 ** rng.uniform(-6, 6, n))
+    z, y, r = _rounded(dtype, np.log(mean / r), y, r)
+    z64, y64, r64 = (a.astype(np.float64) for a in (z, y, r))
+    loss = B.negative_binomial_nll_loss(z, y, r, reduction="none")
+    g_z, g_r = B.negative_binomial_nll_loss_grad(z, y, r, reduction="none")
+    for actual, key in ((loss, "nb"), (g_z, "nb_grad_input"), (g_r, "nb_grad_count")):
+        _check(actual, REF[key](z64, y64, r64), dtype, 0 * z64, MAX_ULP[dtype], key)
+    # the reported case: a million counts at their mean, total_count a million
+    z, y, r = np.array([0.0]), np.array([1e6]), np.array([1e6])
+    loss = B.negative_binomial_nll_loss(z, y, r, reduction="none")
+    exact = REF["nb"](z, y, r)
+    assert _abs_error(loss, exact)[0] <= 4 * _ulp(np.float64, [float(exact[0])])[0]
+
+
 def test_negative_binomial_large_total_count_keeps_its_digits():
     """Two log-gammas of 1.3e7 whose difference is 41: the textbook form loses 7 digits."""
     z, y, r = np.array([math.log(3e-6)]), np.array([3.0]), np.array([1e6])
