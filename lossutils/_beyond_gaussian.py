@@ -536,7 +536,9 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     target : array_like
         Counts: non-negative integers, the same shape as ``input``.
     total_count : array_like or float
-        :math:`r \ge 0`: ``input``'s shape, that shape with a last dimension of 1, or a scalar.
+        :math:`r \ge 0`: ``input``'s shape, a shape that broadcasts to it with as many
+        dimensions (some of them 1: ``(..., 1)``, ``(1, C)``), or a scalar (the shapes ``var``
+        takes in :func:`gaussian_nll_loss`).
     reduction : {"mean", "sum", "none"}
         How the per-element losses are combined.
 
@@ -615,7 +617,7 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
         \frac{\partial \ell}{\partial z} = r\,\sigma(z) - y\,\sigma(-z), \qquad
         \frac{\partial \ell}{\partial r} = \operatorname{sp}(z) + \psi(r) - \psi(r + y).
 
-    A ``total_count`` of shape ``(..., 1)`` or a scalar gets the gradient summed over the
+    A ``total_count`` with dimensions of 1 or a scalar gets the gradient summed over the
     elements it was broadcast to. Divided by the number of elements for ``reduction="mean"``.
 
     Parameters
@@ -829,8 +831,9 @@ def student_t_nll_loss(input, target, scale, df, reduction="mean"):
     target : array_like
         Targets :math:`y`, the same shape as ``input``.
     scale : array_like or float
-        Scales :math:`s > 0`: ``input``'s shape, that shape with a last dimension of 1, or a
-        scalar.
+        Scales :math:`s > 0`: ``input``'s shape, a shape that broadcasts to it with as many
+        dimensions (some of them 1: ``(..., 1)``, ``(1, C)``), or a scalar (the shapes ``var``
+        takes in :func:`gaussian_nll_loss`).
     df : array_like or float
         Degrees of freedom :math:`\nu > 0` (``inf`` allowed), shapes as ``scale``.
     reduction : {"mean", "sum", "none"}
@@ -878,7 +881,7 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
         + \tfrac12 \log\!\left(1 + \frac{u^2}{\nu}\right) - \frac{(\nu + 1) u^2}{2\nu(\nu + u^2)}.
 
     The input gradient is bounded and redescending (0 as :math:`|u| \to \infty`). ``scale`` and
-    ``df`` of shape ``(..., 1)`` or scalars get the gradient summed over the elements they were
+    ``df`` with dimensions of 1 or scalars get the gradient summed over the elements they were
     broadcast to. Divided by the number of elements for ``reduction="mean"``.
 
     Parameters

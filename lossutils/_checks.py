@@ -193,24 +193,27 @@ def check_log_base(value, name: str = "base") -> float:
 
 
 def check_scale_shape(value: np.ndarray, shape: tuple, name: str, against: str = "input") -> None:
-    """A variance or scale: ``against``'s shape, that shape with a last dimension of 1, or a scalar.
+    """A variance, scale or count parameter broadcasting to ``against``'s shape without changing it.
 
-    This is the shape rule of PyTorch's ``gaussian_nll_loss``, except that a ``var``
-    one dimension short (which PyTorch unsqueezes) is refused: it would be
-    ambiguous with NumPy broadcasting, so pass ``var[..., None]`` instead.
+    Accepted: ``against``'s shape, the same number of dimensions with some of them 1
+    (``(N, 1, H, W)`` for ``(N, C, H, W)``, ``(..., 1)``, ``(1, C)``), or a single value. A
+    shape with fewer dimensions is refused: NumPy aligns it with the last axes, so the shape
+    one dimension short that PyTorch's ``gaussian_nll_loss`` unsqueezes at the end would
+    broadcast along the wrong axis here (pass ``value[..., None]``).
     """
     shape = tuple(shape)
-    ok = (
-        value.shape == shape
-        or value.ndim == 0
-        or (len(shape) >= 1 and value.shape == shape[:-1] + (1,))
+    same_rank = value.ndim == len(shape) and all(
+        n in (1, m) for n, m in zip(value.shape, shape, strict=True)
     )
-    if not ok:
-        last = f", or {shape[:-1] + (1,)}" if shape else ""
-        raise ValueError(
-            f"{name} must have the shape of {against} {shape}{last}, or be a scalar; "
-            f"got shape {value.shape}"
-        )
+    if same_rank or (value.size == 1 and value.ndim <= len(shape)):
+        return
+    hint = ""
+    if len(shape) >= 1 and value.shape == shape[:-1]:
+        hint = f" (one dimension short: pass {name}[..., None] for one value per row)"
+    raise ValueError(
+        f"{name} must broadcast to the shape of {against} {shape} with as many dimensions "
+        f"(each equal to {against}'s or 1), or be a scalar; got shape {value.shape}{hint}"
+    )
 
 
 def sum_to_shape(grad: np.ndarray, shape: tuple) -> np.ndarray:

@@ -20,6 +20,7 @@ from ._checks import (
     check_positive_scalar,
     check_reduction,
     check_same_shape,
+    check_scale_shape,
     float_arrays,
     grad_dtype,
     result_dtype,
@@ -123,30 +124,6 @@ def _reduced_grad(grad, arg, shape, reduction, dtype):
     return to_dtype(sum_to_shape(grad, shape), grad_dtype(arg, dtype))
 
 
-def _check_spread_shape(value: np.ndarray, shape: tuple, name: str) -> None:
-    """A variance or scale broadcasts to ``input``'s shape without changing it.
-
-    Accepted: ``input``'s shape, the same number of dimensions with some of them 1
-    (``(N, 1, H, W)`` for ``(N, C, H, W)``, ``(..., 1)``), or a single value. A shape
-    with fewer dimensions is refused: NumPy aligns it with the last axes, so the
-    shape one dimension short that PyTorch unsqueezes at the end would broadcast
-    along the wrong axis here.
-    """
-    shape = tuple(shape)
-    same_rank = value.ndim == len(shape) and all(
-        n in (1, m) for n, m in zip(value.shape, shape, strict=True)
-    )
-    if same_rank or (value.size == 1 and value.ndim <= len(shape)):
-        return
-    hint = ""
-    if len(shape) >= 1 and value.shape == shape[:-1]:
-        hint = f" (one dimension short: pass {name}[..., None] for one value per row)"
-    raise ValueError(
-        f"{name} must broadcast to the shape of input {shape} with as many dimensions "
-        f"(each equal to input's or 1), or be a scalar; got shape {value.shape}{hint}"
-    )
-
-
 def _limit_at_zero_spread(loss, lk: _Likelihood, eps):
     """With ``eps=0`` a zero variance or scale gives the limit: +inf, or -inf where r = 0.
 
@@ -165,7 +142,7 @@ def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     x, y, s = _floats({"input": input, "target": target, name: spread})
     dtype = x.dtype
     check_same_shape(x, y, "input", "target")
-    _check_spread_shape(s, x.shape, name)
+    check_scale_shape(s, x.shape, name)
     check_nonnegative(s, name)
     work = working_dtype(x.dtype)
     x, y = x.astype(work, copy=False), y.astype(work, copy=False)
