@@ -762,54 +762,52 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared):
     return tuple(nx.to_dtype(g, t.dtype) for g in (d_anchor, d_positive, d_negative))
 
 
-def _gram_dd(zs):
-    """``zs @ zs.T`` as a double-double ``(hi, lo)``, for rows with entries below 1.
-
-    Ozaki's splitting: each entry is cut into slices on fixed grids (``2**-k``,
-    ``2**-2k``, and the rest) so coarse that every matrix product of two of the first
-    slices, a sum of integers times a power of 2 below ``2**53``, is exact whatever
-    BLAS does; the products with the last slice are tiny and need only their leading
-    digits. ``k = (53 - log2 D) // 2`` bits per slice.
-    """
-    k = (53 - int(np.ceil(np.log2(max(zs.shape[-1], 1))))) // 2
-    step = 2.0**k
-    a1 = np.round(zs * step) / step
-    r = zs - a1  # exact, at most 2**-(k+1)
-    a2 = np.round(r * step**2) / step**2
-    a3 = r - a2  # exact, at most 2**-(2k+1)
-    g12, g13, g23 = a1 @ a2.T, a1 @ a3.T, a2 @ a3.T
-    hi, lo = two_sum(a1 @ a1.T, g12 + g12.T)
-    lo += (a2 @ a2.T) + (g13 + g13.T) + (g23 + g23.T)
-    return two_sum(hi, lo)
+def _ozaki_split(x, bits):
+    """``x = head + tail`` with each row's head on the grid ``2**(e - bits)`` (``e`` the
+    exponent of the row's largest entry): products of two heads have at most ``2 bits``
+    significant bits, so their sums over rows of ``2**(53 - 2 bits)`` entries are exact."""
+    _, e = np.frexp(np.max(np.abs(x), axis=-1, initial=0))
+    shift = (bits - e)[:, None]
+    head = np.ldexp(np.rint(np.ldexp(x, shift)), -shift)
+    return head, x - head
 
 
-def _dd_logits(zs, exponent, temperature):
+def _dd_divide_rows(x, d_hi, d_lo):
+    """``x / (d_hi + d_lo)`` entry by entry as a double-double, ``d`` one per row."""
+    q = x / d_hi[:, None]
+    qd, qd_err = nx.two_prod(q, d_hi[:, None])
+    return q, (((x - qd) - qd_err) - q * d_lo[:, None]) / d_hi[:, None]
+
+
+def _dd_logits(zs, exponent, floored, temperature):
     """Cosines over temperature of rows ``z = zs * 2**exponent``, as a double-double.
 
-    The norms come from the Gram matrix's diagonal with a Newton-corrected square
-    root; where ``F.normalize``'s floor 1e-12 is active the denominator is the floor.
-    Division by the product of the two denominators and by the temperature in
-    double-double: about 2**-100 relative, so the loss keeps its few ULP.
+    The rows are normalised before the product, entry by entry in double-double:
+    ``A = zs / (den tau)`` and ``B = zs / den`` (``den`` the row's norm, or
+    ``F.normalize``'s floor 1e-12, scaled like ``zs``), so that ``A B^T`` is the matrix
+    of logits. Ozaki's splitting makes its leading part exact: the heads of ``A`` and
+    ``B`` on grids of ``k = (53 - log2 D) // 2`` bits multiply exactly whatever BLAS
+    does; the rest (``2**-k`` of it and below) is one matrix product of the stacked
+    pieces. About ``2**-66 / tau`` absolute: a loss keeps its few ULP.
     """
-    g, g_low = _gram_dd(zs)
-    diag, diag_low = np.diagonal(g).copy(), np.diagonal(g_low).copy()
-    norm = np.sqrt(diag)
-    nn, nn_err = _two_prod(norm, norm)
-    norm_low = np.where(norm > 0, ((diag - nn) - nn_err + diag_low) / (2 * norm + (norm == 0)), 0)
-    floored = np.ldexp(norm, exponent) < NORMALIZE_EPS
-    den = np.where(floored, np.ldexp(NORMALIZE_EPS, -exponent), norm)
-    den_low = np.where(floored, 0, norm_low)
-    p, p_low = _two_prod(den[:, None], den[None, :])
-    p_low = p_low + (den[:, None] * den_low[None, :] + den_low[:, None] * den[None, :])
-    # a floored row of tiny entries has a denominator beyond the range: its cosines are 0
-    huge = np.isinf(p)
-    p, p_low = np.where(huge, 1, p), np.where(huge, 0, p_low)
-    q = np.where(huge, 0, g / p)
-    qp, qp_err = _two_prod(q, p)
-    q_low = np.where(huge, 0, (((g - qp) - qp_err) + g_low - q * p_low) / p)
-    s = q / temperature
-    st, st_err = _two_prod(s, temperature)
-    return s, ((q - st) - st_err + q_low) / temperature
+    s_hi, s_lo = nx.dd_sum_of_squares(zs, np.zeros_like(zs))
+    r = np.sqrt(s_hi)
+    rr, rr_err = nx.two_prod(r, r)
+    r_lo = np.where(r > 0, ((s_hi - rr) - rr_err + s_lo) / np.where(r > 0, 2 * r, 1), 0)
+    den = np.where(floored, np.ldexp(NORMALIZE_EPS, -exponent), r)
+    den_lo = np.where(floored, 0, r_lo)
+    dt, dt_err = nx.two_prod(den, temperature)
+    a_hi, a_lo = _dd_divide_rows(zs, dt, dt_err + den_lo * temperature)
+    b_hi, b_lo = _dd_divide_rows(zs, den, den_lo)
+    k = (53 - int(np.ceil(np.log2(max(zs.shape[-1], 1))))) // 2
+    a_head, a_tail = _ozaki_split(a_hi, k)
+    b_head, b_tail = _ozaki_split(b_hi, k)
+    exact = a_head @ b_head.T
+    small = (
+        np.concatenate([a_head, a_tail, a_hi, a_lo], axis=-1)
+        @ np.concatenate([b_tail, b_hi, b_lo, b_hi], axis=-1).T
+    )
+    return two_sum(exact, small)
 
 
 @dataclass(frozen=True)
@@ -829,16 +827,17 @@ class _NTXent:
     floored: np.ndarray  # (2n,): where the norm's floor 1e-12 is active
     infinite: np.ndarray  # (2n,): a view with infinite entries, taken as its limit direction
     positive: np.ndarray  # (2n,): the column of each row's other view
-    top: np.ndarray  # (2n,): the column of each row's largest logit
-    gap: np.ndarray  # (2n,): the largest logit minus the positive's
-    rest: np.ndarray  # (2n, 2n): exp(logit - largest), 0 at the diagonal and at top
-    total: np.ndarray  # (2n,): the sum of rest, each row
+    # from the plain float64 logits (None where not asked for):
+    top: np.ndarray | None  # (2n,): the column of each row's largest logit
+    gap: np.ndarray | None  # (2n,): the largest logit minus the positive's
+    rest: np.ndarray | None  # (2n, 2n): exp(logit - largest), 0 at the diagonal and at top
+    total: np.ndarray | None  # (2n,): the sum of rest, each row
     temperature: float
     reduction: str
     dtype: np.dtype  # the result dtype
 
 
-def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
+def _nt_xent(z1, z2, temperature, reduction, plain=True) -> _NTXent:
     reduction = check_reduction(reduction)
     temperature = check_positive_scalar(temperature, "temperature")
     z1, z2 = _embeddings({"z1": z1, "z2": z2})
@@ -853,18 +852,23 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     floored = np.ldexp(scaled_norm, e) < NORMALIZE_EPS
     safe = np.where(floored, 1, scaled_norm)[:, None]
     h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
-    # cos / temperature, one matrix product and no pass over the (2n, 2n) logits for it
-    logits = (h / temperature) @ h.T
     m = 2 * n
     rows = np.arange(m)
-    logits[rows, rows] = -np.inf
     positive = (rows + n) % m
-    top = np.argmax(logits, axis=-1) if n else rows
-    largest = logits[rows, top]
-    gap = largest - logits[rows, positive]
-    rest = np.subtract(logits, largest[:, None], out=logits)  # in place: exp(s - s_top)
-    np.exp(rest, out=rest)
-    rest[rows, top] = 0
+    top = gap = rest = total = None
+    # a float64 value comes from double-double logits alone: the plain ones only for a
+    # gradient or a float32 / float16 result
+    if plain or z1.dtype != np.float64:
+        # cos / temperature, one matrix product and no pass over the (2n, 2n) logits for it
+        logits = (h / temperature) @ h.T
+        logits[rows, rows] = -np.inf
+        top = np.argmax(logits, axis=-1) if n else rows
+        largest = logits[rows, top]
+        gap = largest - logits[rows, positive]
+        rest = np.subtract(logits, largest[:, None], out=logits)  # in place: exp(s - s_top)
+        np.exp(rest, out=rest)
+        rest[rows, top] = 0
+        total = np.sum(rest, axis=-1)
     return _NTXent(
         n,
         zs,
@@ -877,7 +881,7 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
         top,
         gap,
         rest,
-        np.sum(rest, axis=-1),
+        total,
         temperature,
         reduction,
         z1.dtype,
@@ -886,43 +890,46 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
 
 def _nt_xent_exact_losses(v: _NTXent):
     """The 2n losses from double-double logits: each within an ULP of float64."""
-    logits, logits_low = _dd_logits(v.zs, v.exponent, v.temperature)
+    logits, logits_low = _dd_logits(v.zs, v.exponent, v.floored, v.temperature)
     rows = np.arange(2 * v.n)
     logits[rows, rows] = -np.inf
     logits_low[rows, rows] = 0
     top = np.argmax(logits, axis=-1) if v.n else rows
-    # exp(s - s_top) of the exact logits: the rounding of the difference and the
-    # logits' low parts applied to first order, e^(d + c) ~ e^d (1 + c)
-    d, d_err = two_sum(logits, -logits[rows, top][:, None])
-    correction = d_err + (logits_low - logits_low[rows, top][:, None])
-    rest = np.exp(d)
-    rest += rest * np.where(np.isfinite(correction), correction, 0)
-    rest[rows, top] = 0
+    largest, largest_low = logits[rows, top], logits_low[rows, top]
     # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
     # positive is the largest logit (a small loss) no digits cancel
-    gap = (logits[rows, top] - logits[rows, v.positive]) + (
-        logits_low[rows, top] - logits_low[rows, v.positive]
-    )
+    gap = (largest - logits[rows, v.positive]) + (largest_low - logits_low[rows, v.positive])
+    # exp(s - s_top) of the exact logits: the rounding of the difference and the
+    # logits' low parts applied to first order, e^(d + c) ~ e^d (1 + c), in place
+    rest = logits - largest[:, None]
+    correction = nx.diff_error(logits, largest[:, None], rest)
+    correction += logits_low
+    correction -= largest_low[:, None]
+    np.exp(rest, out=rest)
+    correction *= rest
+    rest += correction
+    rest[rows, top] = 0
     return gap + np.log1p(np.sum(rest, axis=-1))
 
 
 def _nt_xent_value(v: _NTXent):
     """The reduced loss: from the plain float64 logits where their rounding cannot reach
-    an ULP of the result, else from double-double ones.
+    an ULP of the result, else (always for a float64 result) from double-double ones.
 
     A float64 cosine of unit rows is off by at most ``(2 D + 6) 2**-53`` (the dot
     product's D roundings, each row's norm), a logit by that over the temperature, so
     a loss ``(s_top - s_pos) + log1p(T)`` by at most ``delta`` for the gap (0 where the
     positive is the top) and ``2 delta T / (1 + T)`` for the rest, with ``delta``
-    twice that bound. Where this stays below 1/16 of an ULP of the result (a float32 or
+    twice that bound. Where this stays below 1/32 of an ULP of the result (a float32 or
     float16 loss at any usual temperature) the plain losses serve.
     """
+    if v.dtype == np.float64:
+        return reduce_to(_nt_xent_exact_losses(v), v.reduction, v.dtype)
     losses = v.gap + np.log1p(v.total)
     depth = v.h.shape[-1]
     delta = 2 * (2 * depth + 6) * 2.0**-53 / v.temperature
     bound = np.where(v.top == v.positive, 0, delta) + 2 * delta * v.total / (1 + v.total)
-    eps = np.finfo(v.dtype).eps
-    if np.any(bound > eps * np.abs(losses) / 32):
+    if np.any(bound > np.finfo(v.dtype).eps * np.abs(losses) / 32):
         losses = _nt_xent_exact_losses(v)
     return reduce_to(losses, v.reduction, v.dtype)
 
@@ -989,7 +996,7 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
 
 def _nt_xent_loss(z1, z2, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of NT-Xent."""
-    v = _nt_xent(z1, z2, temperature, reduction)
+    v = _nt_xent(z1, z2, temperature, reduction, plain=grad)
     loss = _nt_xent_value(v) if value else None
     return loss, (_nt_xent_grad(v) if grad else None)
 
