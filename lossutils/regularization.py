@@ -99,9 +99,11 @@ def _penalty(params, lam, power, *, value=True, grad=True):
 def _penalty_value(arrays, lam: float, power: int):
     """``lam * sum(|w|**power)`` over the arrays, rounded once to their promoted dtype."""
     dtype = result_dtype(*arrays)
+    if lam == 0:  # a zero weight masks its terms, also infinite or NaN ones
+        return dtype.type(0)
     # one term per parameter array; a plain float64 sum (math.fsum raises on overflow)
     total = float(np.sum([_sum_of_powers(p, power) for p in arrays], dtype=np.float64))
-    if math.isnan(total) or lam == 0:
+    if math.isnan(total):
         value = np.float64(lam) * total
     elif total == math.inf or total < _SMALLEST_SAFE_TOTAL:
         value = _scaled_penalty(arrays, lam, power)
@@ -116,6 +118,8 @@ def _elementwise_grad(p: np.ndarray, lam: float, power: int) -> np.ndarray:
     ``lam`` is used in float64 where the working dtype would round it to a
     subnormal or to 0; otherwise float16 is computed in float32.
     """
+    if lam == 0:  # masked: 0 also where w is infinite or NaN
+        return np.zeros(p.shape, dtype=p.dtype)
     work = working_dtype(p.dtype)
     if 0 < lam < np.finfo(work).tiny:
         work = np.dtype(np.float64)
@@ -135,7 +139,8 @@ def l2_penalty(params, lam):
     params : ndarray or list of ndarray
         The parameters :math:`w` (a list or tuple of arrays: the sum runs over all of them).
     lam : float
-        The non-negative, finite strength :math:`\lambda`.
+        The non-negative, finite strength :math:`\lambda`. ``lam = 0`` masks every term: the
+        penalty and its gradient are 0 even for infinite or NaN parameters.
 
     Returns
     -------
@@ -243,7 +248,8 @@ def l1_penalty(params, lam):
     params : ndarray or list of ndarray
         The parameters :math:`w` (a list or tuple of arrays: the sum runs over all of them).
     lam : float
-        The non-negative, finite strength :math:`\lambda`.
+        The non-negative, finite strength :math:`\lambda`. ``lam = 0`` masks every term: the
+        penalty and its gradient are 0 even for infinite or NaN parameters.
 
     Returns
     -------

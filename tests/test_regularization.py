@@ -177,3 +177,27 @@ def test_properties(params, lam):
         np.testing.assert_allclose(penalty(params, 2 * lam), 2 * total, rtol=1e-15, atol=2 * tiny)
         for g, p in zip(grad(params, lam), params, strict=True):
             assert g.shape == p.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("name", ["l2_penalty", "l1_penalty"])
+def test_zero_lam_masks_infinite_and_nan_parameters(name, dtype):
+    # a zero weight masks its element (0, even where the element is infinite): 0 * inf was NaN
+    params = [np.array([np.inf, -np.inf, 1.0], dtype=dtype), np.array([[np.nan]], dtype=dtype)]
+    penalty, grad = getattr(P, name), getattr(P, name + "_grad")
+    for p in (params, params[0]):
+        value = penalty(p, 0.0)
+        assert value == 0 and value.dtype == dtype
+        grads = grad(p, 0.0)
+        for g, q in zip(
+            grads if isinstance(p, list) else [grads],
+            p if isinstance(p, list) else [p],
+            strict=True,
+        ):
+            assert g.dtype == dtype and g.shape == q.shape
+            np.testing.assert_array_equal(g, np.zeros_like(q))
+        v, g = getattr(P, name + "_value_and_grad")(p, 0.0)
+        assert v == 0
+    # a positive lam keeps the information
+    assert penalty(params[0], 1e-3) == np.inf
+    assert np.isnan(penalty(params, 1e-3))
