@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from ._blocks import for_each_block
+
 # --- warnings -------------------------------------------------------------------------------------
 
 
@@ -335,9 +337,6 @@ def exp_minus_1_minus(d):
 
 # --- log-sum-exp ----------------------------------------------------------------------------------
 
-# Rows per block of the compensated sum: its temporaries stay cache-sized (~1 MB each).
-_BLOCK_ELEMENTS = 1 << 17
-
 
 def diff_error(x, m, d):
     """The exact rounding error ``(x - m) - d`` of ``d = fl(x - m)`` (TwoSum, in place).
@@ -357,39 +356,37 @@ def diff_error(x, m, d):
     return err
 
 
-def exp_sum_rest(x: np.ndarray, m: np.ndarray, top=None, rows=None, e=None) -> np.ndarray:
-    r"""Row sums of ``exp(x - m)`` over every column except ``top``, for 2-D ``x``.
+def exp_sum_rest(x: np.ndarray, m: np.ndarray, rows=None) -> np.ndarray:
+    r"""Row sums of ``exp(x - m)`` over every column but the first maximal one, for 2-D ``x``.
 
-    ``m`` holds the row maxima and ``top`` the column of a maximum (default: the
-    first); with ``rows`` (indices), only those rows of ``x``, ``m`` and ``top``.
-    ``e``, if given, holds ``exp(x - m)`` already computed for every row (it saves the
-    exponentials; it is not modified).
-
-    Domain: rows whose maximum is finite. Accuracy: a few ULP of the sum. The rounding
-    error of each difference ``x - m`` is recovered exactly (:func:`diff_error`) and
-    applied to first order: without it, a difference of size 40 carries a relative
-    error of up to 40 ULP (half an ULP of 40 is 40 times half an ULP of 1) into the sum,
-    and so into a tiny ``log1p`` of it. Processed in blocks of rows (vectorized within
-    each block) so that the temporaries stay in cache.
+    ``m`` holds the row maxima; with ``rows`` (indices), only those rows. Domain: rows
+    whose maximum is finite. Accuracy: a few ULP of the sum, which is what a small
+    ``log1p`` of it needs (a row dominated by its maximum). In float64 the rounding
+    error of each difference ``x - m`` is recovered exactly (:func:`shift_error`) and
+    applied to first order: without it, a difference of size 40 carries a relative error
+    of up to 40 ULP into the sum. float32 (and float16) rows are computed in float64,
+    where their differences are exact to far below a float32 ULP and no exponential is
+    subnormal; the result is then float64, for the caller to round once. Processed in
+    cache-sized blocks of rows.
     """
-    rows = np.arange(len(x)) if rows is None else rows
-    out = np.empty(len(rows), dtype=x.dtype)
-    step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
-    for start in range(0, len(rows), step):
-        block = slice(start, start + step)
-        index = rows[block]
-        xb, mb = x[index], m[index, None]
-        tb = np.argmax(xb, axis=-1) if top is None else top[index]
-        with np.errstate(invalid="ignore", over="ignore"):
-            d = xb - mb
-            err = diff_error(xb, mb, d)
-            if e is None:
-                np.exp(d, out=d)
-            else:
-                d = e[index]  # a copy: the caller's array is not modified
-            np.put_along_axis(d, tb[:, None], 0, axis=-1)
-            err *= d
-            out[block] = np.sum(d, axis=-1) + np.sum(err, axis=-1)
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+    wide = np.dtype(np.float64) if x.dtype.itemsize < 8 else x.dtype
+    out = np.empty(len(rows), dtype=wide)
+
+    def block(part: slice) -> None:
+        xb = x[rows[part]].astype(wide, copy=False)
+        mb = m[rows[part]].astype(wide, copy=False)
+        top = np.argmax(xb, axis=-1)[:, None]
+        d = xb - mb[:, None]
+        w = shift_error(xb, mb, d, np.empty_like(d)) if wide == x.dtype else None
+        np.exp(d, out=d)
+        np.put_along_axis(d, top, 0, axis=-1)
+        out[part] = np.sum(d, axis=-1)
+        if w is not None:  # the first-order corrections, summed on their own
+            w *= d
+            out[part] += np.sum(w, axis=-1)
+
+    for_each_block(block, len(rows), x.shape[-1] * wide.itemsize)
     return out
 
 
@@ -412,71 +409,114 @@ def log_normalizer(x: np.ndarray):
         s = np.sum(e, axis=-1)
         hard = np.flatnonzero(s < 1)
         if hard.size:
-            s[hard] = exp_sum_rest(x, m, top, hard)
+            s[hard] = exp_sum_rest(x, m, hard)
         return m, d, np.log1p(s)
 
 
-def shifted_exp(x: np.ndarray, d_weight=None):
-    """``m = max``, ``e = exp(x - m)`` (one new array), ``S`` = row sums of ``e``.
+def shift_error(x: np.ndarray, m: np.ndarray, d: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The exact rounding error ``(x - m) - d`` of ``d = fl(x - m)``, row by row, into ``out``.
 
-    With ``d_weight`` (True for ones, or an array broadcasting to ``x``) also returns
-    the row sums of ``(m - x) * d_weight``, taken before the exponential overwrites the
-    differences; each term is non-negative, so the sum is accurate (a few ULP).
+    ``x`` is a 2-D block, ``m`` the shift of each row: its maximum, or 0 where that is
+    infinite (a NaN row gives NaN in ``d`` and 0 here).
+    Dekker's Fast2Sum gives the error in two exact operations, ``x - (d + m)``, in every
+    row whose entries have an exponent no larger than ``m``'s (``|x| < 2^k`` where
+    ``2^(k-1) <= |m| < 2^k``): with row maxima of logits that is nearly every row. In a row
+    with a negative maximum every ``|x| >= |m|``, and the mirrored Fast2Sum
+    ``-((d - x) + m)`` is exact. The other rows (an entry far below a positive maximum,
+    an infinite or NaN entry, a maximum near the overflow threshold) get the six
+    operations of TwoSum (:func:`diff_error`), which is 0 where ``d`` is not finite.
+    """
+    mc = m[:, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.add(d, mc, out=out)
+        np.subtract(x, out, out=out)
+    lo = np.min(x, axis=-1)
+    finite = np.isfinite(lo)
+    bound = np.ldexp(np.ones_like(m), np.frexp(m)[1])  # 2^k > |m|
+    fast = finite & ((lo > -bound) & (np.abs(m) < np.finfo(m.dtype).max / 4) | (m == 0))
+    if fast.all():
+        return out
+    mirrored = np.flatnonzero(~fast & finite & (m < 0))
+    if mirrored.size:
+        z = d[mirrored] - x[mirrored]
+        z += mc[mirrored]
+        out[mirrored] = -z
+    slow = np.flatnonzero(~fast & ~(finite & (m < 0)))
+    if slow.size:
+        out[slow] = diff_error(x[slow], mc[slow], d[slow])
+    return out
+
+
+def exp_rows(x: np.ndarray, e: np.ndarray, correct=True, d_out=None, drop_top=False):
+    """Row maxima ``m`` and row sums ``s`` of ``e = exp(x - m)`` for a 2-D block ``x``.
+
+    ``e`` (an array of ``x``'s shape) receives the exponentials; ``d_out``, if given, the
+    differences ``d = fl(x - m)``. With ``correct`` each exponential is corrected to first
+    order for the rounding of ``x - m``: ``e^{d + w} = e^d (1 + w)`` with ``d + w = x - m``
+    exactly (:func:`shift_error`). ``|w| <= ulp(d) / 2``, so an uncorrected entry carries
+    a relative error of up to ``|d| / 2`` ULP (``d = -100``: 50 ULP; ``-700``: 350);
+    corrected it is within about 1 ULP of ``exp``, the neglected term ``w^2 / 2`` being far
+    below an ULP. The sum ``s`` of positive terms is within a few ULP. Rows whose maximum
+    is infinite are shifted by 0: an all ``-inf`` row gives ``e = 0`` and ``s = 0``; a row
+    holding ``+inf`` is for the caller to replace by its limit
+    (:func:`limit_rows`). With ``drop_top`` the first maximal entry of each row is left out
+    of ``e`` (set to 0) and of ``s``: then ``log1p(s)`` is ``logsumexp(x) - m``, and a small
+    ``s`` keeps its digits.
+    """
+    if drop_top:
+        top = np.argmax(x, axis=-1)[:, None]
+        m = np.take_along_axis(x, top, axis=-1)[:, 0]
+    else:
+        m = np.max(x, axis=-1)
+    shift = m if np.isfinite(m).all() else np.where(np.isinf(m), 0, m).astype(m.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.subtract(x, shift[:, None], out=e if d_out is None else d_out)
+        w = shift_error(x, shift, d, np.empty_like(x)) if correct else None
+        np.exp(d, out=e)
+        if correct:
+            w *= e
+            e += w
+        if drop_top:
+            np.put_along_axis(e, top, 0, axis=-1)
+        return m, np.sum(e, axis=-1)
+
+
+def exp_row_blocks(
+    x: np.ndarray, keep: bool, correct=True, finish=None, d_out=None, drop_top=False
+):
+    """:func:`exp_rows` over every row of a 2-D ``x``, block by block (``_blocks``).
+
+    Returns ``(m, s, e)``; ``e`` is None unless ``keep`` (else each block's exponentials
+    live in a block-sized scratch array). ``finish(rows, e_rows, s_rows)``, if given, is
+    called on each block while it is in the cache (e.g. to scale ``e`` into a gradient);
+    ``d_out``, an array of ``x``'s shape, receives ``fl(x - m)``; ``drop_top`` is passed on.
+    """
+    n = x.shape[0]
+    m = np.empty(n, x.dtype)
+    s = np.empty(n, x.dtype)
+    e = np.empty_like(x) if keep else None
+
+    def block(rows: slice) -> None:
+        e_rows = e[rows] if keep else np.empty_like(x[rows])
+        d_rows = None if d_out is None else d_out[rows]
+        m[rows], s[rows] = exp_rows(x[rows], e_rows, correct, d_rows, drop_top)
+        if finish is not None:
+            finish(rows, e_rows, s[rows])
+
+    for_each_block(block, n, x.shape[-1] * x.itemsize)
+    return m, s, e
+
+
+def log1p_rest(x: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``log1p`` of :func:`exp_sum_rest` for ``rows`` of ``x``: ``logsumexp(x) - m`` there.
+
+    For rows dominated by their maximum, where this is small and every digit of the sum
+    counts. Returns float64 for float32 (or float16) input, as :func:`exp_sum_rest` does:
+    there the sum may be of subnormal float32 numbers, each carrying an absolute error of
+    half the smallest subnormal, which would add up to several ULP of a subnormal result.
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        m = np.max(x, axis=-1)
-        e = x - m[:, None]
-        gap = None
-        if d_weight is not None:
-            gap = -np.sum(e if d_weight is True else times(d_weight, e), axis=-1)
-        np.exp(e, out=e)
-    return m, e, np.sum(e, axis=-1), gap
-
-
-def log_rest(x: np.ndarray, m: np.ndarray, e: np.ndarray, s: np.ndarray, hard) -> np.ndarray:
-    """``logsumexp(x) - m`` per row: ``log(S)``, recomputed in the ``hard`` rows.
-
-    ``log(S)`` is accurate to a few ULP wherever it is not small (``S >= 2``): then every
-    loss built on it is a sum of non-negative terms of which it is not a tiny part.
-    Where the maximum dominates the row, ``S = 1 + s`` has rounded away the digits of
-    ``s``, so those rows get ``log1p(s)`` with ``s`` re-summed over every class but the
-    maximal one, each exponent's rounding error compensated (:func:`exp_sum_rest`).
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.log(s)
-        rows = np.flatnonzero(hard)
-        if rows.size:
-            r[rows] = np.log1p(exp_sum_rest(x, m, rows=rows, e=e))
-    return r
-
-
-# A row is "confident" when the other classes' exponentials sum to less than 1/16 of the
-# maximum's (its probability is above 16/17, about 0.94). Only there are the probabilities
-# corrected for the rounding of x - m (compensate_exp): such rows are rare in random data,
-# so the correction costs the common case almost nothing, and they are where tail entries
-# far below the maximum (a gap of 700 costs 350 ULP uncorrected) are asked for.
-CONFIDENT_SUM = 1.0625
-
-
-def compensate_exp(e: np.ndarray, x: np.ndarray, m: np.ndarray, rows=None) -> None:
-    """Correct ``e = exp(fl(x - m))`` in place to ``exp(x - m)`` (first order), row-wise.
-
-    ``x`` is 2-D with row maxima ``m``; with ``rows`` (indices) only those rows are
-    corrected. The rounding of ``x - m`` is up to half an ULP of ``|x - m|``, so an entry
-    of ``exp`` far in the tail (``x - m = -700``) is off by up to ~700 ULP / 2 without this;
-    with it, within about 1 ULP of ``exp``. This is what makes a softmax probability, or
-    the gradient of a cross-entropy, as accurate as the loss.
-    """
-    rows = np.arange(len(x)) if rows is None else rows
-    step = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
-    for start in range(0, len(rows), step):
-        index = rows[start : start + step]
-        xb, mb = x[index], m[index, None]
-        with np.errstate(invalid="ignore", over="ignore"):
-            d = xb - mb
-            err = diff_error(xb, mb, d)
-            err *= e[index]
-            e[index] += err
+        return np.log1p(exp_sum_rest(x, m, rows))
 
 
 def limit_rows(x: np.ndarray) -> np.ndarray:

@@ -145,6 +145,45 @@ def _rows(x: np.ndarray, axis: int) -> tuple[np.ndarray, tuple]:
     return rows.astype(nx.working_dtype(x.dtype), copy=False), moved.shape
 
 
+def _softmax_rows(rows: np.ndarray):
+    """Softmax of each row of a 2-D array, and the row maxima.
+
+    Every exponential is corrected for the rounding of ``x - m``
+    (:func:`~lossutils._numerics.exp_rows`) and divided by its row sum while in the cache.
+    """
+
+    def divide(_, e, s):
+        e /= s[:, None]
+
+    m, _, e = nx.exp_row_blocks(rows, keep=True, finish=divide)
+    return e, m
+
+
+def _log_softmax_rows(rows: np.ndarray):
+    """Log-softmax ``(x - m) - r`` of each row of a 2-D array, ``r = logsumexp(x) - m``;
+    and the row maxima ``m``.
+
+    ``r = log1p(s)``, ``s`` the sum of ``e^{x - m}`` over all but one maximal entry, is
+    subtracted block by block; rows dominated by their maximum (``s < 1``, where ``r`` is
+    small and every digit of it counts) are recomputed with the compensated ``r`` of
+    :func:`~lossutils._numerics.log1p_rest`, in float64.
+    """
+    out = np.empty_like(rows)
+
+    def subtract(rows_, _, s):
+        out[rows_] -= np.log1p(s)[:, None]
+
+    m, s, _ = nx.exp_row_blocks(
+        rows, keep=False, correct=False, finish=subtract, d_out=out, drop_top=True
+    )
+    hard = np.flatnonzero((s < 1) & np.isfinite(m))
+    if hard.size:
+        r = nx.log1p_rest(rows, m, hard)
+        wide = rows[hard].astype(r.dtype) - m[hard, None].astype(r.dtype)
+        out[hard] = wide - r[:, None]
+    return out, m
+
+
 def logsumexp(x, axis=-1, keepdims=False):
     r""":math:`\log \sum_k e^{x_k}` along ``axis``, without overflow.
 
@@ -188,9 +227,16 @@ def logsumexp(x, axis=-1, keepdims=False):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    m, _, r = nx.log_normalizer(rows)
+    m, s, _ = nx.exp_row_blocks(rows, keep=False, correct=False, drop_top=True)
+    with np.errstate(invalid="ignore"):
+        out = m + np.log1p(s)
+    # rows dominated by their maximum: log1p of the compensated rest, added in float64
+    hard = np.flatnonzero((s < 1) & np.isfinite(m))
+    if hard.size:
+        out[hard] = m[hard] + nx.log1p_rest(rows, m, hard)
     # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp
-    out = nx.to_dtype(np.where(np.isfinite(m), m + r, m).reshape(moved[:-1]), x.dtype)
+    np.copyto(out, m, where=~np.isfinite(m))
+    out = nx.to_dtype(out.reshape(moved[:-1]), x.dtype)
     if keepdims:
         out = np.expand_dims(out, axis)
     return _scalar_if_0d(out)
@@ -199,10 +245,11 @@ def logsumexp(x, axis=-1, keepdims=False):
 def softmax(x, axis=-1):
     r"""Softmax :math:`e^{x_k} / \sum_j e^{x_j}` along ``axis``, shifted by the maximum.
 
-    In a row with a confident prediction (a probability above 0.94) the rounding error of each
-    difference :math:`x_k - m` is compensated, so a tail probability such as
-    :math:`e^{-700}` keeps its relative accuracy (uncompensated it is off by up to
-    :math:`|x_k - m| / 2` ULP).
+    The rounding error of each difference :math:`x_k - m` is recovered exactly and
+    compensated, so a tail probability such as :math:`e^{-700}` keeps its relative
+    accuracy (uncompensated it is off by up to :math:`|x_k - m| / 2` ULP): every entry is
+    within a few ULP. Large inputs are processed in cache-sized blocks of rows, two at a
+    time.
 
     Parameters
     ----------
@@ -234,17 +281,11 @@ def softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    rows = nx.limit_rows(rows)  # a row with +inf: its limit
-    with np.errstate(invalid="ignore", over="ignore"):
-        m = np.max(rows, axis=-1)
-        e = np.exp(rows - np.where(np.isfinite(m), m, 0)[:, None])
-        s = np.sum(e, axis=-1)
-        # confident rows: the tail keeps its relative accuracy
-        dominated = np.flatnonzero((s < nx.CONFIDENT_SUM) & np.isfinite(m))
-        if dominated.size:
-            nx.compensate_exp(e, rows, m, dominated)
-        e /= s[:, None]
-    return np.moveaxis(nx.to_dtype(e, x.dtype).reshape(moved), -1, axis)
+    out, m = _softmax_rows(rows)
+    infinite = np.flatnonzero(m == np.inf)
+    if infinite.size:  # a row with +inf: its limit
+        out[infinite] = _softmax_rows(nx.limit_rows(rows[infinite]))[0]
+    return np.moveaxis(nx.to_dtype(out, x.dtype).reshape(moved), -1, axis)
 
 
 def log_softmax(x, axis=-1):
@@ -285,7 +326,8 @@ def log_softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    _, d, r = nx.log_normalizer(nx.limit_rows(rows))  # a row with +inf: its limit
-    with np.errstate(invalid="ignore"):
-        out = d - r[:, None]
+    out, m = _log_softmax_rows(rows)
+    infinite = np.flatnonzero(m == np.inf)
+    if infinite.size:  # a row with +inf: its limit
+        out[infinite] = _log_softmax_rows(nx.limit_rows(rows[infinite]))[0]
     return np.moveaxis(nx.to_dtype(out, x.dtype).reshape(moved), -1, axis)

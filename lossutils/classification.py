@@ -9,7 +9,7 @@ import path: ``lossutils.classification.X`` (and ``lossutils.X``).
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -139,6 +139,10 @@ class _IndexArgs:
         wy = np.ones(self.y.shape, self.x.dtype) if self.weight is None else self.weight[self.y]
         return np.where(self.valid, wy, 0).astype(self.x.dtype, copy=False)
 
+    def rows(self, index: np.ndarray, x: np.ndarray) -> _IndexArgs:
+        """The samples ``index`` only, with ``x`` as their rows (e.g. their limit rows)."""
+        return replace(self, x=x, y=self.y[index], valid=self.valid[index])
+
 
 @dataclass(frozen=True)
 class _ProbArgs:
@@ -184,8 +188,8 @@ def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     x_raw = as_float_array(input, "input")
     num_classes = check_class_input(x_raw)
     t = np.asarray(target)
-    if t.dtype.kind in "iu":
-        return _index_setup(input, t, weight, ignore_index, reduction), eps
+    if t.dtype.kind in "iu":  # rows holding +inf are replaced by their limit later
+        return _index_setup(input, t, weight, ignore_index, reduction, limit=False), eps
     if t.dtype.kind != "f" or t.shape != x_raw.shape:
         raise ValueError(
             "target must hold integer class indices of shape "
@@ -211,40 +215,41 @@ class _Normalized:
     """A row's softmax pieces shared by a loss and its gradient (index targets)."""
 
     m: np.ndarray  # (N,) row maxima
-    e: np.ndarray  # (N, C) exp(x - m), a new array the gradient may overwrite
+    e: np.ndarray | None  # (N, C) exp(x - m), corrected (then as ``finish`` left it), if kept
     s: np.ndarray  # (N,) row sums of e
     r: np.ndarray  # (N,) logsumexp(x) - m, accurate also where it is tiny
     nll: np.ndarray  # (N,) -log p_y = (m - x_y) + r, two non-negative terms
     gap: np.ndarray | None  # (N,) sum_c w_c (m - x_c), with label smoothing only
 
 
-def _normalize_index(args: _IndexArgs, eps: float) -> _Normalized:
-    """The softmax pieces of index-target rows; the compensated ``r`` only where it counts."""
-    x, w = args.x, args.weight
-    coef = None if eps == 0 else (True if w is None else w)
-    m, e, s, gap = nx.shifted_exp(x, coef)
-    xy = _gather(x, args.y)
-    # with smoothing every class's -log p counts; otherwise only rows whose target is the max
-    hard = (s < 2) if eps > 0 else (s < 2) & (xy == m)
-    r = nx.log_rest(x, m, e, s, hard)
-    with np.errstate(invalid="ignore"):
-        nll = (m - xy) + r
-    return _Normalized(m, e, s, r, nll, gap)
+def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=False):
+    """The softmax pieces of index-target rows; the compensated ``r`` only where it counts.
 
-
-def _compensate_dominated_rows(e: np.ndarray, x: np.ndarray, m: np.ndarray, s: np.ndarray):
-    """Correct ``e = exp(x - m)`` for the rounding of ``x - m`` in confident rows.
-
-    In such rows (``s < CONFIDENT_SUM``: the maximal class has probability above 0.94)
-    the other entries may lie far below the maximum, and the rounding of ``x - m`` (up to
-    half an ULP of ``|x - m|``) would put up to ``|x - m| / 2`` ULP of error into each
-    probability; corrected, they are within a few ULP. Elsewhere every entry within
-    ``e^{-8}`` of the maximum is within a few ULP anyway; correcting every entry of every
-    row would double the time of the common case.
+    One blocked pass over the rows (:func:`~lossutils._numerics.exp_row_blocks`) gives the
+    maxima, the corrected exponentials (kept, and transformed by ``finish`` in the cache,
+    if asked for) and their sums. ``r = log(s)`` is accurate wherever it is not small
+    (``s >= 2``); where the maximum dominates the row and ``r`` counts (the target is the
+    maximum, or every class counts under label smoothing) it is recomputed as
+    :func:`~lossutils._numerics.log1p_rest`, and ``-log p_y`` with it in float64.
     """
-    rows = np.flatnonzero(s < nx.CONFIDENT_SUM)
-    if rows.size:
-        nx.compensate_exp(e, x, m, rows)
+    x, w = args.x, args.weight
+    m, s, e = nx.exp_row_blocks(x, keep=keep, finish=finish)
+    xy = _gather(x, args.y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.log(s)
+        nll = (m - xy) + r
+    # with smoothing every class's -log p counts; otherwise only rows whose target is the max
+    hard = np.flatnonzero(((s < 2) if eps > 0 else (s < 2) & (xy == m)) & np.isfinite(m))
+    if hard.size:
+        wide = nx.log1p_rest(x, m, hard)
+        r[hard] = wide
+        nll[hard] = (m[hard].astype(wide.dtype) - xy[hard]) + wide
+    smooth_gap = None
+    if gap:
+        with np.errstate(invalid="ignore"):
+            d = x - m[:, None]
+            smooth_gap = -np.sum(d if w is None else nx.times(w, d), axis=-1)
+    return _Normalized(m, e, s, r, nll, smooth_gap)
 
 
 # --- negative log-likelihood and cross-entropy ----------------------------------------------------
@@ -499,17 +504,74 @@ def _cross_entropy(
 
 
 def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: bool):
-    """The reduced index-target cross-entropy and its gradient, from one normalization."""
-    pieces = _normalize_index(args, eps)
-    wy = args.target_weight
-    total = weight_total(wy)
-    loss = grad_out = None
-    if value:
-        per = _ce_index_loss(args, eps, pieces, wy)
-        loss = weighted_reduce(per, total, reduction, args.shape)
-    if grad:
-        grad_out = _ce_index_grad(args, eps, reduction, pieces, wy, total)
+    """The reduced index-target cross-entropy and its gradient, from one pass over the rows.
+
+    A row holding ``+inf`` is recomputed from its limit row
+    (:func:`~lossutils._numerics.limit_rows`); its maximum tells which rows do.
+    """
+    total = weight_total(args.target_weight)
+    per, grad_out, m = _ce_index_rows(args, eps, reduction, total, value, grad)
+    infinite = np.flatnonzero(m == np.inf)
+    if infinite.size:
+        limit = args.rows(infinite, nx.limit_rows(args.x[infinite]))
+        per_inf, grad_inf, _ = _ce_index_rows(limit, eps, reduction, total, value, grad)
+        if value:
+            per[infinite] = per_inf
+        if grad:
+            grad_out[infinite] = grad_inf
+    loss = weighted_reduce(per, total, reduction, args.shape) if value else None
     return loss, grad_out
+
+
+def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, grad):
+    """Per-sample losses, gradient rows (each None unless asked for) and row maxima.
+
+    The gradient ``scale * p`` of each row is formed block by block while its
+    exponentials are in the cache; the target entry, ``p_y - 1 = expm1(-nll)`` from the
+    accurate loss, is put in afterwards.
+    """
+    dtype, w, y, valid = args.x.dtype, args.weight, args.y, args.valid
+    wy = args.target_weight
+    finish = None
+    if grad and eps == 0:
+        scale = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
+
+        def finish(rows, e, s):
+            e *= (scale[rows] / s)[:, None]
+
+    elif grad:
+        num_classes = args.x.shape[-1]
+        total_w = dtype.type(num_classes) if w is None else np.sum(w)
+        wy_raw = np.ones_like(wy) if w is None else w[y]
+        share = dtype.type(eps / num_classes)
+        scale = sample_scale(np.ones_like(wy), valid, total, reduction)
+        with np.errstate(invalid="ignore", over="ignore"):
+            coef = scale * ((1 - eps) * wy_raw + share * total_w)
+            floor = (scale * share)[:, None]
+
+        def finish(rows, e, s):
+            e *= (coef[rows] / s)[:, None]
+            e -= floor[rows] * (1 if w is None else w)
+
+    pieces = _normalize_index(args, eps, keep=grad, finish=finish, gap=value and eps > 0)
+    per = _ce_index_loss(args, eps, pieces, wy) if value else None
+    if not grad:
+        return per, None, pieces.m
+    e, a = pieces.e, pieces.nll
+    with np.errstate(invalid="ignore", over="ignore"):
+        if eps == 0:
+            target_entry = scale * np.expm1(-a)
+        else:
+            target_entry = scale * (
+                (1 - eps) * wy_raw * np.expm1(-a) + share * (total_w * np.exp(-a) - wy_raw)
+            )
+    np.put_along_axis(e, y[:, None], target_entry.astype(dtype, copy=False)[:, None], -1)
+    # an ignored sample (or, without smoothing, one of weight 0) has no gradient, also
+    # where its row is infinite
+    masked = np.flatnonzero(~valid if eps > 0 else (scale == 0))
+    if masked.size:
+        e[masked] = 0
+    return per, e, pieces.m
 
 
 def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.ndarray):
@@ -532,13 +594,17 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
     non-negative terms (a class with ``w_c q_c = 0`` is absent, also at ``x_c = -inf``).
     """
     x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
-    m, e, s, gap = nx.shifted_exp(x, wq if value else None)
+    m, s, e = nx.exp_row_blocks(x, keep=grad)
     with np.errstate(invalid="ignore"):
         total = np.sum(wq, axis=-1)
     loss = grad_out = None
     if value:
-        r = nx.log_rest(x, m, e, s, s < 2)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.log(s)
+            hard = np.flatnonzero((s < 2) & np.isfinite(m))
+            if hard.size:  # dominated rows: every digit of a small r counts
+                r[hard] = nx.log1p_rest(x, m, hard)
+            gap = -np.sum(nx.times(wq, x - m[:, None]), axis=-1)
             per = gap + total * r
         loss = weighted_reduce(per, per.size, reduction, args.shape)
     if grad:  # after the loss: it overwrites e
@@ -584,12 +650,10 @@ def cross_entropy_grad(
     Equivalent to the autograd of ``torch.nn.functional.cross_entropy``; optax's
     losses have no separate gradient function. The target entry
     :math:`p_y - 1` is evaluated as :math:`\operatorname{expm1}(-\ell)` from the
-    accurate loss, so it keeps its relative accuracy when :math:`p_y \to 1`. In rows
-    with a confident prediction (a class with probability above 0.94) every probability is corrected
-    for the rounding of :math:`z_k - m` and is within a few ULP, however far in the tail;
-    in other rows the entries within :math:`e^{-8}` of the largest are, and an entry
-    :math:`d = z_k - m` further down carries up to :math:`|d|/2` ULP (correcting every
-    entry of every row would double the time of the common case).
+    accurate loss, so it keeps its relative accuracy when :math:`p_y \to 1`. Every
+    probability is corrected for the rounding of :math:`z_k - m` and is within a few ULP,
+    however far in the tail (uncorrected, an entry :math:`d = z_k - m` carries up to
+    :math:`|d|/2` ULP).
     See :cite:t:`bishop2006pattern`, section 4.3.4.
 
     Examples
@@ -643,7 +707,7 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
     In rows dominated by their maximum (``S < 2``) the entry of the maximal class would
     cancel (``W p - w q`` with ``p`` near 1); there the gradient is evaluated as
     ``p (W - w q) - w q (1 - p)``, with ``1 - p`` of the maximal class from the compensated
-    sum of the other classes, and the probabilities compensated as in the index path.
+    sum of the other classes.
     """
     x = args.x
     scale = sample_scale(np.ones(len(x), x.dtype), True, len(x), reduction)
@@ -652,9 +716,8 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
         careful = None
         if rows.size:
             xr, mr, er = x[rows], m[rows], e[rows]
-            nx.compensate_exp(er, xr, mr)
             top = np.argmax(xr, axis=-1)
-            rest = nx.exp_sum_rest(xr, mr, top)
+            rest = nx.exp_sum_rest(xr, mr)
             p = er / (1 + rest)[:, None]
             one_minus = 1 - p
             np.put_along_axis(one_minus, top[:, None], (rest / (1 + rest))[:, None], -1)
@@ -665,39 +728,6 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
         e -= scale[:, None] * wq
         if careful is not None:
             e[rows] = careful
-    return e
-
-
-def _ce_index_grad(args: _IndexArgs, eps, reduction, pieces: _Normalized, wy, total) -> np.ndarray:
-    """The gradient of the index-target cross-entropy; the target entry from ``expm1(-nll)``.
-
-    Overwrites ``pieces.e`` (the loss, if wanted, is computed before).
-    """
-    dtype, w, y, valid = args.x.dtype, args.weight, args.y, args.valid
-    num_classes = args.x.shape[-1]
-    e, s, a = pieces.e, pieces.s, pieces.nll
-    _compensate_dominated_rows(e, args.x, pieces.m, s)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if eps == 0:
-            sc = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
-            e *= (sc / s)[:, None]
-            target_entry = sc * np.expm1(-a)
-        else:
-            total_w = dtype.type(num_classes) if w is None else np.sum(w)
-            wy_raw = np.ones_like(wy) if w is None else w[y]
-            share = dtype.type(eps / num_classes)
-            sc_raw = sample_scale(np.ones_like(wy), valid, total, reduction)
-            e *= (sc_raw * ((1 - eps) * wy_raw + share * total_w) / s)[:, None]
-            e -= (sc_raw * share)[:, None] * (1 if w is None else w)
-            target_entry = sc_raw * (
-                (1 - eps) * wy_raw * np.expm1(-a) + share * (total_w * np.exp(-a) - wy_raw)
-            )
-        np.put_along_axis(e, y[:, None], target_entry.astype(dtype, copy=False)[:, None], -1)
-    # an ignored sample (or, without smoothing, one of weight 0) has no gradient, also
-    # where its row is infinite
-    masked = ~valid if eps > 0 else (sc == 0)
-    if np.any(masked):
-        e[masked] = 0
     return e
 
 
@@ -715,7 +745,7 @@ class _Focal:
     gamma: float
 
 
-def _focal_parts(input, target, gamma, weight, ignore_index, reduction) -> _Focal:
+def _focal_parts(input, target, gamma, weight, ignore_index, reduction, keep) -> _Focal:
     r"""The focal loss's pieces, computed in float64 whatever the input's dtype.
 
     The modulation multiplies the error of :math:`-\log p_y` by up to :math:`1 + \gamma`
@@ -726,7 +756,7 @@ def _focal_parts(input, target, gamma, weight, ignore_index, reduction) -> _Foca
     """
     gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
     args = _index_setup(input, target, weight, ignore_index, reduction, work=np.float64)
-    pieces = _normalize_index(args, 0.0)
+    pieces = _normalize_index(args, 0.0, keep)
     with np.errstate(invalid="ignore"):
         u = -np.expm1(-pieces.nll)
         modulation = u**gamma
@@ -792,7 +822,7 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
 
 def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, value=True, grad=True):
     """``(softmax_focal_loss(...), softmax_focal_loss_grad(...))``, each only if asked for."""
-    f = _focal_parts(input, target, gamma, weight, ignore_index, reduction)
+    f = _focal_parts(input, target, gamma, weight, ignore_index, reduction, keep=grad)
     args = f.args
     wy = args.target_weight
     total = weight_total(wy)
@@ -809,7 +839,6 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
 def _softmax_focal_grad(f: _Focal, reduction: str, wy, total) -> np.ndarray:
     """The focal loss's gradient from its pieces (overwrites ``f.pieces.e``)."""
     args, e, s, nll, u = f.args, f.pieces.e, f.pieces.s, f.pieces.nll, f.u
-    _compensate_dominated_rows(e, args.x, f.pieces.m, s)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
         # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import mpmath
 import numpy as np
 import pytest
@@ -70,7 +72,7 @@ def test_exp_minus_1_minus_against_mpmath():
     assert nx.exp_minus_1_minus(np.array([np.inf]))[0][0] == np.inf
 
 
-def test_log_normalizer_and_compensated_exp_against_mpmath():
+def test_log_normalizer_against_mpmath():
     x = np.array([[0.1, 700.3, -3.0], [40.0, 0.0, -1e4], [-2.0, -2.0, -2.0]])
     m, d, r = nx.log_normalizer(x)
     with mpmath.workprec(4000):
@@ -78,14 +80,71 @@ def test_log_normalizer_and_compensated_exp_against_mpmath():
         mx = [max(row) for row in ex]
         # log1p of the sum over every entry but one maximal one (log of 1 + 1e-305 needs it)
         rest = [mpmath.log1p(sum(mpmath.exp(v - mx[i]) for v in ex[i]) - 1) for i in range(3)]
-        probs = [[mpmath.exp(v - mx[i] - rest[i]) for v in ex[i]] for i in range(3)]
     assert_close_to_exact(r, rest, 2, "log1p of the rest")
-    e = np.exp(d)
-    plain = ulp_error(e[0, 0] / np.exp(r[0]), probs[0][0])
-    nx.compensate_exp(e, x, m)
-    p = e / np.exp(r)[:, None]
-    assert_close_to_exact(p, probs, 4, "compensated softmax")
-    assert plain > 50  # without the correction the tail entry is far off: the check can fail
+    assert_close_to_exact(nx.log1p_rest(x, m, np.arange(3)), rest, 2, "log1p_rest")
+
+
+# Rows for each branch of shift_error: Fast2Sum (positive maximum, every |x| below its
+# power of two), the mirrored Fast2Sum (negative maximum), TwoSum (an entry far below a
+# positive maximum; an infinite entry), and a zero maximum.
+SHIFT_ROWS = np.array(
+    [
+        [0.1, 700.3, -3.0, 512.7, -699.99],
+        [9.5, 0.001, -15.9, 3.3, -7.77],
+        [-0.3, -700.3, -1e-3, -45.1, -3.9e3],
+        [0.75, -40.1, -1e4, 0.5, 0.1],
+        [2.5, -np.inf, 0.3, -1.1, -40.7],
+        [0.0, -1e-300, -3.3, -700.1, -1.5],
+    ]
+)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shift_error_is_exact_in_every_branch(dtype):
+    x = SHIFT_ROWS.astype(dtype)
+    m = np.max(x, axis=-1)
+    d = x - m[:, None]
+    w = nx.shift_error(x, m, d, np.empty_like(x))
+    finite = np.isfinite(x)
+    for i, j in zip(*np.nonzero(finite), strict=True):
+        exact = Fraction(float(x[i, j])) - Fraction(float(m[i]))
+        assert Fraction(float(d[i, j])) + Fraction(float(w[i, j])) == exact, (i, j)
+    assert np.all(w[~finite] == 0)
+    # the rows really are not exact without the error (the check can fail)
+    assert np.count_nonzero(w) > 5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_corrected_exponentials_against_mpmath(dtype):
+    x = SHIFT_ROWS.astype(dtype)
+    e = np.empty_like(x)
+    m, s = nx.exp_rows(x, e)
+    plain = np.empty_like(x)
+    nx.exp_rows(x, plain, correct=False)
+    with mpmath.workprec(4000):
+        ex = exact_inputs(x)
+        exact = [[mpmath.exp(v - max(row)) for v in row] for row in ex]
+        sums = [mpmath.fsum(row) for row in exact]
+    assert_close_to_exact(e, exact, 2, "corrected exp(x - m)")
+    assert_close_to_exact(s, sums, 3, "row sums")
+    # uncorrected, the tail entries are far off: the check can fail
+    if dtype == np.float64:
+        assert ulp_error(plain[0, 0], exact[0][0], dtype) > 20
+
+
+def test_row_blocks_cover_every_row_once_and_agree_with_one_block():
+    from lossutils import _blocks
+
+    rows = _blocks.row_blocks(1000, 8000)
+    covered = np.concatenate([np.arange(1000)[b] for b in rows])
+    assert covered.tolist() == list(range(1000))
+    x = np.random.default_rng(3).normal(size=(3000, 700)) * 5  # several blocks, threads
+    m, s, e = nx.exp_row_blocks(x, keep=True)
+    e1 = np.empty_like(x)
+    m1, s1 = nx.exp_rows(x, e1)
+    np.testing.assert_array_equal(e, e1)
+    np.testing.assert_array_equal(s, s1)
+    np.testing.assert_array_equal(m, m1)
 
 
 def test_scaled_norm_neither_overflows_nor_underflows():

@@ -1,0 +1,81 @@
+"""Row blocks of cache size, evaluated by a small pool of threads (private).
+
+A row function (softmax, log-sum-exp, cross-entropy) runs a chain of about ten
+elementwise NumPy operations over its rows. Over a large array each operation streams
+the whole array through memory; over a block of rows that fits in the cache the chain
+runs at the speed of the cache, and NumPy releases the GIL inside each ufunc, so two
+blocks can run at once on two cores. Every row is computed by the same operations
+whatever block it falls in, so the results do not depend on the blocking or on the
+number of threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# About 1 MB of input per block (the second-level cache of one core): with the two or three
+# block-sized temporaries of a row function the working set stays in the last-level cache,
+# and the Python cost per block (about a dozen ufunc calls) stays small next to its work.
+BLOCK_BYTES = 1 << 20
+# Work below this size runs in the calling thread (a thread hand-off costs ~50 us).
+_THREAD_MIN_BYTES = 4 * BLOCK_BYTES
+# Threads per call, the caller included (two: the machines this is tuned on have two cores).
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The shared pool, made on first use (and again in a forked child, whose copy is dead)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max(1, WORKERS - 1), thread_name_prefix="lossutils-rows")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def row_blocks(n_rows: int, row_bytes: int) -> list[slice]:
+    """Consecutive slices of about :data:`BLOCK_BYTES` each covering ``range(n_rows)``."""
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    return [slice(start, min(n_rows, start + step)) for start in range(0, n_rows, step)]
+
+
+def for_each_block(function, n_rows: int, row_bytes: int) -> None:
+    """Call ``function(rows)`` for each block ``rows`` (a slice) of ``range(n_rows)``.
+
+    The blocks must be independent (each call writes only its own rows). Floating-point
+    warnings are off in each call (an error state does not carry over into a worker
+    thread); exceptions propagate to the caller.
+    """
+    blocks = row_blocks(n_rows, row_bytes)
+
+    def run(rows: slice) -> None:
+        with np.errstate(all="ignore"):
+            function(rows)
+
+    if WORKERS == 1 or len(blocks) < 2 or n_rows * row_bytes < _THREAD_MIN_BYTES:
+        for rows in blocks:
+            run(rows)
+        return
+    # each thread takes the next block when it is done with one (next() on a count is
+    # atomic): a core slowed by other work takes fewer blocks. The caller is one of them.
+    taken = itertools.count()
+
+    def drain() -> None:
+        while (i := next(taken)) < len(blocks):
+            run(blocks[i])
+
+    futures = [_executor().submit(drain) for _ in range(WORKERS - 1)]
+    try:
+        drain()
+    finally:
+        for future in futures:
+            future.result()
