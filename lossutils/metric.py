@@ -128,21 +128,6 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
 # ensure by scaling rows by a power of 2.
 
 
-def _split(a):
-    """``a = hi + lo`` with ``hi`` on 26 bits (Dekker's split; ``|a|`` below 2**995)."""
-    c = 134217729.0 * a  # 2**27 + 1
-    hi = c - (c - a)
-    return hi, a - hi
-
-
-def _two_prod(a, b):
-    """``(p, e)`` with ``p = fl(a * b)`` and ``p + e = a * b`` exactly (no underflow)."""
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
 def _dd_row_sum(hi, lo):
     """The sum of ``hi + lo`` over the last axis as a double-double (pairwise TwoSum)."""
     err = np.sum(lo, axis=-1)
@@ -176,7 +161,7 @@ def _dd_distance(x, y, shift, exponent, kind):
     if kind == "squared":
         return s_hi, s_lo
     r = np.sqrt(s_hi)
-    rr, rr_error = _two_prod(r, r)
+    rr, rr_error = nx.two_prod(r, r)
     safe = np.where(r > 0, 2 * r, 1)
     return r, np.where(r > 0, ((s_hi - rr) - rr_error + s_lo) / safe, 0)
 
