@@ -104,8 +104,9 @@ def _pairs(named: dict, reduction) -> _Pairs:
     reduction = check_reduction(reduction)
     a, b = float_arrays(named)
     names = list(named)
-    if a.ndim != 2:
-        raise ValueError(f"{names[0]} must have shape (N, D); got shape {a.shape}")
+    if a.ndim != 2 or a.shape[1] == 0:
+        # a cosine of empty vectors is undefined (as cosine_embedding_loss says)
+        raise ValueError(f"{names[0]} must have shape (N, D) with D >= 1; got shape {a.shape}")
     check_same_shape(a, b, names[0], names[1])
     ua, ub = _unit(a), _unit(b)
     return _Pairs(ua, ub, ua.h @ ub.h.T, reduction, np.dtype(a.dtype))
@@ -189,7 +190,8 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     ------
     ValueError
         If ``reduction`` is not one of the three, ``temperature`` is not a positive finite
-        number, or ``query`` and ``key`` are not two arrays of the same shape ``(N, D)``.
+        number, or ``query`` and ``key`` are not two arrays of the same shape ``(N, D)``
+        with ``D >= 1``.
 
     Notes
     -----
@@ -453,7 +455,7 @@ def siglip_loss(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="me
     ValueError
         If ``reduction`` is not one of the three, ``scale`` is not a positive finite
         number, ``bias`` is not a finite number, or the arrays are not two arrays of the
-        same shape ``(N, D)``.
+        same shape ``(N, D)`` with ``D >= 1``.
 
     Notes
     -----

@@ -176,9 +176,10 @@ def _embeddings(named: dict, dtype=None):
     """Same-shape arrays of embeddings with at least one (the feature) axis."""
     arrays = float_arrays(named, dtype)
     names = list(named)
-    if arrays[0].ndim == 0:
+    if arrays[0].ndim == 0 or arrays[0].shape[-1] == 0:
+        # a distance or a cosine of empty vectors is no measure of the pair
         raise ValueError(
-            f"{names[0]} must have a feature axis (the last); got shape {arrays[0].shape}"
+            f"{names[0]} must have a non-empty feature axis (the last); got shape {arrays[0].shape}"
         )
     for name, array in zip(names[1:], arrays[1:], strict=True):
         check_same_shape(arrays[0], array, names[0], name)
@@ -282,8 +283,8 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     ------
     ValueError
         If ``reduction`` is not one of the three, ``margin`` is not a non-negative finite
-        number, ``x1`` and ``x2`` differ in shape or have no feature axis, or ``target``
-        does not have their batch shape or holds a label other than 0 and 1.
+        number, ``x1`` and ``x2`` differ in shape or have no (or an empty) feature axis,
+        or ``target`` does not have their batch shape or holds a label other than 0 and 1.
 
     Notes
     -----
@@ -579,7 +580,7 @@ def triplet_margin_loss(
     ValueError
         If ``reduction`` is not one of the three, ``margin`` or ``eps`` is not a non-
         negative finite number, ``p`` is below 1 (or not 2 with ``squared=True``), or the
-        three embeddings differ in shape or have no feature axis.
+        three embeddings differ in shape or have no (or an empty) feature axis.
 
     Notes
     -----
@@ -951,7 +952,8 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     ------
     ValueError
         If ``reduction`` is not one of the three, ``temperature`` is not a positive finite
-        number, or ``z1`` and ``z2`` are not two arrays of the same shape ``(N, D)``.
+        number, or ``z1`` and ``z2`` are not two arrays of the same shape ``(N, D)`` with
+        ``D >= 1``.
 
     Notes
     -----

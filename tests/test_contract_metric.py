@@ -259,3 +259,24 @@ def test_triplet_gradients_within_4_ulp_of_the_row(dtype, squared):
         unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
         error = np.abs(g.astype(np.float64) - e64)
         assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()
+
+
+def test_an_empty_feature_axis_is_an_error_naming_the_argument():
+    # a distance or a cosine of empty vectors is no measure of a pair: every loss on
+    # embeddings says so, instead of a number (info_nce_loss gave log 2)
+    import lossutils as L
+
+    e, t01, pm = np.zeros((3, 0)), np.array([0, 1, 0]), np.array([1, -1, 1])
+    cases = [
+        ("contrastive_loss", (e, e, t01), "x1"),
+        ("triplet_margin_loss", (e, e, e), "anchor"),
+        ("nt_xent_loss", (e, e), "z1"),
+        ("cosine_embedding_loss", (e, e, pm), "input1"),
+        ("info_nce_loss", (e, e), "query"),
+        ("clip_loss", (e, e), "image_embeds"),
+        ("siglip_loss", (e, e), "image_embeds"),
+    ]
+    for name, args, argument in cases:
+        for suffix in ("", "_grad", "_value_and_grad"):
+            with pytest.raises(ValueError, match=rf"{argument} must have .*\(3, 0\)"):
+                getattr(L, name + suffix)(*args)
