@@ -7,11 +7,12 @@ Row :math:`i` of the first and of the second array are the two halves of pair
 matrix is evaluated in float64 for every input dtype (the temperature magnifies the
 rounding of the cosines), and the result is rounded once to the input's dtype.
 
-Accuracy: float16 and float32 results are within 2 ULP of the exact value of the given
-inputs (the tests measure at most 0.5). A float64 result carries the rounding of its float64
-cosines, a few units of 1e-16, magnified by :math:`1/\tau` (or by the scale :math:`t`):
-the tests bound it by :math:`4/\tau` (or :math:`4t`) ULP, and measure up to 29 ULP at
-:math:`\tau = 0.07` (a double-double evaluation of the cosines would remove this).
+Accuracy: every result is within a few ULP of the exact value of the given inputs (the
+tests bound float16 and float32 by 2 ULP, float64 by 4), also at a temperature of 0.02
+or a SigLIP scale of 1000, which magnify the rounding of the cosines by 50 or 1000: a
+float64 loss gets double-double cosines (rows normalised in double-double, the matrix
+product's leading part exact by Ozaki's splitting). The gradients come from the float64
+cosines: each entry within a few ULP of its row's largest entry.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class _Unit:
     """Rows normalised as ``F.normalize`` does, and what the normalisation's gradient needs."""
 
     h: np.ndarray  # (N, D) float64: z / max(||z||, 1e-12)
+    zs: np.ndarray  # (N, D): z scaled by a power of 2, its largest entry in [1/2, 1)
     scaled_norm: np.ndarray  # (N,): ||z|| / 2**e, the row scaled by its largest power of 2
     exponent: np.ndarray  # (N,): that e
     floored: np.ndarray  # (N,): the floor 1e-12 is active
@@ -72,7 +74,7 @@ def _unit(z: np.ndarray) -> _Unit:
     floored = (np.ldexp(scaled_norm, e) < NORMALIZE_EPS) & ~infinite
     safe = np.where(floored, 1, scaled_norm)[:, None]
     h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
-    return _Unit(h, scaled_norm, e, floored, infinite)
+    return _Unit(h, zs, scaled_norm, e, floored, infinite)
 
 
 @nx.quiet
@@ -160,6 +162,20 @@ def _grads(p: _Pairs, d_cosine: np.ndarray):
     return nx.to_dtype(d_a, p.dtype), nx.to_dtype(d_b, p.dtype)
 
 
+@nx.quiet
+def _dd_cosines(p: _Pairs, factor: float, reciprocal: bool):
+    """The cosine matrix times ``factor`` (or over it) as a double-double ``(hi, lo)``.
+
+    For a float64 result: the rows normalised in double-double and one exact-leading
+    matrix product (:func:`~lossutils._numerics.dd_matmul`), so that a temperature of
+    0.07 or a scale of 1000 magnifies ``2**-66`` rather than the float64 cosines'
+    rounding (up to ``2**-46`` after the magnification, dozens of ULP of the loss).
+    """
+    a_hi, a_lo, _ = nx.dd_unit_rows(p.a.zs, p.a.exponent, NORMALIZE_EPS)
+    b_hi, b_lo, _ = nx.dd_unit_rows(p.b.zs, p.b.exponent, NORMALIZE_EPS)
+    return nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, factor, reciprocal), b_hi, b_lo)
+
+
 def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     r"""InfoNCE: the categorical likelihood of each query's own key among the N keys.
 
@@ -196,9 +212,10 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     Notes
     -----
     In PyTorch, ``F.cross_entropy(F.normalize(q) @ F.normalize(k).T / tau,
-    torch.arange(N))``. Accuracy as stated in the module's docstring (float64: within
-    :math:`4/\tau` ULP). Since :math:`\log N - \ell` is a lower bound on the mutual
-    information of the pair, no estimate from it exceeds :math:`\log N`. See
+    torch.arange(N))``. Accuracy as stated in the module's docstring (a few ULP in every
+    dtype, at temperatures down to 0.01 and below). Since :math:`\log N - \ell` is a
+    lower bound on the mutual information of the pair, no estimate from it exceeds
+    :math:`\log N`. See
     :cite:t:`oord2018representation`.
 
     Examples
@@ -279,6 +296,9 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"query": query, "key": key}, reduction)
     loss, g = _diagonal_cross_entropy(p.cosine / temperature, with_grad=grad)
+    if value and p.dtype == np.float64:  # the temperature magnifies the cosines' rounding
+        rows = np.arange(len(p.cosine))
+        loss = nx.dd_cross_entropy_rows(*_dd_cosines(p, temperature, True), rows)
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
@@ -402,6 +422,11 @@ def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad
     logits = p.cosine / temperature
     rows, g_rows = _diagonal_cross_entropy(logits, with_grad=grad)
     columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad=grad)
+    if value and p.dtype == np.float64:  # the temperature magnifies the cosines' rounding
+        hi, lo = _dd_cosines(p, temperature, True)
+        diagonal = np.arange(len(hi))
+        rows = nx.dd_cross_entropy_rows(hi, lo, diagonal)
+        columns = nx.dd_cross_entropy_rows(hi.T, lo.T, diagonal)
     loss = _finish((rows + columns) / 2, p) if value else None
     if not grad:
         return loss, None
@@ -417,7 +442,7 @@ def _siglip_args(image_embeds, text_embeds, scale, bias, reduction):
     # l_ij z_ij: +z on the diagonal (the matched pairs), -z off it
     signed = -(scale * p.cosine + bias)
     signed[np.arange(n), np.arange(n)] *= -1
-    return p, signed, scale
+    return p, signed, scale, bias
 
 
 def siglip_loss(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
@@ -536,15 +561,32 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
     return _siglip(image_embeds, text_embeds, scale, bias, reduction)
 
 
+@nx.quiet
+def _siglip_exact_terms(p: _Pairs, scale: float, bias: float):
+    """``softplus(-l z)`` of double-double logits ``z = t cos + b``, to first order in
+    their low parts: ``softplus(-(x + e)) ~ softplus(-x) - sigma(-x) e``."""
+    hi, lo = _dd_cosines(p, scale, False)
+    hi, err = nx.two_sum(hi, bias)
+    lo += err
+    diagonal = np.arange(len(hi))
+    hi, lo = -hi, -lo  # l z: -z off the diagonal, +z on it
+    hi[diagonal, diagonal] *= -1
+    lo[diagonal, diagonal] *= -1
+    return nx.softplus(-hi) - nx.sigmoid(-hi) * lo
+
+
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of SigLIP, from one matrix of logits."""
-    p, signed, scale = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
+    p, signed, scale, bias = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
     n = len(signed)
     loss = d_z = None
     with np.errstate(all="ignore"):
         if value:
+            terms = nx.softplus(-signed)
+            if p.dtype == np.float64:  # the scale magnifies the cosines' rounding
+                terms = _siglip_exact_terms(p, scale, bias)
             # a compensated row sum: N rounded additions would cost up to N/2 ULP
-            loss = _finish(nx.accurate_sum(nx.softplus(-signed), axis=-1), p)
+            loss = _finish(nx.accurate_sum(terms, axis=-1), p)
         if grad:
             # d softplus(-s) / dz = -l sigma(-s) for s = l z: -sigma(-s) on the diagonal
             d_z = nx.sigmoid(-signed)

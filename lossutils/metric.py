@@ -748,52 +748,16 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared):
     return tuple(nx.to_dtype(g, t.dtype) for g in (d_anchor, d_positive, d_negative))
 
 
-def _ozaki_split(x, bits):
-    """``x = head + tail`` with each row's head on the grid ``2**(e - bits)`` (``e`` the
-    exponent of the row's largest entry): products of two heads have at most ``2 bits``
-    significant bits, so their sums over rows of ``2**(53 - 2 bits)`` entries are exact."""
-    _, e = np.frexp(np.max(np.abs(x), axis=-1, initial=0))
-    shift = (bits - e)[:, None]
-    head = np.ldexp(np.rint(np.ldexp(x, shift)), -shift)
-    return head, x - head
-
-
-def _dd_divide_rows(x, d_hi, d_lo):
-    """``x / (d_hi + d_lo)`` entry by entry as a double-double, ``d`` one per row."""
-    q = x / d_hi[:, None]
-    qd, qd_err = nx.two_prod(q, d_hi[:, None])
-    return q, (((x - qd) - qd_err) - q * d_lo[:, None]) / d_hi[:, None]
-
-
-def _dd_logits(zs, exponent, floored, temperature):
+def _dd_logits(zs, exponent, temperature):
     """Cosines over temperature of rows ``z = zs * 2**exponent``, as a double-double.
 
-    The rows are normalised before the product, entry by entry in double-double:
-    ``A = zs / (den tau)`` and ``B = zs / den`` (``den`` the row's norm, or
-    ``F.normalize``'s floor 1e-12, scaled like ``zs``), so that ``A B^T`` is the matrix
-    of logits. Ozaki's splitting makes its leading part exact: the heads of ``A`` and
-    ``B`` on grids of ``k = (53 - log2 D) // 2`` bits multiply exactly whatever BLAS
-    does; the rest (``2**-k`` of it and below) is one matrix product of the stacked
-    pieces. About ``2**-66 / tau`` absolute: a loss keeps its few ULP.
+    The rows are normalised (as ``F.normalize``) and divided by the temperature entry by
+    entry in double-double before one exact-leading matrix product
+    (:func:`~lossutils._numerics.dd_matmul`): about ``2**-66 / tau`` absolute, so that a
+    loss keeps its few ULP.
     """
-    s_hi, s_lo = nx.dd_sum_of_squares(zs, np.zeros_like(zs))
-    r = np.sqrt(s_hi)
-    rr, rr_err = nx.two_prod(r, r)
-    r_lo = np.where(r > 0, ((s_hi - rr) - rr_err + s_lo) / np.where(r > 0, 2 * r, 1), 0)
-    den = np.where(floored, np.ldexp(NORMALIZE_EPS, -exponent), r)
-    den_lo = np.where(floored, 0, r_lo)
-    dt, dt_err = nx.two_prod(den, temperature)
-    a_hi, a_lo = _dd_divide_rows(zs, dt, dt_err + den_lo * temperature)
-    b_hi, b_lo = _dd_divide_rows(zs, den, den_lo)
-    k = (53 - int(np.ceil(np.log2(max(zs.shape[-1], 1))))) // 2
-    a_head, a_tail = _ozaki_split(a_hi, k)
-    b_head, b_tail = _ozaki_split(b_hi, k)
-    exact = a_head @ b_head.T
-    small = (
-        np.concatenate([a_head, a_tail, a_hi, a_lo], axis=-1)
-        @ np.concatenate([b_tail, b_hi, b_lo, b_hi], axis=-1).T
-    )
-    return two_sum(exact, small)
+    hi, lo, _ = nx.dd_unit_rows(zs, exponent, NORMALIZE_EPS)
+    return nx.dd_matmul(*nx.dd_scale(hi, lo, temperature, reciprocal=True), hi, lo)
 
 
 @dataclass(frozen=True)
@@ -875,27 +839,12 @@ def _nt_xent(z1, z2, temperature, reduction, plain=True) -> _NTXent:
 
 
 def _nt_xent_exact_losses(v: _NTXent):
-    """The 2n losses from double-double logits: each within an ULP of float64."""
-    logits, logits_low = _dd_logits(v.zs, v.exponent, v.floored, v.temperature)
+    """The 2n losses from double-double logits: each within an ULP or two of float64."""
+    logits, logits_low = _dd_logits(v.zs, v.exponent, v.temperature)
     rows = np.arange(2 * v.n)
     logits[rows, rows] = -np.inf
     logits_low[rows, rows] = 0
-    top = np.argmax(logits, axis=-1) if v.n else rows
-    largest, largest_low = logits[rows, top], logits_low[rows, top]
-    # -s_pos + logsumexp_j s_j = (s_top - s_pos) + log1p(sum of the rest): where the
-    # positive is the largest logit (a small loss) no digits cancel
-    gap = (largest - logits[rows, v.positive]) + (largest_low - logits_low[rows, v.positive])
-    # exp(s - s_top) of the exact logits: the rounding of the difference and the
-    # logits' low parts applied to first order, e^(d + c) ~ e^d (1 + c), in place
-    rest = logits - largest[:, None]
-    correction = nx.diff_error(logits, largest[:, None], rest)
-    correction += logits_low
-    correction -= largest_low[:, None]
-    np.exp(rest, out=rest)
-    correction *= rest
-    rest += correction
-    rest[rows, top] = 0
-    return gap + np.log1p(np.sum(rest, axis=-1))
+    return nx.dd_cross_entropy_rows(logits, logits_low, v.positive)
 
 
 def _nt_xent_value(v: _NTXent):
