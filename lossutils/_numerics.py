@@ -417,33 +417,39 @@ def shift_error(x: np.ndarray, m: np.ndarray, d: np.ndarray, out: np.ndarray) ->
     """The exact rounding error ``(x - m) - d`` of ``d = fl(x - m)``, row by row, into ``out``.
 
     ``x`` is a 2-D block, ``m`` the shift of each row: its maximum, or 0 where that is
-    infinite (a NaN row gives NaN in ``d`` and 0 here).
-    Dekker's Fast2Sum gives the error in two exact operations, ``x - (d + m)``, in every
-    row whose entries have an exponent no larger than ``m``'s (``|x| < 2^k`` where
-    ``2^(k-1) <= |m| < 2^k``): with row maxima of logits that is nearly every row. In a row
-    with a negative maximum every ``|x| >= |m|``, and the mirrored Fast2Sum
-    ``-((d - x) + m)`` is exact. The other rows (an entry far below a positive maximum,
-    an infinite or NaN entry, a maximum near the overflow threshold) get the six
-    operations of TwoSum (:func:`diff_error`), which is 0 where ``d`` is not finite.
+    infinite (a NaN row gives NaN in ``d`` and 0 here). Dekker's Fast2Sum gives the error
+    in two exact operations when the larger operand has the larger exponent. With
+    ``2^(k-1) <= |m| < 2^k``: an entry ``|x| < 2^k`` has an exponent no larger than
+    ``m``'s, and ``x - (d + m)`` is exact; an entry ``x <= -2^k`` has a larger exponent,
+    and the mirrored ``-((d - x) + m)`` is exact. The first covers every entry of nearly
+    every row of logits (the row minimum tells); rows with entries of the second kind get
+    it where it applies. Rows with an infinite or NaN entry, or a maximum near the
+    overflow threshold, get the six operations of TwoSum (:func:`diff_error`), which is 0
+    where ``d`` is not finite.
     """
     mc = m[:, None]
     with np.errstate(invalid="ignore", over="ignore"):
         np.add(d, mc, out=out)
         np.subtract(x, out, out=out)
-    lo = np.min(x, axis=-1)
-    finite = np.isfinite(lo)
-    bound = np.ldexp(np.ones_like(m), np.frexp(m)[1])  # 2^k > |m|
-    fast = finite & ((lo > -bound) & (np.abs(m) < np.finfo(m.dtype).max / 4) | (m == 0))
-    if fast.all():
-        return out
-    mirrored = np.flatnonzero(~fast & finite & (m < 0))
-    if mirrored.size:
-        z = d[mirrored] - x[mirrored]
-        z += mc[mirrored]
-        out[mirrored] = -z
-    slow = np.flatnonzero(~fast & ~(finite & (m < 0)))
-    if slow.size:
-        out[slow] = diff_error(x[slow], mc[slow], d[slow])
+        lo = np.min(x, axis=-1)
+        bound = np.ldexp(np.ones_like(m), np.frexp(m)[1])  # 2^k > |m|
+        safe = np.isfinite(lo) & (np.abs(m) < np.finfo(m.dtype).max / 4)
+        near = lo > -bound
+        if (near & safe).all():
+            return out
+        mixed = np.flatnonzero(safe & ~near & (m != 0))  # (m = 0: d = x, the error is 0)
+        if mixed.size:
+            xs, ds, ms = x[mixed], d[mixed], mc[mixed]
+            far = xs <= -bound[mixed, None]
+            z = ds - xs
+            z += ms
+            np.negative(z, out=z)
+            rows = out[mixed]
+            np.copyto(rows, z, where=far)
+            out[mixed] = rows
+        slow = np.flatnonzero(~safe)
+        if slow.size:
+            out[slow] = diff_error(x[slow], mc[slow], d[slow])
     return out
 
 

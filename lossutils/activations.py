@@ -230,8 +230,11 @@ def logsumexp(x, axis=-1, keepdims=False):
     m, s, _ = nx.exp_row_blocks(rows, keep=False, correct=False, drop_top=True)
     with np.errstate(invalid="ignore"):
         out = m + np.log1p(s)
-    # rows dominated by their maximum: log1p of the compensated rest, added in float64
-    hard = np.flatnonzero((s < 1) & np.isfinite(m))
+    # rows dominated by their maximum whose result is small: log1p of the compensated rest,
+    # added in float64. Uncompensated, log1p(s) is off by at most log(C) eps / 2 (each term
+    # e^d of the rest carries |d| eps / 2, and sum_k e^{d_k} |d_k| <= log(C) for a rest
+    # below 1): below one ULP of a result of 8 or more, for up to millions of classes.
+    hard = np.flatnonzero((s < 1) & np.isfinite(m) & (np.abs(out) < 8))
     if hard.size:
         out[hard] = m[hard] + nx.log1p_rest(rows, m, hard)
     # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp

@@ -653,7 +653,11 @@ def cross_entropy_grad(
     accurate loss, so it keeps its relative accuracy when :math:`p_y \to 1`. Every
     probability is corrected for the rounding of :math:`z_k - m` and is within a few ULP,
     however far in the tail (uncorrected, an entry :math:`d = z_k - m` carries up to
-    :math:`|d|/2` ULP).
+    :math:`|d|/2` ULP). Where an entry is the difference of two nearly equal terms (a
+    probability near :math:`\varepsilon / C` under label smoothing, or near its
+    probability target, as at the optimum) it cancels: it is then within a few ULP of
+    the larger of the two terms, not of the (much smaller) result, which no evaluation
+    of :math:`p` to working precision can give.
     See :cite:t:`bishop2006pattern`, section 4.3.4.
 
     Examples

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import lossutils as L
-from lossutils.testing import assert_close_to_exact
+from lossutils.testing import assert_close_to_exact, ulp_error
 
 DTYPES = [np.float16, np.float32, np.float64]
 # float16 is computed in float32 and rounded once: within one float16 ULP
@@ -142,6 +142,61 @@ def test_float32_log_softmax_at_a_subnormal_result():
     lse = L.logsumexp(row)
     with mpmath.workdps(60):
         assert_close_to_exact(lse, mpmath.mpf(float(row[8])) - exact, 1.0, "logsumexp")
+
+
+def _ulp_of_the_larger_term(actual, exact, first, second, dtype):
+    """|actual - exact| in ULP of max(|first|, |second|) on dtype's grid (first, second: the
+    two terms whose difference is the exact value)."""
+    out = np.empty(actual.shape)
+    with mpmath.workdps(mr.DIGITS):
+        for index in np.ndindex(actual.shape):
+            larger = max(abs(float(first[index])), abs(float(second[index])))
+            unit = float(np.spacing(dtype(larger)))
+            out[index] = float(abs(mpmath.mpf(float(actual[index])) - exact[index])) / unit
+    return out
+
+
+def _rows_with_a_probability_near(value, dtype, column=1, n=30, num_classes=5):
+    """Logits whose softmax puts about ``value`` on ``column`` (solved in float64)."""
+    z = np.random.default_rng(4).normal(size=(n, num_classes)) * 2
+    others = np.exp(np.delete(z, column, axis=1)).sum(axis=1)
+    z[:, column] = np.log(value * others / (1 - value))
+    return z.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_smoothed_cross_entropy_gradient_where_p_is_near_eps_over_c(dtype):
+    # issue 8 (c): the entry p_k - eps/C cancels (it was 280 ULP of the result in float64).
+    # The honest bound: a few ULP of the larger of the two terms, p_k and eps/C.
+    eps, num_classes = 0.1, 5
+    z = _rows_with_a_probability_near(eps / num_classes, dtype)
+    y = np.arange(len(z)) % 2 * 2  # targets 0 or 2, never the cancelling column 1
+    grad = L.cross_entropy_grad(z, y, label_smoothing=eps, reduction="sum")
+    p = mr.softmax(_exact(z))
+    with mpmath.workdps(mr.DIGITS):
+        smooth = np.vectorize(mpmath.mpf, otypes=[object])(np.full(z.shape, eps)) / num_classes
+        t = smooth.copy()
+        for i, k in enumerate(y):
+            t[i, k] += 1 - mpmath.mpf(eps)
+        exact = p - t
+    assert np.max(ulp_error(grad[:, 1], exact[:, 1], dtype)) > 4 or dtype == np.float16
+    worst = np.max(_ulp_of_the_larger_term(grad, exact, p, t, dtype))
+    assert worst <= BOUND[dtype], worst
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_probability_target_gradient_near_the_optimum(dtype):
+    # issue 8 (b): target = softmax(input) rounded; softmax - target cancels to about one
+    # rounding of the target. Bound: a few ULP of the larger term (p or the target).
+    z = _rows_with_a_probability_near(0.3, dtype)
+    p = mr.softmax(_exact(z))
+    q = np.vectorize(float, otypes=[np.float64])(p).astype(dtype)
+    grad = L.cross_entropy_grad(z, q, reduction="sum")
+    with mpmath.workdps(mr.DIGITS):
+        target = np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(q)
+        exact = p - target
+    worst = np.max(_ulp_of_the_larger_term(grad, exact, p, target, dtype))
+    assert worst <= BOUND[dtype], worst
 
 
 def test_softmax_of_an_empty_class_axis_names_it():

@@ -101,7 +101,10 @@ SHIFT_ROWS = np.array(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shift_error_is_exact_in_every_branch(dtype):
-    x = SHIFT_ROWS.astype(dtype)
+    g = np.random.default_rng(5)
+    scales = g.choice([1e-3, 1.0, 30.0, 1e3], (60, 1))
+    random = g.normal(size=(60, 5)) * scales + g.choice([-50.0, 0.0, 3.0], (60, 1)) * scales
+    x = np.concatenate([SHIFT_ROWS, random]).astype(dtype)
     m = np.max(x, axis=-1)
     d = x - m[:, None]
     w = nx.shift_error(x, m, d, np.empty_like(x))
