@@ -35,12 +35,27 @@ def check_reduction(reduction, allowed=REDUCTIONS) -> str:
     return reduction
 
 
+def as_array(value, name: str) -> np.ndarray:
+    """``np.asarray(value)``, with a ``ValueError`` naming ``name`` for a ragged sequence.
+
+    NumPy refuses nested sequences of unequal lengths (``[[1, 2], [3]]``) with a message
+    about "an inhomogeneous shape" that names no argument.
+    """
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a rectangular array of numbers; got a ragged sequence "
+            "(nested sequences of unequal lengths)"
+        ) from None
+
+
 def as_float_array(value, name: str) -> np.ndarray:
     """``value`` as a floating array; integer and bool data count as float64.
 
     Never copies a floating input, and callers never write into the result.
     """
-    array = np.asarray(value)
+    array = as_array(value, name)
     if array.dtype.kind in "biu":
         return array.astype(np.float64)
     if array.dtype.kind != "f":
@@ -57,8 +72,11 @@ def result_dtype(*values) -> np.dtype:
     for value in values:
         if value is None or isinstance(value, numbers.Number) and not isinstance(value, np.generic):
             continue
-        kind = np.asarray(value).dtype.kind
-        dtypes.append(np.float64 if kind in "biu" else np.asarray(value).dtype)
+        try:
+            dtype = np.asarray(value).dtype
+        except ValueError:  # ragged: the argument's own check (as_array) names it
+            continue
+        dtypes.append(np.float64 if dtype.kind in "biu" else dtype)
     return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
 
 
@@ -135,7 +153,7 @@ def class_index_target(target, input_shape: tuple, ignore_index=None, name: str 
     Returns ``(index, valid)``: ``index`` with ignored entries replaced by 0 (safe to
     gather with) and the boolean mask of entries that count.
     """
-    target = np.asarray(target)
+    target = as_array(target, name)
     if target.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integer class indices; got dtype {target.dtype}")
     if target.shape != tuple(input_shape[:-1]):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import (
+    as_array,
     as_float_array,
     check_reduction,
     check_same_shape,
@@ -176,7 +177,7 @@ def _noise_args(noise_pred, noise, t, betas, weighting, reduction):
             f"noise_pred must have a batch axis first, shape (N, ...); got shape {pred.shape}"
         )
     beta = _betas(betas)
-    steps = np.asarray(t)
+    steps = as_array(t, "t")
     if steps.dtype.kind not in "iu" or steps.shape != pred.shape[:1]:
         raise ValueError(
             f"t must be an integer array of shape ({pred.shape[0]},) (one step per sample); "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_reduction, describe, wider_dtype
+from ._checks import as_array, check_reduction, describe, wider_dtype
 from ._numerics import log_normalizer, quiet, to_dtype
 from ._reduction import reduce_to
 
@@ -34,7 +34,7 @@ class _Problem:
 
 
 def _lengths(value, name: str, n: int | None, upper: int | None, upper_name: str) -> np.ndarray:
-    array = np.asarray(value)
+    array = as_array(value, name)
     if array.dtype.kind not in "iu" or array.ndim != 1 or (n is not None and len(array) != n):
         shape = "(N,)" if n is None else f"({n},)"
         raise ValueError(
@@ -52,7 +52,7 @@ def _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction
     reduction = check_reduction(reduction)
     if not isinstance(zero_infinity, bool | np.bool_):
         raise ValueError(f"zero_infinity must be True or False; got {describe(zero_infinity)}")
-    lp = np.asarray(log_probs)
+    lp = as_array(log_probs, "log_probs")
     if lp.dtype.kind in "biu":
         lp = lp.astype(np.float64)
     if lp.dtype.kind != "f" or lp.ndim != 3 or lp.shape[2] == 0:
@@ -66,7 +66,7 @@ def _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction
             f"blank must be an integer in [0, {c - 1}] (a class); got {describe(blank)}"
         )
     inputs = _lengths(input_lengths, "input_lengths", n, t_max, "T, the frames of log_probs")
-    targets = np.asarray(targets)
+    targets = as_array(targets, "targets")
     if targets.dtype.kind not in "iu" or targets.ndim not in (1, 2):
         raise ValueError(
             "targets must be an integer array, padded (N, S) or concatenated 1-D; "

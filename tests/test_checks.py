@@ -46,3 +46,28 @@ def test_messages_name_the_argument_the_expectation_and_the_value():
 def test_wider_dtype_is_one_step_up():
     assert _checks.wider_dtype(np.float32) == np.float64
     assert np.finfo(_checks.wider_dtype(np.float64)).nmant >= np.finfo(np.float64).nmant
+
+
+RAGGED = [
+    (lossutils.mse_loss, ([[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, 4.0]]), "input"),
+    (lossutils.mse_loss, ([[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0]]), "target"),
+    (lossutils.gaussian_nll_loss, ([1.0, 2.0], [1.0, 2.0], [[1.0], [1.0, 2.0]]), "var"),
+    (lossutils.cross_entropy, ([[1.0, 2.0], [3.0]], [0, 1]), "input"),
+    (lossutils.kl_div, ([[-1.0, -2.0], [-3.0]], [[0.5, 0.5], [0.5, 0.5]]), "input"),
+    (lossutils.poisson_nll_loss, ([[1.0, 2.0], [3.0]], [[0.0, 1.0], [1.0, 0.0]]), "input"),
+    (lossutils.contrastive_loss, ([[1.0, 2.0], [3.0]], [[0.0, 1.0], [1.0, 0.0]], [1, 0]), "x1"),
+    (lossutils.ctc_loss, (np.zeros((2, 1, 3)), [[1], [1, 2]], [2], [1]), "targets"),
+    (lossutils.ddpm_noise_loss, ([[1.0], [2.0, 3.0]], [[0.0], [0.0]], [1, 1], [0.1]), "noise_pred"),
+]
+
+
+@pytest.mark.parametrize("index", range(len(RAGGED)))
+def test_ragged_input_is_a_value_error_naming_the_argument(index):
+    # NumPy's own message ("setting an array element with a sequence ... inhomogeneous
+    # shape") names no argument; every loss converts through _checks.as_array
+    f, args, name = RAGGED[index]
+    message = rf"^{name} must be a rectangular array of numbers; got a ragged sequence"
+    with pytest.raises(ValueError, match=message):
+        f(*args)
+    with pytest.raises(ValueError, match=message):
+        getattr(lossutils, f.__name__ + "_grad")(*args)
