@@ -18,16 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-# About 2 MB of input per block: with the two or three block-sized temporaries of a row
+# About 1 MB of input per block: with the two or three block-sized temporaries of a row
 # function the working set of two threads stays in the last-level cache, and the Python
 # cost per block (about a dozen ufunc calls) stays small next to its work. Measured on
-# (8192, 1000) logits: blocks of 128 KB cost about 30 % more time, 1 to 4 MB all the same.
-BLOCK_BYTES = 2 << 20
+# (8192, 1000) logits: blocks of 128 KB cost about 30 % more time, 1 to 4 MB all the same;
+# the smallest of those keeps the temporaries (one block per thread) small next to a result.
+BLOCK_BYTES = 1 << 20
 # Work below this size runs in the calling thread (a thread hand-off costs ~50 us).
 _THREAD_MIN_BYTES = 4 * BLOCK_BYTES
 # Threads per call, the caller included (two: the machines this is tuned on have two cores).
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
+_THREAD_PREFIX = "lossutils-rows"
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = None
 _pool_lock = threading.Lock()
@@ -38,7 +40,7 @@ def _executor() -> ThreadPoolExecutor:
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(max(1, WORKERS - 1), thread_name_prefix="lossutils-rows")
+            _pool = ThreadPoolExecutor(max(1, WORKERS - 1), thread_name_prefix=_THREAD_PREFIX)
             _pool_pid = os.getpid()
         return _pool
 
@@ -62,8 +64,9 @@ def for_each_block(function, n_rows: int, row_bytes: int) -> None:
         with np.errstate(all="ignore"):
             function(rows)
 
-    if WORKERS == 1 or len(blocks) < 2 or n_rows * row_bytes < _THREAD_MIN_BYTES:
-        for rows in blocks:
+    nested = threading.current_thread().name.startswith(_THREAD_PREFIX)
+    if nested or WORKERS == 1 or len(blocks) < 2 or n_rows * row_bytes < _THREAD_MIN_BYTES:
+        for rows in blocks:  # (in a worker already: no waiting on the pool from inside it)
             run(rows)
         return
     # each thread takes the next block when it is done with one (next() on a count is
@@ -78,5 +81,7 @@ def for_each_block(function, n_rows: int, row_bytes: int) -> None:
     try:
         drain()
     finally:
+        # a helper that never started (the pool was busy with another call) is not waited for
         for future in futures:
-            future.result()
+            if not future.cancel():
+                future.result()

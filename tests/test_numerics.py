@@ -194,3 +194,25 @@ def test_to_dtype_overflow_is_silent():
     assert nx.to_dtype(np.float32([1e5]), np.float16)[0] == np.inf
     assert nx.working_dtype(np.float16) == np.float32
     assert nx.working_dtype(np.float64) == np.float64
+
+
+def test_blocks_on_threads_agree_with_one_thread_also_from_concurrent_callers(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lossutils import _blocks
+
+    x = np.random.default_rng(6).normal(size=(1200, 1000)) * 4  # 9.6 MB: threads are used
+    monkeypatch.setattr(_blocks, "WORKERS", 1)
+    single = nx.exp_row_blocks(x, keep=True)
+    monkeypatch.undo()
+    assert _blocks.WORKERS == 2 or _blocks.WORKERS == 1
+    with ThreadPoolExecutor(3) as callers:
+        results = list(callers.map(lambda _: nx.exp_row_blocks(x, keep=True), range(3)))
+    for result in results:
+        for a, b in zip(result, single, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def nested(rows):  # a block function that itself runs blocks: inline, no deadlock
+        nx.exp_row_blocks(x[rows], keep=False)
+
+    _blocks.for_each_block(nested, len(x), x.shape[-1] * x.itemsize)
