@@ -186,7 +186,7 @@ def _noise_args(noise_pred, noise, t, betas, weighting, reduction):
     bad = (steps < 1) | (steps > beta.size)
     if np.any(bad):
         raise ValueError(f"t must hold steps in [1, {beta.size}]; got {steps[bad][0]}")
-    dtype = result_dtype(pred, target)
+    dtype = result_dtype(pred, target, beta)  # NumPy's promotion of the floating arguments
     if weighting == "elbo":
         weight = ddpm_elbo_weights(beta.astype(np.float64))[steps - 1]
     else:
@@ -225,7 +225,9 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     Returns
     -------
     ndarray or numpy scalar
-        In the floating dtype of ``noise_pred`` and ``noise``.
+        In NumPy's promotion of the floating dtypes of ``noise_pred``, ``noise`` and ``betas``,
+        as every loss (float16 arrays give float16; float16 predictions with float64 betas
+        give float64).
 
     Raises
     ------
@@ -240,7 +242,7 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     :math:`D` times PyTorch's ``F.mse_loss(noise_pred, noise)`` for ``D`` features per
     sample (the conformance test
     ``test_claim_ddpm_simple_mean_is_features_times_mse_loss``). Computed in float64 for
-    float16 and float32 input, rounded once.
+    float16 and float32 results, rounded once. The gradient has ``noise_pred``'s dtype.
 
     Examples
     --------
