@@ -381,20 +381,45 @@ class _Cosine:
             self.r1, self.r2 = np.hypot(self.s1, c1), np.hypot(self.s2, c2)
             denominator = self.r1 * self.r2
             self.cos = np.sum(self.u1 * self.u2, axis=-1) / denominator
-            # 1 - cos without cancellation
-            v1 = self.u1 / np.where(self.s1 > 0, self.s1, 1)[..., None]
-            v2 = self.u2 / np.where(self.s2 > 0, self.s2, 1)[..., None]
-            d = v1 - v2
-            ss = self.s1 * self.s2
-            angular = ss * (0.5 * np.sum(d * d, axis=-1))
-            eps_part = (np.square(self.s1 * c2) + np.square(c1 * self.s2) + np.square(c1 * c2)) / (
-                denominator + ss
-            )
-            one_minus = (eps_part + angular) / denominator
-            # 1 - cos cancels only for cos > 1/2; where c overflows (entries below about
-            # 1e-300) the eps dominates and cos = 0
-            careful = (self.cos > 0.5) & np.isfinite(one_minus)
-            self.one_minus = np.where(careful, one_minus, 1 - self.cos)
+            # 1 - cos cancels only for cos > 1/2: there it is formed without cancellation
+            self.one_minus = 1 - self.cos
+            careful = self.cos > 0.5
+            if np.any(careful):
+                one_minus = self._one_minus_cos(careful, c1[careful], c2[careful])
+                # where c overflows (entries below about 1e-300) the eps dominates: cos = 0
+                ok = np.isfinite(one_minus)
+                self.one_minus[careful] = np.where(ok, one_minus, self.one_minus[careful])
+
+    def minus(self, margin: float):
+        """``cos - margin``; where ``cos > 1/2`` as ``(1 - margin) - (1 - cos)`` from the
+        accurate ``1 - cos`` (the rounded cosine would carry a few ULP of 1 into it)."""
+        out = self.cos - margin
+        near_one = self.cos > 0.5
+        if np.any(near_one):
+            head, err = nx.two_sum(1.0, -margin)
+            out[near_one] = (head - self.one_minus[near_one]) + err
+        return out
+
+    def _one_minus_cos(self, rows, c1, c2):
+        """``1 - cos`` of the selected rows as ``(eps part + angular part) / (r1 r2)``.
+
+        The angular part ``s1 s2 ||v1 - v2||^2 / 2`` (``v_k = u_k / s_k``, the unit rows)
+        takes the unit rows in double-double: rounded to float64 they would carry their
+        2**-53 into ``v1 - v2``, which for nearly parallel rows (angle ``theta``) is only
+        ``theta`` large (656,000 ULP at ``theta`` = 1e-6). The eps part is a sum of
+        non-negative terms.
+        """
+        u1, u2, s1, s2 = self.u1[rows], self.u2[rows], self.s1[rows], self.s2[rows]
+        v1_hi, v1_lo = nx.dd_divide_rows(u1, *nx.dd_sqrt(*nx.dd_sum_of_squares(u1, 0 * u1)))
+        v2_hi, v2_lo = nx.dd_divide_rows(u2, *nx.dd_sqrt(*nx.dd_sum_of_squares(u2, 0 * u2)))
+        d = (v1_hi - v2_hi) + (v1_lo - v2_lo)  # the first difference is exact where it cancels
+        ss = s1 * s2
+        angular = ss * (0.5 * np.einsum("...i,...i->...", d, d))
+        denominator = self.r1[rows] * self.r2[rows]
+        eps_part = (np.square(s1 * c2) + np.square(c1 * s2) + np.square(c1 * c2)) / (
+            denominator + ss
+        )
+        return (eps_part + angular) / denominator
 
     def grad(self):
         """``(d cos / d x1, d cos / d x2)``, from ``d cos/d x1 = x2/(d1 d2) - cos x1 / d1^2``."""
@@ -456,11 +481,13 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     noticeably only for vectors of norm below about :math:`10^{-5}`. Evaluated in float64
     for every dtype, with each row scaled by a power of 2 (no overflow or underflow of
     the squares for any finite input). For :math:`\cos > 1/2`, :math:`1 - \cos` is formed
-    from the difference of the normalised vectors, not from the rounded cosine: float16
-    and float32 results are within one ULP; in float64 the loss is within a few ULP
-    except for nearly parallel pairs (angle :math:`\theta` below about 0.05), where its
-    relative error grows as :math:`10^{-16}/\theta` (from :math:`1 - \cos` itself it would
-    grow as :math:`10^{-16}/\theta^2`).
+    as :math:`\lVert x_1/\lVert x_1\rVert - x_2/\lVert x_2\rVert\rVert^2 / 2` (with the
+    :math:`\varepsilon` part apart), from the normalised vectors in double-double, not
+    from the rounded cosine (which would lose :math:`10^{-16}/\theta^2` relative at an
+    angle :math:`\theta`): within one ULP in float16 and float32, four in float64, also
+    for nearly parallel pairs. For :math:`t = -1`, :math:`\cos - m` is formed from that
+    :math:`1 - \cos` where :math:`\cos > 1/2`; where it cancels (:math:`\cos` within
+    a few ULP of :math:`m`) its error is a few ULP of :math:`m`.
 
     Parameters
     ----------
@@ -587,7 +614,7 @@ def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, 
     cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
     loss = None
     if value:
-        loss = np.where(t == 1, cos.one_minus, np.maximum(cos.cos - margin, 0))
+        loss = np.where(t == 1, cos.one_minus, np.maximum(cos.minus(margin), 0))
         loss = reduce_to(np.where(np.isnan(t), np.nan, loss), reduction, dtype)
     if not grad:
         return loss, None
