@@ -16,7 +16,7 @@ def test_claim_ddpm_simple_mean_is_features_times_mse_loss(dtype, shape):
     pred, noise = rng.normal(size=(2, *shape)).astype(dtype)
     features = int(np.prod(shape[1:]))
     t = rng.integers(1, 11, size=shape[0])
-    betas = np.linspace(0.01, 0.2, 10)
+    betas = np.linspace(0.01, 0.2, 10).astype(dtype)  # float64 betas would promote the loss
     value, (grad,) = torch_run(F.mse_loss, [tt(pred, dtype, grad=True), tt(noise, dtype)], [0])
     ours = lu.ddpm_noise_loss(pred, noise, t, betas, weighting="simple")
     assert_close(ours, (features * value).astype(dtype), dtype)
