@@ -314,3 +314,51 @@ def test_cosine_embedding_nearly_parallel_within_4_ulp(dtype):
         assert got.dtype == dtype
         exact = _mp_cosine_embedding(x1, x2, target, 0.5)
         ref.assert_ulp_in(got, exact, dtype, label=str(spread))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_contrastive_realistic_width_within_4_ulp(dtype):
+    # D = 128, embeddings of norm about 1, margin 1: about half the dissimilar pairs are
+    # inside the margin, some within 1e-3 of it (m - d cancels); the float32 pairs there
+    # get their distance again in float64, the float64 ones in double-double
+    rng = np.random.default_rng(19)
+    x1 = rng.normal(size=(24, 128)) / 16
+    x2 = rng.normal(size=(24, 128)) / 16
+    x2[3] = x1[3] + (1 - 1e-3) * 0.9 / np.sqrt(128) * rng.choice([-1.0, 1.0], 128)
+    x2[5] = x1[5] + (1 - 1e-6) / np.sqrt(128)
+    x1, x2 = x1.astype(dtype), x2.astype(dtype)
+    target = np.array([1, 0, 0] * 8)
+    target[[3, 5]] = 0
+    per = M.contrastive_loss(x1, x2, target, reduction="none")
+    ref.assert_ulp_in(per, ref.contrastive(x1, x2, target, 1.0), dtype)
+    g1, g2 = M.contrastive_loss_grad(x1, x2, target, reduction="sum")
+    ref.assert_ulp_in(g1, ref.contrastive_grad(x1, x2, target, 1.0), dtype, label="grad")
+    np.testing.assert_array_equal(g2, -g1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_realistic_width_within_4_ulp(dtype, swap):
+    # D = 128 standard normal embeddings: d(a, p) and d(a, n) are about 16 and their
+    # difference plus the margin about 1, so every triplet cancels by a factor ~16
+    rng = np.random.default_rng(20)
+    a, p, n = (rng.normal(size=(16, 128)).astype(dtype) for _ in range(3))
+    for squared, margin in ((False, 1.0), (True, 10.0)):
+        per = M.triplet_margin_loss(
+            a, p, n, margin=margin, swap=swap, squared=squared, reduction="none"
+        )
+        exact = ref.triplet(a, p, n, margin, 2.0, 1e-6, swap, squared)
+        ref.assert_ulp_in(per, exact, dtype, label=f"squared={squared}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("temperature", [0.5, 0.07])
+def test_nt_xent_realistic_width_within_4_ulp(dtype, temperature):
+    # D = 64, aligned views (the case once 30 ULP off): a float64 loss from double-double
+    # logits, float32 and float16 from float64 ones
+    rng = np.random.default_rng(21)
+    z1 = rng.normal(size=(4, 64))
+    z2 = z1 * (1 + rng.normal(size=(4, 64)) * 10.0 ** rng.uniform(-4, -1, size=(4, 1)))
+    z1, z2 = z1.astype(dtype), z2.astype(dtype)
+    per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
+    ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype)
