@@ -296,24 +296,7 @@ def _bce_logits_slope(x, y, cy):
 
 def _bce_logits_parts(x, y, cy, value=True, slope=True):
     """``(_bce_logits, _bce_logits_slope)`` (each None unless asked for) from one ``exp``."""
-    softpluses, sigmoids = nx.logistic_pairs(x, softpluses=value, sigmoids=slope)
-    terms = d = None
-    if value:
-        sp_pos, sp_neg = softpluses
-        if not np.all(np.isfinite(x)):  # an infinite logit: a term with coefficient 0 is absent
-            terms = nx.times(cy, sp_neg) + nx.times(1 - y, sp_pos)
-        else:
-            with np.errstate(invalid="ignore", over="ignore"):  # an infinite pos_weight
-                sp_neg *= cy
-                sp_pos *= 1 - y
-                terms = np.add(sp_pos, sp_neg, out=sp_pos)
-    if slope:
-        s_pos, s_neg = sigmoids
-        with np.errstate(invalid="ignore"):  # an infinite pos_weight times sigma(-x) = 0
-            s_pos *= 1 - y
-            s_neg *= cy
-            d = np.subtract(s_pos, s_neg, out=s_pos)
-    return terms, d
+    return nx.logistic_terms(x, y, cy, value, slope)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None, reduction="mean"):
@@ -1120,7 +1103,7 @@ def _logistic(input, target, base, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`logistic_loss`."""
     base = check_log_base(base)
     args, tx = _margin_arrays(input, target, reduction)
-    softpluses, sigmoids = nx.logistic_pairs(tx, softpluses=value, sigmoids=grad)
+    softpluses, sigmoids = nx.logistic_pairs(tx, (False, value), (False, grad))
     loss = d = None
     if value:  # softplus(-t x)
         loss = _finish(softpluses[1] / np.log(base), reduction, args)

@@ -165,7 +165,7 @@ def soft_margin_loss_value_and_grad(input, target, reduction="mean"):
 def _soft_margin(input, target, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`soft_margin_loss`."""
     x, t, tx, dtype = _soft_margin_args(input, target, reduction)
-    softpluses, sigmoids = nx.logistic_pairs(tx, softpluses=value, sigmoids=grad)
+    softpluses, sigmoids = nx.logistic_pairs(tx, (False, value), (False, grad))
     loss = None if not value else reduce_to(softpluses[1], reduction, dtype)  # softplus(-t x)
     d = None if not grad else scale_grad(-t * sigmoids[1], x.shape, reduction, dtype)
     return loss, d

@@ -27,8 +27,11 @@ from ._checks import (
     sum_to_shape,
 )
 from ._numerics import (
+    CHUNK,
+    chunks,
     exact_difference,
     gap_to_abs,
+    log_cosh_into,
     quiet,
     relative_gap_to_square,
     to_dtype,
@@ -78,14 +81,6 @@ _LOG_2 = math.log(2.0)
 
 
 @dataclass(frozen=True)
-class _Residual:
-    """A checked residual and the dtype of the result."""
-
-    r: np.ndarray  # input - target, in the working dtype
-    dtype: np.dtype  # the result dtype (NumPy's promotion of the arguments)
-
-
-@dataclass(frozen=True)
 class _Likelihood:
     """A checked residual, the floored variance or scale, and what the gradients need."""
 
@@ -102,15 +97,6 @@ def _floats(names_values):
     for name, value in names_values.items():
         as_float_array(value, name)  # the ValueError for non-numeric data comes first
     return float_arrays(names_values, result_dtype(*names_values.values()))
-
-
-def _residual(input, target, reduction) -> _Residual:
-    """Checked residual ``input - target`` in the working dtype."""
-    check_reduction(reduction)
-    x, y = _floats({"input": input, "target": target})
-    check_same_shape(x, y, "input", "target")
-    work = working_dtype(x.dtype)
-    return _Residual(x.astype(work, copy=False) - y.astype(work, copy=False), x.dtype)
 
 
 def _reduced_grad(grad, arg, shape, reduction, dtype):
@@ -217,36 +203,86 @@ def _laplace(input, target, scale, full, eps, reduction, *, value=True, grad=Tru
 
 @dataclass(frozen=True)
 class _Kernel:
-    """A loss of the residual alone: per-element values and derivatives of ``r``."""
+    """A loss of the residual alone, on one block of residuals ``r`` at a time.
 
-    value: object  # r -> per-element losses (working dtype)
-    slope: object  # r -> per-element derivatives d loss / d r
+    ``value(r, out)`` writes the per-element losses into ``out``, ``slope(r, out)`` the
+    derivatives d loss / d r (working dtype; ``r`` is not modified).
+    """
+
+    value: object
+    slope: object
 
 
 def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=True):
-    """``(loss or None, gradient or None)`` of a residual loss; ``r`` is formed once."""
-    res = _residual(input, target, reduction)
-    loss = d = None
+    """``(loss or None, gradient or None)`` of a residual loss, in one pass over the data.
+
+    The residual ``r = input - target`` is formed block by block (cache-sized, in the
+    working dtype) and feeds the loss and the gradient of that block while it is in
+    cache; the per-element results are the only full-size arrays. The gradient of the
+    mean is scaled in place by ``1/size`` (bit for bit ``grad * reduction_scale``).
+    """
+    check_reduction(reduction)
+    x, y = _floats({"input": input, "target": target})
+    check_same_shape(x, y, "input", "target")
+    dtype, work = x.dtype, working_dtype(x.dtype)
+    xf, yf = (np.reshape(a.astype(work, copy=False), -1) for a in (x, y))
+    loss = np.empty_like(xf) if value else None
+    d = np.empty_like(xf) if grad else None
+    r = np.empty(min(xf.size, CHUNK), work)
+    scale = reduction_scale(xf.size, reduction, work)
+    for block in chunks(xf.size):
+        rb = r[: block.stop - block.start]
+        np.subtract(xf[block], yf[block], out=rb)
+        if value:
+            kernel.value(rb, loss[block])
+        if grad:
+            kernel.slope(rb, d[block])
+            if reduction == "mean":
+                d[block] *= scale
     if value:
-        loss = reduce_to(kernel.value(res.r), reduction, res.dtype)
+        loss = reduce_to(loss.reshape(x.shape), reduction, dtype)
     if grad:
-        d = _reduced_grad(kernel.slope(res.r), input, res.r.shape, reduction, res.dtype)
+        d = to_dtype(d.reshape(x.shape), grad_dtype(input, dtype))
     return loss, d
 
 
-_mse = _Kernel(lambda r: r * r, lambda r: 2 * r)
-_l1 = _Kernel(np.abs, np.sign)
+def _square_into(r, out):
+    np.multiply(r, r, out=out)
+
+
+def _twice_into(r, out):
+    np.multiply(r, 2, out=out)
+
+
+_mse = _Kernel(_square_into, _twice_into)
+_l1 = _Kernel(lambda r, out: np.abs(r, out=out), lambda r, out: np.sign(r, out=out))
+
+
+def _quadratic_then_linear(r, out, threshold, huber: bool):
+    """``out`` = the Huber loss (``huber``) or the smooth L1 loss of one block of residuals.
+
+    With ``a = |r|``: ``a^2 / 2`` or ``a^2 / (2 threshold)`` where ``a < threshold``, else
+    ``threshold (a - threshold / 2)`` or ``a - threshold / 2``. Both branches are formed
+    on the block (in cache), the quadratic one copied over where it applies: ``a * a`` may
+    overflow on the linear side, where it is not used; ``a * (a / threshold)`` does not
+    underflow for tiny ``a`` and ``threshold``.
+    """
+    a = np.abs(r)
+    linear_side = a >= threshold  # NaN: the quadratic side, as before (NaN either way)
+    quadratic = 0.5 * a
+    quadratic *= a if huber else a / threshold
+    linear = np.subtract(a, 0.5 * threshold, out=a)
+    if huber:
+        linear *= threshold
+    out[...] = np.where(linear_side, linear, quadratic)
 
 
 def _huber(delta) -> _Kernel:
     delta = check_positive_scalar(delta, "delta")
-
-    def value(r):
-        a = np.abs(r)
-        # a * a may overflow where the linear branch is taken; that element is not used.
-        return np.where(a < delta, 0.5 * a * a, delta * (a - 0.5 * delta))
-
-    return _Kernel(value, lambda r: np.clip(r, -delta, delta))
+    return _Kernel(
+        lambda r, out: _quadratic_then_linear(r, out, delta, huber=True),
+        lambda r, out: np.clip(r, -delta, delta, out=out),
+    )
 
 
 def _smooth_l1(beta) -> _Kernel:
@@ -254,26 +290,14 @@ def _smooth_l1(beta) -> _Kernel:
     if beta == 0:
         return _l1
 
-    def value(r):
-        a = np.abs(r)
-        # a * (a / beta): a * a would underflow for tiny a and beta.
-        return np.where(a < beta, 0.5 * a * (a / beta), a - 0.5 * beta)
+    def slope(r, out):
+        np.clip(r, -beta, beta, out=out)
+        out /= beta
 
-    return _Kernel(value, lambda r: np.clip(r, -beta, beta) / beta)
-
-
-def _log_cosh(r):
-    """log cosh r, two branches (see :func:`log_cosh_loss`)."""
-    a = np.abs(r)
-    # Both branches are evaluated everywhere; sinh overflows silently where a >= 1,
-    # an element the where() below does not use.
-    s = np.sinh(0.5 * a)
-    near = np.log1p(2 * s * s)
-    far = (a - _LOG_2) + np.log1p(np.exp(-2 * a))
-    return np.where(a < 1, near, far)
+    return _Kernel(lambda r, out: _quadratic_then_linear(r, out, beta, huber=False), slope)
 
 
-_LOG_COSH = _Kernel(_log_cosh, np.tanh)
+_LOG_COSH = _Kernel(log_cosh_into, lambda r, out: np.tanh(r, out=out))
 
 
 @quiet
