@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_array, check_reduction, describe, wider_dtype
-from ._numerics import log_normalizer, quiet, to_dtype
+from ._checks import as_array, check_reduction, describe
+from ._numerics import dd_sum, log_sum_exp_dd, quiet, to_dtype
 from ._reduction import reduce_to
 
 __all__ = ["ctc_loss", "ctc_loss_grad", "ctc_loss_value_and_grad"]
@@ -22,7 +22,7 @@ __all__ = ["ctc_loss", "ctc_loss_grad", "ctc_loss_value_and_grad"]
 
 @dataclass(frozen=True)
 class _Problem:
-    log_probs: np.ndarray  # (T, N, C) in the working dtype
+    log_probs: np.ndarray  # (T, N, C) in float64
     labels: np.ndarray  # (N, E) the extended label sequences (blank, y1, blank, ..., blank)
     valid: np.ndarray  # (N, E) states s <= 2 L_n
     skip: np.ndarray  # (N, E) the transition s-2 -> s is allowed
@@ -108,19 +108,33 @@ def _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction
     skip = np.zeros((n, e), dtype=bool)
     skip[:, 2:] = (labels[:, 2:] != blank) & (labels[:, 2:] != labels[:, :-2])
     skip &= valid
-    work = wider_dtype(lp.dtype)
     return _Problem(
-        lp.astype(work), labels, valid, skip, inputs, lengths, lp.dtype, reduction, zero_infinity
+        lp.astype(np.float64),
+        labels,
+        valid,
+        skip,
+        inputs,
+        lengths,
+        lp.dtype,
+        reduction,
+        zero_infinity,
     )
 
 
 def _log_sum(*terms):
-    """Elementwise log(sum(exp(terms))) with the compensated log-sum-exp kernel."""
-    stacked = np.stack(terms, axis=-1)
-    shape = stacked.shape[:-1]
-    m, _, r = log_normalizer(stacked.reshape(-1, len(terms)))
-    out = np.where(np.isfinite(m), m + r, m)
-    return out.reshape(shape)
+    """Elementwise log(sum(exp(terms))) of double-doubles ``(hi, lo)``, as a double-double."""
+    hi = np.stack([t[0] for t in terms], axis=-1)
+    lo = np.stack([t[1] for t in terms], axis=-1)
+    return log_sum_exp_dd(hi, lo)
+
+
+def _where(mask, a, b):
+    """``np.where`` on double-doubles."""
+    return np.where(mask, a[0], b[0]), np.where(mask, a[1], b[1])
+
+
+def _shift_dd(a, k, fill):
+    return _shift(a[0], k, fill), _shift(a[1], k, 0.0)
 
 
 def _shift(a, k, fill):
@@ -134,29 +148,39 @@ def _shift(a, k, fill):
 
 
 def _forward(p: _Problem):
-    """The log forward variables alpha_t(s) for t = 0..T-1 and the log-likelihoods log P."""
+    """The log forward variables alpha_t(s) for t = 0..T-1 and the log-likelihoods log P.
+
+    Both as double-doubles ``(hi, lo)``: the recursion adds log-probabilities over every
+    frame, and float64 alone would carry an absolute error growing with their sum.
+    """
     t_max, n, _ = p.log_probs.shape
-    work = p.log_probs.dtype
-    ninf = work.type(-np.inf)
-    alpha = np.full(p.labels.shape, ninf, dtype=work)
-    alpha[:, 0] = 0  # the state before the first frame: only "nothing emitted yet"
-    alphas = np.empty((t_max,) + p.labels.shape, dtype=work)
+    ninf = -np.inf
+    shape = p.labels.shape
+    alpha = (np.full(shape, ninf), np.zeros(shape))
+    alpha[0][:, 0] = 0  # the state before the first frame: only "nothing emitted yet"
+    alphas = (np.empty((t_max,) + shape), np.empty((t_max,) + shape))
     rows = np.arange(n)[:, None]
+    none = (np.full(shape, ninf), np.zeros(shape))
     for t in range(t_max):
         emit = p.log_probs[t][rows, p.labels]
-        skipped = np.where(p.skip, _shift(alpha, 2, ninf), ninf)
-        paths = _log_sum(alpha, _shift(alpha, 1, ninf), skipped)
-        step = np.where(p.valid, emit + paths, ninf)
-        alpha = np.where((t < p.input_lengths)[:, None], step, alpha)
-        alphas[t] = alpha
+        skipped = _where(p.skip, _shift_dd(alpha, 2, ninf), none)
+        paths = _log_sum(alpha, _shift_dd(alpha, 1, ninf), skipped)
+        step = _where(p.valid, dd_sum(emit, 0.0, *paths), none)
+        alpha = _where((t < p.input_lengths)[:, None], step, alpha)
+        alphas[0][t], alphas[1][t] = alpha
     last = 2 * p.target_lengths
-    end = alpha[np.arange(n), last]
-    before = np.where(last > 0, alpha[np.arange(n), np.maximum(last - 1, 0)], ninf)
+    end = (alpha[0][np.arange(n), last], alpha[1][np.arange(n), last])
+    before_index = np.maximum(last - 1, 0)
+    before = _where(
+        last > 0,
+        (alpha[0][np.arange(n), before_index], alpha[1][np.arange(n), before_index]),
+        (np.full(n, ninf), np.zeros(n)),
+    )
     return alphas, _log_sum(end, before)
 
 
 def _losses(p: _Problem, log_likelihood):
-    loss = -log_likelihood
+    loss = -(log_likelihood[0] + log_likelihood[1])
     if p.zero_infinity:
         loss = np.where(loss == np.inf, 0, loss).astype(loss.dtype)
     return loss
@@ -231,10 +255,11 @@ def ctc_loss(
     -----
     Infinite losses: a target with :math:`L_n` labels and :math:`r_n` adjacent repeats
     needs :math:`T_n \ge L_n + r_n` frames; with fewer the loss is ``inf``. Accuracy:
-    the recursion runs in the next wider dtype (float64 for float16 and float32, long
-    double for float64) with the compensated log-sum-exp of ``_numerics``, and the result
-    is rounded once: within a few ULP of the exact value where long double is wider than
-    float64. The unbatched ``(T, C)`` form of PyTorch is not accepted: pass
+    within a few ULP of the exact value in every dtype and on every platform: the forward
+    variables are double-doubles (float64 pairs, no ``long double``) summed by the
+    compensated log-sum-exp of ``_numerics``, so their rounding errors do not grow with
+    the number of frames or the size of the loss, and the result is rounded once. The
+    unbatched ``(T, C)`` form of PyTorch is not accepted: pass
     ``log_probs[:, None]``. See :cite:t:`graves2006connectionist`.
 
     Examples
@@ -299,10 +324,10 @@ def ctc_loss_grad(
 
     Notes
     -----
-    Accuracy: a few ULP, plus a relative error of about :math:`4 \ell_n \epsilon` with
-    :math:`\epsilon` the working precision's (the log-space sums carry terms as large as
-    the loss, so their absolute rounding errors grow with it): for float64 results this
-    adds less than one ULP while the sample's loss is below about 500.
+    Accuracy: a few ULP, plus a relative error of about :math:`4 \ell_n 2^{-104}` (the
+    exponents :math:`\alpha + \beta + \ell_n` sum terms as large as the loss; the forward
+    and backward variables are double-doubles, so this is below an ULP for any loss under
+    about 1e14).
 
     This is the derivative of the loss with respect to ``log_probs`` as given. The
     gradient PyTorch's ``F.ctc_loss`` returns for ``log_probs`` differs: it adds
@@ -392,39 +417,39 @@ def _ctc(
 def _backward(p: _Problem, alphas, log_likelihood):
     """The gradient w.r.t. ``log_probs`` from the forward variables (the backward recursion)."""
     t_max, n, c = p.log_probs.shape
-    work = p.log_probs.dtype
-    ninf = work.type(-np.inf)
+    ninf = -np.inf
+    shape = p.labels.shape
     rows = np.arange(n)[:, None]
     last = 2 * p.target_lengths
-    state = np.arange(p.labels.shape[1])[None, :]
-    finish = np.where(
-        (state == last[:, None]) | (state == last[:, None] - 1), work.type(0), ninf
-    ).astype(work)
+    state = np.arange(shape[1])[None, :]
+    finish = np.where((state == last[:, None]) | (state == last[:, None] - 1), 0.0, ninf)
+    finish = (finish, np.zeros(shape))
+    none = (np.full(shape, ninf), np.zeros(shape))
     skip_from = _shift(p.skip, -2, False)  # s -> s+2 allowed
-    grad = np.zeros((t_max, n, c), dtype=work)
-    beta = np.full(p.labels.shape, ninf, dtype=work)
-    if p.reduction == "mean":
-        scale = (1.0 / (n * np.maximum(p.target_lengths, 1))).astype(work)
-    else:
-        scale = np.ones(n, dtype=work)
-    infinite = log_likelihood == -np.inf
+    grad = np.zeros((t_max, n, c))
+    beta = none
+    # divided by n L_n for the mean (an exact integer: one rounding), else 1
+    divisor = n * np.maximum(p.target_lengths, 1) if p.reduction == "mean" else np.ones(n, int)
+    ll_hi, ll_lo = log_likelihood
+    infinite = ll_hi == -np.inf
     for t in range(t_max - 1, -1, -1):
         if t + 1 < t_max:
-            ahead = np.where(p.valid, p.log_probs[t + 1][rows, p.labels] + beta, ninf)
-            step = _log_sum(
-                ahead, _shift(ahead, -1, ninf), np.where(skip_from, _shift(ahead, -2, ninf), ninf)
-            )
-            step = np.where(p.valid, step, ninf)
+            ahead = _where(p.valid, dd_sum(p.log_probs[t + 1][rows, p.labels], 0.0, *beta), none)
+            skipped = _where(skip_from, _shift_dd(ahead, -2, ninf), none)
+            step = _where(p.valid, _log_sum(ahead, _shift_dd(ahead, -1, ninf), skipped), none)
         else:
             step = beta
         here = (t == p.input_lengths - 1)[:, None]
         inside = (t < p.input_lengths - 1)[:, None]
-        beta = np.where(here, finish, np.where(inside, step, ninf))
-        occupancy = np.exp(alphas[t] + beta - log_likelihood[:, None])
+        beta = _where(here, finish, _where(inside, step, none))
+        # alpha + beta - log P: terms as large as the loss cancel to about 0; summed exactly
+        total = dd_sum(*dd_sum(alphas[0][t], alphas[1][t], *beta), -ll_hi[:, None], -ll_lo[:, None])
+        occupancy = np.exp(total[0])
+        occupancy += occupancy * np.where(np.isfinite(occupancy), total[1], 0.0)  # e^lo = 1 + lo
         occupancy = np.where((t < p.input_lengths)[:, None], occupancy, 0)
-        frame = np.zeros((n, c), dtype=work)
-        np.add.at(frame, (np.broadcast_to(rows, p.labels.shape), p.labels), occupancy)
-        grad[t] = 0 - frame * scale[:, None]  # 0 - x: no negative zeros
+        frame = np.zeros((n, c))
+        np.add.at(frame, (np.broadcast_to(rows, shape), p.labels), occupancy)
+        grad[t] = 0 - frame / divisor[:, None]  # 0 - x: no negative zeros
     if p.zero_infinity:
         grad[:, infinite, :] = 0
     else:  # no derivative: NaN in every frame the loss depends on
