@@ -88,7 +88,14 @@ def two_sum(a, b):
     with np.errstate(invalid="ignore", over="ignore"):
         s = a + b
         back = s - a
-        return s, (a - (s - back)) + (b - back)
+        if np.ndim(s) == 0:
+            return s, (a - (s - back)) + (b - back)
+        # the same operations in place: three arrays of the result's size, not six
+        err = s - back
+        np.subtract(a, err, out=err)
+        np.subtract(b, back, out=back)
+        err += back
+        return s, err
 
 
 def two_diff(a, b):

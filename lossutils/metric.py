@@ -141,29 +141,26 @@ def _dd_row_sum(hi, lo):
     return two_sum(total, err)
 
 
-def _dd_distance(x, y, shift, exponent, kind):
-    """The distance of rows ``x - y + shift`` scaled by ``2**-exponent``, as ``(hi, lo)``.
+def _dd_distance(x, y, shift, kind):
+    """The distance of rows ``x - y + shift`` as a double-double ``(hi, lo)``.
 
-    ``kind`` is 1 (the L1 norm), 2 (the Euclidean norm) or ``"squared"`` (its square,
-    scaled by ``2**-2 exponent``). The difference is kept exactly as hi + lo; squares are
-    exact by TwoProduct; the square root gets one Newton correction in double-double.
+    ``x`` and ``y`` are scaled by a power of 2 per row (``shift`` too, one per row) so
+    that ``|x - y + shift| < 1``. ``kind`` is 1 (the L1 norm), 2 (the Euclidean norm) or
+    ``"squared"`` (its square). The difference is kept exactly as hi + lo; the squares
+    and their sum by :func:`~lossutils._numerics.dd_sum_of_squares`; the square root
+    gets one Newton correction in double-double.
     """
     hi, lo = two_sum(x, -y)
-    if shift:
-        hi, e = two_sum(hi, shift)
-        lo = lo + e
-    k = -exponent[..., None]
-    hi, lo = np.ldexp(hi, k), np.ldexp(lo, k)
+    if np.any(shift):
+        hi, e = two_sum(hi, shift[..., None])
+        lo += e
     if kind == 1:
         sign = np.where(hi < 0, -1.0, 1.0)
         return _dd_row_sum(sign * hi, sign * lo)
     s_hi, s_lo = nx.dd_sum_of_squares(hi, lo)
     if kind == "squared":
         return s_hi, s_lo
-    r = np.sqrt(s_hi)
-    rr, rr_error = nx.two_prod(r, r)
-    safe = np.where(r > 0, 2 * r, 1)
-    return r, np.where(r > 0, ((s_hi - rr) - rr_error + s_lo) / safe, 0)
+    return nx.dd_sqrt(s_hi, s_lo)
 
 
 def _row_exponent(*differences):
@@ -247,7 +244,8 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     if np.any(near):
         x1, x2 = pairs.x1[near].astype(np.float64), pairs.x2[near].astype(np.float64)
         e = _row_exponent(x1 - x2)
-        r, r_lo = _dd_distance(x1, x2, 0.0, e, 2)
+        k = -e[..., None]
+        r, r_lo = _dd_distance(np.ldexp(x1, k), np.ldexp(x2, k), 0.0, 2)
         h, h_err = two_sum(m, -np.ldexp(r, e))
         hinge[near] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
     return hinge, norm
@@ -460,6 +458,11 @@ def _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction
     return _Triplets(a, pos, neg, margin, p, eps, reduction, dtype)
 
 
+def _tail_fields(t: _Triplets):
+    """The fields of ``t`` after the three embeddings."""
+    return t.margin, t.p, t.eps, t.reduction, t.dtype
+
+
 @dataclass(frozen=True)
 class _TripletDistances:
     """The distances d(a, p), d(a, n) (and d(p, n) with swap) and their gradients."""
@@ -512,14 +515,38 @@ def _times_distance_grad(coefficient, v, dist, t: _Triplets, squared):
     return g
 
 
-def _refined_triplet(t: _Triplets, rows, swap, squared):
-    """``d(a, p) - d(a, n) + margin`` of the selected rows, in double-double."""
-    a, pos, neg = t.anchor[rows], t.positive[rows], t.negative[rows]
-    shift = 0.0 if squared else t.eps
+# Rows per block of the double-double triplets: their temporaries stay cache-sized.
+_BLOCK_ELEMENTS = 1 << 15
+
+
+def _refined_triplet(t: _Triplets, rows, swap, squared, bound):
+    """``d(a, p) - d(a, n) + margin`` of the selected rows, in double-double.
+
+    ``bound`` (one per row) is at least the largest ``|entry|`` of the differences (a
+    distance is): each row is scaled by the power of 2 above it. Where most rows are
+    selected, all are computed (gathering them would cost more), in blocks of rows.
+    """
+    every = np.count_nonzero(rows) > rows.size // 4
+    if every and t.anchor.ndim == 2 and len(t.anchor) * t.anchor.shape[1] > _BLOCK_ELEMENTS:
+        step = max(1, _BLOCK_ELEMENTS // t.anchor.shape[1])
+        value = np.empty(len(t.anchor))
+        for start in range(0, len(t.anchor), step):
+            block = slice(start, start + step)
+            part = _Triplets(
+                t.anchor[block], t.positive[block], t.negative[block], *_tail_fields(t)
+            )
+            value[block] = _refined_triplet(
+                part, np.ones(len(part.anchor), bool), swap, squared, bound[block]
+            )
+        return value[rows]
+    pick = (lambda x: x) if every else (lambda x: x[rows])
+    e = np.frexp(pick(bound) * (1 + 2.0**-20))[1]
+    k = -e[..., None]
+    a, pos, neg = (np.ldexp(pick(x), k) for x in (t.anchor, t.positive, t.negative))
+    shift = 0.0 if squared else np.ldexp(t.eps, -e)
     pairs = [(a, pos), (a, neg)] + ([(pos, neg)] if swap else [])
-    e = _row_exponent(*(x - y + shift for x, y in pairs))
     kind = "squared" if squared else int(t.p)
-    (ap, ap_lo), (an, an_lo), *rest = (_dd_distance(x, y, shift, e, kind) for x, y in pairs)
+    (ap, ap_lo), (an, an_lo), *rest = (_dd_distance(x, y, shift, kind) for x, y in pairs)
     if swap:
         pn, pn_lo = rest[0]
         smaller = (pn < an) | ((pn == an) & (pn_lo < an_lo))
@@ -530,7 +557,8 @@ def _refined_triplet(t: _Triplets, rows, swap, squared):
     s, m_err = two_sum(s, m)
     value = np.ldexp(s + (s_err + m_err + (ap_lo - an_lo)), scale)
     # a margin beyond the scaled range: the distances are negligible next to it
-    return np.where(np.isinf(m), t.margin, value)
+    value = np.where(np.isinf(m), t.margin, value)
+    return value[rows] if every else value
 
 
 @quiet
@@ -624,7 +652,12 @@ def _triplet_value(t: _Triplets, dist: dict, swap, squared):
     largest = np.maximum(np.maximum(dist["ap"], negative_dist), t.margin)
     near = np.abs(value) < largest * _CANCELLATION_CUT[t.dtype]
     if np.any(near) and (squared or t.p in (1.0, 2.0)):
-        value[near] = _refined_triplet(t, near, swap, squared)
+        bound = np.maximum(dist["ap"], dist["an"])
+        if swap:
+            bound = np.maximum(bound, dist["pn"])
+        if squared:
+            bound = np.sqrt(bound)
+        value[near] = _refined_triplet(t, near, swap, squared, bound)
     return reduce_to(np.maximum(value, 0), t.reduction, t.dtype)
 
 
