@@ -20,7 +20,7 @@ from ._checks import (
     describe,
     result_dtype,
 )
-from ._numerics import quiet, to_dtype
+from ._numerics import cumulative_product_dd, quiet, to_dtype, two_sum
 from ._reduction import reduce_to, scale_grad
 
 __all__ = [
@@ -45,19 +45,24 @@ def _betas(betas) -> np.ndarray:
 
 
 def _schedule(b: np.ndarray):
-    r"""``(beta, alpha_bar, one_minus_alpha_bar)``, the last two for t = 0..T, in long double.
+    r"""``(beta, alpha_bar, one_minus_alpha_bar)``, the last two for t = 0..T, in float64.
 
-    :math:`\log \bar\alpha_t = \sum_{s \le t} \operatorname{log1p}(-\beta_s)`, and
-    :math:`1 - \bar\alpha_t = -\operatorname{expm1}(\log \bar\alpha_t)`: the product
-    ``cumprod(1 - betas)`` rounds each factor (``1 - 1e-4`` loses 4 digits of
-    ``beta``), and ``1 - alpha_bar`` then cancels for the first steps, where it is
-    about :math:`\beta_1`. The running sum of a thousand steps carries their rounding
-    errors into the exponent (34 ULP of float64 at step 925 of the linear schedule), so it
-    runs in long double, as the formulas built on it; results are rounded once.
+    :math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)` as a running product of
+    double-doubles (each factor ``1 - beta`` exact as one): a float64 ``cumprod(1 - betas)``
+    rounds each factor (``1 - 1e-4`` loses 4 digits of ``beta``) and a running sum of
+    ``log1p(-beta)`` carries its rounding errors into the exponent (34 ULP of float64 at step
+    925 of the linear schedule); and :math:`1 - \bar\alpha_t`, which cancels for the first
+    steps (where it is about :math:`\beta_1`), is taken from the double-double. Both are
+    within an ULP of float64 on every platform (no ``long double``); the formulas built on
+    them round a few times more.
     """
-    beta = b.astype(np.longdouble)
-    log_alpha_bar = np.concatenate([np.zeros(1, np.longdouble), np.cumsum(np.log1p(-beta))])
-    return beta, np.exp(log_alpha_bar), 0 - np.expm1(log_alpha_bar)  # 0 - x: no -0.0
+    beta = b.astype(np.float64)
+    f_hi, f_lo = two_sum(np.ones_like(beta), -beta)  # 1 - beta, exactly
+    hi, lo = cumulative_product_dd(f_hi, f_lo)
+    one_minus_hi, one_minus_lo = two_sum(np.ones_like(hi), -hi)
+    alpha_bar = np.concatenate([[1.0], hi + lo])
+    one_minus = np.concatenate([[0.0], one_minus_hi + (one_minus_lo - lo)])
+    return beta, alpha_bar, one_minus
 
 
 @quiet
@@ -92,9 +97,9 @@ def ddpm_posterior(betas):
 
     Notes
     -----
-    Computed in long double from :math:`\log \bar\alpha_t` (``log1p`` sums) and
-    :math:`1 - \bar\alpha_t` by ``expm1``, so that small betas (1e-4 and below) keep
-    their digits; rounded once to ``betas``' dtype. See :cite:t:`ho2020denoising`, eq. (7).
+    Computed in float64 from :math:`\bar\alpha_t` and :math:`1 - \bar\alpha_t` formed as
+    double-doubles, so that small betas (1e-4 and below) keep their digits; rounded once to
+    ``betas``' dtype. See :cite:t:`ho2020denoising`, eq. (7).
 
     Examples
     --------
