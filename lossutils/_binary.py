@@ -366,7 +366,13 @@ def binary_cross_entropy_with_logits_grad(
 
     which is the textbook :math:`w (\sigma(x) - y)` when :math:`c = 1`. The two-term
     form keeps full relative accuracy for a confident, correct prediction, where
-    :math:`\sigma(x) - y` would round to 0.
+    :math:`\sigma(x) - y` would round to 0. Where the two terms are within a factor 2 of
+    each other (a soft target near its optimum :math:`y \approx \sigma(x)`, where they
+    cancel), they are formed from a double-double :math:`e^{-|x|}`: each entry is within
+    4 ULP of the exact value of the rounded inputs (1 ULP in float16), unless
+    :math:`y` and :math:`\sigma(x)` agree beyond about 55 bits, where the error stays
+    below :math:`2^{-103}` of the larger term (the pair is given with ``pos_weight``'s
+    product :math:`c y` rounded once).
 
     Parameters
     ----------
@@ -469,7 +475,8 @@ def _focal_modulation(x, y, gamma):
     if gamma == 0:
         return np.ones_like(x)
     hard = (y == 0) | (y == 1)
-    out = nx.sigmoid_power((1 - 2 * y) * x, gamma)
+    # a soft label's 1 - 2y may be 0 next to an infinite logit: 0, not NaN (its u is unused)
+    out = nx.sigmoid_power(nx.times(1 - 2 * y, x), gamma)
     if not np.all(hard | np.isnan(y)):
         soft = ~hard
         xs, ys = x[soft], y[soft]
@@ -627,7 +634,12 @@ def _focal(input, target, alpha, gamma, reduction, value=True, grad=True):
     modulation = _focal_modulation(x, y, gamma)
     loss = d = None
     if value:
-        loss = _finish(_weighted(ce * modulation, alpha_t), reduction, args)
+        with np.errstate(invalid="ignore"):
+            terms = ce * modulation
+        # an infinite logit against a soft target: the cross-entropy is infinite and the
+        # factor (1 - p_t)^gamma positive, however far it underflowed: the limit is inf
+        terms = np.where((ce == np.inf) & (modulation == 0), np.inf, terms)
+        loss = _finish(_weighted(terms, alpha_t), reduction, args)
     if grad:
         with np.errstate(over="ignore"):
             r = 1 / (1 + nx.times(y, np.exp(-x)) + nx.times(1 - y, np.exp(x)))

@@ -562,3 +562,99 @@ def test_sigmoid_focal_gradient(dtype, gamma):
     reference = mr.sigmoid_focal_loss_derivative(_exact(x), _exact(y), 0.25, gamma)
     bound = 1.0 if dtype != np.float64 else 2.0 + 1.5 * (1 + gamma)
     assert_close_to_exact(grad, reference, bound, f"sigmoid_focal_loss_grad {dtype.__name__}")
+
+
+# --- soft targets near their optimum, infinite logits with soft targets ---------------------------
+
+
+def _at_the_optimum(dtype, n=300):
+    """Logits and soft targets y = sigma(x) rounded to ``dtype``, and y's two neighbours.
+
+    There the gradient sigma(x) - y is a small difference of two nearly equal terms.
+    """
+    rng = np.random.default_rng(13)
+    x = rng.uniform(-12 if dtype == np.float16 else -30, 12 if dtype == np.float16 else 30, n)
+    x = x.astype(dtype)
+    with mpmath.workdps(50):
+        y = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x]).astype(dtype)
+    x = np.concatenate([x, x, x])
+    y = np.concatenate([y, np.nextafter(y, dtype(0)), np.nextafter(y, dtype(1))])
+    return x, y
+
+
+def _slope_terms(x, y):
+    """Exact (1 - y) sigma(x), y sigma(-x) and their difference, for the rounded inputs."""
+    ex, ey = _exact(x), _exact(y)
+    first, second, difference = (np.empty(x.shape, dtype=object) for _ in range(3))
+    with mpmath.workdps(mr.DIGITS):
+        for i in np.ndindex(x.shape):
+            a, b = mpmath.mpf(ex[i]), mpmath.mpf(ey[i])
+            first[i] = (1 - b) / (1 + mpmath.exp(-a))
+            second[i] = b / (1 + mpmath.exp(a))
+            difference[i] = first[i] - second[i]
+    return first, second, difference
+
+
+def _assert_slope_accurate(grad, x, y, scale, label):
+    """Within the bound where the terms differ by 2^-55 of the larger or more; closer than that
+    (y agrees with sigma(x) beyond twice the float64 precision), within 2^-103 of it."""
+    first, second, difference = _slope_terms(x, y)
+    dtype = grad.dtype.type
+    larger = np.array(
+        [max(a, b) for a, b in zip(first.ravel(), second.ravel(), strict=True)]
+    ).reshape(x.shape)
+    apart = np.array(
+        [
+            abs(d) >= mpmath.ldexp(m, -55)
+            for d, m in zip(difference.ravel(), larger.ravel(), strict=True)
+        ]
+    ).reshape(x.shape)
+    assert np.mean(apart) > 0.9  # the sweep is mostly of the contract's kind
+    reference = difference * scale
+    assert_close_to_exact(grad[apart], reference[apart], BOUND[dtype], label)
+    for g, d, m in zip(grad[~apart], reference[~apart], larger[~apart], strict=True):
+        assert abs(mpmath.mpf(float(g)) - d) <= mpmath.ldexp(m * scale, -103), label
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_with_logits_gradient_of_a_soft_target_near_its_optimum(dtype):
+    # issue 8: sigma(x) - y cancels; each term's rounding was most of the difference
+    x, y = _at_the_optimum(dtype)
+    grad = L.binary_cross_entropy_with_logits_grad(x, y, reduction="none")
+    assert grad.dtype == dtype
+    _assert_slope_accurate(grad, x, y, 1, f"bce_with_logits_grad {dtype.__name__}")
+    _, pair = L.binary_cross_entropy_with_logits_value_and_grad(x, y, reduction="none")
+    np.testing.assert_array_equal(pair, grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multilabel_soft_margin_gradient_of_a_soft_target_near_its_optimum(dtype):
+    x, y = _at_the_optimum(dtype)
+    x, y = x.reshape(-1, 4), y.reshape(-1, 4)
+    grad = L.multilabel_soft_margin_loss_grad(x, y, reduction="sum")
+    assert grad.dtype == dtype
+    scale = mpmath.mpf(1) / 4
+    _assert_slope_accurate(grad, x, y, scale, f"multilabel_soft_margin_grad {dtype.__name__}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+def test_sigmoid_focal_loss_at_infinite_logits_with_soft_targets(dtype, gamma, alpha):
+    # issue 8: no "invalid value" warning (warnings are errors here); the limits
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf, np.inf, -np.inf], dtype)
+    y = np.array([0.5, 0.5, 0.25, 0.75, 1.0, 0.0], dtype)
+    grad = L.sigmoid_focal_loss_grad(x, y, alpha=alpha, gamma=gamma, reduction="none")
+    loss = L.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma, reduction="none")
+    assert grad.dtype == loss.dtype == dtype
+    reference = np.empty(x.shape, dtype=object)
+    with mpmath.workdps(50):
+        for i, (xi, yi) in enumerate(zip(_exact(x), _exact(y), strict=True)):
+            yi = mpmath.mpf(yi)
+            a = 1 if alpha is None else mpmath.mpf(alpha) * yi + (1 - mpmath.mpf(alpha)) * (1 - yi)
+            # x -> +inf: q -> 1 - y and the slope -> 1 - y; x -> -inf: q -> y, slope -> -y
+            q = 1 - yi if xi > 0 else yi
+            reference[i] = a * q**gamma * (q if xi > 0 else -q)
+    assert_close_to_exact(grad, reference, BOUND[dtype], "sigmoid_focal_loss_grad at +-inf")
+    # the cross-entropy of a soft target grows without bound; a hard one's tends to 0
+    np.testing.assert_array_equal(loss, np.array([np.inf] * 4 + [0, 0], dtype))
