@@ -28,7 +28,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import reduce_to, scale_grad
+from ._reduction import reduce_to, reduction_scale, scale_grad
 
 __all__ = [
     "binary_cross_entropy",
@@ -113,7 +113,15 @@ def _finish(loss, reduction, args: _Args):
 
 
 def _finish_grad(local, args: _Args, reduction):
-    """Scale the per-element derivative by d(reduced)/d(element); input's shape, output dtype."""
+    """Scale the per-element derivative by d(reduced)/d(element); input's shape, output dtype.
+
+    ``local`` is a new array of the callers (never an argument): a full one of the working
+    dtype is scaled in place for the mean (bit for bit ``scale * local``), so that the
+    gradient needs no second full-size array.
+    """
+    if reduction == "mean" and local.shape == args.x.shape and local.dtype == args.x.dtype:
+        local *= reduction_scale(local.size, reduction, local.dtype)
+        reduction = "sum"  # scaled: what is left is the rounding to the output dtype
     return scale_grad(local, args.x.shape, reduction, args.dtype)
 
 
