@@ -466,6 +466,9 @@ def log_cosh_into(r: np.ndarray, out: np.ndarray) -> None:
 # The series stops at 1/20! because the next term, |d|^19 / 21! <= 2.0e-20, is below a
 # quarter of an ULP of the sum (>= 1/2 - 1/6 = 1/3 for d in [-1, 1], ULP 5.6e-17).
 _EXPM1_SERIES = [1.0 / math.factorial(k) for k in range(2, 21)]
+# In float32 the series stops at 1/12!: the next term, |d|^11 / 13! <= 1.6e-10, is below a
+# quarter of an ULP of the sum (>= 1/3, ULP 3.0e-8).
+_EXPM1_SERIES_FLOAT32 = _EXPM1_SERIES[:11]
 
 
 def exp_minus_1_minus(d):
@@ -495,8 +498,9 @@ def exp_minus_1_minus(d):
         near = np.abs(d) <= 1
         if near.any():
             x = d[near]
-            series = np.full_like(x, _EXPM1_SERIES[-1])
-            for c in reversed(_EXPM1_SERIES[:-1]):
+            coefficients = _EXPM1_SERIES if x.dtype.itemsize > 4 else _EXPM1_SERIES_FLOAT32
+            series = np.full_like(x, coefficients[-1])
+            for c in reversed(coefficients[:-1]):
                 series *= x
                 series += c
             series *= x
