@@ -1251,6 +1251,20 @@ def _ozaki_head(x, bits):
     return head, x - head
 
 
+def _dd_products(a_hi, a_lo, b_hi, b_lo):
+    """``(exact, small)`` with ``exact + small = (a_hi + a_lo) @ (b_hi + b_lo).T`` to
+    about ``4 D 2**-(53 + k)`` of ``|a| |b|`` (see :func:`dd_matmul`); ``exact`` has no
+    rounding error at all."""
+    k = (53 - int(np.ceil(np.log2(max(a_hi.shape[-1], 1))))) // 2
+    a_head, a_tail = _ozaki_head(a_hi, k)
+    b_head, b_tail = _ozaki_head(b_hi, k)
+    # a = head + r: r = tail + lo rounded (2**-(53 + k) of a), and
+    # a b = head_a head_b + head_a r_b + r_a b, the last two in one product
+    a_r, b_r = a_tail + a_lo, b_tail + b_lo
+    small = np.concatenate([a_head, a_r], axis=-1) @ np.concatenate([b_r, b_hi], axis=-1).T
+    return a_head @ b_head.T, small
+
+
 @quiet
 def dd_matmul(a_hi, a_lo, b_hi, b_lo):
     """``(a_hi + a_lo) @ (b_hi + b_lo).T`` as a double-double, for 2-D float64 rows.
@@ -1258,19 +1272,11 @@ def dd_matmul(a_hi, a_lo, b_hi, b_lo):
     Ozaki's splitting: the heads of ``a_hi`` and ``b_hi`` on grids of
     ``k = (53 - log2 D) // 2`` bits multiply exactly whatever BLAS does (each sum has at
     most 53 significant bits); the rest, at most ``2**-k`` of the product and below, is
-    one matrix product of the stacked pieces (heads, tails, low parts), whose rounding
-    is about ``4 D 2**-(53 + k)`` of ``|a| |b|``: ``2**-66`` for unit rows with D = 128.
-    Two matrix products instead of a double-double product per entry.
+    one matrix product of the stacked pieces, whose rounding is about
+    ``2 D 2**-(53 + k)`` of ``|a| |b|``: ``2**-67`` for unit rows with D = 128. Two
+    matrix products (of depth D and 2D) instead of a double-double product per entry.
     """
-    k = (53 - int(np.ceil(np.log2(max(a_hi.shape[-1], 1))))) // 2
-    a_head, a_tail = _ozaki_head(a_hi, k)
-    b_head, b_tail = _ozaki_head(b_hi, k)
-    exact = a_head @ b_head.T
-    small = (
-        np.concatenate([a_head, a_tail, a_hi, a_lo], axis=-1)
-        @ np.concatenate([b_tail, b_hi, b_lo, b_hi], axis=-1).T
-    )
-    return two_sum(exact, small)
+    return two_sum(*_dd_products(a_hi, a_lo, b_hi, b_lo))
 
 
 @quiet
@@ -1359,3 +1365,31 @@ def cumulative_product_dd(hi, lo):
             hi[step:], lo[step:] = p_hi, p_lo
             step *= 2
     return hi, lo
+
+
+# Logits per block of rows in dd_product_cross_entropy: its temporaries stay cache-sized.
+_DD_BLOCK_ELEMENTS = 1 << 17
+
+
+@quiet
+def dd_product_cross_entropy(a_hi, a_lo, b_hi, b_lo, positive, mask_diagonal=False):
+    """Per row ``-s[i, positive[i]] + logsumexp(s[i])`` of ``s = a @ b.T`` in double-double.
+
+    ``a`` and ``b`` are 2-D double-double rows (``hi + lo``); with ``mask_diagonal`` the
+    entries ``s[i, i]`` are left out (``-inf``). The product as :func:`dd_matmul` (the
+    heads' part exact, the rest one product of stacked pieces) and the loss as
+    :func:`dd_cross_entropy_rows`, in blocks of rows: the two products are formed whole
+    (BLAS is much slower on blocks), every other temporary has about ``2**17`` entries.
+    """
+    exact, small = _dd_products(a_hi, a_lo, b_hi, b_lo)  # whole: BLAS is slower on blocks
+    out = np.empty(len(a_hi))
+    step = max(1, _DD_BLOCK_ELEMENTS // max(1, len(b_hi)))
+    for start in range(0, len(a_hi), step):
+        block = slice(start, start + step)
+        hi, lo = two_sum(exact[block], small[block])
+        if mask_diagonal:
+            rows = np.arange(len(hi))
+            hi[rows, start + rows] = -np.inf
+            lo[rows, start + rows] = 0
+        out[block] = dd_cross_entropy_rows(hi, lo, positive[block])
+    return out

@@ -163,17 +163,23 @@ def _grads(p: _Pairs, d_cosine: np.ndarray):
 
 
 @nx.quiet
-def _dd_cosines(p: _Pairs, factor: float, reciprocal: bool):
-    """The cosine matrix times ``factor`` (or over it) as a double-double ``(hi, lo)``.
+def _dd_units(u: _Unit):
+    """The rows of ``u`` normalised in double-double ``(hi, lo)``.
 
-    For a float64 result: the rows normalised in double-double and one exact-leading
-    matrix product (:func:`~lossutils._numerics.dd_matmul`), so that a temperature of
-    0.07 or a scale of 1000 magnifies ``2**-66`` rather than the float64 cosines'
-    rounding (up to ``2**-46`` after the magnification, dozens of ULP of the loss).
+    For a float64 result: a temperature of 0.07 or a scale of 1000 magnifies the float64
+    cosines' rounding into dozens of ULP of the loss (up to ``2**-46`` after the
+    magnification); from these rows, and a matrix product whose leading part is exact
+    (Ozaki's splitting), the logits carry about ``2**-66`` instead.
     """
-    a_hi, a_lo, _ = nx.dd_unit_rows(p.a.zs, p.a.exponent, NORMALIZE_EPS)
-    b_hi, b_lo, _ = nx.dd_unit_rows(p.b.zs, p.b.exponent, NORMALIZE_EPS)
-    return nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, factor, reciprocal), b_hi, b_lo)
+    hi, lo, _ = nx.dd_unit_rows(u.zs, u.exponent, NORMALIZE_EPS)
+    return hi, lo
+
+
+def _dd_cross_entropy(a: _Unit, b: _Unit, temperature: float):
+    """Per row of ``a``: InfoNCE of the double-double logits ``a b^T / temperature``."""
+    a_hi, a_lo = _dd_units(a)
+    scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
+    return nx.dd_product_cross_entropy(*scaled, *_dd_units(b), np.arange(len(a_hi)))
 
 
 def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
@@ -297,8 +303,7 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     p = _pairs({"query": query, "key": key}, reduction)
     loss, g = _diagonal_cross_entropy(p.cosine / temperature, with_grad=grad)
     if value and p.dtype == np.float64:  # the temperature magnifies the cosines' rounding
-        rows = np.arange(len(p.cosine))
-        loss = nx.dd_cross_entropy_rows(*_dd_cosines(p, temperature, True), rows)
+        loss = _dd_cross_entropy(p.a, p.b, temperature)
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
@@ -423,10 +428,8 @@ def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad
     rows, g_rows = _diagonal_cross_entropy(logits, with_grad=grad)
     columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad=grad)
     if value and p.dtype == np.float64:  # the temperature magnifies the cosines' rounding
-        hi, lo = _dd_cosines(p, temperature, True)
-        diagonal = np.arange(len(hi))
-        rows = nx.dd_cross_entropy_rows(hi, lo, diagonal)
-        columns = nx.dd_cross_entropy_rows(hi.T, lo.T, diagonal)
+        rows = _dd_cross_entropy(p.a, p.b, temperature)
+        columns = _dd_cross_entropy(p.b, p.a, temperature)
     loss = _finish((rows + columns) / 2, p) if value else None
     if not grad:
         return loss, None
@@ -565,7 +568,8 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 def _siglip_exact_terms(p: _Pairs, scale: float, bias: float):
     """``softplus(-l z)`` of double-double logits ``z = t cos + b``, to first order in
     their low parts: ``softplus(-(x + e)) ~ softplus(-x) - sigma(-x) e``."""
-    hi, lo = _dd_cosines(p, scale, False)
+    a_hi, a_lo = _dd_units(p.a)
+    hi, lo = nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, scale), *_dd_units(p.b))
     hi, err = nx.two_sum(hi, bias)
     lo += err
     diagonal = np.arange(len(hi))

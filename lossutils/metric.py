@@ -781,18 +781,6 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared):
     return tuple(nx.to_dtype(g, t.dtype) for g in (d_anchor, d_positive, d_negative))
 
 
-def _dd_logits(zs, exponent, temperature):
-    """Cosines over temperature of rows ``z = zs * 2**exponent``, as a double-double.
-
-    The rows are normalised (as ``F.normalize``) and divided by the temperature entry by
-    entry in double-double before one exact-leading matrix product
-    (:func:`~lossutils._numerics.dd_matmul`): about ``2**-66 / tau`` absolute, so that a
-    loss keeps its few ULP.
-    """
-    hi, lo, _ = nx.dd_unit_rows(zs, exponent, NORMALIZE_EPS)
-    return nx.dd_matmul(*nx.dd_scale(hi, lo, temperature, reciprocal=True), hi, lo)
-
-
 @dataclass(frozen=True)
 class _NTXent:
     """The views, normalised as ``F.normalize`` does, and the per-row pieces of the loss.
@@ -872,12 +860,16 @@ def _nt_xent(z1, z2, temperature, reduction, plain=True) -> _NTXent:
 
 
 def _nt_xent_exact_losses(v: _NTXent):
-    """The 2n losses from double-double logits: each within an ULP or two of float64."""
-    logits, logits_low = _dd_logits(v.zs, v.exponent, v.temperature)
-    rows = np.arange(2 * v.n)
-    logits[rows, rows] = -np.inf
-    logits_low[rows, rows] = 0
-    return nx.dd_cross_entropy_rows(logits, logits_low, v.positive)
+    """The 2n losses from double-double logits: each within an ULP or two of float64.
+
+    The rows are normalised (as ``F.normalize``) and divided by the temperature entry by
+    entry in double-double, then multiplied with an exact leading part
+    (:func:`~lossutils._numerics.dd_product_cross_entropy`): about ``2**-66 / tau``
+    absolute, so that a loss keeps its few ULP.
+    """
+    hi, lo, _ = nx.dd_unit_rows(v.zs, v.exponent, NORMALIZE_EPS)
+    scaled = nx.dd_scale(hi, lo, v.temperature, reciprocal=True)
+    return nx.dd_product_cross_entropy(*scaled, hi, lo, v.positive, mask_diagonal=True)
 
 
 def _nt_xent_value(v: _NTXent):
