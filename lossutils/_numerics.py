@@ -971,12 +971,13 @@ def _log_minus_table(t, x):
 
 
 def _log_minus_reduced(t, x):
-    """``log(t) - x`` for float64 ``t > 0``, finite ``x``, from ``t = 2^k m``, ``m`` in [1/2, 1).
+    """``log(t) - x`` for float64 ``t``, ``x``, from ``t = 2^k m``, ``m`` in [1/2, 1).
 
     ``k ln 2`` (three parts) plus ``log m`` (``|log m| < 0.7``, so its rounding is at most
-    2^-54) minus ``x``, the leading parts summed exactly: within 2^-54 plus half an ULP,
-    so within 1.5 ULP wherever ``|log t - x| >= 1/2``. Far cheaper than
-    :func:`_log_minus_table`, for the many elements whose difference is not that small.
+    2^-54) minus ``x``, the leading parts summed exactly: within 2^-54 plus an ULP, so
+    within 1.5 ULP wherever ``|log t - x| >= 1/2``, however large ``log t`` is (the plain
+    ``log t`` carries half an ULP of ``log t``). ``t = 0`` gives NaN; an infinite or NaN
+    ``x`` gives what the plain difference gives.
     """
     m, k = np.frexp(t)
     k = k.astype(np.float64)
@@ -984,22 +985,16 @@ def _log_minus_reduced(t, x):
     return (s - x) + (err + k * _LN2_MID + k * _LN2_LO)
 
 
-def _log_minus_close(t, x):
-    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| <= |log t| / 2``.
+def _log_minus_small(t, x):
+    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 1/2``.
 
-    Each element from the cheapest of three that is accurate for it:
-    :func:`_log_minus_reduced` (a difference of at least 1/2), :func:`_log_minus_table`
-    (at least 2^-18) and the double-double :func:`log_minus_near`.
+    :func:`_log_minus_table` (72 bits), and where the difference is below 2^-18, which
+    needs more, the double-double :func:`log_minus_near`.
     """
-    y = _log_minus_reduced(t, x)
-    small = np.flatnonzero(np.abs(y) < 0.5)
-    if small.size:
-        ts, xs = t[small], x[small]
-        ys = _log_minus_table(ts, xs)
-        tiny = np.flatnonzero(np.abs(ys) < 2.0**-18)
-        if tiny.size:
-            ys[tiny] = log_minus_near(ts[tiny], xs[tiny])
-        y[small] = ys
+    y = _log_minus_table(t, x)
+    tiny = np.flatnonzero(np.abs(y) < 2.0**-18)
+    if tiny.size:
+        y[tiny] = log_minus_near(t[tiny], x[tiny])
     return y
 
 
@@ -1017,8 +1012,8 @@ def xlog_minus(t, x):
     - float32: computed in float64, where the difference is within 2^-53 ``|log t|``, a
       quarter of a float32 ULP unless it is below 2^-26 ``|log t|``; those few elements
       come from the double-double :func:`log_minus_near`. The product is rounded once.
-    - float64: plain where ``|log t - x| >= |log t| / 2`` (the half ULP of ``log t`` is at
-      most one ULP of the difference); the other elements from :func:`_log_minus_close`.
+    - float64: :func:`_log_minus_reduced` (a few operations more than the plain
+      difference), and where that is below 1/2, :func:`_log_minus_small`.
 
     ``t = 0`` gives ``0 * (-inf - x)`` (NaN): callers decide that term.
     """
@@ -1031,16 +1026,17 @@ def xlog_minus(t, x):
             block = slice(start, start + step)
             tb = flat_t[block].astype(np.float64) if wide else flat_t[block]
             xb = flat_x[block].astype(np.float64) if wide else flat_x[block]
-            log_t = np.log(tb)
-            diff = log_t - xb
             if wide:
+                log_t = np.log(tb)
+                diff = log_t - xb
                 hard = np.abs(diff) < 2.0**-26 * np.abs(log_t)
+                hard &= tb > 0  # log 0 = -inf
             else:
-                hard = np.abs(diff) < 0.5 * np.abs(log_t)
-            hard &= tb > 0  # log 0 = -inf
+                diff = _log_minus_reduced(tb, xb)
+                hard = np.abs(diff) < 0.5  # not where t = 0 (NaN)
             index = np.flatnonzero(hard)
             if index.size:
-                close = log_minus_near if wide else _log_minus_close
+                close = log_minus_near if wide else _log_minus_small
                 diff[index] = close(tb[index], xb[index])
             np.multiply(tb, diff, out=diff)
             out[block] = diff
