@@ -607,7 +607,8 @@ def shift_error(x: np.ndarray, m: np.ndarray, d: np.ndarray, out: np.ndarray) ->
         np.subtract(x, out, out=out)
         lo = np.min(x, axis=-1)
         bound = np.ldexp(np.ones_like(m), np.frexp(m)[1])  # 2^k > |m|
-        safe = np.isfinite(lo) & (np.abs(m) < np.finfo(m.dtype).max / 4)
+        big = np.finfo(m.dtype).max / 4  # (no difference overflows)
+        safe = np.isfinite(lo) & (np.abs(m) < big) & (lo > -2 * big)
         near = lo > -bound
         if (near & safe).all():
             return out

@@ -179,8 +179,9 @@ def _log_softmax_rows(rows: np.ndarray):
     hard = np.flatnonzero((s < 1) & np.isfinite(m))
     if hard.size:
         r = nx.log1p_rest(rows, m, hard)
-        wide = rows[hard].astype(r.dtype) - m[hard, None].astype(r.dtype)
-        out[hard] = wide - r[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            wide = rows[hard].astype(r.dtype) - m[hard, None].astype(r.dtype)
+            out[hard] = nx.to_dtype(wide - r[:, None], out.dtype)
     return out, m
 
 
@@ -236,7 +237,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     # below 1): below one ULP of a result of 8 or more, for up to millions of classes.
     hard = np.flatnonzero((s < 1) & np.isfinite(m) & (np.abs(out) < 8))
     if hard.size:
-        out[hard] = m[hard] + nx.log1p_rest(rows, m, hard)
+        out[hard] = nx.to_dtype(m[hard] + nx.log1p_rest(rows, m, hard), out.dtype)
     # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp
     np.copyto(out, m, where=~np.isfinite(m))
     out = nx.to_dtype(out.reshape(moved[:-1]), x.dtype)

@@ -235,18 +235,19 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
     x, w = args.x, args.weight
     m, s, e = nx.exp_row_blocks(x, keep=keep, finish=finish)
     xy = _gather(x, args.y)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         r = np.log(s)
         nll = (m - xy) + r
     # with smoothing every class's -log p counts; otherwise only rows whose target is the max
     hard = np.flatnonzero(((s < 2) if eps > 0 else (s < 2) & (xy == m)) & np.isfinite(m))
     if hard.size:
         wide = nx.log1p_rest(x, m, hard)
-        r[hard] = wide
-        nll[hard] = (m[hard].astype(wide.dtype) - xy[hard]) + wide
+        r[hard] = wide  # (0 <= r <= log 2)
+        with np.errstate(over="ignore"):
+            nll[hard] = nx.to_dtype((m[hard].astype(wide.dtype) - xy[hard]) + wide, nll.dtype)
     smooth_gap = None
     if gap:
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             d = x - m[:, None]
             smooth_gap = -np.sum(d if w is None else nx.times(w, d), axis=-1)
     return _Normalized(m, e, s, r, nll, smooth_gap)
@@ -599,10 +600,10 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
         total = np.sum(wq, axis=-1)
     loss = grad_out = None
     if value:
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             r = np.log(s)
             hard = np.flatnonzero((s < 2) & np.isfinite(m))
-            if hard.size:  # dominated rows: every digit of a small r counts
+            if hard.size:  # dominated rows: every digit of a small r counts (0 <= r <= log 2)
                 r[hard] = nx.log1p_rest(x, m, hard)
             gap = -np.sum(nx.times(wq, x - m[:, None]), axis=-1)
             per = gap + total * r

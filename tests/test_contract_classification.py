@@ -658,3 +658,23 @@ def test_sigmoid_focal_loss_at_infinite_logits_with_soft_targets(dtype, gamma, a
     assert_close_to_exact(grad, reference, BOUND[dtype], "sigmoid_focal_loss_grad at +-inf")
     # the cross-entropy of a soft target grows without bound; a hard one's tends to 0
     np.testing.assert_array_equal(loss, np.array([np.inf] * 4 + [0, 0], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_functions_at_the_overflow_threshold(dtype):
+    # differences of logits near +-max overflow; no warning escapes, results are the limits
+    big = np.finfo(dtype).max
+    z = np.array([[big / 4, -big * 0.9, 1.0], [big, -big, 0.0], [-big, -big, -big]], dtype)
+    y = np.array([1, 0, 2])
+    p = L.softmax(z)
+    np.testing.assert_array_equal(p[:2], [[1, 0, 0], [1, 0, 0]])
+    np.testing.assert_allclose(p[2].astype(np.float64), 1 / 3, rtol=1e-3)
+    assert L.log_softmax(z)[0, 1] == -np.inf and L.logsumexp(z)[1] == big
+    loss, grad = L.cross_entropy_value_and_grad(z, y, reduction="none")
+    assert loss[0] == np.inf and loss[1] == 0
+    np.testing.assert_array_equal(grad[:2], [[1, -1, 0], [0, 0, 0]])
+    for kwargs in ({"label_smoothing": 0.1}, {}):
+        for target in (y, np.eye(3, dtype=dtype)):
+            value, gradient = L.cross_entropy_value_and_grad(z, target, **kwargs)
+            assert np.all(np.isfinite(gradient))
+    assert np.all(np.isfinite(L.softmax_focal_loss_grad(z, y)))
