@@ -163,12 +163,6 @@ def _dd_distance(x, y, shift, kind):
     return nx.dd_sqrt(s_hi, s_lo)
 
 
-def _row_exponent(*differences):
-    """Per row, the exponent ``e`` with the largest ``|entry|`` of the differences below 2**e."""
-    top = np.max([np.max(np.abs(d), axis=-1, initial=0) for d in differences], axis=0)
-    return np.frexp(top)[1]
-
-
 def _embeddings(named: dict, dtype=None):
     """Same-shape arrays of embeddings with at least one (the feature) axis."""
     arrays = float_arrays(named, dtype)
@@ -241,13 +235,22 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     # more than 2**-20 (float64 distances carry ~2**-52 of their size)
     cut = m * _CANCELLATION_CUT[pairs.dtype]
     near = dissimilar & (norm > m - cut) & (norm < m * (1 + 2.0**-49))
-    if np.any(near):
-        x1, x2 = pairs.x1[near].astype(np.float64), pairs.x2[near].astype(np.float64)
-        e = _row_exponent(x1 - x2)
-        k = -e[..., None]
-        r, r_lo = _dd_distance(np.ldexp(x1, k), np.ldexp(x2, k), 0.0, 2)
-        h, h_err = two_sum(m, -np.ldexp(r, e))
-        hinge[near] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
+    rows = np.flatnonzero(near)
+    if rows.size:
+        width = pairs.x1.shape[-1]
+        x1, x2 = pairs.x1.reshape(-1, width), pairs.x2.reshape(-1, width)
+        flat = hinge.reshape(-1)  # a view: the hinge of the pairs in order
+        # in cache-sized blocks; each row scaled by the power of 2 above its distance (a
+        # distance is at least its largest entry)
+        step = max(1, _BLOCK_ELEMENTS // x1.shape[-1])
+        for start in range(0, rows.size, step):
+            block = rows[start : start + step]
+            e = np.frexp(norm.reshape(-1)[block] * (1 + 2.0**-20))[1]
+            k = -e[:, None]
+            xs, ys = (np.ldexp(x[block].astype(np.float64), k) for x in (x1, x2))
+            r, r_lo = _dd_distance(xs, ys, 0.0, 2)
+            h, h_err = two_sum(m, -np.ldexp(r, e))
+            flat[block] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
     return hinge, norm
 
 
