@@ -405,18 +405,41 @@ def _nb_log_normalizer(r, y):
     return np.where((r + y) == 0, 0.0, np.where(r_large, a_branch, b_branch))
 
 
+# corr(y + 1) - ... for the counts y = 1..9 below the Stirling series' range: the Stirling error
+# log y! - (y log y - y + log(2 pi y) / 2), from mpmath at 40 digits (the tests recompute them).
+_STIRLING_ERRORS = (
+    0.08106146679532726,
+    0.0413406959554093,
+    0.02767792568499834,
+    0.020790672103765093,
+    0.016644691189821193,
+    0.013876128823070748,
+    0.01189670994589177,
+    0.010411265261972096,
+    0.009255462182712733,
+)
+
+
+def _stirling_error(y):
+    """log y! - (y log y - y + log(2 pi y)/2) for integer counts y >= 1 (a table below 10)."""
+    small = y < _STIRLING_MIN
+    table = np.asarray(_STIRLING_ERRORS)[np.clip(y, 1, 9).astype(np.intp) - 1]
+    return np.where(small, table, _lgamma_correction(np.maximum(y, _STIRLING_MIN)))
+
+
 def _large_counts(r, y):
-    """Where the saddle-point form of the NB loss is used: r >= 10 and y >= 10."""
-    return (r >= _STIRLING_MIN) & (y >= _STIRLING_MIN)
+    """Where the saddle-point form of the NB loss is used: r >= 10 and y >= 1."""
+    return (r >= _STIRLING_MIN) & (y >= 1)
 
 
 def _nb_nll_saddle(z, d, y, r, sp):
-    """The NB loss for r, y >= 10 as a sum of non-negative terms (the saddle-point form).
+    """The NB loss for r >= 10, y >= 1 as a sum of non-negative terms (the saddle-point form).
 
-    With the Stirling series log Gamma(n + 1) = n log n - n + log(2 pi n)/2 + corr(n) and
+    With the Stirling series log Gamma(n + 1) = n log n - n + log(2 pi n)/2 + corr(n) (for
+    the counts y < 10, corr(y) is the Stirling error from a table) and
     d = r sigma(z) - y sigma(-z) (the input slope: the mean's distance to y, accurate near
     the mode), the loss is
-    bd0(y, y + d) + bd0(r, r - d) + log(2 pi y (r + y) / r) / 2 + corr(r) + corr(y) - corr(r + y),
+    bd0(y, y + d) + bd0(r, r - d) + log(2 pi y (r + y) / r) / 2 + corr(r) + corr(y) - corr(r+y),
     with the deviance bd0(x, m) = x log(x / m) + m - x >= 0 and y + d = (r + y) sigma(z),
     r - d = (r + y) sigma(-z): two deviances that vanish at the mode, a logarithm and a small
     positive correction. Near the mode bd0 = -x (log1p(t) - t), t = (m - x) / x
@@ -437,55 +460,69 @@ def _nb_nll_saddle(z, d, y, r, sp):
     bd0_y = np.where(t_y >= -2 / 3, -yb * log1p_minus(t_y), far_y)
     bd0_r = np.where(t_r >= -2 / 3, -rb * log1p_minus(t_r), far_r)
     log_term = 0.5 * (_LOG_2PI + np.log(yb) + np.log1p(yb / rb))
-    corr = (_lgamma_correction(rb) - _lgamma_correction(rb + yb)) + _lgamma_correction(yb)
+    corr = (_lgamma_correction(rb) - _lgamma_correction(rb + yb)) + _stirling_error(yb)
     return (bd0_y + bd0_r) + log_term + corr
 
 
 # The NB slopes vanish at the best fit, where their terms nearly cancel: d/dz = r sigma(z) -
 # y sigma(-z) (the mean r e^z against y) and d/dr = sp(z) - (psi(r + y) - psi(r)) (both about
-# log1p(y/r)). Where r e^z is within a factor 8 of y both are rewritten around g = r e^z - y,
-# formed with e^z in double-double (scaled_exp_minus_dd): d/dz = sigma(-z) g and, for r >= 10,
+# log1p(y/r)). Both are rewritten around g = r e^z - y, formed with e^z in double-double
+# (scaled_exp_minus_dd) where r e^z is within a factor 8 of y: d/dz = g / (1 + e^z) there
+# (both double-doubles, divided to about half an ULP), and for r >= 10 everywhere
 # d/dr = log1p(g / (r + y)) - y / (2 r (r + y)) + corr'(r + y) - corr'(r) (the digamma series
-# of _digamma_difference with its logarithm taken together with sp(z)). Elsewhere the
-# differences lose at most a few bits; for r < 10 d/dr is sp(z) minus SciPy's digammas.
+# of _digamma_difference with its logarithm taken together with sp(z)). For r < 10 d/dr is
+# sp(z) minus SciPy's digammas (a few ULP of the larger term).
 
 
 def _nb_input_slope(z, y, r):
     """``(d/dz, near, gap)`` of the NB loss (``r`` has ``z``'s shape), as described above."""
     g_z = np.asarray(times(r, sigmoid(z)) - times(y, sigmoid(-z)))
-    near = (y > 0) & (r > 0) & (np.abs(z) <= 700)
+    near = (y > 0) & (r > 0) & (np.abs(z) <= 600)  # Dekker's products stay in their domain
     with np.errstate(over="ignore", invalid="ignore"):
         mean = r * np.exp(np.where(near, z, 0.0))
     near &= (mean >= y / 8) & (mean <= 8 * y)
     gap = None
     if near.any():
-        gap = scaled_exp_minus_dd(r[near], z[near], y[near])
-        g_z[near] = sigmoid(-z[near]) * (gap[0] + gap[1])
+        zn = z[near]
+        gap = scaled_exp_minus_dd(r[near], zn, y[near])
+        # (r e^z - y) / (1 + e^z), both double-doubles: one long division step
+        den_hi, den_lo = scaled_exp_minus_dd(np.ones_like(zn), zn, -np.ones_like(zn))
+        q = gap[0] / den_hi
+        p, p_err = two_prod(q, den_hi)
+        g_z[near] = q + (((gap[0] - p) - p_err) + (gap[1] - q * den_lo)) / den_hi
     return g_z, near, gap
 
 
 def _nb_count_slope(z, y, r, sp, near, gap):
     """d/dr of the NB loss, from ``near`` and ``gap`` of :func:`_nb_input_slope`."""
     g_r = np.asarray(sp - np.where((r + y) == 0, 0, _digamma_difference(r, y)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        g_hi = r * np.exp(np.minimum(z, 710.0)) - y  # r e^z - y; in double-double where near
+    g_lo = np.zeros_like(g_hi)
     if gap is not None:
-        yn, rn = y[near], r[near]
-        big = rn >= _STIRLING_MIN
-        rb = np.where(big, rn, _STIRLING_MIN)
-        # log1p(g / (r + y)) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)),
-        # a = g / (r + y): the two halves cancel where d/dr vanishes, 2 r g - y does not lose
-        # digits (g in double-double, 2 r g by Dekker's product)
-        # (for |a| <= 1/2; above, log1p(a) and a would cancel instead)
-        hi, lo = gap
+        g_hi[near], g_lo[near] = gap
+    # for r >= 10 and y > 0, sp(z) and the digamma difference are taken together (the digamma
+    # series' logarithm log1p(y / r) with sp(z) is log1p(g / (r + y))), also far from the mean:
+    # for r << y, sp(z) and log1p(y / r) are both about log(y / r) and cancel
+    big = (r >= _STIRLING_MIN) & (r < 1e290) & (y > 0) & np.isfinite(g_hi) & (np.abs(g_hi) < 1e290)
+    if big.any():
+        hi, lo, yn, rn, zn = g_hi[big], g_lo[big], y[big], r[big], z[big]
         a = (hi + lo) / (rn + yn)
-        p, p_err = two_prod(2 * rb, hi)
-        numerator = (p - yn) + (p_err + 2 * rb * lo)
+        # log1p(a) = log((r + r e^z) / (r + y)), from the ratio below a = -1/2 (log1p of an a
+        # near -1 would lose the digits of 1 + a)
+        log_ratio = np.where(
+            a >= -0.5, np.log1p(a), np.log((rn + rn * np.exp(np.minimum(zn, 710.0))) / (rn + yn))
+        )
+        # log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the two
+        # halves cancel where d/dr vanishes (|a| <= 1/2); 2 r g - y by Dekker's product
+        p, p_err = two_prod(2 * rn, hi)
+        numerator = (p - yn) + (p_err + 2 * rn * lo)
         head = np.where(
             np.abs(a) <= 0.5,
-            log1p_minus(a) + numerator / (2 * rb * (rb + yn)),
-            np.log1p(a) - yn / (2 * rb * (rb + yn)),
+            log1p_minus(a) + numerator / (2 * rn * (rn + yn)),
+            log_ratio - yn / (2 * rn * (rn + yn)),
         )
-        series = head + (_digamma_correction(rb + yn) - _digamma_correction(rb))
-        g_r[near] = np.where(big, series, g_r[near])
+        g_r[big] = head + (_digamma_correction(rn + yn) - _digamma_correction(rn))
     return g_r
 
 
@@ -560,11 +597,11 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     (``-log_prob(target)``), including its convention that the normalizer is 0 where
     :math:`r + y = 0`. The log-gamma difference is computed without the cancellation of two
     large log-gammas; see :cite:t:`hilbe2011negative` and :cite:t:`salinas2020deepar`.
-    Accuracy: within 4 ULP for ``target`` and ``total_count`` of at least 10 (float64; 1 ULP for
-    narrower dtypes), where the loss is evaluated in its saddle-point form (two deviances that
-    vanish at the mode, a logarithm and the Stirling corrections: no cancellation, also at
-    a million counts); for smaller counts or ``total_count``, a few ULP of the largest term
-    (the terms may cancel near the best fit).
+    Accuracy: within 4 ULP for ``total_count`` of at least 10 (float64; 1 ULP for narrower
+    dtypes), where the loss is evaluated in its saddle-point form (two deviances that vanish
+    at the mode, a logarithm and the Stirling corrections: no cancellation, also at a million
+    counts); for a smaller ``total_count``, a few ULP of the largest term (the terms may
+    cancel near the best fit).
 
     Examples
     --------
