@@ -62,6 +62,64 @@ def test_softplus_sigmoid_kernels_against_mpmath(dtype):
     assert_close_to_exact(neg, sgn, 2, "sigmoid(-x)")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_logistic_kernels_are_elementwise(dtype):
+    # the cache-sized blocks, a strided input and 0-d input change no element's value
+    rng = np.random.default_rng(5)
+    x = (10 * rng.standard_normal(2 * nx.CHUNK + 7)).astype(dtype)
+    x[[0, nx.CHUNK - 1, nx.CHUNK, 2 * nx.CHUNK + 6]] = [np.inf, -np.inf, np.nan, 0.0]
+    y = rng.uniform(0, 1, x.size).astype(dtype)
+    y[:: nx.CHUNK // 3] = 0.0  # a zero coefficient next to an infinite softplus: absent
+    y[1 :: nx.CHUNK // 3] = 1.0
+    strided = np.repeat(x, 2)[::2]
+    for kernel in (nx.softplus, nx.log_sigmoid, nx.sigmoid):
+        whole = kernel(strided)
+        one_by_one = np.array([kernel(v) for v in x])
+        np.testing.assert_array_equal(whole, one_by_one, strict=True)
+    loss, slope = nx.logistic_terms(x, y, y)
+    pairs = [
+        nx.logistic_terms(np.array([a]), np.array([b]), np.array([b]))
+        for a, b in zip(x, y, strict=True)
+    ]
+    np.testing.assert_array_equal(loss, np.concatenate([p[0] for p in pairs]))
+    np.testing.assert_array_equal(slope, np.concatenate([p[1] for p in pairs]))
+    assert not np.isnan(loss[0]) or y[0] not in (0.0, 1.0)
+
+
+def test_log_cosh_into_against_mpmath():
+    for dtype in (np.float32, np.float64):
+        r = np.concatenate(
+            [np.linspace(-3, 3, 61), [1e-30, -1e-8, 20, -88, 89, 200, 709, 711, 1e4]]
+        )
+        r = r.astype(dtype)
+        out = np.empty_like(r)
+        with np.errstate(over="ignore"):
+            nx.log_cosh_into(r, out)
+        with mpmath.workdps(400):
+            exact = [mpmath.log(mpmath.cosh(v)) for v in exact_inputs(r)]
+        assert_close_to_exact(out, exact, 3.5, f"log_cosh {np.dtype(dtype).name}")
+
+
+def test_logistic_slope_exact_at_the_optimum():
+    # float64 y = sigma(x) rounded: (1 - y) sigma(x) - y sigma(-x) is about an ULP of y or less
+    x = np.linspace(-35, 35, 141)
+    with mpmath.workdps(60):
+        y = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(v)))) for v in x])
+    got = nx.logistic_slope_exact(x, y, y)
+    with mpmath.workdps(400):
+        pairs = list(zip(*exact_inputs(x, y), strict=True))
+        second = [b / (1 + mpmath.exp(a)) for a, b in pairs]  # y sigma(-x), the size of a term
+        exact = [
+            (1 - b) / (1 + mpmath.exp(-a)) - t for (a, b), t in zip(pairs, second, strict=True)
+        ]
+        apart = [abs(d) >= mpmath.ldexp(t, -55) for d, t in zip(exact, second, strict=True)]
+    apart = np.array(apart)
+    assert apart.mean() > 0.5  # y = fl(sigma(x)) is within 2^-55 of sigma(x) a quarter of the time
+    assert_close_to_exact(got[apart], np.array(exact, dtype=object)[apart], 4, "slope")
+    for g, d, t, a in zip(got, exact, second, apart, strict=True):
+        assert a or abs(mpmath.mpf(float(g)) - d) <= mpmath.ldexp(t, -103)
+
+
 def test_exp_minus_1_minus_against_mpmath():
     d = np.array([-800, -30, -1.5, -1, -0.3, -1e-9, 0, 1e-9, 0.3, 1, 1.5, 30, 700])
     out, em1 = nx.exp_minus_1_minus(d)
