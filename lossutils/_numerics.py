@@ -1109,33 +1109,38 @@ def dd_sum_of_squares(hi: np.ndarray, lo: np.ndarray):
     """``sum((hi + lo)**2)`` over the last axis as a double-double ``(s, err)``, float64.
 
     Domain: rows scaled so that ``|hi| < 1`` (a power of 2 factored out, exactly), with
-    ``|lo| <= ulp(hi)``: a difference kept exactly as ``hi + lo``. Accuracy: an absolute
-    error of about ``D**2 2**-(53 + 2k)``, below ``2**-75`` for ``D`` up to 1000: far below
-    an ULP of a row whose largest entry is at least 1/2 (what a loss that subtracts the
-    norm from a margin, or from another norm, needs where it cancels). Ozaki's
-    splitting: ``hi`` is cut into slices
-    on the fixed grids ``2**-k`` and ``2**-2k``, with ``k = (53 - log2 D) // 2``, so
-    coarse that the sums of the products of the first two slices, integers times a
-    power of 2 below ``2**53``, are exact in any order; the products with the rest are
-    below ``2**-2k`` of the sum and need only their leading digits. Each term is one
-    pass over the rows and one ``einsum`` (no temporaries of pairs): a fraction of the
-    cost of TwoProduct and TwoSum entry by entry.
+    ``|lo| <= ulp(hi)``: a difference kept exactly as ``hi + lo``. Accuracy: about
+    ``2**-100`` of the sum for a row whose largest entry is at least 1/2 (what a loss
+    that subtracts a norm from a margin, or from another norm, needs where they agree
+    to 30 bits and more). Ozaki's splitting: ``hi`` is cut into slices on the fixed
+    grids ``2**-k``, ``2**-2k`` and ``2**-3k``, ``k = (53 - log2 D) // 2``, so coarse that
+    the sum over a row of the product of any two slices has at most 53 significant bits
+    and is exact whatever the order; these exact sums are added with TwoSum, and only
+    the products with what is left below ``2**-3k`` (and with ``lo``) are rounded. One
+    ``einsum`` per pair of slices: a fraction of the cost of TwoProduct and TwoSum entry
+    by entry.
     """
     k = (53 - int(np.ceil(np.log2(max(hi.shape[-1], 1))))) // 2
-    step = 2.0**k
-    a1 = np.rint(hi * step)
-    a1 /= step
-    rest = hi - a1  # exact, at most 2**-(k+1)
-    a2 = np.rint(rest * step**2)
-    a2 /= step**2
-    rest -= a2  # exact, at most 2**-(2k+1)
+    slices, rest = [], hi
+    for level in (1, 2, 3):
+        step = 2.0 ** (level * k)
+        piece = np.rint(rest * step)
+        piece /= step
+        rest = rest - piece  # exact, at most 2**-(level k + 1)
+        slices.append(piece)
+    a1, a2, a3 = slices
 
     def dot(u, v):
         return np.einsum("...i,...i->...", u, v)
 
-    exact, err = two_sum(dot(a1, a1), 2 * dot(a1, a2))
-    err += (dot(a2, a2) + 2 * dot(a1 + a2, rest)) + (dot(rest, rest) + 2 * dot(hi, lo))
-    return two_sum(exact, err)
+    # the exact sums, from the largest down, then the rounded rest
+    s, err = two_sum(dot(a1, a1), 2 * dot(a1, a2))
+    terms = (dot(a2, a2), 2 * dot(a1, a3), 2 * dot(a2, a3), dot(a3, a3))
+    small = 2 * dot(a1 + a2 + a3, rest) + dot(rest, rest) + 2 * dot(hi, lo)
+    for term in (*terms, small):
+        s, e = two_sum(s, term)
+        err += e
+    return two_sum(s, err)
 
 
 # --- log1p(t) - t ---------------------------------------------------------------------------------

@@ -519,7 +519,7 @@ def _times_distance_grad(coefficient, v, dist, t: _Triplets, squared):
 
 
 # Rows per block of the double-double triplets: their temporaries stay cache-sized.
-_BLOCK_ELEMENTS = 1 << 15
+_BLOCK_ELEMENTS = 1 << 16
 
 
 def _refined_triplet(t: _Triplets, rows, swap, squared, bound):

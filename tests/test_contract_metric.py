@@ -362,3 +362,34 @@ def test_nt_xent_realistic_width_within_4_ulp(dtype, temperature):
     z1, z2 = z1.astype(dtype), z2.astype(dtype)
     per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
     ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype)
+
+
+def _mp_distance(x, y):
+    return mpmath.sqrt(mpmath.fsum((ref.mp(u) - ref.mp(v)) ** 2 for u, v in zip(x, y, strict=True)))
+
+
+def test_pairs_and_triplets_within_1e_12_of_the_margin():
+    # m - d and d(a, p) - d(a, n) + m cancel to 1e-12 of the distances and below: the
+    # float64 distances are needed to about 2**-93 of themselves there (double-double)
+    rng = np.random.default_rng(22)
+    x1, x2 = rng.normal(size=(2, 6, 64))
+    factors = (1 + 3e-13, 1 + 1e-15, 1 - 1e-13, 1 + 1e-12, 1 + 5e-14, 1.5)
+    for i, factor in enumerate(factors):
+        with mpmath.workdps(60):
+            margin = float(_mp_distance(x1[i], x2[i]) * factor)
+        pair = (x1[i : i + 1], x2[i : i + 1], [0])
+        got = M.contrastive_loss(*pair, margin=margin, reduction="sum")
+        exact = ref.reduced(ref.contrastive(*pair, margin), "sum")
+        ref.assert_ulp_in(got, exact, np.float64, label=str(factor))
+    a, p, n = rng.normal(size=(3, 6, 64))
+    for i in range(6):
+        with mpmath.workdps(60):
+            d_ap, d_an = _mp_distance(a[i], p[i]), _mp_distance(a[i], n[i])
+            if d_an < d_ap:  # a non-negative margin
+                p[i], n[i] = n[i].copy(), p[i].copy()
+                d_ap, d_an = d_an, d_ap
+            margin = float(d_an - d_ap + d_an * mpmath.mpf(10) ** -12 * (i - 2.5))
+        triplet = (a[i : i + 1], p[i : i + 1], n[i : i + 1])
+        got = M.triplet_margin_loss(*triplet, margin=margin, eps=0.0)
+        exact = ref.reduced(ref.triplet(*triplet, margin, 2.0, 0.0, False, False), "mean")
+        ref.assert_ulp_in(got, exact, np.float64, label=f"triplet {i}")
