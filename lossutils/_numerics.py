@@ -668,8 +668,9 @@ def exp_row_blocks(
     """:func:`exp_rows` over every row of a 2-D ``x``, block by block (``_blocks``).
 
     Returns ``(m, s, e)``; ``e`` is None unless ``keep`` (else each block's exponentials
-    live in a block-sized scratch array). ``finish(rows, e_rows, s_rows)``, if given, is
-    called on each block while it is in the cache (e.g. to scale ``e`` into a gradient);
+    live in a block-sized scratch array). ``finish(rows, e_rows, s_rows, m_rows)``, if
+    given, is called on each block while it is in the cache (e.g. to scale ``e`` into a
+    gradient);
     ``d_out``, an array of ``x``'s shape, receives ``fl(x - m)``; ``drop_top`` is passed on.
     """
     n = x.shape[0]
@@ -682,7 +683,7 @@ def exp_row_blocks(
         d_rows = None if d_out is None else d_out[rows]
         m[rows], s[rows] = exp_rows(x[rows], e_rows, correct, d_rows, drop_top)
         if finish is not None:
-            finish(rows, e_rows, s[rows])
+            finish(rows, e_rows, s[rows], m[rows])
 
     for_each_block(block, n, x.shape[-1] * x.itemsize)
     return m, s, e

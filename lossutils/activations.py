@@ -152,7 +152,7 @@ def _softmax_rows(rows: np.ndarray):
     (:func:`~lossutils._numerics.exp_rows`) and divided by its row sum while in the cache.
     """
 
-    def divide(_, e, s):
+    def divide(_, e, s, __):
         e /= s[:, None]
 
     m, _, e = nx.exp_row_blocks(rows, keep=True, finish=divide)
@@ -170,7 +170,7 @@ def _log_softmax_rows(rows: np.ndarray):
     """
     out = np.empty_like(rows)
 
-    def subtract(rows_, _, s):
+    def subtract(rows_, _, s, __):
         out[rows_] -= np.log1p(s)[:, None]
 
     m, s, _ = nx.exp_row_blocks(

@@ -223,21 +223,28 @@ class _Normalized:
 
 
 def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=False):
-    """The softmax pieces of index-target rows; the compensated ``r`` only where it counts.
+    """The softmax pieces of index-target rows, and the rows where ``r`` was recomputed.
 
     One blocked pass over the rows (:func:`~lossutils._numerics.exp_row_blocks`) gives the
-    maxima, the corrected exponentials (kept, and transformed by ``finish`` in the cache,
-    if asked for) and their sums. ``r = log(s)`` is accurate wherever it is not small
-    (``s >= 2``); where the maximum dominates the row and ``r`` counts (the target is the
-    maximum, or every class counts under label smoothing) it is recomputed as
-    :func:`~lossutils._numerics.log1p_rest`, and ``-log p_y`` with it in float64.
+    maxima, the corrected exponentials (kept, if asked for) and their sums, and, while each
+    block is in the cache, ``x_y``, ``r = log(s)`` and ``-log p_y``; then
+    ``finish(rows, e_rows, s_rows, nll_rows)``, if given. ``r = log(s)`` is accurate
+    wherever it is not small (``s >= 2``); where the maximum dominates the row and ``r``
+    counts (the target is the maximum, or every class counts under label smoothing) it is
+    recomputed afterwards as :func:`~lossutils._numerics.log1p_rest`, and ``-log p_y`` with
+    it in float64: those rows (returned second) saw the first ``-log p_y`` in ``finish``.
     """
-    x, w = args.x, args.weight
-    m, s, e = nx.exp_row_blocks(x, keep=keep, finish=finish)
-    xy = _gather(x, args.y)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        r = np.log(s)
-        nll = (m - xy) + r
+    x, w, y = args.x, args.weight, args.y
+    xy, r, nll = (np.empty(len(x), x.dtype) for _ in range(3))
+
+    def block(rows, e_rows, s_rows, m_rows):
+        xy[rows] = np.take_along_axis(x[rows], y[rows, None], axis=-1)[:, 0]
+        r[rows] = np.log(s_rows)
+        nll[rows] = (m_rows - xy[rows]) + r[rows]
+        if finish is not None:
+            finish(rows, e_rows, s_rows, nll[rows])
+
+    m, s, e = nx.exp_row_blocks(x, keep=keep, finish=block)
     # with smoothing every class's -log p counts; otherwise only rows whose target is the max
     hard = np.flatnonzero(((s < 2) if eps > 0 else (s < 2) & (xy == m)) & np.isfinite(m))
     if hard.size:
@@ -250,7 +257,7 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
         with np.errstate(invalid="ignore", over="ignore"):
             d = x - m[:, None]
             smooth_gap = -np.sum(d if w is None else nx.times(w, d), axis=-1)
-    return _Normalized(m, e, s, r, nll, smooth_gap)
+    return _Normalized(m, e, s, r, nll, smooth_gap), hard
 
 
 # --- negative log-likelihood and cross-entropy ----------------------------------------------------
@@ -527,9 +534,9 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
 def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, grad):
     """Per-sample losses, gradient rows (each None unless asked for) and row maxima.
 
-    The gradient ``scale * p`` of each row is formed block by block while its
-    exponentials are in the cache; the target entry, ``p_y - 1 = expm1(-nll)`` from the
-    accurate loss, is put in afterwards.
+    The gradient ``scale * p`` of each row and its target entry, ``p_y - 1 = expm1(-nll)``
+    from the accurate loss, are formed block by block while the exponentials are in the
+    cache; rows whose ``-log p_y`` was recomputed afterwards get their target entry again.
     """
     dtype, w, y, valid = args.x.dtype, args.weight, args.y, args.valid
     wy = args.target_weight
@@ -537,8 +544,12 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
     if grad and eps == 0:
         scale = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
 
-        def finish(rows, e, s):
+        def target_entry(rows, nll):
+            return scale[rows] * np.expm1(-nll)
+
+        def finish(rows, e, s, nll):
             e *= (scale[rows] / s)[:, None]
+            np.put_along_axis(e, y[rows, None], target_entry(rows, nll)[:, None], -1)
 
     elif grad:
         num_classes = args.x.shape[-1]
@@ -550,23 +561,24 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
             coef = scale * ((1 - eps) * wy_raw + share * total_w)
             floor = (scale * share)[:, None]
 
-        def finish(rows, e, s):
+        def target_entry(rows, nll):
+            smooth = share * (total_w * np.exp(-nll) - wy_raw[rows])
+            return scale[rows] * ((1 - eps) * wy_raw[rows] * np.expm1(-nll) + smooth)
+
+        def finish(rows, e, s, nll):
             e *= (coef[rows] / s)[:, None]
             e -= floor[rows] * (1 if w is None else w)
+            np.put_along_axis(e, y[rows, None], target_entry(rows, nll)[:, None], -1)
 
-    pieces = _normalize_index(args, eps, keep=grad, finish=finish, gap=value and eps > 0)
+    pieces, hard = _normalize_index(args, eps, grad, finish, gap=value and eps > 0)
     per = _ce_index_loss(args, eps, pieces, wy) if value else None
     if not grad:
         return per, None, pieces.m
-    e, a = pieces.e, pieces.nll
-    with np.errstate(invalid="ignore", over="ignore"):
-        if eps == 0:
-            target_entry = scale * np.expm1(-a)
-        else:
-            target_entry = scale * (
-                (1 - eps) * wy_raw * np.expm1(-a) + share * (total_w * np.exp(-a) - wy_raw)
-            )
-    np.put_along_axis(e, y[:, None], target_entry.astype(dtype, copy=False)[:, None], -1)
+    e = pieces.e
+    if hard.size:
+        with np.errstate(invalid="ignore", over="ignore"):
+            entry = target_entry(hard, pieces.nll[hard]).astype(dtype, copy=False)
+        e[hard, y[hard]] = entry
     # an ignored sample (or, without smoothing, one of weight 0) has no gradient, also
     # where its row is infinite
     masked = np.flatnonzero(~valid if eps > 0 else (scale == 0))
@@ -761,7 +773,7 @@ def _focal_parts(input, target, gamma, weight, ignore_index, reduction, keep) ->
     """
     gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
     args = _index_setup(input, target, weight, ignore_index, reduction, work=np.float64)
-    pieces = _normalize_index(args, 0.0, keep)
+    pieces, _ = _normalize_index(args, 0.0, keep)
     with np.errstate(invalid="ignore"):
         u = -np.expm1(-pieces.nll)
         modulation = u**gamma
