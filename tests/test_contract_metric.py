@@ -393,3 +393,20 @@ def test_pairs_and_triplets_within_1e_12_of_the_margin():
         got = M.triplet_margin_loss(*triplet, margin=margin, eps=0.0)
         exact = ref.reduced(ref.triplet(*triplet, margin, 2.0, 0.0, False, False), "mean")
         ref.assert_ulp_in(got, exact, np.float64, label=f"triplet {i}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_triplet_gradients_at_realistic_width(dtype, squared):
+    # D = 128: the per-row coefficient times each difference (the unit vector only
+    # where d is 0 or tiny), entry by entry within 4 ULP of the row's largest entry
+    rng = np.random.default_rng(23)
+    a, p, n = (rng.normal(size=(8, 128)).astype(dtype) for _ in range(3))
+    margin = 1.0 if not squared else 10.0
+    got = M.triplet_margin_loss_grad(a, p, n, margin=margin, squared=squared, reduction="sum")
+    expected = _mp_triplet_grads(a, p, n, margin, 1e-6, squared)
+    for g, e in zip(got, expected, strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
+        error = np.abs(g.astype(np.float64) - e64)
+        assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()
