@@ -141,7 +141,7 @@ def _dd_row_sum(hi, lo):
     return two_sum(total, err)
 
 
-def _dd_distance(x, y, shift, kind):
+def _dd_distance(x, y, shift, kind, slices=3):
     """The distance of rows ``x - y + shift`` as a double-double ``(hi, lo)``.
 
     ``x`` and ``y`` are scaled by a power of 2 per row (``shift`` too, one per row) so
@@ -157,7 +157,7 @@ def _dd_distance(x, y, shift, kind):
     if kind == 1:
         sign = np.where(hi < 0, -1.0, 1.0)
         return _dd_row_sum(sign * hi, sign * lo)
-    s_hi, s_lo = nx.dd_sum_of_squares(hi, lo)
+    s_hi, s_lo = nx.dd_sum_of_squares(hi, lo, slices)
     if kind == "squared":
         return s_hi, s_lo
     return nx.dd_sqrt(s_hi, s_lo)
@@ -248,7 +248,9 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
             e = np.frexp(norm.reshape(-1)[block] * (1 + 2.0**-20))[1]
             k = -e[:, None]
             xs, ys = (np.ldexp(x[block].astype(np.float64), k) for x in (x1, x2))
-            r, r_lo = _dd_distance(xs, ys, 0.0, 2)
+            # m - d cancelling by less than 2**10: a distance to 2**-69 suffices
+            slices = 1 if np.all(norm.reshape(-1)[block] < m * (1 - 2.0**-10)) else 3
+            r, r_lo = _dd_distance(xs, ys, 0.0, 2, slices)
             h, h_err = two_sum(m, -np.ldexp(r, e))
             flat[block] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
     return hinge, norm
@@ -522,7 +524,7 @@ def _times_distance_grad(coefficient, v, dist, t: _Triplets, squared):
 _BLOCK_ELEMENTS = 1 << 16
 
 
-def _refined_triplet(t: _Triplets, rows, swap, squared, bound):
+def _refined_triplet(t: _Triplets, rows, swap, squared, bound, slices=3):
     """``d(a, p) - d(a, n) + margin`` of the selected rows, in double-double.
 
     ``bound`` (one per row) is at least the largest ``|entry|`` of the differences (a
@@ -539,7 +541,7 @@ def _refined_triplet(t: _Triplets, rows, swap, squared, bound):
                 t.anchor[block], t.positive[block], t.negative[block], *_tail_fields(t)
             )
             value[block] = _refined_triplet(
-                part, np.ones(len(part.anchor), bool), swap, squared, bound[block]
+                part, np.ones(len(part.anchor), bool), swap, squared, bound[block], slices
             )
         return value[rows]
     pick = (lambda x: x) if every else (lambda x: x[rows])
@@ -549,7 +551,7 @@ def _refined_triplet(t: _Triplets, rows, swap, squared, bound):
     shift = 0.0 if squared else np.ldexp(t.eps, -e)
     pairs = [(a, pos), (a, neg)] + ([(pos, neg)] if swap else [])
     kind = "squared" if squared else int(t.p)
-    (ap, ap_lo), (an, an_lo), *rest = (_dd_distance(x, y, shift, kind) for x, y in pairs)
+    (ap, ap_lo), (an, an_lo), *rest = (_dd_distance(x, y, shift, kind, slices) for x, y in pairs)
     if swap:
         pn, pn_lo = rest[0]
         smaller = (pn < an) | ((pn == an) & (pn_lo < an_lo))
@@ -660,7 +662,12 @@ def _triplet_value(t: _Triplets, dist: dict, swap, squared):
             bound = np.maximum(bound, dist["pn"])
         if squared:
             bound = np.sqrt(bound)
-        value[near] = _refined_triplet(t, near, swap, squared, bound)
+        # cancelling by less than 2**10 (standard normal embeddings: about 16), a
+        # distance to 2**-69 suffices (dd_sum_of_squares' first slice only)
+        extreme = near & (np.abs(value) < largest * 2.0**-10)
+        for rows, slices in ((near & ~extreme, 1), (extreme, 3)):
+            if np.any(rows):
+                value[rows] = _refined_triplet(t, rows, swap, squared, bound, slices)
     return reduce_to(np.maximum(value, 0), t.reduction, t.dtype)
 
 
