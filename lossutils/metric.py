@@ -298,10 +298,12 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     ``d = F.pairwise_distance(x1, x2, eps=0)``.
 
     Accuracy: within 4 ULP of the exact loss of the given embeddings, in every dtype.
-    float16 and float32 embeddings are evaluated in float64; the distance is a scaled norm
-    where its square would overflow or underflow (a float16 pair 256 apart, a float64 pair
-    1e-170 apart); pairs just inside the margin, where :math:`m - d` cancels, get their
-    distance in double-double.
+    float32 embeddings are evaluated in float32 (float16 in float32 too); the distance is a
+    scaled norm where its square would overflow or underflow (a float16 pair 256 apart, a
+    float64 pair 1e-170 apart). Dissimilar pairs within half the margin, where
+    :math:`m - d` cancels and magnifies the rounding of :math:`d`, get their distance again:
+    float32 ones in float64 (from the exact differences), float64 ones (and float32 ones
+    within :math:`2^{-20}` of the margin) in double-double.
 
     Examples
     --------
