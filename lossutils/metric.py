@@ -951,8 +951,9 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
 
     Accuracy: within 4 ULP of the exact loss of the given views, in every dtype. The loss
     magnifies an error of the cosines by :math:`1/\tau`, so float16 and float32 views are
-    evaluated in float64, and float64 views get their logits as double-doubles from an exact
-    Gram matrix (Ozaki's splitting of the matrix product); the loss is :math:`(s_{\max} -
+    evaluated in float64, and float64 views get their logits as double-doubles (rows
+    normalised in double-double, a matrix product whose leading part is exact by Ozaki's
+    splitting); the loss is :math:`(s_{\max} -
     s_{\mathrm{pos}}) + \operatorname{log1p}(\text{the rest})`, which does not cancel when
     the positive dominates. An empty batch gives NaN (mean), 0 (sum) or an empty array.
 
