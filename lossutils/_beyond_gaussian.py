@@ -468,10 +468,10 @@ def _nb_nll_saddle(z, d, y, r, sp):
 # y sigma(-z) (the mean r e^z against y) and d/dr = sp(z) - (psi(r + y) - psi(r)) (both about
 # log1p(y/r)). Both are rewritten around g = r e^z - y, formed with e^z in double-double
 # (scaled_exp_minus_dd) where r e^z is within a factor 8 of y: d/dz = g / (1 + e^z) there
-# (both double-doubles, divided to about half an ULP), and for r >= 10 everywhere
-# d/dr = log1p(g / (r + y)) - y / (2 r (r + y)) + corr'(r + y) - corr'(r) (the digamma series
-# of _digamma_difference with its logarithm taken together with sp(z)). For r < 10 d/dr is
-# sp(z) minus SciPy's digammas (a few ULP of the larger term).
+# (both double-doubles, divided to about half an ULP), and everywhere
+# d/dr = log1p(g / (r + y)) - (psi(r + y) - psi(r) - log1p(y / r)), the second part from the
+# digamma series for r >= 10 (y / (2 r (r + y)) - corr'(r + y) + corr'(r)) and from positive
+# terms below (_digamma_rest).
 
 
 def _nb_input_slope(z, y, r):
@@ -501,29 +501,53 @@ def _nb_count_slope(z, y, r, sp, near, gap):
     g_lo = np.zeros_like(g_hi)
     if gap is not None:
         g_hi[near], g_lo[near] = gap
-    # for r >= 10 and y > 0, sp(z) and the digamma difference are taken together (the digamma
-    # series' logarithm log1p(y / r) with sp(z) is log1p(g / (r + y))), also far from the mean:
-    # for r << y, sp(z) and log1p(y / r) are both about log(y / r) and cancel
-    big = (r >= _STIRLING_MIN) & (r < 1e290) & (y > 0) & np.isfinite(g_hi) & (np.abs(g_hi) < 1e290)
-    if big.any():
-        hi, lo, yn, rn, zn = g_hi[big], g_lo[big], y[big], r[big], z[big]
-        a = (hi + lo) / (rn + yn)
-        # log1p(a) = log((r + r e^z) / (r + y)), from the ratio below a = -1/2 (log1p of an a
-        # near -1 would lose the digits of 1 + a)
-        log_ratio = np.where(
-            a >= -0.5, np.log1p(a), np.log((rn + rn * np.exp(np.minimum(zn, 710.0))) / (rn + yn))
-        )
-        # log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the two
-        # halves cancel where d/dr vanishes (|a| <= 1/2); 2 r g - y by Dekker's product
-        p, p_err = two_prod(2 * rn, hi)
-        numerator = (p - yn) + (p_err + 2 * rn * lo)
-        head = np.where(
-            np.abs(a) <= 0.5,
-            log1p_minus(a) + numerator / (2 * rn * (rn + yn)),
-            log_ratio - yn / (2 * rn * (rn + yn)),
-        )
-        g_r[big] = head + (_digamma_correction(rn + yn) - _digamma_correction(rn))
+    # for y > 0, sp(z) and the digamma difference are taken together: the digamma difference's
+    # logarithm log1p(y / r) with sp(z) is log1p(g / (r + y)), also far from the mean (for
+    # r << y, sp(z) and log1p(y / r) are both about log(y / r) and cancel)
+    usable = (r > 0) & (r < 1e290) & (y > 0) & np.isfinite(g_hi) & (np.abs(g_hi) < 1e290)
+    if not usable.any():
+        return g_r
+    hi, lo, yn, rn, zn = g_hi[usable], g_lo[usable], y[usable], r[usable], z[usable]
+    a = (hi + lo) / (rn + yn)
+    # log1p(a) = log((r + r e^z) / (r + y)), from the ratio below a = -1/2 (log1p of an a
+    # near -1 would lose the digits of 1 + a)
+    log_ratio = np.where(
+        a >= -0.5, np.log1p(a), np.log((rn + rn * np.exp(np.minimum(zn, 710.0))) / (rn + yn))
+    )
+    big = rn >= _STIRLING_MIN
+    rb = np.where(big, rn, _STIRLING_MIN)
+    # r >= 10: log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the
+    # two halves cancel where d/dr vanishes (|a| <= 1/2); 2 r g - y by Dekker's product
+    p, p_err = two_prod(2 * rb, hi)
+    numerator = (p - yn) + (p_err + 2 * rb * lo)
+    head = np.where(
+        np.abs(a) <= 0.5,
+        log1p_minus(a) + numerator / (2 * rb * (rb + yn)),
+        log_ratio - yn / (2 * rb * (rb + yn)),
+    )
+    series = head + (_digamma_correction(rb + yn) - _digamma_correction(rb))
+    g_r[usable] = np.where(big, series, log_ratio - _digamma_rest(rn, yn))
     return g_r
+
+
+def _digamma_rest(r, y):
+    """psi(r + y) - psi(r) - log1p(y / r) for 0 < r < 10 and counts y >= 1, as positive terms.
+
+    With h(x) = psi(x) - log x (negative), the recurrence psi(x + 1) = psi(x) + 1/x gives
+    h(x + 1) - h(x) = -(log1p(1/x) - 1/x) > 0 (:func:`log1p_minus`), and above 10 the series
+    h(x) = -1/(2x) - corr'(x). So h(r + y) - h(r) is a sum of positive terms: the steps from r
+    to r + min(y, m), m = ceil(10 - r), then (y - m) / (2 (r + m)(r + y)) + corr'(r + m) -
+    corr'(r + y). SciPy's digamma(r + y) - digamma(r) - log1p(y / r) cancels (40 ULP at r = 9).
+    """
+    r = np.where(r < _STIRLING_MIN, r, 1.0)
+    m = np.ceil(_STIRLING_MIN - r)
+    steps = np.minimum(m, y)
+    out = np.zeros_like(r)
+    for k in range(int(_STIRLING_MIN)):
+        out -= np.where(k < steps, log1p_minus(1 / (r + k)), 0.0)
+    rm = r + m
+    tail = (y - m) / (2 * rm * (r + y)) + (_digamma_correction(rm) - _digamma_correction(r + y))
+    return out + np.where(y > m, tail, 0.0)
 
 
 def _digamma_difference(r, y):
@@ -674,10 +698,13 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
 
     Notes
     -----
-    Both vanish at the best fit. Where the mean :math:`r e^z` is within a factor 8 of
-    :math:`y` they are formed around :math:`r e^z - y` with :math:`e^z` in double-double: the
-    input gradient within 4 ULP, the ``total_count`` gradient too for :math:`r \ge 10` (for
-    smaller :math:`r`, SciPy's digammas: a few ULP of the largest term). Where
+    Both vanish at the best fit, where their terms nearly cancel. They are formed around
+    :math:`r e^z - y` (with :math:`e^z` in double-double where the mean :math:`r e^z` is within
+    a factor 8 of :math:`y`), the ``total_count`` gradient as
+    :math:`\log\frac{r + r e^z}{r + y} - (\psi(r + y) - \psi(r) - \log(1 + y/r))` with the
+    second part a sum of positive terms: both within 4 ULP (float64; 1 ULP narrower dtypes),
+    except next to the zero of the ``total_count`` gradient for :math:`r < 10`, where its two
+    parts cancel. Where
     :math:`r + y = 0` the normalizer is the constant 0 (as in PyTorch), so
     :math:`\partial\ell/\partial r = \operatorname{sp}(z)` there, the derivative of the one
     term that remains; PyTorch's autograd gives NaN there. See :cite:t:`hilbe2011negative`.

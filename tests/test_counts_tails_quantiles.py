@@ -304,20 +304,27 @@ def test_negative_binomial_accuracy(dtype):
            "negative_binomial_grad total_count")  # fmt: skip
 
 
+def _nb_half_near_the_mean(dtype, seed, y_top, log_r, far):
+    """300 cases: counts 1 to 10^y_top, total_count 10^log_r; the first half with the mean
+    within 1e-8 to 100 % of the count, the rest 10^-far to 10^far times it (rounded, float64)."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    y = np.floor(10.0 ** rng.uniform(0, y_top, n))
+    r = 10.0 ** rng.uniform(*log_r, n)
+    near = 1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-8, 0, n)
+    mean = y * np.where(np.arange(n) < n // 2, near, 10.0 ** rng.uniform(-far, far, n))
+    z, y, r = _rounded(dtype, np.log(mean / r), y, r)
+    return (z, y, r), tuple(a.astype(np.float64) for a in (z, y, r))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_negative_binomial_large_counts_within_a_few_ulp(dtype):
     # total_count >= 10, counts from 1, half near the mode: the textbook sum of terms of size
     # y log y cancels to the loss (3e6 ULP off at y = 1e6), and both slopes vanish at the
     # mode (the total_count slope was 160 ULP off near it)
-    rng = np.random.default_rng(16)
-    n = 300
     top = {np.float16: 3.0, np.float32: 5.0, np.float64: 7.0}[dtype]
-    y = np.floor(10.0 ** rng.uniform(0, top, n))
-    r = 10.0 ** rng.uniform(1, min(top + 2, 4.5) if dtype is np.float16 else top + 2, n)
-    near = 1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-8, 0, n)
-    mean = y * np.where(np.arange(n) < n // 2, near, 10.0 ** rng.uniform(-6, 6, n))
-    z, y, r = _rounded(dtype, np.log(mean / r), y, r)
-    z64, y64, r64 = (a.astype(np.float64) for a in (z, y, r))
+    r_top = min(top + 2, 4.5) if dtype is np.float16 else top + 2
+    (z, y, r), (z64, y64, r64) = _nb_half_near_the_mean(dtype, 16, top, (1, r_top), 6)
     loss = B.negative_binomial_nll_loss(z, y, r, reduction="none")
     g_z, g_r = B.negative_binomial_nll_loss_grad(z, y, r, reduction="none")
     for actual, key in ((loss, "nb"), (g_z, "nb_grad_input"), (g_r, "nb_grad_count")):
@@ -327,6 +334,30 @@ def test_negative_binomial_large_counts_within_a_few_ulp(dtype):
     loss = B.negative_binomial_nll_loss(z, y, r, reduction="none")
     exact = REF["nb"](z, y, r)
     assert _abs_error(loss, exact)[0] <= 4 * _ulp(np.float64, [float(exact[0])])[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_binomial_gradients_for_small_total_count(dtype):
+    # total_count below 10: the total_count slope is sp(z) minus a digamma difference, both
+    # about log(y / r) near the mean (160 ULP off at y = 1e6 from SciPy's digammas)
+    top = {np.float16: 3.0, np.float32: 5.0, np.float64: 6.0}[dtype]
+    (z, y, r), (z64, y64, r64) = _nb_half_near_the_mean(dtype, 18, top, (-1, 1), 3)
+    n = len(z)
+    g_z, g_r = B.negative_binomial_nll_loss_grad(z, y, r, reduction="none")
+    _check(g_z, REF["nb_grad_input"](z64, y64, r64), dtype, 0 * z64, MAX_ULP[dtype], "input")
+    # d/dr = log((r + r e^z) / (r + y)) - (psi(r + y) - psi(r) - log1p(y / r)): both parts
+    # exact to a few ULP; next to the zero of d/dr (far above the mean for small r) they cancel,
+    # and the bound allows a few float64 ULP of the two parts there (the documented accuracy)
+    from scipy.special import digamma
+
+    log_part = np.log((r64 + r64 * np.exp(z64)) / (r64 + y64))
+    rest = digamma(r64 + y64) - digamma(r64) - np.log1p(y64 / r64)
+    _check(g_r, REF["nb_grad_count"](z64, y64, r64), dtype, np.abs(log_part) + np.abs(rest),
+           MAX_ULP[dtype], "total_count")  # fmt: skip
+    # near the mean (the first half) nothing cancels: 4 ULP without the allowance
+    half = slice(0, n // 2)
+    _check(g_r[half], REF["nb_grad_count"](z64, y64, r64)[half], dtype, 0 * z64[half],
+           MAX_ULP[dtype], "total_count near the mean")  # fmt: skip
 
 
 def test_negative_binomial_stirling_error_table():
