@@ -28,7 +28,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import reduce_to, reduction_scale, scale_grad
+from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
 
 __all__ = [
     "binary_cross_entropy",
@@ -447,6 +447,11 @@ def binary_cross_entropy_with_logits_value_and_grad(
 def _bce_with_logits(input, target, weight, pos_weight, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`binary_cross_entropy_with_logits`."""
     args, cy = _bce_logits_arrays(input, target, weight, pos_weight, reduction)
+    if value and args.weight is None and reduction != "none":  # summed block by block
+        reduced = BlockReduction(reduction, args.x.size, args.dtype)
+        _, slope = nx.logistic_terms(args.x, args.y, cy, value, grad, consume=reduced.add)
+        d = None if slope is None else _finish_grad(slope, args, reduction)
+        return reduced.result(), d
     terms, slope = _bce_logits_parts(args.x, args.y, cy, value, grad)
     loss = None if terms is None else _finish(_weighted(terms, args.weight), reduction, args)
     d = None if slope is None else _finish_grad(_weighted(slope, args.weight), args, reduction)

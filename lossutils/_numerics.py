@@ -331,7 +331,7 @@ def logistic_pairs(x, softpluses=True, sigmoids=(True, True)):
     )
 
 
-def logistic_terms(x, y, cy, value=True, slope=True):
+def logistic_terms(x, y, cy, value=True, slope=True, consume=None):
     """The binary cross-entropy on logits and its slope, from one ``exp(-|x|)`` per element.
 
     ``value = cy softplus(-x) + (1 - y) softplus(x)`` (two non-negative terms: no
@@ -342,11 +342,16 @@ def logistic_terms(x, y, cy, value=True, slope=True):
     non-finite block sum, are recomputed with :func:`times`. Where the two terms of the
     slope are within a factor 2 of each other (a soft target near ``sigma(x)``), the
     slope is :func:`logistic_slope_exact` of those elements, rounded once. Evaluated in
-    cache-sized blocks: the results are the only full-size allocations.
+    cache-sized blocks: the results are the only full-size allocations. With ``consume``
+    (a reduction's ``add``), each block of values is passed to it instead of being kept:
+    the returned value is then None.
     """
     x, flat = _flat(x)
     y, cy = np.reshape(y, -1), np.reshape(cy, -1)
-    loss = np.empty_like(flat) if value else None
+    loss = np.empty_like(flat) if value and consume is None else None
+    kept = None if loss is None else loss
+    if value and consume is not None:
+        kept = np.empty(min(CHUNK, flat.size), flat.dtype)
     d = np.empty_like(flat) if slope else None
     e, ope, t, u = (np.empty(min(CHUNK, flat.size), flat.dtype) for _ in range(4))
     with np.errstate(invalid="ignore", over="ignore"):  # an infinite pos_weight
@@ -372,7 +377,7 @@ def logistic_terms(x, y, cy, value=True, slope=True):
                     )
                     db[close] = exact
             if value:
-                lb = loss[block]
+                lb = kept[block] if consume is None else kept[:n]
                 np.log1p(eb, out=eb)
                 np.negative(xb, out=tb)
                 np.maximum(tb, 0, out=tb)
@@ -389,7 +394,9 @@ def logistic_terms(x, y, cy, value=True, slope=True):
                     lb[bad] = times(cb[bad], np.maximum(-xs, 0) + log1p_e) + times(
                         ub[bad], np.maximum(xs, 0) + log1p_e
                     )
-    if value:
+                if consume is not None:
+                    consume(lb)
+    if loss is not None:
         loss = loss.reshape(x.shape)
     if slope:
         d = d.reshape(x.shape)

@@ -143,3 +143,49 @@ def sample_scale(coef: np.ndarray, valid, weight_total, reduction: str) -> np.nd
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             coef = coef / np.asarray(weight_total, dtype=coef.dtype)
     return np.where(valid, coef, 0).astype(coef.dtype, copy=False)
+
+
+class BlockReduction:
+    """:func:`reduce_to` of per-element losses that arrive block by block, never all at once.
+
+    A loss that is reduced needs no full-size array of its per-element values: each block
+    is passed to :meth:`add` while it is in cache and summed there by :func:`total` (with
+    its overflow rule); the block totals are summed in float64. :meth:`result` is then
+    what :func:`reduce_to` of all the values gives, up to the order of the summation: a
+    sum or mean overflows only if the result does (a block whose total overflows though
+    its values are finite also keeps the sum of its values divided by the count, for the
+    mean); an empty mean is NaN.
+    """
+
+    def __init__(self, reduction: str, count: int, dtype):
+        self.reduction, self.count, self.dtype = reduction, count, np.dtype(dtype)
+        self.totals: list = []  # float64 block totals
+        self.scaled: list = []  # per block: the sum of values / count where the total overflows
+
+    def add(self, values: np.ndarray) -> None:
+        t = np.float64(total(values))
+        scaled = None
+        if np.isinf(t) and np.all(np.isfinite(values)):
+            with np.errstate(over="ignore"):
+                scaled = np.sum(values / np.float64(self.count), dtype=np.float64)
+        self.totals.append(t)
+        self.scaled.append(scaled)
+
+    def result(self):
+        with np.errstate(over="ignore", invalid="ignore"):
+            sum_ = np.sum(np.array(self.totals, dtype=np.float64))
+        if self.reduction == "sum":
+            return to_dtype(sum_, self.dtype)[()]
+        if self.count == 0:
+            return self.dtype.type(np.nan)
+        finite = all(
+            np.isfinite(t) or s is not None for t, s in zip(self.totals, self.scaled, strict=True)
+        )
+        if np.isinf(sum_) and finite:  # finite values whose sum overflows: divide first
+            with np.errstate(over="ignore"):
+                parts = [
+                    t / self.count if s is None else s
+                    for t, s in zip(self.totals, self.scaled, strict=True)
+                ]
+                return to_dtype(np.sum(np.array(parts, dtype=np.float64)), self.dtype)[()]
+        return _mean(sum_, self.count, self.dtype)

@@ -37,7 +37,7 @@ from ._numerics import (
     to_dtype,
     working_dtype,
 )
-from ._reduction import reduce_to, reduction_scale
+from ._reduction import BlockReduction, reduce_to, reduction_scale
 
 __all__ = [
     "mse_loss",
@@ -226,21 +226,30 @@ def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=T
     check_same_shape(x, y, "input", "target")
     dtype, work = x.dtype, working_dtype(x.dtype)
     xf, yf = (np.reshape(a.astype(work, copy=False), -1) for a in (x, y))
-    loss = np.empty_like(xf) if value else None
+    # a reduced loss is summed block by block: no full-size array of per-element losses
+    per_element = value and reduction == "none"
+    loss = np.empty_like(xf) if per_element else None
+    reduced = BlockReduction(reduction, xf.size, dtype) if value and not per_element else None
     d = np.empty_like(xf) if grad else None
-    r = np.empty(min(xf.size, CHUNK), work)
+    r, scratch = (np.empty(min(xf.size, CHUNK), work) for _ in range(2))
     scale = reduction_scale(xf.size, reduction, work)
     for block in chunks(xf.size):
-        rb = r[: block.stop - block.start]
+        n = block.stop - block.start
+        rb = r[:n]
         np.subtract(xf[block], yf[block], out=rb)
-        if value:
+        if per_element:
             kernel.value(rb, loss[block])
+        elif value:
+            kernel.value(rb, scratch[:n])
+            reduced.add(scratch[:n])
         if grad:
             kernel.slope(rb, d[block])
             if reduction == "mean":
                 d[block] *= scale
-    if value:
+    if per_element:
         loss = reduce_to(loss.reshape(x.shape), reduction, dtype)
+    elif value:
+        loss = reduced.result()
     if grad:
         d = to_dtype(d.reshape(x.shape), grad_dtype(input, dtype))
     return loss, d

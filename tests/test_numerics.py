@@ -240,6 +240,31 @@ def test_reductions_of_empty_and_of_overflowing_sums(dtype):
     assert red.reduce(big, "sum") == np.inf
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_reduction_is_the_reduction_of_all_the_values(dtype):
+    # blocks summed one at a time give reduce_to of the whole (up to summation order),
+    # including the overflow rules: finite values whose sum overflows, inf, NaN, empty
+    big = np.finfo(dtype).max / 2
+    cases = [
+        np.random.default_rng(2).uniform(0, 1, 3 * nx.CHUNK + 5).astype(dtype),
+        np.full(3 * nx.CHUNK, big, dtype),  # a block total overflows, the mean does not
+        np.array([1.0, np.inf, 2.0], dtype),
+        np.array([1.0, np.nan], dtype),
+        np.zeros(0, dtype),
+    ]
+    for values in cases:
+        for reduction in ("mean", "sum"):
+            blocks = red.BlockReduction(reduction, values.size, dtype)
+            for block in nx.chunks(values.size):
+                blocks.add(values[block])
+            got, expected = blocks.result(), red.reduce_to(values, reduction, dtype)
+            assert type(got) is type(expected)
+            if np.isfinite(expected) and expected != 0:
+                assert float(ulp_error(got, float(expected), dtype)) <= 1, (reduction, values[:3])
+            else:
+                np.testing.assert_array_equal(got, expected)
+
+
 def test_gradient_scale_of_a_float16_mean_is_not_rounded_to_float16():
     local = np.full(65520, 2.0, np.float16)
     g = red.scale_grad(local, local.shape, "mean", np.float16)
