@@ -41,7 +41,6 @@ from ._numerics import (
     exact_difference,
     gap_to_square,
     log1p_minus,
-    log_minus_near,
     scaled_exp_minus,
     scaled_exp_minus_dd,
     sigmoid,
@@ -428,15 +427,44 @@ def _stirling_error(y):
 
 
 def _large_counts(r, y):
-    """Where the saddle-point form of the NB loss is used: r >= 10 and y >= 1."""
-    return (r >= _STIRLING_MIN) & (y >= 1)
+    """Where the saddle-point form of the NB loss is used: r > 0 and y >= 1."""
+    return (r > 0) & (y >= 1)
+
+
+# (x + 1/2) log1p(1/x) - 1 = atanh(u)/u - 1 = u^2/3 + u^4/5 + ..., u = 1/(2x + 1): the step of
+# the Stirling error from x to x + 1, a series of positive terms for u <= 0.8 (x >= 1/8; 90 terms
+# leave 0.64^90 / 181 < 2^-60 of its first term); below, the direct form cancels by at most 3.
+_ATANH_TERMS = [1.0 / (2 * j + 3) for j in range(90)]
+
+
+def _stirling_error_real(r):
+    """log Gamma(r + 1) - (r log r - r + log(2 pi r)/2) for real r > 0, a few ULP.
+
+    From the series corr(x) at x >= 10 and the positive steps
+    delta(x) - delta(x + 1) = (x + 1/2) log1p(1/x) - 1 below: no cancellation (the direct
+    difference of log Gamma and Stirling's formula loses 8 bits at r = 5).
+    """
+    small = r < _STIRLING_MIN
+    x = np.where(small, r, _STIRLING_MIN)
+    m = np.ceil(_STIRLING_MIN - x)
+    out = _lgamma_correction(x + m)
+    for k in range(int(_STIRLING_MIN)):
+        xk = x + k
+        u = 1 / (2 * xk + 1)
+        w = u * u
+        series = np.full_like(u, _ATANH_TERMS[-1])
+        for c in reversed(_ATANH_TERMS[:-1]):
+            series = series * w + c
+        step = np.where(u <= 0.8, w * series, (xk + 0.5) * np.log1p(1 / xk) - 1)
+        out = out + np.where(k < m, step, 0.0)
+    return np.where(small, out, _lgamma_correction(np.maximum(r, _STIRLING_MIN)))
 
 
 def _nb_nll_saddle(z, d, y, r, sp):
-    """The NB loss for r >= 10, y >= 1 as a sum of non-negative terms (the saddle-point form).
+    """The NB loss for r > 0, y >= 1 as a sum of non-negative terms (the saddle-point form).
 
-    With the Stirling series log Gamma(n + 1) = n log n - n + log(2 pi n)/2 + corr(n) (for
-    the counts y < 10, corr(y) is the Stirling error from a table) and
+    With the Stirling error corr(n) = log Gamma(n + 1) - (n log n - n + log(2 pi n)/2) (the
+    series above 10, a table for the counts below, :func:`_stirling_error_real` for r) and
     d = r sigma(z) - y sigma(-z) (the input slope: the mean's distance to y, accurate near
     the mode), the loss is
     bd0(y, y + d) + bd0(r, r - d) + log(2 pi y (r + y) / r) / 2 + corr(r) + corr(y) - corr(r+y),
@@ -460,7 +488,7 @@ def _nb_nll_saddle(z, d, y, r, sp):
     bd0_y = np.where(t_y >= -2 / 3, -yb * log1p_minus(t_y), far_y)
     bd0_r = np.where(t_r >= -2 / 3, -rb * log1p_minus(t_r), far_r)
     log_term = 0.5 * (_LOG_2PI + np.log(yb) + np.log1p(yb / rb))
-    corr = (_lgamma_correction(rb) - _lgamma_correction(rb + yb)) + _stirling_error(yb)
+    corr = (_stirling_error_real(rb) - _stirling_error_real(rb + yb)) + _stirling_error(yb)
     return (bd0_y + bd0_r) + log_term + corr
 
 
@@ -621,11 +649,10 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     (``-log_prob(target)``), including its convention that the normalizer is 0 where
     :math:`r + y = 0`. The log-gamma difference is computed without the cancellation of two
     large log-gammas; see :cite:t:`hilbe2011negative` and :cite:t:`salinas2020deepar`.
-    Accuracy: within 4 ULP for ``total_count`` of at least 10 (float64; 1 ULP for narrower
-    dtypes), where the loss is evaluated in its saddle-point form (two deviances that vanish
-    at the mode, a logarithm and the Stirling corrections: no cancellation, also at a million
-    counts); for a smaller ``total_count``, a few ULP of the largest term (the terms may
-    cancel near the best fit).
+    Accuracy: within 4 ULP (float64; 1 ULP for narrower dtypes), also near the best fit: for
+    ``target`` >= 1 the loss is evaluated in its saddle-point form (two deviances that vanish
+    at the mode, a logarithm and the Stirling errors, all non-negative: no cancellation, also
+    at a million counts); ``target`` 0 gives :math:`r \operatorname{sp}(z)`.
 
     Examples
     --------
@@ -633,41 +660,6 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     [2.079442]
     """
     return _negative_binomial(input, target, total_count, reduction, grad=False)[0]
-
-
-def _near_poisson(r, y):
-    """Where the negative binomial is near its Poisson limit: r >= y and r >= 10."""
-    return (r >= y) & (r >= _STIRLING_MIN)
-
-
-def _nb_nll_near_poisson(z, y, r, sp):
-    """The NB loss for r >= y, r >= 10, without the cancellation of y softplus(-z) and y log r.
-
-    With mean mu = r e^z and r large, y softplus(-z) ~ y log(r / mu) and the log-gamma difference
-    ~ y log r are both large and nearly cancel (r = 1e9, mu = y = 3: 62 each, loss 1.5). Written
-    with w = log mu = z + log r (log r - (-z) by the double-double kernel of ``_numerics`` where
-    |w| <= log(r) / 2, so that w keeps its digits where the two cancel) they are combined:
-    r sp(z) + y (sp(z) - w) + log y! - (r + y - 1/2) log1p(y/r) + y - (corr(r + y) - corr(r)),
-    where sp(z) - w is taken as sp(-z) - log r for z > 0 (no cancellation there). ``sp`` is
-    softplus(z).
-    """
-    big = _near_poisson(r, y)
-    rb = np.where(big, r, _STIRLING_MIN)
-    yb = np.where(big, y, 0.0)
-    log_r = np.log(rb)
-    w = z + log_r
-    modest = big & (np.abs(w) <= 0.5 * log_r)  # where z and log r cancel
-    if modest.any():
-        w[modest] = log_minus_near(rb[modest], -z[modest])
-    log_ratio = np.where(z > 0, softplus(-z) - np.log(rb), sp - w)
-    return (
-        times(rb, sp)
-        + times(yb, log_ratio)
-        + gammaln(yb + 1)
-        - (rb + yb - 0.5) * np.log1p(yb / rb)
-        + yb
-        - (_lgamma_correction(rb + yb) - _lgamma_correction(rb))
-    )
 
 
 def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"):
@@ -728,7 +720,7 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
         g_z, near, gap = _nb_input_slope(z, y, rb)
         if value:
             generic = times(r, sp) + times(y, softplus(-z)) + _nb_log_normalizer(r, y)
-            loss = np.where(_near_poisson(r, y), _nb_nll_near_poisson(z, y, r, sp), generic)
+            loss = generic  # target 0 (r sp(z)) and total_count 0
             loss = np.where(_large_counts(rb, y), _nb_nll_saddle(z, g_z, y, rb, sp), loss)
             loss = reduce_to(loss, reduction, out)
         if grad:

@@ -337,12 +337,15 @@ def test_negative_binomial_large_counts_within_a_few_ulp(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_negative_binomial_gradients_for_small_total_count(dtype):
-    # total_count below 10: the total_count slope is sp(z) minus a digamma difference, both
-    # about log(y / r) near the mean (160 ULP off at y = 1e6 from SciPy's digammas)
+def test_negative_binomial_for_small_total_count(dtype):
+    # total_count below 10: the loss's log-gammas cancel (12 ULP off), and the total_count
+    # slope is sp(z) minus a digamma difference, both about log(y / r) near the mean (160 ULP
+    # off at y = 1e6 from SciPy's digammas)
     top = {np.float16: 3.0, np.float32: 5.0, np.float64: 6.0}[dtype]
     (z, y, r), (z64, y64, r64) = _nb_half_near_the_mean(dtype, 18, top, (-1, 1), 3)
     n = len(z)
+    loss = B.negative_binomial_nll_loss(z, y, r, reduction="none")
+    _check(loss, REF["nb"](z64, y64, r64), dtype, 0 * z64, MAX_ULP[dtype], "loss")
     g_z, g_r = B.negative_binomial_nll_loss_grad(z, y, r, reduction="none")
     _check(g_z, REF["nb_grad_input"](z64, y64, r64), dtype, 0 * z64, MAX_ULP[dtype], "input")
     # d/dr = log((r + r e^z) / (r + y)) - (psi(r + y) - psi(r) - log1p(y / r)): both parts
@@ -368,6 +371,17 @@ def test_negative_binomial_stirling_error_table():
                 y * mpmath.log(y) - y + mpmath.log(2 * mpmath.pi * y) / 2
             )
             assert value == float(exact)
+
+
+def test_negative_binomial_stirling_error_of_real_arguments():
+    x = np.concatenate([10.0 ** np.linspace(-3, 1.5, 60), [0.125, 1 / 3, 0.5, 1.0, 9.99, 10.0]])
+    with mpmath.workdps(40):
+        exact = [
+            mpmath.loggamma(v + 1) - (v * mpmath.log(v) - v + mpmath.log(2 * mpmath.pi * v) / 2)
+            for v in (mpmath.mpf(float(a)) for a in x)
+        ]
+    actual = B._stirling_error_real(x)
+    assert (_abs_error(actual, np.array(exact, dtype=object)) <= 4 * _ulp(np.float64, actual)).all()
 
 
 def test_negative_binomial_large_total_count_keeps_its_digits():
