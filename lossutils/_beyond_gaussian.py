@@ -442,22 +442,37 @@ def _stirling_error_real(r):
 
     From the series corr(x) at x >= 10 and the positive steps
     delta(x) - delta(x + 1) = (x + 1/2) log1p(1/x) - 1 below: no cancellation (the direct
-    difference of log Gamma and Stirling's formula loses 8 bits at r = 5).
+    difference of log Gamma and Stirling's formula loses 8 bits at r = 5). The series of a
+    step is cut where the largest u of the step's elements needs it.
     """
+    r = np.asarray(r, dtype=np.float64)
+    out = np.asarray(_lgamma_correction(np.maximum(r, _STIRLING_MIN)))
     small = r < _STIRLING_MIN
-    x = np.where(small, r, _STIRLING_MIN)
+    if not small.any():
+        return out
+    x = r[small]
     m = np.ceil(_STIRLING_MIN - x)
-    out = _lgamma_correction(x + m)
+    acc = _lgamma_correction(x + m)
     for k in range(int(_STIRLING_MIN)):
-        xk = x + k
+        use = k < m
+        if not use.any():
+            break
+        xk = x[use] + k
         u = 1 / (2 * xk + 1)
         w = u * u
-        series = np.full_like(u, _ATANH_TERMS[-1])
-        for c in reversed(_ATANH_TERMS[:-1]):
+        # terms until w^j / (2j + 3) is below 2^-60 of the first, 1/3, for the largest w <= 0.64
+        w_max = min(float(np.max(w, initial=0.0)), 0.64)
+        count = (
+            max(1, min(len(_ATANH_TERMS), int(math.ceil(-60 * math.log(2) / math.log(w_max))) + 1))
+            if w_max > 0
+            else 1
+        )
+        series = np.full_like(u, _ATANH_TERMS[count - 1])
+        for c in reversed(_ATANH_TERMS[: count - 1]):
             series = series * w + c
-        step = np.where(u <= 0.8, w * series, (xk + 0.5) * np.log1p(1 / xk) - 1)
-        out = out + np.where(k < m, step, 0.0)
-    return np.where(small, out, _lgamma_correction(np.maximum(r, _STIRLING_MIN)))
+        acc[use] += np.where(u <= 0.8, w * series, (xk + 0.5) * np.log1p(1 / xk) - 1)
+    out[small] = acc
+    return out
 
 
 def _nb_nll_saddle(z, d, y, r, sp):
@@ -719,9 +734,18 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
         rb = np.broadcast_to(r, z.shape)
         g_z, near, gap = _nb_input_slope(z, y, rb)
         if value:
-            generic = times(r, sp) + times(y, softplus(-z)) + _nb_log_normalizer(r, y)
-            loss = generic  # target 0 (r sp(z)) and total_count 0
-            loss = np.where(_large_counts(rb, y), _nb_nll_saddle(z, g_z, y, rb, sp), loss)
+            loss = np.empty(z.shape)
+            saddle = _large_counts(rb, y)
+            rest = ~saddle  # target 0 (r sp(z)) and total_count 0: the generic form
+            if rest.any():
+                zr, yr, rr = z[rest], y[rest], rb[rest]
+                loss[rest] = (
+                    times(rr, sp[rest]) + times(yr, softplus(-zr)) + _nb_log_normalizer(rr, yr)
+                )
+            if saddle.any():
+                loss[saddle] = _nb_nll_saddle(
+                    z[saddle], g_z[saddle], y[saddle], rb[saddle], sp[saddle]
+                )
             loss = reduce_to(loss, reduction, out)
         if grad:
             g_r = _nb_count_slope(z, y, rb, sp, near, gap)
