@@ -55,7 +55,9 @@ def settings(args, sizes) -> dict:
         "speed": {
             "unit": "seconds",
             "statistic": f"median of {args.repeats} runs of one call each, after a warm-up call; "
-            "contenders interleaved within each run",
+            "contenders interleaved within each run, with a pause of "
+            f"{args.settle:g} s after each call of PyTorch or JAX (their worker "
+            "threads keep spinning for a while)",
             "repeats": args.repeats,
             "ratio": "time / time of the textbook NumPy formula, same dtype, same arrays, same run",
             "reduction": "none: per-element (or per-row) losses; gradients of their sum",
@@ -123,7 +125,7 @@ def run(args) -> dict:
         "settings": settings(args, sizes),
         "notes": notes(),
         "accuracy": accuracy.measure(cases, args.points, progress=progress),
-        "speed": speed.measure(cases, sizes, args.repeats, progress=progress),
+        "speed": speed.measure(cases, sizes, args.repeats, args.settle, progress),
         "memory": [entry for case in cases for entry in speed.memory_case(case, sizes)],
     }
 
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.points = args.points or (QUICK_POINTS if args.quick else FULL_POINTS)
     args.repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
+    args.settle = 0.0 if args.quick else speed.SETTLE_SECONDS
     results = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(results, args.out / "results.json")

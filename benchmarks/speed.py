@@ -19,6 +19,10 @@ from benchmarks.contenders import measure_each, quietly
 
 DTYPES = (np.float32, np.float64)
 BASELINE = "numpy"
+# PyTorch and XLA keep their worker threads spinning for a while after a call; the next
+# contender timed on the same two cores would pay for it (delays of 100 ms were seen).
+THREAD_POOLS = {"pytorch", "jax"}
+SETTLE_SECONDS = 0.2
 UNTRACED = {
     "pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's",
     "jax": "not measured: tracemalloc sees NumPy's allocations, not XLA's",
@@ -56,11 +60,12 @@ def first_call(impl, args) -> dict:
     return {"steps": steps(impl)}
 
 
-def interleaved_medians(results: dict, args, repeats: int) -> dict:
+def interleaved_medians(results: dict, args, repeats: int, settle: float = 0.0) -> dict:
     """Replace each contender's ``steps`` by the median seconds of each step.
 
     Every repeat times every contender once, in turn, so that a burst of load on
-    a shared machine slows all of them alike instead of one of them.
+    a shared machine slows all of them alike instead of one of them. After a call of a
+    library with its own thread pool, the run waits ``settle`` seconds.
     """
     runs = {
         (key, kind): (step, [])
@@ -69,8 +74,10 @@ def interleaved_medians(results: dict, args, repeats: int) -> dict:
         if step is not None
     }
     for _ in range(repeats):
-        for step, times in runs.values():
+        for (key, _kind), (step, times) in runs.items():
             times.append(seconds(step, args))
+            if key in THREAD_POOLS:
+                time.sleep(settle)
     for key, result in results.items():
         if result["status"] == "ok":
             for kind in ("forward", "forward_grad"):
@@ -89,11 +96,11 @@ def with_ratios(results: dict) -> dict:
     return results
 
 
-def time_case(case: Case, dtype, sizes, repeats: int, seed: int = 0) -> dict:
+def time_case(case: Case, dtype, sizes, repeats: int, settle: float = 0.0, seed: int = 0) -> dict:
     """The speed entry of one function at one dtype."""
     args = case.speed_inputs(np.random.default_rng(seed), dtype, sizes)
     results = measure_each(case, partial(first_call, args=args))
-    results = interleaved_medians(results, args, repeats)
+    results = interleaved_medians(results, args, repeats, settle)
     return {
         "function": case.name,
         "dtype": np.dtype(dtype).name,
@@ -103,13 +110,13 @@ def time_case(case: Case, dtype, sizes, repeats: int, seed: int = 0) -> dict:
     }
 
 
-def measure(cases, sizes, repeats: int, progress=print) -> list[dict]:
+def measure(cases, sizes, repeats: int, settle: float = 0.0, progress=print) -> list[dict]:
     """Speed entries for every case and dtype."""
     entries = []
     for case in cases:
         for dtype in DTYPES:
             progress(f"speed: {case.name} {np.dtype(dtype).name}")
-            entries.append(time_case(case, dtype, sizes, repeats))
+            entries.append(time_case(case, dtype, sizes, repeats, settle))
     return entries
 
 
