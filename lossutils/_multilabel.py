@@ -14,6 +14,7 @@ import numpy as np
 from . import _numerics as nx
 from ._binary import _bce_logits_parts, _margin_arrays, _weighted
 from ._checks import (
+    as_array,
     check_broadcastable,
     check_class_input,
     check_reduction,
@@ -348,7 +349,7 @@ def _multilabel_margin_args(input, target, reduction):
     check_reduction(reduction)
     x = float_arrays({"input": input})[0]
     num_classes = check_class_input(x)
-    target = np.asarray(target)
+    target = as_array(target, "target")
     if target.dtype.kind not in "iu":
         raise ValueError(f"target must hold integer class indices; got dtype {target.dtype}")
     if target.shape != x.shape:

@@ -15,6 +15,7 @@ import numpy as np
 from . import _numerics as nx
 from ._binary import _arrays
 from ._checks import (
+    as_array,
     check_finite_scalar,
     check_pm1_labels,
     check_reduction,
@@ -434,7 +435,7 @@ class _Cosine:
 def _cosine_args(input1, input2, target, margin, reduction):
     check_reduction(reduction)
     margin = check_finite_scalar(margin, "margin")
-    target = np.asarray(target)
+    target = as_array(target, "target")
     # integer or bool labels do not promote the embeddings' dtype (as contrastive_loss)
     labels = {"target": target} if target.dtype.kind == "f" else {}
     dtype = result_dtype(*float_arrays({"input1": input1, "input2": input2, **labels}))

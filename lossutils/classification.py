@@ -39,6 +39,7 @@ from ._binary import (
     zero_one_loss,
 )
 from ._checks import (
+    as_array,
     as_float_array,
     check_class_input,
     check_finite_scalar,
@@ -187,7 +188,7 @@ def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     eps = check_unit_interval_scalar(label_smoothing, "label_smoothing")
     x_raw = as_float_array(input, "input")
     num_classes = check_class_input(x_raw)
-    t = np.asarray(target)
+    t = as_array(target, "target")
     if t.dtype.kind in "iu":  # rows holding +inf are replaced by their limit later
         return _index_setup(input, t, weight, ignore_index, reduction, limit=False), eps
     if t.dtype.kind != "f" or t.shape != x_raw.shape:

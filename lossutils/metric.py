@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _numerics as nx
 from ._checks import (
+    as_array,
     check_binary_labels,
     check_positive_scalar,
     check_reduction,
@@ -193,7 +194,7 @@ class _Pairs:
 def _contrastive_args(x1, x2, target, margin, reduction) -> _Pairs:
     reduction = check_reduction(reduction)
     margin = check_positive_scalar(margin, "margin", allow_zero=True)
-    target = np.asarray(target)
+    target = as_array(target, "target")
     if target.dtype.kind not in "biuf":
         raise ValueError(f"target must hold labels in {{0, 1}}; got dtype {target.dtype}")
     # integer or bool labels do not promote the embeddings' dtype (as class indices)

@@ -58,6 +58,12 @@ RAGGED = [
     (lossutils.contrastive_loss, ([[1.0, 2.0], [3.0]], [[0.0, 1.0], [1.0, 0.0]], [1, 0]), "x1"),
     (lossutils.ctc_loss, (np.zeros((2, 1, 3)), [[1], [1, 2]], [2], [1]), "targets"),
     (lossutils.ddpm_noise_loss, ([[1.0], [2.0, 3.0]], [[0.0], [0.0]], [1, 1], [0.1]), "noise_pred"),
+    # class-index and label targets, converted by each family
+    (lossutils.cross_entropy, ([[1.0, 2.0], [3.0, 4.0]], [[0, 1], [1]]), "target"),
+    (lossutils.multilabel_margin_loss, ([[1.0, 2.0], [3.0, 4.0]], [[0, -1], [1]]), "target"),
+    (lossutils.cosine_embedding_loss, ([[1.0, 2.0]], [[3.0, 4.0]], [[1], []]), "target"),
+    (lossutils.triplet_margin_loss, ([[1.0, 2.0]], [[3.0, 4.0]], [[0.0], [1.0, 2.0]]), "negative"),
+    (lossutils.contrastive_loss, ([[1.0, 2.0]], [[0.0, 1.0]], [[1], []]), "target"),
 ]
 
 
