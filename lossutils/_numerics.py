@@ -1092,12 +1092,80 @@ def relative_gap_to_square(v, r, r_err):
     its domain and nothing overflows or underflows; :func:`gap_to_square` gives
     :math:`v - \rho^2` to about 1 ULP, and the result is within 2 ULP after the two divisions.
     """
+    if v.size == 0 or (np.min(v) >= 2.0**-800 and np.max(v) <= 2.0**800):
+        # r^2 is within a factor 16 of v: no overflow in the split and no underflow in
+        # the product's error term, so the scaling (exact either way) is not needed;
+        # cache-sized blocks keep the temporaries of Dekker's product in the cache
+        out = np.empty_like(v)
+        for b in chunks(v.size):
+            g = gap_to_square(v[b], 0.0, r[b], r_err[b])
+            g /= v[b]
+            np.divide(g, v[b], out=out[b])
+        return out
     _, e = np.frexp(v)
     k = e // 2
     vs = np.ldexp(v, -2 * k)
     rs = np.ldexp(r, -k)
     es = np.ldexp(r_err, -k)
     return np.ldexp(gap_to_square(vs, 0.0, rs, es) / vs / vs, -2 * k)
+
+
+def _relative_gap_of_difference(v, x, y, dtype, plain_gap, exact):
+    """Shared plan of the kernels below: ``gap / v^2`` of ``v`` and ``r = x - y`` (float64).
+
+    For a result rounded to float32 or narrower (``dtype``), ``plain_gap(v, r)`` in float64
+    (``r`` within 2^-53 of ``x - y``, the gap within 2^-51 of ``v``) is accurate wherever
+    the gap is at least 2^-22 of ``v``; only the elements below that take ``exact(v, x, y)``
+    (from the exact residual). For float64 every element does.
+    """
+    if np.dtype(dtype).itemsize >= 8:
+        return exact(v, x, y)
+    g = plain_gap(v, x - y)
+    redo = np.flatnonzero(np.abs(g) < 2.0**-22 * v)
+    g /= v
+    g /= v
+    if redo.size:
+        g[redo] = exact(v[redo], x[redo], y[redo])
+    return g
+
+
+def _square_gap(v, r):
+    r *= r
+    return np.subtract(v, r, out=r)
+
+
+def _abs_gap(b, r):
+    np.abs(r, out=r)
+    return np.subtract(b, r, out=r)
+
+
+def relative_gap_of_difference(v, x, y, dtype=np.float64):
+    r""":math:`(v - (x - y)^2) / v^2` for float64 arrays, :math:`(x - y)^2` within 16x of ``v``.
+
+    :func:`relative_gap_to_square` of the exact residual (TwoSum); for a result rounded to
+    float32 or narrower (``dtype``), plain float64 wherever that is accurate.
+    """
+
+    def exact(v, x, y):
+        return relative_gap_to_square(v, *two_sum(x, -y))
+
+    return _relative_gap_of_difference(v, x, y, dtype, _square_gap, exact)
+
+
+def abs_gap_of_difference(b, x, y, dtype=np.float64):
+    r""":math:`(b - |x - y|) / b^2` for float64 arrays, :math:`|x - y|` within 4x of ``b``.
+
+    :func:`gap_to_abs` of the exact residual (TwoSum); for a result rounded to float32 or
+    narrower (``dtype``), plain float64 wherever that is accurate.
+    """
+
+    def exact(b, x, y):
+        g = gap_to_abs(b, *two_sum(x, -y))
+        g /= b
+        g /= b
+        return g
+
+    return _relative_gap_of_difference(b, x, y, dtype, _abs_gap, exact)
 
 
 def gap_to_square(v, v_err, r, r_err):
@@ -1108,8 +1176,24 @@ def gap_to_square(v, v_err, r, r_err):
     the gap, however much ``v`` and :math:`r^2` cancel. ``|r_err| <= ulp(r)/2`` and
     ``|v_err| <= ulp(v)/2`` (the error terms of exact transformations).
     """
-    p, p_err = two_prod(r, r)
-    return ((v - p) + (v_err - p_err)) - r_err * (2 * r + r_err)
+    # Dekker's product of r with itself (one split; every step below is exact)
+    p = r * r
+    hi = _SPLITTER * r
+    hi -= hi - r
+    lo = r - hi
+    p_err = hi * hi
+    p_err -= p
+    p_err += 2 * hi * lo
+    lo *= lo
+    p_err += lo
+    gap = v - p
+    p_err = v_err - p_err
+    gap += p_err
+    hi = 2 * r
+    hi += r_err
+    hi *= r_err
+    gap -= hi
+    return gap
 
 
 def gap_to_abs(b, r, r_err):
