@@ -180,8 +180,8 @@ def _poisson_slope(x, y, rate, eps, narrow):
     """Per-element d loss / d input: ``e^x - y`` (``rate`` = e^x) or ``1 - y / (x + eps)``.
 
     Both vanish at the best fit and keep only the absolute accuracy of their larger term when
-    formed as differences. Where they cancel (the two terms within a factor of 2; for float16
-    and float32 output, whose float64 result may lose 30 bits, within 2^-20) ``e^x - y`` is
+    formed as differences. Where they cancel (``|e^x - y| < e^x / 4``; for float16 and
+    float32 output, whose float64 result may lose 30 bits, ``< 2^-20 e^x``) ``e^x - y`` is
     formed with ``e^x`` in double-double (:func:`scaled_exp_minus`), and the rate form as
     ``((s - y) + s_err) / s`` with ``s + s_err = x + eps`` exactly (``s - y`` is then exact).
     """
@@ -194,11 +194,16 @@ def _poisson_slope(x, y, rate, eps, narrow):
             sn, sn_err = two_sum(xs, eps)
             g[near] = ((sn - ys) + sn_err) / sn
         return g
-    g = np.asarray(rate - y)
-    low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (0.5, 2.0)
-    near = (y > 0) & (rate >= low * y) & (rate <= high * y) & (np.abs(x) <= 700)
-    if near.any():
-        g[near] = scaled_exp_minus(np.ones(np.count_nonzero(near)), x[near], y[near])
+    g = np.subtract(rate, y, out=np.empty(np.broadcast_shapes(rate.shape, y.shape)))
+    # e^x - y is exact for the computed e^x where y is within a factor 2 of it (Sterbenz),
+    # so its error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
+    # |e^x - y| >= e^x / 4; only the elements below that are redone
+    near = np.abs(g)
+    near = np.flatnonzero(np.less(near, rate * (2.0**-20 if narrow else 0.25), out=near))
+    if near.size:
+        xs = x.reshape(-1)[near]
+        near, xs = near[np.abs(xs) <= 700], xs[np.abs(xs) <= 700]
+        g.reshape(-1)[near] = scaled_exp_minus(np.ones(near.size), xs, y.reshape(-1)[near])
     return g
 
 
