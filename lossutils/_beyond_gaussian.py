@@ -1017,7 +1017,9 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
             body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
             loss = reduce_to(np.log(s) + _HALF_LOG_PI + c + body, reduction, out)
         if grad:
-            grads = _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square)
+            grads = _student_t_grads(
+                x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=out.itemsize < 8
+            )
             grads = tuple(
                 _finish_grad(np.broadcast_to(g, x.shape), arg, a.shape, reduction, out)
                 for g, arg, a in zip(grads, (input, scale, df), (x, s, nu), strict=True)
@@ -1025,8 +1027,12 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
     return loss, grads
 
 
-def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square):
-    """Per-element (d/dx, d/ds, d/ddf) of the Student-t NLL (``nu_f``: df, 1 where infinite)."""
+def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False):
+    """Per-element (d/dx, d/ds, d/ddf) of the Student-t NLL (``nu_f``: df, 1 where infinite).
+
+    ``narrow``: the result is rounded to float32 or float16, so the float64 ``1 - u^2`` needs
+    the exact residual only within 2^-20 of ``|u| = 1`` (it is within 2^-32 elsewhere).
+    """
     # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
     big = np.abs(r) > s
     inv = np.where(big, s / np.where(big, r, 1.0), 0.0)
@@ -1048,7 +1054,10 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square):
     g_s = np.asarray(np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s)
     # near |u| = 1, 1 - u^2 = (s - |r|)(s + |r|) / s^2 from the exact residual: u = r / s is
     # rounded, and 1 - |u| would keep only its absolute accuracy
-    near = (np.abs(u) >= 0.5) & (np.abs(u) <= 2)
+    low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (0.5, 2.0)
+    au = np.abs(u)
+    near = au >= low
+    near &= au <= high
     if near.any():
         shape = g_s.shape
         rho, rho_err = exact_difference(
