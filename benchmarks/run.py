@@ -126,7 +126,13 @@ def run(args) -> dict:
         "notes": notes(),
         "accuracy": accuracy.measure(cases, args.points, progress=progress),
         "speed": speed.measure(cases, sizes, args.repeats, args.settle, progress),
-        "memory": [entry for case in cases for entry in speed.memory_case(case, sizes)],
+        # the losses: the activations have no gradient function of their own to measure
+        "memory": [
+            entry
+            for case in cases
+            if case.lossutils.step is not None
+            for entry in speed.memory_case(case, sizes)
+        ],
     }
 
 
