@@ -38,6 +38,7 @@ from ._checks import (
     sum_to_shape,
 )
 from ._numerics import (
+    chunks,
     exact_difference,
     gap_to_square,
     log1p_minus,
@@ -826,26 +827,50 @@ def _student_t_log_norm(df):
     about 3 (none at df = 1e9). Hence the series and recurrences above, a few ULP for every
     df > 0. Returns (C, dC/ddf); df = +inf gives the Gaussian limits (log(2)/2, 0).
     """
-    a = np.where(np.isinf(df), 1e300, df / 2)
+    a = np.asarray(np.where(np.isinf(df), 1e300, df / 2))
     f_acc = np.zeros_like(a)
     d_acc = np.zeros_like(a)
-    for _ in range(int(_T_SERIES_MIN_A)):
-        low = a < _T_SERIES_MIN_A
-        if not np.any(low):
-            break
-        al = np.where(low, a, 1.0)
-        f_acc = f_acc + np.where(low, 0.5 * np.log1p(1 / (4 * al * (al + 1))), 0.0)
-        d_acc = d_acc - np.where(low, 1 / (4 * al * (al + 1) * (al + 0.5)), 0.0)
-        a = np.where(low, a + 1, a)
+    # the recurrence on the elements below _T_SERIES_MIN_A only: each one's number of steps
+    # first (the same additions), then the elements sorted by it, so that the ones still
+    # stepping are a slice (each element sees the same operations as one at a time)
+    flat_a, flat_f, flat_d = a.reshape(-1), f_acc.reshape(-1), d_acc.reshape(-1)
+    idx = np.flatnonzero(flat_a < _T_SERIES_MIN_A)
+    if idx.size:
+        steps = np.zeros(idx.size, dtype=np.int8)
+        chain = flat_a[idx]
+        for _ in range(int(_T_SERIES_MIN_A)):
+            steps += chain < _T_SERIES_MIN_A  # stays false once true: chain only grows
+            chain += 1
+        order = np.argsort(steps, kind="stable")
+        idx, steps = idx[order], steps[order]
+        al = flat_a[idx]
+        fl, dl = np.zeros_like(al), np.zeros_like(al)
+        starts = np.searchsorted(steps, np.arange(1, int(_T_SERIES_MIN_A) + 1))
+        for start in starts:
+            if start == al.size:
+                break
+            a_s = al[start:]
+            t = 4 * a_s * (a_s + 1)
+            fl[start:] += 0.5 * np.log1p(1 / t)
+            dl[start:] -= 1 / (t * (a_s + 0.5))
+            a_s += 1
+        flat_a[idx], flat_f[idx], flat_d[idx] = al, fl, dl
+    # the series by Horner's rule in cache-sized blocks, in place
     w = 1 / (a * a)
-    f = 0.0
-    fprime = 0.0
-    for k in range(len(_T_SERIES), 0, -1):
-        c = _T_SERIES[k - 1]
-        f = f * w + c
-        fprime = fprime * w - (2 * k - 1) * c
-    f = f / a + f_acc
-    fprime = fprime * w + d_acc  # d f / d a
+    f, fprime = np.zeros_like(a), np.zeros_like(a)
+    flat_w, flat_fs, flat_fp = w.reshape(-1), f.reshape(-1), fprime.reshape(-1)
+    for b in chunks(a.size):
+        wb, fb, pb = flat_w[b], flat_fs[b], flat_fp[b]
+        for k in range(len(_T_SERIES), 0, -1):
+            c = _T_SERIES[k - 1]
+            fb *= wb
+            fb += c
+            pb *= wb
+            pb -= (2 * k - 1) * c
+        fb /= flat_a[b]
+        fb += flat_f[b]
+        pb *= wb
+        pb += flat_d[b]  # d f / d a
     return _HALF_LOG_2 + f, 0.5 * fprime
 
 
