@@ -112,17 +112,23 @@ def _finish(loss, reduction, args: _Args):
     return reduce_to(loss, reduction, args.dtype)
 
 
-def _finish_grad(local, args: _Args, reduction):
+def _finish_grad(local, args: _Args, reduction, factor=1):
     """Scale the per-element derivative by d(reduced)/d(element); input's shape, output dtype.
 
     ``local`` is a new array of the callers (never an argument): a full one of the working
     dtype is scaled in place for the mean (bit for bit ``scale * local``), so that the
-    gradient needs no second full-size array.
+    gradient needs no second full-size array. A power-of-two ``factor`` of the derivative
+    is applied last: the same bits, but a finite ``2 g / size`` survives where ``2 g``
+    would overflow.
     """
     if reduction == "mean" and local.shape == args.x.shape and local.dtype == args.x.dtype:
         local *= reduction_scale(local.size, reduction, local.dtype)
         reduction = "sum"  # scaled: what is left is the rounding to the output dtype
-    return scale_grad(local, args.x.shape, reduction, args.dtype)
+    out = scale_grad(local, args.x.shape, reduction, args.dtype)
+    if factor != 1:
+        with np.errstate(over="ignore"):  # only where the exact gradient overflows
+            out *= factor
+    return out
 
 
 # --- binary cross-entropy on probabilities -------------------------------------------------------
@@ -774,6 +780,7 @@ def hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
     return _hinge(input, target, margin, reduction)
 
 
+@nx.quiet
 def _hinge(input, target, margin, reduction, value=True, grad=True, squared=False):
     """``(loss or None, gradient or None)`` of :func:`hinge_loss` (or, ``squared``,
     :func:`squared_hinge_loss`)."""
@@ -787,8 +794,8 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
         )
     if grad:
         t = args.y
-        local = -2 * t * np.maximum(gap, 0) if squared else -t * np.heaviside(gap, 0)
-        d = _finish_grad(local + 0.0, args, reduction)
+        local = -t * (np.maximum(gap, 0) if squared else np.heaviside(gap, 0))
+        d = _finish_grad(local + 0.0, args, reduction, factor=2 if squared else 1)
     return loss, d
 
 
@@ -1005,12 +1012,13 @@ def square_loss_value_and_grad(input, target, reduction="mean"):
     return _square(input, target, reduction)
 
 
+@nx.quiet
 def _square(input, target, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`square_loss`."""
     args, tx = _margin_arrays(input, target, reduction)
     gap = 1 - tx
     loss = None if not value else _finish(np.square(gap), reduction, args)
-    d = None if not grad else _finish_grad(-2 * args.y * gap, args, reduction)
+    d = None if not grad else _finish_grad(-args.y * gap, args, reduction, factor=2)
     return loss, d
 
 
@@ -1124,6 +1132,7 @@ def logistic_loss_value_and_grad(input, target, base=2.0, reduction="mean"):
     return _logistic(input, target, base, reduction)
 
 
+@nx.quiet
 def _logistic(input, target, base, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`logistic_loss`."""
     base = check_log_base(base)

@@ -227,11 +227,14 @@ class _Kernel:
     """A loss of the residual alone, on one block of residuals ``r`` at a time.
 
     ``value(r, out)`` writes the per-element losses into ``out``, ``slope(r, out)`` the
-    derivatives d loss / d r (working dtype; ``r`` is not modified).
+    derivatives d loss / d r divided by ``factor`` (working dtype; ``r`` is not modified).
+    A power-of-two ``factor`` is applied after the mean's ``1/size``: the same bits, but a
+    gradient ``2 r / size`` that is finite is not lost to an overflow of ``2 r``.
     """
 
     value: object
     slope: object
+    factor: int = 1
 
 
 def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=True):
@@ -267,6 +270,8 @@ def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=T
             kernel.slope(rb, d[block])
             if reduction == "mean":
                 d[block] *= scale
+            if kernel.factor != 1:
+                d[block] *= kernel.factor
     if per_element:
         loss = reduce_to(loss.reshape(x.shape), reduction, dtype)
     elif value:
@@ -280,11 +285,7 @@ def _square_into(r, out):
     np.multiply(r, r, out=out)
 
 
-def _twice_into(r, out):
-    np.multiply(r, 2, out=out)
-
-
-_mse = _Kernel(_square_into, _twice_into)
+_mse = _Kernel(_square_into, lambda r, out: np.copyto(out, r), factor=2)
 _l1 = _Kernel(lambda r, out: np.abs(r, out=out), lambda r, out: np.sign(r, out=out))
 
 

@@ -279,3 +279,52 @@ def test_info_nce_and_siglip_keep_nan_next_to_inf(dtype):
     # without the NaN the row is its limit direction [1, 0]
     q[0, 1] = 0
     _close(L.info_nce_loss(q, k), L.info_nce_loss(k, k), dtype)
+
+
+F64_MAX = float(np.finfo(np.float64).max)
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize(
+    "grad, args, index, exact",
+    [
+        # d/dx mean((x - y)^2) = 2 (x - y) / n: 2 (x - y) overflows, the gradient does not
+        (L.mse_loss_grad, ([F64_MAX, 0.0], [0.0, 0.0]), 0, F64_MAX),
+        (
+            L.mse_loss_grad,
+            (np.float32([3e38, 0.0]), np.float32([0.0, 0.0])),
+            0,
+            float(np.float32(3e38)),
+        ),
+        # squared hinge: -2 t max(0, 1 - t x) / n with n = 4, t = 1, 1 - x = 3e38 (float32)
+        (
+            L.squared_hinge_loss_grad,
+            (np.float32([-3e38, 0, 0, 0]), np.float32([1, 1, 1, 1])),
+            0,
+            -2 * (1 + float(np.float32(3e38))) / 4,
+        ),
+        # square loss: -2 t (1 - t x) / n with n = 2, t = -1, 1 + x = 1.5e308
+        (L.square_loss_grad, ([1.5e308, 0.0], [-1.0, -1.0]), 0, 2 * (1 + 1.5e308) / 2),
+    ],
+)
+def test_a_finite_gradient_is_not_lost_to_an_intermediate_overflow(grad, args, index, exact):
+    got = grad(*args)
+    dtype = np.asarray(args[0]).dtype
+    assert got.dtype == dtype and np.isfinite(got[index])
+    assert abs(float(got[index]) - exact) <= 4 * np.finfo(dtype).eps * abs(exact)
+
+
+@pytest.mark.parametrize(
+    "function, args",
+    [
+        # the exact results overflow too: inf is the right answer, without a warning
+        (L.squared_hinge_loss, ([-1e300], [1.0])),
+        (L.squared_hinge_loss_grad, ([-1.5e308], [1.0])),
+        (L.square_loss, ([1e300], [-1.0])),
+        (L.square_loss_grad, ([1.5e308], [-1.0])),
+        (L.logistic_loss, ([-1.5e308], [1.0])),
+    ],
+)
+def test_an_overflowing_result_is_inf_without_a_warning(function, args):
+    got = np.asarray(function(*args))  # warnings are errors in the test suite
+    assert np.all(np.isinf(got))
