@@ -84,13 +84,17 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
     """Reduce per-sample losses; the mean divides by ``weight_total`` (NaN when it is 0).
 
     ``weight_total`` is a count or a sum from :func:`total` (never rounded to float16);
-    ``"none"`` returns the losses reshaped to ``shape``.
+    ``"none"`` returns the losses reshaped to ``shape``. A mean over a zero total is NaN
+    whatever the summed losses (label smoothing gives a sample of weight 0 a nonzero loss:
+    the sum over no weight is then not 0, and its quotient by 0 would be infinite).
     """
     if reduction == "none":
         return loss.reshape(shape)[()]
     sum_ = total(loss)
     if reduction == "sum":
         return to_dtype(sum_, loss.dtype)[()]
+    if weight_total == 0:
+        return loss.dtype.type(np.nan)
     return _mean(sum_, weight_total, loss.dtype)
 
 
@@ -137,9 +141,12 @@ def sample_scale(coef: np.ndarray, valid, weight_total, reduction: str) -> np.nd
     """Per-sample factor d(reduced)/d(loss_i) times ``coef``; exactly 0 for ignored samples.
 
     For the weighted mean the factor is ``1 / weight_total``; ``coef`` is divided by it in
-    ``coef``'s dtype, which callers make at least float32.
+    ``coef``'s dtype, which callers make at least float32. A mean over a zero total weight
+    is NaN (:func:`weighted_reduce`), and so is every sample's factor that is not ignored.
     """
     if reduction == "mean":
+        if weight_total == 0:
+            coef = np.full_like(coef, np.nan)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             coef = coef / np.asarray(weight_total, dtype=coef.dtype)
     return np.where(valid, coef, 0).astype(coef.dtype, copy=False)

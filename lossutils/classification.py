@@ -304,7 +304,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     ignore_index : int, optional
         Targets equal to it contribute 0 to the loss and 0 to the weight sum.
     reduction : {"mean", "sum", "none"}, optional
-        ``"mean"`` is the *weighted* mean above; it is NaN when every target is ignored.
+        ``"mean"`` is the *weighted* mean above; it is NaN when every target is ignored
+        or every counted target is in a class of weight 0 (a zero total weight).
 
     Returns
     -------
@@ -342,7 +343,10 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
         \frac{\partial \ell_i}{\partial x_{i, k}} = -w_{y_i}\, [k = y_i]
 
     scaled by :math:`1 / \sum_i w_{y_i}` for the mean. Ignored samples get 0
-    (also when every sample is ignored, as PyTorch's autograd).
+    (also when every sample is ignored, as PyTorch's autograd). When the total weight
+    is 0 but some sample counts (its target's class weighs 0), the mean is NaN and so
+    is the gradient's target entry of each counted sample, :math:`0/0`; the other
+    entries, on which the loss does not depend, stay 0 (as PyTorch's autograd).
 
     Parameters
     ----------
@@ -417,7 +421,10 @@ def cross_entropy(
                + \frac{\varepsilon}{C} \sum_c w_c (-\log p_{i, c}),
 
     and the mean divides :math:`\sum_i \ell_i` by :math:`\sum_i w_{y_i}` over the
-    samples that are not ignored (both parts). A probability target :math:`t_i` is
+    samples that are not ignored (both parts). When that total weight is 0 the mean is
+    NaN, also under label smoothing (where the summed losses are not 0), as in PyTorch;
+    and its gradient is NaN in every entry of each sample that is not ignored (0 in
+    ignored ones). A probability target :math:`t_i` is
     first smoothed to :math:`q_i = (1 - \varepsilon) t_i + \varepsilon / C`, then
 
     .. math::
@@ -642,7 +649,8 @@ def cross_entropy_grad(
     which is :math:`p - e_{y_i}` without weights and smoothing; for a probability
     target, :math:`(\sum_c w_c q_{i,c})\, p - w \odot q_i`. Each row is then scaled
     as the reduction scales its loss (1, or :math:`1/\sum w_{y_i}`, or :math:`1/N`);
-    ignored samples get 0.
+    ignored samples get 0. A mean over a zero total weight is NaN, and so is every
+    entry of each sample that is not ignored.
 
     Parameters
     ----------
@@ -790,7 +798,8 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
         \qquad p_i = \operatorname{softmax}(z_i),
 
     reduced as :func:`cross_entropy` (the mean divides by :math:`\sum_i w_{y_i}` over
-    the samples that are not ignored). ``gamma=0`` is :func:`cross_entropy`.
+    the samples that are not ignored, and is NaN when that is 0). ``gamma=0`` is
+    :func:`cross_entropy`.
 
     Parameters
     ----------
@@ -862,11 +871,13 @@ def _softmax_focal_grad(f: _Focal, reduction: str, wy, total) -> np.ndarray:
         # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)
         # p_y log p_y -> 0 as p_y -> 0 (an infinite -log p_y)
         g = f.modulation * (1 + f.gamma * nx.times(np.exp(-nll), ratio))
-        sc = sample_scale(wy, args.valid, total, reduction) * g
+        factor = sample_scale(wy, args.valid, total, reduction)
+        sc = factor * g
         e *= (sc / s)[:, None]
         np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)
-        # an ignored sample, or one of weight 0, has no gradient (also where it is infinite)
-        masked = nx.times(wy, 1) == 0
+        # an ignored sample, or one of weight 0, has no gradient (also where it is infinite);
+        # under a mean over a zero total weight the factor is NaN, and so is the gradient
+        masked = factor == 0
         if np.any(masked):
             e[masked] = 0
     return nx.to_dtype(e.reshape(args.shape + args.x.shape[-1:]), args.dtype)
@@ -885,7 +896,9 @@ def softmax_focal_loss_grad(
         \qquad g = u^{\gamma} + \gamma\, u^{\gamma - 1} p_y \ell
                  = u^{\gamma}\Bigl(1 + \gamma\, p_y \frac{\ell}{u}\Bigr),
 
-    scaled as the reduction scales each loss. The last form stays finite for
+    scaled as the reduction scales each loss; ignored samples, and samples of weight 0,
+    get 0, unless the total weight of a mean is 0: then every entry of each sample that
+    is not ignored is NaN, as the loss is. The last form stays finite for
     :math:`\gamma < 1` as :math:`u \to 0` (:math:`\ell / u \to 1`), where the first
     form is :math:`0 \cdot \infty`.
 

@@ -252,6 +252,38 @@ def test_all_ignored_mean_is_nan_sum_is_zero_and_gradient_zero():
         assert np.all(g(z, y) == 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_mean_over_zero_total_weight_is_nan_and_so_is_its_gradient(dtype, eps):
+    # every counted target in a class of weight 0: the weighted mean divides by 0. Under
+    # label smoothing the samples' losses are not 0 (the other classes weigh), yet the mean
+    # is NaN, not infinite: in PyTorch 2.13 cross_entropy(x, y, weight=w,
+    # label_smoothing=0.1) of these arrays is nan and its autograd gradient NaN in every
+    # entry of a counted row and 0 in an ignored one (0/0 times the softmax's derivative);
+    # nll_loss's is NaN at the target entry only (it depends on nothing else), 0 elsewhere.
+    x = np.array([[0.0, 0, 0], [1, 2, 3], [4, 5, 6]], dtype=dtype)
+    y, w = np.array([0, 0, -100]), np.array([0.0, 1, 1], dtype=dtype)
+    counted = np.array([True, True, False])
+    value, grad = C.cross_entropy_value_and_grad(x, y, weight=w, label_smoothing=eps)
+    assert np.isnan(value) and value.dtype == dtype and grad.dtype == dtype
+    assert np.all(np.isnan(grad[counted])) and np.all(grad[~counted] == 0)
+    assert np.isnan(C.cross_entropy(x, y, weight=w, label_smoothing=eps))
+    g = C.cross_entropy_grad(x, y, weight=w, label_smoothing=eps)
+    np.testing.assert_array_equal(g, grad)
+    focal, focal_grad = C.softmax_focal_loss_value_and_grad(x, y, weight=w)
+    assert np.isnan(focal)
+    assert np.all(np.isnan(focal_grad[counted])) and np.all(focal_grad[~counted] == 0)
+    nll, nll_grad = C.nll_loss_value_and_grad(x, y, weight=w)
+    assert np.isnan(nll)
+    assert np.all(np.isnan(nll_grad[counted, 0])) and np.all(nll_grad[counted, 1:] == 0)
+    assert np.all(nll_grad[~counted] == 0)
+    # "sum" is finite: the smoothing terms of the zero-weight samples, as PyTorch sums them
+    if eps > 0 and dtype == np.float64:
+        total = C.cross_entropy(x, y, weight=w, label_smoothing=eps, reduction="sum")
+        ref = ref_cross_entropy_index(x, y, w, -100, "sum", eps)
+        assert total == pytest.approx(ref, rel=1e-14)
+
+
 def test_custom_ignore_index_and_empty_batch():
     z, y, _, _ = _data()
     y2 = y.copy()
