@@ -46,6 +46,7 @@ from ._numerics import (
     scaled_exp_minus_dd,
     sigmoid,
     softplus,
+    take_broadcast,
     times,
     to_dtype,
     two_prod,
@@ -1083,21 +1084,26 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False)
     au = np.abs(u)
     near = au >= low
     near &= au <= high
-    if near.any():
+    near = np.flatnonzero(near)
+    if near.size:
         shape = g_s.shape
-        rho, rho_err = exact_difference(
-            np.broadcast_to(x, shape)[near], np.broadcast_to(y, shape)[near]
-        )
-        sn = np.broadcast_to(s, shape)[near]
-        nun, gn = np.broadcast_to(nu_f, shape)[near], np.broadcast_to(gauss, shape)[near]
-        # scaled by the power of 2 that brings s into [1/2, 1) (exact): s^2 - r^2 from exact
-        # products, nu s^2 + r^2 without cancellation
-        _, e = np.frexp(sn)
-        ss, rs, es = np.ldexp(sn, -e), np.ldexp(rho, -e), np.ldexp(rho_err, -e)
-        s2, s2_err = two_prod(ss, ss)
-        gap = gap_to_square(s2, s2_err, rs, es)  # s^2 - r^2
-        den = np.where(gn, s2, s2 + rs * rs / nun)  # (nu s^2 + r^2) / nu
-        g_s[near] = np.ldexp(gap / (ss * den), -e)
+        rho, rho_err = two_sum(
+            take_broadcast(x, shape, near), -take_broadcast(y, shape, near)
+        )  # r is finite where |r / s| <= 2
+        sn = take_broadcast(s, shape, near)
+        nun = take_broadcast(nu_f, shape, near)
+        gn = take_broadcast(gauss, shape, near, bool)
+        # scaled by the power of 2 that brings s into [1/2, 1) (exact; not needed where
+        # nothing can overflow or underflow): s^2 - r^2 from exact products, nu s^2 + r^2
+        # without cancellation
+        e = 0
+        if sn.min() < 2.0**-400 or sn.max() > 2.0**400:
+            _, e = np.frexp(sn)
+            sn, rho, rho_err = np.ldexp(sn, -e), np.ldexp(rho, -e), np.ldexp(rho_err, -e)
+        s2, s2_err = two_prod(sn, sn)
+        gap = gap_to_square(s2, s2_err, rho, rho_err)  # s^2 - r^2
+        den = np.where(gn, s2, s2 + rho * rho / nun)  # (nu s^2 + r^2) / nu
+        g_s.reshape(-1)[near] = np.ldexp(gap / (sn * den), -e)
     # p = u^2 / (nu + u^2)
     p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
     body = 0.5 * _log1p_minus_ratio(p, log1p_square) - p / (2 * nu_f)

@@ -1072,6 +1072,15 @@ def xlog_minus(t, x):
 # in float64, from the exact residual r + r_err of :func:`exact_difference`.
 
 
+def take_broadcast(a, shape, where, dtype=np.float64):
+    """``a`` broadcast to ``shape`` at the flat indices ``where``, as ``dtype`` (a gather,
+    without a full-size copy of a broadcast argument)."""
+    a = np.asarray(a)
+    if a.shape == tuple(shape):
+        return a.reshape(-1)[where].astype(dtype, copy=False)
+    return np.broadcast_to(a, shape)[np.unravel_index(where, shape)].astype(dtype, copy=False)
+
+
 def exact_difference(x, y):
     """``(r, r_err)``: float64 ``r = fl(x - y)`` and ``x - y == r + r_err`` exactly (TwoSum).
 

@@ -33,6 +33,7 @@ from ._numerics import (
     log_cosh_into,
     quiet,
     relative_gap_of_difference,
+    take_broadcast,
     to_dtype,
     working_dtype,
 )
@@ -146,17 +147,9 @@ def _near_optimum(ratio, low, high):
     return np.flatnonzero(near)
 
 
-def _at(a, shape, where):
-    """``a`` broadcast to ``shape`` at the flat indices ``where``, in float64 (a gather)."""
-    a = np.asarray(a)
-    if a.shape == tuple(shape):
-        return a.reshape(-1)[where].astype(np.float64)
-    return np.broadcast_to(a, shape)[np.unravel_index(where, shape)].astype(np.float64)
-
-
-def _residual_at(lk: _Likelihood, where):
+def _residualtake_broadcast(lk: _Likelihood, where):
     """``(input, target)`` at the flat indices ``where``, in float64."""
-    return _at(lk.x, lk.r.shape, where), _at(lk.y, lk.r.shape, where)
+    return take_broadcast(lk.x, lk.r.shape, where), take_broadcast(lk.y, lk.r.shape, where)
 
 
 def _gaussian(input, target, var, full, eps, reduction, *, value=True, grad=True):
@@ -183,7 +176,7 @@ def _gaussian(input, target, var, full, eps, reduction, *, value=True, grad=True
         del t
         if near.size:
             d_var.reshape(-1)[near] = 0.5 * relative_gap_of_difference(
-                _at(v, r.shape, near), *_residual_at(lk, near), r.dtype
+                take_broadcast(v, r.shape, near), *_residualtake_broadcast(lk, near), r.dtype
             )
         grads = (
             _reduced_grad(q, input, r.shape, reduction, lk.dtype),
@@ -211,7 +204,7 @@ def _laplace(input, target, scale, full, eps, reduction, *, value=True, grad=Tru
         near = _near_optimum(q, 1 / 4, 4)
         if near.size:
             d_scale.reshape(-1)[near] = abs_gap_of_difference(
-                _at(b, r.shape, near), *_residual_at(lk, near), r.dtype
+                take_broadcast(b, r.shape, near), *_residualtake_broadcast(lk, near), r.dtype
             )
         d_input = np.sign(r, out=q)
         d_input /= b
