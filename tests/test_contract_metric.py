@@ -254,11 +254,33 @@ def test_triplet_gradients_within_4_ulp_of_the_row(dtype, squared):
     expected = _mp_triplet_grads(a, p, n, margin, 1e-6, squared)
     for g, e in zip(got, expected, strict=True):
         assert g.dtype == dtype and g.shape == a.shape
-        # d/da = u_ap - u_an subtracts two unit vectors: a few ULP of the row's largest entry
-        e64 = np.array([[float(v) for v in row] for row in e])
-        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
-        error = np.abs(g.astype(np.float64) - e64)
-        assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()
+        _assert_within_4_ulp_of_the_row(g, e, dtype)
+
+
+def _assert_within_4_ulp_of_the_row(got, exact, dtype):
+    """Each entry within 4 ULP (of ``dtype``) of the largest exact entry of its row."""
+    e64 = np.array([[float(v) for v in row] for row in exact])
+    unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
+    error = np.abs(got.astype(np.float64) - e64)
+    assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triplet_anchor_gradient_where_the_unit_vectors_cancel(dtype):
+    # the negative nearly on the ray from the anchor through the positive: u_ap - u_an is
+    # about 1e-4 of the unit vectors, whose float64 rounding was 2244 ULP of it
+    rng = np.random.default_rng(24)
+    a = rng.normal(size=(8, 5))
+    p = a + 1e-3 * rng.normal(size=(8, 5))
+    n = a + 500 * (p - a) + 1e-4 * rng.normal(size=(8, 5))
+    a, p, n = (x.astype(dtype) for x in (a, p, n))
+    for reduction in ("sum", "mean"):
+        got = M.triplet_margin_loss_grad(a, p, n, reduction=reduction)
+        expected = _mp_triplet_grads(a, p, n, 1.0, 1e-6, False)
+        scale = 1 if reduction == "sum" else len(a)
+        for g, e in zip(got, expected, strict=True):
+            assert g.dtype == dtype
+            _assert_within_4_ulp_of_the_row(g, e / scale, dtype)
 
 
 def test_an_empty_feature_axis_is_an_error_naming_the_argument():
@@ -406,7 +428,4 @@ def test_triplet_gradients_at_realistic_width(dtype, squared):
     got = M.triplet_margin_loss_grad(a, p, n, margin=margin, squared=squared, reduction="sum")
     expected = _mp_triplet_grads(a, p, n, margin, 1e-6, squared)
     for g, e in zip(got, expected, strict=True):
-        e64 = np.array([[float(v) for v in row] for row in e])
-        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
-        error = np.abs(g.astype(np.float64) - e64)
-        assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()
+        _assert_within_4_ulp_of_the_row(g, e, dtype)
