@@ -524,13 +524,18 @@ def _nb_nll_saddle(z, d, y, r, sp):
 # terms below (_digamma_rest).
 
 
-def _nb_input_slope(z, y, r):
-    """``(d/dz, near, gap)`` of the NB loss (``r`` has ``z``'s shape), as described above."""
+def _nb_input_slope(z, y, r, narrow=False):
+    """``(d/dz, near, gap)`` of the NB loss (``r`` has ``z``'s shape), as described above.
+
+    ``narrow``: the result is rounded to float32 or float16, so the float64 difference is
+    accurate enough unless ``r e^z`` is within 2^-20 of ``y`` (it loses 20 bits there).
+    """
     g_z = np.asarray(times(r, sigmoid(z)) - times(y, sigmoid(-z)))
     near = (y > 0) & (r > 0) & (np.abs(z) <= 600)  # Dekker's products stay in their domain
     with np.errstate(over="ignore", invalid="ignore"):
         mean = r * np.exp(np.where(near, z, 0.0))
-    near &= (mean >= y / 8) & (mean <= 8 * y)
+    low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (1 / 8, 8)
+    near &= (mean >= low * y) & (mean <= high * y)
     gap = None
     if near.any():
         zn = z[near]
@@ -576,7 +581,10 @@ def _nb_count_slope(z, y, r, sp, near, gap):
         log_ratio - yn / (2 * rb * (rb + yn)),
     )
     series = head + (_digamma_correction(rb + yn) - _digamma_correction(rb))
-    g_r[usable] = np.where(big, series, log_ratio - _digamma_rest(rn, yn))
+    small = ~big
+    if small.any():  # the positive terms only where they are used
+        series[small] = log_ratio[small] - _digamma_rest(rn[small], yn[small])
+    g_r[usable] = series
     return g_r
 
 
@@ -594,7 +602,10 @@ def _digamma_rest(r, y):
     steps = np.minimum(m, y)
     out = np.zeros_like(r)
     for k in range(int(_STIRLING_MIN)):
-        out -= np.where(k < steps, log1p_minus(1 / (r + k)), 0.0)
+        stepping = np.flatnonzero(k < steps)  # the others would subtract 0
+        if not stepping.size:
+            break
+        out[stepping] -= log1p_minus(1 / (r[stepping] + k))
     rm = r + m
     tail = (y - m) / (2 * rm * (r + y)) + (_digamma_correction(rm) - _digamma_correction(r + y))
     return out + np.where(y > m, tail, 0.0)
@@ -739,7 +750,7 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sp = softplus(z)
         rb = np.broadcast_to(r, z.shape)
-        g_z, near, gap = _nb_input_slope(z, y, rb)
+        g_z, near, gap = _nb_input_slope(z, y, rb, narrow=out.itemsize < 8)
         if value:
             loss = np.empty(z.shape)
             saddle = _large_counts(rb, y)
