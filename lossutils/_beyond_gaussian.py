@@ -39,6 +39,7 @@ from ._checks import (
 )
 from ._numerics import (
     chunks,
+    dd_exp_parts,
     exact_difference,
     gap_to_square,
     log1p_minus,
@@ -539,9 +540,10 @@ def _nb_input_slope(z, y, r, narrow=False):
     gap = None
     if near.any():
         zn = z[near]
-        gap = scaled_exp_minus_dd(r[near], zn, y[near])
+        parts = dd_exp_parts(zn)  # e^z once for both differences
+        gap = scaled_exp_minus_dd(r[near], zn, y[near], parts)
         # (r e^z - y) / (1 + e^z), both double-doubles: one long division step
-        den_hi, den_lo = scaled_exp_minus_dd(np.ones_like(zn), zn, -np.ones_like(zn))
+        den_hi, den_lo = scaled_exp_minus_dd(np.ones_like(zn), zn, -np.ones_like(zn), parts)
         q = gap[0] / den_hi
         p, p_err = two_prod(q, den_hi)
         g_z[near] = q + (((gap[0] - p) - p_err) + (gap[1] - q * den_lo)) / den_hi
@@ -573,13 +575,13 @@ def _nb_count_slope(z, y, r, sp, near, gap):
     rb = np.where(big, rn, _STIRLING_MIN)
     # r >= 10: log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the
     # two halves cancel where d/dr vanishes (|a| <= 1/2); 2 r g - y by Dekker's product
-    p, p_err = two_prod(2 * rb, hi)
-    numerator = (p - yn) + (p_err + 2 * rb * lo)
-    head = np.where(
-        np.abs(a) <= 0.5,
-        log1p_minus(a) + numerator / (2 * rb * (rb + yn)),
-        log_ratio - yn / (2 * rb * (rb + yn)),
-    )
+    head = log_ratio - yn / (2 * rb * (rb + yn))
+    close = np.flatnonzero(np.abs(a) <= 0.5)  # the careful form only where it is used
+    if close.size:
+        rc, yc = rb[close], yn[close]
+        p, p_err = two_prod(2 * rc, hi[close])
+        numerator = (p - yc) + (p_err + 2 * rc * lo[close])
+        head[close] = log1p_minus(a[close]) + numerator / (2 * rc * (rc + yc))
     series = head + (_digamma_correction(rb + yn) - _digamma_correction(rb))
     small = ~big
     if small.any():  # the positive terms only where they are used

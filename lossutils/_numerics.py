@@ -830,7 +830,7 @@ def _dd_expm1(r):
     return hi, lo
 
 
-def _dd_exp_parts(z):
+def dd_exp_parts(z):
     """``(k, m_hi, m_lo)`` with ``e^z = 2^k (1 + m)``, ``m`` a double-double, for float64 ``z``.
 
     Domain: ``|z| <= 745`` or so (``k`` an exponent). ``z = k ln 2 + r`` with ``r`` in
@@ -851,7 +851,7 @@ def scaled_exp_minus(a, z, b):
     """``a e^z - b`` for float64 ``a``, ``z``, ``b``, within about 1 ULP however much it cancels.
 
     Domain: ``|z| <= 700`` and ``a e^z`` finite. With ``e^z = 2^k (1 + m)``
-    (:func:`_dd_exp_parts`), ``a e^z - b = (A - b) + A m`` for ``A = a 2^k`` (exact): ``A - b``
+    (:func:`dd_exp_parts`), ``a e^z - b = (A - b) + A m`` for ``A = a 2^k`` (exact): ``A - b``
     by TwoSum, ``A m`` in double-double, summed in double-double and rounded once. The textbook
     ``a * exp(z) - b`` keeps only the absolute accuracy of ``a e^z`` (the canonical-link
     gradient ``e^eta - y`` of a Poisson at its optimum ``eta = log y``).
@@ -860,9 +860,13 @@ def scaled_exp_minus(a, z, b):
     return hi + lo
 
 
-def scaled_exp_minus_dd(a, z, b):
-    """:func:`scaled_exp_minus` as the double-double ``(hi, lo)`` (to about 2^-104 of ``a e^z``)."""
-    k, m_hi, m_lo = _dd_exp_parts(z)
+def scaled_exp_minus_dd(a, z, b, parts=None):
+    """:func:`scaled_exp_minus` as the double-double ``(hi, lo)`` (to about 2^-104 of ``a e^z``).
+
+    ``parts``: :func:`dd_exp_parts` of ``z`` if already computed (two differences of one
+    exponential).
+    """
+    k, m_hi, m_lo = dd_exp_parts(z) if parts is None else parts
     big = np.ldexp(a, k)
     p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
     s, s_err = two_sum(big, -b)
@@ -874,7 +878,7 @@ def logistic_slope_exact(x, y, cy):
 
     Near the optimum of a soft target (``y`` close to ``sigma(x)``) the two terms nearly
     cancel, and the rounding errors of ``sigma`` (a few ULP of the terms) would be most of
-    the difference. With ``E = e^{-|x|} = 2^k P`` (:func:`_dd_exp_parts`, ``P`` in
+    the difference. With ``E = e^{-|x|} = 2^k P`` (:func:`dd_exp_parts`, ``P`` in
     double-double): for ``x >= 0`` the difference is :math:`[(1 - y) - c_y E] / (1 + E)`,
     for ``x < 0`` it is :math:`[(1 - y) E - c_y] / (1 + E)`. ``1 - y`` is exact (TwoSum),
     the numerator is formed in double-double scaled by ``2^{-k}`` (nothing underflows) and
@@ -887,7 +891,7 @@ def logistic_slope_exact(x, y, cy):
     the elements whose terms cancel.
     """
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
-        k, m_hi, m_lo = _dd_exp_parts(-np.abs(x))
+        k, m_hi, m_lo = dd_exp_parts(-np.abs(x))
         p_hi, p_lo = _dd_add(1.0, 0.0, m_hi, m_lo)
         one_hi, one_lo = two_sum(1.0, -y)  # 1 - y, exactly
         a_hi, a_lo = _dd_mul(one_hi, one_lo, p_hi, p_lo)  # (1 - y) P, for x < 0
@@ -912,7 +916,7 @@ def log_minus_near(t, x):
     ``T - 1`` is exact whenever ``w`` is small (``T`` is then within a factor 2 of 1).
     Accuracy: about 1 ULP (that of ``log1p``).
     """
-    k, m_hi, m_lo = _dd_exp_parts(-x)
+    k, m_hi, m_lo = dd_exp_parts(-x)
     big = np.ldexp(t, k)
     p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
     w_hi, w_lo = _dd_add(big - 1, 0.0, p_hi, p_lo)
