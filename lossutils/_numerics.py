@@ -835,8 +835,20 @@ def dd_exp_parts(z):
 
     Domain: ``|z| <= 745`` or so (``k`` an exponent). ``z = k ln 2 + r`` with ``r`` in
     double-double (three-part ln 2), ``m = e^r - 1`` by :func:`_dd_expm1`: relative accuracy
-    about 2^-100 of ``e^z``.
+    about 2^-100 of ``e^z``. Long arrays go in cache-sized blocks (the same operations).
     """
+    z = np.asarray(z)
+    if z.ndim == 1 and z.size > CHUNK:
+        k = np.empty(z.shape, np.int64)
+        m_hi, m_lo = np.empty(z.shape), np.empty(z.shape)
+        for b in chunks(z.size):
+            k[b], m_hi[b], m_lo[b] = _dd_exp_parts_block(z[b])
+        return k, m_hi, m_lo
+    return _dd_exp_parts_block(z)
+
+
+def _dd_exp_parts_block(z):
+    """:func:`dd_exp_parts` of one block."""
     k = np.rint(z / _LN2_HI)
     a = z - k * _LN2_HI  # exact: k * _LN2_HI is, and a is within a factor 2 of z or 0
     r, r_err = two_sum(a, -(k * _LN2_MID))
