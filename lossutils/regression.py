@@ -147,9 +147,65 @@ def _near_optimum(ratio, low, high):
     return np.flatnonzero(near)
 
 
-def _residualtake_broadcast(lk: _Likelihood, where):
+def _residual_at(lk: _Likelihood, where):
     """``(input, target)`` at the flat indices ``where``, in float64."""
     return take_broadcast(lk.x, lk.r.shape, where), take_broadcast(lk.y, lk.r.shape, where)
+
+
+def _spread_slope(lk: _Likelihood, q, plain, exact, low, high):
+    """Per-element slope of a likelihood loss in its variance or scale ``s``.
+
+    ``plain(r, s, q) -> (slope, ratio)`` is the textbook formula in the working dtype
+    (``q`` its input slope's quotient), accurate unless ``low <= ratio <= high``, where its
+    two terms cancel; ``exact(s, x, y, dtype)`` is the slope from the inputs in float64
+    (exact residual), on those elements only. For float32 work (float32 and float16 data)
+    with a spread of the input's shape, every element is ``exact`` instead, in cache-sized
+    blocks (float64 is plain there, see the kernels), and only non-finite results fall
+    back to ``plain``.
+    """
+    r, s = lk.r, lk.spread
+    if r.dtype == np.float64 or np.shape(s) != r.shape:
+        out, ratio = plain(r, s, q)
+        near = _near_optimum(ratio, low, high)
+        if near.size:
+            out.reshape(-1)[near] = exact(
+                take_broadcast(s, r.shape, near), *_residual_at(lk, near), r.dtype
+            )
+        return out
+    out = np.empty(r.shape, r.dtype)
+    flat, xf, yf, sf = out.reshape(-1), lk.x.reshape(-1), lk.y.reshape(-1), s.reshape(-1)
+    for b in chunks(r.size):
+        wide = [a[b].astype(np.float64) for a in (sf, xf, yf)]
+        g = exact(*wide, r.dtype)
+        flat[b] = g
+        bad = np.flatnonzero(~np.isfinite(g))
+        if bad.size:  # infinite or zero spreads, infinite or NaN data: the formula's limits
+            bad += b.start
+            flat[bad] = plain(r.reshape(-1)[bad], sf[bad], q.reshape(-1)[bad])[0]
+    return out
+
+
+def _gaussian_var_slope(r, v, q):
+    """(1 - r^2/v) / (2 v) and r^2/v: a few ULP wherever r^2/v is outside [1/2, 4] (measured
+    against exact arithmetic; 0.5 (1/v - q^2) was 5 ULP off at r^2/v = 16)."""
+    t = np.multiply(r, q)
+    d_var = np.subtract(1, t, out=np.empty(t.shape, t.dtype))
+    d_var *= 0.5 / v
+    return d_var, t
+
+
+def _gaussian_var_exact(v, x, y, dtype):
+    """(v - r^2) / (2 v^2) from the exact r^2 (Dekker's product of the exact residual)."""
+    g = relative_gap_of_difference(v, x, y, dtype)
+    g *= 0.5
+    return g
+
+
+def _laplace_scale_slope(r, b, q):
+    """(1 - |r|/b) / b and |r|/b (``q``)."""
+    d_scale = np.subtract(1, q, out=np.empty(q.shape, q.dtype))
+    d_scale /= b
+    return d_scale, q
 
 
 def _gaussian(input, target, var, full, eps, reduction, *, value=True, grad=True):
@@ -165,19 +221,7 @@ def _gaussian(input, target, var, full, eps, reduction, *, value=True, grad=True
             loss = loss + 0.5 * _LOG_2PI
         loss = reduce_to(loss, reduction, lk.dtype)
     if grad:
-        # (1 - r^2/v) / (2 v): a few ULP wherever r^2/v is outside [1/2, 4] (measured
-        # against exact arithmetic; 0.5 (1/v - q^2) was 5 ULP off at r^2/v = 16)
-        t = np.multiply(r, q)
-        d_var = np.subtract(1, t, out=np.empty(r.shape, r.dtype))
-        d_var *= 0.5 / v
-        # inside, (v - r^2) / (2 v^2) from the exact r^2 (Dekker's product of the exact
-        # residual) on those elements only
-        near = _near_optimum(t, 0.5, 4)
-        del t
-        if near.size:
-            d_var.reshape(-1)[near] = 0.5 * relative_gap_of_difference(
-                take_broadcast(v, r.shape, near), *_residualtake_broadcast(lk, near), r.dtype
-            )
+        d_var = _spread_slope(lk, q, _gaussian_var_slope, _gaussian_var_exact, 0.5, 4)
         grads = (
             _reduced_grad(q, input, r.shape, reduction, lk.dtype),
             _reduced_grad(d_var, var, lk.spread_shape, reduction, lk.dtype),
@@ -198,14 +242,8 @@ def _laplace(input, target, scale, full, eps, reduction, *, value=True, grad=Tru
             loss = loss + _LOG_2
         loss = reduce_to(loss, reduction, lk.dtype)
     if grad:
-        d_scale = np.subtract(1, q, out=np.empty(r.shape, r.dtype))
-        d_scale /= b
         # (b - |r|) / b^2 where it cancels (|r| / b near 1), from the exact |r|
-        near = _near_optimum(q, 1 / 4, 4)
-        if near.size:
-            d_scale.reshape(-1)[near] = abs_gap_of_difference(
-                take_broadcast(b, r.shape, near), *_residualtake_broadcast(lk, near), r.dtype
-            )
+        d_scale = _spread_slope(lk, q, _laplace_scale_slope, abs_gap_of_difference, 1 / 4, 4)
         d_input = np.sign(r, out=q)
         d_input /= b
         grads = (
