@@ -150,12 +150,15 @@ def _softmax_rows(rows: np.ndarray):
 
     Every exponential is corrected for the rounding of ``x - m``
     (:func:`~lossutils._numerics.exp_rows`) and divided by its row sum while in the cache.
+    A float32 row is summed and divided in float64, rounded once: with float32's
+    exponential (up to 2.5 ULP) and its correction that keeps every entry within 3.5 ULP;
+    a float32 reciprocal would add up to one more rounding (4 ULP in the worst case).
     """
 
     def divide(_, e, s, __):
         e /= s[:, None]
 
-    m, _, e = nx.exp_row_blocks(rows, keep=True, finish=divide)
+    m, _, e = nx.exp_row_blocks(rows, keep=True, finish=divide, wide_sum=True)
     return e, m
 
 

@@ -245,7 +245,7 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
         if finish is not None:
             finish(rows, e_rows, s_rows, nll[rows])
 
-    m, s, e = nx.exp_row_blocks(x, keep=keep, finish=block)
+    m, s, e = nx.exp_row_blocks(x, keep=keep, finish=block, wide_sum=True)
     # with smoothing every class's -log p counts; otherwise only rows whose target is the max
     hard = np.flatnonzero(((s < 2) if eps > 0 else (s < 2) & (xy == m)) & np.isfinite(m))
     if hard.size:
@@ -556,6 +556,7 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
             return scale[rows] * np.expm1(-nll)
 
         def finish(rows, e, s, nll):
+            # float32: the product in float64, rounded once (as softmax's quotient)
             e *= (scale[rows] / s)[:, None]
             np.put_along_axis(e, y[rows, None], target_entry(rows, nll)[:, None], -1)
 
@@ -615,7 +616,7 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
     non-negative terms (a class with ``w_c q_c = 0`` is absent, also at ``x_c = -inf``).
     """
     x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
-    m, s, e = nx.exp_row_blocks(x, keep=grad)
+    m, s, e = nx.exp_row_blocks(x, keep=grad, wide_sum=True)
     with np.errstate(invalid="ignore"):
         total = np.sum(wq, axis=-1)
     loss = grad_out = None

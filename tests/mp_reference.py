@@ -69,11 +69,15 @@ def logsumexp(row):
     return mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
 
 
-def log_softmax(x):
-    """Reference log-softmax over the last axis (an object array of x's shape)."""
+def log_softmax(x, digits=DIGITS):
+    """Reference log-softmax over the last axis (an object array of x's shape).
+
+    ``digits`` may be lowered for wide rows: nothing cancels, so 30 digits are far more
+    than a float64 comparison needs, and 100000 exponentials at 400 digits take minutes.
+    """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty(x.shape, dtype=object)
-    with mpmath.workdps(DIGITS):
+    with mpmath.workdps(digits):
         for index in np.ndindex(x.shape[:-1]):
             row = [mp(v) for v in x[index]]
             lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
@@ -319,19 +323,19 @@ def multi_margin_loss(logits, labels, p, margin, weight):
     return rows(one)(logits, np.asarray(labels))
 
 
-def softmax(x):
+def softmax(x, digits=DIGITS):
     """Reference softmax over the last axis (an object array of x's shape)."""
-    logp = log_softmax(x)
-    with mpmath.workdps(DIGITS):
+    logp = log_softmax(x, digits)
+    with mpmath.workdps(digits):
         return np.vectorize(lambda v: +mpmath.exp(v), otypes=[object])(logp)
 
 
-def cross_entropy_grad_sum(logits, labels):
+def cross_entropy_grad_sum(logits, labels, digits=DIGITS):
     """d/dz of sum_i -log softmax(z_i)_{y_i}: softmax(z) - onehot(y)."""
-    out = softmax(logits)
+    out = softmax(logits, digits)
     for i, y in enumerate(np.asarray(labels).reshape(-1)):
         index = np.unravel_index(i, out.shape[:-1]) + (int(y),)
-        with mpmath.workdps(DIGITS):
+        with mpmath.workdps(digits):
             out[index] = out[index] - 1
     return out
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lossutils import activations as A
+from lossutils.testing import assert_ulp_close
 
 _MAGNITUDES = np.concatenate(
     [np.logspace(-300, -20, 8), np.logspace(-16, 4, 41), [36.7, 37.5, 40.0, 709.0, 745.0, 800.0]]
@@ -79,6 +80,24 @@ def test_softmax_sums_to_one_and_matches_reference():
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-14)
     reference = np.exp(mr.log_softmax(x).astype(float))
     np.testing.assert_allclose(p, reference, rtol=1e-12, atol=1e-300)
+
+
+def wide_float32_rows(n, c, seed=9):
+    """float32 rows of C classes: N(0, 2^2) logits, the first raised by up to 12."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c)) * 2).astype(np.float32)
+    x[:, 0] += rng.uniform(0, 12, n).astype(np.float32)
+    return x
+
+
+@pytest.mark.parametrize(("n", "c"), [(8, 1000), (2, 100000)])
+def test_softmax_float32_wide_rows_ulp(n, c):
+    # each probability is divided by a row sum of C terms: summed in float32 that sum
+    # carried up to about log2(C) ULP into every entry (7.2 ULP at C = 1000)
+    x = wide_float32_rows(n, c)
+    got = A.softmax(x)
+    assert got.dtype == np.float32
+    assert_ulp_close(got, mr.softmax(x, digits=30), 4.0, "softmax float32", np.float32)
 
 
 def test_worked_example():

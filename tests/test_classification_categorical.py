@@ -20,7 +20,12 @@ from hypothesis.extra import numpy as hnp
 
 import lossutils as L
 from lossutils import classification as C
-from lossutils.testing import assert_close_to_exact, assert_gradient_matches, assert_matches_sympy
+from lossutils.testing import (
+    assert_close_to_exact,
+    assert_gradient_matches,
+    assert_matches_sympy,
+    assert_ulp_close,
+)
 
 REDUCTIONS = ("mean", "sum", "none")
 SEED = 20240611
@@ -282,6 +287,20 @@ def test_mean_over_zero_total_weight_is_nan_and_so_is_its_gradient(dtype, eps):
         total = C.cross_entropy(x, y, weight=w, label_smoothing=eps, reduction="sum")
         ref = ref_cross_entropy_index(x, y, w, -100, "sum", eps)
         assert total == pytest.approx(ref, rel=1e-14)
+
+
+@pytest.mark.parametrize(("n", "c"), [(8, 1000), (2, 100000)])
+def test_cross_entropy_grad_float32_wide_rows_ulp(n, c):
+    # p - onehot(y) entry by entry: the row sum divides every entry (7.2 ULP at C = 1000
+    # when it was summed in float32)
+    gen = np.random.default_rng(9)
+    x = (gen.standard_normal((n, c)) * 2).astype(np.float32)
+    x[:, 0] += gen.uniform(0, 12, n).astype(np.float32)
+    y = np.concatenate([[0], gen.integers(0, c, n - 1)])
+    reference = mr.cross_entropy_grad_sum(x, y, digits=30)
+    got = C.cross_entropy_grad(x, y, reduction="sum")
+    assert got.dtype == np.float32
+    assert_ulp_close(got, reference, 4.0, "cross_entropy_grad float32", np.float32)
 
 
 def test_custom_ignore_index_and_empty_batch():
