@@ -158,13 +158,13 @@ def _spread_slope(lk: _Likelihood, q, plain, exact, low, high):
     ``plain(r, s, q) -> (slope, ratio)`` is the textbook formula in the working dtype
     (``q`` its input slope's quotient), accurate unless ``low <= ratio <= high``, where its
     two terms cancel; ``exact(s, x, y, dtype)`` is the slope from the inputs in float64
-    (exact residual), on those elements only. For float32 work (float32 and float16 data)
-    with a spread of the input's shape, every element is ``exact`` instead, in cache-sized
-    blocks (float64 is plain there, see the kernels), and only non-finite results fall
+    (exact residual), on those elements only. With a spread of the input's shape this runs
+    in cache-sized blocks, and for float32 work (float32 and float16 data) every element is
+    ``exact`` (float64 is plain there, see the kernels), only non-finite results falling
     back to ``plain``.
     """
     r, s = lk.r, lk.spread
-    if r.dtype == np.float64 or np.shape(s) != r.shape:
+    if np.shape(s) != r.shape:
         out, ratio = plain(r, s, q)
         near = _near_optimum(ratio, low, high)
         if near.size:
@@ -174,14 +174,21 @@ def _spread_slope(lk: _Likelihood, q, plain, exact, low, high):
         return out
     out = np.empty(r.shape, r.dtype)
     flat, xf, yf, sf = out.reshape(-1), lk.x.reshape(-1), lk.y.reshape(-1), s.reshape(-1)
+    rf, qf = r.reshape(-1), q.reshape(-1)
     for b in chunks(r.size):
-        wide = [a[b].astype(np.float64) for a in (sf, xf, yf)]
-        g = exact(*wide, r.dtype)
+        if r.dtype == np.float64:
+            o, ratio = plain(rf[b], sf[b], qf[b])
+            near = _near_optimum(ratio, low, high)
+            if near.size:
+                o[near] = exact(sf[b][near], xf[b][near], yf[b][near], r.dtype)
+            flat[b] = o
+            continue
+        g = exact(*(a[b].astype(np.float64) for a in (sf, xf, yf)), r.dtype)
         flat[b] = g
         bad = np.flatnonzero(~np.isfinite(g))
         if bad.size:  # infinite or zero spreads, infinite or NaN data: the formula's limits
             bad += b.start
-            flat[bad] = plain(r.reshape(-1)[bad], sf[bad], q.reshape(-1)[bad])[0]
+            flat[bad] = plain(rf[bad], sf[bad], qf[bad])[0]
     return out
 
 
