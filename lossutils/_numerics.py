@@ -1374,6 +1374,50 @@ def dd_unit_rows(zs, exponent, floor):
 
 
 @quiet
+def unit_rows_backward(rows, d_h, partner, floor, dtype):
+    """The gradient w.r.t. ``z`` of ``h = z / max(||z||, floor)`` (row by row), float64.
+
+    ``rows`` is ``(h, zs, scaled_norm, exponent, floored, infinite)`` of the normalised
+    rows (``z = zs 2**exponent``, ``scaled_norm = ||zs||``); the gradient w.r.t. ``h`` is
+    ``d_h + c k``, ``partner = (c, (k, k_zs, k_exponent), cos)`` giving for each row the
+    coefficient ``c``, the unit row ``k`` of its positive (as ``h``, ``zs`` and
+    ``exponent`` are to ``z``) and ``cos = h . k``. Above the floor the gradient is
+    ``(I - h h^T)(d_h + c k) / ||z||``; at the floor ``(d_h + c k) / floor``; 0 for an
+    infinite row (the limit).
+
+    The positive is usually nearly parallel to ``h``: with ``k = s h + w`` (``s`` the
+    sign of ``cos``), ``(I - h h^T) k = w + s |w|^2 / 2 h`` for unit rows, ``w`` from
+    double-double unit rows, instead of ``k - cos h``, into which the float64 cosine
+    carries its rounding while the difference is only the angle large. Done where
+    ``|cos| > 1/2`` for a float64 result, where ``1 - |cos| < 2**-40`` for float32 and
+    float16 ones (the float64 projection keeps their ULP above that). Other rows nearly
+    parallel to ``h`` (inside ``d_h``) keep the float64 projection.
+    """
+    h, zs, scaled_norm, exponent, floored, infinite = rows
+    c, (k, k_zs, k_exponent), cos = partner
+    given, d_h = d_h, d_h + c[:, None] * k
+    radial = np.einsum("ij,ij->i", h, d_h)[:, None]
+    safe = np.where(floored, 1, scaled_norm)[:, None]
+    above = (d_h - h * radial) / safe
+    near = (1 - np.abs(cos)) < (0.5 if dtype == np.float64 else 2.0**-40)
+    k_norm = np.ldexp(np.sqrt(np.einsum("ij,ij->i", k_zs, k_zs)), k_exponent)
+    near &= ~floored & ~infinite & (k_norm >= floor)  # both rows unit rows
+    pick = np.flatnonzero(near)
+    if pick.size:
+        h_hi, h_lo, _ = dd_unit_rows(zs[pick], exponent[pick], floor)
+        k_hi, k_lo, _ = dd_unit_rows(k_zs[pick], k_exponent[pick], floor)
+        sign = np.where(cos[pick] < 0, -1.0, 1.0)[:, None]
+        w = (k_hi - sign * h_hi) + (k_lo - sign * h_lo)  # the first difference exact
+        projected = w + (sign * 0.5 * np.einsum("ij,ij->i", w, w)[:, None]) * h[pick]
+        rest = given[pick]
+        rest = rest - h[pick] * np.einsum("ij,ij->i", h[pick], rest)[:, None]
+        above[pick] = (rest + c[pick, None] * projected) / safe[pick]
+    above = np.ldexp(above, -exponent[:, None])
+    d_z = np.where(floored[:, None], d_h / floor, above)
+    return np.where(infinite[:, None], 0.0, d_z)
+
+
+@quiet
 def dd_scale(hi, lo, c: float, reciprocal: bool = False):
     """``(hi + lo) * c`` (or ``/ c`` with ``reciprocal``) as a double-double, scalar ``c``.
 
@@ -1429,15 +1473,35 @@ def dd_matmul(a_hi, a_lo, b_hi, b_lo):
     return two_sum(*_dd_products(a_hi, a_lo, b_hi, b_lo))
 
 
+def cross_entropy_rows_grad(rest, total, top, positive):
+    """The gradient of per-row cross-entropies w.r.t. their logits: softmax minus one-hot.
+
+    From ``rest = exp(s - s_top)`` (0 at the top and at masked entries) and its row sums
+    ``total``; ``p_pos - 1`` is formed as minus the other terms' share (without the
+    difference ``1 - p_pos``, which cancels for a confident positive). Overwrites
+    ``rest`` with the result.
+    """
+    rows = np.arange(len(rest))
+    denominator = 1 + total
+    not_top = (top != positive).astype(np.float64)
+    others = total - rest[rows, positive]
+    g = np.divide(rest, denominator[:, None], out=rest)
+    g[rows, top] = 1 / denominator
+    g[rows, positive] = -(not_top + others) / denominator
+    return g
+
+
 @quiet
-def dd_cross_entropy_rows(hi, lo, positive):
+def dd_cross_entropy_rows(hi, lo, positive, with_grad=False):
     """Per row ``-s[i, positive[i]] + logsumexp(s[i])`` of double-double logits ``hi + lo``.
 
     Domain: 2-D finite logits, or ``-inf`` where an entry is masked (its ``lo`` 0), and
     one finite entry per row at least. As ``(s_top - s_pos) + log1p(sum of the rest)``:
     no cancellation where the positive dominates (a small loss), the rounding of each
     ``s - s_top`` and the low parts applied to first order, ``e^(d + c) ~ e^d (1 + c)``.
-    Accuracy: a few ULP of float64 where the logits carry ``2**-60`` of themselves.
+    Accuracy: a few ULP of float64 where the logits carry ``2**-60`` of themselves. With
+    ``with_grad``, ``(loss, gradient w.r.t. the logits)`` (:func:`cross_entropy_rows_grad`),
+    each entry within a few ULP of itself.
     """
     rows = np.arange(len(hi))
     top = np.argmax(hi, axis=-1) if len(hi) else rows
@@ -1452,7 +1516,11 @@ def dd_cross_entropy_rows(hi, lo, positive):
         correction *= rest
         rest += correction
     rest[rows, top] = 0
-    return gap + np.log1p(np.sum(rest, axis=-1))
+    total = np.sum(rest, axis=-1)
+    loss = gap + np.log1p(total)
+    if not with_grad:
+        return loss
+    return loss, cross_entropy_rows_grad(rest, total, top, positive)
 
 
 # --- log-sum-exp of double-doubles ----------------------------------------------------------------
@@ -1522,7 +1590,9 @@ _DD_BLOCK_ELEMENTS = 1 << 17
 
 
 @quiet
-def dd_product_cross_entropy(a_hi, a_lo, b_hi, b_lo, positive, mask_diagonal=False):
+def dd_product_cross_entropy(
+    a_hi, a_lo, b_hi, b_lo, positive, mask_diagonal=False, with_grad=False
+):
     """Per row ``-s[i, positive[i]] + logsumexp(s[i])`` of ``s = a @ b.T`` in double-double.
 
     ``a`` and ``b`` are 2-D double-double rows (``hi + lo``); with ``mask_diagonal`` the
@@ -1530,9 +1600,11 @@ def dd_product_cross_entropy(a_hi, a_lo, b_hi, b_lo, positive, mask_diagonal=Fal
     heads' part exact, the rest one product of stacked pieces) and the loss as
     :func:`dd_cross_entropy_rows`, in blocks of rows: the two products are formed whole
     (BLAS is much slower on blocks), every other temporary has about ``2**17`` entries.
+    With ``with_grad``, ``(losses, their gradients w.r.t. s)``, an ``(N, M)`` array.
     """
     exact, small = _dd_products(a_hi, a_lo, b_hi, b_lo)  # whole: BLAS is slower on blocks
     out = np.empty(len(a_hi))
+    grad = np.empty((len(a_hi), len(b_hi))) if with_grad else None
     step = max(1, _DD_BLOCK_ELEMENTS // max(1, len(b_hi)))
     for start in range(0, len(a_hi), step):
         block = slice(start, start + step)
@@ -1541,5 +1613,8 @@ def dd_product_cross_entropy(a_hi, a_lo, b_hi, b_lo, positive, mask_diagonal=Fal
             rows = np.arange(len(hi))
             hi[rows, start + rows] = -np.inf
             lo[rows, start + rows] = 0
-        out[block] = dd_cross_entropy_rows(hi, lo, positive[block])
-    return out
+        if with_grad:
+            out[block], grad[block] = dd_cross_entropy_rows(hi, lo, positive[block], True)
+        else:
+            out[block] = dd_cross_entropy_rows(hi, lo, positive[block])
+    return (out, grad) if with_grad else out

@@ -1,4 +1,4 @@
-"""Contrastive losses over a batch of N matched pairs (image-text, query-key).
+r"""Contrastive losses over a batch of N matched pairs (image-text, query-key).
 
 Row :math:`i` of the first and of the second array are the two halves of pair
 :math:`i`; every other row of the other array is a negative. Both arrays have shape
@@ -11,8 +11,17 @@ Accuracy: every result is within a few ULP of the exact value of the given input
 tests bound float16 and float32 by 2 ULP, float64 by 4), also at a temperature of 0.02
 or a SigLIP scale of 1000, which magnify the rounding of the cosines by 50 or 1000: a
 float64 loss gets double-double cosines (rows normalised in double-double, the matrix
-product's leading part exact by Ozaki's splitting). The gradients come from the float64
-cosines: each entry within a few ULP of its row's largest entry.
+product's leading part exact by Ozaki's splitting). The gradients: each entry within
+a few ULP of its row's largest entry (float16 and float32: 2; float64: 5 in the tests,
+4.5 the largest seen), also at a temperature of 0.07 and for nearly parallel pairs. A
+float64 gradient takes its softmax (sigmoid) from the same double-double logits, and
+each matched pair's part of the normalisation's gradient, :math:`k - (h^\top k) h` for
+:math:`k` nearly :math:`\pm h`, from double-double unit rows as
+:math:`w \pm \lVert w\rVert^2 h / 2` (:math:`w = k \mp h`): the float64 cosine would
+carry its rounding into that difference, only the angle large (52,609 ULP at an angle
+of 1e-6). Where an entry's terms cancel otherwise (another row nearly parallel, or
+products of the softmax with the rows of both signs), the error is a few ULP of the
+largest term.
 """
 
 from __future__ import annotations
@@ -77,18 +86,16 @@ def _unit(z: np.ndarray) -> _Unit:
     return _Unit(h, zs, scaled_norm, e, floored, infinite)
 
 
-@nx.quiet
-def _unit_backward(u: _Unit, d_h: np.ndarray) -> np.ndarray:
+def _unit_backward(u: _Unit, d_h: np.ndarray, partner, dtype) -> np.ndarray:
     """The gradient w.r.t. z from the gradient w.r.t. h = z / max(||z||, 1e-12).
 
     Above the floor, :math:`(I - h h^\\top) / \\lVert z\\rVert` (the radial part is
     removed); at the floor :math:`I / 10^{-12}`; 0 for an infinite row (the limit).
+    ``d_h`` lacks each row's positive term, ``partner`` gives it
+    (:func:`~lossutils._numerics.unit_rows_backward`).
     """
-    radial = np.sum(u.h * d_h, axis=-1, keepdims=True)
-    safe = np.where(u.floored, 1, u.scaled_norm)[:, None]
-    above = np.ldexp((d_h - u.h * radial) / safe, -u.exponent[:, None])
-    d_z = np.where(u.floored[:, None], d_h / NORMALIZE_EPS, above)
-    return np.where(u.infinite[:, None], 0.0, d_z)
+    rows = (u.h, u.zs, u.scaled_norm, u.exponent, u.floored, u.infinite)
+    return nx.unit_rows_backward(rows, d_h, partner, NORMALIZE_EPS, dtype)
 
 
 @dataclass(frozen=True)
@@ -134,14 +141,7 @@ def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool):
     loss = (m - logits[rows, rows]) + np.log1p(total)
     if not with_grad:
         return loss, None
-    denominator = (1 + total)[:, None]
-    g = rest / denominator
-    g[rows, top] = 1 / denominator[:, 0]
-    others = rest.copy()
-    others[rows, rows] = 0
-    not_top = (top != rows).astype(np.float64)
-    g[rows, rows] = -(not_top + np.sum(others, axis=-1)) / denominator[:, 0]
-    return loss, g
+    return loss, nx.cross_entropy_rows_grad(rest, total, top, rows)
 
 
 def _scale(reduction: str, n: int) -> float:
@@ -157,8 +157,13 @@ def _finish(loss: np.ndarray, p: _Pairs):
 
 def _grads(p: _Pairs, d_cosine: np.ndarray):
     """Gradients w.r.t. both raw arrays from the gradient w.r.t. the cosine matrix."""
-    d_a = _unit_backward(p.a, d_cosine @ p.b.h)
-    d_b = _unit_backward(p.b, d_cosine.T @ p.a.h)
+    # the matched pairs apart: nearly parallel, their projections need care
+    positive = d_cosine.diagonal().copy()
+    np.fill_diagonal(d_cosine, 0)
+    cos = p.cosine.diagonal()
+    a, b = ((u.h, u.zs, u.exponent) for u in (p.a, p.b))
+    d_a = _unit_backward(p.a, d_cosine @ p.b.h, (positive, b, cos), p.dtype)
+    d_b = _unit_backward(p.b, d_cosine.T @ p.a.h, (positive, a, cos), p.dtype)
     return nx.to_dtype(d_a, p.dtype), nx.to_dtype(d_b, p.dtype)
 
 
@@ -175,11 +180,27 @@ def _dd_units(u: _Unit):
     return hi, lo
 
 
-def _dd_cross_entropy(a: _Unit, b: _Unit, temperature: float):
-    """Per row of ``a``: InfoNCE of the double-double logits ``a b^T / temperature``."""
+def _dd_cross_entropy(a: _Unit, b: _Unit, temperature: float, with_grad: bool):
+    """Per row of ``a``: InfoNCE of the double-double logits ``a b^T / temperature``, and
+    its gradient w.r.t. the logits (or None)."""
     a_hi, a_lo = _dd_units(a)
     scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
-    return nx.dd_product_cross_entropy(*scaled, *_dd_units(b), np.arange(len(a_hi)))
+    rows = np.arange(len(a_hi))
+    if not with_grad:
+        return nx.dd_product_cross_entropy(*scaled, *_dd_units(b), rows), None
+    return nx.dd_product_cross_entropy(*scaled, *_dd_units(b), rows, with_grad=True)
+
+
+def _cross_entropy(p: _Pairs, transposed: bool, temperature: float, with_grad: bool):
+    """Per row of the logits (of their transpose): InfoNCE and its gradient (or None).
+
+    A float64 result takes double-double logits: the temperature magnifies the float64
+    cosines' rounding into dozens of ULP of the loss, and of the softmax in the gradient.
+    """
+    a, b, cosine = (p.b, p.a, p.cosine.T) if transposed else (p.a, p.b, p.cosine)
+    if p.dtype == np.float64:
+        return _dd_cross_entropy(a, b, temperature, with_grad)
+    return _diagonal_cross_entropy(cosine / temperature, with_grad)
 
 
 def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
@@ -301,9 +322,7 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of InfoNCE, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"query": query, "key": key}, reduction)
-    loss, g = _diagonal_cross_entropy(p.cosine / temperature, with_grad=grad)
-    if value and p.dtype == np.float64:  # the temperature magnifies the cosines' rounding
-        loss = _dd_cross_entropy(p.a, p.b, temperature)
+    loss, g = _cross_entropy(p, False, temperature, grad)
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
@@ -424,16 +443,12 @@ def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad
     """``(loss or None, gradients or None)`` of the CLIP loss, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
-    logits = p.cosine / temperature
-    rows, g_rows = _diagonal_cross_entropy(logits, with_grad=grad)
-    columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad=grad)
-    if value and p.dtype == np.float64:  # the temperature magnifies the cosines' rounding
-        rows = _dd_cross_entropy(p.a, p.b, temperature)
-        columns = _dd_cross_entropy(p.b, p.a, temperature)
+    rows, g_rows = _cross_entropy(p, False, temperature, grad)
+    columns, g_columns = _cross_entropy(p, True, temperature, grad)
     loss = _finish((rows + columns) / 2, p) if value else None
     if not grad:
         return loss, None
-    scale = _scale(p.reduction, len(logits)) / (2 * temperature)
+    scale = _scale(p.reduction, len(p.cosine)) / (2 * temperature)
     return loss, _grads(p, (g_rows + g_columns.T) * scale)
 
 
@@ -565,9 +580,11 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 
 
 @nx.quiet
-def _siglip_exact_terms(p: _Pairs, scale: float, bias: float):
-    """``softplus(-l z)`` of double-double logits ``z = t cos + b``, to first order in
-    their low parts: ``softplus(-(x + e)) ~ softplus(-x) - sigma(-x) e``."""
+def _siglip_exact_logits(p: _Pairs, scale: float, bias: float):
+    """The signed logits ``l z`` (``z = t cos + b``) as double-doubles ``(hi, lo)``: the
+    scale magnifies the float64 cosines' rounding into many ULP of the loss and of its
+    gradient. To first order in the low parts, ``softplus(-(x + e)) ~ softplus(-x) -
+    sigma(-x) e`` and ``sigma(-(x + e)) ~ sigma(-x) (1 - sigma(x) e)``."""
     a_hi, a_lo = _dd_units(p.a)
     hi, lo = nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, scale), *_dd_units(p.b))
     hi, err = nx.two_sum(hi, bias)
@@ -576,7 +593,7 @@ def _siglip_exact_terms(p: _Pairs, scale: float, bias: float):
     hi, lo = -hi, -lo  # l z: -z off the diagonal, +z on it
     hi[diagonal, diagonal] *= -1
     lo[diagonal, diagonal] *= -1
-    return nx.softplus(-hi) - nx.sigmoid(-hi) * lo
+    return hi, lo
 
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
@@ -584,16 +601,21 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
     p, signed, scale, bias = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
     n = len(signed)
     loss = d_z = None
+    lo = 0.0
+    if p.dtype == np.float64:
+        signed, lo = _siglip_exact_logits(p, scale, bias)
     with np.errstate(all="ignore"):
         if value:
             terms = nx.softplus(-signed)
-            if p.dtype == np.float64:  # the scale magnifies the cosines' rounding
-                terms = _siglip_exact_terms(p, scale, bias)
+            if p.dtype == np.float64:
+                terms -= nx.sigmoid(-signed) * lo
             # a compensated row sum: N rounded additions would cost up to N/2 ULP
             loss = _finish(nx.accurate_sum(terms, axis=-1), p)
         if grad:
             # d softplus(-s) / dz = -l sigma(-s) for s = l z: -sigma(-s) on the diagonal
             d_z = nx.sigmoid(-signed)
+            if p.dtype == np.float64:
+                d_z -= d_z * nx.sigmoid(signed) * lo
             d_z[np.arange(n), np.arange(n)] *= -1
     if not grad:
         return loss, None
