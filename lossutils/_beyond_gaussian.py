@@ -1176,9 +1176,7 @@ def _quantile_args(input, target, quantile, reduction):
         raise ValueError(
             f"quantile must lie in the open interval (0, 1); got {describe(float(q[~ok].flat[0]))}"
         )
-    with np.errstate(over="ignore", invalid="ignore"):
-        r, r_err = exact_difference(y, x)
-    return out, x, r, r_err, q
+    return out, x, y, q
 
 
 def _pinball(r, r_err, q):
@@ -1187,10 +1185,14 @@ def _pinball(r, r_err, q):
     ``r`` is scaled by a power of 2 into [1/2, 1) (exact, and Dekker's product stays in its
     domain); ``q r = p + p_err`` exactly, and ``(q - 1) r = q r - r`` by TwoSum, so neither
     ``q - 1`` (inexact for q < 1/2) nor ``y - x`` is rounded before the one final rounding.
-    Infinite and NaN residuals take the plain formula.
+    Infinite and NaN residuals take the plain formula, and so does every element when
+    ``r_err`` is None (a result rounded to float32 or float16: ``r = fl64(y - x)`` and the
+    float64 products are then within a few 2^-53 of the exact value).
     """
     q = np.broadcast_to(q, r.shape)
     plain = np.maximum(q * r, (q - 1) * r)
+    if r_err is None:
+        return plain
     _, e = np.frexp(r)
     rs, es = np.ldexp(r, -e), np.ldexp(r_err, -e)
     p, p_err = two_prod(q, rs)
@@ -1292,17 +1294,26 @@ def quantile_loss_grad(input, target, quantile, reduction="mean"):
 
 def _quantile(input, target, quantile, reduction, *, value=True, grad=True):
     """``(loss or None, d_input or None)`` of :func:`quantile_loss`, one pass."""
-    out, x, r, r_err, q = _quantile_args(input, target, quantile, reduction)
+    out, x, y, q = _quantile_args(input, target, quantile, reduction)
     loss = g = None
-    if value:
-        with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
+        if value:
+            if out.itemsize < 8:  # float32 and float16 data: y - x is exact in float64
+                r, r_err = y - x, None
+            else:
+                r, r_err = exact_difference(y, x)
             loss = reduce_to(_pinball(r, r_err, q), reduction, out)
+        else:
+            r = y - x  # its sign is that of the exact difference
     if grad:
         shape = x.shape
         r = np.broadcast_to(r, shape)
-        q = np.broadcast_to(q, shape)
-        g = np.where(r > 0, -q, np.where(r < 0, 1 - q, 0.5 - q))
-        g = np.where(np.isnan(r), np.nan, g)
+        g = np.asarray(np.where(r > 0, -q, 1 - q))
+        # r = 0 (the mean of the two one-sided slopes) and NaN, rare: on those elements only
+        special = np.flatnonzero(~(np.abs(r) > 0))
+        if special.size:
+            qs = take_broadcast(q, shape, special)
+            g.reshape(-1)[special] = np.where(r.reshape(-1)[special] == 0, 0.5 - qs, np.nan)
         g = _finish_grad(g, input, shape, reduction, out)
     return loss, g
 
