@@ -38,6 +38,7 @@ from ._checks import (
     sum_to_shape,
 )
 from ._numerics import (
+    CHUNK,
     chunks,
     dd_exp_parts,
     exact_difference,
@@ -1189,6 +1190,12 @@ def _pinball(r, r_err, q):
     ``r_err`` is None (a result rounded to float32 or float16: ``r = fl64(y - x)`` and the
     float64 products are then within a few 2^-53 of the exact value).
     """
+    if r_err is not None and r.size > CHUNK and np.ndim(q) == 0:
+        out = np.empty(r.shape)  # cache-sized blocks: the same operations on each
+        flat, rf, ef = out.reshape(-1), r.reshape(-1), r_err.reshape(-1)
+        for b in chunks(r.size):
+            flat[b] = _pinball(rf[b], ef[b], q)
+        return out
     q = np.broadcast_to(q, r.shape)
     plain = np.maximum(q * r, (q - 1) * r)
     if r_err is None:
