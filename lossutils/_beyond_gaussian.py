@@ -198,12 +198,19 @@ def _poisson_slope(x, y, rate, eps, narrow):
             sn, sn_err = two_sum(xs, eps)
             g[near] = ((sn - ys) + sn_err) / sn
         return g
-    g = np.subtract(rate, y, out=np.empty(np.broadcast_shapes(rate.shape, y.shape)))
+    g = np.empty(np.broadcast_shapes(rate.shape, y.shape))
     # e^x - y is exact for the computed e^x where y is within a factor 2 of it (Sterbenz),
     # so its error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
-    # |e^x - y| >= e^x / 4; only the elements below that are redone
-    near = np.abs(g)
-    near = np.flatnonzero(np.less(near, rate * (2.0**-20 if narrow else 0.25), out=near))
+    # |e^x - y| >= e^x / 4; only the elements below that are redone. Block by block, while
+    # each block is in the cache
+    c = 2.0**-20 if narrow else 0.25
+    gf, rf, yf, near = g.reshape(-1), rate.reshape(-1), y.reshape(-1), []
+    for b in chunks(g.size):
+        gb = np.subtract(rf[b], yf[b], out=gf[b])
+        close = np.flatnonzero(np.abs(gb) < rf[b] * c)
+        if close.size:
+            near.append(close + b.start)
+    near = np.concatenate(near) if near else np.zeros(0, dtype=np.intp)
     if near.size:
         xs = x.reshape(-1)[near]
         near, xs = near[np.abs(xs) <= 700], xs[np.abs(xs) <= 700]
