@@ -150,9 +150,10 @@ def _softmax_rows(rows: np.ndarray):
 
     Every exponential is corrected for the rounding of ``x - m``
     (:func:`~lossutils._numerics.exp_rows`) and divided by its row sum while in the cache.
-    A float32 row is summed and divided in float64, rounded once: with float32's
-    exponential (up to 2.5 ULP) and its correction that keeps every entry within 3.5 ULP;
-    a float32 reciprocal would add up to one more rounding (4 ULP in the worst case).
+    A float32 row is summed and divided in float64, rounded once: what remains is the
+    error of float32's exponential (up to 2.5 ULP of it) and of its correction, 3.3 ULP at
+    most measured over rows of 200 to 100000 classes (multiplied by a float32 reciprocal
+    instead, one more rounding, 3.8 ULP: too close to the bound of 4).
     """
 
     def divide(_, e, s, __):
