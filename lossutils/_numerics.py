@@ -636,7 +636,13 @@ def shift_error(x: np.ndarray, m: np.ndarray, d: np.ndarray, out: np.ndarray) ->
 
 
 def exp_rows(
-    x: np.ndarray, e: np.ndarray, correct=True, d_out=None, drop_top=False, wide_sum=False
+    x: np.ndarray,
+    e: np.ndarray,
+    correct=True,
+    d_out=None,
+    drop_top=False,
+    wide_sum=False,
+    v_out=None,
 ):
     """Row maxima ``m`` and row sums ``s`` of ``e = exp(x - m)`` for a 2-D block ``x``.
 
@@ -646,17 +652,22 @@ def exp_rows(
     exactly (:func:`shift_error`). ``|w| <= ulp(d) / 2``, so an uncorrected entry carries
     a relative error of up to ``|d| / 2`` ULP (``d = -100``: 50 ULP; ``-700``: 350);
     corrected it is within about 1 ULP of ``exp``, the neglected term ``w^2 / 2`` being far
-    below an ULP. The sum ``s`` of positive terms is within a few ULP. Rows whose maximum
-    is infinite are shifted by 0: an all ``-inf`` row gives ``e = 0`` and ``s = 0``; a row
-    holding ``+inf`` is for the caller to replace by its limit
+    below an ULP. A probability needs that; a log-normalizer ``log(s)`` does not: an
+    entry's error is weighted by its share of ``s``, and ``sum_k e^{d_k} |d_k| / s`` stays
+    below ``log(C)`` (``log(s)`` of a sum off by k ULP is off by k ULP of 1 only). Rows
+    whose maximum is infinite are shifted by 0: an all ``-inf`` row gives ``e = 0`` and
+    ``s = 0``; a row holding ``+inf`` is for the caller to replace by its limit
     (:func:`limit_rows`). With ``drop_top`` the first maximal entry of each row is left out
     of ``e`` (set to 0) and of ``s``: then ``log1p(s)`` is ``logsumexp(x) - m``, and a small
     ``s`` keeps its digits. With ``wide_sum`` a float32 block's ``s`` is summed in float64
     and returned in float64, for a caller that divides by it: a float32 row sum of C
     terms carries a relative error of several ULP, which the division passes on to every
     probability (7.2 ULP measured at C = 1000, with the exponential's own error); in
-    float64 it is far below one float32 ULP. (A logarithm of ``s`` needs no
-    such care: ``log(s)`` of a sum off by k ULP is off by k ULP of 1 only.)
+    float64 it is far below one float32 ULP.
+
+    ``v_out``, if given, receives the row sums of the uncorrected exponentials in ``x``'s
+    dtype, taken before they are corrected: bit for bit the ``s`` of ``correct=False``
+    without ``wide_sum``, for a value computed together with a gradient.
     """
     if drop_top:
         top = np.argmax(x, axis=-1)[:, None]
@@ -668,11 +679,15 @@ def exp_rows(
         d = np.subtract(x, shift[:, None], out=e if d_out is None else d_out)
         w = shift_error(x, shift, d, np.empty_like(x)) if correct else None
         np.exp(d, out=e)
-        if correct:
-            w *= e
-            e += w
         if drop_top:
             np.put_along_axis(e, top, 0, axis=-1)
+        if v_out is not None:
+            np.sum(e, axis=-1, out=v_out)
+            if not (correct or wide_sum):
+                return m, v_out  # (the sum is the same)
+        if correct:  # (a dropped entry stays 0)
+            w *= e
+            e += w
         return m, np.sum(e, axis=-1, dtype=_row_sum_dtype(e.dtype, wide_sum))
 
 
@@ -682,17 +697,24 @@ def _row_sum_dtype(dtype, wide_sum: bool) -> np.dtype:
 
 
 def exp_row_blocks(
-    x: np.ndarray, keep: bool, correct=True, finish=None, d_out=None, drop_top=False, wide_sum=False
+    x: np.ndarray,
+    keep: bool,
+    correct=True,
+    finish=None,
+    d_out=None,
+    drop_top=False,
+    wide_sum=False,
+    v_out=None,
 ):
     """:func:`exp_rows` over every row of a 2-D ``x``, block by block (``_blocks``).
 
     Returns ``(m, s, e)`` (``s`` in float64 with ``wide_sum``, as :func:`exp_rows` sums
-    it then); ``e`` is None unless ``keep`` (else each block's exponentials
-    live in a block-sized scratch array). ``finish(rows, e_rows, s_rows, m_rows)``, if
-    given, is called on each block while it is in the cache (e.g. to scale ``e`` into a
-    gradient);
-    ``d_out``, an array of ``x``'s shape, receives ``fl(x - m)``; ``drop_top`` and
-    ``wide_sum`` are passed on.
+    it then); ``e`` is None unless ``keep`` (else each block's exponentials live in a
+    block-sized scratch array). ``finish(rows, e_rows, s_rows, m_rows)``, if given, is
+    called on each block while it is in the cache (e.g. to scale ``e`` into a gradient);
+    ``d_out``, an array of ``x``'s shape, receives ``fl(x - m)``; ``v_out``, of length
+    ``len(x)``, the sums of the uncorrected exponentials (filled before ``finish`` sees a
+    block); ``drop_top`` and ``wide_sum`` are passed on.
     """
     n = x.shape[0]
     m = np.empty(n, x.dtype)
@@ -702,7 +724,8 @@ def exp_row_blocks(
     def block(rows: slice) -> None:
         e_rows = e[rows] if keep else np.empty_like(x[rows])
         d_rows = None if d_out is None else d_out[rows]
-        m[rows], s[rows] = exp_rows(x[rows], e_rows, correct, d_rows, drop_top, wide_sum)
+        v_rows = None if v_out is None else v_out[rows]
+        m[rows], s[rows] = exp_rows(x[rows], e_rows, correct, d_rows, drop_top, wide_sum, v_rows)
         if finish is not None:
             finish(rows, e_rows, s[rows], m[rows])
 

@@ -217,7 +217,7 @@ class _Normalized:
 
     m: np.ndarray  # (N,) row maxima
     e: np.ndarray | None  # (N, C) exp(x - m), corrected (then as ``finish`` left it), if kept
-    s: np.ndarray  # (N,) row sums of e
+    s: np.ndarray  # (N,) row sums of e if kept (in float64 for float32), else of the plain e
     r: np.ndarray  # (N,) logsumexp(x) - m, accurate also where it is tiny
     nll: np.ndarray  # (N,) -log p_y = (m - x_y) + r, two non-negative terms
     gap: np.ndarray | None  # (N,) sum_c w_c (m - x_c), with label smoothing only
@@ -227,27 +227,31 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
     """The softmax pieces of index-target rows, and the rows where ``r`` was recomputed.
 
     One blocked pass over the rows (:func:`~lossutils._numerics.exp_row_blocks`) gives the
-    maxima, the corrected exponentials (kept, if asked for) and their sums, and, while each
-    block is in the cache, ``x_y``, ``r = log(s)`` and ``-log p_y``; then
-    ``finish(rows, e_rows, s_rows, nll_rows)``, if given. ``r = log(s)`` is accurate
-    wherever it is not small (``s >= 2``); where the maximum dominates the row and ``r``
-    counts (the target is the maximum, or every class counts under label smoothing) it is
-    recomputed afterwards as :func:`~lossutils._numerics.log1p_rest`, and ``-log p_y`` with
-    it in float64: those rows (returned second) saw the first ``-log p_y`` in ``finish``.
+    maxima, the plain exponentials and their sums ``v``, and, while each block is in the
+    cache, ``x_y``, ``r = log(v)`` and ``-log p_y``; with ``keep`` the exponentials are then
+    corrected (a gradient's probabilities need them within an ULP; ``log(v)`` does not) and
+    summed in float64 into ``s``, and kept; then ``finish(rows, e_rows, s_rows, nll_rows)``,
+    if given. ``r = log(v)`` is accurate wherever it is not small (``v >= 2``); where the
+    maximum dominates the row and ``r`` counts (the target is the maximum, or every class
+    counts under label smoothing) it is recomputed afterwards as
+    :func:`~lossutils._numerics.log1p_rest`, and ``-log p_y`` with it in float64: those
+    rows (returned second) saw the first ``-log p_y`` in ``finish``.
     """
     x, w, y = args.x, args.weight, args.y
-    xy, r, nll = (np.empty(len(x), x.dtype) for _ in range(3))
+    xy, r, nll, v = (np.empty(len(x), x.dtype) for _ in range(4))
 
     def block(rows, e_rows, s_rows, m_rows):
         xy[rows] = np.take_along_axis(x[rows], y[rows, None], axis=-1)[:, 0]
-        r[rows] = np.log(s_rows)
+        r[rows] = np.log(v[rows])
         nll[rows] = (m_rows - xy[rows]) + r[rows]
         if finish is not None:
             finish(rows, e_rows, s_rows, nll[rows])
 
-    m, s, e = nx.exp_row_blocks(x, keep=keep, finish=block, wide_sum=True)
+    # the value needs plain exponentials and their sum in x's dtype; a kept (gradient) e is
+    # then corrected and summed on its own
+    m, s, e = nx.exp_row_blocks(x, keep, correct=keep, finish=block, wide_sum=keep, v_out=v)
     # with smoothing every class's -log p counts; otherwise only rows whose target is the max
-    hard = np.flatnonzero(((s < 2) if eps > 0 else (s < 2) & (xy == m)) & np.isfinite(m))
+    hard = np.flatnonzero(((v < 2) if eps > 0 else (v < 2) & (xy == m)) & np.isfinite(m))
     if hard.size:
         wide = nx.log1p_rest(x, m, hard)
         r[hard] = wide  # (0 <= r <= log 2)
@@ -616,14 +620,15 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
     non-negative terms (a class with ``w_c q_c = 0`` is absent, also at ``x_c = -inf``).
     """
     x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
-    m, s, e = nx.exp_row_blocks(x, keep=grad, wide_sum=True)
+    v = np.empty(len(x), x.dtype)  # the value's sums, of the plain exponentials
+    m, s, e = nx.exp_row_blocks(x, keep=grad, correct=grad, wide_sum=grad, v_out=v)
     with np.errstate(invalid="ignore"):
         total = np.sum(wq, axis=-1)
     loss = grad_out = None
     if value:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            r = np.log(s)
-            hard = np.flatnonzero((s < 2) & np.isfinite(m))
+            r = np.log(v)
+            hard = np.flatnonzero((v < 2) & np.isfinite(m))
             if hard.size:  # dominated rows: every digit of a small r counts (0 <= r <= log 2)
                 r[hard] = nx.log1p_rest(x, m, hard)
             gap = -np.sum(nx.times(wq, x - m[:, None]), axis=-1)
