@@ -1079,7 +1079,7 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     nearly parallel views: a float64 gradient takes its softmax from the double-double
     logits of the loss, and each view's positive's part of the normalisation's gradient
     from double-double unit rows
-    (:func:`~lossutils._numerics.unit_rows_backward`). Where an entry's terms of both
+    (``unit_rows_backward`` in the private ``_numerics``). Where an entry's terms of both
     signs cancel otherwise, the error is a few ULP of the largest term.
 
     Examples
