@@ -1033,24 +1033,38 @@ def _log_minus_table(t, x):
     return (s - x) + low
 
 
-def _log_minus_reduced(t, x):
-    """``log(t) - x`` for float64 ``t``, ``x``, from ``t = 2^k m``, ``m`` in [1/2, 1).
+_SQRT_2 = math.sqrt(2.0)
 
-    ``k ln 2`` (three parts) plus ``log m`` (``|log m| < 0.7``, so its rounding is at most
-    2^-54) minus ``x``, the leading parts summed exactly: within 2^-54 plus an ULP, so
-    within 1.5 ULP wherever ``|log t - x| >= 1/2``, however large ``log t`` is (the plain
+
+def _log_minus_reduced(t, x, out):
+    """``log(t) - x`` into ``out`` (float64 ``t``, ``x``) from ``t = 2^k m``, ``|log m| <= 0.35``.
+
+    ``k ln 2`` (three parts) plus ``log m`` (``m`` in [2^-1/2, 2^1/2], so one ULP of it is at
+    most 2^-54) minus ``x``, the leading parts summed exactly: within 2^-54 plus an ULP, so
+    within 2 ULP wherever ``|log t - x| >= 1/4``, however large ``log t`` is (the plain
     ``log t`` carries half an ULP of ``log t``). ``t = 0`` gives NaN; an infinite or NaN
     ``x`` gives what the plain difference gives.
     """
-    m, k = np.frexp(t)
+    # t sqrt(2) = 2^e f with f in [1/2, 1): k = e - 1 and m = t 2^-k = f sqrt(2) (up to the
+    # rounding of t sqrt(2), which only moves the edges of [2^-1/2, 2^1/2] by an ULP)
+    m, k = np.frexp(t * _SQRT_2)
+    k -= 1
+    np.negative(k, out=k)
+    np.ldexp(t, k, out=m)  # exact
     k = k.astype(np.float64)
-    # |k ln 2| >= |log m| unless k = 0, so Fast2Sum is exact; the last two parts of ln 2
-    # summed in double are within 2^-88 of theirs (2^-78 for any k), far below 2^-54
-    s, err = _fast_two_sum(k * _LN2_HI, np.log(m))
-    err += k * (_LN2_MID + _LN2_LO)
-    s -= x
-    s += err
-    return s
+    np.negative(k, out=k)
+    np.log(m, out=m)
+    # |k ln 2| >= 0.69 > |log m| unless k = 0, so Fast2Sum is exact; the last two parts of
+    # ln 2 summed in double are within 2^-88 of theirs (2^-78 for any k), far below 2^-54
+    np.multiply(k, _LN2_HI, out=out)
+    s = out + m  # Fast2Sum of k ln2_hi and log m: s + err == their sum
+    np.subtract(s, out, out=out)
+    np.subtract(m, out, out=m)  # err
+    k *= _LN2_MID + _LN2_LO
+    m += k
+    np.subtract(s, x, out=out)
+    out += m
+    return out
 
 
 def _log_minus_small(t, x):
@@ -1066,6 +1080,21 @@ def _log_minus_small(t, x):
     return y
 
 
+def _log_minus_wide(t, x):
+    """``log(t) - x`` for float64 ``t > 0``, ``x`` from float32 data, float32 ``t`` and ``x``.
+
+    The float64 difference is within 2^-52 ``|log t|`` (plus half its ULP), within 2^-26 of
+    itself where it is at least 2^-26 ``|log t|``; the rest (a quarter of a float32 ULP
+    would not hold) from the double-double :func:`log_minus_near`.
+    """
+    log_t = np.log(t)
+    y = log_t - x
+    near = np.flatnonzero(np.abs(y) < 2.0**-26 * np.abs(log_t))
+    if near.size:
+        y[near] = log_minus_near(t[near], x[near])
+    return y
+
+
 # Elements per block of xlog_minus: its float64 temporaries (256 KB each) stay in the L2 cache.
 _XLOG_BLOCK = 1 << 15
 
@@ -1075,40 +1104,42 @@ def xlog_minus(t, x):
 
     Domain: ``t >= 0``, any ``x``, of one shape; float32 or float64. The plain
     ``log(t) - x`` cancels where ``x`` is near ``log t`` (a relative error of
-    ``|log t| / |log t - x|`` ULP: 10^8 ULP at the optimum of a KL divergence). In blocks:
+    ``|log t| / |log t - x|`` ULP: 10^8 ULP at the optimum of a KL divergence). In blocks,
+    into buffers reused from block to block:
 
-    - float32: computed in float64, where the difference is within 2^-53 ``|log t|``, a
+    - float32: computed in float64, where the difference is within 2^-52 ``|log t|``, a
       quarter of a float32 ULP unless it is below 2^-26 ``|log t|`` (at most 1.6e-6);
-      the few elements below 1.6e-6 come from the double-double :func:`log_minus_near`.
+      the few elements below 1.6e-6 are gathered and go through :func:`_log_minus_wide`.
       The product is rounded once.
     - float64: :func:`_log_minus_reduced` (a few operations more than the plain
-      difference), and where that is below 1/2, :func:`_log_minus_small`.
+      difference), and where that is below 1/4, :func:`_log_minus_small`.
 
     ``t = 0`` gives ``0 * (-inf - x)`` (NaN): callers decide that term.
     """
     wide = np.dtype(t.dtype) != np.float64
     flat_t, flat_x = t.reshape(-1), x.reshape(-1)
     out = np.empty(flat_t.shape, dtype=t.dtype)
-    step = _XLOG_BLOCK
+    step = max(1, min(_XLOG_BLOCK, flat_t.size))
+    diff, size = np.empty(step), np.empty(step)
+    # |log t| <= 104 for float32 t > 0: |diff| < 104 * 2^-26 holds every element below
+    # 2^-26 |log t|; t = 0 gives -inf (float32) or NaN (float64), not selected
+    limit = 104 * 2.0**-26 if wide else 0.25
     hard = []  # the elements to recompute, gathered over the blocks and done together
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         for start in range(0, flat_t.size, step):
-            block = slice(start, start + step)
-            tb = flat_t[block].astype(np.float64) if wide else flat_t[block]
-            xb = flat_x[block].astype(np.float64) if wide else flat_x[block]
+            tb, xb = flat_t[start : start + step], flat_x[start : start + step]
+            d, a = diff[: tb.size], size[: tb.size]
             if wide:
-                diff = np.log(tb)
-                diff -= xb
-                # |log t| <= 104 for float32 t > 0: a superset of |diff| < 2^-26 |log t|
-                # (t = 0 gives -inf, not selected)
-                hard.append(start + np.flatnonzero(np.abs(diff) < 104 * 2.0**-26))
+                np.log(tb, out=d, dtype=np.float64)
+                np.subtract(d, xb, out=d)
             else:
-                diff = _log_minus_reduced(tb, xb)
-                hard.append(start + np.flatnonzero(np.abs(diff) < 0.5))  # t = 0 gives NaN
-            np.multiply(tb, diff, out=diff)
-            out[block] = diff
+                _log_minus_reduced(tb, xb, out=d)
+            np.abs(d, out=a)
+            hard.append(start + np.flatnonzero(a < limit))
+            np.multiply(d, tb, out=d)
+            out[start : start + step] = d
         hard = np.concatenate(hard) if hard else np.empty(0, dtype=np.intp)
-        close = log_minus_near if wide else _log_minus_small
+        close = _log_minus_wide if wide else _log_minus_small
         for start in range(0, hard.size, step):
             index = hard[start : start + step]
             tn = flat_t[index].astype(np.float64)

@@ -556,13 +556,14 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     loss = None
     if value:
         if log_target:
-            pointwise = t * (target - input)
-            zero = target == -np.inf
+            pointwise = np.array(t * (target - input), order="C", copy=None)
+            zero = np.flatnonzero(target == -np.inf)
         else:
             pointwise = xlog_minus(target, input)  # accurate also near the optimum x = log t
-            zero = target == 0
-        # t = 0 contributes 0; input * 0 keeps a NaN input
-        pointwise = np.where(zero, np.where(np.isnan(input), input, 0), pointwise)
+            zero = np.flatnonzero(target == 0)
+        # t = 0 contributes 0; input * 0 keeps a NaN input (only those few elements rewritten)
+        x0 = input.reshape(-1)[zero]
+        pointwise.reshape(-1)[zero] = np.where(np.isnan(x0), x0, 0)
         if reduction == "batchmean":
             loss = _as(reduce(pointwise, "sum") * _kl_div_scale(input, reduction), dtype)
         else:
