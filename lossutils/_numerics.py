@@ -733,6 +733,30 @@ def exp_row_blocks(
     return m, s, e
 
 
+def log_exp_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""``log(sum(exp(x)))`` of each row of a 2-D ``x``, unshifted, and where it is accurate.
+
+    Returns ``(l, ok)``: ``l`` in float64 and the rows ``ok`` where it is within about
+    1 ULP of ``x``'s dtype. There the sum is finite, at least ``2^-60`` (its subnormal
+    terms carry absolute errors too small to count) and ``|l| >= 8``: the sum's relative
+    error, a few ULP (the exponentials' and the summation's), is ``l``'s absolute error,
+    at most a fraction of an ULP of a result of 8 or more once the logarithm, taken in
+    float64, is rounded. Other rows (overflow, all terms tiny, a small result whose
+    digits a max-shift keeps) are for the caller. Without the shift by the row maximum
+    the rows need no arg-max and no subtraction: two operations per entry, block by block.
+    """
+    sums = np.empty(len(x), x.dtype)
+
+    def block(rows: slice) -> None:
+        np.sum(np.exp(x[rows]), axis=-1, out=sums[rows])
+
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for_each_block(block, len(x), x.shape[-1] * x.itemsize)
+        logs = np.log(sums.astype(np.float64))
+        ok = np.isfinite(logs) & (np.abs(logs) >= 8) & (sums >= 2.0**-60)
+    return logs, ok
+
+
 def log1p_rest(x: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``log1p`` of :func:`exp_sum_rest` for ``rows`` of ``x``: ``logsumexp(x) - m`` there.
 

@@ -232,6 +232,22 @@ def logsumexp(x, axis=-1, keepdims=False):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
+    if rows.dtype.itemsize > 4:
+        out = _logsumexp_rows(rows)
+    else:  # float32: the unshifted sum where it is accurate, the shifted one elsewhere
+        logs, ok = nx.log_exp_sums(rows)
+        out = logs.astype(rows.dtype)
+        rest = np.flatnonzero(~ok)
+        if rest.size:
+            out[rest] = _logsumexp_rows(rows[rest])
+    out = nx.to_dtype(out.reshape(moved[:-1]), x.dtype)
+    if keepdims:
+        out = np.expand_dims(out, axis)
+    return _scalar_if_0d(out)
+
+
+def _logsumexp_rows(rows: np.ndarray) -> np.ndarray:
+    """Log-sum-exp ``m + log1p(s)`` of each row of a 2-D array, shifted by its maximum."""
     m, s, _ = nx.exp_row_blocks(rows, keep=False, correct=False, drop_top=True)
     with np.errstate(invalid="ignore"):
         out = m + np.log1p(s)
@@ -244,10 +260,7 @@ def logsumexp(x, axis=-1, keepdims=False):
         out[hard] = nx.to_dtype(m[hard] + nx.log1p_rest(rows, m, hard), out.dtype)
     # a row whose maximum is +-inf or NaN has that maximum as its log-sum-exp
     np.copyto(out, m, where=~np.isfinite(m))
-    out = nx.to_dtype(out.reshape(moved[:-1]), x.dtype)
-    if keepdims:
-        out = np.expand_dims(out, axis)
-    return _scalar_if_0d(out)
+    return out
 
 
 def softmax(x, axis=-1):

@@ -100,6 +100,25 @@ def test_softmax_float32_wide_rows_ulp(n, c):
     assert_ulp_close(got, mr.softmax(x, digits=30), 4.0, "softmax float32", np.float32)
 
 
+@pytest.mark.parametrize(("n", "c"), [(48, 1000), (6, 5000)])
+def test_logsumexp_float32_ulp_across_the_unshifted_range(n, c):
+    # float32 results of magnitude 8 or more are log(sum(exp(x))) without the max-shift,
+    # the others shifted: the rows place the result from -100 to 100, on both sides of
+    # |result| = 8 and past the overflow (88.7) and underflow of float32's exponential;
+    # a few near 0 that the unshifted sum would get wrong
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((n, c)) * rng.uniform(0.01, 10, (n, 1))
+    lse = np.log(np.sum(np.exp(base - base.max(-1, keepdims=True)), -1)) + base.max(-1)
+    wanted = np.concatenate([[-8.01, -7.99, 7.99, 8.01], np.linspace(-100, 100, n - 4)])
+    x = (base + (wanted - lse)[:, None]).astype(np.float32)
+    # rows dominated by their maximum, near 0: the result is that maximum plus ~1e-5
+    x[-4:] = np.float32(-20) - np.abs(x[-4:] - x[-4:].max(-1, keepdims=True))
+    x[-4:, 0] = [0, 1e-3, -1e-3, 0.5]
+    got = A.logsumexp(x)
+    assert got.dtype == np.float32
+    assert_ulp_close(got, mr.logsumexp(x), 4.0, "logsumexp float32", np.float32)
+
+
 def test_worked_example():
     np.testing.assert_allclose(A.softmax([5.0, 4.0, 2.0]), [0.705, 0.259, 0.035], atol=5e-4)
     reference = mr.log_softmax(np.array([5.0, 4.0, 2.0]))
