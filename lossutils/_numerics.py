@@ -1119,7 +1119,8 @@ def _log_minus_wide(t, x):
     return y
 
 
-# Elements per block of xlog_minus: its float64 temporaries (256 KB each) stay in the L2 cache.
+# Elements per block of xlog_minus: its float64 temporaries (256 KB each) stay in the L2 cache;
+# float32 blocks are twice as long (three buffers, no temporaries).
 _XLOG_BLOCK = 1 << 15
 
 
@@ -1143,31 +1144,35 @@ def xlog_minus(t, x):
     wide = np.dtype(t.dtype) != np.float64
     flat_t, flat_x = t.reshape(-1), x.reshape(-1)
     out = np.empty(flat_t.shape, dtype=t.dtype)
-    step = max(1, min(_XLOG_BLOCK, flat_t.size))
-    diff, size = np.empty(step), np.empty(step)
+    step = max(1, min(_XLOG_BLOCK * (2 if wide else 1), flat_t.size))
+    diff, size, wide_t = np.empty(step), np.empty(step), np.empty(step if wide else 0)
+    small = np.empty(step, dtype=bool)
     # |log t| <= 104 for float32 t > 0: |diff| < 104 * 2^-26 holds every element below
     # 2^-26 |log t|; t = 0 gives -inf (float32) or NaN (float64), not selected
     limit = 104 * 2.0**-26 if wide else 0.25
     hard = []  # the elements to recompute, gathered over the blocks and done together
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         for start in range(0, flat_t.size, step):
-            tb, xb = flat_t[start : start + step], flat_x[start : start + step]
-            d, a = diff[: tb.size], size[: tb.size]
+            block = slice(start, start + step)
+            tb, xb = flat_t[block], flat_x[block]
+            d = diff[: tb.size]
             if wide:
-                np.log(tb, out=d, dtype=np.float64)
+                tb = wide_t[: tb.size]
+                np.copyto(tb, flat_t[block])  # exact
+                np.log(tb, out=d)
                 np.subtract(d, xb, out=d)
             else:
                 _log_minus_reduced(tb, xb, out=d)
-            np.abs(d, out=a)
-            hard.append(start + np.flatnonzero(a < limit))
+            b = np.less(np.abs(d, out=size[: tb.size]), limit, out=small[: tb.size])
+            hard.append(start + np.flatnonzero(b))
             np.multiply(d, tb, out=d)
-            out[start : start + step] = d
+            out[block] = d  # rounded once
         hard = np.concatenate(hard) if hard else np.empty(0, dtype=np.intp)
         close = _log_minus_wide if wide else _log_minus_small
         for start in range(0, hard.size, step):
             index = hard[start : start + step]
-            tn = flat_t[index].astype(np.float64)
-            out[index] = tn * close(tn, flat_x[index].astype(np.float64))
+            tn = flat_t[index].astype(np.float64, copy=False)
+            out[index] = tn * close(tn, flat_x[index].astype(np.float64, copy=False))
     return out.reshape(t.shape)
 
 
