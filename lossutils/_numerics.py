@@ -1105,11 +1105,11 @@ def _log_minus_small(t, x):
 
 
 def _log_minus_wide(t, x):
-    """``log(t) - x`` for float64 ``t > 0``, ``x`` from float32 data, float32 ``t`` and ``x``.
+    """``log(t) - x`` for ``t > 0`` and finite ``x``: float32 values, held in float64.
 
-    The float64 difference is within 2^-52 ``|log t|`` (plus half its ULP), within 2^-26 of
-    itself where it is at least 2^-26 ``|log t|``; the rest (a quarter of a float32 ULP
-    would not hold) from the double-double :func:`log_minus_near`.
+    The plain float64 difference is within 2^-52 ``|log t|`` plus half its own ULP, so
+    within 2^-26 of itself (a quarter of a float32 ULP) where it is at least 2^-26
+    ``|log t|``; the others come from the double-double :func:`log_minus_near`.
     """
     log_t = np.log(t)
     y = log_t - x
