@@ -1060,14 +1060,15 @@ def _log_minus_table(t, x):
 _SQRT_2 = math.sqrt(2.0)
 
 
-def _log_minus_reduced(t, x, out):
+def _log_minus_reduced(t, x, out, cut):
     """``log(t) - x`` into ``out`` (float64 ``t``, ``x``) from ``t = 2^k m``, ``|log m| <= 0.35``.
 
-    ``k ln 2`` (three parts) plus ``log m`` (``m`` in [2^-1/2, 2^1/2], so one ULP of it is at
-    most 2^-54) minus ``x``, the leading parts summed exactly: within 2^-54 plus an ULP, so
-    within 2 ULP wherever ``|log t - x| >= 1/4``, however large ``log t`` is (the plain
-    ``log t`` carries half an ULP of ``log t``). ``t = 0`` gives NaN; an infinite or NaN
-    ``x`` gives what the plain difference gives.
+    ``k ln 2`` (three parts) plus ``log m`` (``m`` in [2^-1/2, 2^1/2]) minus ``x``, the
+    leading parts summed exactly: within an ULP of ``log m`` plus 2^-78 plus an ULP of the
+    result, however large ``log t`` is (the plain ``log t`` carries half an ULP of
+    ``log t``). So within 2 ULP wherever ``|log t - x| >= cut``, where ``cut`` (written
+    here) is ``|log m| + 2^-20``: the ULP of ``log m`` is then at most the result's.
+    ``t = 0`` gives NaN; an infinite or NaN ``x`` gives what the plain difference gives.
     """
     # t sqrt(2) = 2^e f with f in [1/2, 1): k = e - 1 and m = t 2^-k = f sqrt(2) (up to the
     # rounding of t sqrt(2), which only moves the edges of [2^-1/2, 2^1/2] by an ULP)
@@ -1078,6 +1079,8 @@ def _log_minus_reduced(t, x, out):
     k = k.astype(np.float64)
     np.negative(k, out=k)
     np.log(m, out=m)
+    np.abs(m, out=cut)
+    cut += 2.0**-20
     # |k ln 2| >= 0.69 > |log m| unless k = 0, so Fast2Sum is exact; the last two parts of
     # ln 2 summed in double are within 2^-88 of theirs (2^-78 for any k), far below 2^-54
     np.multiply(k, _LN2_HI, out=out)
@@ -1137,7 +1140,7 @@ def xlog_minus(t, x):
       the few elements below 1.6e-6 are gathered and go through :func:`_log_minus_wide`.
       The product is rounded once.
     - float64: :func:`_log_minus_reduced` (a few operations more than the plain
-      difference), and where that is below 1/4, :func:`_log_minus_small`.
+      difference), and where that is below its cut (at most 0.35), :func:`_log_minus_small`.
 
     ``t = 0`` gives ``0 * (-inf - x)`` (NaN): callers decide that term.
     """
@@ -1145,11 +1148,11 @@ def xlog_minus(t, x):
     flat_t, flat_x = t.reshape(-1), x.reshape(-1)
     out = np.empty(flat_t.shape, dtype=t.dtype)
     step = max(1, min(_XLOG_BLOCK * (2 if wide else 1), flat_t.size))
-    diff, size, wide_t = np.empty(step), np.empty(step), np.empty(step if wide else 0)
+    diff, size, wide_t = np.empty(step), np.empty(step), np.empty(step)  # wide_t: t or the cut
     small = np.empty(step, dtype=bool)
     # |log t| <= 104 for float32 t > 0: |diff| < 104 * 2^-26 holds every element below
     # 2^-26 |log t|; t = 0 gives -inf (float32) or NaN (float64), not selected
-    limit = 104 * 2.0**-26 if wide else 0.25
+    limit = 104 * 2.0**-26 if wide else wide_t
     hard = []  # the elements to recompute, gathered over the blocks and done together
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         for start in range(0, flat_t.size, step):
@@ -1162,8 +1165,9 @@ def xlog_minus(t, x):
                 np.log(tb, out=d)
                 np.subtract(d, xb, out=d)
             else:
-                _log_minus_reduced(tb, xb, out=d)
-            b = np.less(np.abs(d, out=size[: tb.size]), limit, out=small[: tb.size])
+                _log_minus_reduced(tb, xb, out=d, cut=wide_t[: tb.size])
+            cut = limit if wide else limit[: tb.size]
+            b = np.less(np.abs(d, out=size[: tb.size]), cut, out=small[: tb.size])
             hard.append(start + np.flatnonzero(b))
             np.multiply(d, tb, out=d)
             out[block] = d  # rounded once
