@@ -170,7 +170,9 @@ def _log_softmax_rows(rows: np.ndarray):
     ``r = log1p(s)``, ``s`` the sum of ``e^{x - m}`` over all but one maximal entry, is
     subtracted block by block; rows dominated by their maximum (``s < 1``, where ``r`` is
     small and every digit of it counts) are recomputed with the compensated ``r`` of
-    :func:`~lossutils._numerics.log1p_rest`, in float64.
+    :func:`~lossutils._numerics.log1p_rest` (computed in float64 for float32), rounded to
+    the rows' dtype: every entry ``(x - m) - r``, two non-positive terms, is at least ``r``
+    in magnitude, so that rounding costs at most half an ULP of it.
     """
     out = np.empty_like(rows)
 
@@ -182,10 +184,9 @@ def _log_softmax_rows(rows: np.ndarray):
     )
     hard = np.flatnonzero((s < 1) & np.isfinite(m))
     if hard.size:
-        r = nx.log1p_rest(rows, m, hard)
+        r = nx.to_dtype(nx.log1p_rest(rows, m, hard), out.dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            wide = rows[hard].astype(r.dtype) - m[hard, None].astype(r.dtype)
-            out[hard] = nx.to_dtype(wide - r[:, None], out.dtype)
+            out[hard] = (rows[hard] - m[hard, None]) - r[:, None]
     return out, m
 
 

@@ -119,6 +119,19 @@ def test_logsumexp_float32_ulp_across_the_unshifted_range(n, c):
     assert_ulp_close(got, mr.logsumexp(x), 4.0, "logsumexp float32", np.float32)
 
 
+def test_log_softmax_float32_rows_dominated_by_their_maximum_ulp():
+    # the maximal entry is -log1p(s) with s < 1, down to ~1e-13: s is compensated and
+    # summed in float64, then r = log1p(s) is rounded to float32 and subtracted there
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((300, 10)) * rng.uniform(0.3, 10, (300, 1))
+    x[:, 0] += rng.uniform(0, 30, 300)
+    x = x.astype(np.float32)
+    got = A.log_softmax(x)
+    assert got.dtype == np.float32
+    assert np.max(got[:, 0]) > -1e-9
+    assert_ulp_close(got, mr.log_softmax(x, digits=30), 4.0, "log_softmax float32", np.float32)
+
+
 def test_worked_example():
     np.testing.assert_allclose(A.softmax([5.0, 4.0, 2.0]), [0.705, 0.259, 0.035], atol=5e-4)
     reference = mr.log_softmax(np.array([5.0, 4.0, 2.0]))
