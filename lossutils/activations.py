@@ -197,6 +197,10 @@ def logsumexp(x, axis=-1, keepdims=False):
     where :math:`s` sums :math:`e^{x_k - m}` over all but one maximal element; in rows
     dominated by their maximum (:math:`s < 1`) the rounding error of each difference
     :math:`x_k - m` is compensated, so a tiny :math:`\operatorname{log1p}(s)` keeps its digits.
+    A float32 row whose result is 8 or more in magnitude (and whose exponentials neither
+    overflow nor all underflow) is :math:`\log \sum_k e^{x_k}` unshifted, with the
+    logarithm in float64: there the sum's relative error is a fraction of an ULP of the
+    result.
 
     Parameters
     ----------
