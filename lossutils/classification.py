@@ -13,31 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import _binary, _multilabel
 from . import _numerics as nx
-from ._binary import (
-    binary_cross_entropy,
-    binary_cross_entropy_grad,
-    binary_cross_entropy_value_and_grad,
-    binary_cross_entropy_with_logits,
-    binary_cross_entropy_with_logits_grad,
-    binary_cross_entropy_with_logits_value_and_grad,
-    hinge_loss,
-    hinge_loss_grad,
-    hinge_loss_value_and_grad,
-    logistic_loss,
-    logistic_loss_grad,
-    logistic_loss_value_and_grad,
-    sigmoid_focal_loss,
-    sigmoid_focal_loss_grad,
-    sigmoid_focal_loss_value_and_grad,
-    square_loss,
-    square_loss_grad,
-    square_loss_value_and_grad,
-    squared_hinge_loss,
-    squared_hinge_loss_grad,
-    squared_hinge_loss_value_and_grad,
-    zero_one_loss,
-)
+from ._binary import *  # noqa: F403  (public from here: one import path)
 from ._checks import (
     as_array,
     as_float_array,
@@ -52,68 +30,31 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._multilabel import (
-    multilabel_margin_loss,
-    multilabel_margin_loss_grad,
-    multilabel_margin_loss_value_and_grad,
-    multilabel_soft_margin_loss,
-    multilabel_soft_margin_loss_grad,
-    multilabel_soft_margin_loss_value_and_grad,
-    soft_margin_loss,
-    soft_margin_loss_grad,
-    soft_margin_loss_value_and_grad,
-)
+from ._multilabel import *  # noqa: F403
 from ._reduction import reduce, sample_scale, scale_grad, weighted_reduce
 from ._reduction import total as weight_total
 
-__all__ = [
-    "nll_loss",
-    "nll_loss_grad",
-    "nll_loss_value_and_grad",
-    "cross_entropy",
-    "cross_entropy_grad",
-    "cross_entropy_value_and_grad",
-    "softmax_focal_loss",
-    "softmax_focal_loss_grad",
-    "softmax_focal_loss_value_and_grad",
-    "multiclass_hinge_loss",
-    "multiclass_hinge_loss_grad",
-    "multiclass_hinge_loss_value_and_grad",
-    "multi_margin_loss",
-    "multi_margin_loss_grad",
-    "multi_margin_loss_value_and_grad",
-    "binary_cross_entropy",
-    "binary_cross_entropy_grad",
-    "binary_cross_entropy_value_and_grad",
-    "binary_cross_entropy_with_logits",
-    "binary_cross_entropy_with_logits_grad",
-    "binary_cross_entropy_with_logits_value_and_grad",
-    "sigmoid_focal_loss",
-    "sigmoid_focal_loss_grad",
-    "sigmoid_focal_loss_value_and_grad",
-    "hinge_loss",
-    "hinge_loss_grad",
-    "hinge_loss_value_and_grad",
-    "squared_hinge_loss",
-    "squared_hinge_loss_grad",
-    "squared_hinge_loss_value_and_grad",
-    "square_loss",
-    "square_loss_grad",
-    "square_loss_value_and_grad",
-    "logistic_loss",
-    "logistic_loss_grad",
-    "logistic_loss_value_and_grad",
-    "zero_one_loss",
-    "soft_margin_loss",
-    "soft_margin_loss_grad",
-    "soft_margin_loss_value_and_grad",
-    "multilabel_soft_margin_loss",
-    "multilabel_soft_margin_loss_grad",
-    "multilabel_soft_margin_loss_value_and_grad",
-    "multilabel_margin_loss",
-    "multilabel_margin_loss_grad",
-    "multilabel_margin_loss_value_and_grad",
-]
+__all__ = (
+    [
+        "nll_loss",
+        "nll_loss_grad",
+        "nll_loss_value_and_grad",
+        "cross_entropy",
+        "cross_entropy_grad",
+        "cross_entropy_value_and_grad",
+        "softmax_focal_loss",
+        "softmax_focal_loss_grad",
+        "softmax_focal_loss_value_and_grad",
+        "multiclass_hinge_loss",
+        "multiclass_hinge_loss_grad",
+        "multiclass_hinge_loss_value_and_grad",
+        "multi_margin_loss",
+        "multi_margin_loss_grad",
+        "multi_margin_loss_value_and_grad",
+    ]
+    + _binary.__all__
+    + _multilabel.__all__
+)
 
 
 # --- shared plumbing ------------------------------------------------------------------------------
