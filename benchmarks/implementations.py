@@ -37,9 +37,8 @@ class Impl:
     training_step: Callable | None = None
 
 
-def _lossutils(name: str, **kwargs) -> Callable | None:
-    function = getattr(lossutils, name, None)
-    return function and partial(function, **kwargs)
+def _lossutils(name: str, **kwargs) -> Callable:
+    return partial(getattr(lossutils, name), **kwargs)
 
 
 def lossutils_impl(name: str, **kwargs) -> Impl:

@@ -282,14 +282,3 @@ def check_scalar_at_least(value, name: str, lower: float) -> float:
     if not ok or value < lower:
         raise ValueError(f"{name} must be a finite number >= {lower}; got {describe(value)}")
     return float(value)
-
-
-def wider_dtype(dtype) -> np.dtype:
-    """The next wider floating type: float64 for float32 and narrower; long double for float64.
-
-    No loss uses it any more: ``long double`` is plain double on some platforms (Windows,
-    Apple silicon), so float64 accuracy built on it depended on the platform. float64
-    results whose terms cancel use the exact transformations and double-double kernels of
-    ``_numerics`` instead. Kept for code that has not moved yet; do not add uses.
-    """
-    return np.dtype(np.float64) if np.dtype(dtype).itemsize < 8 else np.dtype(np.longdouble)
