@@ -1279,10 +1279,14 @@ def relative_gap_of_difference(v, x, y, dtype=np.float64):
 
 
 def abs_gap_of_difference(b, x, y, dtype=np.float64):
-    r""":math:`(b - |x - y|) / b^2` for float64 arrays, :math:`|x - y|` within 4x of ``b``.
+    r""":math:`(b - |x - y|) / b^2` for float64 arrays (finite ``b > 0``, ``x``, ``y``).
 
     :func:`gap_to_abs` of the exact residual (TwoSum); for a result rounded to float32 or
-    narrower (``dtype``), plain float64 wherever that is accurate.
+    narrower (``dtype``), plain float64 wherever that is accurate. Within 2 ULP for any
+    ratio :math:`|x - y| / b`, not only where it cancels: outside [1/2, 2] the difference
+    ``b - |r|`` is at least half of ``b`` or of ``|r|`` (its rounding is half an ULP of it,
+    the added ``r_err`` below 2^-52 of it), and each division adds half an ULP; so a caller
+    may use it on every element rather than select the ones that cancel.
     """
 
     def exact(b, x, y):
@@ -1326,8 +1330,9 @@ def gap_to_abs(b, r, r_err):
     r""":math:`b - |\rho|` for float64 ``b``, :math:`\rho` = ``r + r_err`` exactly.
 
     ``b - |r|`` is exact where ``|r|`` is within a factor of 2 of ``b`` (Sterbenz), and the
-    residual's rounding error is added back: about half an ULP of the gap, however small.
-    Domain: ``|r_err| <= ulp(r) / 2`` (as :func:`exact_difference` gives).
+    residual's rounding error is added back: about half an ULP of the gap, however small
+    (elsewhere, where nothing cancels, about 1 ULP). Domain: ``|r_err| <= ulp(r) / 2`` (as
+    :func:`exact_difference` gives).
     """
     return (b - np.abs(r)) - np.sign(r) * r_err
 

@@ -67,18 +67,6 @@ _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
-@dataclass(frozen=True)
-class _Likelihood:
-    """A checked residual, the floored variance or scale, and what the gradients need."""
-
-    r: np.ndarray  # input - target, in the working dtype
-    x: np.ndarray  # input, in the working dtype (for the exact residual)
-    y: np.ndarray  # target, in the working dtype
-    spread: np.ndarray  # the variance or scale floored at eps, in the working dtype
-    spread_shape: tuple  # the shape the variance or scale was given in
-    dtype: np.dtype  # the result dtype
-
-
 def _floats(names_values):
     """The arguments as arrays of their promoted floating dtype (Python numbers are weak)."""
     for name, value in names_values.items():
@@ -99,19 +87,34 @@ def _reduced_grad(grad, arg, shape, reduction, dtype):
     return to_dtype(sum_to_shape(grad, shape), grad_dtype(arg, dtype))
 
 
-def _limit_at_zero_spread(loss, lk: _Likelihood, eps):
-    """With ``eps=0`` a zero variance or scale gives the limit: +inf, or -inf where r = 0.
+@dataclass(frozen=True)
+class _Spread:
+    """How a likelihood loss uses its residual ``r`` and floored variance or scale ``s``.
 
-    (The formula would add log 0 = -inf to r^2/0 = inf.)
+    On one block of elements (or on whole arrays, ``s`` broadcast), in the working dtype:
+    ``quotient(r, s)`` is a new array ``q``; ``value(r, s, q, out)`` writes the loss without
+    its constant (``full``) into ``out``; ``input_slope(r, s, q, out)`` writes d loss / d
+    input into ``out`` (``q`` may be overwritten). ``plain(r, s, q, out=None) -> (slope,
+    ratio)`` is the textbook spread slope, accurate unless ``low <= ratio <= high``, where
+    its two terms cancel; ``exact(s, x, y, dtype)`` is that slope from the inputs in float64
+    (exact residual), for those elements only, or for every element of a block where
+    ``exact_everywhere`` (it is then accurate on the whole domain and costs no more than
+    the formula and the selection).
     """
-    if eps > 0:
-        return loss
-    zero = (lk.spread == 0) & ~np.isnan(lk.r)
-    return np.where(zero, np.where(lk.r == 0, -np.inf, np.inf), loss)
+
+    quotient: object
+    value: object
+    input_slope: object
+    plain: object
+    exact: object
+    low: float
+    high: float
+    constant: float
+    exact_everywhere: bool = False
 
 
-def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
-    """Checked residual and the variance or scale floored at ``eps`` (broadcastable)."""
+def _likelihood_args(input, target, spread, name, eps, reduction):
+    """``(x, y, s)`` checked, in the working dtype, the floor ``eps`` and the result dtype."""
     check_reduction(reduction)
     eps = check_positive_scalar(eps, "eps", allow_zero=True)
     x, y, s = _floats({"input": input, "target": target, name: spread})
@@ -119,11 +122,8 @@ def _likelihood(input, target, spread, name, eps, reduction) -> _Likelihood:
     check_same_shape(x, y, "input", "target")
     check_scale_shape(s, x.shape, name)
     check_nonnegative(s, name)
-    work = working_dtype(x.dtype)
-    x, y = x.astype(work, copy=False), y.astype(work, copy=False)
-    # np.maximum propagates NaN, as torch.clamp does.
-    floored = np.maximum(s.astype(work, copy=False), work.type(eps))
-    return _Likelihood(x - y, x, y, floored, s.shape, dtype)
+    work = working_dtype(dtype)
+    return tuple(a.astype(work, copy=False) for a in (x, y, s)), work.type(eps), dtype
 
 
 def _near_optimum(ratio, low, high):
@@ -134,57 +134,133 @@ def _near_optimum(ratio, low, high):
     return np.flatnonzero(near)
 
 
-def _residual_at(lk: _Likelihood, where):
-    """``(input, target)`` at the flat indices ``where``, in float64."""
-    return take_broadcast(lk.x, lk.r.shape, where), take_broadcast(lk.y, lk.r.shape, where)
+def _spread_slope(r, s, q, x, y, spec: _Spread, out, all_exact):
+    """Per-element slope of a likelihood loss in its variance or scale ``s``, into ``out``.
 
-
-def _spread_slope(lk: _Likelihood, q, plain, exact, low, high):
-    """Per-element slope of a likelihood loss in its variance or scale ``s``.
-
-    ``plain(r, s, q) -> (slope, ratio)`` is the textbook formula in the working dtype
-    (``q`` its input slope's quotient), accurate unless ``low <= ratio <= high``, where its
-    two terms cancel; ``exact(s, x, y, dtype)`` is the slope from the inputs in float64
-    (exact residual), on those elements only. With a spread of the input's shape this runs
-    in cache-sized blocks, and for float32 work (float32 and float16 data) every element is
-    ``exact`` (float64 is plain there, see the kernels), only non-finite results falling
-    back to ``plain``.
+    The formula ``spec.plain``, and ``spec.exact`` where it cancels. ``all_exact`` (a block
+    of a spread of the input's shape, with float32 work, where float64 is plain (see the
+    kernels), or a ``spec.exact_everywhere``): every element is ``exact``, only non-finite
+    results falling back to ``plain``.
     """
-    r, s = lk.r, lk.spread
-    if np.shape(s) != r.shape:
-        out, ratio = plain(r, s, q)
-        near = _near_optimum(ratio, low, high)
-        if near.size:
-            out.reshape(-1)[near] = exact(
-                take_broadcast(s, r.shape, near), *_residual_at(lk, near), r.dtype
-            )
+    if all_exact:
+        g = spec.exact(*(a.astype(np.float64, copy=False) for a in (s, x, y)), r.dtype)
+        out[...] = g
+        if not np.isfinite(np.sum(g)):  # one pass when every element is finite
+            # infinite or zero spreads, infinite or NaN data: the formula's limits
+            bad = np.flatnonzero(~np.isfinite(g))
+            out[bad] = spec.plain(r[bad], s[bad], q[bad])[0]
         return out
-    out = np.empty(r.shape, r.dtype)
-    flat, xf, yf, sf = out.reshape(-1), lk.x.reshape(-1), lk.y.reshape(-1), s.reshape(-1)
-    rf, qf = r.reshape(-1), q.reshape(-1)
-    for b in chunks(r.size):
-        if r.dtype == np.float64:
-            o, ratio = plain(rf[b], sf[b], qf[b])
-            near = _near_optimum(ratio, low, high)
-            if near.size:
-                o[near] = exact(sf[b][near], xf[b][near], yf[b][near], r.dtype)
-            flat[b] = o
-            continue
-        g = exact(*(a[b].astype(np.float64) for a in (sf, xf, yf)), r.dtype)
-        flat[b] = g
-        bad = np.flatnonzero(~np.isfinite(g))
-        if bad.size:  # infinite or zero spreads, infinite or NaN data: the formula's limits
-            bad += b.start
-            flat[bad] = plain(rf[bad], sf[bad], qf[bad])[0]
+    out, ratio = spec.plain(r, s, q, out)
+    near = _near_optimum(ratio, spec.low, spec.high)
+    if near.size:
+        out.reshape(-1)[near] = spec.exact(
+            take_broadcast(s, r.shape, near),
+            take_broadcast(x, r.shape, near),
+            take_broadcast(y, r.shape, near),
+            r.dtype,
+        )
     return out
 
 
-def _gaussian_var_slope(r, v, q):
+def _likelihood_terms(x, y, s, eps, full, spec: _Spread, loss, d_input, d_spread):
+    """Per-element loss (into ``loss``) and slopes (into ``d_input``, ``d_spread``) of one
+    block; an output that is None is not computed, one that is ``True`` is a new array."""
+
+    def buffer(out):
+        return np.empty(r.shape, r.dtype) if out is True else out
+
+    r = x - y
+    s = np.maximum(s, eps)  # propagates NaN, as torch.clamp does
+    q = spec.quotient(r, s)
+    if loss is not None:
+        loss = spec.value(r, s, q, buffer(loss))
+        if eps == 0:  # a zero spread: the limit +inf, or -inf where r = 0 (not inf - inf)
+            zero = np.flatnonzero((s == 0) & ~np.isnan(r))
+            if zero.size:
+                loss.reshape(-1)[zero] = np.where(r.reshape(-1)[zero] == 0, -np.inf, np.inf)
+        if full:
+            loss += spec.constant
+    if d_spread is not None:
+        all_exact = s.shape == r.shape and (r.dtype != np.float64 or spec.exact_everywhere)
+        d_spread = _spread_slope(r, s, q, x, y, spec, buffer(d_spread), all_exact)
+    if d_input is not None:
+        d_input = spec.input_slope(r, s, q, buffer(d_input))
+    return loss, d_input, d_spread
+
+
+def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, value, grad):
+    """``(loss or None, (d_input, d_spread) or None)`` of a likelihood loss, one pass.
+
+    A spread of the input's shape runs in cache-sized blocks: only the results are
+    full-size arrays (a reduced loss is summed block by block). A broadcast spread is
+    taken on the whole arrays and its gradient summed to its shape.
+    """
+    (x, y, s), eps, dtype = _likelihood_args(input, target, spread, name, eps, reduction)
+    shape = x.shape
+    loss = grads = None
+    if s.shape != shape:
+        loss, d_input, d_spread = _likelihood_terms(
+            x, y, s, eps, full, spec, value or None, grad or None, grad or None
+        )
+        if value:
+            loss = reduce_to(loss, reduction, dtype)
+        if grad:
+            grads = (
+                _reduced_grad(d_input, input, shape, reduction, dtype),
+                _reduced_grad(d_spread, spread, s.shape, reduction, dtype),
+            )
+        return loss, grads
+    xf, yf, sf = (a.reshape(-1) for a in (x, y, s))
+    per_element = value and reduction == "none"
+    loss = np.empty_like(xf) if per_element else None
+    reduced = BlockReduction(reduction, xf.size, dtype) if value and not per_element else None
+    d_input, d_spread = (np.empty_like(xf) if grad else None for _ in range(2))
+    scale = reduction_scale(xf.size, reduction, xf.dtype)
+    for b in chunks(xf.size):
+        block_loss, di, ds = _likelihood_terms(
+            xf[b],
+            yf[b],
+            sf[b],
+            eps,
+            full,
+            spec,
+            loss[b] if per_element else (value or None),
+            None if d_input is None else d_input[b],
+            None if d_spread is None else d_spread[b],
+        )
+        if reduced is not None:
+            reduced.add(block_loss)
+        if grad and reduction == "mean":
+            di *= scale
+            ds *= scale
+    if per_element:
+        loss = reduce_to(loss.reshape(shape), reduction, dtype)
+    elif value:
+        loss = reduced.result()
+    if grad:
+        grads = (
+            to_dtype(d_input.reshape(shape), grad_dtype(input, dtype)),
+            to_dtype(d_spread.reshape(shape), grad_dtype(spread, dtype)),
+        )
+    return loss, grads
+
+
+def _gaussian_value(r, v, q, out):
+    """(log v + r^2/v) / 2; r * (r / v) rather than r^2 / v: no overflow of r^2 when r^2 / v
+    is finite."""
+    np.log(v, out=out)
+    out += np.multiply(r, q)
+    out *= 0.5
+    return out
+
+
+def _gaussian_var_slope(r, v, q, out=None):
     """(1 - r^2/v) / (2 v) and r^2/v: a few ULP wherever r^2/v is outside [1/2, 4] (measured
     against exact arithmetic; 0.5 (1/v - q^2) was 5 ULP off at r^2/v = 16)."""
     t = np.multiply(r, q)
-    d_var = np.subtract(1, t, out=np.empty(t.shape, t.dtype))
-    d_var *= 0.5 / v
+    d_var = np.subtract(1, t, out=np.empty(t.shape, t.dtype) if out is None else out)
+    d_var /= v
+    d_var *= 0.5  # exact (a power of 2)
     return d_var, t
 
 
@@ -195,57 +271,78 @@ def _gaussian_var_exact(v, x, y, dtype):
     return g
 
 
-def _laplace_scale_slope(r, b, q):
+def _copy_into(r, s, q, out):
+    np.copyto(out, q)
+    return out
+
+
+# positional: quotient, value, input_slope, plain, exact, low, high, constant
+_GAUSSIAN = _Spread(
+    np.divide,
+    _gaussian_value,
+    _copy_into,
+    _gaussian_var_slope,
+    _gaussian_var_exact,
+    0.5,
+    4.0,
+    0.5 * _LOG_2PI,
+)
+
+
+def _abs_quotient(r, b):
+    q = np.abs(r)
+    q /= b
+    return q
+
+
+def _laplace_value(r, b, q, out):
+    """log b + |r| / b."""
+    np.log(b, out=out)
+    out += q
+    return out
+
+
+def _laplace_input_slope(r, b, q, out):
+    """sign(r) / b."""
+    np.sign(r, out=out)
+    out /= b
+    return out
+
+
+def _laplace_scale_slope(r, b, q, out=None):
     """(1 - |r|/b) / b and |r|/b (``q``)."""
-    d_scale = np.subtract(1, q, out=np.empty(q.shape, q.dtype))
+    d_scale = np.subtract(1, q, out=np.empty(q.shape, q.dtype) if out is None else out)
     d_scale /= b
     return d_scale, q
 
 
+# (b - |r|) / b^2 where it cancels (|r| / b in [1/2, 2]), from the exact |r|; the formula is
+# within 3.4 ULP outside (measured against exact arithmetic). The exact form is within 2 ULP
+# for every ratio and costs what the formula and the selection cost: used on every element
+# of a scale of the input's shape
+_LAPLACE = _Spread(
+    _abs_quotient,
+    _laplace_value,
+    _laplace_input_slope,
+    _laplace_scale_slope,
+    abs_gap_of_difference,
+    0.5,
+    2.0,
+    _LOG_2,
+    exact_everywhere=True,
+)
+
+
 def _gaussian(input, target, var, full, eps, reduction, *, value=True, grad=True):
     """``(loss or None, (d_input, d_var) or None)`` of :func:`gaussian_nll_loss`, one pass."""
-    lk = _likelihood(input, target, var, "var", eps, reduction)
-    r, v = lk.r, lk.spread
-    q = r / v
-    loss = grads = None
-    if value:
-        # r * (r / v) rather than r**2 / v: no overflow of r**2 when r**2 / v is finite.
-        loss = _limit_at_zero_spread(0.5 * (np.log(v) + r * q), lk, eps)
-        if full:
-            loss = loss + 0.5 * _LOG_2PI
-        loss = reduce_to(loss, reduction, lk.dtype)
-    if grad:
-        d_var = _spread_slope(lk, q, _gaussian_var_slope, _gaussian_var_exact, 0.5, 4)
-        grads = (
-            _reduced_grad(q, input, r.shape, reduction, lk.dtype),
-            _reduced_grad(d_var, var, lk.spread_shape, reduction, lk.dtype),
-        )
-    return loss, grads
+    return _likelihood_loss(input, target, var, "var", eps, full, reduction, _GAUSSIAN, value, grad)
 
 
 def _laplace(input, target, scale, full, eps, reduction, *, value=True, grad=True):
     """``(loss or None, (d_input, d_scale) or None)`` of :func:`laplace_nll_loss`, one pass."""
-    lk = _likelihood(input, target, scale, "scale", eps, reduction)
-    r, b = lk.r, lk.spread
-    q = np.abs(r)
-    q /= b
-    loss = grads = None
-    if value:
-        loss = _limit_at_zero_spread(np.log(b) + q, lk, eps)
-        if full:
-            loss = loss + _LOG_2
-        loss = reduce_to(loss, reduction, lk.dtype)
-    if grad:
-        # (b - |r|) / b^2 where it cancels (|r| / b in [1/2, 2]), from the exact |r|; the
-        # formula is within 3.4 ULP outside (measured against exact arithmetic)
-        d_scale = _spread_slope(lk, q, _laplace_scale_slope, abs_gap_of_difference, 1 / 2, 2)
-        d_input = np.sign(r, out=q)
-        d_input /= b
-        grads = (
-            _reduced_grad(d_input, input, r.shape, reduction, lk.dtype),
-            _reduced_grad(d_scale, scale, lk.spread_shape, reduction, lk.dtype),
-        )
-    return loss, grads
+    return _likelihood_loss(
+        input, target, scale, "scale", eps, full, reduction, _LAPLACE, value, grad
+    )
 
 
 @dataclass(frozen=True)

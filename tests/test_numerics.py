@@ -301,3 +301,22 @@ def test_blocks_on_threads_agree_with_one_thread_also_from_concurrent_callers(mo
         nx.exp_row_blocks(x[rows], keep=False)
 
     _blocks.for_each_block(nested, len(x), x.shape[-1] * x.itemsize)
+
+
+def test_abs_gap_of_difference_is_accurate_for_every_ratio():
+    # the Laplace scale gradient takes it on every element, not only where |x - y| / b is in
+    # [1/2, 2] (where b - |x - y| cancels): also far outside, and just at the edges of that band
+    rng = np.random.default_rng(5)
+    b = 10.0 ** rng.uniform(-3, 3, 400)
+    ratio = np.concatenate(
+        [10.0 ** rng.uniform(-6, 6, 200), np.nextafter(0.5, [0, 1] * 50), [2.0, 1.0] * 50]
+    )
+    ratio *= np.where(rng.random(400) < 0.5, -1.0, 1.0)
+    y = rng.standard_normal(400) * b
+    x = y + ratio * b
+    got = nx.abs_gap_of_difference(b, x, y)
+    with mpmath.workdps(400):
+        exact = [
+            (bb - abs(xx - yy)) / bb**2 for bb, xx, yy in zip(*exact_inputs(b, x, y), strict=True)
+        ]
+    assert_close_to_exact(got, exact, 2.5, "(b - |x - y|) / b^2")
