@@ -757,6 +757,46 @@ def log_exp_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logs, ok
 
 
+# Wide row sums are trusted down to 2^-860 (about e^-596): below it, exponentials that
+# matter to a float32 quotient could be float64 subnormals (see wide_exp_sums).
+_WIDE_SUM_FLOOR = 2.0**-860
+
+
+def wide_exp_sums(x: np.ndarray, finish=None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Row sums ``s`` of ``exp(x)``, unshifted and in float64, for a 2-D float32 ``x``.
+
+    Returns ``(s, ok)``: ``s`` in float64 and the rows ``ok`` where it is accurate:
+    finite and at least ``2^-860``. ``finish(rows, e, s_rows)``, if given, is called on each
+    block with its float64 exponentials ``e`` while they are in the cache.
+
+    Domain: float32 (or float16 computed in float32) rows. A float32 ``x`` is exact in
+    float64, so no shift by the row maximum is needed to make ``x - m`` exact: each
+    exponential is within an ULP of float64 and ``s`` within a few ULP of float64, some
+    ``2^-48`` relative, far below a float32 ULP (``2^-24``). A quotient ``e / s`` rounded
+    to float32 is then within half an ULP and a hair (an uncorrected float32 ``exp(x - m)``
+    is off by up to ``|x - m| / 2`` ULP). Rows outside ``ok`` (an overflowing, infinite, NaN
+    or all-tiny row) are for the caller. The floor keeps float64 subnormals out of anything
+    a float32 result can see: with ``s >= 2^-860 > e^-597``, an exponential below the float64
+    normal range (``e^-708``) gives a quotient below ``e^-111``, under half the smallest
+    float32 subnormal (``2^-150 > e^-104``), which rounds to 0 as its exact value does.
+    Two float64 passes per entry (exponential, sum), block by block.
+    """
+    s = np.empty(len(x))
+
+    def block(rows: slice) -> None:
+        e = np.empty(x[rows].shape)
+        np.copyto(e, x[rows])  # (then exp in place: faster than exp's own float32-to-64 cast)
+        np.exp(e, out=e)
+        np.sum(e, axis=-1, out=s[rows])
+        if finish is not None:
+            finish(rows, e, s[rows])
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for_each_block(block, len(x), x.shape[-1] * 8)
+        ok = (s >= _WIDE_SUM_FLOOR) & (s < np.inf)
+    return s, ok
+
+
 def log1p_rest(x: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``log1p`` of :func:`exp_sum_rest` for ``rows`` of ``x``: ``logsumexp(x) - m`` there.
 

@@ -145,15 +145,52 @@ def _rows(x: np.ndarray, axis: int) -> tuple[np.ndarray, tuple]:
     return rows.astype(nx.working_dtype(x.dtype), copy=False), moved.shape
 
 
+def _wide_or_shifted(rows: np.ndarray, wide, shifted) -> np.ndarray:
+    """A row function of 2-D ``rows``: ``wide(rows)`` for float32 rows, where it is accurate.
+
+    ``wide`` (None: none) returns ``(out, ok)``; the rows not ``ok``, and rows of other dtypes, are
+    computed by ``shifted`` (which returns ``(out, m)``, ``m`` the row maxima), a row holding
+    ``+inf`` from its limit row (:func:`~lossutils._numerics.limit_rows`).
+    """
+
+    def by_shift(part: np.ndarray) -> np.ndarray:
+        out, m = shifted(part)
+        infinite = np.flatnonzero(m == np.inf)
+        if infinite.size:  # a row with +inf: its limit
+            out[infinite] = shifted(nx.limit_rows(part[infinite]))[0]
+        return out
+
+    if wide is None or rows.dtype != np.float32:
+        return by_shift(rows)
+    out, ok = wide(rows)
+    rest = np.flatnonzero(~ok)
+    if rest.size:
+        out[rest] = by_shift(rows[rest])
+    return out
+
+
+def _softmax_wide(rows: np.ndarray):
+    """Softmax of float32 rows as ``e^x / s`` in float64, rounded once; and the rows where
+    that is accurate (:func:`~lossutils._numerics.wide_exp_sums`): within half an ULP and a
+    hair there."""
+    out = np.empty_like(rows)
+
+    def divide(part, e, s):
+        e *= (1 / s)[:, None]
+        out[part] = e
+
+    return out, nx.wide_exp_sums(rows, divide)[1]
+
+
 def _softmax_rows(rows: np.ndarray):
     """Softmax of each row of a 2-D array, and the row maxima.
 
     Every exponential is corrected for the rounding of ``x - m``
     (:func:`~lossutils._numerics.exp_rows`) and divided by its row sum while in the cache.
-    A float32 row is summed and divided in float64, rounded once: what remains is the
-    error of float32's exponential (up to 2.5 ULP of it) and of its correction, 3.3 ULP at
-    most measured over rows of 200 to 100000 classes (multiplied by a float32 reciprocal
-    instead, one more rounding, 3.8 ULP: too close to the bound of 4).
+    A float32 row (one that :func:`_softmax_wide` leaves: an overflowing or all-tiny row)
+    is summed and divided in float64, rounded once: what remains is the error of float32's
+    exponential (up to 2.5 ULP of it) and of its correction, 3.8 ULP at most measured over
+    rows of 200 to 100000 classes.
     """
 
     def divide(_, e, s, __):
@@ -274,8 +311,10 @@ def softmax(x, axis=-1):
     The rounding error of each difference :math:`x_k - m` is recovered exactly and
     compensated, so a tail probability such as :math:`e^{-700}` keeps its relative
     accuracy (uncompensated it is off by up to :math:`|x_k - m| / 2` ULP): every entry is
-    within a few ULP. Large inputs are processed in cache-sized blocks of rows, two at a
-    time.
+    within a few ULP. float32 (and float16) rows whose exponentials neither overflow nor
+    all vanish in float64 need no shift: :math:`e^{x_k} / \sum_j e^{x_j}` is computed in
+    float64 and rounded once, within half an ULP and a hair. Large inputs are processed
+    in cache-sized blocks of rows, two at a time.
 
     Parameters
     ----------
@@ -307,10 +346,7 @@ def softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    out, m = _softmax_rows(rows)
-    infinite = np.flatnonzero(m == np.inf)
-    if infinite.size:  # a row with +inf: its limit
-        out[infinite] = _softmax_rows(nx.limit_rows(rows[infinite]))[0]
+    out = _wide_or_shifted(rows, _softmax_wide, _softmax_rows)
     return np.moveaxis(nx.to_dtype(out, x.dtype).reshape(moved), -1, axis)
 
 
@@ -352,8 +388,5 @@ def log_softmax(x, axis=-1):
     """
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
-    out, m = _log_softmax_rows(rows)
-    infinite = np.flatnonzero(m == np.inf)
-    if infinite.size:  # a row with +inf: its limit
-        out[infinite] = _log_softmax_rows(nx.limit_rows(rows[infinite]))[0]
+    out = _wide_or_shifted(rows, None, _log_softmax_rows)
     return np.moveaxis(nx.to_dtype(out, x.dtype).reshape(moved), -1, axis)

@@ -423,7 +423,12 @@ def cross_entropy(
     rounding error of each difference :math:`z_k - m` compensated
     :cite:p:`blanchard2021accurate`. The result is within a few ULP of the exact value
     for logits up to :math:`\pm 10^4` and losses down to the underflow threshold; the
-    extra work is done only in those rows.
+    extra work is done only in those rows. float32 (and float16) rows with class-index
+    targets and no label smoothing are evaluated unshifted in float64,
+    :math:`\log \sum_k e^{z_k} - z_y` with every float32 logit exact there, and rounded
+    once; rows where that would lose digits (a loss below
+    :math:`2^{-20} (1 + |\log \sum_k e^{z_k}|)`, exponentials that overflow or all vanish
+    in float64) are shifted as above.
 
     Examples
     --------
@@ -471,6 +476,24 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
     (:func:`~lossutils._numerics.limit_rows`); its maximum tells which rows do.
     """
     total = weight_total(args.target_weight)
+    if eps > 0 or args.x.dtype != np.float32:
+        per, grad_out = _ce_index_shifted(args, eps, reduction, total, value, grad)
+    else:
+        per, grad_out, rest = _ce_index_wide(args, reduction, total, value, grad)
+        if rest.size:
+            part = args.rows(rest, args.x[rest])
+            per_rest, grad_rest = _ce_index_shifted(part, eps, reduction, total, value, grad)
+            if value:
+                per[rest] = per_rest
+            if grad:
+                grad_out[rest] = grad_rest
+    loss = weighted_reduce(per, total, reduction, args.shape) if value else None
+    return loss, grad_out
+
+
+def _ce_index_shifted(args: _IndexArgs, eps: float, reduction: str, total, value, grad):
+    """Per-sample losses and gradient rows (each None unless asked for), shifted by the
+    row maxima; a row holding ``+inf`` from its limit row."""
     per, grad_out, m = _ce_index_rows(args, eps, reduction, total, value, grad)
     infinite = np.flatnonzero(m == np.inf)
     if infinite.size:
@@ -480,8 +503,53 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
             per[infinite] = per_inf
         if grad:
             grad_out[infinite] = grad_inf
-    loss = weighted_reduce(per, total, reduction, args.shape) if value else None
-    return loss, grad_out
+    return per, grad_out
+
+
+def _ce_index_wide(args: _IndexArgs, reduction: str, total, value, grad):
+    """Per-sample losses and gradient rows of float32 rows without label smoothing, in
+    float64 and unshifted; and the rows left for :func:`_ce_index_shifted`.
+
+    The row sums ``s`` of :func:`~lossutils._numerics.wide_exp_sums` give
+    ``-log p_y = log(s) - x_y`` and the gradient ``scale e^x / s`` in float64, rounded once
+    (within half an ULP and a hair). ``log(s)`` is within ``2^-50 (1 + |log s|)`` of
+    ``logsumexp(x)``; where ``-log p_y`` is at least ``2^-20 (1 + |log s|)`` that is below
+    ``2^-30`` of it. Rows where the target is so confident that ``-log p_y`` is smaller
+    keep their digits only with the shift (and the compensated sum) and are left over, as
+    are the rows ``wide_exp_sums`` leaves (an infinite, NaN, overflowing or all-tiny row).
+    """
+    x, y, valid, w = args.x, args.y, args.valid, args.weight
+    wy = args.target_weight
+    nll = np.empty(len(x))
+    big = np.empty(len(x))  # 1 + |log s|, for the accuracy test
+    xy = _gather(x, y).astype(np.float64)
+    g = np.empty_like(x) if grad else None
+    if grad:
+        scale = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
+
+    def finish(part, e, s):
+        log_s = np.log(s)
+        nll[part] = log_s - xy[part]
+        big[part] = 1 + np.abs(log_s)
+        if grad:
+            e *= (scale[part] / s)[:, None]
+            g[part] = e
+            target = scale[part] * np.expm1(-nll[part])
+            np.put_along_axis(g[part], y[part, None], target[:, None], axis=-1)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = nx.wide_exp_sums(x, finish)[1]
+        ok &= nll >= 2.0**-20 * big
+    rest = np.flatnonzero(~ok)
+    per = None
+    if value:
+        nll32 = nll.astype(np.float32)
+        with np.errstate(invalid="ignore"):  # a zero weight masks its sample
+            loss = nll32 if w is None else nx.times(wy, nll32)
+        per = np.where(valid, loss, 0).astype(np.float32, copy=False)
+    if grad:
+        g[np.flatnonzero(scale == 0)] = 0  # an ignored sample, or one of weight 0
+    return per, g, rest
 
 
 def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, grad):
