@@ -144,16 +144,20 @@ def _check_bool(value, name):
 
 
 def _poisson_args(input, target, log_input, full, eps, reduction):
+    """The output dtype, ``input`` and ``target`` checked, in their own floating dtype (the
+    value and each block of the gradient are widened to float64 where they are used), and
+    ``eps`` as a float64."""
     check_reduction(reduction)
     _check_bool(log_input, "log_input")
     _check_bool(full, "full")
     eps = check_positive_scalar(eps, "eps", allow_zero=True)
-    out, work, (x, y) = _arrays({"input": input, "target": target}, _float64_at_least)
+    out = result_dtype(input, target)
+    x, y = (as_float_array(v, n) for n, v in (("input", input), ("target", target)))
     check_same_shape(x, y, "input", "target")
     _check_counts(y)
     if not log_input:
         _check_counts(x, "input")  # a rate: non-negative
-    return out, x, y, work.type(eps)
+    return out, x, y, np.float64(eps)
 
 
 def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad=True):
@@ -161,61 +165,106 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
     loss = g = None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        rate = np.exp(x) if log_input else None
+        rate = None
         if value:
+            x64, y64 = x.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
             if log_input:
-                loss = rate - times(y, x)
+                rate = np.exp(x64)
+                loss = rate - times(y64, x64)
             else:
-                loss = x - xlogy(y, x + eps)
-            loss = np.where(x == np.inf, np.inf, loss)
+                loss = x64 - xlogy(y64, x64 + eps)
+            loss = np.where(x64 == np.inf, np.inf, loss)
             if full:
-                big = y > 1
-                yb = np.where(big, y, 2)
+                big = y64 > 1
+                yb = np.where(big, y64, 2)
                 stirling = yb * (np.log(yb) - 1) + 0.5 * np.log(2 * np.pi * yb)
                 loss = loss + np.where(big, stirling, 0)
             loss = reduce_to(loss, reduction, out)
         if grad:
-            g = _poisson_slope(x, y, rate, eps, narrow=out.itemsize < 8)
-            g = _finish_grad(g, input, x.shape, reduction, out)
+            g = _poisson_grad(x, y, rate, log_input, eps, reduction, grad_dtype(input, out))
     return loss, g
 
 
-def _poisson_slope(x, y, rate, eps, narrow):
-    """Per-element d loss / d input: ``e^x - y`` (``rate`` = e^x) or ``1 - y / (x + eps)``.
+def _poisson_grad(x, y, rate, log_input, eps, reduction, dtype):
+    """d loss / d input of the reduced loss, rounded once to ``dtype``.
 
-    Both vanish at the best fit and keep only the absolute accuracy of their larger term when
-    formed as differences. Where they cancel (``|e^x - y| < e^x / 4``; for float16 and
-    float32 output, whose float64 result may lose 30 bits, ``< 2^-20 e^x``) ``e^x - y`` is
-    formed with ``e^x`` in double-double (:func:`scaled_exp_minus`), and the rate form as
-    ``((s - y) + s_err) / s`` with ``s + s_err = x + eps`` exactly (``s - y`` is then exact).
+    In cache-sized blocks widened to float64 (``rate`` = e^x if already computed): only the
+    result is a full-size array. Scaled by the mean's 1/n in float64, then rounded. The
+    elements where the formula cancels are collected over the blocks and redone at once.
     """
-    if rate is None:
-        s = x + eps
-        g = np.where(y == 0, 1, 1 - y / s)
-        near = (y > 0) & (y >= 0.5 * s) & (y <= 2 * s)
-        if near.any():
-            xs, ys = x[near], y[near]
-            sn, sn_err = two_sum(xs, eps)
-            g[near] = ((sn - ys) + sn_err) / sn
-        return g
-    g = np.empty(np.broadcast_shapes(rate.shape, y.shape))
-    # e^x - y is exact for the computed e^x where y is within a factor 2 of it (Sterbenz),
-    # so its error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
-    # |e^x - y| >= e^x / 4; only the elements below that are redone. Block by block, while
-    # each block is in the cache
-    c = 2.0**-20 if narrow else 0.25
-    gf, rf, yf, near = g.reshape(-1), rate.reshape(-1), y.reshape(-1), []
-    for b in chunks(g.size):
-        gb = np.subtract(rf[b], yf[b], out=gf[b])
-        close = np.flatnonzero(np.abs(gb) < rf[b] * c)
+    g = np.empty(x.shape, dtype)
+    gf, xf, yf = g.reshape(-1), x.reshape(-1), y.reshape(-1)
+    rf = None if rate is None else rate.reshape(-1)
+    scale = reduction_scale(x.size, reduction, np.float64)
+    narrow = dtype.itemsize < 8
+    redo = []
+    for b in chunks(x.size):
+        xb, yb = xf[b].astype(np.float64, copy=False), yf[b].astype(np.float64, copy=False)
+        if log_input:
+            gb, close = _poisson_log_slope(xb, yb, np.exp(xb) if rf is None else rf[b], narrow)
+        else:
+            gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
         if close.size:
-            near.append(close + b.start)
-    near = np.concatenate(near) if near else np.zeros(0, dtype=np.intp)
-    if near.size:
-        xs = x.reshape(-1)[near]
-        near, xs = near[np.abs(xs) <= 700], xs[np.abs(xs) <= 700]
-        g.reshape(-1)[near] = scaled_exp_minus(np.ones(near.size), xs, y.reshape(-1)[near])
+            redo.append(close + b.start)
+        if reduction == "mean":
+            gb *= scale
+        gf[b] = gb  # rounded once
+    if redo:
+        redo = np.concatenate(redo)
+        xs, ys = xf[redo].astype(np.float64), yf[redo].astype(np.float64)
+        if log_input:
+            gs = scaled_exp_minus(np.ones(redo.size), xs, ys)
+        else:
+            # s - y is exact (Sterbenz) with s + s_err = x + eps exactly
+            s, s_err = two_sum(xs, eps)
+            gs = ((s - ys) + s_err) / s
+        if reduction == "mean":
+            gs *= scale
+        gf[redo] = gs
     return g
+
+
+def _poisson_rate_slope(x, y, eps, narrow):
+    """Per-element ``1 - y / (x + eps)`` (float64), 1 where ``y = 0``, and where to redo it.
+
+    It vanishes at the best fit and keeps only the absolute accuracy of ``y / s``
+    (``s = x + eps``) formed as a difference: where it cancels the caller redoes it as
+    ``((s - y) + s_err) / s`` with ``s + s_err = x + eps`` exactly (``s - y`` is then exact).
+    That is where ``y / s`` is in [1/2, 2]; for float16 and float32 output only where
+    ``|1 - y / s| < 2^-20``: elsewhere the float64 difference, whose error is below
+    2^-52 ``y / s`` + 2^-53 of it, is within 2^-31 of it (``y / s <= 2``, or ``|1 - y / s|
+    >= y / (2 s)``), far below a float32 rounding.
+    """
+    s = x + eps
+    g = np.divide(y, s)
+    np.subtract(1, g, out=g)
+    if np.isnan(np.sum(g)):  # g <= 1: the sum is NaN only if an element is
+        # y = 0 gives 1, also where 0 / 0 (x + eps = 0) or x is NaN
+        g[np.isnan(g) & (y == 0)] = 1
+    if narrow:
+        return g, np.flatnonzero(np.abs(g) < 2.0**-20)
+    near = np.greater_equal(g, -1)
+    near &= np.less_equal(g, 0.5, out=np.empty_like(near))
+    return g, np.flatnonzero(near)  # y / s in [1/2, 2]
+
+
+def _poisson_log_slope(x, y, rate, narrow):
+    """Per-element ``e^x - y`` (float64; ``rate`` = e^x), and where to redo it.
+
+    Where it cancels (``|e^x - y| < e^x / 4``; for float16 and float32 output, whose float64
+    result may lose 30 bits, ``< 2^-20 e^x``) the caller forms ``e^x - y`` with ``e^x`` in
+    double-double (:func:`scaled_exp_minus`, for ``|x| <= 700``). Elsewhere ``e^x - y`` is
+    exact for the computed ``e^x`` where ``y`` is within a factor 2 of it (Sterbenz), so its
+    error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
+    ``|e^x - y| >= e^x / 4``.
+    """
+    g = np.subtract(rate, y)
+    c = 2.0**-20 if narrow else 0.25
+    close = np.abs(g)
+    close = np.flatnonzero(np.less(close, np.multiply(rate, c), out=np.empty(g.shape, bool)))
+    if close.size:
+        close = close[np.abs(x[close]) <= 700]
+    return g, close
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
