@@ -106,19 +106,29 @@ def check_broadcastable(value: np.ndarray, shape: tuple, name: str, against: str
         )
 
 
+def _extremes(value: np.ndarray):
+    """The smallest and largest entries ignoring NaN (NaN if all are); two passes, no
+    full-size temporaries (the checks run on every call of a loss)."""
+    if value.size == 0:
+        return np.nan, np.nan
+    with np.errstate(invalid="ignore"):
+        return np.fmin.reduce(value, axis=None), np.fmax.reduce(value, axis=None)
+
+
 def check_unit_interval(value: np.ndarray, name: str) -> None:
     """Values in [0, 1]; NaN passes (it propagates to the result)."""
-    bad = (value < 0) | (value > 1)
-    if np.any(bad):
+    value = np.asarray(value)
+    lo, hi = _extremes(value)
+    if lo < 0 or hi > 1:
+        bad = (value < 0) | (value > 1)
         raise ValueError(f"{name} must lie in [0, 1]; got {describe(value[bad].flat[0])}")
 
 
 def check_nonnegative(value, name: str) -> None:
-    bad = np.asarray(value) < 0
-    if np.any(bad):
-        raise ValueError(
-            f"{name} must be non-negative; got {describe(np.asarray(value)[bad].flat[0])}"
-        )
+    """Values >= 0; NaN passes."""
+    value = np.asarray(value)
+    if _extremes(value)[0] < 0:
+        raise ValueError(f"{name} must be non-negative; got {describe(value[value < 0].flat[0])}")
 
 
 def check_positive_scalar(value, name: str, allow_zero: bool = False) -> float:

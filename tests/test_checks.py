@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,33 @@ def test_ragged_input_is_a_value_error_naming_the_argument(index):
         f(*args)
     with pytest.raises(ValueError, match=message):
         getattr(lossutils, f.__name__ + "_grad")(*args)
+
+
+@pytest.mark.parametrize(
+    ("values", "bad"),
+    [
+        ([0.5, np.nan, 1.5], 1.5),
+        ([np.nan, -0.0, -1e-300], -1e-300),
+        ([np.nan, 1.0, 1.0000000000000002], 1.0000000000000002),
+        ([np.inf, 0.0], np.inf),
+    ],
+)
+def test_unit_interval_check_finds_a_value_outside_among_nan(values, bad):
+    # the check reduces to the extremes ignoring NaN: a NaN next to the bad value hides nothing
+    with pytest.raises(
+        ValueError, match=rf"target must lie in \[0, 1\]; got {re.escape(str(bad))}$"
+    ):
+        _checks.check_unit_interval(np.array(values), "target")
+    with pytest.raises(ValueError, match="target must lie in"):
+        lossutils.binary_cross_entropy([0.5] * len(values), values)
+
+
+@pytest.mark.parametrize("values", [[np.nan, np.nan], [], [0.0, -0.0, 1.0, np.nan]])
+def test_unit_interval_check_passes_nan_empty_and_the_ends(values):
+    _checks.check_unit_interval(np.array(values, dtype=np.float64), "target")
+    _checks.check_nonnegative(np.array(values, dtype=np.float64), "count")
+
+
+def test_nonnegative_check_names_the_negative_value_among_nan():
+    with pytest.raises(ValueError, match=r"count must be non-negative; got .*-2\.0"):
+        _checks.check_nonnegative(np.array([np.nan, 3.0, -2.0]), "count")
