@@ -133,7 +133,10 @@ def speed_section(results: dict) -> list[str]:
         "",
         f"Median of {settings['repeats']} runs of one call each, after a warm-up call; "
         "the contenders take turns within each run, so that load on the machine hits "
-        "all alike. The textbook NumPy formula is given in milliseconds; every other "
+        "all alike; after each call of PyTorch or JAX the run pauses (their worker threads "
+        "keep spinning for a while), then keeps a core busy for a moment, so that the next "
+        "call does not start on an idled machine. "
+        "The textbook NumPy formula is given in milliseconds; every other "
         "contender as the ratio of its time to that one (below 1 is faster), measured "
         "in the same run on the same arrays. *fwd+grad* is one training step as each "
         "contender does it: lossutils' `X_value_and_grad` (one pass), PyTorch's forward "

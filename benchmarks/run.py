@@ -57,7 +57,9 @@ def settings(args, sizes) -> dict:
             "statistic": f"median of {args.repeats} runs of one call each, after a warm-up call; "
             "contenders interleaved within each run, with a pause of "
             f"{args.settle:g} s after each call of PyTorch or JAX (their worker "
-            "threads keep spinning for a while)",
+            "threads keep spinning for a while), then "
+            f"{speed.WAKE_SECONDS if args.settle else 0:g} s of busy work (the next call "
+            "would otherwise start on a machine that has idled)",
             "repeats": args.repeats,
             "ratio": "time / time of the textbook NumPy formula, same dtype, same arrays, same run",
             "reduction": "none: per-element (or per-row) losses; gradients of their sum",

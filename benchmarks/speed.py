@@ -23,6 +23,12 @@ BASELINE = "numpy"
 # contender timed on the same two cores would pay for it (delays of 100 ms were seen).
 THREAD_POOLS = {"pytorch", "jax"}
 SETTLE_SECONDS = 0.2
+# After such a pause the machine has idled: on the 2-core machine these results come from,
+# a two-thread computation then ran at single-thread speed (22 ms instead of 12 for
+# lossutils' float32 cross-entropy step) until the cores had been busy for about 0.1 s,
+# so whoever came next paid for the pause. The run keeps a core busy this long after each
+# pause; a training loop, which calls its step back to back, never idles like that.
+WAKE_SECONDS = 0.15
 UNTRACED = {
     "pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's",
     "jax": "not measured: tracemalloc sees NumPy's allocations, not XLA's",
@@ -60,12 +66,20 @@ def first_call(impl, args) -> dict:
     return {"steps": steps(impl)}
 
 
+def busy(seconds: float) -> None:
+    """Keep the calling thread's core busy for ``seconds`` (wakes an idled machine)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def interleaved_medians(results: dict, args, repeats: int, settle: float = 0.0) -> dict:
     """Replace each contender's ``steps`` by the median seconds of each step.
 
     Every repeat times every contender once, in turn, so that a burst of load on
     a shared machine slows all of them alike instead of one of them. After a call of a
-    library with its own thread pool, the run waits ``settle`` seconds.
+    library with its own thread pool, the run waits ``settle`` seconds, then keeps a core
+    busy for :data:`WAKE_SECONDS`.
     """
     runs = {
         (key, kind): (step, [])
@@ -76,8 +90,9 @@ def interleaved_medians(results: dict, args, repeats: int, settle: float = 0.0) 
     for _ in range(repeats):
         for (key, _kind), (step, times) in runs.items():
             times.append(seconds(step, args))
-            if key in THREAD_POOLS:
+            if key in THREAD_POOLS and settle:
                 time.sleep(settle)
+                busy(WAKE_SECONDS)
     for key, result in results.items():
         if result["status"] == "ok":
             for kind in ("forward", "forward_grad"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import lossutils
-from benchmarks import report, summary
+from benchmarks import report, speed, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = [
@@ -155,3 +155,17 @@ def test_summary_replaces_only_the_text_between_the_markers():
     out = summary.rendered(page, results)
     assert out.startswith("before\n") and out.endswith("\nafter\n") and "stale" not in out
     assert summary.rendered(out, results) == out
+
+
+def test_each_pause_after_a_threaded_library_is_followed_by_busy_work(monkeypatch):
+    # the next contender must not start on an idled machine (see speed.WAKE_SECONDS)
+    calls = []
+    monkeypatch.setattr(speed.time, "sleep", lambda s: calls.append(("sleep", s)))
+    monkeypatch.setattr(speed, "busy", lambda s: calls.append(("busy", s)))
+    results = {
+        key: {"status": "ok", "steps": {"forward": lambda: None, "forward_grad": None}}
+        for key in ("lossutils", "numpy", "pytorch")
+    }
+    speed.interleaved_medians(results, (), repeats=2, settle=0.2)
+    assert calls == [("sleep", 0.2), ("busy", speed.WAKE_SECONDS)] * 2
+    assert all(results[key]["forward_s"] is not None for key in results)
