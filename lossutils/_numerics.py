@@ -1422,6 +1422,60 @@ def dd_sum_of_squares(hi: np.ndarray, lo: np.ndarray, slices: int = 3):
     return two_sum(s, err)
 
 
+# Exponents of 2 within which dd_distance_squared needs no scaling: no square of an entry
+# below 2**400 overflows, no product of two grid steps above 2**-(400 + 53) underflows.
+DD_DISTANCE_EXPONENTS = 400
+
+
+@quiet
+def dd_distance_squared(x, y, shift, exponent):
+    """``sum((x - y + shift)**2)`` over the last axis as a double-double ``(s, err)``, float64.
+
+    Domain: rows whose distance is below ``2**exponent`` (one exponent per row, of size
+    below :data:`DD_DISTANCE_EXPONENTS`: nothing to scale) and a scalar ``shift`` with
+    ``|shift| <= 2**(exponent - 20)``. Accuracy: about ``2**-67`` of ``4**exponent`` for
+    D = 128, as :func:`dd_sum_of_squares` with one slice, for distances that cancel by
+    less than ``2**10`` against another distance or a margin; at about half its cost, as
+    nothing is scaled and the shift takes no second TwoSum.
+
+    With ``d = fl(x - y)`` and its exact error ``lo`` (TwoSum), ``a`` is ``d`` rounded to
+    the grid ``2**(e - k)``, ``k = (53 - log2 D) // 2``, so that the sum of ``a**2`` is
+    exact; ``e`` is the largest exponent of the rows where they differ by at most 1 (one
+    grid for all: at most 4 times the error of a row's own), else each row's. The rest
+    ``w = (d - a) + shift + lo`` (``d - a`` exact) is rounded by a few ULP of
+    ``2**(e - k) + |shift|``, which moves the sum by about
+    ``sqrt(D) 2**-53 (2**-k + 2**-20)`` of ``4**e``. The sum is
+    ``sum(a**2) + sum((2 a + w) w)``, the second (``2**-k`` of the first) with
+    ``(a + d) + shift`` for ``2 a + w`` (they differ by ``lo`` and two roundings) and
+    rounded to about ``D 2**-(53 + k)`` of ``4**e``.
+    """
+    k = (53 - int(np.ceil(np.log2(max(x.shape[-1], 1))))) // 2
+    exponent = np.asarray(exponent)
+    top = int(np.max(exponent, initial=-DD_DISTANCE_EXPONENTS))
+    if exponent.size and top - int(np.min(exponent)) > 1:
+        top = exponent[..., None]
+    # adding and subtracting 1.5 2**(52 + e - k) rounds to the grid 2**(e - k) (to nearest
+    # even, as rint), exactly for |d| < 2**e
+    magic = np.ldexp(1.5, 52 - k + top)
+    d = x - y
+    a = d + magic
+    a -= magic
+    back = d - x
+    lo = d - back
+    np.subtract(x, lo, out=lo)
+    back += y
+    lo -= back  # (x - y) - d, exactly (TwoSum)
+    w = np.subtract(d, a, out=back)  # the rest below the grid, exact
+    if shift:
+        w += shift
+    w += lo
+    s = np.einsum("...i,...i->...", a, a)
+    a += d
+    if shift:
+        a += shift
+    return two_sum(s, np.einsum("...i,...i->...", a, w))
+
+
 # --- log1p(t) - t ---------------------------------------------------------------------------------
 
 # log1p(t) = 2 atanh(u) with u = t / (2 + t), and t = 2u / (1 - u), so that

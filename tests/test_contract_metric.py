@@ -413,6 +413,38 @@ def test_triplet_realistic_width_within_4_ulp(dtype, swap):
         ref.assert_ulp_in(per, exact, dtype, label=f"squared={squared}")
 
 
+def _mp_shifted_distance(x, y, shift, squared):
+    diff = [ref.mp(u) - ref.mp(v) + ref.mp(shift) for u, v in zip(x, y, strict=True)]
+    total = mpmath.fsum(e**2 for e in diff)
+    return total if squared else mpmath.sqrt(total)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_triplets_at_the_switch_to_unscaled_distances(squared):
+    # float64 triplets cancelling by 2**-3 to 2**-9 of the distances take double-double
+    # distances without scaling where their exponent is below 400 in size and eps at
+    # most 2**-20 of them; rows just on both sides of both limits, against mpmath
+    rng = np.random.default_rng(23)
+    sizes = [(0.999, 1e-6), (1.001, 1e-6), (2.0**398.99, 1e-6), (2.0**399.01, 1e-6)]
+    sizes += [(2.0**-399.01, 0.0), (2.0**-398.99, 0.0), (3.0, 1e-6), (2.0**-20, 2.0**-40)]
+    for size, eps in sizes:
+        if squared and size > 2.0**300:
+            size = np.sqrt(size)  # the squared distance stays finite
+        a, p, n = rng.normal(size=(3, 4, 128)) * (size / 16)
+        margin = np.empty(4)
+        with mpmath.workdps(60):
+            for i, cancel in enumerate((2.0**-3, 2.0**-6, -(2.0**-8), 2.0**-9.5)):
+                d_ap, d_an = (_mp_shifted_distance(a[i], y[i], eps, squared) for y in (p, n))
+                margin[i] = abs(float(d_an - d_ap + max(d_an, d_ap) * cancel))
+        for i in range(4):
+            triplet = (a[i : i + 1], p[i : i + 1], n[i : i + 1])
+            got = M.triplet_margin_loss(
+                *triplet, margin=margin[i], eps=eps, squared=squared, reduction="none"
+            )
+            exact = ref.triplet(*triplet, margin[i], 2.0, eps, False, squared)
+            ref.assert_ulp_in(got, exact, np.float64, label=f"size {size:g}, row {i}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("temperature", [0.5, 0.07])
 def test_nt_xent_realistic_width_within_4_ulp(dtype, temperature):
