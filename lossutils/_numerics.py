@@ -877,10 +877,14 @@ def scaled_norm(x, axis=-1, keepdims=False):
 _LN2_HI = float.fromhex("0x1.62e42ff000000p-1")
 _LN2_MID = float.fromhex("-0x1.718432a200000p-35")
 _LN2_LO = float.fromhex("0x1.3c7673007e5edp-69")
-# expm1 is evaluated at s = r / 2^10 (|s| <= 3.4e-4) and doubled back ten times. The terms
-# s^k / k! of its series need double-double for k <= 4 (s^3/24 is 2^-39 of s, and the sum
-# must be right to 2^-106 of s) and double beyond; they fall below 2^-110 of s after k = 9.
-_EXPM1_DOUBLINGS = 10
+# e^z = 2^k 2^(j/256) e^r: z = n ln 2 / 256 + r with n = 256 k + j, j in [-128, 127], and
+# |r| <= ln 2 / 512 < 2^-9.4. The factors 2^(j/256) are tabulated in double-double (from the
+# standard library's decimal exponential at 60 digits). expm1(r) is its Taylor series by
+# Horner's rule: the terms r^m / m! for m >= 5 (below 2^-54 of 1) in double, whose rounding
+# leaves under 2^-107; the four Horner steps up to r / 1! in double-double (each product
+# exact by Dekker's, the constants 1/m! in double-double), to about 2^-106 of e^r; the
+# series stops after r^9 / 9! (r^10 / 10! < 2^-115).
+_EXP_TABLE_BITS = 8
 
 
 def _double_double(value: Fraction) -> tuple[float, float]:
@@ -889,6 +893,24 @@ def _double_double(value: Fraction) -> tuple[float, float]:
 
 
 _INVERSE_FACTORIALS = [_double_double(Fraction(1, math.factorial(k))) for k in range(10)]
+
+
+def _exp2_table():
+    size = 1 << _EXP_TABLE_BITS
+    context = decimal.Context(prec=60)
+    ln2 = context.ln(decimal.Decimal(2))
+    pairs = [
+        _double_double(Fraction(context.exp(context.divide(context.multiply(ln2, j), size))))
+        for j in range(-size // 2, size // 2)
+    ]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+_EXP2_HI, _EXP2_LO = _exp2_table()  # 2^(j / 256) for j = -128..127 (index j + 128)
+_TABLE_OVER_LN2 = (1 << _EXP_TABLE_BITS) / math.log(2.0)
+_LN2_HI_T, _LN2_MID_T, _LN2_LO_T = (
+    math.ldexp(part, -_EXP_TABLE_BITS) for part in (_LN2_HI, _LN2_MID, _LN2_LO)
+)
 
 
 def _fast_two_sum(a, b):
@@ -909,34 +931,53 @@ def _dd_mul(a_hi, a_lo, b_hi, b_lo):
     return _fast_two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
 
 
-def _dd_expm1(r):
-    """``expm1(r)`` as a double-double ``(hi, lo)`` for float64 ``|r| <= ln 2 / 2``.
+def _split(a):
+    """Dekker's split of ``a``: ``(hi, lo)``, ``hi + lo == a``, each of at most 26 bits."""
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
 
-    Relative accuracy about 2^-100: the Taylor series at ``s = r / 2^10`` by Horner's
-    rule (double-double for the terms up to ``s^4``, double beyond), then
-    ``expm1(2 s) = 2 m + m^2`` (``m = expm1(s)``) ten times, which keeps the relative error.
+
+def _dd_times_split(hi, lo, r, r_hi, r_lo):
+    """``(hi + lo) r`` as an unnormalised ``(p, e)``: ``hi r = p + (its error)`` exactly
+    (Dekker's product with ``r`` split once by the caller), ``lo r`` rounded into ``e``."""
+    a_hi, a_lo = _split(hi)
+    p = hi * r
+    e = ((a_hi * r_hi - p) + a_hi * r_lo + a_lo * r_hi) + a_lo * r_lo
+    e += lo * r
+    return p, e
+
+
+def _dd_expm1(r):
+    """``expm1(r)`` as a double-double ``(hi, lo)`` for float64 ``|r| <= ln 2 / 512``.
+
+    To about 2^-106 of ``e^r`` (see ``_EXP_TABLE_BITS``): the tail of the series in double,
+    then Horner steps ``(hi, lo) r + 1/m!`` in double-double, with ``hi r`` exact (Dekker's
+    product, ``r`` split once) and the constant the larger addend (fast TwoSum).
     """
-    s = np.ldexp(r, -_EXPM1_DOUBLINGS)  # exact
-    tail = np.full_like(s, _INVERSE_FACTORIALS[9][0])
+    tail = np.full_like(r, _INVERSE_FACTORIALS[9][0])
     for c, _ in reversed(_INVERSE_FACTORIALS[5:9]):
-        tail = tail * s + c
-    hi, lo = tail, np.zeros_like(s)
-    for c_hi, c_lo in reversed(_INVERSE_FACTORIALS[1:5]):
-        hi, lo = _dd_mul(hi, lo, s, 0.0)
-        hi, lo = _dd_add(hi, lo, c_hi, c_lo)
-    hi, lo = _dd_mul(hi, lo, s, 0.0)
-    for _ in range(_EXPM1_DOUBLINGS):
-        sq_hi, sq_lo = _dd_mul(hi, lo, hi, lo)
-        hi, lo = _dd_add(2 * hi, 2 * lo, sq_hi, sq_lo)
-    return hi, lo
+        tail *= r
+        tail += c
+    # 1/4! + r tail: the product's rounding is below 2^-69 of the sum, 2^-107 of e^r
+    tail *= r
+    hi, lo = _fast_two_sum(_INVERSE_FACTORIALS[4][0], tail)
+    lo += _INVERSE_FACTORIALS[4][1]
+    r_hi, r_lo = _split(r)
+    for c_hi, c_lo in reversed(_INVERSE_FACTORIALS[1:4]):
+        p, e = _dd_times_split(hi, lo, r, r_hi, r_lo)
+        s, s_err = _fast_two_sum(c_hi, p)  # |p| < 2^-9 c_hi
+        hi, lo = _fast_two_sum(s, s_err + (e + c_lo))
+    return _fast_two_sum(*_dd_times_split(hi, lo, r, r_hi, r_lo))
 
 
 def dd_exp_parts(z):
     """``(k, m_hi, m_lo)`` with ``e^z = 2^k (1 + m)``, ``m`` a double-double, for float64 ``z``.
 
-    Domain: ``|z| <= 745`` or so (``k`` an exponent). ``z = k ln 2 + r`` with ``r`` in
-    double-double (three-part ln 2), ``m = e^r - 1`` by :func:`_dd_expm1`: relative accuracy
-    about 2^-100 of ``e^z``. Long arrays go in cache-sized blocks (the same operations).
+    Domain: ``|z| <= 745`` or so (``k`` an exponent). ``z = (256 k + j) ln 2 / 256 + r``
+    with ``r`` in double-double (three-part ln 2), ``1 + m = 2^(j/256) e^r`` from a table of
+    ``2^(j/256)`` and :func:`_dd_expm1`: relative accuracy about 2^-105 of ``e^z``, and
+    ``1 + m`` in [0.7, 1.42]. Long arrays go in cache-sized blocks (the same operations).
     """
     z = np.asarray(z)
     if z.ndim == 1 and z.size > CHUNK:
@@ -949,15 +990,25 @@ def dd_exp_parts(z):
 
 
 def _dd_exp_parts_block(z):
-    """:func:`dd_exp_parts` of one block."""
-    k = np.rint(z / _LN2_HI)
-    a = z - k * _LN2_HI  # exact: k * _LN2_HI is, and a is within a factor 2 of z or 0
-    r, r_err = two_sum(a, -(k * _LN2_MID))
-    r, r_err = _fast_two_sum(r, r_err - k * _LN2_LO)
-    m_hi, m_lo = _dd_expm1(r)
-    # e^{r + r_err} - 1 = m + (1 + m) r_err, to second order in r_err (below 2^-106)
+    """:func:`dd_exp_parts` of one block: ``2^k (1 + m) = 2^k T e^r`` (``_EXP_TABLE_BITS``)."""
+    n = np.rint(z * _TABLE_OVER_LN2)
+    with np.errstate(invalid="ignore"):
+        shifted = n.astype(np.int64) + (1 << (_EXP_TABLE_BITS - 1))
+    k = shifted >> _EXP_TABLE_BITS
+    j = shifted & ((1 << _EXP_TABLE_BITS) - 1)  # the table index, j + 128
+    # r = z - n ln 2 / 256 in double-double: n times the first two parts of ln 2 / 256 is
+    # exact (32-bit parts, |n| < 2^19), and z - n L_hi is exact (Sterbenz)
+    a = z - n * _LN2_HI_T
+    r, r_err = two_sum(a, -(n * _LN2_MID_T))
+    r, r_err = _fast_two_sum(r, r_err - n * _LN2_LO_T)
+    e_hi, e_lo = _dd_expm1(r)
+    t_hi, t_lo = _EXP2_HI[j], _EXP2_LO[j]
+    # m = (T - 1) + T expm1(r); T - 1 is exact (Sterbenz: T in [2^-1/2, 2^1/2])
+    p_hi, p_lo = _dd_mul(t_hi, t_lo, e_hi, e_lo)
+    m_hi, m_lo = _dd_add(t_hi - 1, t_lo, p_hi, p_lo)
+    # e^{r + r_err} - 1 = m + (1 + m) r_err, to second order in r_err (below 2^-120)
     m_hi, m_lo = _fast_two_sum(m_hi, m_lo + (1 + m_hi) * r_err)
-    return k.astype(np.int64), m_hi, m_lo
+    return k, m_hi, m_lo
 
 
 def scaled_exp_minus(a, z, b):
@@ -1024,9 +1075,9 @@ def log_minus_near(t, x):
 
     ``log t - x = log1p(w)`` with ``w = t e^{-x} - 1``, and ``w`` is formed to about 2^-100
     of its size (so that a ``w`` that cancels to ``2^-60`` still has its 53 bits):
-    ``-x = k ln 2 + r`` with ``r`` in double-double (three-part ln 2), ``T = t 2^k``
-    (exact), ``e^r - 1`` by :func:`_dd_expm1`, and ``w = (T - 1) + T (e^r - 1)``, where
-    ``T - 1`` is exact whenever ``w`` is small (``T`` is then within a factor 2 of 1).
+    ``e^{-x} = 2^k (1 + m)`` (:func:`dd_exp_parts`), ``T = t 2^k`` (exact), and
+    ``w = (T - 1) + T m``, where ``T - 1`` is exact whenever ``w`` is small (``T`` is then
+    within a factor 2 of 1).
     Accuracy: about 1 ULP (that of ``log1p``).
     """
     k, m_hi, m_lo = dd_exp_parts(-x)

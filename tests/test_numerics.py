@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import mpmath
@@ -320,3 +321,30 @@ def test_abs_gap_of_difference_is_accurate_for_every_ratio():
             (bb - abs(xx - yy)) / bb**2 for bb, xx, yy in zip(*exact_inputs(b, x, y), strict=True)
         ]
     assert_close_to_exact(got, exact, 2.5, "(b - |x - y|) / b^2")
+
+
+def test_double_double_exponential_against_mpmath():
+    # e^z = 2^k (1 + m) from a table of 2^(j/256) and a short series: callers need about
+    # 2^-104 of e^z (e^x - y may cancel to 2^-59 of e^x and must keep its 53 bits); z at the
+    # switches between table entries (n + 1/2) ln 2 / 256 and just inside them, too
+    rng = np.random.default_rng(8)
+    step = math.log(2) / 256
+    edges = (np.arange(-400, 400) + 0.5) * step
+    z = np.concatenate(
+        [
+            rng.uniform(-745, 709, 400),
+            rng.uniform(-1, 1, 400),
+            10.0 ** rng.uniform(-300, 0, 100),
+            edges,
+            np.nextafter(edges, 0),
+            [0.0, 5e-324, -5e-324, step / 2],
+        ]
+    )
+    k, m_hi, m_lo = nx.dd_exp_parts(z)
+    assert (1 + m_hi <= 1.42).all() and (1 + m_hi >= 0.7).all()
+    with mpmath.workprec(300):
+        worst = max(
+            abs(mpmath.ldexp(1 + mpmath.mpf(h) + mpmath.mpf(lo), int(kk)) / mpmath.exp(v) - 1)
+            for v, kk, h, lo in zip(exact_inputs(z), k, m_hi, m_lo, strict=True)
+        )
+    assert worst < 2.0**-104, float(mpmath.log(worst, 2))
