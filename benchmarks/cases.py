@@ -25,6 +25,7 @@ from benchmarks.implementations import (
     lossutils_loss,
     torch_impl,
     torch_loss,
+    torchvision_loss,
 )
 
 CONTENDERS = {
@@ -43,17 +44,40 @@ class Case:
 
     ``baselines`` maps a key of :data:`CONTENDERS` to an :class:`Impl`; a
     contender without the function is simply absent. ``hard_inputs`` and
-    ``speed_inputs`` are generators from :mod:`benchmarks.sweeps`.
+    ``speed_inputs`` are generators from :mod:`benchmarks.sweeps`. A case without a
+    reference and a hard sweep (``None``) is measured for speed and memory only: the
+    tests check every function's accuracy against mpmath.
     """
 
     name: str
     lossutils: Impl
     baselines: dict[str, Impl]
-    reference: Callable
-    hard_inputs: Callable
+    reference: Callable | None
+    hard_inputs: Callable | None
     speed_inputs: Callable
     note: str = ""
     grad_note: str = ""
+
+
+def textbook(name: str) -> Impl:
+    """The formula ``name`` and its gradient ``name_grad`` of :mod:`benchmarks.textbook`."""
+    return Impl(getattr(tb, name), getattr(tb, f"{name}_grad"))
+
+
+def speed_only(name: str, speed_inputs: Callable, note: str = "", **baselines: Impl) -> Case:
+    """A loss measured for speed and memory against its textbook formula (and ``baselines``).
+
+    Its accuracy is not in the benchmark: the tests check it against mpmath.
+    """
+    return Case(
+        name,
+        lossutils_loss(name),
+        {"numpy": textbook(name)} | baselines,
+        None,
+        None,
+        speed_inputs,
+        note,
+    )
 
 
 scipy_softmax = partial(special.softmax, axis=-1)
@@ -61,6 +85,167 @@ scipy_softmax = partial(special.softmax, axis=-1)
 ACTIVATION_GRAD = (
     "activations have no _grad: the derivative is timed with lossutils' own activations"
 )
+
+SPEED_ONLY = (
+    # regression
+    speed_only(
+        "mse_loss",
+        sweeps.predictions_and_targets,
+        pytorch=torch_loss("mse_loss"),
+        jax=jax_impl(lambda jax, optax, x, y: optax.squared_error(x, y)),
+    ),
+    speed_only("l1_loss", sweeps.predictions_and_targets, pytorch=torch_loss("l1_loss")),
+    speed_only(
+        "smooth_l1_loss", sweeps.predictions_and_targets, pytorch=torch_loss("smooth_l1_loss")
+    ),
+    speed_only(
+        "gaussian_nll_loss",
+        sweeps.predictions_targets_and_variances,
+        "gradient with respect to (input, var)",
+        pytorch=torch_loss("gaussian_nll_loss", differentiable=(0, 2)),
+    ),
+    speed_only(
+        "laplace_nll_loss",
+        sweeps.predictions_targets_and_variances,
+        "gradient with respect to (input, scale)",
+    ),
+    speed_only(
+        "poisson_nll_loss", sweeps.log_rates_and_counts, pytorch=torch_loss("poisson_nll_loss")
+    ),
+    speed_only(
+        "negative_binomial_nll_loss",
+        sweeps.logits_counts_and_total_counts,
+        "gradient with respect to (input, total_count)",
+    ),
+    speed_only(
+        "student_t_nll_loss",
+        sweeps.student_t_arguments,
+        "gradient with respect to (input, scale, df)",
+    ),
+    speed_only("quantile_loss", sweeps.quantile_arguments, "quantile 0.9"),
+    # binary labels and scores
+    speed_only(
+        "binary_cross_entropy",
+        sweeps.probabilities_with_binary_targets,
+        pytorch=torch_loss("binary_cross_entropy"),
+    ),
+    speed_only(
+        "sigmoid_focal_loss",
+        sweeps.logits_with_binary_targets,
+        "alpha 0.25, gamma 2; PyTorch: torchvision.ops.sigmoid_focal_loss",
+        pytorch=torchvision_loss("sigmoid_focal_loss"),
+    ),
+    speed_only(
+        "hinge_loss",
+        sweeps.scores_with_signed_labels,
+        jax=jax_impl(lambda jax, optax, x, t: optax.hinge_loss(x, t)),
+    ),
+    speed_only("squared_hinge_loss", sweeps.scores_with_signed_labels),
+    speed_only("square_loss", sweeps.scores_with_signed_labels),
+    speed_only("logistic_loss", sweeps.scores_with_signed_labels, "base 2"),
+    speed_only(
+        "soft_margin_loss",
+        sweeps.scores_with_signed_labels,
+        pytorch=torch_loss("soft_margin_loss"),
+    ),
+    speed_only(
+        "margin_ranking_loss",
+        sweeps.score_pairs_with_signed_labels,
+        "gradient with respect to (input1, input2)",
+        pytorch=torch_loss("margin_ranking_loss", differentiable=(0, 1)),
+    ),
+    speed_only(
+        "hinge_embedding_loss",
+        sweeps.distances_with_signed_labels,
+        pytorch=torch_loss("hinge_embedding_loss"),
+    ),
+    speed_only(
+        "bradley_terry_loss",
+        sweeps.preference_log_probabilities,
+        "gradient with respect to (chosen, rejected)",
+    ),
+    speed_only(
+        "dpo_loss",
+        sweeps.dpo_log_probabilities,
+        "beta 0.1; gradient with respect to the policy's (chosen, rejected)",
+    ),
+    speed_only("l2_penalty", sweeps.weights_and_strength, "lam 1e-4; one number, no reduction"),
+    speed_only("l1_penalty", sweeps.weights_and_strength, "lam 1e-4; one number, no reduction"),
+    # class rows
+    speed_only(
+        "nll_loss", sweeps.log_probability_matrix_with_labels, pytorch=torch_loss("nll_loss")
+    ),
+    speed_only("softmax_focal_loss", sweeps.logit_matrix_with_labels, "gamma 2"),
+    speed_only("multiclass_hinge_loss", sweeps.logit_matrix_with_labels),
+    speed_only(
+        "multi_margin_loss",
+        sweeps.logit_matrix_with_labels,
+        "p 1, margin 1",
+        pytorch=torch_loss("multi_margin_loss"),
+    ),
+    speed_only(
+        "multilabel_soft_margin_loss",
+        sweeps.logit_matrix_with_binary_targets,
+        pytorch=torch_loss("multilabel_soft_margin_loss"),
+    ),
+    speed_only(
+        "multilabel_margin_loss",
+        sweeps.logit_matrix_with_label_lists,
+        f"{sweeps.MULTILABEL_LABELS} labels per row",
+        pytorch=torch_loss("multilabel_margin_loss"),
+    ),
+    speed_only(
+        "categorical_cross_entropy",
+        sweeps.distribution_pairs,
+        "summed over the rows' last axis; gradient with respect to q",
+    ),
+    speed_only(
+        "kl_divergence",
+        sweeps.distribution_pairs,
+        "summed over the rows' last axis; gradient with respect to q",
+    ),
+    speed_only("kl_div", sweeps.log_probabilities_and_probabilities, pytorch=torch_loss("kl_div")),
+    speed_only(
+        "vae_loss",
+        sweeps.vae_batch,
+        "Bernoulli likelihood, 32 latents; gradient with respect to (recon, mu, logvar)",
+    ),
+    speed_only(
+        "ddpm_noise_loss",
+        sweeps.noise_predictions,
+        "ELBO weights of a linear schedule of 1000 steps",
+    ),
+    # embeddings
+    speed_only(
+        "contrastive_loss",
+        sweeps.embedding_pairs_with_labels,
+        "gradient with respect to (x1, x2)",
+    ),
+    speed_only(
+        "triplet_margin_loss",
+        sweeps.embedding_triplets,
+        "gradient with respect to (anchor, positive, negative)",
+        pytorch=torch_loss("triplet_margin_loss", differentiable=(0, 1, 2)),
+    ),
+    speed_only(
+        "cosine_embedding_loss",
+        sweeps.embedding_pairs_with_signed_labels,
+        "gradient with respect to (input1, input2)",
+        pytorch=torch_loss("cosine_embedding_loss", differentiable=(0, 1)),
+    ),
+    # every pair of a batch
+    speed_only("nt_xent_loss", sweeps.paired_views, "temperature 0.5"),
+    speed_only("info_nce_loss", sweeps.paired_views, "temperature 0.07"),
+    speed_only("clip_loss", sweeps.paired_views, "temperature 0.07"),
+    speed_only("siglip_loss", sweeps.paired_views, "scale 10, bias -10"),
+)
+"""The losses measured for speed and memory only (their accuracy is tested in tests/)."""
+
+LEFT_OUT = {
+    "ctc_loss": "the textbook forward recursion over the alignments is a page of NumPy, "
+    "not a formula",
+}
+"""Public losses with a gradient that the benchmark does not measure, and why."""
 
 CASES = (
     Case(
@@ -204,4 +389,5 @@ CASES = (
         note="KL to N(0, I), summed over the last axis; PyTorch via torch.distributions; "
         "optax has no Gaussian KL",
     ),
+    *SPEED_ONLY,
 )

@@ -13,6 +13,7 @@ the conformance environment, where ``make bench`` runs).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -51,7 +52,13 @@ def lossutils_impl(name: str, **kwargs) -> Impl:
 
 
 def lossutils_loss(name: str) -> Impl:
-    """The lossutils loss ``name`` with ``reduction="none"``, its gradient and its steps."""
+    """The lossutils loss ``name`` with ``reduction="none"``, its gradient and its steps.
+
+    A loss without a ``reduction`` argument (a divergence summed over an axis, a penalty)
+    is :func:`lossutils_impl`: its one form is both.
+    """
+    if "reduction" not in inspect.signature(getattr(lossutils, name)).parameters:
+        return lossutils_impl(name)
     impl = lossutils_impl(name, reduction="none")
     mean_step = _lossutils(f"{name}_value_and_grad", reduction="mean")
     return Impl(impl.loss, impl.grad, impl.step, mean_step)
@@ -100,9 +107,38 @@ def torch_impl(body: Callable, differentiable=(0,)) -> Impl:
     return Impl(loss, grad, step)
 
 
-def torch_loss(name: str) -> Impl:
+def torch_loss(name: str, differentiable=(0,), **kwargs) -> Impl:
     """The PyTorch loss ``torch.nn.functional.<name>`` with ``reduction="none"``."""
-    return torch_impl(lambda t, *args: getattr(t.nn.functional, name)(*args, reduction="none"))
+    return torch_impl(
+        lambda t, *args: getattr(t.nn.functional, name)(*args, reduction="none", **kwargs),
+        differentiable,
+    )
+
+
+def torchvision_loss(name: str) -> Impl:
+    """The loss ``torchvision.ops.<name>`` with ``reduction="none"``.
+
+    torchvision's package index wheel may fail to load its compiled operators next to the
+    CPU build of PyTorch; its losses are plain PyTorch, so they are loaded as the
+    conformance suite loads them.
+    """
+
+    def body(t, *args):
+        return getattr(_torchvision_ops(), name)(*args, reduction="none")
+
+    return torch_impl(body)
+
+
+def _torchvision_ops():
+    import mpmath
+
+    from conformance.conftest import load_torchvision_ops
+
+    digits = mpmath.mp.dps  # the conformance helpers set mpmath's global precision
+    try:
+        return load_torchvision_ops()
+    finally:
+        mpmath.mp.dps = digits
 
 
 def _jax():

@@ -83,6 +83,14 @@ def machine_line(machine: dict) -> str:
     )
 
 
+def speed_only(results: dict) -> list[str]:
+    """The functions timed but not in the accuracy tables, in the order of the run."""
+    measured = {e["function"] for e in results["accuracy"]}
+    return list(
+        dict.fromkeys(e["function"] for e in results["speed"] if e["function"] not in measured)
+    )
+
+
 def accuracy_section(results: dict) -> list[str]:
     """The accuracy table, the notes on the baselines, and the regimes swept."""
     settings = results["settings"]["accuracy"]
@@ -118,7 +126,16 @@ def accuracy_section(results: dict) -> list[str]:
     for entry in (e for e in results["accuracy"] if e["dtype"] == settings["dtypes"][-1]):
         note = f" ({entry['note']})" if entry["note"] else ""
         lines.append(f"- `{entry['function']}`{note}: " + "; ".join(entry["regimes"]) + ".")
-    return lines + [""]
+    lines.append("")
+    if speed_only(results):
+        lines += [
+            "Measured for speed and memory only (accuracy: see tests/, which check every "
+            "function of lossutils against mpmath, values and gradients, in every dtype): "
+            + ", ".join(f"`{name}`" for name in speed_only(results))
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def speed_section(results: dict) -> list[str]:
@@ -217,21 +234,72 @@ def _versus(mine: dict, theirs: dict, kind: str) -> str:
     return f"{mine[f'{kind}_s'] / theirs[f'{kind}_s']:.2f}x"
 
 
+TARGETS = {"forward": 1.5, "forward_grad": 1.5, "memory": 1.1}
+"""The targets of a lossutils function: times and peak memory as ratios (see issue 13)."""
+
+
+def _memory_by_function(results: dict) -> dict:
+    return {
+        (e["function"].split(" + ")[0], e["dtype"]): e["results"]["lossutils"]
+        for e in results["memory"]
+    }
+
+
+def _over_target(ratios: dict, target: float) -> str:
+    """``count of n`` over ``target``, and the worst ratio with its function."""
+    if not ratios:
+        return "-"
+    worst = max(ratios, key=ratios.get)
+    over = sum(ratio > target for ratio in ratios.values())
+    return f"{over} of {len(ratios)}; worst {ratios[worst]:.2f}x (`{worst}`)"
+
+
+def targets_table(results: dict) -> list[str]:
+    """Per dtype, how many functions miss each target, and the worst ratio of each."""
+    memory = _memory_by_function(results)
+    rows = []
+    for dtype in results["settings"]["speed"]["dtypes"]:
+        entries = [e for e in results["speed"] if e["dtype"] == dtype]
+        cells = []
+        for kind in ("forward", "forward_grad"):
+            ratios = {
+                e["function"]: e["results"]["lossutils"][f"{kind}_ratio"]
+                for e in entries
+                if e["results"]["lossutils"].get("status") == "ok"
+                and e["results"]["lossutils"].get(f"{kind}_ratio") is not None
+            }
+            cells.append(_over_target(ratios, TARGETS[kind]))
+        peaks = {
+            f: m["times_input"]
+            for (f, d), m in memory.items()
+            if d == dtype and m.get("status") == "ok"
+        }
+        rows.append([dtype, str(len(entries))] + cells + [_over_target(peaks, TARGETS["memory"])])
+    header = [
+        "dtype",
+        "functions",
+        f"forward / textbook > {TARGETS['forward']:g}x",
+        f"value and gradient / textbook > {TARGETS['forward_grad']:g}x",
+        f"memory / gradient > {TARGETS['memory']:g}x",
+    ]
+    return _table(header, rows)
+
+
 def summary(results: dict) -> list[str]:
-    """The README's short table: lossutils' worst error, its speed and its memory."""
+    """The README's short tables: lossutils' worst error, speed and memory for the functions
+    of the accuracy tables, and how many of all the benchmarked functions miss each target."""
     worst = {
         (e["function"], e["dtype"]): e["results"]["lossutils"].get("worst_ulp")
         for e in results["accuracy"]
     }
-    memory = {
-        (e["function"].split(" + ")[0], e["dtype"]): e["results"]["lossutils"]
-        for e in results["memory"]
-    }
+    memory = _memory_by_function(results)
     rows = []
     for entry in results["speed"]:
         key = (entry["function"], entry["dtype"])
+        if key not in worst:
+            continue
         res = entry["results"]
-        ulp = worst.get(key)
+        ulp = worst[key]
         mem = memory.get(key, {})
         rows.append(
             [
@@ -259,6 +327,11 @@ def summary(results: dict) -> list[str]:
         "Machine: " + machine_line(results["machine"]),
         "",
         *_table(header, rows),
+        "",
+        "Every benchmarked function (those above and the ones measured for speed and memory "
+        "only), per dtype: how many exceed each target, and the worst ratio.",
+        "",
+        *targets_table(results),
         "",
         SUMMARY_END,
     ]

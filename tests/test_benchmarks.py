@@ -12,10 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lossutils
-from benchmarks import report, speed, summary
+from benchmarks import cases, report, speed, summary, sweeps
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = [
@@ -65,7 +66,8 @@ def test_every_function_is_measured_for_every_contender(run):
     results, _ = run
     pairs = [(f, d) for f in FUNCTIONS for d in DTYPES]
     assert [(e["function"], e["dtype"]) for e in results["accuracy"]] == pairs
-    assert sorted((e["function"], e["dtype"]) for e in results["speed"]) == sorted(pairs)
+    every = [(c.name, d) for c in cases.CASES for d in DTYPES]
+    assert sorted((e["function"], e["dtype"]) for e in results["speed"]) == sorted(every)
     for entry in results["accuracy"] + results["speed"] + results["memory"]:
         assert set(entry["results"]) == set(CONTENDERS), entry["function"]
 
@@ -107,8 +109,9 @@ def test_speed_ratios_are_relative_to_the_textbook_formula(run):
 
 def test_memory_of_a_training_step_is_reported_relative_to_the_input(run):
     results, _ = run
-    losses = [name for name in FUNCTIONS if hasattr(lossutils, f"{name}_value_and_grad")]
-    assert len(losses) == 5  # the activations have no gradient function to measure
+    names = [case.name for case in cases.CASES]
+    losses = [name for name in names if hasattr(lossutils, f"{name}_value_and_grad")]
+    assert len(losses) == len(names) - 4  # the activations have no gradient function to measure
     assert [(e["function"], e["dtype"]) for e in results["memory"]] == [
         (f"{name} + {name}_grad", dtype) for name in losses for dtype in ("float32", "float64")
     ]
@@ -127,6 +130,10 @@ def test_markdown_has_the_tables(run):
         assert heading in page
     for name in FUNCTIONS:
         assert page.count(f"| `{name}` |") == 4, name  # accuracy and speed, float32 and float64
+    for case in cases.SPEED_ONLY:
+        assert page.count(f"| `{case.name}` |") == 2, case.name  # speed, float32 and float64
+        assert f"`{case.name}`," in page or f"`{case.name}`." in page, case.name
+    assert "accuracy: see tests/" in page
     assert "Machine: " in page
 
 
@@ -147,6 +154,17 @@ def test_readme_summary_is_that_of_the_committed_results():
     results = json.loads(summary.RESULTS.read_text())
     assert summary.rendered(readme, results) == readme
     assert readme.count("| `cross_entropy` |") == 2  # float32 and float64
+    for dtype in DTYPES:  # the targets over every function timed in the committed run
+        timed = sum(e["dtype"] == dtype for e in results["speed"])
+        assert readme.count(f"\n| {dtype} | {timed} | ") == 1, dtype
+
+
+def test_targets_table_counts_the_functions_over_each_target():
+    results = json.loads(summary.RESULTS.read_text())
+    entry = next(e for e in results["speed"] if e["dtype"] == "float64")
+    entry["results"]["lossutils"]["forward_ratio"] = 99.0  # far over 1.5x
+    row = next(line for line in report.targets_table(results) if line.startswith("| float64 |"))
+    assert f"worst 99.00x (`{entry['function']}`)" in row
 
 
 def test_summary_replaces_only_the_text_between_the_markers():
@@ -169,3 +187,42 @@ def test_each_pause_after_a_threaded_library_is_followed_by_busy_work(monkeypatc
     speed.interleaved_medians(results, (), repeats=2, settle=0.2)
     assert calls == [("sleep", 0.2), ("busy", speed.WAKE_SECONDS)] * 2
     assert all(results[key]["forward_s"] is not None for key in results)
+
+
+SMALL = sweeps.Sizes(rows=(32, 12), elements=300)
+
+
+def _as_tuple(grads):
+    return grads if isinstance(grads, tuple) else (grads,)
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=[c.name for c in cases.CASES])
+def test_textbook_formula_and_gradient_are_the_loss(case):
+    # a wrong textbook formula or hand-written gradient would make every ratio meaningless
+    args = case.speed_inputs(np.random.default_rng(1), np.float64, SMALL)
+    textbook, lossutils_side = case.baselines["numpy"], case.lossutils
+    np.testing.assert_allclose(textbook.loss(*args), lossutils_side.loss(*args), rtol=1e-6)
+    theirs, ours = _as_tuple(textbook.grad(*args)), _as_tuple(lossutils_side.grad(*args))
+    assert len(theirs) == len(ours)
+    for mine, exact in zip(theirs, ours, strict=True):
+        assert np.shape(mine) == np.shape(exact)
+        np.testing.assert_allclose(mine, exact, rtol=1e-6, atol=1e-12 * np.abs(exact).max())
+
+
+def test_every_loss_with_a_gradient_is_benchmarked_or_left_out_with_a_reason():
+    losses = {
+        n.removesuffix("_value_and_grad") for n in lossutils.__all__ if n.endswith("_and_grad")
+    }
+    measured = {case.name for case in cases.CASES if case.lossutils.step is not None}
+    assert losses - measured == set(cases.LEFT_OUT)
+    assert measured <= losses
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=[c.name for c in cases.CASES])
+def test_textbook_gradient_keeps_float32(case):
+    # a float64 detour would double the textbook's memory and time: not the formula's cost
+    args = case.speed_inputs(np.random.default_rng(1), np.float32, SMALL)
+    with np.errstate(all="ignore"):
+        theirs = _as_tuple(case.baselines["numpy"].grad(*args))
+    ours = _as_tuple(case.lossutils.grad(*args))
+    assert [np.asarray(g).dtype for g in theirs] == [np.asarray(g).dtype for g in ours]
