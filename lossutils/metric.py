@@ -242,24 +242,32 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     # more than 2**-20 (float64 distances carry ~2**-52 of their size)
     cut = m * _CANCELLATION_CUT[pairs.dtype]
     near = dissimilar & (norm > m - cut) & (norm < m * (1 + 2.0**-49))
-    rows = np.flatnonzero(near)
-    if rows.size:
+    if np.any(near):
         width = pairs.x1.shape[-1]
         x1, x2 = pairs.x1.reshape(-1, width), pairs.x2.reshape(-1, width)
         flat = hinge.reshape(-1)  # a view: the hinge of the pairs in order
-        # in cache-sized blocks; each row scaled by the power of 2 above its distance (a
-        # distance is at least its largest entry)
-        step = max(1, _BLOCK_ELEMENTS // x1.shape[-1])
-        for start in range(0, rows.size, step):
-            block = rows[start : start + step]
-            e = np.frexp(norm.reshape(-1)[block] * (1 + 2.0**-20))[1]
-            k = -e[:, None]
-            xs, ys = (np.ldexp(x[block].astype(np.float64), k) for x in (x1, x2))
-            # m - d cancelling by less than 2**10: a distance to 2**-69 suffices
-            slices = 1 if np.all(norm.reshape(-1)[block] < m * (1 - 2.0**-10)) else 3
-            r, r_lo = _dd_distance(xs, ys, 0.0, 2, slices)
-            h, h_err = two_sum(m, -np.ldexp(r, e))
-            flat[block] = np.maximum(h + (h_err - np.ldexp(r_lo, e)), 0)
+        d = norm.reshape(-1)
+        e = np.frexp(d * (1 + 2.0**-20))[1]  # the power of 2 above each distance
+        near = near.reshape(-1)
+        # m - d cancelling by less than 2**10: a distance to 2**-67 of 2**e suffices, from
+        # dd_distance_squared where nothing needs scaling; else each row scaled by 2**-e
+        # (a distance is at least its largest entry), with 1 or 3 slices
+        moderate = near & (d < m * (1 - 2.0**-10))
+        fast = moderate & (np.abs(e) < nx.DD_DISTANCE_EXPONENTS)
+        step = max(1, _BLOCK_ELEMENTS // width)
+        for rows, slices in ((fast, 0), (moderate & ~fast, 1), (near & ~moderate, 3)):
+            rows = np.flatnonzero(rows)
+            for start in range(0, rows.size, step):  # in cache-sized blocks
+                block = rows[start : start + step]
+                xs, ys = (x[block].astype(np.float64, copy=False) for x in (x1, x2))
+                if slices:
+                    k = -e[block, None]
+                    r, r_lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
+                    r, r_lo = np.ldexp(r, e[block]), np.ldexp(r_lo, e[block])
+                else:
+                    r, r_lo = nx.dd_sqrt(*nx.dd_distance_squared(xs, ys, 0.0, e[block]))
+                h, h_err = two_sum(m, -r)
+                flat[block] = np.maximum(h + (h_err - r_lo), 0)
     return hinge, norm
 
 

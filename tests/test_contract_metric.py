@@ -445,6 +445,25 @@ def test_triplets_at_the_switch_to_unscaled_distances(squared):
             ref.assert_ulp_in(got, exact, np.float64, label=f"size {size:g}, row {i}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contrastive_at_the_switch_to_unscaled_distances(dtype):
+    # dissimilar pairs inside the margin by 2**-2 to 2**-10.1 of it take double-double
+    # distances without scaling where their exponent is below 400 in size; pairs on both
+    # sides of that limit and of the cancellation 2**-10, against mpmath
+    rng = np.random.default_rng(24)
+    sizes = (1.0, 2.0**398.99, 2.0**399.01, 2.0**-399.01, 2.0**-398.99)
+    if dtype == np.float32:
+        sizes = (1.0, 2.0**60, 2.0**-60)
+    for size in sizes:
+        x1, x2 = (rng.normal(size=(2, 5, 128)) * (size / 16)).astype(dtype)
+        for i, inside in enumerate((2.0**-2, 2.0**-9.9, 2.0**-10.1, 2.0**-30, 2.0**-45)):
+            pair = (x1[i : i + 1], x2[i : i + 1], [0])
+            with mpmath.workdps(60):
+                margin = float(_mp_distance(x1[i], x2[i]) / (1 - mpmath.mpf(inside)))
+            got = M.contrastive_loss(*pair, margin=margin, reduction="none")
+            ref.assert_ulp_in(got, ref.contrastive(*pair, margin), dtype, label=f"{size:g} {i}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("temperature", [0.5, 0.07])
 def test_nt_xent_realistic_width_within_4_ulp(dtype, temperature):
