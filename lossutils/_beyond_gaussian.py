@@ -213,7 +213,7 @@ def _poisson_grad(x, y, rate, log_input, eps, reduction, dtype):
         redo = np.concatenate(redo)
         xs, ys = xf[redo].astype(np.float64), yf[redo].astype(np.float64)
         if log_input:
-            gs = scaled_exp_minus(np.ones(redo.size), xs, ys)
+            gs = scaled_exp_minus(None, xs, ys)  # a = 1
         else:
             # s - y is exact (Sterbenz) with s + s_err = x + eps exactly
             s, s_err = two_sum(xs, eps)
@@ -583,35 +583,41 @@ def _nb_nll_saddle(z, d, y, r, sp):
 
 
 def _nb_input_slope(z, y, r, narrow=False):
-    """``(d/dz, near, gap)`` of the NB loss (``r`` has ``z``'s shape), as described above.
+    """``(d/dz, near, gap, mean)`` of the NB loss (``r`` has ``z``'s shape), as described above.
 
-    ``narrow``: the result is rounded to float32 or float16, so the float64 difference is
-    accurate enough unless ``r e^z`` is within 2^-20 of ``y`` (it loses 20 bits there).
+    ``mean`` is ``r e^z`` in float64 (``z`` capped at 710), ``gap`` its difference to ``y``
+    in double-double on the elements ``near``. The textbook difference of the two terms is
+    formed only on the other elements. ``narrow``: the result is rounded to float32 or
+    float16, so the float64 difference is accurate enough unless ``r e^z`` is within 2^-20
+    of ``y`` (it loses 20 bits there).
     """
-    g_z = np.asarray(times(r, sigmoid(z)) - times(y, sigmoid(-z)))
-    near = (y > 0) & (r > 0) & (np.abs(z) <= 600)  # Dekker's products stay in their domain
     with np.errstate(over="ignore", invalid="ignore"):
-        mean = r * np.exp(np.where(near, z, 0.0))
+        mean = r * np.exp(np.minimum(z, 710.0))
     low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (1 / 8, 8)
+    near = (y > 0) & (r > 0) & (np.abs(z) <= 600)  # Dekker's products stay in their domain
     near &= (mean >= low * y) & (mean <= high * y)
+    g_z = np.empty(z.shape)
+    far = ~near
+    if far.any():
+        zf, yf, rf = z[far], y[far], r[far]
+        g_z[far] = times(rf, sigmoid(zf)) - times(yf, sigmoid(-zf))
     gap = None
     if near.any():
         zn = z[near]
         parts = dd_exp_parts(zn)  # e^z once for both differences
         gap = scaled_exp_minus_dd(r[near], zn, y[near], parts)
         # (r e^z - y) / (1 + e^z), both double-doubles: one long division step
-        den_hi, den_lo = scaled_exp_minus_dd(np.ones_like(zn), zn, -np.ones_like(zn), parts)
+        den_hi, den_lo = scaled_exp_minus_dd(None, zn, -1.0, parts)
         q = gap[0] / den_hi
         p, p_err = two_prod(q, den_hi)
         g_z[near] = q + (((gap[0] - p) - p_err) + (gap[1] - q * den_lo)) / den_hi
-    return g_z, near, gap
+    return g_z, near, gap, mean
 
 
-def _nb_count_slope(z, y, r, sp, near, gap):
-    """d/dr of the NB loss, from ``near`` and ``gap`` of :func:`_nb_input_slope`."""
-    g_r = np.asarray(sp - np.where((r + y) == 0, 0, _digamma_difference(r, y)))
-    with np.errstate(over="ignore", invalid="ignore"):
-        g_hi = r * np.exp(np.minimum(z, 710.0)) - y  # r e^z - y; in double-double where near
+def _nb_count_slope(z, y, r, sp, near, gap, mean):
+    """d/dr of the NB loss, from ``near``, ``gap`` and ``mean`` of :func:`_nb_input_slope`."""
+    g_r = np.array(sp, dtype=np.float64)
+    g_hi = mean - y  # r e^z - y; in double-double where near
     g_lo = np.zeros_like(g_hi)
     if gap is not None:
         g_hi[near], g_lo[near] = gap
@@ -619,15 +625,22 @@ def _nb_count_slope(z, y, r, sp, near, gap):
     # logarithm log1p(y / r) with sp(z) is log1p(g / (r + y)), also far from the mean (for
     # r << y, sp(z) and log1p(y / r) are both about log(y / r) and cancel)
     usable = (r > 0) & (r < 1e290) & (y > 0) & np.isfinite(g_hi) & (np.abs(g_hi) < 1e290)
+    # elsewhere sp(z) - (psi(r + y) - psi(r)), which is sp(z) itself for y = 0 (and for the
+    # normalizer's constant 0 at r + y = 0)
+    rest = ~usable & (y != 0)
+    if rest.any():
+        g_r[rest] -= _digamma_difference(r[rest], y[rest])
     if not usable.any():
         return g_r
     hi, lo, yn, rn, zn = g_hi[usable], g_lo[usable], y[usable], r[usable], z[usable]
     a = (hi + lo) / (rn + yn)
     # log1p(a) = log((r + r e^z) / (r + y)), from the ratio below a = -1/2 (log1p of an a
     # near -1 would lose the digits of 1 + a)
-    log_ratio = np.where(
-        a >= -0.5, np.log1p(a), np.log((rn + rn * np.exp(np.minimum(zn, 710.0))) / (rn + yn))
-    )
+    log_ratio = np.log1p(a)
+    low = np.flatnonzero(a < -0.5)
+    if low.size:
+        rl = rn[low]
+        log_ratio[low] = np.log((rl + rl * np.exp(np.minimum(zn[low], 710.0))) / (rl + yn[low]))
     big = rn >= _STIRLING_MIN
     rb = np.where(big, rn, _STIRLING_MIN)
     # r >= 10: log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the
@@ -809,7 +822,7 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sp = softplus(z)
         rb = np.broadcast_to(r, z.shape)
-        g_z, near, gap = _nb_input_slope(z, y, rb, narrow=out.itemsize < 8)
+        g_z, near, gap, mean = _nb_input_slope(z, y, rb, narrow=out.itemsize < 8)
         if value:
             loss = np.empty(z.shape)
             saddle = _large_counts(rb, y)
@@ -825,7 +838,7 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
                 )
             loss = reduce_to(loss, reduction, out)
         if grad:
-            g_r = _nb_count_slope(z, y, rb, sp, near, gap)
+            g_r = _nb_count_slope(z, y, rb, sp, near, gap, mean)
             grads = (
                 _finish_grad(g_z, input, z.shape, reduction, out),
                 _finish_grad(np.broadcast_to(g_r, z.shape), total_count, r_shape, reduction, out),

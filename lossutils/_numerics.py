@@ -1018,7 +1018,8 @@ def scaled_exp_minus(a, z, b):
     (:func:`dd_exp_parts`), ``a e^z - b = (A - b) + A m`` for ``A = a 2^k`` (exact): ``A - b``
     by TwoSum, ``A m`` in double-double, summed in double-double and rounded once. The textbook
     ``a * exp(z) - b`` keeps only the absolute accuracy of ``a e^z`` (the canonical-link
-    gradient ``e^eta - y`` of a Poisson at its optimum ``eta = log y``).
+    gradient ``e^eta - y`` of a Poisson at its optimum ``eta = log y``). ``a = None`` stands
+    for 1 (see :func:`scaled_exp_minus_dd`).
     """
     hi, lo = scaled_exp_minus_dd(a, z, b)
     return hi + lo
@@ -1028,11 +1029,16 @@ def scaled_exp_minus_dd(a, z, b, parts=None):
     """:func:`scaled_exp_minus` as the double-double ``(hi, lo)`` (to about 2^-104 of ``a e^z``).
 
     ``parts``: :func:`dd_exp_parts` of ``z`` if already computed (two differences of one
-    exponential).
+    exponential). ``a = None`` stands for 1: ``A = 2^k`` and ``A m`` is exact without
+    Dekker's product (a power of 2 times a double-double).
     """
     k, m_hi, m_lo = dd_exp_parts(z) if parts is None else parts
-    big = np.ldexp(a, k)
-    p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
+    if a is None:
+        big = np.ldexp(1.0, k)
+        p_hi, p_lo = big * m_hi, big * m_lo
+    else:
+        big = np.ldexp(a, k)
+        p_hi, p_lo = _dd_mul(big, 0.0, m_hi, m_lo)
     s, s_err = two_sum(big, -b)
     return _dd_add(s, s_err, p_hi, p_lo)
 
