@@ -230,44 +230,46 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     """
     m = pairs.margin
     norm = np.array(dist.norm, dtype=np.float64)  # an array also for one pair
-    dissimilar = pairs.target == 0
-    if pairs.diff.dtype != np.float64:
-        near = dissimilar & (norm > m / 2) & (norm < m * (1 + 2.0**-20))
-        if np.any(near):
-            diff = np.subtract(pairs.x1[near], pairs.x2[near], dtype=np.float64)
-            norm[near] = _euclidean(diff).norm
-    hinge = np.array(np.maximum(m - norm, 0))
+    d = norm.reshape(-1)  # a view: the distances of the pairs in order
+    x1, x2 = (x.reshape(-1, x.shape[-1]) for x in (pairs.x1, pairs.x2))
     # the rows whose float64 hinge may be off by more than an ULP of the result dtype: a
     # float64 result where m - d cancels at all, a float32 one only where it cancels by
     # more than 2**-20 (float64 distances carry ~2**-52 of their size)
-    cut = m * _CANCELLATION_CUT[pairs.dtype]
-    near = dissimilar & (norm > m - cut) & (norm < m * (1 + 2.0**-49))
-    if np.any(near):
-        width = pairs.x1.shape[-1]
-        x1, x2 = pairs.x1.reshape(-1, width), pairs.x2.reshape(-1, width)
+    cut, top = m * _CANCELLATION_CUT[pairs.dtype], m * (1 + 2.0**-49)
+    dissimilar = pairs.target.reshape(-1) == 0
+    if pairs.diff.dtype == np.float64:
+        rows = np.flatnonzero(dissimilar & (d > m - cut) & (d < top))
+    else:
+        rows = np.flatnonzero(dissimilar & (d > m / 2) & (d < m * (1 + 2.0**-20)))
+        if rows.size:  # gathered by index and cast first: faster than a mixed subtract
+            diff = np.take(x1, rows, axis=0).astype(np.float64)
+            diff -= np.take(x2, rows, axis=0)
+            d[rows] = redone = _euclidean(diff).norm
+            # within 2**-20 of the margin in float64 only where within it in float32
+            rows = rows[(redone > m - cut) & (redone < top)]
+    hinge = np.array(np.maximum(m - norm, 0))
+    if rows.size:
         flat = hinge.reshape(-1)  # a view: the hinge of the pairs in order
-        d = norm.reshape(-1)
-        e = np.frexp(d * (1 + 2.0**-20))[1]  # the power of 2 above each distance
-        near = near.reshape(-1)
+        e = np.frexp(d[rows] * (1 + 2.0**-20))[1]  # the power of 2 above each distance
         # m - d cancelling by less than 2**10: a distance to 2**-67 of 2**e suffices, from
         # dd_distance_squared where nothing needs scaling; else each row scaled by 2**-e
         # (a distance is at least its largest entry), with 1 or 3 slices
-        moderate = near & (d < m * (1 - 2.0**-10))
+        moderate = d[rows] < m * (1 - 2.0**-10)
         fast = moderate & (np.abs(e) < nx.DD_DISTANCE_EXPONENTS)
-        step = max(1, _BLOCK_ELEMENTS // width)
-        for rows, slices in ((fast, 0), (moderate & ~fast, 1), (near & ~moderate, 3)):
-            rows = np.flatnonzero(rows)
-            for start in range(0, rows.size, step):  # in cache-sized blocks
-                block = rows[start : start + step]
-                xs, ys = (x[block].astype(np.float64, copy=False) for x in (x1, x2))
+        step = max(1, _BLOCK_ELEMENTS // x1.shape[-1])
+        for group, slices in ((fast, 0), (moderate & ~fast, 1), (~moderate, 3)):
+            for start in range(0, np.count_nonzero(group), step):  # in cache-sized blocks
+                block = slice(start, start + step)
+                index, exponent = rows[group][block], e[group][block]
+                xs, ys = (np.take(x, index, axis=0).astype(np.float64) for x in (x1, x2))
                 if slices:
-                    k = -e[block, None]
+                    k = -exponent[:, None]
                     r, r_lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
-                    r, r_lo = np.ldexp(r, e[block]), np.ldexp(r_lo, e[block])
+                    r, r_lo = np.ldexp(r, exponent), np.ldexp(r_lo, exponent)
                 else:
-                    r, r_lo = nx.dd_sqrt(*nx.dd_distance_squared(xs, ys, 0.0, e[block]))
+                    r, r_lo = nx.dd_sqrt(*nx.dd_distance_squared(xs, ys, 0.0, exponent))
                 h, h_err = two_sum(m, -r)
-                flat[block] = np.maximum(h + (h_err - r_lo), 0)
+                flat[index] = np.maximum(h + (h_err - r_lo), 0)
     return hinge, norm
 
 
