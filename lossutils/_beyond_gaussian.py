@@ -81,15 +81,16 @@ _HALF_LOG_2 = 0.5 * _LOG_2
 # ---------------------------------------------------------------- shared plumbing
 
 
-def _arrays(names_values, work=None):
+def _arrays(names_values, work=None, copy=True):
     """The arguments as arrays: the output dtype and each argument in the working dtype.
 
-    ``work`` is a function of the output dtype (float64-at-least).
+    ``work`` is a function of the output dtype (float64-at-least). ``copy=False``: an
+    argument that has the working dtype is not copied (for callers that never write to it).
     """
     arrays = {name: as_float_array(value, name) for name, value in names_values.items()}
     out = result_dtype(*names_values.values())
     work_dtype = np.dtype(work(out)) if work else out
-    return out, work_dtype, tuple(a.astype(work_dtype) for a in arrays.values())
+    return out, work_dtype, tuple(a.astype(work_dtype, copy=copy) for a in arrays.values())
 
 
 def _float64_at_least(dtype):
@@ -556,17 +557,22 @@ def _nb_nll_saddle(z, d, y, r, sp):
     their absolute accuracy (millions of ULP at y = 1e6).
     """
     big = _large_counts(r, y)
-    yb, rb, db = np.where(big, y, 10.0), np.where(big, r, 10.0), np.where(big, d, 0.0)
-    zb, spb = np.where(big, z, 0.0), np.where(big, sp, _LOG_2)
-    # x log(x / m) + m - x for m = (r + y) sigma(+-z), where m < x / 3 (log(x / m) from
-    # softplus where m underflows)
-    m_y, m_r = (rb + yb) * sigmoid(zb), (rb + yb) * sigmoid(-zb)
-    log_y = np.where(m_y > 1e-300, np.log(yb / m_y), spb - zb - np.log1p(rb / yb))
-    log_r = np.where(m_r > 1e-300, np.log(rb / m_r), spb - np.log1p(yb / rb))
-    far_y, far_r = yb * log_y + (m_y - yb), rb * log_r + (m_r - rb)
+    yb, rb, db, zb, spb = y, r, d, z, sp
+    if not big.all():  # elsewhere harmless values (the caller takes these elements only)
+        yb, rb, db = np.where(big, y, 10.0), np.where(big, r, 10.0), np.where(big, d, 0.0)
+        zb, spb = np.where(big, z, 0.0), np.where(big, sp, _LOG_2)
     t_y, t_r = db / yb, -db / rb
-    bd0_y = np.where(t_y >= -2 / 3, -yb * log1p_minus(t_y), far_y)
-    bd0_r = np.where(t_r >= -2 / 3, -rb * log1p_minus(t_r), far_r)
+    bd0_y, bd0_r = -yb * log1p_minus(t_y), -rb * log1p_minus(t_r)
+    far = np.flatnonzero((t_y < -2 / 3) | (t_r < -2 / 3))
+    if far.size:
+        # x log(x / m) + m - x for m = (r + y) sigma(+-z), where m < x / 3 (log(x / m) from
+        # softplus where m underflows), on those elements only
+        yf, rf, zf, spf = yb[far], rb[far], zb[far], spb[far]
+        m_y, m_r = (rf + yf) * sigmoid(zf), (rf + yf) * sigmoid(-zf)
+        log_y = np.where(m_y > 1e-300, np.log(yf / m_y), spf - zf - np.log1p(rf / yf))
+        log_r = np.where(m_r > 1e-300, np.log(rf / m_r), spf - np.log1p(yf / rf))
+        bd0_y[far] = np.where(t_y[far] >= -2 / 3, bd0_y[far], yf * log_y + (m_y - yf))
+        bd0_r[far] = np.where(t_r[far] >= -2 / 3, bd0_r[far], rf * log_r + (m_r - rf))
     log_term = 0.5 * (_LOG_2PI + np.log(yb) + np.log1p(yb / rb))
     corr = (_stirling_error_real(rb) - _stirling_error_real(rb + yb)) + _stirling_error(yb)
     return (bd0_y + bd0_r) + log_term + corr
@@ -700,7 +706,7 @@ def _digamma_difference(r, y):
 def _nb_args(input, target, total_count, reduction):
     check_reduction(reduction)
     out, _, (z, y, r) = _arrays(
-        {"input": input, "target": target, "total_count": total_count}, _float64_at_least
+        {"input": input, "target": target, "total_count": total_count}, _float64_at_least, False
     )
     check_same_shape(z, y, "input", "target")
     check_scale_shape(r, z.shape, "total_count")
@@ -816,34 +822,56 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
 
 
 def _negative_binomial(input, target, total_count, reduction, *, value=True, grad=True):
-    """``(loss or None, (d_input, d_total_count) or None)``, one pass."""
+    """``(loss or None, (d_input, d_total_count) or None)``, one pass.
+
+    In cache-sized blocks of elements (every step is elementwise): only the per-element
+    results are full-size arrays. The gradients are scaled by the mean's 1/n per block.
+    """
     out, z, y, r, r_shape = _nb_args(input, target, total_count, reduction)
-    loss = grads = None
+    shape = z.shape
+    zf, yf = z.reshape(-1), y.reshape(-1)
+    rf = np.broadcast_to(r, shape).reshape(-1)
+    loss = np.empty(zf.size) if value else None
+    g_z, g_r = (np.empty(zf.size) if grad else None for _ in range(2))
+    scale = reduction_scale(zf.size, reduction, np.float64)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        sp = softplus(z)
-        rb = np.broadcast_to(r, z.shape)
-        g_z, near, gap, mean = _nb_input_slope(z, y, rb, narrow=out.itemsize < 8)
+        for b in chunks(zf.size):
+            lb, gzb, grb = _nb_block(zf[b], yf[b], rf[b], value, grad, out.itemsize < 8)
+            if value:
+                loss[b] = lb
+            if grad:
+                g_z[b], g_r[b] = gzb, grb
+                if reduction == "mean":
+                    g_z[b] *= scale
+                    g_r[b] *= scale
         if value:
-            loss = np.empty(z.shape)
-            saddle = _large_counts(rb, y)
-            rest = ~saddle  # target 0 (r sp(z)) and total_count 0: the generic form
-            if rest.any():
-                zr, yr, rr = z[rest], y[rest], rb[rest]
-                loss[rest] = (
-                    times(rr, sp[rest]) + times(yr, softplus(-zr)) + _nb_log_normalizer(rr, yr)
-                )
-            if saddle.any():
-                loss[saddle] = _nb_nll_saddle(
-                    z[saddle], g_z[saddle], y[saddle], rb[saddle], sp[saddle]
-                )
-            loss = reduce_to(loss, reduction, out)
+            loss = reduce_to(loss.reshape(shape), reduction, out)
+        grads = None
         if grad:
-            g_r = _nb_count_slope(z, y, rb, sp, near, gap, mean)
             grads = (
-                _finish_grad(g_z, input, z.shape, reduction, out),
-                _finish_grad(np.broadcast_to(g_r, z.shape), total_count, r_shape, reduction, out),
+                to_dtype(g_z.reshape(shape), grad_dtype(input, out)),
+                to_dtype(sum_to_shape(g_r.reshape(shape), r_shape), grad_dtype(total_count, out)),
             )
     return loss, grads
+
+
+def _nb_block(z, y, r, value, grad, narrow):
+    """``(loss or None, d/dz or None, d/dr or None)`` per element of one block (float64)."""
+    sp = softplus(z)
+    g_z, near, gap, mean = _nb_input_slope(z, y, r, narrow=narrow)
+    loss = g_r = None
+    if value:
+        loss = np.empty(z.shape)
+        saddle = _large_counts(r, y)
+        rest = ~saddle  # target 0 (r sp(z)) and total_count 0: the generic form
+        if rest.any():
+            zr, yr, rr = z[rest], y[rest], r[rest]
+            loss[rest] = times(rr, sp[rest]) + times(yr, softplus(-zr)) + _nb_log_normalizer(rr, yr)
+        if saddle.any():
+            loss[saddle] = _nb_nll_saddle(z[saddle], g_z[saddle], y[saddle], r[saddle], sp[saddle])
+    if grad:
+        g_r = _nb_count_slope(z, y, r, sp, near, gap, mean)
+    return loss, g_z, g_r
 
 
 def negative_binomial_nll_loss_value_and_grad(input, target, total_count, reduction="mean"):
