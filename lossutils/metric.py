@@ -571,10 +571,12 @@ def _refined_triplet_unscaled(t: _Triplets, rows, swap, squared, bound):
         shift = 0.0 if squared else t.eps
         pairs = [(part.anchor, part.positive), (part.anchor, part.negative)]
         pairs += [(part.positive, part.negative)] if swap else []
-        out = [nx.dd_distance_squared(x, y, shift, e) for x, y in pairs]
-        return out if squared else [nx.dd_sqrt(*s) for s in out]
+        return [nx.dd_distance_squared(x, y, shift, e) for x, y in pairs]
 
-    return _triplet_rows(t, rows, swap, squared, bound, distances, scaled=False)
+    def roots(dists):  # over all the rows at once
+        return dists if squared else [nx.dd_sqrt(*d) for d in dists]
+
+    return _triplet_rows(t, rows, swap, squared, bound, distances, scaled=False, finish=roots)
 
 
 def _unscaled_rows(t: _Triplets, squared, bound):
@@ -584,27 +586,28 @@ def _unscaled_rows(t: _Triplets, squared, bound):
     return ok if squared else ok & (t.eps <= np.ldexp(1.0, e - 20))
 
 
-def _triplet_rows(t: _Triplets, rows, swap, squared, bound, distances, scaled):
+def _triplet_rows(t: _Triplets, rows, swap, squared, bound, distances, scaled, finish=None):
     """The refined values of the selected ``rows``, with ``distances(part, e)`` giving the
     double-double distances of a block ``part`` of triplets whose distances are below
-    ``2**e`` (scaled by ``2**-e`` if ``scaled``). Where most rows are selected, all are
-    computed in blocks of rows (gathering them would cost more); else the selected ones."""
+    ``2**e`` (scaled by ``2**-e`` if ``scaled``), and ``finish`` (if given) applied to
+    them over all the rows at once (few operations on many small blocks cost more). Where
+    most rows are selected, all are computed in blocks of rows (gathering them would cost
+    more); else the selected ones."""
     flat = [x.reshape(-1, x.shape[-1]) for x in (t.anchor, t.positive, t.negative)]
     e_all = np.frexp(bound.reshape(-1) * (1 + 2.0**-20))[1]
     picked = np.flatnonzero(rows.reshape(-1))
     every = picked.size > len(e_all) // 4
     index = np.arange(len(e_all)) if every else picked
-    value = np.empty(index.size)
+    dists = np.empty((3 if swap else 2, 2, index.size))  # per pair: high and low parts
     step = max(1, _BLOCK_ELEMENTS // flat[0].shape[-1])
     for start in range(0, index.size, step):
         block = slice(start, start + step)
         take = index[block] if not every else block
         part = _Triplets(*(x[take] for x in flat), *_tail_fields(t))
-        e = e_all[take]
-        dists = distances(part, e)
-        value[block] = _triplet_value_dd(
-            dists, swap, t.margin, (2 * e if squared else e) if scaled else None
-        )
+        dists[:, :, block] = distances(part, e_all[take])
+    dists = list(dists) if finish is None else finish(list(dists))
+    e = e_all[index]
+    value = _triplet_value_dd(dists, swap, t.margin, (2 * e if squared else e) if scaled else None)
     return value[picked] if every else value
 
 
