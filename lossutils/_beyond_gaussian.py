@@ -231,22 +231,31 @@ def _poisson_rate_slope(x, y, eps, narrow):
     It vanishes at the best fit and keeps only the absolute accuracy of ``y / s``
     (``s = x + eps``) formed as a difference: where it cancels the caller redoes it as
     ``((s - y) + s_err) / s`` with ``s + s_err = x + eps`` exactly (``s - y`` is then exact).
-    That is where ``y / s`` is in [1/2, 2]; for float16 and float32 output only where
-    ``|1 - y / s| < 2^-20``: elsewhere the float64 difference, whose error is below
-    2^-52 ``y / s`` + 2^-53 of it, is within 2^-31 of it (``y / s <= 2``, or ``|1 - y / s|
-    >= y / (2 s)``), far below a float32 rounding.
+    That is where ``y / s`` is in [1/2, 2]. For float16 and float32 output it is formed as
+    ``((x - y) + eps) / (x + eps)``: the numerator's two roundings are below 2^-53 of
+    ``|x - y|`` and of itself, so the quotient is within 2^-51 of the exact one unless
+    ``eps`` cancels ``x - y``; that needs ``|(x - y) + eps| < eps / 2`` (otherwise
+    ``|x - y| <= 3 |(x - y) + eps|``), and only those elements are redone (``y / s`` is
+    then in (1/2, 3/2), as the exact form needs). So also
+    ``x = y`` (the best fit of a float32 model) costs no more than any other rate.
     """
     s = x + eps
-    g = np.divide(y, s)
-    np.subtract(1, g, out=g)
-    if np.isnan(np.sum(g)):  # g <= 1: the sum is NaN only if an element is
-        # y = 0 gives 1, also where 0 / 0 (x + eps = 0) or x is NaN
-        g[np.isnan(g) & (y == 0)] = 1
     if narrow:
-        return g, np.flatnonzero(np.abs(g) < 2.0**-20)
-    near = np.greater_equal(g, -1)
-    near &= np.less_equal(g, 0.5, out=np.empty_like(near))
-    return g, np.flatnonzero(near)  # y / s in [1/2, 2]
+        g = np.subtract(x, y)
+        g += eps
+        near = np.flatnonzero(np.abs(g) < 0.5 * eps)
+        g /= s
+    else:
+        g = np.divide(y, s)
+        np.subtract(1, g, out=g)
+        near = np.greater_equal(g, -1)
+        near &= np.less_equal(g, 0.5, out=np.empty_like(near))
+        near = np.flatnonzero(near)  # y / s in [1/2, 2]
+    if np.isnan(np.sum(g)):  # one pass when no element is NaN
+        # y = 0 gives 1, also where 0 / 0 (x + eps = 0) or x is NaN; and so does x = inf
+        # for a finite y (1 - y / inf; the narrow form's inf / inf)
+        g[np.isnan(g) & ((y == 0) | ((x == np.inf) & (y < np.inf)))] = 1
+    return g, near
 
 
 def _poisson_log_slope(x, y, rate, narrow):

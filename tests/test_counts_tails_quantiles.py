@@ -256,6 +256,26 @@ def test_poisson_gradient_at_the_best_fit(dtype, log_input):
     assert (_abs_error(grad, exact) <= 1 * _ulp(np.float64, [float(v) for v in exact])).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_poisson_rate_gradient_of_narrow_dtypes_at_the_best_fit_and_at_the_switch(dtype):
+    # float16/float32 rates: ((x - y) + eps) / (x + eps) in float64, redone exactly only where
+    # eps cancels x - y (|(x - y) + eps| < eps / 2). Rates equal to the counts (1 - y / s is
+    # about eps / y there: 1 - fl(y / s) would keep 2^-53 of it); then a large eps with
+    # rates on both sides of that switch, and rates so small that x - y rounds to -y
+    rng = np.random.default_rng(15)
+    top = 6 if dtype is np.float32 else 3
+    y = np.floor(10.0 ** rng.uniform(0, top, 200))
+    cases = [
+        (2.0**-20, y, y),
+        (64.0, [0, 2.0**-24, 1e-30, 31.9, 32, 32.1, 33, 48], [64] * 8),
+    ]
+    for eps, x, y in cases:
+        x, y = _rounded(dtype, x, y)
+        grad = B.poisson_nll_loss_grad(x, y, log_input=False, eps=eps, reduction="none")
+        g_ref = _lift(lambda x, y, eps=eps: 1 - y / (x + mpmath.mpf(eps)))(x, y)
+        _check(grad, g_ref, dtype, 0 * y, MAX_ULP[dtype], f"rate gradient, eps = {eps}")
+
+
 # ---------------------------------------------------------------- negative binomial sweeps
 
 
