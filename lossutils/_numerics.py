@@ -1479,6 +1479,20 @@ def dd_sum_of_squares(hi: np.ndarray, lo: np.ndarray, slices: int = 3):
     return two_sum(s, err)
 
 
+def row_dot(u, v):
+    """The dot products of the rows (last axis) of ``u`` and ``v``, in their dtype.
+
+    NumPy's ``vecdot`` (NumPy 2: a BLAS dot per row, about a third faster than
+    ``einsum``) where it exists, else ``einsum``; neither makes a full-size temporary.
+    """
+    if _VECDOT is None:
+        return np.einsum("...i,...i->...", u, v)
+    return _VECDOT(u, v)
+
+
+_VECDOT = getattr(np, "vecdot", None)
+
+
 # Exponents of 2 within which dd_distance_squared needs no scaling: no square of an entry
 # below 2**400 overflows, no product of two grid steps above 2**-(400 + 53) underflows.
 DD_DISTANCE_EXPONENTS = 400
@@ -1526,11 +1540,11 @@ def dd_distance_squared(x, y, shift, exponent):
     if shift:
         w += shift
     w += lo
-    s = np.einsum("...i,...i->...", a, a)
+    s = row_dot(a, a)
     a += d
     if shift:
         a += shift
-    return two_sum(s, np.einsum("...i,...i->...", a, w))
+    return two_sum(s, row_dot(a, w))
 
 
 # --- log1p(t) - t ---------------------------------------------------------------------------------

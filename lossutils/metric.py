@@ -107,11 +107,13 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
     if v.ndim == 1:  # one vector: as a batch of one
         one = _euclidean(v[None], unit)
         return _Euclidean(one.norm[0], one.squared[0], one.unit[0] if unit else None)
-    squared = np.einsum("...i,...i->...", v, v)  # no full-size temporary
+    squared = nx.row_dot(v, v)  # no full-size temporary
     norm = np.sqrt(squared)
     direction = v / norm[..., None] if unit else None
-    redo = ~((squared >= _SAFE_SQUARED_SUM[v.dtype]) & (squared < np.inf))
-    if np.any(redo):
+    floor = _SAFE_SQUARED_SUM[v.dtype]
+    # two reductions first: a mask only where some row is tiny, infinite or NaN
+    if squared.size and not (np.min(squared) >= floor and np.max(squared) < np.inf):
+        redo = ~((squared >= floor) & (squared < np.inf))
         rows = v[redo]
         root = scaled_norm(rows, axis=-1)
         norm[redo] = root
@@ -886,7 +888,7 @@ def _refine_anchor_grad(t: _Triplets, arrays, s, dist, squared):
     ok = np.isfinite(ap) & np.isfinite(an) & (ap > 0) & (an > 0)
 
     def squared_norm(x):
-        return np.einsum("...i,...i->...", x, x)
+        return nx.row_dot(x, x)
 
     d_anchor, t_ap, t_an = arrays
     cut = np.maximum(squared_norm(t_ap), squared_norm(t_an)) * _CANCELLATION_CUT[t.dtype] ** 2
