@@ -94,12 +94,12 @@ class _Spread:
     On one block of elements (or on whole arrays, ``s`` broadcast), in the working dtype:
     ``quotient(r, s)`` is a new array ``q``; ``value(r, s, q, out)`` writes the loss without
     its constant (``full``) into ``out``; ``input_slope(r, s, q, out)`` writes d loss / d
-    input into ``out`` (``q`` may be overwritten). ``plain(r, s, q, out=None) -> (slope,
-    ratio)`` is the textbook spread slope, accurate unless ``low <= ratio <= high``, where
-    its two terms cancel; ``exact(s, x, y, dtype)`` is that slope from the inputs in float64
-    (exact residual), for those elements only, or for every element of a block where
-    ``exact_everywhere`` (it is then accurate on the whole domain and costs no more than
-    the formula and the selection).
+    input into ``out`` (``q`` may be overwritten, or None where it was not needed).
+    ``plain(r, s, q, out=None) -> (slope, ratio)`` is the textbook spread slope, accurate
+    unless ``low <= ratio <= high``, where its two terms cancel; ``exact(s, x, y, dtype)``
+    is that slope from the inputs in float64 (exact residual), for those elements only, or
+    for every element of a block where ``exact_everywhere`` (it is then accurate on the
+    whole domain and costs no more than the formula and the selection).
     """
 
     quotient: object
@@ -148,7 +148,8 @@ def _spread_slope(r, s, q, x, y, spec: _Spread, out, all_exact):
         if not np.isfinite(np.sum(g)):  # one pass when every element is finite
             # infinite or zero spreads, infinite or NaN data: the formula's limits
             bad = np.flatnonzero(~np.isfinite(g))
-            out[bad] = spec.plain(r[bad], s[bad], q[bad])[0]
+            rb, sb = r[bad], s[bad]
+            out[bad] = spec.plain(rb, sb, spec.quotient(rb, sb))[0]
         return out
     out, ratio = spec.plain(r, s, q, out)
     near = _near_optimum(ratio, spec.low, spec.high)
@@ -171,7 +172,11 @@ def _likelihood_terms(x, y, s, eps, full, spec: _Spread, loss, d_input, d_spread
 
     r = x - y
     s = np.maximum(s, eps)  # propagates NaN, as torch.clamp does
-    q = spec.quotient(r, s)
+    all_exact = s.shape == r.shape and (r.dtype != np.float64 or spec.exact_everywhere)
+    # the quotient where something uses it (not the gradients of a Laplace loss in blocks)
+    q = None
+    if loss is not None or (d_spread is not None and not all_exact):
+        q = spec.quotient(r, s)
     if loss is not None:
         loss = spec.value(r, s, q, buffer(loss))
         if eps == 0:  # a zero spread: the limit +inf, or -inf where r = 0 (not inf - inf)
@@ -181,7 +186,6 @@ def _likelihood_terms(x, y, s, eps, full, spec: _Spread, loss, d_input, d_spread
         if full:
             loss += spec.constant
     if d_spread is not None:
-        all_exact = s.shape == r.shape and (r.dtype != np.float64 or spec.exact_everywhere)
         d_spread = _spread_slope(r, s, q, x, y, spec, buffer(d_spread), all_exact)
     if d_input is not None:
         d_input = spec.input_slope(r, s, q, buffer(d_input))
@@ -271,7 +275,10 @@ def _gaussian_var_exact(v, x, y, dtype):
     return g
 
 
-def _copy_into(r, s, q, out):
+def _gaussian_input_slope(r, v, q, out):
+    """r / v (``q`` if it was formed)."""
+    if q is None:
+        return np.divide(r, v, out=out)
     np.copyto(out, q)
     return out
 
@@ -280,7 +287,7 @@ def _copy_into(r, s, q, out):
 _GAUSSIAN = _Spread(
     np.divide,
     _gaussian_value,
-    _copy_into,
+    _gaussian_input_slope,
     _gaussian_var_slope,
     _gaussian_var_exact,
     0.5,
