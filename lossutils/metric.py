@@ -263,7 +263,9 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
             for start in range(0, np.count_nonzero(group), step):  # in cache-sized blocks
                 block = slice(start, start + step)
                 index, exponent = rows[group][block], e[group][block]
-                xs, ys = (np.take(x, index, axis=0).astype(np.float64) for x in (x1, x2))
+                xs, ys = (
+                    np.take(x, index, axis=0).astype(np.float64, copy=False) for x in (x1, x2)
+                )
                 if slices:
                     k = -exponent[:, None]
                     r, r_lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
