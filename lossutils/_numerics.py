@@ -1154,6 +1154,24 @@ def _log_minus_table(t, x):
     return (s - x) + low
 
 
+def exp_minus_near(x, y, e=None):
+    """``e^x - y`` for float64 ``2^-20 <= |x| <= 600`` and ``|e^x - y| <= e^x / 4``.
+
+    From ``E = fl(e^x)`` (``e``, if already computed) and the logarithm:
+    ``e^x = E e^{-d}`` with ``d = log E - x`` (:func:`_log_minus_table`, to about 2^-72
+    absolute; ``|d|`` is a few 2^-53, and ``x`` is within a factor 2 of ``log E``), so
+    ``e^x - y = (E - y) - E d`` up to ``E d^2 / 2 < 2^-100 E``, with ``E - y`` exact
+    (Sterbenz: ``y`` is within a factor 2 of ``E``). Within about 2^-71 of ``e^x`` plus half
+    an ULP of the result: 4 ULP wherever ``|e^x - y| >= 2^-20 e^x``. (Below ``x = -600``
+    the product ``E d`` would lose bits to underflow.) A few tens of
+    operations per element, a third of the double-double exponential's.
+    """
+    e = np.exp(x) if e is None else e
+    d = _log_minus_table(e, x)
+    d *= e
+    return np.subtract(e, y) - d
+
+
 _SQRT_2 = math.sqrt(2.0)
 
 

@@ -348,3 +348,32 @@ def test_double_double_exponential_against_mpmath():
             for v, kk, h, lo in zip(exact_inputs(z), k, m_hi, m_lo, strict=True)
         )
     assert worst < 2.0**-104, float(mpmath.log(worst, 2))
+
+
+def test_exp_minus_near_against_mpmath():
+    # e^x - y from fl(e^x) and the logarithm (within 2^-71 of e^x): the Poisson gradient takes
+    # it where 2^-20 e^x <= |e^x - y| < e^x / 4 (4 ULP), and for float32 output down to 2^-42
+    rng = np.random.default_rng(9)
+    x = np.concatenate([[2.0**-20, -(2.0**-20), 600.0, -600.0], rng.uniform(-600, 600, 300)])
+    x = np.concatenate([x, x])
+    rel = np.concatenate(
+        [
+            np.repeat([2.0**-20, -(2.0**-20), 0.25, -0.25, 2.0**-42], 121)[: x.size // 2],
+            np.where(rng.random(x.size // 2) < 0.5, -1, 1)
+            * 2.0 ** rng.uniform(-42, -2, x.size // 2),
+        ]
+    )
+    y = np.exp(x) * (1 - rel)  # e^x - y is about rel e^x
+    got = nx.exp_minus_near(x, y)
+    with mpmath.workprec(300):
+        exact = [mpmath.exp(a) - b for a, b in zip(*exact_inputs(x, y), strict=True)]
+        scale = [mpmath.exp(a) for a in exact_inputs(x)]
+        # within 2^-70 of e^x beyond the result's own rounding (half an ULP)
+        worst = max(
+            (abs(mpmath.mpf(g) - e) - abs(e) * 2.0**-53) / s
+            for g, e, s in zip(got, exact, scale, strict=True)
+        )
+    assert worst < 2.0**-70, float(mpmath.log(worst, 2))
+    wide = np.abs(rel) >= 2.0**-20
+    assert wide.sum() > 200
+    assert_close_to_exact(got[wide], np.array(exact, dtype=object)[wide], 4, "e^x - y")
