@@ -1748,6 +1748,28 @@ def dd_matmul(a_hi, a_lo, b_hi, b_lo):
     return two_sum(*_dd_products(a_hi, a_lo, b_hi, b_lo))
 
 
+# Rows and columns of the square tiles of symmetric_sum: two tiles stay in the L1 cache.
+_SYMMETRIC_TILE = 64
+
+
+def symmetric_sum(g):
+    """``g + g.T`` of a square matrix, written over ``g`` and returned, bit for bit.
+
+    Tile by tile: entry (i, j) and entry (j, i) both get ``fl(g[i, j] + g[j, i])``. A
+    transposed operand read whole strides across the matrix and misses the cache at every
+    entry (about three times slower for 1024 x 1024).
+    """
+    n, t = len(g), _SYMMETRIC_TILE
+    for i in range(0, n, t):
+        for j in range(i, n, t):
+            a, b = g[i : i + t, j : j + t], g[j : j + t, i : i + t]
+            s = a + b.T
+            a[...] = s
+            if i != j:
+                b[...] = s.T
+    return g
+
+
 def cross_entropy_rows_grad(rest, total, top, positive):
     """The gradient of per-row cross-entropies w.r.t. their logits: softmax minus one-hot.
 

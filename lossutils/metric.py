@@ -1195,7 +1195,7 @@ def _nt_xent_grad(v: _NTXent, g=None):
     if g is None:
         g = nx.cross_entropy_rows_grad(v.rest, v.total, v.top, v.positive)
     g *= reduction_scale(2 * n, v.reduction, g.dtype)
-    d_logits = g + g.T
+    d_logits = nx.symmetric_sum(g)
     d_logits /= v.temperature
     # each view's positive apart: nearly parallel, its projection needs care
     positive = d_logits[rows, v.positive]

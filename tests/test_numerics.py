@@ -377,3 +377,31 @@ def test_exp_minus_near_against_mpmath():
     wide = np.abs(rel) >= 2.0**-20
     assert wide.sum() > 200
     assert_close_to_exact(got[wide], np.array(exact, dtype=object)[wide], 4, "e^x - y")
+
+
+@pytest.mark.parametrize("width", [1, 3, 128, 300])
+def test_dd_distance_squared_against_mpmath(width):
+    # rows from 2**-390 to 2**390 apart, some nearly equal entries, with and without a
+    # shift at its limit 2**(e - 20), within 2**-64 of 4**e (the kernel's error is ~2**-67)
+    g = np.random.default_rng(40)
+    x = g.normal(size=(12, width)) * 2.0 ** g.uniform(-390, 390, size=(12, 1))
+    y = g.normal(size=(12, width)) * np.abs(x).max(axis=1, keepdims=True)
+    y[::3] = x[::3] * (1 + g.normal(size=(4, width)) * 1e-9)
+    plain = np.sqrt(np.sum((x - y) ** 2, axis=-1))
+    e = np.frexp(plain * (1 + 2.0**-20))[1]
+    for shift in (0.0, float(np.ldexp(1.0, int(e.min()) - 20))):
+        s, s_err = nx.dd_distance_squared(x, y, shift, e)
+        with mpmath.workprec(3000):
+            for i in range(len(x)):
+                exact = mpmath.fsum(
+                    (mpmath.mpf(u) - mpmath.mpf(v) + mpmath.mpf(shift)) ** 2
+                    for u, v in zip(x[i], y[i], strict=True)
+                )
+                error = abs(mpmath.mpf(s[i]) + mpmath.mpf(s_err[i]) - exact)
+                assert error <= mpmath.ldexp(1, 2 * int(e[i]) - 64), (width, shift, i)
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 200])
+def test_symmetric_sum_is_g_plus_its_transpose_bit_for_bit(n):
+    g = np.random.default_rng(41).normal(size=(n, n))
+    np.testing.assert_array_equal(nx.symmetric_sum(g.copy()), g + g.T)
