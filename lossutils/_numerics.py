@@ -1693,13 +1693,14 @@ def unit_rows_backward(rows, d_h, partner, floor, dtype):
 
 
 @quiet
-def dd_scale(hi, lo, c: float, reciprocal: bool = False):
+def dd_scale(hi, lo, c: float, reciprocal: bool = False, c_lo: float = 0.0):
     """``(hi + lo) * c`` (or ``/ c`` with ``reciprocal``) as a double-double, scalar ``c``.
 
     ``1 / c`` is itself taken as a double-double (its rounding would otherwise cost an ULP
-    of every logit). Domain: float64 far from overflow. Accuracy: about ``2**-100``.
+    of every logit); ``c_lo`` is the low part of a double-double ``c + c_lo``. Domain:
+    float64 far from overflow. Accuracy: about ``2**-100``.
     """
-    c_hi, c_lo = c, 0.0
+    c_hi = c
     if reciprocal:
         c_hi = 1.0 / c
         p, p_err = two_prod(c_hi, c)
@@ -1732,6 +1733,41 @@ def _dd_products(a_hi, a_lo, b_hi, b_lo):
     a_r, b_r = a_tail + a_lo, b_tail + b_lo
     small = np.concatenate([a_head, a_r], axis=-1) @ np.concatenate([b_r, b_hi], axis=-1).T
     return a_head @ b_head.T, small
+
+
+def dd_inverse_sqrt(x: float):
+    """``x**-0.5`` of a positive float64 as a double-double ``(hi, lo)``, to about ``2**-106``."""
+    exact = 1 / decimal.Context(prec=50).sqrt(decimal.Decimal(x))
+    hi = float(exact)
+    return hi, float(exact - decimal.Decimal(hi))
+
+
+def _dd_gram_products(hi, lo):
+    """``(exact, small)`` as :func:`_dd_products` for ``a = b``, the Gram matrix of the rows.
+
+    With ``a = head + r`` (``r = tail + lo``, rounded), ``a a^T = head head^T + N + N^T``
+    for ``N = (head + r / 2) r^T``: two matrix products of depth D instead of products of
+    depth D and 2 D, and ``N + N^T`` tile by tile (:func:`symmetric_sum`). ``head + r / 2``
+    is rounded by ``2**-53`` of ``head``, which costs ``2**-(53 + k)`` of ``|a|^2``; ``N``'s
+    rounding is about ``D 2**-(53 + k)`` of ``|a|^2``, and so is the whole error
+    (``2**-69`` of ``|a|^2`` for D = 128).
+    """
+    k = (53 - int(np.ceil(np.log2(max(hi.shape[-1], 1))))) // 2
+    head, tail = _ozaki_head(hi, k)
+    r = np.add(tail, lo, out=tail)
+    half = r * 0.5
+    half += head
+    # head @ head.T of one array would be a symmetric product (syrk), slower than gemm here
+    exact = head @ head.copy().T
+    return exact, symmetric_sum(half @ r.T)
+
+
+@quiet
+def dd_gram_cross_entropy(hi, lo, positive, with_grad=False):
+    """:func:`dd_product_cross_entropy` of ``s = a a^T`` (``a = hi + lo``), the diagonal
+    left out, with the Gram matrix by :func:`_dd_gram_products`: two thirds of the
+    matrix products of ``a`` times another matrix."""
+    return _dd_cross_entropy_blocks(_dd_gram_products(hi, lo), positive, True, with_grad)
 
 
 @quiet
@@ -1899,11 +1935,18 @@ def dd_product_cross_entropy(
     (BLAS is much slower on blocks), every other temporary has about ``2**17`` entries.
     With ``with_grad``, ``(losses, their gradients w.r.t. s)``, an ``(N, M)`` array.
     """
-    exact, small = _dd_products(a_hi, a_lo, b_hi, b_lo)  # whole: BLAS is slower on blocks
-    out = np.empty(len(a_hi))
-    grad = np.empty((len(a_hi), len(b_hi))) if with_grad else None
-    step = max(1, _DD_BLOCK_ELEMENTS // max(1, len(b_hi)))
-    for start in range(0, len(a_hi), step):
+    products = _dd_products(a_hi, a_lo, b_hi, b_lo)  # whole: BLAS is slower on blocks
+    return _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad)
+
+
+def _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad):
+    """The losses (and gradients) of :func:`dd_product_cross_entropy` from the logits
+    ``exact + small``, in blocks of rows."""
+    exact, small = products
+    out = np.empty(len(exact))
+    grad = np.empty(exact.shape) if with_grad else None
+    step = max(1, _DD_BLOCK_ELEMENTS // max(1, exact.shape[1]))
+    for start in range(0, len(exact), step):
         block = slice(start, start + step)
         hi, lo = two_sum(exact[block], small[block])
         if mask_diagonal:

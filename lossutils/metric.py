@@ -1001,17 +1001,16 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
 def _nt_xent_exact_losses(v: _NTXent, with_grad=False):
     """The 2n losses from double-double logits: each within an ULP or two of float64.
 
-    The rows are normalised (as ``F.normalize``) and divided by the temperature entry by
-    entry in double-double, then multiplied with an exact leading part
-    (:func:`~lossutils._numerics.dd_product_cross_entropy`): about ``2**-66 / tau``
-    absolute, so that a loss keeps its few ULP. With ``with_grad``, ``(losses, their
-    gradient w.r.t. the logits)``: the softmax, within a few ULP of itself.
+    The rows are normalised (as ``F.normalize``) and multiplied by ``tau**-0.5`` entry by
+    entry in double-double, so that the logits are their Gram matrix, formed with an
+    exact leading part (:func:`~lossutils._numerics.dd_gram_cross_entropy`): about
+    ``2**-68 / tau`` absolute, so that a loss keeps its few ULP. With ``with_grad``,
+    ``(losses, their gradient w.r.t. the logits)``: the softmax, within a few ULP of itself.
     """
     hi, lo, _ = nx.dd_unit_rows(v.zs, v.exponent, NORMALIZE_EPS)
-    scaled = nx.dd_scale(hi, lo, v.temperature, reciprocal=True)
-    return nx.dd_product_cross_entropy(
-        *scaled, hi, lo, v.positive, mask_diagonal=True, with_grad=with_grad
-    )
+    c, c_lo = nx.dd_inverse_sqrt(v.temperature)
+    scaled = nx.dd_scale(hi, lo, c, c_lo=c_lo)
+    return nx.dd_gram_cross_entropy(*scaled, v.positive, with_grad=with_grad)
 
 
 def _nt_xent_value(v: _NTXent):
