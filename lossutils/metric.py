@@ -247,7 +247,8 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
             diff = np.take(x1, rows, axis=0).astype(np.float64)
             diff -= np.take(x2, rows, axis=0)
             d[rows] = redone = _euclidean(diff).norm
-            # within 2**-20 of the margin in float64 only where within it in float32
+            # the test below on these only: the other pairs keep float32 distances outside
+            # (m / 2, m (1 + 2**-20)), which it would not select either
             rows = rows[(redone > m - cut) & (redone < top)]
     hinge = np.array(np.maximum(m - norm, 0))
     if rows.size:
