@@ -195,14 +195,18 @@ def _likelihood_terms(x, y, s, eps, full, spec: _Spread, loss, d_input, d_spread
 def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, value, grad):
     """``(loss or None, (d_input, d_spread) or None)`` of a likelihood loss, one pass.
 
-    A spread of the input's shape runs in cache-sized blocks: only the results are
-    full-size arrays (a reduced loss is summed block by block). A broadcast spread is
-    taken on the whole arrays and its gradient summed to its shape.
+    In cache-sized blocks: of elements for a spread of the input's shape, of rows
+    (leading-axis slices) for a spread that is broadcast along other axes only (``(N, 1)``
+    against ``(N, C)``), its gradient summed to its shape block by block. Only the results
+    are full-size arrays (a reduced loss is summed block by block). Any other broadcast
+    spread is taken on the whole arrays and its gradient summed to its shape.
     """
     (x, y, s), eps, dtype = _likelihood_args(input, target, spread, name, eps, reduction)
     shape = x.shape
     loss = grads = None
-    if s.shape != shape:
+    same = s.shape == shape
+    by_rows = not same and x.ndim >= 2 and s.ndim == x.ndim and s.shape[0] == shape[0] > 1
+    if not (same or by_rows):
         loss, d_input, d_spread = _likelihood_terms(
             x, y, s, eps, full, spec, value or None, grad or None, grad or None
         )
@@ -214,29 +218,37 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
                 _reduced_grad(d_spread, spread, s.shape, reduction, dtype),
             )
         return loss, grads
-    xf, yf, sf = (a.reshape(-1) for a in (x, y, s))
+    if same:
+        x, y, s = (a.reshape(-1) for a in (x, y, s))
+        blocks = chunks(x.size)
+    else:
+        rows = max(1, CHUNK // max(1, x[0].size))
+        blocks = (slice(i, min(i + rows, len(x))) for i in range(0, len(x), rows))
     per_element = value and reduction == "none"
-    loss = np.empty_like(xf) if per_element else None
-    reduced = BlockReduction(reduction, xf.size, dtype) if value and not per_element else None
-    d_input, d_spread = (np.empty_like(xf) if grad else None for _ in range(2))
-    scale = reduction_scale(xf.size, reduction, xf.dtype)
-    for b in chunks(xf.size):
+    loss = np.empty_like(x) if per_element else None
+    reduced = BlockReduction(reduction, x.size, dtype) if value and not per_element else None
+    d_input = np.empty_like(x) if grad else None
+    d_spread = np.empty_like(s) if grad else None
+    scale = reduction_scale(x.size, reduction, x.dtype)
+    for b in blocks:
         block_loss, di, ds = _likelihood_terms(
-            xf[b],
-            yf[b],
-            sf[b],
+            x[b],
+            y[b],
+            s[b],
             eps,
             full,
             spec,
             loss[b] if per_element else (value or None),
             None if d_input is None else d_input[b],
-            None if d_spread is None else d_spread[b],
+            None if d_spread is None else (d_spread[b] if same else True),
         )
         if reduced is not None:
             reduced.add(block_loss)
         if grad and reduction == "mean":
             di *= scale
             ds *= scale
+        if grad and not same:
+            d_spread[b] = sum_to_shape(ds, s[b].shape)
     if per_element:
         loss = reduce_to(loss.reshape(shape), reduction, dtype)
     elif value:
@@ -244,7 +256,7 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
     if grad:
         grads = (
             to_dtype(d_input.reshape(shape), grad_dtype(input, dtype)),
-            to_dtype(d_spread.reshape(shape), grad_dtype(spread, dtype)),
+            to_dtype(d_spread.reshape(s.shape if not same else shape), grad_dtype(spread, dtype)),
         )
     return loss, grads
 

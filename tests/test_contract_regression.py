@@ -397,3 +397,41 @@ def test_gaussian_variance_gradient_of_the_reported_case():
     _, g_var = R.gaussian_nll_loss_grad([r], [0.0], [2.0], reduction="sum")
     assert ref.ulp_in(g_var, exact, np.float64)[0] <= 1
     assert float(exact) == pytest.approx(-3.4179e-17, rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+@pytest.mark.parametrize("spread_shape", [(12, 5), (12, 1)])
+def test_likelihood_blocks_of_elements_and_of_rows(kind, spread_shape, monkeypatch):
+    # a spread of the input's shape is taken in blocks of elements, one of shape (N, 1) in
+    # blocks of rows with its gradient summed per row block: blocks of 8 elements (one row)
+    # here, so every block boundary is crossed; against mpmath, some residuals at r^2 = v
+    import lossutils._numerics as numerics
+
+    monkeypatch.setattr(numerics, "CHUNK", 8)
+    monkeypatch.setattr(R, "CHUNK", 8)
+    name = {"gaussian": "gaussian_nll_loss", "laplace": "laplace_nll_loss"}[kind]
+    mp_loss, mp_grads = {
+        "gaussian": (ref.gaussian_nll, ref.gaussian_nll_grads),
+        "laplace": (ref.laplace_nll, ref.laplace_nll_grads),
+    }[kind]
+    rng = np.random.default_rng(17)
+    spread = 10.0 ** rng.uniform(0, 3, spread_shape)  # log >= 0: the loss's terms never cancel
+    y = rng.standard_normal((12, 5))
+    r = np.sqrt(spread) if kind == "gaussian" else spread
+    r = np.broadcast_to(r, (12, 5)) * np.where(rng.random((12, 5)) < 0.5, 1.0, 10 ** rng.normal())
+    x = y + r * np.where(rng.random((12, 5)) < 0.5, -1, 1)
+    per = getattr(R, name)(x, y, spread, reduction="none")
+    ref.assert_ulp_in(per, mp_loss(x, y, spread, 1e-6, False), np.float64, label=kind)
+    g_input, g_spread = getattr(R, name + "_value_and_grad")(x, y, spread, reduction="sum")[1]
+    d_input, d_spread = mp_grads(x, y, spread, 1e-6)
+    ref.assert_ulp_in(g_input, d_input, np.float64, label=kind + " d_input")
+    if spread_shape == (12, 5):
+        ref.assert_ulp_in(g_spread, d_spread, np.float64, label=kind + " d_spread")
+        return
+    # summed over each row: within 4 ULP of the sum plus 4 ULP of the sum of |terms|
+    with mpmath.workdps(ref.DIGITS):
+        for i in range(12):
+            exact = mpmath.fsum(d_spread[i])
+            size = mpmath.fsum(abs(t) for t in d_spread[i])
+            bound = 4 * 2.0**-52 * (abs(exact) + size)
+            assert abs(ref.mp(g_spread[i, 0]) - exact) <= bound, (i, g_spread[i, 0], exact)
