@@ -168,8 +168,18 @@ EMBEDDINGS = (8192, 128)
 """Pairs, triplets and sequences of embeddings for the metric losses: one row each."""
 ALL_PAIRS_BATCH = (1024, 128)
 """The batch of the losses over every pair of it (cost quadratic in the rows)."""
+MULTILABEL_ROWS = (1024, 100)
+"""Rows of the multilabel margin loss: lossutils' form holds rows x classes x classes
+numbers (at (8192, 1000) that is 64 GB)."""
 MULTILABEL_LABELS = 3
-"""Labels per row of the multilabel margin loss (its cost is rows x labels x classes)."""
+"""Labels per row of the multilabel margin loss (the textbook's cost is rows x labels x
+classes)."""
+
+
+LOG_GAMMA_FRACTION = 10
+"""The elementwise losses with log-gamma terms use a tenth of the elements: lossutils'
+careful log-gamma differences take seconds per 1e7 elements (a full run would spend
+minutes on them)."""
 
 
 def _quick(sizes, shape):
@@ -206,13 +216,22 @@ def log_rates_and_counts(rng, dtype, sizes):
     return _normal(rng, sizes.elements, dtype, 1.0), _counts(rng, sizes.elements, dtype)
 
 
+def _fewer(sizes):
+    """``sizes`` with :data:`LOG_GAMMA_FRACTION` of the elements."""
+    return Sizes(sizes.rows, sizes.elements // LOG_GAMMA_FRACTION)
+
+
 def logits_counts_and_total_counts(rng, dtype, sizes):
-    """Logits N(0, 1), Poisson(3) counts and a positive total count per element."""
+    """Logits N(0, 1), Poisson(3) counts and a positive total count per element, for a tenth
+    of ``sizes.elements`` (log-gamma terms)."""
+    sizes = _fewer(sizes)
     return log_rates_and_counts(rng, dtype, sizes) + (1 + _positive(rng, sizes.elements, dtype),)
 
 
 def student_t_arguments(rng, dtype, sizes):
-    """Predictions, targets, positive scales and degrees of freedom in [1, 30]."""
+    """Predictions, targets, positive scales and degrees of freedom in [1, 30], for a tenth of
+    ``sizes.elements`` (log-gamma terms)."""
+    sizes = _fewer(sizes)
     df = rng.uniform(1, 30, sizes.elements).astype(dtype)
     return predictions_targets_and_variances(rng, dtype, sizes) + (df,)
 
@@ -274,12 +293,13 @@ def logit_matrix_with_binary_targets(rng, dtype, sizes):
 
 
 def logit_matrix_with_label_lists(rng, dtype, sizes):
-    """Logits of shape ``sizes.rows``; targets listing a few distinct classes, padded with -1."""
-    n, c = sizes.rows
+    """Logits of shape :data:`MULTILABEL_ROWS`; targets listing a few distinct classes, padded
+    with -1."""
+    n, c = _quick(sizes, MULTILABEL_ROWS)
     labels = np.argsort(rng.random((n, c)), axis=1)[:, :MULTILABEL_LABELS]
     target = np.full((n, c), -1, dtype=np.int64)
     target[:, :MULTILABEL_LABELS] = labels
-    return logit_matrix(rng, dtype, sizes) + (target,)
+    return _normal(rng, (n, c), dtype), target
 
 
 def log_probabilities_and_probabilities(rng, dtype, sizes):
