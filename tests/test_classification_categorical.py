@@ -320,6 +320,35 @@ def test_cross_entropy_float32_around_the_limits_of_the_wide_path():
     assert_ulp_close(grad, reference, 4.0, "cross_entropy_grad float32", np.float32)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "z", "weight"),
+    [
+        # shifted rows: the loss e^-90 and the probability e^-90 are float32 subnormals,
+        # their products with w_y = 16 normal numbers
+        (np.float32, [0.0, -90.0], [16.0, 1.0]),
+        (np.float32, [0.0, -95.0], [2.0**20, 1.0]),
+        (np.float32, [0.0, -150.0], [1e30, 1.0]),
+        (np.float64, [0.0, -720.0], [1e10, 1.0]),
+        # an unshifted float32 row: e^-740 is a float64 subnormal, its quotient by the row
+        # sum (near 2^-860) times w_y = 1e30 a normal float32
+        (np.float32, [-596.0, -596.0, -740.0], [1e30, 1.0, 1.0]),
+    ],
+)
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_cross_entropy_class_weight_above_1_of_tiny_losses(dtype, z, weight, reduction):
+    # a class weight w_y > 1 multiplies the loss and gradient of a sample of class y: a
+    # loss or probability below the normal range must keep its digits until multiplied
+    z, w, y = np.array([z], dtype), np.array(weight, dtype), np.array([0])
+    value, grad = C.cross_entropy_value_and_grad(z, y, weight=w, reduction=reduction)
+    with mpmath.workdps(mr.DIGITS):
+        w_y = mpmath.mpf(float(w[0]))
+        expected_value = mr.cross_entropy(z, y) * w_y
+        expected_grad = mr.cross_entropy_grad_sum(z, y) * w_y
+    name = f"cross_entropy {np.dtype(dtype).name} weight {weight[0]:g}"
+    assert_ulp_close(np.reshape(value, 1), expected_value, 4.0, name, dtype)
+    assert_ulp_close(grad, expected_grad, 4.0, name + " gradient", dtype)
+
+
 def test_custom_ignore_index_and_empty_batch():
     z, y, _, _ = _data()
     y2 = y.copy()
