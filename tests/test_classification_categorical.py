@@ -349,6 +349,28 @@ def test_cross_entropy_class_weight_above_1_of_tiny_losses(dtype, z, weight, red
     assert_ulp_close(grad, expected_grad, 4.0, name + " gradient", dtype)
 
 
+@pytest.mark.parametrize(
+    ("z", "y", "weight", "reduction"),
+    [
+        ([[709.0, 709.0]], [0], [1e-30, 1.0], "sum"),
+        ([[700.0, 699.0, 0.0]], [0], [1e-20, 1.0, 1.0], "sum"),
+        ([[680.0, 679.0, 0.0]], [0], [1e-30, 1.0, 1.0], "sum"),
+        ([[709.0, 708.0, 0.0], [1.0, 2.0, 3.0]], [0, 1], [1e-12, 1.0, 1.0], "mean"),
+    ],
+)
+def test_cross_entropy_grad_float32_small_weight_share_of_a_huge_row_sum(z, y, weight, reduction):
+    # each entry is (w_y / total) p_k: with logits near 700 and a small weight share the
+    # factor (w_y / total) / sum_k e^{z_k} is below float64's normal range, though every
+    # entry of the gradient is a normal float32 number
+    z, w, y = np.array(z, np.float32), np.array(weight, np.float32), np.array(y)
+    grad = C.cross_entropy_grad(z, y, weight=w, reduction=reduction)
+    with mpmath.workdps(mr.DIGITS):
+        w_y = [mpmath.mpf(float(w[k])) for k in y]
+        total = mpmath.fsum(w_y) if reduction == "mean" else 1
+        expected = mr.cross_entropy_grad_sum(z, y) * np.array([[v / total] for v in w_y])
+    assert_ulp_close(grad, expected, 4.0, f"cross_entropy_grad float32 {reduction}", np.float32)
+
+
 def test_custom_ignore_index_and_empty_batch():
     z, y, _, _ = _data()
     y2 = y.copy()
