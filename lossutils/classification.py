@@ -428,7 +428,11 @@ def cross_entropy(
     :math:`\log \sum_k e^{z_k} - z_y` with every float32 logit exact there, and rounded
     once; rows where that would lose digits (a loss below
     :math:`2^{-20} (1 + |\log \sum_k e^{z_k}|)`, exponentials that overflow or all vanish
-    in float64) are shifted as above.
+    in float64) are shifted as above. A class weight above 1 may lift a loss or probability
+    from below the normal range, where it carries an absolute error of a few of the
+    smallest subnormal numbers, into it: float32 (and float16) samples whose factor exceeds
+    1 are shifted in float64 and rounded once; in float64 such a sample is within
+    :math:`4 w_y 2^{-1074}` of the exact value (losses below about :math:`2 \times 10^{-308}`).
 
     Examples
     --------
@@ -472,8 +476,9 @@ def _cross_entropy(
 def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: bool):
     """The reduced index-target cross-entropy and its gradient, from one pass over the rows.
 
-    A row holding ``+inf`` is recomputed from its limit row
-    (:func:`~lossutils._numerics.limit_rows`); its maximum tells which rows do.
+    float32 rows without label smoothing are computed unshifted in float64
+    (:func:`_ce_index_wide`), the rows it leaves by :func:`_ce_index_confident`; other rows
+    by :func:`_ce_index_shifted`.
     """
     total = weight_total(args.target_weight)
     if eps > 0 or args.x.dtype != np.float32:
@@ -482,7 +487,7 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
         per, grad_out, rest = _ce_index_wide(args, reduction, total, value, grad)
         if rest.size:
             part = args.rows(rest, args.x[rest])
-            per_rest, grad_rest = _ce_index_shifted(part, eps, reduction, total, value, grad)
+            per_rest, grad_rest = _ce_index_confident(part, reduction, total, value, grad)
             if value:
                 per[rest] = per_rest
             if grad:
@@ -493,7 +498,8 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
 
 def _ce_index_shifted(args: _IndexArgs, eps: float, reduction: str, total, value, grad):
     """Per-sample losses and gradient rows (each None unless asked for), shifted by the
-    row maxima; a row holding ``+inf`` from its limit row."""
+    row maxima; a row holding ``+inf`` from its limit row
+    (:func:`~lossutils._numerics.limit_rows`), which its maximum tells."""
     per, grad_out, m = _ce_index_rows(args, eps, reduction, total, value, grad)
     infinite = np.flatnonzero(m == np.inf)
     if infinite.size:
@@ -506,47 +512,79 @@ def _ce_index_shifted(args: _IndexArgs, eps: float, reduction: str, total, value
     return per, grad_out
 
 
+def _ce_index_confident(args: _IndexArgs, reduction: str, total, value, grad):
+    """:func:`_ce_index_shifted` of float32 rows (no smoothing); in float64, rounded once,
+    for the samples whose factor ``d(reduced) / d(loss_i)`` exceeds 1.
+
+    Such a factor (a class weight above 1) may lift a loss or probability below float32's
+    normal range, where it has lost digits, into it: ``16 e^-90`` from the float32
+    subnormal ``e^-90`` is 4.5 ULP off, ``2^20 e^-95`` 98 ULP. In float64 they are normal.
+    """
+    per, grad_out = _ce_index_shifted(args, 0.0, reduction, total, value, grad)
+    scale = sample_scale(args.target_weight, args.valid, total, reduction)
+    lifted = np.flatnonzero(scale > 1)
+    if lifted.size:
+        part = replace(
+            args.rows(lifted, args.x[lifted].astype(np.float64)),
+            weight=None if args.weight is None else args.weight.astype(np.float64),
+        )
+        per64, grad64 = _ce_index_shifted(part, 0.0, reduction, total, value, grad)
+        if value:
+            per[lifted] = nx.to_dtype(per64, np.float32)
+        if grad:
+            grad_out[lifted] = nx.to_dtype(grad64, np.float32)
+    return per, grad_out
+
+
 def _ce_index_wide(args: _IndexArgs, reduction: str, total, value, grad):
     """Per-sample losses and gradient rows of float32 rows without label smoothing, in
-    float64 and unshifted; and the rows left for :func:`_ce_index_shifted`.
+    float64 and unshifted; and the rows left for :func:`_ce_index_confident`.
 
     The row sums ``s`` of :func:`~lossutils._numerics.wide_exp_sums` give
-    ``-log p_y = log(s) - x_y`` and the gradient ``scale e^x / s`` in float64, rounded once
-    (within half an ULP and a hair). ``log(s)`` is within ``2^-50 (1 + |log s|)`` of
-    ``logsumexp(x)``; where ``-log p_y`` is at least ``2^-20 (1 + |log s|)`` that is below
-    ``2^-30`` of it. Rows where the target is so confident that ``-log p_y`` is smaller
-    keep their digits only with the shift (and the compensated sum) and are left over, as
-    are the rows ``wide_exp_sums`` leaves (an infinite, NaN, overflowing or all-tiny row).
+    ``-log p_y = log(s) - x_y``, the weighted loss and the gradient ``c e^x / s`` (``c`` the
+    sample's factor ``d(reduced) / d(loss_i)``) in float64, rounded once (within half an
+    ULP and a hair). ``log(s)`` is within ``2^-50 (1 + |log s|)`` of ``logsumexp(x)``;
+    where ``-log p_y`` is at least ``2^-20 (1 + |log s|)`` that is below ``2^-30`` of it.
+    Rows are left over where the target is so confident that ``-log p_y`` is smaller (its
+    digits need the shift and the compensated sum), where ``wide_exp_sums`` leaves them
+    (an infinite, NaN, overflowing or all-tiny row), where ``c / s`` is below float64's
+    normal range (a small weight share of a row sum near the overflow threshold), and
+    where ``s < 2^-860 c`` (a factor ``c > 1`` would lift a float64 subnormal exponential
+    into float32's range; the floor of ``wide_exp_sums`` assumes ``c <= 1``). The tests
+    do not depend on whether a gradient is asked for, so the loss is the same bits in
+    every call.
     """
-    x, y, valid, w = args.x, args.y, args.valid, args.weight
+    x, y, valid = args.x, args.y, args.valid
     wy = args.target_weight
+    scale = sample_scale(wy, valid, total, reduction).astype(np.float64)
     nll = np.empty(len(x))
     big = np.empty(len(x))  # 1 + |log s|, for the accuracy test
+    factor = np.empty(len(x))  # c / s
     xy = _gather(x, y).astype(np.float64)
     g = np.empty_like(x) if grad else None
-    if grad:
-        scale = sample_scale(np.ones_like(wy) if w is None else wy, valid, total, reduction)
 
     def finish(part, e, s):
         log_s = np.log(s)
         nll[part] = log_s - xy[part]
         big[part] = 1 + np.abs(log_s)
+        np.divide(scale[part], s, out=factor[part])
         if grad:
-            e *= (scale[part] / s)[:, None]
+            e *= factor[part, None]
             g[part] = e
             target = scale[part] * np.expm1(-nll[part])
             np.put_along_axis(g[part], y[part, None], target[:, None], axis=-1)
 
-    with np.errstate(invalid="ignore", over="ignore"):
-        ok = nx.wide_exp_sums(x, finish)[1]
+    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
+        s, ok = nx.wide_exp_sums(x, finish)
         ok &= nll >= 2.0**-20 * big
+        ok &= ~(factor < np.finfo(np.float64).smallest_normal) | (scale == 0)
+        ok &= ~(s < 2.0**-860 * scale)
     rest = np.flatnonzero(~ok)
     per = None
     if value:
-        nll32 = nll.astype(np.float32)
-        with np.errstate(invalid="ignore"):  # a zero weight masks its sample
-            loss = nll32 if w is None else nx.times(wy, nll32)
-        per = np.where(valid, loss, 0).astype(np.float32, copy=False)
+        with np.errstate(invalid="ignore", over="ignore"):  # a zero weight masks its sample
+            loss = nx.times(wy.astype(np.float64), nll)
+        per = np.where(valid, loss, 0).astype(np.float32)
     if grad:
         g[np.flatnonzero(scale == 0)] = 0  # an ignored sample, or one of weight 0
     return per, g, rest

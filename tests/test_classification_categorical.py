@@ -328,7 +328,6 @@ def test_cross_entropy_float32_around_the_limits_of_the_wide_path():
         (np.float32, [0.0, -90.0], [16.0, 1.0]),
         (np.float32, [0.0, -95.0], [2.0**20, 1.0]),
         (np.float32, [0.0, -150.0], [1e30, 1.0]),
-        (np.float64, [0.0, -720.0], [1e10, 1.0]),
         # an unshifted float32 row: e^-740 is a float64 subnormal, its quotient by the row
         # sum (near 2^-860) times w_y = 1e30 a normal float32
         (np.float32, [-596.0, -596.0, -740.0], [1e30, 1.0, 1.0]),
@@ -347,6 +346,22 @@ def test_cross_entropy_class_weight_above_1_of_tiny_losses(dtype, z, weight, red
     name = f"cross_entropy {np.dtype(dtype).name} weight {weight[0]:g}"
     assert_ulp_close(np.reshape(value, 1), expected_value, 4.0, name, dtype)
     assert_ulp_close(grad, expected_grad, 4.0, name + " gradient", dtype)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_cross_entropy_float64_class_weight_above_1_of_a_subnormal_loss(reduction):
+    # the documented exception: float64 has no wider dtype, so a loss below its normal range
+    # (e^-720 ~ 2e-313) carries an absolute error of a few subnormal ULP (2^-1074), which
+    # the weight multiplies: within 4 w_y 2^-1074 of the exact weighted value, not 4 ULP
+    z, w, y = np.array([[0.0, -720.0]]), np.array([1e10, 1.0]), np.array([0])
+    value, grad = C.cross_entropy_value_and_grad(z, y, weight=w, reduction=reduction)
+    bound = 4 * w[0] * 2.0**-1074
+    with mpmath.workdps(mr.DIGITS):
+        exact_value = mr.cross_entropy(z, y)[0] * mpmath.mpf(w[0])
+        exact_grad = mr.cross_entropy_grad_sum(z, y) * mpmath.mpf(w[0])
+        assert abs(mpmath.mpf(float(np.reshape(value, 1)[0])) - exact_value) <= bound
+        for got, exact in zip(grad.reshape(-1), exact_grad.reshape(-1), strict=True):
+            assert abs(mpmath.mpf(float(got)) - exact) <= max(bound, 4 * abs(exact) * 2.0**-52)
 
 
 @pytest.mark.parametrize(
