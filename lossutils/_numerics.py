@@ -778,7 +778,8 @@ def wide_exp_sums(x: np.ndarray, finish=None) -> tuple[np.ndarray, np.ndarray]:
     or all-tiny row) are for the caller. The floor keeps float64 subnormals out of anything
     a float32 result can see: with ``s >= 2^-860 > e^-597``, an exponential below the float64
     normal range (``e^-708``) gives a quotient below ``e^-111``, under half the smallest
-    float32 subnormal (``2^-150 > e^-104``), which rounds to 0 as its exact value does.
+    float32 subnormal (``2^-150 > e^-104``), which rounds to 0 as its exact value does. (A
+    quotient multiplied by a factor ``c > 1`` needs ``s >= 2^-860 c``: the caller's test.)
     Two float64 passes per entry (exponential, sum), block by block.
     """
     s = np.empty(len(x))
