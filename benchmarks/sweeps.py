@@ -23,8 +23,15 @@ class Sizes:
     elements: int
 
     def describe(self) -> dict:
-        """The sizes as JSON-ready numbers."""
-        return {"row_losses": list(self.rows), "elementwise_losses": self.elements}
+        """The sizes as JSON-ready numbers (each speed entry also records its shapes)."""
+        return {
+            "row_losses": list(self.rows),
+            "elementwise_losses": self.elements,
+            "embeddings": list(_quick(self, EMBEDDINGS)),
+            "all_pairs_batch": list(_quick(self, ALL_PAIRS_BATCH)),
+            "multilabel_margin_loss": list(_quick(self, MULTILABEL_ROWS)),
+            "log_gamma_losses": _fewer(self).elements,
+        }
 
 
 FULL = Sizes(rows=(8192, 1000), elements=10**7)
