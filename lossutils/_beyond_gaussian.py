@@ -56,7 +56,7 @@ from ._numerics import (
     two_sum,
     xlogy,
 )
-from ._reduction import reduce_to, reduction_scale
+from ._reduction import BlockReduction, reduce_to, reduction_scale
 
 __all__ = [
     "poisson_nll_loss",
@@ -163,68 +163,79 @@ def _poisson_args(input, target, log_input, full, eps, reduction):
 
 
 def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad=True):
-    """``(loss or None, d_input or None)`` of :func:`poisson_nll_loss`, one pass."""
-    out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
-    loss = g = None
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        rate = None
-        if value:
-            x64, y64 = x.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
-            if log_input:
-                rate = np.exp(x64)
-                loss = rate - times(y64, x64)
-            else:
-                loss = x64 - xlogy(y64, x64 + eps)
-            loss = np.where(x64 == np.inf, np.inf, loss)
-            if full:
-                big = y64 > 1
-                yb = np.where(big, y64, 2)
-                stirling = yb * (np.log(yb) - 1) + 0.5 * np.log(2 * np.pi * yb)
-                loss = loss + np.where(big, stirling, 0)
-            loss = reduce_to(loss, reduction, out)
-        if grad:
-            g = _poisson_grad(x, y, rate, log_input, eps, reduction, grad_dtype(input, out))
-    return loss, g
+    """``(loss or None, d_input or None)`` of :func:`poisson_nll_loss`, one pass.
 
-
-def _poisson_grad(x, y, rate, log_input, eps, reduction, dtype):
-    """d loss / d input of the reduced loss, rounded once to ``dtype``.
-
-    In cache-sized blocks widened to float64 (``rate`` = e^x if already computed): only the
-    result is a full-size array. Scaled by the mean's 1/n in float64, then rounded. The
-    elements where the formula cancels are collected over the blocks and redone at once.
+    In cache-sized blocks widened to float64: only the results (in their own dtypes) are
+    full-size arrays, a reduced loss is summed block by block, and ``e^x`` of a block feeds
+    the loss and the gradient. The gradient is scaled by the mean's 1/n in float64 and
+    rounded once; the elements where its formula cancels are collected over the blocks and
+    redone together.
     """
-    g = np.empty(x.shape, dtype)
-    gf, xf, yf = g.reshape(-1), x.reshape(-1), y.reshape(-1)
-    rf = None if rate is None else rate.reshape(-1)
-    scale = reduction_scale(x.size, reduction, np.float64)
+    out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    per_element = value and reduction == "none"
+    loss = np.empty(xf.size, out) if per_element else None  # each block rounded once
+    reduced = BlockReduction(reduction, xf.size, out) if value and not per_element else None
+    dtype = grad_dtype(input, out)
+    g = np.empty(xf.size, dtype) if grad else None
+    scale = reduction_scale(xf.size, reduction, np.float64)
     narrow = dtype.itemsize < 8
-    redo = []
-    for b in chunks(x.size):
-        xb, yb = xf[b].astype(np.float64, copy=False), yf[b].astype(np.float64, copy=False)
-        if log_input:
-            gb, close = _poisson_log_slope(xb, yb, np.exp(xb) if rf is None else rf[b], narrow)
-        else:
-            gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
-        if close.size:
-            redo.append(close + b.start)
-        if reduction == "mean":
-            gb *= scale
-        gf[b] = gb  # rounded once
-    redo = np.concatenate(redo) if redo else redo
-    for c in chunks(len(redo)):  # cache-sized groups of the collected elements
-        idx = redo[c]
-        xs, ys = xf[idx].astype(np.float64), yf[idx].astype(np.float64)
-        if log_input:
-            gs = _poisson_log_redo(xs, ys, narrow)
-        else:
-            # s - y is exact (Sterbenz) with s + s_err = x + eps exactly
-            s, s_err = two_sum(xs, eps)
-            gs = ((s - ys) + s_err) / s
-        if reduction == "mean":
-            gs *= scale
-        gf[idx] = gs
-    return g
+    redo = []  # flat indices still to redo, done in groups of a quarter block or more
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for b in chunks(xf.size):
+            xb, yb = xf[b].astype(np.float64, copy=False), yf[b].astype(np.float64, copy=False)
+            rate = np.exp(xb) if log_input else None
+            if value:
+                lb = _poisson_terms(xb, yb, rate, eps, full)
+                if per_element:
+                    loss[b] = lb
+                else:
+                    reduced.add(lb)
+            if not grad:
+                continue
+            if log_input:
+                gb, close = _poisson_log_slope(xb, yb, rate, narrow)
+            else:
+                gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
+            if reduction == "mean":
+                gb *= scale
+            g[b] = gb  # rounded once
+            if close.size:
+                redo.append(close + b.start)
+            if redo and (b.stop == xf.size or sum(map(len, redo)) >= CHUNK // 4):
+                idx = np.concatenate(redo)
+                redo = []
+                xs, ys = xf[idx].astype(np.float64), yf[idx].astype(np.float64)
+                if log_input:
+                    gs = _poisson_log_redo(xs, ys, narrow)
+                else:
+                    # s - y is exact (Sterbenz) with s + s_err = x + eps exactly
+                    s, s_err = two_sum(xs, eps)
+                    gs = ((s - ys) + s_err) / s
+                if reduction == "mean":
+                    gs *= scale
+                g[idx] = gs
+    if per_element:
+        loss = reduce_to(loss.reshape(x.shape), reduction, out)
+    elif value:
+        loss = reduced.result()
+    return loss, (None if g is None else g.reshape(x.shape))
+
+
+def _poisson_terms(x, y, rate, eps, full):
+    """Per-element loss (float64) of one block: ``e^x - y x`` (``rate`` = e^x) or
+    ``x - y log(x + eps)`` (``rate`` None), plus the Stirling term if ``full``."""
+    if rate is not None:
+        loss = rate - times(y, x)
+    else:
+        loss = x - xlogy(y, x + eps)
+    loss = np.where(x == np.inf, np.inf, loss)
+    if full:
+        big = y > 1
+        yb = np.where(big, y, 2)
+        stirling = yb * (np.log(yb) - 1) + 0.5 * np.log(2 * np.pi * yb)
+        loss = loss + np.where(big, stirling, 0)
+    return loss
 
 
 def _poisson_log_redo(x, y, narrow):
