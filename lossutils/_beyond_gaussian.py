@@ -82,16 +82,15 @@ _HALF_LOG_2 = 0.5 * _LOG_2
 # ---------------------------------------------------------------- shared plumbing
 
 
-def _arrays(names_values, work=None, copy=True):
+def _arrays(names_values, work=None):
     """The arguments as arrays: the output dtype and each argument in the working dtype.
 
-    ``work`` is a function of the output dtype (float64-at-least). ``copy=False``: an
-    argument that has the working dtype is not copied (for callers that never write to it).
+    ``work`` is a function of the output dtype (float64-at-least).
     """
     arrays = {name: as_float_array(value, name) for name, value in names_values.items()}
     out = result_dtype(*names_values.values())
     work_dtype = np.dtype(work(out)) if work else out
-    return out, work_dtype, tuple(a.astype(work_dtype, copy=copy) for a in arrays.values())
+    return out, work_dtype, tuple(a.astype(work_dtype) for a in arrays.values())
 
 
 def _float64_at_least(dtype):
@@ -749,10 +748,12 @@ def _digamma_difference(r, y):
 
 
 def _nb_args(input, target, total_count, reduction):
+    """The output dtype and the checked arguments, each in its own floating dtype (every
+    block is widened to float64 where it is used)."""
     check_reduction(reduction)
-    out, _, (z, y, r) = _arrays(
-        {"input": input, "target": target, "total_count": total_count}, _float64_at_least, False
-    )
+    names = {"input": input, "target": target, "total_count": total_count}
+    out = result_dtype(*names.values())
+    z, y, r = (as_float_array(value, name) for name, value in names.items())
     check_same_shape(z, y, "input", "target")
     check_scale_shape(r, z.shape, "total_count")
     _check_counts(y, integer=True)
@@ -869,34 +870,45 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
 def _negative_binomial(input, target, total_count, reduction, *, value=True, grad=True):
     """``(loss or None, (d_input, d_total_count) or None)``, one pass.
 
-    In cache-sized blocks of elements (every step is elementwise): only the per-element
-    results are full-size arrays. The gradients are scaled by the mean's 1/n per block.
+    In cache-sized blocks of elements widened to float64 (every step is elementwise): only
+    the results are full-size arrays, in their own dtypes (a reduced loss is summed block
+    by block). The gradients are scaled by the mean's 1/n per block and rounded once; a
+    broadcast ``total_count``'s is summed to its shape in float64 first.
     """
     out, z, y, r, r_shape = _nb_args(input, target, total_count, reduction)
     shape = z.shape
     zf, yf = z.reshape(-1), y.reshape(-1)
     rf = np.broadcast_to(r, shape).reshape(-1)
-    loss = np.empty(zf.size) if value else None
-    g_z, g_r = (np.empty(zf.size) if grad else None for _ in range(2))
+    per_element = value and reduction == "none"
+    loss = np.empty(zf.size, out) if per_element else None  # each block rounded once
+    reduced = BlockReduction(reduction, zf.size, out) if value and not per_element else None
+    same = r_shape == shape
+    g_z = np.empty(zf.size, grad_dtype(input, out)) if grad else None
+    g_r = np.empty(zf.size, grad_dtype(total_count, out) if same else np.float64) if grad else None
     scale = reduction_scale(zf.size, reduction, np.float64)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for b in chunks(zf.size):
-            lb, gzb, grb = _nb_block(zf[b], yf[b], rf[b], value, grad, out.itemsize < 8)
-            if value:
+            zb, yb, rb = (a[b].astype(np.float64, copy=False) for a in (zf, yf, rf))
+            lb, gzb, grb = _nb_block(zb, yb, rb, value, grad, out.itemsize < 8)
+            if per_element:
                 loss[b] = lb
+            elif value:
+                reduced.add(lb)
             if grad:
-                g_z[b], g_r[b] = gzb, grb
                 if reduction == "mean":
-                    g_z[b] *= scale
-                    g_r[b] *= scale
-        if value:
+                    gzb *= scale
+                    grb *= scale
+                g_z[b], g_r[b] = gzb, grb  # rounded once
+        if per_element:
             loss = reduce_to(loss.reshape(shape), reduction, out)
+        elif value:
+            loss = reduced.result()
         grads = None
         if grad:
-            grads = (
-                to_dtype(g_z.reshape(shape), grad_dtype(input, out)),
-                to_dtype(sum_to_shape(g_r.reshape(shape), r_shape), grad_dtype(total_count, out)),
-            )
+            g_r = g_r.reshape(shape)
+            if not same:
+                g_r = to_dtype(sum_to_shape(g_r, r_shape), grad_dtype(total_count, out))
+            grads = (g_z.reshape(shape), g_r)
     return loss, grads
 
 
