@@ -23,7 +23,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import reduce_to, scale_grad
+from ._reduction import BlockReduction, reduce_to, scale_grad
 
 __all__ = [
     "margin_ranking_loss",
@@ -64,15 +64,32 @@ def _ranking_args(input1, input2, target, margin, reduction):
     x1, x2, t = float_arrays({"input1": input1, "input2": input2, "target": target})
     check_same_shape(x1, x2, "input1", "input2")
     check_same_shape(x1, t, "input1", "target")
-    check_pm1_labels(t, "target")
-    dtype = x1.dtype
-    work = nx.working_dtype(dtype)
-    x1, x2, t = (a.astype(work, copy=False) for a in (x1, x2, t))
-    m = np.full(x1.shape, margin, dtype=work)
-    with np.errstate(invalid="ignore", over="ignore"):
-        # margin + t x2 - t x1 with its two roundings compensated (t x is exact)
-        gap = nx.accurate_sum(np.stack([m, t * x2, -(t * x1)], axis=-1), axis=-1)
-    return t, gap, dtype
+    return x1, x2, t, margin
+
+
+def _ranking_gap(a, b, t, m):
+    """The gap ``m - t (a - b)`` of one block (``t`` +-1, ``m`` in the blocks' dtype) within
+    one rounding of its exact value, and the mask of its NaNs (None where there is none).
+
+    With ``m = 0`` it is ``-t fl(a - b)``: one rounding. Otherwise ``a - b = d + e`` and
+    ``m - t d = s + f`` exactly (TwoSum) and the gap is ``s + (f - t e)``, the three terms
+    summed as in twice the precision: a plain ``m - t fl(a - b)`` would carry the rounding
+    of ``a - b`` (half an ULP of ``a - b``) into a gap that cancels to far less.
+    """
+    if m == 0:
+        gap = np.subtract(a, b)
+        gap *= t
+        np.negative(gap, out=gap)
+    else:
+        d, e = nx.two_sum(a, -b)
+        d *= t  # exact
+        gap, f = nx.two_sum(m, -d)
+        e *= t
+        f -= e
+        # a term that is infinite or NaN leaves f NaN: the plain sum is the result there
+        np.add(gap, f, out=gap, where=~np.isnan(f))
+    nan = np.isnan(gap)
+    return gap, (nan if nan.any() else None)
 
 
 def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
@@ -199,14 +216,48 @@ def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduc
 
 
 def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
-    """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap."""
-    t, gap, dtype = _ranking_args(input1, input2, target, margin, reduction)
-    loss = reduce_to(np.maximum(gap, 0), reduction, dtype) if value else None
-    if not grad:
-        return loss, None
-    local = -t * _active(gap)
-    g1 = scale_grad(local + 0.0, gap.shape, reduction, dtype)
-    return loss, (g1, scale_grad(0.0 - local, gap.shape, reduction, dtype))
+    """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap.
+
+    Evaluated in blocks of elements: no full-size intermediate (the gap, the labels in
+    the working dtype, the per-element losses of a reduction) is ever formed.
+    """
+    x1, x2, t, margin = _ranking_args(input1, input2, target, margin, reduction)
+    dtype, shape = x1.dtype, x1.shape
+    work = nx.working_dtype(dtype)
+    m = work.type(margin)
+    a, b, y = (x.reshape(-1) for x in (x1, x2, t))
+    per_element = value and reduction == "none"
+    loss = np.empty(a.size, dtype) if per_element else None
+    reduced = BlockReduction(reduction, a.size, dtype) if value and not per_element else None
+    g1 = np.empty(a.size, dtype) if grad else None
+    g2 = np.empty(a.size, dtype) if grad else None
+    # the gradient is -t [gap >= 0] times the reduction's scale (NaN where the gap is)
+    scale = work.type(np.nan if a.size == 0 else 1.0 / a.size) if reduction == "mean" else 1
+    with _quiet():
+        for block in nx.chunks(a.size):
+            yb = y[block]
+            check_pm1_labels(yb, "target")
+            yb = yb.astype(work, copy=False)
+            ab, bb = (x[block].astype(work, copy=False) for x in (a, b))
+            gap, nan = _ranking_gap(ab, bb, yb, m)
+            if value:
+                values = np.maximum(gap, 0)
+                if per_element:
+                    loss[block] = values
+                else:
+                    reduced.add(values)
+            if grad:
+                local = np.greater_equal(gap, 0, out=np.empty(gap.shape, bool))
+                d1 = np.multiply(yb, local, out=gap)
+                d1 *= -scale  # exact: -t scale or -+0
+                d1 += 0.0  # a zero gradient is +0
+                if nan is not None:
+                    d1[nan] = np.nan
+                g1[block] = d1
+                g2[block] = np.subtract(0.0, d1, out=d1)
+    if value:
+        loss = loss.reshape(shape)[()] if per_element else reduced.result()
+    return loss, (None if not grad else (g1.reshape(shape), g2.reshape(shape)))
 
 
 # --- hinge embedding ------------------------------------------------------------------------------

@@ -269,6 +269,36 @@ def test_margin_ranking_kink_and_infinities():
     assert loss.tolist() == [0.0, np.inf]
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_margin_ranking_cancelling_gap_in_blocks(dtype, margin, monkeypatch):
+    # x1 - x2 is inexact (x2 far smaller than x1) and the margin cancels it to a gap far
+    # below an ULP of x1 - x2: the plain m - t fl(x1 - x2) would be wrong in most digits.
+    # Blocks of 8 elements: the gaps of every block, the labels checked block by block.
+    monkeypatch.setattr(lu._numerics, "CHUNK", 8)
+    n = 37
+    t = signs(n).astype(dtype)
+    x2 = (rng.normal(size=n) * 2.0**-14).astype(dtype)
+    near = np.float64(dtype(margin)) * -t + x2.astype(np.float64)
+    x1 = (near + rng.normal(size=n) * 2.0**-20).astype(dtype)
+    x1[::5] = rng.normal(size=x1[::5].size).astype(dtype)  # gaps far from 0 too
+    exact_gaps = mp_array(
+        lambda p, q, s: -s * (p - q) + mpmath.mpf(float(dtype(margin))), x1, x2, t
+    )
+    exact = np.array([max(0, g) for g in exact_gaps], dtype=object)
+    for reduction in ("none", "sum"):
+        value, (g1, g2) = lu.margin_ranking_loss_value_and_grad(
+            x1, x2, t, margin=margin, reduction=reduction
+        )
+        if reduction == "none":
+            assert_close_to_exact(value, exact, max_ulp=0.5, label="margin_ranking_loss")
+        active = np.array([bool(g >= 0) for g in exact_gaps])
+        np.testing.assert_array_equal(g1, np.where(active, -t, 0).astype(dtype))
+        np.testing.assert_array_equal(g2, -g1)
+    with pytest.raises(ValueError, match=r"labels in \{-1, \+1\}; got 0.5"):
+        lu.margin_ranking_loss(x1, x2, np.where(np.arange(n) == 30, 0.5, t))
+
+
 # --- hinge embedding ------------------------------------------------------------------------------
 
 
