@@ -22,6 +22,7 @@ from ._checks import (
     result_dtype,
 )
 from ._numerics import (
+    CHUNK,
     accurate_sum,
     exp_minus_1_minus,
     quiet,
@@ -238,7 +239,7 @@ def _neg_ratio(p, q, dtype):
 
 
 def _kl_pieces(p, q):
-    r"""Per-element pieces whose exact sum along the axis is :math:`\sum p \log(p/q)`.
+    r"""Per-element pieces whose exact sum along the last axis is :math:`\sum p \log(p/q)`.
 
     Where :math:`q/2 \le p \le 2q` the term :math:`p\log(p/q)` is split into the
     exact difference :math:`d = p - q` and the non-negative rest
@@ -248,23 +249,106 @@ def _kl_pieces(p, q):
     divergence; computing :math:`f` directly keeps its digits. With
     :math:`s = d/(p+q)`, :math:`\log(p/q) = 2\,\mathrm{atanh}(s)` and
     :math:`f = d\,s\,(1 + s(1+s) P(s^2))`,
-    :math:`P(x) = \sum_{j\ge0} x^j/(2j+3)` (here :math:`|s| \le 1/3`).
+    :math:`P(x) = \sum_{j\ge0} x^j/(2j+3)` (here :math:`|s| \le 1/3`). The series is
+    evaluated on the near elements only; ``p`` and ``q`` are C-contiguous.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        near = (p > 0) & (p <= 2 * q) & (q <= 2 * p)
-        d = p - q  # exact where near (Sterbenz)
-        s = d / (p + q)
+        rest = np.divide(p, q)
+        flat_p, flat_q, flat_rest = p.reshape(-1), q.reshape(-1), rest.reshape(-1)
+        # a ratio that is not a normal number (or a NaN) loses digits: log p - log q there
+        odd = np.flatnonzero(~(rest >= np.finfo(p.dtype).tiny) | (rest == np.inf))
+        np.log(rest, out=rest)
+        flat_rest[odd] = np.log(flat_p[odd]) - np.log(flat_q[odd])
+        rest *= p
+        near = np.flatnonzero((p > 0) & (p <= 2 * q) & (q <= 2 * p))
+        pn, qn = flat_p[near], flat_q[near]
+        d = pn - qn  # exact (Sterbenz)
+        s = d / (pn + qn)
         s2 = s * s
         poly = np.zeros_like(s)
         for j in range(18, -1, -1):
-            poly = poly * s2 + 1.0 / (2 * j + 3)
-        f = d * s * (1 + s * (1 + s) * poly)
-        ratio = p / q
-        normal = (ratio >= np.finfo(p.dtype).tiny) & (ratio < np.inf)
-        far = p * np.where(normal, np.log(ratio), np.log(p) - np.log(q))
+            poly *= s2
+            poly += 1.0 / (2 * j + 3)
+        f = np.zeros_like(rest)
+        f.reshape(-1)[near] = d * s * (1 + s * (1 + s) * poly)
+        flat_rest[near] = d
         # p = 0 contributes 0 (q * 0 keeps a NaN q)
-        rest = np.where(p == 0, q * 0, np.where(near, d, far))
-    return np.where(near, f, 0), rest
+        zero = np.flatnonzero(p == 0)
+        flat_rest[zero] = flat_q[zero] * 0
+    return f, rest
+
+
+def _kl_careful_rows(p, q):
+    """KL of each row of ``p`` and ``q``: the pieces summed as in twice the working precision."""
+    f, rest = _kl_pieces(p, q)
+    return accurate_sum(np.concatenate([f, rest], axis=-1), -1)
+
+
+# float32 rows are summed from the plain terms p log(p/q) in float64; a row keeps that sum when
+# the bound on its error below is at most 2^-27 of it (a quarter of a float32 ULP).
+_FLOAT32_ROW = 2.0**-27
+# float64 blocks: the error of summing the low parts after the extraction, at most 2^-56 of
+# the row's divergence (an eighth of an ULP).
+_FLOAT64_ROW = 2.0**-56
+
+
+def _kl_rows_float32(p, q):
+    r"""Float32 rows: KL from the float64 terms :math:`p \log(p/q)`, the hard rows redone.
+
+    In float64 the ratio rounds by at most :math:`u = 2^{-53}` (an absolute error of
+    :math:`u` in its log), the log and the product by a few :math:`u` of the term: each
+    term is within :math:`u\,(2p + 8|t|)`, and summing :math:`n` of them adds at most
+    :math:`n u \sum|t|`. Rows where this bound exceeds a quarter of a float32 ULP of their
+    sum (a tiny divergence: :math:`q \approx p`, where the terms cancel), and rows that
+    are not finite, are recomputed by :func:`_kl_careful_rows`.
+    """
+    n = p.shape[-1]
+    p64, q64 = p.astype(np.float64), q.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        t = np.divide(p64, q64)
+        np.log(t, out=t)
+        t *= p64
+        zero = p == 0
+        if zero.any():
+            t[zero] = q64[zero] * 0  # p = 0 contributes 0; a NaN q stays
+        total = np.sum(t, axis=-1)
+        np.abs(t, out=t)
+        bound = (n + 8) * np.sum(t, axis=-1) + 2 * np.sum(p64, axis=-1)
+        hard = np.flatnonzero(~(bound * 2.0**-53 <= _FLOAT32_ROW * total))  # also inf, NaN
+    if hard.size:
+        total[hard] = _kl_careful_rows(p[hard], q[hard])
+    return total
+
+
+def _kl_rows_float64(p, q):
+    r"""Float64 rows: the pieces of :func:`_kl_pieces` summed by extraction.
+
+    With :math:`\sigma = 2^k` at least :math:`(2n + 2)` times the largest piece of a row,
+    :math:`h = (x + \sigma) - \sigma` and :math:`x - h` are exact and every :math:`h` is a
+    multiple of :math:`u\sigma` below :math:`\sigma / (2n + 2)`: the :math:`h` of a row sum
+    exactly in any order (Rump, Ogita and Oishi's AccSum). The low parts are below
+    :math:`u\sigma`; their plain sum errs by at most :math:`2n \cdot 2n u^2 \sigma`. Rows where
+    that exceeds an eighth of an ULP of the divergence, or that are not finite, are
+    summed by :func:`accurate_sum`.
+    """
+    n2 = 2 * p.shape[-1]
+    f, rest = _kl_pieces(p, q)
+    with np.errstate(invalid="ignore", over="ignore"):
+        biggest = np.maximum(np.max(f, axis=-1), np.max(np.abs(rest), axis=-1))
+        _, exponent = np.frexp(biggest)  # biggest < 2^exponent
+        sigma = np.ldexp(1.0, exponent + int(np.ceil(np.log2(n2 + 2))))[:, None]
+        high_f = (f + sigma) - sigma
+        high = (rest + sigma) - sigma
+        f -= high_f
+        rest -= high
+        total = (np.sum(high, axis=-1) + np.sum(high_f, axis=-1)) + (
+            np.sum(rest, axis=-1) + np.sum(f, axis=-1)
+        )
+        error = n2 * n2 * 2.0**-106 * sigma[:, 0]
+        hard = np.flatnonzero(~(error <= _FLOAT64_ROW * total))  # also inf, NaN
+    if hard.size:
+        total[hard] = _kl_careful_rows(p[hard], q[hard])
+    return total
 
 
 @quiet
@@ -380,13 +464,32 @@ def kl_divergence_value_and_grad(p, q, axis=-1):
 
 
 def _kl_divergence(p, q, axis, *, value=True, grad=True):
-    """``(KL(p || q) or None, its gradient w.r.t. q or None)``, from one check of the arguments."""
+    """``(KL(p || q) or None, its gradient w.r.t. q or None)``, from one check of the arguments.
+
+    In cache-sized blocks of rows (the distribution axis moved last), so that no
+    full-size temporary is made besides the gradient.
+    """
     p, q, dtype = _distributions(p, q)
-    loss = None
+    moved = np.moveaxis(p, axis, -1).shape
+    n, rows = moved[-1], int(np.prod(moved[:-1]))
+    p2 = np.moveaxis(p, axis, -1).reshape(rows, n)
+    q2 = np.moveaxis(q, axis, -1).reshape(rows, n)
+    loss = np.zeros(rows, dtype=p.dtype) if value else None
+    d_q = np.empty((rows, n), dtype=dtype) if grad else None
+    row_sums = _kl_rows_float32 if p.dtype == np.float32 else _kl_rows_float64
+    step = max(1, CHUNK // max(1, n))
+    for start in range(0, rows, step):
+        block = slice(start, start + step)
+        pb, qb = np.ascontiguousarray(p2[block]), np.ascontiguousarray(q2[block])
+        if value and n:
+            loss[block] = row_sums(pb, qb)
+        if grad:
+            d_q[block] = _neg_ratio(pb, qb, dtype)
     if value:
-        f, rest = _kl_pieces(p, q)
-        loss = _as(accurate_sum(np.concatenate([f, rest], axis=axis), axis), dtype)
-    return loss, (_neg_ratio(p, q, dtype) if grad else None)
+        loss = _as(loss.reshape(moved[:-1]), dtype)
+    if grad:
+        d_q = np.moveaxis(d_q.reshape(moved), -1, axis)
+    return loss, d_q
 
 
 @dataclass(frozen=True)
