@@ -247,14 +247,13 @@ def _poisson_log_redo(x, y, narrow):
     the exact one, is as good.
     """
     e = np.exp(x)
-    g = np.subtract(e, y)
-    medium = np.abs(g) >= (2.0**-42 if narrow else 2.0**-20) * e
+    below = np.abs(np.subtract(e, y)) < (2.0**-42 if narrow else 2.0**-20) * e
     a = np.abs(x)
-    medium &= (a >= 2.0**-20) & (a <= 600)
-    inside = np.flatnonzero(medium)
-    if inside.size:
-        g[inside] = exp_minus_near(x[inside], y[inside], e[inside])
-    rest = np.flatnonzero(~medium)
+    below |= (a < 2.0**-20) | (a > 600)
+    # on every element (e^x is finite and positive for |x| <= 700: no gather), kept where
+    # it is accurate
+    g = exp_minus_near(x, y, e)
+    rest = np.flatnonzero(below)
     if rest.size:
         g[rest] = scaled_exp_minus(None, x[rest], y[rest])  # a = 1
     return g
