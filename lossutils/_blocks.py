@@ -45,20 +45,24 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def row_blocks(n_rows: int, row_bytes: int) -> list[slice]:
-    """Consecutive slices of about :data:`BLOCK_BYTES` each covering ``range(n_rows)``."""
+def row_blocks(n_rows: int, row_bytes: int, max_rows: int | None = None) -> list[slice]:
+    """Consecutive slices of about :data:`BLOCK_BYTES` (and at most ``max_rows`` rows) each
+    covering ``range(n_rows)``."""
     step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    if max_rows is not None:
+        step = max(1, min(step, max_rows))
     return [slice(start, min(n_rows, start + step)) for start in range(0, n_rows, step)]
 
 
-def for_each_block(function, n_rows: int, row_bytes: int) -> None:
+def for_each_block(function, n_rows: int, row_bytes: int, max_rows: int | None = None) -> None:
     """Call ``function(rows)`` for each block ``rows`` (a slice) of ``range(n_rows)``.
 
+    ``max_rows`` caps a block's rows (smaller blocks: less memory in temporaries).
     The blocks must be independent (each call writes only its own rows). Floating-point
     warnings are off in each call (an error state does not carry over into a worker
     thread); exceptions propagate to the caller.
     """
-    blocks = row_blocks(n_rows, row_bytes)
+    blocks = row_blocks(n_rows, row_bytes, max_rows)
 
     def run(rows: slice) -> None:
         with np.errstate(all="ignore"):

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _numerics as nx
 from ._binary import _bce_logits_parts, _margin_arrays, _weighted
+from ._blocks import BLOCK_BYTES, for_each_block
 from ._checks import (
     as_array,
     check_broadcastable,
@@ -340,11 +341,9 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
 
 
 def _multilabel_margin_args(input, target, reduction):
-    """Rows of input (working dtype), the count of each class among the targets, the target mask.
+    """Rows of input (working dtype), rows of target, the dtype of the result.
 
-    Returns ``(x, counts, is_target, shape, dtype)``: ``x`` is ``(N, C)``; ``counts[n, c]`` is
-    how often class ``c`` appears among row ``n``'s targets (those before the first -1;
-    PyTorch counts a repeated index once per appearance), ``is_target`` is ``counts > 0``.
+    Returns ``(x, index, dtype)``, both ``(N, C)``; the target is checked but not copied.
     """
     check_reduction(reduction)
     x = float_arrays({"input": input})[0]
@@ -357,39 +356,84 @@ def _multilabel_margin_args(input, target, reduction):
             f"target must have the same shape as input {x.shape} (class indices padded "
             f"with -1); got shape {target.shape}"
         )
-    bad = (target < -1) | (target >= num_classes)
-    if np.any(bad):
+    if target.size and (np.min(target) < -1 or np.max(target) >= num_classes):
+        bad = (target < -1) | (target >= num_classes)
         raise ValueError(
             f"target must hold class indices in [0, {num_classes - 1}] or -1 (the end of "
             f"a sample's labels); got {describe(target[bad].flat[0])}"
         )
     dtype = x.dtype
     x = x.astype(nx.working_dtype(dtype), copy=False).reshape(-1, num_classes)
-    index = target.reshape(-1, num_classes).astype(np.intp)
-    live = np.cumsum(index < 0, axis=-1) == 0  # before the first -1
-    counts = np.zeros(x.shape, dtype=np.intp)
-    rows = np.broadcast_to(np.arange(len(x))[:, None], index.shape)
-    np.add.at(counts, (rows[live], index[live]), 1)
-    return x, counts, counts > 0, dtype
+    return x, target.reshape(-1, num_classes), dtype
 
 
-def _multilabel_margin_terms(x, counts, is_target):
-    """Per row and target class ``j`` and non-target ``i``: the gap ``1 - x_j + x_i``.
+def _multilabel_margin_labels(index):
+    """A block of target rows as ``(labels, listed)``, both ``(B, K)``, K the most labels.
 
-    Shape ``(N, C_j, C_i)``, with the coefficient ``counts[j]`` where ``i`` is not a target
-    (0 elsewhere). The gap is summed with its rounding errors compensated
-    (:func:`lossutils._numerics.accurate_sum`), so a pair is active exactly when the true
-    gap of the given inputs is positive.
+    ``labels`` holds each row's labels (those before its first -1, a repeated one as often
+    as it appears), padded with the row's first label (0 in a row without labels);
+    ``listed`` is False on the padding.
     """
-    high = np.broadcast_to(x[:, None, :], x.shape + x.shape[-1:])
-    low = np.broadcast_to(x[:, :, None], high.shape)
-    one = np.ones_like(high)
-    with np.errstate(invalid="ignore", over="ignore"):
-        gaps = nx.accurate_sum(np.stack([one, high, -low], axis=-1), axis=-1)
-    coef = counts[:, :, None] * ~is_target[:, None, :]
-    with np.errstate(invalid="ignore"):
-        active = (coef > 0) & ((gaps > 0) | np.isnan(gaps))
-    return gaps, coef, active
+    ends = index < 0
+    length = np.where(ends.any(axis=1), ends.argmax(axis=1), index.shape[1])
+    k = int(length.max(initial=0))
+    listed = np.arange(k) < length[:, None]
+    labels = index[:, :k].astype(np.intp)
+    first = np.maximum(labels[:, :1], 0)
+    return np.where(listed, labels, first), listed
+
+
+# A training step's blocks hold a quarter of a usual block, and at most 1/48 of the rows
+# (their temporaries, about 13 bytes per element, stay a few percent of the gradient).
+_STEP_BLOCKS = 48
+
+
+def _multilabel_margin_block(x, index, rows, sums, out, reduction):
+    """The rows ``rows`` of :func:`_multilabel_margin`: adds each row's hinge sum (times C)
+    into ``sums`` (when given) and writes the rows of the gradient into ``out`` (when given).
+
+    One pass over the row's classes per label ``j``: with ``x_j - 1 = top + err`` exactly
+    (TwoSum), the gap ``1 - x_j + x_i`` is ``fl(fl(x_i - top) - err)``. ``x_i - top`` is
+    exact where it cancels (Sterbenz: ``top / 2 <= x_i <= 2 top``), so there the gap is
+    rounded once and has the sign of the exact gap (a pair is active exactly when the
+    exact gap of the given inputs is positive, a gap that is 0 is not); elsewhere
+    ``|x_i - top| >= |top| / 2`` while ``|err| <= eps |top| / 2``, so the gap is within
+    about one ULP and has the sign of ``x_i - top``. The label columns are set to 0. The
+    float32 hinges are summed in float64 (a row's sum is then within about one ULP).
+    """
+    xb = x[rows]
+    labels, listed = _multilabel_margin_labels(index[rows])
+    b, c = xb.shape
+    # flat positions of the labels in the block (xb and the gradient's rows are contiguous)
+    where = np.arange(0, b * c, c)[:, None] + labels
+    count = None
+    if out is not None:
+        count = out[rows] if out.dtype == xb.dtype else np.empty(xb.shape, xb.dtype)
+        count.fill(0)
+    if labels.size:
+        top, err = nx.two_diff(xb.reshape(-1)[where], xb.dtype.type(1))
+        ones = np.ones(c, xb.dtype)
+        every = listed.all(axis=0)
+    for k in range(labels.shape[1]):
+        # the rows with a k-th label (a slice, a view, when every row has one)
+        part = slice(None) if every[k] else np.flatnonzero(listed[:, k])
+        gaps = np.subtract(xb[part], top[part, k, None])
+        gaps -= err[part, k, None]
+        gaps.reshape(-1)[np.arange(0, gaps.size, c)[:, None] + labels[part]] = 0  # the labels
+        np.maximum(gaps, 0, out=gaps)  # (NaN stays: a NaN gap makes its pair NaN)
+        if sums is not None:
+            sums[rows][part] += np.sum(gaps, axis=1, dtype=sums.dtype)  # (sums[rows]: a view)
+        if count is not None:
+            active = np.sign(gaps, out=gaps)  # 1 for an active pair, 0, or NaN
+            count[part] += active
+            # each active pair takes 1 from its label's count (NaN if one pair is NaN)
+            count.reshape(-1)[where[part, k]] -= active @ ones
+    if count is not None:
+        count /= xb.dtype.type(c)
+        if reduction == "mean":
+            count *= xb.dtype.type(1.0 / len(x))  # as scale_grad does
+        if out.dtype != xb.dtype:
+            out[rows] = count
 
 
 def multilabel_margin_loss(input, target, reduction="mean"):
@@ -510,20 +554,27 @@ def multilabel_margin_loss_value_and_grad(input, target, reduction="mean"):
 
 
 def _multilabel_margin(input, target, reduction, value=True, grad=True):
-    """``(loss or None, gradient or None)`` of :func:`multilabel_margin_loss`."""
-    x, counts, is_target, dtype = _multilabel_margin_args(input, target, reduction)
-    gaps, coef, active = _multilabel_margin_terms(x, counts, is_target)
-    classes = x.dtype.type(x.shape[-1])
+    """``(loss or None, gradient or None)`` of :func:`multilabel_margin_loss`.
+
+    Work and memory are O(rows x classes x labels): one pass over a row per label, in
+    blocks of rows; no rows x classes x classes array.
+    """
+    x, index, dtype = _multilabel_margin_args(input, target, reduction)
+    n, c = x.shape
+    sums = np.zeros(n, np.float64) if value else None  # each row's hinge sum, unrounded
+    out = np.empty(x.shape, dtype) if grad else None
+    row_bytes = c * x.dtype.itemsize
+    step = None if not grad else min(-(-n // _STEP_BLOCKS), BLOCK_BYTES // 4 // row_bytes)
+    for_each_block(
+        lambda rows: _multilabel_margin_block(x, index, rows, sums, out, reduction),
+        n,
+        row_bytes,
+        step,
+    )
     loss = d = None
     if value:
-        with np.errstate(invalid="ignore", over="ignore"):
-            terms = np.where(active, coef * gaps, 0).astype(x.dtype, copy=False)
-            loss = np.sum(terms, axis=(-2, -1)) / classes
-        loss = reduce_to(loss.reshape(np.shape(input)[:-1]), reduction, dtype)
+        sums /= c
+        loss = reduce_to(sums.reshape(np.shape(input)[:-1]), reduction, dtype)
     if grad:
-        with np.errstate(invalid="ignore"):
-            pair = np.where(active, np.where(np.isnan(gaps), np.nan, coef), 0).astype(x.dtype)
-        local = (np.sum(pair, axis=-2) - np.sum(pair, axis=-1)) / classes
-        shape = np.shape(input)
-        d = scale_grad(local.reshape(shape), shape, reduction, dtype, count=len(x))
+        d = out.reshape(np.shape(input))
     return loss, d

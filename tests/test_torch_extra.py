@@ -201,6 +201,43 @@ def test_multilabel_margin_gap_compensated_at_the_kink():
     assert lu.multilabel_margin_loss_grad(x, [[0, -1]]).tolist() == [[-0.5, 0.5]]
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multilabel_margin_many_rows_exact(dtype):
+    """Enough rows for many blocks, rows with 0 to C labels (some repeated), quarter-integer
+    scores (so some gaps are exactly 0 and do not count): values and gradient against exact
+    rational arithmetic."""
+    from fractions import Fraction
+
+    n, c = 3001, 6
+    x = (rng.integers(-8, 9, size=(n, c)) / 4).astype(dtype)
+    y = multilabel_targets(n, c)
+    y[::7, 1] = y[::7, 0]  # a repeated label (where the row has two)
+    value, grad = lu.multilabel_margin_loss_value_and_grad(x, y, reduction="none")
+    exact_value = np.empty(n)
+    pairs = np.zeros((n, c))  # active pairs at each class (+1 the rival, -1 the label)
+    for r in range(n):
+        labels = []
+        for k in y[r]:
+            if k < 0:
+                break
+            labels.append(int(k))
+        row = [Fraction(float(v)) for v in x[r]]
+        total = Fraction(0)
+        for j in labels:
+            for i in set(range(c)) - set(labels):
+                gap = 1 - row[j] + row[i]
+                if gap > 0:
+                    total += gap
+                    pairs[r, i] += 1
+                    pairs[r, j] -= 1
+        exact_value[r] = total / c
+    exact_grad = pairs / c
+    np.testing.assert_array_equal(value, exact_value.astype(dtype))
+    np.testing.assert_array_equal(grad, exact_grad.astype(dtype))
+    mean_grad = lu.multilabel_margin_loss_grad(x, y)
+    np.testing.assert_allclose(mean_grad, exact_grad / n, rtol=np.finfo(dtype).eps, atol=0)
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_multilabel_margin_gradient_finite_differences(reduction):
     x = rng.normal(size=(6, 4))
