@@ -175,9 +175,9 @@ EMBEDDINGS = (8192, 128)
 """Pairs, triplets and sequences of embeddings for the metric losses: one row each."""
 ALL_PAIRS_BATCH = (1024, 128)
 """The batch of the losses over every pair of it (cost quadratic in the rows)."""
-MULTILABEL_ROWS = (1024, 100)
-"""Rows of the multilabel margin loss: lossutils' form holds rows x classes x classes
-numbers (at (8192, 1000) that is 64 GB)."""
+MULTILABEL_ROWS = (8192, 1000)
+"""Rows of the multilabel margin loss: the row functions' logits (the textbook's
+rows x labels x classes hinges are then a few hundred MB)."""
 MULTILABEL_LABELS = 3
 """Labels per row of the multilabel margin loss (the textbook's cost is rows x labels x
 classes)."""
