@@ -187,9 +187,9 @@ def xlogy(x, y):
 CHUNK = 1 << 15
 
 
-def chunks(size: int):
-    """Slices of ``range(size)`` of at most ``CHUNK`` elements each."""
-    return (slice(start, min(start + CHUNK, size)) for start in range(0, size, CHUNK))
+def chunks(size: int, step: int = CHUNK):
+    """Slices of ``range(size)`` of at most ``step`` (default ``CHUNK``) elements each."""
+    return (slice(start, min(start + step, size)) for start in range(0, size, step))
 
 
 def _flat(x) -> tuple[np.ndarray, np.ndarray]:

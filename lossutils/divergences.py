@@ -24,6 +24,7 @@ from ._checks import (
 from ._numerics import (
     CHUNK,
     accurate_sum,
+    chunks,
     exp_minus_1_minus,
     quiet,
     to_dtype,
@@ -32,7 +33,7 @@ from ._numerics import (
     xlog_minus,
     xlogy,
 )
-from ._reduction import batchmean_scale, reduce, reduce_to, reduction_scale
+from ._reduction import BlockReduction, batchmean_scale, reduce_to, reduction_scale
 
 __all__ = [
     "entropy",
@@ -520,6 +521,10 @@ def _kl_div_args(input, target, reduction, log_target) -> _KLDivArgs:
     )
 
 
+# Elements per block of kl_div: a few blocks of xlog_minus, whose buffers stay in cache.
+_KL_DIV_BLOCK = 1 << 16
+
+
 def _kl_div_scale(input, reduction):
     """d(reduced)/d(each pointwise loss)."""
     if reduction == "batchmean":
@@ -652,26 +657,50 @@ def kl_div_value_and_grad(input, target, reduction="mean", log_target=False):
 
 
 def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
-    """``(the reduced kl_div or None, its gradient w.r.t. input or None)``."""
+    """``(the reduced kl_div or None, its gradient w.r.t. input or None)``.
+
+    In cache-sized blocks: the pointwise losses of a block are reduced while in cache
+    (:class:`BlockReduction`), so that only ``"none"`` makes a full-size array of them,
+    and the gradient is written into its output block by block.
+    """
     args = _kl_div_args(input, target, reduction, log_target)
     input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
-    t = np.exp(target) if log_target else target
+    work = input.dtype
+    flat_x, flat_t = input.reshape(-1), target.reshape(-1)
+    scale = _kl_div_scale(input, reduction)
+    per_element = reduction == "none"
+    pointwise = np.empty(flat_x.size, dtype=work) if value and per_element else None
+    summed = "sum" if reduction == "batchmean" else reduction
+    reduced = BlockReduction(summed, flat_x.size, work) if value and not per_element else None
+    d_x = np.empty(flat_x.size, dtype=dtype) if grad else None
+    for block in chunks(flat_x.size, _KL_DIV_BLOCK):
+        xb, tb = flat_x[block], flat_t[block]
+        t = np.exp(tb) if log_target else tb
+        if value:
+            if log_target:
+                pw = t * (tb - xb)
+                zero = np.flatnonzero(tb == -np.inf)
+            else:
+                pw = xlog_minus(tb, xb)  # accurate also near the optimum x = log t
+                zero = np.flatnonzero(tb == 0)
+            # t = 0 contributes 0; input * 0 keeps a NaN input (only those few elements rewritten)
+            x0 = xb[zero]
+            pw[zero] = np.where(np.isnan(x0), x0, 0)
+            if per_element:
+                pointwise[block] = pw
+            else:
+                reduced.add(pw)
+        if grad:
+            d_x[block] = t * -scale  # rounded once to dtype
     loss = None
     if value:
-        if log_target:
-            pointwise = np.array(t * (target - input), order="C", copy=None)
-            zero = np.flatnonzero(target == -np.inf)
+        if per_element:
+            loss = _as(pointwise.reshape(input.shape), dtype)
+        elif reduction == "batchmean":
+            loss = _as(reduced.result() * scale, dtype)
         else:
-            pointwise = xlog_minus(target, input)  # accurate also near the optimum x = log t
-            zero = np.flatnonzero(target == 0)
-        # t = 0 contributes 0; input * 0 keeps a NaN input (only those few elements rewritten)
-        x0 = input.reshape(-1)[zero]
-        pointwise.reshape(-1)[zero] = np.where(np.isnan(x0), x0, 0)
-        if reduction == "batchmean":
-            loss = _as(reduce(pointwise, "sum") * _kl_div_scale(input, reduction), dtype)
-        else:
-            loss = _as(reduce(pointwise, reduction), dtype)
-    return loss, (to_dtype(-t * _kl_div_scale(input, reduction), dtype) if grad else None)
+            loss = _as(reduced.result(), dtype)
+    return loss, (d_x.reshape(input.shape) if grad else None)
 
 
 @dataclass(frozen=True)
