@@ -531,13 +531,25 @@ def _cosine_args(input1, input2, target, margin, reduction):
             f"last); got shape {t.shape}"
         )
     check_pm1_labels(t, "target")
-    # a row with infinite entries: its limit direction, scaled by 2**600 so that the eps
-    # of the cosine is negligible (as in the limit) and the scaling of _Cosine stays exact
+    return x1, x2, t.astype(np.float64, copy=False), margin, dtype
+
+
+def _careful_cosine(x1, x2):
+    """:class:`_Cosine` of the rows ``x1``, ``x2`` (in float64), a row with infinite entries
+    taken as its limit direction scaled by 2**600 (the eps of the cosine is then negligible,
+    as in the limit, and the scaling of _Cosine stays exact)."""
     x1, inf1 = nx.limit_direction(x1.astype(np.float64, copy=False), 2.0**600)
     x2, inf2 = nx.limit_direction(x2.astype(np.float64, copy=False), 2.0**600)
     cos = _Cosine(x1, x2)
     cos.infinite = (inf1, inf2)
-    return cos, t.astype(np.float64, copy=False), margin, dtype
+    return cos
+
+
+# Rows whose squared norms (float64) lie in this range take the plain cosine: nothing
+# overflows (r1 r2 <= 2**900), and a product that underflows (below 2**-1022) is
+# negligible next to the eps or to a norm above 2**-450. Every nonzero float32 or float16
+# row is inside it.
+_PLAIN_SQUARES = (2.0**-900, 2.0**900)
 
 
 def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
@@ -559,8 +571,8 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     The :math:`\varepsilon` makes the cosine of a zero vector 0 (the loss 1 for
     :math:`t = 1`, :math:`\max(0, -m)` for :math:`t = -1`); it changes the cosine
     noticeably only for vectors of norm below about :math:`10^{-5}`. Evaluated in float64
-    for every dtype, with each row scaled by a power of 2 (no overflow or underflow of
-    the squares for any finite input). For :math:`\cos > 1/2`, :math:`1 - \cos` is formed
+    for every dtype; a row whose squares would overflow or underflow there is scaled by a
+    power of 2 first (no overflow or underflow for any finite input). For :math:`\cos > 1/2`, :math:`1 - \cos` is formed
     as :math:`\lVert x_1/\lVert x_1\rVert - x_2/\lVert x_2\rVert\rVert^2 / 2` (with the
     :math:`\varepsilon` part apart), from the normalised vectors in double-double, not
     from the rounded cosine (which would lose :math:`10^{-16}/\theta^2` relative at an
@@ -694,23 +706,71 @@ def cosine_embedding_loss_value_and_grad(input1, input2, target, margin=0.0, red
 
 
 def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, grad=True):
-    """``(loss or None, gradients or None)`` of the cosine embedding loss, from one cosine."""
-    cos, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
+    """``(loss or None, gradients or None)`` of the cosine embedding loss, from one cosine.
+
+    Every row first takes the plain cosine ``<x1, x2> / sqrt((|x1|^2 + eps)(|x2|^2 + eps))``
+    in float64, in blocks of rows (the embeddings are converted block by block, never
+    full-size): where ``cos <= 1/2`` and the squared norms are in :data:`_PLAIN_SQUARES`
+    it is within a few float64 ULP and ``1 - cos`` does not cancel. The other rows (nearly
+    parallel pairs, huge, tiny, infinite or NaN entries) are gathered and redone by
+    :class:`_Cosine`.
+    """
+    x1, x2, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
+    shape, batch = x1.shape, x1.shape[:-1]
+    a1, a2 = (x.reshape(-1, shape[-1]) for x in (x1, x2))
+    t = t.reshape(-1)
+    n = len(t)
+    cos, squares = np.empty(n), np.empty((2, n))
+    scale = (np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1.0
+    d1 = np.empty(a1.shape, dtype) if grad else None
+    d2 = np.empty(a1.shape, dtype) if grad else None
+
+    def factor(c, labels):
+        """d loss / d cos times the reduction's scale: -1 for t = 1, [cos >= m] for t = -1."""
+        out = np.where(labels == 1, -1.0, _active(c - margin))
+        return np.where(np.isnan(labels), np.nan, out) * scale
+
+    def block(rows):
+        b1, b2 = (a[rows].astype(np.float64, copy=False) for a in (a1, a2))
+        ss1, ss2 = nx.row_dot(b1, b1), nx.row_dot(b2, b2)
+        r1, r2 = np.sqrt(ss1 + COSINE_EPS), np.sqrt(ss2 + COSINE_EPS)
+        c = nx.row_dot(b1, b2) / (r1 * r2)
+        cos[rows], squares[0, rows], squares[1, rows] = c, ss1, ss2
+        if grad:  # d cos / d x1 = (x2 / r2 - cos x1 / r1) / r1, and symmetrically
+            f = factor(c, t[rows])
+            for out, u, v, ru, rv in ((d1, b1, b2, r1, r2), (d2, b2, b1, r2, r1)):
+                g = v * (1 / rv)[:, None]
+                g -= u * (c / ru)[:, None]
+                g *= (f / ru)[:, None]
+                g += 0.0  # a zero gradient is +0
+                out[rows] = g
+
+    nx.for_each_block(block, n, 2 * shape[-1] * 8)
+    with _quiet():
+        low, high = _PLAIN_SQUARES
+        plain = (squares >= low).all(axis=0) & (squares <= high).all(axis=0) & (cos <= 0.5)
+        one_minus, minus = 1 - cos, cos - margin
+        rows = np.flatnonzero(~plain)
+        if len(rows):
+            # rows whose squared norms only fall below the range keep the plain gradient:
+            # the eps dominates their norms, and x2 / (r1 r2) does not cancel; _Cosine's
+            # scaled rows would form it below float64's normal range before scaling back
+            tiny = (squares[:, rows] <= high).all(axis=0) & (cos[rows] <= 0.5)
+            careful = _careful_cosine(a1[rows], a2[rows])
+            cos[rows], one_minus[rows] = careful.cos, careful.one_minus
+            minus[rows] = careful.minus(margin)
+            if grad and not tiny.all():
+                redo = ~tiny
+                f = factor(careful.cos[redo], t[rows[redo]])[:, None]
+                grads = zip((d1, d2), careful.grad(), careful.infinite, strict=True)
+                for out, g, infinite in grads:
+                    # the gradient with respect to an infinite row is 0 (its limit)
+                    g = np.where(infinite[redo, None], 0.0, g[redo])
+                    out[rows[redo]] = f * g + 0.0
     loss = None
     if value:
-        loss = np.where(t == 1, cos.one_minus, np.maximum(cos.minus(margin), 0))
-        loss = reduce_to(np.where(np.isnan(t), np.nan, loss), reduction, dtype)
+        loss = np.where(t == 1, one_minus, np.maximum(minus, 0))
+        loss = reduce_to(np.where(np.isnan(t), np.nan, loss).reshape(batch), reduction, dtype)
     if not grad:
         return loss, None
-    g1, g2 = cos.grad()
-    # the gradient w.r.t. an infinite row is 0 (its limit)
-    g1 = np.where(cos.infinite[0][..., None], 0.0, g1)
-    g2 = np.where(cos.infinite[1][..., None], 0.0, g2)
-    factor = np.where(t == 1, -1.0, _active(cos.cos - margin))
-    factor = np.where(np.isnan(t), np.nan, factor)[..., None]
-    shape = g1.shape
-    count = int(np.prod(shape[:-1]))
-    with _quiet():
-        d1 = scale_grad(factor * g1 + 0.0, shape, reduction, dtype, count=count)
-        d2 = scale_grad(factor * g2 + 0.0, shape, reduction, dtype, count=count)
-    return loss, (d1, d2)
+    return loss, (d1.reshape(shape), d2.reshape(shape))

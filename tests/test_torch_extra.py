@@ -430,6 +430,34 @@ def test_cosine_embedding_against_mpmath(dtype, scale):
         assert err <= 64 * np.finfo(dtype).eps * size * (1e4 if float(exact[i]) < 1e-3 else 1)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cosine_embedding_plain_and_careful_rows_in_blocks(dtype, monkeypatch):
+    # rows on both sides of the switch to the careful cosine: cos just below and above 1/2,
+    # squared norms just inside and outside [2^-900, 2^900] (float64); blocks of 2 rows
+    monkeypatch.setattr(lu._blocks, "BLOCK_BYTES", 2 * 2 * 4 * 8)
+    monkeypatch.setattr(lu._blocks, "_THREAD_MIN_BYTES", 0)
+    angles = np.array([1.0, 1.04, 1.05, 1.1, 0.3, 2.0, 3.0, 1e-3])  # cos(1.047) = 1/2
+    a = np.zeros((16, 4))
+    a[:8, 0], a[8:, 0] = 1.0, 1.0
+    b = np.zeros((16, 4))
+    b[:8, 0], b[:8, 1] = np.cos(angles), np.sin(angles)
+    b[8:, 0], b[8:, 1] = np.cos(angles), np.sin(angles)
+    a[:, 2:] = b[:, 2:] = rng.normal(scale=1e-3, size=(16, 2))
+    if dtype == np.float64:  # squared norms inside the plain range and beyond (under, overflow)
+        a[8:12] *= [[2.0**-449], [2.0**-540], [2.0**449], [2.0**520]]
+        b[8:12] *= [[2.0**-449], [2.0**-540], [2.0**449], [1.0]]  # |x1|^2 overflows alone
+    a, b = a.astype(dtype), b.astype(dtype)
+    t = np.where(np.arange(16) % 3 == 0, -1, 1)
+    # a negative margin: cos - m does not cancel (where it does its error is ULP of m)
+    value, (g1, _) = lu.cosine_embedding_loss_value_and_grad(a, b, t, -0.5, reduction="none")
+    exact, exact_grad = mp_cosine_rows(a, b, t, mpmath.mpf(-0.5))
+    assert_close_to_exact(value, exact, max_ulp=1 if dtype != np.float64 else 8, label="loss")
+    for i in range(16):
+        size = max(abs(float(v)) for v in exact_grad[i]) + float(np.finfo(dtype).tiny)
+        err = max(abs(float(g1[i, k]) - float(exact_grad[i, k])) for k in range(4))
+        assert err <= 64 * np.finfo(dtype).eps * size, i
+
+
 def test_cosine_embedding_zero_vector_and_huge_vectors():
     a = np.array([[0.0, 0.0], [1e200, 1e200], [1e-200, 0.0]])
     b = np.array([[1.0, 2.0], [1e200, -1e200], [1e-200, 1e-200]])
