@@ -1312,12 +1312,15 @@ def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"
 
 
 def _quantile_args(input, target, quantile, reduction):
+    """The output dtype, ``input`` and ``target`` as arrays (not converted) and the quantile
+    level in float64."""
     check_reduction(reduction)
     if isinstance(quantile, numbers.Real) and not isinstance(quantile, bool):
         quantile = float(quantile)
-    out, _, (x, y, q) = _arrays(
-        {"input": input, "target": target, "quantile": quantile}, _float64_at_least
-    )
+    names_values = {"input": input, "target": target, "quantile": quantile}
+    x, y, q = (as_float_array(value, name) for name, value in names_values.items())
+    out = result_dtype(*names_values.values())
+    q = q.astype(np.float64)
     if not (y.shape == x.shape or (x.ndim >= 1 and y.shape == x.shape[:-1] + (1,))):
         last = f" or {x.shape[:-1] + (1,)}" if x.ndim >= 1 else ""
         raise ValueError(
@@ -1453,29 +1456,82 @@ def quantile_loss_grad(input, target, quantile, reduction="mean"):
 
 
 def _quantile(input, target, quantile, reduction, *, value=True, grad=True):
-    """``(loss or None, d_input or None)`` of :func:`quantile_loss`, one pass."""
+    """``(loss or None, d_input or None)`` of :func:`quantile_loss`, one pass.
+
+    A scalar level and a target of the input's shape (the usual case) go in cache-sized
+    blocks (:func:`_quantile_blocks`); the broadcasting cases in one piece.
+    """
     out, x, y, q = _quantile_args(input, target, quantile, reduction)
+    if q.ndim == 0 and y.shape == x.shape:
+        return _quantile_blocks(input, x, y, q, reduction, out, value, grad)
+    x, y = x.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
     loss = g = None
     with np.errstate(over="ignore", invalid="ignore"):
         if value:
-            if out.itemsize < 8:  # float32 and float16 data: y - x is exact in float64
-                r, r_err = y - x, None
-            else:
-                r, r_err = exact_difference(y, x)
+            r, r_err = _quantile_residual(y, x, out)
             loss = reduce_to(_pinball(r, r_err, q), reduction, out)
         else:
             r = y - x  # its sign is that of the exact difference
     if grad:
         shape = x.shape
-        r = np.broadcast_to(r, shape)
-        g = np.asarray(np.where(r > 0, -q, 1 - q))
-        # r = 0 (the mean of the two one-sided slopes) and NaN, rare: on those elements only
-        special = np.flatnonzero(~(np.abs(r) > 0))
-        if special.size:
-            qs = take_broadcast(q, shape, special)
-            g.reshape(-1)[special] = np.where(r.reshape(-1)[special] == 0, 0.5 - qs, np.nan)
+        g = _quantile_slope(np.broadcast_to(r, shape), q, shape)
         g = _finish_grad(g, input, shape, reduction, out)
     return loss, g
+
+
+def _quantile_residual(y, x, out):
+    """``(r, r_err)``: ``y - x`` in float64, exact for float32 and float16 data (r_err None)."""
+    if out.itemsize < 8:
+        return y - x, None
+    return exact_difference(y, x)
+
+
+def _quantile_slope(r, q, shape):
+    """d loss / d input per element (float64): ``-q`` where ``r > 0``, ``1 - q`` below,
+    ``1/2 - q`` at ``r = 0`` (the mean of the two one-sided slopes), NaN for a NaN ``r``."""
+    g = np.asarray(np.where(r > 0, -q, 1 - q))
+    # r = 0 and NaN, rare: on those elements only
+    special = np.flatnonzero(~(np.abs(r) > 0))
+    if special.size:
+        qs = take_broadcast(q, shape, special)
+        g.reshape(-1)[special] = np.where(r.reshape(-1)[special] == 0, 0.5 - qs, np.nan)
+    return g
+
+
+def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
+    """:func:`_quantile` for a scalar level and a target of the input's shape, in blocks.
+
+    Each block is converted to float64 and its losses reduced while in cache
+    (:class:`BlockReduction`); the gradient is written into its output block by block.
+    The same operations as the one-piece path, element by element.
+    """
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    size = xf.size
+    per_element = reduction == "none"
+    pointwise = np.empty(size, dtype=out) if value and per_element else None
+    reduced = BlockReduction(reduction, size, out) if value and not per_element else None
+    d_x = np.empty(size, dtype=grad_dtype(input, out)) if grad else None
+    scale = reduction_scale(size, reduction, np.dtype(np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for b in chunks(size):
+            xb, yb = xf[b].astype(np.float64), yf[b].astype(np.float64)
+            if value:
+                r, r_err = _quantile_residual(yb, xb, out)
+                losses = _pinball(r, r_err, q)
+                if per_element:
+                    pointwise[b] = losses  # rounded once
+                else:
+                    reduced.add(losses)
+            else:
+                r = yb - xb
+            if grad:
+                slope = _quantile_slope(r, q, r.shape)
+                slope *= scale
+                d_x[b] = slope  # rounded once
+    loss = None
+    if value:
+        loss = pointwise.reshape(x.shape)[()] if per_element else reduced.result()
+    return loss, (d_x.reshape(x.shape) if grad else None)
 
 
 def quantile_loss_value_and_grad(input, target, quantile, reduction="mean"):

@@ -559,6 +559,29 @@ def test_quantile_accuracy(dtype):
     np.testing.assert_array_equal(g, expected)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_quantile_scalar_level_over_several_blocks(dtype):
+    # a scalar level and a target of the input's shape go in cache-sized blocks: values,
+    # the gradient (also at r = 0, in a later block) and the mean across block boundaries
+    rng = np.random.default_rng(16)
+    n = 3 * lossutils._numerics.CHUNK + 5
+    x = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3, n)
+    y = x * (1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-12, 0, n))
+    y[-7:] = x[-7:]  # r = 0
+    x, y = _rounded(dtype, x, y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    sample = np.concatenate([np.arange(0, n, 97), np.arange(n - 20, n)])
+    loss = B.quantile_loss(x, y, 0.9, reduction="none")
+    reference = REF["quantile"](x64[sample], y64[sample], np.full(sample.size, 0.9))
+    _check(loss[sample], reference, dtype, 0 * x64[sample], 1.0, "quantile_loss")
+    u = y64 - x64
+    expected = np.where(u > 0, -0.9, np.where(u < 0, 1 - 0.9, 0.5 - 0.9)) / n
+    g = B.quantile_loss_grad(x, y, 0.9)
+    np.testing.assert_array_equal(g, expected.astype(dtype))
+    exact = math.fsum(np.maximum(0.9 * u, (0.9 - 1) * u).tolist()) / n
+    assert abs(B.quantile_loss(x, y, 0.9) - exact) <= 4 * np.spacing(dtype(exact))
+
+
 def test_quantile_float64_within_1_ulp_without_a_wider_type():
     # float64 is computed in float64 (long double is plain double on some platforms): the
     # residual and the products must not be rounded before the end. The textbook formula in
