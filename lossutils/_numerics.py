@@ -78,23 +78,29 @@ def to_dtype(value, dtype):
 # --- error-free transformations -------------------------------------------------------------------
 
 
-def two_sum(a, b):
+def two_sum(a, b, minus=False):
     """``(s, err)`` with ``s = fl(a + b)`` and ``a + b == s + err`` exactly (Knuth's TwoSum).
 
     Domain: finite ``a``, ``b`` whose sum does not overflow; exact in any binary floating
     dtype with round-to-nearest (six operations, no branch, no ordering of ``|a|``,
     ``|b|``). Where ``s`` is infinite or NaN, ``err`` is NaN: callers keep ``s`` there.
+    With ``minus``, the same for ``a - b`` (the TwoSum of ``a`` and ``-b``, without
+    negating ``b``).
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        s = a + b
-        back = s - a
+        s = a - b if minus else a + b
+        back = s - a  # the part of s that came from b (or -b)
         if np.ndim(s) == 0:
-            return s, (a - (s - back)) + (b - back)
+            return s, (a - (s - back)) + ((-b if minus else b) - back)
         # the same operations in place: three arrays of the result's size, not six
         err = s - back
         np.subtract(a, err, out=err)
-        np.subtract(b, back, out=back)
-        err += back
+        if minus:
+            back += b  # -((-b) - back)
+            err -= back
+        else:
+            np.subtract(b, back, out=back)
+            err += back
         return s, err
 
 

@@ -10,8 +10,6 @@ result is rounded once to the input's dtype.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import _numerics as nx
@@ -22,7 +20,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import reduce_to
+from ._reduction import BlockReduction
 
 __all__ = [
     "bradley_terry_loss",
@@ -34,78 +32,164 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class _Margins:
-    """The checked comparison margins ``z = hi + lo`` (float64, ``|lo| <= ulp(hi) / 2``)."""
+# A float32 or float16 margin formed in plain float64 is within 3.01 * 2^-53 * S of the exact one,
+# S = beta (|a - b| + |c - d|): the two differences, their difference and the product with beta
+# round once each, and |margin| <= S. The loss, its smoothed term and sigma(-z) move by at most
+# |dz| relative (d softplus(-z) / dz = -sigma(-z) and sigma(-z) <= softplus(-z); likewise for
+# softplus(z) and sigma(+-z)), so below this S they are within 2^-30 relative, 1/64 of a float32
+# ULP. Elements above it are formed exactly, and so is every float64 margin: rounded once or
+# twice, an ordinary margin (|z| near 1 or more) would cost the loss an ULP or two.
+_PLAIN_SPREAD = 2.0**21
 
-    hi: np.ndarray
-    lo: np.ndarray
-    beta: float  # dz / d(policy log-ratio difference); 1 for Bradley-Terry
-    smoothing: float  # the probability that a label is flipped (0 for Bradley-Terry)
-    reduction: str
-    shape: tuple
-    dtype: np.dtype  # the result dtype
+# Elements per block: the exact margins of four arrays keep about ten float64 buffers alive at
+# once (they must stay in the per-core cache); the others a few, and fewer blocks cost less
+# overhead.
+_EXACT_BLOCK, _PLAIN_BLOCK = 1 << 13, 1 << 15
 
 
-def _exact_difference(a, b):
-    """``a - b`` as ``(d, err)`` with ``d + err`` exact (0 error where ``d`` is not finite)."""
-    d, err = nx.two_diff(a, b)
-    return d, (np.zeros_like(d) if err is None else err)
+def _exact_margins(cols, beta: float):
+    """``(hi, lo)``: float64 ``hi + lo`` = ``beta ((a - b) - (c - d))`` (or ``beta (a - b)``) of
+    the columns ``cols``, to about 2^-104 relative, ``|lo| <= ulp(hi) / 2``; ``lo`` is 0 where
+    ``hi`` is not finite or beyond 1e300 (there the limit needs no correction, and the error
+    terms are NaN or outside :func:`~lossutils._numerics.two_prod`'s domain)."""
+    cols = [c.astype(np.float64, copy=False) for c in cols]
+    hi, lo = nx.two_sum(cols[0], cols[1], minus=True)
+    if len(cols) == 4:
+        other, other_lo = nx.two_sum(cols[2], cols[3], minus=True)
+        lo -= other_lo
+        hi, err = nx.two_sum(hi, other, minus=True)
+        lo += err
+    if beta != 1:
+        lo *= beta
+        hi, err = nx.two_prod(beta, hi)
+        lo += err
+    if not np.max(np.abs(hi), initial=0) < 1e300:
+        lo[~(np.abs(hi) < 1e300)] = 0
+    # renormalized: where the differences cancel, lo can exceed hi (first order needs |lo| small)
+    hi, lo = nx.two_sum(hi, lo)
+    lo[~np.isfinite(hi)] = 0
+    return hi, lo
+
+
+def _margins(cols, beta: float, exact: bool, check: bool):
+    """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout).
+
+    With ``exact`` every margin is a double-double; otherwise the plain float64 margin of
+    float32 or float16 inputs, redone exactly where its spread exceeds ``_PLAIN_SPREAD``
+    (looked for only with ``check``: the caller knows when no element can exceed it).
+    """
+    if exact:
+        return _exact_margins(cols, beta)
+    z = np.subtract(cols[0], cols[1], dtype=np.float64)
+    other = np.subtract(cols[2], cols[3], dtype=np.float64) if len(cols) == 4 else None
+    redo = ()
+    if check:
+        spread = np.abs(z)
+        if other is not None:
+            spread += np.abs(other)
+        redo = np.flatnonzero(spread > _PLAIN_SPREAD / beta)
+    if other is not None:
+        z -= other
+    if beta != 1:
+        z *= beta
+    if not len(redo):
+        return z, None
+    lo = np.zeros_like(z)
+    z[redo], lo[redo] = _exact_margins([c[redo] for c in cols], beta)
+    return z, lo
+
+
+def _within_plain_spread(arrays, beta: float) -> bool:
+    """Whether no comparison of ``arrays`` can exceed ``_PLAIN_SPREAD`` (from their extremes:
+    beta (|a - b| + |c - d|) <= 2 beta max |x|); False with a NaN."""
+    largest = max((max(-np.min(a), np.max(a)) for a in arrays if a.size), default=0)
+    return bool(2 * beta * largest <= _PLAIN_SPREAD)
 
 
 @nx.quiet
-def _margins(named: dict, beta: float, smoothing: float, reduction) -> _Margins:
-    """``beta ((a - b) - (c - d))`` (or ``a - b``) of the named arrays, in double-double."""
+def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True, grad=True):
+    """``(reduced loss or None, gradients or None)`` of the comparisons of ``named``.
+
+    The margin of each comparison is ``z = beta ((a - b) - (c - d))`` (``a - b`` for
+    Bradley-Terry) of the named arrays in order, ``z + lo`` to double-double accuracy in
+    float64 (see :func:`_margins`). The loss per comparison is
+    ``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (float64). To first order in ``lo``:
+    ``softplus(-z) = softplus(-hi) - sigma(-hi) lo`` and ``softplus(z) = softplus(hi) +
+    sigma(hi) lo``; the neglected term is below ``lo^2 / 8``, far below an ULP of either.
+    The gradients are ``(d_first, d_second)`` with ``d_first = beta dz`` of the reduced loss,
+    ``eps sigma(z) - (1 - eps) sigma(-z)`` per comparison, and ``d_second = -d_first``. One
+    ``exp`` feeds both. Evaluated in cache-sized blocks: the gradients (and the losses for
+    ``"none"``) are the only full-size arrays.
+    """
     reduction = check_reduction(reduction)
     arrays = float_arrays(named)
     names = list(named)
     for name, array in zip(names[1:], arrays[1:], strict=True):
         check_same_shape(arrays[0], array, names[0], name)
-    dtype = arrays[0].dtype
-    wide = [a.astype(np.float64) for a in arrays]  # exact
-    hi, lo = _exact_difference(wide[0], wide[1])
-    if len(wide) == 4:
-        other, other_lo = _exact_difference(wide[2], wide[3])
-        hi, err = nx.two_sum(hi, -other)
-        lo = np.where(np.isfinite(hi), (lo - other_lo) + np.nan_to_num(err), 0)
-    if beta != 1:
-        hi, err = nx.two_prod(beta, hi)
-        lo = np.where(np.isfinite(hi) & (np.abs(hi) < 1e300), err + beta * lo, 0)
-    # renormalize: |lo| at most half an ULP of hi
-    hi, err = nx.two_sum(hi, lo)
-    lo = np.where(np.isfinite(hi), err, 0)
-    return _Margins(hi, lo, beta, smoothing, reduction, arrays[0].shape, np.dtype(dtype))
-
-
-@nx.quiet
-def _loss_and_grad(m: _Margins, value=True, grad=True):
-    """``(reduced loss or None, gradients or None)`` of the comparisons' margins ``m``.
-
-    The loss per comparison is ``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (float64).
-    To first order in ``lo``: ``softplus(-z) = softplus(-hi) - sigma(-hi) lo`` and
-    ``softplus(z) = softplus(hi) + sigma(hi) lo``; the neglected term is below
-    ``lo^2 / 8``, far below an ULP of either. The gradients are ``(d_first, d_second)``
-    with ``d_first = beta dz`` of the reduced loss, ``eps sigma(z) - (1 - eps) sigma(-z)``
-    per comparison, and ``d_second = -d_first``. One ``exp`` feeds both.
-    """
-    (up, down), (s_up, s_down) = nx.logistic_pairs(m.hi)  # softplus(+-hi), sigma(+-hi)
-    loss = d = None
+    dtype, shape = arrays[0].dtype, arrays[0].shape
+    flats = [a.reshape(-1) for a in arrays]
+    n = flats[0].size
+    # float32 and float16 margins are within 1/64 ULP in plain float64 (see _PLAIN_SPREAD),
+    # except with label smoothing: its gradient vanishes at an optimum, where it keeps only
+    # the absolute accuracy of the margin
+    exact = dtype == np.float64 or smoothing != 0
+    check = not exact and not _within_plain_spread(flats, beta)
+    losses = np.empty(n, dtype) if value and reduction == "none" else None
+    total = BlockReduction(reduction, n, dtype) if value and losses is None else None
+    d = np.empty(n, dtype) if grad else None
+    length = _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK
+    zeros = np.zeros(min(n, length))  # np.maximum with an array is several times faster than with 0
+    scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)  # d ell / d dz
+    for block in nx.chunks(n, length):
+        z, lo = _margins([f[block] for f in flats], beta, exact, check)
+        zero = zeros[: z.size]
+        e = np.empty_like(z)
+        nx._exp_minus_abs(z, e)
+        s_up = s_down = None
+        if grad or lo is not None:  # sigma(+-z); sigma(z) only where a term needs it
+            ope = e + 1
+            s_down = np.empty_like(z)
+            nx._sigmoid_from(z, e, ope, s_down, negate=True)
+            if smoothing or (grad and lo is not None):
+                s_up = np.empty_like(z)
+                nx._sigmoid_from(z, e, ope, s_up)
+        if value:
+            log1p_e = np.log1p(e)
+            loss = np.negative(z)
+            np.maximum(loss, zero, out=loss)
+            loss += log1p_e  # softplus(-z)
+            if lo is not None:
+                loss -= s_down * lo
+            if smoothing:
+                up = np.maximum(z, zero)
+                up += log1p_e
+                if lo is not None:
+                    up += s_up * lo
+                loss = (1 - smoothing) * loss + nx.times(smoothing, up)
+            if losses is None:
+                total.add(loss)
+            else:
+                losses[block] = loss
+        if grad:
+            g = np.negative(s_down)
+            if lo is not None:
+                shift = s_up * s_down
+                shift *= lo  # d sigma(z) = sigma(z) sigma(-z) dz
+                g += shift
+                if smoothing:
+                    shift += s_up
+            if smoothing:
+                g *= 1 - smoothing
+                g += smoothing * (s_up if lo is None else shift)
+            np.multiply(g, scale, out=d[block])
+    loss = None
     if value:
-        loss = down - s_down * m.lo
-        if m.smoothing:
-            loss = (1 - m.smoothing) * loss + nx.times(m.smoothing, up + s_up * m.lo)
-        loss = reduce_to(loss, m.reduction, m.dtype)
+        loss = total.result() if losses is None else losses.reshape(shape)[()]
+    grads = None
     if grad:
-        shift = s_up * s_down * m.lo  # d sigma(z) = sigma(z) sigma(-z) dz
-        g = -(s_down - shift)
-        if m.smoothing:
-            g = (1 - m.smoothing) * g + m.smoothing * (s_up + shift)
-        if m.reduction == "mean":
-            g = g / np.float64(g.size) if g.size else g * np.nan
-        if m.beta != 1:
-            g = g * m.beta
-        d = nx.to_dtype(g, m.dtype), nx.to_dtype(-g, m.dtype)
-    return loss, d
+        d = d.reshape(shape)
+        grads = (d, np.negative(d))
+    return loss, grads
 
 
 def bradley_terry_loss(chosen, rejected, reduction="mean"):
@@ -212,11 +296,11 @@ def bradley_terry_loss_value_and_grad(chosen, rejected, reduction="mean"):
 
 
 def _bradley_terry(chosen, rejected, reduction, value=True, grad=True):
-    m = _margins({"chosen": chosen, "rejected": rejected}, 1.0, 0.0, reduction)
-    return _loss_and_grad(m, value, grad)
+    named = {"chosen": chosen, "rejected": rejected}
+    return _evaluate(named, 1.0, 0.0, reduction, value, grad)
 
 
-def _dpo_margins(pc, pr, rc, rr, beta, label_smoothing, reduction) -> _Margins:
+def _dpo(pc, pr, rc, rr, beta, label_smoothing, reduction, value=True, grad=True):
     beta = check_positive_scalar(beta, "beta")
     label_smoothing = check_unit_interval_scalar(label_smoothing, "label_smoothing")
     named = {
@@ -225,7 +309,7 @@ def _dpo_margins(pc, pr, rc, rr, beta, label_smoothing, reduction) -> _Margins:
         "policy_rejected_logps": pr,
         "reference_rejected_logps": rr,
     }
-    return _margins(named, beta, label_smoothing, reduction)
+    return _evaluate(named, beta, label_smoothing, reduction, value, grad)
 
 
 def dpo_loss(
@@ -296,7 +380,7 @@ def dpo_loss(
     >>> float(round(dpo_loss([-10.0], [-12.0], [-11.0], [-11.0], beta=0.5), 6))
     0.313262
     """
-    m = _dpo_margins(
+    return _dpo(
         policy_chosen_logps,
         policy_rejected_logps,
         reference_chosen_logps,
@@ -304,8 +388,8 @@ def dpo_loss(
         beta,
         label_smoothing,
         reduction,
-    )
-    return _loss_and_grad(m, grad=False)[0]
+        grad=False,
+    )[0]
 
 
 def dpo_loss_grad(
@@ -359,7 +443,7 @@ def dpo_loss_grad(
     >>> float(round(d_c[0], 6)), float(round(d_r[0], 6))
     (-0.134471, 0.134471)
     """
-    m = _dpo_margins(
+    return _dpo(
         policy_chosen_logps,
         policy_rejected_logps,
         reference_chosen_logps,
@@ -367,8 +451,8 @@ def dpo_loss_grad(
         beta,
         label_smoothing,
         reduction,
-    )
-    return _loss_and_grad(m, value=False)[1]
+        value=False,
+    )[1]
 
 
 def dpo_loss_value_and_grad(
@@ -408,7 +492,7 @@ def dpo_loss_value_and_grad(
     >>> float(round(value, 6)), float(round(d_c[0], 6)), float(round(d_r[0], 6))
     (0.313262, -0.134471, 0.134471)
     """
-    m = _dpo_margins(
+    return _dpo(
         policy_chosen_logps,
         policy_rejected_logps,
         reference_chosen_logps,
@@ -417,4 +501,3 @@ def dpo_loss_value_and_grad(
         label_smoothing,
         reduction,
     )
-    return _loss_and_grad(m)

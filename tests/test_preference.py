@@ -219,3 +219,25 @@ def test_bad_arguments_are_named(call, match):
 def test_exported_from_the_package():
     for name in P.__all__:
         assert getattr(lossutils, name) is getattr(P, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta", [1.0, 0.1])
+def test_narrow_margins_on_both_sides_of_the_plain_float64_switch(dtype, beta):
+    # float32 and float16 margins are formed in plain float64 while beta (|a - b| + |c - d|)
+    # is at most 2^21, and exactly above it: there 2^60 + x rounds x away in float64 (the
+    # plain margin would be 0), and just below it the plain margin is exact; float64 margins
+    # are always exact (their error term here is most of the margin)
+    x = np.linspace(-8, 8, 9)
+    big = 2.0**14 if dtype == np.float16 else 2.0**60
+    below = 2.0**10 if dtype == np.float16 else 2.0**19
+    pc = np.concatenate([np.full(9, big), np.full(9, below), x]).astype(dtype)
+    rc = np.concatenate([-x - 0.375, -below + x, x / 2]).astype(dtype)
+    pr = np.concatenate([np.full(9, big), np.full(9, below), -x]).astype(dtype)
+    rr = np.concatenate([np.zeros(9), -below * np.ones(9), np.zeros(9)]).astype(dtype)
+    exact, exact_grad = _exact(pc, pr, rc, rr, beta, 0.0)
+    for reduction in REDUCTIONS:
+        loss, (d_c, d_r) = P.dpo_loss_value_and_grad(pc, pr, rc, rr, beta, 0.0, reduction)
+        ref.assert_ulp_in(loss, ref.reduced(exact, reduction), dtype, max_ulp=2)
+        expected = _scaled(exact_grad, reduction, pc.size)
+        ref.assert_ulp_in(d_c, expected, dtype, max_ulp=2)
