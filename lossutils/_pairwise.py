@@ -13,7 +13,6 @@ import math
 import numpy as np
 
 from . import _numerics as nx
-from ._binary import _arrays
 from ._checks import (
     as_array,
     check_finite_scalar,
@@ -23,7 +22,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import BlockReduction, reduce_to, scale_grad
+from ._reduction import BlockReduction, reduce_to
 
 __all__ = [
     "margin_ranking_loss",
@@ -215,49 +214,64 @@ def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduc
     return _margin_ranking(input1, input2, target, margin, reduction)
 
 
-def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
-    """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap.
+def _in_blocks(kernel, inputs, target, reduction, *, value, grad):
+    """``(loss or None, gradients or None)`` of an elementwise loss, block by block.
 
-    Evaluated in blocks of elements: no full-size intermediate (the gap, the labels in
-    the working dtype, the per-element losses of a reduction) is ever formed.
+    ``inputs`` (same shape) and the labels ``target`` (checked block by block) are taken
+    in blocks of elements in the working dtype; ``kernel(*blocks, labels)`` returns the
+    block's per-element losses (or None) and the derivative of each loss with respect to
+    the first input (or None), a new array. The gradient with respect to the second
+    input, if there are two, is its negative. No full-size intermediate is formed: the
+    per-element losses of a reduction are summed block by block.
     """
-    x1, x2, t, margin = _ranking_args(input1, input2, target, margin, reduction)
-    dtype, shape = x1.dtype, x1.shape
+    dtype, shape = inputs[0].dtype, inputs[0].shape
     work = nx.working_dtype(dtype)
-    m = work.type(margin)
-    a, b, y = (x.reshape(-1) for x in (x1, x2, t))
+    flat = [x.reshape(-1) for x in inputs]
+    t, n = target.reshape(-1), target.size
     per_element = value and reduction == "none"
-    loss = np.empty(a.size, dtype) if per_element else None
-    reduced = BlockReduction(reduction, a.size, dtype) if value and not per_element else None
-    g1 = np.empty(a.size, dtype) if grad else None
-    g2 = np.empty(a.size, dtype) if grad else None
-    # the gradient is -t [gap >= 0] times the reduction's scale (NaN where the gap is)
-    scale = work.type(np.nan if a.size == 0 else 1.0 / a.size) if reduction == "mean" else 1
+    loss = np.empty(n, dtype) if per_element else None
+    reduced = BlockReduction(reduction, n, dtype) if value and not per_element else None
+    grads = [np.empty(n, dtype) for _ in flat] if grad else None
+    scale = work.type(np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1
     with _quiet():
-        for block in nx.chunks(a.size):
-            yb = y[block]
-            check_pm1_labels(yb, "target")
-            yb = yb.astype(work, copy=False)
-            ab, bb = (x[block].astype(work, copy=False) for x in (a, b))
-            gap, nan = _ranking_gap(ab, bb, yb, m)
-            if value:
-                values = np.maximum(gap, 0)
-                if per_element:
-                    loss[block] = values
-                else:
-                    reduced.add(values)
+        for block in nx.chunks(n):
+            labels = t[block]
+            check_pm1_labels(labels, "target")
+            blocks = (x[block].astype(work, copy=False) for x in flat)
+            values, local = kernel(*blocks, labels.astype(work, copy=False))
+            if per_element:
+                loss[block] = values
+            elif value:
+                reduced.add(values)
             if grad:
-                local = np.greater_equal(gap, 0, out=np.empty(gap.shape, bool))
-                d1 = np.multiply(yb, local, out=gap)
-                d1 *= -scale  # exact: -t scale or -+0
-                d1 += 0.0  # a zero gradient is +0
-                if nan is not None:
-                    d1[nan] = np.nan
-                g1[block] = d1
-                g2[block] = np.subtract(0.0, d1, out=d1)
+                local *= scale
+                local += 0.0  # a zero gradient is +0
+                grads[0][block] = local
+                if len(grads) == 2:
+                    grads[1][block] = np.subtract(0.0, local, out=local)
     if value:
         loss = loss.reshape(shape)[()] if per_element else reduced.result()
-    return loss, (None if not grad else (g1.reshape(shape), g2.reshape(shape)))
+    return loss, (None if not grad else tuple(g.reshape(shape) for g in grads))
+
+
+def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
+    """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap."""
+    x1, x2, t, margin = _ranking_args(input1, input2, target, margin, reduction)
+    m = nx.working_dtype(x1.dtype).type(margin)
+
+    def kernel(a, b, labels):
+        gap, nan = _ranking_gap(a, b, labels, m)
+        values = np.maximum(gap, 0) if value else None
+        if not grad:
+            return values, None
+        # -t [gap >= 0], NaN where the gap is
+        local = np.multiply(labels, np.greater_equal(gap, 0), out=gap)
+        np.negative(local, out=local)
+        if nan is not None:
+            local[nan] = np.nan
+        return values, local
+
+    return _in_blocks(kernel, (x1, x2), t, reduction, value=value, grad=grad)
 
 
 # --- hinge embedding ------------------------------------------------------------------------------
@@ -266,12 +280,9 @@ def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, gr
 def _hinge_embedding_args(input, target, margin, reduction):
     check_reduction(reduction)
     margin = check_finite_scalar(margin, "margin")
-    args = _arrays(input, target, reduction)
-    check_pm1_labels(args.y, "target")
-    x = args.x
-    with np.errstate(invalid="ignore", over="ignore"):
-        gap = x.dtype.type(margin) - x
-    return x, args.y, gap, args.dtype
+    x, t = float_arrays({"input": input, "target": target})
+    check_same_shape(x, t, "input", "target")
+    return x, t, margin
 
 
 def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
@@ -393,12 +404,24 @@ def hinge_embedding_loss_value_and_grad(input, target, margin=1.0, reduction="me
 
 def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradient or None)`` of the hinge embedding loss, from one gap."""
-    x, t, gap, dtype = _hinge_embedding_args(input, target, margin, reduction)
-    loss = reduce_to(np.where(t == 1, x, np.maximum(gap, 0)), reduction, dtype) if value else None
-    if not grad:
-        return loss, None
-    local = np.where(t == 1, np.where(np.isnan(x), np.nan, 1), -_active(gap)) + 0.0
-    return loss, scale_grad(local.astype(x.dtype, copy=False), x.shape, reduction, dtype)
+    x, t, margin = _hinge_embedding_args(input, target, margin, reduction)
+    m = nx.working_dtype(x.dtype).type(margin)
+
+    def kernel(xb, labels):
+        gap = np.subtract(m, xb)
+        similar = labels == 1
+        values = np.where(similar, xb, np.maximum(gap, 0)) if value else None
+        if not grad:
+            return values, None
+        # 1 for t = 1, -[gap >= 0] for t = -1; NaN where the gap is (where x is)
+        local = np.greater_equal(gap, 0, out=np.empty(gap.shape, bool))
+        local = np.negative(local, out=gap, dtype=gap.dtype)
+        local[similar] = 1
+        local[np.isnan(xb)] = np.nan
+        return values, local
+
+    loss, grads = _in_blocks(kernel, (x,), t, reduction, value=value, grad=grad)
+    return loss, (None if grads is None else grads[0])
 
 
 # --- cosine embedding -----------------------------------------------------------------------------
@@ -572,7 +595,8 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     :math:`t = 1`, :math:`\max(0, -m)` for :math:`t = -1`); it changes the cosine
     noticeably only for vectors of norm below about :math:`10^{-5}`. Evaluated in float64
     for every dtype; a row whose squares would overflow or underflow there is scaled by a
-    power of 2 first (no overflow or underflow for any finite input). For :math:`\cos > 1/2`, :math:`1 - \cos` is formed
+    power of 2 first (no overflow or underflow for any finite input). For
+    :math:`\cos > 1/2`, :math:`1 - \cos` is formed
     as :math:`\lVert x_1/\lVert x_1\rVert - x_2/\lVert x_2\rVert\rVert^2 / 2` (with the
     :math:`\varepsilon` part apart), from the normalised vectors in double-double, not
     from the rounded cosine (which would lose :math:`10^{-16}/\theta^2` relative at an

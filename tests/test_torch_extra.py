@@ -361,6 +361,30 @@ def test_hinge_embedding_gradient_finite_differences(reduction):
     )
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_hinge_embedding_in_blocks(dtype, reduction, monkeypatch):
+    # blocks of 8 elements: every block's losses and gradients, the labels checked per block
+    monkeypatch.setattr(lu._numerics, "CHUNK", 8)
+    n = 29
+    x = rng.normal(scale=2, size=n).astype(dtype)
+    x[[3, 11, 20]] = [1.5, np.inf, -np.inf]  # the kink, both infinities
+    t = signs(n).astype(dtype)
+    t[[3, 11, 20]] = -1
+    value, grad = lu.hinge_embedding_loss_value_and_grad(x, t, 1.5, reduction)
+    per_element = mp_array(lambda p, s: p if s == 1 else max(0, mpmath.mpf(1.5) - p), x, t)
+    slope = np.where(t == 1, 1.0, -(x <= 1.5).astype(float))
+    if reduction == "none":
+        assert_close_to_exact(value, per_element, max_ulp=0.5, label="hinge_embedding_loss")
+    else:
+        total = mpmath.fsum(per_element) / (n if reduction == "mean" else 1)
+        assert value == dtype(float(total))
+        slope = slope / (n if reduction == "mean" else 1)
+    np.testing.assert_array_equal(grad, slope.astype(dtype))
+    with pytest.raises(ValueError, match=r"labels in \{-1, \+1\}; got 0.0"):
+        lu.hinge_embedding_loss_grad(x, np.where(np.arange(n) == 27, 0.0, t))
+
+
 def test_hinge_embedding_kink_and_infinities():
     grad = lu.hinge_embedding_loss_grad([1.0, 1.0, 2.0], [-1.0, 1.0, -1.0], reduction="none")
     assert grad.tolist() == [-1.0, 1.0, 0.0]
