@@ -235,8 +235,17 @@ def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
 
 
 def _neg_ratio(p, q, dtype):
-    """-p / q in ``dtype``, with 0 where p = 0 (also where q = 0): the gradient w.r.t. q."""
-    return (-p / np.where((p == 0) & (q == 0), 1, q)).astype(dtype, copy=False)
+    """-p / q in ``dtype``, with 0 where p = 0 (also where q = 0): the gradient w.r.t. q.
+
+    -(p / q) is -p / q bit for bit; only 0 / 0 (NaN) is rewritten, to -0 (= -0 / 1).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.divide(p, q)
+        np.negative(out, out=out)
+        zero = p == 0
+        if zero.any():
+            out[zero & (q == 0)] = -0.0
+    return out.astype(dtype, copy=False)
 
 
 def _kl_pieces(p, q):
