@@ -392,14 +392,10 @@ def _multilabel_margin_block(x, index, rows, sums, out, reduction):
     """The rows ``rows`` of :func:`_multilabel_margin`: adds each row's hinge sum (times C)
     into ``sums`` (when given) and writes the rows of the gradient into ``out`` (when given).
 
-    One pass over the row's classes per label ``j``: with ``x_j - 1 = top + err`` exactly
-    (TwoSum), the gap ``1 - x_j + x_i`` is ``fl(fl(x_i - top) - err)``. ``x_i - top`` is
-    exact where it cancels (Sterbenz: ``top / 2 <= x_i <= 2 top``), so there the gap is
-    rounded once and has the sign of the exact gap (a pair is active exactly when the
-    exact gap of the given inputs is positive, a gap that is 0 is not); elsewhere
-    ``|x_i - top| >= |top| / 2`` while ``|err| <= eps |top| / 2``, so the gap is within
-    about one ULP and has the sign of ``x_i - top``. The label columns are set to 0. The
-    float32 hinges are summed in float64 (a row's sum is then within about one ULP).
+    One pass over the row's classes per label ``j``: the gaps ``1 - x_j + x_i`` of
+    :func:`lossutils._numerics.margin_gaps` (the sign exact, so a pair is active exactly
+    when its exact gap is positive; within about one ULP), the label columns set to 0.
+    The float32 hinges are summed in float64 (a row's sum is then within about one ULP).
     """
     xb = x[rows]
     labels, listed = _multilabel_margin_labels(index[rows])
@@ -411,14 +407,13 @@ def _multilabel_margin_block(x, index, rows, sums, out, reduction):
         count = out[rows] if out.dtype == xb.dtype else np.empty(xb.shape, xb.dtype)
         count.fill(0)
     if labels.size:
-        top, err = nx.two_diff(xb.reshape(-1)[where], xb.dtype.type(1))
+        scores = xb.reshape(-1)[where]
         ones = np.ones(c, xb.dtype)
         every = listed.all(axis=0)
     for k in range(labels.shape[1]):
         # the rows with a k-th label (a slice, a view, when every row has one)
         part = slice(None) if every[k] else np.flatnonzero(listed[:, k])
-        gaps = np.subtract(xb[part], top[part, k, None])
-        gaps -= err[part, k, None]
+        gaps = nx.margin_gaps(xb[part], scores[part, k], xb.dtype.type(1))
         gaps.reshape(-1)[np.arange(0, gaps.size, c)[:, None] + labels[part]] = 0  # the labels
         np.maximum(gaps, 0, out=gaps)  # (NaN stays: a NaN gap makes its pair NaN)
         if sums is not None:

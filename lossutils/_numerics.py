@@ -117,6 +117,25 @@ def two_diff(a, b):
     return d, np.where(np.isfinite(d), err, 0)
 
 
+def margin_gaps(x, pivot, margin, out=None):
+    """``margin - pivot[:, None] + x`` for rows ``x`` (N, C), one pivot per row, in two passes.
+
+    With ``pivot - margin = top + err`` exactly (:func:`two_diff`, on N numbers), the gap is
+    ``fl(fl(x - top) - err)``. Where it cancels (``top / 2 <= x <= 2 top``) ``x - top`` is
+    exact (Sterbenz), so the gap is rounded once; elsewhere ``|x - top| >= |top| / 2``
+    while ``|err| <= eps |top| / 2``, so it is within about one ULP. Either way it has the
+    sign of the exact gap of the given numbers, and is 0 only where that is 0: a hinge is
+    active exactly when the exact gap is positive. NaN where ``x`` and ``top`` are equal
+    infinities (or either is NaN). ``out`` may be ``x`` itself.
+    """
+    top, err = two_diff(pivot, margin)
+    with np.errstate(invalid="ignore"):
+        out = np.subtract(x, top[:, None], out=out)
+        if err is not None:
+            out -= err[:, None]
+    return out
+
+
 # 2^27 + 1: splits a float64 into two halves of 26 and 27 bits whose products are exact.
 _SPLITTER = 134217729.0
 

@@ -16,6 +16,7 @@ import numpy as np
 from . import _binary, _multilabel
 from . import _numerics as nx
 from ._binary import *  # noqa: F403  (public from here: one import path)
+from ._blocks import BLOCK_BYTES, for_each_block
 from ._checks import (
     as_array,
     as_float_array,
@@ -1191,32 +1192,6 @@ def _check_p(p) -> int:
     return int(p)
 
 
-@dataclass(frozen=True)
-class _Gaps:
-    """The Weston-Watkins hinge terms of each row."""
-
-    args: _IndexArgs
-    p: int
-    gaps: np.ndarray  # (N, C) margin - z_y + z_j
-    active: np.ndarray  # (N, C) gap > 0, False at the target's own column
-    nan: np.ndarray  # (N, C) NaN gaps: not active, but they must propagate
-
-
-def _weston_watkins(input, target, p, margin, weight, reduction) -> _Gaps:
-    p = _check_p(p)
-    args, margin = _margin_setup(input, target, margin, weight, reduction)
-    x, y = args.x, args.y
-    gaps = _margin_gap(x.dtype.type(margin), x, _gather(x, y)[:, None])
-    with np.errstate(invalid="ignore"):
-        active = gaps > 0
-        np.put_along_axis(active, y[:, None], False, -1)
-        nan = np.isnan(gaps)
-        # the target's own column is no term (its gap is NaN at z_y = +-inf): NaN there
-        # only where z_y itself is NaN
-        np.put_along_axis(nan, y[:, None], np.isnan(_gather(x, y))[:, None], -1)
-    return _Gaps(args, p, gaps, active, nan)
-
-
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
     r"""Multiclass hinge loss of Weston and Watkins, as PyTorch's ``multi_margin_loss``.
 
@@ -1271,31 +1246,71 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
 
 
 def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, grad=True):
-    """``(multi_margin_loss(...), multi_margin_loss_grad(...))``, each only if asked for."""
-    h = _weston_watkins(input, target, p, margin, weight, reduction)
-    x, y, w = h.args.x, h.args.y, h.args.weight
+    """``(multi_margin_loss(...), multi_margin_loss_grad(...))``, each only if asked for.
+
+    In blocks of rows; a training step's gradient rows hold the hinges while they are
+    formed, so its memory is about the gradient's.
+    """
+    p = _check_p(p)
+    args, margin = _margin_setup(input, target, margin, weight, reduction)
+    x, y, w = args.x, args.y, args.weight
+    n, c = x.shape
     dtype = x.dtype
-    loss = grad_out = None
-    if value:
-        with np.errstate(invalid="ignore", over="ignore"):
-            terms = np.where(h.active | h.nan, h.gaps if h.p == 1 else h.gaps * h.gaps, 0)
-            per = np.sum(terms, axis=-1) / dtype.type(x.shape[-1])
-            if w is not None:
-                per = nx.times(w[y], per)
-        loss = reduce(per.astype(dtype, copy=False).reshape(h.args.shape), reduction)
-        loss = nx.to_dtype(loss, h.args.dtype)[()]
-    if grad:
-        coef = np.full(len(x), 1 / dtype.type(x.shape[-1]), dtype)
+    per = np.empty(n, dtype) if value else None
+    out = np.empty(x.shape, args.dtype) if grad else None
+    coef = None
+    if grad:  # d loss / d hinge^p of each row (the reduction's scale included)
+        coef = np.full(n, 1 / dtype.type(c), dtype)
         if w is not None:
             coef = coef * w[y]
-        with np.errstate(invalid="ignore", over="ignore"):
-            local = np.where(h.active | h.nan, 1 if h.p == 1 else 2 * h.gaps, 0) * coef[:, None]
-            local = local.astype(dtype, copy=False)
-            np.put_along_axis(local, y[:, None], 0, -1)
-            np.put_along_axis(local, y[:, None], 0 - np.sum(local, axis=-1)[:, None], -1)
-        shape = h.args.shape + x.shape[-1:]
-        grad_out = scale_grad(local.reshape(shape), shape, reduction, h.args.dtype, count=len(x))
+        if reduction == "mean" and n:
+            coef *= dtype.type(1.0 / n)
+        if p == 2:
+            coef *= 2
+
+    def block(rows):
+        _weston_watkins_block(x[rows], y[rows], dtype.type(margin), p, rows, per, out, coef)
+
+    step = None if not grad else BLOCK_BYTES // 4 // max(1, c * dtype.itemsize)
+    for_each_block(block, n, c * dtype.itemsize, step)
+    loss = grad_out = None
+    if value:
+        if w is not None:
+            per = nx.times(w[y], per)
+        loss = nx.to_dtype(reduce(per.reshape(args.shape), reduction), args.dtype)[()]
+    if grad:
+        grad_out = out.reshape(args.shape + x.shape[-1:])
     return loss, grad_out
+
+
+def _weston_watkins_block(xb, yb, margin, p, rows, per, out, coef):
+    """Rows ``rows`` of :func:`_multi_margin`: ``per[rows]`` (the unweighted losses) and the
+    gradient's rows ``out[rows]``, each when given.
+
+    The hinges are :func:`lossutils._numerics.margin_gaps` (a term is active exactly when
+    its exact gap is positive) clipped at 0; the target's own column is no term (0, or NaN
+    where the target's score is NaN).
+    """
+    c = xb.shape[1]
+    grad = out is not None
+    hinge = out[rows] if grad and out.dtype == xb.dtype else None
+    own = np.arange(0, xb.size, c) + yb  # flat positions of the targets
+    pivot = xb.reshape(-1)[own]
+    hinge = nx.margin_gaps(xb, pivot, margin, out=hinge)
+    flat = hinge.reshape(-1)
+    flat[own] = np.where(np.isnan(pivot), np.nan, 0)
+    np.maximum(hinge, 0, out=hinge)  # (NaN stays)
+    if per is not None:
+        terms = hinge if p == 1 else np.square(hinge, out=None if grad else hinge)
+        per[rows] = np.sum(terms, axis=-1) / xb.dtype.type(c)
+    if grad:
+        if p == 1:
+            np.sign(hinge, out=hinge)  # 1 where active, 0, or NaN
+        hinge *= coef[rows, None]
+        flat[own] = 0
+        flat[own] = 0 - np.sum(hinge, axis=-1)
+        if out.dtype != xb.dtype:
+            out[rows] = hinge
 
 
 def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reduction="mean"):

@@ -241,6 +241,35 @@ def test_multi_margin_matches_pytorch_rule(reduction, p, weighted):
     _close(got, ref_multi_margin(z, y, p, 1.5, w, reduction))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_many_rows_against_exact_arithmetic(dtype, p):
+    """Enough rows for several blocks; quarter-integer scores (exact ties at the kink):
+    values and gradient against exact rational arithmetic."""
+    from fractions import Fraction
+
+    g = rng(21)
+    n, c = 12000, 6
+    z = (g.integers(-8, 9, (n, c)) / 4).astype(dtype)
+    y = g.integers(0, c, n)
+    w = np.array([0.5, 1.0, 2.0, 1.0, 0.25, 4.0], dtype)
+    value, grad = C.multi_margin_loss_value_and_grad(z, y, p=p, weight=w, reduction="none")
+    exact_value = np.zeros(n)
+    exact_grad = np.zeros((n, c))
+    for i in range(n):
+        row, t = [Fraction(float(v)) for v in z[i]], int(y[i])
+        scale = Fraction(float(w[t])) / c
+        gaps = [1 - row[t] + v if j != t else Fraction(0) for j, v in enumerate(row)]
+        slopes = [scale * p * gap ** (p - 1) if gap > 0 else Fraction(0) for gap in gaps]
+        exact_value[i] = float(scale * sum(gap**p for gap in gaps if gap > 0))
+        exact_grad[i] = [float(s) for s in slopes]
+        exact_grad[i, t] = float(-sum(slopes))
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(value, exact_value, rtol=4 * eps, atol=0)
+    np.testing.assert_allclose(grad, exact_grad, rtol=4 * eps, atol=0)
+    assert (exact_grad == 0).any() and (exact_grad > 0).any()
+
+
 def test_multi_margin_weight_multiplies_after_the_square():
     # PyTorch's kernel: w[y] * max(0, h)^2, not max(0, w[y] h)^2 as its docs write
     z, y, w = np.array([[0.0, 1.0]]), np.array([0]), np.array([3.0, 1.0])

@@ -33,6 +33,32 @@ def test_two_diff_skips_a_zero_subtrahend_and_masks_infinities():
     assert d[0] == np.inf and err[0] == 0 and err[1] == -1e-20
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_margin_gaps_sign_exact_within_one_ulp(dtype):
+    """margin - pivot + x against exact rational arithmetic: scores of every scale, and
+    rivals within a few ULP of pivot - margin (the plain formula cancels there)."""
+    g = np.random.default_rng(5)
+    n, c = 200, 8
+    x = (g.normal(size=(n, c)) * 10.0 ** g.integers(-6, 6, (n, c))).astype(dtype)
+    pivot = (g.normal(size=n) * 10.0 ** g.integers(-6, 6, n)).astype(dtype)
+    margin = dtype(1.5)
+    near = (pivot - margin)[:, None] * (1 + g.integers(-4, 5, (n, 4)) * np.finfo(dtype).eps)
+    x[:, :4] = near.astype(dtype)
+    gaps = nx.margin_gaps(x, pivot, margin)
+    with mpmath.workprec(3000):  # exact: the exponents span less than 3000 bits
+        exact = np.array(
+            [
+                [mpmath.mpf(float(margin)) - float(pivot[i]) + float(v) for v in r]
+                for i, r in enumerate(x)
+            ],
+            dtype=object,
+        )
+        signs = np.vectorize(lambda e: int(mpmath.sign(e)))(exact)
+        np.testing.assert_array_equal(np.sign(gaps), signs)
+        assert ulp_error(gaps, exact, dtype).max() <= 1.0
+    assert (signs[:, :4] == 0).any() and (signs[:, :4] != 0).all(axis=1).any()  # ties, near-ties
+
+
 def test_accurate_sum_keeps_a_cancelled_sum():
     x = np.array([[1e16, 1.0, -1e16, 3.0e-3]])
     assert nx.accurate_sum(x, -1)[0] == 1.003
