@@ -318,12 +318,16 @@ def _kl_rows_float32(p, q):
         t = np.divide(p64, q64)
         np.log(t, out=t)
         t *= p64
-        zero = p == 0
-        if zero.any():
-            t[zero] = q64[zero] * 0  # p = 0 contributes 0; a NaN q stays
         total = np.sum(t, axis=-1)
+        # p = 0 gives 0 log 0 = NaN: in those rows only, the term is 0 (a NaN q stays)
+        rows = np.flatnonzero(np.isnan(total))
+        if rows.size:
+            rows_t, zero = t[rows], p[rows] == 0
+            rows_t[zero] = q64[rows][zero] * 0
+            t[rows] = rows_t
+            total[rows] = np.sum(rows_t, axis=-1)
         np.abs(t, out=t)
-        bound = (n + 8) * np.sum(t, axis=-1) + 2 * np.sum(p64, axis=-1)
+        bound = (n + 8) * np.sum(t, axis=-1) + 2 * n  # sum p <= n
         hard = np.flatnonzero(~(bound * 2.0**-53 <= _FLOAT32_ROW * total))  # also inf, NaN
     if hard.size:
         total[hard] = _kl_careful_rows(p[hard], q[hard])
