@@ -141,8 +141,9 @@ def check_positive_scalar(value, name: str, allow_zero: bool = False) -> float:
 
 def check_pm1_labels(target: np.ndarray, name: str = "target") -> None:
     """Margin losses take labels in {-1, +1}; NaN passes."""
-    bad = ~((target == 1) | (target == -1) | np.isnan(target))
-    if np.any(bad):
+    lo, hi = _extremes(np.abs(target))  # (|t| is 1 for every label that is not NaN)
+    if lo < 1 or hi > 1:
+        bad = ~((target == 1) | (target == -1) | np.isnan(target))
         raise ValueError(
             f"{name} must hold labels in {{-1, +1}}; got {describe(target[bad].flat[0])}"
         )

@@ -104,3 +104,15 @@ def test_unit_interval_check_passes_nan_empty_and_the_ends(values):
 def test_nonnegative_check_names_the_negative_value_among_nan():
     with pytest.raises(ValueError, match=r"count must be non-negative; got .*-2\.0"):
         _checks.check_nonnegative(np.array([np.nan, 3.0, -2.0]), "count")
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.5, -2.0, np.inf, -np.inf, 1.0000000000000002])
+def test_pm1_label_check_finds_a_bad_label_beside_nan(bad):
+    labels = np.array([1.0, np.nan, -1.0, bad, np.nan])
+    with pytest.raises(
+        ValueError, match=rf"target must hold labels in \{{-1, \+1\}}; got {re.escape(str(bad))}$"
+    ):
+        _checks.check_pm1_labels(labels, "target")
+    _checks.check_pm1_labels(np.array([1.0, np.nan, -1.0, -0.0 + 1.0]), "target")
+    _checks.check_pm1_labels(np.array([np.nan, np.nan]), "target")
+    _checks.check_pm1_labels(np.array([]), "target")
