@@ -1042,10 +1042,18 @@ def _crammer_singer(input, target, margin, reduction):
     """The arguments, the best rival ``j`` of each row and the gap margin + z_j - z_y."""
     args, margin = _margin_setup(input, target, margin, None, reduction)
     x, y = args.x, args.y
-    rivals = x.copy()
-    np.put_along_axis(rivals, y[:, None], -np.inf, -1)
-    j = np.argmax(rivals, axis=-1)  # the first best rival, as torch.max(dim)
-    gap = _margin_gap(x.dtype.type(margin), _gather(rivals, j), _gather(x, y))
+    j = np.empty(len(x), np.intp)
+
+    def block(rows):  # (a block's copy with -inf at the target, not the whole input's)
+        rivals = x[rows].copy()
+        np.put_along_axis(rivals, y[rows, None], -np.inf, -1)
+        j[rows] = np.argmax(rivals, axis=-1)  # the first best rival, as torch.max(dim)
+
+    row_bytes = x.shape[-1] * x.dtype.itemsize
+    for_each_block(block, len(x), row_bytes, BLOCK_BYTES // 4 // max(1, row_bytes))
+    # j is the target itself only when every rival is -inf (or there is none)
+    rival = np.where(j == y, -np.inf, _gather(x, j)).astype(x.dtype, copy=False)
+    gap = _margin_gap(x.dtype.type(margin), rival, _gather(x, y))
     return args, j, gap
 
 
@@ -1110,12 +1118,13 @@ def _multiclass_hinge(input, target, margin, reduction, *, value=True, grad=True
     if grad:
         with np.errstate(invalid="ignore"):
             active = np.where(gap > 0, 1, np.where(np.isnan(gap), np.nan, 0)).astype(x.dtype)
-        grad_out = np.zeros_like(x)
+        # the two nonzero entries of each row, scaled (a per-row vector, not a full array)
+        active = scale_grad(active, active.shape, reduction, args.dtype, count=len(x))
+        grad_out = np.zeros(x.shape, args.dtype)
         np.put_along_axis(grad_out, j[:, None], active[:, None], -1)
         # with one class j == y and the two entries cancel to 0 (gap is -inf there)
         np.put_along_axis(grad_out, y[:, None], 0 - active[:, None], -1)
-        shape = args.shape + x.shape[-1:]
-        grad_out = scale_grad(grad_out.reshape(shape), shape, reduction, args.dtype, count=len(x))
+        grad_out = grad_out.reshape(args.shape + x.shape[-1:])
     return loss, grad_out
 
 
