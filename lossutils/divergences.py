@@ -251,7 +251,7 @@ def _neg_ratio(p, q, dtype):
 def _kl_pieces(p, q):
     r"""Per-element pieces whose exact sum along the last axis is :math:`\sum p \log(p/q)`.
 
-    Where :math:`q/2 \le p \le 2q` the term :math:`p\log(p/q)` is split into the
+    Where :math:`q/2 < p < 2q` the term :math:`p\log(p/q)` is split into the
     exact difference :math:`d = p - q` and the non-negative rest
     :math:`f = p\log(p/q) - d`. When :math:`q \approx p` the terms
     :math:`p\log(p/q) \approx d` cancel in the sum over the distribution (the
@@ -259,38 +259,46 @@ def _kl_pieces(p, q):
     divergence; computing :math:`f` directly keeps its digits. With
     :math:`s = d/(p+q)`, :math:`\log(p/q) = 2\,\mathrm{atanh}(s)` and
     :math:`f = d\,s\,(1 + s(1+s) P(s^2))`,
-    :math:`P(x) = \sum_{j\ge0} x^j/(2j+3)` (here :math:`|s| \le 1/3`). The series is
-    evaluated on the near elements only; ``p`` and ``q`` are C-contiguous.
+    :math:`P(x) = \sum_{j\ge0} x^j/(2j+3)` (here :math:`|s| < 1/3`, so :math:`f < |d|`).
+
+    Returns ``(f, near, rest)``: ``f`` at the flat indices ``near`` only (the series is
+    evaluated there alone), and ``rest`` (``p``'s shape) holding :math:`d` there and
+    :math:`p\log(p/q)` elsewhere. ``p`` and ``q`` are C-contiguous.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         rest = np.divide(p, q)
         flat_p, flat_q, flat_rest = p.reshape(-1), q.reshape(-1), rest.reshape(-1)
-        # a ratio that is not a normal number (or a NaN) loses digits: log p - log q there
+        # a rounded ratio strictly inside (1/2, 2) has the exact one inside: Sterbenz holds
+        near = np.flatnonzero((rest > 0.5) & (rest < 2))
+        # a ratio that is not a normal number (or a NaN, or p = 0) loses digits: those few
+        # elements take log p - log q, and p = 0 contributes 0 (q * 0 keeps a NaN q)
         odd = np.flatnonzero(~(rest >= np.finfo(p.dtype).tiny) | (rest == np.inf))
         np.log(rest, out=rest)
-        flat_rest[odd] = np.log(flat_p[odd]) - np.log(flat_q[odd])
         rest *= p
-        near = np.flatnonzero((p > 0) & (p <= 2 * q) & (q <= 2 * p))
+        po, qo = flat_p[odd], flat_q[odd]
+        flat_rest[odd] = np.where(po == 0, qo * 0, po * (np.log(po) - np.log(qo)))
         pn, qn = flat_p[near], flat_q[near]
         d = pn - qn  # exact (Sterbenz)
+        flat_rest[near] = d
         s = d / (pn + qn)
         s2 = s * s
         poly = np.zeros_like(s)
         for j in range(18, -1, -1):
             poly *= s2
             poly += 1.0 / (2 * j + 3)
-        f = np.zeros_like(rest)
-        f.reshape(-1)[near] = d * s * (1 + s * (1 + s) * poly)
-        flat_rest[near] = d
-        # p = 0 contributes 0 (q * 0 keeps a NaN q)
-        zero = np.flatnonzero(p == 0)
-        flat_rest[zero] = flat_q[zero] * 0
-    return f, rest
+        poly *= 1 + s
+        poly *= s
+        poly += 1
+        poly *= s
+        poly *= d
+    return poly, near, rest
 
 
 def _kl_careful_rows(p, q):
     """KL of each row of ``p`` and ``q``: the pieces summed as in twice the working precision."""
-    f, rest = _kl_pieces(p, q)
+    f_near, near, rest = _kl_pieces(p, q)
+    f = np.zeros_like(rest)
+    f.reshape(-1)[near] = f_near
     return accurate_sum(np.concatenate([f, rest], axis=-1), -1)
 
 
@@ -345,20 +353,24 @@ def _kl_rows_float64(p, q):
     that exceeds an eighth of an ULP of the divergence, or that are not finite, are
     summed by :func:`accurate_sum`.
     """
-    n2 = 2 * p.shape[-1]
-    f, rest = _kl_pieces(p, q)
+    rows, n = p.shape
+    n2 = 2 * n
+    f, near, rest = _kl_pieces(p, q)
+    row = near // n  # the row of each f
     with np.errstate(invalid="ignore", over="ignore"):
-        biggest = np.maximum(np.max(f, axis=-1), np.max(np.abs(rest), axis=-1))
+        biggest = np.max(np.abs(rest), axis=-1)  # also above each f (f < |d|)
         _, exponent = np.frexp(biggest)  # biggest < 2^exponent
-        sigma = np.ldexp(1.0, exponent + int(np.ceil(np.log2(n2 + 2))))[:, None]
-        high_f = (f + sigma) - sigma
-        high = (rest + sigma) - sigma
-        f -= high_f
+        sigma = np.ldexp(1.0, exponent + int(np.ceil(np.log2(n2 + 2))))
+        high = rest + sigma[:, None]
+        high -= sigma[:, None]
         rest -= high
-        total = (np.sum(high, axis=-1) + np.sum(high_f, axis=-1)) + (
-            np.sum(rest, axis=-1) + np.sum(f, axis=-1)
-        )
-        error = n2 * n2 * 2.0**-106 * sigma[:, 0]
+        sigma_f = sigma[row]
+        high_f = f + sigma_f
+        high_f -= sigma_f
+        f -= high_f
+        total = np.sum(high, axis=-1) + np.bincount(row, high_f, minlength=rows)  # exact
+        total += np.sum(rest, axis=-1) + np.bincount(row, f, minlength=rows)
+        error = n2 * n2 * 2.0**-106 * sigma
         hard = np.flatnonzero(~(error <= _FLOAT64_ROW * total))  # also inf, NaN
     if hard.size:
         total[hard] = _kl_careful_rows(p[hard], q[hard])
