@@ -554,7 +554,7 @@ def _cosine_args(input1, input2, target, margin, reduction):
             f"last); got shape {t.shape}"
         )
     check_pm1_labels(t, "target")
-    return x1, x2, t.astype(np.float64, copy=False), margin, dtype
+    return x1, x2, t, margin, dtype
 
 
 def _careful_cosine(x1, x2):
@@ -729,72 +729,108 @@ def cosine_embedding_loss_value_and_grad(input1, input2, target, margin=0.0, red
     return _cosine_embedding(input1, input2, target, margin, reduction)
 
 
+def _squares_and_dot(u, v):
+    """``(|u|^2, |v|^2, <u, v>)`` of the rows, in float64: float32 or float16 rows are
+    converted in blocks of rows (their products are exact in float64), never full-size."""
+    if u.dtype == np.float64:
+        return nx.row_dot(u, u), nx.row_dot(v, v), nx.row_dot(u, v)
+    out = np.empty((3, len(u)))
+    step = max(1, nx.CHUNK // max(1, u.shape[-1]))
+    for start in range(0, len(u), step):
+        rows = slice(start, start + step)
+        ub, vb = u[rows].astype(np.float64), v[rows].astype(np.float64)
+        out[0, rows], out[1, rows], out[2, rows] = (
+            nx.row_dot(ub, ub),
+            nx.row_dot(vb, vb),
+            nx.row_dot(ub, vb),
+        )
+    return out[0], out[1], out[2]
+
+
 def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the cosine embedding loss, from one cosine.
 
     Every row first takes the plain cosine ``<x1, x2> / sqrt((|x1|^2 + eps)(|x2|^2 + eps))``
-    in float64, in blocks of rows (the embeddings are converted block by block, never
-    full-size): where ``cos <= 1/2`` and the squared norms are in :data:`_PLAIN_SQUARES`
-    it is within a few float64 ULP and ``1 - cos`` does not cancel. The other rows (nearly
-    parallel pairs, huge, tiny, infinite or NaN entries) are gathered and redone by
-    :class:`_Cosine`.
+    in float64 (three row dot products; no full-size float64 copy of the embeddings): where
+    ``cos <= 1/2`` and the squared norms are in :data:`_PLAIN_SQUARES` it is within a few
+    float64 ULP and ``1 - cos`` does not cancel. The other rows (nearly parallel pairs,
+    huge, tiny, infinite or NaN entries) are gathered and redone by :class:`_Cosine`. The
+    plain gradient is written in blocks of rows, from per-row coefficients.
     """
     x1, x2, t, margin, dtype = _cosine_args(input1, input2, target, margin, reduction)
     shape, batch = x1.shape, x1.shape[:-1]
     a1, a2 = (x.reshape(-1, shape[-1]) for x in (x1, x2))
     t = t.reshape(-1)
     n = len(t)
-    cos, squares = np.empty(n), np.empty((2, n))
-    scale = (np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1.0
-    d1 = np.empty(a1.shape, dtype) if grad else None
-    d2 = np.empty(a1.shape, dtype) if grad else None
-
-    def factor(c, labels):
-        """d loss / d cos times the reduction's scale: -1 for t = 1, [cos >= m] for t = -1."""
-        out = np.where(labels == 1, -1.0, _active(c - margin))
-        return np.where(np.isnan(labels), np.nan, out) * scale
-
-    def block(rows):
-        b1, b2 = (a[rows].astype(np.float64, copy=False) for a in (a1, a2))
-        ss1, ss2 = nx.row_dot(b1, b1), nx.row_dot(b2, b2)
-        r1, r2 = np.sqrt(ss1 + COSINE_EPS), np.sqrt(ss2 + COSINE_EPS)
-        c = nx.row_dot(b1, b2) / (r1 * r2)
-        cos[rows], squares[0, rows], squares[1, rows] = c, ss1, ss2
-        if grad:  # d cos / d x1 = (x2 / r2 - cos x1 / r1) / r1, and symmetrically
-            f = factor(c, t[rows])
-            for out, u, v, ru, rv in ((d1, b1, b2, r1, r2), (d2, b2, b1, r2, r1)):
-                g = v * (1 / rv)[:, None]
-                g -= u * (c / ru)[:, None]
-                g *= (f / ru)[:, None]
-                g += 0.0  # a zero gradient is +0
-                out[rows] = g
-
-    nx.for_each_block(block, n, 2 * shape[-1] * 8)
     with _quiet():
+        r1, r2, plain_cos = _squares_and_dot(a1, a2)
         low, high = _PLAIN_SQUARES
-        plain = (squares >= low).all(axis=0) & (squares <= high).all(axis=0) & (cos <= 0.5)
-        one_minus, minus = 1 - cos, cos - margin
-        rows = np.flatnonzero(~plain)
+        inside = (r1 <= high) & (r2 <= high)
+        tiny = (r1 < low) | (r2 < low)
+        for r in (r1, r2):  # the squared norms become the norms, in place
+            r += COSINE_EPS
+            np.sqrt(r, out=r)
+        plain_cos /= r1 * r2
+        inside &= plain_cos <= 0.5
+        rows = np.flatnonzero(~inside | tiny)
+        del tiny
+        cos, one_minus, minus = plain_cos, None, None
+        if value:
+            one_minus, minus = 1 - plain_cos, plain_cos - margin
         if len(rows):
-            # rows whose squared norms only fall below the range keep the plain gradient:
-            # the eps dominates their norms, and x2 / (r1 r2) does not cancel; _Cosine's
-            # scaled rows would form it below float64's normal range before scaling back
-            tiny = (squares[:, rows] <= high).all(axis=0) & (cos[rows] <= 0.5)
             careful = _careful_cosine(a1[rows], a2[rows])
-            cos[rows], one_minus[rows] = careful.cos, careful.one_minus
-            minus[rows] = careful.minus(margin)
-            if grad and not tiny.all():
-                redo = ~tiny
-                f = factor(careful.cos[redo], t[rows[redo]])[:, None]
-                grads = zip((d1, d2), careful.grad(), careful.infinite, strict=True)
-                for out, g, infinite in grads:
-                    # the gradient with respect to an infinite row is 0 (its limit)
-                    g = np.where(infinite[redo, None], 0.0, g[redo])
-                    out[rows[redo]] = f * g + 0.0
+            cos = plain_cos.copy()
+            cos[rows] = careful.cos
+            if value:
+                one_minus[rows], minus[rows] = careful.one_minus, careful.minus(margin)
     loss = None
     if value:
         loss = np.where(t == 1, one_minus, np.maximum(minus, 0))
         loss = reduce_to(np.where(np.isnan(t), np.nan, loss).reshape(batch), reduction, dtype)
+        del one_minus, minus
     if not grad:
         return loss, None
+    scale = (np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1.0
+    d1, d2 = np.empty(a1.shape, dtype), np.empty(a1.shape, dtype)
+    with _quiet():
+        f = _cosine_factor(cos, t, margin, scale)
+        # d cos / d x1 = (x2 / r2 - cos x1 / r1) / r1 = x2 A - x1 B1, and symmetrically
+        a = f / (r1 * r2)
+        f *= plain_cos
+        _plain_cosine_grad(a2, a1, a, f / (r1 * r1), d1)
+        _plain_cosine_grad(a1, a2, a, f / (r2 * r2), d2)
+        del a
+        # rows whose squared norms only fall below the range keep the plain gradient: the
+        # eps dominates their norms, and x2 / (r1 r2) does not cancel; _Cosine's scaled
+        # rows would form it below float64's normal range before scaling back
+        redo = ~inside[rows]
+        if redo.any():
+            rows = rows[redo]
+            f = _cosine_factor(careful.cos[redo], t[rows], margin, scale)[:, None]
+            grads = zip((d1, d2), careful.grad(), careful.infinite, strict=True)
+            for out, g, infinite in grads:
+                # the gradient with respect to an infinite row is 0 (its limit)
+                g = np.where(infinite[redo, None], 0.0, g[redo])
+                out[rows] = f * g + 0.0
     return loss, (d1.reshape(shape), d2.reshape(shape))
+
+
+def _cosine_factor(cos, t, margin, scale):
+    """d loss / d cos times the reduction's scale: -1 for t = 1, [cos >= m] for t = -1."""
+    f = np.where(t == 1, -1.0, _active(cos - margin))
+    f = np.where(np.isnan(t), np.nan, f)
+    f *= scale
+    return f
+
+
+def _plain_cosine_grad(v, u, coef_v, coef_u, out):
+    """``out = v coef_v - u coef_u`` (per-row coefficients) in float64, in blocks of rows."""
+    step = max(1, nx.CHUNK // 4 // max(1, v.shape[-1]))  # two float64 buffers of 64 KB
+    buffers = np.empty((2, min(step, len(v)), v.shape[-1]))
+    for start in range(0, len(v), step):
+        rows = slice(start, start + step)
+        g, term = buffers[:, : len(v[rows])]
+        np.multiply(v[rows], coef_v[rows, None], out=g)
+        g -= np.multiply(u[rows], coef_u[rows, None], out=term)
+        g += 0.0  # a zero gradient is +0
+        out[rows] = g

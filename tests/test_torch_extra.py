@@ -458,8 +458,7 @@ def test_cosine_embedding_against_mpmath(dtype, scale):
 def test_cosine_embedding_plain_and_careful_rows_in_blocks(dtype, monkeypatch):
     # rows on both sides of the switch to the careful cosine: cos just below and above 1/2,
     # squared norms just inside and outside [2^-900, 2^900] (float64); blocks of 2 rows
-    monkeypatch.setattr(lu._blocks, "BLOCK_BYTES", 2 * 2 * 4 * 8)
-    monkeypatch.setattr(lu._blocks, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(lu._numerics, "CHUNK", 8)
     angles = np.array([1.0, 1.04, 1.05, 1.1, 0.3, 2.0, 3.0, 1e-3])  # cos(1.047) = 1/2
     a = np.zeros((16, 4))
     a[:8, 0], a[8:, 0] = 1.0, 1.0
