@@ -415,11 +415,11 @@ def _multilabel_margin_block(x, index, rows, sums, out, reduction):
         part = slice(None) if every[k] else np.flatnonzero(listed[:, k])
         gaps = nx.margin_gaps(xb[part], scores[part, k], xb.dtype.type(1))
         gaps.reshape(-1)[np.arange(0, gaps.size, c)[:, None] + labels[part]] = 0  # the labels
-        np.maximum(gaps, 0, out=gaps)  # (NaN stays: a NaN gap makes its pair NaN)
+        nx.clip_hinges(gaps)  # (NaN stays: a NaN gap makes its pair NaN)
         if sums is not None:
             sums[rows][part] += np.sum(gaps, axis=1, dtype=sums.dtype)  # (sums[rows]: a view)
         if count is not None:
-            active = np.sign(gaps, out=gaps)  # 1 for an active pair, 0, or NaN
+            active = nx.active_hinges(gaps)  # 1 for an active pair, 0, or NaN
             count[part] += active
             # each active pair takes 1 from its label's count (NaN if one pair is NaN)
             count.reshape(-1)[where[part, k]] -= active @ ones

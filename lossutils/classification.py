@@ -1308,16 +1308,19 @@ def _weston_watkins_block(xb, yb, margin, p, rows, per, out, coef):
     hinge = nx.margin_gaps(xb, pivot, margin, out=hinge)
     flat = hinge.reshape(-1)
     flat[own] = np.where(np.isnan(pivot), np.nan, 0)
-    np.maximum(hinge, 0, out=hinge)  # (NaN stays)
+    nx.clip_hinges(hinge)  # (NaN stays)
     if per is not None:
         terms = hinge if p == 1 else np.square(hinge, out=None if grad else hinge)
         per[rows] = np.sum(terms, axis=-1) / xb.dtype.type(c)
     if grad:
         if p == 1:
-            np.sign(hinge, out=hinge)  # 1 where active, 0, or NaN
+            nx.active_hinges(hinge)  # 1 where active, 0, or NaN
+            total = (hinge @ np.ones(c, hinge.dtype)) * coef[rows]  # (a count, exact)
         hinge *= coef[rows, None]
-        flat[own] = 0
-        flat[own] = 0 - np.sum(hinge, axis=-1)
+        if p == 2:
+            flat[own] = 0
+            total = np.sum(hinge, axis=-1)
+        flat[own] = 0 - total
         if out.dtype != xb.dtype:
             out[rows] = hinge
 

@@ -59,6 +59,16 @@ def test_margin_gaps_sign_exact_within_one_ulp(dtype):
     assert (signs[:, :4] == 0).any() and (signs[:, :4] != 0).all(axis=1).any()  # ties, near-ties
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clipped_hinges_and_their_indicator_are_np_sign(dtype):
+    tiny = np.finfo(dtype).smallest_subnormal
+    big = np.finfo(dtype).max
+    h = np.array([[0, tiny, -tiny, np.nan, np.inf, -np.inf, 1, big, -big, 2 * tiny]], dtype)
+    clipped = nx.clip_hinges(h.copy())
+    np.testing.assert_array_equal(clipped, np.maximum(h, 0))
+    np.testing.assert_array_equal(nx.active_hinges(clipped.copy()), np.sign(clipped))
+
+
 def test_accurate_sum_keeps_a_cancelled_sum():
     x = np.array([[1e16, 1.0, -1e16, 3.0e-3]])
     assert nx.accurate_sum(x, -1)[0] == 1.003
