@@ -1502,20 +1502,29 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     """:func:`_quantile` for a scalar level and a target of the input's shape, in blocks.
 
     Each block is converted to float64 and its losses reduced while in cache
-    (:class:`BlockReduction`); the gradient is written into its output block by block.
-    The same operations as the one-piece path, element by element.
+    (:class:`BlockReduction`). The gradient takes three values only, ``-q``, ``1 - q`` and
+    ``1/2 - q`` times the reduction's scale (in float64, then rounded once): they are
+    formed once and each block picks them by the sign of its residual (exact in the
+    input's dtype, so the gradient alone converts nothing).
     """
     xf, yf = x.reshape(-1), y.reshape(-1)
     size = xf.size
     per_element = reduction == "none"
     pointwise = np.empty(size, dtype=out) if value and per_element else None
     reduced = BlockReduction(reduction, size, out) if value and not per_element else None
-    d_x = np.empty(size, dtype=grad_dtype(input, out)) if grad else None
+    gdt = grad_dtype(input, out)
+    d_x = np.empty(size, dtype=gdt) if grad else None
     scale = reduction_scale(size, reduction, np.dtype(np.float64))
+    above, below, at = (to_dtype(v * scale, gdt) for v in (-q, 1 - q, 0.5 - q))
+    # the choice between the two as integer operations on their bits (np.where with
+    # constants is several times slower): below's bits xor (r > 0) times the differing bits
+    bits = np.dtype(f"u{gdt.itemsize}")
+    below_bits = below.view(bits)
+    differ = above.view(bits) ^ below_bits
     with np.errstate(over="ignore", invalid="ignore"):
         for b in chunks(size):
-            xb, yb = xf[b].astype(np.float64), yf[b].astype(np.float64)
             if value:
+                xb, yb = xf[b].astype(np.float64), yf[b].astype(np.float64)
                 r, r_err = _quantile_residual(yb, xb, out)
                 losses = _pinball(r, r_err, q)
                 if per_element:
@@ -1523,11 +1532,16 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
                 else:
                     reduced.add(losses)
             else:
-                r = yb - xb
+                r = yf[b] - xf[b]  # its sign is that of the exact difference
             if grad:
-                slope = _quantile_slope(r, q, r.shape)
-                slope *= scale
-                d_x[b] = slope  # rounded once
+                slope = d_x[b]
+                slope_bits = slope.view(bits)
+                np.multiply(r > 0, differ, out=slope_bits)
+                slope_bits ^= below_bits
+                # r = 0 and NaN, rare: on those elements only
+                special = np.flatnonzero(~(np.abs(r) > 0))
+                if special.size:
+                    slope[special] = np.where(r[special] == 0, at, np.nan)
     loss = None
     if value:
         loss = pointwise.reshape(x.shape)[()] if per_element else reduced.result()
