@@ -138,8 +138,7 @@ def _bce_arrays(input, target, weight, reduction):
     args = _arrays(input, target, reduction, weight=weight)
     check_unit_interval(args.x, "input")
     check_unit_interval(args.y, "target")
-    with np.errstate(divide="ignore"):
-        return args, np.log(args.x), np.log1p(-args.x)
+    return args
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
@@ -271,21 +270,64 @@ def binary_cross_entropy_value_and_grad(input, target, weight=None, reduction="m
     return _bce(input, target, weight, reduction)
 
 
+# Elements per block of the binary cross-entropy on probabilities.
+_BCE_BLOCK = nx.CHUNK
+
+
 def _bce(input, target, weight, reduction, value=True, grad=True):
-    """``(loss or None, gradient or None)`` of :func:`binary_cross_entropy`."""
-    args, log_p, log_q = _bce_arrays(input, target, weight, reduction)
-    p, y = args.x, args.y
-    loss = d = None
+    """``(loss or None, gradient or None)`` of :func:`binary_cross_entropy`.
+
+    Evaluated in blocks of ``_BCE_BLOCK`` elements (in the working dtype): each element's loss
+    and gradient are the whole-array formulas', bit for bit; the mean is reduced block by
+    block and the gradient written into its output, the only full-size arrays (and the
+    weight, where it broadcasts).
+    """
+    args = _bce_arrays(input, target, weight, reduction)
+    shape, n, work = args.x.shape, args.x.size, args.x.dtype
+    xs, ys = args.x.reshape(-1), args.y.reshape(-1)
+    ws = None if args.weight is None else np.broadcast_to(args.weight, shape).reshape(-1)
+    losses = np.empty(n, work) if value and reduction == "none" else None
+    total = BlockReduction(reduction, n, args.dtype) if value and losses is None else None
+    d = np.empty(n, args.dtype) if grad else None
+    # np.maximum with an array is several times faster than with a scalar (the same values)
+    floor = np.full(min(n, _BCE_BLOCK), _LOG_FLOOR, work)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for block in nx.chunks(n, _BCE_BLOCK):
+            p, y, w = xs[block], ys[block], None if ws is None else ws[block]
+            log_p, log_q, not_y = np.log(p), np.log1p(-p), 1 - y
+            if grad:
+                # -y / p and (1 - y) / (1 - p), 0 where their log is clamped (a NaN input
+                # is not clamped: it reaches the result); the clamp is rare (p = 1, or p
+                # below e^-100), so it is looked for, not a where over the block
+                local = np.divide(y, p)
+                np.negative(local, out=local)
+                d_neg = np.subtract(1, p)
+                np.divide(not_y, d_neg, out=d_neg)
+                for log, term in ((log_p, local), (log_q, d_neg)):
+                    clamped = log < _LOG_FLOOR
+                    if clamped.any():
+                        term[clamped] = 0
+                local += d_neg
+                local = _weighted(local, w)
+                d[block] = scale_grad(local, local.shape, reduction, args.dtype, count=n)
+            if value:
+                f = floor[: p.size]
+                np.maximum(log_p, f, out=log_p)
+                log_p *= y
+                np.maximum(log_q, f, out=log_q)
+                log_q *= not_y
+                log_p += log_q
+                terms = _weighted(np.negative(log_p, out=log_p), w)
+                if losses is None:
+                    total.add(terms)
+                else:
+                    losses[block] = terms
+    loss = d_out = None
     if value:
-        terms = -(y * np.maximum(log_p, _LOG_FLOOR) + (1 - y) * np.maximum(log_q, _LOG_FLOOR))
-        loss = _finish(_weighted(terms, args.weight), reduction, args)
+        loss = total.result() if losses is None else _finish(losses.reshape(shape), "none", args)
     if grad:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            # written as "not clamped" so that a NaN input reaches the result
-            d_pos = np.where(log_p < _LOG_FLOOR, 0, -y / p)
-            d_neg = np.where(log_q < _LOG_FLOOR, 0, (1 - y) / (1 - p))
-        d = _finish_grad(_weighted(d_pos + d_neg, args.weight), args, reduction)
-    return loss, d
+        d_out = d.reshape(shape)
+    return loss, d_out
 
 
 # --- binary cross-entropy on logits --------------------------------------------------------------

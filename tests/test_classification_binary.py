@@ -673,3 +673,34 @@ def test_focal_in_several_blocks(monkeypatch, dtype, reduction):
     # (the documented bound), a few more for the gradient (6.4 in float64 here)
     mr.assert_ulp_in(grad, slope, dtype, max_ulp=8)
     mr.assert_ulp_in(value, mr.reduced(exact, reduction), dtype, max_ulp=6.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_binary_cross_entropy_in_several_blocks(monkeypatch, dtype, reduction, broadcast):
+    # evaluated block by block: blocks of 4 of the 15 elements here (the last one short),
+    # with clamped logs (p = 0, p = 1) in some blocks; a weight of the input's shape or one
+    # that broadcasts; against mpmath
+    from lossutils import _binary
+
+    monkeypatch.setattr(_binary, "_BCE_BLOCK", 4)
+    p = np.array([0.5, 1e-3, 0.0, 0.9, 0.25, 1.0, 0.01, 0.75, 0.3, 0.999, 0.6, 0.1, 0.2, 0.8, 0.4])
+    y = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0, 1.0, 0.0, 0.5, 1.0, 0.0, 1.0, 0.0, 0.9, 1.0])
+    p, y = p.astype(dtype).reshape(3, 5), y.astype(dtype).reshape(3, 5)
+    w = np.array([0.5, 2.0, 1.0, 3.0, 0.25]).astype(dtype)
+    if not broadcast:
+        w = np.tile(w, (3, 1))
+    value, grad = C.binary_cross_entropy_value_and_grad(p, y, w, reduction)
+    assert np.asarray(value).dtype == grad.dtype == dtype and grad.shape == p.shape
+    ps, ys, ws = (np.broadcast_to(a, p.shape).astype(np.float64).ravel() for a in (p, y, w))
+    exact = np.asarray(mr.binary_cross_entropy(ps, ys, ws), dtype=object).reshape(p.shape)
+    mr.assert_ulp_in(value, mr.reduced(exact, reduction), dtype, max_ulp=4)
+    with mpmath.workdps(mr.DIGITS):
+        slope = np.empty(ps.size, dtype=object)
+        for i, (pi, yi, wi) in enumerate(zip(ps, ys, ws, strict=True)):
+            pi, yi, wi = mpmath.mpf(pi), mpmath.mpf(yi), mpmath.mpf(wi)
+            d_pos = -yi / pi if pi > 0 else 0  # a clamped log has no slope
+            d_neg = (1 - yi) / (1 - pi) if pi < 1 else 0
+            slope[i] = wi * (d_pos + d_neg) / (ps.size if reduction == "mean" else 1)
+    mr.assert_ulp_in(grad.ravel(), slope, dtype, max_ulp=4)
