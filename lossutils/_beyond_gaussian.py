@@ -1352,6 +1352,8 @@ def _pinball(r, r_err, q):
         for b in chunks(r.size):
             flat[b] = _pinball(rf[b], ef[b], q)
         return out
+    if r_err is not None and np.ndim(q) == 0 and q >= 0.5:
+        return _pinball_upper(r, r_err, float(q))
     q = np.broadcast_to(q, r.shape)
     plain = np.maximum(q * r, (q - 1) * r)
     if r_err is None:
@@ -1363,6 +1365,27 @@ def _pinball(r, r_err, q):
     s, s_err = two_sum(p, -rs)
     scaled = np.where(rs < 0, s + ((s_err + low) - es), p + low)
     return np.where(np.isfinite(r), np.ldexp(scaled, e), plain)
+
+
+def _pinball_upper(r, r_err, q):
+    """:func:`_pinball` for a scalar level ``q >= 1/2``, within half an ULP.
+
+    ``q - 1`` is then exact (Sterbenz' lemma), so each side is one exact factor ``c`` (``q``
+    where ``r > 0``, else ``q - 1``) times ``u = r + r_err``: ``c r = p + p_err`` by Dekker's
+    product (``r`` scaled into [1/2, 1)) and ``p + (p_err + c r_err)`` is rounded once, as
+    ``q u`` in :func:`_pinball`, without its TwoSum for the negative side. Infinite and
+    NaN residuals take ``c r`` (the plain formula).
+    """
+    c = np.where(r > 0, q, q - 1)
+    _, e = np.frexp(r)
+    p, p_err = two_prod(c, np.ldexp(r, -e))
+    p_err += c * np.ldexp(r_err, -e)
+    p += p_err
+    out = np.ldexp(p, e)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        out.reshape(-1)[bad] = c.reshape(-1)[bad] * r.reshape(-1)[bad]
+    return out
 
 
 def quantile_loss(input, target, quantile, reduction="mean"):

@@ -582,6 +582,25 @@ def test_quantile_scalar_level_over_several_blocks(dtype):
     assert abs(B.quantile_loss(x, y, 0.9) - exact) <= 4 * np.spacing(dtype(exact))
 
 
+@pytest.mark.parametrize("level", [0.5, 0.75, 0.9, 1 - 2**-40])
+def test_quantile_float64_scalar_upper_level_within_1_ulp(level):
+    # a scalar level of at least 1/2 makes q - 1 exact: each side is one exact factor times
+    # the exact residual; residuals of every size, both signs, and not finite
+    rng = np.random.default_rng(17)
+    n = 400
+    x = rng.normal(size=n) * 10.0 ** rng.uniform(-300, 300, n)
+    y = np.where(rng.random(n) < 0.5, x * (1 + rng.uniform(-1, 1, n) * 1e-9), rng.normal(size=n))
+    y[:3] = x[:3]  # r = 0
+    loss = B.quantile_loss(x, y, level, reduction="none")
+    finite = np.isfinite(y - x)
+    q = np.full(n, level)
+    _check(loss[finite], REF["quantile"](x[finite], y[finite], q[finite]), np.float64,
+           0 * x[finite], 1.0, "quantile_loss")  # fmt: skip
+    special = np.array([np.inf, -np.inf, np.nan, 1.0])
+    got = B.quantile_loss(np.zeros(4), special, level, reduction="none")
+    np.testing.assert_array_equal(got, [level * np.inf, np.inf, np.nan, level])
+
+
 def test_quantile_float64_within_1_ulp_without_a_wider_type():
     # float64 is computed in float64 (long double is plain double on some platforms): the
     # residual and the products must not be rounded before the end. The textbook formula in
