@@ -486,6 +486,18 @@ def times(c, v):
     is 0 is absent (a zero weight masks its element, and a target of 0 removes the term
     of an infinite logit that it does not multiply)."""
     with np.errstate(invalid="ignore", over="ignore"):
+        if (
+            isinstance(c, np.ndarray)
+            and isinstance(v, np.ndarray)
+            and c.ndim
+            and c.shape == v.shape
+        ):
+            # the same numbers without a where over two full arrays: the zeros are looked for
+            out = c * v
+            zero = c == 0
+            if zero.any():
+                out[zero] = 0
+            return out
         return np.where(c == 0, np.zeros_like(c * 0), c * v)
 
 

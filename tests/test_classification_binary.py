@@ -704,3 +704,27 @@ def test_binary_cross_entropy_in_several_blocks(monkeypatch, dtype, reduction, b
             d_neg = (1 - yi) / (1 - pi) if pi < 1 else 0
             slope[i] = wi * (d_pos + d_neg) / (ps.size if reduction == "mean" else 1)
     mr.assert_ulp_in(grad.ravel(), slope, dtype, max_ulp=4)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize(("alpha", "gamma"), [(0.25, 2.0), (None, 0.5), (1.0, 0.0), (0.6, 3.5)])
+def test_focal_hard_labels_in_plain_float64_for_narrow_dtypes(dtype, alpha, gamma):
+    # float32 and float16 results of hard labels are formed in plain float64 (no
+    # double-double power): within 1 ULP of the exact value, over both tails
+    x = np.concatenate([-np.geomspace(100, 1e-3, 12), [0.0], np.geomspace(1e-3, 100, 12)])
+    x = x.astype(dtype)
+    xs = x.astype(np.float64)
+    for label in (0.0, 1.0):
+        y = np.full_like(x, label)
+        value, grad = C.sigmoid_focal_loss_value_and_grad(x, y, alpha, gamma, "none")
+        ys = y.astype(np.float64)
+        mr.assert_ulp_in(value, mr.sigmoid_focal_loss(xs, ys, alpha, gamma), dtype, max_ulp=1)
+        slope = np.array(mr.sigmoid_focal_loss_derivative(xs, ys, alpha, gamma), dtype=object)
+        mr.assert_ulp_in(grad, slope, dtype, max_ulp=1)
+    # infinite logits: the limits (a confident right answer costs 0, a wrong one inf)
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf], dtype=dtype)
+    y = np.array([1.0, 0.0, 0.0, 1.0], dtype=dtype)
+    value, grad = C.sigmoid_focal_loss_value_and_grad(x, y, alpha, gamma, "none")
+    w_pos, w_neg = (1.0, 1.0) if alpha is None else (alpha, 1 - alpha)  # alpha_t; 0 masks
+    np.testing.assert_array_equal(value, [0, 0, np.inf if w_neg else 0, np.inf])
+    np.testing.assert_array_equal(grad, np.array([0, 0, w_neg, -w_pos], dtype=dtype))
