@@ -121,7 +121,7 @@ def _index_setup(
 
 def _gather(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``rows[i, y[i]]`` for every row."""
-    return np.take_along_axis(rows, y[:, None], axis=-1)[:, 0]
+    return rows[np.arange(len(rows)), y]
 
 
 def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
@@ -214,16 +214,23 @@ def _nll(input, target, weight, ignore_index, reduction, *, value=True, grad=Tru
     """``(nll_loss(...), nll_loss_grad(...))``, each only if asked for (else None)."""
     # log-probabilities, not logits: no softmax limit
     args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
-    wy = args.target_weight
-    total = weight_total(wy)
+    # unweighted with every sample counted (the common case): unit weights and a count
+    plain = args.weight is None and args.valid.all()
+    wy = None if plain else args.target_weight
+    total = len(args.y) if plain else weight_total(wy)
     loss = grad_out = None
     if value:
-        with np.errstate(invalid="ignore"):
-            per = np.where(args.valid, -nx.times(wy, _gather(args.x, args.y)), 0)
+        picked = _gather(args.x, args.y)
+        if plain:
+            per = -picked  # (what the masked, weighted form gives with unit weights)
+        else:
+            with np.errstate(invalid="ignore"):
+                per = np.where(args.valid, -nx.times(wy, picked), 0)
         per = per.astype(args.x.dtype, copy=False)
         loss = nx.to_dtype(weighted_reduce(per, total, reduction, args.shape), args.dtype)[()]
     if grad:
         grad_out = np.zeros_like(args.x)
+        wy = args.target_weight if wy is None else wy
         scale = sample_scale(wy, args.valid, total, reduction)
         np.put_along_axis(grad_out, args.y[:, None], -scale[:, None], -1)
         grad_out = nx.to_dtype(grad_out.reshape(args.shape + args.x.shape[-1:]), args.dtype)
