@@ -71,19 +71,21 @@ def _exact_margins(cols, beta: float):
     return hi, lo
 
 
-def _margins(cols, beta: float, exact: bool, check: bool):
+def _margins(cols, beta: float, exact: bool):
     """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout).
 
     With ``exact`` every margin is a double-double; otherwise the plain float64 margin of
     float32 or float16 inputs, redone exactly where its spread exceeds ``_PLAIN_SPREAD``
-    (looked for only with ``check``: the caller knows when no element can exceed it).
+    (looked for element by element only when the block's extremes allow it).
     """
     if exact:
         return _exact_margins(cols, beta)
     z = np.subtract(cols[0], cols[1], dtype=np.float64)
     other = np.subtract(cols[2], cols[3], dtype=np.float64) if len(cols) == 4 else None
+    parts = (z,) if other is None else (z, other)
+    largest = sum(max(-np.min(d), np.max(d)) for d in parts)  # NaN with a NaN
     redo = ()
-    if check:
+    if not beta * largest <= _PLAIN_SPREAD:
         spread = np.abs(z)
         if other is not None:
             spread += np.abs(other)
@@ -97,13 +99,6 @@ def _margins(cols, beta: float, exact: bool, check: bool):
     lo = np.zeros_like(z)
     z[redo], lo[redo] = _exact_margins([c[redo] for c in cols], beta)
     return z, lo
-
-
-def _within_plain_spread(arrays, beta: float) -> bool:
-    """Whether no comparison of ``arrays`` can exceed ``_PLAIN_SPREAD`` (from their extremes:
-    beta (|a - b| + |c - d|) <= 2 beta max |x|); False with a NaN."""
-    largest = max((max(-np.min(a), np.max(a)) for a in arrays if a.size), default=0)
-    return bool(2 * beta * largest <= _PLAIN_SPREAD)
 
 
 @nx.quiet
@@ -133,7 +128,6 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # except with label smoothing: its gradient vanishes at an optimum, where it keeps only
     # the absolute accuracy of the margin
     exact = dtype == np.float64 or smoothing != 0
-    check = not exact and not _within_plain_spread(flats, beta)
     losses = np.empty(n, dtype) if value and reduction == "none" else None
     total = BlockReduction(reduction, n, dtype) if value and losses is None else None
     d = np.empty(n, dtype) if grad else None
@@ -141,7 +135,7 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     zeros = np.zeros(min(n, length))  # np.maximum with an array is several times faster than with 0
     scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)  # d ell / d dz
     for block in nx.chunks(n, length):
-        z, lo = _margins([f[block] for f in flats], beta, exact, check)
+        z, lo = _margins([f[block] for f in flats], beta, exact)
         zero = zeros[: z.size]
         e = np.empty_like(z)
         nx._exp_minus_abs(z, e)
