@@ -2001,22 +2001,54 @@ def dd_product_cross_entropy(
     return _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad)
 
 
-def _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad):
+@quiet
+def dd_product_cross_entropy_both(a_hi, a_lo, b_hi, b_lo, with_grad=False):
+    """:func:`dd_product_cross_entropy` of ``s = a @ b.T`` over its rows and over its
+    columns (``s.T``), the positives on the diagonal, from one product.
+
+    Returns ``(row losses, column losses, gradient)``: the gradient of the sum of all
+    those losses w.r.t. ``s`` (the rows' and the columns' softmax minus twice the
+    identity), or None. The columns are taken in blocks copied from ``s.T``, their
+    gradient added into the rows' (no second ``(N, N)`` product or gradient).
+    """
+    products = _dd_products(a_hi, a_lo, b_hi, b_lo)
+    positive = np.arange(len(a_hi))
+    rows = _dd_cross_entropy_blocks(products, positive, False, with_grad)
+    rows, grad = rows if with_grad else (rows, None)
+    columns = _dd_cross_entropy_blocks(products, positive, False, with_grad, True, grad)
+    return rows, columns, grad
+
+
+def _dd_cross_entropy_blocks(
+    products, positive, mask_diagonal, with_grad, transposed=False, add_to=None
+):
     """The losses (and gradients) of :func:`dd_product_cross_entropy` from the logits
-    ``exact + small``, in blocks of rows."""
+    ``exact + small``, in blocks of rows. With ``transposed``, the same for the logits'
+    transpose, in blocks of their columns: the gradient is added into ``add_to`` (an array
+    of the logits' shape) transposed and the losses alone are returned."""
     exact, small = products
+    if transposed:
+        exact, small = exact.T, small.T
     out = np.empty(len(exact))
-    grad = np.empty(exact.shape) if with_grad else None
+    grad = np.empty(exact.shape) if with_grad and not transposed else None
     step = max(1, _DD_BLOCK_ELEMENTS // max(1, exact.shape[1]))
     for start in range(0, len(exact), step):
         block = slice(start, start + step)
-        hi, lo = two_sum(exact[block], small[block])
+        hi, lo = exact[block], small[block]
+        if transposed:  # rows of the transpose, copied whole: reductions along them are fast
+            hi, lo = np.ascontiguousarray(hi), np.ascontiguousarray(lo)
+        hi, lo = two_sum(hi, lo)
         if mask_diagonal:
             rows = np.arange(len(hi))
             hi[rows, start + rows] = -np.inf
             lo[rows, start + rows] = 0
-        if with_grad:
+        if with_grad and transposed:
+            out[block], g = dd_cross_entropy_rows(hi, lo, positive[block], True)
+            add_to[:, block] += g.T
+        elif with_grad:
             out[block], grad[block] = dd_cross_entropy_rows(hi, lo, positive[block], True)
         else:
             out[block] = dd_cross_entropy_rows(hi, lo, positive[block])
+    if transposed:
+        return out
     return (out, grad) if with_grad else out

@@ -104,7 +104,9 @@ class _Pairs:
 
     a: _Unit
     b: _Unit
-    cosine: np.ndarray  # (N, N) float64: h_a h_b^T
+    cosine: np.ndarray | None  # (N, N) float64: h_a h_b^T (None for a float64 result)
+    diagonal: np.ndarray  # (N,) float64: the matched pairs' cosines
+    dd: tuple | None  # a float64 result: the double-double unit rows of a and of b
     reduction: str
     dtype: np.dtype  # the result dtype
 
@@ -118,7 +120,12 @@ def _pairs(named: dict, reduction) -> _Pairs:
         raise ValueError(f"{names[0]} must have shape (N, D) with D >= 1; got shape {a.shape}")
     check_same_shape(a, b, names[0], names[1])
     ua, ub = _unit(a), _unit(b)
-    return _Pairs(ua, ub, ua.h @ ub.h.T, reduction, np.dtype(a.dtype))
+    dtype = np.dtype(a.dtype)
+    diagonal = np.einsum("ij,ij->i", ua.h, ub.h)
+    if dtype == np.float64:
+        # the logits come from double-double rows: no float64 cosine matrix
+        return _Pairs(ua, ub, None, diagonal, (_dd_units(ua), _dd_units(ub)), reduction, dtype)
+    return _Pairs(ua, ub, ua.h @ ub.h.T, diagonal, None, reduction, dtype)
 
 
 @nx.quiet
@@ -160,7 +167,7 @@ def _grads(p: _Pairs, d_cosine: np.ndarray):
     # the matched pairs apart: nearly parallel, their projections need care
     positive = d_cosine.diagonal().copy()
     np.fill_diagonal(d_cosine, 0)
-    cos = p.cosine.diagonal()
+    cos = p.diagonal
     a, b = ((u.h, u.zs, u.exponent) for u in (p.a, p.b))
     d_a = _unit_backward(p.a, d_cosine @ p.b.h, (positive, b, cos), p.dtype)
     d_b = _unit_backward(p.b, d_cosine.T @ p.a.h, (positive, a, cos), p.dtype)
@@ -180,27 +187,30 @@ def _dd_units(u: _Unit):
     return hi, lo
 
 
-def _dd_cross_entropy(a: _Unit, b: _Unit, temperature: float, with_grad: bool):
-    """Per row of ``a``: InfoNCE of the double-double logits ``a b^T / temperature``, and
-    its gradient w.r.t. the logits (or None)."""
-    a_hi, a_lo = _dd_units(a)
-    scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
-    rows = np.arange(len(a_hi))
-    if not with_grad:
-        return nx.dd_product_cross_entropy(*scaled, *_dd_units(b), rows), None
-    return nx.dd_product_cross_entropy(*scaled, *_dd_units(b), rows, with_grad=True)
-
-
-def _cross_entropy(p: _Pairs, transposed: bool, temperature: float, with_grad: bool):
-    """Per row of the logits (of their transpose): InfoNCE and its gradient (or None).
+def _cross_entropy(p: _Pairs, temperature: float, with_grad: bool, both: bool = False):
+    """Per row of the logits ``cos / temperature``: InfoNCE, and its gradient w.r.t. the
+    logits (or None); with ``both`` also per column, ``(rows, columns, gradient of their
+    sum)``, from one logit matrix.
 
     A float64 result takes double-double logits: the temperature magnifies the float64
     cosines' rounding into dozens of ULP of the loss, and of the softmax in the gradient.
     """
-    a, b, cosine = (p.b, p.a, p.cosine.T) if transposed else (p.a, p.b, p.cosine)
     if p.dtype == np.float64:
-        return _dd_cross_entropy(a, b, temperature, with_grad)
-    return _diagonal_cross_entropy(cosine / temperature, with_grad)
+        (a_hi, a_lo), b = p.dd
+        scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
+        positive = np.arange(len(a_hi))
+        if both:
+            return nx.dd_product_cross_entropy_both(*scaled, *b, with_grad=with_grad)
+        out = nx.dd_product_cross_entropy(*scaled, *b, positive, with_grad=with_grad)
+        return out if with_grad else (out, None)
+    logits = p.cosine / temperature
+    rows, g_rows = _diagonal_cross_entropy(logits, with_grad)
+    if not both:
+        return rows, g_rows
+    columns, g_columns = _diagonal_cross_entropy(np.ascontiguousarray(logits.T), with_grad)
+    if with_grad:
+        g_rows += g_columns.T
+    return rows, columns, g_rows
 
 
 def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
@@ -322,7 +332,7 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of InfoNCE, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"query": query, "key": key}, reduction)
-    loss, g = _cross_entropy(p, False, temperature, grad)
+    loss, g = _cross_entropy(p, temperature, grad)
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
@@ -443,24 +453,19 @@ def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad
     """``(loss or None, gradients or None)`` of the CLIP loss, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
-    rows, g_rows = _cross_entropy(p, False, temperature, grad)
-    columns, g_columns = _cross_entropy(p, True, temperature, grad)
+    rows, columns, g = _cross_entropy(p, temperature, grad, both=True)
     loss = _finish((rows + columns) / 2, p) if value else None
     if not grad:
         return loss, None
-    scale = _scale(p.reduction, len(p.cosine)) / (2 * temperature)
-    return loss, _grads(p, (g_rows + g_columns.T) * scale)
+    g *= _scale(p.reduction, len(rows)) / (2 * temperature)
+    return loss, _grads(p, g)
 
 
 def _siglip_args(image_embeds, text_embeds, scale, bias, reduction):
     scale = check_positive_scalar(scale, "scale")
     bias = check_finite_scalar(bias, "bias")
     p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
-    n = len(p.cosine)
-    # l_ij z_ij: +z on the diagonal (the matched pairs), -z off it
-    signed = -(scale * p.cosine + bias)
-    signed[np.arange(n), np.arange(n)] *= -1
-    return p, signed, scale, bias
+    return p, scale, bias
 
 
 def siglip_loss(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
@@ -585,8 +590,8 @@ def _siglip_exact_logits(p: _Pairs, scale: float, bias: float):
     scale magnifies the float64 cosines' rounding into many ULP of the loss and of its
     gradient. To first order in the low parts, ``softplus(-(x + e)) ~ softplus(-x) -
     sigma(-x) e`` and ``sigma(-(x + e)) ~ sigma(-x) (1 - sigma(x) e)``."""
-    a_hi, a_lo = _dd_units(p.a)
-    hi, lo = nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, scale), *_dd_units(p.b))
+    (a_hi, a_lo), b = p.dd
+    hi, lo = nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, scale), *b)
     hi, err = nx.two_sum(hi, bias)
     lo += err
     diagonal = np.arange(len(hi))
@@ -598,12 +603,16 @@ def _siglip_exact_logits(p: _Pairs, scale: float, bias: float):
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of SigLIP, from one matrix of logits."""
-    p, signed, scale, bias = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
-    n = len(signed)
+    p, scale, bias = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
+    n = len(p.diagonal)
     loss = d_z = None
     lo = 0.0
     if p.dtype == np.float64:
         signed, lo = _siglip_exact_logits(p, scale, bias)
+    else:
+        # l_ij z_ij: +z on the diagonal (the matched pairs), -z off it
+        signed = -(scale * p.cosine + bias)
+        signed[np.arange(n), np.arange(n)] *= -1
     with np.errstate(all="ignore"):
         if value:
             terms = nx.softplus(-signed)
