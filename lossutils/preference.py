@@ -221,7 +221,8 @@ def bradley_terry_loss(chosen, rejected, reduction="mean"):
     Notes
     -----
     The difference is formed exactly (a pair of float64 numbers; for float32 and
-    float16 scores, float64 itself is exact enough) before the log-sigmoid, so a confident comparison (a gap of 40 between scores of 1e4) keeps a
+    float16 scores, float64 itself is exact enough) before the log-sigmoid, so a
+    confident comparison (a gap of 40 between scores of 1e4) keeps a
     loss of :math:`e^{-40}` to a few ULP; an infinite gap gives the limit (0 or inf).
     See :cite:t:`bradley1952rank` and :cite:t:`ouyang2022training`.
 
@@ -368,7 +369,8 @@ def dpo_loss(
     difference of differences of log-probabilities of a few hundred each, is formed
     exactly (a pair of float64 numbers) and multiplied by ``beta`` with its rounding
     error kept (for float32 and float16 inputs without label smoothing, plain float64
-    is exact enough, except where the differences exceed about 2^21 / ``beta``), so that the loss is within a few ULP of its exact value for the given
+    is exact enough, except where the differences exceed about 2^21 / ``beta``), so that
+    the loss is within a few ULP of its exact value for the given
     inputs. See :cite:t:`rafailov2023direct` and, for the label noise,
     :cite:t:`mitchell2023note`.
 
