@@ -485,14 +485,14 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
     """The reduced index-target cross-entropy and its gradient, from one pass over the rows.
 
     float32 rows without label smoothing are computed unshifted in float64
-    (:func:`_ce_index_wide`), the rows it leaves by :func:`_ce_index_confident`; other rows
+    (:func:`_index_wide`), the rows it leaves by :func:`_ce_index_confident`; other rows
     by :func:`_ce_index_shifted`.
     """
     total = weight_total(args.target_weight)
     if eps > 0 or args.x.dtype != np.float32:
         per, grad_out = _ce_index_shifted(args, eps, reduction, total, value, grad)
     else:
-        per, grad_out, rest = _ce_index_wide(args, reduction, total, value, grad)
+        per, grad_out, rest = _index_wide(args, reduction, total, value, grad)
         if rest.size:
             part = args.rows(rest, args.x[rest])
             per_rest, grad_rest = _ce_index_confident(part, reduction, total, value, grad)
@@ -544,30 +544,39 @@ def _ce_index_confident(args: _IndexArgs, reduction: str, total, value, grad):
     return per, grad_out
 
 
-def _ce_index_wide(args: _IndexArgs, reduction: str, total, value, grad):
-    """Per-sample losses and gradient rows of float32 rows without label smoothing, in
-    float64 and unshifted; and the rows left for :func:`_ce_index_confident`.
+def _ce_terms(nll, c):
+    """Cross-entropy's per-row loss, gradient coefficient and target entry (see
+    :func:`_index_wide`): ``-log p_y``, ``c`` and ``c (p_y - 1) = c expm1(-log p_y)``."""
+    return nll, c, c * np.expm1(-nll)
+
+
+def _index_wide(args: _IndexArgs, reduction: str, total, value, grad, terms=_ce_terms):
+    """Per-sample losses and gradient rows of float32 rows in float64 and unshifted; and the
+    rows left over. For cross-entropy (no label smoothing) and the softmax focal loss.
 
     The row sums ``s`` of :func:`~lossutils._numerics.wide_exp_sums` give
-    ``-log p_y = log(s) - x_y``, the weighted loss and the gradient ``c e^x / s`` (``c`` the
-    sample's factor ``d(reduced) / d(loss_i)``) in float64, rounded once (within half an
-    ULP and a hair). ``log(s)`` is within ``2^-50 (1 + |log s|)`` of ``logsumexp(x)``;
-    where ``-log p_y`` is at least ``2^-20 (1 + |log s|)`` that is below ``2^-30`` of it.
-    Rows are left over where the target is so confident that ``-log p_y`` is smaller (its
-    digits need the shift and the compensated sum), where ``wide_exp_sums`` leaves them
-    (an infinite, NaN, overflowing or all-tiny row), where ``c / s`` is below float64's
-    normal range (a small weight share of a row sum near the overflow threshold), and
-    where ``s < 2^-860 c`` (a factor ``c > 1`` would lift a float64 subnormal exponential
-    into float32's range; the floor of ``wide_exp_sums`` assumes ``c <= 1``). The tests
-    do not depend on whether a gradient is asked for, so the loss is the same bits in
-    every call.
+    ``-log p_y = log(s) - x_y``; ``terms(nll, c)``, with ``c`` the sample's factor
+    ``d(reduced) / d(loss_i)``, gives each row's loss, the coefficient ``k`` of its gradient
+    ``k e^x / s`` and the gradient's target entry, all in float64, rounded once (within half
+    an ULP and a hair of the float64 values). ``log(s)`` is within ``2^-50 (1 + |log s|)`` of
+    ``logsumexp(x)``; where ``-log p_y`` is at least ``2^-20 (1 + |log s|)`` that is below
+    ``2^-30`` of it. Rows are left over where the target is so confident that ``-log p_y``
+    is smaller (its digits need the shift and the compensated sum), where ``wide_exp_sums``
+    leaves them (an infinite, NaN, overflowing or all-tiny row), where ``k / s`` is below
+    float64's normal range (a small weight share of a row sum near the overflow threshold),
+    and where ``s < 2^-860 k`` (a coefficient above 1 would lift a float64 subnormal
+    exponential into float32's range; the floor of ``wide_exp_sums`` assumes ``k <= 1``).
+    The tests do not depend on whether a gradient is asked for, so the loss is the same bits
+    in every call.
     """
     x, y, valid = args.x, args.y, args.valid
     wy = args.target_weight
     scale = sample_scale(wy, valid, total, reduction).astype(np.float64)
     nll = np.empty(len(x))
     big = np.empty(len(x))  # 1 + |log s|, for the accuracy test
-    factor = np.empty(len(x))  # c / s
+    loss = np.empty(len(x))
+    coef = np.empty(len(x))
+    factor = np.empty(len(x))  # k / s
     xy = _gather(x, y).astype(np.float64)
     g = np.empty_like(x) if grad else None
 
@@ -575,23 +584,23 @@ def _ce_index_wide(args: _IndexArgs, reduction: str, total, value, grad):
         log_s = np.log(s)
         nll[part] = log_s - xy[part]
         big[part] = 1 + np.abs(log_s)
-        np.divide(scale[part], s, out=factor[part])
+        loss[part], coef[part], target = terms(nll[part], scale[part])
+        np.divide(coef[part], s, out=factor[part])
         if grad:
             e *= factor[part, None]
             g[part] = e
-            target = scale[part] * np.expm1(-nll[part])
             np.put_along_axis(g[part], y[part, None], target[:, None], axis=-1)
 
     with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
         s, ok = nx.wide_exp_sums(x, finish)
         ok &= nll >= 2.0**-20 * big
-        ok &= ~(factor < np.finfo(np.float64).smallest_normal) | (scale == 0)
-        ok &= ~(s < 2.0**-860 * scale)
+        ok &= ~(factor < np.finfo(np.float64).smallest_normal) | (coef == 0)
+        ok &= ~(s < 2.0**-860 * np.abs(coef))
     rest = np.flatnonzero(~ok)
     per = None
     if value:
         with np.errstate(invalid="ignore", over="ignore"):  # a zero weight masks its sample
-            loss = nx.times(wy.astype(np.float64), nll)
+            loss = nx.times(wy.astype(np.float64), loss)
         per = np.where(valid, loss, 0).astype(np.float32)
     if grad:
         g[np.flatnonzero(scale == 0)] = 0  # an ignored sample, or one of weight 0
@@ -821,33 +830,22 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
 # --- focal loss -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Focal:
-    """The focal loss's pieces, in float64 for every dtype."""
+def _focal_terms(gamma: float):
+    r"""The focal loss's per-row loss, gradient coefficient and target entry (see
+    :func:`_index_wide`) from ``-log p_y``: ``u^gamma (-log p_y)`` with ``u = 1 - p_y``; the
+    coefficient ``c g`` with ``g = u^gamma (1 + gamma p_y (-log p_y) / u)``; and ``-c g u``.
+    ``u = -expm1(-log p_y)`` does not cancel; ``p_y = e^{log p_y}`` does not either where
+    ``p_y`` is tiny (a confident wrong row), and ``p_y log p_y -> 0`` as ``p_y -> 0`` (an
+    infinite ``-log p_y``)."""
 
-    args: _IndexArgs  # arguments, x in float64
-    pieces: _Normalized  # the softmax pieces; nll = -log p_y
-    u: np.ndarray  # 1 - p_y = -expm1(-nll), without cancellation
-    modulation: np.ndarray  # u**gamma
-    gamma: float
-
-
-def _focal_parts(input, target, gamma, weight, ignore_index, reduction, keep) -> _Focal:
-    r"""The focal loss's pieces, computed in float64 whatever the input's dtype.
-
-    The modulation multiplies the error of :math:`-\log p_y` by up to :math:`1 + \gamma`
-    (the loss behaves like :math:`\ell^{1 + \gamma}` as :math:`\ell \to 0`); float16 and
-    float32 results are therefore rounded once from float64 (within one ULP), and float64
-    results are within about :math:`2 + 1.5 (1 + \gamma)` ULP, on every platform (no
-    ``long double``).
-    """
-    gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
-    args = _index_setup(input, target, weight, ignore_index, reduction, work=np.float64)
-    pieces, _ = _normalize_index(args, 0.0, keep)
-    with np.errstate(invalid="ignore"):
-        u = -np.expm1(-pieces.nll)
+    def terms(nll, c):
+        u = -np.expm1(-nll)
         modulation = u**gamma
-    return _Focal(args, pieces, u, modulation, gamma)
+        ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
+        k = c * (modulation * (1 + gamma * nx.times(np.exp(-nll), ratio)))
+        return modulation * nll, k, -k * u
+
+    return terms
 
 
 def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
@@ -909,39 +907,61 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
 
 
 def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, value=True, grad=True):
-    """``(softmax_focal_loss(...), softmax_focal_loss_grad(...))``, each only if asked for."""
-    f = _focal_parts(input, target, gamma, weight, ignore_index, reduction, keep=grad)
-    args = f.args
-    wy = args.target_weight
-    total = weight_total(wy)
+    r"""``(softmax_focal_loss(...), softmax_focal_loss_grad(...))``, each only if asked for.
+
+    The modulation multiplies the error of :math:`-\log p_y` by up to :math:`1 + \gamma`
+    (the loss behaves like :math:`\ell^{1 + \gamma}` as :math:`\ell \to 0`), so float16 and
+    float32 results are rounded once from float64: unshifted (:func:`_index_wide`) where that
+    is accurate, the rows it leaves shifted and compensated in float64. float64 results are
+    within about :math:`2 + 1.5 (1 + \gamma)` ULP, on every platform (no ``long double``).
+    """
+    gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
+    args = _index_setup(input, target, weight, ignore_index, reduction)
+    total = weight_total(args.target_weight)
+    if args.x.dtype == np.float32:
+        terms = _focal_terms(gamma)
+        per, g, rest = _index_wide(args, reduction, total, value, grad, terms)
+        if rest.size:
+            part = replace(
+                args.rows(rest, args.x[rest].astype(np.float64)),
+                weight=None if args.weight is None else args.weight.astype(np.float64),
+            )
+            per_rest, g_rest = _focal_rows(part, gamma, reduction, total, value, grad)
+            if value:
+                per[rest] = nx.to_dtype(per_rest, np.float32)
+            if grad:
+                g[rest] = nx.to_dtype(g_rest, np.float32)
+    else:
+        per, g = _focal_rows(args, gamma, reduction, total, value, grad)
     loss = grad_out = None
     if value:
-        with np.errstate(invalid="ignore"):
-            per = np.where(args.valid, nx.times(wy, f.modulation * f.pieces.nll), 0)
         loss = nx.to_dtype(weighted_reduce(per, total, reduction, args.shape), args.dtype)[()]
-    if grad:  # after the loss: it overwrites the exponentials
-        grad_out = _softmax_focal_grad(f, reduction, wy, total)
+    if grad:
+        grad_out = nx.to_dtype(g.reshape(args.shape + args.x.shape[-1:]), args.dtype)
     return loss, grad_out
 
 
-def _softmax_focal_grad(f: _Focal, reduction: str, wy, total) -> np.ndarray:
-    """The focal loss's gradient from its pieces (overwrites ``f.pieces.e``)."""
-    args, e, s, nll, u = f.args, f.pieces.e, f.pieces.s, f.pieces.nll, f.u
+def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, grad):
+    """Per-sample focal losses and gradient rows (each None unless asked for) of float64
+    rows, shifted and compensated (:func:`_normalize_index`)."""
+    pieces, _ = _normalize_index(args, 0.0, keep=grad)
+    wy = args.target_weight
+    factor = sample_scale(wy, args.valid, total, reduction)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
-        # p_y from -log p_y: 1 - u would cancel where p_y is tiny (a confident wrong row)
-        # p_y log p_y -> 0 as p_y -> 0 (an infinite -log p_y)
-        g = f.modulation * (1 + f.gamma * nx.times(np.exp(-nll), ratio))
-        factor = sample_scale(wy, args.valid, total, reduction)
-        sc = factor * g
-        e *= (sc / s)[:, None]
-        np.put_along_axis(e, args.y[:, None], (-sc * u)[:, None], -1)
+        loss, k, target = _focal_terms(gamma)(pieces.nll, factor)
+    per = g = None
+    if value:
+        with np.errstate(invalid="ignore"):
+            per = np.where(args.valid, nx.times(wy, loss), 0)
+    if grad:
+        g = pieces.e
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g *= (k / pieces.s)[:, None]
+        np.put_along_axis(g, args.y[:, None], target[:, None], -1)
         # an ignored sample, or one of weight 0, has no gradient (also where it is infinite);
         # under a mean over a zero total weight the factor is NaN, and so is the gradient
-        masked = factor == 0
-        if np.any(masked):
-            e[masked] = 0
-    return nx.to_dtype(e.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+        g[np.flatnonzero(factor == 0)] = 0
+    return per, g
 
 
 def softmax_focal_loss_grad(
