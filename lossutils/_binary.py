@@ -29,6 +29,7 @@ from ._checks import (
     float_arrays,
 )
 from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
+from ._signed import in_blocks
 
 __all__ = [
     "binary_cross_entropy",
@@ -903,23 +904,39 @@ def hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
     return _hinge(input, target, margin, reduction)
 
 
-@nx.quiet
+def _signed_args(input, target, reduction):
+    """Input and labels (not yet in the working dtype, not yet checked to be +-1): the
+    kernels of :func:`_signed.in_blocks` take them block by block."""
+    check_reduction(reduction)
+    x, t = float_arrays({"input": input, "target": target})
+    check_same_shape(x, t, "input", "target")
+    return x, t
+
+
 def _hinge(input, target, margin, reduction, value=True, grad=True, squared=False):
     """``(loss or None, gradient or None)`` of :func:`hinge_loss` (or, ``squared``,
     :func:`squared_hinge_loss`)."""
     margin = check_finite_scalar(margin, "margin")
-    args, tx = _margin_arrays(input, target, reduction)
-    gap = margin - tx
-    loss = d = None
-    if value:
-        loss = _finish(
-            np.square(np.maximum(gap, 0)) if squared else np.maximum(gap, 0), reduction, args
-        )
-    if grad:
-        t = args.y
-        local = -t * (np.maximum(gap, 0) if squared else np.heaviside(gap, 0))
-        d = _finish_grad(local + 0.0, args, reduction, factor=2 if squared else 1)
-    return loss, d
+    x, t = _signed_args(input, target, reduction)
+    m = nx.working_dtype(x.dtype).type(margin)
+
+    def kernel(xb, labels):
+        gap = np.multiply(labels, xb)  # t x: exact, t is +-1
+        np.subtract(m, gap, out=gap)  # one rounding
+        hinge = np.maximum(gap, 0, out=gap if not (grad and not squared) else None)
+        values = None if not value else np.square(hinge) if squared else hinge
+        if not grad:
+            return values, None
+        # -t max(gap, 0) (times 2 later) or -t [gap > 0]; NaN where the gap is
+        local = np.multiply(labels, hinge) if squared else np.heaviside(gap, 0, out=gap)
+        if not squared:
+            local *= labels
+        return values, np.negative(local, out=local)
+
+    loss, d = in_blocks(
+        kernel, (x,), t, reduction, value=value, grad=grad, factor=2 if squared else 1
+    )
+    return loss, (None if d is None else d[0])
 
 
 def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):
@@ -1135,14 +1152,21 @@ def square_loss_value_and_grad(input, target, reduction="mean"):
     return _square(input, target, reduction)
 
 
-@nx.quiet
 def _square(input, target, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`square_loss`."""
-    args, tx = _margin_arrays(input, target, reduction)
-    gap = 1 - tx
-    loss = None if not value else _finish(np.square(gap), reduction, args)
-    d = None if not grad else _finish_grad(-args.y * gap, args, reduction, factor=2)
-    return loss, d
+    x, t = _signed_args(input, target, reduction)
+
+    def kernel(xb, labels):
+        gap = np.multiply(labels, xb)  # t x: exact, t is +-1
+        np.subtract(1, gap, out=gap)
+        values = None if not value else np.square(gap)
+        if not grad:
+            return values, None
+        local = np.multiply(labels, gap, out=gap)  # -t gap (times 2 later)
+        return values, np.negative(local, out=local)
+
+    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, factor=2)
+    return loss, (None if d is None else d[0])
 
 
 def logistic_loss(input, target, base=2.0, reduction="mean"):
@@ -1255,18 +1279,32 @@ def logistic_loss_value_and_grad(input, target, base=2.0, reduction="mean"):
     return _logistic(input, target, base, reduction)
 
 
-@nx.quiet
 def _logistic(input, target, base, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`logistic_loss`."""
     base = check_log_base(base)
-    args, tx = _margin_arrays(input, target, reduction)
-    softpluses, sigmoids = nx.logistic_pairs(tx, (False, value), (False, grad))
-    loss = d = None
-    if value:  # softplus(-t x)
-        loss = _finish(softpluses[1] / np.log(base), reduction, args)
-    if grad:  # sigma(-t x)
-        d = _finish_grad(-args.y * sigmoids[1] / np.log(base), args, reduction)
-    return loss, d
+    x, t = _signed_args(input, target, reduction)
+    return _softplus_margin(x, t, reduction, value, grad, np.log(base))
+
+
+def _softplus_margin(x, t, reduction, value, grad, log_base=None):
+    """``softplus(-t x)`` (divided by ``log_base``) and its derivative ``-t sigma(-t x)``,
+    block by block; a division by ``log_base`` (a float64) is in float64, rounded once."""
+
+    def kernel(xb, labels):
+        tx = np.multiply(labels, xb)  # exact, t is +-1
+        softpluses, sigmoids = nx.logistic_pairs(tx, (False, value), (False, grad))
+        values = local = None
+        if value:
+            values = softpluses[1] if log_base is None else softpluses[1] / log_base
+        if grad:
+            local = np.multiply(labels, sigmoids[1], out=sigmoids[1])
+            np.negative(local, out=local)
+            if log_base is not None:
+                local = local / log_base
+        return values, local
+
+    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad)
+    return loss, (None if d is None else d[0])
 
 
 def zero_one_loss(input, target, reduction="mean"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._binary import _bce_logits_parts, _margin_arrays, _weighted
+from ._binary import _bce_logits_parts, _signed_args, _softplus_margin, _weighted
 from ._blocks import BLOCK_BYTES, for_each_block
 from ._checks import (
     as_array,
@@ -40,12 +40,6 @@ __all__ = [
 
 
 # --- soft margin ----------------------------------------------------------------------------------
-
-
-def _soft_margin_args(input, target, reduction):
-    """Input and labels in {-1, +1} (working dtype), the exact margin ``t * x``, the dtype."""
-    args, tx = _margin_arrays(input, target, reduction)
-    return args.x, args.y, tx, args.dtype
 
 
 def soft_margin_loss(input, target, reduction="mean"):
@@ -165,12 +159,9 @@ def soft_margin_loss_value_and_grad(input, target, reduction="mean"):
 
 
 def _soft_margin(input, target, reduction, value=True, grad=True):
-    """``(loss or None, gradient or None)`` of :func:`soft_margin_loss`."""
-    x, t, tx, dtype = _soft_margin_args(input, target, reduction)
-    softpluses, sigmoids = nx.logistic_pairs(tx, (False, value), (False, grad))
-    loss = None if not value else reduce_to(softpluses[1], reduction, dtype)  # softplus(-t x)
-    d = None if not grad else scale_grad(-t * sigmoids[1], x.shape, reduction, dtype)
-    return loss, d
+    """``(loss or None, gradient or None)`` of :func:`soft_margin_loss`: softplus(-t x)."""
+    x, t = _signed_args(input, target, reduction)
+    return _softplus_margin(x, t, reduction, value, grad)
 
 
 # --- multilabel soft margin -----------------------------------------------------------------------

@@ -22,7 +22,8 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import BlockReduction, reduce_to
+from ._reduction import reduce_to
+from ._signed import in_blocks
 
 __all__ = [
     "margin_ranking_loss",
@@ -214,46 +215,6 @@ def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduc
     return _margin_ranking(input1, input2, target, margin, reduction)
 
 
-def _in_blocks(kernel, inputs, target, reduction, *, value, grad):
-    """``(loss or None, gradients or None)`` of an elementwise loss, block by block.
-
-    ``inputs`` (same shape) and the labels ``target`` (checked block by block) are taken
-    in blocks of elements in the working dtype; ``kernel(*blocks, labels)`` returns the
-    block's per-element losses (or None) and the derivative of each loss with respect to
-    the first input (or None), a new array. The gradient with respect to the second
-    input, if there are two, is its negative. No full-size intermediate is formed: the
-    per-element losses of a reduction are summed block by block.
-    """
-    dtype, shape = inputs[0].dtype, inputs[0].shape
-    work = nx.working_dtype(dtype)
-    flat = [x.reshape(-1) for x in inputs]
-    t, n = target.reshape(-1), target.size
-    per_element = value and reduction == "none"
-    loss = np.empty(n, dtype) if per_element else None
-    reduced = BlockReduction(reduction, n, dtype) if value and not per_element else None
-    grads = [np.empty(n, dtype) for _ in flat] if grad else None
-    scale = work.type(np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1
-    with _quiet():
-        for block in nx.chunks(n):
-            labels = t[block]
-            check_pm1_labels(labels, "target")
-            blocks = (x[block].astype(work, copy=False) for x in flat)
-            values, local = kernel(*blocks, labels.astype(work, copy=False))
-            if per_element:
-                loss[block] = values
-            elif value:
-                reduced.add(values)
-            if grad:
-                local *= scale
-                local += 0.0  # a zero gradient is +0
-                grads[0][block] = local
-                if len(grads) == 2:
-                    grads[1][block] = np.subtract(0.0, local, out=local)
-    if value:
-        loss = loss.reshape(shape)[()] if per_element else reduced.result()
-    return loss, (None if not grad else tuple(g.reshape(shape) for g in grads))
-
-
 def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap."""
     x1, x2, t, margin = _ranking_args(input1, input2, target, margin, reduction)
@@ -271,7 +232,7 @@ def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, gr
             local[nan] = np.nan
         return values, local
 
-    return _in_blocks(kernel, (x1, x2), t, reduction, value=value, grad=grad)
+    return in_blocks(kernel, (x1, x2), t, reduction, value=value, grad=grad)
 
 
 # --- hinge embedding ------------------------------------------------------------------------------
@@ -420,7 +381,7 @@ def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True)
         local[np.isnan(xb)] = np.nan
         return values, local
 
-    loss, grads = _in_blocks(kernel, (x,), t, reduction, value=value, grad=grad)
+    loss, grads = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad)
     return loss, (None if grads is None else grads[0])
 
 
