@@ -142,7 +142,8 @@ def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool):
     rows = np.arange(n)
     top = np.argmax(logits, axis=-1) if n else rows
     m = logits[rows, top]
-    rest = np.exp(logits - m[:, None])
+    rest = np.subtract(logits, m[:, None])
+    np.exp(rest, out=rest)
     rest[rows, top] = 0
     total = np.sum(rest, axis=-1)
     loss = (m - logits[rows, rows]) + np.log1p(total)
@@ -203,11 +204,11 @@ def _cross_entropy(p: _Pairs, temperature: float, with_grad: bool, both: bool = 
             return nx.dd_product_cross_entropy_both(*scaled, *b, with_grad=with_grad)
         out = nx.dd_product_cross_entropy(*scaled, *b, positive, with_grad=with_grad)
         return out if with_grad else (out, None)
-    logits = p.cosine / temperature
+    logits = np.divide(p.cosine, temperature, out=p.cosine)  # the cosines are not used again
     rows, g_rows = _diagonal_cross_entropy(logits, with_grad)
     if not both:
         return rows, g_rows
-    columns, g_columns = _diagonal_cross_entropy(np.ascontiguousarray(logits.T), with_grad)
+    columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad)
     if with_grad:
         g_rows += g_columns.T
     return rows, columns, g_rows
@@ -611,7 +612,8 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
         signed, lo = _siglip_exact_logits(p, scale, bias)
     else:
         # l_ij z_ij: +z on the diagonal (the matched pairs), -z off it
-        signed = -(scale * p.cosine + bias)
+        signed = np.multiply(p.cosine, -scale, out=p.cosine)  # not used again
+        signed -= bias
         signed[np.arange(n), np.arange(n)] *= -1
     with np.errstate(all="ignore"):
         if value:
