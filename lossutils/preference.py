@@ -65,11 +65,15 @@ def _exact_margins(cols, beta: float):
         lo *= beta
         hi, err = nx.two_prod(beta, hi)
         lo += err
-    if not np.max(np.abs(hi), initial=0) < 1e300:
+    big = not np.max(np.abs(hi), initial=0) < 1e300  # also with an infinity or a NaN
+    if big:
         lo[~(np.abs(hi) < 1e300)] = 0
-    # renormalized: where the differences cancel, lo can exceed hi (first order needs |lo| small)
-    hi, lo = nx.two_sum(hi, lo)
-    lo[~np.isfinite(hi)] = 0
+    if len(cols) == 4 or beta != 1:
+        # renormalized: where the differences cancel, lo can exceed hi (first order needs
+        # |lo| small); one TwoSum alone is normalized already
+        hi, lo = nx.two_sum(hi, lo)
+        if big:
+            lo[~np.isfinite(hi)] = 0
     return hi, lo
 
 
