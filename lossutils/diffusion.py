@@ -20,8 +20,8 @@ from ._checks import (
     describe,
     result_dtype,
 )
-from ._numerics import cumulative_product_dd, quiet, to_dtype, two_sum
-from ._reduction import reduce_to, scale_grad
+from ._numerics import CHUNK, cumulative_product_dd, quiet, to_dtype, two_sum
+from ._reduction import reduce_to
 
 __all__ = [
     "ddpm_posterior",
@@ -321,18 +321,45 @@ def ddpm_noise_loss_value_and_grad(noise_pred, noise, t, betas, weighting="elbo"
 
 
 def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True, grad=True):
-    """``(loss or None, d_noise_pred or None)`` of :func:`ddpm_noise_loss`, one pass."""
+    """``(loss or None, d_noise_pred or None)`` of :func:`ddpm_noise_loss`, one pass.
+
+    Blocks of rows of cache size: each block's residual is formed once in the working
+    dtype (float64 for float16 and float32: the difference of two of them is exact or
+    nearly so there, and its squares sum without losing a digit of the result) and feeds
+    the block's per-sample sums of squares and its gradient rows, written into the
+    gradient's own dtype. The full-size arrays are the gradient and nothing else.
+    """
     pred, target, weight, dtype, reduction = _noise_args(
         noise_pred, noise, t, betas, weighting, reduction
     )
-    work = np.float64 if dtype.itemsize < 8 else dtype
-    r = pred.astype(work) - target.astype(work)
+    work = np.dtype(np.float64) if dtype.itemsize < 8 else dtype
+    n = len(pred)
+    features = int(np.prod(pred.shape[1:]))
+    pred2, target2 = (np.reshape(a, (n, features)) for a in (pred, target))
     w = weight.astype(work)
-    loss = g = None
-    if value:
-        per = np.sum((r * r).reshape(len(r), int(np.prod(r.shape[1:]))), axis=-1) * w
-        loss = reduce_to(per, reduction, dtype)
+    per = np.empty(n, work) if value else None
+    g = np.empty(pred2.shape, pred.dtype) if grad else None
     if grad:
-        local = 2 * w.reshape((len(r),) + (1,) * (r.ndim - 1)) * r
-        g = scale_grad(local, pred.shape, reduction, pred.dtype, count=len(r))
-    return loss, g
+        # d loss / d pred = 2 w r times the mean's 1/N: one factor per row, so a gradient
+        # that is finite is not lost to an overflow of 2 w r
+        coef = 2 * w * (np.float64(np.nan) if n == 0 else 1.0 / n) if reduction == "mean" else 2 * w
+        coef = coef.astype(work)[:, None]
+
+    # rows of about CHUNK elements through two buffers reused from block to block (fresh
+    # block-sized arrays cost page faults that took longer than the arithmetic)
+    step = max(1, CHUNK // max(1, features))
+    rb, sb = (np.empty(min(n, step) * features, work) for _ in range(2))
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        r = rb[: (rows.stop - start) * features].reshape(-1, features)
+        np.subtract(pred2[rows], target2[rows], out=r)
+        if value:
+            sq = np.multiply(r, r, out=sb[: r.size].reshape(r.shape))
+            np.sum(sq, axis=-1, out=per[rows])
+        if grad:
+            np.multiply(r, coef[rows], out=g[rows])  # rounded once to the gradient's dtype
+    loss = None
+    if value:
+        per *= w
+        loss = reduce_to(per, reduction, dtype)
+    return loss, None if g is None else g.reshape(pred.shape)
