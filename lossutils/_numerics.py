@@ -2001,6 +2001,32 @@ def dd_product_cross_entropy(
     return _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad)
 
 
+def row_blocks(shape):
+    """Slices of the rows of a 2-D array of ``shape``, about ``2**17`` entries each."""
+    step = max(1, _DD_BLOCK_ELEMENTS // max(1, shape[1]))
+    return [slice(start, start + step) for start in range(0, shape[0], step)]
+
+
+def dd_matmul_blocks(a_hi, a_lo, b_hi, b_lo):
+    """:func:`dd_matmul` in blocks of rows: yields ``(rows, hi, lo)``, ``rows`` a slice,
+    ``hi + lo`` those rows of the product (about ``2**17`` entries each). The two matrix
+    products are formed whole (BLAS is much slower on blocks), the rest block by block."""
+    return _dd_product_blocks(_dd_products(a_hi, a_lo, b_hi, b_lo))
+
+
+def _dd_product_blocks(products, transposed=False):
+    """``(rows, hi, lo)`` of ``exact + small`` (of its transpose) block by block."""
+    exact, small = products
+    if transposed:
+        exact, small = exact.T, small.T
+    for block in row_blocks(exact.shape):
+        hi, lo = exact[block], small[block]
+        if transposed:  # rows of the transpose, copied whole: reductions along them are fast
+            hi, lo = np.ascontiguousarray(hi), np.ascontiguousarray(lo)
+        with np.errstate(invalid="ignore", over="ignore"):
+            yield (block, *two_sum(hi, lo))
+
+
 @quiet
 def dd_product_cross_entropy_both(a_hi, a_lo, b_hi, b_lo, with_grad=False):
     """:func:`dd_product_cross_entropy` of ``s = a @ b.T`` over its rows and over its
@@ -2026,18 +2052,11 @@ def _dd_cross_entropy_blocks(
     ``exact + small``, in blocks of rows. With ``transposed``, the same for the logits'
     transpose, in blocks of their columns: the gradient is added into ``add_to`` (an array
     of the logits' shape) transposed and the losses alone are returned."""
-    exact, small = products
-    if transposed:
-        exact, small = exact.T, small.T
-    out = np.empty(len(exact))
-    grad = np.empty(exact.shape) if with_grad and not transposed else None
-    step = max(1, _DD_BLOCK_ELEMENTS // max(1, exact.shape[1]))
-    for start in range(0, len(exact), step):
-        block = slice(start, start + step)
-        hi, lo = exact[block], small[block]
-        if transposed:  # rows of the transpose, copied whole: reductions along them are fast
-            hi, lo = np.ascontiguousarray(hi), np.ascontiguousarray(lo)
-        hi, lo = two_sum(hi, lo)
+    shape = products[0].T.shape if transposed else products[0].shape
+    out = np.empty(shape[0])
+    grad = np.empty(shape) if with_grad and not transposed else None
+    for block, hi, lo in _dd_product_blocks(products, transposed):
+        start = block.start
         if mask_diagonal:
             rows = np.arange(len(hi))
             hi[rows, start + rows] = -np.inf

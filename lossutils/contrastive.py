@@ -586,48 +586,59 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 
 
 @nx.quiet
-def _siglip_exact_logits(p: _Pairs, scale: float, bias: float):
-    """The signed logits ``l z`` (``z = t cos + b``) as double-doubles ``(hi, lo)``: the
-    scale magnifies the float64 cosines' rounding into many ULP of the loss and of its
-    gradient. To first order in the low parts, ``softplus(-(x + e)) ~ softplus(-x) -
-    sigma(-x) e`` and ``sigma(-(x + e)) ~ sigma(-x) (1 - sigma(x) e)``."""
-    (a_hi, a_lo), b = p.dd
-    hi, lo = nx.dd_matmul(*nx.dd_scale(a_hi, a_lo, scale), *b)
-    hi, err = nx.two_sum(hi, bias)
-    lo += err
-    diagonal = np.arange(len(hi))
-    hi, lo = -hi, -lo  # l z: -z off the diagonal, +z on it
-    hi[diagonal, diagonal] *= -1
-    lo[diagonal, diagonal] *= -1
-    return hi, lo
+def _siglip_blocks(p: _Pairs, scale: float):
+    """``(rows, hi, lo)`` of the logits' products ``t cos`` block by block of rows (``lo``
+    None for float32 and float16 inputs, whose float64 cosines suffice).
+
+    For a float64 result, double-doubles: the scale magnifies the float64 cosines'
+    rounding into many ULP of the loss and of its gradient. To first order in the low
+    parts, ``softplus(x + e) ~ softplus(x) + sigma(x) e`` and ``sigma(x + e) ~ sigma(x)
+    (1 + sigma(-x) e)``.
+    """
+    if p.dtype == np.float64:
+        (a_hi, a_lo), b = p.dd
+        return nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
+    z = np.multiply(p.cosine, scale, out=p.cosine)  # the cosines are not used again
+    return ((rows, z[rows], None) for rows in nx.row_blocks(z.shape))
 
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of SigLIP, from one matrix of logits."""
     p, scale, bias = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
     n = len(p.diagonal)
-    loss = d_z = None
-    lo = 0.0
-    if p.dtype == np.float64:
-        signed, lo = _siglip_exact_logits(p, scale, bias)
-    else:
-        # l_ij z_ij: +z on the diagonal (the matched pairs), -z off it
-        signed = np.multiply(p.cosine, -scale, out=p.cosine)  # not used again
-        signed -= bias
-        signed[np.arange(n), np.arange(n)] *= -1
-    with np.errstate(all="ignore"):
-        if value:
-            terms = nx.softplus(-signed)
-            if p.dtype == np.float64:
-                terms -= nx.sigmoid(-signed) * lo
-            # a compensated row sum: N rounded additions would cost up to N/2 ULP
-            loss = _finish(nx.accurate_sum(terms, axis=-1), p)
-        if grad:
-            # d softplus(-s) / dz = -l sigma(-s) for s = l z: -sigma(-s) on the diagonal
-            d_z = nx.sigmoid(-signed)
-            if p.dtype == np.float64:
-                d_z -= d_z * nx.sigmoid(signed) * lo
-            d_z[np.arange(n), np.arange(n)] *= -1
+    sums = np.empty(n) if value else None
+    d_z = np.empty((n, n)) if grad else None
+    exact = p.dtype == np.float64
+    # row blocks: the (N, N) gradient is the only full-size array besides the products
+    for rows, x, lo in _siglip_blocks(p, scale):
+        # x = -l z, z = t cos + b: z off the diagonal, -z on it (the matched pairs)
+        diagonal = (np.arange(len(x)), np.arange(rows.start, rows.start + len(x)))
+        with np.errstate(all="ignore"):
+            if exact:
+                x, err = nx.two_sum(x, bias)
+                lo += err
+                lo[diagonal] *= -1
+            else:
+                x += bias
+            x[diagonal] *= -1
+            softpluses, sigmoids = nx.logistic_pairs(
+                x, softpluses=(value, False), sigmoids=(value and exact or grad, exact and grad)
+            )
+            softplus = softpluses and softpluses[0]
+            sigma, sigma_minus = sigmoids or (None, None)
+            if value:
+                if exact:
+                    softplus += sigma * lo
+                # a compensated row sum: N rounded additions would cost up to N/2 ULP
+                sums[rows] = nx.accurate_sum(softplus, axis=-1)
+            if grad:
+                # d softplus(-l z) / dz = -l sigma(-l z): sigma(x) off the diagonal, -sigma(x) on it
+                if exact:
+                    sigma += sigma * sigma_minus * lo
+                sigma[diagonal] *= -1
+                d_z[rows] = sigma
+    loss = _finish(sums, p) if value else None
     if not grad:
         return loss, None
-    return loss, _grads(p, d_z * (scale * _scale(p.reduction, n)))
+    d_z *= scale * _scale(p.reduction, n)
+    return loss, _grads(p, d_z)
