@@ -1829,7 +1829,8 @@ def dd_gram_cross_entropy(hi, lo, positive, with_grad=False):
     """:func:`dd_product_cross_entropy` of ``s = a a^T`` (``a = hi + lo``), the diagonal
     left out, with the Gram matrix by :func:`_dd_gram_products`: two thirds of the
     matrix products of ``a`` times another matrix."""
-    return _dd_cross_entropy_blocks(_dd_gram_products(hi, lo), positive, True, with_grad)
+    products = _dd_gram_products(hi, lo)
+    return _dd_cross_entropy_blocks(products, positive, True, with_grad, overwrite=True)
 
 
 @quiet
@@ -1998,7 +1999,7 @@ def dd_product_cross_entropy(
     With ``with_grad``, ``(losses, their gradients w.r.t. s)``, an ``(N, M)`` array.
     """
     products = _dd_products(a_hi, a_lo, b_hi, b_lo)  # whole: BLAS is slower on blocks
-    return _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad)
+    return _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad, overwrite=True)
 
 
 def row_blocks(shape):
@@ -2008,10 +2009,14 @@ def row_blocks(shape):
 
 
 def dd_matmul_blocks(a_hi, a_lo, b_hi, b_lo):
-    """:func:`dd_matmul` in blocks of rows: yields ``(rows, hi, lo)``, ``rows`` a slice,
-    ``hi + lo`` those rows of the product (about ``2**17`` entries each). The two matrix
-    products are formed whole (BLAS is much slower on blocks), the rest block by block."""
-    return _dd_product_blocks(_dd_products(a_hi, a_lo, b_hi, b_lo))
+    """:func:`dd_matmul` in blocks of rows: ``(blocks, spare)``; ``blocks`` yields
+    ``(rows, hi, lo)``, ``rows`` a slice, ``hi + lo`` those rows of the product (about
+    ``2**17`` entries each). The two matrix products are formed whole (BLAS is much
+    slower on blocks), the rest block by block. ``spare`` is an ``(N, M)`` float64 array
+    whose rows may be overwritten once their block has been yielded (the products' low
+    part, not read again): room for a result of the product's shape."""
+    products = _dd_products(a_hi, a_lo, b_hi, b_lo)
+    return _dd_product_blocks(products), products[1]
 
 
 def _dd_product_blocks(products, transposed=False):
@@ -2046,15 +2051,19 @@ def dd_product_cross_entropy_both(a_hi, a_lo, b_hi, b_lo, with_grad=False):
 
 
 def _dd_cross_entropy_blocks(
-    products, positive, mask_diagonal, with_grad, transposed=False, add_to=None
+    products, positive, mask_diagonal, with_grad, transposed=False, add_to=None, overwrite=False
 ):
     """The losses (and gradients) of :func:`dd_product_cross_entropy` from the logits
     ``exact + small``, in blocks of rows. With ``transposed``, the same for the logits'
     transpose, in blocks of their columns: the gradient is added into ``add_to`` (an array
-    of the logits' shape) transposed and the losses alone are returned."""
+    of the logits' shape) transposed and the losses alone are returned. With
+    ``overwrite``, the gradient is written over ``small`` (each block of rows after it
+    is read): no third ``(N, M)`` array."""
     shape = products[0].T.shape if transposed else products[0].shape
     out = np.empty(shape[0])
-    grad = np.empty(shape) if with_grad and not transposed else None
+    grad = None
+    if with_grad and not transposed:
+        grad = products[1] if overwrite else np.empty(shape)
     for block, hi, lo in _dd_product_blocks(products, transposed):
         start = block.start
         if mask_diagonal:

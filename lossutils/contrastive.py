@@ -98,7 +98,7 @@ def _unit_backward(u: _Unit, d_h: np.ndarray, partner, dtype) -> np.ndarray:
     return nx.unit_rows_backward(rows, d_h, partner, NORMALIZE_EPS, dtype)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Pairs:
     """Checked arguments: the two normalised batches and the similarity matrix."""
 
@@ -129,7 +129,7 @@ def _pairs(named: dict, reduction) -> _Pairs:
 
 
 @nx.quiet
-def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool):
+def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool, consume: bool = False):
     """Per row ``-logits[i, i] + logsumexp(logits[i])``, and its gradient w.r.t. the row.
 
     The loss is ``(s_top - s_ii) + log1p(sum of exp(s_ij - s_top) over j != top)``: for a
@@ -142,11 +142,13 @@ def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool):
     rows = np.arange(n)
     top = np.argmax(logits, axis=-1) if n else rows
     m = logits[rows, top]
-    rest = np.subtract(logits, m[:, None])
+    positive = logits[rows, rows]
+    # consumed: the shifted logits written over them (no second (N, N) array)
+    rest = np.subtract(logits, m[:, None], out=logits if consume else None)
     np.exp(rest, out=rest)
     rest[rows, top] = 0
     total = np.sum(rest, axis=-1)
-    loss = (m - logits[rows, rows]) + np.log1p(total)
+    loss = (m - positive) + np.log1p(total)
     if not with_grad:
         return loss, None
     return loss, nx.cross_entropy_rows_grad(rest, total, top, rows)
@@ -205,10 +207,14 @@ def _cross_entropy(p: _Pairs, temperature: float, with_grad: bool, both: bool = 
         out = nx.dd_product_cross_entropy(*scaled, *b, positive, with_grad=with_grad)
         return out if with_grad else (out, None)
     logits = np.divide(p.cosine, temperature, out=p.cosine)  # the cosines are not used again
-    rows, g_rows = _diagonal_cross_entropy(logits, with_grad)
+    p.cosine = None
+    columns = None
+    if both:
+        columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad)
+    rows, g_rows = _diagonal_cross_entropy(logits, with_grad, consume=True)
+    del logits
     if not both:
         return rows, g_rows
-    columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad)
     if with_grad:
         g_rows += g_columns.T
     return rows, columns, g_rows
@@ -337,7 +343,8 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
-    return loss, _grads(p, g * (_scale(p.reduction, len(g)) / temperature))
+    g *= _scale(p.reduction, len(g)) / temperature
+    return loss, _grads(p, g)
 
 
 def clip_loss(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
@@ -587,8 +594,10 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 
 @nx.quiet
 def _siglip_blocks(p: _Pairs, scale: float):
-    """``(rows, hi, lo)`` of the logits' products ``t cos`` block by block of rows (``lo``
-    None for float32 and float16 inputs, whose float64 cosines suffice).
+    """``(blocks, spare)``: ``blocks`` yields ``(rows, hi, lo)`` of the logits' products
+    ``t cos`` block by block of rows (``lo`` None for float32 and float16 inputs, whose
+    float64 cosines suffice); ``spare`` an (N, N) array whose rows may be overwritten
+    once their block has been yielded.
 
     For a float64 result, double-doubles: the scale magnifies the float64 cosines'
     rounding into many ULP of the loss and of its gradient. To first order in the low
@@ -599,7 +608,7 @@ def _siglip_blocks(p: _Pairs, scale: float):
         (a_hi, a_lo), b = p.dd
         return nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
     z = np.multiply(p.cosine, scale, out=p.cosine)  # the cosines are not used again
-    return ((rows, z[rows], None) for rows in nx.row_blocks(z.shape))
+    return ((rows, z[rows], None) for rows in nx.row_blocks(z.shape)), z
 
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
@@ -607,10 +616,10 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
     p, scale, bias = _siglip_args(image_embeds, text_embeds, scale, bias, reduction)
     n = len(p.diagonal)
     sums = np.empty(n) if value else None
-    d_z = np.empty((n, n)) if grad else None
     exact = p.dtype == np.float64
-    # row blocks: the (N, N) gradient is the only full-size array besides the products
-    for rows, x, lo in _siglip_blocks(p, scale):
+    # row blocks: the gradient is written over the products' rows already read
+    blocks, d_z = _siglip_blocks(p, scale)
+    for rows, x, lo in blocks:
         # x = -l z, z = t cos + b: z off the diagonal, -z on it (the matched pairs)
         diagonal = (np.arange(len(x)), np.arange(rows.start, rows.start + len(x)))
         with np.errstate(all="ignore"):
