@@ -24,7 +24,7 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._reduction import reduce_to, scale_grad
+from ._reduction import reduce_to
 
 __all__ = [
     "soft_margin_loss",
@@ -181,9 +181,6 @@ def _multilabel_soft_args(input, target, weight, reduction):
     if weight is not None:
         w = arrays[2]
         check_broadcastable(w, x.shape, "weight", "input")
-    work = nx.working_dtype(x.dtype)
-    x, y = x.astype(work, copy=False), y.astype(work, copy=False)
-    w = None if w is None else w.astype(work, copy=False)
     return x, y, w, arrays[0].dtype
 
 
@@ -314,18 +311,41 @@ def multilabel_soft_margin_loss_value_and_grad(input, target, weight=None, reduc
 
 
 def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
-    """``(loss or None, gradient or None)`` of :func:`multilabel_soft_margin_loss`."""
+    """``(loss or None, gradient or None)`` of :func:`multilabel_soft_margin_loss`.
+
+    In blocks of rows (the working dtype's copies, the terms and the slope are
+    block-sized): the only full-size array is the gradient. Each row is computed by the
+    same operations whatever its block, so the blocking does not change a bit.
+    """
     x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
-    terms, slope = _bce_logits_parts(x, y, y, value, grad)
-    classes = x.dtype.type(x.shape[-1])
-    loss = d = None
+    work = nx.working_dtype(dtype)
+    classes = x.shape[-1]
+    x2, y2 = x.reshape(-1, classes), y.reshape(-1, classes)
+    w2 = None if w is None else np.broadcast_to(w, x.shape).reshape(-1, classes)
+    samples = x2.shape[0]
+    per_sample = np.empty(samples, work) if value else None
+    d = np.empty(x2.shape, dtype) if grad else None
+    scale = work.type(np.nan if samples == 0 else 1.0 / samples) if reduction == "mean" else 1
+
+    def rows_of(rows):
+        xb, yb = (a[rows].astype(work, copy=False) for a in (x2, y2))
+        wb = None if w2 is None else w2[rows].astype(work, copy=False)
+        terms, slope = _bce_logits_parts(xb, yb, yb, value, grad)
+        if value:
+            np.divide(np.sum(_weighted(terms, wb), axis=-1), classes, out=per_sample[rows])
+        if grad:
+            local = _weighted(slope, wb)
+            local /= classes
+            local *= scale
+            d[rows] = local
+
+    # blocks of a quarter of BLOCK_BYTES: the few block-sized temporaries of each thread
+    # stay small next to the gradient
+    for_each_block(rows_of, samples, 4 * classes * work.itemsize)
+    loss = None
     if value:
-        with np.errstate(invalid="ignore", over="ignore"):
-            loss = reduce_to(np.sum(_weighted(terms, w), axis=-1) / classes, reduction, dtype)
-    if grad:
-        samples = int(np.prod(x.shape[:-1]))
-        d = scale_grad(_weighted(slope, w) / classes, x.shape, reduction, dtype, count=samples)
-    return loss, d
+        loss = reduce_to(per_sample.reshape(x.shape[:-1]), reduction, dtype)
+    return loss, (None if d is None else d.reshape(x.shape))
 
 
 # --- multilabel margin ----------------------------------------------------------------------------
