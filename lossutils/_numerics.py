@@ -2020,14 +2020,16 @@ def dd_matmul_blocks(a_hi, a_lo, b_hi, b_lo):
 
 
 def _dd_product_blocks(products, transposed=False):
-    """``(rows, hi, lo)`` of ``exact + small`` (of its transpose) block by block."""
+    """``(rows, hi, lo)`` of ``exact + small`` (of its transpose) block by block.
+
+    The transpose's blocks are strided views: ``two_sum`` writes them in their memory
+    order and the row reductions follow it (a contiguous copy of each block would cost
+    three times the cross-entropy of the block)."""
     exact, small = products
     if transposed:
         exact, small = exact.T, small.T
     for block in row_blocks(exact.shape):
         hi, lo = exact[block], small[block]
-        if transposed:  # rows of the transpose, copied whole: reductions along them are fast
-            hi, lo = np.ascontiguousarray(hi), np.ascontiguousarray(lo)
         with np.errstate(invalid="ignore", over="ignore"):
             yield (block, *two_sum(hi, lo))
 
@@ -2039,7 +2041,7 @@ def dd_product_cross_entropy_both(a_hi, a_lo, b_hi, b_lo, with_grad=False):
 
     Returns ``(row losses, column losses, gradient)``: the gradient of the sum of all
     those losses w.r.t. ``s`` (the rows' and the columns' softmax minus twice the
-    identity), or None. The columns are taken in blocks copied from ``s.T``, their
+    identity), or None. The columns are taken in blocks of ``s.T`` (strided views), their
     gradient added into the rows' (no second ``(N, N)`` product or gradient).
     """
     products = _dd_products(a_hi, a_lo, b_hi, b_lo)
