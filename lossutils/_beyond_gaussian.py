@@ -1074,19 +1074,18 @@ def _log1p_minus_ratio(p, log1p_q):
 
 
 def _student_t_args(input, target, scale, df, reduction):
+    """The output dtype and the four arguments checked, each in its own floating dtype (each
+    block is widened to float64 where it is used)."""
     check_reduction(reduction)
-    out, _, (x, y, s, nu) = _arrays(
-        {"input": input, "target": target, "scale": scale, "df": df}, _float64_at_least
-    )
+    names = {"input": input, "target": target, "scale": scale, "df": df}
+    x, y, s, nu = (as_float_array(v, n) for n, v in names.items())
+    out = result_dtype(*names.values())
     check_same_shape(x, y, "input", "target")
     check_scale_shape(s, x.shape, "scale")
     check_scale_shape(nu, x.shape, "df")
     _check_positive(s, "scale")
     _check_positive(nu, "df", allow_inf=True)
-    with np.errstate(over="ignore", invalid="ignore"):
-        r = x - y
-        u = r / s
-    return out, x, y, r, u, s, nu
+    return out, x, y, s, nu
 
 
 def student_t_nll_loss(input, target, scale, df, reduction="mean"):
@@ -1197,26 +1196,75 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     return _student_t(input, target, scale, df, reduction, value=False)[1]
 
 
+# Elements per block with the gradient: its kernels keep about twenty block-sized float64
+# temporaries alive (a block of CHUNK would cost about 6 MB beyond the results, a block of
+# CHUNK // 8 under 1 MB, for about 10 % more time). The loss alone takes blocks of CHUNK.
+_STUDENT_T_GRAD_BLOCK = CHUNK // 8
+
+
 def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
-    """``(loss or None, (d_input, d_scale, d_df) or None)``, one pass."""
-    out, x, y, r, u, s, nu = _student_t_args(input, target, scale, df, reduction)
-    loss = grads = None
+    """``(loss or None, (d_input, d_scale, d_df) or None)``, one pass.
+
+    In cache-sized blocks widened to float64: a reduced loss is summed block by block, and
+    the gradient of an argument of the loss's shape is scaled and rounded into its output
+    block by block. A scale or df broadcast to the loss's shape gets its per-element
+    derivatives in one float64 array, summed over the broadcast axes at the end.
+    """
+    out, x, y, s, nu = _student_t_args(input, target, scale, df, reduction)
+    shape, size = x.shape, x.size
+    flats = []  # per argument: a flat array of the loss's size, or a 0-d one (one value)
+    for a in (x, y, s, nu):
+        if a.size == 1 and size != 1:
+            flats.append(a.reshape(()))
+        else:
+            flats.append(np.broadcast_to(a, shape).reshape(-1))
+    per_element = value and reduction == "none"
+    loss = np.empty(size, out) if per_element else None  # each block rounded once
+    reduced = BlockReduction(reduction, size, out) if value and not per_element else None
+    grads = None
+    if grad:
+        # full: the argument has the loss's shape (its gradient is written block by block
+        # in its own dtype); else the float64 per-element derivatives, summed at the end
+        full = [a.shape == shape for a in (x, s, nu)]
+        dtypes = [grad_dtype(v, out) for v in (input, scale, df)]
+        grads = [np.empty(size, d if f else np.float64) for f, d in zip(full, dtypes, strict=True)]
+        scale_ = reduction_scale(size, reduction, np.float64)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        c, dc = _student_t_log_norm(nu)
-        gauss = np.isinf(nu)
-        nu_f = np.where(gauss, 1.0, nu)
-        log1p_square = _log1p_square(u, r, s, nu_f)
-        if value:
-            body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
-            loss = reduce_to(np.log(s) + _HALF_LOG_PI + c + body, reduction, out)
-        if grad:
-            grads = _student_t_grads(
-                x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=out.itemsize < 8
+        for b in chunks(size, _STUDENT_T_GRAD_BLOCK if grad else CHUNK):
+            xb, yb, sb, nub = (
+                (a if a.ndim == 0 else a[b]).astype(np.float64, copy=False) for a in flats
             )
-            grads = tuple(
-                _finish_grad(np.broadcast_to(g, x.shape), arg, a.shape, reduction, out)
-                for g, arg, a in zip(grads, (input, scale, df), (x, s, nu), strict=True)
-            )
+            r = xb - yb
+            u = r / sb
+            c, dc = _student_t_log_norm(nub)
+            gauss = np.isinf(nub)
+            nu_f = np.where(gauss, 1.0, nub)
+            log1p_square = _log1p_square(u, r, sb, nu_f)
+            if value:
+                body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
+                lb = np.log(sb) + _HALF_LOG_PI + c + body
+                if per_element:
+                    loss[b] = lb
+                else:  # summed in gradient-sized blocks whatever the block: the same bits
+                    for start in range(0, lb.size, _STUDENT_T_GRAD_BLOCK):
+                        reduced.add(lb[start : start + _STUDENT_T_GRAD_BLOCK])
+            if grad:
+                parts = _student_t_grads(
+                    xb, yb, r, u, sb, nu_f, gauss, dc, log1p_square, narrow=out.itemsize < 8
+                )
+                for g, part in zip(grads, parts, strict=True):
+                    g[b] = np.broadcast_to(part, r.shape) * scale_  # rounded once if full
+    if per_element:
+        loss = reduce_to(loss.reshape(shape), reduction, out)
+    elif value:
+        loss = reduced.result()
+    if grad:
+        grads = tuple(
+            g.reshape(shape)
+            if f
+            else np.array(to_dtype(np.asarray(sum_to_shape(g.reshape(shape), a.shape)), d))
+            for g, f, a, d in zip(grads, full, (x, s, nu), dtypes, strict=True)
+        )
     return loss, grads
 
 

@@ -461,6 +461,43 @@ def test_student_t_accuracy(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_student_t_in_blocks(dtype, monkeypatch):
+    # blocks of 64 elements with the gradient and of 256 for the loss alone: the per-element
+    # results against mpmath across the block edges, a scale and a df broadcast from one
+    # value, and the reduced loss the same bits with or without the gradient
+    monkeypatch.setattr(B, "CHUNK", 256)
+    monkeypatch.setattr(B, "_STUDENT_T_GRAD_BLOCK", 64)
+    rng = np.random.default_rng(17)
+    x, y, s, nu = _t_cases(dtype, rng)
+    for s_arg, nu_arg in ((s, nu), (s[:1], nu), (s, nu[:1].reshape(()))):
+        s_b, nu_b = (np.broadcast_to(a, x.shape).astype(np.float64) for a in (s_arg, nu_arg))
+        x64, y64 = x.astype(np.float64), y.astype(np.float64)
+        loss, (g_x, g_s, g_nu) = B.student_t_nll_loss_value_and_grad(
+            x, y, s_arg, nu_arg, reduction="none"
+        )
+        assert np.array_equal(loss, B.student_t_nll_loss(x, y, s_arg, nu_arg, reduction="none"))
+        with np.errstate(all="ignore"):
+            u = (x64 - y64) / s_b
+            scale = np.abs(np.log(s_b)) + 1.35 + (nu_b + 1) / 2 * np.log1p(u * u / nu_b)
+        _check(loss, REF["student_t"](x64, y64, s_b, nu_b), dtype, scale, MAX_ULP[dtype], "t")
+        _check(g_x, REF["student_t_grad_x"](x64, y64, s_b, nu_b), dtype, 0 * u,
+               MAX_ULP[dtype], "student_t_grad input in blocks")  # fmt: skip
+        if s_arg.shape == x.shape:
+            _check(g_s, REF["student_t_grad_s"](x64, y64, s_b, nu_b), dtype, 0 * u,
+                   MAX_ULP[dtype], "student_t_grad scale in blocks")  # fmt: skip
+        else:
+            assert g_s.shape == s_arg.shape
+        for reduction in ("mean", "sum"):
+            value, grads = B.student_t_nll_loss_value_and_grad(x, y, s_arg, nu_arg, reduction)
+            alone = B.student_t_nll_loss(x, y, s_arg, nu_arg, reduction)
+            assert value.tobytes() == alone.tobytes() and value.dtype == dtype
+            for g, g_alone in zip(
+                grads, B.student_t_nll_loss_grad(x, y, s_arg, nu_arg, reduction), strict=True
+            ):
+                assert g.tobytes() == g_alone.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_student_t_scale_gradient_at_the_optimum(dtype):
     # d/ds = nu (1 - u^2) / (s (nu + u^2)) vanishes at |u| = 1; with u = r / s rounded,
     # (1 - u)(1 + u) kept only its absolute accuracy (about 1e9 ULP of float64 here)
