@@ -190,6 +190,33 @@ def test_float64_gradients_at_low_temperature_and_for_nearly_parallel_pairs(kind
             assert np.all(error <= BOUND64 * unit), (error / unit).max()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+def test_blocks_of_rows(kind, dtype, monkeypatch):
+    # the logits are taken in blocks of rows (CLIP's columns in blocks of the transpose):
+    # blocks of 2 rows of 4, the matched pairs' diagonal crossing every block (the
+    # arrays of test_float64_gradients_at_low_temperature_and_for_nearly_parallel_pairs)
+    monkeypatch.setattr(lossutils._numerics, "_DD_BLOCK_ELEMENTS", 8)
+    rng = np.random.default_rng(24)
+    loss, grad = FUNCTIONS[kind]
+    params = PARAMETERS[kind][-1]
+    p2 = params[1] if len(params) > 1 else None
+    a = rng.normal(size=(4, 5)).astype(dtype)
+    b = (a.astype(np.float64) + 1e-2 * rng.normal(size=(4, 5))).astype(dtype)
+    per = exact(kind, a, b, *params)
+    bound = 2.0 if dtype != np.float64 else 4.0
+    for reduction in REDUCTIONS:
+        got = loss(a, b, *params, reduction=reduction)
+        ref.assert_ulp_in(got, ref.reduced(per, reduction), dtype, bound, label=reduction)
+    expected = exact_grad(kind, a, b, params[0], p2, "sum")
+    for g, e in zip(grad(a, b, *params, reduction="sum"), expected, strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
+        error = np.abs(g.astype(np.float64) - e64)
+        bound = 2 if dtype != np.float64 else BOUND64
+        assert np.all(error <= bound * unit.astype(np.float64)), (error / unit).max()
+
+
 @pytest.mark.parametrize("kind", sorted(FUNCTIONS))
 def test_gradients_match_finite_differences(kind):
     rng = np.random.default_rng(23)
