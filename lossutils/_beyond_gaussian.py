@@ -180,12 +180,19 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     scale = reduction_scale(xf.size, reduction, np.float64)
     narrow = dtype.itemsize < 8
     redo = []  # flat indices still to redo, done in groups of a quarter block or more
+    # float64 work buffers reused by every block (widened narrow inputs, e^x, the loss)
+    size = min(CHUNK, xf.size)
+    wide = [np.empty(size) if v.dtype.itemsize < 8 else None for v in (x, y)]
+    rate_buf, loss_buf = np.empty(size), np.empty(size)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for b in chunks(xf.size):
-            xb, yb = xf[b].astype(np.float64, copy=False), yf[b].astype(np.float64, copy=False)
-            rate = np.exp(xb) if log_input else None
+            xb, yb = (_widened(v[b], w) for v, w in zip((xf, yf), wide, strict=True))
+            rate = np.exp(xb, out=rate_buf[: xb.size]) if log_input else None
             if value:
-                lb = _poisson_terms(xb, yb, rate, eps, full)
+                if log_input and not full:
+                    lb = _poisson_log_terms(xb, yb, rate, loss_buf[: xb.size], out.itemsize < 8)
+                else:
+                    lb = _poisson_terms(xb, yb, rate, eps, full)
                 if per_element:
                     loss[b] = lb
                 else:
@@ -219,6 +226,44 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     elif value:
         loss = reduced.result()
     return loss, (None if g is None else g.reshape(x.shape))
+
+
+def _widened(v, buf):
+    """``v`` as float64: itself, or (float16, float32; ``buf`` not None) copied exactly into
+    the front of ``buf``."""
+    if buf is None:
+        return v
+    w = buf[: v.size]
+    np.copyto(w, v)
+    return w
+
+
+def _poisson_log_terms(x, y, rate, buf, narrow):
+    """Per-element ``e^x - y x`` (float64, into ``buf``; ``rate`` = e^x) of one block.
+
+    Plain float64: the exponential, the product and the difference each within an ULP of
+    the larger term, so within 2^-51 of ``e^x + |y x|``. For float16 and float32 output the
+    product of two narrow numbers is exact and the error, within 2^-52 of ``e^x``, is a
+    fraction of the result's ULP unless the terms cancel beyond 2^-27 of ``e^x``; only those
+    elements are redone, ``e^x - y x`` by :func:`_poisson_log_redo` (within 2^-71 of
+    ``e^x`` plus an ULP of the result). float64 output
+    keeps the plain value (within the 4 ULP of the result plus 4 ULP of the terms that
+    cancel). ``y = 0`` (also with an infinite or NaN ``x``) gives ``e^x``, ``x = inf`` gives
+    inf; both only looked for in a block whose sum is not finite.
+    """
+    lb = np.multiply(y, x, out=buf)
+    np.subtract(rate, lb, out=lb)
+    if not np.isfinite(np.sum(lb)):
+        zero = y == 0
+        lb[zero] = rate[zero]
+        lb[x == np.inf] = np.inf
+    if narrow:
+        near = np.abs(lb)
+        near = np.flatnonzero(near < np.multiply(rate, 2.0**-27))
+        if near.size:
+            xs = x[near]
+            lb[near] = _poisson_log_redo(xs, y[near] * xs, True)  # the product is exact
+    return lb
 
 
 def _poisson_terms(x, y, rate, eps, full):

@@ -257,6 +257,38 @@ def test_poisson_gradient_at_the_best_fit(dtype, log_input):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
+    # e^x - y x in float64 is within 2^-52 e^x; only where it is below 2^-27 e^x is it redone.
+    # Around the crossings of e^x and y x (solved in mpmath) the narrow inputs give results on
+    # both sides of that switch, which must all be within 1 ULP (no allowance for the terms)
+    roots = []
+    for count in range(3, 40):
+        for start in (0.5, 3.0 + math.log(count)):
+            roots.append((mpmath.findroot(lambda t, c=count: mpmath.exp(t) - c * t, start), count))
+    x, y = [], []
+    for root, count in roots:
+        near = np.array(float(root), dtype=dtype)
+        for _ in range(40):  # the narrow numbers on each side of the crossing
+            x += [near, -near]
+            y += [count, count]
+            near = np.nextafter(near, dtype(np.inf))
+        near = np.array(float(root), dtype=dtype)
+        for _ in range(40):
+            near = np.nextafter(near, dtype(-np.inf))
+            x.append(near)
+            y.append(count)
+    x, y = np.array(x, dtype=dtype), np.array(y, dtype=dtype)
+    loss = B.poisson_nll_loss(x, y, reduction="none")
+    exact = REF["poisson"](x.astype(np.float64), y.astype(np.float64))
+    err = _abs_error(loss, exact)
+    exact = np.array([float(v) for v in exact])
+    assert (err <= _ulp(dtype, exact)).all()
+    if dtype is np.float32:  # both sides of the switch are reached (float16 is too coarse)
+        e = np.exp(x.astype(np.float64))
+        assert (np.abs(exact) < 2.0**-27 * e).any() and (np.abs(exact) > 2.0**-27 * e).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_poisson_rate_gradient_of_narrow_dtypes_at_the_best_fit_and_at_the_switch(dtype):
     # float16/float32 rates: ((x - y) + eps) / (x + eps) in float64, redone exactly only where
     # eps cancels x - y (|(x - y) + eps| < eps / 2). Rates equal to the counts (1 - y / s is
