@@ -183,14 +183,17 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     # float64 work buffers reused by every block (widened narrow inputs, e^x, the loss)
     size = min(CHUNK, xf.size)
     wide = [np.empty(size) if v.dtype.itemsize < 8 else None for v in (x, y)]
-    rate_buf, loss_buf = np.empty(size), np.empty(size)
+    rate_buf, loss_buf, grad_buf, tmp = (np.empty(size) for _ in range(4))
+    flags = np.empty(size, bool)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for b in chunks(xf.size):
             xb, yb = (_widened(v[b], w) for v, w in zip((xf, yf), wide, strict=True))
             rate = np.exp(xb, out=rate_buf[: xb.size]) if log_input else None
             if value:
                 if log_input and not full:
-                    lb = _poisson_log_terms(xb, yb, rate, loss_buf[: xb.size], out.itemsize < 8)
+                    lb = _poisson_log_terms(
+                        xb, yb, rate, loss_buf[: xb.size], out.itemsize < 8, (tmp, flags)
+                    )
                 else:
                     lb = _poisson_terms(xb, yb, rate, eps, full)
                 if per_element:
@@ -200,7 +203,8 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
             if not grad:
                 continue
             if log_input:
-                gb, close = _poisson_log_slope(xb, yb, rate, narrow)
+                gb = np.subtract(rate, yb, out=grad_buf[: xb.size])
+                close = _poisson_log_close(gb, xb, rate, narrow, (tmp, flags))
             else:
                 gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
             if reduction == "mean":
@@ -238,7 +242,7 @@ def _widened(v, buf):
     return w
 
 
-def _poisson_log_terms(x, y, rate, buf, narrow):
+def _poisson_log_terms(x, y, rate, buf, narrow, work):
     """Per-element ``e^x - y x`` (float64, into ``buf``; ``rate`` = e^x) of one block.
 
     Plain float64: the exponential, the product and the difference each within an ULP of
@@ -258,8 +262,7 @@ def _poisson_log_terms(x, y, rate, buf, narrow):
         lb[zero] = rate[zero]
         lb[x == np.inf] = np.inf
     if narrow:
-        near = np.abs(lb)
-        near = np.flatnonzero(near < np.multiply(rate, 2.0**-27))
+        near = _below(lb, rate, 2.0**27, *work)
         if near.size:
             xs = x[near]
             lb[near] = _poisson_log_redo(xs, y[near] * xs, True)  # the product is exact
@@ -337,8 +340,16 @@ def _poisson_rate_slope(x, y, eps, narrow):
     return g, near
 
 
-def _poisson_log_slope(x, y, rate, narrow):
-    """Per-element ``e^x - y`` (float64; ``rate`` = e^x), and where to redo it.
+def _below(d, rate, factor, tmp, flags):
+    """Where ``|d| factor < rate`` (``factor`` a power of 2), through the buffers ``tmp``
+    (float64) and ``flags`` (bool), at least as long as ``d``."""
+    t = np.abs(d, out=tmp[: d.size])
+    t *= factor
+    return np.flatnonzero(np.less(t, rate, out=flags[: d.size]))
+
+
+def _poisson_log_close(g, x, rate, narrow, work):
+    """Where to redo the per-element ``g = e^x - y`` (float64; ``rate`` = e^x).
 
     Where it cancels (``|e^x - y| < e^x / 4``; for float16 and float32 output, whose float64
     result may lose 30 bits, ``< 2^-20 e^x``) the caller redoes it (:func:`_poisson_log_redo`,
@@ -347,13 +358,10 @@ def _poisson_log_slope(x, y, rate, narrow):
     error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
     ``|e^x - y| >= e^x / 4``.
     """
-    g = np.subtract(rate, y)
-    c = 2.0**-20 if narrow else 0.25
-    close = np.abs(g)
-    close = np.flatnonzero(np.less(close, np.multiply(rate, c), out=np.empty(g.shape, bool)))
+    close = _below(g, rate, 2.0**20 if narrow else 4.0, *work)
     if close.size:
         close = close[np.abs(x[close]) <= 700]
-    return g, close
+    return close
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
