@@ -393,6 +393,26 @@ def test_hinge_subgradient_at_the_kink_is_zero():
     np.testing.assert_array_equal(C.squared_hinge_loss_grad(x, t, reduction="none"), [0, 0, -1, 1])
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_hinge_grad_is_nan_exactly_where_the_score_is(dtype):
+    # long enough for several blocks; NaNs in one block only, next to +-inf and the kink
+    rng = np.random.default_rng(3)
+    n = 200_000
+    x = rng.normal(0, 2, n).astype(dtype)
+    t = np.where(rng.random(n) < 0.5, -1, 1).astype(dtype)
+    x[[70_000, 70_001, 70_002, 70_003]] = [np.nan, np.inf, -np.inf, 1.0]
+    t[[70_001, 70_002, 70_003]] = [-1, 1, 1]
+    nan = np.isnan(x)
+    grad = C.hinge_loss_grad(x, t, reduction="sum")
+    # -t [1 - t x > 0], from exact comparisons of the rounded inputs
+    active = 1.0 - t.astype(np.float64) * x.astype(np.float64) > 0
+    expected = np.where(nan, np.nan, np.where(active, -t.astype(np.float64), 0.0))
+    np.testing.assert_array_equal(grad, expected.astype(dtype))
+    assert not np.signbit(grad[~nan & ~active]).any()  # a zero gradient is +0
+    values = C.hinge_loss(x, t, reduction="none")
+    np.testing.assert_array_equal(np.isnan(values), nan)
+
+
 def test_logistic_grad_closed_form():
     x = np.array([-3.0, 0.0, 2.0, 40.0])
     t = np.array([1.0, -1.0, -1.0, 1.0])
