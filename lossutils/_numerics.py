@@ -1788,13 +1788,19 @@ def _dd_products(a_hi, a_lo, b_hi, b_lo):
     about ``4 D 2**-(53 + k)`` of ``|a| |b|`` (see :func:`dd_matmul`); ``exact`` has no
     rounding error at all."""
     k = (53 - int(np.ceil(np.log2(max(a_hi.shape[-1], 1))))) // 2
-    a_head, a_tail = _ozaki_head(a_hi, k)
-    b_head, b_tail = _ozaki_head(b_hi, k)
+    a_head, a_r = _ozaki_head(a_hi, k)
+    b_head, b_r = _ozaki_head(b_hi, k)
     # a = head + r: r = tail + lo rounded (2**-(53 + k) of a), and
     # a b = head_a head_b + head_a r_b + r_a b, the last two in one product
-    a_r, b_r = a_tail + a_lo, b_tail + b_lo
-    small = np.concatenate([a_head, a_r], axis=-1) @ np.concatenate([b_r, b_hi], axis=-1).T
-    return a_head @ b_head.T, small
+    np.add(a_r, a_lo, out=a_r)
+    np.add(b_r, b_lo, out=b_r)
+    exact = a_head @ b_head.T
+    # the pieces freed once stacked: fewer (N, D) arrays alive beside the (N, M) products
+    left = np.concatenate([a_head, a_r], axis=-1)
+    del a_head, a_r, b_head
+    right = np.concatenate([b_r, b_hi], axis=-1)
+    del b_r
+    return exact, left @ right.T
 
 
 def dd_inverse_sqrt(x: float):

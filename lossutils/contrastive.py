@@ -201,7 +201,9 @@ def _cross_entropy(p: _Pairs, temperature: float, with_grad: bool, both: bool = 
     if p.dtype == np.float64:
         (a_hi, a_lo), b = p.dd
         scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
-        positive = np.arange(len(a_hi))
+        del a_hi, a_lo
+        p.dd = None  # not used again: the unscaled rows freed
+        positive = np.arange(len(p.diagonal))
         if both:
             return nx.dd_product_cross_entropy_both(*scaled, *b, with_grad=with_grad)
         out = nx.dd_product_cross_entropy(*scaled, *b, positive, with_grad=with_grad)
@@ -606,6 +608,7 @@ def _siglip_blocks(p: _Pairs, scale: float):
     """
     if p.dtype == np.float64:
         (a_hi, a_lo), b = p.dd
+        p.dd = None  # not used again: the unscaled rows freed
         return nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
     z = np.multiply(p.cosine, scale, out=p.cosine)  # the cosines are not used again
     return ((rows, z[rows], None) for rows in nx.row_blocks(z.shape)), z
