@@ -631,8 +631,14 @@ def _stirling_error_real(r):
         )
         series = np.full_like(u, _ATANH_TERMS[count - 1])
         for c in reversed(_ATANH_TERMS[: count - 1]):
-            series = series * w + c
-        acc[use] += np.where(u <= 0.8, w * series, (xk + 0.5) * np.log1p(1 / xk) - 1)
+            series *= w
+            series += c
+        series *= w
+        direct = np.flatnonzero(u > 0.8)  # x < 1/8: few elements, if any
+        if direct.size:
+            xd = xk[direct]
+            series[direct] = (xd + 0.5) * np.log1p(1 / xd) - 1
+        acc[use] += series
     out[small] = acc
     return out
 
