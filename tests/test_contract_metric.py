@@ -152,6 +152,33 @@ def test_triplet_within_4_ulp(dtype, options):
         assert np.all(np.abs(per - exact64) <= 32 * np.spacing(big))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("options", TRIPLET_OPTIONS, ids=str)
+def test_triplet_in_blocks_of_rows(dtype, options, monkeypatch):
+    # float16 and float32 triplets are widened in blocks of rows: blocks of 3 rows against
+    # mpmath, the gradients the same bits as in one block, the loss and the gradient of
+    # value_and_grad those of the two calls
+    rng = np.random.default_rng(21)
+    a, p, n = (rng.normal(size=(16, 5)).astype(dtype) for _ in range(3))
+    n[:4] = (a[:4].astype(np.float64) + 0.999 * (p[:4] - a[:4])).astype(dtype)  # cancelling
+    options = {"p": 2.0, "eps": 1e-6, "swap": False, "squared": False, **options}
+    one_block = M.triplet_margin_loss_grad(a, p, n, margin=0.5, **options)
+    monkeypatch.setattr(M, "_NARROW_BLOCK_ELEMENTS", 15)
+    per = M.triplet_margin_loss(a, p, n, margin=0.5, reduction="none", **options)
+    exact = ref.triplet(
+        a, p, n, 0.5, options["p"], options["eps"], options["swap"], options["squared"]
+    )
+    ref.assert_ulp_in(per, exact, dtype)
+    for got, want in zip(
+        M.triplet_margin_loss_grad(a, p, n, margin=0.5, **options), one_block, strict=True
+    ):
+        assert got.dtype == dtype and got.tobytes() == want.tobytes()
+    loss, grads = M.triplet_margin_loss_value_and_grad(a, p, n, margin=0.5, **options)
+    assert loss.tobytes() == M.triplet_margin_loss(a, p, n, margin=0.5, **options).tobytes()
+    for got, want in zip(grads, one_block, strict=True):
+        assert got.tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("temperature", [0.5, 0.1, 0.02])
 def test_nt_xent_within_4_ulp(dtype, temperature):
