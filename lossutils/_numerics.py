@@ -221,7 +221,18 @@ def xlogy(x, y):
     SciPy's ``xlogy`` does.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return x * np.log(np.where((x == 0) & ~np.isnan(y), 1, y))
+        out = x * np.log(y)
+        if np.ndim(out) == 0:
+            return x * np.log(np.where((x == 0) & ~np.isnan(y), 1, y))
+        # the plain product is right except 0 * log 0 and 0 * log inf (NaN): two passes,
+        # and the NaN entries fixed alone
+        nan = np.flatnonzero(np.isnan(out))
+        if nan.size:
+            flat = out.reshape(-1)
+            xs = np.broadcast_to(x, out.shape).reshape(-1)[nan]
+            ys = np.broadcast_to(y, out.shape).reshape(-1)[nan]
+            flat[nan[(xs == 0) & ~np.isnan(ys)]] = 0
+        return out
 
 
 # --- softplus and sigmoid -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._binary import _bce_logits, _bce_logits_slope
+from ._blocks import for_each_block
 from ._checks import (
     check_broadcastable,
     check_log_probability,
@@ -230,8 +231,28 @@ def categorical_cross_entropy_value_and_grad(p, q, axis=-1):
 def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
     """``(H(p, q) or None, its gradient w.r.t. q or None)``, from one check of the arguments."""
     p, q, dtype = _distributions(p, q)
-    loss = _as(-np.sum(xlogy(p, q), axis=axis), dtype) if value else None
+    loss = _as(_minus_sum_xlogy(p, q, axis), dtype) if value else None
     return loss, (_neg_ratio(p, q, dtype) if grad else None)
+
+
+def _minus_sum_xlogy(p, q, axis):
+    """``-sum(xlogy(p, q), axis)``; rows of C-contiguous input summed block by block.
+
+    Every term is ``>= 0`` for probabilities (no cancellation): the sum of the rounded terms
+    is accurate. In cache-sized blocks of rows, the terms never make a full-size array.
+    """
+    if not (p.flags.c_contiguous and q.flags.c_contiguous and axis in (-1, p.ndim - 1)):
+        return -np.sum(xlogy(p, q), axis=axis)
+    shape, width = p.shape[:-1], p.shape[-1]
+    p_rows, q_rows = p.reshape(-1, width), q.reshape(-1, width)
+    out = np.empty(len(p_rows), dtype=p.dtype)
+
+    def block(rows: slice) -> None:
+        np.sum(xlogy(p_rows[rows], q_rows[rows]), axis=-1, out=out[rows])
+
+    for_each_block(block, len(p_rows), width * p.itemsize)
+    np.negative(out, out=out)
+    return out.reshape(shape)
 
 
 def _neg_ratio(p, q, dtype):
@@ -318,7 +339,10 @@ def _kl_rows_float32(p, q):
     term is within :math:`u\,(2p + 8|t|)`, and summing :math:`n` of them adds at most
     :math:`n u \sum|t|`. Rows where this bound exceeds a quarter of a float32 ULP of their
     sum (a tiny divergence: :math:`q \approx p`, where the terms cancel), and rows that
-    are not finite, are recomputed by :func:`_kl_careful_rows`.
+    are not finite, are recomputed by :func:`_kl_careful_rows` in float64. (In float32 its
+    pieces carry a few float32 ULP each, and the float32 distributions need not sum to the
+    same total: the exact sum of the differences ``p - q`` can exceed the divergence, whose
+    pieces then cancel against it; 10 ULP were seen.)
     """
     n = p.shape[-1]
     p64, q64 = p.astype(np.float64), q.astype(np.float64)
@@ -337,8 +361,8 @@ def _kl_rows_float32(p, q):
         np.abs(t, out=t)
         bound = (n + 8) * np.sum(t, axis=-1) + 2 * n  # sum p <= n
         hard = np.flatnonzero(~(bound * 2.0**-53 <= _FLOAT32_ROW * total))  # also inf, NaN
-    if hard.size:
-        total[hard] = _kl_careful_rows(p[hard], q[hard])
+    if hard.size:  # in float64: float32 pieces would carry a few float32 ULP of each term
+        total[hard] = _kl_careful_rows(p64[hard], q64[hard])
     return total
 
 

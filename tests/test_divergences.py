@@ -503,3 +503,13 @@ def test_probability_errors_name_the_argument():
         categorical_cross_entropy([0.5, 0.5], [1.0])
     with pytest.raises(ValueError, match=r"p must have at least one dimension"):
         kl_divergence_grad(0.5, 0.5)
+
+
+def test_kl_divergence_float32_tiny_divergence_of_distributions_with_different_sums():
+    # float32 distributions need not sum to the same total: here sum(p - q) exceeds the
+    # divergence (4.9e-10), which its pieces cancel against; in float32 those pieces were
+    # 10 ULP off, in float64 the row is within half an ULP and a hair
+    p = np.array([0.21533261239528656, 0.5304980874061584, 0.2541692852973938], np.float32)
+    q = np.array([0.21540291607379913, 0.53052395582199097, 0.25407314300537109], np.float32)
+    assert abs(float(np.sum(p.astype(np.float64) - q))) > 1e-8
+    assert_ulp_close(kl_divergence(p, q), mp_kl(p, q), 1.0, "kl_divergence float32", np.float32)
