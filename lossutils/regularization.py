@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ._checks import as_float_array, check_positive_scalar, describe, result_dtype
-from ._numerics import quiet, to_dtype, working_dtype
+from ._numerics import chunks, quiet, to_dtype, working_dtype
 from ._reduction import total as reduction_total
 
 __all__ = [
@@ -54,10 +54,14 @@ def _sum_of_powers(p: np.ndarray, power: int) -> float:
     taken as they are; :func:`_scaled_penalty` redoes the ones that overflow or
     underflow.
     """
-    work = p.astype(working_dtype(p.dtype), copy=False)
-    values = work * work if power == 2 else np.abs(work)
-    total = reduction_total(values)
-    if work.dtype == np.float32 and not (2.0**-100 <= total < np.inf) and np.all(np.isfinite(p)):
+    work = working_dtype(p.dtype)
+    flat = p.reshape(-1)
+    # block by block (no full-size array of terms), the block totals added in float64
+    total = np.float64(0)
+    for block in chunks(flat.size):
+        w = flat[block].astype(work, copy=False)
+        total += reduction_total(np.multiply(w, w) if power == 2 else np.abs(w))
+    if work == np.float32 and not (2.0**-100 <= total < np.inf) and np.all(np.isfinite(p)):
         wide = p.astype(np.float64)
         total = np.sum(wide * wide if power == 2 else np.abs(wide))
     return float(total)
@@ -124,7 +128,12 @@ def _elementwise_grad(p: np.ndarray, lam: float, power: int) -> np.ndarray:
     if 0 < lam < np.finfo(work).tiny:
         work = np.dtype(np.float64)
     w = p.astype(work, copy=False)
-    grad = np.sign(w) * work.type(lam) if power == 1 else (w * work.type(lam)) * 2
+    if power == 1:
+        grad = np.sign(w)
+        grad *= work.type(lam)
+    else:
+        grad = w * work.type(lam)
+        grad *= 2  # in place: one full-size array
     return to_dtype(grad, p.dtype)
 
 

@@ -38,6 +38,23 @@ def test_value_is_lam_times_the_exact_sum(kind, lam):
 
 
 @pytest.mark.parametrize("kind", list(PENALTIES))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_value_summed_in_blocks(kind, dtype):
+    # more entries than one block of the sum (2**15) and a tail: within 2 ULP of the
+    # exact sum of the rounded entries' terms, and value_and_grad the same bits
+    penalty, _, term, _ = PENALTIES[kind]
+    w = RNG.normal(size=(3, 40_001)).astype(dtype)
+    lam = 0.3
+    exact = lam * math.fsum(term(float(v)) for v in w.ravel())
+    value = penalty(w, lam)
+    assert value.dtype == dtype
+    assert abs(float(value) - exact) <= 2 * float(np.spacing(dtype(exact)))
+    both = getattr(P, f"{kind}_penalty_value_and_grad")(w, lam)
+    assert both[0].tobytes() == value.tobytes()
+    assert both[1].tobytes() == getattr(P, f"{kind}_penalty_grad")(w, lam).tobytes()
+
+
+@pytest.mark.parametrize("kind", list(PENALTIES))
 def test_gradient_has_the_structure_of_params(kind):
     _, grad, _, d_term = PENALTIES[kind]
     params = _params()
