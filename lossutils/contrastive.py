@@ -104,7 +104,8 @@ class _Pairs:
 
     a: _Unit
     b: _Unit
-    cosine: np.ndarray | None  # (N, N) float64: h_a h_b^T (None for a float64 result)
+    # (N, N) float64 h_a h_b^T; None for a float64 result; the logits are formed over it
+    cosine: np.ndarray | None
     diagonal: np.ndarray  # (N,) float64: the matched pairs' cosines
     dd: tuple | None  # a float64 result: the double-double unit rows of a and of b
     reduction: str
