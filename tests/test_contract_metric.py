@@ -164,6 +164,7 @@ def test_triplet_in_blocks_of_rows(dtype, options, monkeypatch):
     options = {"p": 2.0, "eps": 1e-6, "swap": False, "squared": False, **options}
     one_block = M.triplet_margin_loss_grad(a, p, n, margin=0.5, **options)
     monkeypatch.setattr(M, "_NARROW_BLOCK_ELEMENTS", 15)
+    monkeypatch.setattr(M, "_NARROW_VALUE_BLOCK_ELEMENTS", 20)
     per = M.triplet_margin_loss(a, p, n, margin=0.5, reduction="none", **options)
     exact = ref.triplet(
         a, p, n, 0.5, options["p"], options["eps"], options["swap"], options["squared"]
