@@ -614,8 +614,15 @@ def _stirling_error_real(r):
         return out
     x = r[small]
     m = np.ceil(_STIRLING_MIN - x)
-    acc = _lgamma_correction(x + m)
-    for k in range(int(_STIRLING_MIN)):
+    out[small] = _lgamma_correction(x + m) + _stirling_steps(x, m)
+    return out
+
+
+def _stirling_steps(x, m):
+    """``corr(x) - corr(x + m)`` for real ``x > 0`` and integer ``m >= 0`` (at most a few
+    tens): the sum of the positive steps ``(x + k + 1/2) log1p(1/(x + k)) - 1``, k < m."""
+    acc = np.zeros_like(x)
+    for k in range(int(np.max(m, initial=0))):
         use = k < m
         if not use.any():
             break
@@ -639,7 +646,24 @@ def _stirling_error_real(r):
             xd = xk[direct]
             series[direct] = (xd + 0.5) * np.log1p(1 / xd) - 1
         acc[use] += series
-    out[small] = acc
+    return acc
+
+
+def _stirling_difference(r, y):
+    """``corr(r) - corr(r + y)`` for real ``r > 0`` and integer counts ``y >= 1``.
+
+    Below 10 for both, the sum of the ``y`` positive steps from ``r`` (no cancellation, and
+    fewer steps than taking each of ``r`` and ``r + y`` up to 10); elsewhere the difference
+    of the two Stirling errors.
+    """
+    few = (y <= _STIRLING_MIN) & (r < _STIRLING_MIN)
+    if few.all():
+        return _stirling_steps(r, y)
+    out = np.empty_like(r)
+    i, j = np.flatnonzero(few), np.flatnonzero(~few)
+    out[i] = _stirling_steps(r[i], y[i])
+    rj = r[j]
+    out[j] = _stirling_error_real(rj) - _stirling_error_real(rj + y[j])
     return out
 
 
@@ -647,7 +671,8 @@ def _nb_nll_saddle(z, d, y, r, sp):
     """The NB loss for r > 0, y >= 1 as a sum of non-negative terms (the saddle-point form).
 
     With the Stirling error corr(n) = log Gamma(n + 1) - (n log n - n + log(2 pi n)/2) (the
-    series above 10, a table for the counts below, :func:`_stirling_error_real` for r) and
+    series above 10, a table for the counts below, :func:`_stirling_difference` for
+    corr(r) - corr(r + y)) and
     d = r sigma(z) - y sigma(-z) (the input slope: the mean's distance to y, accurate near
     the mode), the loss is
     bd0(y, y + d) + bd0(r, r - d) + log(2 pi y (r + y) / r) / 2 + corr(r) + corr(y) - corr(r+y),
@@ -676,7 +701,7 @@ def _nb_nll_saddle(z, d, y, r, sp):
         bd0_y[far] = np.where(t_y[far] >= -2 / 3, bd0_y[far], yf * log_y + (m_y - yf))
         bd0_r[far] = np.where(t_r[far] >= -2 / 3, bd0_r[far], rf * log_r + (m_r - rf))
     log_term = 0.5 * (_LOG_2PI + np.log(yb) + np.log1p(yb / rb))
-    corr = (_stirling_error_real(rb) - _stirling_error_real(rb + yb)) + _stirling_error(yb)
+    corr = _stirling_difference(rb, yb) + _stirling_error(yb)
     return (bd0_y + bd0_r) + log_term + corr
 
 

@@ -436,6 +436,28 @@ def test_negative_binomial_stirling_error_of_real_arguments():
     assert (_abs_error(actual, np.array(exact, dtype=object)) <= 4 * _ulp(np.float64, actual)).all()
 
 
+def test_negative_binomial_stirling_difference_on_both_sides_of_the_switch():
+    # corr(r) - corr(r + y): a sum of y positive steps for r < 10 and y <= 10, within 4 ULP
+    # of the difference; elsewhere the difference of two Stirling errors, within 4 ULP of
+    # corr(r), the larger one
+    r = np.repeat(np.concatenate([10.0 ** np.linspace(-3, 1.5, 25), [9.99, 10.0]]), 6)
+    y = np.tile([1.0, 2.0, 9.0, 10.0, 11.0, 300.0], 27)
+
+    def corr(v):
+        return mpmath.loggamma(v + 1) - (v * mpmath.log(v) - v + mpmath.log(2 * mpmath.pi * v) / 2)
+
+    with mpmath.workdps(50):
+        exact = [
+            corr(mpmath.mpf(a)) - corr(mpmath.mpf(a) + int(b)) for a, b in zip(r, y, strict=True)
+        ]
+    actual = B._stirling_difference(r, y)
+    steps = (r < 10) & (y <= 10)
+    assert steps.any() and not steps.all()
+    size = np.where(steps, [float(v) for v in exact], B._stirling_error_real(r))
+    bound = 4 * _ulp(np.float64, size)
+    assert (_abs_error(actual, np.array(exact, dtype=object)) <= bound).all()
+
+
 def test_negative_binomial_large_total_count_keeps_its_digits():
     """Two log-gammas of 1.3e7 whose difference is 41: the textbook form loses 7 digits."""
     z, y, r = np.array([math.log(3e-6)]), np.array([3.0]), np.array([1e6])
