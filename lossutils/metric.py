@@ -735,8 +735,7 @@ def _triplet(
         if value:
             hinge[rows] = _triplet_hinge(part, parts.dist, swap, squared)
         if grad:
-            for g, block in zip(grads, _triplet_grad(part, parts, swap, squared, n), strict=True):
-                g[rows] = block
+            _triplet_grad(part, parts, swap, squared, n, out=[g[rows] for g in grads])
     batch = t.anchor.shape[:-1]
     loss = reduce_to(hinge.reshape(batch), t.reduction, t.dtype) if value else None
     return loss, (tuple(g.reshape(t.anchor.shape) for g in grads) if grad else None)
@@ -888,10 +887,11 @@ def triplet_margin_loss_value_and_grad(
     return _triplet(*args)
 
 
-def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=None):
+def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=None, out=None):
     """The gradients w.r.t. anchor, positive and negative from the distances and theirs.
 
-    ``count``: the number of triplets the mean divides by (default: those of ``t``).
+    ``count``: the number of triplets the mean divides by (default: those of ``t``);
+    ``out``: three arrays of ``t.dtype`` to write them into (default: new ones).
     """
     dist = parts.dist
     work = _working_dtype(t.dtype)
@@ -916,7 +916,12 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=N
         t_pn = term("pn", np.where(an == pn, 0.5, pn < an))
         d_positive -= t_pn
         d_negative += t_pn
-    return tuple(nx.to_dtype(g, t.dtype) for g in (d_anchor, d_positive, d_negative))
+    grads = (d_anchor, d_positive, d_negative)
+    if out is None:
+        return tuple(nx.to_dtype(g, t.dtype) for g in grads)
+    for o, g in zip(out, grads, strict=True):
+        o[...] = g  # rounded once
+    return out
 
 
 def _refine_anchor_grad(t: _Triplets, arrays, s, dist, squared):
