@@ -208,8 +208,9 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
             else:
                 gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
             if reduction == "mean":
-                gb *= scale
-            g[b] = gb  # rounded once
+                np.multiply(gb, scale, out=g[b])  # rounded once
+            else:
+                g[b] = gb
             if close.size:
                 redo.append(close + b.start)
             if redo and (b.stop == xf.size or sum(map(len, redo)) >= CHUNK // 4):
