@@ -837,14 +837,16 @@ _WIDE_SUM_FLOOR = 2.0**-860
 def wide_exp_sums(x: np.ndarray, finish=None) -> tuple[np.ndarray, np.ndarray]:
     r"""Row sums ``s`` of ``exp(x)``, unshifted and in float64, for a 2-D float32 ``x``.
 
-    Returns ``(s, ok)``: ``s`` in float64 and the rows ``ok`` where it is accurate:
-    finite and at least ``2^-860``. ``finish(rows, e, s_rows)``, if given, is called on each
-    block with its float64 exponentials ``e`` while they are in the cache.
+    Returns ``(s, ok)``: ``s`` in float64 and the rows ``ok`` where the unshifted float64
+    path may be used: ``s`` finite and at least ``2^-860``. ``finish(rows, e, s_rows)``, if
+    given, is called on each block with its float64 exponentials ``e`` while they are in
+    the cache.
 
     Domain: float32 (or float16 computed in float32) rows. A float32 ``x`` is exact in
-    float64, so no shift by the row maximum is needed to make ``x - m`` exact: each
-    exponential is within an ULP of float64 and ``s`` within a few ULP of float64, some
-    ``2^-48`` relative, far below a float32 ULP (``2^-24``). A quotient ``e / s`` rounded
+    float64 and ``e^x`` is finite there for ``x < 709.78``, so no shift by the row maximum
+    is needed: each exponential is within about an ULP of float64, and the pairwise sum
+    ``s`` within about ``log2(C)`` ULP of float64 (below ``2^-40`` relative for any row
+    that fits in memory), far below a float32 ULP (``2^-24``). A quotient ``e / s`` rounded
     to float32 is then within half an ULP and a hair (an uncorrected float32 ``exp(x - m)``
     is off by up to ``|x - m| / 2`` ULP). Rows outside ``ok`` (an overflowing, infinite, NaN
     or all-tiny row) are for the caller. The floor keeps float64 subnormals out of anything
@@ -852,7 +854,7 @@ def wide_exp_sums(x: np.ndarray, finish=None) -> tuple[np.ndarray, np.ndarray]:
     normal range (``e^-708``) gives a quotient below ``e^-111``, under half the smallest
     float32 subnormal (``2^-150 > e^-104``), which rounds to 0 as its exact value does. (A
     quotient multiplied by a factor ``c > 1`` needs ``s >= 2^-860 c``: the caller's test.)
-    Two float64 passes per entry (exponential, sum), block by block.
+    Three passes per entry (the widening copy, the exponential, the sum), block by block.
     """
     s = np.empty(len(x))
 

@@ -306,15 +306,16 @@ def _logsumexp_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def softmax(x, axis=-1):
-    r"""Softmax :math:`e^{x_k} / \sum_j e^{x_j}` along ``axis``, shifted by the maximum.
+    r"""Softmax :math:`e^{x_k} / \sum_j e^{x_j}` along ``axis``, shifted where needed.
 
     The rounding error of each difference :math:`x_k - m` is recovered exactly and
     compensated, so a tail probability such as :math:`e^{-700}` keeps its relative
     accuracy (uncompensated it is off by up to :math:`|x_k - m| / 2` ULP): every entry is
-    within a few ULP. float32 (and float16) rows whose exponentials neither overflow nor
-    all vanish in float64 need no shift: :math:`e^{x_k} / \sum_j e^{x_j}` is computed in
-    float64 and rounded once, within half an ULP and a hair. Large inputs are processed
-    in cache-sized blocks of rows, two at a time.
+    within a few ULP. float32 (and float16) rows whose float64 sum of exponentials is
+    finite and at least :math:`2^{-860}` need no shift: :math:`e^{x_k} / \sum_j e^{x_j}` is
+    computed in float64 and rounded once to float32, within half an ULP and a hair (for
+    float16, rounded once more from float32). Large inputs are processed in blocks of
+    rows of about 1 MB, on up to two threads.
 
     Parameters
     ----------

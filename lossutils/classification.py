@@ -434,13 +434,17 @@ def cross_entropy(
     extra work is done only in those rows. float32 (and float16) rows with class-index
     targets and no label smoothing are evaluated unshifted in float64,
     :math:`\log \sum_k e^{z_k} - z_y` with every float32 logit exact there, and rounded
-    once; rows where that would lose digits (a loss below
-    :math:`2^{-20} (1 + |\log \sum_k e^{z_k}|)`, exponentials that overflow or all vanish
-    in float64) are shifted as above. A class weight above 1 may lift a loss or probability
+    once to float32 (float16: once more); rows where that would lose digits (a loss below
+    :math:`2^{-20} (1 + |\log \sum_k e^{z_k}|)`, a float64 sum of exponentials that
+    overflows or falls below :math:`2^{-860}`) are shifted as above. A sample's factor
+    :math:`c = d(\text{reduced}) / d(\text{loss}_i)` (:math:`w_y` for ``"none"`` and
+    ``"sum"``, :math:`w_y / \sum w` for ``"mean"``) above 1 may lift a loss or probability
     from below the normal range, where it carries an absolute error of a few of the
-    smallest subnormal numbers, into it: float32 (and float16) samples whose factor exceeds
-    1 are shifted in float64 and rounded once; in float64 such a sample is within
-    :math:`4 w_y 2^{-1074}` of the exact value (losses below about :math:`2 \times 10^{-308}`).
+    smallest subnormal numbers, into it: float32 (and float16) samples with such a factor
+    that the unshifted evaluation leaves are shifted in float64 and rounded once; in
+    float64 such a sample is within :math:`4 w_y 2^{-1074}` of the exact value (where the
+    unweighted loss is below float64's smallest normal number, about
+    :math:`2.2 \times 10^{-308}`).
 
     Examples
     --------
