@@ -327,7 +327,8 @@ def softmax(x, axis=-1):
     Returns
     -------
     ndarray
-        Probabilities that sum to 1 along ``axis``; same shape and dtype as ``x``.
+        Probabilities that sum to 1 along ``axis`` (up to rounding); same shape and dtype
+        as ``x``.
 
     Raises
     ------

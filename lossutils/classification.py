@@ -419,8 +419,9 @@ def cross_entropy(
     Notes
     -----
     Equivalent to ``torch.nn.functional.cross_entropy`` (class axis dim 1 there;
-    for 2-D input the two agree) and, without weights, to optax's
-    ``softmax_cross_entropy_with_integer_labels`` / ``softmax_cross_entropy``.
+    for 2-D input the two agree) and, with ``reduction="none"`` and no weights, label
+    smoothing or ignored targets, to optax's ``softmax_cross_entropy_with_integer_labels``
+    / ``softmax_cross_entropy``.
     See :cite:t:`bishop2006pattern`, section 4.3.4.
 
     The textbook :math:`\log \sum_k e^{z_k} - z_y` loses every digit of a confident,
