@@ -86,6 +86,11 @@ class _IndexArgs:
         """The samples ``index`` only, with ``x`` as their rows (e.g. their limit rows)."""
         return replace(self, x=x, y=self.y[index], valid=self.valid[index])
 
+    def widened(self, index: np.ndarray) -> _IndexArgs:
+        """The samples ``index`` only, their rows and the class weights in float64."""
+        w = None if self.weight is None else self.weight.astype(np.float64)
+        return replace(self.rows(index, self.x[index].astype(np.float64)), weight=w)
+
 
 @dataclass(frozen=True)
 class _ProbArgs:
@@ -533,19 +538,18 @@ def _ce_index_confident(args: _IndexArgs, reduction: str, total, value, grad):
     normal range, where it has lost digits, into it: ``16 e^-90`` from the float32
     subnormal ``e^-90`` is 4.5 ULP off, ``2^20 e^-95`` 98 ULP. In float64 they are normal.
     """
-    per, grad_out = _ce_index_shifted(args, 0.0, reduction, total, value, grad)
-    scale = sample_scale(args.target_weight, args.valid, total, reduction)
-    lifted = np.flatnonzero(scale > 1)
-    if lifted.size:
-        part = replace(
-            args.rows(lifted, args.x[lifted].astype(np.float64)),
-            weight=None if args.weight is None else args.weight.astype(np.float64),
-        )
-        per64, grad64 = _ce_index_shifted(part, 0.0, reduction, total, value, grad)
+    lifted = sample_scale(args.target_weight, args.valid, total, reduction) > 1
+    if not lifted.any():
+        return _ce_index_shifted(args, 0.0, reduction, total, value, grad)
+    per = np.empty(len(args.x), np.float32) if value else None
+    grad_out = np.empty_like(args.x) if grad else None
+    kept, up = np.flatnonzero(~lifted), np.flatnonzero(lifted)
+    for index, part in ((kept, args.rows(kept, args.x[kept])), (up, args.widened(up))):
+        per_part, grad_part = _ce_index_shifted(part, 0.0, reduction, total, value, grad)
         if value:
-            per[lifted] = nx.to_dtype(per64, np.float32)
+            per[index] = nx.to_dtype(per_part, np.float32)
         if grad:
-            grad_out[lifted] = nx.to_dtype(grad64, np.float32)
+            grad_out[index] = nx.to_dtype(grad_part, np.float32)
     return per, grad_out
 
 
@@ -927,10 +931,7 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
         terms = _focal_terms(gamma)
         per, g, rest = _index_wide(args, reduction, total, value, grad, terms)
         if rest.size:
-            part = replace(
-                args.rows(rest, args.x[rest].astype(np.float64)),
-                weight=None if args.weight is None else args.weight.astype(np.float64),
-            )
+            part = args.widened(rest)
             per_rest, g_rest = _focal_rows(part, gamma, reduction, total, value, grad)
             if value:
                 per[rest] = nx.to_dtype(per_rest, np.float32)
