@@ -566,6 +566,7 @@ def _multilabel_margin(input, target, reduction, value=True, grad=True):
     blocks of rows; no rows x classes x classes array.
     """
     x, index, dtype = _multilabel_margin_args(input, target, reduction)
+    x = np.ascontiguousarray(x)  # the blocks address the labels by flat position
     n, c = x.shape
     sums = np.zeros(n, np.float64) if value else None  # each row's hinge sum, unrounded
     out = np.empty(x.shape, dtype) if grad else None

@@ -1295,7 +1295,8 @@ def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, gr
     """
     p = _check_p(p)
     args, margin = _margin_setup(input, target, margin, weight, reduction)
-    x, y, w = args.x, args.y, args.weight
+    # C order: the blocks address each row's target by flat position
+    x, y, w = np.ascontiguousarray(args.x), args.y, args.weight
     n, c = x.shape
     dtype = x.dtype
     per = np.empty(n, dtype) if value else None

@@ -885,3 +885,28 @@ def test_value_and_grad_is_bit_for_bit_the_two_calls(name, make, dtype):
         value, gradient = both(*args, **kwargs, reduction=reduction)
         _identical(value, loss(*args, **kwargs, reduction=reduction), what)
         _identical(gradient, grad(*args, **kwargs, reduction=reduction), what)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_margin_losses_of_column_major_input_are_those_of_row_major_input(dtype, reduction):
+    # the row blocks address each row's target (labels) by flat position: a column-major
+    # array once had its target's own term counted
+    gen = np.random.default_rng(51)
+    x = gen.normal(size=(300, 9)).astype(dtype)
+    y = gen.integers(0, 9, 300)
+    labels = np.full((300, 9), -1)
+    labels[:, :3] = np.argsort(gen.random((300, 9)), axis=1)[:, :3]
+    calls = [
+        (L.multi_margin_loss_value_and_grad, y),
+        (L.multilabel_margin_loss_value_and_grad, labels),
+    ]
+    for call, target in calls:
+        value, grad = call(x, target, reduction=reduction)
+        value_f, grad_f = call(np.asfortranarray(x), target, reduction=reduction)
+        np.testing.assert_array_equal(value_f, value)
+        np.testing.assert_array_equal(grad_f, grad)
+    assert (
+        L.multi_margin_loss(np.asfortranarray(x[:2].astype(np.float64)), y[:2], reduction="none")[0]
+        == (L.multi_margin_loss(x[:1].astype(np.float64), y[:1], reduction="none")[0])
+    )
