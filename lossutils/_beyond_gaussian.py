@@ -259,6 +259,7 @@ def _poisson_log_terms(x, y, rate, buf, narrow, work):
     lb = np.multiply(y, x, out=buf)
     np.subtract(rate, lb, out=lb)
     if not np.isfinite(np.sum(lb)):
+        _both_overflow(lb, x, y, rate)
         zero = y == 0
         lb[zero] = rate[zero]
         lb[x == np.inf] = np.inf
@@ -270,11 +271,21 @@ def _poisson_log_terms(x, y, rate, buf, narrow, work):
     return lb
 
 
+def _both_overflow(loss, x, y, rate):
+    """Where ``e^x`` and ``y x`` both overflow (``inf - inf``: NaN), ``loss`` gets the sign
+    of the exact ``e^x - y x``: ``+inf`` where ``x - log x > log y``, else ``-inf``."""
+    both = np.flatnonzero((rate == np.inf) & np.isnan(loss) & (y > 0) & (x < np.inf))
+    if both.size:
+        xs = x[both]
+        loss[both] = np.where(xs - np.log(xs) > np.log(y[both]), np.inf, -np.inf)
+
+
 def _poisson_terms(x, y, rate, eps, full):
     """Per-element loss (float64) of one block: ``e^x - y x`` (``rate`` = e^x) or
     ``x - y log(x + eps)`` (``rate`` None), plus the Stirling term if ``full``."""
     if rate is not None:
         loss = rate - times(y, x)
+        _both_overflow(loss, x, y, rate)
     else:
         loss = x - xlogy(y, x + eps)
     loss = np.where(x == np.inf, np.inf, loss)

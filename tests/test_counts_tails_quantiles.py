@@ -1063,3 +1063,22 @@ def test_bad_input_is_a_value_error_naming_the_argument(index):
     grad = getattr(B, f.__name__ + "_grad")
     with pytest.raises(ValueError):
         grad(*args, **kwargs)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_poisson_loss_where_both_terms_overflow_float64(full):
+    # e^x and y x both beyond float64 (inf - inf): the loss takes the sign of the exact
+    # e^x - y x, +inf where x - log x > log y (e^x wins) and -inf otherwise
+    x = np.array([1e308, 1e306, 710.0, 800.0])
+    y = np.array([7.4, 200.0, 1e308, 1e308])
+    if full:  # (the Stirling term of y = 1e308 overflows too: counts of that size are left out)
+        x, y = x[[0, 1, 3]], np.array([7.4, 200.0, 300.0])
+    expected = []
+    with mpmath.workdps(50):
+        for xi, yi in zip(x, y, strict=True):
+            exact = mpmath.exp(mpmath.mpf(xi)) - mpmath.mpf(yi) * mpmath.mpf(xi)
+            expected.append(np.inf if exact > 0 else -np.inf)
+    got = lossutils.poisson_nll_loss(x, y, full=full, reduction="none")
+    np.testing.assert_array_equal(np.sign(got), np.sign(expected))
+    assert np.all(np.isinf(got))
+    assert lossutils.poisson_nll_loss(x[:2], y[:2], full=full, reduction="sum") == np.inf
