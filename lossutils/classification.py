@@ -610,7 +610,7 @@ def _index_wide(args: _IndexArgs, reduction: str, total, value, grad, terms=_ce_
     if value:
         with np.errstate(invalid="ignore", over="ignore"):  # a zero weight masks its sample
             loss = nx.times(wy.astype(np.float64), loss)
-        per = np.where(valid, loss, 0).astype(np.float32)
+        per = np.where(valid, loss, 0)  # float64: rounded once, by the reduction's caller
     if grad:
         g[np.flatnonzero(scale == 0)] = 0  # an ignored sample, or one of weight 0
     return per, g, rest
@@ -934,7 +934,7 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
             part = args.widened(rest)
             per_rest, g_rest = _focal_rows(part, gamma, reduction, total, value, grad)
             if value:
-                per[rest] = nx.to_dtype(per_rest, np.float32)
+                per[rest] = per_rest
             if grad:
                 g[rest] = nx.to_dtype(g_rest, np.float32)
     else:

@@ -910,3 +910,12 @@ def test_margin_losses_of_column_major_input_are_those_of_row_major_input(dtype,
         L.multi_margin_loss(np.asfortranarray(x[:2].astype(np.float64)), y[:2], reduction="none")[0]
         == (L.multi_margin_loss(x[:1].astype(np.float64), y[:1], reduction="none")[0])
     )
+
+
+@pytest.mark.parametrize("loss", [L.cross_entropy, L.softmax_focal_loss])
+def test_float32_weighted_loss_beyond_float32_is_rounded_only_by_the_reduction(loss):
+    # -log p_y = 3e38 times the weight 2 is beyond float32, its weighted mean (3e38) is not;
+    # the per-sample losses stay in float64 until the reduction rounds (no overflow warning)
+    x, w = np.array([[-3e38, 0, 0]], np.float32), np.array([2, 1, 1], np.float32)
+    assert loss(x, [0], weight=w, reduction="mean") == np.float32(3e38)
+    assert loss(x, [0], weight=w, reduction="none")[0] == np.inf
