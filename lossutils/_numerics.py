@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._blocks import for_each_block
+from ._blocks import for_each_block, row_blocks
 
 # --- warnings -------------------------------------------------------------------------------------
 
@@ -2000,10 +2000,6 @@ def cumulative_product_dd(hi, lo):
     return hi, lo
 
 
-# Logits per block of rows in dd_product_cross_entropy: its temporaries stay cache-sized.
-_DD_BLOCK_ELEMENTS = 1 << 17
-
-
 @quiet
 def dd_product_cross_entropy(
     a_hi, a_lo, b_hi, b_lo, positive, mask_diagonal=False, with_grad=False
@@ -2019,12 +2015,6 @@ def dd_product_cross_entropy(
     """
     products = _dd_products(a_hi, a_lo, b_hi, b_lo)  # whole: BLAS is slower on blocks
     return _dd_cross_entropy_blocks(products, positive, mask_diagonal, with_grad, overwrite=True)
-
-
-def row_blocks(shape):
-    """Slices of the rows of a 2-D array of ``shape``, about ``2**17`` entries each."""
-    step = max(1, _DD_BLOCK_ELEMENTS // max(1, shape[1]))
-    return [slice(start, start + step) for start in range(0, shape[0], step)]
 
 
 def dd_matmul_blocks(a_hi, a_lo, b_hi, b_lo):
@@ -2047,7 +2037,7 @@ def _dd_product_blocks(products, transposed=False):
     exact, small = products
     if transposed:
         exact, small = exact.T, small.T
-    for block in row_blocks(exact.shape):
+    for block in row_blocks(exact.shape[0], exact.shape[1] * exact.itemsize):
         hi, lo = exact[block], small[block]
         with np.errstate(invalid="ignore", over="ignore"):
             yield (block, *two_sum(hi, lo))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _numerics as nx
+from ._blocks import row_blocks
 from ._checks import (
     check_finite_scalar,
     check_positive_scalar,
@@ -612,7 +613,7 @@ def _siglip_blocks(p: _Pairs, scale: float):
         p.dd = None  # not used again: the unscaled rows freed
         return nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
     z = np.multiply(p.cosine, scale, out=p.cosine)  # the cosines are not used again
-    return ((rows, z[rows], None) for rows in nx.row_blocks(z.shape)), z
+    return ((rows, z[rows], None) for rows in row_blocks(z.shape[0], z.shape[1] * z.itemsize)), z
 
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):

@@ -196,7 +196,7 @@ def test_blocks_of_rows(kind, dtype, monkeypatch):
     # the logits are taken in blocks of rows (CLIP's columns in blocks of the transpose):
     # blocks of 2 rows of 4, the matched pairs' diagonal crossing every block (the
     # arrays of test_float64_gradients_at_low_temperature_and_for_nearly_parallel_pairs)
-    monkeypatch.setattr(lossutils._numerics, "_DD_BLOCK_ELEMENTS", 8)
+    monkeypatch.setattr(lossutils._blocks, "BLOCK_BYTES", 64)
     rng = np.random.default_rng(24)
     loss, grad = FUNCTIONS[kind]
     params = PARAMETERS[kind][-1]
