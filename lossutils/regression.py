@@ -99,7 +99,10 @@ class _Spread:
     unless ``low <= ratio <= high``, where its two terms cancel; ``exact(s, x, y, dtype)``
     is that slope from the inputs in float64 (exact residual), for those elements only, or
     for every element of a block where ``exact_everywhere`` (it is then accurate on the
-    whole domain and costs no more than the formula and the selection).
+    whole domain and costs no more than the formula and the selection). ``huge(h, s)`` gives
+    ``(loss, d_input, d_spread, applies)`` from half the residual ``h``, for the elements
+    whose residual or an intermediate such as ``r^2 / s`` overflowed (see
+    :func:`_redo_overflow`), and where those forms are accurate (a huge ratio).
     """
 
     quotient: object
@@ -110,6 +113,7 @@ class _Spread:
     low: float
     high: float
     constant: float
+    huge: object
     exact_everywhere: bool = False
 
 
@@ -189,7 +193,43 @@ def _likelihood_terms(x, y, s, eps, full, spec: _Spread, loss, d_input, d_spread
         d_spread = _spread_slope(r, s, q, x, y, spec, buffer(d_spread), all_exact)
     if d_input is not None:
         d_input = spec.input_slope(r, s, q, buffer(d_input))
+    _redo_overflow(x, y, s, spec, full, (loss, d_input, d_spread))
     return loss, d_input, d_spread
+
+
+def _redo_overflow(x, y, s, spec: _Spread, full, outputs):
+    """Redo, from half the residual, the elements whose results overflowed while the inputs
+    are finite and the spread positive: ``x - y`` itself can overflow (``x = 1e308``,
+    ``y = -1e308``: the gradient ``r / v`` is finite for ``v = 1e300``), and so can ``r^2 / v``
+    or ``|r| / b`` where the spread's slope, divided by ``v`` or ``b`` once more, is finite.
+    ``h = x/2 - y/2`` does not overflow (the halving is exact at these magnitudes). Only
+    the infinite results, and only where ``spec.huge`` applies (an overflow with a moderate
+    ratio, e.g. ``1 / v`` of a subnormal ``v``, is left as it is). One sum per output when
+    nothing overflowed.
+    """
+    computed = [o for o in outputs if o is not None]
+    if all(np.isfinite(np.sum(o)) for o in computed):
+        return
+    bad = np.zeros(computed[0].shape, bool)
+    for o in computed:
+        bad |= np.isinf(o)
+    bad &= np.isfinite(x) & np.isfinite(y)
+    bad &= (s > 0) & np.isfinite(s)  # s broadcasts to the block's shape
+    idx = np.flatnonzero(bad)
+    if not idx.size:
+        return
+    shape = computed[0].shape
+    xs, ys = (take_broadcast(a, shape, idx, a.dtype) for a in (x, y))
+    h = xs * 0.5 - ys * 0.5
+    with np.errstate(over="ignore", invalid="ignore"):
+        *parts, applies = spec.huge(h, take_broadcast(s, shape, idx, s.dtype))
+        if full:
+            parts[0] = parts[0] + spec.constant
+    for out, part in zip(outputs, parts, strict=True):
+        if out is not None:
+            flat = out.reshape(-1)
+            redo = applies & np.isinf(flat[idx])  # the finite results stay as they are
+            flat[idx[redo]] = part[redo]
 
 
 def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, value, grad):
@@ -295,7 +335,17 @@ def _gaussian_input_slope(r, v, q, out):
     return out
 
 
-# positional: quotient, value, input_slope, plain, exact, low, high, constant
+def _gaussian_huge(h, v):
+    """Loss (no constant), d/dinput and d/dvar from ``h = r / 2``: with ``q = h / v``,
+    ``log(v) / 2 + 2 h q``, ``2 q`` and ``1 / (2 v) - 2 q^2``, and where they apply:
+    ``h q >= 16`` (``r^2 / v >= 64``: ``1 / (2 v)`` is at most 1/64 of ``2 q^2``, whose two
+    roundings and the difference's keep it within 2 ULP)."""
+    q = h / v
+    hq = h * q
+    return 0.5 * np.log(v) + 2 * hq, 2 * q, 0.5 / v - 2 * (q * q), hq >= 16
+
+
+# positional: quotient, value, input_slope, plain, exact, low, high, constant, huge
 _GAUSSIAN = _Spread(
     np.divide,
     _gaussian_value,
@@ -305,6 +355,7 @@ _GAUSSIAN = _Spread(
     0.5,
     4.0,
     0.5 * _LOG_2PI,
+    _gaussian_huge,
 )
 
 
@@ -335,6 +386,15 @@ def _laplace_scale_slope(r, b, q, out=None):
     return d_scale, q
 
 
+def _laplace_huge(h, b):
+    """Loss (no constant), d/dinput and d/dscale from ``h = r / 2``: with ``q = |h| / b``,
+    ``log b + 2 q``, ``sign(h) / b`` and ``1 / b - 2 q / b``, and where they apply:
+    ``q >= 16`` (``1 / b`` is at most 1/32 of ``2 q / b``, whose two roundings and the
+    difference's keep it within 2 ULP)."""
+    q = np.abs(h) / b
+    return np.log(b) + 2 * q, np.sign(h) / b, 1 / b - 2 * (q / b), q >= 16
+
+
 # (b - |r|) / b^2 where it cancels (|r| / b in [1/2, 2]), from the exact |r|; the formula is
 # within 3.4 ULP outside (measured against exact arithmetic). The exact form is within 2 ULP
 # for every ratio and costs what the formula and the selection cost: used on every element
@@ -348,6 +408,7 @@ _LAPLACE = _Spread(
     0.5,
     2.0,
     _LOG_2,
+    _laplace_huge,
     exact_everywhere=True,
 )
 

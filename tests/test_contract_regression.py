@@ -388,6 +388,40 @@ def test_spread_gradient_at_the_optimum_within_4_ulp(kind, dtype):
     np.testing.assert_array_equal(g_pair, grad(x, y, spread, eps=eps, reduction="sum")[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+@pytest.mark.parametrize("spread_shape", [(6,), (6, 1)])
+def test_likelihood_gradients_where_the_residual_overflows(kind, dtype, spread_shape):
+    # x - y (or r^2 / v, |r| / b) overflows while the loss's derivatives are finite:
+    # x = 0.55 max, y = -0.55 max and v = 2^100 give r / v = 1.1 max / 2^100 (it was inf);
+    # r = 2^-100 max, v = 2^40: r / v finite, r^2 / v overflows, d/dv = -r^2 / (2 v^2) not
+    big = float(np.finfo(dtype).max)
+    top = 100 if dtype is np.float64 else 30
+    x = np.array([0.55 * big, 0.9 * big, 0.55 * big, 2.0**-top * big, 0.3 * big, 1e-3 * big])
+    y = np.array([-0.55, -0.4, 0.0, 0.0, -0.3, 0.0]) * big
+    spread = 2.0 ** np.array([top, 0.6 * top, 0.8 * top, 0.4 * top, 2, 0])
+    x, y, spread = (a.astype(dtype) for a in (x, y, spread))
+    spread = spread.reshape(spread_shape)
+    if spread_shape == (6, 1):
+        x, y = x.reshape(6, 1), y.reshape(6, 1)
+    grad, mp_grads, loss, mp_loss = {
+        "gaussian": (R.gaussian_nll_loss_grad, ref.gaussian_nll_grads, R.gaussian_nll_loss,
+                     ref.gaussian_nll),
+        "laplace": (R.laplace_nll_loss_grad, ref.laplace_nll_grads, R.laplace_nll_loss,
+                    ref.laplace_nll),
+    }[kind]  # fmt: skip
+    g_input, g_spread = grad(x, y, spread, reduction="sum")
+    d_input, d_spread = mp_grads(x, y, spread, 0.0)
+    ref.assert_ulp_in(g_input, d_input, dtype, label=f"{kind} d_input")
+    ref.assert_ulp_in(g_spread, d_spread, dtype, label=f"{kind} d_spread")
+    for full in (False, True):
+        value = loss(x, y, spread, full=full, reduction="none")
+        ref.assert_ulp_in(value, mp_loss(x, y, spread, 0.0, full), dtype, label=f"{kind} loss")
+    assert np.isfinite(g_input).all()  # the case as reported: finite derivatives
+    both = getattr(R, f"{kind}_nll_loss_value_and_grad")(x, y, spread, reduction="sum")
+    np.testing.assert_array_equal(both[1][1], g_spread)
+
+
 def test_gaussian_variance_gradient_of_the_reported_case():
     # r = fl(sqrt(2)) and v = 2: r^2 = 2 + 2.7e-16, so (v - r^2) / (2 v^2) = -3.42e-17; the
     # difference of 1/(2v) and r^2/(2v^2) gave -5.55e-17 (r^2 rounded to 2 + 4.4e-16)
