@@ -1888,6 +1888,29 @@ def symmetric_sum(g):
     return g
 
 
+def row_argmax(x: np.ndarray) -> np.ndarray:
+    """``np.argmax(x, axis=-1)`` of a 2-D array, also fast when its rows are strided.
+
+    NumPy's argmax copies a transposed view into row order first (for a 1024 x 1024
+    float64 view, 30 times the time of the row maxima). The maxima are a fast reduction
+    in any layout; a row's only entry equal to its maximum then has the index
+    ``hit @ arange``, and ``hit @ 1`` counts the entries equal to it. The rows where that
+    count is not 1 (a tie, or a NaN maximum) take NumPy's argmax: the first of them.
+    """
+    if x.flags.c_contiguous or x.shape[-1] == 0:
+        return np.argmax(x, axis=-1)
+    with np.errstate(invalid="ignore"):
+        hit = (x == np.max(x, axis=-1, keepdims=True)).astype(np.float64)
+    index_and_count = hit @ np.stack(
+        [np.arange(x.shape[-1], dtype=np.float64), np.ones(x.shape[-1])], 1
+    )
+    top = index_and_count[:, 0].astype(np.intp)
+    odd = np.flatnonzero(index_and_count[:, 1] != 1)
+    if odd.size:
+        top[odd] = np.argmax(x[odd], axis=-1)
+    return top
+
+
 def cross_entropy_rows_grad(rest, total, top, positive):
     """The gradient of per-row cross-entropies w.r.t. their logits: softmax minus one-hot.
 

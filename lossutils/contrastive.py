@@ -82,8 +82,9 @@ def _unit(z: np.ndarray) -> _Unit:
     zs = np.ldexp(z, -e[:, None])
     scaled_norm = np.sqrt(np.sum(zs * zs, axis=-1))
     floored = (np.ldexp(scaled_norm, e) < NORMALIZE_EPS) & ~infinite
-    safe = np.where(floored, 1, scaled_norm)[:, None]
-    h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
+    h = zs / np.where(floored, 1, scaled_norm)[:, None]
+    if np.any(floored):  # (rare: only those rows are divided by the floor)
+        h[floored] = z[floored] / NORMALIZE_EPS
     return _Unit(h, zs, scaled_norm, e, floored, infinite)
 
 
@@ -142,7 +143,7 @@ def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool, consume: bool =
     """
     n = len(logits)
     rows = np.arange(n)
-    top = np.argmax(logits, axis=-1) if n else rows
+    top = nx.row_argmax(logits) if n else rows  # (the columns: a transposed view)
     m = logits[rows, top]
     positive = logits[rows, rows]
     # consumed: the shifted logits written over them (no second (N, N) array)

@@ -247,6 +247,22 @@ def test_row_blocks_cover_every_row_once_and_agree_with_one_block():
     np.testing.assert_array_equal(m, m1)
 
 
+def test_row_argmax_of_strided_rows_is_numpys_argmax():
+    # the first maximal entry of each row of a transposed (and of a sliced) view: ties,
+    # a NaN (NumPy's argmax: the first NaN), a row of -inf, a row with +inf
+    x = np.random.default_rng(5).normal(size=(64, 48))
+    x[3, 5] = x[:, 5].max() + 1
+    x[7, 5] = x[3, 5]
+    x[9, 6] = np.nan
+    x[20, 6] = np.nan
+    x[:, 11] = -np.inf
+    x[4, 12] = np.inf
+    x[40, 13] = x[:, 13].max() + 1
+    x[41, 13] = np.nextafter(x[40, 13], -np.inf)
+    for view in (x.T, x[::2].T, x[:, ::3].T, x):
+        assert np.array_equal(nx.row_argmax(view), np.argmax(view, axis=-1))
+
+
 def test_scaled_norm_neither_overflows_nor_underflows():
     assert nx.scaled_norm(np.float16([[256.0, 0.0]]))[0] == 256
     assert nx.scaled_norm(np.array([[1e-170, 0.0]]))[0] == 1e-170
