@@ -644,8 +644,12 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
             if value:
                 if exact:
                     softplus += sigma * lo
-                # a compensated row sum: N rounded additions would cost up to N/2 ULP
-                sums[rows] = nx.accurate_sum(softplus, axis=-1)
+                # float64: a compensated row sum (N rounded additions would cost up to
+                # N/2 ULP); a float16/32 result: the N terms are >= 0, so float64's sum is
+                # within N 2**-53 of itself, far below half an ULP of float32
+                sums[rows] = (
+                    nx.accurate_sum(softplus, axis=-1) if exact else np.sum(softplus, axis=-1)
+                )
             if grad:
                 # d softplus(-l z) / dz = -l sigma(-l z): sigma(x) off the diagonal, -sigma(x) on it
                 if exact:
