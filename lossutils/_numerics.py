@@ -197,16 +197,23 @@ def accurate_sum(x: np.ndarray, axis: int):
     plain = np.sum(x, axis=-1)
     if x.shape[-1] == 0:
         return plain
-    error = np.zeros(x.shape[:-1], dtype=x.dtype)
     with np.errstate(invalid="ignore", over="ignore"):
-        while x.shape[-1] > 1:
-            if x.shape[-1] % 2:
-                x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
-            s, err = two_sum(x[..., 0::2], x[..., 1::2])
-            error = error + np.sum(err, axis=-1)
-            x = s
-        total = x[..., 0] + error
+        s, error = _cascaded_sum(x)
+        total = s + error
     return np.where(np.isfinite(plain), total, plain)
+
+
+def _cascaded_sum(x: np.ndarray):
+    """``(s, error)`` of :func:`accurate_sum` over the last (non-empty) axis, before they are
+    added: ``s + error`` is the sum as if in twice the working precision."""
+    error = np.zeros(x.shape[:-1], dtype=x.dtype)
+    while x.shape[-1] > 1:
+        if x.shape[-1] % 2:
+            x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
+        s, err = two_sum(x[..., 0::2], x[..., 1::2])
+        error = error + np.sum(err, axis=-1)
+        x = s
+    return x[..., 0], error
 
 
 # --- x log y --------------------------------------------------------------------------------------
@@ -643,6 +650,39 @@ def exp_sum_rest(x: np.ndarray, m: np.ndarray, rows=None) -> np.ndarray:
     return out
 
 
+def exp_sum_rest_dd(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
+    r""":func:`exp_sum_rest` of float64 ``rows`` of ``x`` as a double-double ``(hi, lo)``.
+
+    For rows dominated by their maximum whose result raises this sum to a power: the focal
+    loss behaves like :math:`R^{1 + \gamma}`, so an ULP of error in the sum ``R`` becomes
+    :math:`1 + \gamma` ULP of the result. Each ``e^(x - m)`` is taken in double-double,
+    :func:`exp_shifted_dd` of ``d = fl(x - m)`` and its exact rounding error
+    (:func:`shift_error`), and summed by the cascaded TwoSum of :func:`accurate_sum`: to
+    about ``2^-58`` of ``R``, a small fraction of an ULP however it is raised (terms below
+    ``e^-746``, which underflow to 0, count as 0; parts below ``2^-1022`` are subnormal and
+    lose digits, far below any ULP of a result that does not underflow). Domain: rows whose
+    maximum is finite.
+    """
+    out_hi, out_lo = np.empty(len(rows)), np.empty(len(rows))
+
+    def block(part: slice) -> None:
+        xb, mb = x[rows[part]], m[rows[part]]
+        top = np.argmax(xb, axis=-1)[:, None]
+        d = xb - mb[:, None]
+        err = shift_error(xb, mb, d, np.empty_like(d))
+        gone = ~(d >= -746.0)  # (-inf too) the exponential underflows to 0
+        np.put_along_axis(gone, top, True, axis=-1)  # the maximum itself is not in the sum
+        d[gone], err[gone] = 0.0, 0.0
+        hi, lo = exp_shifted_dd(d, err)
+        hi[gone], lo[gone] = 0.0, 0.0
+        s, s_err = _cascaded_sum(hi)
+        out_hi[part], out_lo[part] = _fast_two_sum(s, s_err + np.sum(lo, axis=-1))
+
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        for_each_block(block, len(rows), x.shape[-1] * 8)
+    return out_hi, out_lo
+
+
 def log_normalizer(x: np.ndarray):
     """The pieces of a stable log-sum-exp of each row of a 2-D ``x``.
 
@@ -1064,16 +1104,55 @@ def dd_exp_parts(z):
     return _dd_exp_parts_block(z)
 
 
-def _dd_exp_parts_block(z):
-    """:func:`dd_exp_parts` of one block: ``2^k (1 + m) = 2^k T e^r`` (``_EXP_TABLE_BITS``)."""
+def _exp_table_reduction(z):
+    """``(n, k, j, a)`` for ``z = n ln 2 / 256 + r``: ``n = 256 k + j - 128`` (``j`` the index of
+    ``2^(j/256 - 1/2)`` in the table) and ``a = z - n L_hi``, for the three parts ``L_hi``,
+    ``L_mid``, ``L_lo`` of ``ln 2 / 256``, so that ``r = a - n L_mid - n L_lo``. ``n`` times
+    each of the first two parts is exact (32-bit parts, ``|n| < 2^19``), and ``a`` is exact
+    (Sterbenz)."""
     n = np.rint(z * _TABLE_OVER_LN2)
     with np.errstate(invalid="ignore"):
         shifted = n.astype(np.int64) + (1 << (_EXP_TABLE_BITS - 1))
     k = shifted >> _EXP_TABLE_BITS
     j = shifted & ((1 << _EXP_TABLE_BITS) - 1)  # the table index, j + 128
-    # r = z - n ln 2 / 256 in double-double: n times the first two parts of ln 2 / 256 is
-    # exact (32-bit parts, |n| < 2^19), and z - n L_hi is exact (Sterbenz)
-    a = z - n * _LN2_HI_T
+    return n, k, j, z - n * _LN2_HI_T
+
+
+def exp_shifted_dd(d, err):
+    """``e^(d + err)`` as an unnormalised double-double ``(hi, lo)``, to about ``2^-61``.
+
+    Domain: float64 ``|d| <= 745`` and ``|err| <= ulp(d)``. For sums whose every digit
+    counts, where :func:`dd_exp_parts` (to ``2^-105``) would cost several times as much:
+    ``e^z = 2^k T e^r`` (``_EXP_TABLE_BITS``), with ``|r| <= ln 2 / 512`` in one double
+    (rounded about twice: below ``2^-62`` of ``e^r``) and ``e^r - 1`` by ``expm1`` (within an
+    ULP of a number below ``2^-9``), so that ``hi = 2^k T_hi`` is exact and
+    ``lo = 2^k (T_lo + T_hi expm1(r))`` carries the rest. Parts below ``2^-1022`` are
+    subnormal and lose digits.
+    """
+    n, k, j, r = _exp_table_reduction(d)
+    r -= n * _LN2_MID_T
+    r -= n * _LN2_LO_T
+    r += err
+    lo = np.expm1(r)
+    hi = np.take(_EXP2_HI, j)
+    lo *= hi
+    lo += np.take(_EXP2_LO, j)
+    # times 2^k as two exact products by powers of 2 built from their bits (np.ldexp is
+    # several times slower): 2^(k + 600) is normal for every k of the domain
+    k += 1023 + 600
+    k <<= 52
+    scale = k.view(np.float64)
+    hi *= scale
+    lo *= scale
+    hi *= 2.0**-600
+    lo *= 2.0**-600
+    return hi, lo
+
+
+def _dd_exp_parts_block(z):
+    """:func:`dd_exp_parts` of one block: ``2^k (1 + m) = 2^k T e^r`` (``_EXP_TABLE_BITS``)."""
+    # r = z - n ln 2 / 256 in double-double
+    n, k, j, a = _exp_table_reduction(z)
     r, r_err = two_sum(a, -(n * _LN2_MID_T))
     r, r_err = _fast_two_sum(r, r_err - n * _LN2_LO_T)
     e_hi, e_lo = _dd_expm1(r)

@@ -857,6 +857,35 @@ def _focal_terms(gamma: float):
     return terms
 
 
+def _focal_terms_dominated(gamma: float):
+    r""":func:`_focal_terms` of rows dominated by their target (``p_y > 1/2``), from the sum
+    ``R = (1 - p_y) / p_y`` of the other exponentials as a double-double ``(r_hi, r_lo)``
+    (:func:`~lossutils._numerics.exp_sum_rest_dd`).
+
+    There the loss behaves like :math:`R^{1 + \gamma}`, so each rounding of ``-log p_y``
+    or ``u = 1 - p_y`` on the way to it is multiplied by up to :math:`1 + \gamma`. Here
+    ``-log p_y = log1p(R)`` and ``u = R / (1 + R)`` come from the exact ``R`` with one
+    rounding each, ``u`` kept as a double-double so that ``u^gamma`` is ``pow(u_hi, gamma)
+    (1 + gamma u_lo / u_hi)``, within about an ULP; and ``p_y (-log p_y) / u`` is
+    ``log1p(R) / R`` (1 at ``R = 0``)."""
+
+    def terms(r_hi, r_lo, c):
+        nll = np.log1p(r_hi) + r_lo / (1 + r_hi)
+        s_hi, s_lo = nx.two_sum(np.ones_like(r_hi), r_hi)  # 1 + R
+        s_lo += r_lo
+        u = r_hi / s_hi
+        p, p_err = nx.two_prod(u, s_hi)
+        residual = ((r_hi - p) - p_err) + (r_lo - u * s_lo)  # R - u (1 + R), r_hi - p exact
+        shift = np.divide(gamma * residual, r_hi, out=np.zeros_like(u), where=u > 0)
+        modulation = u**gamma
+        modulation += modulation * shift
+        ratio = np.divide(nll, r_hi, out=np.ones_like(u), where=r_hi > 0)
+        k = c * (modulation * (1 + gamma * ratio))
+        return modulation * nll, k, -k * u
+
+    return terms
+
+
 def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
     r"""Focal loss on softmax probabilities: cross-entropy down-weighted where it is small.
 
@@ -950,11 +979,16 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
 def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, grad):
     """Per-sample focal losses and gradient rows (each None unless asked for) of float64
     rows, shifted and compensated (:func:`_normalize_index`)."""
-    pieces, _ = _normalize_index(args, 0.0, keep=grad)
+    pieces, hard = _normalize_index(args, 0.0, keep=grad)
     wy = args.target_weight
     factor = sample_scale(wy, args.valid, total, reduction)
     with np.errstate(invalid="ignore", divide="ignore"):
         loss, k, target = _focal_terms(gamma)(pieces.nll, factor)
+        if hard.size:  # the target dominates its row: u^gamma amplifies every rounding
+            r_hi, r_lo = nx.exp_sum_rest_dd(args.x, pieces.m, hard)
+            terms = _focal_terms_dominated(gamma)(r_hi, r_lo, factor[hard])
+            loss[hard], k[hard], target[hard] = terms
+            pieces.s[hard] = (1 + r_hi) + r_lo  # the row sum, rounded about once
     per = g = None
     if value:
         with np.errstate(invalid="ignore"):

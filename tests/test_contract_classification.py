@@ -534,21 +534,59 @@ def test_softmax_focal_gradient(dtype, gamma):
     z = _rows(dtype)
     grad = L.softmax_focal_loss_grad(z, TARGETS, gamma=gamma, reduction="sum")
     assert grad.dtype == dtype
-    exact = _exact(z)
-    reference = np.empty(z.shape, dtype=object)
+    reference = _softmax_focal_grad_exact(_exact(z), TARGETS, gamma)
+    # float64: the factor multiplies the errors of u and -log p_y (see the loss's bound)
+    bound = 1.0 if dtype != np.float64 else 2.0 + 1.5 * (1 + gamma)
+    assert_close_to_exact(grad, reference, bound, f"softmax_focal_loss_grad {dtype.__name__}")
+
+
+def _softmax_focal_grad_exact(exact, targets, gamma):
+    """d(sum of focal losses)/dz by its closed form, (u^g + g u^(g-1) p_y l) (p - e_y)."""
+    reference = np.empty(exact.shape, dtype=object)
     with mpmath.workdps(mr.DIGITS):
         g_ = mpmath.mpf(gamma)
-        for i, y in enumerate(TARGETS):
+        for i, y in enumerate(targets):
             row = [mpmath.mpf(v) for v in exact[i]]
             lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
             p = [mpmath.exp(v - lse) for v in row]
             ell = lse - row[y]
             u = -mpmath.expm1(-ell)
             factor = u**g_ + g_ * u ** (g_ - 1) * p[y] * ell
-            for k in range(4):
+            for k in range(len(row)):
                 reference[i, k] = factor * (p[k] - (1 if k == y else 0))
-    # float64: the factor multiplies the errors of u and -log p_y (see the loss's bound)
+    return reference
+
+
+# confident rows (p_y from 1 - 1e-4 to 1 - 1e-15): the loss behaves like (1 - p_y)^(1 + gamma),
+# which multiplies each rounding of -log p_y and 1 - p_y by up to 1 + gamma (up to 8.8 ULP
+# of float64 at gamma = 3 when 1 - p_y was derived from the rounded -log p_y)
+CONFIDENT = np.array(
+    [
+        [0.08587192784299763, -0.06908383528466049, 22.22150431081025, -0.15439469256347926],
+        [2.8835536755033195, -2.935220620681286, -1.9002017541296028, 33.87667310255696],
+        [8.913576646009373, -0.09070391126915564, -0.020730221278550426, 0.028648830962854713],
+        [-0.12497076456851303, 5.462903763805589, 1.9232532041227268, -1.6441277389105342],
+        [-0.648721184746771, 26.15042917307774, -0.5116637290595857, -40.0],
+        [8.704804493507433, -0.7652498774517218, 5.261761564189895, 0.0],
+        [0.10669348670051791, 0.00476727312116796, 37.120248567459214, 0.03709468350944103],
+    ]
+)
+CONFIDENT_TARGETS = np.argmax(CONFIDENT, axis=-1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 3.0])
+def test_softmax_focal_loss_and_gradient_on_confident_rows(dtype, gamma):
+    z = CONFIDENT.astype(dtype)
+    exact = _exact(z)
+    loss = L.softmax_focal_loss(z, CONFIDENT_TARGETS, gamma=gamma, reduction="none")
+    grad = L.softmax_focal_loss_grad(z, CONFIDENT_TARGETS, gamma=gamma, reduction="sum")
+    assert loss.dtype == grad.dtype == dtype
+    # float16 and float32 are rounded once from float64; float64 within the documented bound
     bound = 1.0 if dtype != np.float64 else 2.0 + 1.5 * (1 + gamma)
+    reference = mr.softmax_focal_loss(exact, CONFIDENT_TARGETS, gamma)
+    assert_close_to_exact(loss, reference, bound, f"softmax_focal_loss {dtype.__name__}")
+    reference = _softmax_focal_grad_exact(exact, CONFIDENT_TARGETS, gamma)
     assert_close_to_exact(grad, reference, bound, f"softmax_focal_loss_grad {dtype.__name__}")
 
 
