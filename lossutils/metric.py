@@ -722,6 +722,8 @@ def _triplet(
         parts = _triplet_parts(t, swap, squared, with_grad=grad)
         loss = _triplet_value(t, parts.dist, swap, squared) if value else None
         return loss, (_triplet_grad(t, parts, swap, squared) if grad else None)
+    if t.p == 2:
+        return _triplet_narrow(t, swap, squared, value, grad)
     width = t.anchor.shape[-1]
     flat = [x.reshape(-1, width) for x in (t.anchor, t.positive, t.negative)]
     n = len(flat[0])
@@ -741,6 +743,124 @@ def _triplet(
     return loss, (tuple(g.reshape(t.anchor.shape) for g in grads) if grad else None)
 
 
+# The embeddings each distance is taken between (indices into anchor, positive, negative).
+_PAIRS = {"ap": (0, 1), "an": (0, 2), "pn": (1, 2)}
+
+
+def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
+    """:func:`_triplet` of float16 or float32 embeddings with p = 2 (or squared).
+
+    One pass over blocks of rows does only the work on the embeddings' size: each block's
+    anchor (and positive, with swap) widened once to float64, the differences (exact: a
+    float32 difference has at most 24 + 29 bits where the exponents differ by 29 or
+    less, and else loses below 2**-53 of itself), their sums of squares, and the
+    gradient rows, rounded once into the result's dtype; the per-row work (roots,
+    hinges, coefficients) over the block's rows. The rare rows that need care are done
+    again after the pass: those whose sum of squares underflows, is 0 or not finite (by
+    the general path), the hinges that cancel (in double-double, :func:`_triplet_hinge`)
+    and the anchor gradients whose two terms cancel (:func:`_anchor_grad_dd`).
+    """
+    width = t.anchor.shape[-1]
+    flat = [x.reshape(-1, width) for x in (t.anchor, t.positive, t.negative)]
+    n = len(flat[0])
+    keys = ("ap", "an", "pn") if swap else ("ap", "an")
+    shift = 0.0 if squared else t.eps
+    sums = np.empty((len(keys), n))  # the squared distances, in float64
+    grads = [np.empty((n, width), t.dtype) for _ in range(3)] if grad else None
+    # the anchor gradient's squared norm over its terms' larger one (grad only)
+    cancel = np.empty(n, np.float32) if grad else None  # compared with 2**-40 and above
+    scale = reduction_scale(n, t.reduction, np.float64)
+    step = max(1, (_NARROW_BLOCK_ELEMENTS if grad else _NARROW_VALUE_BLOCK_ELEMENTS) // width)
+    # the widened anchor (and positive, with swap), then one difference per distance
+    wide = [np.empty((min(step, n), width)) for _ in range((2 if swap else 1) + len(keys))]
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        size = rows.stop - rows.start
+        sources = [w[:size] for w in wide[: 2 if swap else 1]]
+        np.copyto(sources[0], flat[0][rows])
+        if swap:
+            np.copyto(sources[1], flat[1][rows])
+        diffs = []
+        for j, key in enumerate(keys):
+            i, k = _PAIRS[key]
+            v = wide[len(sources) + j][:size]
+            np.copyto(v, flat[k][rows])  # widened first: a mixed subtraction is slower
+            np.subtract(sources[i], v, out=v)
+            if shift:
+                v += shift
+            sums[j, rows] = nx.row_dot(v, v)
+            diffs.append(v)
+        if grad:
+            out = [g[rows] for g in grads]
+            cancel[rows] = _narrow_grad_block(t, sums[:, rows], diffs, squared, scale, out)
+    odd = ~np.all((sums >= _SAFE_SQUARED_SUM[np.dtype(np.float64)]) & (sums < np.inf), axis=0)
+    dist = dict(zip(keys, sums if squared else np.sqrt(sums, out=sums), strict=True))
+    odd_rows = np.flatnonzero(odd)
+    if odd_rows.size:  # tiny, zero, huge or NaN: the general path on those rows
+        part = _Triplets(*(x[odd_rows] for x in flat), *_tail_fields(t))
+        parts = _triplet_parts(part, swap, squared, with_grad=grad)
+        for key in keys:
+            dist[key][odd_rows] = parts.dist[key]
+        if grad:
+            for g, o in zip(grads, _triplet_grad(part, parts, swap, squared, n), strict=True):
+                g[odd_rows] = o
+    loss = None
+    if value:
+        hinge = _triplet_hinge(t, dist, swap, squared).reshape(t.anchor.shape[:-1])
+        loss = reduce_to(hinge, t.reduction, t.dtype)
+    if not grad:
+        return loss, None
+    # where the anchor's two terms cancel (their difference below the cut of the larger):
+    # its gradient again, in double-double, from the same coefficients
+    cut = _CANCELLATION_CUT[t.dtype] ** 2
+    ok = np.isfinite(dist["ap"]) & np.isfinite(dist["an"]) & (dist["ap"] > 0) & (dist["an"] > 0)
+    redo = np.flatnonzero((cancel < cut) & ok & ~odd)
+    if redo.size:
+        picked = {k: d[redo] for k, d in dist.items()}
+        s, weight_an = _narrow_coefficients(t, picked, scale)
+        part = _Triplets(*(x[redo] for x in flat), *_tail_fields(t))
+        grads[0][redo] = _anchor_grad_dd(part, s * (weight_an == 1), picked, squared)
+    return loss, tuple(g.reshape(t.anchor.shape) for g in grads)
+
+
+def _narrow_coefficients(t: _Triplets, dist: dict, scale):
+    """``(s, weight_an)``: the hinge's gradient (0 where inactive, else the reduction's
+    scale) and the share of it of d(a, n) (1, or with swap 0 or a tie's 1/2)."""
+    an = dist["an"]
+    pn = dist.get("pn")
+    nearest = an if pn is None else np.minimum(an, pn)
+    s = (dist["ap"] - nearest + t.margin >= 0) * scale
+    weight_an = 1.0 if pn is None else np.where(an == pn, 0.5, an < pn)
+    return s, np.asarray(weight_an, dtype=np.float64) * np.ones_like(s)
+
+
+def _narrow_grad_block(t: _Triplets, sums, diffs, squared, scale, out):
+    """The gradient rows of a block from its squared distances and differences (float64,
+    overwritten), rounded once into ``out``; returns the anchor gradient's squared norm
+    over the larger of its two terms' (where it is small, the terms cancel)."""
+    dist = dict(zip(("ap", "an", "pn"), sums if squared else np.sqrt(sums), strict=False))
+    s, weight_an = _narrow_coefficients(t, dist, scale)
+    swap = "pn" in dist
+    weights = [np.ones_like(s), weight_an] + ([1 - weight_an] if swap else [])
+    terms, sizes = [], []
+    for v, d, w in zip(diffs, dist.values(), weights, strict=True):
+        c = s * w
+        sizes.append(c * c * (4 * d if squared else 1))  # the term's squared norm
+        terms.append(np.multiply((2 * c if squared else c / d)[:, None], v, out=v))
+    t_ap, t_an = terms[:2]
+    if swap:
+        t_pn = terms[2]
+        np.add(t_an, t_pn, out=out[2], casting="same_kind")
+        np.negative(np.add(t_ap, t_pn, out=t_pn), out=out[1], casting="same_kind")
+    else:
+        np.negative(t_ap, out=out[1], casting="same_kind")
+        np.copyto(out[2], t_an, casting="same_kind")
+    d_anchor = np.subtract(t_ap, t_an, out=t_an)
+    np.copyto(out[0], d_anchor, casting="same_kind")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return nx.row_dot(d_anchor, d_anchor) / np.maximum(sizes[0], sizes[1])
+
+
 # Elements per block of rows of the float16 and float32 triplets: the block-sized float64
 # temporaries of a block (differences, gradient terms) stay cache-sized. Smaller blocks
 # keep less memory but the gradient's per-block work (two dozen calls) then dominates:
@@ -748,7 +868,7 @@ def _triplet(
 _NARROW_BLOCK_ELEMENTS = 1 << 15
 # The loss alone keeps two differences per block: larger blocks (fewer calls per row) for
 # about a quarter of the time; the per-row results do not depend on the blocking.
-_NARROW_VALUE_BLOCK_ELEMENTS = 1 << 18
+_NARROW_VALUE_BLOCK_ELEMENTS = 1 << 16
 
 
 def _triplet_value(t: _Triplets, dist: dict, swap, squared):
@@ -949,12 +1069,21 @@ def _refine_anchor_grad(t: _Triplets, arrays, s, dist, squared):
         return
     width = t.anchor.shape[-1]
     flat = d_anchor.reshape(-1, width)  # a view, as the arrays it refines are fresh
-    a, pos, neg = (
-        x.reshape(-1, width)[rows].astype(np.float64, copy=False)
-        for x in (t.anchor, t.positive, t.negative)
+    part = _Triplets(
+        *(x.reshape(-1, width)[rows] for x in (t.anchor, t.positive, t.negative)),
+        *_tail_fields(t),
     )
+    picked = {key: dist[key].reshape(-1)[rows] for key in ("ap", "an")}
+    flat[rows] = _anchor_grad_dd(part, s.reshape(-1)[rows], picked, squared)
+
+
+def _anchor_grad_dd(t: _Triplets, s, dist, squared):
+    """``s (u_ap - u_an)`` of the rows of ``t`` (float64), from double-double unit
+    vectors (:func:`_refine_anchor_grad`); ``s`` and ``dist`` one per row."""
+    ap, an = dist["ap"], dist["an"]
+    a, pos, neg = (x.astype(np.float64, copy=False) for x in (t.anchor, t.positive, t.negative))
     bound = np.sqrt(np.maximum(ap, an)) if squared else np.maximum(ap, an)
-    e = np.frexp(bound.reshape(-1)[rows] * (1 + 2.0**-20))[1]
+    e = np.frexp(bound * (1 + 2.0**-20))[1]
     k = -e[:, None]
     a, pos, neg = np.ldexp(a, k), np.ldexp(pos, k), np.ldexp(neg, k)
     shift = 0.0 if squared else np.ldexp(t.eps, -e)
@@ -968,8 +1097,8 @@ def _refine_anchor_grad(t: _Triplets, arrays, s, dist, squared):
         units.append((q, q_lo + lo / np.sqrt(np.sum(hi * hi, axis=-1))[:, None]))
     (p_hi, p_lo), (n_hi, n_lo) = units
     d = (p_hi - n_hi) + (p_lo - n_lo)  # the first difference is exact where it cancels
-    factor = s.reshape(-1)[rows][:, None]
-    flat[rows] = np.ldexp(2 * factor * d, e[:, None]) if squared else factor * d
+    factor = s[:, None]
+    return np.ldexp(2 * factor * d, e[:, None]) if squared else factor * d
 
 
 @dataclass(frozen=True)

@@ -307,14 +307,55 @@ def test_triplet_anchor_gradient_where_the_unit_vectors_cancel(dtype):
     a = rng.normal(size=(8, 5))
     p = a + 1e-3 * rng.normal(size=(8, 5))
     n = a + 500 * (p - a) + 1e-4 * rng.normal(size=(8, 5))
-    a, p, n = (x.astype(dtype) for x in (a, p, n))
-    for reduction in ("sum", "mean"):
-        got = M.triplet_margin_loss_grad(a, p, n, reduction=reduction)
-        expected = _mp_triplet_grads(a, p, n, 1.0, 1e-6, False)
-        scale = 1 if reduction == "sum" else len(a)
+    _assert_triplet_grads_within_4_ulp(*(x.astype(dtype) for x in (a, p, n)), 1.0, 1e-6)
+
+
+def _assert_triplet_grads_within_4_ulp(a, p, n, margin, eps):
+    """The gradients of the sum and the mean against mpmath, row by row."""
+    expected = _mp_triplet_grads(a, p, n, margin, eps, False)
+    for reduction, scale in (("sum", 1), ("mean", len(a))):
+        got = M.triplet_margin_loss_grad(a, p, n, margin, eps=eps, reduction=reduction)
         for g, e in zip(got, expected, strict=True):
-            assert g.dtype == dtype
-            _assert_within_4_ulp_of_the_row(g, e / scale, dtype)
+            assert g.dtype == a.dtype
+            _assert_within_4_ulp_of_the_row(g, e / scale, a.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_narrow_anchor_gradient_on_both_sides_of_its_cut(dtype):
+    # float16 and float32 negatives near the ray from the anchor through the positive, at
+    # angles of 2**-16 to 2**-40 before rounding (the double-double redo below 2**-20
+    # for float32, 2**-32 for float16; the rounding of the inputs leaves angles of about
+    # 2**-24 and 2**-11 at the least, or exactly 0): every row within 4 ULP of mpmath
+    rng = np.random.default_rng(31)
+    angles = 2.0 ** -np.array([16.0, 19.5, 20.5, 24.0, 31.5, 32.5, 36.0, 40.0])
+    a = rng.normal(size=(8, 6)).astype(dtype)
+    p = (a + rng.normal(size=(8, 6))).astype(dtype)
+    ray = p.astype(np.float64) - a
+    length = np.linalg.norm(ray, axis=-1, keepdims=True)
+    side = rng.normal(size=(8, 6))
+    side -= np.sum(side * ray, axis=-1, keepdims=True) * ray / length**2
+    side *= length / np.linalg.norm(side, axis=-1, keepdims=True)
+    n = (a + 3 * ray + 3 * angles[:, None] * side).astype(dtype)
+    _assert_triplet_grads_within_4_ulp(a, p, n, 5.0, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_narrow_triplets_whose_squared_distance_underflows(dtype):
+    # equal anchor and positive: the distance is eps sqrt(D), whose float64 square is 0
+    # for eps = 2**-540 (those rows are done again by the scaled norm: the gradient is the
+    # unit vector) and 2**-873 for 2**-440 (the plain sum of squares); beside them
+    # ordinary rows, all within 4 ULP of mpmath, values and gradients
+    rng = np.random.default_rng(32)
+    a, p, n = (rng.normal(size=(4, 128)).astype(dtype) for _ in range(3))
+    p[:2] = a[:2]
+    for eps in (2.0**-540, 2.0**-440):
+        per = M.triplet_margin_loss(a, p, n, margin=0.5, eps=eps, reduction="none")
+        exact = ref.triplet(a, p, n, 0.5, 2.0, eps, False, False)
+        ref.assert_ulp_in(per, exact, dtype, label=f"eps {eps}")
+        got = M.triplet_margin_loss_grad(a, p, n, margin=0.5, eps=eps, reduction="sum")
+        expected = _mp_triplet_grads(a, p, n, 0.5, eps, False)
+        for g, e in zip(got, expected, strict=True):
+            _assert_within_4_ulp_of_the_row(g, e, dtype)
 
 
 def test_an_empty_feature_axis_is_an_error_naming_the_argument():
