@@ -80,13 +80,18 @@ def reduce_to(loss, reduction: str, dtype):
     return to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
 
 
-def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple):
+def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple, scaled=None):
     """Reduce per-sample losses; the mean divides by ``weight_total`` (NaN when it is 0).
 
     ``weight_total`` is a count or a sum from :func:`total` (never rounded to float16);
     ``"none"`` returns the losses reshaped to ``shape``. A mean over a zero total is NaN
     whatever the summed losses (label smoothing gives a sample of weight 0 a nonzero loss:
     the sum over no weight is then not 0, and its quotient by 0 would be infinite).
+    A mean whose sum overflows is the sum of the losses divided first, so that it overflows
+    only if the mean does. ``scaled``, if given, returns the per-sample losses times their
+    factors ``d(mean) / d(loss_i)`` (each weight divided by the total before it multiplies):
+    that sum is then the mean also where a weighted loss itself overflows (a weight of 2
+    on a loss of 1e308, twice, over a total of 4).
     """
     if reduction == "none":
         return loss.reshape(shape)[()]
@@ -95,6 +100,13 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
         return to_dtype(sum_, loss.dtype)[()]
     if weight_total == 0:
         return loss.dtype.type(np.nan)
+    if np.isinf(sum_):  # finite weighted losses whose sum overflows: divide first
+        if scaled is not None:
+            return to_dtype(total(scaled()), loss.dtype)[()]
+        if np.all(np.isfinite(loss)):
+            with np.errstate(over="ignore"):
+                scaled_loss = loss / np.asarray(weight_total, dtype=loss.dtype)
+            return to_dtype(total(scaled_loss), loss.dtype)[()]
     return _mean(sum_, weight_total, loss.dtype)
 
 

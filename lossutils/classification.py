@@ -673,9 +673,31 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
     return per, e, pieces.m
 
 
+def _weighted_losses(args: _IndexArgs, pieces: _Normalized, coef: np.ndarray, loss):
+    """``coef * loss`` per sample, 0 where ignored, for a ``loss`` that is ``-log p_y`` where
+    that overflows (cross-entropy, or the focal loss, whose modulation is 1 there).
+
+    ``-log p_y = (m - x_y) + r`` overflows where the logits are finite but more than the
+    largest number apart (``1e308`` and ``-1e308``); a coefficient below 1 (a class weight,
+    or a weight over the total) may bring the product back: there it is
+    ``c m - c x_y + c r``, two terms of opposite signs that do not cancel.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        # a zero weight masks its sample, also where -log p_y is infinite
+        per = np.where(args.valid, nx.times(coef, loss), 0).astype(loss.dtype, copy=False)
+        over = np.flatnonzero((loss == np.inf) & (coef > 0) & (coef < 1) & np.isfinite(pieces.m))
+        if over.size:
+            c, m = coef[over].astype(loss.dtype), pieces.m[over]
+            xy = args.x[over, args.y[over]]
+            per[over] = (c * m - c * xy) + c * pieces.r[over]
+    return per
+
+
 def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.ndarray):
     """Per-sample cross-entropy with class-index targets (``wy``: the target weights)."""
     dtype, w, num_classes = args.x.dtype, args.weight, args.x.shape[-1]
+    if w is not None and eps == 0:
+        return _weighted_losses(args, pieces, wy, pieces.nll)
     with np.errstate(invalid="ignore"):
         # a zero weight masks its sample, also where -log p_y is infinite
         loss = pieces.nll if w is None and eps == 0 else nx.times(wy, pieces.nll)
@@ -961,16 +983,18 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
         per, g, rest = _index_wide(args, reduction, total, value, grad, terms)
         if rest.size:
             part = args.widened(rest)
-            per_rest, g_rest = _focal_rows(part, gamma, reduction, total, value, grad)
+            per_rest, g_rest, _ = _focal_rows(part, gamma, reduction, total, value, grad)
             if value:
                 per[rest] = per_rest
             if grad:
                 g[rest] = nx.to_dtype(g_rest, np.float32)
+        scaled = None  # (float64 sums of float32 losses do not overflow)
     else:
-        per, g = _focal_rows(args, gamma, reduction, total, value, grad)
+        per, g, scaled = _focal_rows(args, gamma, reduction, total, value, grad)
     loss = grad_out = None
     if value:
-        loss = nx.to_dtype(weighted_reduce(per, total, reduction, args.shape), args.dtype)[()]
+        loss = weighted_reduce(per, total, reduction, args.shape, scaled)
+        loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
         grad_out = nx.to_dtype(g.reshape(args.shape + args.x.shape[-1:]), args.dtype)
     return loss, grad_out
@@ -978,7 +1002,8 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
 
 def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, grad):
     """Per-sample focal losses and gradient rows (each None unless asked for) of float64
-    rows, shifted and compensated (:func:`_normalize_index`)."""
+    rows, shifted and compensated (:func:`_normalize_index`); and, for a mean, the
+    per-sample losses times their factors, for :func:`weighted_reduce` (else None)."""
     pieces, hard = _normalize_index(args, 0.0, keep=grad)
     wy = args.target_weight
     factor = sample_scale(wy, args.valid, total, reduction)
@@ -989,10 +1014,14 @@ def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, gr
             terms = _focal_terms_dominated(gamma)(r_hi, r_lo, factor[hard])
             loss[hard], k[hard], target[hard] = terms
             pieces.s[hard] = (1 + r_hi) + r_lo  # the row sum, rounded about once
-    per = g = None
+    per = g = scaled = None
     if value:
-        with np.errstate(invalid="ignore"):
-            per = np.where(args.valid, nx.times(wy, loss), 0)
+        per = _weighted_losses(args, pieces, wy, loss)
+        if reduction == "mean":
+
+            def scaled():
+                return _weighted_losses(args, pieces, factor, loss)
+
     if grad:
         g = pieces.e
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -1001,7 +1030,7 @@ def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, gr
         # an ignored sample, or one of weight 0, has no gradient (also where it is infinite);
         # under a mean over a zero total weight the factor is NaN, and so is the gradient
         g[np.flatnonzero(factor == 0)] = 0
-    return per, g
+    return per, g, scaled
 
 
 def softmax_focal_loss_grad(

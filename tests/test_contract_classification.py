@@ -264,6 +264,51 @@ def test_focal_losses_in_narrow_dtypes_are_rounded_once_from_float64(dtype, gamm
     assert_close_to_exact(loss, reference, 1.0, "sigmoid_focal_loss")
 
 
+def _weighted_reference(per_sample, labels, weight, reduction):
+    """Exact weighted reduction of mpmath per-sample losses (the mean divides by sum w_y)."""
+    with mpmath.workdps(mr.DIGITS):
+        w = [mpmath.mpf(float(weight[y])) for y in labels]
+        terms = [wi * v for wi, v in zip(w, per_sample, strict=True)]
+        if reduction == "none":
+            return np.array(terms, dtype=object)
+        return mpmath.fsum(terms) / (mpmath.fsum(w) if reduction == "mean" else 1)
+
+
+# weighted losses whose intermediates overflow while the result does not: -log p_y beyond
+# the largest float64 times a weight below 1; weighted losses whose sum overflows before the
+# mean divides; a weight above 1 lifting a loss beyond the largest float, then divided
+OVERFLOW_CASES = [
+    ([[1e308, -1e308, 0.0], [1e308, -1e308, 0.0]], [1, 1], [1.0, 0.25, 1.0]),
+    ([[1e308, -0.7e308], [1e308, -0.7e308]], [1, 1], [1.0, 1.0]),
+    ([[1e308, -0.6e308], [1e308, -0.6e308]], [1, 1], [1.0, 2.0]),
+    ([[1e308, -0.6e308], [0.0, 0.0]], [1, 0], [1e-300, 2.0]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(OVERFLOW_CASES)))
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_softmax_focal_loss_weighted_has_no_intermediate_overflow(case, reduction, gamma):
+    z, y, w = (np.array(a) for a in OVERFLOW_CASES[case])
+    loss = L.softmax_focal_loss(z, y, gamma=gamma, weight=w, reduction=reduction)
+    reference = _weighted_reference(mr.softmax_focal_loss(z, y, gamma), y, w, reduction)
+    assert_close_to_exact(loss, reference, BOUND[np.float64], f"softmax_focal_loss {reduction}")
+    grad = L.softmax_focal_loss_grad(z, y, gamma=gamma, weight=w, reduction=reduction)
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_cross_entropy_weighted_has_no_intermediate_overflow(dtype, reduction):
+    # -log p_y beyond the largest number of the dtype, times a weight below 1
+    big = float(np.finfo(dtype).max) * 0.9
+    z = np.array([[big, -big, 0.0], [big, -big, 0.0]], dtype)
+    y, w = np.array([1, 1]), np.array([1.0, 0.25, 1.0], dtype)
+    loss = L.cross_entropy(z, y, weight=w, reduction=reduction)
+    reference = _weighted_reference(mr.cross_entropy(_exact(z), y), y, _exact(w), reduction)
+    assert_close_to_exact(loss, reference, BOUND[dtype], f"cross_entropy {reduction}")
+
+
 def test_cross_entropy_mean_in_float16_over_many_rows():
     # issue B2: the sum 1e5 overflows float16; the mean is 100 and each target entry -0.001
     z = np.zeros((1000, 2), np.float16)
