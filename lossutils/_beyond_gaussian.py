@@ -39,6 +39,8 @@ from ._checks import (
 )
 from ._numerics import (
     CHUNK,
+    _exp_minus_abs,
+    _sigmoid_from,
     chunks,
     dd_exp_parts,
     exact_difference,
@@ -48,6 +50,7 @@ from ._numerics import (
     scaled_exp_minus,
     scaled_exp_minus_dd,
     sigmoid,
+    sigmoid_pair,
     softplus,
     take_broadcast,
     times,
@@ -727,25 +730,24 @@ def _nb_nll_saddle(z, d, y, r, sp):
 # terms below (_digamma_rest).
 
 
-def _nb_input_slope(z, y, r, narrow=False):
+def _nb_input_slope(z, y, r, narrow=False, sigmoids=None):
     """``(d/dz, near, gap, mean)`` of the NB loss (``r`` has ``z``'s shape), as described above.
 
     ``mean`` is ``r e^z`` in float64 (``z`` capped at 710), ``gap`` its difference to ``y``
     in double-double on the elements ``near``. The textbook difference of the two terms is
-    formed only on the other elements. ``narrow``: the result is rounded to float32 or
-    float16, so the float64 difference is accurate enough unless ``r e^z`` is within 2^-20
-    of ``y`` (it loses 20 bits there).
+    formed on the other elements (on all, then replaced where near). ``narrow``: the result
+    is rounded to float32 or float16, so the float64 difference is accurate enough unless
+    ``r e^z`` is within 2^-20 of ``y`` (it loses 20 bits there). ``sigmoids``: the pair
+    ``(sigma(z), sigma(-z))`` if already computed.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         mean = r * np.exp(np.minimum(z, 710.0))
     low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (1 / 8, 8)
     near = (y > 0) & (r > 0) & (np.abs(z) <= 600)  # Dekker's products stay in their domain
     near &= (mean >= low * y) & (mean <= high * y)
-    g_z = np.empty(z.shape)
-    far = ~near
-    if far.any():
-        zf, yf, rf = z[far], y[far], r[far]
-        g_z[far] = times(rf, sigmoid(zf)) - times(yf, sigmoid(-zf))
+    s_pos, s_neg = sigmoid_pair(z) if sigmoids is None else sigmoids
+    g_z = times(r, s_pos)
+    g_z -= times(y, s_neg)
     gap = None
     if near.any():
         zn = z[near]
@@ -981,10 +983,13 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     g_z = np.empty(zf.size, grad_dtype(input, out)) if grad else None
     g_r = np.empty(zf.size, grad_dtype(total_count, out) if same else np.float64) if grad else None
     scale = reduction_scale(zf.size, reduction, np.float64)
+    # narrow output: about a dozen block-sized float64 buffers live at once, in blocks small
+    # enough that they stay below a tenth of the gradient (float32) in a training step
+    block, step = (_nb_block_narrow, CHUNK // 8) if out.itemsize < 8 else (_nb_block, CHUNK)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for b in chunks(zf.size):
+        for b in chunks(zf.size, step):
             zb, yb, rb = (a[b].astype(np.float64, copy=False) for a in (zf, yf, rf))
-            lb, gzb, grb = _nb_block(zb, yb, rb, value, grad, out.itemsize < 8)
+            lb, gzb, grb = block(zb, yb, rb, value, grad)
             if per_element:
                 loss[b] = lb
             elif value:
@@ -1007,7 +1012,7 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     return loss, grads
 
 
-def _nb_block(z, y, r, value, grad, narrow):
+def _nb_block(z, y, r, value, grad, narrow=False):
     """``(loss or None, d/dz or None, d/dr or None)`` per element of one block (float64)."""
     sp = softplus(z)
     g_z, near, gap, mean = _nb_input_slope(z, y, r, narrow=narrow)
@@ -1023,6 +1028,104 @@ def _nb_block(z, y, r, value, grad, narrow):
             loss[saddle] = _nb_nll_saddle(z[saddle], g_z[saddle], y[saddle], r[saddle], sp[saddle])
     if grad:
         g_r = _nb_count_slope(z, y, r, sp, near, gap, mean)
+    return loss, g_z, g_r
+
+
+# For float16 and float32 output the float64 results need only a relative accuracy of 2^-30
+# (1/64 of a float32 ULP, so that the one rounding stays within 1 ULP). The textbook sums
+# reach it wherever their terms do not cancel too much: each term is within a few float64
+# ULP of max(1, |term|) (a product, SciPy's gammaln and digamma, the softplus), so a sum
+# whose terms' magnitudes (plus 1) add up to S is within c 2^-53 S of the exact value, with
+# c < 16 for the five terms and four roundings; where S <= 2^16 |result| that is below
+# 2^-33 of the result (a margin of 2^3 on c). The other elements (large counts or
+# total_counts near the mode, the special values: S not finite) take the careful forms.
+# The input slope r sigma(z) - y sigma(-z) has two terms within 2 ULP each: where it is
+# above 2^-19 of y sigma(-z) (the mean r e^z not within about 2^-20 of y) it is within
+# 2^-31 of itself; the others take the double-double form.
+_NARROW_CANCELLATION = 2.0**16
+
+
+# log y! for the counts below 1024, SciPy's own gammaln(y + 1) (the same numbers, looked up)
+_LOG_FACTORIALS = gammaln(np.arange(1.0, 1025.0))
+
+
+def _log_factorial(y, out):
+    """``out = gammaln(y + 1)`` for float64 counts ``y``, from the table below 1024."""
+    top = len(_LOG_FACTORIALS) - 1
+    np.take(_LOG_FACTORIALS, np.fmin(y, top).astype(np.intp), out=out)  # NaN: the last entry
+    big = np.flatnonzero(y >= len(_LOG_FACTORIALS))
+    if big.size:
+        out[big] = gammaln(y[big] + 1)
+
+
+def _add_difference(total, scale, lo, hi, buf):
+    """``total += lo - hi`` (exactly ``total`` where ``lo == hi``) and
+    ``scale += |lo| + |hi| + 1``, in place: the indices where ``scale`` exceeds
+    ``_NARROW_CANCELLATION |total|`` or is not a number (``buf``: a buffer, overwritten)."""
+    np.abs(lo, out=buf)
+    scale += buf
+    np.abs(hi, out=buf)
+    scale += buf
+    scale += 1
+    lo -= hi
+    total += lo
+    np.abs(total, out=buf)
+    buf *= _NARROW_CANCELLATION
+    return np.flatnonzero(~(scale <= buf))
+
+
+def _nb_block_narrow(z, y, r, value, grad):
+    """:func:`_nb_block` for float16/float32 output: the textbook sums in float64, and the
+    careful forms only on the elements where those cancel beyond ``_NARROW_CANCELLATION``.
+
+    The loss and each gradient pick their elements from their own terms alone, so a value
+    does not depend on which of the others were asked for. Eight block-sized buffers, used
+    in place (products with a zero coefficient and an infinite factor give NaN: the careful
+    forms redo those).
+    """
+    e, sp, a, b, c, d = (np.empty(z.shape) for _ in range(6))
+    _exp_minus_abs(z, e)
+    np.log1p(e, out=a)
+    np.maximum(z, 0, out=sp)
+    sp += a  # softplus(z)
+    loss = g_z = g_r = None
+    if value:
+        loss = np.negative(z)
+        np.maximum(loss, 0, out=loss)
+        loss += a
+        loss *= y  # y softplus(-z)
+        np.multiply(r, sp, out=b)
+        scale = np.add(loss, b)
+        loss += b
+        _log_factorial(y, b)  # 0 for y = 0, so that the loss is r sp(z) there
+        loss += b
+        scale += b
+        gammaln(r, out=b)
+        np.add(r, y, out=c)
+        gammaln(c, out=c)
+        redo = _add_difference(loss, scale, b, c, a)
+        if redo.size:
+            loss[redo] = _nb_block(z[redo], y[redo], r[redo], True, False, True)[0]
+    if grad:
+        np.add(e, 1, out=c)
+        _sigmoid_from(z, e, c, a)
+        g_z = np.multiply(r, a, out=a)
+        _sigmoid_from(z, e, c, b, negate=True)
+        b *= y
+        g_z -= b
+        np.abs(g_z, out=c)
+        b *= 2.0**-19
+        redo = np.flatnonzero(~(c > b))
+        if redo.size:
+            g_z[redo] = _nb_input_slope(z[redo], y[redo], r[redo])[0]
+        digamma(r, out=b)
+        np.add(r, y, out=c)
+        digamma(c, out=c)
+        np.copyto(e, sp)  # the scale, from sp(z)
+        g_r = sp
+        redo = _add_difference(g_r, e, b, c, d)  # sp(z) itself for y = 0
+        if redo.size:
+            g_r[redo] = _nb_block(z[redo], y[redo], r[redo], False, True, True)[2]
     return loss, g_z, g_r
 
 

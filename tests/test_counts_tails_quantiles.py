@@ -415,6 +415,47 @@ def test_negative_binomial_for_small_total_count(dtype):
            MAX_ULP[dtype], "total_count near the mean")  # fmt: skip
 
 
+@pytest.mark.parametrize("dtype", (np.float16, np.float32))
+def test_negative_binomial_narrow_on_both_sides_of_the_careful_switch(dtype):
+    # float16/float32 output: the textbook sums in float64 where their terms' magnitudes (plus
+    # 1) are at most 2^16 times the result, the careful forms beyond. Points whose terms cancel
+    # (measured here with SciPy) by 2^14 to 2^16 and by 2^16 to 2^18 (both sides of the
+    # switch), and for float32 by more than 2^26 (where the float64 sums lose the float32
+    # digits): all within 1 ULP of mpmath
+    from scipy.special import digamma, gammaln
+
+    rng = np.random.default_rng(30)
+    n = 40_000
+    top = 4.5 if dtype is np.float16 else 7.0
+    y = np.floor(10.0 ** rng.uniform(0, top, n))
+    r = 10.0 ** rng.uniform(-1, top + (0 if dtype is np.float16 else 1), n)
+    near = 1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-6, 0, n)
+    z, y, r = _rounded(dtype, np.log(y * near / r), y, r)
+    z64, y64, r64 = (a.astype(np.float64) for a in (z, y, r))
+    sp_pos, sp_neg = np.logaddexp(0, z64), np.logaddexp(0, -z64)
+    lg = (gammaln(y64 + 1), gammaln(r64), gammaln(r64 + y64))
+    loss = r64 * sp_pos + y64 * sp_neg + lg[0] + lg[1] - lg[2]
+    dg = (digamma(r64), digamma(r64 + y64))
+    slope = sp_pos + dg[0] - dg[1]
+    with np.errstate(divide="ignore"):
+        ratio = (r64 * sp_pos + y64 * sp_neg + lg[0] + np.abs(lg[1]) + np.abs(lg[2]) + 1) / loss
+        ratio_r = (sp_pos + np.abs(dg[0]) + np.abs(dg[1]) + 1) / np.abs(slope)
+    bands = [(2.0**14, 2.0**16), (2.0**16, 2.0**18)]
+    if dtype is np.float32:
+        bands.append((2.0**26, np.inf))
+    for key, cancel in (("nb", ratio), ("nb_grad_count", ratio_r)):
+        picks = [np.flatnonzero((cancel > lo) & (cancel <= hi))[:30] for lo, hi in bands]
+        assert all(p.size >= 10 for p in picks), key
+        pick = np.concatenate(picks)
+        zp, yp, rp = z[pick], y[pick], r[pick]
+        if key == "nb":
+            actual = B.negative_binomial_nll_loss(zp, yp, rp, reduction="none")
+        else:
+            actual = B.negative_binomial_nll_loss_grad(zp, yp, rp, reduction="none")[1]
+        exact = REF[key](z64[pick], y64[pick], r64[pick])
+        _check(actual, exact, dtype, 0 * z64[pick], MAX_ULP[dtype], key)
+
+
 def test_negative_binomial_stirling_error_table():
     # log y! - (y log y - y + log(2 pi y) / 2) for y = 1..9, recomputed at 40 digits
     with mpmath.workdps(40):
