@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 from scipy.special import digamma, gammaln
@@ -42,7 +43,13 @@ from ._numerics import (
     _exp_minus_abs,
     _sigmoid_from,
     chunks,
+    dd_add,
+    dd_constant,
+    dd_div,
     dd_exp_parts,
+    dd_horner,
+    dd_log,
+    dd_mul,
     exact_difference,
     exp_minus_near,
     gap_to_square,
@@ -1168,19 +1175,20 @@ def negative_binomial_nll_loss_value_and_grad(input, target, total_count, reduct
 # recurrences f(a) = f(a + 1) + log1p(1 / (4a(a + 1))) / 2 and
 # f'(a) = f'(a + 1) - 1 / (4a(a + 1)(a + 1/2)) (from Gamma(a + 1) = a Gamma(a); all their terms
 # have one sign, so nothing cancels) carry a up to 10.
-_T_SERIES = (
-    1 / 8,
-    -1 / 192,
-    1 / 640,
-    -17 / 14336,
-    31 / 18432,
-    -691 / 180224,
-    5461 / 425984,
-    -929569 / 15728640,
-    3202291 / 8912896,
-    -221930581 / 79691776,
-    4722116521 / 176160768,
+_T_SERIES_EXACT = (
+    Fraction(1, 8),
+    Fraction(-1, 192),
+    Fraction(1, 640),
+    Fraction(-17, 14336),
+    Fraction(31, 18432),
+    Fraction(-691, 180224),
+    Fraction(5461, 425984),
+    Fraction(-929569, 15728640),
+    Fraction(3202291, 8912896),
+    Fraction(-221930581, 79691776),
+    Fraction(4722116521, 176160768),
 )
+_T_SERIES = tuple(float(c) for c in _T_SERIES_EXACT)
 _T_SERIES_MIN_A = 10.0
 
 
@@ -1239,6 +1247,72 @@ def _student_t_log_norm(df):
         pb *= wb
         pb += flat_d[b]  # d f / d a
     return _HALF_LOG_2 + f, 0.5 * fprime
+
+
+# The df gradient where its terms cancel (see _student_t_df_slope_careful), in double-double:
+# C'(df) = f'(a) / 2 by the derivative of the series above, -(2k - 1) c_k / a^2k, from
+# a = 20 on (there the eleven terms leave a relative error below 2^-74: the last is
+# 4e-23 of the first), and the recurrence of f' below (at most 20 steps); and
+# -log(1 - p) - p = p^2 / (2 - p) + 2 z^3 (1/3 + z^2 / 5 + ...) for p <= 1/2 with
+# z = p / (2 - p) <= 1/3 (2 atanh z = -log(1 - p); all terms positive), 24 terms
+# (z^48 / 51 < 2^-80 of the first).
+_DF_SLOPE_MIN_A = 20.0
+_DF_SLOPE_SERIES = [dd_constant(-(2 * k - 1) * c) for k, c in enumerate(_T_SERIES_EXACT, 1)]
+_ATANH_TAIL = [dd_constant(Fraction(1, 2 * k + 1)) for k in range(1, 25)]
+
+
+def _student_t_norm_slope_dd(nu):
+    """C'(df) = f'(df / 2) / 2 as a double-double (float64 ``nu`` in (0, 2^200]): to about
+    2^-74 of it (the recurrence's terms all have one sign, each to about 2^-100)."""
+    a_hi, a_lo = nu / 2, np.zeros_like(nu)
+    acc_hi, acc_lo = np.zeros_like(nu), np.zeros_like(nu)
+    for _ in range(int(_DF_SLOPE_MIN_A)):
+        low = np.flatnonzero(a_hi < _DF_SLOPE_MIN_A)
+        if not low.size:
+            break
+        ah, al = a_hi[low], a_lo[low]
+        a1 = dd_add(ah, al, 1.0, 0.0)
+        prod = dd_mul(*dd_mul(ah, al, *a1), *dd_add(ah, al, 0.5, 0.0))
+        t_hi, t_lo = dd_div(1.0, 0.0, 4 * prod[0], 4 * prod[1])  # 1 / (4 a (a + 1)(a + 1/2))
+        acc_hi[low], acc_lo[low] = dd_add(acc_hi[low], acc_lo[low], -t_hi, -t_lo)
+        a_hi[low], a_lo[low] = a1
+    w = dd_div(1.0, 0.0, *dd_mul(a_hi, a_lo, a_hi, a_lo))
+    f_hi, f_lo = dd_add(*dd_mul(*dd_horner(_DF_SLOPE_SERIES, *w), *w), acc_hi, acc_lo)
+    return 0.5 * f_hi, 0.5 * f_lo
+
+
+def _student_t_df_slope_careful(x, y, s, nu):
+    """d/ddf of the Student-t NLL (float64 arrays, finite ``nu`` in [2^-200, 2^200] and
+    ``|x - y| <= 2^200 s``) in double-double, rounded once.
+
+    ``C'(df) + (-log(1 - p) - p) / 2 - p / (2 df)`` with ``p = r^2 / (df s^2 + r^2)`` and
+    ``1 - p = df s^2 / (df s^2 + r^2)`` from the exact residual ``r`` (TwoSum) and exact
+    products (``s`` scaled into [1/2, 1) by a power of 2, ``r`` with it), each term to
+    about 2^-72 of itself: within 4 ULP of the result wherever the terms cancel to no less
+    than 2^-17 of their sum of magnitudes, and within 2^-70 of that sum below.
+    """
+    r_hi, r_lo = two_sum(x, -y)
+    _, e = np.frexp(s)
+    s, r_hi, r_lo = np.ldexp(s, -e), np.ldexp(r_hi, -e), np.ldexp(r_lo, -e)
+    r2 = dd_add(*two_prod(r_hi, r_hi), 2 * r_hi * r_lo, 0.0)  # r_lo^2 is below 2^-104 r^2
+    scaled = dd_mul(nu, 0.0, *two_prod(s, s))
+    den = dd_add(*scaled, *r2)
+    p_hi, p_lo = dd_div(*r2, *den)
+    # -log(1 - p) - p: the atanh series up to p = 1/2 (where it cancels), beyond the
+    # logarithm of 1 - p (at most a factor 6 cancels)
+    m = dd_add(2.0, 0.0, -p_hi, -p_lo)
+    z = dd_div(p_hi, p_lo, *m)
+    z2 = dd_mul(*z, *z)
+    tail = dd_mul(*dd_mul(*z, *z2), *dd_horner(_ATANH_TAIL, *z2))
+    series = dd_add(*dd_div(*dd_mul(p_hi, p_lo, p_hi, p_lo), *m), 2 * tail[0], 2 * tail[1])
+    log_w = dd_log(*dd_div(*scaled, *den))
+    direct = dd_add(-log_w[0], -log_w[1], -p_hi, -p_lo)
+    small = p_hi <= 0.5
+    two_b = (np.where(small, series[0], direct[0]), np.where(small, series[1], direct[1]))
+    d_hi, d_lo = dd_div(p_hi, p_lo, nu, 0.0)  # p / df
+    body = dd_add(0.5 * two_b[0], 0.5 * two_b[1], -0.5 * d_hi, -0.5 * d_lo)
+    g_hi, g_lo = dd_add(*_student_t_norm_slope_dd(nu), *body)
+    return g_hi + g_lo
 
 
 def _log1p_square(u, r, s, df):
@@ -1379,7 +1453,11 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     -----
     Both halves of the ``df`` derivative vanish like :math:`1/\nu^2` while their terms are of
     order :math:`1/\nu`; each is computed without that cancellation (a series for the
-    digamma part, :math:`-\log(1-p) - p` with :math:`p = u^2/(\nu + u^2)` for the rest). At
+    digamma part, :math:`-\log(1-p) - p` with :math:`p = u^2/(\nu + u^2)` for the rest), and
+    where the halves cancel each other (the derivative changes sign as :math:`u^2` grows) or
+    the rounding of :math:`u` would cost more than 3 ULP, the sum is formed in double-double
+    from the exact residual: within 4 ULP wherever the terms cancel to no less than
+    :math:`2^{-17}` of their magnitudes, within :math:`2^{-70}` of them below. At
     ``df = inf`` the gradients are the Gaussian ones and the ``df`` gradient is 0. The scale
     gradient vanishes at :math:`|u| = 1`: there (:math:`1/2 \le |u| \le 2`) it is
     :math:`\nu (s^2 - r^2) / (s (\nu s^2 + r^2))` with :math:`s^2 - r^2` from exact products
@@ -1520,8 +1598,30 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False)
         g_s.reshape(-1)[near] = np.ldexp(gap / (sn * den), -e)
     # p = u^2 / (nu + u^2)
     p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
-    body = 0.5 * _log1p_minus_ratio(p, log1p_square) - p / (2 * nu_f)
-    g_nu = np.where(gauss, 0.0, dc + body)
+    minus_ratio = _log1p_minus_ratio(p, log1p_square)
+    slope_p = p / (2 * nu_f)
+    g_nu = np.where(gauss, 0.0, dc + (0.5 * minus_ratio - slope_p))
+    # The float64 terms carry about 2.5 ULP (C'; 5 below df = 20, where the recurrence
+    # adds up to ten steps' roundings: 4.4 ULP measured), 8 ULP (the log1p part: about p^2 / 4
+    # below p = 1/2, it doubles the few ULP of p from the rounded u; beyond, within a few
+    # ULP of log1p(q) + p) and 4 ULP (p / (2 df)): where that sum of errors may exceed 3 ULP
+    # of the result (the terms cancel, or the log1p part is a large share of it), the
+    # double-double form. The narrow dtypes' float64 result is within 2^-45 of the terms'
+    # magnitudes: redone only where they cancel to 2^-20.
+    error = np.abs(dc)
+    if not narrow:
+        error *= np.where(nu_f < 20, 5.0, 2.5)
+    error += (1 if narrow else 4) * slope_p
+    error += (0.5 if narrow else 4) * np.where(p < 0.5, minus_ratio, log1p_square + p)
+    cancels = error > (2.0**20 if narrow else 3) * np.abs(g_nu)
+    cancels &= ~gauss & (nu_f >= 2.0**-200) & (nu_f <= 2.0**200) & (np.abs(r) <= 2.0**200 * s)
+    cancels = np.flatnonzero(cancels)
+    if cancels.size:
+        shape = g_nu.shape
+        g_nu = np.array(np.broadcast_to(g_nu, shape))
+        g_nu.reshape(-1)[cancels] = _student_t_df_slope_careful(
+            *(take_broadcast(a, shape, cancels) for a in (x, y, s, nu_f))
+        )
     return g_x, g_s, g_nu
 
 

@@ -1230,6 +1230,55 @@ def logistic_slope_exact(x, y, cy):
         return np.ldexp(n_hi + n_lo, k) / (1 + np.ldexp(p_hi, k))
 
 
+def dd_constant(value: Fraction) -> tuple[float, float]:
+    """A rational constant as a double-double ``(hi, lo)`` (to 2^-106 of it)."""
+    return _double_double(Fraction(value))
+
+
+# the double-double sum and product for other modules (to about 2^-104 of the larger addend,
+# however much they cancel; of the product, in Dekker's domain below 1e300)
+dd_add, dd_mul = _dd_add, _dd_mul
+
+
+def dd_div(a_hi, a_lo, b_hi, b_lo):
+    """Double-double quotient ``(a_hi + a_lo) / (b_hi + b_lo)``, to about 2^-104 of it.
+
+    The float64 quotient ``q``, then the remainder ``a - q b`` (``q b_hi`` exact by Dekker's
+    product; the remainder is a few ULP of ``a`` and nearly exact) divided once: the
+    correction. Domain: finite ``b != 0``, ``|q|``, ``|b|`` below 1e300.
+    """
+    q = a_hi / b_hi
+    p, p_err = two_prod(q, b_hi)
+    rem = (((a_hi - p) - p_err) + a_lo) - q * b_lo
+    return _fast_two_sum(q, rem / b_hi)
+
+
+def dd_log(w_hi, w_lo):
+    """``log(w_hi + w_lo)`` as a double-double, for a double-double ``w > 0`` (normal).
+
+    ``log(w) = log(w_hi) + log1p(w_lo / w_hi)`` with ``log1p(v) = v`` up to ``v^2 / 2`` (below
+    2^-106); ``log(w_hi) = l + (log(w_hi) - l)`` for ``l = fl(log w_hi)``, the difference by
+    :func:`_log_minus_table` (about 2^-72 absolute; Sterbenz applies, ``l`` being within an
+    ULP of ``log w_hi``). Accuracy: about 2^-72 absolute, 2^-72 / |log w| relative (not
+    for ``w`` within 2^-10 of 1, where the log is small: use a series of ``w - 1`` there).
+    """
+    lead = np.log(w_hi)
+    rest = _log_minus_table(w_hi, lead)
+    rest += w_lo / w_hi
+    return _fast_two_sum(lead, rest)
+
+
+def dd_horner(coefficients, z_hi, z_lo):
+    """``sum_k c_k z^k`` (``coefficients`` = double-doubles ``(c_hi, c_lo)`` from ``c_0`` on)
+    by Horner's rule in double-double: to about 2^-100 of the sum of ``|c_k z^k|``."""
+    hi = np.full_like(z_hi, coefficients[-1][0])
+    lo = np.full_like(z_hi, coefficients[-1][1])
+    for c_hi, c_lo in reversed(coefficients[:-1]):
+        hi, lo = _dd_mul(hi, lo, z_hi, z_lo)
+        hi, lo = _dd_add(hi, lo, c_hi, c_lo)
+    return hi, lo
+
+
 def log_minus_near(t, x):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| <= 372``.
 

@@ -431,6 +431,34 @@ def test_exp_minus_near_against_mpmath():
     assert_close_to_exact(got[wide], np.array(exact, dtype=object)[wide], 4, "e^x - y")
 
 
+def test_double_double_quotient_logarithm_and_polynomial_against_mpmath():
+    # the double-double kernels of the Student-t df gradient: a / b to about 2^-104 of it,
+    # log w to about 2^-72 absolute, Horner's rule to about 2^-100 of the terms
+    rng = np.random.default_rng(12)
+    n = 200
+    a_hi = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-100, 100, n)
+    b_hi = rng.uniform(0.5, 1, n) * 10.0 ** rng.uniform(-100, 100, n)
+    a_lo, b_lo = a_hi * 2.0**-60 * rng.uniform(-1, 1, n), b_hi * 2.0**-60 * rng.uniform(-1, 1, n)
+    q_hi, q_lo = nx.dd_div(a_hi, a_lo, b_hi, b_lo)
+    w_hi = 10.0 ** rng.uniform(-30, 30, n)
+    w_lo = w_hi * 2.0**-60 * rng.uniform(-1, 1, n)
+    l_hi, l_lo = nx.dd_log(w_hi, w_lo)
+    z_hi = rng.uniform(-0.5, 0.5, n)
+    z_lo = z_hi * 2.0**-60 * rng.uniform(-1, 1, n)
+    coefficients = [nx.dd_constant(Fraction(1, 2 * k + 1)) for k in range(12)]
+    p_hi, p_lo = nx.dd_horner(coefficients, z_hi, z_lo)
+    with mpmath.workprec(300):
+        for i in range(n):
+            a, b = mpmath.mpf(a_hi[i]) + a_lo[i], mpmath.mpf(b_hi[i]) + b_lo[i]
+            q = mpmath.mpf(q_hi[i]) + q_lo[i]
+            assert abs(q - a / b) <= 2.0**-100 * abs(a / b)
+            w = mpmath.mpf(w_hi[i]) + w_lo[i]
+            assert abs(mpmath.mpf(l_hi[i]) + l_lo[i] - mpmath.log(w)) <= 2.0**-70
+            z = mpmath.mpf(z_hi[i]) + z_lo[i]
+            exact = mpmath.fsum(mpmath.mpf(1) / (2 * k + 1) * z**k for k in range(12))
+            assert abs(mpmath.mpf(p_hi[i]) + p_lo[i] - exact) <= 2.0**-100 * 2
+
+
 @pytest.mark.parametrize("width", [1, 3, 128, 300])
 def test_dd_distance_squared_against_mpmath(width):
     # rows from 2**-390 to 2**390 apart, some nearly equal entries, with and without a
