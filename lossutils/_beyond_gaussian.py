@@ -42,6 +42,7 @@ from ._numerics import (
     CHUNK,
     _exp_minus_abs,
     _sigmoid_from,
+    atanh_series,
     chunks,
     dd_add,
     dd_constant,
@@ -616,9 +617,8 @@ def _large_counts(r, y):
 
 
 # (x + 1/2) log1p(1/x) - 1 = atanh(u)/u - 1 = u^2/3 + u^4/5 + ..., u = 1/(2x + 1): the step of
-# the Stirling error from x to x + 1, a series of positive terms for u <= 0.8 (x >= 1/8; 90 terms
-# leave 0.64^90 / 181 < 2^-60 of its first term); below, the direct form cancels by at most 3.
-_ATANH_TERMS = [1.0 / (2 * j + 3) for j in range(90)]
+# the Stirling error from x to x + 1, a series of positive terms for u <= 0.8 (x >= 1/8;
+# :func:`atanh_series`); below, the direct form cancels by at most 3.
 
 
 def _stirling_error_real(r):
@@ -644,24 +644,13 @@ def _stirling_steps(x, m):
     """``corr(x) - corr(x + m)`` for real ``x > 0`` and integer ``m >= 0`` (at most a few
     tens): the sum of the positive steps ``(x + k + 1/2) log1p(1/(x + k)) - 1``, k < m."""
     acc = np.zeros_like(x)
+    every = int(np.min(m, initial=0))  # the steps that every element takes: no gathering
     for k in range(int(np.max(m, initial=0))):
-        use = k < m
-        if not use.any():
-            break
+        use = slice(None) if k < every else np.flatnonzero(k < m)
         xk = x[use] + k
         u = 1 / (2 * xk + 1)
         w = u * u
-        # terms until w^j / (2j + 3) is below 2^-60 of the first, 1/3, for the largest w <= 0.64
-        w_max = min(float(np.max(w, initial=0.0)), 0.64)
-        count = (
-            max(1, min(len(_ATANH_TERMS), int(math.ceil(-60 * math.log(2) / math.log(w_max))) + 1))
-            if w_max > 0
-            else 1
-        )
-        series = np.full_like(u, _ATANH_TERMS[count - 1])
-        for c in reversed(_ATANH_TERMS[: count - 1]):
-            series *= w
-            series += c
+        series = atanh_series(w)
         series *= w
         direct = np.flatnonzero(u > 0.8)  # x < 1/8: few elements, if any
         if direct.size:

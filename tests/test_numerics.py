@@ -485,3 +485,16 @@ def test_dd_distance_squared_against_mpmath(width):
 def test_symmetric_sum_is_g_plus_its_transpose_bit_for_bit(n):
     g = np.random.default_rng(41).normal(size=(n, n))
     np.testing.assert_array_equal(nx.symmetric_sum(g.copy()), g + g.T)
+
+
+@pytest.mark.parametrize("w_max", [1e-6, 1 / 64, 1 / 13, 1 / 4, 0.64])
+def test_atanh_series_against_mpmath(w_max):
+    """sum_j w^j / (2j + 3) = (atanh(u)/u - 1) / w for w = u^2, within 2 ULP, with as many
+    terms as the largest w of the call needs (the smaller ones get the same terms)."""
+    w = np.concatenate([[w_max], np.random.default_rng(9).uniform(0, w_max, 200), [0.0]])
+    with mpmath.workdps(50):
+        exact = [
+            mpmath.mpf(1) / 3 if v == 0 else (mpmath.atanh(mpmath.sqrt(v)) / mpmath.sqrt(v) - 1) / v
+            for v in (mpmath.mpf(float(x)) for x in w)
+        ]
+    assert_close_to_exact(nx.atanh_series(w), exact, max_ulp=2)
