@@ -426,7 +426,7 @@ class _Cosine:
             careful = self.cos > 0.5
             self.careful = careful
             if np.any(careful):
-                one_minus = self._one_minus_cos(careful, c1[careful], c2[careful])
+                one_minus = self._one_minus_cos(careful)
                 # where c overflows (entries below about 1e-300) the eps dominates: cos = 0
                 ok = np.isfinite(one_minus)
                 self.one_minus[careful] = np.where(ok, one_minus, self.one_minus[careful])
@@ -441,27 +441,41 @@ class _Cosine:
             out[near_one] = (head - self.one_minus[near_one]) + err
         return out
 
-    def _one_minus_cos(self, rows, c1, c2):
-        """``1 - cos`` of the selected rows as ``(eps part + angular part) / (r1 r2)``.
+    def _one_minus_cos(self, rows):
+        """``1 - cos`` of the selected rows as ``(1 - rho) + rho ||v1 - v2||^2 / 2``.
 
-        The angular part ``s1 s2 ||v1 - v2||^2 / 2`` (``v_k = u_k / s_k``, the unit rows)
-        takes the unit rows in double-double: rounded to float64 they would carry their
+        With the unit rows ``v_k = u_k / s_k`` and ``rho = s1 s2 / (r1 r2)``, ``1 / rho^2 =
+        (1 + t1) (1 + t2)``, ``t_k = c_k^2 / s_k^2``: two non-negative parts. The angular
+        part takes the unit rows in double-double: rounded to float64 they would carry their
         2**-53 into ``v1 - v2``, which for nearly parallel rows (angle ``theta``) is only
-        ``theta`` large (656,000 ULP at ``theta`` = 1e-6). The eps part is a sum of
-        non-negative terms.
+        ``theta`` large (656,000 ULP at ``theta`` = 1e-6); and the squared norms of ``u_k``
+        and of ``v1 - v2`` are summed in double-double (a float64 sum of D rounded squares
+        is off by up to about D/2 ULP: 4.5 ULP of the loss at D = 300). The eps part is
+        ``-expm1(-(log1p(t1) + log1p(t2)) / 2)``, from the squared norms rounded once and
+        ``c_k^2 = eps 2**(-2 e_k)`` exactly (``1 - 1 / sqrt(1 + T)`` would carry the
+        rounding of ``1 + T``, an ULP of 1, into a difference only ``T`` large).
         """
-        u1, u2, s1, s2 = self.u1[rows], self.u2[rows], self.s1[rows], self.s2[rows]
-        v1_hi, v1_lo = nx.dd_divide_rows(u1, *nx.dd_sqrt(*nx.dd_sum_of_squares(u1, 0 * u1)))
-        v2_hi, v2_lo = nx.dd_divide_rows(u2, *nx.dd_sqrt(*nx.dd_sum_of_squares(u2, 0 * u2)))
-        d = (v1_hi - v2_hi) + (v1_lo - v2_lo)  # the first difference is exact where it cancels
-        self.unit_rows = (v1_hi, v2_hi, d)  # for the gradient
-        ss = s1 * s2
-        angular = ss * (0.5 * np.einsum("...i,...i->...", d, d))
-        denominator = self.r1[rows] * self.r2[rows]
-        eps_part = (np.square(s1 * c2) + np.square(c1 * s2) + np.square(c1 * c2)) / (
-            denominator + ss
-        )
-        return (eps_part + angular) / denominator
+        u1, u2 = self.u1[rows], self.u2[rows]
+        sq1, sq2 = nx.dd_sum_of_squares(u1, 0 * u1), nx.dd_sum_of_squares(u2, 0 * u2)
+        v1_hi, v1_lo = nx.dd_divide_rows(u1, *nx.dd_sqrt(*sq1))
+        v2_hi, v2_lo = nx.dd_divide_rows(u2, *nx.dd_sqrt(*sq2))
+        # v1 - v2 as a double-double, scaled so that its largest entry lies in [1/2, 1)
+        d_hi, d_lo = nx.two_sum(v1_hi, -v2_hi)
+        d_hi, d_lo = nx.two_sum(d_hi, d_lo + (v1_lo - v2_lo))  # (|d_lo| <= ulp(d_hi) / 2)
+        e = np.frexp(np.max(np.abs(d_hi), axis=-1))[1][..., None]
+        # (a sum of squares that nothing subtracts from: the first grid is enough, 2**-69)
+        sq_hi, sq_lo = nx.dd_sum_of_squares(np.ldexp(d_hi, -e), np.ldexp(d_lo, -e), slices=1)
+        half = np.ldexp(sq_hi + sq_lo, 2 * e[..., 0] - 1)  # |v1 - v2|^2 / 2 = 1 - <v1, v2>
+        self.unit_rows = (v1_hi, v2_hi, d_hi, half)  # for the gradient
+        pieces = []  # rho_k, 1 - rho_k^2 and r_k, for the gradient
+        for sq, e in ((sq1, self.e1[rows]), (sq2, self.e2[rows])):
+            c_sq = np.ldexp(COSINE_EPS, -2 * e)
+            log_ratio = np.log1p(c_sq / (sq[0] + sq[1]))  # log(r_k^2 / s_k^2)
+            r = np.sqrt((sq[0] + c_sq) + sq[1])
+            pieces.append((np.exp(-0.5 * log_ratio), -np.expm1(-log_ratio), r, log_ratio))
+        self.scales = [p[:3] for p in pieces]
+        eps_part = -np.expm1(-0.5 * (pieces[0][3] + pieces[1][3]))  # 1 - rho
+        return eps_part + half * (1 - eps_part)
 
     def grad(self):
         """``(d cos / d x1, d cos / d x2)``, from ``d cos/d x1 = x2/(d1 d2) - cos x1 / d1^2``.
@@ -470,7 +484,9 @@ class _Cosine:
         cosine carries its rounding into a difference only the angle large); there, with
         the unit rows ``v_k`` and ``rho_k = s_k / r_k``, ``d cos / d x1 = rho_2 (w +
         (|w|^2 / 2) v_1 + (1 - rho_1^2) <v_1, v_2> v_1) / r_1`` (``w = v_2 - v_1`` from the
-        double-double unit rows, ``1 - rho_1^2 = c_1^2 / r_1^2``), and symmetrically.
+        double-double unit rows, ``1 - rho_1^2 = c_1^2 / r_1^2``), and symmetrically; the
+        ``rho_k``, ``1 - rho_k^2`` and ``r_k`` from the double-double squared norms, as
+        :meth:`_one_minus_cos` formed them.
         """
         with _quiet():
             cos = self.cos[..., None]
@@ -479,16 +495,13 @@ class _Cosine:
             g2 = (self.u1 / r1 - cos * self.u2 / r2) / r2
             if np.any(self.careful):  # _one_minus_cos has kept the unit rows
                 rows = self.careful
-                v1, v2, d = self.unit_rows
-                r1, r2, s1, s2 = self.r1[rows], self.r2[rows], self.s1[rows], self.s2[rows]
-                half = 0.5 * np.einsum("...i,...i->...", d, d)
+                v1, v2, d, half = self.unit_rows
+                (rho1, shrink1, r1), (rho2, shrink2, r2) = self.scales
                 inner = 1 - half  # <v1, v2>
-                c1 = np.ldexp(_SQRT_COSINE_EPS, -self.e1[rows])
-                c2 = np.ldexp(_SQRT_COSINE_EPS, -self.e2[rows])
-                a1 = (half + np.square(c1 / r1) * inner)[..., None]
-                a2 = (half + np.square(c2 / r2) * inner)[..., None]
-                fix1 = ((s2 / r2) / r1)[..., None] * (a1 * v1 - d)
-                fix2 = ((s1 / r1) / r2)[..., None] * (d + a2 * v2)
+                a1 = (half + shrink1 * inner)[..., None]
+                a2 = (half + shrink2 * inner)[..., None]
+                fix1 = (rho2 / r1)[..., None] * (a1 * v1 - d)
+                fix2 = (rho1 / r2)[..., None] * (d + a2 * v2)
                 ok = np.all(np.isfinite(fix1) & np.isfinite(fix2), axis=-1)[..., None]
                 g1[rows] = np.where(ok, fix1, g1[rows])
                 g2[rows] = np.where(ok, fix2, g2[rows])

@@ -419,6 +419,27 @@ def test_cosine_embedding_nearly_parallel_within_4_ulp(dtype):
         ref.assert_ulp_in(got, exact, dtype, label=str(spread))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cosine_embedding_nearly_parallel_wide_rows_within_4_ulp(dtype):
+    # D = 300: float64 sums of 300 rounded squares (the norms, |v1 - v2|^2) and the
+    # rounding of 1 + T in the eps part put up to 5.7 ULP into 1 - cos here (7.9 seen); at
+    # norms near 1e-2 and below, the eps part of 1 - cos dominates
+    rng = np.random.default_rng(303)
+    x1 = rng.normal(size=(16, 300)) * np.repeat([1e-4, 1e-2, 1.0, 1e3], 4)[:, None]
+    factor = rng.uniform(0.5, 2.0, size=(16, 1))
+    noise = rng.normal(size=(16, 300)) * 10.0 ** rng.uniform(-13, -3, size=(16, 1))
+    x2 = x1 * factor + noise * np.abs(x1).max(axis=-1, keepdims=True)
+    x1, x2 = x1.astype(dtype), x2.astype(dtype)
+    target = np.array([1, 1, 1, -1] * 4)
+    got = M.cosine_embedding_loss(x1, x2, target, margin=0.5, reduction="none")
+    exact = _mp_cosine_embedding(x1, x2, target, 0.5)
+    ref.assert_ulp_in(got, exact, dtype)
+    grads = M.cosine_embedding_loss_grad(x1, x2, target, margin=-1.0, reduction="sum")
+    signs = np.where(target == 1, -1, 1)[:, None]  # -d cos, or d cos where active
+    for g, e in zip(grads, _mp_cosine_grads(x1, x2), strict=True):
+        _assert_within_4_ulp_of_the_row(g, e * signs, dtype)
+
+
 def _mp_cosine_grads(x1, x2):
     """(d cos / d x1, d cos / d x2) of PyTorch's regularised cosine at 400 digits."""
     out = [np.empty(x1.shape, dtype=object) for _ in range(2)]
