@@ -1768,6 +1768,48 @@ def dd_distance_squared(x, y, shift, exponent):
     return two_sum(s, row_dot(a, w))
 
 
+@quiet
+def dd_abs_sum_distance(x, y, shift, exponent):
+    """``sum(|x - y + shift|)`` over the last axis as a double-double ``(s, err)``, float64.
+
+    Domain: rows whose L1 distance is below ``2**exponent`` (one exponent per row, of size
+    below :data:`DD_DISTANCE_EXPONENTS`: nothing to scale) and a scalar ``shift`` with
+    ``D |shift| <= 2**exponent``. Accuracy: about ``D 2**-53 |shift| + D**2 2**-104`` of
+    ``2**exponent`` (``2**-66`` for D = 128 and ``|shift| <= 2**(exponent - 20)``, as
+    :func:`dd_distance_squared`), for distances that cancel by less than ``2**10``
+    against another distance or a margin.
+
+    ``x - y`` is kept exactly as ``h + l`` (TwoSum), and with ``g`` the sign of the
+    rounded ``(h + shift) + l`` (that of the entry ``v = h + l + shift``, except where
+    ``|v|`` is below ``2**-104`` of ``h``: a negligible error), ``|v| = g h + g l +
+    g shift``. The terms ``g h`` are split at the grid ``2**(e - 51)``: their rounded
+    parts are multiples of it whose absolute values sum to below ``2**(e + 2)``, so that
+    every partial sum is below ``2**53`` grid steps, exact in any order; the rests
+    (exact, at most ``2**(e - 52)``) and the ``g l`` (at most an ULP of each entry) are
+    summed with about ``D 2**-53`` of their total as error, and ``shift`` times the
+    exact integer ``sum(g)`` is rounded once.
+    """
+    ones = np.ones(x.shape[-1])
+    h = x - y
+    back = h - x
+    low = h - back
+    np.subtract(x, low, out=low)
+    back += y
+    low -= back  # (x - y) - h, exactly (TwoSum)
+    g = np.add(h, shift, out=back) if shift else np.copyto(back, h) or back
+    g += low
+    np.copysign(1.0, g, out=g)
+    h *= g
+    magic = np.ldexp(1.5, np.asarray(exponent)[..., None] + 1)  # rounds to 2**(e - 51)
+    a = h + magic
+    a -= magic
+    h -= a  # the rest below the grid, exact
+    rest = row_dot(h, ones) + row_dot(g, low)
+    if shift:
+        rest += shift * row_dot(g, ones)
+    return two_sum(row_dot(a, ones), rest)
+
+
 # --- log1p(t) - t ---------------------------------------------------------------------------------
 
 # atanh(u) / u - 1 = u^2 (1/3 + u^2/5 + u^4/7 + ...): the sum below, in w = u^2, a series of

@@ -192,14 +192,15 @@ class _Pairs:
 
     x1: np.ndarray  # the result dtype
     x2: np.ndarray
-    diff: np.ndarray  # x1 - x2 in the working dtype (float32 for float16)
+    diff: np.ndarray | None  # x1 - x2 in the working dtype (float32 for float16), if kept
+    work: np.dtype  # the working dtype
     target: np.ndarray  # labels, 1 = similar (float64)
     margin: float
     reduction: str
     dtype: np.dtype  # the result dtype
 
 
-def _contrastive_args(x1, x2, target, margin, reduction) -> _Pairs:
+def _contrastive_args(x1, x2, target, margin, reduction, with_diff=True) -> _Pairs:
     reduction = check_reduction(reduction)
     margin = check_positive_scalar(margin, "margin", allow_zero=True)
     target = as_array(target, "target")
@@ -217,8 +218,41 @@ def _contrastive_args(x1, x2, target, margin, reduction) -> _Pairs:
     check_binary_labels(target, "target")
     # float16 in float32 (where its differences are exact); the few pairs whose hinge
     # cancels get their distance again in float64 (_hinge)
-    diff = np.subtract(x1, x2, dtype=nx.working_dtype(dtype))
-    return _Pairs(x1, x2, diff, target, margin, reduction, np.dtype(dtype))
+    work = nx.working_dtype(dtype)
+    diff = np.subtract(x1, x2, dtype=work) if with_diff else None
+    return _Pairs(x1, x2, diff, work, target, margin, reduction, np.dtype(dtype))
+
+
+# Elements per block of the differences of pairs whose distances alone are needed.
+_PAIR_BLOCK_ELEMENTS = 1 << 16
+# Elements per block of the pairs' double-double distances by dd_distance_squared (its
+# dozen block-sized temporaries in the fastest cache; measured on (8192, 128) pairs, a
+# quarter of them taken: blocks of 2**16 elements cost about half more time).
+_PAIR_DD_ELEMENTS = 1 << 14
+
+
+def _pair_distances(pairs: _Pairs) -> _Euclidean:
+    """:func:`_euclidean` of ``x1 - x2`` without its full-size difference: the differences
+    of cache-sized blocks of rows and their sums of squares (each row the same operations
+    as on the whole difference), the rows that need the scaled norm taken again."""
+    width = pairs.x1.shape[-1]
+    x1, x2 = (x.reshape(-1, width) for x in (pairs.x1, pairs.x2))
+    n = len(x1)
+    squared = np.empty(n, pairs.work)
+    step = max(1, _PAIR_BLOCK_ELEMENTS // width)
+    buffer = np.empty((min(n, step), width), pairs.work)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        v = np.subtract(x1[rows], x2[rows], out=buffer[: rows.stop - rows.start], dtype=pairs.work)
+        squared[rows] = nx.row_dot(v, v)
+    norm = np.sqrt(squared)
+    floor = _SAFE_SQUARED_SUM[pairs.work]
+    if n and not (np.min(squared) >= floor and np.max(squared) < np.inf):
+        redo = np.flatnonzero(~((squared >= floor) & (squared < np.inf)))
+        again = _euclidean(np.subtract(x1[redo], x2[redo], dtype=pairs.work))
+        norm[redo], squared[redo] = again.norm, again.squared
+    batch = pairs.x1.shape[:-1]
+    return _Euclidean(norm.reshape(batch), squared.reshape(batch), None)
 
 
 def _hinge(pairs: _Pairs, dist: _Euclidean):
@@ -239,7 +273,7 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
     # more than 2**-20 (float64 distances carry ~2**-52 of their size)
     cut, top = m * _CANCELLATION_CUT[pairs.dtype], m * (1 + 2.0**-49)
     dissimilar = pairs.target.reshape(-1) == 0
-    if pairs.diff.dtype == np.float64:
+    if pairs.work == np.float64:
         rows = np.flatnonzero(dissimilar & (d > m - cut) & (d < top))
     else:
         rows = np.flatnonzero(dissimilar & (d > m / 2) & (d < m * (1 + 2.0**-20)))
@@ -259,22 +293,28 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
         # (a distance is at least its largest entry), with 1 or 3 slices
         moderate = d[rows] < m * (1 - 2.0**-10)
         fast = moderate & (np.abs(e) < nx.DD_DISTANCE_EXPONENTS)
-        step = max(1, _BLOCK_ELEMENTS // x1.shape[-1])
+        # the double-double distances (hi, lo) of the selected rows in cache-sized blocks,
+        # then their roots and hinges at once (a dozen operations per block otherwise)
+        r, r_lo = np.empty(rows.size), np.empty(rows.size)
         for group, slices in ((fast, 0), (moderate & ~fast, 1), (~moderate, 3)):
-            for start in range(0, np.count_nonzero(group), step):  # in cache-sized blocks
-                block = slice(start, start + step)
-                index, exponent = rows[group][block], e[group][block]
+            picked = np.flatnonzero(group)
+            step = max(1, (_PAIR_DD_ELEMENTS if slices == 0 else _BLOCK_ELEMENTS) // x1.shape[-1])
+            for start in range(0, picked.size, step):
+                block = picked[start : start + step]
+                index, exponent = rows[block], e[block]
                 xs, ys = (
                     np.take(x, index, axis=0).astype(np.float64, copy=False) for x in (x1, x2)
                 )
                 if slices:
                     k = -exponent[:, None]
-                    r, r_lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
-                    r, r_lo = np.ldexp(r, exponent), np.ldexp(r_lo, exponent)
+                    hi, lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
+                    r[block], r_lo[block] = np.ldexp(hi, exponent), np.ldexp(lo, exponent)
                 else:
-                    r, r_lo = nx.dd_sqrt(*nx.dd_distance_squared(xs, ys, 0.0, exponent))
-                h, h_err = two_sum(m, -r)
-                flat[index] = np.maximum(h + (h_err - r_lo), 0)
+                    r[block], r_lo[block] = nx.dd_distance_squared(xs, ys, 0.0, exponent)
+        if np.any(fast):
+            r[fast], r_lo[fast] = nx.dd_sqrt(r[fast], r_lo[fast])
+        h, h_err = two_sum(m, -r)
+        flat[rows] = np.maximum(h + (h_err - r_lo), 0)
     return hinge, norm
 
 
@@ -409,8 +449,8 @@ def contrastive_loss_value_and_grad(x1, x2, target, margin=1.0, reduction="mean"
 
 def _contrastive(x1, x2, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the contrastive loss, from one distance."""
-    pairs = _contrastive_args(x1, x2, target, margin, reduction)
-    dist = _euclidean(pairs.diff)
+    pairs = _contrastive_args(x1, x2, target, margin, reduction, with_diff=grad)
+    dist = _euclidean(pairs.diff) if grad else _pair_distances(pairs)
     hinge, norm = _hinge(pairs, dist)
     y = pairs.target
     loss = None
@@ -567,30 +607,38 @@ def _refined_triplet(t: _Triplets, rows, swap, squared, bound, slices=3):
 
 
 def _refined_triplet_unscaled(t: _Triplets, rows, swap, squared, bound):
-    """:func:`_refined_triplet` (p = 2 or squared, cancelling by less than ``2**10``) of rows
-    whose distances need no scaling and whose ``eps`` is below ``2**-20`` of them: by
-    :func:`~lossutils._numerics.dd_distance_squared`, at about half the cost."""
+    """:func:`_refined_triplet` (cancelling by less than ``2**10``) of rows whose distances
+    need no scaling (and, for p = 2, whose ``eps`` is below ``2**-20`` of them): by
+    :func:`~lossutils._numerics.dd_distance_squared` (p = 2, squared) at about half the
+    cost, or :func:`~lossutils._numerics.dd_abs_sum_distance` (p = 1)."""
+    kernel = nx.dd_abs_sum_distance if t.p == 1 and not squared else nx.dd_distance_squared
 
     def distances(part: _Triplets, e):
         shift = 0.0 if squared else t.eps
         pairs = [(part.anchor, part.positive), (part.anchor, part.negative)]
         pairs += [(part.positive, part.negative)] if swap else []
-        return [nx.dd_distance_squared(x, y, shift, e) for x, y in pairs]
+        return [kernel(x, y, shift, e) for x, y in pairs]
 
     def roots(dists):  # over all the rows at once
-        return dists if squared else [nx.dd_sqrt(*d) for d in dists]
+        return dists if squared or t.p == 1 else [nx.dd_sqrt(*d) for d in dists]
 
-    return _triplet_rows(t, rows, swap, squared, bound, distances, scaled=False, finish=roots)
+    return _triplet_rows(
+        t, rows, swap, squared, bound, distances, False, roots, elements=_PAIR_DD_ELEMENTS
+    )
 
 
 def _unscaled_rows(t: _Triplets, squared, bound):
-    """The rows :func:`_refined_triplet_unscaled` serves (p = 2 or squared)."""
+    """The rows :func:`_refined_triplet_unscaled` serves (p = 1, 2 or squared)."""
     e = np.frexp(bound * (1 + 2.0**-20))[1]
     ok = np.abs(e) < nx.DD_DISTANCE_EXPONENTS
+    if t.p not in (1.0, 2.0) and not squared:
+        return np.zeros_like(ok)
     return ok if squared else ok & (t.eps <= np.ldexp(1.0, e - 20))
 
 
-def _triplet_rows(t: _Triplets, rows, swap, squared, bound, distances, scaled, finish=None):
+def _triplet_rows(
+    t: _Triplets, rows, swap, squared, bound, distances, scaled, finish=None, elements=None
+):
     """The refined values of the selected ``rows``, with ``distances(part, e)`` giving the
     double-double distances of a block ``part`` of triplets whose distances are below
     ``2**e`` (scaled by ``2**-e`` if ``scaled``), and ``finish`` (if given) applied to
@@ -603,7 +651,7 @@ def _triplet_rows(t: _Triplets, rows, swap, squared, bound, distances, scaled, f
     every = picked.size > len(e_all) // 4
     index = np.arange(len(e_all)) if every else picked
     dists = np.empty((3 if swap else 2, 2, index.size))  # per pair: high and low parts
-    step = max(1, _BLOCK_ELEMENTS // flat[0].shape[-1])
+    step = max(1, (elements or _BLOCK_ELEMENTS) // flat[0].shape[-1])
     for start in range(0, index.size, step):
         block = slice(start, start + step)
         take = index[block] if not every else block
@@ -894,11 +942,11 @@ def _triplet_hinge(t: _Triplets, dist: dict, swap, squared):
         # distance to 2**-69 suffices (dd_sum_of_squares' first slice only)
         extreme = near & (np.abs(value) < largest * 2.0**-10)
         moderate = near & ~extreme
-        if squared or t.p == 2:  # most rows: their distances need no scaling
-            fast = moderate & _unscaled_rows(t, squared, bound)
-            if np.any(fast):
-                value[fast] = _refined_triplet_unscaled(t, fast, swap, squared, bound)
-            moderate &= ~fast
+        # most rows: their distances need no scaling
+        fast = moderate & _unscaled_rows(t, squared, bound)
+        if np.any(fast):
+            value[fast] = _refined_triplet_unscaled(t, fast, swap, squared, bound)
+        moderate &= ~fast
         for rows, slices in ((moderate, 1), (extreme, 3)):
             if np.any(rows):
                 value[rows] = _refined_triplet(t, rows, swap, squared, bound, slices)

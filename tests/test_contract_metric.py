@@ -503,36 +503,64 @@ def test_triplet_realistic_width_within_4_ulp(dtype, swap):
         ref.assert_ulp_in(per, exact, dtype, label=f"squared={squared}")
 
 
-def _mp_shifted_distance(x, y, shift, squared):
+def _mp_shifted_distance(x, y, shift, squared, p=2):
     diff = [ref.mp(u) - ref.mp(v) + ref.mp(shift) for u, v in zip(x, y, strict=True)]
+    if p == 1:
+        return mpmath.fsum(abs(e) for e in diff)
     total = mpmath.fsum(e**2 for e in diff)
     return total if squared else mpmath.sqrt(total)
 
 
-@pytest.mark.parametrize("squared", [False, True])
-def test_triplets_at_the_switch_to_unscaled_distances(squared):
+@pytest.mark.parametrize(("squared", "p"), [(False, 2), (True, 2), (False, 1)])
+def test_triplets_at_the_switch_to_unscaled_distances(squared, p):
     # float64 triplets cancelling by 2**-3 to 2**-9 of the distances take double-double
-    # distances without scaling where their exponent is below 400 in size and eps at
-    # most 2**-20 of them; rows just on both sides of both limits, against mpmath
+    # distances without scaling (dd_distance_squared, or dd_abs_sum_distance for p = 1)
+    # where their exponent is below 400 in size and eps at most 2**-20 of them; rows just
+    # on both sides of both limits, against mpmath
     rng = np.random.default_rng(23)
     sizes = [(0.999, 1e-6), (1.001, 1e-6), (2.0**398.99, 1e-6), (2.0**399.01, 1e-6)]
     sizes += [(2.0**-399.01, 0.0), (2.0**-398.99, 0.0), (3.0, 1e-6), (2.0**-20, 2.0**-40)]
     for size, eps in sizes:
         if squared and size > 2.0**300:
             size = np.sqrt(size)  # the squared distance stays finite
-        a, p, n = rng.normal(size=(3, 4, 128)) * (size / 16)
+        # distances about size: D = 128 entries N(0, s**2) give an L2 distance of 16 s
+        # and an L1 one of about 144 s
+        a, pos, n = rng.normal(size=(3, 4, 128)) * (size / (16 if p == 2 else 144))
         margin = np.empty(4)
         with mpmath.workdps(60):
             for i, cancel in enumerate((2.0**-3, 2.0**-6, -(2.0**-8), 2.0**-9.5)):
-                d_ap, d_an = (_mp_shifted_distance(a[i], y[i], eps, squared) for y in (p, n))
+                d_ap, d_an = (_mp_shifted_distance(a[i], y[i], eps, squared, p) for y in (pos, n))
                 margin[i] = abs(float(d_an - d_ap + max(d_an, d_ap) * cancel))
         for i in range(4):
-            triplet = (a[i : i + 1], p[i : i + 1], n[i : i + 1])
+            triplet = (a[i : i + 1], pos[i : i + 1], n[i : i + 1])
             got = M.triplet_margin_loss(
-                *triplet, margin=margin[i], eps=eps, squared=squared, reduction="none"
+                *triplet, margin=margin[i], p=p, eps=eps, squared=squared, reduction="none"
             )
-            exact = ref.triplet(*triplet, margin[i], 2.0, eps, False, squared)
+            exact = ref.triplet(*triplet, margin[i], p, eps, False, squared)
             ref.assert_ulp_in(got, exact, np.float64, label=f"size {size:g}, row {i}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contrastive_loss_where_the_squared_distance_overflows(dtype):
+    # dissimilar pairs whose sum of squares overflows by a factor of 2 (the rows taken
+    # again by the scaled norm) or stays just below the largest number (the plain sum),
+    # 10 % inside the margin: the loss (m - d)**2 is finite; loss alone and with its
+    # gradient, against mpmath
+    big = float(np.finfo(dtype).max)
+    for fill in (2.0, 0.9):
+        x1 = np.full((2, 4), np.sqrt(fill / 16 * big), dtype=dtype)
+        x2 = -x1
+        x2[1] *= 0.5
+        with mpmath.workdps(60):
+            d = _mp_distance(x1[0], x2[0])
+            margin = float(d / mpmath.mpf(0.9))
+        expected = ref.contrastive(x1, x2, [0, 0], margin)
+        for got in (
+            M.contrastive_loss(x1, x2, [0, 0], margin=margin, reduction="none"),
+            M.contrastive_loss_value_and_grad(x1, x2, [0, 0], margin=margin, reduction="none")[0],
+        ):
+            assert np.all(np.isfinite(got)), fill
+            ref.assert_ulp_in(got, expected, dtype, label=str(fill))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -481,6 +481,36 @@ def test_dd_distance_squared_against_mpmath(width):
                 assert error <= mpmath.ldexp(1, 2 * int(e[i]) - 64), (width, shift, i)
 
 
+@pytest.mark.parametrize("width", [1, 3, 128, 300])
+def test_dd_abs_sum_distance_against_mpmath(width):
+    # L1 distances of rows from 2**-390 to 2**390 apart, some nearly equal entries and
+    # some entries where x - y + shift is 0 or changes sign, with and without a shift at
+    # its limit 2**(e - 20): within 2**-64 of 2**e (the kernel's error is about
+    # D 2**-53 shift + D**2 2**-104)
+    g = np.random.default_rng(42)
+    scales = 2.0 ** g.uniform(-390, 390, size=(12, 1))
+    scales[1:3] = scales.min() / 4  # rows where the shift below is about their entries
+    x = g.normal(size=(12, width)) * scales
+    y = g.normal(size=(12, width)) * np.abs(x).max(axis=1, keepdims=True)
+    y[::3] = x[::3] * (1 + g.normal(size=(4, width)) * 1e-9)
+    plain = np.sum(np.abs(x - y), axis=-1)
+    e = np.frexp(plain * (1 + 2.0**-20))[1]
+    for shift in (0.0, float(np.ldexp(1.0, int(e.min()) - 20))):
+        half = (width + 1) // 2
+        y[1, :half] = x[1, :half] + shift  # entries about 0 with the shift
+        y[2, :half] = x[2, :half] + shift / 2  # x - y < 0 < x - y + shift
+        e[1:3] = np.frexp(np.sum(np.abs(x[1:3] - y[1:3] + shift), axis=-1) * (1 + 2.0**-20))[1]
+        s, s_err = nx.dd_abs_sum_distance(x, y, shift, e)
+        with mpmath.workprec(3000):
+            for i in range(len(x)):
+                exact = mpmath.fsum(
+                    abs(mpmath.mpf(u) - mpmath.mpf(v) + mpmath.mpf(shift))
+                    for u, v in zip(x[i], y[i], strict=True)
+                )
+                error = abs(mpmath.mpf(s[i]) + mpmath.mpf(s_err[i]) - exact)
+                assert error <= mpmath.ldexp(1, int(e[i]) - 64), (width, shift, i)
+
+
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 200])
 def test_symmetric_sum_is_g_plus_its_transpose_bit_for_bit(n):
     g = np.random.default_rng(41).normal(size=(n, n))
