@@ -766,12 +766,16 @@ def _triplet(
     """
     t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
     work = _working_dtype(t.dtype)
-    if t.anchor.dtype == work:
+    narrow = t.anchor.dtype != work
+    # the loss alone (p = 1, 2), and float16 / float32 gradients for p = 2, in one pass
+    # over blocks of rows; float64 gradients from full-size differences (they are kept
+    # for the gradient), other p in blocks of rows through the general path
+    if (t.p == 2 and narrow) or (t.p in (1.0, 2.0) and not grad):
+        return _triplet_narrow(t, swap, squared, value, grad)
+    if not narrow:
         parts = _triplet_parts(t, swap, squared, with_grad=grad)
         loss = _triplet_value(t, parts.dist, swap, squared) if value else None
         return loss, (_triplet_grad(t, parts, swap, squared) if grad else None)
-    if t.p == 2:
-        return _triplet_narrow(t, swap, squared, value, grad)
     width = t.anchor.shape[-1]
     flat = [x.reshape(-1, width) for x in (t.anchor, t.positive, t.negative)]
     n = len(flat[0])
@@ -796,17 +800,18 @@ _PAIRS = {"ap": (0, 1), "an": (0, 2), "pn": (1, 2)}
 
 
 def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
-    """:func:`_triplet` of float16 or float32 embeddings with p = 2 (or squared).
+    """:func:`_triplet` with p = 2 (or squared), and of the loss alone with p = 1.
 
     One pass over blocks of rows does only the work on the embeddings' size: each block's
-    anchor (and positive, with swap) widened once to float64, the differences (exact: a
-    float32 difference has at most 24 + 29 bits where the exponents differ by 29 or
-    less, and else loses below 2**-53 of itself), their sums of squares, and the
-    gradient rows, rounded once into the result's dtype; the per-row work (roots,
-    hinges, coefficients) over the block's rows. The rare rows that need care are done
-    again after the pass: those whose sum of squares underflows, is 0 or not finite (by
-    the general path), the hinges that cancel (in double-double, :func:`_triplet_hinge`)
-    and the anchor gradients whose two terms cancel (:func:`_anchor_grad_dd`).
+    anchor (and positive, with swap) widened once to float64 (float16 and float32), the
+    differences (exact: a float32 difference has at most 24 + 29 bits where the exponents
+    differ by 29 or less, and else loses below 2**-53 of itself), their sums of squares
+    (of absolute values for p = 1), and the gradient rows, rounded once into the
+    result's dtype; the per-row work (roots, hinges, coefficients) over the block's rows.
+    The rare rows that need care are done again after the pass: those whose sum of
+    squares underflows, is 0 or not finite (by the general path), the hinges that cancel
+    (in double-double, :func:`_triplet_hinge`) and the anchor gradients whose two terms
+    cancel (:func:`_anchor_grad_dd`).
     """
     width = t.anchor.shape[-1]
     flat = [x.reshape(-1, width) for x in (t.anchor, t.positive, t.negative)]
@@ -819,30 +824,42 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
     cancel = np.empty(n, np.float32) if grad else None  # compared with 2**-40 and above
     scale = reduction_scale(n, t.reduction, np.float64)
     step = max(1, (_NARROW_BLOCK_ELEMENTS if grad else _NARROW_VALUE_BLOCK_ELEMENTS) // width)
-    # the widened anchor (and positive, with swap), then one difference per distance
-    wide = [np.empty((min(step, n), width)) for _ in range((2 if swap else 1) + len(keys))]
+    # the widened anchor (and positive, with swap; float64 ones are read in place), then
+    # one difference per distance
+    widen = flat[0].dtype != np.float64
+    count = ((2 if swap else 1) if widen else 0) + len(keys)
+    wide = [np.empty((min(step, n), width)) for _ in range(count)]
     for start in range(0, n, step):
         rows = slice(start, min(n, start + step))
         size = rows.stop - rows.start
-        sources = [w[:size] for w in wide[: 2 if swap else 1]]
-        np.copyto(sources[0], flat[0][rows])
-        if swap:
-            np.copyto(sources[1], flat[1][rows])
+        sources = [w[:size] for w in wide[: count - len(keys)]]
+        for source, x in zip(sources, flat, strict=False):
+            np.copyto(source, x[rows])
         diffs = []
         for j, key in enumerate(keys):
             i, k = _PAIRS[key]
             v = wide[len(sources) + j][:size]
-            np.copyto(v, flat[k][rows])  # widened first: a mixed subtraction is slower
-            np.subtract(sources[i], v, out=v)
+            if widen:
+                np.copyto(v, flat[k][rows])  # widened first: a mixed subtraction is slower
+                np.subtract(sources[i], v, out=v)
+            else:
+                np.subtract(flat[i][rows], flat[k][rows], out=v)
             if shift:
                 v += shift
-            sums[j, rows] = nx.row_dot(v, v)
+            if t.p == 1 and not squared:
+                sums[j, rows] = np.sum(np.abs(v, out=v), axis=-1)
+            else:
+                sums[j, rows] = nx.row_dot(v, v)
             diffs.append(v)
         if grad:
             out = [g[rows] for g in grads]
             cancel[rows] = _narrow_grad_block(t, sums[:, rows], diffs, squared, scale, out)
-    odd = ~np.all((sums >= _SAFE_SQUARED_SUM[np.dtype(np.float64)]) & (sums < np.inf), axis=0)
-    dist = dict(zip(keys, sums if squared else np.sqrt(sums, out=sums), strict=True))
+    if t.p == 1 and not squared:
+        odd = ~np.all(sums < np.inf, axis=0)
+    else:
+        odd = ~np.all((sums >= _SAFE_SQUARED_SUM[np.dtype(np.float64)]) & (sums < np.inf), axis=0)
+    plain = squared or t.p == 1
+    dist = dict(zip(keys, sums if plain else np.sqrt(sums, out=sums), strict=True))
     odd_rows = np.flatnonzero(odd)
     if odd_rows.size:  # tiny, zero, huge or NaN: the general path on those rows
         part = _Triplets(*(x[odd_rows] for x in flat), *_tail_fields(t))

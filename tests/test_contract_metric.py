@@ -540,6 +540,23 @@ def test_triplets_at_the_switch_to_unscaled_distances(squared, p):
             ref.assert_ulp_in(got, exact, np.float64, label=f"size {size:g}, row {i}")
 
 
+@pytest.mark.parametrize("fill", [2.0, 0.9])
+def test_triplet_loss_where_the_squared_distance_overflows(fill):
+    # float64 triplets whose sums of squares overflow by a factor of 2 (the rows taken
+    # again by the scaled norm) or stay just below the largest number (the plain sums):
+    # the distances and the loss are finite; loss alone and with its gradient, against
+    # mpmath
+    rng = np.random.default_rng(33)
+    a, p, n = rng.normal(size=(3, 4, 16)) * np.sqrt(fill / 64 * float(np.finfo(float).max))
+    exact = ref.triplet(a, p, n, 1e150, 2.0, 0.0, False, False)
+    for got in (
+        M.triplet_margin_loss(a, p, n, margin=1e150, eps=0.0, reduction="none"),
+        M.triplet_margin_loss_value_and_grad(a, p, n, margin=1e150, eps=0.0, reduction="none")[0],
+    ):
+        assert np.all(np.isfinite(got))
+        ref.assert_ulp_in(got, exact, np.float64)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_contrastive_loss_where_the_squared_distance_overflows(dtype):
     # dissimilar pairs whose sum of squares overflows by a factor of 2 (the rows taken
