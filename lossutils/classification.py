@@ -1447,7 +1447,10 @@ def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reductio
     Notes
     -----
     Equivalent to PyTorch's ``multi_margin_loss_backward``, which counts a term only
-    where :math:`h_j > 0` strictly: the subgradient at the kink is 0.
+    where :math:`h_j > 0` strictly: the subgradient at the kink is 0. A NaN gap
+    :math:`h_j` (a NaN score, or equal infinite ones) makes the loss NaN and gives NaN
+    in the entries its term depends on, :math:`j` and :math:`y`, for ``p=1`` as for
+    ``p=2`` (PyTorch counts it as inactive: 0); a NaN target score, in the whole row.
     See :cite:t:`weston1999support`.
 
     Examples

@@ -767,6 +767,31 @@ def test_nan_propagates_to_its_sample():
     assert np.all(np.isnan(C.cross_entropy_grad(z, y, reduction="none")[1]))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_nan_term_gives_nan_where_it_depends(p, dtype):
+    # a NaN gap makes its sample's loss NaN; the gradient is NaN in the entries that term
+    # depends on (its rival and the target), as multiclass_hinge_loss_grad and
+    # hinge_loss_grad are NaN where their term is; the other terms keep their slopes
+    # w_y (1 or 2 h_k) / C, here h = 1.5 and 1.25 (margin 1, C = 4); a NaN target score
+    # makes every term NaN. For p = 1 the slope of a NaN hinge is NaN as for p = 2,
+    # not the 1 (or 0) of a finite one.
+    nan = np.nan
+    z = np.array([[0.0, nan, 0.5, 0.25], [nan, 0.0, 0.5, 0.25], [0.0, -3.0, 0.5, 0.25]], dtype)
+    y = np.array([0, 0, 0])
+    per = C.multi_margin_loss(z, y, p=p, reduction="none")
+    assert np.isnan(per[:2]).all() and np.isfinite(per[2])
+    assert np.isnan(C.multi_margin_loss(z, y, p=p))
+    g = C.multi_margin_loss_grad(z, y, p=p, reduction="sum")
+    slopes = [0.25, 0.25] if p == 1 else [0.75, 0.625]
+    assert np.isnan(g[0, :2]).all() and g[0, 2:].tolist() == slopes
+    assert np.isnan(g[1]).all()
+    assert g[2].tolist() == [-sum(slopes), 0.0, *slopes]
+    value, grad = C.multi_margin_loss_value_and_grad(z, y, p=p, reduction="sum")
+    np.testing.assert_array_equal(grad, g)
+    assert np.isnan(value)
+
+
 def test_minus_infinite_logits_are_probability_zero():
     z = np.array([[-np.inf, 0.0, 1.0], [-np.inf, 50.0, 0.0]])
     _ulp(
