@@ -1171,25 +1171,29 @@ def negative_binomial_nll_loss_value_and_grad(input, target, total_count, reduct
 # ---------------------------------------------------------------- Student-t
 
 # f(a) = log Gamma(a) - log Gamma(a + 1/2) + log(a)/2, a = df/2, so that the Student-t's
-# normalizer is C(df) = log(2)/2 + f(a). Its asymptotic series in 1/a (coefficients of
-# 1/a, 1/a^3, ..., computed with SymPy from Stirling's series; the tests recompute them) is used
-# from a = 10 on, where the eleven terms leave a relative error below 1e-17. Below, the exact
-# recurrences f(a) = f(a + 1) + log1p(1 / (4a(a + 1))) / 2 and
+# normalizer is C(df) = log(2)/2 + f(a). Its asymptotic series in 1/a has the coefficients
+# B_2m (2 - 2^(1 - 2m)) / (2m (2m - 1)) of 1/a^(2m - 1) (log Gamma(a + h)'s series with the
+# Bernoulli polynomials, B_k(0) - B_k(1/2); the tests recompute them with SymPy). It is used
+# from a = 10 on, where the first eleven terms leave a relative error below 1e-17. Below, the
+# exact recurrences f(a) = f(a + 1) + log1p(1 / (4a(a + 1))) / 2 and
 # f'(a) = f'(a + 1) - 1 / (4a(a + 1)(a + 1/2)) (from Gamma(a + 1) = a Gamma(a); all their terms
 # have one sign, so nothing cancels) carry a up to 10.
-_T_SERIES_EXACT = (
-    Fraction(1, 8),
-    Fraction(-1, 192),
-    Fraction(1, 640),
-    Fraction(-17, 14336),
-    Fraction(31, 18432),
-    Fraction(-691, 180224),
-    Fraction(5461, 425984),
-    Fraction(-929569, 15728640),
-    Fraction(3202291, 8912896),
-    Fraction(-221930581, 79691776),
-    Fraction(4722116521, 176160768),
-)
+
+
+def _bernoulli_numbers(count):
+    """B_0 .. B_{count - 1} as fractions (sum_j C(m + 1, j) B_j = 0)."""
+    b = [Fraction(1)]
+    for m in range(1, count):
+        b.append(-sum(math.comb(m + 1, j) * b[j] for j in range(m)) / (m + 1))
+    return b
+
+
+_BERNOULLI_EXACT = _bernoulli_numbers(45)
+_T_SERIES_LONG = [
+    _BERNOULLI_EXACT[2 * m] * (2 - Fraction(2) ** (1 - 2 * m)) / (2 * m * (2 * m - 1))
+    for m in range(1, 23)
+]
+_T_SERIES_EXACT = _T_SERIES_LONG[:11]
 _T_SERIES = tuple(float(c) for c in _T_SERIES_EXACT)
 _T_SERIES_MIN_A = 10.0
 
@@ -1251,25 +1255,39 @@ def _student_t_log_norm(df):
     return _HALF_LOG_2 + f, 0.5 * fprime
 
 
-# The df gradient where its terms cancel (see _student_t_df_slope_careful), in double-double:
-# C'(df) = f'(a) / 2 by the derivative of the series above, -(2k - 1) c_k / a^2k, from
-# a = 20 on (there the eleven terms leave a relative error below 2^-74: the last is
-# 4e-23 of the first), and the recurrence of f' below (at most 20 steps); and
+# The df gradient where its terms cancel (see _student_t_df_slope_careful), in double-double.
+# C'(df) = f'(a) / 2 by the derivative of the series of f above: from a = 10 on, 22 terms
+# leave a relative error below 2^-76 (the terms decrease until m = 30 there); the first four
+# in double-double, the rest, below 2^-23 of the sum, in float64. Below a = 10, the
+# recurrence of f' (at most ten steps, each term to about 2^-100).
 # -log(1 - p) - p = p^2 / (2 - p) + 2 z^3 (1/3 + z^2 / 5 + ...) for p <= 1/2 with
-# z = p / (2 - p) <= 1/3 (2 atanh z = -log(1 - p); all terms positive), 24 terms
-# (z^48 / 51 < 2^-80 of the first).
-_DF_SLOPE_MIN_A = 20.0
-_DF_SLOPE_SERIES = [dd_constant(-(2 * k - 1) * c) for k, c in enumerate(_T_SERIES_EXACT, 1)]
-_ATANH_TAIL = [dd_constant(Fraction(1, 2 * k + 1)) for k in range(1, 25)]
+# z = p / (2 - p) <= 1/3 (2 atanh z = -log(1 - p); all terms positive): 24 terms
+# (z^48 / 51 < 2^-80 of the first), the first six in double-double, the rest (below 2^-21
+# of the sum) in float64.
+_DF_SLOPE_SERIES = [-(2 * m - 1) * c for m, c in enumerate(_T_SERIES_LONG, 1)]
+_DF_SLOPE_HEAD = [dd_constant(c) for c in _DF_SLOPE_SERIES[:4]]
+_DF_SLOPE_TAIL = [float(c) for c in _DF_SLOPE_SERIES[4:]]
+_ATANH_SERIES = [Fraction(1, 2 * k + 1) for k in range(1, 25)]
+_ATANH_HEAD = [dd_constant(c) for c in _ATANH_SERIES[:6]]
+_ATANH_TAIL = [float(c) for c in _ATANH_SERIES[6:]]
+
+
+def _float_horner(coefficients, z):
+    """``sum_k c_k z^k`` in float64 (the small tails of the series above)."""
+    out = np.full_like(z, coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        out *= z
+        out += c
+    return out
 
 
 def _student_t_norm_slope_dd(nu):
     """C'(df) = f'(df / 2) / 2 as a double-double (float64 ``nu`` in (0, 2^200]): to about
-    2^-74 of it (the recurrence's terms all have one sign, each to about 2^-100)."""
+    2^-74 of it (the recurrence's terms all have one sign)."""
     a_hi, a_lo = nu / 2, np.zeros_like(nu)
     acc_hi, acc_lo = np.zeros_like(nu), np.zeros_like(nu)
-    for _ in range(int(_DF_SLOPE_MIN_A)):
-        low = np.flatnonzero(a_hi < _DF_SLOPE_MIN_A)
+    for _ in range(int(_T_SERIES_MIN_A)):
+        low = np.flatnonzero(a_hi < _T_SERIES_MIN_A)
         if not low.size:
             break
         ah, al = a_hi[low], a_lo[low]
@@ -1279,8 +1297,32 @@ def _student_t_norm_slope_dd(nu):
         acc_hi[low], acc_lo[low] = dd_add(acc_hi[low], acc_lo[low], -t_hi, -t_lo)
         a_hi[low], a_lo[low] = a1
     w = dd_div(1.0, 0.0, *dd_mul(a_hi, a_lo, a_hi, a_lo))
-    f_hi, f_lo = dd_add(*dd_mul(*dd_horner(_DF_SLOPE_SERIES, *w), *w), acc_hi, acc_lo)
+    series = dd_horner(_DF_SLOPE_HEAD, *w, tail=_float_horner(_DF_SLOPE_TAIL, w[0]))
+    f_hi, f_lo = dd_add(*dd_mul(*series, *w), acc_hi, acc_lo)
     return 0.5 * f_hi, 0.5 * f_lo
+
+
+def _minus_log1m_minus(p_hi, p_lo, w_hi, w_lo):
+    """``-log(1 - p) - p`` as a double-double from ``p`` and ``w = 1 - p`` (double-doubles):
+    the atanh series up to p = 1/2 (where the two cancel), beyond the logarithm of ``w``
+    (at most a factor 6 cancels)."""
+    out_hi, out_lo = np.empty_like(p_hi), np.empty_like(p_hi)
+    small = p_hi <= 0.5
+    i = np.flatnonzero(small)
+    if i.size:
+        ph, pl = p_hi[i], p_lo[i]
+        m = dd_add(2.0, 0.0, -ph, -pl)
+        z = dd_div(ph, pl, *m)
+        z2 = dd_mul(*z, *z)
+        v = dd_horner(_ATANH_HEAD, *z2, tail=_float_horner(_ATANH_TAIL, z2[0]))
+        tail = dd_mul(*dd_mul(*z, *z2), *v)
+        first = dd_div(*dd_mul(ph, pl, ph, pl), *m)
+        out_hi[i], out_lo[i] = dd_add(*first, 2 * tail[0], 2 * tail[1])
+    i = np.flatnonzero(~small)
+    if i.size:
+        log_w = dd_log(w_hi[i], w_lo[i])
+        out_hi[i], out_lo[i] = dd_add(-log_w[0], -log_w[1], -p_hi[i], -p_lo[i])
+    return out_hi, out_lo
 
 
 def _student_t_df_slope_careful(x, y, s, nu):
@@ -1300,17 +1342,7 @@ def _student_t_df_slope_careful(x, y, s, nu):
     scaled = dd_mul(nu, 0.0, *two_prod(s, s))
     den = dd_add(*scaled, *r2)
     p_hi, p_lo = dd_div(*r2, *den)
-    # -log(1 - p) - p: the atanh series up to p = 1/2 (where it cancels), beyond the
-    # logarithm of 1 - p (at most a factor 6 cancels)
-    m = dd_add(2.0, 0.0, -p_hi, -p_lo)
-    z = dd_div(p_hi, p_lo, *m)
-    z2 = dd_mul(*z, *z)
-    tail = dd_mul(*dd_mul(*z, *z2), *dd_horner(_ATANH_TAIL, *z2))
-    series = dd_add(*dd_div(*dd_mul(p_hi, p_lo, p_hi, p_lo), *m), 2 * tail[0], 2 * tail[1])
-    log_w = dd_log(*dd_div(*scaled, *den))
-    direct = dd_add(-log_w[0], -log_w[1], -p_hi, -p_lo)
-    small = p_hi <= 0.5
-    two_b = (np.where(small, series[0], direct[0]), np.where(small, series[1], direct[1]))
+    two_b = _minus_log1m_minus(p_hi, p_lo, *dd_div(*scaled, *den))
     d_hi, d_lo = dd_div(p_hi, p_lo, nu, 0.0)  # p / df
     body = dd_add(0.5 * two_b[0], 0.5 * two_b[1], -0.5 * d_hi, -0.5 * d_lo)
     g_hi, g_lo = dd_add(*_student_t_norm_slope_dd(nu), *body)

@@ -1268,12 +1268,21 @@ def dd_log(w_hi, w_lo):
     return _fast_two_sum(lead, rest)
 
 
-def dd_horner(coefficients, z_hi, z_lo):
+def dd_horner(coefficients, z_hi, z_lo, tail=None):
     """``sum_k c_k z^k`` (``coefficients`` = double-doubles ``(c_hi, c_lo)`` from ``c_0`` on)
-    by Horner's rule in double-double: to about 2^-100 of the sum of ``|c_k z^k|``."""
-    hi = np.full_like(z_hi, coefficients[-1][0])
-    lo = np.full_like(z_hi, coefficients[-1][1])
-    for c_hi, c_lo in reversed(coefficients[:-1]):
+    by Horner's rule in double-double: to about 2^-100 of the sum of ``|c_k z^k|``.
+
+    ``tail`` (float64, optional): the value of the higher terms divided by
+    ``z^len(coefficients)``, evaluated by the caller in float64 where they are small enough
+    for that; it starts the recurrence.
+    """
+    if tail is None:
+        hi = np.full_like(z_hi, coefficients[-1][0])
+        lo = np.full_like(z_hi, coefficients[-1][1])
+        coefficients = coefficients[:-1]
+    else:
+        hi, lo = tail, np.zeros_like(z_hi)
+    for c_hi, c_lo in reversed(coefficients):
         hi, lo = _dd_mul(hi, lo, z_hi, z_lo)
         hi, lo = _dd_add(hi, lo, c_hi, c_lo)
     return hi, lo
