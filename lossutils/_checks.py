@@ -121,6 +121,14 @@ def _extremes(value: np.ndarray):
 def check_unit_interval(value: np.ndarray, name: str) -> None:
     """Values in [0, 1]; NaN passes (it propagates to the result)."""
     value = np.asarray(value)
+    if value.dtype.kind == "f" and value.dtype.isnative and value.size:
+        # one pass where two would do: read as unsigned integers, the bits of non-negative
+        # floats grow with them and those of negative ones (sign bit set) exceed 1's, so
+        # every entry is in [0, 1] if the largest is at most 1's bits. Else (-0, NaN or a
+        # bad value) the two passes below decide
+        unsigned = np.dtype(f"u{value.dtype.itemsize}")
+        if value.view(unsigned).max() <= np.array(1, value.dtype).view(unsigned):
+            return
     lo, hi = _extremes(value)
     if lo < 0 or hi > 1:
         bad = (value < 0) | (value > 1)
@@ -176,6 +184,11 @@ def class_index_target(target, input_shape: tuple, ignore_index=None, name: str 
             f"(input's shape without the class axis); got shape {target.shape}"
         )
     num_classes = input_shape[-1]
+    # the common case in two cheap reductions: every index a class and none ignored, so the
+    # target itself is the index (no mask, no copy); a mask only to find what is not
+    lo, hi = (target.min(), target.max()) if target.size else (0, 0)
+    if lo >= 0 and hi < num_classes and not (ignore_index is not None and lo <= ignore_index <= hi):
+        return target.astype(np.intp, copy=False), np.ones(target.shape, dtype=bool)
     valid = np.ones(target.shape, dtype=bool) if ignore_index is None else target != ignore_index
     bad = valid & ((target < 0) | (target >= num_classes))
     if np.any(bad):

@@ -24,7 +24,7 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._reduction import reduce_to
+from ._reduction import product_row_means, reduce_to
 
 __all__ = [
     "soft_margin_loss",
@@ -323,7 +323,9 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
     x2, y2 = x.reshape(-1, classes), y.reshape(-1, classes)
     w2 = None if w is None else np.broadcast_to(w, x.shape).reshape(-1, classes)
     samples = x2.shape[0]
-    per_sample = np.empty(samples, work) if value else None
+    # float64 per-sample losses for narrower dtypes: a row's mean beyond the dtype's range
+    # stays for the reduction over the rows, which may be within it
+    per_sample = np.empty(samples, np.float64 if work.itemsize < 8 else work) if value else None
     d = np.empty(x2.shape, dtype) if grad else None
     scale = work.type(np.nan if samples == 0 else 1.0 / samples) if reduction == "mean" else 1
 
@@ -332,7 +334,7 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
         wb = None if w2 is None else w2[rows].astype(work, copy=False)
         terms, slope = _bce_logits_parts(xb, yb, yb, value, grad)
         if value:
-            np.divide(np.sum(_weighted(terms, wb), axis=-1), classes, out=per_sample[rows])
+            product_row_means(terms, wb, classes, per_sample[rows])
         if grad:
             local = _weighted(slope, wb)
             local /= classes

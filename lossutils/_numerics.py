@@ -985,6 +985,44 @@ def scaled_norm(x, axis=-1, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+# --- sums of products that must not overflow ------------------------------------------------------
+
+
+def scaled_dot(w, v, axis=None):
+    """``(s, k)`` with ``s * 2**k == sum(w * v, axis)``, where no product or partial sum overflows.
+
+    For the few sums whose plain evaluation overflowed though the mean formed from them may
+    be finite (a class weight of 2 times a softplus of 3e38 in float32). ``w`` (None: all
+    ones) and ``v`` are finite and of one shape. float32 and narrower: the products are exact
+    in float64 and no float64 sum of fewer than 2**700 of them overflows, so ``k = 0`` and
+    ``s`` is the float64 sum (a few float64 ULP from the exact one). float64: the factor ``w``
+    (``v`` without weights) is scaled by ``2**-k``, ``k >= 0`` the smallest that keeps every
+    term below ``2**1023 / n`` (``n`` terms summed, so no partial sum reaches ``2**1023``):
+    a power of two, exact except for scaled factors below ``2**-1022`` (subnormal), whose
+    error is below ``2**-1000`` times the largest ``|w|`` times the largest ``|v|``.
+    ``k`` has the shape of ``s``.
+    """
+    v = np.asarray(v)
+    if v.dtype.itemsize < 8:
+        terms = v.astype(np.float64)
+        if w is not None:
+            terms *= np.asarray(w, dtype=np.float64)
+        s = np.sum(terms, axis=axis)
+        return s, np.zeros(np.shape(s), int)
+    n = v.size if axis is None else v.shape[axis]
+
+    def exponent(a):  # the e with max |a| < 2**e
+        return np.frexp(np.max(np.abs(a), axis=axis, keepdims=True))[1] if n else 0
+
+    k = exponent(v) + (0 if w is None else exponent(w)) + math.ceil(math.log2(max(n, 1))) - 1023
+    k = np.maximum(k, 0)
+    with np.errstate(under="ignore"):
+        terms = np.ldexp(v, -k) if w is None else np.ldexp(w, -k) * v
+    s = np.sum(terms, axis=axis, keepdims=True)
+    squeeze = (lambda a: a.reshape(())) if axis is None else (lambda a: np.squeeze(a, axis))
+    return squeeze(s), squeeze(np.broadcast_to(k, s.shape))
+
+
 # --- t (log t - x), accurate where x is close to log t --------------------------------------------
 
 # ln 2 in three parts: the first two have 32 significant bits, so k * part is exact for the

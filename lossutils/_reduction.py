@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numerics import to_dtype
+from ._numerics import scaled_dot, times, to_dtype
 
 
 def accumulator(dtype) -> np.dtype:
@@ -108,6 +108,33 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
                 scaled_loss = loss / np.asarray(weight_total, dtype=loss.dtype)
             return to_dtype(total(scaled_loss), loss.dtype)[()]
     return _mean(sum_, weight_total, loss.dtype)
+
+
+def product_row_means(values: np.ndarray, weight, count, out: np.ndarray) -> np.ndarray:
+    """``sum(weight * values, axis=-1) / count`` for each row, written into ``out``.
+
+    ``weight`` (None: ones) has ``values``' shape; a zero weight masks its value
+    (:func:`~lossutils._numerics.times`). A row whose sum is infinite though its weights and
+    values are finite (a product or a partial sum overflowed: its mean may be finite) is
+    summed again, scaled (:func:`~lossutils._numerics.scaled_dot`); checked after the plain
+    sums, so other rows cost nothing more. A float64 ``out`` for float32 ``values`` keeps
+    such a row's mean even beyond float32's range, for a reduction over the rows to round.
+    """
+    terms = values if weight is None else times(weight, values)
+    sums = np.sum(terms, axis=-1)
+    np.divide(sums, count, out=out)
+    over = np.flatnonzero(np.isinf(sums))
+    if over.size:
+        v, w = values[over], None if weight is None else weight[over]
+        if w is not None:
+            v = np.where(w == 0, 0, v).astype(values.dtype, copy=False)  # absent terms
+        finite = np.all(np.isfinite(v), axis=-1)
+        if w is not None:
+            finite &= np.all(np.isfinite(w), axis=-1)
+        s, k = scaled_dot(w, v, axis=-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[over[finite]] = np.ldexp(s / count, k)[finite]
+    return out
 
 
 def reduction_scale(size: int, reduction: str, dtype) -> np.floating:

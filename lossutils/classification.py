@@ -104,12 +104,13 @@ class _ProbArgs:
 
 
 def _index_setup(
-    input, target, weight, ignore_index, reduction, work=None, limit=True
+    input, target, weight, ignore_index, reduction, work=None, limit=True, widen=True
 ) -> _IndexArgs:
     """Check the arguments of an index-target loss; ``work`` overrides the working dtype.
 
     With ``limit``, a row holding ``+inf`` is replaced by its softmax limit
-    (:func:`~lossutils._numerics.limit_rows`).
+    (:func:`~lossutils._numerics.limit_rows`). Without ``widen`` the rows keep the input's
+    dtype (a loss that reads a few entries widens those); the weights are in ``work``.
     """
     check_reduction(reduction)
     names = {"input": input} if weight is None else {"input": input, "weight": weight}
@@ -118,14 +119,25 @@ def _index_setup(
     work = nx.working_dtype(x.dtype) if work is None else np.dtype(work)
     w = class_weight(weight, num_classes, work)
     y, valid = class_index_target(target, x.shape, ignore_index)
-    rows = x.reshape(-1, num_classes).astype(work, copy=False)
+    rows = x.reshape(-1, num_classes)
+    if widen:
+        rows = rows.astype(work, copy=False)
     if limit:
         rows = nx.limit_rows(rows)
     return _IndexArgs(rows, y.reshape(-1), valid.reshape(-1), w, x.shape[:-1], x.dtype)
 
 
-def _gather(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``rows[i, y[i]]`` for every row."""
+def _flat_targets(num_classes: int, y: np.ndarray) -> np.ndarray:
+    """The flat positions ``i * C + y[i]`` of the rows' target entries in C-ordered rows."""
+    flat = np.arange(0, len(y) * num_classes, num_classes, dtype=np.intp)
+    flat += y
+    return flat
+
+
+def _gather(rows: np.ndarray, y: np.ndarray, flat=None) -> np.ndarray:
+    """``rows[i, y[i]]`` for every row (a new array); ``flat``: their flat positions."""
+    if rows.flags.c_contiguous:  # by flat position: half the time of a two-index gather
+        return rows.reshape(-1).take(_flat_targets(rows.shape[-1], y) if flat is None else flat)
     return rows[np.arange(len(rows)), y]
 
 
@@ -216,29 +228,44 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
 
 
 def _nll(input, target, weight, ignore_index, reduction, *, value=True, grad=True):
-    """``(nll_loss(...), nll_loss_grad(...))``, each only if asked for (else None)."""
-    # log-probabilities, not logits: no softmax limit
-    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
+    """``(nll_loss(...), nll_loss_grad(...))``, each only if asked for (else None).
+
+    The loss reads one entry per row: the rows stay as given (log-probabilities, not
+    logits: no softmax limit; no widened copy), the gathered entries are widened, and the
+    gradient is written in the output dtype.
+    """
+    args = _index_setup(input, target, weight, ignore_index, reduction, limit=False, widen=False)
+    work, valid = nx.working_dtype(args.dtype), args.valid
     # unweighted with every sample counted (the common case): unit weights and a count
-    plain = args.weight is None and args.valid.all()
-    wy = None if plain else args.target_weight
-    total = len(args.y) if plain else weight_total(wy)
+    counted = valid.all()
+    plain = args.weight is None and counted
+    wy = None
+    if not plain:
+        wy = np.ones(len(valid), work) if args.weight is None else args.weight[args.y]
+        if not counted:
+            wy[~valid] = 0
+    total = len(valid) if plain else weight_total(wy)
+    flat = _flat_targets(args.x.shape[-1], args.y)
     loss = grad_out = None
     if value:
-        picked = _gather(args.x, args.y)
-        if plain:
-            per = -picked  # (what the masked, weighted form gives with unit weights)
-        else:
-            with np.errstate(invalid="ignore"):
-                per = np.where(args.valid, -nx.times(wy, picked), 0)
-        per = per.astype(args.x.dtype, copy=False)
-        loss = nx.to_dtype(weighted_reduce(per, total, reduction, args.shape), args.dtype)[()]
+        nlp = _gather(args.x, args.y, flat).astype(work, copy=False)  # a new array
+        np.negative(nlp, out=nlp)  # -x_y
+        per = nlp if plain else nx.times(wy, nlp)  # (0 where the target is ignored)
+        scaled = None
+        if not plain and reduction == "mean":
+
+            def scaled():  # (for a mean whose sum overflowed only): w_y / total times -x_y
+                return nx.times(sample_scale(wy, valid, total, reduction), nlp)
+
+        loss = weighted_reduce(per, total, reduction, args.shape, scaled)
+        loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
-        grad_out = np.zeros_like(args.x)
-        wy = args.target_weight if wy is None else wy
-        scale = sample_scale(wy, args.valid, total, reduction)
-        np.put_along_axis(grad_out, args.y[:, None], -scale[:, None], -1)
-        grad_out = nx.to_dtype(grad_out.reshape(args.shape + args.x.shape[-1:]), args.dtype)
+        # d(reduced)/dx at each target: -w_y times the reduction's factor, rounded once
+        coef = np.ones(1, work) if plain else wy
+        scale = sample_scale(coef, True if plain else valid, total, reduction)
+        grad_out = np.zeros(args.x.shape, args.dtype)
+        grad_out.reshape(-1)[flat] = nx.to_dtype(np.negative(scale), args.dtype)
+        grad_out = grad_out.reshape(args.shape + args.x.shape[-1:])
     return loss, grad_out
 
 

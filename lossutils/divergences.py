@@ -68,14 +68,17 @@ def _check_has_axis(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must have at least one dimension; got shape {array.shape}")
 
 
-def _distributions(p, q):
-    """``p`` and ``q`` as probabilities of one shape, in the working dtype, and the result dtype."""
+def _distributions(p, q, widen=True):
+    """``p`` and ``q`` as probabilities of one shape, in the working dtype, and the result dtype.
+
+    Without ``widen`` they stay in the result dtype (a caller that widens blocks of them).
+    """
     p, q = float_arrays({"p": p, "q": q})
     _check_has_axis(p, "p")
     check_same_shape(p, q, "p", "q")
     check_unit_interval(p, "p")
     check_unit_interval(q, "q")
-    work = working_dtype(p.dtype)
+    work = working_dtype(p.dtype) if widen else p.dtype
     return p.astype(work, copy=False), q.astype(work, copy=False), p.dtype
 
 
@@ -229,39 +232,54 @@ def categorical_cross_entropy_value_and_grad(p, q, axis=-1):
 
 
 def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
-    """``(H(p, q) or None, its gradient w.r.t. q or None)``, from one check of the arguments."""
-    p, q, dtype = _distributions(p, q)
-    loss = _as(_minus_sum_xlogy(p, q, axis), dtype) if value else None
-    return loss, (_neg_ratio(p, q, dtype) if grad else None)
+    """``(H(p, q) or None, its gradient w.r.t. q or None)``, from one check of the arguments.
 
-
-def _minus_sum_xlogy(p, q, axis):
-    """``-sum(xlogy(p, q), axis)``; rows of C-contiguous input summed block by block.
-
-    Every term is ``>= 0`` for probabilities (no cancellation): the sum of the rounded terms
-    is accurate. In cache-sized blocks of rows, the terms never make a full-size array.
+    Rows of C-contiguous input (the distribution axis last) in cache-sized blocks: each
+    block is widened (float16), its terms summed and its gradient written into the output
+    while it is in cache, so that the gradient is the only full-size array.
     """
-    if not (p.flags.c_contiguous and q.flags.c_contiguous and axis in (-1, p.ndim - 1)):
-        return -np.sum(xlogy(p, q), axis=axis)
-    shape, width = p.shape[:-1], p.shape[-1]
+    p, q, dtype = _distributions(p, q, widen=False)
+    work = working_dtype(dtype)
+    if p.size == 0 or not (
+        p.flags.c_contiguous and q.flags.c_contiguous and axis in (-1, p.ndim - 1)
+    ):
+        p, q = p.astype(work, copy=False), q.astype(work, copy=False)
+        loss = _as(-np.sum(xlogy(p, q), axis=axis), dtype) if value else None
+        return loss, (_neg_ratio(p, q, dtype) if grad else None)
+    width = p.shape[-1]
     p_rows, q_rows = p.reshape(-1, width), q.reshape(-1, width)
-    out = np.empty(len(p_rows), dtype=p.dtype)
+    sums = np.empty(len(p_rows), work) if value else None
+    d_q = np.empty(p_rows.shape, dtype) if grad else None
 
     def block(rows: slice) -> None:
-        np.sum(xlogy(p_rows[rows], q_rows[rows]), axis=-1, out=out[rows])
+        pb, qb = p_rows[rows].astype(work, copy=False), q_rows[rows].astype(work, copy=False)
+        if value:
+            # every term p log q <= 0 (no cancellation): the sum of the rounded terms is
+            # accurate. A NaN sum marks a row with 0 log 0 (or a NaN): that row alone is
+            # summed again with the limit 0 log 0 = 0
+            terms = np.log(qb)
+            terms *= pb
+            row_sums = np.sum(terms, axis=-1, out=sums[rows])
+            nan = np.flatnonzero(np.isnan(row_sums))
+            if nan.size:
+                row_sums[nan] = np.sum(xlogy(pb[nan], qb[nan]), axis=-1)
+        if grad:
+            _neg_ratio(pb, qb, dtype, out=d_q[rows])
 
-    for_each_block(block, len(p_rows), width * p.itemsize)
-    np.negative(out, out=out)
-    return out.reshape(shape)
+    for_each_block(block, len(p_rows), width * work.itemsize)
+    loss = _as(np.negative(sums).reshape(p.shape[:-1]), dtype) if value else None
+    return loss, (None if d_q is None else d_q.reshape(p.shape))
 
 
-def _neg_ratio(p, q, dtype):
-    """-p / q in ``dtype``, with 0 where p = 0 (also where q = 0): the gradient w.r.t. q.
+def _neg_ratio(p, q, dtype, out=None):
+    """-p / q in ``dtype`` (written into ``out``, if given), with 0 where p = 0 (also where
+    q = 0): the gradient w.r.t. q.
 
-    -(p / q) is -p / q bit for bit; only 0 / 0 (NaN) is rewritten, to -0 (= -0 / 1).
+    -(p / q) is -p / q bit for bit, rounded once to ``dtype``; only 0 / 0 (NaN) is
+    rewritten, to -0 (= -0 / 1).
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.divide(p, q)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = np.divide(p, q, out=out)
         np.negative(out, out=out)
         zero = p == 0
         if zero.any():

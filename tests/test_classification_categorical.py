@@ -944,3 +944,47 @@ def test_float32_weighted_loss_beyond_float32_is_rounded_only_by_the_reduction(l
     x, w = np.array([[-3e38, 0, 0]], np.float32), np.array([2, 1, 1], np.float32)
     assert loss(x, [0], weight=w, reduction="mean") == np.float32(3e38)
     assert loss(x, [0], weight=w, reduction="none")[0] == np.inf
+
+
+@pytest.mark.parametrize(
+    "dtype, huge",
+    [
+        (np.float32, -1e37),  # nothing overflows: the plain weighted sum
+        (np.float32, -3e38),  # 2 x -3e38 overflows float32: the mean from the factors
+        (np.float64, -1e306),
+        (np.float64, -1e308),  # the products and their sum overflow float64
+    ],
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nll_loss_mean_of_huge_log_probabilities_overflows_only_if_the_mean_does(
+    dtype, huge, weighted
+):
+    # issue 8: the weighted sum overflowed before its division by the weight total. The
+    # ignored sample's -inf and the zero-weight class's -inf are absent from the mean.
+    x = np.array(
+        [
+            [huge, 0, 0, 0],
+            [0, huge / 2, 0, 0],
+            [0, 0, huge, 0],
+            [-np.inf, 0, 0, 0],
+            [0] * 3 + [-np.inf],
+        ],
+        dtype,
+    )
+    y = np.array([0, 1, 2, -100, 3] if weighted else [0, 1, 2, -100, 0])
+    w = np.array([2, 0.5, 3, 0], dtype) if weighted else np.ones(4, dtype)
+    with mpmath.workdps(mr.DIGITS):
+        counted = [i for i in range(len(y)) if y[i] != -100 and w[y[i]] != 0]
+        weights = [mpmath.mpf(float(w[y[i]])) for i in counted]
+        terms = [
+            -wi * mpmath.mpf(float(x[i, y[i]])) for wi, i in zip(weights, counted, strict=True)
+        ]
+        exact = mpmath.fsum(terms) / mpmath.fsum(weights)
+    value = C.nll_loss(x, y, weight=w if weighted else None)
+    assert value.dtype == dtype
+    assert_close_to_exact(np.reshape(value, 1), [exact], 4.0, f"nll_loss {dtype.__name__}")
+    pair, grad = C.nll_loss_value_and_grad(x, y, weight=w if weighted else None)
+    assert pair == value and np.all(np.isfinite(grad))
+    # the sum is beyond the dtype where the exact sum is
+    total = C.nll_loss(x, y, weight=w if weighted else None, reduction="sum")
+    assert np.isinf(total) == (mpmath.fsum(terms) > np.finfo(dtype).max)

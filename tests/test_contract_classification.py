@@ -761,3 +761,56 @@ def test_row_functions_at_the_overflow_threshold(dtype):
             value, gradient = L.cross_entropy_value_and_grad(z, target, **kwargs)
             assert np.all(np.isfinite(gradient))
     assert np.all(np.isfinite(L.softmax_focal_loss_grad(z, y)))
+
+
+@pytest.mark.parametrize(
+    "dtype, huge, weight",
+    [
+        (np.float32, -1e37, [3, 1.5, 1, 0]),  # nothing overflows: the plain sums
+        (np.float32, -3e38, [3, 1.5, 1, 0]),  # 3 x 3e38 overflows float32: the row summed scaled
+        (np.float32, -3e38, None),  # four terms of 3e38: the sum overflows
+        (np.float64, -1e306, [3, 1.5, 1, 0]),
+        (np.float64, -1e308, [3, 1.5, 1, 0]),
+        (np.float64, -1e308, None),
+    ],
+)
+def test_multilabel_soft_margin_of_huge_terms_overflows_only_if_the_mean_does(dtype, huge, weight):
+    # issue 8: a weight times a huge softplus, or the sum over the classes, overflowed before
+    # the division by C; the zero weight masks an infinite term. With the weights, the third
+    # row's loss is beyond float32 (5.5 x 3e38 / 4), the mean over the rows is not.
+    x = np.array(
+        [[huge, huge / 3, 0, np.inf], [0, 5, -7, 0], [huge] * 4],
+        dtype,
+    )
+    y = np.array([[1, 1, 0, 0], [1, 0, 1, 1], [1, 1, 1, 0.5]], dtype)
+    w = None if weight is None else np.array(weight, dtype)
+    if w is None:
+        x[0, 3] = 0  # (no weight to mask it)
+    wm = np.ones(4) if w is None else _exact(w)
+    xm, ym = _exact(x), _exact(y)
+    with mpmath.workdps(mr.DIGITS):
+        minus, plus = mr.softplus(-xm), mr.softplus(xm)
+        per = []
+        for i in range(len(x)):
+            terms = [
+                mpmath.mpf(wm[c]) * (ym[i, c] * minus[i, c] + (1 - ym[i, c]) * plus[i, c])
+                for c in range(4)
+                if wm[c] != 0
+            ]
+            per.append(mpmath.fsum(terms) / 4)
+        mean = mpmath.fsum(per) / len(per)
+    value = L.multilabel_soft_margin_loss(x, y, weight=w, reduction="none")
+    assert value.dtype == dtype
+    finite = np.array([p <= np.finfo(dtype).max for p in per])
+    assert_close_to_exact(value[finite], np.array(per, dtype=object)[finite], BOUND[dtype])
+    assert np.all(np.isinf(value[~finite]))
+    for reduction in ("mean", "sum"):
+        got, grad = L.multilabel_soft_margin_loss_value_and_grad(
+            x, y, weight=w, reduction=reduction
+        )
+        exact = mean if reduction == "mean" else mean * len(per)
+        if exact <= np.finfo(dtype).max:
+            assert_close_to_exact(np.reshape(got, 1), [exact], BOUND[dtype], reduction)
+        else:
+            assert np.isinf(got)
+        assert got == L.multilabel_soft_margin_loss(x, y, weight=w, reduction=reduction)

@@ -272,6 +272,36 @@ def test_scaled_norm_neither_overflows_nor_underflows():
     assert nx.scaled_norm(np.zeros((2, 0))).tolist() == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_scaled_dot_is_the_sum_of_products_without_overflow(dtype, weighted):
+    # rows of small terms (no scaling, k = 0) and of huge ones (scaled where float64): the
+    # exact sum is s * 2**k, within a few float64 ULP, in every row
+    g = np.random.default_rng(11)
+    big = np.finfo(dtype).max
+    v = np.stack([g.uniform(-1, 1, 5), g.uniform(0.25, 1, 5) * big, -g.uniform(0, 1, 5) * big])
+    v = v.astype(dtype)
+    w = g.uniform(0, 4, v.shape).astype(dtype) if weighted else None
+    vm = v.astype(np.float64)
+    wm = np.ones(v.shape) if w is None else w.astype(np.float64)
+    s, k = nx.scaled_dot(w, v, axis=-1)
+    assert s.shape == k.shape == (3,) and s.dtype == np.float64 and np.all(np.isfinite(s))
+    assert k[0] == 0 and (np.all(k == 0) if dtype != np.float64 else np.all(k[1:] > 0))
+    total, kt = nx.scaled_dot(w, v)
+    with mpmath.workprec(3000):
+        rows = [
+            mpmath.fsum(mpmath.mpf(a) * mpmath.mpf(b) for a, b in zip(wr, vr, strict=True))
+            for wr, vr in zip(wm, vm, strict=True)
+        ]
+        for row, si, ki in zip(rows, s, k, strict=True):
+            assert abs(mpmath.ldexp(mpmath.mpf(si), int(ki)) - row) <= abs(row) * 2.0**-50
+        whole = mpmath.fsum(rows)
+        assert (
+            abs(mpmath.ldexp(mpmath.mpf(float(total)), int(kt)) - whole)
+            <= sum(abs(r) for r in rows) * 2.0**-50
+        )
+
+
 def test_float16_mean_divides_by_a_count_that_is_not_cast_to_float16():
     # float16(65520) is inf: a mean computed in float16 returns 0
     loss = np.full(65520, 0.25, np.float16)
