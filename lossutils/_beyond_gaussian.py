@@ -730,6 +730,11 @@ def _nb_nll_saddle(z, d, y, r, sp):
 # terms below (_digamma_rest).
 
 
+def _part(mask):
+    """The elements where ``mask`` holds: all of them as a slice (no gathering), else indices."""
+    return slice(None) if mask.all() else np.flatnonzero(mask)
+
+
 def _nb_input_slope(z, y, r, narrow=False, sigmoids=None):
     """``(d/dz, near, gap, mean)`` of the NB loss (``r`` has ``z``'s shape), as described above.
 
@@ -750,14 +755,15 @@ def _nb_input_slope(z, y, r, narrow=False, sigmoids=None):
     g_z -= times(y, s_neg)
     gap = None
     if near.any():
-        zn = z[near]
+        part = _part(near)
+        zn = z[part]
         parts = dd_exp_parts(zn)  # e^z once for both differences
-        gap = scaled_exp_minus_dd(r[near], zn, y[near], parts)
+        gap = scaled_exp_minus_dd(r[part], zn, y[part], parts)
         # (r e^z - y) / (1 + e^z), both double-doubles: one long division step
         den_hi, den_lo = scaled_exp_minus_dd(None, zn, -1.0, parts)
         q = gap[0] / den_hi
         p, p_err = two_prod(q, den_hi)
-        g_z[near] = q + (((gap[0] - p) - p_err) + (gap[1] - q * den_lo)) / den_hi
+        g_z[part] = q + (((gap[0] - p) - p_err) + (gap[1] - q * den_lo)) / den_hi
     return g_z, near, gap, mean
 
 
@@ -779,7 +785,8 @@ def _nb_count_slope(z, y, r, sp, near, gap, mean):
         g_r[rest] -= _digamma_difference(r[rest], y[rest])
     if not usable.any():
         return g_r
-    hi, lo, yn, rn, zn = g_hi[usable], g_lo[usable], y[usable], r[usable], z[usable]
+    every = usable.all()  # then no gathering
+    hi, lo, yn, rn, zn = (v if every else v[usable] for v in (g_hi, g_lo, y, r, z))
     a = (hi + lo) / (rn + yn)
     # log1p(a) = log((r + r e^z) / (r + y)), from the ratio below a = -1/2 (log1p of an a
     # near -1 would lose the digits of 1 + a)
@@ -788,23 +795,40 @@ def _nb_count_slope(z, y, r, sp, near, gap, mean):
     if low.size:
         rl = rn[low]
         log_ratio[low] = np.log((rl + rl * np.exp(np.minimum(zn[low], 710.0))) / (rl + yn[low]))
+    # each element by its own form: the series for r >= 10, the positive terms below
+    series = np.empty_like(a)
     big = rn >= _STIRLING_MIN
-    rb = np.where(big, rn, _STIRLING_MIN)
-    # r >= 10: log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the
-    # two halves cancel where d/dr vanishes (|a| <= 1/2); 2 r g - y by Dekker's product
-    head = log_ratio - yn / (2 * rb * (rb + yn))
+    for mask, large in ((big, True), (~big, False)):
+        part = _part(mask)
+        if not series[part].size:
+            continue
+        rp, yp, lp = rn[part], yn[part], log_ratio[part]
+        series[part] = (
+            _count_slope_series(a[part], lp, hi[part], lo[part], rp, yp)
+            if large
+            else lp - _digamma_rest(rp, yp)
+        )
+    if every:
+        return series
+    g_r[usable] = series
+    return g_r
+
+
+def _count_slope_series(a, log_ratio, hi, lo, r, y):
+    """d/dr for r >= 10 from ``a = g / (r + y)`` (``g = hi + lo``) and ``log_ratio = log1p(a)``.
+
+    log1p(a) - y / (2 r (r + y)) = log1p_minus(a) + (2 r g - y) / (2 r (r + y)): the two
+    halves cancel where d/dr vanishes (|a| <= 1/2), so there 2 r g - y is formed by Dekker's
+    product; then the digamma series' corrections.
+    """
+    head = log_ratio - y / (2 * r * (r + y))
     close = np.flatnonzero(np.abs(a) <= 0.5)  # the careful form only where it is used
     if close.size:
-        rc, yc = rb[close], yn[close]
+        rc, yc = r[close], y[close]
         p, p_err = two_prod(2 * rc, hi[close])
         numerator = (p - yc) + (p_err + 2 * rc * lo[close])
         head[close] = log1p_minus(a[close]) + numerator / (2 * rc * (rc + yc))
-    series = head + (_digamma_correction(rb + yn) - _digamma_correction(rb))
-    small = ~big
-    if small.any():  # the positive terms only where they are used
-        series[small] = log_ratio[small] - _digamma_rest(rn[small], yn[small])
-    g_r[usable] = series
-    return g_r
+    return head + (_digamma_correction(r + y) - _digamma_correction(r))
 
 
 def _digamma_rest(r, y):
@@ -1034,7 +1058,8 @@ def _nb_block(z, y, r, value, grad, narrow=False):
             zr, yr, rr = z[rest], y[rest], r[rest]
             loss[rest] = times(rr, sp[rest]) + times(yr, softplus(-zr)) + _nb_log_normalizer(rr, yr)
         if saddle.any():
-            loss[saddle] = _nb_nll_saddle(z[saddle], g_z[saddle], y[saddle], r[saddle], sp[saddle])
+            part = _part(saddle)
+            loss[part] = _nb_nll_saddle(z[part], g_z[part], y[part], r[part], sp[part])
     if grad:
         g_r = _nb_count_slope(z, y, r, sp, near, gap, mean)
     return loss, g_z, g_r
