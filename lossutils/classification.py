@@ -692,6 +692,8 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
         with np.errstate(invalid="ignore", over="ignore"):
             entry = target_entry(hard, pieces.nll[hard]).astype(dtype, copy=False)
         e[hard, y[hard]] = entry
+    if eps == 0:
+        _infinite_factor_rows(e, args, scale)
     # an ignored sample (or, without smoothing, one of weight 0) has no gradient, also
     # where its row is infinite
     masked = np.flatnonzero(~valid if eps > 0 else (scale == 0))
@@ -718,6 +720,27 @@ def _weighted_losses(args: _IndexArgs, pieces: _Normalized, coef: np.ndarray, lo
             xy = args.x[over, args.y[over]]
             per[over] = (c * m - c * xy) + c * pieces.r[over]
     return per
+
+
+def _infinite_factor_rows(g, args: _IndexArgs, factor) -> None:
+    """In place: the gradient rows whose factor ``d(reduced) / d(loss_i)`` is ``+inf`` (an
+    infinite class weight, ``"sum"`` or ``"none"``) get ``+inf`` at each other class of
+    finite logit whose entry is NaN.
+
+    There the entry is the factor times a positive ``p_k`` (times the focal loss's positive
+    coefficient): ``+inf`` exactly, also where ``p_k`` underflows the working dtype (the
+    computed ``inf * 0`` is NaN, and would depend on the dtype: float32 rows in float64
+    keep ``p_k = e^-200``). A class of logit ``-inf`` (``p_k = 0``) and a row holding NaN
+    stay NaN.
+    """
+    rows = np.flatnonzero(factor == np.inf)
+    if not rows.size:
+        return
+    xr, gr = args.x[rows], g[rows]
+    fix = np.isnan(gr) & np.isfinite(xr) & ~np.isnan(xr).any(axis=-1, keepdims=True)
+    fix[np.arange(len(rows)), args.y[rows]] = False
+    gr[fix] = np.inf
+    g[rows] = gr
 
 
 def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.ndarray):
@@ -778,7 +801,11 @@ def cross_entropy_grad(
     target, :math:`(\sum_c w_c q_{i,c})\, p - w \odot q_i`. Each row is then scaled
     as the reduction scales its loss (1, or :math:`1/\sum w_{y_i}`, or :math:`1/N`);
     ignored samples get 0. A mean over a zero total weight is NaN, and so is every
-    entry of each sample that is not ignored.
+    entry of each sample that is not ignored. An infinite class weight (for ``"sum"`` or
+    ``"none"``) makes each entry of finite logit of its samples :math:`\pm\infty`, the
+    exact product with a nonzero :math:`p_k - [k = y]` also where :math:`p_k` underflows
+    the dtype (NaN where the logit is :math:`-\infty`: :math:`\infty \cdot 0`); a mean
+    over an infinite total weight is NaN.
 
     Parameters
     ----------
@@ -1054,6 +1081,7 @@ def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, gr
         with np.errstate(invalid="ignore", divide="ignore"):
             g *= (k / pieces.s)[:, None]
         np.put_along_axis(g, args.y[:, None], target[:, None], -1)
+        _infinite_factor_rows(g, args, factor)
         # an ignored sample, or one of weight 0, has no gradient (also where it is infinite);
         # under a mean over a zero total weight the factor is NaN, and so is the gradient
         g[np.flatnonzero(factor == 0)] = 0

@@ -792,6 +792,35 @@ def test_multi_margin_nan_term_gives_nan_where_it_depends(p, dtype):
     assert np.isnan(value)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_infinite_class_weight_gives_the_same_infinities_in_every_dtype(dtype):
+    # the weight w_0 = inf multiplies p - e_y, whose entries are exactly nonzero for every
+    # finite logit (p_k = e^-203 / S underflows float32, e^-803 / S float64): the gradient
+    # is -inf at the target and +inf elsewhere (inf * 0 = NaN only where p_k is exactly 0,
+    # a logit of -inf); a mean over an infinite total weight is inf / inf = NaN, and so is
+    # each entry of that sample, 0 for the others (whose share w / inf is 0), as nll_loss
+    z = np.array([[0.0, -200.0, 3.0], [0.0, -800.0, 3.0], [30.0, -200.0, 0.0], [1.0, 2.0, -9.0]])
+    if dtype == np.float16:
+        z = np.array([[0.0, -20.0, 3.0], [0.0, -60000.0, 3.0], [9.0, -20.0, 0.0], [1, 2, -9]])
+    z = z.astype(dtype)
+    y = np.array([0, 0, 0, 1])
+    w = np.array([np.inf, 1.0, 1.0], dtype)
+    expected = [[-np.inf, np.inf, np.inf]] * 3
+    for grad in (C.cross_entropy_grad, C.softmax_focal_loss_grad):
+        for reduction in ("sum", "none"):
+            g = grad(z, y, weight=w, reduction=reduction)
+            assert g.dtype == dtype and g[:3].tolist() == expected, (grad.__name__, reduction)
+            assert np.all(np.isfinite(g[3]))
+        g = grad(z, y, weight=w, reduction="mean")
+        assert np.isnan(g[:3]).all() and np.all(g[3] == 0)
+    logp = L.log_softmax(z)
+    for loss in (C.cross_entropy, C.softmax_focal_loss):
+        per = loss(z, y, weight=w, reduction="none")
+        assert per[:3].tolist() == [np.inf] * 3 and np.isfinite(per[3])
+        assert np.isnan(loss(z, y, weight=w)) and np.isnan(C.nll_loss(logp, y, weight=w))
+    assert C.nll_loss(logp, y, weight=w, reduction="none")[:3].tolist() == [np.inf] * 3
+
+
 def test_minus_infinite_logits_are_probability_zero():
     z = np.array([[-np.inf, 0.0, 1.0], [-np.inf, 50.0, 0.0]])
     _ulp(
