@@ -269,6 +269,8 @@ def _poisson_log_terms(x, y, rate, buf, narrow, work):
     """
     lb = np.multiply(y, x, out=buf)
     np.subtract(rate, lb, out=lb)
+    if narrow and _none_below(lb, rate, 2.0**27, work[0]):
+        return lb  # also no NaN: no special value to look for (an infinite lb is right)
     if not np.isfinite(np.sum(lb)):
         _both_overflow(lb, x, y, rate)
         zero = y == 0
@@ -371,6 +373,17 @@ def _below(d, rate, factor, tmp, flags):
     return np.flatnonzero(np.less(t, rate, out=flags[: d.size]))
 
 
+def _none_below(d, rate, factor, tmp):
+    """Whether no element has ``|d| factor < rate`` and none of ``d``, ``rate`` is NaN: one
+    reduction instead of a selection, for a block where that is the common case (the
+    narrow dtypes). ``fl(|d| factor - rate)`` has the sign of the exact difference, and is
+    NaN where either is NaN or both are infinite."""
+    t = np.abs(d, out=tmp[: d.size])
+    t *= factor
+    t -= rate
+    return bool(t.min() >= 0)
+
+
 def _poisson_log_close(g, x, rate, narrow, work):
     """Where to redo the per-element ``g = e^x - y`` (float64; ``rate`` = e^x).
 
@@ -381,6 +394,8 @@ def _poisson_log_close(g, x, rate, narrow, work):
     error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
     ``|e^x - y| >= e^x / 4``.
     """
+    if narrow and _none_below(g, rate, 2.0**20, work[0]):
+        return np.empty(0, np.intp)
     close = _below(g, rate, 2.0**20 if narrow else 4.0, *work)
     if close.size:
         close = close[np.abs(x[close]) <= 700]

@@ -289,6 +289,26 @@ def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_poisson_narrow_blocks_with_special_values(dtype):
+    # a narrow block is checked for special values and for cancellation in one reduction;
+    # blocks with an infinite or NaN input (or 0 times inf) next to ordinary elements must
+    # give the float64 results rounded (the limits), and those without them the same bits
+    inf, nan = np.inf, np.nan
+    x = np.array([inf, -inf, inf, nan, 0.5, -2.0, 1.0986123, 3.0, -inf, 0.0], dtype=dtype)
+    y = np.array([0.0, 3.0, 2.0, 1.0, 2.0, 0.0, 3.0, 7.0, 0.0, 0.0], dtype=dtype)
+    for reduction in ("none", "sum"):
+        loss, grad = B.poisson_nll_loss_value_and_grad(x, y, reduction=reduction)
+        wide = B.poisson_nll_loss_value_and_grad(
+            x.astype(np.float64), y.astype(np.float64), reduction=reduction
+        )
+        np.testing.assert_array_equal(loss, np.asarray(wide[0]).astype(dtype))
+        np.testing.assert_array_equal(grad, wide[1].astype(dtype))
+    ordinary = slice(4, 8)
+    loss = B.poisson_nll_loss(x[ordinary], y[ordinary], reduction="none")
+    np.testing.assert_array_equal(loss, B.poisson_nll_loss(x, y, reduction="none")[ordinary])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_poisson_rate_gradient_of_narrow_dtypes_at_the_best_fit_and_at_the_switch(dtype):
     # float16/float32 rates: ((x - y) + eps) / (x + eps) in float64, redone exactly only where
     # eps cancels x - y (|(x - y) + eps| < eps / 2). Rates equal to the counts (1 - y / s is
