@@ -40,8 +40,10 @@ from ._checks import (
 )
 from ._numerics import (
     CHUNK,
+    _dd_times_split,
     _exp_minus_abs,
     _sigmoid_from,
+    _split,
     atanh_series,
     chunks,
     dd_add,
@@ -1731,6 +1733,13 @@ def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"
 
 # ---------------------------------------------------------------- quantile (pinball)
 
+# Elements per block of the pinball loss. Its dozen float64 buffers are made once and reused
+# from block to block: new temporaries of this size for every block cost page faults, as
+# the allocator returns freed memory to the system.
+_QUANTILE_BLOCK = 1 << 15
+
+_FRACTION_BITS = np.int64((1 << 52) - 1)
+
 
 def _quantile_args(input, target, quantile, reduction):
     """The output dtype, ``input`` and ``target`` as arrays (not converted) and the quantile
@@ -1758,27 +1767,182 @@ def _quantile_args(input, target, quantile, reduction):
 
 
 def _pinball(r, r_err, q):
-    """``max(q u, (q - 1) u)`` for the exact residual ``u = r + r_err``, within half an ULP.
+    """``max(q u, (q - 1) u)`` for the exact residual ``u = r + r_err``, within 1 ULP (``q`` a
+    scalar or broadcasting against ``r``): bit for bit :func:`_pinball_block`'s losses.
+
+    The plain formula is used where :func:`_inexact` shows it is within 1 ULP, the others
+    are computed exactly by :func:`_pinball_unscaled`. Every element takes the plain formula
+    when ``r_err`` is None (a result rounded to float32 or float16: ``r = fl64(y - x)`` and
+    the float64 products are then within a few 2^-53 of the exact value).
+    """
+    out = np.empty(r.shape)
+    spare = np.empty((2,) + r.shape)
+    _plain_pinball(r, q, out, spare[0])
+    if r_err is None:
+        return out
+    redo = np.flatnonzero(_inexact(r, _fraction_limits(q), out, spare, np.empty(r.shape, bool)))
+    if redo.size:
+        q_redo = take_broadcast(q, r.shape, redo) if np.ndim(q) else q
+        r_redo, r_err_redo = (a.reshape(-1)[redo] for a in (r, r_err))
+        exact = np.empty(redo.size)
+        _pinball_unscaled(r_redo, r_err_redo, q_redo, exact, _pinball_work(redo.size))
+        out.reshape(-1)[redo] = exact
+    return out
+
+
+def _plain_pinball(r, q, out, spare):
+    """``out = max((q - 1) r, q r)`` in float64 (+0, not -0, at ``r = +0``)."""
+    np.multiply(r, q - 1, out=spare)
+    np.multiply(r, q, out=out)
+    np.maximum(spare, out, out=out)
+
+
+def _fraction_limits(q):
+    """``(above, below)``: the plain ``fl(c r)`` of a float64 residual ``r > 0`` (``c = q``),
+    resp. ``r < 0`` (``c = q - 1``), is within 1 ULP of ``c u`` for every ``u`` that rounds to
+    ``r`` where the fraction bits of ``r`` (its mantissa's 52 bits, an integer) are at least
+    the limit, and ``2^-960 <= |r| < 2^1024``. The limit is 2^52 (no residual) where ``q - 1``
+    is rounded (``q < 1/2``). Integers of ``q``'s shape (uint64).
+
+    Proof, for ``q >= 1/2`` (then ``q`` and ``q - 1`` are exact): ``|c r - c u| <= |c| ulp(r)/2``
+    and ``|p - c r| <= ulp(p)/2`` (``p = fl(c r)``), so ``|p - c u| <= ulp(p)`` once ``|c| ulp(r)
+    <= ulp(p)``. Write ``|c| = m_c 2^f`` and ``|r| = m 2^e`` (``1 <= m_c, m < 2``). If ``m_c =
+    1``, ``p = c r`` exactly and ``ulp(p) = |c| ulp(r)``: limit 0. Otherwise, where ``m >= t =
+    (2 / m_c)(1 + 2^-50)``, ``m_c m > 2`` so ``p >= 2^(e + f + 1)`` and ``ulp(p) >= 2^(e + f +
+    1 - 52) > |c| ulp(r)``. The margin ``1 + 2^-50`` keeps ``p`` a few ULP above that power of
+    2, so ``c u`` (within 1 ULP of ``p``) rounds into ``p``'s binade or above: the bound holds
+    in ULP of the exact value too. ``|r| >= 2^-960`` and ``|c| >= 2^-53`` keep ``p`` normal.
+    The limit is the fraction of ``t``, ``(t - 1) 2^52`` (2^52 where ``t >= 2``).
+    """
+    q = np.asarray(q, dtype=np.float64)
+    limits = []
+    for c in (q, 1 - q):
+        m = 2 * np.frexp(c)[0]
+        t = 2 / m * (1 + 2.0**-50)
+        limit = np.where(m == 1, 0.0, np.minimum((t - 1) * 2.0**52, 2.0**52))
+        limits.append(np.where(q < 0.5, 2.0**52, limit).astype(np.uint64)[()])
+    return limits
+
+
+def _inexact(r, limits, loss, work, mask):
+    """``mask`` = where the plain ``loss`` (:func:`_plain_pinball`) of the float64 residual
+    ``r`` may be more than 1 ULP off (``limits``: :func:`_fraction_limits`), or is below
+    2^-960 (zeros too: ``|r| >= loss``), or NaN. ``work``: two float64 buffers of ``r``'s
+    shape."""
+    above, below = limits
+    bits = r.view(np.int64)
+    sign, key = (w.view(np.int64) for w in work)
+    np.right_shift(bits, 63, out=sign)  # -1 where r < 0, else 0
+    np.bitwise_and(bits, _FRACTION_BITS, out=key)
+    key ^= sign  # the fraction where r > 0, -fraction - 1 where r < 0
+    # one comparison for both signs: -below <= key < above as unsigned integers
+    unsigned = key.view(np.uint64)
+    unsigned += below
+    np.less(unsigned, above + below, out=mask)
+    if not np.min(loss, initial=np.inf) >= 2.0**-960:
+        mask |= ~(loss >= 2.0**-960)
+    return mask
+
+
+def _pinball_work(size):
+    """Buffers for :func:`_pinball_block` and :func:`_pinball_unscaled` on blocks of up to
+    ``size`` elements, reused from block to block: eleven float64 rows and two masks."""
+    return np.empty((11, size)), np.empty((2, size), bool)
+
+
+def _pinball_block(y, x, q, limits, out, work):
+    """``out`` = the pinball losses (float64) of 1-D blocks ``y``, ``x`` for a scalar level
+    ``q``; returns ``r = fl64(y - x)`` (a buffer of ``work``, :func:`_pinball_work`).
+
+    Without ``limits`` (a float32 or float16 result) the plain float64 formula. With them
+    (a float64 result, float64 ``y`` and ``x``: :func:`_fraction_limits`) and ``q >= 1/2``,
+    the plain formula too, and the elements that :func:`_inexact` finds (about a quarter of
+    them) are gathered and computed exactly by :func:`_pinball_unscaled`. With ``q < 1/2``
+    every element is computed exactly.
+    """
+    n = y.size
+    rows, masks = work[0][:, :n], work[1][:, :n]
+    exact = limits is not None
+    if exact and q < 0.5:
+        r, r_err = two_sum(y, x, minus=True, out=rows[:3])
+        _pinball_unscaled(r, r_err, q, out, work)
+        return r
+    r = np.subtract(y, x, out=rows[8], dtype=np.float64)
+    _plain_pinball(r, q, out, rows[9])
+    if not exact:
+        return r
+    redo = np.flatnonzero(_inexact(r, limits, out, rows[9:11], masks[0]))
+    k = redo.size
+    if k:
+        y_k = np.take(y, redo, out=rows[9][:k])
+        x_k = np.take(x, redo, out=rows[10][:k])
+        r_k, r_err_k = two_sum(y_k, x_k, minus=True, out=rows[:3, :k])
+        _pinball_unscaled(r_k, r_err_k, q, y_k, work)
+        out[redo] = y_k
+    return r
+
+
+def _pinball_unscaled(r, r_err, q, out, work):
+    """``out = max(q u, (q - 1) u)`` for 1-D float64 ``u = r + r_err``, within half an ULP
+    plus 2^-50 ULP; ``q`` a scalar or of ``r``'s shape; ``work`` is :func:`_pinball_work`'s
+    (its first two rows and first mask are left alone).
+
+    The factor is ``c + c_err`` with ``c = q``, ``c_err = 0`` where ``r > 0``, else ``q - 1 =
+    c + c_err`` (TwoSum; ``c_err`` is 0 for ``q >= 1/2``, Sterbenz' lemma). ``c r = p + p_err``
+    exactly by Dekker's product, and ``p + (p_err + c r_err + c_err r)`` is rounded once: the
+    low terms are each below 2^-52 |p| and are rounded to within 2^-104 |p| (``c_err r_err``,
+    below 2^-105 |p|, is left out), so the result is within half an ULP plus 2^-50 ULP of the
+    exact ``(c + c_err) u``. Dekker's product needs no scaling where ``p + p_err >= 2^-960``
+    (no partial product underflows, and ``2^27 r`` did not overflow, else the sum would be
+    NaN); the other elements (``r`` zero, tiny, huge, infinite or NaN, rare) are redone by
+    :func:`_pinball_scaled`.
+    """
+    n = r.size
+    buffers, positive = work[0][:, :n], work[1][1, :n]
+    c, c_hi, c_lo, p_err, spare, other = buffers[2:8]
+    np.greater(r, 0, out=positive)
+    m, m_err = two_sum(q, -1.0)
+    if np.ndim(q):
+        np.copyto(c, np.where(positive, q, m))
+    else:
+        _choose(positive, q, m, c)
+    _split(c, out=(c_hi, c_lo))
+    _dd_times_split(r, r_err, c, c_hi, c_lo, out=(out, p_err, spare, other))
+    if np.any(m_err):
+        if np.ndim(q):
+            np.copyto(spare, np.where(positive, 0.0, m_err))
+        else:
+            _choose(positive, 0.0, m_err, spare)
+        spare *= r
+        p_err += spare
+    out += p_err
+    if not np.min(out, initial=np.inf) >= 2.0**-960:  # also with a NaN
+        redo = np.flatnonzero(~(out >= 2.0**-960))
+        out[redo] = _pinball_scaled(r[redo], r_err[redo], q[redo] if np.ndim(q) else q)
+
+
+def _choose(mask, a, b, out):
+    """``out = a`` where ``mask``, else ``b`` (two scalars of ``out``'s dtype), as integer
+    operations on their bits: ``b``'s bits xor ``mask`` times the bits that differ (np.where
+    with two constants is several times slower)."""
+    bits = np.dtype(f"u{out.itemsize}")
+    a_bits, b_bits = (np.asarray(v, out.dtype).view(bits) for v in (a, b))
+    out_bits = out.view(bits)
+    np.multiply(mask, a_bits ^ b_bits, out=out_bits)
+    out_bits ^= b_bits
+    return out
+
+
+def _pinball_scaled(r, r_err, q):
+    """:func:`_pinball` for any finite or infinite residual and level, within half an ULP.
 
     ``r`` is scaled by a power of 2 into [1/2, 1) (exact, and Dekker's product stays in its
     domain); ``q r = p + p_err`` exactly, and ``(q - 1) r = q r - r`` by TwoSum, so neither
     ``q - 1`` (inexact for q < 1/2) nor ``y - x`` is rounded before the one final rounding.
-    Infinite and NaN residuals take the plain formula, and so does every element when
-    ``r_err`` is None (a result rounded to float32 or float16: ``r = fl64(y - x)`` and the
-    float64 products are then within a few 2^-53 of the exact value).
+    Infinite and NaN residuals take the plain formula.
     """
-    if r_err is not None and r.size > CHUNK and np.ndim(q) == 0:
-        out = np.empty(r.shape)  # cache-sized blocks: the same operations on each
-        flat, rf, ef = out.reshape(-1), r.reshape(-1), r_err.reshape(-1)
-        for b in chunks(r.size):
-            flat[b] = _pinball(rf[b], ef[b], q)
-        return out
-    if r_err is not None and np.ndim(q) == 0 and q >= 0.5:
-        return _pinball_upper(r, r_err, float(q))
     q = np.broadcast_to(q, r.shape)
     plain = np.maximum(q * r, (q - 1) * r)
-    if r_err is None:
-        return plain
     _, e = np.frexp(r)
     rs, es = np.ldexp(r, -e), np.ldexp(r_err, -e)
     p, p_err = two_prod(q, rs)
@@ -1786,27 +1950,6 @@ def _pinball(r, r_err, q):
     s, s_err = two_sum(p, -rs)
     scaled = np.where(rs < 0, s + ((s_err + low) - es), p + low)
     return np.where(np.isfinite(r), np.ldexp(scaled, e), plain)
-
-
-def _pinball_upper(r, r_err, q):
-    """:func:`_pinball` for a scalar level ``q >= 1/2``, within half an ULP.
-
-    ``q - 1`` is then exact (Sterbenz' lemma), so each side is one exact factor ``c`` (``q``
-    where ``r > 0``, else ``q - 1``) times ``u = r + r_err``: ``c r = p + p_err`` by Dekker's
-    product (``r`` scaled into [1/2, 1)) and ``p + (p_err + c r_err)`` is rounded once, as
-    ``q u`` in :func:`_pinball`, without its TwoSum for the negative side. Infinite and
-    NaN residuals take ``c r`` (the plain formula).
-    """
-    c = np.where(r > 0, q, q - 1)
-    _, e = np.frexp(r)
-    p, p_err = two_prod(c, np.ldexp(r, -e))
-    p_err += c * np.ldexp(r_err, -e)
-    p += p_err
-    out = np.ldexp(p, e)
-    bad = np.flatnonzero(~np.isfinite(out))
-    if bad.size:
-        out.reshape(-1)[bad] = c.reshape(-1)[bad] * r.reshape(-1)[bad]
-    return out
 
 
 def quantile_loss(input, target, quantile, reduction="mean"):
@@ -1851,8 +1994,9 @@ def quantile_loss(input, target, quantile, reduction="mean"):
     The loss of the quantile outputs of the temporal fusion transformer
     :cite:p:`lim2021temporal`; quantile regression is due to
     :cite:t:`koenker1978regression`, the asymmetric Laplace likelihood to
-    :cite:t:`yu2001bayesian`. Within 1 ULP in every dtype: computed in float64 from the exact
-    residual and Dekker's product, rounded once.
+    :cite:t:`yu2001bayesian`. Within 1 ULP in every dtype, computed in float64: for a float64
+    result, the plain formula where its error is provably below 1 ULP (most elements), the
+    others from the exact residual and Dekker's product, rounded once.
 
     Examples
     --------
@@ -1945,7 +2089,8 @@ def _quantile_slope(r, q, shape):
 def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     """:func:`_quantile` for a scalar level and a target of the input's shape, in blocks.
 
-    Each block is converted to float64 and its losses reduced while in cache
+    Each block's residual is formed in float64 (exactly, as ``r + r_err``, for a float64
+    result: :func:`_pinball_unscaled`) and its losses reduced while in cache
     (:class:`BlockReduction`). The gradient takes three values only, ``-q``, ``1 - q`` and
     ``1/2 - q`` times the reduction's scale (in float64, then rounded once): they are
     formed once and each block picks them by the sign of its residual (exact in the
@@ -1960,31 +2105,33 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     d_x = np.empty(size, dtype=gdt) if grad else None
     scale = reduction_scale(size, reduction, np.dtype(np.float64))
     above, below, at = (to_dtype(v * scale, gdt) for v in (-q, 1 - q, 0.5 - q))
-    # the choice between the two as integer operations on their bits (np.where with
-    # constants is several times slower): below's bits xor (r > 0) times the differing bits
-    bits = np.dtype(f"u{gdt.itemsize}")
-    below_bits = below.view(bits)
-    differ = above.view(bits) ^ below_bits
+    exact, level = out.itemsize == 8, float(q)
+    if exact:  # float64 (a float32 or float16 argument with a float64 one: converted)
+        xf, yf = (v.astype(np.float64, copy=False) for v in (xf, yf))
+    work = _pinball_work(min(size, _QUANTILE_BLOCK))
+    limits = _fraction_limits(level) if exact else None
+    rows, mask = work[0], work[1][0]
+    # float64 losses of a block, unless they go straight into a float64 result
+    direct = exact and per_element
+    buffer = np.empty(rows.shape[1]) if value and not direct else None
     with np.errstate(over="ignore", invalid="ignore"):
-        for b in chunks(size):
+        for b in chunks(size, _QUANTILE_BLOCK):
+            n = b.stop - b.start
             if value:
-                xb, yb = xf[b].astype(np.float64), yf[b].astype(np.float64)
-                r, r_err = _quantile_residual(yb, xb, out)
-                losses = _pinball(r, r_err, q)
-                if per_element:
+                losses = pointwise[b] if direct else buffer[:n]
+                r = _pinball_block(yf[b], xf[b], level, limits, losses, work)
+                if per_element and not direct:
                     pointwise[b] = losses  # rounded once
-                else:
+                elif not per_element:
                     reduced.add(losses)
             else:
-                r = yf[b] - xf[b]  # its sign is that of the exact difference
+                # its sign is that of the exact difference
+                r = np.subtract(yf[b], xf[b], out=rows[8][:n])
             if grad:
-                slope = d_x[b]
-                slope_bits = slope.view(bits)
-                np.multiply(r > 0, differ, out=slope_bits)
-                slope_bits ^= below_bits
-                # r = 0 and NaN, rare: on those elements only
-                special = np.flatnonzero(~(np.abs(r) > 0))
-                if special.size:
+                slope = _choose(np.greater(r, 0, out=mask[:n]), above, below, d_x[b])
+                size_r = np.abs(r, out=rows[9][:n])
+                if not np.min(size_r) > 0:  # r = 0 and NaN, rare: on those elements only
+                    special = np.flatnonzero(~(size_r > 0))
                     slope[special] = np.where(r[special] == 0, at, np.nan)
     loss = None
     if value:

@@ -78,22 +78,29 @@ def to_dtype(value, dtype):
 # --- error-free transformations -------------------------------------------------------------------
 
 
-def two_sum(a, b, minus=False):
+def two_sum(a, b, minus=False, out=None):
     """``(s, err)`` with ``s = fl(a + b)`` and ``a + b == s + err`` exactly (Knuth's TwoSum).
 
     Domain: finite ``a``, ``b`` whose sum does not overflow; exact in any binary floating
     dtype with round-to-nearest (six operations, no branch, no ordering of ``|a|``,
     ``|b|``). Where ``s`` is infinite or NaN, ``err`` is NaN: callers keep ``s`` there.
     With ``minus``, the same for ``a - b`` (the TwoSum of ``a`` and ``-b``, without
-    negating ``b``).
+    negating ``b``). ``out``: three arrays of the result's shape and dtype (for ``s``,
+    ``err`` and a work array), reused by a caller from block to block instead of new ones.
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        s = a - b if minus else a + b
-        back = s - a  # the part of s that came from b (or -b)
-        if np.ndim(s) == 0:
-            return s, (a - (s - back)) + ((-b if minus else b) - back)
-        # the same operations in place: three arrays of the result's size, not six
-        err = s - back
+        if out is None:
+            s = a - b if minus else a + b
+            back = s - a  # the part of s that came from b (or -b)
+            if np.ndim(s) == 0:
+                return s, (a - (s - back)) + ((-b if minus else b) - back)
+            # the same operations in place: three arrays of the result's size, not six
+            err = s - back
+        else:
+            s, err, back = out
+            (np.subtract if minus else np.add)(a, b, out=s)
+            np.subtract(s, a, out=back)
+            np.subtract(s, back, out=err)
         np.subtract(a, err, out=err)
         if minus:
             back += b  # -((-b) - back)
@@ -1084,20 +1091,47 @@ def _dd_mul(a_hi, a_lo, b_hi, b_lo):
     return _fast_two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
 
 
-def _split(a):
-    """Dekker's split of ``a``: ``(hi, lo)``, ``hi + lo == a``, each of at most 26 bits."""
-    c = _SPLITTER * a
-    hi = c - (c - a)
-    return hi, a - hi
+def _split(a, out=None):
+    """Dekker's split of ``a``: ``(hi, lo)``, ``hi + lo == a``, each of at most 26 bits.
+
+    ``out``: two arrays of ``a``'s shape for ``hi`` and ``lo`` (reused buffers)."""
+    if out is None:
+        c = _SPLITTER * a
+        hi = c - (c - a)
+        return hi, a - hi
+    hi, lo = out
+    np.multiply(_SPLITTER, a, out=hi)
+    np.subtract(hi, a, out=lo)
+    np.subtract(hi, lo, out=hi)
+    np.subtract(a, hi, out=lo)
+    return hi, lo
 
 
-def _dd_times_split(hi, lo, r, r_hi, r_lo):
+def _dd_times_split(hi, lo, r, r_hi, r_lo, out=None):
     """``(hi + lo) r`` as an unnormalised ``(p, e)``: ``hi r = p + (its error)`` exactly
-    (Dekker's product with ``r`` split once by the caller), ``lo r`` rounded into ``e``."""
-    a_hi, a_lo = _split(hi)
-    p = hi * r
-    e = ((a_hi * r_hi - p) + a_hi * r_lo + a_lo * r_hi) + a_lo * r_lo
-    e += lo * r
+    (Dekker's product with ``r`` split once by the caller), ``lo r`` rounded into ``e``.
+
+    ``out``: four arrays of the result's shape (for ``p``, ``e`` and two work arrays),
+    reused by a caller from block to block; the same operations in the same order."""
+    if out is None:
+        a_hi, a_lo = _split(hi)
+        p = hi * r
+        e = ((a_hi * r_hi - p) + a_hi * r_lo + a_lo * r_hi) + a_lo * r_lo
+        e += lo * r
+        return p, e
+    p, e, a_hi, a_lo = out
+    _split(hi, out=(a_hi, a_lo))
+    np.multiply(hi, r, out=p)
+    np.multiply(a_hi, r_hi, out=e)
+    e -= p
+    np.multiply(a_hi, r_lo, out=a_hi)
+    e += a_hi
+    np.multiply(a_lo, r_hi, out=a_hi)
+    e += a_hi
+    np.multiply(a_lo, r_lo, out=a_lo)
+    e += a_lo
+    np.multiply(lo, r, out=a_lo)
+    e += a_lo
     return p, e
 
 

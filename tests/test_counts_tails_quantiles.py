@@ -797,6 +797,38 @@ def test_quantile_float64_scalar_upper_level_within_1_ulp(level):
     np.testing.assert_array_equal(got, [level * np.inf, np.inf, np.nan, level])
 
 
+@pytest.mark.parametrize("level", [0.5, 0.75, 0.9, 0.99, 0.1])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_quantile_float64_plain_and_exact_elements_within_1_ulp(level, reduction):
+    # float64 takes the plain formula where the mantissa of the rounded residual is above a
+    # limit per sign (B._fraction_limits) and computes the others exactly: residuals on both
+    # sides of each limit, both signs, rounded (y and -x of one sign, so y - x is inexact)
+    rng = np.random.default_rng(18)
+    n = 600
+    limits = [int(v) for v in B._fraction_limits(level)]
+    sign = rng.choice([-1.0, 1.0], n)
+    limit = np.where(sign > 0, limits[0], limits[1]).astype(float)
+    fraction = np.clip(limit + rng.choice([-1.0, 1.0], n) * 2.0 ** rng.uniform(0, 52, n),
+                       0, 2.0**52 - 1)  # fmt: skip
+    r0 = sign * (1 + np.floor(fraction) / 2.0**52) * 2.0 ** rng.integers(-40, 40, n)
+    w = rng.uniform(0.05, 0.95, n)
+    y, x = r0 * w, -r0 * (1 - w)
+    loss = B.quantile_loss(x, y, level, reduction="none")
+    reference = REF["quantile"](x, y, np.full(n, level))
+    _check(loss, reference, np.float64, 0 * x, 1.0, "quantile_loss float64 switch")
+    r = y - x
+    mask = B._inexact(r, B._fraction_limits(level), loss, np.empty((2, n)), np.empty(n, bool))
+    # both sides of the switch (no switch where q and q - 1 are powers of 2)
+    assert (mask.any() or not any(limits)) and (level < 0.5 or not mask.all())
+    total = B.quantile_loss(x, y, level, reduction=reduction)
+    if reduction == "sum":
+        assert total == math.fsum(loss.tolist()) or abs(total - math.fsum(loss.tolist())) <= (
+            4 * np.spacing(total)
+        )
+    heads = B.quantile_loss(x[:, None], y[:, None], np.array([level]), reduction="none")
+    np.testing.assert_array_equal(heads[:, 0], loss)  # an array of levels: the same bits
+
+
 def test_quantile_float64_within_1_ulp_without_a_wider_type():
     # float64 is computed in float64 (long double is plain double on some platforms): the
     # residual and the products must not be rounded before the end. The textbook formula in
