@@ -217,7 +217,8 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
                 continue
             if log_input:
                 gb = np.subtract(rate, yb, out=grad_buf[: xb.size])
-                close = _poisson_log_close(gb, xb, rate, narrow, (tmp, flags))
+                # the loss's buffer is free by now
+                close = _poisson_log_close(gb, xb, rate, narrow, (tmp, loss_buf, flags))
             else:
                 gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
             if reduction == "mean":
@@ -386,19 +387,30 @@ def _none_below(d, rate, factor, tmp):
     return bool(t.min() >= 0)
 
 
+_EXPONENT_BITS = np.int64(0x7FF0000000000000)
+
+
 def _poisson_log_close(g, x, rate, narrow, work):
     """Where to redo the per-element ``g = e^x - y`` (float64; ``rate`` = e^x).
 
-    Where it cancels (``|e^x - y| < e^x / 4``; for float16 and float32 output, whose float64
-    result may lose 30 bits, ``< 2^-20 e^x``) the caller redoes it (:func:`_poisson_log_redo`,
-    for ``|x| <= 700``). Elsewhere ``e^x - y`` is
+    Where it cancels (``|e^x - y| < 2^k / 4`` for ``e^x`` in [2^k, 2^(k + 1)); for float16
+    and float32 output, whose float64 result may lose 30 bits, ``< 2^-20 e^x``) the caller
+    redoes it (:func:`_poisson_log_redo`, for ``|x| <= 700``). Elsewhere ``e^x - y`` is
     exact for the computed ``e^x`` where ``y`` is within a factor 2 of it (Sterbenz), so its
-    error is that of exp (1 ULP of e^x): at most 4 ULP of the difference where
-    ``|e^x - y| >= e^x / 4``.
+    error is that of exp, 1 ULP of e^x (2^(k - 52)): at most 4 ULP of a difference of at
+    least 2^(k - 2) (or 2 ULP plus the difference's rounding where it is at least e^x / 2).
+    The power of 2 is ``e^x`` with its fraction bits cleared (inf stays inf, NaN gives inf).
     """
-    if narrow and _none_below(g, rate, 2.0**20, work[0]):
-        return np.empty(0, np.intp)
-    close = _below(g, rate, 2.0**20 if narrow else 4.0, *work)
+    if narrow:
+        if _none_below(g, rate, 2.0**20, work[0]):
+            return np.empty(0, np.intp)
+        close = _below(g, rate, 2.0**20, work[0], work[2])
+    else:
+        power, t, flags = (w[: g.size] for w in work)
+        np.bitwise_and(rate.view(np.int64), _EXPONENT_BITS, out=power.view(np.int64))
+        np.abs(g, out=t)
+        t *= 4.0
+        close = np.flatnonzero(np.less(t, power, out=flags))
     if close.size:
         close = close[np.abs(x[close]) <= 700]
     return close

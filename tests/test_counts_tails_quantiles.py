@@ -288,6 +288,23 @@ def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
         assert (np.abs(exact) < 2.0**-27 * e).any() and (np.abs(exact) > 2.0**-27 * e).any()
 
 
+def test_poisson_float64_gradient_on_both_sides_of_its_switch():
+    # e^x - y is redone where |e^x - y| < 2^k / 4 for fl(e^x) in [2^k, 2^(k + 1)) (the plain
+    # difference, exact for fl(e^x), is within 4 ULP beyond): targets just inside and
+    # outside that edge, with e^x on both ends of its binade, against mpmath
+    rng = np.random.default_rng(37)
+    n = 240
+    x = rng.uniform(-30, 30, n)
+    e = np.exp(x)
+    edge = np.ldexp(1.0, np.frexp(e)[1] - 3)  # 2^k / 4
+    y = e - rng.choice([-1.0, 1.0], n) * edge * (
+        1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-12, -1, n)
+    )
+    grad = B.poisson_nll_loss_grad(x, y, reduction="none")
+    _check(grad, REF["poisson_grad"](x, y), np.float64, 0 * y, 4.0, "gradient at the switch")
+    assert (np.abs(e - y) < edge).sum() > 50 and (np.abs(e - y) > edge).sum() > 50
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_poisson_narrow_blocks_with_special_values(dtype):
     # a narrow block is checked for special values and for cancellation in one reduction;
