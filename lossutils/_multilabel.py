@@ -337,9 +337,11 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
             product_row_means(terms, wb, classes, per_sample[rows])
         if grad:
             local = _weighted(slope, wb)
-            local /= classes
-            local *= scale
-            d[rows] = local
+            if reduction == "mean":  # (/ C, then * 1/N, the last step written into d)
+                local /= classes
+                np.multiply(local, scale, out=d[rows])
+            else:
+                np.divide(local, classes, out=d[rows])
 
     # blocks of a quarter of BLOCK_BYTES: the few block-sized temporaries of each thread
     # stay small next to the gradient

@@ -101,6 +101,22 @@ def test_unit_interval_check_passes_nan_empty_and_the_ends(values):
     _checks.check_nonnegative(np.array(values, dtype=np.float64), "count")
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_unit_interval_check_in_one_pass_without_nan(dtype):
+    # without NaN or -0 the check reads the largest unsigned bit pattern: every value just
+    # outside [0, 1] (above 1, below 0 by the least subnormal, infinite) is still found
+    tiny = np.finfo(dtype).smallest_subnormal
+    inside = np.array([[0.0, tiny, 0.5, 1.0], [1.0, 0.25, tiny, 0.0]], dtype)
+    for view in (inside, inside[:, ::2], inside.astype(inside.dtype.newbyteorder())):
+        _checks.check_unit_interval(view, "target")
+    for bad in (np.nextafter(dtype(1), dtype(2)), -tiny, dtype(-1), dtype(np.inf)):
+        values = inside.copy()
+        values[1, 2] = bad
+        for view in (values, values[:, ::2], values.astype(values.dtype.newbyteorder())):
+            with pytest.raises(ValueError, match="target must lie in"):
+                _checks.check_unit_interval(view, "target")
+
+
 def test_nonnegative_check_names_the_negative_value_among_nan():
     with pytest.raises(ValueError, match=r"count must be non-negative; got .*-2\.0"):
         _checks.check_nonnegative(np.array([np.nan, 3.0, -2.0]), "count")
