@@ -28,6 +28,7 @@ from scipy.special import digamma, gammaln
 
 from ._checks import (
     as_float_array,
+    check_bool,
     check_broadcastable,
     check_positive_scalar,
     check_reduction,
@@ -149,11 +150,6 @@ def _check_positive(value, name, allow_zero=False, allow_inf=False):
         )
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False; got {describe(value)}")
-
-
 # ---------------------------------------------------------------- Poisson
 
 
@@ -162,8 +158,8 @@ def _poisson_args(input, target, log_input, full, eps, reduction):
     value and each block of the gradient are widened to float64 where they are used), and
     ``eps`` as a float64."""
     check_reduction(reduction)
-    _check_bool(log_input, "log_input")
-    _check_bool(full, "full")
+    check_bool(log_input, "log_input")
+    check_bool(full, "full")
     eps = check_positive_scalar(eps, "eps", allow_zero=True)
     out = result_dtype(input, target)
     x, y = (as_float_array(v, n) for n, v in (("input", input), ("target", target)))

@@ -211,6 +211,13 @@ def class_weight(weight, num_classes: int, dtype, name: str = "weight"):
     return weight.astype(dtype, copy=False)
 
 
+def check_bool(value, name: str) -> bool:
+    """A flag: ``True`` or ``False`` (also NumPy's), not any truthy value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {describe(value)}")
+    return bool(value)
+
+
 def check_finite_scalar(value, name: str) -> float:
     """A finite real number (not bool), returned as a Python float."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)

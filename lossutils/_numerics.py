@@ -1459,124 +1459,200 @@ def exp_minus_near(x, y, e=None):
 _SQRT_2 = math.sqrt(2.0)
 
 
-def _log_minus_reduced(t, x, out, cut):
-    """``log(t) - x`` into ``out`` (float64 ``t``, ``x``) from ``t = 2^k m``, ``|log m| <= 0.35``.
+# log t = e ln 2 + log c_j + log1p(u) for t = 2^e m (m in [1/2, 1)), c_j = (j + 1/2) / 256 the
+# centre of m's interval [j/256, (j + 1)/256) (j = 128..255) and u = (m - c_j) / c_j, |u| < 2^-8:
+# 256 m - (j + 1/2) is exact (both multiples of 2^-45 within 1/2 of each other) and the
+# quotient by j + 1/2 is rounded once (within 2^-53 |u| < 2^-61). log c_j in double-double
+# (from the standard library's decimal logarithm, exact to 50 digits), as the real and
+# imaginary parts of one complex table (one look-up fetches both); entries below 128 are
+# NaN (t = 0 comes out NaN).
+_MID_BITS = 8
 
-    ``k ln 2`` (three parts) plus ``log m`` (``m`` in [2^-1/2, 2^1/2]) minus ``x``, the
-    leading parts summed exactly: within an ULP of ``log m`` plus 2^-78 plus an ULP of the
-    result, however large ``log t`` is (the plain ``log t`` carries half an ULP of
-    ``log t``). So within 2 ULP wherever ``|log t - x| >= cut``, where ``cut`` (written
-    here) is ``|log m| + 2^-20``: the ULP of ``log m`` is then at most the result's.
-    ``t = 0`` gives NaN; an infinite or NaN ``x`` gives what the plain difference gives.
+
+def _mid_log_table():
+    context = decimal.Context(prec=50)
+    size = 1 << _MID_BITS
+    table = np.full(size, complex(math.nan, math.nan))
+    for j in range(size // 2, size):
+        log_c = context.ln(decimal.Decimal(j + 0.5) / size)
+        hi = float(log_c)
+        table[j] = complex(hi, float(log_c - decimal.Decimal(hi)))
+    return table
+
+
+_MID_LOGS = _mid_log_table()
+
+
+def log_minus_buffers(size: int):
+    """Scratch buffers for :func:`_log_minus_mid` of up to ``size`` elements."""
+    size = max(1, size)
+    floats = (np.empty(size) for _ in range(3))
+    return (
+        *floats,
+        np.empty(size, np.complex128),
+        np.empty(size, np.int32),
+        np.empty(size, np.intp),
+    )
+
+
+def _log_minus_mid(t, x, out=None, buffers=None):
+    """``log(t) - x`` for float64 ``t > 0`` and finite ``x``, to about 2^-58 absolute.
+
+    ``t = 2^e m``, ``log t = e ln 2 + log c_j + log1p(u)`` (see ``_MID_BITS``): ``u`` within
+    2^-61, ``log1p(u)`` within an ULP (2^-61); ``e ln2_hi + log c_j`` summed exactly
+    (Fast2Sum: ``|e ln 2| > |log c_j|`` unless ``e = 0``; ``e ln2_hi`` is exact), the other
+    parts (about ``2^-8``) in double. So within 2^-58.5 plus half an ULP of ``s - x`` (its
+    leading part ``s`` minus ``x``) and half an ULP of the result: within 2 ULP wherever
+    ``|log t - x| >= 2^-5``, where ``|s - x| < 1.14 |log t - x|``. About twenty operations
+    and one table look-up, into ``out`` with the scratch ``buffers``
+    (:func:`log_minus_buffers`) when given: no temporary. ``t = 0`` and NaN give NaN.
     """
-    # t sqrt(2) = 2^e f with f in [1/2, 1): k = e - 1 and m = t 2^-k = f sqrt(2) (up to the
-    # rounding of t sqrt(2), which only moves the edges of [2^-1/2, 2^1/2] by an ULP)
-    m, k = np.frexp(t * _SQRT_2)
-    k -= 1
-    np.negative(k, out=k)
-    np.ldexp(t, k, out=m)  # exact
-    k = k.astype(np.float64)
-    np.negative(k, out=k)
-    np.log(m, out=m)
-    np.abs(m, out=cut)
-    cut += 2.0**-20
-    # |k ln 2| >= 0.69 > |log m| unless k = 0, so Fast2Sum is exact; the last two parts of
-    # ln 2 summed in double are within 2^-88 of theirs (2^-78 for any k), far below 2^-54
-    np.multiply(k, _LN2_HI, out=out)
-    s = out + m  # Fast2Sum of k ln2_hi and log m: s + err == their sum
-    np.subtract(s, out, out=out)
-    np.subtract(m, out, out=m)  # err
-    k *= _LN2_MID + _LN2_LO
-    m += k
-    np.subtract(s, x, out=out)
-    out += m
+    n = t.size
+    if out is None:
+        out = np.empty(t.shape)
+    w, c, a, logs, e, j = (b[:n] for b in (buffers or log_minus_buffers(n)))
+    np.frexp(t, out=(w, e))
+    w *= 1 << _MID_BITS
+    np.copyto(j, w, casting="unsafe")  # floor (a NaN or 0 lands on a NaN entry, or is clipped)
+    np.take(_MID_LOGS, j, out=logs, mode="clip")
+    np.add(j, 0.5, out=c)
+    w -= c  # exact
+    np.divide(w, c, out=w)  # u
+    np.log1p(w, out=w)
+    np.multiply(e, _LN2_HI, out=a)  # exact
+    np.add(a, logs.real, out=out)  # s
+    np.subtract(out, a, out=a)
+    np.subtract(logs.real, a, out=a)  # the error of s
+    np.multiply(e, _LN2_MID + _LN2_LO, out=c)
+    a += c
+    a += logs.imag
+    a += w
+    np.subtract(out, x, out=out)
+    out += a
     return out
 
 
-def _log_minus_small(t, x):
-    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 1/2``.
+def _log_minus_small(t, x, d):
+    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 2^-5``.
 
-    :func:`_log_minus_table` (72 bits), and where the difference is below 2^-18, which
-    needs more, the double-double :func:`log_minus_near`.
+    ``d``: an estimate of the result within 2^-50. Within 2 ULP (plus 2^-104 of ``t``, the
+    double-double's): :func:`_log_minus_table` (72 bits) where the result may reach 2^-18,
+    and where it is below, which needs more, the double-double :func:`log_minus_near`
+    (directly where the estimate is below 2^-19).
     """
-    y = _log_minus_table(t, x)
-    tiny = np.flatnonzero(np.abs(y) < 2.0**-18)
+    y = np.empty_like(t)
+    tiny = np.abs(d) < 2.0**-19
+    table = np.flatnonzero(~tiny)
+    if table.size:
+        yt = _log_minus_table(t[table], x[table])
+        y[table] = yt
+        tiny[table[np.abs(yt) < 2.0**-18]] = True
+    tiny = np.flatnonzero(tiny)
     if tiny.size:
         y[tiny] = log_minus_near(t[tiny], x[tiny])
     return y
 
 
-def _log_minus_wide(t, x):
-    """``log(t) - x`` for ``t > 0`` and finite ``x``: float32 values, held in float64.
+# Elements per block of XlogMinus: its float64 buffers (256 KB each) stay in the L2 cache.
+XLOG_BLOCK = 1 << 15
+# Gathered elements per call of the careful kernels: their temporaries (64 KB) are reused from
+# the allocator's free lists (larger ones are mapped and unmapped by the allocator on every
+# call, a page fault per 4 KB).
+_CAREFUL_BLOCK = 1 << 13
+# |log t| <= 103.3 for float32 t > 0 (2^-149): |log t - x| > 104 2^-26 exceeds 2^-26 |log t|
+_WIDE_LIMIT = 104 * 2.0**-26
+# float64: where |log t - x| >= 2^-5, _log_minus_mid is within 2 ULP
+_MID_LIMIT = 2.0**-5
 
-    The plain float64 difference is within 2^-52 ``|log t|`` plus half its own ULP, so
-    within 2^-26 of itself (a quarter of a float32 ULP) where it is at least 2^-26
-    ``|log t|``; the others come from the double-double :func:`log_minus_near`.
+
+class XlogMinus:
+    """``t * (log(t) - x)`` for ``t >= 0``, block by block, within a few ULP also where ``x``
+    is near ``log t``.
+
+    The plain ``log(t) - x`` cancels where ``x`` is near ``log t`` (a relative error of
+    ``|log t| / |log t - x|`` ULP: 10^8 ULP at the optimum of a KL divergence). Each block
+    goes through a fast formula into its output, which also tells the few elements where
+    that formula may be off by more than about 2 ULP (the "hard" ones); the caller gathers
+    those and gives them to :func:`xlog_minus_careful`. The buffers are made once (no
+    block allocates a temporary):
+
+    - float32 ``t``: the float64 difference ``log t - x``, within 2^-52 ``|log t|`` plus
+      half an ULP, so within a quarter of a float32 ULP of itself unless below 2^-26
+      ``|log t|``; where below ``104 * 2^-26`` (at least that) the block redoes it by
+      :func:`_log_minus_mid`, and only what is below 2^-31 there (and ``t = 0``) is hard.
+      The product is rounded once (to float32, or kept in float64 when ``out`` is float64).
+    - float64 ``t``: :func:`_log_minus_mid` (within 2^-58.5 absolute: the rounding of
+      ``log1p`` of a number below 2^-8 instead of that of ``log t``); hard where the
+      difference is below 2^-5 (1.5 % of the elements of random distributions), also
+      ``t = 0`` (NaN there).
+
+    NaN anywhere makes the element hard.
     """
-    log_t = np.log(t)
-    y = log_t - x
-    near = np.flatnonzero(np.abs(y) < 2.0**-26 * np.abs(log_t))
-    if near.size:
-        y[near] = log_minus_near(t[near], x[near])
-    return y
+
+    def __init__(self, dtype, size: int):
+        self.wide = np.dtype(dtype) != np.float64
+        size = max(1, min(XLOG_BLOCK, size))
+        self.diff, self.size = np.empty(size), np.empty(size)
+        self.good = np.empty(size, dtype=bool)
+        self.buffers = log_minus_buffers(size)
+
+    def block(self, t, x, out):
+        """Write ``t (log t - x)`` for a block (at most ``XLOG_BLOCK`` elements) into ``out``;
+        return the block's hard indices and their differences (within 2^-50 of ``log t - x``).
+
+        float32: the elements below ``104 * 2^-26`` are redone here by :func:`_log_minus_mid`
+        (within 2^-58.5 plus an ULP: a quarter of a float32 ULP wherever the difference is at
+        least 2^-31); only those below 2^-31 stay hard.
+        """
+        n = t.size
+        d, size, good = self.diff[:n], self.size[:n], self.good[:n]
+        if self.wide:
+            np.log(t, out=d, dtype=np.float64)
+            np.subtract(d, x, out=d)
+            np.abs(d, out=size)
+            np.greater(size, _WIDE_LIMIT, out=good)
+            np.logical_and(good, t, out=good)  # t = 0: hard
+        else:
+            _log_minus_mid(t, x, d, self.buffers)
+            np.abs(d, out=size)
+            np.greater_equal(size, _MID_LIMIT, out=good)  # NaN (also t = 0): hard
+        np.multiply(d, t, out=out)
+        np.logical_not(good, out=good)
+        hard = np.flatnonzero(good)
+        if not (self.wide and hard.size):
+            return hard, d[hard]
+        tk = t[hard].astype(np.float64)
+        y = _log_minus_mid(tk, x[hard].astype(np.float64), size[: hard.size], self.buffers)
+        done = np.abs(y) >= 2.0**-31  # (not t = 0, NaN)
+        out[hard[done]] = y[done] * tk[done]  # rounded once
+        rest = ~done
+        return hard[rest], y[rest]
 
 
-# Elements per block of xlog_minus: its float64 temporaries (256 KB each) stay in the L2 cache;
-# float32 blocks are twice as long (three buffers, no temporaries).
-_XLOG_BLOCK = 1 << 15
+def xlog_minus_careful(t, x, d, wide: bool):
+    """``t * (log(t) - x)`` in float64 for the hard elements of :class:`XlogMinus`.
 
-
-def xlog_minus(t, x):
-    """``t * (log(t) - x)`` for ``t >= 0``, within a few ULP also where ``x`` is near ``log t``.
-
-    Domain: ``t >= 0``, any ``x``, of one shape; float32 or float64. The plain
-    ``log(t) - x`` cancels where ``x`` is near ``log t`` (a relative error of
-    ``|log t| / |log t - x|`` ULP: 10^8 ULP at the optimum of a KL divergence). In blocks,
-    into buffers reused from block to block:
-
-    - float32: computed in float64, where the difference is within 2^-52 ``|log t|``, a
-      quarter of a float32 ULP unless it is below 2^-26 ``|log t|`` (at most 1.6e-6);
-      the few elements below 1.6e-6 are gathered and go through :func:`_log_minus_wide`.
-      The product is rounded once.
-    - float64: :func:`_log_minus_reduced` (a few operations more than the plain
-      difference), and where that is below its cut (at most 0.35), :func:`_log_minus_small`.
-
-    ``t = 0`` gives ``0 * (-inf - x)`` (NaN): callers decide that term.
+    ``d``: their differences from :meth:`XlogMinus.block`; ``wide``: float32 values held in
+    float64 (to a quarter of a float32 ULP), else float64 (within about 2 ULP plus the
+    double-double's 2^-104 of ``t``). ``t = 0`` gives 0 (the limit; NaN where ``x`` is NaN,
+    0 also where ``x = -inf``); NaN gives NaN. In blocks of ``_CAREFUL_BLOCK``.
     """
-    wide = np.dtype(t.dtype) != np.float64
-    flat_t, flat_x = t.reshape(-1), x.reshape(-1)
-    out = np.empty(flat_t.shape, dtype=t.dtype)
-    step = max(1, min(_XLOG_BLOCK * (2 if wide else 1), flat_t.size))
-    diff, size, wide_t = np.empty(step), np.empty(step), np.empty(step)  # wide_t: t or the cut
-    small = np.empty(step, dtype=bool)
-    # |log t| <= 104 for float32 t > 0: |diff| < 104 * 2^-26 holds every element below
-    # 2^-26 |log t|; t = 0 gives -inf (float32) or NaN (float64), not selected
-    limit = 104 * 2.0**-26 if wide else wide_t
-    hard = []  # the elements to recompute, gathered over the blocks and done together
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        for start in range(0, flat_t.size, step):
-            block = slice(start, start + step)
-            tb, xb = flat_t[block], flat_x[block]
-            d = diff[: tb.size]
-            if wide:
-                tb = wide_t[: tb.size]
-                np.copyto(tb, flat_t[block])  # exact
-                np.log(tb, out=d)
-                np.subtract(d, xb, out=d)
-            else:
-                _log_minus_reduced(tb, xb, out=d, cut=wide_t[: tb.size])
-            cut = limit if wide else limit[: tb.size]
-            b = np.less(np.abs(d, out=size[: tb.size]), cut, out=small[: tb.size])
-            hard.append(start + np.flatnonzero(b))
-            np.multiply(d, tb, out=d)
-            out[block] = d  # rounded once
-        hard = np.concatenate(hard) if hard else np.empty(0, dtype=np.intp)
-        close = _log_minus_wide if wide else _log_minus_small
-        for start in range(0, hard.size, step):
-            index = hard[start : start + step]
-            tn = flat_t[index].astype(np.float64, copy=False)
-            out[index] = tn * close(tn, flat_x[index].astype(np.float64, copy=False))
-    return out.reshape(t.shape)
+    out = np.empty(t.shape)
+    for block in chunks(t.size, _CAREFUL_BLOCK):
+        tb = t[block].astype(np.float64, copy=False)
+        xb = x[block].astype(np.float64, copy=False)
+        db = d[block]
+        y = np.full(tb.shape, np.nan)
+        ok = np.flatnonzero((tb > 0) & np.isfinite(db))  # else t = 0 or NaN
+        if ok.size:
+            tk, xk = tb[ok], xb[ok]
+            # float32 (to a quarter of its ULP): below 2^-31 (see XlogMinus.block)
+            y[ok] = log_minus_near(tk, xk) if wide else _log_minus_small(tk, xk, db[ok])
+            y[ok] *= tk
+        zero = tb == 0
+        y[zero] = np.where(np.isnan(xb[zero]), np.nan, 0.0)
+        out[block] = y
+    return out
 
 
 # --- gaps that vanish at an optimum ---------------------------------------------------------------

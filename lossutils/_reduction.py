@@ -217,6 +217,11 @@ class BlockReduction:
         self.totals.append(t)
         self.scaled.append(scaled)
 
+    def extend(self, other: BlockReduction) -> None:
+        """Take ``other``'s blocks after this one's (blocks reduced apart, e.g. by threads)."""
+        self.totals += other.totals
+        self.scaled += other.scaled
+
     def result(self):
         with np.errstate(over="ignore", invalid="ignore"):
             sum_ = np.sum(np.array(self.totals, dtype=np.float64))

@@ -7,6 +7,7 @@ are those of the sum of these values.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from ._binary import _bce_logits, _bce_logits_slope
 from ._blocks import for_each_block
 from ._checks import (
+    check_bool,
     check_broadcastable,
     check_log_probability,
     check_reduction,
@@ -24,14 +26,15 @@ from ._checks import (
 )
 from ._numerics import (
     CHUNK,
+    XLOG_BLOCK,
+    XlogMinus,
     accurate_sum,
-    chunks,
     exp_minus_1_minus,
     quiet,
     to_dtype,
     two_diff,
     working_dtype,
-    xlog_minus,
+    xlog_minus_careful,
     xlogy,
 )
 from ._reduction import BlockReduction, batchmean_scale, reduce_to, reduction_scale
@@ -572,6 +575,7 @@ class _KLDivArgs:
 
 def _kl_div_args(input, target, reduction, log_target) -> _KLDivArgs:
     reduction = check_reduction(reduction, ("mean", "sum", "none", "batchmean"))
+    log_target = check_bool(log_target, "log_target")
     input, target = float_arrays({"input": input, "target": target})
     check_same_shape(input, target, "input", "target")
     if log_target:
@@ -586,10 +590,6 @@ def _kl_div_args(input, target, reduction, log_target) -> _KLDivArgs:
     return _KLDivArgs(
         input.astype(work, copy=False), target.astype(work, copy=False), reduction, input.dtype
     )
-
-
-# Elements per block of kl_div: a few blocks of xlog_minus, whose buffers stay in cache.
-_KL_DIV_BLOCK = 1 << 16
 
 
 def _kl_div_scale(input, reduction):
@@ -726,48 +726,101 @@ def kl_div_value_and_grad(input, target, reduction="mean", log_target=False):
 def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     """``(the reduced kl_div or None, its gradient w.r.t. input or None)``.
 
-    In cache-sized blocks: the pointwise losses of a block are reduced while in cache
-    (:class:`BlockReduction`), so that only ``"none"`` makes a full-size array of them,
-    and the gradient is written into its output block by block.
+    In blocks of about a megabyte (:func:`for_each_block`, on up to two threads), each in
+    cache-sized pieces into buffers made once per thread: the pointwise losses of a piece
+    are reduced while in cache (:class:`BlockReduction`), so that only ``"none"`` makes a
+    full-size array of them, and the gradient is written into its output piece by piece.
+    The few elements whose fast pointwise value may be off (:class:`XlogMinus`) are
+    gathered and recomputed together: written over their entries for ``"none"``, else
+    counted as 0 in their piece and added as one more block. The blocks are those of the
+    sizes alone, so the result does not depend on the threads.
     """
     args = _kl_div_args(input, target, reduction, log_target)
     input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
     work = input.dtype
     flat_x, flat_t = input.reshape(-1), target.reshape(-1)
+    size = flat_x.size
     scale = _kl_div_scale(input, reduction)
+    d_x = np.empty(size, dtype=dtype) if grad else None
+    if not value:
+        t = np.exp(flat_t) if log_target else flat_t
+        np.multiply(t, -scale, out=d_x)  # rounded once to dtype
+        return None, d_x.reshape(input.shape)
     per_element = reduction == "none"
-    pointwise = np.empty(flat_x.size, dtype=work) if value and per_element else None
+    pointwise = np.empty(size, dtype=work) if per_element else None
     summed = "sum" if reduction == "batchmean" else reduction
-    reduced = BlockReduction(summed, flat_x.size, work) if value and not per_element else None
-    d_x = np.empty(flat_x.size, dtype=dtype) if grad else None
-    for block in chunks(flat_x.size, _KL_DIV_BLOCK):
-        xb, tb = flat_x[block], flat_t[block]
-        t = np.exp(tb) if log_target else tb
-        if value:
+    step = max(1, min(XLOG_BLOCK, size))
+    local = threading.local()
+    parts = {}  # the first element of a block: (its reduction, its hard elements)
+
+    def blocks(rows: slice) -> None:
+        if not hasattr(local, "kernel"):
+            # a reduced piece's values: float64 (float32 targets' products are not rounded)
+            local.values = None if per_element else np.empty(step, np.float64)
+            local.t = np.empty(step, dtype=work) if log_target else None
+            local.kernel = XlogMinus(work, size)
+        reduced = None if per_element else BlockReduction(summed, size, work)
+        hard, hard_d = [], []
+        for start in range(rows.start, rows.stop, step):
+            piece = slice(start, min(start + step, rows.stop))
+            xb, tb = flat_x[piece], flat_t[piece]
+            n = xb.size
+            pw = pointwise[piece] if per_element else local.values[:n]
             if log_target:
-                pw = t * (tb - xb)
+                t = np.exp(tb, out=local.t[:n])
+                np.subtract(tb, xb, out=pw)
+                pw *= t
+                # t = 0 contributes 0; input * 0 keeps a NaN input (those few rewritten)
                 zero = np.flatnonzero(tb == -np.inf)
+                if zero.size:
+                    x0 = xb[zero]
+                    pw[zero] = np.where(np.isnan(x0), x0, 0)
             else:
-                pw = xlog_minus(tb, xb)  # accurate also near the optimum x = log t
-                zero = np.flatnonzero(tb == 0)
-            # t = 0 contributes 0; input * 0 keeps a NaN input (only those few elements rewritten)
-            x0 = xb[zero]
-            pw[zero] = np.where(np.isnan(x0), x0, 0)
-            if per_element:
-                pointwise[block] = pw
-            else:
+                t = tb
+                index, d = local.kernel.block(tb, xb, pw)
+                if index.size:
+                    pw[index] = 0  # (a reduced piece counts them when they are done)
+                    hard.append(index + start)
+                    hard_d.append(d)
+            if reduced is not None:
                 reduced.add(pw)
-        if grad:
-            d_x[block] = t * -scale  # rounded once to dtype
-    loss = None
-    if value:
+            if grad:
+                np.multiply(t, -scale, out=d_x[piece])  # rounded once to dtype
+        parts[rows.start] = reduced, hard, hard_d
+
+    for_each_block(blocks, size, work.itemsize)
+    ordered = [parts[start] for start in sorted(parts)]
+    reduced = None if per_element else BlockReduction(summed, size, work)
+    for part, _, _ in ordered:
+        if reduced is not None:
+            reduced.extend(part)
+    index = [i for _, hard, _ in ordered for i in hard]
+    if index:
+        index = np.concatenate(index)
+        d = np.concatenate([d for _, _, hard_d in ordered for d in hard_d])
+        values = np.empty(index.size)
+
+        def careful(rows: slice) -> None:
+            i = index[rows]
+            values[rows] = xlog_minus_careful(flat_t[i], flat_x[i], d[rows], work != np.float64)
+
+        for_each_block(careful, index.size, _CAREFUL_BYTES)
         if per_element:
-            loss = _as(pointwise.reshape(input.shape), dtype)
-        elif reduction == "batchmean":
-            loss = _as(reduced.result() * scale, dtype)
+            pointwise[index] = values
         else:
-            loss = _as(reduced.result(), dtype)
+            reduced.add(values)
+    if per_element:
+        loss = _as(pointwise.reshape(input.shape), dtype)
+    elif reduction == "batchmean":
+        loss = _as(reduced.result() * scale, dtype)
+    else:
+        loss = _as(reduced.result(), dtype)
     return loss, (d_x.reshape(input.shape) if grad else None)
+
+
+# Per element recomputed by xlog_minus_careful: some hundred operations on a few float64
+# arrays, counted as 64 bytes so that a few thousand such elements already take two threads.
+_CAREFUL_BYTES = 64
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,51 @@ def test_kl_div_near_its_optimum_in_float64_is_within_4_ulp_down_to_2_pow_minus_
     ref.assert_ulp_in(got[large], expected[large], np.float64)
 
 
+# The switches of kl_div's pointwise t (log t - x) between its kernels, as sizes of
+# |log t - x|: float64 takes the table-and-log1p difference from 2^-5 up, the 72-bit table
+# from 2^-18 (an estimate below 2^-19 goes straight to the double-double); float32 takes
+# the plain float64 difference from 104 * 2^-26 up, the table-and-log1p one from 2^-31.
+_KL_DIV_SWITCHES = {
+    np.float64: ([0.3, 1e-3, 0.97, 1e-300, 5e-324], [2.0**-5, 2.0**-18, 2.0**-19]),
+    np.float32: ([0.3, 1e-3, 0.97, 1e-40, 1 - 2.0**-20], [104 * 2.0**-26, 2.0**-31]),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_div_terms_on_both_sides_of_each_switch(dtype):
+    targets, switches = _KL_DIV_SWITCHES[dtype]
+    t, x = [], []
+    with mpmath.workdps(ref.DIGITS):
+        for target in np.array(targets, dtype=dtype):
+            log_t = mpmath.log(ref.mp(target))
+            # just inside and outside each switch, and every size between (each kernel
+            # is exact enough over its whole range, not only at its edges)
+            near = [g * f for g in switches for f in (1 - 2.0**-8, 1 - 2**-30, 1 + 2**-30, 1.004)]
+            for gap in near + [1.37 * 2.0**-k for k in range(45)]:
+                for sign in (1, -1):
+                    t.append(target)
+                    x.append(float(log_t - sign * mpmath.mpf(gap)))
+    t, x = np.array(t, dtype=dtype), np.array(x, dtype=dtype)
+    expected = ref.kl_div_pointwise(x, t)
+    with mpmath.workdps(ref.DIGITS):
+        gaps = [abs(mpmath.log(ref.mp(a)) - ref.mp(b)) for a, b in zip(t, x, strict=True)]
+    for gap in switches:  # the rounded inputs still fall on both sides of every switch
+        assert any(gap / 2 < g < gap for g in gaps) and any(gap < g < 2 * gap for g in gaps)
+    # float32: a quarter of an ULP before the one rounding (the float64 sums of the kernels)
+    bound = 1.0 if dtype == np.float32 else 4.0
+    got = V.kl_div(x, t, reduction="none")
+    ref.assert_ulp_in(got, expected, dtype, bound, label="kl_div terms")
+    # the same terms reduced: the recomputed elements are counted once, in every reduction
+    # (the terms have both signs: the sum is within a few ULP of the sum of their sizes)
+    with mpmath.workdps(ref.DIGITS):
+        size = float(mpmath.fsum(abs(e) for e in expected))
+    for reduction in ("sum", "mean"):
+        exact = float(ref.reduced(expected, reduction))
+        got = float(V.kl_div(x, t, reduction=reduction))
+        count = 1 if reduction == "sum" else t.size
+        assert abs(got - exact) <= 4 * np.finfo(dtype).eps * size / count, reduction
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("scale", [1e-3, 0.1, 1.0, 4.0])
 def test_gaussian_kl_and_gradient_within_4_ulp(dtype, scale):

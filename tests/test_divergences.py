@@ -25,6 +25,7 @@ from lossutils import (
     gaussian_kl_grad,
     kl_div,
     kl_div_grad,
+    kl_div_value_and_grad,
     kl_divergence,
     kl_divergence_grad,
     vae_loss,
@@ -265,6 +266,17 @@ def test_kl_div_errors():
         kl_div([0.0, 0.0], [1.0])
     with pytest.raises(ValueError, match="batchmean"):
         kl_div(0.0, 1.0, reduction="batchmean")
+
+
+@pytest.mark.parametrize("flag", [1, 0, "yes", None, np.float64(1.0), [True]])
+@pytest.mark.parametrize("function", [kl_div, kl_div_grad, kl_div_value_and_grad])
+def test_kl_div_log_target_must_be_a_bool(function, flag):
+    # a truthy value is not taken for True (as poisson_nll_loss's full and log_input)
+    with pytest.raises(ValueError, match=r"log_target must be True or False; got"):
+        function([-1.0], [0.5], log_target=flag)
+    for ok in (True, False, np.True_, np.False_):
+        target = [-0.5] if ok else [0.5]
+        function([-1.0], target, log_target=ok)
 
 
 # --- Gaussian KL --------------------------------------------------------------------------
