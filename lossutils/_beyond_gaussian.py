@@ -58,6 +58,7 @@ from ._numerics import (
     exp_minus_near,
     gap_to_square,
     log1p_minus,
+    logistic_pairs,
     scaled_exp_minus,
     scaled_exp_minus_dd,
     sigmoid,
@@ -1072,8 +1073,8 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
 
 def _nb_block(z, y, r, value, grad, narrow=False):
     """``(loss or None, d/dz or None, d/dr or None)`` per element of one block (float64)."""
-    sp = softplus(z)
-    g_z, near, gap, mean = _nb_input_slope(z, y, r, narrow=narrow)
+    (sp, _), sigmoids = logistic_pairs(z, softpluses=(True, False))  # one exp for all three
+    g_z, near, gap, mean = _nb_input_slope(z, y, r, narrow=narrow, sigmoids=sigmoids)
     loss = g_r = None
     if value:
         loss = np.empty(z.shape)
