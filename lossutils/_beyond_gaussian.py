@@ -390,18 +390,20 @@ _EXPONENT_BITS = np.int64(0x7FF0000000000000)
 def _poisson_log_close(g, x, rate, narrow, work):
     """Where to redo the per-element ``g = e^x - y`` (float64; ``rate`` = e^x).
 
-    Where it cancels (``|e^x - y| < 2^k / 4`` for ``e^x`` in [2^k, 2^(k + 1)); for float16
-    and float32 output, whose float64 result may lose 30 bits, ``< 2^-20 e^x``) the caller
-    redoes it (:func:`_poisson_log_redo`, for ``|x| <= 700``). Elsewhere ``e^x - y`` is
-    exact for the computed ``e^x`` where ``y`` is within a factor 2 of it (Sterbenz), so its
-    error is that of exp, 1 ULP of e^x (2^(k - 52)): at most 4 ULP of a difference of at
-    least 2^(k - 2) (or 2 ULP plus the difference's rounding where it is at least e^x / 2).
-    The power of 2 is ``e^x`` with its fraction bits cleared (inf stays inf, NaN gives inf).
+    Where it cancels: ``|e^x - y| < 2^k / 4`` for ``e^x`` in [2^k, 2^(k + 1)); for float16
+    and float32 output ``< 2^-26 e^x`` (beyond, the float64 difference is within 2^-52 e^x,
+    at most 2^-26 of the result, a quarter of its float32 ULP: the rounded result is within
+    3/4 ULP). The caller redoes those (:func:`_poisson_log_redo`, for ``|x| <= 700``).
+    Elsewhere ``e^x - y`` is exact for the computed ``e^x`` where ``y`` is within a factor
+    2 of it (Sterbenz), so its error is that of exp, 1 ULP of e^x (2^(k - 52)): at most
+    4 ULP of a difference of at least 2^(k - 2) (or 2 ULP plus the difference's rounding
+    where it is at least e^x / 2). The power of 2 is ``e^x`` with its fraction bits cleared
+    (inf stays inf, NaN gives inf). ``work``: two float64 buffers and a bool one.
     """
     if narrow:
-        if _none_below(g, rate, 2.0**20, work[0]):
+        if _none_below(g, rate, 2.0**26, work[0]):
             return np.empty(0, np.intp)
-        close = _below(g, rate, 2.0**20, work[0], work[2])
+        close = _below(g, rate, 2.0**26, work[0], work[2])
     else:
         power, t, flags = (w[: g.size] for w in work)
         np.bitwise_and(rate.view(np.int64), _EXPONENT_BITS, out=power.view(np.int64))
@@ -409,7 +411,9 @@ def _poisson_log_close(g, x, rate, narrow, work):
         t *= 4.0
         close = np.flatnonzero(np.less(t, power, out=flags))
     if close.size:
-        close = close[np.abs(x[close]) <= 700]
+        # x = 0 (a count of 1 at its best fit) needs nothing: 1 - y is rounded once
+        xc = np.abs(x[close])
+        close = close[(xc <= 700) & (xc != 0)]
     return close
 
 
