@@ -640,9 +640,11 @@ _STIRLING_ERRORS = (
 
 def _stirling_error(y):
     """log y! - (y log y - y + log(2 pi y)/2) for integer counts y >= 1 (a table below 10)."""
-    small = y < _STIRLING_MIN
-    table = np.asarray(_STIRLING_ERRORS)[np.clip(y, 1, 9).astype(np.intp) - 1]
-    return np.where(small, table, _lgamma_correction(np.maximum(y, _STIRLING_MIN)))
+    out = np.asarray(_STIRLING_ERRORS)[np.clip(y, 1, 9).astype(np.intp) - 1]
+    large = np.flatnonzero(y >= _STIRLING_MIN)  # the series only where it is used
+    if large.size:
+        out[large] = _lgamma_correction(y[large])
+    return out
 
 
 def _large_counts(r, y):
