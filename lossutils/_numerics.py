@@ -1925,6 +1925,88 @@ def dd_distance_squared(x, y, shift, exponent):
     return two_sum(s, row_dot(a, w))
 
 
+# Elements per block of the double-double distance kernels, whose dozen block-sized
+# buffers are allocated once per call: fresh temporaries of a block's size are mapped and
+# faulted in anew by the allocator on every block, which cost several times the
+# arithmetic (measured on blocks of 128 x 128 float64).
+_DD_DISTANCE_BLOCK = 1 << 14
+
+
+@quiet
+def dd_distances_squared(rows, pairs, shift, exponent, index=None):
+    """:func:`dd_distance_squared` of several pairs of the 2-D arrays ``rows`` at once: a
+    list of ``(s, err)``, one for each ``(i, j)`` in ``pairs`` (``rows[i] - rows[j]``), of
+    the rows ``index`` (default: all; one exponent each), gathered block by block.
+
+    Domain and accuracy those of :func:`dd_distance_squared` (``exponent`` bounds every
+    pair's distance), at a fraction of its cost: in blocks of rows, into buffers made
+    once, and each array split once for all its pairs (a triplet's anchor): ``x = h + l``
+    with ``h`` rounded to the grid ``2**(e - k)`` (``e`` the largest exponent of a block
+    whose exponents differ by at most 1, else each row's; exactly, for entries below
+    ``2**(e + 28)``) and ``l = x - h`` exact. Then ``A = h_i - h_j`` is exact, on the grid
+    and at most ``2**e + 2**(e - k)`` in size where the distance is below ``2**e``, so
+    that ``sum(A**2)`` (about ``4**e``, ``2**(2k)`` squared grid steps) is exact; the rest
+    ``W = l_i - l_j + shift`` is rounded by an ULP of ``2**(e - k) + |shift|``, and
+    ``sum((A + W)**2) - sum(A**2) = 2 sum(A W) + sum(W**2)`` by about
+    ``D 2**-(53 + k)`` of ``4**e``. A row whose ``sum(W**2)`` exceeds
+    ``D (2**(e - k) + |shift|)**2`` (an entry beyond ``2**(e + 28)``: its ``l`` is not
+    below the grid) is taken again by :func:`dd_distance_squared`.
+    """
+    width = rows[0].shape[-1]
+    n = len(rows[0]) if index is None else len(index)
+    k = (53 - int(np.ceil(np.log2(max(width, 1))))) // 2
+    exponent = np.asarray(exponent)
+    used = sorted({i for pair in pairs for i in pair})
+    step = max(1, (_DD_DISTANCE_BLOCK - 1) // width)
+    size = min(step, n)
+    split = {i: (np.empty((size, width)), np.empty((size, width))) for i in used}
+    a_buffer, w_buffer = np.empty((size, width)), np.empty((size, width))
+    dots = np.empty((len(pairs), 3, n))  # sum(A**2), sum(A W), sum(W**2) of each pair
+    grid = np.empty(n, int)  # the exponent of each row's grid, plus k
+    for start in range(0, n, step):
+        block = slice(start, min(n, start + step))
+        m = block.stop - block.start
+        # adding and subtracting 1.5 2**(52 + e - k) rounds to the grid 2**(e - k) (to
+        # nearest even, as rint), exactly for entries below 2**(e + 28); one grid for
+        # the block where its exponents differ by at most 1 (a scalar is added faster)
+        top = int(np.max(exponent[block]))
+        if top - int(np.min(exponent[block])) > 1:
+            top = exponent[block][:, None]
+        grid[block] = top if np.ndim(top) == 0 else top[:, 0]
+        magic = np.ldexp(1.5, 52 - k + top)
+        for i in used:
+            h, low = (b[:m] for b in split[i])
+            x = rows[i][block] if index is None else None
+            if x is None and rows[i].dtype == np.float64:
+                x = np.take(rows[i], index[block], axis=0, out=low, mode="clip")  # in place
+            elif x is None or x.dtype != np.float64:  # float16 / float32 widened (exactly)
+                np.copyto(low, x if x is not None else np.take(rows[i], index[block], axis=0))
+                x = low
+            np.add(x, magic, out=h)
+            h -= magic
+            np.subtract(x, h, out=low)
+        for q, (i, j) in enumerate(pairs):
+            a = np.subtract(split[i][0][:m], split[j][0][:m], out=a_buffer[:m])
+            w = np.subtract(split[i][1][:m], split[j][1][:m], out=w_buffer[:m])
+            if shift:
+                w += shift
+            dots[q, 0, block] = row_dot(a, a)
+            dots[q, 1, block] = row_dot(a, w)
+            dots[q, 2, block] = row_dot(w, w)
+    limit = width * (np.ldexp(1.0, grid - k) + abs(shift)) ** 2
+    out = []
+    for q, (i, j) in enumerate(pairs):
+        squares, cross, rest = dots[q]
+        s, err = two_sum(squares, 2 * cross + rest)
+        far = np.flatnonzero(~(rest <= limit))
+        if far.size:
+            at = far if index is None else index[far]
+            x, y = (rows[r][at].astype(np.float64, copy=False) for r in (i, j))
+            s[far], err[far] = dd_distance_squared(x, y, shift, exponent[far])
+        out.append((s, err))
+    return out
+
+
 @quiet
 def dd_abs_sum_distance(x, y, shift, exponent):
     """``sum(|x - y + shift|)`` over the last axis as a double-double ``(s, err)``, float64.

@@ -225,9 +225,8 @@ def _contrastive_args(x1, x2, target, margin, reduction, with_diff=True) -> _Pai
 
 # Elements per block of the differences of pairs whose distances alone are needed.
 _PAIR_BLOCK_ELEMENTS = 1 << 16
-# Elements per block of the pairs' double-double distances by dd_distance_squared (its
-# dozen block-sized temporaries in the fastest cache; measured on (8192, 128) pairs, a
-# quarter of them taken: blocks of 2**16 elements cost about half more time).
+# Elements per block of the p = 1 triplets' double-double distances (dd_abs_sum_distance:
+# its dozen block-sized temporaries in the fastest cache).
 _PAIR_DD_ELEMENTS = 1 << 14
 
 
@@ -289,28 +288,29 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
         flat = hinge.reshape(-1)  # a view: the hinge of the pairs in order
         e = np.frexp(d[rows] * (1 + 2.0**-20))[1]  # the power of 2 above each distance
         # m - d cancelling by less than 2**10: a distance to 2**-67 of 2**e suffices, from
-        # dd_distance_squared where nothing needs scaling; else each row scaled by 2**-e
+        # dd_distances_squared where nothing needs scaling; else each row scaled by 2**-e
         # (a distance is at least its largest entry), with 1 or 3 slices
         moderate = d[rows] < m * (1 - 2.0**-10)
         fast = moderate & (np.abs(e) < nx.DD_DISTANCE_EXPONENTS)
-        # the double-double distances (hi, lo) of the selected rows in cache-sized blocks,
-        # then their roots and hinges at once (a dozen operations per block otherwise)
+        # the double-double distances (hi, lo) of the selected rows: the fast ones at
+        # once, the others in cache-sized blocks; then their roots and hinges at once
         r, r_lo = np.empty(rows.size), np.empty(rows.size)
-        for group, slices in ((fast, 0), (moderate & ~fast, 1), (~moderate, 3)):
+        if np.any(fast):
+            ((r[fast], r_lo[fast]),) = nx.dd_distances_squared(
+                [x1, x2], [(0, 1)], 0.0, e[fast], index=rows[fast]
+            )
+        step = max(1, _BLOCK_ELEMENTS // x1.shape[-1])
+        for group, slices in ((moderate & ~fast, 1), (~moderate, 3)):
             picked = np.flatnonzero(group)
-            step = max(1, (_PAIR_DD_ELEMENTS if slices == 0 else _BLOCK_ELEMENTS) // x1.shape[-1])
             for start in range(0, picked.size, step):
                 block = picked[start : start + step]
                 index, exponent = rows[block], e[block]
                 xs, ys = (
                     np.take(x, index, axis=0).astype(np.float64, copy=False) for x in (x1, x2)
                 )
-                if slices:
-                    k = -exponent[:, None]
-                    hi, lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
-                    r[block], r_lo[block] = np.ldexp(hi, exponent), np.ldexp(lo, exponent)
-                else:
-                    r[block], r_lo[block] = nx.dd_distance_squared(xs, ys, 0.0, exponent)
+                k = -exponent[:, None]
+                hi, lo = _dd_distance(np.ldexp(xs, k), np.ldexp(ys, k), 0.0, 2, slices)
+                r[block], r_lo[block] = np.ldexp(hi, exponent), np.ldexp(lo, exponent)
         if np.any(fast):
             r[fast], r_lo[fast] = nx.dd_sqrt(r[fast], r_lo[fast])
         h, h_err = two_sum(m, -r)
@@ -609,22 +609,30 @@ def _refined_triplet(t: _Triplets, rows, swap, squared, bound, slices=3):
 def _refined_triplet_unscaled(t: _Triplets, rows, swap, squared, bound):
     """:func:`_refined_triplet` (cancelling by less than ``2**10``) of rows whose distances
     need no scaling (and, for p = 2, whose ``eps`` is below ``2**-20`` of them): by
-    :func:`~lossutils._numerics.dd_distance_squared` (p = 2, squared) at about half the
-    cost, or :func:`~lossutils._numerics.dd_abs_sum_distance` (p = 1)."""
-    kernel = nx.dd_abs_sum_distance if t.p == 1 and not squared else nx.dd_distance_squared
+    :func:`~lossutils._numerics.dd_distances_squared` (p = 2, squared) at a fraction of
+    the cost, over all the rows where most are selected (gathering them would cost
+    more), or :func:`~lossutils._numerics.dd_abs_sum_distance` (p = 1)."""
+    pairs = [_PAIRS[key] for key in (("ap", "an", "pn") if swap else ("ap", "an"))]
+    shift = 0.0 if squared else t.eps
+    if t.p == 1 and not squared:
 
-    def distances(part: _Triplets, e):
-        shift = 0.0 if squared else t.eps
-        pairs = [(part.anchor, part.positive), (part.anchor, part.negative)]
-        pairs += [(part.positive, part.negative)] if swap else []
-        return [kernel(x, y, shift, e) for x, y in pairs]
+        def distances(part: _Triplets, e):
+            x = [part.anchor, part.positive, part.negative]
+            return [nx.dd_abs_sum_distance(x[i], x[j], shift, e) for i, j in pairs]
 
-    def roots(dists):  # over all the rows at once
-        return dists if squared or t.p == 1 else [nx.dd_sqrt(*d) for d in dists]
-
-    return _triplet_rows(
-        t, rows, swap, squared, bound, distances, False, roots, elements=_PAIR_DD_ELEMENTS
-    )
+        return _triplet_rows(
+            t, rows, swap, squared, bound, distances, False, elements=_PAIR_DD_ELEMENTS
+        )
+    flat = [x.reshape(-1, x.shape[-1]) for x in (t.anchor, t.positive, t.negative)]
+    e = np.frexp(bound.reshape(-1) * (1 + 2.0**-20))[1]
+    picked = np.flatnonzero(rows.reshape(-1))
+    every = picked.size > len(e) // 4
+    index = None if every else picked
+    dists = nx.dd_distances_squared(flat, pairs, shift, e if every else e[picked], index)
+    if not squared:
+        dists = [nx.dd_sqrt(*d) for d in dists]
+    value = _triplet_value_dd(dists, swap, t.margin, None)
+    return value[picked] if every else value
 
 
 def _unscaled_rows(t: _Triplets, squared, bound):

@@ -512,6 +512,67 @@ def test_dd_distance_squared_against_mpmath(width):
 
 
 @pytest.mark.parametrize("width", [1, 3, 128, 300])
+def test_dd_distances_squared_against_mpmath(width):
+    # triplets' distances (each array split once) from 2**-390 to 2**390, blocks whose
+    # exponents differ by more than 1, embeddings far from the origin (entries beyond
+    # 2**(e + 28): taken again by dd_distance_squared), rows gathered by index, with and
+    # without a shift: within 2**-64 of 4**e, as dd_distance_squared
+    g = np.random.default_rng(43)
+    n = 300
+    scales = 2.0 ** g.uniform(-390, 390, size=(n, 1))
+    scales[: n // 2] = 2.0 ** g.integers(-3, 4, size=(n // 2, 1))  # blocks of close exponents
+    a, p, q = (g.normal(size=(n, width)) * scales for _ in range(3))
+    off = g.normal(size=(n, 1)) * scales * 2.0 ** g.uniform(0, 40, size=(n, 1))
+    far = g.random(n) < 0.2
+    for x in (a, p, q):
+        x[far] += off[far]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    rows = [a, p, q]
+
+    def bound(shift):
+        plain = [np.sum((rows[i] - rows[j] + shift) ** 2, axis=-1) for i, j in pairs]
+        return np.frexp(np.sqrt(np.maximum.reduce(plain)) * (1 + 2.0**-20))[1]
+
+    for shift, index in ((False, None), (True, g.permutation(n))):
+        e = bound(0.0)
+        shift = float(np.ldexp(1.0, int(e.min()) - 20)) if shift else 0.0
+        e = bound(shift)
+        picked = np.arange(n) if index is None else index
+        out = nx.dd_distances_squared(rows, pairs, shift, e[picked], index)
+        with mpmath.workprec(3000):
+            for (i, j), (s, s_err) in zip(pairs, out, strict=True):
+                for r in range(0, n, 7):
+                    row = picked[r]
+                    exact = mpmath.fsum(
+                        (mpmath.mpf(u) - mpmath.mpf(v) + mpmath.mpf(shift)) ** 2
+                        for u, v in zip(rows[i][row], rows[j][row], strict=True)
+                    )
+                    error = abs(mpmath.mpf(s[r]) + mpmath.mpf(s_err[r]) - exact)
+                    assert error <= mpmath.ldexp(1, 2 * int(e[row]) - 64), (width, i, j, r)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_dd_distances_squared_of_narrow_rows_is_that_of_their_float64(dtype):
+    # float16 / float32 rows are widened exactly: the same bits as their float64 values
+    g = np.random.default_rng(44)
+    rows = [g.normal(size=(200, 64)).astype(dtype) for _ in range(2)]
+    e = np.frexp(np.sqrt(np.sum((rows[0] - rows[1]).astype(np.float64) ** 2, -1)) * 1.01)[1]
+    wide = [x.astype(np.float64) for x in rows]
+    index = g.permutation(200)[:90]
+    for got, want in (
+        (
+            nx.dd_distances_squared(rows, [(0, 1)], 0.0, e),
+            nx.dd_distances_squared(wide, [(0, 1)], 0.0, e),
+        ),
+        (
+            nx.dd_distances_squared(rows, [(0, 1)], 0.0, e[index], index),
+            nx.dd_distances_squared(wide, [(0, 1)], 0.0, e[index], index),
+        ),
+    ):
+        np.testing.assert_array_equal(np.array(got), np.array(want))
+
+
+@pytest.mark.parametrize("width", [1, 3, 128, 300])
 def test_dd_abs_sum_distance_against_mpmath(width):
     # L1 distances of rows from 2**-390 to 2**390 apart, some nearly equal entries and
     # some entries where x - y + shift is 0 or changes sign, with and without a shift at
