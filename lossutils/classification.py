@@ -66,13 +66,14 @@ class _IndexArgs:
     """Checked arguments of a loss with class-index targets, as rows.
 
     ``x`` is in the working dtype (float32 for float16 input, or what the caller asked
-    for); ``dtype`` is the dtype of the result.
+    for; the input's own when the caller widens what it reads); ``dtype`` is the dtype of
+    the result.
     """
 
     x: np.ndarray  # (N, C) rows of input (a view when possible)
     y: np.ndarray  # (N,) class indices, 0 where the target is ignored
     valid: np.ndarray  # (N,) the samples that count
-    weight: np.ndarray | None  # (C,) class weights, in x's dtype
+    weight: np.ndarray | None  # (C,) class weights, in the working dtype
     shape: tuple  # the shape of the per-sample result, input.shape[:-1]
     dtype: np.dtype
 
