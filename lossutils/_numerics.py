@@ -1591,13 +1591,23 @@ class XlogMinus:
 
     def __init__(self, dtype, size: int):
         self.wide = np.dtype(dtype) != np.float64
-        size = max(1, min(XLOG_BLOCK, size))
+        self.step = self.block_size(dtype)
+        size = max(1, min(self.step, size))
         self.diff, self.size = np.empty(size), np.empty(size)
         self.good = np.empty(size, dtype=bool)
-        self.buffers = log_minus_buffers(size)
+        if self.wide:  # (a ufunc widening its inputs itself makes a copy of each)
+            self.wide_t, self.wide_x = np.empty(size), np.empty(size)
+        # float32: made when a block first has elements to redo (random data has none)
+        self.buffers = None if self.wide else log_minus_buffers(size)
+
+    @staticmethod
+    def block_size(dtype) -> int:
+        """Elements per block: float32 blocks are half as long (their inputs are widened into
+        two more buffers)."""
+        return XLOG_BLOCK if np.dtype(dtype) == np.float64 else XLOG_BLOCK // 2
 
     def block(self, t, x, out):
-        """Write ``t (log t - x)`` for a block (at most ``XLOG_BLOCK`` elements) into ``out``;
+        """Write ``t (log t - x)`` for a block (at most ``step`` elements) into ``out``;
         return the block's hard indices and their differences (within 2^-50 of ``log t - x``).
 
         float32: the elements below ``104 * 2^-26`` are redone here by :func:`_log_minus_mid`
@@ -1607,7 +1617,11 @@ class XlogMinus:
         n = t.size
         d, size, good = self.diff[:n], self.size[:n], self.good[:n]
         if self.wide:
-            np.log(t, out=d, dtype=np.float64)
+            t_narrow, x_narrow = t, x
+            t, x = self.wide_t[:n], self.wide_x[:n]
+            np.copyto(t, t_narrow)  # exact
+            np.copyto(x, x_narrow)
+            np.log(t, out=d)
             np.subtract(d, x, out=d)
             np.abs(d, out=size)
             np.greater(size, _WIDE_LIMIT, out=good)
@@ -1621,8 +1635,10 @@ class XlogMinus:
         hard = np.flatnonzero(good)
         if not (self.wide and hard.size):
             return hard, d[hard]
-        tk = t[hard].astype(np.float64)
-        y = _log_minus_mid(tk, x[hard].astype(np.float64), size[: hard.size], self.buffers)
+        if self.buffers is None:
+            self.buffers = log_minus_buffers(self.diff.size)
+        tk = t[hard]
+        y = _log_minus_mid(tk, x[hard], size[: hard.size], self.buffers)
         done = np.abs(y) >= 2.0**-31  # (not t = 0, NaN)
         out[hard[done]] = y[done] * tk[done]  # rounded once
         rest = ~done

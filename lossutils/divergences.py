@@ -25,8 +25,6 @@ from ._checks import (
     result_dtype,
 )
 from ._numerics import (
-    CHUNK,
-    XLOG_BLOCK,
     XlogMinus,
     accurate_sum,
     exp_minus_1_minus,
@@ -534,6 +532,12 @@ def kl_divergence_value_and_grad(p, q, axis=-1):
     return _kl_divergence(p, q, axis)
 
 
+# Elements per block of kl_divergence, and the bytes counted per element (its float64
+# temporaries) when blocks are handed to threads.
+_KL_BLOCK = 1 << 13
+_KL_BLOCK_BYTES = 128
+
+
 def _kl_divergence(p, q, axis, *, value=True, grad=True):
     """``(KL(p || q) or None, its gradient w.r.t. q or None)``, from one check of the arguments.
 
@@ -548,14 +552,18 @@ def _kl_divergence(p, q, axis, *, value=True, grad=True):
     loss = np.zeros(rows, dtype=p.dtype) if value else None
     d_q = np.empty((rows, n), dtype=dtype) if grad else None
     row_sums = _kl_rows_float32 if p.dtype == np.float32 else _kl_rows_float64
-    step = max(1, CHUNK // max(1, n))
-    for start in range(0, rows, step):
-        block = slice(start, start + step)
-        pb, qb = np.ascontiguousarray(p2[block]), np.ascontiguousarray(q2[block])
+
+    def block(rows: slice) -> None:
+        pb, qb = np.ascontiguousarray(p2[rows]), np.ascontiguousarray(q2[rows])
         if value and n:
-            loss[block] = row_sums(pb, qb)
+            loss[rows] = row_sums(pb, qb)
         if grad:
-            d_q[block] = _neg_ratio(pb, qb, dtype)
+            d_q[rows] = _neg_ratio(pb, qb, dtype)
+
+    # on up to two threads, in blocks of at most _KL_BLOCK elements: each row's sum is the
+    # same in any block, and the block's dozen temporaries stay below the size the allocator
+    # maps afresh (a page fault per 4 KB on every call)
+    for_each_block(block, rows, _KL_BLOCK_BYTES * n, max(1, _KL_BLOCK // max(1, n)))
     if value:
         loss = _as(loss.reshape(moved[:-1]), dtype)
     if grad:
@@ -731,9 +739,9 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     are reduced while in cache (:class:`BlockReduction`), so that only ``"none"`` makes a
     full-size array of them, and the gradient is written into its output piece by piece.
     The few elements whose fast pointwise value may be off (:class:`XlogMinus`) are
-    gathered and recomputed together: written over their entries for ``"none"``, else
-    counted as 0 in their piece and added as one more block. The blocks are those of the
-    sizes alone, so the result does not depend on the threads.
+    gathered over the block and recomputed together: written over their entries for
+    ``"none"``, else counted as 0 in their piece and added as one more piece. The blocks
+    are those of the sizes alone, so the result does not depend on the threads.
     """
     args = _kl_div_args(input, target, reduction, log_target)
     input, target, reduction, dtype = args.input, args.target, args.reduction, args.dtype
@@ -749,9 +757,9 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     per_element = reduction == "none"
     pointwise = np.empty(size, dtype=work) if per_element else None
     summed = "sum" if reduction == "batchmean" else reduction
-    step = max(1, min(XLOG_BLOCK, size))
+    step = max(1, min(XlogMinus.block_size(work), size))
     local = threading.local()
-    parts = {}  # the first element of a block: (its reduction, its hard elements)
+    parts = {}  # the first element of a block: its reduction
 
     def blocks(rows: slice) -> None:
         if not hasattr(local, "kernel"):
@@ -786,29 +794,21 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
                 reduced.add(pw)
             if grad:
                 np.multiply(t, -scale, out=d_x[piece])  # rounded once to dtype
-        parts[rows.start] = reduced, hard, hard_d
+        if hard:
+            index = np.concatenate(hard)
+            d = np.concatenate(hard_d)
+            values = xlog_minus_careful(flat_t[index], flat_x[index], d, work != np.float64)
+            if per_element:
+                pointwise[index] = values
+            else:
+                reduced.add(values)
+        parts[rows.start] = reduced
 
     for_each_block(blocks, size, work.itemsize)
-    ordered = [parts[start] for start in sorted(parts)]
     reduced = None if per_element else BlockReduction(summed, size, work)
-    for part, _, _ in ordered:
+    for start in sorted(parts):
         if reduced is not None:
-            reduced.extend(part)
-    index = [i for _, hard, _ in ordered for i in hard]
-    if index:
-        index = np.concatenate(index)
-        d = np.concatenate([d for _, _, hard_d in ordered for d in hard_d])
-        values = np.empty(index.size)
-
-        def careful(rows: slice) -> None:
-            i = index[rows]
-            values[rows] = xlog_minus_careful(flat_t[i], flat_x[i], d[rows], work != np.float64)
-
-        for_each_block(careful, index.size, _CAREFUL_BYTES)
-        if per_element:
-            pointwise[index] = values
-        else:
-            reduced.add(values)
+            reduced.extend(parts[start])
     if per_element:
         loss = _as(pointwise.reshape(input.shape), dtype)
     elif reduction == "batchmean":
@@ -816,11 +816,6 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     else:
         loss = _as(reduced.result(), dtype)
     return loss, (d_x.reshape(input.shape) if grad else None)
-
-
-# Per element recomputed by xlog_minus_careful: some hundred operations on a few float64
-# arrays, counted as 64 bytes so that a few thousand such elements already take two threads.
-_CAREFUL_BYTES = 64
 
 
 @dataclass(frozen=True)
