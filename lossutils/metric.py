@@ -831,11 +831,15 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
     # the anchor gradient's squared norm over its terms' larger one (grad only)
     cancel = np.empty(n, np.float32) if grad else None  # compared with 2**-40 and above
     scale = reduction_scale(n, t.reduction, np.float64)
-    step = max(1, (_NARROW_BLOCK_ELEMENTS if grad else _NARROW_VALUE_BLOCK_ELEMENTS) // width)
     # the widened anchor (and positive, with swap; float64 ones are read in place), then
-    # one difference per distance
+    # one difference per distance: with the gradient, as many elements in them all as
+    # three blocks of _NARROW_BLOCK_ELEMENTS (the memory of a training step)
     widen = flat[0].dtype != np.float64
     count = ((2 if swap else 1) if widen else 0) + len(keys)
+    if grad:
+        step = max(1, 3 * _NARROW_BLOCK_ELEMENTS // (count * width))
+    else:
+        step = max(1, _NARROW_VALUE_BLOCK_ELEMENTS // width)
     wide = [np.empty((min(step, n), width)) for _ in range(count)]
     for start in range(0, n, step):
         rows = slice(start, min(n, start + step))
