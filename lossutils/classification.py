@@ -181,9 +181,12 @@ class _Normalized:
     r: np.ndarray  # (N,) logsumexp(x) - m, accurate also where it is tiny
     nll: np.ndarray  # (N,) -log p_y = (m - x_y) + r, two non-negative terms
     gap: np.ndarray | None  # (N,) sum_c w_c (m - x_c), with label smoothing only
+    rest: tuple | None = None  # with rest_dd: the recomputed rows' exp-sum of the rest, (hi, lo)
 
 
-def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=False):
+def _normalize_index(
+    args: _IndexArgs, eps: float, keep: bool, finish=None, gap=False, rest_dd=False
+):
     """The softmax pieces of index-target rows, and the rows where ``r`` was recomputed.
 
     One blocked pass over the rows (:func:`~lossutils._numerics.exp_row_blocks`) gives the
@@ -195,7 +198,9 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
     maximum dominates the row and ``r`` counts (the target is the maximum, or every class
     counts under label smoothing) it is recomputed afterwards as
     :func:`~lossutils._numerics.log1p_rest`, and ``-log p_y`` with it in float64: those
-    rows (returned second) saw the first ``-log p_y`` in ``finish``.
+    rows (returned second) saw the first ``-log p_y`` in ``finish``. With ``rest_dd`` (float64
+    rows) the sum there is the double-double of
+    :func:`~lossutils._numerics.exp_sum_rest_dd`, kept as ``rest``.
     """
     x, w, y = args.x, args.weight, args.y
     xy, r, nll, v = (np.empty(len(x), x.dtype) for _ in range(4))
@@ -212,8 +217,13 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
     m, s, e = nx.exp_row_blocks(x, keep, correct=keep, finish=block, wide_sum=keep, v_out=v)
     # with smoothing every class's -log p counts; otherwise only rows whose target is the max
     hard = np.flatnonzero(((v < 2) if eps > 0 else (v < 2) & (xy == m)) & np.isfinite(m))
+    rest = None
     if hard.size:
-        wide = nx.log1p_rest(x, m, hard)
+        if rest_dd:
+            rest = nx.exp_sum_rest_dd(x, m, hard)
+            wide = np.log1p(rest[0]) + rest[1] / (1 + rest[0])
+        else:
+            wide = nx.log1p_rest(x, m, hard)
         r[hard] = wide  # (0 <= r <= log 2)
         with np.errstate(over="ignore"):
             nll[hard] = nx.to_dtype((m[hard].astype(wide.dtype) - xy[hard]) + wide, nll.dtype)
@@ -222,7 +232,7 @@ def _normalize_index(args: _IndexArgs, eps: float, keep: bool, finish=None, gap=
         with np.errstate(invalid="ignore", over="ignore"):
             d = x - m[:, None]
             smooth_gap = -np.sum(d if w is None else nx.times(w, d), axis=-1)
-    return _Normalized(m, e, s, r, nll, smooth_gap), hard
+    return _Normalized(m, e, s, r, nll, smooth_gap, rest), hard
 
 
 # --- negative log-likelihood and cross-entropy ----------------------------------------------------
@@ -1059,13 +1069,13 @@ def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, gr
     """Per-sample focal losses and gradient rows (each None unless asked for) of float64
     rows, shifted and compensated (:func:`_normalize_index`); and, for a mean, the
     per-sample losses times their factors, for :func:`weighted_reduce` (else None)."""
-    pieces, hard = _normalize_index(args, 0.0, keep=grad)
+    pieces, hard = _normalize_index(args, 0.0, keep=grad, rest_dd=True)
     wy = args.target_weight
     factor = sample_scale(wy, args.valid, total, reduction)
     with np.errstate(invalid="ignore", divide="ignore"):
         loss, k, target = _focal_terms(gamma)(pieces.nll, factor)
         if hard.size:  # the target dominates its row: u^gamma amplifies every rounding
-            r_hi, r_lo = nx.exp_sum_rest_dd(args.x, pieces.m, hard)
+            r_hi, r_lo = pieces.rest
             terms = _focal_terms_dominated(gamma)(r_hi, r_lo, factor[hard])
             loss[hard], k[hard], target[hard] = terms
             pieces.s[hard] = (1 + r_hi) + r_lo  # the row sum, rounded about once
