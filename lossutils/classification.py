@@ -548,8 +548,26 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
                 per[rest] = per_rest
             if grad:
                 grad_out[rest] = grad_rest
-    loss = weighted_reduce(per, total, reduction, args.shape) if value else None
+    loss = None
+    if value:
+        loss = weighted_reduce(per, total, reduction, args.shape, _ce_scaled(args, eps, total))
     return loss, grad_out
+
+
+def _ce_scaled(args: _IndexArgs, eps: float, total):
+    """For :func:`weighted_reduce`: the per-sample losses with the class weights divided by
+    their total first (each loss is linear in the weights), where a weighted loss may
+    overflow float64 though the mean does not; None where it cannot (no weights, or
+    float32 rows, whose losses are summed in float64)."""
+    if args.weight is None or args.x.dtype != np.float64:
+        return None
+
+    def scaled():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            part = replace(args, weight=args.weight / total)
+        return _ce_index_shifted(part, eps, "none", total, True, False)[0]
+
+    return scaled
 
 
 def _ce_index_shifted(args: _IndexArgs, eps: float, reduction: str, total, value, grad):

@@ -295,6 +295,9 @@ def test_softmax_focal_loss_weighted_has_no_intermediate_overflow(case, reductio
     assert_close_to_exact(loss, reference, BOUND[np.float64], f"softmax_focal_loss {reduction}")
     grad = L.softmax_focal_loss_grad(z, y, gamma=gamma, weight=w, reduction=reduction)
     assert np.all(np.isfinite(grad))
+    if gamma == 0:  # the cross-entropy
+        loss = L.cross_entropy(z, y, weight=w, reduction=reduction)
+        assert_close_to_exact(loss, reference, BOUND[np.float64], f"cross_entropy {reduction}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
