@@ -43,51 +43,60 @@ __all__ = [
 # twice, an ordinary margin (|z| near 1 or more) would cost the loss an ULP or two.
 _PLAIN_SPREAD = 2.0**21
 
-# Elements per block: the exact margins of four arrays keep about ten float64 buffers alive at
-# once (they must stay in the per-core cache); the others a few, and fewer blocks cost less
-# overhead.
+# Elements per block: the exact margins of four arrays and the loss keep about sixteen float64
+# buffers in use (they must stay in the per-core cache); the others fewer, and fewer blocks
+# cost less overhead. The buffers are made once per call and reused from block to block (new
+# temporaries of these sizes for every block cost page faults: the allocator returns freed
+# memory to the system).
 _EXACT_BLOCK, _PLAIN_BLOCK = 1 << 13, 1 << 15
 
 
-def _exact_margins(cols, beta: float):
+def _exact_margins(cols, beta: float, rows):
     """``(hi, lo)``: float64 ``hi + lo`` = ``beta ((a - b) - (c - d))`` (or ``beta (a - b)``) of
-    the columns ``cols``, to about 2^-104 relative, ``|lo| <= ulp(hi) / 2``; ``lo`` is 0 where
-    ``hi`` is not finite or beyond 1e300 (there the limit needs no correction, and the error
-    terms are NaN or outside :func:`~lossutils._numerics.two_prod`'s domain)."""
-    cols = [c.astype(np.float64, copy=False) for c in cols]
-    hi, lo = nx.two_sum(cols[0], cols[1], minus=True)
+    the float64 columns ``cols``, to about 2^-104 relative, ``|lo| <= ulp(hi) / 2``; ``lo`` is
+    0 where ``hi`` is not finite or beyond 1e300 (there the limit needs no correction, and the
+    error terms are NaN or outside Dekker's product's domain). ``rows``: seven float64
+    buffers of the block's length (the results are two of them)."""
+    rows = list(rows)  # the same array objects throughout: buffers are told apart by identity
+    hi, lo, other, other_lo, work, spare, extra = rows
+    nx.two_sum(cols[0], cols[1], minus=True, out=(hi, lo, work))
     if len(cols) == 4:
-        other, other_lo = nx.two_sum(cols[2], cols[3], minus=True)
+        nx.two_sum(cols[2], cols[3], minus=True, out=(other, other_lo, work))
         lo -= other_lo
-        hi, err = nx.two_sum(hi, other, minus=True)
+        hi, err = nx.two_sum(hi, other, minus=True, out=(spare, other_lo, work))
         lo += err
+        spare = rows[0]  # the first difference's buffer, free again
     if beta != 1:
-        lo *= beta
-        hi, err = nx.two_prod(beta, hi)
-        lo += err
-    big = not np.max(np.abs(hi), initial=0) < 1e300  # also with an infinity or a NaN
+        # (hi + lo) beta as p + e: Dekker's product of hi and beta (split once), lo beta
+        hi, lo = nx._dd_times_split(hi, lo, beta, *nx._split(beta), out=(spare, other, work, extra))
+    big = not np.max(np.abs(hi, out=work), initial=0) < 1e300  # also with an infinity or a NaN
     if big:
         lo[~(np.abs(hi) < 1e300)] = 0
     if len(cols) == 4 or beta != 1:
         # renormalized: where the differences cancel, lo can exceed hi (first order needs
-        # |lo| small); one TwoSum alone is normalized already
-        hi, lo = nx.two_sum(hi, lo)
+        # |lo| small, and the sigmoids' rounding error is within budget only when the
+        # correction is below half an ULP of hi); one TwoSum alone is normalized already
+        free = [row for row in rows if row is not hi and row is not lo]
+        hi, lo = nx.two_sum(hi, lo, out=free[:3])
         if big:
             lo[~np.isfinite(hi)] = 0
     return hi, lo
 
 
-def _margins(cols, beta: float, exact: bool):
-    """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout).
+def _margins(cols, beta: float, exact: bool, rows):
+    """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout),
+    in buffers of ``rows`` (seven float64 arrays of the block's length).
 
     With ``exact`` every margin is a double-double; otherwise the plain float64 margin of
     float32 or float16 inputs, redone exactly where its spread exceeds ``_PLAIN_SPREAD``
     (looked for element by element only when the block's extremes allow it).
     """
     if exact:
-        return _exact_margins(cols, beta)
-    z = np.subtract(cols[0], cols[1], dtype=np.float64)
-    other = np.subtract(cols[2], cols[3], dtype=np.float64) if len(cols) == 4 else None
+        return _exact_margins([c.astype(np.float64, copy=False) for c in cols], beta, rows)
+    z = np.subtract(cols[0], cols[1], dtype=np.float64, out=rows[0])
+    other = None
+    if len(cols) == 4:
+        other = np.subtract(cols[2], cols[3], dtype=np.float64, out=rows[1])
     parts = (z,) if other is None else (z, other)
     largest = sum(max(-np.min(d), np.max(d)) for d in parts)  # NaN with a NaN
     redo = ()
@@ -103,7 +112,8 @@ def _margins(cols, beta: float, exact: bool):
     if not len(redo):
         return z, None
     lo = np.zeros_like(z)
-    z[redo], lo[redo] = _exact_margins([c[redo] for c in cols], beta)
+    wide = [c[redo].astype(np.float64) for c in cols]
+    z[redo], lo[redo] = _exact_margins(wide, beta, np.empty((7, len(redo))))
     return z, lo
 
 
@@ -119,8 +129,8 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     sigma(hi) lo``; the neglected term is below ``lo^2 / 8``, far below an ULP of either.
     The gradients are ``(d_first, d_second)`` with ``d_first = beta dz`` of the reduced loss,
     ``eps sigma(z) - (1 - eps) sigma(-z)`` per comparison, and ``d_second = -d_first``. One
-    ``exp`` feeds both. Evaluated in cache-sized blocks: the gradients (and the losses for
-    ``"none"``) are the only full-size arrays.
+    ``exp`` feeds both. Evaluated in cache-sized blocks, in buffers made once: the gradients
+    (and the losses for ``"none"``) are the only full-size arrays.
     """
     reduction = check_reduction(reduction)
     arrays = float_arrays(named)
@@ -137,43 +147,48 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     losses = np.empty(n, dtype) if value and reduction == "none" else None
     total = BlockReduction(reduction, n, dtype) if value and losses is None else None
     d = np.empty(n, dtype) if grad else None
-    length = _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK
-    zeros = np.zeros(min(n, length))  # np.maximum with an array is several times faster than with 0
+    length = max(1, min(n, _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK))
+    # seven buffers for the margins (two of them hold it), then e, 1 + e, the two sigmoids,
+    # log1p(e), the loss and a spare one
+    rows = list(np.empty((14, length)))
+    zeros = np.zeros(length)  # np.minimum with an array is several times faster than with 0
     scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)  # d ell / d dz
     for block in nx.chunks(n, length):
-        z, lo = _margins([f[block] for f in flats], beta, exact)
-        zero = zeros[: z.size]
-        e = np.empty_like(z)
+        size = block.stop - block.start
+        buffers = [row[:size] for row in rows]
+        z, lo = _margins([f[block] for f in flats], beta, exact, buffers[:7])
+        e, ope, s_down, s_up, log1p_e, loss, spare = buffers[7:]
+        zero = zeros[:size]
         nx._exp_minus_abs(z, e)
-        s_up = s_down = None
         if grad or lo is not None:  # sigma(+-z); sigma(z) only where a term needs it
-            ope = e + 1
-            s_down = np.empty_like(z)
+            np.add(e, 1, out=ope)
             nx._sigmoid_from(z, e, ope, s_down, negate=True)
             if smoothing or (grad and lo is not None):
-                s_up = np.empty_like(z)
                 nx._sigmoid_from(z, e, ope, s_up)
         if value:
-            log1p_e = np.log1p(e)
-            loss = np.negative(z)
-            np.maximum(loss, zero, out=loss)
-            loss += log1p_e  # softplus(-z)
+            np.log1p(e, out=log1p_e)
+            # softplus(-z) = max(-z, 0) + log1p(e) = log1p(e) - min(z, 0)
+            np.minimum(z, zero, out=spare)
+            np.subtract(log1p_e, spare, out=loss)
             if lo is not None:
-                loss -= s_down * lo
+                np.multiply(s_down, lo, out=spare)
+                loss -= spare
             if smoothing:
-                up = np.maximum(z, zero)
+                up = np.maximum(z, zero, out=spare)  # softplus(z)
                 up += log1p_e
                 if lo is not None:
-                    up += s_up * lo
-                loss = (1 - smoothing) * loss + nx.times(smoothing, up)
+                    np.multiply(s_up, lo, out=log1p_e)
+                    up += log1p_e
+                loss *= 1 - smoothing
+                loss += nx.times(smoothing, up)
             if losses is None:
                 total.add(loss)
             else:
-                losses[block] = loss
+                losses[block] = loss  # rounded once
         if grad:
-            g = np.negative(s_down)
+            g = np.negative(s_down, out=loss)
             if lo is not None:
-                shift = s_up * s_down
+                shift = np.multiply(s_up, s_down, out=spare)
                 shift *= lo  # d sigma(z) = sigma(z) sigma(-z) dz
                 g += shift
                 if smoothing:
