@@ -938,13 +938,15 @@ def _narrow_grad_block(t: _Triplets, sums, diffs, squared, scale, out):
         return nx.row_dot(d_anchor, d_anchor) / np.maximum(sizes[0], sizes[1])
 
 
-# Elements per block of rows of the float16 and float32 triplets: the block-sized float64
-# temporaries of a block (differences, gradient terms) stay cache-sized. Smaller blocks
-# keep less memory but the gradient's per-block work (two dozen calls) then dominates:
-# measured on (8192, 128) float32 triplets, a training step at 1 << 13 took twice as long.
+# Elements per block of rows of the triplets in one pass: the block-sized float64 buffers
+# (widened rows, differences, gradient terms) stay cache-sized. Smaller blocks keep less
+# memory but the per-block calls then dominate: measured on (8192, 128) float32 triplets,
+# a training step at 1 << 14 took about a fifth longer; 1 << 16 a tenth less time, but
+# its buffers took the step's memory to 1.17x the gradient.
 _NARROW_BLOCK_ELEMENTS = 1 << 15
-# The loss alone keeps two differences per block: larger blocks (fewer calls per row) for
-# about a quarter of the time; the per-row results do not depend on the blocking.
+# The loss alone keeps no gradient rows: blocks of 1 << 16 elements (1 << 15 and 1 << 18
+# about a fifth slower on the same triplets); the per-row results do not depend on the
+# blocking.
 _NARROW_VALUE_BLOCK_ELEMENTS = 1 << 16
 
 
