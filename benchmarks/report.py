@@ -10,6 +10,18 @@ from benchmarks.cases import CONTENDERS
 SHORT_STATUS = {"no such function": "n/a", "not installed": "not installed"}
 
 
+def _warm_note(settings: dict) -> str:
+    """How short calls were timed (results from before this rule have no such setting)."""
+    below = settings.get("warm_below_seconds")
+    if below is None:
+        return ""
+    return (
+        f"A call shorter than {below * 1000:g} ms is timed right after an untimed call of its "
+        "own, so that it finds the caches as it leaves them, not as the contender before it "
+        "did. "
+    )
+
+
 def write_json(results: dict, path: Path) -> None:
     """``results`` as indented JSON; NaN or inf would be invalid JSON, so they are refused."""
     path.write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
@@ -153,7 +165,8 @@ def speed_section(results: dict) -> list[str]:
         "all alike; after each call of PyTorch or JAX the run pauses (their worker threads "
         "keep spinning for a while), then keeps a core busy for a moment, so that the next "
         "call does not start on an idled machine. "
-        "The textbook NumPy formula is given in milliseconds; every other "
+        + _warm_note(settings)
+        + "The textbook NumPy formula is given in milliseconds; every other "
         "contender as the ratio of its time to that one (below 1 is faster), measured "
         "in the same run on the same arrays. *fwd+grad* is one training step as each "
         "contender does it: lossutils' `X_value_and_grad` (one pass), PyTorch's forward "

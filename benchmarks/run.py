@@ -59,8 +59,10 @@ def settings(args, sizes) -> dict:
             f"{args.settle:g} s after each call of PyTorch or JAX (their worker "
             "threads keep spinning for a while), then "
             f"{speed.WAKE_SECONDS if args.settle else 0:g} s of busy work (the next call "
-            "would otherwise start on a machine that has idled)",
+            "would otherwise start on a machine that has idled); a call shorter than "
+            f"{speed.WARM_BELOW_SECONDS:g} s timed right after an untimed call of its own",
             "repeats": args.repeats,
+            "warm_below_seconds": speed.WARM_BELOW_SECONDS,
             "ratio": "time / time of the textbook NumPy formula, same dtype, same arrays, same run",
             "reduction": "none: per-element (or per-row) losses; gradients of their sum",
             "dtypes": [np.dtype(d).name for d in speed.DTYPES],

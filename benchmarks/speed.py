@@ -29,6 +29,13 @@ SETTLE_SECONDS = 0.2
 # so whoever came next paid for the pause. The run keeps a core busy this long after each
 # pause; a training loop, which calls its step back to back, never idles like that.
 WAKE_SECONDS = 0.15
+# A call that took less than this is timed, in the next repeats, right after an untimed call
+# of the same step: its data are then in the caches as it leaves them itself, not as the
+# previous contender left them (nll_loss's gather of 8192 entries from a 32 MB array took
+# 82 us warm and 329 us after another contender's call, and the textbook formula, timed
+# right after lossutils' step on the same arrays, was always warm). Longer calls stream
+# arrays far larger than the caches.
+WARM_BELOW_SECONDS = 0.01
 UNTRACED = {
     "pytorch": "not measured: tracemalloc sees NumPy's allocations, not PyTorch's",
     "jax": "not measured: tracemalloc sees NumPy's allocations, not XLA's",
@@ -79,7 +86,8 @@ def interleaved_medians(results: dict, args, repeats: int, settle: float = 0.0) 
     Every repeat times every contender once, in turn, so that a burst of load on
     a shared machine slows all of them alike instead of one of them. After a call of a
     library with its own thread pool, the run waits ``settle`` seconds, then keeps a core
-    busy for :data:`WAKE_SECONDS`.
+    busy for :data:`WAKE_SECONDS`. A step whose last call was short
+    (:data:`WARM_BELOW_SECONDS`) is called once untimed before it is timed again.
     """
     runs = {
         (key, kind): (step, [])
@@ -89,6 +97,8 @@ def interleaved_medians(results: dict, args, repeats: int, settle: float = 0.0) 
     }
     for _ in range(repeats):
         for (key, _kind), (step, times) in runs.items():
+            if times and times[-1] < WARM_BELOW_SECONDS:
+                quietly(step, *args)  # untimed: the caches as this step leaves them
             times.append(seconds(step, args))
             if key in THREAD_POOLS and settle:
                 time.sleep(settle)

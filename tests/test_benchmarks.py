@@ -189,6 +189,26 @@ def test_each_pause_after_a_threaded_library_is_followed_by_busy_work(monkeypatc
     assert all(results[key]["forward_s"] is not None for key in results)
 
 
+def test_short_calls_are_timed_right_after_an_untimed_call_of_their_own(monkeypatch):
+    # a short call's data would otherwise be in the caches as the contender before it left
+    # them; long calls are timed as they come
+    calls = []
+    took = {"short": speed.WARM_BELOW_SECONDS / 10, "long": speed.WARM_BELOW_SECONDS * 10}
+
+    def timed(step, args):
+        step()
+        return took[calls[-1]]
+
+    monkeypatch.setattr(speed, "seconds", timed)
+    results = {
+        key: {"status": "ok", "steps": {"forward": lambda k=key: calls.append(k)}}
+        for key in ("short", "long")
+    }
+    speed.interleaved_medians(results, (), repeats=3)
+    assert calls == ["short", "long"] + ["short", "short", "long"] * 2
+    assert results["short"]["forward_s"] == took["short"]
+
+
 SMALL = sweeps.Sizes(rows=(32, 12), elements=300)
 
 
