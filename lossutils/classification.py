@@ -782,9 +782,32 @@ def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.nda
         loss = pieces.nll if w is None and eps == 0 else nx.times(wy, pieces.nll)
         if eps > 0:
             total_w = num_classes if w is None else np.sum(w)
+            share = dtype.type(eps / num_classes)
             smooth = pieces.gap + total_w * pieces.r
-            loss = (1 - eps) * loss + dtype.type(eps / num_classes) * smooth
+            loss = (1 - eps) * loss + share * smooth
+            over = np.flatnonzero(np.isinf(loss) & args.valid)
+            if over.size:
+                _smoothed_beyond_range(args, pieces, over, eps, share, total_w, loss)
         return np.where(args.valid, loss, 0).astype(dtype, copy=False)
+
+
+def _smoothed_beyond_range(args, pieces, rows, eps, share, total_w, loss) -> None:
+    """In place: ``loss[rows]``, smoothed cross-entropies that overflowed, again where the
+    logits are finite: their parts linear in the logits, ``(1 - eps) w_y (m - x_y)`` and
+    ``eps / C sum_c w_c (m - x_c)``, overflow when the logits are more than the largest
+    number apart, although weights below 1 may bring the loss back into range. They are
+    formed from the halved logits (exact) and doubled once at the end."""
+    x, w = args.x[rows], args.weight
+    rows = rows[np.isfinite(x).all(axis=-1)]
+    if not rows.size:
+        return
+    x, m, y = args.x[rows] / 2, pieces.m[rows] / 2, args.y[rows]
+    wy = np.ones(len(rows), x.dtype) if w is None else w[y]
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf where the loss is)
+        d = m[:, None] - x
+        gap = np.sum(d if w is None else w * d, axis=-1)
+        linear = (1 - eps) * wy * _gather(d, y) + share * gap
+        loss[rows] = 2 * linear + ((1 - eps) * wy + share * total_w) * pieces.r[rows]
 
 
 def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):

@@ -302,13 +302,21 @@ def test_softmax_focal_loss_weighted_has_no_intermediate_overflow(case, reductio
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-def test_cross_entropy_weighted_has_no_intermediate_overflow(dtype, reduction):
-    # -log p_y beyond the largest number of the dtype, times a weight below 1
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_weighted_has_no_intermediate_overflow(dtype, reduction, eps):
+    # -log p_y (and the smoothing's sum_c w_c (m - z_c)) beyond the largest number of the
+    # dtype, times weights below 1
     big = float(np.finfo(dtype).max) * 0.9
     z = np.array([[big, -big, 0.0], [big, -big, 0.0]], dtype)
-    y, w = np.array([1, 1]), np.array([1.0, 0.25, 1.0], dtype)
-    loss = L.cross_entropy(z, y, weight=w, reduction=reduction)
-    reference = _weighted_reference(mr.cross_entropy(_exact(z), y), y, _exact(w), reduction)
+    y, w = np.array([1, 1]), np.array([1.0, 0.25, 0.25], dtype)
+    loss = L.cross_entropy(z, y, weight=w, reduction=reduction, label_smoothing=eps)
+    per = mr.smoothed_cross_entropy(_exact(z), y, _exact(w), eps)  # weighted
+    with mpmath.workdps(mr.DIGITS):
+        reference = {
+            "none": per,
+            "sum": mpmath.fsum(per),
+            "mean": mpmath.fsum(per) / (2 * mpmath.mpf(0.25)),
+        }[reduction]
     assert_close_to_exact(loss, reference, BOUND[dtype], f"cross_entropy {reduction}")
 
 
