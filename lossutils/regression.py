@@ -102,7 +102,7 @@ class _Spread:
     whole domain and costs no more than the formula and the selection). ``huge(h, s)`` gives
     ``(loss, d_input, d_spread, applies)`` from half the residual ``h``, for the elements
     whose residual or an intermediate such as ``r^2 / s`` overflowed (see
-    :func:`_redo_overflow`), and where those forms are accurate (a huge ratio).
+    :func:`_redo_overflow`), and where those forms are accurate.
     """
 
     quotient: object
@@ -203,9 +203,9 @@ def _redo_overflow(x, y, s, spec: _Spread, full, outputs):
     ``y = -1e308``: the gradient ``r / v`` is finite for ``v = 1e300``), and so can ``r^2 / v``
     or ``|r| / b`` where the spread's slope, divided by ``v`` or ``b`` once more, is finite.
     ``h = x/2 - y/2`` does not overflow (the halving is exact at these magnitudes). Only
-    the infinite results, and only where ``spec.huge`` applies (an overflow with a moderate
-    ratio, e.g. ``1 / v`` of a subnormal ``v``, is left as it is). One sum per output when
-    nothing overflowed.
+    the infinite results, only where ``spec.huge`` applies and only by a number (where its
+    form is ``inf - inf``, e.g. ``1 / (2 v)`` and ``r^2 / v`` of a subnormal ``v``, the
+    overflow stands). One sum per output when nothing overflowed.
     """
     computed = [o for o in outputs if o is not None]
     if all(np.isfinite(np.sum(o)) for o in computed):
@@ -228,7 +228,9 @@ def _redo_overflow(x, y, s, spec: _Spread, full, outputs):
     for out, part in zip(outputs, parts, strict=True):
         if out is not None:
             flat = out.reshape(-1)
-            redo = applies & np.isinf(flat[idx])  # the finite results stay as they are
+            # the finite results stay as they are, and so does an infinite one the redo
+            # cannot improve on (inf - inf: 1 / (2 v) and r^2 / v both overflow, v subnormal)
+            redo = applies & np.isinf(flat[idx]) & ~np.isnan(part)
             flat[idx[redo]] = part[redo]
 
 
@@ -387,12 +389,20 @@ def _laplace_scale_slope(r, b, q, out=None):
 
 
 def _laplace_huge(h, b):
-    """Loss (no constant), d/dinput and d/dscale from ``h = r / 2``: with ``q = |h| / b``,
-    ``log b + 2 q``, ``sign(h) / b`` and ``1 / b - 2 q / b``, and where they apply:
-    ``q >= 16`` (``1 / b`` is at most 1/32 of ``2 q / b``, whose two roundings and the
-    difference's keep it within 2 ULP)."""
-    q = np.abs(h) / b
-    return np.log(b) + 2 * q, np.sign(h) / b, 1 / b - 2 * (q / b), q >= 16
+    """Loss (no constant), d/dinput and d/dscale from ``h = r / 2``, for every ratio: with
+    ``a = |h|`` and ``q = a / b``, ``log b + 2 q``, ``sign(h) / b`` and ``(1 - 2 q) / b``,
+    within 2 ULP where ``q > 1`` (``2 q - 1`` then loses at most a factor 2 to the
+    cancellation); where ``q <= 1`` (``|r|`` just beyond the largest float, ``b`` near it)
+    the last is ``2 (b / 2 - a) / b / b``, whose difference is exact (Sterbenz,
+    ``b / 4 <= a <= b``) or does not cancel."""
+    a = np.abs(h)
+    q = a / b
+    d_scale = (1 - 2 * q) / b
+    near = q <= 1
+    if np.any(near):
+        bn = b[near]
+        d_scale[near] = 2 * ((bn / 2 - a[near]) / bn) / bn
+    return np.log(b) + 2 * q, np.sign(h) / b, d_scale, np.ones(q.shape, bool)
 
 
 # (b - |r|) / b^2 where it cancels (|r| / b in [1/2, 2]), from the exact |r|; the formula is

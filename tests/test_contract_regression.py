@@ -422,6 +422,41 @@ def test_likelihood_gradients_where_the_residual_overflows(kind, dtype, spread_s
     np.testing.assert_array_equal(both[1][1], g_spread)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_laplace_where_the_residual_overflows_at_a_moderate_ratio(dtype):
+    # x - y overflows while |r| / b is small: b near the largest float. The loss is
+    # log b + |r| / b (it was inf), d/db = (b - |r|) / b^2 (it was -inf), also where
+    # |r| / b is within 2^-20 of 1 and the difference cancels
+    big = float(np.finfo(dtype).max)
+    nudge = 1 + 2.0**-20
+    x = np.array([1.0, 1.0, 0.55, 0.9, 1.0, 0.5 * nudge, 0.5 * nudge]) * big
+    y = -np.array([1.0, 1.0, 0.55, 0.9, 1.0, 0.5 * nudge, 0.5 * nudge]) * big
+    scale = np.array([0.1, 0.85, 0.05, 1.0, 1.0, 1.0, 1 / nudge**2]) * big
+    x, y, scale = (a.astype(dtype) for a in (x, y, scale))
+    for full in (False, True):
+        value = R.laplace_nll_loss(x, y, scale, eps=0.0, full=full, reduction="none")
+        exact = ref.laplace_nll(x, y, scale, 0.0, full)
+        ref.assert_ulp_in(value, exact, dtype, label=f"loss, full={full}")
+    g_input, g_scale = R.laplace_nll_loss_grad(x, y, scale, eps=0.0, reduction="none")
+    d_input, d_scale = ref.laplace_nll_grads(x, y, scale, 0.0)
+    ref.assert_ulp_in(g_input, d_input, dtype, label="d_input")
+    ref.assert_ulp_in(g_scale, d_scale, dtype, label="d_scale")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+def test_spread_gradient_that_overflows_stays_minus_inf(kind, dtype):
+    # a subnormal spread (eps = 0): d/dspread is below minus the largest float, so -inf;
+    # the redo of overflowed results must not turn it into inf - inf = NaN
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    x = np.array([1.0, 1e30], dtype=dtype)
+    y = np.array([0.0, -1e30], dtype=dtype)
+    spread = np.array([tiny, 2 * tiny], dtype=dtype)
+    grad = getattr(R, f"{kind}_nll_loss_grad")
+    _, g_spread = grad(x, y, spread, eps=0.0, reduction="none")
+    assert np.all(g_spread == -np.inf), g_spread
+
+
 def test_gaussian_variance_gradient_of_the_reported_case():
     # r = fl(sqrt(2)) and v = 2: r^2 = 2 + 2.7e-16, so (v - r^2) / (2 v^2) = -3.42e-17; the
     # difference of 1/(2v) and r^2/(2v^2) gave -5.55e-17 (r^2 rounded to 2 + 4.4e-16)
