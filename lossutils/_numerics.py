@@ -1637,6 +1637,13 @@ class XlogMinus:
             return hard, d[hard]
         if self.buffers is None:
             self.buffers = log_minus_buffers(self.diff.size)
+        if 4 * hard.size > n:  # most of the block (near an optimum): all of it, no gathers
+            y = _log_minus_mid(t, x, size, self.buffers)
+            np.multiply(y, t, out=out)
+            np.abs(y, out=d)
+            np.greater_equal(d, 2.0**-31, out=good)  # (not t = 0, NaN)
+            hard = np.flatnonzero(np.logical_not(good, out=good))
+            return hard, y[hard]
         tk = t[hard]
         y = _log_minus_mid(tk, x[hard], size[: hard.size], self.buffers)
         done = np.abs(y) >= 2.0**-31  # (not t = 0, NaN)

@@ -194,6 +194,10 @@ def test_kl_div_terms_on_both_sides_of_each_switch(dtype):
     bound = 1.0 if dtype == np.float32 else 4.0
     got = V.kl_div(x, t, reduction="none")
     ref.assert_ulp_in(got, expected, dtype, bound, label="kl_div terms")
+    # the same among many easy terms (a block with few elements to redo gathers them)
+    easy = np.full(8 * t.size, 0.25, dtype=dtype)
+    mixed = V.kl_div(np.concatenate([easy, x]), np.concatenate([easy, t]), reduction="none")
+    ref.assert_ulp_in(mixed[easy.size :], expected, dtype, bound, label="among easy terms")
     # the same terms reduced: the recomputed elements are counted once, in every reduction
     # (the terms have both signs: the sum is within a few ULP of the sum of their sizes)
     with mpmath.workdps(ref.DIGITS):
