@@ -15,6 +15,8 @@ total weight) is NaN, silently, as in PyTorch; a sum over zero elements is 0.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._numerics import scaled_dot, times, to_dtype
@@ -174,6 +176,27 @@ def scale_grad(local, shape: tuple, reduction: str, dtype, count=None) -> np.nda
     if out.shape != tuple(shape) or not out.flags.writeable:
         out = np.array(np.broadcast_to(out, shape), dtype=dtype)
     return out
+
+
+def mean_shares(weight: np.ndarray | None, count: int) -> np.ndarray | None:
+    """Class weights for a mean over their total, scaled by a power of 2 where ``count``
+    times the largest could overflow their dtype.
+
+    Such a mean (cross-entropy's, the focal loss's) sees the weights only as shares
+    ``w_i / sum w``, which an exact scaling by ``2^-k`` leaves as they are, while the total
+    and each factor ``w_i / sum w`` stay finite (six weights of 1.08e308 made the total
+    inf, and the mean and its gradient 0 or NaN). A weight the scaling makes subnormal has
+    a share below ``2^-2000`` of the largest: no digit of it reaches the mean. Infinite or
+    NaN weights are left as they are (their mean is NaN).
+    """
+    if weight is None or weight.size == 0:
+        return weight
+    largest = float(np.max(weight))
+    if not math.isfinite(largest) or largest <= 0:
+        return weight
+    room = math.log2(float(np.finfo(weight.dtype).max)) - 2  # a factor 4 to spare
+    excess = math.log2(largest) + math.log2(max(count, 1)) - room
+    return weight if excess <= 0 else np.ldexp(weight, -math.ceil(excess))
 
 
 def sample_scale(coef: np.ndarray, valid, weight_total, reduction: str) -> np.ndarray:

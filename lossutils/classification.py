@@ -32,7 +32,7 @@ from ._checks import (
     float_arrays,
 )
 from ._multilabel import *  # noqa: F403
-from ._reduction import reduce, sample_scale, scale_grad, weighted_reduce
+from ._reduction import mean_shares, reduce, sample_scale, scale_grad, weighted_reduce
 from ._reduction import total as weight_total
 
 __all__ = (
@@ -105,13 +105,23 @@ class _ProbArgs:
 
 
 def _index_setup(
-    input, target, weight, ignore_index, reduction, work=None, limit=True, widen=True
+    input,
+    target,
+    weight,
+    ignore_index,
+    reduction,
+    work=None,
+    limit=True,
+    widen=True,
+    weighted_mean=True,
 ) -> _IndexArgs:
     """Check the arguments of an index-target loss; ``work`` overrides the working dtype.
 
     With ``limit``, a row holding ``+inf`` is replaced by its softmax limit
     (:func:`~lossutils._numerics.limit_rows`). Without ``widen`` the rows keep the input's
-    dtype (a loss that reads a few entries widens those); the weights are in ``work``.
+    dtype (a loss that reads a few entries widens those); the weights are in ``work``. With
+    ``weighted_mean`` (a "mean" over the weights' total), the weights may be scaled by a
+    power of 2 (:func:`~lossutils._reduction.mean_shares`).
     """
     check_reduction(reduction)
     names = {"input": input} if weight is None else {"input": input, "weight": weight}
@@ -121,6 +131,8 @@ def _index_setup(
     w = class_weight(weight, num_classes, work)
     y, valid = class_index_target(target, x.shape, ignore_index)
     rows = x.reshape(-1, num_classes)
+    if weighted_mean and reduction == "mean":
+        w = mean_shares(w, len(rows))
     if widen:
         rows = rows.astype(work, copy=False)
     if limit:
@@ -1238,7 +1250,9 @@ def _margin_gap(margin, high, low):
 
 def _margin_setup(input, target, margin, weight, reduction):
     margin = check_finite_scalar(margin, "margin")
-    return _index_setup(input, target, weight, None, reduction, limit=False), margin
+    # (its mean divides by the number of rows, not by the weights' total)
+    setup = _index_setup(input, target, weight, None, reduction, limit=False, weighted_mean=False)
+    return setup, margin
 
 
 def _crammer_singer(input, target, margin, reduction):

@@ -320,6 +320,34 @@ def test_cross_entropy_weighted_has_no_intermediate_overflow(dtype, reduction, e
     assert_close_to_exact(loss, reference, BOUND[dtype], f"cross_entropy {reduction}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_mean_whose_weight_total_overflows(dtype):
+    # finite class weights whose total (and weighted losses) overflow: the mean sees only
+    # the shares w_i / sum w (here all equal: the unweighted mean), and its gradient too
+    big = float(np.finfo(dtype).max)
+    z = np.array([[1.0, -1.0, 0.0], [-1.0, 0.0, 1.0]] * 3, dtype)
+    y = np.array([1, 0, 2, 0, 1, 2])
+    for w in (np.full(3, 0.6 * big, dtype), np.array([big, big, 0.5 * big], dtype)):
+        with mpmath.workdps(mr.DIGITS):
+            ce = mr.cross_entropy(_exact(z), y)
+            ce_grad = mr.cross_entropy_grad_sum(_exact(z), y)
+            shares = [mpmath.mpf(float(w[k])) for k in y]
+            mean = mpmath.fsum(s * c for s, c in zip(shares, ce, strict=True)) / mpmath.fsum(shares)
+        got = L.cross_entropy(z, y, weight=w)
+        assert_close_to_exact(got, mean, BOUND[dtype], "cross_entropy")
+        assert_close_to_exact(L.softmax_focal_loss(z, y, gamma=0.0, weight=w), mean, BOUND[dtype])
+        assert_close_to_exact(L.nll_loss(L.log_softmax(z), y, weight=w), mean, BOUND[dtype])
+        with mpmath.workdps(mr.DIGITS):
+            total = mpmath.fsum(shares)
+            expected = [
+                [g * s / total for g in row] for row, s in zip(ce_grad, shares, strict=True)
+            ]
+        for name in ("cross_entropy_grad", "softmax_focal_loss_grad"):
+            kwargs = {"gamma": 0.0} if name.startswith("softmax") else {}
+            grad = getattr(L, name)(z, y, weight=w, **kwargs)
+            assert_close_to_exact(grad, expected, BOUND[dtype], name)
+
+
 def test_cross_entropy_mean_in_float16_over_many_rows():
     # issue B2: the sum 1e5 overflows float16; the mean is 100 and each target entry -0.001
     z = np.zeros((1000, 2), np.float16)
