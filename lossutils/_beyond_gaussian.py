@@ -1382,9 +1382,10 @@ def _minus_log1m_minus(p_hi, p_lo, w_hi, w_lo):
     return out_hi, out_lo
 
 
-def _student_t_df_slope_careful(x, y, s, nu):
+def _student_t_df_slope_careful(x, y, s, nu, norm_slope=None):
     """d/ddf of the Student-t NLL (float64 arrays, finite ``nu`` in [2^-200, 2^200] and
-    ``|x - y| <= 2^200 s``) in double-double, rounded once.
+    ``|x - y| <= 2^200 s``) in double-double, rounded once. ``norm_slope``: C'(nu) as a
+    double-double ``(hi, lo)`` if already known (from :func:`_student_t_norm_slope_dd`).
 
     ``C'(df) + (-log(1 - p) - p) / 2 - p / (2 df)`` with ``p = r^2 / (df s^2 + r^2)`` and
     ``1 - p = df s^2 / (df s^2 + r^2)`` from the exact residual ``r`` (TwoSum) and exact
@@ -1402,7 +1403,9 @@ def _student_t_df_slope_careful(x, y, s, nu):
     two_b = _minus_log1m_minus(p_hi, p_lo, *dd_div(*scaled, *den))
     d_hi, d_lo = dd_div(p_hi, p_lo, nu, 0.0)  # p / df
     body = dd_add(0.5 * two_b[0], 0.5 * two_b[1], -0.5 * d_hi, -0.5 * d_lo)
-    g_hi, g_lo = dd_add(*_student_t_norm_slope_dd(nu), *body)
+    if norm_slope is None:
+        norm_slope = _student_t_norm_slope_dd(nu)
+    g_hi, g_lo = dd_add(*norm_slope, *body)
     return g_hi + g_lo
 
 
@@ -1580,12 +1583,23 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
     """
     out, x, y, s, nu = _student_t_args(input, target, scale, df, reduction)
     shape, size = x.shape, x.size
-    flats = []  # per argument: a flat array of the loss's size, or a 0-d one (one value)
-    for a in (x, y, s, nu):
-        if a.size == 1 and size != 1:
-            flats.append(a.reshape(()))
-        else:
-            flats.append(np.broadcast_to(a, shape).reshape(-1))
+
+    def flat(a):  # a flat array of the loss's size, or a 0-d one (one value)
+        return a.reshape(()) if a.size == 1 and size != 1 else np.broadcast_to(a, shape).reshape(-1)
+
+    flats = [flat(a) for a in (x, y, s, nu)]
+    # C(df), C'(df) and the careful gradient's double-double C'(df) depend on df alone: for
+    # a df broadcast to the loss (one learned df, or one per column) computed on df's own
+    # shape and broadcast like it, not once per element
+    per_df = None
+    if nu.size < size:
+        nu64 = nu.astype(np.float64).reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            per_df = list(_student_t_log_norm(nu64))
+            if grad:  # the careful form is used only inside [2^-200, 2^200]
+                inside = (nu64 >= 2.0**-200) & (nu64 <= 2.0**200)
+                per_df += _student_t_norm_slope_dd(np.where(inside, nu64, 1.0))
+        per_df = [flat(a.reshape(nu.shape)) for a in per_df]
     per_element = value and reduction == "none"
     loss = np.empty(size, out) if per_element else None  # each block rounded once
     reduced = BlockReduction(reduction, size, out) if value and not per_element else None
@@ -1604,7 +1618,10 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
             )
             r = xb - yb
             u = r / sb
-            c, dc = _student_t_log_norm(nub)
+            if per_df is None:
+                (c, dc), norm_slope = _student_t_log_norm(nub), None
+            else:
+                c, dc, *norm_slope = (a if a.ndim == 0 else a[b] for a in per_df)
             gauss = np.isinf(nub)
             nu_f = np.where(gauss, 1.0, nub)
             log1p_square = _log1p_square(u, r, sb, nu_f)
@@ -1618,7 +1635,7 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
                         reduced.add(lb[start : start + _STUDENT_T_GRAD_BLOCK])
             if grad:
                 parts = _student_t_grads(
-                    xb, yb, r, u, sb, nu_f, gauss, dc, log1p_square, narrow=out.itemsize < 8
+                    xb, yb, r, u, sb, nu_f, gauss, dc, log1p_square, out.itemsize < 8, norm_slope
                 )
                 for g, part in zip(grads, parts, strict=True):
                     g[b] = np.broadcast_to(part, r.shape) * scale_  # rounded once if full
@@ -1636,11 +1653,13 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
     return loss, grads
 
 
-def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False):
+def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False, norm_slope=None):
     """Per-element (d/dx, d/ds, d/ddf) of the Student-t NLL (``nu_f``: df, 1 where infinite).
 
     ``narrow``: the result is rounded to float32 or float16, so the float64 ``1 - u^2`` needs
     the exact residual only within 2^-20 of ``|u| = 1`` (it is within 2^-32 elsewhere).
+    ``norm_slope``: C'(df) as a double-double ``(hi, lo)`` broadcastable to the block, if
+    already known, else computed where the careful df gradient needs it.
     """
     # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
     big = np.abs(r) > s
@@ -1710,8 +1729,10 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False)
     if cancels.size:
         shape = g_nu.shape
         g_nu = np.array(np.broadcast_to(g_nu, shape))
+        if norm_slope:
+            norm_slope = tuple(take_broadcast(a, shape, cancels) for a in norm_slope)
         g_nu.reshape(-1)[cancels] = _student_t_df_slope_careful(
-            *(take_broadcast(a, shape, cancels) for a in (x, y, s, nu_f))
+            *(take_broadcast(a, shape, cancels) for a in (x, y, s, nu_f)), norm_slope or None
         )
     return g_x, g_s, g_nu
 

@@ -622,6 +622,10 @@ def test_student_t_df_gradient_where_its_terms_cancel(dtype):
     # root. Both sides of the switch to the double-double form, against mpmath.
     args = _t_df_cancelling(dtype, np.random.default_rng(29))
     g_nu = B.student_t_nll_loss_grad(*args, reduction="none")[2]
+    _check_df_gradient_cancelling(g_nu, args, dtype)
+
+
+def _check_df_gradient_cancelling(g_nu, args, dtype):
     x64, y64, s64, nu64 = (a.astype(np.float64) for a in args)
     exact = REF["student_t_grad_nu"](x64, y64, s64, nu64)
     # within 4 ULP where the terms cancel to 2^-17 of their magnitudes; below, 2^-70 of them
@@ -634,6 +638,27 @@ def test_student_t_df_gradient_where_its_terms_cancel(dtype):
     unit = _ulp(dtype, np.array([float(v) for v in exact]))
     assert (err <= MAX_ULP[dtype] * unit + floor).all(), np.max(err / unit)
     assert (err <= MAX_ULP[dtype] * unit).mean() > 0.9
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_student_t_df_gradient_of_a_broadcast_df(dtype):
+    # a df broadcast to the loss (one per row, or one value) takes its normalizer's
+    # derivative from df's own shape: each row of two equal elements has twice the
+    # per-element df gradient (the sum of two equal numbers is exact), against mpmath on
+    # both sides of the careful form's switch
+    args = _t_df_cancelling(dtype, np.random.default_rng(29), n=120)
+    x, y, s = (np.stack([a, a], axis=1) for a in args[:3])
+    nu = args[3][:, None]
+    g_nu = B.student_t_nll_loss_grad(x, y, s, nu, reduction="sum")[2]
+    assert g_nu.shape == (120, 1)
+    _check_df_gradient_cancelling(g_nu[:, 0] / 2, args, dtype)
+    one = [
+        B.student_t_nll_loss_grad(*(np.stack([a[i], a[i]]) for a in args[:3]), args[3][i], "sum")
+        for i in range(0, 120, 4)
+    ]
+    assert all(g[2].shape == () for g in one)
+    picked = tuple(a[::4] for a in args)
+    _check_df_gradient_cancelling(np.array([g[2] / 2 for g in one], dtype), picked, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
