@@ -971,6 +971,27 @@ def limit_direction(z: np.ndarray, scale: float = 1.0):
 # --- norms ----------------------------------------------------------------------------------------
 
 
+@quiet
+def unit_rows(z: np.ndarray, floor: float):
+    """Rows divided by ``max(||z||, floor)`` (as ``torch.nn.functional.normalize``), in float64.
+
+    Each row is first scaled exactly by a power of 2, its largest entry in [1/2, 1), so its
+    norm neither overflows nor underflows; a row with infinite entries is taken as its
+    limit direction (:func:`limit_direction`). Returns ``(h, zs, scaled_norm, exponent,
+    floored, infinite)``: the unit rows, the scaled rows ``z / 2**e``, ``||z|| / 2**e``,
+    ``e``, where the floor is active, and the rows that held an infinity.
+    """
+    z, infinite = limit_direction(z.astype(np.float64))
+    _, exponent = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
+    zs = np.ldexp(z, -exponent[:, None])
+    norm = np.sqrt(np.sum(zs * zs, axis=-1))
+    floored = (np.ldexp(norm, exponent) < floor) & ~infinite
+    h = zs / np.where(floored, 1, norm)[:, None]
+    if np.any(floored):  # (rare: only those rows are divided by the floor)
+        h[floored] = z[floored] / floor
+    return h, zs, norm, exponent, floored, infinite
+
+
 def scaled_norm(x, axis=-1, keepdims=False):
     """Euclidean norm along ``axis`` with the largest ``|entry|`` factored out.
 

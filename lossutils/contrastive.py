@@ -69,23 +69,11 @@ class _Unit:
     infinite: np.ndarray  # (N,): the row has an infinite entry
 
 
-@nx.quiet
 def _unit(z: np.ndarray) -> _Unit:
-    """Normalise each row without overflow or underflow in its norm.
-
-    A row with infinite entries is normalised to the limit of ``z / ||z||`` as those
-    entries grow (at one rate): the signs of the infinite entries, normalised, with 0
-    elsewhere.
-    """
-    z, infinite = nx.limit_direction(z.astype(np.float64))
-    _, e = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
-    zs = np.ldexp(z, -e[:, None])
-    scaled_norm = np.sqrt(np.sum(zs * zs, axis=-1))
-    floored = (np.ldexp(scaled_norm, e) < NORMALIZE_EPS) & ~infinite
-    h = zs / np.where(floored, 1, scaled_norm)[:, None]
-    if np.any(floored):  # (rare: only those rows are divided by the floor)
-        h[floored] = z[floored] / NORMALIZE_EPS
-    return _Unit(h, zs, scaled_norm, e, floored, infinite)
+    """Normalise each row without overflow or underflow in its norm
+    (:func:`~lossutils._numerics.unit_rows`); a row with infinite entries is normalised to
+    the limit of ``z / ||z||`` as those entries grow (at one rate)."""
+    return _Unit(*nx.unit_rows(z, NORMALIZE_EPS))
 
 
 def _unit_backward(u: _Unit, d_h: np.ndarray, partner, dtype) -> np.ndarray:

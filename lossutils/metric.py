@@ -22,7 +22,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._numerics import limit_direction, quiet, scaled_norm, times, two_sum
+from ._numerics import quiet, scaled_norm, times, two_sum
 from ._pairwise import (
     cosine_embedding_loss,
     cosine_embedding_loss_grad,
@@ -1215,14 +1215,8 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     if z1.ndim != 2:
         raise ValueError(f"z1 must have shape (N, D); got shape {z1.shape}")
     n = z1.shape[0]
-    z, infinite = limit_direction(np.concatenate([z1, z2], axis=0).astype(np.float64))
-    # each row scaled exactly by a power of 2: no overflow or underflow in its norm
-    _, e = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
-    zs = np.ldexp(z, -e[:, None])
-    scaled_norm = np.sqrt(np.sum(zs * zs, axis=-1))
-    floored = np.ldexp(scaled_norm, e) < NORMALIZE_EPS
-    safe = np.where(floored, 1, scaled_norm)[:, None]
-    h = np.where(floored[:, None], z / NORMALIZE_EPS, zs / safe)
+    views = np.concatenate([z1, z2], axis=0)
+    h, zs, scaled_norm, e, floored, infinite = nx.unit_rows(views, NORMALIZE_EPS)
     m = 2 * n
     rows = np.arange(m)
     positive = (rows + n) % m
