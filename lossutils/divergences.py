@@ -25,6 +25,7 @@ from ._checks import (
     result_dtype,
 )
 from ._numerics import (
+    CHUNK,
     XlogMinus,
     accurate_sum,
     exp_minus_1_minus,
@@ -532,12 +533,6 @@ def kl_divergence_value_and_grad(p, q, axis=-1):
     return _kl_divergence(p, q, axis)
 
 
-# Elements per block of kl_divergence, and the bytes counted per element (its float64
-# temporaries) when blocks are handed to threads.
-_KL_BLOCK = 1 << 13
-_KL_BLOCK_BYTES = 128
-
-
 def _kl_divergence(p, q, axis, *, value=True, grad=True):
     """``(KL(p || q) or None, its gradient w.r.t. q or None)``, from one check of the arguments.
 
@@ -560,10 +555,9 @@ def _kl_divergence(p, q, axis, *, value=True, grad=True):
         if grad:
             d_q[rows] = _neg_ratio(pb, qb, dtype)
 
-    # on up to two threads, in blocks of at most _KL_BLOCK elements: each row's sum is the
-    # same in any block, and the block's dozen temporaries stay below the size the allocator
-    # maps afresh (a page fault per 4 KB on every call)
-    for_each_block(block, rows, _KL_BLOCK_BYTES * n, max(1, _KL_BLOCK // max(1, n)))
+    # on up to two threads, in blocks of at most CHUNK elements (each row's sum is the same
+    # in any block); smaller blocks cost more in calls than they save in page faults
+    for_each_block(block, rows, n * p.itemsize, max(1, CHUNK // max(1, n)))
     if value:
         loss = _as(loss.reshape(moved[:-1]), dtype)
     if grad:
