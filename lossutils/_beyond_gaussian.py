@@ -61,6 +61,7 @@ from ._numerics import (
     logistic_pairs,
     scaled_exp_minus,
     scaled_exp_minus_dd,
+    scaled_exp_minus_near,
     sigmoid,
     sigmoid_pair,
     softplus,
@@ -755,7 +756,8 @@ def _nb_nll_saddle(z, d, y, r, sp):
 # The NB slopes vanish at the best fit, where their terms nearly cancel: d/dz = r sigma(z) -
 # y sigma(-z) (the mean r e^z against y) and d/dr = sp(z) - (psi(r + y) - psi(r)) (both about
 # log1p(y/r)). Both are rewritten around g = r e^z - y, formed with e^z in double-double
-# (scaled_exp_minus_dd) where r e^z is within a factor 8 of y: d/dz = g / (1 + e^z) there
+# (scaled_exp_minus_dd) where r e^z is within a factor 8 of y, and finer where it is within
+# 2^-48 of y (scaled_exp_minus_near): d/dz = g / (1 + e^z) there
 # (both double-doubles, divided to about half an ULP), and everywhere
 # d/dr = log1p(g / (r + y)) - (psi(r + y) - psi(r) - log1p(y / r)), the second part from the
 # digamma series for r >= 10 (y / (2 r (r + y)) - corr'(r + y) + corr'(r)) and from positive
@@ -790,7 +792,13 @@ def _nb_input_slope(z, y, r, narrow=False, sigmoids=None):
         part = _part(near)
         zn = z[part]
         parts = dd_exp_parts(zn)  # e^z once for both differences
-        gap = scaled_exp_minus_dd(r[part], zn, y[part], parts)
+        rn, yn = r[part], y[part]
+        gap = scaled_exp_minus_dd(rn, zn, yn, parts)
+        # at the optimum (r e^z within 2^-48 of y) the double-double's 2^-105 of y is more
+        # than an ULP of the gap: those few again, to 2^-116 of y
+        tight = np.flatnonzero(np.abs(gap[0]) < 2.0**-48 * yn)
+        if tight.size:
+            gap[0][tight], gap[1][tight] = scaled_exp_minus_near(rn[tight], zn[tight], yn[tight])
         # (r e^z - y) / (1 + e^z), both double-doubles: one long division step
         den_hi, den_lo = scaled_exp_minus_dd(None, zn, -1.0, parts)
         q = gap[0] / den_hi
@@ -1008,7 +1016,9 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
     -----
     Both vanish at the best fit, where their terms nearly cancel. They are formed around
     :math:`r e^z - y` (with :math:`e^z` in double-double where the mean :math:`r e^z` is within
-    a factor 8 of :math:`y`), the ``total_count`` gradient as
+    a factor 8 of :math:`y`, and to about :math:`2^{-116} y` where it is within
+    :math:`2^{-48} y` of :math:`y`: at the best fit the difference is :math:`2^{-53} y` or
+    less), the ``total_count`` gradient as
     :math:`\log\frac{r + r e^z}{r + y} - (\psi(r + y) - \psi(r) - \log(1 + y/r))` with the
     second part a sum of positive terms: both within 4 ULP (float64; 1 ULP narrower dtypes),
     except next to the zero of the ``total_count`` gradient for :math:`r < 10`, where its two

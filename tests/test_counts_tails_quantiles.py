@@ -493,6 +493,56 @@ def test_negative_binomial_narrow_on_both_sides_of_the_careful_switch(dtype):
         _check(actual, exact, dtype, 0 * z64[pick], MAX_ULP[dtype], key)
 
 
+# Found failing: the input slope where the mean r e^z rounds to the count (z, y, r), 15, 9, 9
+# and 6 ULP off (the double-double e^z, to 2^-105, leaves too few digits of r e^z - y)
+_NB_EXACT_MEAN_FOUND = (
+    (25.329436523268086, 1e12, 9.99),
+    (-11.265374648991086, 2210.0, 172537030.93827733),
+    (-1.010842695442081, 4792614.0, 13169699.23367914),
+    (3.482308953414612, 70.0, 2.151545214975304),
+)
+
+
+def _z_of_exact_mean(y, r, dtype):
+    """A ``dtype`` logit near log(y / r) whose mean r e^z rounds to y in ``dtype`` (float64:
+    the nearest; narrower: log(y / r) rounded, the mean then within the spacing of z)."""
+    with mpmath.workdps(DIGITS):
+        target = mpmath.log(mpmath.mpf(y) / mpmath.mpf(r))
+        z = np.asarray(float(target), dtype=dtype)
+        if dtype is not np.float64:
+            return z
+        for _ in range(64):
+            mean = float(mpmath.mpf(r) * mpmath.exp(mpmath.mpf(float(z))))
+            if mean == y:
+                return z
+            z = np.nextafter(z, -np.inf if mean > y else np.inf)
+    return None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_binomial_input_slope_where_the_mean_is_the_count(dtype):
+    # at the optimum r e^z - y is 2^-53 of y or less: its digits need e^z beyond the 2^-105
+    # of the double-double exponential (2 to 8 % of such points were 5 to 400 ULP off)
+    rng = np.random.default_rng(40)
+    top = {np.float16: (3.0, 3.0), np.float32: (7.0, 8.0), np.float64: (12.0, 9.0)}[dtype]
+    cases = list(_NB_EXACT_MEAN_FOUND) if dtype is np.float64 else []
+    while len(cases) < 400:
+        y = float(np.floor(10.0 ** rng.uniform(0, top[0]))) + 1
+        r = float(np.asarray(10.0 ** rng.uniform(-1, top[1]), dtype=dtype))
+        z = _z_of_exact_mean(y, r, dtype)
+        if z is not None and np.isfinite(z):
+            cases.append((float(z), y, r))
+    z, y, r = _rounded(dtype, *np.array(cases).T)
+    z64, y64, r64 = (a.astype(np.float64) for a in (z, y, r))
+    g_z = B.negative_binomial_nll_loss_grad(z, y, r, reduction="none")[0]
+    _check(g_z, REF["nb_grad_input"](z64, y64, r64), dtype, 0 * z64, MAX_ULP[dtype], "input")
+    if dtype is np.float64:
+        for z0, y0, r0 in _NB_EXACT_MEAN_FOUND:  # each one alone too (a block of one)
+            g = B.negative_binomial_nll_loss_grad([z0], [y0], r0, reduction="none")[0]
+            exact = REF["nb_grad_input"]([z0], [y0], [r0])
+            _check(g, exact, dtype, [0.0], MAX_ULP[dtype], "input, found")
+
+
 def test_negative_binomial_stirling_error_table():
     # log y! - (y log y - y + log(2 pi y) / 2) for y = 1..9, recomputed at 40 digits
     with mpmath.workdps(40):

@@ -432,6 +432,45 @@ def test_double_double_exponential_against_mpmath():
     assert worst < 2.0**-104, float(mpmath.log(worst, 2))
 
 
+def test_scaled_exp_minus_near_against_mpmath():
+    # a e^z - b where a e^z rounds to b (the optimum of an exponential mean, a difference of
+    # 2^-53 of b or less): within 2^-114 of b (the double-double exponential's 2^-105 is not),
+    # z over the whole domain, at the switches between the table entries and near 0
+    rng = np.random.default_rng(10)
+    step = math.log(2) / 4096
+    edges = (rng.integers(-8000, 8000, 60) + 0.5) * step
+    z = np.concatenate(
+        [
+            rng.uniform(-700, 700, 200),
+            rng.uniform(-30, 30, 200),
+            edges,
+            np.nextafter(edges, 0),
+            [0.0, 1e-300, -1e-17, step / 2, -step / 2],
+        ]
+    )
+    b = np.floor(10.0 ** rng.uniform(0, 15, z.size)) + 1
+    with mpmath.workprec(300):
+        a = np.array([float(mpmath.mpf(v) / mpmath.exp(t)) for v, t in zip(b, z, strict=True)])
+        keep = (a > 1e-290) & (a < 1e290)
+        a, z, b = a[keep], z[keep], b[keep]
+        hi, lo = nx.scaled_exp_minus_near(a, z, b)
+        dd_hi, dd_lo = nx.scaled_exp_minus_dd(a, z, b)
+        exact = [
+            mpmath.mpf(u) * mpmath.exp(t) - v
+            for u, t, v in zip(*exact_inputs(a, z, b), strict=True)
+        ]
+
+        def worst(h, l_):
+            return max(
+                abs(mpmath.mpf(p) + mpmath.mpf(q) - e) / v
+                for p, q, e, v in zip(h, l_, exact, b, strict=True)
+            )
+
+        assert worst(hi, lo) < 2.0**-114, float(mpmath.log(worst(hi, lo), 2))
+        assert worst(dd_hi, dd_lo) > 2.0**-110  # the case for the finer kernel
+    assert keep.sum() > 400
+
+
 def test_exp_minus_near_against_mpmath():
     # e^x - y from fl(e^x) and the logarithm (within 2^-71 of e^x): the Poisson gradient takes
     # it where 2^-20 e^x <= |e^x - y| < e^x / 4 (4 ULP), and for float32 output down to 2^-42
