@@ -1265,6 +1265,25 @@ _T_SERIES = tuple(float(c) for c in _T_SERIES_EXACT)
 _T_SERIES_MIN_A = 10.0
 
 
+def _recurrence_slices(a):
+    """The elements of the flat ``a`` that the recurrences carry up to _T_SERIES_MIN_A:
+    ``(idx, starts)``, their indices sorted by their number of steps, so that the ones still
+    stepping at step k are ``idx[starts[k]:]`` (a slice: each element sees the same
+    operations as one at a time, without a gather and a scatter per step)."""
+    idx = np.flatnonzero(a < _T_SERIES_MIN_A)
+    if not idx.size:
+        return idx, []
+    steps = np.zeros(idx.size, dtype=np.int8)
+    chain = a[idx]
+    for _ in range(int(_T_SERIES_MIN_A)):
+        steps += chain < _T_SERIES_MIN_A  # stays false once true: chain only grows
+        chain += 1
+    order = np.argsort(steps, kind="stable")
+    idx, steps = idx[order], steps[order]
+    starts = np.searchsorted(steps, np.arange(1, int(_T_SERIES_MIN_A) + 1))
+    return idx, [int(k) for k in starts if k < idx.size]
+
+
 def _student_t_log_norm(df):
     """C(df) = log(df)/2 + log Gamma(df/2) - log Gamma((df + 1)/2) and its derivative.
 
@@ -1282,21 +1301,11 @@ def _student_t_log_norm(df):
     # first (the same additions), then the elements sorted by it, so that the ones still
     # stepping are a slice (each element sees the same operations as one at a time)
     flat_a, flat_f, flat_d = a.reshape(-1), f_acc.reshape(-1), d_acc.reshape(-1)
-    idx = np.flatnonzero(flat_a < _T_SERIES_MIN_A)
+    idx, starts = _recurrence_slices(flat_a)
     if idx.size:
-        steps = np.zeros(idx.size, dtype=np.int8)
-        chain = flat_a[idx]
-        for _ in range(int(_T_SERIES_MIN_A)):
-            steps += chain < _T_SERIES_MIN_A  # stays false once true: chain only grows
-            chain += 1
-        order = np.argsort(steps, kind="stable")
-        idx, steps = idx[order], steps[order]
         al = flat_a[idx]
         fl, dl = np.zeros_like(al), np.zeros_like(al)
-        starts = np.searchsorted(steps, np.arange(1, int(_T_SERIES_MIN_A) + 1))
         for start in starts:
-            if start == al.size:
-                break
             a_s = al[start:]
             t = 4 * a_s * (a_s + 1)
             fl[start:] += 0.5 * np.log1p(1 / t)
@@ -1353,16 +1362,18 @@ def _student_t_norm_slope_dd(nu):
     2^-74 of it (the recurrence's terms all have one sign)."""
     a_hi, a_lo = nu / 2, np.zeros_like(nu)
     acc_hi, acc_lo = np.zeros_like(nu), np.zeros_like(nu)
-    for _ in range(int(_T_SERIES_MIN_A)):
-        low = np.flatnonzero(a_hi < _T_SERIES_MIN_A)
-        if not low.size:
-            break
-        ah, al = a_hi[low], a_lo[low]
-        a1 = dd_add(ah, al, 1.0, 0.0)
-        prod = dd_mul(*dd_mul(ah, al, *a1), *dd_add(ah, al, 0.5, 0.0))
-        t_hi, t_lo = dd_div(1.0, 0.0, 4 * prod[0], 4 * prod[1])  # 1 / (4 a (a + 1)(a + 1/2))
-        acc_hi[low], acc_lo[low] = dd_add(acc_hi[low], acc_lo[low], -t_hi, -t_lo)
-        a_hi[low], a_lo[low] = a1
+    idx, starts = _recurrence_slices(a_hi)
+    if idx.size:
+        sa_hi, sa_lo = a_hi[idx], np.zeros(idx.size)
+        s_hi, s_lo = np.zeros(idx.size), np.zeros(idx.size)
+        for k in starts:
+            ah, al = sa_hi[k:], sa_lo[k:]
+            a1 = dd_add(ah, al, 1.0, 0.0)
+            prod = dd_mul(*dd_mul(ah, al, *a1), *dd_add(ah, al, 0.5, 0.0))
+            t_hi, t_lo = dd_div(1.0, 0.0, 4 * prod[0], 4 * prod[1])  # 1/(4a(a + 1)(a + 1/2))
+            s_hi[k:], s_lo[k:] = dd_add(s_hi[k:], s_lo[k:], -t_hi, -t_lo)
+            sa_hi[k:], sa_lo[k:] = a1
+        a_hi[idx], a_lo[idx], acc_hi[idx], acc_lo[idx] = sa_hi, sa_lo, s_hi, s_lo
     w = dd_div(1.0, 0.0, *dd_mul(a_hi, a_lo, a_hi, a_lo))
     series = dd_horner(_DF_SLOPE_HEAD, *w, tail=_float_horner(_DF_SLOPE_TAIL, w[0]))
     f_hi, f_lo = dd_add(*dd_mul(*series, *w), acc_hi, acc_lo)
