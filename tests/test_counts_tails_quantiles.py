@@ -690,6 +690,28 @@ def _check_df_gradient_cancelling(g_nu, args, dtype):
     assert (err <= MAX_ULP[dtype] * unit).mean() > 0.9
 
 
+def test_student_t_minus_log1m_minus_against_mpmath():
+    # -log(1 - p) - p (about p^2 / 2 near 0): the atanh series below p = 1/2, log1p(q) - p
+    # from q = p / (1 - p) above; both sides of the switch, within 4 ULP of mpmath
+    rng = np.random.default_rng(41)
+    p = np.concatenate(
+        [
+            10.0 ** rng.uniform(-12, -0.31, 300),
+            0.5 + rng.uniform(-1e-3, 1e-3, 100),
+            np.nextafter(0.5, [0.0, 1.0]),
+            [0.5, 0.25, 1e-300, 0.0],
+            rng.uniform(0.5, 0.999, 100),
+        ]
+    )
+    with mpmath.workdps(40):
+        exact = np.array([-mpmath.log1p(-mpmath.mpf(v)) - mpmath.mpf(v) for v in p], object)
+        log1p_q = np.array([float(mpmath.log1p(mpmath.mpf(v) / (1 - mpmath.mpf(v)))) for v in p])
+    actual = B._log1p_minus_ratio(p, log1p_q)
+    err = _abs_error(actual, exact)
+    unit = _ulp(np.float64, np.array([float(v) for v in exact]))
+    assert (err <= 4 * unit).all(), np.max(err / unit)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_student_t_df_gradient_of_a_broadcast_df(dtype):
     # a df broadcast to the loss (one per row, or one value) takes its normalizer's
