@@ -450,10 +450,16 @@ class _Cosine:
         2**-53 into ``v1 - v2``, which for nearly parallel rows (angle ``theta``) is only
         ``theta`` large (656,000 ULP at ``theta`` = 1e-6); and the squared norms of ``u_k``
         and of ``v1 - v2`` are summed in double-double (a float64 sum of D rounded squares
-        is off by up to about D/2 ULP: 4.5 ULP of the loss at D = 300). The eps part is
-        ``-expm1(-(log1p(t1) + log1p(t2)) / 2)``, from the squared norms rounded once and
-        ``c_k^2 = eps 2**(-2 e_k)`` exactly (``1 - 1 / sqrt(1 + T)`` would carry the
-        rounding of ``1 + T``, an ULP of 1, into a difference only ``T`` large).
+        is off by up to about D/2 ULP: 4.5 ULP of the loss at D = 300). Below an angle of
+        about ``2**-45`` the unit rows' own rounding (``2**-106``) is too much of
+        ``v1 - v2`` (12 ULP of the loss at 4e-18): there ``1 - <v1, v2> = sin^2 / 2`` and
+        ``v1 - v2`` come from the component of ``u1`` across ``u2``, formed without cancellation
+        (:func:`~lossutils._numerics.dd_across_rows`). The eps part is
+        ``1 - rho = (shrink_1 + rho_1^2 shrink_2) / (1 + rho)``, ``shrink_k = 1 - rho_k^2
+        = c_k^2 / r_k^2``: positive terms, from the double-double squared norms and
+        ``c_k^2 = eps 2**(-2 e_k)`` exactly, each rounded once (``1 - 1 / sqrt(1 + T)``
+        would carry the rounding of ``1 + T``, an ULP of 1, into a difference only ``T``
+        large).
         """
         u1, u2 = self.u1[rows], self.u2[rows]
         sq1, sq2 = nx.dd_sum_of_squares(u1, 0 * u1), nx.dd_sum_of_squares(u2, 0 * u2)
@@ -466,16 +472,39 @@ class _Cosine:
         # (a sum of squares that nothing subtracts from: the first grid is enough, 2**-69)
         sq_hi, sq_lo = nx.dd_sum_of_squares(np.ldexp(d_hi, -e), np.ldexp(d_lo, -e), slices=1)
         half = np.ldexp(sq_hi + sq_lo, 2 * e[..., 0] - 1)  # |v1 - v2|^2 / 2 = 1 - <v1, v2>
-        self.unit_rows = (v1_hi, v2_hi, d_hi, half)  # for the gradient
+        # below an angle of about 2**-45 the unit rows' own rounding (2**-106) is more than
+        # 2**-61 of v1 - v2: there from the component of u1 across u2 instead
+        tiny = np.flatnonzero(half < 2.0**-90)
+        if len(tiny):
+            # 1 - <v1, v2> = sin^2 / (1 + cos) = sin^2 / 2 to 2**-90 of it, sin^2 = |P|^2 /
+            # |u1|^2 with P the component of u1 across u2; v1 - v2 = P / |u1| - half v2
+            p_hi, p_lo = nx.dd_across_rows(u1[tiny], u2[tiny])
+            e_p = np.frexp(np.max(np.abs(p_hi), axis=-1))[1][:, None]
+            p_sq = nx.dd_sum_of_squares(np.ldexp(p_hi, -e_p), np.ldexp(p_lo, -e_p))
+            q_hi, q_lo = nx.dd_div(*p_sq, sq1[0][tiny], sq1[1][tiny])
+            half[tiny] = np.ldexp(q_hi + q_lo, 2 * e_p[:, 0] - 1)
+            s1 = nx.dd_sqrt(sq1[0][tiny], sq1[1][tiny])
+            d_hi[tiny] = nx.dd_divide_rows(p_hi, *s1)[0] - half[tiny, None] * v2_hi[tiny]
+        self.unit_rows = (v1_hi, v1_lo, v2_hi, v2_lo, d_hi, half)  # for the gradient
         pieces = []  # rho_k, 1 - rho_k^2 and r_k, for the gradient
         for sq, e in ((sq1, self.e1[rows]), (sq2, self.e2[rows])):
             c_sq = np.ldexp(COSINE_EPS, -2 * e)
-            log_ratio = np.log1p(c_sq / (sq[0] + sq[1]))  # log(r_k^2 / s_k^2)
-            r = np.sqrt((sq[0] + c_sq) + sq[1])
-            pieces.append((np.exp(-0.5 * log_ratio), -np.expm1(-log_ratio), r, log_ratio))
-        self.scales = [p[:3] for p in pieces]
-        eps_part = -np.expm1(-0.5 * (pieces[0][3] + pieces[1][3]))  # 1 - rho
-        return eps_part + half * (1 - eps_part)
+            # r_k^2, r_k, rho_k = s_k / r_k and 1 - rho_k^2 = c_k^2 / r_k^2 from double-doubles,
+            # each rounded once: where the eps dominates (small norms) the loss and the
+            # gradient are their products (log1p, expm1 and a rounded r_k^2 gave up to 5 ULP)
+            r_sq = nx._fast_two_sum(*nx.two_sum(sq[0], c_sq))
+            r_sq = nx._fast_two_sum(r_sq[0], r_sq[1] + sq[1])
+            r = nx.dd_sqrt(*r_sq)
+            rho = nx.dd_div(*nx.dd_sqrt(*sq), *r)
+            shrink = nx.dd_div(c_sq, 0 * c_sq, *r_sq)[0]
+            pieces.append((rho, shrink, r))
+        self.scales = pieces
+        (rho1, shrink1, _), (rho2, shrink2, _) = pieces
+        rho = rho1[0] * rho2[0]
+        # 1 - rho1 rho2 = (1 - rho1^2 rho2^2) / (1 + rho1 rho2), and 1 - rho1^2 rho2^2 =
+        # (c1^2 r2^2 + s1^2 c2^2) / (r1^2 r2^2) = shrink1 + rho1^2 shrink2: positive terms
+        eps_part = (shrink1 + rho1[0] * rho1[0] * shrink2) / (1 + rho)
+        return eps_part + half * rho
 
     def grad(self):
         """``(d cos / d x1, d cos / d x2)``, from ``d cos/d x1 = x2/(d1 d2) - cos x1 / d1^2``.
@@ -495,13 +524,15 @@ class _Cosine:
             g2 = (self.u1 / r1 - cos * self.u2 / r2) / r2
             if np.any(self.careful):  # _one_minus_cos has kept the unit rows
                 rows = self.careful
-                v1, v2, d, half = self.unit_rows
+                v1, v1_lo, v2, v2_lo, d, half = self.unit_rows
                 (rho1, shrink1, r1), (rho2, shrink2, r2) = self.scales
-                inner = 1 - half  # <v1, v2>
-                a1 = (half + shrink1 * inner)[..., None]
-                a2 = (half + shrink2 * inner)[..., None]
-                fix1 = (rho2 / r1)[..., None] * (a1 * v1 - d)
-                fix2 = (rho1 / r2)[..., None] * (d + a2 * v2)
+                # half + shrink_k <v1, v2> = shrink_k + half (1 - shrink_k): two positive
+                # terms, without the rounding of <v1, v2> = 1 - half; the unit rows with
+                # their low parts (each rounding counts where the eps part dominates)
+                a1 = (shrink1 + half * (1 - shrink1))[..., None]
+                a2 = (shrink2 + half * (1 - shrink2))[..., None]
+                fix1 = nx.dd_div(*rho2, *r1)[0][..., None] * (a1 * v1 + (a1 * v1_lo - d))
+                fix2 = nx.dd_div(*rho1, *r2)[0][..., None] * (a2 * v2 + (a2 * v2_lo + d))
                 ok = np.all(np.isfinite(fix1) & np.isfinite(fix2), axis=-1)[..., None]
                 g1[rows] = np.where(ok, fix1, g1[rows])
                 g2[rows] = np.where(ok, fix2, g2[rows])

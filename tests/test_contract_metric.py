@@ -469,6 +469,36 @@ def test_cosine_embedding_gradient_of_nearly_parallel_pairs_within_4_ulp(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [2, 3, 300])
+def test_cosine_embedding_of_rows_parallel_to_rounding_within_4_ulp(dtype, size):
+    # x2 = c x1 rounded, or x1 nudged by 1e-17 .. 1e-12: angles from about 1e-18 to 1e-12,
+    # where the double-double unit rows carry their own rounding (2**-106) into v1 - v2;
+    # the reported float64 pair was 12 ULP off in the loss, 18 in the gradient
+    rng = np.random.default_rng(size)
+    scales = {np.float16: (1e-2, 1.0, 1e2), np.float32: (1e-30, 1.0, 1e30)}
+    scales = scales.get(dtype, (1e-200, 1e-30, 1.0, 1e30, 1e200))
+    rows = []
+    for scale in scales:
+        for nudge in (0.0, 1e-17, 1e-15, 1e-12):
+            x1 = rng.normal(size=size) * scale
+            x2 = x1 * rng.uniform(0.3, 3.0) + nudge * scale * rng.normal(size=size)
+            rows.append((x1, x2))
+    x1, x2 = (np.array(r).astype(dtype) for r in zip(*rows, strict=True))
+    if dtype == np.float64 and size == 2:  # the reported pair
+        x1[0] = [-2.6940562847610163e29, -5.750967180547398e29]
+        x2[0] = [-8.082168854283047e29, -1.725290154164219e30]
+    target = np.ones(len(x1), dtype=int)
+    target[1::4] = -1
+    got = M.cosine_embedding_loss(x1, x2, target, margin=0.5, reduction="none")
+    ref.assert_ulp_in(got, _mp_cosine_embedding(x1, x2, target, 0.5), dtype)
+    grads = M.cosine_embedding_loss_grad(x1, x2, target, margin=-1.0, reduction="sum")
+    signs = np.where(target == 1, -1, 1)[:, None]  # -d cos, or d cos where active
+    for g, e in zip(grads, _mp_cosine_grads(x1, x2), strict=True):
+        assert g.dtype == dtype
+        _assert_within_4_ulp_of_the_row(g, e * signs, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_contrastive_realistic_width_within_4_ulp(dtype):
     # D = 128, embeddings of norm about 1, margin 1: about half the dissimilar pairs are
     # inside the margin, some within 1e-3 of it (m - d cancels); the float32 pairs there
