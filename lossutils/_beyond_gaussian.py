@@ -1380,6 +1380,15 @@ def _student_t_norm_slope_dd(nu):
     return 0.5 * f_hi, 0.5 * f_lo
 
 
+def _student_t_norm_slope(nu, dc):
+    """``([C', hi, lo], inside)``: C'(df) rounded from its double-double ``(hi, lo)`` where df
+    is inside [2^-200, 2^200] (the domain of the careful form; within 1/2 ULP), else the
+    float64 ``dc``."""
+    inside = (nu >= 2.0**-200) & (nu <= 2.0**200)
+    hi, lo = _student_t_norm_slope_dd(np.where(inside, nu, 1.0))
+    return [np.where(inside, hi + lo, dc), hi, lo], inside
+
+
 def _minus_log1m_minus(p_hi, p_lo, w_hi, w_lo):
     """``-log(1 - p) - p`` as a double-double from ``p`` and ``w = 1 - p`` (double-doubles):
     the atanh series up to p = 1/2 (where the two cancel), beyond the logarithm of ``w``
@@ -1576,8 +1585,9 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     order :math:`1/\nu`; each is computed without that cancellation (a series for the
     digamma part, :math:`-\log(1-p) - p` with :math:`p = u^2/(\nu + u^2)` for the rest), and
     where the halves cancel each other (the derivative changes sign as :math:`u^2` grows) or
-    the rounding of :math:`u` would cost more than 3 ULP, the sum is formed in double-double
-    from the exact residual: within 4 ULP wherever the terms cancel to no less than
+    the rounding of :math:`u` and :math:`p` could cost more than 3.5 ULP (a first-order
+    bound of the float64 sum's error), the sum is formed in double-double from the exact
+    residual: within 4 ULP wherever the terms cancel to no less than
     :math:`2^{-17}` of their magnitudes, within :math:`2^{-70}` of them below. At
     ``df = inf`` the gradients are the Gaussian ones and the ``df`` gradient is 0. The scale
     gradient vanishes at :math:`|u| = 1`: there (:math:`1/2 \le |u| \le 2`) it is
@@ -1623,9 +1633,8 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
         nu64 = nu.astype(np.float64).reshape(-1)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             per_df = list(_student_t_log_norm(nu64))
-            if grad:  # the careful form is used only inside [2^-200, 2^200]
-                inside = (nu64 >= 2.0**-200) & (nu64 <= 2.0**200)
-                per_df += _student_t_norm_slope_dd(np.where(inside, nu64, 1.0))
+            if grad:
+                per_df[1:], _ = _student_t_norm_slope(nu64, per_df[1])
         per_df = [flat(a.reshape(nu.shape)) for a in per_df]
     per_element = value and reduction == "none"
     loss = np.empty(size, out) if per_element else None  # each block rounded once
@@ -1737,20 +1746,36 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
     p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))
     minus_ratio = _log1p_minus_ratio(p, log1p_square)
     slope_p = p / (2 * nu_f)
-    g_nu = np.where(gauss, 0.0, dc + (0.5 * minus_ratio - slope_p))
-    # The float64 terms carry about 2.5 ULP (C'; 5 below df = 20, where the recurrence
-    # adds up to ten steps' roundings: 4.4 ULP measured), 8 ULP (the log1p part: about p^2 / 4
-    # below p = 1/2, it doubles the few ULP of p from the rounded u; beyond, within a few
-    # ULP of log1p(q) + p) and 4 ULP (p / (2 df)): where that sum of errors may exceed 3 ULP
-    # of the result (the terms cancel, or the log1p part is a large share of it), the
-    # double-double form. The narrow dtypes' float64 result is within 2^-45 of the terms'
-    # magnitudes: redone only where they cancel to 2^-20.
-    error = np.abs(dc)
-    if not narrow:
-        error *= np.where(nu_f < 20, 5.0, 2.5)
-    error += (1 if narrow else 4) * slope_p
-    error += (0.5 if narrow else 4) * np.where(p < 0.5, minus_ratio, log1p_square + p)
-    cancels = error > (2.0**20 if narrow else 3) * np.abs(g_nu)
+    if narrow:
+        # The float64 result is within 2^-45 of the terms' magnitudes: redone only where
+        # they cancel to 2^-20.
+        g_nu = np.where(gauss, 0.0, dc + (0.5 * minus_ratio - slope_p))
+        error = np.abs(dc)
+        error += slope_p
+        error += 0.5 * np.where(p < 0.5, minus_ratio, log1p_square + p)
+        cancels = error > 2.0**20 * np.abs(g_nu)
+    else:
+        if norm_slope is None:  # per element: C'(df) from its double-double everywhere
+            (dc, *norm_slope), _ = _student_t_norm_slope(nu_f, dc)
+        body = 0.5 * minus_ratio - slope_p
+        g_nu = np.where(gauss, 0.0, dc + body)
+        # A first-order bound of the float64 sum's error, in units of 2^-52 of each part:
+        # 1/2 for C' (rounded once from its double-double); 1 for u = (x - y) / s (two
+        # roundings), which moves the sum by u d/du of it, s_u = p (1 - p) |u^2 - 1| / df
+        # (it vanishes at |u| = 1: the three terms move together); 2 for p's own roundings
+        # given u (three or four), which move it by p d/dp = p (u^2 - 1) / (2 df), that is
+        # s_u / (1 - p) for 2; 3/2 for -log(1 - p) - p given p below p = 1/2 (p z and the
+        # series' fifth at most; beyond, 8 of log1p(q) + p, the logarithm of the rounded
+        # u); 1/2 for p / (2 df) and 1/2 for the inner sum. Where that may exceed 3.5 ULP of
+        # the sum (with its own rounding, 4), the double-double form.
+        s_u = np.where(big, p * p * np.abs(1 - inv2), p * (1 - p) * (1 - us * us) / nu_f)
+        error = np.abs(dc)
+        error += np.abs(body)
+        error += slope_p
+        error *= 0.5
+        error += s_u
+        error += np.where(p < 0.5, s_u / (1 - p) + 0.75 * minus_ratio, 4 * (log1p_square + p))
+        cancels = error * 2.0**-52 > 3.5 * np.spacing(np.abs(g_nu))
     cancels &= ~gauss & (nu_f >= 2.0**-200) & (nu_f <= 2.0**200) & (np.abs(r) <= 2.0**200 * s)
     cancels = np.flatnonzero(cancels)
     if cancels.size:
