@@ -178,6 +178,9 @@ def class_index_target(target, input_shape: tuple, ignore_index=None, name: str 
     target = as_array(target, name)
     if target.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integer class indices; got dtype {target.dtype}")
+    integer = isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool)
+    if ignore_index is not None and not integer:
+        raise ValueError(f"ignore_index must be an integer; got {describe(ignore_index)}")
     if target.shape != tuple(input_shape[:-1]):
         raise ValueError(
             f"{name} of class indices must have shape {tuple(input_shape[:-1])} "

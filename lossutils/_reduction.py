@@ -15,8 +15,6 @@ total weight) is NaN, silently, as in PyTorch; a sum over zero elements is 0.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._numerics import scaled_dot, times, to_dtype
@@ -178,25 +176,31 @@ def scale_grad(local, shape: tuple, reduction: str, dtype, count=None) -> np.nda
     return out
 
 
-def mean_shares(weight: np.ndarray | None, count: int) -> np.ndarray | None:
-    """Class weights for a mean over their total, scaled by a power of 2 where ``count``
-    times the largest could overflow their dtype.
+def mean_shares(weight: np.ndarray | None, used: np.ndarray) -> np.ndarray | None:
+    """Class weights for a mean over their total, scaled by a power of 2: the largest of
+    ``used`` (the weights that enter the mean) then lies in [1/2, 1).
 
     Such a mean (cross-entropy's, the focal loss's) sees the weights only as shares
-    ``w_i / sum w``, which an exact scaling by ``2^-k`` leaves as they are, while the total
-    and each factor ``w_i / sum w`` stay finite (six weights of 1.08e308 made the total
-    inf, and the mean and its gradient 0 or NaN). A weight the scaling makes subnormal has
-    a share below ``2^-2000`` of the largest: no digit of it reaches the mean. Infinite or
-    NaN weights are left as they are (their mean is NaN).
+    ``w_i / sum w``, which an exact scaling leaves as they are, while the total, each
+    weighted loss and each factor ``w_i / sum w`` keep their digits: six weights of
+    1.08e308 made the total inf (the mean 0 and the gradient 0), and weights of 5e-324 made
+    each weighted loss a subnormal (the mean 0). A weight the scaling makes subnormal has
+    a share below ``2^-1020`` of the largest used one; one outside ``used`` (a class no
+    sample has) that the scaling would take beyond the range is held at the largest float.
+    Infinite or NaN used weights, and used weights all 0, are left as they are (their mean
+    is NaN).
     """
-    if weight is None or weight.size == 0:
+    if weight is None or used.size == 0:
         return weight
-    largest = float(np.max(weight))
-    if not math.isfinite(largest) or largest <= 0:
+    largest = np.max(used)
+    if not np.isfinite(largest) or largest <= 0:
         return weight
-    room = math.log2(float(np.finfo(weight.dtype).max)) - 2  # a factor 4 to spare
-    excess = math.log2(largest) + math.log2(max(count, 1)) - room
-    return weight if excess <= 0 else np.ldexp(weight, -math.ceil(excess))
+    exponent = int(np.frexp(largest)[1])
+    if exponent == 0:
+        return weight
+    with np.errstate(over="ignore"):  # (a class outside ``used`` may go beyond the range:
+        scaled = np.ldexp(weight, -exponent).astype(weight.dtype)  # it is held at the top)
+    return np.minimum(scaled, np.finfo(weight.dtype).max, out=scaled)
 
 
 def sample_scale(coef: np.ndarray, valid, weight_total, reduction: str) -> np.ndarray:

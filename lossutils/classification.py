@@ -114,14 +114,16 @@ def _index_setup(
     limit=True,
     widen=True,
     weighted_mean=True,
+    every_weight=False,
 ) -> _IndexArgs:
     """Check the arguments of an index-target loss; ``work`` overrides the working dtype.
 
     With ``limit``, a row holding ``+inf`` is replaced by its softmax limit
     (:func:`~lossutils._numerics.limit_rows`). Without ``widen`` the rows keep the input's
     dtype (a loss that reads a few entries widens those); the weights are in ``work``. With
-    ``weighted_mean`` (a "mean" over the weights' total), the weights may be scaled by a
-    power of 2 (:func:`~lossutils._reduction.mean_shares`).
+    ``weighted_mean`` (a "mean" over the weights' total), the weights are scaled by a power
+    of 2 (:func:`~lossutils._reduction.mean_shares`) after the largest of the targets'
+    weights, or of all of them with ``every_weight`` (label smoothing weighs every class).
     """
     check_reduction(reduction)
     names = {"input": input} if weight is None else {"input": input, "weight": weight}
@@ -131,8 +133,8 @@ def _index_setup(
     w = class_weight(weight, num_classes, work)
     y, valid = class_index_target(target, x.shape, ignore_index)
     rows = x.reshape(-1, num_classes)
-    if weighted_mean and reduction == "mean":
-        w = mean_shares(w, len(rows))
+    if weighted_mean and reduction == "mean" and w is not None:
+        w = mean_shares(w, w if every_weight else w[y[valid]])
     if widen:
         rows = rows.astype(work, copy=False)
     if limit:
@@ -162,7 +164,10 @@ def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     num_classes = check_class_input(x_raw)
     t = as_array(target, "target")
     if t.dtype.kind in "iu":  # rows holding +inf are replaced by their limit later
-        return _index_setup(input, t, weight, ignore_index, reduction, limit=False), eps
+        setup = _index_setup(
+            input, t, weight, ignore_index, reduction, limit=False, every_weight=eps > 0
+        )
+        return setup, eps
     if t.dtype.kind != "f" or t.shape != x_raw.shape:
         raise ValueError(
             "target must hold integer class indices of shape "
@@ -707,7 +712,8 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
 
     elif grad:
         num_classes = args.x.shape[-1]
-        total_w = dtype.type(num_classes) if w is None else np.sum(w)
+        with np.errstate(over="ignore"):  # (weights beyond the largest float: inf)
+            total_w = dtype.type(num_classes) if w is None else np.sum(w)
         wy_raw = np.ones_like(wy) if w is None else w[y]
         share = dtype.type(eps / num_classes)
         scale = sample_scale(np.ones_like(wy), valid, total, reduction)
@@ -789,7 +795,7 @@ def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.nda
     dtype, w, num_classes = args.x.dtype, args.weight, args.x.shape[-1]
     if w is not None and eps == 0:
         return _weighted_losses(args, pieces, wy, pieces.nll)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         # a zero weight masks its sample, also where -log p_y is infinite
         loss = pieces.nll if w is None and eps == 0 else nx.times(wy, pieces.nll)
         if eps > 0:

@@ -394,11 +394,12 @@ def _laplace_huge(h, b):
     within 2 ULP where ``q > 1`` (``2 q - 1`` then loses at most a factor 2 to the
     cancellation); where ``q <= 1`` (``|r|`` just beyond the largest float, ``b`` near it)
     the last is ``2 (b / 2 - a) / b / b``, whose difference is exact (Sterbenz,
-    ``b / 4 <= a <= b``) or does not cancel."""
+    ``b / 4 <= a <= b``) or does not cancel (for a normal ``b``; a subnormal one has no
+    exact half, and its ``1 / b`` overflows anyway)."""
     a = np.abs(h)
     q = a / b
     d_scale = (1 - 2 * q) / b
-    near = q <= 1
+    near = (q <= 1) & (b >= 4 * np.finfo(b.dtype).tiny)  # (b / 2 exact: b normal)
     if np.any(near):
         bn = b[near]
         d_scale[near] = 2 * ((bn / 2 - a[near]) / bn) / bn

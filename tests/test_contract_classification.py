@@ -348,6 +348,52 @@ def test_weighted_mean_whose_weight_total_overflows(dtype):
             assert_close_to_exact(grad, expected, BOUND[dtype], name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_weighted_mean_with_subnormal_or_huge_weights(dtype, eps):
+    # the mean sees only the shares of the weights it uses: a subnormal weight beside a huge
+    # one no sample has (it was NaN: the huge one set the scale), subnormal weights alone
+    # (each weighted loss a subnormal: the mean was 0), a huge weight with a tiny one
+    info = np.finfo(dtype)
+    tiny, big = float(info.smallest_subnormal), float(info.max)
+    z = np.array([[3.3, -1.7, 0.2], [0.1, 2.9, -5.0], [1.0, 2.0, 0.5]], dtype)
+    y = np.array([0, 1, 0])
+    weights = [[tiny, tiny, big], [tiny] * 3, [4 * tiny, big / 2, 1.0]]
+    if eps:  # smoothing weighs every class: a weight no sample has counts too
+        weights = weights[1:]
+    for w in (np.array(w, dtype) for w in weights):
+        with mpmath.workdps(mr.DIGITS):
+            per = mr.smoothed_cross_entropy(_exact(z), y, _exact(w), eps)
+            total = mpmath.fsum(mpmath.mpf(float(w[k])) for k in y)
+            mean = mpmath.fsum(per) / total
+        got = L.cross_entropy(z, y, weight=w, label_smoothing=eps)
+        assert_close_to_exact(got, mean, BOUND[dtype], f"cross_entropy {w}")
+        if eps == 0:
+            assert_close_to_exact(
+                L.softmax_focal_loss(z, y, gamma=0.0, weight=w), mean, BOUND[dtype]
+            )
+            log_p = L.log_softmax(z)
+            with mpmath.workdps(mr.DIGITS):
+                nll = (
+                    mpmath.fsum(
+                        -mpmath.mpf(float(w[k])) * mpmath.mpf(float(log_p[i, k]))
+                        for i, k in enumerate(y)
+                    )
+                    / total
+                )
+            assert_close_to_exact(L.nll_loss(log_p, y, weight=w), nll, BOUND[dtype], "nll_loss")
+        assert np.all(np.isfinite(L.cross_entropy_grad(z, y, weight=w, label_smoothing=eps)))
+
+
+@pytest.mark.parametrize("ignore_index", [1.5, -100.0, True, "0"])
+def test_ignore_index_must_be_an_integer(ignore_index):
+    z, y = np.zeros((2, 3)), np.array([0, 1])
+    for loss in (L.cross_entropy, L.nll_loss, L.softmax_focal_loss):
+        with pytest.raises(ValueError, match="ignore_index must be an integer"):
+            loss(z, y, ignore_index=ignore_index)
+    assert np.isfinite(L.cross_entropy(z, y, ignore_index=np.int8(1)))
+
+
 def test_cross_entropy_mean_in_float16_over_many_rows():
     # issue B2: the sum 1e5 overflows float16; the mean is 100 and each target entry -0.001
     z = np.zeros((1000, 2), np.float16)

@@ -445,16 +445,18 @@ def test_laplace_where_the_residual_overflows_at_a_moderate_ratio(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["gaussian", "laplace"])
-def test_spread_gradient_that_overflows_stays_minus_inf(kind, dtype):
+def test_spread_gradient_that_overflows_stays_infinite(kind, dtype):
     # a subnormal spread (eps = 0): d/dspread is below minus the largest float, so -inf;
     # the redo of overflowed results must not turn it into inf - inf = NaN
     tiny = float(np.finfo(dtype).smallest_subnormal)
-    x = np.array([1.0, 1e30], dtype=dtype)
-    y = np.array([0.0, -1e30], dtype=dtype)
-    spread = np.array([tiny, 2 * tiny], dtype=dtype)
+    x = np.array([1.0, 1e30, 0.0], dtype=dtype)
+    y = np.array([0.0, -1e30, 0.0], dtype=dtype)
+    spread = np.array([tiny, 2 * tiny, tiny], dtype=dtype)
     grad = getattr(R, f"{kind}_nll_loss_grad")
     _, g_spread = grad(x, y, spread, eps=0.0, reduction="none")
-    assert np.all(g_spread == -np.inf), g_spread
+    assert np.all(g_spread[:2] == -np.inf), g_spread
+    # at r = 0: 1 / (2 v) or 1 / b, beyond the largest float
+    assert g_spread[2] == np.inf, g_spread
 
 
 def test_gaussian_variance_gradient_of_the_reported_case():
