@@ -1968,14 +1968,17 @@ def dd_sum_of_squares(hi: np.ndarray, lo: np.ndarray, slices: int = 3):
 
 
 @quiet
-def dd_across_rows(u, w):
-    """The component of each row ``u`` across the row ``w``, ``u - (<u, w> / |w|^2) w``, as a
-    double-double ``(hi, lo)``, without the cancellation of that difference.
+def dd_across_rows(u, w, u_lo=None, w_lo=None):
+    """The component of each row ``u`` (plus ``u_lo``) across the row ``w`` (plus ``w_lo``),
+    ``u - (<u, w> / |w|^2) w``, as a double-double ``(hi, lo)``, without the
+    cancellation of that difference.
 
-    Domain: float64 rows scaled so that ``|u|, |w| < 1`` with a largest entry of ``w`` in
-    [1/2, 1) (powers of 2 factored out). For nearly parallel rows (angle ``theta``) the
-    result is ``theta |u|`` large, while any rounded ``<u, w> / |w|^2`` leaves ``2**-53
-    |u|`` of ``w`` in it, and rounded unit rows ``2**-106``. So ``w`` is taken off
+    Domain: finite float64 rows, ``u_lo`` and ``w_lo`` (if given) at most an ULP of ``u``
+    and ``w``; each row of ``u`` and of ``w`` is scaled by a power of 2 here. An error of
+    ``w`` of relative size ``eta`` moves the result by about ``eta |u|``: a rounded ``w``
+    only for ``|u|`` far below ``|w|``. For nearly parallel rows (angle ``theta``) the
+    result is ``theta |u|`` large, while any rounded ``<u, w> / |w|^2`` leaves
+    ``2**-53 |u|`` of ``w`` in it, and rounded unit rows ``2**-106``. So ``w`` is taken off
     repeatedly: ``r <- r - lam w`` with ``lam`` the ratio ``<r, w> / |w|^2`` as a
     double-double (the dot product a cascaded sum of Dekker's products, about ``2**-100``
     of ``|r| |w|``), ``lam_hi w_j`` exact and each difference formed with TwoSum, ``r`` kept as a
@@ -1986,26 +1989,36 @@ def dd_across_rows(u, w):
     float64's range). Accuracy: each entry within about ``2**-100`` of the row's
     largest. Cost: a few passes over the row per step, for the few rows that need it.
     """
-    hi, lo = u.astype(np.float64), np.zeros(u.shape)
-    shift = np.zeros(len(u), dtype=int)  # the result is (hi + lo) 2**shift
-    w_sq = dd_sum_of_squares(w, 0 * w)
+
+    def exponent(x):
+        top = np.max(np.abs(x), axis=-1)
+        return np.where(top > 0, np.frexp(top)[1], 0)
+
+    shift = exponent(u)  # the result is (hi + lo) 2**shift
+    hi = np.ldexp(u, -shift[:, None])
+    lo = np.zeros(u.shape) if u_lo is None else np.ldexp(u_lo, -shift[:, None])
+    w_shift = -exponent(w)[:, None]
+    w = np.ldexp(w, w_shift)
+    w_lo = np.zeros(w.shape) if w_lo is None else np.ldexp(w_lo, w_shift)
+    w_sq = dd_sum_of_squares(w, w_lo)
     todo = np.arange(len(u))
     for _ in range(25):
-        r_hi, r_lo, ww = hi[todo], lo[todo], w[todo]
+        r_hi, r_lo, ww, ww_lo = hi[todo], lo[todo], w[todo], w_lo[todo]
         p_hi, p_lo = two_prod(r_hi, ww)
-        p_lo += r_lo * ww
+        p_lo += r_lo * ww + r_hi * ww_lo
         dot = _fast_two_sum(*_cascaded_sum(np.concatenate([p_hi, p_lo], axis=1)))
         # lam as a double-double: a rounded one would leave 2**-53 of r's part along w
         lam_hi, lam_lo = (x[:, None] for x in dd_div(*dot, w_sq[0][todo], w_sq[1][todo]))
         q_hi, q_lo = two_prod(lam_hi, ww)
         m_hi, m_lo = two_prod(lam_lo, ww)
-        # r - lam w from its six exact parts; what cancels is r_hi - q_hi (exact), the rest
-        # is added with TwoSum, its errors (2**-106 of r and below) summed apart
+        l_hi, l_lo = two_prod(lam_hi, ww_lo)
+        # r - lam w from its exact parts; what cancels is r_hi - q_hi (exact), the rest is
+        # added with TwoSum, its errors (2**-106 of r and below) summed apart
         s, err = two_sum(r_hi, -q_hi)
-        for term in (r_lo, -q_lo, -m_hi):
+        for term in (r_lo, -q_lo, -m_hi, -l_hi):
             s, e = two_sum(s, term)
             err += e
-        new_hi, new_lo = two_sum(s, err - m_lo)
+        new_hi, new_lo = two_sum(s, err - (m_lo + l_lo + lam_lo * ww_lo))
         before = np.max(np.abs(r_hi), axis=1)
         after = np.max(np.abs(new_hi), axis=1)
         e = np.where(after > 0, np.frexp(after)[1], 0)[:, None]

@@ -1008,12 +1008,16 @@ def triplet_margin_loss_grad(
     Subgradients as PyTorch's autograd: at the hinge's kink (value exactly 0) the
     gradient passes (``clamp_min`` passes it where its input is >= 0); a zero
     distance has a zero gradient (``norm``'s backward); with ``swap`` a tie
-    :math:`d(a, n) = d(p, n)` splits the gradient in halves (``minimum``'s backward).
+    :math:`d(a, n) = d(p, n)` splits the gradient in halves (``minimum``'s backward): a
+    tie of the exact distances (squared distances that both underflow are compared by
+    the distances themselves).
 
     Accuracy: each entry within 4 ULP of its row's largest entry, in every dtype, for
     ``p`` = 2 (and ``squared``): where :math:`u_{ap}` and :math:`u_{an}` nearly cancel
-    (the negative close to the ray from the anchor through the positive), the anchor's
-    gradient is their difference in double-double. For other ``p``, and for the
+    (the negative close to the ray from the anchor through the positive, or ``eps``
+    far larger than the embeddings), the anchor's gradient is their difference in
+    double-double, and below an angle of about :math:`2^{-40}` between them from the
+    component of one across the other. For other ``p``, and for the
     positive's gradient :math:`-u_{ap} - u_{pn}` with ``swap``, the error is a few ULP
     of the terms' size (the reduction's scale times the largest entry of a :math:`u`).
 
@@ -1099,12 +1103,15 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=N
     pn = dist["pn"] if swap else np.full_like(an, np.inf)
     active = dist["ap"] - np.minimum(an, pn) + t.margin >= 0
     s = active * reduction_scale(active.size if count is None else count, t.reduction, work)
+    weight_an = np.where(an == pn, 0.5, an < pn)
+    weight_pn = np.where(an == pn, 0.5, pn < an)
+    if swap and squared:
+        _break_underflowed_ties(parts, weight_an, weight_pn)
 
     def term(key, weight):
         return _times_distance_grad(s * weight, parts.diff[key], dist[key], t, squared)
 
     t_ap = term("ap", 1.0)
-    weight_an = np.where(an == pn, 0.5, an < pn)
     t_an = term("an", weight_an)
     d_anchor = t_ap - t_an
     if t.p == 2:
@@ -1112,7 +1119,7 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=N
     d_positive = np.negative(t_ap, out=t_ap)
     d_negative = t_an
     if swap:
-        t_pn = term("pn", np.where(an == pn, 0.5, pn < an))
+        t_pn = term("pn", weight_pn)
         d_positive -= t_pn
         d_negative += t_pn
     grads = (d_anchor, d_positive, d_negative)
@@ -1121,6 +1128,21 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=N
     for o, g in zip(out, grads, strict=True):
         o[...] = g  # rounded once
     return out
+
+
+def _break_underflowed_ties(parts: _TripletDistances, weight_an, weight_pn):
+    """Where squared distances d(a, n) = d(p, n) tie because both underflowed (below the
+    smallest subnormal: differences below about 1e-162 in float64), the weights of
+    ``minimum``'s backward from the distances themselves (scaled norms, which do not
+    underflow): a tie of the rounded squares is no tie of the exact ones. Written into
+    ``weight_an`` and ``weight_pn`` (1 for the smaller, 0 for the other, 1/2 at a tie)."""
+    an, pn = parts.dist["an"], parts.dist["pn"]
+    rows = (an == pn) & (an < _SAFE_SQUARED_SUM[np.dtype(np.float64)])
+    if np.any(rows):
+        norm_an = _euclidean(parts.diff["an"][rows]).norm
+        norm_pn = _euclidean(parts.diff["pn"][rows]).norm
+        weight_an[rows] = np.where(norm_an == norm_pn, 0.5, norm_an < norm_pn)
+        weight_pn[rows] = 1 - weight_an[rows]
 
 
 def _refine_anchor_grad(t: _Triplets, arrays, s, dist, squared):
@@ -1157,27 +1179,51 @@ def _refine_anchor_grad(t: _Triplets, arrays, s, dist, squared):
 
 
 def _anchor_grad_dd(t: _Triplets, s, dist, squared):
-    """``s (u_ap - u_an)`` of the rows of ``t`` (float64), from double-double unit
-    vectors (:func:`_refine_anchor_grad`); ``s`` and ``dist`` one per row."""
+    """``s (u_ap - u_an)`` of the rows of ``t`` (float64), without the cancellation of the
+    difference (:func:`_refine_anchor_grad`); ``s`` and ``dist`` one per row.
+
+    Squared: ``2 (n - p)``, exact before its rounding. Else the difference of the unit
+    vectors of ``v1 = a - p + eps`` and ``v2 = a - n + eps`` in double-double; where they
+    agree to ``2**-40`` and more (angle ``theta``), their rounding (``2**-106``) would be
+    too much of a difference only ``theta`` large (all of it where ``eps`` is far larger
+    than the embeddings: ``theta`` near 1e-34 for float32 embeddings of 1e-40), and
+    ``u_ap - u_an = P / |v1| - (1 - cos theta) v2 / |v2|`` instead, ``P`` the component of
+    ``v1`` across ``v2``, which is that of ``v1 - v2 = n - p`` (no ``eps`` in it), formed
+    without cancellation by :func:`~lossutils._numerics.dd_across_rows`, and ``1 - cos =
+    sin^2 / (1 + cos)``, ``sin = |P| / |v1|``.
+    """
     ap, an = dist["ap"], dist["an"]
     a, pos, neg = (x.astype(np.float64, copy=False) for x in (t.anchor, t.positive, t.negative))
     bound = np.sqrt(np.maximum(ap, an)) if squared else np.maximum(ap, an)
     e = np.frexp(bound * (1 + 2.0**-20))[1]
     k = -e[:, None]
     a, pos, neg = np.ldexp(a, k), np.ldexp(pos, k), np.ldexp(neg, k)
-    shift = 0.0 if squared else np.ldexp(t.eps, -e)
+    across_hi, across_lo = _dd_difference(neg, pos, 0.0)  # v1 - v2, exactly
+    factor = s[:, None]
+    if squared:  # 2 (n - p) / 2**-e: the scaling undone
+        return np.ldexp(2 * factor * (across_hi + across_lo), e[:, None])
+    shift = np.ldexp(t.eps, -e)
+    v1, v2 = _dd_difference(a, pos, shift), _dd_difference(a, neg, shift)
+    norms = [nx.dd_sqrt(*nx.dd_sum_of_squares(*v)) for v in (v1, v2)]
     units = []
-    for y in (pos, neg):
-        hi, lo = _dd_difference(a, y, shift)
-        if squared:  # 2 (a - y) / 2**-e: the scaling undone below
-            units.append((hi, lo))
-            continue
-        q, q_lo = nx.dd_divide_rows(hi, *nx.dd_sqrt(*nx.dd_sum_of_squares(hi, lo)))
-        units.append((q, q_lo + lo / np.sqrt(np.sum(hi * hi, axis=-1))[:, None]))
+    for (hi, lo), norm in zip((v1, v2), norms, strict=True):
+        q, q_lo = nx.dd_divide_rows(hi, *norm)
+        units.append((q, q_lo + lo / norm[0][:, None]))
     (p_hi, p_lo), (n_hi, n_lo) = units
     d = (p_hi - n_hi) + (p_lo - n_lo)  # the first difference is exact where it cancels
-    factor = s[:, None]
-    return np.ldexp(2 * factor * d, e[:, None]) if squared else factor * d
+    # below an angle of 2**-40 the unit vectors' rounding (2**-106) is more than 2**-66 of
+    # d: there from the component of v1 across v2 (what eps far above the embeddings does)
+    tiny = np.flatnonzero(np.max(np.abs(d), axis=-1) < 2.0**-40)
+    if tiny.size:
+        w_hi, w_lo = v2[0][tiny], v2[1][tiny]
+        c_hi, c_lo = nx.dd_across_rows(across_hi[tiny], w_hi, across_lo[tiny], w_lo)
+        (n1_hi, n1_lo), (n2_hi, n2_lo) = ((x[tiny] for x in norm) for norm in norms)
+        across = nx.dd_divide_rows(c_hi, n1_hi, n1_lo)[0] + c_lo / n1_hi[:, None]
+        sin_sq = nx.row_dot(across, across)
+        cos = np.sqrt(1 - sin_sq)  # near 1
+        unit2 = nx.dd_divide_rows(w_hi, n2_hi, n2_lo)[0]
+        d[tiny] = across - (sin_sq / (1 + cos))[:, None] * unit2
+    return factor * d
 
 
 @dataclass(frozen=True)

@@ -320,6 +320,56 @@ def _assert_triplet_grads_within_4_ulp(a, p, n, margin, eps):
             _assert_within_4_ulp_of_the_row(g, e / scale, a.dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triplet_anchor_gradient_where_eps_dwarfs_the_embeddings(dtype):
+    # eps = 1e-6 added to differences of 1e-40 (float32) or 1e-300 (float64): both unit
+    # vectors are (1, 1, 1) / sqrt(3) to 1e-34 or 1e-294, below the double-double unit
+    # vectors' resolution, and the anchor gradient was 0 (exact: about 5e-35, 5e-295)
+    reported = np.array(
+        [
+            [[3.0000399e-41, -1.2000019e-40, 7.0000463e-41]],
+            [[8.0000129e-41, -1.1000053e-40, 3.0000399e-41]],
+            [[9.9996658e-42, -5.9999396e-41, 9.9999461e-41]],
+        ]
+    )
+    tiny = {np.float16: 2.0**-24, np.float32: 1e-40, np.float64: 1e-300}[dtype]
+    rng = np.random.default_rng(41)
+    a, p, n = rng.normal(size=(3, 6, 3)) * tiny * np.array([1, 1, 1, 1e3, 1e6, 1e9])[:, None]
+    a, p, n = (x.astype(dtype) for x in (a, p, n))
+    if dtype == np.float32:
+        a[0], p[0], n[0] = reported.astype(dtype)
+    if dtype == np.float64:
+        a[0], p[0], n[0] = (np.float32(x).astype(dtype) * 1e-260 for x in reported)
+    _assert_triplet_grads_within_4_ulp(a, p, n, 1e-7, 1e-6)
+
+
+def test_triplet_squared_swap_tie_of_underflowed_squares():
+    # squared distances of float64 differences near 1e-300 underflow to 0: d(a, n) and
+    # d(p, n) tied, and the gradient of the negative distance went half to each (the
+    # anchor's was [-1.2e-300, 4e-301, 1.1e-300]); the exact squares differ
+    a = np.array([[3e-301, -1.2e-300, 7e-301], [1e-301, 2e-301, -3e-301]])
+    p = np.array([[8e-301, -1.0999999999999998e-300, 2.9999999999999996e-301], [2e-301, 0, 0]])
+    n = np.array([[9.999999999999999e-302, -6e-301, 1e-300], [0, 4e-301, -1e-301]])
+    got = M.triplet_margin_loss_grad(a, p, n, 1e-7, swap=True, squared=True, reduction="sum")
+    expected = [np.empty(a.shape, dtype=object) for _ in range(3)]
+    with mpmath.workdps(ref.DIGITS):
+        for i in range(len(a)):
+            A, P, N = ([ref.mp(v) for v in x[i]] for x in (a, p, n))
+
+            def squares(x, y):
+                return mpmath.fsum((s - t) ** 2 for s, t in zip(x, y, strict=True))
+
+            assert squares(A, N) != squares(P, N)  # no tie of the exact distances
+            anchor_nearer = squares(A, N) < squares(P, N)
+            for k in range(a.shape[1]):
+                g_ap, g_an, g_pn = 2 * (A[k] - P[k]), 2 * (A[k] - N[k]), 2 * (P[k] - N[k])
+                expected[0][i, k] = g_ap - (g_an if anchor_nearer else 0)
+                expected[1][i, k] = -g_ap - (0 if anchor_nearer else g_pn)
+                expected[2][i, k] = g_an if anchor_nearer else g_pn
+    for g, e in zip(got, expected, strict=True):
+        _assert_within_4_ulp_of_the_row(g, e, np.float64)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_narrow_anchor_gradient_on_both_sides_of_its_cut(dtype):
     # float16 and float32 negatives near the ray from the anchor through the positive, at
