@@ -1442,17 +1442,16 @@ def _student_t_df_slope_careful(x, y, s, nu, norm_slope=None):
 def _log1p_square(u, r, s, df):
     """log1p(u^2 / df) for u = r / s, without overflow of u^2 or of u itself.
 
-    Where w = |u| / sqrt(df) > 1 it is 2 log w + log1p(1 / w^2), with log |u| taken as
-    log |r| - log s where r / s overflows (r = 1e300, s = 1e-10: the loss is finite).
+    Only where u^2 / df overflows (or u itself: r = 1e300, s = 1e-10, the loss is finite)
+    is it 2 log w + log1p(1 / w^2) with w = |u| / sqrt(df) and log |u| = log |r| - log s.
     """
-    with np.errstate(divide="ignore"):
-        log_u = np.where(np.isfinite(u), np.log(np.abs(u)), np.log(np.abs(r)) - np.log(s))
-    log_w = log_u - 0.5 * np.log(df)
-    big = log_w > 0
-    inv_w2 = np.where(big, df * (s / np.where(big, r, 1.0)) ** 2, 0.0)
-    far = 2 * log_w + np.log1p(inv_w2)
-    us = np.where(big, 0.0, u)
-    return np.where(big, far, np.log1p(us * us / df))
+    out = np.log1p(u * u / df)
+    far = np.flatnonzero(np.isinf(out))
+    if far.size:
+        r, s, df = (take_broadcast(a, out.shape, far) for a in (r, s, df))
+        log_w = np.log(np.abs(r)) - np.log(s) - 0.5 * np.log(df)
+        out[far] = 2 * log_w + np.log1p(df * (s / r) ** 2)
+    return out
 
 
 def _log1p_minus_ratio(p, log1p_q):

@@ -730,6 +730,24 @@ def test_student_t_df_gradient_of_typical_residuals(df, monkeypatch):
     assert (err <= 4 * unit).all(), np.max(err / unit)
 
 
+def test_student_t_where_the_square_overflows():
+    # log1p(u^2 / df) as it is where u^2 / df is finite, as 2 log w + log1p(1 / w^2)
+    # where it overflows: both sides of that switch (u^2 / df just below and above the
+    # largest float64, u^2 itself overflowing with a finite u^2 / df, u = r / s overflowing),
+    # the loss and the df gradient against mpmath
+    x = np.array([1.3e154, 1.3e154, 1.3e154, 1e200, 1e150, 1e300, 1e10, 3e153])
+    s = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1e-10, 1.0, 0.5])
+    nu = np.array([1.0, 0.9, 0.95, 1e100, 1e-10, 3.0, 7.0, 2.0])
+    y = np.zeros_like(x)
+    loss = B.student_t_nll_loss(x, y, s, nu, reduction="none")
+    g_nu = B.student_t_nll_loss_grad(x, y, s, nu, reduction="none")[2]
+    for actual, name in ((loss, "student_t"), (g_nu, "student_t_grad_nu")):
+        exact = REF[name](x, y, s, nu)
+        err = _abs_error(actual, exact)
+        unit = _ulp(np.float64, np.array([float(v) for v in exact]))
+        assert (err <= 4 * unit).all(), (name, err / unit)
+
+
 def test_student_t_minus_log1m_minus_against_mpmath():
     # -log(1 - p) - p (about p^2 / 2 near 0): the atanh series below p = 1/2, log1p(q) - p
     # from q = p / (1 - p) above; both sides of the switch, within 4 ULP of mpmath
