@@ -2023,20 +2023,25 @@ def _choose(mask, a, b, out):
 def _pinball_scaled(r, r_err, q):
     """:func:`_pinball` for any finite or infinite residual and level, within half an ULP.
 
-    ``r`` is scaled by a power of 2 into [1/2, 1) (exact, and Dekker's product stays in its
-    domain); ``q r = p + p_err`` exactly, and ``(q - 1) r = q r - r`` by TwoSum, so neither
-    ``q - 1`` (inexact for q < 1/2) nor ``y - x`` is rounded before the one final rounding.
-    Infinite and NaN residuals take the plain formula.
+    ``r`` and ``q`` are scaled by powers of 2 into [1/2, 1) (exact, and Dekker's product
+    stays in its domain: a tiny or subnormal ``q`` times ``r`` scaled alone would underflow);
+    ``q r = p + p_err`` exactly, and ``(q - 1) r = q r - r`` by TwoSum, so neither ``q - 1``
+    (inexact for q < 1/2) nor ``y - x`` is rounded before the one final rounding. There ``q
+    r`` is scaled back first: exact for ``q >= 2^-1021``, else off by at most 2^-1074 in a
+    result of at least 1/4. Infinite and NaN residuals take the plain formula.
     """
     q = np.broadcast_to(q, r.shape)
     plain = np.maximum(q * r, (q - 1) * r)
     _, e = np.frexp(r)
-    rs, es = np.ldexp(r, -e), np.ldexp(r_err, -e)
-    p, p_err = two_prod(q, rs)
-    low = p_err + q * es
+    _, f = np.frexp(q)
+    rs, es, qs = np.ldexp(r, -e), np.ldexp(r_err, -e), np.ldexp(q, -f)
+    p, p_err = two_prod(qs, rs)
+    low = p_err + qs * es
+    above = np.ldexp(p + low, e + f)
+    p, low = np.ldexp(p, f), np.ldexp(low, f)
     s, s_err = two_sum(p, -rs)
-    scaled = np.where(rs < 0, s + ((s_err + low) - es), p + low)
-    return np.where(np.isfinite(r), np.ldexp(scaled, e), plain)
+    scaled = np.where(rs < 0, np.ldexp(s + ((s_err + low) - es), e), above)
+    return np.where(np.isfinite(r), scaled, plain)
 
 
 def quantile_loss(input, target, quantile, reduction="mean"):

@@ -1391,3 +1391,60 @@ def test_poisson_loss_where_both_terms_overflow_float64(full):
     np.testing.assert_array_equal(np.sign(got), np.sign(expected))
     assert np.all(np.isinf(got))
     assert lossutils.poisson_nll_loss(x[:2], y[:2], full=full, reduction="sum") == np.inf
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_quantile_float64_tiny_and_subnormal_levels_within_1_ulp(as_array):
+    # a level below 2^-960 times a residual gives a loss below 2^-960, which is formed by
+    # scaling; the level must be scaled too (Dekker's product of a tiny level and a residual
+    # in [1/2, 1) underflows: 3e15 ULP off at a subnormal level). Levels subnormal and normal
+    # on both sides of 2^-1022, residuals of both signs, losses from subnormal to 1e-250
+    rng = np.random.default_rng(61)
+    levels = [
+        5e-324,
+        1.5e-323,
+        2.0**-1060 * 3,
+        1e-310,
+        2.0**-1022,
+        2.0**-1000 * 1.3,
+        1e-300,
+        1e-250,
+    ]
+    n = 40
+    for level in levels:
+        x = rng.normal(size=n) * 10.0 ** rng.uniform(-5, 30, n)
+        r = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-300, 307, n)
+        y = x + r
+        x[:3], y[:3] = (
+            [0.0, 0.0, 5.071552186091763e19],
+            [3.485055514717338e30, -7e200, 1.9038081692367341e21],
+        )
+        q = np.full(n, level)
+        loss = B.quantile_loss(x, y, q if as_array else level, reduction="none")
+        _check(loss, REF["quantile"](x, y, q), np.float64, 0 * x, 1.0, f"quantile_loss q={level!r}")
+        g = B.quantile_loss_grad(x, y, q if as_array else level, reduction="none")
+        np.testing.assert_array_equal(
+            g, np.where(y > x, -level, np.where(y < x, 1 - level, 0.5 - level))
+        )
+    # levels of one array: subnormal, tiny and ordinary entries side by side
+    q = np.array([5e-324, 0.3, 1.5e-323, 0.9, 1e-300, 2.0**-1074 * 7])
+    x, y = np.zeros(6), np.full(6, 3.485055514717338e30)
+    loss = B.quantile_loss(x, y, q, reduction="none")
+    _check(loss, REF["quantile"](x, y, q), np.float64, 0 * x, 1.0, "quantile_loss mixed levels")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_quantile_subnormal_levels_of_narrow_dtypes_within_1_ulp(dtype):
+    # a subnormal level of the dtype is normal in float64, where float32 and float16 compute
+    rng = np.random.default_rng(62)
+    tiny = np.finfo(dtype).smallest_subnormal
+    n = 60
+    big = float(np.finfo(dtype).max) / 4
+    x = (rng.normal(size=n) * 10.0 ** rng.uniform(-2, np.log10(big), n)).astype(dtype)
+    y = (rng.normal(size=n) * 10.0 ** rng.uniform(-2, np.log10(big), n)).astype(dtype)
+    for level in (tiny, 3 * tiny, np.finfo(dtype).smallest_normal / 2):
+        level = dtype(level)
+        loss = B.quantile_loss(x, y, level, reduction="none")
+        x64, y64 = x.astype(np.float64), y.astype(np.float64)
+        q = np.full(n, float(level))
+        _check(loss, REF["quantile"](x64, y64, q), dtype, 0 * x64, 1.0, f"quantile_loss {level!r}")
