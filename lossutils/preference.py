@@ -52,12 +52,16 @@ _PLAIN_SPREAD = 2.0**21
 _EXACT_BLOCK, _PLAIN_BLOCK = 1 << 14, 1 << 15
 
 
-def _exact_margins(cols, beta: float, rows):
+def _exact_margins(cols, beta: float, rows, rescue=True):
     """``(hi, lo)``: float64 ``hi + lo`` = ``beta ((a - b) - (c - d))`` (or ``beta (a - b)``) of
     the float64 columns ``cols``, to about 2^-104 relative, ``|lo| <= ulp(hi) / 2``; ``lo`` is
-    0 where ``hi`` is not finite or beyond 1e300 (there the limit needs no correction, and the
-    error terms are NaN or outside Dekker's product's domain). ``rows``: seven float64
-    buffers of the block's length (the results are two of them)."""
+    0 where ``hi`` is not finite or beyond ``1e300 min(beta, 1)`` (there the error terms are
+    NaN or outside Dekker's product's domain). ``rows``: seven float64
+    buffers of the block's length (the results are two of them).
+
+    With ``rescue``, such a margin whose inputs are finite (the differences may overflow
+    where ``beta`` times them does not, or cancel, and ``lo`` counts) is formed again by
+    :func:`_scaled_margins`, with its ``lo``."""
     rows = list(rows)  # the same array objects throughout: buffers are told apart by identity
     hi, lo, other, other_lo, work, spare, extra = rows
     nx.two_sum(cols[0], cols[1], minus=True, out=(hi, lo, work))
@@ -70,9 +74,11 @@ def _exact_margins(cols, beta: float, rows):
     if beta != 1:
         # (hi + lo) beta as p + e: Dekker's product of hi and beta (split once), lo beta
         hi, lo = nx._dd_times_split(hi, lo, beta, *nx._split(beta), out=(spare, other, work, extra))
-    big = not np.max(np.abs(hi, out=work), initial=0) < 1e300  # also with an infinity or a NaN
+    # beta times a difference beyond 1e300 (outside Dekker's product's domain: lo is NaN)
+    limit = 1e300 * min(beta, 1.0)
+    big = not np.max(np.abs(hi, out=work), initial=0) < limit  # also with an infinity or a NaN
     if big:
-        lo[~(np.abs(hi) < 1e300)] = 0
+        lo[~(np.abs(hi) < limit)] = 0
     if len(cols) == 4 or beta != 1:
         # renormalized: where the differences cancel, lo can exceed hi (first order needs
         # |lo| small, and the sigmoids' rounding error is within budget only when the
@@ -81,7 +87,33 @@ def _exact_margins(cols, beta: float, rows):
         hi, lo = nx.two_sum(hi, lo, out=free[:3])
         if big:
             lo[~np.isfinite(hi)] = 0
+    if big and rescue:
+        redo = _finite_inputs(cols, np.flatnonzero(~(np.abs(hi) < limit)))
+        if redo.size:
+            z, z_lo = _scaled_margins(cols, beta, redo)
+            z *= _UNSCALE
+            z_lo *= _UNSCALE
+            z_lo[~np.isfinite(z)] = 0
+            hi[redo], lo[redo] = z, z_lo
     return hi, lo
+
+
+# Inputs beyond 1e300 are scaled by 2^-64: exact (tiny inputs beside them lose bits below
+# 2^-1010, nothing beside such margins), and neither their differences nor the margin times
+# a moderate beta overflow or leave Dekker's product's domain.
+_SCALE, _UNSCALE = 2.0**-64, 2.0**64
+
+
+def _finite_inputs(cols, index):
+    """The entries of ``index`` where every column is finite."""
+    return index[np.all([np.isfinite(c[index]) for c in cols], axis=0)]
+
+
+def _scaled_margins(cols, beta: float, index):
+    """``(hi, lo)`` of :func:`_exact_margins` for the elements ``index`` of ``cols``, from
+    the inputs times ``_SCALE``: the margins times ``_SCALE``."""
+    scaled = [c[index].astype(np.float64) * _SCALE for c in cols]
+    return _exact_margins(scaled, beta, np.empty((7, index.size)), rescue=False)
 
 
 def _margins(cols, beta: float, exact: bool, rows):
@@ -116,6 +148,17 @@ def _margins(cols, beta: float, exact: bool, rows):
     wide = [c[redo].astype(np.float64) for c in cols]
     z[redo], lo[redo] = _exact_margins(wide, beta, np.empty((7, len(redo))))
     return z, lo
+
+
+def _beyond_overflow(cols, beta: float, smoothing: float, loss):
+    """Smoothed ``loss`` where it is not finite although its inputs are: there the margin
+    overflows (``|z| >= 2^1024``) while the loss, ``(1 - eps) max(-z, 0) + eps max(z, 0)``
+    (the log1p terms are below 2^-1000 of it), need not. Formed from the scaled margin."""
+    bad = _finite_inputs(cols, np.flatnonzero(~np.isfinite(loss)))
+    if bad.size:
+        z, _ = _scaled_margins(cols, beta, bad)
+        part = np.where(z < 0, nx.times(1 - smoothing, -z), nx.times(smoothing, z))
+        loss[bad] = part * _UNSCALE
 
 
 @nx.quiet
@@ -182,6 +225,8 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
                     up += log1p_e
                 loss *= 1 - smoothing
                 loss += nx.times(smoothing, up)
+                if not np.max(loss) < np.inf:  # also with a NaN: rare
+                    _beyond_overflow([f[block] for f in flats], beta, smoothing, loss)
             if losses is None:
                 total.add(loss)
             else:

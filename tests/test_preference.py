@@ -241,3 +241,64 @@ def test_narrow_margins_on_both_sides_of_the_plain_float64_switch(dtype, beta):
         ref.assert_ulp_in(loss, ref.reduced(exact, reduction), dtype, max_ulp=2)
         expected = _scaled(exact_grad, reduction, pc.size)
         ref.assert_ulp_in(d_c, expected, dtype, max_ulp=2)
+
+
+@pytest.mark.parametrize("beta", [0.1, 1e-3, 0.4, 0.24, 1e-10, 3.0])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_margins_whose_differences_overflow_but_not_times_beta(beta, eps):
+    # the differences of log-probabilities beyond 1e308 overflow float64, beta times them
+    # need not: the loss is finite (it was inf); margins of both signs, all four inputs large;
+    # differences beyond 1e300 are outside Dekker's product's domain (beta 1e-10 gave NaN)
+    rng = np.random.default_rng(71)
+    n = 20
+    top = np.finfo(np.float64).max
+    pc, pr, rc, rr = (rng.choice([-1.0, 1.0], n) * rng.uniform(0.3, 1, n) * top for _ in range(4))
+    pc[:2], pr[:2], rc[:2], rr[:2] = [-1e308, 1e308], [1e308, -1e308], [0.0, 0.0], [0.0, 0.0]
+    pc[2:4], pr[2:4], rc[2:4], rr[2:4] = -top, top, top, -top  # (-2 top) - (2 top)
+    pc[4], pr[4], rc[4], rr[4] = (
+        -3.3562566827756257e307,
+        4.273872375278069e307,
+        3.23238710019244e307,
+        -1.0862516158246135e308,
+    )
+    pc[5], pr[5], rc[5], rr[5] = 1e308, 1e-300, -1e308, 5e-324  # a tiny term beside huge ones
+    # differences near 1e308 that cancel to about 1e304: the margin's low part counts
+    pc[6], pr[6], rc[6], rr[6] = 0.49 * top, 0.4901 * top, -0.495 * top, -0.4951 * top
+    pc[7], pr[7], rc[7], rr[7] = 1.3e308, 0.0, 0.0, 1e-300  # one difference above 1e300
+    exact_loss, exact_grad = _exact(pc, pr, rc, rr, beta, eps)
+    loss = P.dpo_loss(pc, pr, rc, rr, beta=beta, label_smoothing=eps, reduction="none")
+    assert np.isfinite(loss).sum() > n // 4  # most of the exact losses are finite
+    ref.assert_ulp_in(loss, exact_loss, np.float64, max_ulp=3, label="dpo overflowing differences")
+    d_pc, d_pr = P.dpo_loss_grad(pc, pr, rc, rr, beta=beta, label_smoothing=eps, reduction="none")
+    ref.assert_ulp_in(d_pc, exact_grad, np.float64, max_ulp=3, label="dpo gradient")
+    np.testing.assert_array_equal(d_pr, -d_pc)
+
+
+def test_margins_that_overflow_give_inf_or_zero():
+    # neighbours: where beta times the differences overflows too, the loss is inf (or 0)
+    top = np.finfo(np.float64).max
+    loss = P.dpo_loss(
+        [-1e308, 1e308], [1e308, -1e308], [0.0, 0.0], [0.0, 0.0], beta=1.0, reduction="none"
+    )
+    np.testing.assert_array_equal(loss, [np.inf, 0.0])
+    loss = P.dpo_loss([-top], [top], [top], [-top], beta=0.26, reduction="none")
+    assert loss[0] == np.inf  # 0.26 * 4 top overflows
+    assert P.dpo_loss([-1e308], [1e308], [np.inf], [0.0], reduction="none")[0] == np.inf
+    assert np.isnan(P.dpo_loss([-1e308], [1e308], [np.nan], [0.0], reduction="none")[0])
+    # with label smoothing the loss of a margin beyond 2^1024 is eps z or (1 - eps) |z|
+    args = [-1e308, 1e308, 1e308], [1e308, -1e308, -1e308], [0.0] * 3, [0.0] * 3
+    loss = P.dpo_loss(*args, beta=1.0, label_smoothing=0.1, reduction="none")
+    exact, _ = _exact(*(np.array(a) for a in args), 1.0, 0.1)
+    assert loss[0] == np.inf  # 0.9 * 2e308
+    ref.assert_ulp_in(loss[1:], exact[1:], np.float64, max_ulp=3, label="smoothed, 0.1 * 2e308")
+    loss = P.dpo_loss(*args, beta=1.0, label_smoothing=1.0, reduction="none")
+    np.testing.assert_array_equal(loss, [0.0, np.inf, np.inf])
+    # Bradley-Terry: the margin of two scores is the loss itself where it overflows
+    np.testing.assert_array_equal(
+        P.bradley_terry_loss([1e308, -1e308, -1e308], [-1e308, 1e308, 8e307], "none"),
+        [0.0, np.inf, np.inf],
+    )
+    exact, _ = _exact(np.array([-1e308]), np.array([7.9e307]), np.zeros(1), np.zeros(1), 1.0, 0.0)
+    ref.assert_ulp_in(
+        P.bradley_terry_loss([-1e308], [7.9e307], "none"), exact, np.float64, max_ulp=2
+    )
