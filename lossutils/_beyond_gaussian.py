@@ -2020,6 +2020,29 @@ def _choose(mask, a, b, out):
     return out
 
 
+def _pinball_halved(y, x, q, losses):
+    """In place: the float64 losses that overflowed with ``y - x`` though ``y`` and ``x`` are
+    finite (``y = 1e308``, ``x = -1e308`` at ``q = 1/4``: inf for 5e307), again from halves.
+
+    ``rho`` is homogeneous of degree 1, ``rho(u) = 2 rho(u / 2)``, and ``y / 2 - x / 2`` is
+    exact as a TwoSum (halving is exact at these magnitudes): :func:`_pinball_scaled` of it,
+    doubled, overflows only where the loss does. One reduction when nothing overflowed.
+    """
+    if np.max(losses, initial=-np.inf) < np.inf:
+        return
+    shape = losses.shape
+    flat = losses.reshape(-1)
+    bad = np.flatnonzero(np.isinf(flat))
+    ys, xs = (take_broadcast(a, shape, bad) for a in (y, x))
+    keep = np.isfinite(ys) & np.isfinite(xs)
+    if not keep.any():
+        return
+    bad, ys, xs = bad[keep], ys[keep], xs[keep]
+    h, h_err = two_sum(ys / 2, xs / 2, minus=True)
+    qs = take_broadcast(q, shape, bad) if np.ndim(q) else q
+    flat[bad] = 2 * _pinball_scaled(h, h_err, qs)
+
+
 def _pinball_scaled(r, r_err, q):
     """:func:`_pinball` for any finite or infinite residual and level, within half an ULP.
 
@@ -2088,7 +2111,8 @@ def quantile_loss(input, target, quantile, reduction="mean"):
     :cite:t:`koenker1978regression`, the asymmetric Laplace likelihood to
     :cite:t:`yu2001bayesian`. Within 1 ULP in every dtype, computed in float64: for a float64
     result, the plain formula where its error is provably below 1 ULP (most elements), the
-    others from the exact residual and Dekker's product, rounded once.
+    others from the exact residual and Dekker's product, rounded once; a residual beyond
+    the largest float from the halved arguments.
 
     Examples
     --------
@@ -2149,7 +2173,10 @@ def _quantile(input, target, quantile, reduction, *, value=True, grad=True):
     with np.errstate(over="ignore", invalid="ignore"):
         if value:
             r, r_err = _quantile_residual(y, x, out)
-            loss = reduce_to(_pinball(r, r_err, q), reduction, out)
+            losses = _pinball(r, r_err, q)
+            if r_err is not None:
+                _pinball_halved(y, x, q, losses)
+            loss = reduce_to(losses, reduction, out)
         else:
             r = y - x  # its sign is that of the exact difference
     if grad:
@@ -2212,6 +2239,8 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
             if value:
                 losses = pointwise[b] if direct else buffer[:n]
                 r = _pinball_block(yf[b], xf[b], level, limits, losses, work)
+                if exact:  # (float32 and float16 residuals do not overflow float64)
+                    _pinball_halved(yf[b], xf[b], level, losses)
                 if per_element and not direct:
                     pointwise[b] = losses  # rounded once
                 elif not per_element:

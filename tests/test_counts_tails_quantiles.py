@@ -1433,6 +1433,29 @@ def test_quantile_float64_tiny_and_subnormal_levels_within_1_ulp(as_array):
     _check(loss, REF["quantile"](x, y, q), np.float64, 0 * x, 1.0, "quantile_loss mixed levels")
 
 
+@pytest.mark.parametrize("level", [0.1, 0.25, 0.5, 0.9])
+def test_quantile_float64_residual_beyond_the_largest_float(level):
+    # y - x overflows while rho(y - x) may not (y = 1e308, x = -1e308 at q = 1/4: 5e307, it
+    # was inf): the loss from the halved arguments, inf only where it overflows; levels as
+    # a scalar (blocks), as an array (broadcast), with ordinary elements beside
+    big = np.finfo(np.float64).max
+    x = np.array([-1e308, 1e308, -0.9 * big, big, 3.0, -big, 0.5 * big])
+    y = np.array([1e308, -1e308, 0.9 * big, -big, 1.0, 0.6 * big, -0.6 * big])
+    expected = REF["quantile"](x, y, np.full(x.size, level))
+    exact = np.array([float(v) if abs(v) <= big else np.inf for v in expected])
+    for q in (level, np.full(x.size, level)):
+        loss = B.quantile_loss(x, y, q, reduction="none")
+        ulps = _abs_error(loss, expected)[np.isfinite(exact)] / _ulp(
+            np.float64, exact[np.isfinite(exact)]
+        )
+        assert ulps.max() <= 1.0, (level, loss)
+        np.testing.assert_array_equal(np.isinf(loss), np.isinf(exact))
+        total = B.quantile_loss(x[4:5], y[4:5], q if np.ndim(q) == 0 else q[4:5], reduction="sum")
+        assert total == loss[4]
+    g = B.quantile_loss_grad(x, y, level, reduction="none")
+    np.testing.assert_array_equal(g, np.where(y > x, -level, 1 - level))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_quantile_subnormal_levels_of_narrow_dtypes_within_1_ulp(dtype):
     # a subnormal level of the dtype is normal in float64, where float32 and float16 compute
