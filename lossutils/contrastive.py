@@ -249,8 +249,9 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     Notes
     -----
     In PyTorch, ``F.cross_entropy(F.normalize(q) @ F.normalize(k).T / tau,
-    torch.arange(N))``. Accuracy as stated in the module's docstring (a few ULP in every
-    dtype, at temperatures down to 0.01 and below). Since :math:`\log N - \ell` is a
+    torch.arange(N))``. Accuracy as stated in the module's docstring (tested to 2 ULP in
+    float16 and float32 and 4 in float64 down to a temperature of 0.02; the gradients
+    down to 0.07). Since :math:`\log N - \ell` is a
     lower bound on the mutual information of the pair, no estimate from it exceeds
     :math:`\log N`. See
     :cite:t:`oord2018representation`.

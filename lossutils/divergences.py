@@ -636,15 +636,16 @@ def kl_div(input, target, reduction="mean", log_target=False):
     ValueError
         If ``reduction`` is not one of the four, ``target``'s shape differs from
         ``input``'s, ``target`` holds a value outside [0, 1] (a positive value with
-        ``log_target=True``), an argument is not real numeric, or ``input`` is 0-d with
-        ``reduction="batchmean"``.
+        ``log_target=True``), an argument is not real numeric, ``input`` is 0-d with
+        ``reduction="batchmean"``, or ``log_target`` is not True or False.
 
     Notes
     -----
     Accuracy: the pointwise :math:`t(\log t - x)` is within a few ULP also near the
     optimum :math:`x \approx \log t`, where :math:`\log t - x` cancels: there
     :math:`\log t` is carried to more bits (float64 for float32 input; for float64 input
-    to 58 bits from a table of logarithms and ``log1p``, and to 72 bits where
+    to about 58 bits (within :math:`2^{-58.5}` plus half an ULP) from a table of
+    logarithms and ``log1p``, and to 72 bits where
     :math:`|\log t - x| < 2^{-5}`) and, where even that cancels, the term
     comes from :math:`\operatorname{log1p}(t e^{-x} - 1)` with :math:`t e^{-x}` in
     double-double. In float64 the error is at most 4 ULP plus :math:`2^{-104} t` (which
