@@ -102,3 +102,19 @@ def test_deviation_softmax_inf_logit_limit():
     big = np.array([[1e4, 0.0, 1.0]])
     assert F.cross_entropy(tt(big), torch.tensor([0])).item() == 0.0
     np.testing.assert_array_equal(lu.softmax(big), lu.softmax(z))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_deviation_multi_margin_loss_nan_score(p):
+    """A NaN score: PyTorch's multi_margin_loss drops its term (max(0, NaN) compares false),
+    a finite loss with gradient 0 at that score; lossutils propagates NaN to the loss and to
+    the entries the term depends on (the NaN score and the target), as every loss does."""
+    z = np.array([[1.0, np.nan, 0.5]])
+    y = np.array([0])
+    zt = tt(z, grad=True)
+    theirs = F.multi_margin_loss(zt, torch.tensor(y), p=p, reduction="sum")
+    (grad,) = torch.autograd.grad(theirs, [zt])
+    assert np.isfinite(theirs.item()) and grad[0, 1].item() == 0.0
+    assert np.isnan(lu.multi_margin_loss(z, y, p=p, reduction="sum"))
+    ours = lu.multi_margin_loss_grad(z, y, p=p, reduction="sum")
+    assert np.isnan(ours[0, :2]).all() and np.isfinite(ours[0, 2])
