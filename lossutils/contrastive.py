@@ -94,7 +94,8 @@ class _Pairs:
 
     a: _Unit
     b: _Unit
-    # (N, N) float64 h_a h_b^T; None for a float64 result; the logits are formed over it
+    # (N, N) float64 h_a h_b^T for CLIP's float16/32 result (the logits are formed over it);
+    # None otherwise (a float64 result, or the rows' blocks of _cosine_blocks)
     cosine: np.ndarray | None
     diagonal: np.ndarray  # (N,) float64: the matched pairs' cosines
     dd: tuple | None  # a float64 result: the double-double unit rows of a and of b
@@ -102,7 +103,7 @@ class _Pairs:
     dtype: np.dtype  # the result dtype
 
 
-def _pairs(named: dict, reduction) -> _Pairs:
+def _pairs(named: dict, reduction, matrix: bool = False) -> _Pairs:
     reduction = check_reduction(reduction)
     a, b = float_arrays(named)
     names = list(named)
@@ -116,12 +117,27 @@ def _pairs(named: dict, reduction) -> _Pairs:
     if dtype == np.float64:
         # the logits come from double-double rows: no float64 cosine matrix
         return _Pairs(ua, ub, None, diagonal, (_dd_units(ua), _dd_units(ub)), reduction, dtype)
-    return _Pairs(ua, ub, ua.h @ ub.h.T, diagonal, None, reduction, dtype)
+    cosine = ua.h @ ub.h.T if matrix else None
+    return _Pairs(ua, ub, cosine, diagonal, None, reduction, dtype)
+
+
+def _cosine_blocks(p: _Pairs):
+    """``(rows, h_a[rows] h_b^T)`` for blocks of rows of about a megabyte (float16/32 results).
+
+    The (N, N) float64 matrix is never whole: a training step keeps one block of it, not
+    N^2 float64 (512 MB at N = 8192).
+    """
+    n = len(p.diagonal)
+    for rows in row_blocks(n, n * 8):
+        yield rows, p.a.h[rows] @ p.b.h.T
 
 
 @nx.quiet
-def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool, consume: bool = False):
-    """Per row ``-logits[i, i] + logsumexp(logits[i])``, and its gradient w.r.t. the row.
+def _diagonal_cross_entropy(
+    logits: np.ndarray, with_grad: bool, consume: bool = False, start: int = 0
+):
+    """Per row ``-logits[i, start + i] + logsumexp(logits[i])``, and its gradient w.r.t. the
+    row (``start``: the first row's index in the whole matrix, for a block of its rows).
 
     The loss is ``(s_top - s_ii) + log1p(sum of exp(s_ij - s_top) over j != top)``: for a
     confident positive (the top, a small loss) nothing cancels. The gradient is the
@@ -131,9 +147,10 @@ def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool, consume: bool =
     """
     n = len(logits)
     rows = np.arange(n)
+    columns = rows + start
     top = nx.row_argmax(logits) if n else rows  # (the columns: a transposed view)
     m = logits[rows, top]
-    positive = logits[rows, rows]
+    positive = logits[rows, columns]
     # consumed: the shifted logits written over them (no second (N, N) array)
     rest = np.subtract(logits, m[:, None], out=logits if consume else None)
     np.exp(rest, out=rest)
@@ -142,7 +159,7 @@ def _diagonal_cross_entropy(logits: np.ndarray, with_grad: bool, consume: bool =
     loss = (m - positive) + np.log1p(total)
     if not with_grad:
         return loss, None
-    return loss, nx.cross_entropy_rows_grad(rest, total, top, rows)
+    return loss, nx.cross_entropy_rows_grad(rest, total, top, columns)
 
 
 def _scale(reduction: str, n: int) -> float:
@@ -156,16 +173,44 @@ def _finish(loss: np.ndarray, p: _Pairs):
     return reduce_to(loss, p.reduction, p.dtype)
 
 
+class _Backward:
+    """Gradients w.r.t. both raw arrays from the gradient w.r.t. the cosine matrix, given
+    whole or block by block of its rows (in order, from row 0)."""
+
+    def __init__(self, p: _Pairs):
+        n, d = p.a.h.shape
+        self.p = p
+        self.positive = np.empty(n)  # the matched pairs' coefficients
+        self.d_a = np.empty((n, d))  # w.r.t. the unit rows, without the matched pairs
+        self.d_b = np.empty((n, d))
+
+    def add(self, rows: slice, d_cosine: np.ndarray) -> None:
+        """The rows ``rows`` of the gradient w.r.t. the cosines (overwritten)."""
+        p = self.p
+        # the matched pairs apart: nearly parallel, their projections need care
+        block = np.arange(len(d_cosine))
+        diagonal = (block, block + rows.start)
+        self.positive[rows] = d_cosine[diagonal]
+        d_cosine[diagonal] = 0
+        np.matmul(d_cosine, p.b.h, out=self.d_a[rows])
+        if rows.start == 0:
+            np.matmul(d_cosine.T, p.a.h[rows], out=self.d_b)
+        else:
+            self.d_b += d_cosine.T @ p.a.h[rows]
+
+    def result(self):
+        p, positive, cos = self.p, self.positive, self.p.diagonal
+        a, b = ((u.h, u.zs, u.exponent) for u in (p.a, p.b))
+        d_a = _unit_backward(p.a, self.d_a, (positive, b, cos), p.dtype)
+        d_b = _unit_backward(p.b, self.d_b, (positive, a, cos), p.dtype)
+        return nx.to_dtype(d_a, p.dtype), nx.to_dtype(d_b, p.dtype)
+
+
 def _grads(p: _Pairs, d_cosine: np.ndarray):
-    """Gradients w.r.t. both raw arrays from the gradient w.r.t. the cosine matrix."""
-    # the matched pairs apart: nearly parallel, their projections need care
-    positive = d_cosine.diagonal().copy()
-    np.fill_diagonal(d_cosine, 0)
-    cos = p.diagonal
-    a, b = ((u.h, u.zs, u.exponent) for u in (p.a, p.b))
-    d_a = _unit_backward(p.a, d_cosine @ p.b.h, (positive, b, cos), p.dtype)
-    d_b = _unit_backward(p.b, d_cosine.T @ p.a.h, (positive, a, cos), p.dtype)
-    return nx.to_dtype(d_a, p.dtype), nx.to_dtype(d_b, p.dtype)
+    """Gradients w.r.t. both raw arrays from the whole gradient w.r.t. the cosine matrix."""
+    backward = _Backward(p)
+    backward.add(slice(0, len(d_cosine)), d_cosine)
+    return backward.result()
 
 
 @nx.quiet
@@ -333,12 +378,30 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of InfoNCE, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
     p = _pairs({"query": query, "key": key}, reduction)
+    if p.dtype != np.float64:
+        return _info_nce_blocks(p, temperature, value, grad)
     loss, g = _cross_entropy(p, temperature, grad)
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
     g *= _scale(p.reduction, len(g)) / temperature
     return loss, _grads(p, g)
+
+
+def _info_nce_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
+    """:func:`_info_nce` of a float16/32 result, block by block of the logits' rows: each
+    block's gradient w.r.t. the cosines is taken into the rows' gradients at once."""
+    n = len(p.diagonal)
+    loss = np.empty(n)
+    backward = _Backward(p) if grad else None
+    factor = _scale(p.reduction, n) / temperature
+    for rows, cosine in _cosine_blocks(p):
+        logits = np.divide(cosine, temperature, out=cosine)
+        loss[rows], g = _diagonal_cross_entropy(logits, grad, consume=True, start=rows.start)
+        if grad:
+            g *= factor
+            backward.add(rows, g)
+    return (_finish(loss, p) if value else None), (backward.result() if grad else None)
 
 
 def clip_loss(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
@@ -454,7 +517,8 @@ def clip_loss_value_and_grad(image_embeds, text_embeds, temperature=0.07, reduct
 def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the CLIP loss, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
-    p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
+    names = {"image_embeds": image_embeds, "text_embeds": text_embeds}
+    p = _pairs(names, reduction, matrix=True)
     rows, columns, g = _cross_entropy(p, temperature, grad, both=True)
     loss = _finish((rows + columns) / 2, p) if value else None
     if not grad:
@@ -590,8 +654,8 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 def _siglip_blocks(p: _Pairs, scale: float):
     """``(blocks, spare)``: ``blocks`` yields ``(rows, hi, lo)`` of the logits' products
     ``t cos`` block by block of rows (``lo`` None for float32 and float16 inputs, whose
-    float64 cosines suffice); ``spare`` an (N, N) array whose rows may be overwritten
-    once their block has been yielded.
+    float64 cosines suffice); ``spare`` (float64 results) an (N, N) array whose rows may
+    be overwritten once their block has been yielded, else None.
 
     For a float64 result, double-doubles: the scale magnifies the float64 cosines'
     rounding into many ULP of the loss and of its gradient. To first order in the low
@@ -602,8 +666,8 @@ def _siglip_blocks(p: _Pairs, scale: float):
         (a_hi, a_lo), b = p.dd
         p.dd = None  # not used again: the unscaled rows freed
         return nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
-    z = np.multiply(p.cosine, scale, out=p.cosine)  # the cosines are not used again
-    return ((rows, z[rows], None) for rows in row_blocks(z.shape[0], z.shape[1] * z.itemsize)), z
+    blocks = _cosine_blocks(p)
+    return ((rows, np.multiply(z, scale, out=z), None) for rows, z in blocks), None
 
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
@@ -612,8 +676,11 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
     n = len(p.diagonal)
     sums = np.empty(n) if value else None
     exact = p.dtype == np.float64
-    # row blocks: the gradient is written over the products' rows already read
+    # row blocks: float64, the gradient is written over the products' rows already read;
+    # float16/32, each block's gradient is taken into the rows' gradients at once
     blocks, d_z = _siglip_blocks(p, scale)
+    backward = _Backward(p) if grad else None
+    factor = scale * _scale(p.reduction, n)
     for rows, x, lo in blocks:
         # x = -l z, z = t cos + b: z off the diagonal, -z on it (the matched pairs)
         diagonal = (np.arange(len(x)), np.arange(rows.start, rows.start + len(x)))
@@ -644,9 +711,14 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
                 if exact:
                     sigma += sigma * sigma_minus * lo
                 sigma[diagonal] *= -1
-                d_z[rows] = sigma
+                sigma *= factor
+                if exact:
+                    d_z[rows] = sigma
+                else:
+                    backward.add(rows, sigma)
     loss = _finish(sums, p) if value else None
     if not grad:
         return loss, None
-    d_z *= scale * _scale(p.reduction, n)
-    return loss, _grads(p, d_z)
+    if exact:
+        backward.add(slice(0, n), d_z)
+    return loss, backward.result()

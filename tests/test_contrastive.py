@@ -217,6 +217,42 @@ def test_blocks_of_rows(kind, dtype, monkeypatch):
         assert np.all(error <= bound * unit.astype(np.float64)), (error / unit).max()
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("kind", ["info_nce", "siglip"])
+def test_blocks_of_a_few_rows_agree_with_one_block(kind, dtype, monkeypatch):
+    # float16/32: the logits are formed block by block of rows and each block's gradient
+    # taken into the rows' gradients at once; 7 rows in blocks of 3 (the last one short)
+    # against one block of all 7, and against mpmath
+    rng = np.random.default_rng(25)
+    loss, grad = FUNCTIONS[kind]
+    params = PARAMETERS[kind][0]
+    a = rng.normal(size=(7, 5)).astype(dtype)
+    b = (a.astype(np.float64) + 1e-2 * rng.normal(size=(7, 5))).astype(dtype)
+    results = {}
+    for block_bytes in (7 * 8 * 3, 1 << 20):
+        monkeypatch.setattr(lossutils._blocks, "BLOCK_BYTES", block_bytes)
+        assert len(lossutils._blocks.row_blocks(7, 7 * 8)) == (3 if block_bytes < 1000 else 1)
+        results[block_bytes] = [loss(a, b, *params, reduction=r) for r in REDUCTIONS]
+        results[block_bytes] += list(grad(a, b, *params, reduction="sum"))
+    few, one = results.values()
+    # the float64 sums may differ in their last bits: at most one rounding apart
+    for x, y in zip(few, one, strict=True):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        size = np.maximum(np.maximum(np.abs(x), np.abs(y)), np.finfo(dtype).tiny)
+        unit = np.spacing(size.astype(dtype)).astype(np.float64)
+        assert np.all(np.abs(x - y) <= unit)
+    per = exact(kind, a, b, *params)
+    for got, reduction in zip(few[:3], REDUCTIONS, strict=True):
+        ref.assert_ulp_in(got, ref.reduced(per, reduction), dtype, 2.0, label=reduction)
+    p2 = params[1] if len(params) > 1 else None
+    expected = exact_grad(kind, a, b, params[0], p2, "sum")
+    for g, e in zip(few[3:], expected, strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True).astype(dtype))
+        error = np.abs(g.astype(np.float64) - e64)
+        assert np.all(error <= 2 * unit.astype(np.float64)), (error / unit).max()
+
+
 @pytest.mark.parametrize("kind", sorted(FUNCTIONS))
 def test_gradients_match_finite_differences(kind):
     rng = np.random.default_rng(23)
