@@ -183,9 +183,7 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     """
     out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
     xf, yf = x.reshape(-1), y.reshape(-1)
-    per_element = value and reduction == "none"
-    loss = np.empty(xf.size, out) if per_element else None  # each block rounded once
-    reduced = BlockReduction(reduction, xf.size, out) if value and not per_element else None
+    reduced = BlockReduction(reduction, xf.size, out) if value else None  # rounded once
     dtype = grad_dtype(input, out)
     g = np.empty(xf.size, dtype) if grad else None
     scale = reduction_scale(xf.size, reduction, np.float64)
@@ -207,10 +205,7 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
                     )
                 else:
                     lb = _poisson_terms(xb, yb, rate, eps, full)
-                if per_element:
-                    loss[b] = lb
-                else:
-                    reduced.add(lb)
+                reduced.add(lb, b)
             if not grad:
                 continue
             if log_input:
@@ -238,10 +233,7 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
                 if reduction == "mean":
                     gs *= scale
                 g[idx] = gs
-    if per_element:
-        loss = reduce_to(loss.reshape(x.shape), reduction, out)
-    elif value:
-        loss = reduced.result()
+    loss = reduced.result(x.shape) if value else None
     return loss, (None if g is None else g.reshape(x.shape))
 
 
@@ -1048,9 +1040,7 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     shape = z.shape
     zf, yf = z.reshape(-1), y.reshape(-1)
     rf = np.broadcast_to(r, shape).reshape(-1)
-    per_element = value and reduction == "none"
-    loss = np.empty(zf.size, out) if per_element else None  # each block rounded once
-    reduced = BlockReduction(reduction, zf.size, out) if value and not per_element else None
+    reduced = BlockReduction(reduction, zf.size, out) if value else None  # rounded once
     same = r_shape == shape
     g_z = np.empty(zf.size, grad_dtype(input, out)) if grad else None
     g_r = np.empty(zf.size, grad_dtype(total_count, out) if same else np.float64) if grad else None
@@ -1065,19 +1055,14 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
         for b in chunks(zf.size, step):
             zb, yb, rb = (a[b].astype(np.float64, copy=False) for a in (zf, yf, rf))
             lb, gzb, grb = block(zb, yb, rb, value, grad)
-            if per_element:
-                loss[b] = lb
-            elif value:
-                reduced.add(lb)
+            if value:
+                reduced.add(lb, b)
             if grad:
                 if reduction == "mean":
                     gzb *= scale
                     grb *= scale
                 g_z[b], g_r[b] = gzb, grb  # rounded once
-        if per_element:
-            loss = reduce_to(loss.reshape(shape), reduction, out)
-        elif value:
-            loss = reduced.result()
+        loss = reduced.result(shape) if value else None
         grads = None
         if grad:
             g_r = g_r.reshape(shape)
@@ -1635,9 +1620,7 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
             if grad:
                 per_df[1:], _ = _student_t_norm_slope(nu64, per_df[1])
         per_df = [flat(a.reshape(nu.shape)) for a in per_df]
-    per_element = value and reduction == "none"
-    loss = np.empty(size, out) if per_element else None  # each block rounded once
-    reduced = BlockReduction(reduction, size, out) if value and not per_element else None
+    reduced = BlockReduction(reduction, size, out) if value else None  # rounded once
     grads = None
     if grad:
         # full: the argument has the loss's shape (its gradient is written block by block
@@ -1663,21 +1646,16 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
             if value:
                 body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
                 lb = np.log(sb) + _HALF_LOG_PI + c + body
-                if per_element:
-                    loss[b] = lb
-                else:  # summed in gradient-sized blocks whatever the block: the same bits
-                    for start in range(0, lb.size, _STUDENT_T_GRAD_BLOCK):
-                        reduced.add(lb[start : start + _STUDENT_T_GRAD_BLOCK])
+                # summed in gradient-sized blocks whatever the block: the same bits
+                for part in chunks(lb.size, _STUDENT_T_GRAD_BLOCK):
+                    reduced.add(lb[part], slice(b.start + part.start, b.start + part.stop))
             if grad:
                 parts = _student_t_grads(
                     xb, yb, r, u, sb, nu_f, gauss, dc, log1p_square, out.itemsize < 8, norm_slope
                 )
                 for g, part in zip(grads, parts, strict=True):
                     g[b] = np.broadcast_to(part, r.shape) * scale_  # rounded once if full
-    if per_element:
-        loss = reduce_to(loss.reshape(shape), reduction, out)
-    elif value:
-        loss = reduced.result()
+    loss = reduced.result(shape) if value else None
     if grad:
         grads = tuple(
             g.reshape(shape)
@@ -2217,9 +2195,7 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     """
     xf, yf = x.reshape(-1), y.reshape(-1)
     size = xf.size
-    per_element = reduction == "none"
-    pointwise = np.empty(size, dtype=out) if value and per_element else None
-    reduced = BlockReduction(reduction, size, out) if value and not per_element else None
+    reduced = BlockReduction(reduction, size, out) if value else None
     gdt = grad_dtype(input, out)
     d_x = np.empty(size, dtype=gdt) if grad else None
     scale = reduction_scale(size, reduction, np.dtype(np.float64))
@@ -2230,21 +2206,17 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     work = _pinball_work(min(size, _QUANTILE_BLOCK))
     limits = _fraction_limits(level) if exact else None
     rows, mask = work[0], work[1][0]
-    # float64 losses of a block, unless they go straight into a float64 result
-    direct = exact and per_element
-    buffer = np.empty(rows.shape[1]) if value and not direct else None
+    # float64 losses of a block (a float64 result's own, when the losses are kept)
+    buffer = np.empty(rows.shape[1]) if value else None
     with np.errstate(over="ignore", invalid="ignore"):
         for b in chunks(size, _QUANTILE_BLOCK):
             n = b.stop - b.start
             if value:
-                losses = pointwise[b] if direct else buffer[:n]
+                losses = reduced.buffer(b, buffer[:n])
                 r = _pinball_block(yf[b], xf[b], level, limits, losses, work)
                 if exact:  # (float32 and float16 residuals do not overflow float64)
                     _pinball_halved(yf[b], xf[b], level, losses)
-                if per_element and not direct:
-                    pointwise[b] = losses  # rounded once
-                elif not per_element:
-                    reduced.add(losses)
+                reduced.add(losses, b)  # rounded once
             else:
                 # its sign is that of the exact difference
                 r = np.subtract(yf[b], xf[b], out=rows[8][:n])
@@ -2254,9 +2226,7 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
                 if not np.min(size_r) > 0:  # r = 0 and NaN, rare: on those elements only
                     special = np.flatnonzero(~(size_r > 0))
                     slope[special] = np.where(r[special] == 0, at, np.nan)
-    loss = None
-    if value:
-        loss = pointwise.reshape(x.shape)[()] if per_element else reduced.result()
+    loss = reduced.result(x.shape) if value else None
     return loss, (d_x.reshape(x.shape) if grad else None)
 
 

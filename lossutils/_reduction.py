@@ -228,14 +228,33 @@ class BlockReduction:
     sum or mean overflows only if the result does (a block whose total overflows though
     its values are finite also keeps the sum of its values divided by the count, for the
     mean); an empty mean is NaN.
+
+    For ``"none"`` the values are kept instead, in one flat array of ``count`` values of
+    ``dtype``: :meth:`add` writes a block into its place, rounded once to ``dtype``, and
+    :meth:`result` returns them in the loss's shape. A kernel that can write its values
+    straight into that array (no copy) asks :meth:`buffer` where to write them.
     """
 
     def __init__(self, reduction: str, count: int, dtype):
         self.reduction, self.count, self.dtype = reduction, count, np.dtype(dtype)
+        self.values = np.empty(count, self.dtype) if reduction == "none" else None
         self.totals: list = []  # float64 block totals
         self.scaled: list = []  # per block: the sum of values / count where the total overflows
 
-    def add(self, values: np.ndarray) -> None:
+    def buffer(self, block: slice, scratch: np.ndarray) -> np.ndarray:
+        """Where to form ``block``'s values: their place in the result when they are kept
+        and ``scratch`` has the result's dtype (:meth:`add` then copies nothing), else
+        ``scratch``."""
+        if self.values is not None and scratch.dtype == self.dtype:
+            return self.values[block]
+        return scratch
+
+    def add(self, values: np.ndarray, block: slice | None = None) -> None:
+        """Take the values of ``block`` (the elements they are, needed for ``"none"``)."""
+        if self.values is not None:
+            if not np.may_share_memory(values, self.values):  # not formed in place
+                self.values[block] = values  # rounded once
+            return
         t = np.float64(total(values))
         scaled = None
         if np.isinf(t) and np.all(np.isfinite(values)):
@@ -249,7 +268,11 @@ class BlockReduction:
         self.totals += other.totals
         self.scaled += other.scaled
 
-    def result(self):
+    def result(self, shape: tuple = (-1,)):
+        """The reduced loss, a NumPy scalar; for ``"none"`` the values in ``shape`` (a 0-d
+        result is a NumPy scalar)."""
+        if self.values is not None:
+            return self.values.reshape(shape)[()]
         with np.errstate(over="ignore", invalid="ignore"):
             sum_ = np.sum(np.array(self.totals, dtype=np.float64))
         if self.reduction == "sum":

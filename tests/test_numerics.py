@@ -348,6 +348,40 @@ def test_block_reduction_is_the_reduction_of_all_the_values(dtype):
                 np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_block_reduction_keeps_the_values_for_none(dtype):
+    # "none": float64 blocks of uneven sizes (one empty), kept in order, each value rounded
+    # once to the result dtype (as a scalar conversion of that one value rounds it); the
+    # reductions of the same blocks still agree with reduce_to of all the values
+    wide = np.random.default_rng(5).uniform(-3, 3, 1000) * 2.0 ** np.arange(-500, 500)
+    wide = wide if dtype == np.float64 else np.clip(wide, -60000, 60000)
+    cuts = [0, 1, 1, 8, 300, 301, 777, 1000]  # an empty block too
+    blocks = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    kept = red.BlockReduction("none", wide.size, dtype)
+    reduced = {r: red.BlockReduction(r, wide.size, dtype) for r in ("mean", "sum")}
+    for block in blocks:
+        kept.add(wide[block], block)
+        for r in reduced.values():
+            r.add(wide[block].astype(dtype), block)
+    got = kept.result((10, 100))
+    assert got.dtype == dtype and got.shape == (10, 100)
+    expected = np.array([dtype(float(v)) for v in wide], dtype)
+    np.testing.assert_array_equal(got.reshape(-1), expected)
+    for r, blocks_reduced in reduced.items():
+        got, exact = blocks_reduced.result(), red.reduce_to(expected, r, dtype)
+        assert type(got) is type(exact)
+        assert float(ulp_error(got, float(exact), dtype)) <= 1, r
+    one = red.BlockReduction("none", 1, dtype)
+    one.add(np.array([0.1]), slice(0, 1))
+    assert type(one.result(())) is np.dtype(dtype).type and one.result(()) == dtype(0.1)
+    # a block formed in place (buffer) is not copied; a scratch of another dtype is used
+    scratch = np.empty(4)
+    place = red.BlockReduction("none", 4, np.float64).buffer(slice(1, 3), scratch)
+    assert place.base is not scratch and place.size == 2
+    assert red.BlockReduction("none", 4, np.float32).buffer(slice(1, 3), scratch) is scratch
+    assert red.BlockReduction("mean", 4, np.float64).buffer(slice(1, 3), scratch) is scratch
+
+
 def test_gradient_scale_of_a_float16_mean_is_not_rounded_to_float16():
     local = np.full(65520, 2.0, np.float16)
     g = red.scale_grad(local, local.shape, "mean", np.float16)
