@@ -2351,29 +2351,35 @@ def unit_rows_backward(rows, d_h, partner, floor, dtype):
     ``|cos| > 1/2`` for a float64 result, where ``1 - |cos| < 2**-40`` for float32 and
     float16 ones (the float64 projection keeps their ULP above that). Other rows nearly
     parallel to ``h`` (inside ``d_h``) keep the float64 projection.
+
+    ``d_h`` (float64) is overwritten with the result: a training step keeps no further
+    (N, D) arrays than one temporary.
     """
     h, zs, scaled_norm, exponent, floored, infinite = rows
     c, (k, k_zs, k_exponent), cos = partner
-    given, d_h = d_h, d_h + c[:, None] * k
-    radial = np.einsum("ij,ij->i", h, d_h)[:, None]
-    safe = np.where(floored, 1, scaled_norm)[:, None]
-    above = (d_h - h * radial) / safe
     near = (1 - np.abs(cos)) < (0.5 if dtype == np.float64 else 2.0**-40)
     k_norm = np.ldexp(np.sqrt(np.einsum("ij,ij->i", k_zs, k_zs)), k_exponent)
     near &= ~floored & ~infinite & (k_norm >= floor)  # both rows unit rows
     pick = np.flatnonzero(near)
+    given = d_h[pick]  # (a copy: d_h is overwritten)
+    d_h += c[:, None] * k
+    radial = np.einsum("ij,ij->i", h, d_h)[:, None]
+    at_floor = d_h[floored] / floor  # (rare rows: gathered, not a full-size branch)
+    safe = np.where(floored, 1, scaled_norm)[:, None]
+    d_h -= h * radial
+    d_h /= safe
     if pick.size:
         h_hi, h_lo, _ = dd_unit_rows(zs[pick], exponent[pick], floor)
         k_hi, k_lo, _ = dd_unit_rows(k_zs[pick], k_exponent[pick], floor)
         sign = np.where(cos[pick] < 0, -1.0, 1.0)[:, None]
         w = (k_hi - sign * h_hi) + (k_lo - sign * h_lo)  # the first difference exact
         projected = w + (sign * 0.5 * np.einsum("ij,ij->i", w, w)[:, None]) * h[pick]
-        rest = given[pick]
-        rest = rest - h[pick] * np.einsum("ij,ij->i", h[pick], rest)[:, None]
-        above[pick] = (rest + c[pick, None] * projected) / safe[pick]
-    above = np.ldexp(above, -exponent[:, None])
-    d_z = np.where(floored[:, None], d_h / floor, above)
-    return np.where(infinite[:, None], 0.0, d_z)
+        rest = given - h[pick] * np.einsum("ij,ij->i", h[pick], given)[:, None]
+        d_h[pick] = (rest + c[pick, None] * projected) / safe[pick]
+    np.ldexp(d_h, -exponent[:, None], out=d_h)
+    d_h[floored] = at_floor
+    d_h[infinite] = 0.0
+    return d_h
 
 
 @quiet

@@ -82,7 +82,7 @@ def _unit_backward(u: _Unit, d_h: np.ndarray, partner, dtype) -> np.ndarray:
     Above the floor, :math:`(I - h h^\\top) / \\lVert z\\rVert` (the radial part is
     removed); at the floor :math:`I / 10^{-12}`; 0 for an infinite row (the limit).
     ``d_h`` lacks each row's positive term, ``partner`` gives it
-    (:func:`~lossutils._numerics.unit_rows_backward`).
+    (:func:`~lossutils._numerics.unit_rows_backward`); ``d_h`` is overwritten.
     """
     rows = (u.h, u.zs, u.scaled_norm, u.exponent, u.floored, u.infinite)
     return nx.unit_rows_backward(rows, d_h, partner, NORMALIZE_EPS, dtype)
@@ -201,9 +201,12 @@ class _Backward:
     def result(self):
         p, positive, cos = self.p, self.positive, self.p.diagonal
         a, b = ((u.h, u.zs, u.exponent) for u in (p.a, p.b))
-        d_a = _unit_backward(p.a, self.d_a, (positive, b, cos), p.dtype)
-        d_b = _unit_backward(p.b, self.d_b, (positive, a, cos), p.dtype)
-        return nx.to_dtype(d_a, p.dtype), nx.to_dtype(d_b, p.dtype)
+        # each in place, and rounded before the next (one float64 gradient alive at a time)
+        d_a = nx.to_dtype(_unit_backward(p.a, self.d_a, (positive, b, cos), p.dtype), p.dtype)
+        self.d_a = None
+        d_b = nx.to_dtype(_unit_backward(p.b, self.d_b, (positive, a, cos), p.dtype), p.dtype)
+        self.d_b = None
+        return d_a, d_b
 
 
 def _grads(p: _Pairs, d_cosine: np.ndarray):
