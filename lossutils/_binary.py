@@ -287,8 +287,7 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
     shape, n, work = args.x.shape, args.x.size, args.x.dtype
     xs, ys = args.x.reshape(-1), args.y.reshape(-1)
     ws = None if args.weight is None else np.broadcast_to(args.weight, shape).reshape(-1)
-    losses = np.empty(n, work) if value and reduction == "none" else None
-    total = BlockReduction(reduction, n, args.dtype) if value and losses is None else None
+    total = BlockReduction(reduction, n, args.dtype) if value else None  # rounded once
     d = np.empty(n, args.dtype) if grad else None
     # np.maximum with an array is several times faster than with a scalar (the same values)
     floor = np.full(min(n, _BCE_BLOCK), _LOG_FLOOR, work)
@@ -318,14 +317,10 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
                 np.maximum(log_q, f, out=log_q)
                 log_q *= not_y
                 log_p += log_q
-                terms = _weighted(np.negative(log_p, out=log_p), w)
-                if losses is None:
-                    total.add(terms)
-                else:
-                    losses[block] = terms
+                total.add(_weighted(np.negative(log_p, out=log_p), w), block)
     loss = d_out = None
     if value:
-        loss = total.result() if losses is None else _finish(losses.reshape(shape), "none", args)
+        loss = total.result(shape)
     if grad:
         d_out = d.reshape(shape)
     return loss, d_out
@@ -705,8 +700,7 @@ def _focal(input, target, alpha, gamma, reduction, value=True, grad=True):
     args, alpha, gamma = _focal_arrays(input, target, alpha, gamma, reduction)
     xs, ys = args.x.reshape(-1), args.y.reshape(-1)
     n = xs.size
-    losses = np.empty(n, args.dtype) if value and reduction == "none" else None
-    total = BlockReduction(reduction, n, args.dtype) if value and losses is None else None
+    total = BlockReduction(reduction, n, args.dtype) if value else None  # rounded once
     d = np.empty(n, args.dtype) if grad else None
     narrow = args.dtype.itemsize < 8
     for block in nx.chunks(n, _FOCAL_BLOCK):
@@ -716,15 +710,10 @@ def _focal(input, target, alpha, gamma, reduction, value=True, grad=True):
             parts = _focal_terms_hard_plain
         terms, local = parts(x, y, _alpha_t(alpha, y), gamma, value, grad)
         if terms is not None:
-            if losses is None:
-                total.add(terms)
-            else:
-                losses[block] = terms
+            total.add(terms, block)
         if local is not None:
             d[block] = scale_grad(local, local.shape, reduction, args.dtype, count=n)
-    loss = None
-    if value:
-        loss = total.result() if losses is None else losses.reshape(args.x.shape)[()]
+    loss = total.result(args.x.shape) if value else None
     return loss, (None if d is None else d.reshape(args.x.shape))
 
 

@@ -253,7 +253,8 @@ class BlockReduction:
         """Take the values of ``block`` (the elements they are, needed for ``"none"``)."""
         if self.values is not None:
             if not np.may_share_memory(values, self.values):  # not formed in place
-                self.values[block] = values  # rounded once
+                with np.errstate(over="ignore"):  # rounded once; to inf silently (to_dtype)
+                    self.values[block] = values
             return
         t = np.float64(total(values))
         scaled = None

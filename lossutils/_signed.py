@@ -30,9 +30,7 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
     work = nx.working_dtype(dtype)
     flat = [x.reshape(-1) for x in inputs]
     t, n = target.reshape(-1), target.size
-    per_element = value and reduction == "none"
-    loss = np.empty(n, dtype) if per_element else None
-    reduced = BlockReduction(reduction, n, dtype) if value and not per_element else None
+    reduced = BlockReduction(reduction, n, dtype) if value else None
     grads = [np.empty(n, dtype) for _ in flat] if grad else None
     scale = work.type(np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1
     with np.errstate(all="ignore"):  # overflow, underflow and NaN show in the result
@@ -41,10 +39,8 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
             check_pm1_labels(labels, "target")
             blocks = (x[block].astype(work, copy=False) for x in flat)
             values, local = kernel(*blocks, labels.astype(work, copy=False))
-            if per_element:
-                loss[block] = values
-            elif value:
-                reduced.add(values)
+            if value:
+                reduced.add(values, block)
             if grad:
                 local *= scale
                 if factor != 1:
@@ -53,6 +49,5 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
                 grads[0][block] = local
                 if len(grads) == 2:
                     grads[1][block] = np.subtract(0.0, local, out=local)
-    if value:
-        loss = loss.reshape(shape)[()] if per_element else reduced.result()
+    loss = reduced.result(shape) if value else None
     return loss, (None if not grad else tuple(g.reshape(shape) for g in grads))

@@ -188,8 +188,7 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # except with label smoothing: its gradient vanishes at an optimum, where it keeps only
     # the absolute accuracy of the margin
     exact = dtype == np.float64 or smoothing != 0
-    losses = np.empty(n, dtype) if value and reduction == "none" else None
-    total = BlockReduction(reduction, n, dtype) if value and losses is None else None
+    total = BlockReduction(reduction, n, dtype) if value else None
     d = np.empty(n, dtype) if grad else None
     length = max(1, min(n, _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK))
     # seven buffers for the margins (two of them hold it), then e, 1 + e, the two sigmoids,
@@ -227,10 +226,7 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
                 loss += nx.times(smoothing, up)
                 if not np.max(loss) < np.inf:  # also with a NaN: rare
                     _beyond_overflow([f[block] for f in flats], beta, smoothing, loss)
-            if losses is None:
-                total.add(loss)
-            else:
-                losses[block] = loss  # rounded once
+            total.add(loss, block)  # rounded once
         if grad:
             g = np.negative(s_down, out=loss)
             if lo is not None:
@@ -243,9 +239,7 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
                 g *= 1 - smoothing
                 g += smoothing * (s_up if lo is None else shift)
             np.multiply(g, scale, out=d[block])
-    loss = None
-    if value:
-        loss = total.result() if losses is None else losses.reshape(shape)[()]
+    loss = total.result(shape) if value else None
     grads = None
     if grad:
         d = d.reshape(shape)

@@ -465,9 +465,7 @@ def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=T
     dtype, work = x.dtype, working_dtype(x.dtype)
     xf, yf = (np.reshape(a.astype(work, copy=False), -1) for a in (x, y))
     # a reduced loss is summed block by block: no full-size array of per-element losses
-    per_element = value and reduction == "none"
-    loss = np.empty_like(xf) if per_element else None
-    reduced = BlockReduction(reduction, xf.size, dtype) if value and not per_element else None
+    reduced = BlockReduction(reduction, xf.size, dtype) if value else None
     d = np.empty_like(xf) if grad else None
     r, scratch = (np.empty(min(xf.size, CHUNK), work) for _ in range(2))
     scale = reduction_scale(xf.size, reduction, work)
@@ -475,21 +473,17 @@ def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=T
         n = block.stop - block.start
         rb = r[:n]
         np.subtract(xf[block], yf[block], out=rb)
-        if per_element:
-            kernel.value(rb, loss[block])
-        elif value:
-            kernel.value(rb, scratch[:n])
-            reduced.add(scratch[:n])
+        if value:
+            values = reduced.buffer(block, scratch[:n])  # in place where kept in work's dtype
+            kernel.value(rb, values)
+            reduced.add(values, block)  # rounded once
         if grad:
             kernel.slope(rb, d[block])
             if reduction == "mean":
                 d[block] *= scale
             if kernel.factor != 1:
                 d[block] *= kernel.factor
-    if per_element:
-        loss = reduce_to(loss.reshape(x.shape), reduction, dtype)
-    elif value:
-        loss = reduced.result()
+    loss = reduced.result(x.shape) if value else None
     if grad:
         d = to_dtype(d.reshape(x.shape), grad_dtype(input, dtype))
     return loss, d
