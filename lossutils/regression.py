@@ -262,17 +262,20 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
         return loss, grads
     if same:
         x, y, s = (a.reshape(-1) for a in (x, y, s))
-        blocks = chunks(x.size)
+        blocks, row = chunks(x.size), 1
     else:
-        rows = max(1, CHUNK // max(1, x[0].size))
+        row = max(1, x[0].size)
+        rows = max(1, CHUNK // row)
         blocks = (slice(i, min(i + rows, len(x))) for i in range(0, len(x), rows))
-    per_element = value and reduction == "none"
-    loss = np.empty_like(x) if per_element else None
-    reduced = BlockReduction(reduction, x.size, dtype) if value and not per_element else None
+    reduced = BlockReduction(reduction, x.size, dtype) if value else None
     d_input = np.empty_like(x) if grad else None
     d_spread = np.empty_like(s) if grad else None
     scale = reduction_scale(x.size, reduction, x.dtype)
     for b in blocks:
+        kept = slice(b.start * row, b.stop * row)  # the block's elements
+        block_loss = None
+        if value:  # formed in place where kept in the working dtype, else rounded once
+            block_loss = reduced.buffer(kept, np.empty(x[b].size, x.dtype))
         block_loss, di, ds = _likelihood_terms(
             x[b],
             y[b],
@@ -280,21 +283,19 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
             eps,
             full,
             spec,
-            loss[b] if per_element else (value or None),
+            None if block_loss is None else block_loss.reshape(x[b].shape),
             None if d_input is None else d_input[b],
             None if d_spread is None else (d_spread[b] if same else True),
         )
-        if reduced is not None:
-            reduced.add(block_loss)
+        if value:
+            reduced.add(block_loss.reshape(-1), kept)
         if grad and reduction == "mean":
             di *= scale
             ds *= scale
         if grad and not same:
             d_spread[b] = sum_to_shape(ds, s[b].shape)
-    if per_element:
-        loss = reduce_to(loss.reshape(shape), reduction, dtype)
-    elif value:
-        loss = reduced.result()
+    if value:
+        loss = reduced.result(shape)
     if grad:
         grads = (
             to_dtype(d_input.reshape(shape), grad_dtype(input, dtype)),
