@@ -1647,7 +1647,8 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
                 body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
                 lb = np.log(sb) + _HALF_LOG_PI + c + body
                 # summed in gradient-sized blocks whatever the block: the same bits
-                for part in chunks(lb.size, _STUDENT_T_GRAD_BLOCK):
+                step = lb.size if reduction == "none" else _STUDENT_T_GRAD_BLOCK
+                for part in chunks(lb.size, max(1, step)):
                     reduced.add(lb[part], slice(b.start + part.start, b.start + part.stop))
             if grad:
                 parts = _student_t_grads(

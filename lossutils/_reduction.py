@@ -15,6 +15,8 @@ total weight) is NaN, silently, as in PyTorch; a sum over zero elements is 0.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ._numerics import scaled_dot, times, to_dtype
@@ -252,9 +254,12 @@ class BlockReduction:
     def add(self, values: np.ndarray, block: slice | None = None) -> None:
         """Take the values of ``block`` (the elements they are, needed for ``"none"``)."""
         if self.values is not None:
-            if not np.may_share_memory(values, self.values):  # not formed in place
-                with np.errstate(over="ignore"):  # rounded once; to inf silently (to_dtype)
-                    self.values[block] = values
+            if np.may_share_memory(values, self.values):
+                return  # formed in place
+            # rounded once; to inf silently, as by to_dtype (only a narrowing can overflow)
+            narrowing = values.dtype.itemsize > self.dtype.itemsize
+            with np.errstate(over="ignore") if narrowing else contextlib.nullcontext():
+                self.values[block] = values
             return
         t = np.float64(total(values))
         scaled = None
