@@ -121,14 +121,25 @@ def _pairs(named: dict, reduction, matrix: bool = False) -> _Pairs:
     return _Pairs(ua, ub, cosine, diagonal, None, reduction, dtype)
 
 
+# Blocks of the logits' rows (float16/32 results): about LOGIT_BLOCK_BYTES of float64, and
+# at least LOGIT_MIN_ROWS rows. Each block costs three matrix products, and a threaded BLAS
+# call carries a fixed cost (its threads synchronise); on a loaded 2-core machine blocks
+# of 128 rows doubled a training step's time at N = 1024 and 4096, blocks of 256 to 512
+# rows cost about as much as one product of the whole matrix.
+LOGIT_BLOCK_BYTES = 4 << 20
+LOGIT_MIN_ROWS = 256
+
+
 def _cosine_blocks(p: _Pairs):
-    """``(rows, h_a[rows] h_b^T)`` for blocks of rows of about a megabyte (float16/32 results).
+    """``(rows, h_a[rows] h_b^T)`` block by block of rows (float16/32 results).
 
     The (N, N) float64 matrix is never whole: a training step keeps one block of it, not
-    N^2 float64 (512 MB at N = 8192).
+    N^2 float64 (512 MB at N = 8192, against blocks of 16 MB).
     """
     n = len(p.diagonal)
-    for rows in row_blocks(n, n * 8):
+    step = max(1, LOGIT_MIN_ROWS, LOGIT_BLOCK_BYTES // max(1, 8 * n))
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
         yield rows, p.a.h[rows] @ p.b.h.T
 
 
@@ -654,11 +665,14 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 
 
 @nx.quiet
-def _siglip_blocks(p: _Pairs, scale: float):
-    """``(blocks, spare)``: ``blocks`` yields ``(rows, hi, lo)`` of the logits' products
-    ``t cos`` block by block of rows (``lo`` None for float32 and float16 inputs, whose
-    float64 cosines suffice); ``spare`` (float64 results) an (N, N) array whose rows may
-    be overwritten once their block has been yielded, else None.
+def _siglip_blocks(p: _Pairs, scale: float, backward: _Backward | None):
+    """``(blocks, spare)``: ``blocks`` yields ``(rows, hi, lo, out)`` of the logits'
+    products ``t cos`` block by block of rows (``lo`` None for float32 and float16 inputs,
+    whose float64 cosines suffice), ``out`` where the rows' gradient w.r.t. the cosines
+    goes: for a float64 result the rows of ``spare``, an (N, N) array; for float16/32 the
+    products' own rows, each block of cosines (:func:`_cosine_blocks`, cut into blocks of
+    about a megabyte for the elementwise work) given to ``backward`` once it is done, and
+    ``spare`` None.
 
     For a float64 result, double-doubles: the scale magnifies the float64 cosines'
     rounding into many ULP of the loss and of its gradient. To first order in the low
@@ -668,9 +682,19 @@ def _siglip_blocks(p: _Pairs, scale: float):
     if p.dtype == np.float64:
         (a_hi, a_lo), b = p.dd
         p.dd = None  # not used again: the unscaled rows freed
-        return nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
-    blocks = _cosine_blocks(p)
-    return ((rows, np.multiply(z, scale, out=z), None) for rows, z in blocks), None
+        blocks, spare = nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
+        return ((rows, hi, lo, spare[rows]) for rows, hi, lo in blocks), spare
+
+    def blocks():
+        n = len(p.diagonal)
+        for rows, z in _cosine_blocks(p):
+            z *= scale
+            for part in row_blocks(len(z), n * 8):
+                yield slice(rows.start + part.start, rows.start + part.stop), z[part], None, z[part]
+            if backward is not None:  # (the loop is done with the block's parts)
+                backward.add(rows, z)
+
+    return blocks(), None
 
 
 def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, grad=True):
@@ -679,12 +703,11 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
     n = len(p.diagonal)
     sums = np.empty(n) if value else None
     exact = p.dtype == np.float64
-    # row blocks: float64, the gradient is written over the products' rows already read;
-    # float16/32, each block's gradient is taken into the rows' gradients at once
-    blocks, d_z = _siglip_blocks(p, scale)
+    # row blocks: the gradient is written over the products' rows already read
     backward = _Backward(p) if grad else None
+    blocks, d_z = _siglip_blocks(p, scale, backward)
     factor = scale * _scale(p.reduction, n)
-    for rows, x, lo in blocks:
+    for rows, x, lo, out in blocks:
         # x = -l z, z = t cos + b: z off the diagonal, -z on it (the matched pairs)
         diagonal = (np.arange(len(x)), np.arange(rows.start, rows.start + len(x)))
         with np.errstate(all="ignore"):
@@ -714,11 +737,7 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
                 if exact:
                     sigma += sigma * sigma_minus * lo
                 sigma[diagonal] *= -1
-                sigma *= factor
-                if exact:
-                    d_z[rows] = sigma
-                else:
-                    backward.add(rows, sigma)
+                np.multiply(sigma, factor, out=out)
     loss = _finish(sums, p) if value else None
     if not grad:
         return loss, None
