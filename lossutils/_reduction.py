@@ -251,8 +251,9 @@ class BlockReduction:
             return self.values[block]
         return scratch
 
-    def add(self, values: np.ndarray, block: slice | None = None) -> None:
-        """Take the values of ``block`` (the elements they are, needed for ``"none"``)."""
+    def add(self, values: np.ndarray, block: slice | np.ndarray | None = None) -> None:
+        """Take the values of ``block`` (the elements they are, a slice or flat indices,
+        needed for ``"none"``)."""
         if self.values is not None:
             if np.may_share_memory(values, self.values):
                 return  # formed in place

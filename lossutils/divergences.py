@@ -751,7 +751,8 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
         np.multiply(t, -scale, out=d_x)  # rounded once to dtype
         return None, d_x.reshape(input.shape)
     per_element = reduction == "none"
-    pointwise = np.empty(size, dtype=work) if per_element else None
+    # the kept values, written in place by every thread (each into its own pieces)
+    kept = BlockReduction("none", size, work) if per_element else None
     summed = "sum" if reduction == "batchmean" else reduction
     step = max(1, min(XlogMinus.block_size(work), size))
     local = threading.local()
@@ -759,17 +760,18 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
 
     def blocks(rows: slice) -> None:
         if not hasattr(local, "kernel"):
-            # a reduced piece's values: float64 (float32 targets' products are not rounded)
-            local.values = None if per_element else np.empty(step, np.float64)
+            # a reduced piece's values: float64 (float32 targets' products are not rounded);
+            # kept ones are formed in place, in the working dtype
+            local.values = np.empty(step, work if per_element else np.float64)
             local.t = np.empty(step, dtype=work) if log_target else None
             local.kernel = XlogMinus(work, size)
-        reduced = None if per_element else BlockReduction(summed, size, work)
+        reduced = kept if per_element else BlockReduction(summed, size, work)
         hard, hard_d = [], []
         for start in range(rows.start, rows.stop, step):
             piece = slice(start, min(start + step, rows.stop))
             xb, tb = flat_x[piece], flat_t[piece]
             n = xb.size
-            pw = pointwise[piece] if per_element else local.values[:n]
+            pw = reduced.buffer(piece, local.values[:n])
             if log_target:
                 t = np.exp(tb, out=local.t[:n])
                 np.subtract(tb, xb, out=pw)
@@ -786,27 +788,24 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
                     pw[index] = 0  # (a reduced piece counts them when they are done)
                     hard.append(index + start)
                     hard_d.append(d)
-            if reduced is not None:
-                reduced.add(pw)
+            reduced.add(pw, piece)
             if grad:
                 np.multiply(t, -scale, out=d_x[piece])  # rounded once to dtype
         if hard:
             index = np.concatenate(hard)
             d = np.concatenate(hard_d)
             values = xlog_minus_careful(flat_t[index], flat_x[index], d, work != np.float64)
-            if per_element:
-                pointwise[index] = values
-            else:
-                reduced.add(values)
+            reduced.add(values, index)  # over their entries, or one more piece
         parts[rows.start] = reduced
 
     for_each_block(blocks, size, work.itemsize)
-    reduced = None if per_element else BlockReduction(summed, size, work)
-    for start in sorted(parts):
-        if reduced is not None:
+    reduced = kept
+    if not per_element:
+        reduced = BlockReduction(summed, size, work)
+        for start in sorted(parts):
             reduced.extend(parts[start])
     if per_element:
-        loss = _as(pointwise.reshape(input.shape), dtype)
+        loss = _as(reduced.result(input.shape), dtype)
     elif reduction == "batchmean":
         loss = _as(reduced.result() * scale, dtype)
     else:
