@@ -90,20 +90,18 @@ def _unit_backward(u: _Unit, d_h: np.ndarray, partner, dtype) -> np.ndarray:
 
 @dataclass
 class _Pairs:
-    """Checked arguments: the two normalised batches and the similarity matrix."""
+    """Checked arguments: the two normalised batches (a float16/32 result takes the
+    similarity matrix block by block, :func:`_cosine_blocks`)."""
 
     a: _Unit
     b: _Unit
-    # (N, N) float64 h_a h_b^T for CLIP's float16/32 result (the logits are formed over it);
-    # None otherwise (a float64 result, or the rows' blocks of _cosine_blocks)
-    cosine: np.ndarray | None
     diagonal: np.ndarray  # (N,) float64: the matched pairs' cosines
     dd: tuple | None  # a float64 result: the double-double unit rows of a and of b
     reduction: str
     dtype: np.dtype  # the result dtype
 
 
-def _pairs(named: dict, reduction, matrix: bool = False) -> _Pairs:
+def _pairs(named: dict, reduction) -> _Pairs:
     reduction = check_reduction(reduction)
     a, b = float_arrays(named)
     names = list(named)
@@ -116,25 +114,25 @@ def _pairs(named: dict, reduction, matrix: bool = False) -> _Pairs:
     diagonal = np.einsum("ij,ij->i", ua.h, ub.h)
     if dtype == np.float64:
         # the logits come from double-double rows: no float64 cosine matrix
-        return _Pairs(ua, ub, None, diagonal, (_dd_units(ua), _dd_units(ub)), reduction, dtype)
-    cosine = ua.h @ ub.h.T if matrix else None
-    return _Pairs(ua, ub, cosine, diagonal, None, reduction, dtype)
+        return _Pairs(ua, ub, diagonal, (_dd_units(ua), _dd_units(ub)), reduction, dtype)
+    return _Pairs(ua, ub, diagonal, None, reduction, dtype)
 
 
 # Blocks of the logits' rows (float16/32 results): about LOGIT_BLOCK_BYTES of float64, and
-# at least LOGIT_MIN_ROWS rows. Each block costs three matrix products, and a threaded BLAS
-# call carries a fixed cost (its threads synchronise); on a loaded 2-core machine blocks
-# of 128 rows doubled a training step's time at N = 1024 and 4096, blocks of 256 to 512
-# rows cost about as much as one product of the whole matrix.
-LOGIT_BLOCK_BYTES = 4 << 20
-LOGIT_MIN_ROWS = 256
+# at least LOGIT_MIN_ROWS rows. Each block costs two or three matrix products, and a
+# threaded BLAS call carries a fixed cost (its threads synchronise): at (N, D) = (1024,
+# 128) on 2 cores, blocks of 128 rows took the time of one block of all, 64 rows 10 to
+# 25 % more; with the cores busy with other work, blocks of 32 rows took twice the time.
+# The block, B N float64, is then B / D times the gradient's size.
+LOGIT_BLOCK_BYTES = 1 << 20
+LOGIT_MIN_ROWS = 128
 
 
 def _cosine_blocks(p: _Pairs):
     """``(rows, h_a[rows] h_b^T)`` block by block of rows (float16/32 results).
 
     The (N, N) float64 matrix is never whole: a training step keeps one block of it, not
-    N^2 float64 (512 MB at N = 8192, against blocks of 16 MB).
+    N^2 float64 (512 MB at N = 8192, against blocks of 8 MB).
     """
     n = len(p.diagonal)
     step = max(1, LOGIT_MIN_ROWS, LOGIT_BLOCK_BYTES // max(1, 8 * n))
@@ -241,35 +239,22 @@ def _dd_units(u: _Unit):
 
 
 def _cross_entropy(p: _Pairs, temperature: float, with_grad: bool, both: bool = False):
-    """Per row of the logits ``cos / temperature``: InfoNCE, and its gradient w.r.t. the
-    logits (or None); with ``both`` also per column, ``(rows, columns, gradient of their
-    sum)``, from one logit matrix.
+    """Per row of the logits ``cos / temperature`` of a float64 result: InfoNCE, and its
+    gradient w.r.t. the logits (or None); with ``both`` also per column, ``(rows, columns,
+    gradient of their sum)``, from one logit matrix.
 
-    A float64 result takes double-double logits: the temperature magnifies the float64
-    cosines' rounding into dozens of ULP of the loss, and of the softmax in the gradient.
+    Double-double logits: the temperature magnifies the float64 cosines' rounding into
+    dozens of ULP of the loss, and of the softmax in the gradient.
     """
-    if p.dtype == np.float64:
-        (a_hi, a_lo), b = p.dd
-        scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
-        del a_hi, a_lo
-        p.dd = None  # not used again: the unscaled rows freed
-        positive = np.arange(len(p.diagonal))
-        if both:
-            return nx.dd_product_cross_entropy_both(*scaled, *b, with_grad=with_grad)
-        out = nx.dd_product_cross_entropy(*scaled, *b, positive, with_grad=with_grad)
-        return out if with_grad else (out, None)
-    logits = np.divide(p.cosine, temperature, out=p.cosine)  # the cosines are not used again
-    p.cosine = None
-    columns = None
+    (a_hi, a_lo), b = p.dd
+    scaled = nx.dd_scale(a_hi, a_lo, temperature, reciprocal=True)
+    del a_hi, a_lo
+    p.dd = None  # not used again: the unscaled rows freed
+    positive = np.arange(len(p.diagonal))
     if both:
-        columns, g_columns = _diagonal_cross_entropy(logits.T, with_grad)
-    rows, g_rows = _diagonal_cross_entropy(logits, with_grad, consume=True)
-    del logits
-    if not both:
-        return rows, g_rows
-    if with_grad:
-        g_rows += g_columns.T
-    return rows, columns, g_rows
+        return nx.dd_product_cross_entropy_both(*scaled, *b, with_grad=with_grad)
+    out = nx.dd_product_cross_entropy(*scaled, *b, positive, with_grad=with_grad)
+    return out if with_grad else (out, None)
 
 
 def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
@@ -531,14 +516,67 @@ def clip_loss_value_and_grad(image_embeds, text_embeds, temperature=0.07, reduct
 def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the CLIP loss, from one similarity matrix."""
     temperature = check_positive_scalar(temperature, "temperature")
-    names = {"image_embeds": image_embeds, "text_embeds": text_embeds}
-    p = _pairs(names, reduction, matrix=True)
+    p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
+    if p.dtype != np.float64:
+        return _clip_blocks(p, temperature, value, grad)
     rows, columns, g = _cross_entropy(p, temperature, grad, both=True)
     loss = _finish((rows + columns) / 2, p) if value else None
     if not grad:
         return loss, None
     g *= _scale(p.reduction, len(rows)) / (2 * temperature)
     return loss, _grads(p, g)
+
+
+@nx.quiet
+def _clip_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
+    """:func:`_clip` of a float16/32 result, block by block of the logits' rows, in two
+    passes: the row losses and each column's top entry and the sum of its other terms
+    ``exp(s - s_top)`` (rescaled when a block brings a larger top; the top kept apart as
+    :func:`_diagonal_cross_entropy` does, so that a confident positive's small loss is not
+    lost in ``1 + sum``); with a gradient, each block's logits again for both softmaxes,
+    taken into the rows' gradients at once."""
+    n = len(p.diagonal)
+    rows_loss, positive = np.empty(n), np.empty(n)
+    top, top_row, total = np.full(n, -np.inf), np.zeros(n, dtype=np.intp), np.zeros(n)
+    for rows, cosine in _cosine_blocks(p):
+        logits = np.divide(cosine, temperature, out=cosine)
+        block = np.arange(len(logits))
+        positive[rows] = logits[block, block + rows.start]
+        arg = np.argmax(logits, axis=0)
+        m = logits[arg, np.arange(n)]
+        new = np.flatnonzero(m > top)
+        # the old top joins the others, all rescaled to the new top (0 before any top)
+        total[new] = (total[new] + 1) * np.exp(top[new] - m[new])
+        top[new], top_row[new] = m[new], arg[new] + rows.start
+        rest = np.exp(logits - top)
+        rest[arg[new], new] = 0
+        total += np.sum(rest, axis=0)
+        del rest
+        rows_loss[rows] = _diagonal_cross_entropy(logits, False, consume=True, start=rows.start)[0]
+    columns_loss = (top - positive) + np.log1p(total)
+    loss = _finish((rows_loss + columns_loss) / 2, p) if value else None
+    if not grad:
+        return loss, None
+    backward = _Backward(p)
+    factor = _scale(p.reduction, n) / (2 * temperature)
+    denominator = 1 + total
+    is_top = top_row == np.arange(n)
+    for rows, cosine in _cosine_blocks(p):
+        logits = np.divide(cosine, temperature, out=cosine)
+        block = np.arange(len(logits))
+        diagonal = (block, block + rows.start)
+        # the column softmax: exp(s - s_top) / (1 + total), 1 / (1 + total) at the top;
+        # the positive's q - 1 as minus the other terms' share (nothing cancels)
+        q = np.exp(logits - top)
+        others = total[rows] - np.where(is_top[rows], 0, q[diagonal])
+        q /= denominator
+        q[diagonal] = -((~is_top[rows]) + others) / denominator[rows]
+        g = _diagonal_cross_entropy(logits, True, consume=True, start=rows.start)[1]
+        g += q
+        del q
+        g *= factor
+        backward.add(rows, g)
+    return loss, backward.result()
 
 
 def _siglip_args(image_embeds, text_embeds, scale, bias, reduction):
@@ -689,7 +727,8 @@ def _siglip_blocks(p: _Pairs, scale: float, backward: _Backward | None):
         n = len(p.diagonal)
         for rows, z in _cosine_blocks(p):
             z *= scale
-            for part in row_blocks(len(z), n * 8):
+            # (parts of at most 32 rows: the chain's temporaries stay small next to a block)
+            for part in row_blocks(len(z), n * 8, max_rows=32):
                 yield slice(rows.start + part.start, rows.start + part.stop), z[part], None, z[part]
             if backward is not None:  # (the loop is done with the block's parts)
                 backward.add(rows, z)

@@ -218,7 +218,7 @@ def test_blocks_of_rows(kind, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
-@pytest.mark.parametrize("kind", ["info_nce", "siglip"])
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
 def test_blocks_of_a_few_rows_agree_with_one_block(kind, dtype, monkeypatch):
     # float16/32: the logits are formed block by block of rows and each block's gradient
     # taken into the rows' gradients at once; 7 rows in blocks of 3 (the last one short)
