@@ -1231,9 +1231,10 @@ class _NTXent:
     """The views, normalised as ``F.normalize`` does, and the per-row pieces of the loss.
 
     Everything in float64. A float64 result comes from double-double logits
-    (:func:`_nt_xent_exact_losses`); a float32 or float16 one from plain float64 logits,
-    the loss of the rows where their rounding could reach the result's last digit
-    recomputed from double-double ones.
+    (:func:`_nt_xent_exact_losses`); a float32 or float16 one from plain float64 logits
+    formed block of rows by block of rows (:func:`_nt_xent_blocks`), the loss of the rows
+    where their rounding could reach the result's last digit recomputed from
+    double-double ones.
     """
 
     n: int  # pairs: the 2n views are z1's rows, then z2's
@@ -1244,11 +1245,6 @@ class _NTXent:
     floored: np.ndarray  # (2n,): where the norm's floor 1e-12 is active
     infinite: np.ndarray  # (2n,): a view with infinite entries, taken as its limit direction
     positive: np.ndarray  # (2n,): the column of each row's other view
-    # from the plain float64 logits (None for a float64 result):
-    top: np.ndarray | None  # (2n,): the column of each row's largest logit
-    gap: np.ndarray | None  # (2n,): the largest logit minus the positive's
-    rest: np.ndarray | None  # (2n, 2n): exp(logit - largest), 0 at the diagonal and at top
-    total: np.ndarray | None  # (2n,): the sum of rest, each row
     temperature: float
     reduction: str
     dtype: np.dtype  # the result dtype
@@ -1263,77 +1259,134 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     n = z1.shape[0]
     views = np.concatenate([z1, z2], axis=0)
     h, zs, scaled_norm, e, floored, infinite = nx.unit_rows(views, NORMALIZE_EPS)
-    m = 2 * n
-    rows = np.arange(m)
-    positive = (rows + n) % m
-    top = gap = rest = total = None
-    # a float64 value and gradient come from double-double logits alone: the plain ones
-    # only for a float32 / float16 result
-    if z1.dtype != np.float64:
-        # cos / temperature, one matrix product and no pass over the (2n, 2n) logits for it
-        logits = (h / temperature) @ h.T
-        logits[rows, rows] = -np.inf
-        top = np.argmax(logits, axis=-1) if n else rows
-        largest = logits[rows, top]
-        gap = largest - logits[rows, positive]
-        rest = np.subtract(logits, largest[:, None], out=logits)  # in place: exp(s - s_top)
-        np.exp(rest, out=rest)
-        rest[rows, top] = 0
-        total = np.sum(rest, axis=-1)
+    positive = (np.arange(2 * n) + n) % (2 * n)
     return _NTXent(
-        n,
-        zs,
-        h,
-        scaled_norm,
-        e,
-        floored,
-        infinite,
-        positive,
-        top,
-        gap,
-        rest,
-        total,
-        temperature,
-        reduction,
-        z1.dtype,
+        n, zs, h, scaled_norm, e, floored, infinite, positive, temperature, reduction, z1.dtype
     )
+
+
+def _nt_xent_dd_rows(v: _NTXent):
+    """The views normalised (as ``F.normalize``) and multiplied by ``tau**-0.5`` entry by
+    entry in double-double, ``(hi, lo)``: the logits are their Gram matrix."""
+    hi, lo, _ = nx.dd_unit_rows(v.zs, v.exponent, NORMALIZE_EPS)
+    c, c_lo = nx.dd_inverse_sqrt(v.temperature)
+    return nx.dd_scale(hi, lo, c, c_lo=c_lo)
 
 
 def _nt_xent_exact_losses(v: _NTXent, with_grad=False):
     """The 2n losses from double-double logits: each within an ULP or two of float64.
 
-    The rows are normalised (as ``F.normalize``) and multiplied by ``tau**-0.5`` entry by
-    entry in double-double, so that the logits are their Gram matrix, formed with an
-    exact leading part (:func:`~lossutils._numerics.dd_gram_cross_entropy`): about
+    The logits are the Gram matrix of :func:`_nt_xent_dd_rows`, formed with an exact
+    leading part (:func:`~lossutils._numerics.dd_gram_cross_entropy`): about
     ``2**-68 / tau`` absolute, so that a loss keeps its few ULP. With ``with_grad``,
     ``(losses, their gradient w.r.t. the logits)``: the softmax, within a few ULP of itself.
     """
-    hi, lo, _ = nx.dd_unit_rows(v.zs, v.exponent, NORMALIZE_EPS)
-    c, c_lo = nx.dd_inverse_sqrt(v.temperature)
-    scaled = nx.dd_scale(hi, lo, c, c_lo=c_lo)
-    return nx.dd_gram_cross_entropy(*scaled, v.positive, with_grad=with_grad)
+    return nx.dd_gram_cross_entropy(*_nt_xent_dd_rows(v), v.positive, with_grad=with_grad)
 
 
-def _nt_xent_value(v: _NTXent):
-    """The reduced loss: from the plain float64 logits where their rounding cannot reach
-    an ULP of the result, else (always for a float64 result) from double-double ones.
+def _nt_xent_refined(v: _NTXent, losses, inexact):
+    """``losses`` with the ``inexact`` rows recomputed from double-double logits (those
+    rows of the Gram matrix of :func:`_nt_xent_dd_rows`, by
+    :func:`~lossutils._numerics.dd_matmul`: about ``2**-68 / tau`` absolute), in blocks."""
+    need = np.flatnonzero(inexact)
+    if not need.size:
+        return losses
+    a_hi, a_lo = _nt_xent_dd_rows(v)
+    size = _nt_xent_block_rows(len(losses))
+    for start in range(0, need.size, size):
+        rows = need[start : start + size]
+        s_hi, s_lo = nx.dd_matmul(a_hi[rows], a_lo[rows], a_hi, a_lo)
+        k = np.arange(rows.size)
+        s_hi[k, rows] = -np.inf  # the diagonal left out
+        s_lo[k, rows] = 0
+        losses[rows] = nx.dd_cross_entropy_rows(s_hi, s_lo, v.positive[rows])
+    return losses
 
-    A float64 cosine of unit rows is off by at most ``(2 D + 6) 2**-53`` (the dot
-    product's D roundings, each row's norm), a logit by that over the temperature, so
-    a loss ``(s_top - s_pos) + log1p(T)`` by at most ``delta`` for the gap (0 where the
-    positive is the top) and ``2 delta T / (1 + T)`` for the rest, with ``delta``
-    twice that bound. Where this stays below 1/32 of an ULP of the result (a float32 or
-    float16 loss at any usual temperature) the plain losses serve.
+
+# Blocks of plain float64 logits: about 2**19 entries (4 MB), but at least 128 rows (each
+# block is a few matrix products; far smaller ones lose their speed, the more so with
+# BLAS threads on a busy machine). The (2n, 2n) logits are never whole.
+_NT_XENT_BLOCK = 2**19
+_NT_XENT_ROWS = 128
+
+
+def _nt_xent_block_rows(m):
+    """The rows of a block of logits with ``m`` columns."""
+    return max(_NT_XENT_ROWS, _NT_XENT_BLOCK // max(m, 1))
+
+
+def _nt_xent_blocks(v: _NTXent, grad):
+    """``(losses, inexact, d_h, d_positive)`` from plain float64 logits, block by block.
+
+    Each block of rows ``s = (h[r] / T) h^T`` gives its rows' losses ``(s_top - s_pos) +
+    log1p(sum of exp(s - s_top) but the top)``; ``inexact`` marks the rows whose plain
+    loss could be off by 1/32 of an ULP of the result. With ``grad``, the gradient ``G``
+    of the (reduced) losses w.r.t. the logits reaches both sides of the Gram product
+    (``s_ij = s_ji``): ``d_h = (G + G^T) h / T``. A second pass forms the blocks of rows
+    of ``G + G^T`` from each row's largest logit and softmax denominator, kept from the
+    first (``G^T``'s rows are ``G``'s columns: a block of logits read down its columns),
+    and multiplies each into ``h``: the positives' entries are taken apart into
+    ``d_positive`` (:func:`_nt_xent_backward` projects them with care). Without ``grad``,
+    ``d_h`` and ``d_positive`` are None.
     """
-    if v.dtype == np.float64:
-        return reduce_to(_nt_xent_exact_losses(v), v.reduction, v.dtype)
-    losses = v.gap + np.log1p(v.total)
-    depth = v.h.shape[-1]
-    delta = 2 * (2 * depth + 6) * 2.0**-53 / v.temperature
-    bound = np.where(v.top == v.positive, 0, delta) + 2 * delta * v.total / (1 + v.total)
-    if np.any(bound > np.finfo(v.dtype).eps * np.abs(losses) / 32):
-        losses = _nt_xent_exact_losses(v)
-    return reduce_to(losses, v.reduction, v.dtype)
+    m, h, t = 2 * v.n, v.h, v.temperature
+    losses, inexact = np.empty(m), np.empty(m, dtype=bool)
+    # a float64 cosine of unit rows is off by at most (2 D + 6) 2**-53 (the dot product's
+    # D roundings, each row's norm), a logit by that over T: delta is twice that
+    delta = 2 * (2 * h.shape[-1] + 6) * 2.0**-53 / t
+    ulp = np.finfo(v.dtype).eps / 32
+    largest, weight, d_positive = np.empty(m), np.empty(m), np.empty(m)
+    scale = reduction_scale(m, v.reduction, np.float64)
+    for r, rows, pos, s in _nt_xent_row_blocks(v):
+        top = np.argmax(s, axis=-1)
+        largest[r] = s[rows, top]
+        losses[r] = largest[r] - s[rows, pos]
+        rest = np.subtract(s, largest[r, None], out=s)  # in place: exp(s - s_top)
+        np.exp(rest, out=rest)
+        rest[rows, top] = 0
+        total = np.sum(rest, axis=-1)
+        losses[r] += np.log1p(total)
+        # the gap is off by delta (0 where the positive is the top), log1p by 2 delta T/(1+T)
+        bound = np.where(top == pos, 0, delta) + 2 * delta * total / (1 + total)
+        inexact[r] = bound > ulp * np.abs(losses[r])
+        if grad:
+            weight[r] = scale / (1 + total)
+            d_positive[r] = nx.cross_entropy_rows_grad(rest, total, top, pos)[rows, pos]
+        del s, rest  # before the next block is formed
+    if not grad:
+        return losses, inexact, None, None
+    d_h = np.empty_like(h)
+    for r, rows, pos, s in _nt_xent_row_blocks(v):  # the same logits again
+        # the softmax of the block's rows (1 / (1 + total) at the top: exp(0)), and of
+        # its columns: s_ij computed for the row i, within an ULP of s_ji for the row j
+        g = np.subtract(s, largest[r, None])
+        np.exp(g, out=g)
+        g *= weight[r, None]
+        columns = np.subtract(s, largest, out=s)
+        np.exp(columns, out=columns)
+        columns *= weight
+        g += columns
+        g[rows, pos] = 0
+        np.matmul(g, h, out=d_h[r])
+        del s, g, columns
+    d_h /= t
+    d_positive *= scale
+    d_positive += d_positive[v.positive]  # s_ij = s_ji: both entries' gradients
+    d_positive /= t
+    return losses, inexact, d_h, d_positive
+
+
+def _nt_xent_row_blocks(v: _NTXent):
+    """``(r, rows, positive[r], s)`` for blocks of rows ``r`` of the plain float64 logits
+    ``s = (h[r] / T) h^T``, the diagonal ``-inf``, each block a new array."""
+    m = 2 * v.n
+    size = _nt_xent_block_rows(m)
+    for start in range(0, m, size):
+        r = slice(start, min(start + size, m))
+        rows = np.arange(r.stop - r.start)
+        s = (v.h[r] / v.temperature) @ v.h.T  # the logits of one whole product, entry by entry
+        s[rows, start + rows] = -np.inf
+        yield r, rows, v.positive[r], s
 
 
 @quiet
@@ -1401,12 +1454,19 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
 def _nt_xent_loss(z1, z2, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of NT-Xent."""
     v = _nt_xent(z1, z2, temperature, reduction)
-    if grad and v.dtype == np.float64:  # one set of double-double logits for both
+    if v.dtype == np.float64:  # double-double logits alone, one set of them for both
+        if not grad:
+            return reduce_to(_nt_xent_exact_losses(v), v.reduction, v.dtype), None
         losses, g = _nt_xent_exact_losses(v, with_grad=True)
         loss = reduce_to(losses, v.reduction, v.dtype) if value else None
-        return loss, _nt_xent_grad(v, g)
-    loss = _nt_xent_value(v) if value else None
-    return loss, (_nt_xent_grad(v) if grad else None)
+        return loss, _nt_xent_grad_dd(v, g)
+    # float32 and float16: one pass over blocks of plain float64 logits, the few rows
+    # whose loss they cannot give to the result's ULP recomputed in double-double
+    losses, inexact, d_h, d_positive = _nt_xent_blocks(v, grad)
+    loss = None
+    if value:
+        loss = reduce_to(_nt_xent_refined(v, losses, inexact), v.reduction, v.dtype)
+    return loss, (_nt_xent_backward(v, d_h, d_positive) if grad else None)
 
 
 @quiet
@@ -1487,23 +1547,26 @@ def nt_xent_loss_value_and_grad(z1, z2, temperature=0.5, reduction="mean"):
     return _nt_xent_loss(z1, z2, temperature, reduction)
 
 
-def _nt_xent_grad(v: _NTXent, g=None):
+def _nt_xent_grad_dd(v: _NTXent, g):
     """The gradients w.r.t. both views from ``g``, the gradient of the losses w.r.t. the
-    logits (from double-double logits for a float64 result), or from the plain float64
-    logits."""
-    n, rows = v.n, np.arange(2 * v.n)
-    if g is None:
-        g = nx.cross_entropy_rows_grad(v.rest, v.total, v.top, v.positive)
-    g *= reduction_scale(2 * n, v.reduction, g.dtype)
+    (double-double) logits, for a float64 result."""
+    rows = np.arange(2 * v.n)
+    g *= reduction_scale(2 * v.n, v.reduction, g.dtype)
     d_logits = nx.symmetric_sum(g)
     d_logits /= v.temperature
     # each view's positive apart: nearly parallel, its projection needs care
-    positive = d_logits[rows, v.positive]
+    d_positive = d_logits[rows, v.positive]
     d_logits[rows, v.positive] = 0
+    return _nt_xent_backward(v, d_logits @ v.h, d_positive)
+
+
+def _nt_xent_backward(v: _NTXent, d_h, d_positive):
+    """The gradients w.r.t. both views from ``d_h``, that w.r.t. the unit rows but for
+    the positives, and ``d_positive``, that w.r.t. each row's logit with its positive."""
     k = (v.h[v.positive], v.zs[v.positive], v.exponent[v.positive])
     cos = np.einsum("ij,ij->i", v.h, k[0])
     views = (v.h, v.zs, v.scaled_norm, v.exponent, v.floored, v.infinite)
-    partner = (positive, k, cos)
-    d_z = nx.unit_rows_backward(views, d_logits @ v.h, partner, NORMALIZE_EPS, v.dtype)
+    partner = (d_positive, k, cos)
+    d_z = nx.unit_rows_backward(views, d_h, partner, NORMALIZE_EPS, v.dtype)
     d_z = d_z.astype(v.dtype)
-    return d_z[:n], d_z[n:]
+    return d_z[: v.n], d_z[v.n :]

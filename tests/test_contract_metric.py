@@ -735,3 +735,54 @@ def test_triplet_gradients_at_realistic_width(dtype, squared):
     expected = _mp_triplet_grads(a, p, n, margin, 1e-6, squared)
     for g, e in zip(got, expected, strict=True):
         _assert_within_4_ulp_of_the_row(g, e, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("temperature", [0.5, 0.05])
+def test_nt_xent_blocks_of_a_few_rows(monkeypatch, dtype, temperature):
+    # float16 / float32 logits are formed in blocks of rows: blocks of 3 rows (the last
+    # one short) agree with one block, and both with the exact values and gradients
+    rng = np.random.default_rng(17)
+    z1 = rng.normal(size=(7, 5))
+    z2 = z1 + rng.normal(size=(7, 5)) * np.array([1e-3, 1e-3, 1e-2, 1, 1, 1, 1])[:, None]
+    z1, z2 = z1.astype(dtype), z2.astype(dtype)
+    whole = M.nt_xent_loss(z1, z2, temperature, reduction="none")
+    whole_grads = M.nt_xent_loss_grad(z1, z2, temperature, reduction="sum")
+    monkeypatch.setattr(M, "_NT_XENT_BLOCK", 1)
+    monkeypatch.setattr(M, "_NT_XENT_ROWS", 3)
+    per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
+    ref.assert_ulp_in(per, whole, dtype, max_ulp=1)
+    ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype)
+    for reduction in ("mean", "sum"):
+        value, grads = M.nt_xent_loss_value_and_grad(z1, z2, temperature, reduction)
+        ref.assert_ulp_in(value, ref.reduced(ref.nt_xent(z1, z2, temperature), reduction), dtype)
+        exact = ref.nt_xent_grad(z1, z2, temperature, reduction)
+        for got, want, one_block in zip(grads, exact, whole_grads, strict=True):
+            if reduction == "sum":
+                ref.assert_ulp_in(got, one_block, dtype, max_ulp=1)
+            # as test_nt_xent_gradient_within_4_ulp: 4 ULP of the row's largest entry
+            exact64 = np.array([[float(v) for v in row] for row in want])
+            unit = np.spacing(np.max(np.abs(exact64), axis=-1, keepdims=True).astype(dtype))
+            error = np.abs(got.astype(np.float64) - exact64)
+            assert np.all(error <= 4 * unit.astype(np.float64)), (error / unit).max()
+
+
+def test_nt_xent_rows_recomputed_in_double_double(monkeypatch):
+    # at a tiny temperature the plain float64 logits' rounding reaches a float32 loss
+    # (0.9 ULP here): those rows alone (two samples close to each other) are recomputed
+    # from double-double logits and then rounded once, in blocks of 3 rows as in one block
+    rng = np.random.default_rng(18)
+    z1 = rng.normal(size=(7, 4))
+    z1[1] = z1[0] + 1e-5 * rng.normal(size=4)
+    z2 = (z1 + 3e-7 * rng.normal(size=(7, 4))).astype(np.float32)
+    z1 = z1.astype(np.float32)
+    inexact = M._nt_xent_blocks(M._nt_xent(z1, z2, 1e-9, "none"), False)[1]
+    assert inexact.any() and not inexact.all()
+    with mpmath.workdps(60):
+        exact = ref.nt_xent(z1, z2, 1e-9)
+    whole = M.nt_xent_loss(z1, z2, 1e-9, reduction="none")
+    ref.assert_ulp_in(whole, exact, np.float32, max_ulp=0.51)  # correctly rounded
+    monkeypatch.setattr(M, "_NT_XENT_BLOCK", 1)
+    monkeypatch.setattr(M, "_NT_XENT_ROWS", 3)
+    ref.assert_ulp_in(M.nt_xent_loss(z1, z2, 1e-9, reduction="none"), exact, np.float32, 0.51)
+    ref.assert_ulp_in(M.nt_xent_loss(z1, z2, 1e-9), ref.reduced(exact, "mean"), np.float32)
