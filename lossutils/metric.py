@@ -1303,10 +1303,11 @@ def _nt_xent_refined(v: _NTXent, losses, inexact):
     return losses
 
 
-# Blocks of plain float64 logits: about 2**19 entries (4 MB), but at least 128 rows (each
-# block is a few matrix products; far smaller ones lose their speed, the more so with
-# BLAS threads on a busy machine). The (2n, 2n) logits are never whole.
-_NT_XENT_BLOCK = 2**19
+# Blocks of plain float64 logits: about 2**20 entries (8 MB), but at least 128 rows. Each
+# block costs three matrix products: smaller blocks, more of them, lose speed (on a busy
+# machine a product waits for both BLAS threads: 2 MB blocks made a (1024, 128) step
+# twice as slow). The (2n, 2n) logits are never whole.
+_NT_XENT_BLOCK = 2**20
 _NT_XENT_ROWS = 128
 
 
@@ -1320,14 +1321,12 @@ def _nt_xent_blocks(v: _NTXent, grad):
 
     Each block of rows ``s = (h[r] / T) h^T`` gives its rows' losses ``(s_top - s_pos) +
     log1p(sum of exp(s - s_top) but the top)``; ``inexact`` marks the rows whose plain
-    loss could be off by 1/32 of an ULP of the result. With ``grad``, the gradient ``G``
-    of the (reduced) losses w.r.t. the logits reaches both sides of the Gram product
-    (``s_ij = s_ji``): ``d_h = (G + G^T) h / T``. A second pass forms the blocks of rows
-    of ``G + G^T`` from each row's largest logit and softmax denominator, kept from the
-    first (``G^T``'s rows are ``G``'s columns: a block of logits read down its columns),
-    and multiplies each into ``h``: the positives' entries are taken apart into
-    ``d_positive`` (:func:`_nt_xent_backward` projects them with care). Without ``grad``,
-    ``d_h`` and ``d_positive`` are None.
+    loss could be off by 1/32 of an ULP of the result. With ``grad``, the block's
+    gradient ``G`` of the (reduced) losses w.r.t. its logits reaches both sides of the
+    Gram product (``s_ij = s_ji``): ``d_h[r] += G h`` and ``d_h += G^T h[r]``, over ``T``
+    at the end; the positives' entries are taken apart into ``d_positive``
+    (:func:`_nt_xent_backward` projects them with care). Without ``grad``, ``d_h`` and
+    ``d_positive`` are None.
     """
     m, h, t = 2 * v.n, v.h, v.temperature
     losses, inexact = np.empty(m), np.empty(m, dtype=bool)
@@ -1335,13 +1334,14 @@ def _nt_xent_blocks(v: _NTXent, grad):
     # D roundings, each row's norm), a logit by that over T: delta is twice that
     delta = 2 * (2 * h.shape[-1] + 6) * 2.0**-53 / t
     ulp = np.finfo(v.dtype).eps / 32
-    largest, weight, d_positive = np.empty(m), np.empty(m), np.empty(m)
+    d_h = np.zeros_like(h) if grad else None
+    d_positive = np.empty(m) if grad else None
     scale = reduction_scale(m, v.reduction, np.float64)
     for r, rows, pos, s in _nt_xent_row_blocks(v):
         top = np.argmax(s, axis=-1)
-        largest[r] = s[rows, top]
-        losses[r] = largest[r] - s[rows, pos]
-        rest = np.subtract(s, largest[r, None], out=s)  # in place: exp(s - s_top)
+        largest = s[rows, top]
+        losses[r] = largest - s[rows, pos]
+        rest = np.subtract(s, largest[:, None], out=s)  # in place: exp(s - s_top)
         np.exp(rest, out=rest)
         rest[rows, top] = 0
         total = np.sum(rest, axis=-1)
@@ -1350,29 +1350,18 @@ def _nt_xent_blocks(v: _NTXent, grad):
         bound = np.where(top == pos, 0, delta) + 2 * delta * total / (1 + total)
         inexact[r] = bound > ulp * np.abs(losses[r])
         if grad:
-            weight[r] = scale / (1 + total)
-            d_positive[r] = nx.cross_entropy_rows_grad(rest, total, top, pos)[rows, pos]
+            g = nx.cross_entropy_rows_grad(rest, total, top, pos)
+            g *= scale
+            d_positive[r] = g[rows, pos]
+            g[rows, pos] = 0
+            d_h[r] += g @ h
+            d_h += g.T @ h[r]
+            del g
         del s, rest  # before the next block is formed
-    if not grad:
-        return losses, inexact, None, None
-    d_h = np.empty_like(h)
-    for r, rows, pos, s in _nt_xent_row_blocks(v):  # the same logits again
-        # the softmax of the block's rows (1 / (1 + total) at the top: exp(0)), and of
-        # its columns: s_ij computed for the row i, within an ULP of s_ji for the row j
-        g = np.subtract(s, largest[r, None])
-        np.exp(g, out=g)
-        g *= weight[r, None]
-        columns = np.subtract(s, largest, out=s)
-        np.exp(columns, out=columns)
-        columns *= weight
-        g += columns
-        g[rows, pos] = 0
-        np.matmul(g, h, out=d_h[r])
-        del s, g, columns
-    d_h /= t
-    d_positive *= scale
-    d_positive += d_positive[v.positive]  # s_ij = s_ji: both entries' gradients
-    d_positive /= t
+    if grad:
+        d_h /= t
+        d_positive += d_positive[v.positive]  # s_ij = s_ji: both entries' gradients
+        d_positive /= t
     return losses, inexact, d_h, d_positive
 
 
@@ -1380,13 +1369,12 @@ def _nt_xent_row_blocks(v: _NTXent):
     """``(r, rows, positive[r], s)`` for blocks of rows ``r`` of the plain float64 logits
     ``s = (h[r] / T) h^T``, the diagonal ``-inf``, each block a new array."""
     m = 2 * v.n
-    size = _nt_xent_block_rows(m)
-    for start in range(0, m, size):
-        r = slice(start, min(start + size, m))
+    for r in nx.chunks(m, _nt_xent_block_rows(m)):
         rows = np.arange(r.stop - r.start)
         s = (v.h[r] / v.temperature) @ v.h.T  # the logits of one whole product, entry by entry
-        s[rows, start + rows] = -np.inf
+        s[rows, r.start + rows] = -np.inf
         yield r, rows, v.positive[r], s
+        del s  # not alive while the next block is formed
 
 
 @quiet
@@ -1563,10 +1551,14 @@ def _nt_xent_grad_dd(v: _NTXent, g):
 def _nt_xent_backward(v: _NTXent, d_h, d_positive):
     """The gradients w.r.t. both views from ``d_h``, that w.r.t. the unit rows but for
     the positives, and ``d_positive``, that w.r.t. each row's logit with its positive."""
-    k = (v.h[v.positive], v.zs[v.positive], v.exponent[v.positive])
-    cos = np.einsum("ij,ij->i", v.h, k[0])
+    d_z = np.empty(v.h.shape, dtype=v.dtype)
     views = (v.h, v.zs, v.scaled_norm, v.exponent, v.floored, v.infinite)
-    partner = (d_positive, k, cos)
-    d_z = nx.unit_rows_backward(views, d_h, partner, NORMALIZE_EPS, v.dtype)
-    d_z = d_z.astype(v.dtype)
+    # in blocks of rows: the backward's float64 temporaries are a block's, not (2n, D)
+    for r in nx.chunks(len(d_z), max(1, nx.CHUNK // max(v.h.shape[-1], 1))):
+        p = v.positive[r]
+        k = (v.h[p], v.zs[p], v.exponent[p])
+        cos = np.einsum("ij,ij->i", v.h[r], k[0])
+        rows = tuple(x[r] for x in views)
+        partner = (d_positive[r], k, cos)
+        d_z[r] = nx.unit_rows_backward(rows, d_h[r], partner, NORMALIZE_EPS, v.dtype)
     return d_z[: v.n], d_z[v.n :]
