@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import dgemm
 
 from . import _numerics as nx
 from ._checks import (
@@ -1334,7 +1335,7 @@ def _nt_xent_blocks(v: _NTXent, grad):
     # D roundings, each row's norm), a logit by that over T: delta is twice that
     delta = 2 * (2 * h.shape[-1] + 6) * 2.0**-53 / t
     ulp = np.finfo(v.dtype).eps / 32
-    d_h = np.zeros_like(h) if grad else None
+    d_h = np.zeros(h.shape) if grad else None  # C order: d_h.T is dgemm's Fortran array
     d_positive = np.empty(m) if grad else None
     scale = reduction_scale(m, v.reduction, np.float64)
     for r, rows, pos, s in _nt_xent_row_blocks(v):
@@ -1355,7 +1356,8 @@ def _nt_xent_blocks(v: _NTXent, grad):
             d_positive[r] = g[rows, pos]
             g[rows, pos] = 0
             d_h[r] += g @ h
-            d_h += g.T @ h[r]
+            # d_h += G^T h[r] in place, as d_h^T += h[r]^T G: no (2n, D) temporary
+            dgemm(1.0, h[r].T, g.T, beta=1.0, c=d_h.T, trans_b=True, overwrite_c=True)
             del g
         del s, rest  # before the next block is formed
     if grad:
