@@ -121,10 +121,11 @@ def _pairs(named: dict, reduction) -> _Pairs:
 # Blocks of the logits' rows (float16/32 results): about LOGIT_BLOCK_BYTES of float64, and
 # at least LOGIT_MIN_ROWS rows. Each block costs two or three matrix products, and a
 # threaded BLAS call carries a fixed cost (its threads synchronise): at (N, D) = (1024,
-# 128) on 2 cores, blocks of 128 rows took the time of one block of all, 64 rows 10 to
-# 25 % more; with the cores busy with other work, blocks of 32 rows took twice the time.
-# The block, B N float64, is then B / D times the gradient's size.
-LOGIT_BLOCK_BYTES = 1 << 20
+# 128) on 2 cores, in a process that had imported PyTorch, blocks of 128 rows took 5 to 8
+# times the time of one block of all, two blocks of 512 rows about the same time; with the
+# cores free, 128 rows took the time of one block. The block, B N float64, is B / D times
+# the gradient's size: 4 at N = 1024, 1 from N = 4096 on (D = 128).
+LOGIT_BLOCK_BYTES = 4 << 20
 LOGIT_MIN_ROWS = 128
 
 
@@ -527,6 +528,14 @@ def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad
     return loss, _grads(p, g)
 
 
+def _parts(rows: slice, n: int):
+    """Slices of at most 32 rows covering a block ``rows`` of logits with ``n`` columns,
+    relative to the block, and their first rows in the whole matrix: a row function's
+    temporaries then stay small next to a block."""
+    for part in row_blocks(rows.stop - rows.start, n * 8, max_rows=32):
+        yield part, rows.start + part.start
+
+
 @nx.quiet
 def _clip_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
     """:func:`_clip` of a float16/32 result, block by block of the logits' rows, in two
@@ -542,17 +551,19 @@ def _clip_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
         logits = np.divide(cosine, temperature, out=cosine)
         block = np.arange(len(logits))
         positive[rows] = logits[block, block + rows.start]
-        arg = np.argmax(logits, axis=0)
+        arg = nx.row_argmax(logits.T)  # (fast in a transposed view)
         m = logits[arg, np.arange(n)]
         new = np.flatnonzero(m > top)
         # the old top joins the others, all rescaled to the new top (0 before any top)
         total[new] = (total[new] + 1) * np.exp(top[new] - m[new])
         top[new], top_row[new] = m[new], arg[new] + rows.start
-        rest = np.exp(logits - top)
-        rest[arg[new], new] = 0
-        total += np.sum(rest, axis=0)
-        del rest
-        rows_loss[rows] = _diagonal_cross_entropy(logits, False, consume=True, start=rows.start)[0]
+        for part, first in _parts(rows, n):
+            rest = np.exp(logits[part] - top)
+            inside = new[(arg[new] >= part.start) & (arg[new] < part.stop)]
+            rest[arg[inside] - part.start, inside] = 0  # the new tops themselves
+            total += np.sum(rest, axis=0)
+            loss, _ = _diagonal_cross_entropy(logits[part], False, consume=True, start=first)
+            rows_loss[first : first + len(loss)] = loss
     columns_loss = (top - positive) + np.log1p(total)
     loss = _finish((rows_loss + columns_loss) / 2, p) if value else None
     if not grad:
@@ -560,22 +571,23 @@ def _clip_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
     backward = _Backward(p)
     factor = _scale(p.reduction, n) / (2 * temperature)
     denominator = 1 + total
-    is_top = top_row == np.arange(n)
+    not_top = top_row != np.arange(n)
     for rows, cosine in _cosine_blocks(p):
         logits = np.divide(cosine, temperature, out=cosine)
-        block = np.arange(len(logits))
-        diagonal = (block, block + rows.start)
-        # the column softmax: exp(s - s_top) / (1 + total), 1 / (1 + total) at the top;
-        # the positive's q - 1 as minus the other terms' share (nothing cancels)
-        q = np.exp(logits - top)
-        others = total[rows] - np.where(is_top[rows], 0, q[diagonal])
-        q /= denominator
-        q[diagonal] = -((~is_top[rows]) + others) / denominator[rows]
-        g = _diagonal_cross_entropy(logits, True, consume=True, start=rows.start)[1]
-        g += q
-        del q
-        g *= factor
-        backward.add(rows, g)
+        for part, first in _parts(rows, n):
+            own = np.arange(part.stop - part.start)
+            diagonal = (own, own + first)
+            columns = slice(first, first + len(own))
+            # the column softmax: exp(s - s_top) / (1 + total), 1 / (1 + total) at the top;
+            # the positive's q - 1 as minus the other terms' share (nothing cancels)
+            q = np.exp(logits[part] - top)
+            others = total[columns] - np.where(not_top[columns], q[diagonal], 0)
+            q /= denominator
+            q[diagonal] = -(not_top[columns] + others) / denominator[columns]
+            _, g = _diagonal_cross_entropy(logits[part], True, consume=True, start=first)
+            g += q  # (g: the part's rows of the block, consumed)
+        logits *= factor
+        backward.add(rows, logits)
     return loss, backward.result()
 
 

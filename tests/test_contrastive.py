@@ -232,6 +232,8 @@ def test_blocks_of_a_few_rows_agree_with_one_block(kind, dtype, monkeypatch):
     monkeypatch.setattr(C, "LOGIT_MIN_ROWS", 1)
     for block_bytes in (7 * 8 * 3, 1 << 20):
         monkeypatch.setattr(C, "LOGIT_BLOCK_BYTES", block_bytes)
+        # (and the row functions over parts of 2 rows of each block, or all of it)
+        monkeypatch.setattr(lossutils._blocks, "BLOCK_BYTES", min(7 * 8 * 2, block_bytes))
         results[block_bytes] = [loss(a, b, *params, reduction=r) for r in REDUCTIONS]
         results[block_bytes] += list(grad(a, b, *params, reduction="sum"))
     few, one = results.values()
