@@ -1304,12 +1304,13 @@ def _nt_xent_refined(v: _NTXent, losses, inexact):
     return losses
 
 
-# Blocks of plain float64 logits: about 2**20 entries (8 MB), but at least 128 rows. Each
-# block costs three matrix products: smaller blocks, more of them, lose speed (on a busy
-# machine a product waits for both BLAS threads: 2 MB blocks made a (1024, 128) step
-# twice as slow). The (2n, 2n) logits are never whole.
+# Blocks of plain float64 logits: about 2**20 entries (8 MB), but at least 256 rows. Each
+# block costs three matrix products, which lose their speed when small: on a busy
+# machine (each product waiting for both BLAS threads) 2 MB blocks made a (1024, 128)
+# step twice as slow, blocks of 128 rows a (4096, 128) one eight times. The (2n, 2n)
+# logits are never whole.
 _NT_XENT_BLOCK = 2**20
-_NT_XENT_ROWS = 128
+_NT_XENT_ROWS = 256
 
 
 def _nt_xent_block_rows(m):
