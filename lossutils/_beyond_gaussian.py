@@ -1520,7 +1520,9 @@ def student_t_nll_loss(input, target, scale, df, reduction="mean"):
     (``-log_prob(target)``). Stable where the textbook formula is not: the log-gamma
     difference for large :math:`\nu` (up to 1e6 and beyond) by its asymptotic series,
     :math:`\log(1 + u^2/\nu)` by ``log1p`` for tiny residuals and without squaring huge ones.
-    See :cite:t:`lange1989robust` and :cite:t:`salinas2020deepar`.
+    The loss is a sum of terms of both signs (a density above 1 has a negative NLL): where
+    they nearly cancel (a loss near 0) the error is a few ULP of the largest term, not of
+    the result. See :cite:t:`lange1989robust` and :cite:t:`salinas2020deepar`.
 
     Examples
     --------
