@@ -57,6 +57,7 @@ from ._numerics import (
     exact_difference,
     exp_minus_near,
     gap_to_square,
+    horner,
     log1p_minus,
     logistic_pairs,
     scaled_exp_minus,
@@ -90,7 +91,6 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
-_HALF_LOG_2PI = 0.5 * _LOG_2PI
 _HALF_LOG_PI = 0.5 * math.log(math.pi)
 _LOG_2 = math.log(2.0)
 _HALF_LOG_2 = 0.5 * _LOG_2
@@ -107,11 +107,6 @@ def _arrays(names_values, work=None):
     out = result_dtype(*names_values.values())
     work_dtype = np.dtype(work(out)) if work else out
     return out, work_dtype, tuple(a.astype(work_dtype) for a in arrays.values())
-
-
-def _float64_at_least(dtype):
-    """float64 for float16/32/64: SciPy's special functions exist in float64 only."""
-    return np.dtype(np.float64)
 
 
 def _finish_grad(grad, arg, shape, reduction, out):
@@ -1333,15 +1328,6 @@ _ATANH_HEAD = [dd_constant(c) for c in _ATANH_SERIES[:6]]
 _ATANH_TAIL = [float(c) for c in _ATANH_SERIES[6:]]
 
 
-def _float_horner(coefficients, z):
-    """``sum_k c_k z^k`` in float64 (the small tails of the series above)."""
-    out = np.full_like(z, coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        out *= z
-        out += c
-    return out
-
-
 def _student_t_norm_slope_dd(nu):
     """C'(df) = f'(df / 2) / 2 as a double-double (float64 ``nu`` in (0, 2^200]): to about
     2^-74 of it (the recurrence's terms all have one sign)."""
@@ -1360,7 +1346,7 @@ def _student_t_norm_slope_dd(nu):
             sa_hi[k:], sa_lo[k:] = a1
         a_hi[idx], a_lo[idx], acc_hi[idx], acc_lo[idx] = sa_hi, sa_lo, s_hi, s_lo
     w = dd_div(1.0, 0.0, *dd_mul(a_hi, a_lo, a_hi, a_lo))
-    series = dd_horner(_DF_SLOPE_HEAD, *w, tail=_float_horner(_DF_SLOPE_TAIL, w[0]))
+    series = dd_horner(_DF_SLOPE_HEAD, *w, tail=horner(_DF_SLOPE_TAIL, w[0]))
     f_hi, f_lo = dd_add(*dd_mul(*series, *w), acc_hi, acc_lo)
     return 0.5 * f_hi, 0.5 * f_lo
 
@@ -1386,7 +1372,7 @@ def _minus_log1m_minus(p_hi, p_lo, w_hi, w_lo):
         m = dd_add(2.0, 0.0, -ph, -pl)
         z = dd_div(ph, pl, *m)
         z2 = dd_mul(*z, *z)
-        v = dd_horner(_ATANH_HEAD, *z2, tail=_float_horner(_ATANH_TAIL, z2[0]))
+        v = dd_horner(_ATANH_HEAD, *z2, tail=horner(_ATANH_TAIL, z2[0]))
         tail = dd_mul(*dd_mul(*z, *z2), *v)
         first = dd_div(*dd_mul(ph, pl, ph, pl), *m)
         out_hi[i], out_lo[i] = dd_add(*first, 2 * tail[0], 2 * tail[1])

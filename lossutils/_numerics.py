@@ -223,6 +223,16 @@ def _cascaded_sum(x: np.ndarray):
     return x[..., 0], error
 
 
+def horner(coefficients, x):
+    """``sum_k c_k x^k`` (``coefficients`` from ``c_0`` on) in float64 by Horner's rule, in
+    place: the short tails of the series below, whose terms the callers bound."""
+    out = np.full_like(x, coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        out *= x
+        out += c
+    return out
+
+
 # --- x log y --------------------------------------------------------------------------------------
 
 
@@ -592,10 +602,7 @@ def exp_minus_1_minus(d):
         if near.any():
             x = d[near]
             coefficients = _EXPM1_SERIES if x.dtype.itemsize > 4 else _EXPM1_SERIES_FLOAT32
-            series = np.full_like(x, coefficients[-1])
-            for c in reversed(coefficients[:-1]):
-                series *= x
-                series += c
+            series = horner(coefficients, x)
             series *= x
             series *= x
             out[near] = series
@@ -1165,10 +1172,7 @@ def _dd_expm1(r):
     then Horner steps ``(hi, lo) r + 1/m!`` in double-double, with ``hi r`` exact (Dekker's
     product, ``r`` split once) and the constant the larger addend (fast TwoSum).
     """
-    tail = np.full_like(r, _INVERSE_FACTORIALS[9][0])
-    for c, _ in reversed(_INVERSE_FACTORIALS[5:9]):
-        tail *= r
-        tail += c
+    tail = horner([c for c, _ in _INVERSE_FACTORIALS[5:10]], r)
     # 1/4! + r tail: the product's rounding is below 2^-69 of the sum, 2^-107 of e^r
     tail *= r
     hi, lo = _fast_two_sum(_INVERSE_FACTORIALS[4][0], tail)
@@ -1514,10 +1518,7 @@ def _log_minus_table(t, x):
     m_lo = m - m_hi
     u, u_err = two_sum(m_hi * r - 1, m_lo * r)  # m r - 1, exactly
     sq, sq_err = two_prod(u, u)
-    series = np.full_like(u, _LOG1P_SERIES[-1])
-    for c in reversed(_LOG1P_SERIES[:-1]):
-        series *= u
-        series += c
+    series = horner(_LOG1P_SERIES, u)
     series *= sq * u
     s, e1 = two_sum(k * _LN2_HI, _MINUS_LOG_HI[j])
     s, e2 = two_sum(s, u)
@@ -1543,9 +1544,6 @@ def exp_minus_near(x, y, e=None):
     d = _log_minus_table(e, x)
     d *= e
     return np.subtract(e, y) - d
-
-
-_SQRT_2 = math.sqrt(2.0)
 
 
 # log t = e ln 2 + log c_j + log1p(u) for t = 2^e m (m in [1/2, 1)), c_j = (j + 1/2) / 256 the
@@ -1943,7 +1941,7 @@ def dd_sum_of_squares(hi: np.ndarray, lo: np.ndarray, slices: int = 3):
     (``2**-69`` for D = 128) at half the cost, for differences that cancel by less than
     ``2**10``.
     """
-    k = (53 - int(np.ceil(np.log2(max(hi.shape[-1], 1))))) // 2
+    k = _grid_bits(hi.shape[-1])
 
     def dot(u, v):
         return np.einsum("...i,...i->...", u, v)
@@ -2074,7 +2072,7 @@ def dd_distance_squared(x, y, shift, exponent):
     ``(a + d) + shift`` for ``2 a + w`` (they differ by ``lo`` and two roundings) and
     rounded to about ``D 2**-(53 + k)`` of ``4**e``.
     """
-    k = (53 - int(np.ceil(np.log2(max(x.shape[-1], 1))))) // 2
+    k = _grid_bits(x.shape[-1])
     exponent = np.asarray(exponent)
     top = int(np.max(exponent, initial=-DD_DISTANCE_EXPONENTS))
     if exponent.size and top - int(np.min(exponent)) > 1:
@@ -2130,7 +2128,7 @@ def dd_distances_squared(rows, pairs, shift, exponent, index=None):
     """
     width = rows[0].shape[-1]
     n = len(rows[0]) if index is None else len(index)
-    k = (53 - int(np.ceil(np.log2(max(width, 1))))) // 2
+    k = _grid_bits(width)
     exponent = np.asarray(exponent)
     used = sorted({i for pair in pairs for i in pair})
     step = max(1, (_DD_DISTANCE_BLOCK - 1) // width)
@@ -2243,11 +2241,7 @@ def atanh_series(w):
     count, limit = 1, 2.0**-60 / 3
     while count < len(_ATANH_TERMS) and w_max**count / (2 * count + 3) >= limit:
         count += 1
-    out = np.full_like(w, _ATANH_TERMS[count - 1])
-    for c in reversed(_ATANH_TERMS[: count - 1]):
-        out *= w
-        out += c
-    return out
+    return horner(_ATANH_TERMS[:count], w)
 
 
 # log1p(t) = 2 atanh(u) with u = t / (2 + t), and t = 2u / (1 - u), so that
@@ -2400,6 +2394,12 @@ def dd_scale(hi, lo, c: float, reciprocal: bool = False, c_lo: float = 0.0):
 
 
 @quiet
+def _grid_bits(width: int) -> int:
+    """Bits of the heads on a row's grid such that products of two heads summed over
+    ``width`` entries are exact: ``(53 - ceil(log2 width)) // 2``."""
+    return (53 - int(np.ceil(np.log2(max(width, 1))))) // 2
+
+
 def _ozaki_head(x, bits):
     """``x = head + tail`` with each row's head on the grid ``2**(e - bits)`` (``e`` the
     exponent of the row's largest entry): products of two heads have at most ``2 bits``
@@ -2415,7 +2415,7 @@ def _dd_products(a_hi, a_lo, b_hi, b_lo):
     """``(exact, small)`` with ``exact + small = (a_hi + a_lo) @ (b_hi + b_lo).T`` to
     about ``4 D 2**-(53 + k)`` of ``|a| |b|`` (see :func:`dd_matmul`); ``exact`` has no
     rounding error at all."""
-    k = (53 - int(np.ceil(np.log2(max(a_hi.shape[-1], 1))))) // 2
+    k = _grid_bits(a_hi.shape[-1])
     a_head, a_r = _ozaki_head(a_hi, k)
     b_head, b_r = _ozaki_head(b_hi, k)
     # a = head + r: r = tail + lo rounded (2**-(53 + k) of a), and
@@ -2448,7 +2448,7 @@ def _dd_gram_products(hi, lo):
     rounding is about ``D 2**-(53 + k)`` of ``|a|^2``, and so is the whole error
     (``2**-69`` of ``|a|^2`` for D = 128).
     """
-    k = (53 - int(np.ceil(np.log2(max(hi.shape[-1], 1))))) // 2
+    k = _grid_bits(hi.shape[-1])
     head, tail = _ozaki_head(hi, k)
     r = np.add(tail, lo, out=tail)
     half = r * 0.5

@@ -818,10 +818,11 @@ def _smoothed_beyond_range(args, pieces, rows, eps, share, total_w, loss) -> Non
     number apart, although weights below 1 may bring the loss back into range. They are
     formed from the halved logits (exact) and doubled once at the end."""
     x, w = args.x[rows], args.weight
-    rows = rows[np.isfinite(x).all(axis=-1)]
+    keep = np.isfinite(x).all(axis=-1)
+    rows = rows[keep]
     if not rows.size:
         return
-    x, m, y = args.x[rows] / 2, pieces.m[rows] / 2, args.y[rows]
+    x, m, y = x[keep] / 2, pieces.m[rows] / 2, args.y[rows]
     wy = np.ones(len(rows), x.dtype) if w is None else w[y]
     with np.errstate(over="ignore", invalid="ignore"):  # (inf where the loss is)
         d = m[:, None] - x
