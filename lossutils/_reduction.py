@@ -42,6 +42,14 @@ def total(values: np.ndarray):
     return out
 
 
+def _divided_first(values, count):
+    """The sum of ``values / count``, each term divided first (float64): the mean of finite
+    values whose plain sum overflows (float64 ones only: :func:`total` sums narrower ones
+    in float64, where they cannot), which then overflows only if the mean does."""
+    with np.errstate(over="ignore"):
+        return np.sum(values / np.float64(count), dtype=np.float64)
+
+
 def _mean(sum_, count, dtype):
     """``sum_ / count`` rounded once to ``dtype``; NaN for 0 / 0, silently."""
     dtype = np.dtype(dtype)
@@ -69,8 +77,7 @@ def reduce(loss: np.ndarray, reduction: str):
     if loss.size == 0:
         return dtype.type(np.nan)
     if np.isinf(sum_) and np.all(np.isfinite(loss)):  # float64 only (see total)
-        with np.errstate(over="ignore"):
-            return np.sum(loss / dtype.type(loss.size), dtype=dtype)
+        return to_dtype(_divided_first(loss, loss.size), dtype)[()]
     return _mean(sum_, loss.size, dtype)
 
 
@@ -106,9 +113,7 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
         if scaled is not None:
             return to_dtype(total(scaled()), loss.dtype)[()]
         if np.all(np.isfinite(loss)):
-            with np.errstate(over="ignore"):
-                scaled_loss = loss / np.asarray(weight_total, dtype=loss.dtype)
-            return to_dtype(total(scaled_loss), loss.dtype)[()]
+            return to_dtype(_divided_first(loss, weight_total), loss.dtype)[()]
     return _mean(sum_, weight_total, loss.dtype)
 
 
@@ -265,8 +270,7 @@ class BlockReduction:
         t = np.float64(total(values))
         scaled = None
         if np.isinf(t) and np.all(np.isfinite(values)):
-            with np.errstate(over="ignore"):
-                scaled = np.sum(values / np.float64(self.count), dtype=np.float64)
+            scaled = _divided_first(values, self.count)
         self.totals.append(t)
         self.scaled.append(scaled)
 
