@@ -55,7 +55,7 @@ def _nb(z, y, r):
     return -torch.distributions.NegativeBinomial(total_count=r, logits=z).log_prob(y)
 
 
-def test_claim_count_data_negative_binomial_logits_and_total_count(dtype):
+def test_claim_count_data_negative_binomial_logits_and_total_count(rng, dtype):
     z = rng.normal(size=(4, 5))
     r = rng.uniform(0.3, 30.0, size=(4, 5))
     y = rng.poisson(r * np.exp(z)).astype(np.float64)
@@ -108,7 +108,7 @@ def _student_t(x, y, s, nu):
 
 
 @pytest.mark.parametrize("shape", ["same", "row", "scalar"])
-def test_claim_heavy_tails_student_t_log_prob(shape, dtype):
+def test_claim_heavy_tails_student_t_log_prob(rng, shape, dtype):
     x, y = rng.normal(scale=3.0, size=(2, 4, 5))
     s = rng.uniform(0.2, 3.0, size=(4, 5))
     nu = rng.uniform(0.5, 60.0, size=(4, 5))
@@ -130,7 +130,7 @@ def _pinball(x, y, q):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_claim_heavy_tails_quantiles_pinball_and_tie_gradient(reduction, dtype):
+def test_claim_heavy_tails_quantiles_pinball_and_tie_gradient(rng, reduction, dtype):
     """max(tau u, (tau - 1) u) with u = y - y-hat; torch.maximum splits the gradient of a tie,
     so at u = 0 autograd gives 1/2 - tau, lossutils' subgradient. Multi-quantile heads on the
     last axis with one target per row."""

@@ -159,7 +159,7 @@ def test_optax_smooth_labels_is_label_smoothing(alpha, dtype):
     assert_close(lu.cross_entropy_grad(z, LABELS, **kw), grad, dtype)
 
 
-def test_deviation_cross_entropy_class_axis_last():
+def test_deviation_cross_entropy_class_axis_last(rng):
     """Deviation: the class axis is the last one. With a 3-D input of shape (N, A, A) both
     libraries accept the same array and compute different losses without an error."""
     z = rng.normal(size=(2, 3, 3))

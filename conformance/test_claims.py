@@ -73,7 +73,7 @@ def test_claim_bernoulli_bce_torch_zero_loss_at_logit_minus_40():
     assert float(lu.binary_cross_entropy_with_logits(np.array([-40.0]), np.array([0.0]))) == exact
 
 
-def test_claim_bernoulli_bce_logit_losses_agree():
+def test_claim_bernoulli_bce_logit_losses_agree(rng):
     """BCEWithLogitsLoss, F.binary_cross_entropy_with_logits and
     optax.sigmoid_binary_cross_entropy(logits, labels) are the same loss (as lossutils')."""
     z = rng.normal(scale=3, size=8)
@@ -165,7 +165,7 @@ def test_claim_categorical_nll_of_log_softmax_is_cross_entropy():
     assert lu.nll_loss(lu.log_softmax(Z3), Y3) == pytest.approx(lu.cross_entropy(Z3, Y3), rel=1e-15)
 
 
-def test_claim_categorical_class_axis():
+def test_claim_categorical_class_axis(rng):
     """PyTorch takes the classes on dimension 1 ((N, C, H, W)); optax and lossutils on the
     last axis: the same losses after np.moveaxis."""
     z = rng.normal(size=(2, 3, 4, 5))  # (N, H, W, C)
@@ -210,7 +210,7 @@ def test_claim_focal_label_smoothing_weighted_mean_divides_by_weights():
     assert mean != pytest.approx(per.mean(), rel=1e-3)
 
 
-def test_claim_focal_label_smoothing_loss_scale_sgd_and_adam():
+def test_claim_focal_label_smoothing_loss_scale_sgd_and_adam(rng):
     """A constant factor c on the loss scales an SGD step by c; an Adam step is unchanged up to
     its eps (torch.optim)."""
     w0 = rng.normal(size=5)
@@ -407,7 +407,7 @@ def test_claim_margin_multilabel_margin_loss():
     assert theirs == pytest.approx(exact, rel=1e-15)
 
 
-def test_claim_margin_soft_margin_is_logistic_loss_in_nats():
+def test_claim_margin_soft_margin_is_logistic_loss_in_nats(rng):
     """SoftMarginLoss is the mean of log(1 + e^(-t z)); BCEWithLogitsLoss and
     optax.sigmoid_binary_cross_entropy give the same numbers on y = (1 + t) / 2."""
     z = rng.normal(scale=3, size=6)
@@ -434,7 +434,7 @@ def test_claim_margin_soft_margin_float32_overflows_at_minus_100():
     assert ours.dtype == np.float32 and float(ours) == 100.0
 
 
-def test_claim_margin_crammer_singer_not_in_torch_but_in_optax():
+def test_claim_margin_crammer_singer_not_in_torch_but_in_optax(rng):
     """No Crammer-Singer module in PyTorch; optax.losses.multiclass_hinge_loss is
     max(0, 1 + max_{j != y} z_j - z_y), lossutils.multiclass_hinge_loss."""
     assert not [n for n in dir(torch.nn) if "crammer" in n.lower()]
@@ -457,7 +457,7 @@ def test_claim_choosing_a_loss_soft_margin_label_zero_is_log2():
         lu.logistic_loss(z, np.zeros(4), base=np.e)
 
 
-def test_claim_choosing_a_loss_kl_div_mean_divides_by_entries():
+def test_claim_choosing_a_loss_kl_div_mean_divides_by_entries(rng):
     """kl_div(reduction="mean") divides by the number of entries N * C; "batchmean" by N."""
     logq = np.log(rng.dirichlet(np.ones(4), size=3))
     p = rng.dirichlet(np.ones(4), size=3)
@@ -494,7 +494,7 @@ def test_claim_kl_divergence_log_target_for_underflowing_targets():
     assert abs(with_p[0] / exact[0] - 1) > 1e-3  # the subnormal p has lost its digits
 
 
-def test_claim_kl_divergence_distillation_gradient():
+def test_claim_kl_divergence_distillation_gradient(rng):
     """F.kl_div(log_softmax(z_s / T), log_softmax(z_t / T), "batchmean", log_target=True) has
     the gradient (q - p) / (T N) with respect to the student's logits."""
     n, t = 4, 3.0
@@ -507,7 +507,7 @@ def test_claim_kl_divergence_distillation_gradient():
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-12, atol=1e-16)
 
 
-def test_claim_kl_divergence_cross_entropy_with_soft_targets():
+def test_claim_kl_divergence_cross_entropy_with_soft_targets(rng):
     """F.cross_entropy(logits, p) and optax.softmax_cross_entropy(logits, p) compute
     H(p, softmax z) = H(p) + KL(p || softmax z), with the gradient of the divergence."""
     z = rng.normal(size=(3, 4))
@@ -525,7 +525,7 @@ def test_claim_kl_divergence_cross_entropy_with_soft_targets():
     assert ox == pytest.approx(ce.item(), rel=1e-13)
 
 
-def test_claim_kl_divergence_optax_per_example_divergences():
+def test_claim_kl_divergence_optax_per_example_divergences(rng):
     """optax.kl_divergence(log_predictions, targets) and kl_divergence_with_log_targets return
     one divergence per example; their mean is kl_div's "batchmean". The second exists only as
     optax.losses.kl_divergence_with_log_targets (not at optax's top level)."""
@@ -571,7 +571,7 @@ def test_claim_kl_divergence_kl_div_zero_target_nan():
     assert float(lu.kl_div(z, p, reduction="sum")) == 0.5
 
 
-def test_claim_kl_divergence_kl_div_grad_is_minus_p_over_n():
+def test_claim_kl_divergence_kl_div_grad_is_minus_p_over_n(rng):
     logq = np.log(rng.dirichlet(np.ones(4), size=3))
     p = rng.dirichlet(np.ones(4), size=3)
     tz = tt(logq, grad=True)
@@ -587,7 +587,7 @@ def mp_kl_standard(mu, logvar):
                      for m, v in zip(mu, logvar, strict=True)))  # fmt: skip
 
 
-def test_claim_elbo_pytorch_kl_formula():
+def test_claim_elbo_pytorch_kl_formula(rng):
     """-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) is KL(N(mu, e^v) || N(0, I))."""
     mu, logvar = rng.normal(size=5), rng.normal(size=5)
     tmu, tlv = tt(mu), tt(logvar)
@@ -595,7 +595,7 @@ def test_claim_elbo_pytorch_kl_formula():
     assert theirs == pytest.approx(mp_kl_standard(mu, logvar), rel=1e-13)
 
 
-def test_claim_elbo_official_example_and_stable_equivalent():
+def test_claim_elbo_official_example_and_stable_equivalent(rng):
     """The official example's F.binary_cross_entropy(torch.sigmoid(logits), x, "sum") equals
     F.binary_cross_entropy_with_logits(logits, x, "sum") for moderate logits; with the KL
     term the sum is vae_loss(x, logits, mu, logvar, reduction="sum")."""
@@ -622,7 +622,7 @@ def test_claim_elbo_textbook_kl_cancels_near_prior():
     assert float(lu.gaussian_kl(mu, logvar)) == pytest.approx(exact, rel=1e-15)
 
 
-def test_claim_elbo_torch_distributions_kl():
+def test_claim_elbo_torch_distributions_kl(rng):
     """kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0, 1)).sum(-1) is the KL term."""
     mu, logvar = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
     Normal = torch.distributions.Normal
@@ -653,7 +653,7 @@ def test_claim_evidence_torch_distributions_kl_cancels_near_prior():
         assert float(lu.gaussian_kl(mu, logvar)) == pytest.approx(exact, rel=4 * 2.0**-52)
 
 
-def test_claim_elbo_distrax_kl():
+def test_claim_elbo_distrax_kl(rng):
     """distrax.Normal(mu, jnp.exp(0.5 * logvar)).kl_divergence(distrax.Normal(0.0, 1.0)).sum(-1)
     is the KL term."""
     with warnings.catch_warnings():
@@ -677,7 +677,7 @@ def test_claim_elbo_optax_has_no_gaussian_kl():
     assert got == pytest.approx(lu.kl_divergence(p, np.exp(logq)), rel=1e-14)
 
 
-def test_claim_elbo_mse_mean_divides_by_nd():
+def test_claim_elbo_mse_mean_divides_by_nd(rng):
     """F.mse_loss's default mean divides by all N * D entries."""
     x, r = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
     assert F.mse_loss(tt(r), tt(x)).item() == pytest.approx(((r - x) ** 2).sum() / 24, rel=1e-14)
@@ -686,7 +686,7 @@ def test_claim_elbo_mse_mean_divides_by_nd():
 # --- Gaussian regression --------------------------------------------------------------------
 
 
-def test_claim_gaussian_l2_mse_mean_over_all_elements():
+def test_claim_gaussian_l2_mse_mean_over_all_elements(rng):
     """MSELoss() / F.mse_loss: reduction="mean" averages over all n * D elements."""
     x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
     theirs = torch.nn.MSELoss()(tt(x), tt(y)).item()
@@ -722,7 +722,7 @@ def test_claim_gaussian_l2_var_clamp_gradient():
     assert ours[1].item() == pytest.approx(grad.item(), rel=1e-12, abs=1e-6)
 
 
-def test_claim_gaussian_l2_var_one_dim_short():
+def test_claim_gaussian_l2_var_one_dim_short(rng):
     """PyTorch accepts a var with one dimension less than input, as var[..., None]."""
     x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
     v = np.exp(rng.normal(size=4))
@@ -732,7 +732,7 @@ def test_claim_gaussian_l2_var_one_dim_short():
     assert float(lu.gaussian_nll_loss(x, y, v[:, None])) == pytest.approx(short, rel=1e-14)
 
 
-def test_claim_gaussian_l2_optax_l2_loss_is_half():
+def test_claim_gaussian_l2_optax_l2_loss_is_half(rng):
     """optax.l2_loss is 1/2 (y_hat - y)^2 with gradient y_hat - y; optax.squared_error is the
     full square."""
     x, y = rng.normal(size=5), rng.normal(size=5)
@@ -768,7 +768,7 @@ def test_claim_robust_regression_smooth_l1_is_huber_over_beta(b):
     assert np.allclose(smooth, huber) == (b == 1.0)
 
 
-def test_claim_robust_regression_smooth_l1_beta_zero_is_l1():
+def test_claim_robust_regression_smooth_l1_beta_zero_is_l1(rng):
     r = rng.normal(size=9)
     z = np.zeros(9)
     np.testing.assert_array_equal(
@@ -830,7 +830,7 @@ def test_claim_likelihood_to_loss_sign_at_zero():
     assert grad.tolist() == lu.l1_penalty_grad(w.detach().numpy(), 1.0).tolist() == [0.0, -1.0, 1.0]
 
 
-def test_claim_likelihood_to_loss_weight_decay_is_half_l2_penalty():
+def test_claim_likelihood_to_loss_weight_decay_is_half_l2_penalty(rng):
     """SGD(weight_decay=wd) and optax.add_decayed_weights(wd) add wd * w to the gradient: one
     step on a penalty-free loss equals a plain step on l2_penalty(w, wd / 2)."""
     w0 = rng.normal(size=4)
@@ -847,7 +847,7 @@ def test_claim_likelihood_to_loss_weight_decay_is_half_l2_penalty():
                                expected, rtol=1e-15)  # fmt: skip
 
 
-def test_claim_likelihood_to_loss_adamw_is_not_l2_penalty():
+def test_claim_likelihood_to_loss_adamw_is_not_l2_penalty(rng):
     """Decoupled weight decay (AdamW) differs from Adam on the loss plus an L2 penalty."""
     w0 = rng.normal(size=4)
     g0 = rng.normal(size=4)
@@ -864,7 +864,7 @@ def test_claim_likelihood_to_loss_adamw_is_not_l2_penalty():
 # --- contrastive and triplet ----------------------------------------------------------------
 
 
-def test_claim_contrastive_triplet_norm_grad_zero_at_zero():
+def test_claim_contrastive_triplet_norm_grad_zero_at_zero(rng):
     """The backward of torch's norm is 0 at a zero norm: the push term of a dissimilar pair with
     x1 = x2 gets the gradient 0, as lossutils.contrastive_loss_grad returns."""
     x = rng.normal(size=(1, 3))
@@ -878,7 +878,7 @@ def test_claim_contrastive_triplet_norm_grad_zero_at_zero():
     assert np.all(o1 == 0) and np.all(o2 == 0)
 
 
-def test_claim_contrastive_triplet_pairwise_distance_eps():
+def test_claim_contrastive_triplet_pairwise_distance_eps(rng):
     """PyTorch's distance is ||x - z + eps||_p (eps added to every component): a point's
     distance to itself is eps sqrt(D), and d(x, z) != d(z, x)."""
     x = rng.normal(size=(1, 4))
@@ -921,7 +921,7 @@ def test_claim_contrastive_triplet_defaults():
     assert ours["swap"].default is False
 
 
-def test_claim_contrastive_triplet_with_distance_squared_is_facenet():
+def test_claim_contrastive_triplet_with_distance_squared_is_facenet(rng):
     """TripletMarginWithDistanceLoss(distance_function=lambda x, z: (x - z).pow(2).sum(-1)) is
     the FaceNet form, triplet_margin_loss(squared=True)."""
     a, p, n = (rng.normal(size=(6, 3)) for _ in range(3))
@@ -933,7 +933,7 @@ def test_claim_contrastive_triplet_with_distance_squared_is_facenet():
     np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-15)
 
 
-def test_claim_contrastive_triplet_optax_eps_inside_root():
+def test_claim_contrastive_triplet_optax_eps_inside_root(rng):
     """optax.losses.triplet_margin_loss returns per-triplet losses and puts eps inside the root:
     (sum |a - p|^2 + eps)^(1/2)."""
     a, p, n = (rng.normal(size=(5, 3)) for _ in range(3))
@@ -948,7 +948,7 @@ def test_claim_contrastive_triplet_optax_eps_inside_root():
     assert not np.allclose(got, torch_like, rtol=1e-9, atol=0)
 
 
-def test_claim_contrastive_triplet_cosine_embedding_loss():
+def test_claim_contrastive_triplet_cosine_embedding_loss(rng):
     """CosineEmbeddingLoss: 1 - cos for y = 1, max(0, cos - margin) for y = -1, margin 0.
     (PyTorch adds 1e-12 to each squared norm, hence the tolerance.)"""
     assert inspect.signature(torch.nn.CosineEmbeddingLoss).parameters["margin"].default == 0.0
@@ -976,7 +976,7 @@ def test_claim_contrastive_triplet_torch_has_no_contrastive_loss():
     assert not [n for n in dir(F) + dir(torch.nn) if "contrastive" in n.lower()]
 
 
-def test_claim_contrastive_triplet_optax_ntxent():
+def test_claim_contrastive_triplet_optax_ntxent(rng):
     """optax.ntxent(embeddings, labels, temperature=0.07): with embeddings [z1; z2] and labels
     [0..N-1, 0..N-1] it is nt_xent_loss(z1, z2, temperature)."""
     assert inspect.signature(optax.ntxent).parameters["temperature"].default == 0.07
@@ -987,7 +987,7 @@ def test_claim_contrastive_triplet_optax_ntxent():
     assert got == pytest.approx(float(lu.nt_xent_loss(z1, z2, temperature=0.07)), rel=1e-12)
 
 
-def test_claim_contrastive_triplet_optax_ntxent_more_positives():
+def test_claim_contrastive_triplet_optax_ntxent_more_positives(rng):
     """With more than two rows per label, optax.ntxent leaves the other positives out of each
     positive pair's denominator, and averages over the ordered positive pairs."""
     z = rng.normal(size=(6, 3))

@@ -9,7 +9,7 @@ import lossutils as lu
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 2, 5)])
-def test_claim_ddpm_simple_mean_is_features_times_mse_loss(dtype, shape):
+def test_claim_ddpm_simple_mean_is_features_times_mse_loss(rng, dtype, shape):
     # ddpm_noise_loss(..., "simple") sums over a sample's features; F.mse_loss averages over
     # every element: the two differ by the number of features per sample, in value and gradient
     rng = np.random.default_rng(5)

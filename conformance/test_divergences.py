@@ -107,7 +107,7 @@ def test_kl_divergence_of_distributions(dtype):
 
 
 @pytest.mark.parametrize("prior", ["standard", "general"])
-def test_gaussian_kl_is_torch_distributions(prior, dtype):
+def test_gaussian_kl_is_torch_distributions(rng, prior, dtype):
     """gaussian_kl == kl_divergence(Normal(mu, e^(v/2)), Normal(mu0, e^(v0/2))).sum(-1)."""
     mu = rng.normal(size=(5, 3)).astype(dtype)
     logvar = rng.normal(size=(5, 3)).astype(dtype)
@@ -146,7 +146,7 @@ def test_deviation_gaussian_kl_near_the_prior():
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_vae_loss_is_the_pytorch_example(reduction, dtype):
+def test_vae_loss_is_the_pytorch_example(rng, reduction, dtype):
     """Bernoulli vae_loss == BCE with logits summed over features + the textbook KL term."""
     x = (rng.random((4, 6)) < 0.5).astype(dtype)
     recon = rng.normal(size=(4, 6)).astype(dtype)

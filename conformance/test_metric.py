@@ -52,7 +52,7 @@ def test_triplet_empty_batch(dtype):
 
 
 @pytest.mark.parametrize("temperature", [0.5, 0.07])
-def test_nt_xent_is_optax_ntxent(temperature, dtype):
+def test_nt_xent_is_optax_ntxent(rng, temperature, dtype):
     """nt_xent_loss(z1, z2, T) == optax.ntxent([z1; z2], [0..N-1, 0..N-1], T)."""
     n = 5
     z1 = rng.normal(size=(n, 4)).astype(dtype)

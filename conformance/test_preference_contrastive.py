@@ -72,7 +72,7 @@ def compare(ours, ours_grad, theirs, arrays, grad_args, dtype, *params, reductio
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_claim_preferences_bradley_terry_formula(reduction, dtype):
+def test_claim_preferences_bradley_terry_formula(rng, reduction, dtype):
     c, r = rng.normal(scale=3.0, size=(2, 4, 5))
     compare(
         lu.bradley_terry_loss,
@@ -87,7 +87,7 @@ def test_claim_preferences_bradley_terry_formula(reduction, dtype):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("beta,label_smoothing", [(0.1, 0.0), (0.5, 0.0), (1.0, 0.2)])
-def test_claim_preferences_dpo_formula(beta, label_smoothing, reduction, dtype):
+def test_claim_preferences_dpo_formula(rng, beta, label_smoothing, reduction, dtype):
     logps = -rng.uniform(5, 60, size=(4, 7))
     compare(
         lu.dpo_loss,
@@ -104,7 +104,7 @@ def test_claim_preferences_dpo_formula(beta, label_smoothing, reduction, dtype):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("temperature", [0.07, 0.5])
-def test_claim_contrastive_info_nce_formula(temperature, reduction, dtype):
+def test_claim_contrastive_info_nce_formula(rng, temperature, reduction, dtype):
     q = rng.normal(size=(6, 4))
     k = q + rng.normal(scale=0.5, size=(6, 4))
     compare(
@@ -121,7 +121,7 @@ def test_claim_contrastive_info_nce_formula(temperature, reduction, dtype):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("temperature", [0.07, 0.5])
-def test_claim_contrastive_clip_formula(temperature, reduction, dtype):
+def test_claim_contrastive_clip_formula(rng, temperature, reduction, dtype):
     x = rng.normal(size=(6, 4))
     y = x + rng.normal(scale=0.5, size=(6, 4))
     compare(
@@ -138,7 +138,7 @@ def test_claim_contrastive_clip_formula(temperature, reduction, dtype):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("scale,bias", [(10.0, -10.0), (3.0, 0.5)])
-def test_claim_contrastive_siglip_formula(scale, bias, reduction, dtype):
+def test_claim_contrastive_siglip_formula(rng, scale, bias, reduction, dtype):
     x = rng.normal(size=(6, 4))
     y = x + rng.normal(scale=0.5, size=(6, 4))
     compare(
@@ -154,7 +154,7 @@ def test_claim_contrastive_siglip_formula(scale, bias, reduction, dtype):
     )
 
 
-def test_zero_embedding_is_normalised_as_f_normalize(dtype):
+def test_zero_embedding_is_normalised_as_f_normalize(rng, dtype):
     # F.normalize floors the norm at 1e-12: a zero row has zero similarities, no NaN
     x = rng.normal(size=(4, 3))
     x[2] = 0

@@ -100,7 +100,7 @@ def test_gaussian_nll_scalar_var(dtype):
     assert_close(lu.gaussian_nll_loss(x, y, dtype(0.5)), value, dtype)
 
 
-def test_laplace_nll_is_torch_laplace(dtype):
+def test_laplace_nll_is_torch_laplace(rng, dtype):
     """full=True is -log of torch.distributions.Laplace."""
     x, y = X.astype(dtype), Y.astype(dtype)
     b = np.exp(rng.normal(size=X.shape)).astype(dtype)

@@ -98,7 +98,7 @@ def test_soft_margin_loss_empty_batch(dtype):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weight", [None, "per-class", "elementwise"])
 @pytest.mark.parametrize("target", ["hard", "soft"])
-def test_multilabel_soft_margin_loss(target, weight, reduction, dtype):
+def test_multilabel_soft_margin_loss(rng, target, weight, reduction, dtype):
     y = Y if target == "hard" else Y_SOFT
     w = {None: None, "per-class": W, "elementwise": rng.random(Z.shape) + 0.1}[weight]
     compare(
@@ -138,7 +138,7 @@ def _multilabel_targets(n, c, seed):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_multilabel_margin_loss(reduction, dtype):
+def test_multilabel_margin_loss(rng, reduction, dtype):
     x = rng.normal(size=(8, 5))
     y = _multilabel_targets(8, 5, 1)
     compare(
@@ -151,7 +151,7 @@ def test_multilabel_margin_loss(reduction, dtype):
     )
 
 
-def test_multilabel_margin_loss_one_sample_and_all_minus_one(dtype):
+def test_multilabel_margin_loss_one_sample_and_all_minus_one(rng, dtype):
     """1-D input (one sample), and targets that are all -1 (no label: loss 0, gradient 0)."""
     for x, y in [
         (rng.normal(size=4), np.array([1, 3, -1, 0])),

@@ -34,7 +34,6 @@ from lossutils import (
 from lossutils.testing import assert_gradient_matches, assert_matches_sympy, assert_ulp_close
 
 DIGITS = 400
-RNG = np.random.default_rng(20240607)
 
 
 def _mp_rows(f, *arrays):
@@ -92,9 +91,9 @@ def mp_bce_with_logits(x, z):
     return _mp_rows(row, x, z)
 
 
-def _close_distributions(shape, rel):
-    p = RNG.dirichlet(np.ones(shape[-1]), size=shape[:-1])
-    q = p * np.exp(rel * RNG.normal(size=p.shape))
+def _close_distributions(rng, shape, rel):
+    p = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+    q = p * np.exp(rel * rng.normal(size=p.shape))
     return p, q / q.sum(axis=-1, keepdims=True)
 
 
@@ -115,8 +114,8 @@ def test_zero_log_zero_is_zero_and_infinite_divergence():
 
 @pytest.mark.parametrize("rel", [0.0, 1e-14, 1e-9, 1e-5, 1e-2, 0.3, 2.0])
 @pytest.mark.parametrize("classes", [2, 5, 40])
-def test_kl_divergence_within_4_ulp_also_when_q_is_close_to_p(rel, classes):
-    p, q = _close_distributions((12, classes), rel)
+def test_kl_divergence_within_4_ulp_also_when_q_is_close_to_p(rng, rel, classes):
+    p, q = _close_distributions(rng, (12, classes), rel)
     assert_ulp_close(kl_divergence(p, q), mp_kl(p, q), 4, "kl_divergence")
     assert_ulp_close(categorical_cross_entropy(p, q), mp_cross_entropy(p, q), 4, "cross-entropy")
 
@@ -132,15 +131,15 @@ def test_kl_divergence_extremes_within_4_ulp():
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("rel", [0.0, 1e-9, 1e-6, 1e-3, 0.3, 2.0])
 @pytest.mark.parametrize("classes", [3, 1000])
-def test_kl_divergence_rows_on_both_sides_of_the_fast_sum(dtype, rel, classes):
+def test_kl_divergence_rows_on_both_sides_of_the_fast_sum(rng, dtype, rel, classes):
     # large divergences keep the fast row sum (float64 terms for float32, extraction for
     # float64); tiny ones (q close to p) fail its error bound and are recomputed
-    p, q = (a.astype(dtype) for a in _close_distributions((6, classes), rel))
+    p, q = (a.astype(dtype) for a in _close_distributions(rng, (6, classes), rel))
     assert_ulp_close(kl_divergence(p, q), mp_kl(p, q), 4, "kl_divergence", dtype)
 
 
-def test_entropy_within_4_ulp():
-    p = np.concatenate([RNG.dirichlet(np.ones(6), size=20), RNG.dirichlet(0.01 * np.ones(6), 20)])
+def test_entropy_within_4_ulp(rng):
+    p = np.concatenate([rng.dirichlet(np.ones(6), size=20), rng.dirichlet(0.01 * np.ones(6), 20)])
     assert_ulp_close(entropy(p), mp_entropy(p), 4)
 
 
@@ -150,8 +149,8 @@ def test_tiny_kl_example():
     assert value == pytest.approx(2 * 2.0**-60, rel=1e-15)
 
 
-def test_axis_argument():
-    p, q = _close_distributions((3, 4), 0.5)
+def test_axis_argument(rng):
+    p, q = _close_distributions(rng, (3, 4), 0.5)
     assert np.allclose(kl_divergence(p.T, q.T, axis=0), kl_divergence(p, q), rtol=1e-14)
     assert np.allclose(entropy(p.T, axis=0), entropy(p), rtol=1e-14)
     assert np.allclose(
@@ -166,8 +165,8 @@ def test_axis_argument():
         (categorical_cross_entropy, categorical_cross_entropy_grad),
     ],
 )
-def test_gradients_w_r_t_q(loss, grad):
-    p, q = _close_distributions((3, 4), 0.5)
+def test_gradients_w_r_t_q(rng, loss, grad):
+    p, q = _close_distributions(rng, (3, 4), 0.5)
     p[0, 1] = 0.0  # a zero of p has a zero gradient
     assert_gradient_matches(loss, grad, [p, q], (1,), rtol=1e-6, atol=1e-8)
     assert_gradient_matches(loss, grad, [p.T, q.T], (1,), kwargs={"axis": 0})
@@ -220,9 +219,9 @@ def _torch_kl_div_pointwise(input, target, log_target):
 
 @pytest.mark.parametrize("log_target", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none", "batchmean"])
-def test_kl_div_reductions_and_gradient(reduction, log_target):
-    q = RNG.dirichlet(np.ones(5), size=(3, 2))
-    p = RNG.dirichlet(np.ones(5), size=(3, 2))
+def test_kl_div_reductions_and_gradient(rng, reduction, log_target):
+    q = rng.dirichlet(np.ones(5), size=(3, 2))
+    p = rng.dirichlet(np.ones(5), size=(3, 2))
     p[0, 0, :2] = 0
     p[0, 0] /= p[0, 0].sum()
     with np.errstate(divide="ignore"):
@@ -239,8 +238,8 @@ def test_kl_div_reductions_and_gradient(reduction, log_target):
     assert_gradient_matches(kl_div, kl_div_grad, [np.log(q), target], (0,), kwargs=kwargs)
 
 
-def test_kl_div_batchmean_is_the_mean_kl_per_sample():
-    p, q = _close_distributions((4, 3), 1.0)
+def test_kl_div_batchmean_is_the_mean_kl_per_sample(rng):
+    p, q = _close_distributions(rng, (4, 3), 1.0)
     assert kl_div(np.log(q), p, reduction="batchmean") == pytest.approx(
         kl_divergence(p, q).mean(), rel=1e-13
     )
@@ -297,9 +296,9 @@ def sympy_gaussian_kl():
     return kl.subs({s1: sp.exp(v1 / 2), s0: sp.exp(v0 / 2)}), (m1, v1, m0, v0)
 
 
-def test_gaussian_kl_matches_sympy_integration(sympy_gaussian_kl):
+def test_gaussian_kl_matches_sympy_integration(rng, sympy_gaussian_kl):
     expr, symbols = sympy_gaussian_kl
-    mu, logvar, mu0, logvar0 = (RNG.normal(size=(6, 3)) for _ in range(4))
+    mu, logvar, mu0, logvar0 = (rng.normal(size=(6, 3)) for _ in range(4))
     # per dimension (a latent axis of length 1) and summed over the latent axis
     assert_matches_sympy(
         expr,
@@ -321,13 +320,13 @@ def test_gaussian_kl_matches_sympy_integration(sympy_gaussian_kl):
 
 
 @pytest.mark.parametrize("scale", [1e-15, 1e-10, 1e-6, 1e-3, 0.1, 1.0, 5.0])
-def test_gaussian_kl_within_4_ulp_near_zero_and_beyond(scale):
+def test_gaussian_kl_within_4_ulp_near_zero_and_beyond(rng, scale):
     shape = (16, 3)
-    mu, logvar = scale * RNG.normal(size=shape), scale * RNG.normal(size=shape)
+    mu, logvar = scale * rng.normal(size=shape), scale * rng.normal(size=shape)
     zeros = np.zeros(shape)
     assert_ulp_close(gaussian_kl(mu, logvar), mp_gaussian_kl(mu, logvar, zeros, zeros), 4)
     # a general prior, and a posterior very close to it
-    mu0, logvar0 = RNG.normal(size=shape), RNG.normal(size=shape)
+    mu0, logvar0 = rng.normal(size=shape), rng.normal(size=shape)
     assert_ulp_close(
         gaussian_kl(mu0 + mu, logvar0 + logvar, mu0, logvar0),
         mp_gaussian_kl(mu0 + mu, logvar0 + logvar, mu0, logvar0),
@@ -345,11 +344,11 @@ def test_gaussian_kl_tiny_value():
     "priors",
     [{}, {"mu_prior": 0.3, "logvar_prior": -0.5}, {"mu_prior": "array", "logvar_prior": "row"}],
 )
-def test_gaussian_kl_gradient(priors):
-    mu, logvar = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4))
+def test_gaussian_kl_gradient(rng, priors):
+    mu, logvar = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
     kwargs = dict(priors)
     if kwargs.get("mu_prior") == "array":
-        kwargs = {"mu_prior": RNG.normal(size=(3, 4)), "logvar_prior": RNG.normal(size=4)}
+        kwargs = {"mu_prior": rng.normal(size=(3, 4)), "logvar_prior": rng.normal(size=4)}
     assert_gradient_matches(gaussian_kl, gaussian_kl_grad, [mu, logvar], (0, 1), kwargs=kwargs)
     assert_gradient_matches(gaussian_kl, gaussian_kl_grad, [mu, logvar], (0, 1), kwargs={"axis": 0})
 
@@ -366,28 +365,28 @@ def test_gaussian_kl_errors():
 # --- VAE loss -------------------------------------------------------------------------------
 
 
-def _vae_sample(batch=(4,), features=5, latent=3, likelihood="bernoulli", scale=1.0):
+def _vae_sample(rng, batch=(4,), features=5, latent=3, likelihood="bernoulli", scale=1.0):
     if likelihood == "bernoulli":
-        x = RNG.uniform(size=batch + (features,))
+        x = rng.uniform(size=batch + (features,))
         x[..., 0] = 1.0
         x[..., 1] = 0.0
     else:
-        x = RNG.normal(size=batch + (features,))
-    recon = scale * RNG.normal(size=batch + (features,))
-    return x, recon, RNG.normal(size=batch + (latent,)), RNG.normal(size=batch + (latent,))
+        x = rng.normal(size=batch + (features,))
+    recon = scale * rng.normal(size=batch + (features,))
+    return x, recon, rng.normal(size=batch + (latent,)), rng.normal(size=batch + (latent,))
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_vae_loss_gradient(likelihood, reduction):
-    args = list(_vae_sample(batch=(2, 3), likelihood=likelihood))
+def test_vae_loss_gradient(rng, likelihood, reduction):
+    args = list(_vae_sample(rng, batch=(2, 3), likelihood=likelihood))
     kwargs = {"likelihood": likelihood, "reduction": reduction}
     assert_gradient_matches(vae_loss, vae_loss_grad, args, (1, 2, 3), kwargs=kwargs)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_vae_loss_gaussian_includes_the_constant(reduction):
-    x, recon, mu, logvar = _vae_sample(likelihood="gaussian")
+def test_vae_loss_gaussian_includes_the_constant(rng, reduction):
+    x, recon, mu, logvar = _vae_sample(rng, likelihood="gaussian")
     # -log N(x; recon, I) summed over the D = 5 features, written out
     nll = np.sum(0.5 * (x - recon) ** 2 + 0.5 * np.log(2 * np.pi), axis=-1)
     kl = 0.5 * np.sum(np.exp(logvar) + mu**2 - 1 - logvar, axis=-1)
@@ -398,8 +397,8 @@ def test_vae_loss_gaussian_includes_the_constant(reduction):
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
-def test_vae_loss_bernoulli_within_4_ulp_for_huge_logits(scale):
-    x, recon, mu, logvar = _vae_sample(batch=(8,), scale=scale)
+def test_vae_loss_bernoulli_within_4_ulp_for_huge_logits(rng, scale):
+    x, recon, mu, logvar = _vae_sample(rng, batch=(8,), scale=scale)
     x = np.round(x) if scale > 1 else x  # confident correct and wrong predictions
     zeros = np.zeros_like(mu)
     reference = mp_bce_with_logits(x, recon) + mp_gaussian_kl(mu, logvar, zeros, zeros)
@@ -431,8 +430,8 @@ def test_vae_bernoulli_is_bce_with_logits_plus_gaussian_kl(n, d, latent, spread,
     )
 
 
-def test_vae_loss_errors():
-    x, recon, mu, logvar = _vae_sample()
+def test_vae_loss_errors(rng):
+    x, recon, mu, logvar = _vae_sample(rng)
     with pytest.raises(ValueError, match=r"likelihood.*'poisson'"):
         vae_loss(x, recon, mu, logvar, likelihood="poisson")
     with pytest.raises(ValueError, match=r"likelihood"):
@@ -453,9 +452,9 @@ def test_vae_loss_errors():
 # --- conventions shared by all ----------------------------------------------------------------
 
 
-def _all_calls():
-    p, q = _close_distributions((3, 4), 0.5)
-    x, recon, mu, logvar = _vae_sample()
+def _all_calls(rng):
+    p, q = _close_distributions(rng, (3, 4), 0.5)
+    x, recon, mu, logvar = _vae_sample(rng)
     return [
         (entropy, None, (p,)),
         (categorical_cross_entropy, categorical_cross_entropy_grad, (p, q)),
@@ -467,8 +466,8 @@ def _all_calls():
 
 
 @pytest.mark.parametrize("index", range(6))
-def test_float32_in_float32_out_and_inputs_untouched(index):
-    loss, grad, args = _all_calls()[index]
+def test_float32_in_float32_out_and_inputs_untouched(rng, index):
+    loss, grad, args = _all_calls(rng)[index]
     args32 = tuple(a.astype(np.float32) for a in args)
     copies = [a.copy() for a in args32]
     assert np.asarray(loss(*args32)).dtype == np.float32
@@ -485,8 +484,8 @@ def test_float32_in_float32_out_and_inputs_untouched(index):
         np.testing.assert_array_equal(before, after)
 
 
-def test_nan_propagates():
-    p, q = _close_distributions((2, 3), 0.5)
+def test_nan_propagates(rng):
+    p, q = _close_distributions(rng, (2, 3), 0.5)
     p_nan, q_nan = p.copy(), q.copy()
     p_nan[0, 0], q_nan[0, 0] = np.nan, np.nan
     for f in (kl_divergence, categorical_cross_entropy):
@@ -496,7 +495,7 @@ def test_nan_propagates():
     assert np.isnan(entropy(p_nan)[0])
     mu = np.array([[np.nan, 0.0], [0.0, 0.0]])
     assert np.isnan(gaussian_kl(mu, np.zeros((2, 2)))).tolist() == [True, False]
-    x, recon, mu, logvar = _vae_sample()
+    x, recon, mu, logvar = _vae_sample(rng)
     recon[1, 2] = np.nan
     assert np.isnan(vae_loss(x, recon, mu, logvar, reduction="none")).tolist() == [
         False,

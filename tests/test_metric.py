@@ -24,7 +24,6 @@ from lossutils import (
 )
 from lossutils.testing import assert_gradient_matches
 
-RNG = np.random.default_rng(7)
 REDUCTIONS = ["mean", "sum", "none"]
 
 
@@ -35,8 +34,8 @@ def _reduce(values, reduction):
 # --- contrastive ---------------------------------------------------------------------------
 
 
-def _pairs(n=6, d=3):
-    x1, x2 = RNG.normal(size=(n, d)), RNG.normal(size=(n, d))
+def _pairs(rng, n=6, d=3):
+    x1, x2 = rng.normal(size=(n, d)), rng.normal(size=(n, d))
     x2[1] = x1[1] + 0.05  # a dissimilar pair well inside the margin
     target = np.array([1, 0, 1, 0, 0, 1])[:n]
     return x1, x2, target
@@ -44,8 +43,8 @@ def _pairs(n=6, d=3):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("margin", [0.0, 1.0, 3.0])
-def test_contrastive_loss_definition_and_gradient(reduction, margin):
-    x1, x2, target = _pairs()
+def test_contrastive_loss_definition_and_gradient(rng, reduction, margin):
+    x1, x2, target = _pairs(rng)
     expected = []
     for a, b, y in zip(x1, x2, target, strict=True):
         d = math.sqrt(sum((u - v) ** 2 for u, v in zip(a, b, strict=True)))
@@ -70,8 +69,8 @@ def test_contrastive_gradient_at_zero_distance():
     assert contrastive_loss(x, y, [1, 0, 0], reduction="none").tolist() == [0.0, 1.0, 0.0]
 
 
-def test_contrastive_errors():
-    x1, x2, target = _pairs()
+def test_contrastive_errors(rng):
+    x1, x2, target = _pairs(rng)
     with pytest.raises(ValueError, match=r"target.*\{0, 1\}.*2"):
         contrastive_loss(x1, x2, target * 2)
     with pytest.raises(ValueError, match=r"target.*\{0, 1\}.*-1"):
@@ -86,8 +85,8 @@ def test_contrastive_errors():
         contrastive_loss(x1, x2, target, reduction="avg")
 
 
-def test_contrastive_dtype_of_labels():
-    x1, x2, target = _pairs()
+def test_contrastive_dtype_of_labels(rng):
+    x1, x2, target = _pairs(rng)
     x1, x2 = x1.astype(np.float32), x2.astype(np.float32)
     # integer labels do not promote float32 embeddings; float64 labels do
     assert contrastive_loss(x1, x2, target).dtype == np.float32
@@ -116,8 +115,8 @@ def _torch_triplet(a, p, n, margin, norm_p, eps, swap, squared):
     return np.array(out)
 
 
-def _triplets(n=7, d=4):
-    a, p, neg = (RNG.normal(size=(n, d)) for _ in range(3))
+def _triplets(rng, n=7, d=4):
+    a, p, neg = (rng.normal(size=(n, d)) for _ in range(3))
     neg[0] = a[0] + 5.0  # an inactive triplet (zero loss, zero gradient)
     return a, p, neg
 
@@ -136,8 +135,8 @@ TRIPLET_CASES = [
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", TRIPLET_CASES)
-def test_triplet_definition_and_gradient(case, reduction):
-    a, p, n = _triplets()
+def test_triplet_definition_and_gradient(rng, case, reduction):
+    a, p, n = _triplets(rng)
     kwargs = {"reduction": reduction, **case}
     options = {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False, "squared": False, **case}
     expected = _torch_triplet(
@@ -159,8 +158,8 @@ def test_triplet_definition_and_gradient(case, reduction):
     )
 
 
-def test_triplet_batch_shapes_and_single_triplet():
-    a, p, n = (RNG.normal(size=(2, 3, 4)) for _ in range(3))
+def test_triplet_batch_shapes_and_single_triplet(rng):
+    a, p, n = (rng.normal(size=(2, 3, 4)) for _ in range(3))
     out = triplet_margin_loss(a, p, n, reduction="none")
     assert out.shape == (2, 3)
     np.testing.assert_allclose(
@@ -191,8 +190,8 @@ def test_triplet_subgradients_at_kinks():
     )
 
 
-def test_triplet_errors():
-    a, p, n = _triplets()
+def test_triplet_errors(rng):
+    a, p, n = _triplets(rng)
     with pytest.raises(ValueError, match=r"p must be.*>= 1.*0\.5"):
         triplet_margin_loss(a, p, n, p=0.5)
     with pytest.raises(ValueError, match=r"p must be 2 with squared=True.*1\.0"):
@@ -228,8 +227,8 @@ def _simclr_reference(z1, z2, temperature):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("temperature", [0.05, 0.5, 2.0])
-def test_nt_xent_definition_and_gradient(temperature, reduction):
-    z1, z2 = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 3))
+def test_nt_xent_definition_and_gradient(rng, temperature, reduction):
+    z1, z2 = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
     kwargs = {"temperature": temperature, "reduction": reduction}
     expected = _simclr_reference(z1, z2, temperature)
     np.testing.assert_allclose(
@@ -238,8 +237,8 @@ def test_nt_xent_definition_and_gradient(temperature, reduction):
     assert_gradient_matches(nt_xent_loss, nt_xent_loss_grad, [z1, z2], (0, 1), kwargs=kwargs)
 
 
-def test_nt_xent_order_and_single_pair():
-    z1, z2 = RNG.normal(size=(3, 5)), RNG.normal(size=(3, 5))
+def test_nt_xent_order_and_single_pair(rng):
+    z1, z2 = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
     none = nt_xent_loss(z1, z2, reduction="none")
     # "none" lists z1's views first: swapping the views swaps the halves
     np.testing.assert_allclose(nt_xent_loss(z2, z1, reduction="none"), np.r_[none[3:], none[:3]])
@@ -270,8 +269,8 @@ def test_nt_xent_zero_embedding_is_finite():
     assert all(np.all(np.isfinite(g)) for g in nt_xent_loss_grad(z1, z2))
 
 
-def test_nt_xent_errors():
-    z = RNG.normal(size=(3, 2))
+def test_nt_xent_errors(rng):
+    z = rng.normal(size=(3, 2))
     for t in (0.0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             nt_xent_loss(z, z, temperature=t)
@@ -286,10 +285,10 @@ def test_nt_xent_errors():
 # --- conventions shared by all ------------------------------------------------------------
 
 
-def _calls():
-    x1, x2, target = _pairs()
-    a, p, n = _triplets()
-    z1, z2 = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4))
+def _calls(rng):
+    x1, x2, target = _pairs(rng)
+    a, p, n = _triplets(rng)
+    z1, z2 = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
     return [
         (contrastive_loss, contrastive_loss_grad, (x1, x2), (target,)),
         (triplet_margin_loss, triplet_margin_loss_grad, (a, p, n), ()),
@@ -298,8 +297,8 @@ def _calls():
 
 
 @pytest.mark.parametrize("index", range(3))
-def test_float32_in_float32_out_nan_and_inputs_untouched(index):
-    loss, grad, arrays, extra = _calls()[index]
+def test_float32_in_float32_out_nan_and_inputs_untouched(rng, index):
+    loss, grad, arrays, extra = _calls(rng)[index]
     arrays32 = tuple(a.astype(np.float32) for a in arrays)
     copies = [a.copy() for a in arrays32]
     assert loss(*arrays32, *extra).dtype == np.float32

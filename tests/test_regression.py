@@ -24,40 +24,39 @@ from lossutils.testing import (
 )
 
 REDUCTIONS = ("mean", "sum", "none")
-RNG = np.random.default_rng(20240601)
 
 
 # ---------------------------------------------------------------- residual sweeps
 
 
-def _signed(values):
-    signs = np.where(RNG.random(values.shape) < 0.5, -1.0, 1.0)
+def _signed(rng, values):
+    signs = np.where(rng.random(values.shape) < 0.5, -1.0, 1.0)
     return np.concatenate([values, signs * values])
 
 
-def _sweep():
+def _sweep(rng):
     """Residuals over the hard regimes: tiny, moderate, near 1 and the defaults, huge."""
-    tiny = 10.0 ** RNG.uniform(-300, -5, 150)
-    moderate = 10.0 ** RNG.uniform(-5, 3, 150)
-    near_one = 1.0 + RNG.uniform(-1, 1, 60) * 10.0 ** RNG.uniform(-16, -1, 60)
-    huge = 10.0 ** RNG.uniform(3, 300, 60)
+    tiny = 10.0 ** rng.uniform(-300, -5, 150)
+    moderate = 10.0 ** rng.uniform(-5, 3, 150)
+    near_one = 1.0 + rng.uniform(-1, 1, 60) * 10.0 ** rng.uniform(-16, -1, 60)
+    huge = 10.0 ** rng.uniform(3, 300, 60)
     edges = np.array([0.0, 5e-324, 1e-300, 1e300, 1.7e308, 1.0, np.nextafter(1.0, 0)])
-    return _signed(np.concatenate([tiny, moderate, near_one, huge, edges]))
+    return _signed(rng, np.concatenate([tiny, moderate, near_one, huge, edges]))
 
 
-RESIDUALS = _sweep()
+RESIDUALS = _sweep(np.random.default_rng(20240601))
 
 
-def _near(delta, n=40):
+def _near(rng, delta, n=40):
     """Residuals within a few ULP to a few percent of the transition |r| = delta."""
-    rel = RNG.uniform(-1, 1, n) * 10.0 ** RNG.uniform(-16, -1, n)
+    rel = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-16, -1, n)
     steps = [np.nextafter(delta, 0), delta, np.nextafter(delta, np.inf)]
-    return _signed(np.concatenate([delta * (1 + rel), steps]))
+    return _signed(rng, np.concatenate([delta * (1 + rel), steps]))
 
 
-def _pairs(r):
+def _pairs(rng, r):
     """(input, target) pairs with these residuals: target 0 (exact), and a random target."""
-    y = RNG.normal(size=r.shape)
+    y = rng.normal(size=r.shape)
     x = y + r  # rounded: the reference uses the exact difference of these floats
     return [(r, np.zeros_like(r)), (x, y)]
 
@@ -71,9 +70,9 @@ def _check(name, actual, expected, max_ulp=4.0):
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_accuracy_of_residual_losses(which):
+def test_accuracy_of_residual_losses(rng, which):
     r = RESIDUALS
-    x, y = _pairs(r)[which]
+    x, y = _pairs(rng, r)[which]
     with np.errstate(over="ignore"):  # x - y overflows only where the true loss does too
         _check("mse_loss", R.mse_loss(x, y, "none"), ref.mse(x, y))
         _check("l1_loss", R.l1_loss(x, y, "none"), ref.l1(x, y))
@@ -84,8 +83,8 @@ def test_accuracy_of_residual_losses(which):
 
 
 @pytest.mark.parametrize("threshold", [1.0, 0.37, 2.5e-300, 1e200])
-def test_accuracy_near_the_huber_transition(threshold):
-    r = _near(threshold)
+def test_accuracy_near_the_huber_transition(rng, threshold):
+    r = _near(rng, threshold)
     y = np.zeros_like(r)
     with np.errstate(over="ignore"):  # r^2 / 2 near 1e200 overflows: so does the exact loss
         huber = R.huber_loss(r, y, threshold, "none")
@@ -97,8 +96,8 @@ def test_accuracy_near_the_huber_transition(threshold):
     )
 
 
-def test_log_cosh_on_a_dense_grid_and_at_its_branch_point():
-    r = np.concatenate([np.linspace(0, 40, 2001), _near(1.0, 100)])
+def test_log_cosh_on_a_dense_grid_and_at_its_branch_point(rng):
+    r = np.concatenate([np.linspace(0, 40, 2001), _near(rng, 1.0, 100)])
     y = np.zeros_like(r)
     _check("log_cosh_loss", R.log_cosh_loss(r, y, "none"), ref.log_cosh(r, y))
     # The textbook forms fail where this one does not.
@@ -112,19 +111,19 @@ def test_log_cosh_on_a_dense_grid_and_at_its_branch_point():
 # ------------------------------------------------ Gaussian / Laplace NLL accuracy
 
 
-def _nll_cases():
+def _nll_cases(rng):
     """Residuals and variances covering clamped, tiny, moderate and huge variances."""
     n = 400
-    v = 10.0 ** RNG.uniform(-12, 12, n)
-    v[:20] = RNG.uniform(0, 1e-6, 20)  # clamped at eps
-    r = np.sqrt(v) * 10.0 ** RNG.uniform(-8, 4, n) * RNG.choice([-1.0, 1.0], n)
+    v = 10.0 ** rng.uniform(-12, 12, n)
+    v[:20] = rng.uniform(0, 1e-6, 20)  # clamped at eps
+    r = np.sqrt(v) * 10.0 ** rng.uniform(-8, 4, n) * rng.choice([-1.0, 1.0], n)
     # Residuals tuned so that r^2 / v ~ -log v: the two terms nearly cancel.
-    vc = 10.0 ** RNG.uniform(-12, -0.01, n)
-    rc = np.sqrt(-vc * np.log(vc)) * (1 + RNG.uniform(-1e-3, 1e-3, n))
+    vc = 10.0 ** rng.uniform(-12, -0.01, n)
+    rc = np.sqrt(-vc * np.log(vc)) * (1 + rng.uniform(-1e-3, 1e-3, n))
     return np.concatenate([r, rc]), np.concatenate([v, vc])
 
 
-NLL_R, NLL_V = _nll_cases()
+NLL_R, NLL_V = _nll_cases(np.random.default_rng(20240602))
 
 
 def _terms(r, v, eps, full, kind):
@@ -179,9 +178,9 @@ def _piecewise_huber(r, delta):
     return np.where(a < delta, 0.5 * r**2, delta * (a - 0.5 * delta))
 
 
-def test_huber_and_smooth_l1_follow_the_pytorch_formulas():
+def test_huber_and_smooth_l1_follow_the_pytorch_formulas(rng):
     r = np.array([-3.0, -1.0, -0.999, -0.25, 0.0, 0.5, 1.0, 1.5, 7.0])
-    y = RNG.normal(size=r.shape).round(3)
+    y = rng.normal(size=r.shape).round(3)
     x = y + r
     rr = x - y
     for d in (1.0, 0.5, 2.0):
@@ -208,19 +207,19 @@ def test_subgradient_at_the_kinks_is_zero_as_in_pytorch():
 VAR_SHAPES = {"same": (3, 4), "last1": (3, 1), "0-d": (), "float": None}
 
 
-def _var(shape_key, low=0.5, high=2.0):
+def _var(rng, shape_key, low=0.5, high=2.0):
     shape = VAR_SHAPES[shape_key]
     if shape is None:
-        return float(RNG.uniform(low, high))
-    return RNG.uniform(low, high, shape)
+        return float(rng.uniform(low, high))
+    return rng.uniform(low, high, shape)
 
 
 @pytest.mark.parametrize("shape_key", list(VAR_SHAPES))
 @pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gaussian_nll_follows_the_pytorch_formula(shape_key, full, reduction):
-    x, y = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4))
-    var = _var(shape_key, 1e-8, 2.0)  # some entries below eps are clamped
+def test_gaussian_nll_follows_the_pytorch_formula(rng, shape_key, full, reduction):
+    x, y = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    var = _var(rng, shape_key, 1e-8, 2.0)  # some entries below eps are clamped
     eps = 0.1
     v = np.maximum(np.asarray(var), eps)  # PyTorch: var.clamp(min=eps), then broadcast
     per = 0.5 * (np.log(v) + (x - y) ** 2 / v) + (0.5 * np.log(2 * np.pi) if full else 0.0)
@@ -278,10 +277,10 @@ SIMPLE = {
 
 @pytest.mark.parametrize("name", list(SIMPLE))
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_gradients_match_finite_differences(name, reduction):
+def test_gradients_match_finite_differences(rng, name, reduction):
     loss, grad, kwargs = SIMPLE[name]
-    y = RNG.normal(size=(3, 4))
-    x = y + _away_from(RNG.normal(scale=1.5, size=(3, 4)), [0.0, 0.7])
+    y = rng.normal(size=(3, 4))
+    x = y + _away_from(rng.normal(scale=1.5, size=(3, 4)), [0.0, 0.7])
     assert_gradient_matches(loss, grad, [x, y], kwargs={**kwargs, "reduction": reduction})
 
 
@@ -289,14 +288,14 @@ def test_gradients_match_finite_differences(name, reduction):
 @pytest.mark.parametrize("shape_key", list(VAR_SHAPES))
 @pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_likelihood_gradients_match_finite_differences(kind, shape_key, full, reduction):
+def test_likelihood_gradients_match_finite_differences(rng, kind, shape_key, full, reduction):
     loss, grad = {
         "gaussian": (R.gaussian_nll_loss, R.gaussian_nll_loss_grad),
         "laplace": (R.laplace_nll_loss, R.laplace_nll_loss_grad),
     }[kind]
-    y = RNG.normal(size=(3, 4))
-    x = y + _away_from(RNG.normal(size=(3, 4)), [0.0])
-    var = _var(shape_key)
+    y = rng.normal(size=(3, 4))
+    x = y + _away_from(rng.normal(size=(3, 4)), [0.0])
+    var = _var(rng, shape_key)
     kwargs = {"full": full, "reduction": reduction}
     g_input, g_var = grad(x, y, var, **kwargs)
     assert np.shape(g_var) == np.shape(var) and g_input.shape == x.shape
@@ -329,12 +328,12 @@ def test_var_gradient_where_clamped_is_the_finite_difference_at_the_clamped_valu
     np.testing.assert_array_equal(g_var, e_var)
 
 
-def test_closed_form_gradients_agree_with_sympy():
+def test_closed_form_gradients_agree_with_sympy(rng):
     x, y = sp.symbols("x y", real=True)
     v = sp.Symbol("v", positive=True)
     r = x - y
-    xs, ys = RNG.normal(size=20), RNG.normal(size=20)
-    vs = RNG.uniform(0.1, 3.0, 20)
+    xs, ys = rng.normal(size=20), rng.normal(size=20)
+    vs = rng.uniform(0.1, 3.0, 20)
 
     d_mse = sp.diff(r**2, x)
     assert sp.simplify(d_mse - 2 * r) == 0
@@ -353,13 +352,13 @@ def test_closed_form_gradients_agree_with_sympy():
     assert_matches_sympy(d_v, [x, y, v], [xs, ys, vs], g_var)
 
 
-def test_likelihood_losses_are_the_negative_log_densities():
+def test_likelihood_losses_are_the_negative_log_densities(rng):
     from sympy.stats import Laplace, Normal, density
 
     x, y = sp.symbols("x y", real=True)
     s = sp.Symbol("s", positive=True)
-    xs, ys = RNG.normal(size=20), RNG.normal(size=20)
-    vs = RNG.uniform(0.1, 3.0, 20)
+    xs, ys = rng.normal(size=20), rng.normal(size=20)
+    vs = rng.uniform(0.1, 3.0, 20)
     gauss = -sp.log(density(Normal("Y", x, sp.sqrt(s)))(y))
     got = R.gaussian_nll_loss(xs, ys, vs, full=True, reduction="none")
     assert_matches_sympy(gauss, [x, y, s], [xs, ys, vs], got)

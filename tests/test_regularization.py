@@ -12,22 +12,21 @@ from hypothesis.extra import numpy as hnp
 from lossutils import regularization as P
 from lossutils.testing import assert_gradient_matches, assert_matches_sympy
 
-RNG = np.random.default_rng(7)
 PENALTIES = {
     "l2": (P.l2_penalty, P.l2_penalty_grad, lambda w: w * w, lambda w: 2 * w),
     "l1": (P.l1_penalty, P.l1_penalty_grad, abs, lambda w: math.copysign(w != 0, w)),
 }
 
 
-def _params():
-    return [RNG.normal(size=(3, 2)), RNG.normal(size=4), np.array(1.5), np.zeros((0, 3))]
+def _params(rng):
+    return [rng.normal(size=(3, 2)), rng.normal(size=4), np.array(1.5), np.zeros((0, 3))]
 
 
 @pytest.mark.parametrize("kind", list(PENALTIES))
 @pytest.mark.parametrize("lam", [0.0, 0.3, 2.0])
-def test_value_is_lam_times_the_exact_sum(kind, lam):
+def test_value_is_lam_times_the_exact_sum(rng, kind, lam):
     penalty, _, term, _ = PENALTIES[kind]
-    params = _params()
+    params = _params(rng)
     exact = lam * math.fsum(term(float(w)) for p in params for w in p.ravel())
     value = penalty(params, lam)
     assert isinstance(value, np.float64)
@@ -39,11 +38,11 @@ def test_value_is_lam_times_the_exact_sum(kind, lam):
 
 @pytest.mark.parametrize("kind", list(PENALTIES))
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_value_summed_in_blocks(kind, dtype):
+def test_value_summed_in_blocks(rng, kind, dtype):
     # more entries than one block of the sum (2**15) and a tail: within 2 ULP of the
     # exact sum of the rounded entries' terms, and value_and_grad the same bits
     penalty, _, term, _ = PENALTIES[kind]
-    w = RNG.normal(size=(3, 40_001)).astype(dtype)
+    w = rng.normal(size=(3, 40_001)).astype(dtype)
     lam = 0.3
     exact = lam * math.fsum(term(float(v)) for v in w.ravel())
     value = penalty(w, lam)
@@ -55,9 +54,9 @@ def test_value_summed_in_blocks(kind, dtype):
 
 
 @pytest.mark.parametrize("kind", list(PENALTIES))
-def test_gradient_has_the_structure_of_params(kind):
+def test_gradient_has_the_structure_of_params(rng, kind):
     _, grad, _, d_term = PENALTIES[kind]
-    params = _params()
+    params = _params(rng)
     params[1][0] = 0.0  # L1: the subgradient at 0 is 0 (PyTorch's sign(0))
     grads = grad(params, 0.25)
     assert isinstance(grads, list) and len(grads) == len(params)
@@ -73,9 +72,9 @@ def test_gradient_has_the_structure_of_params(kind):
 
 
 @pytest.mark.parametrize("kind", list(PENALTIES))
-def test_gradients_match_finite_differences(kind):
+def test_gradients_match_finite_differences(rng, kind):
     penalty, grad, _, _ = PENALTIES[kind]
-    params = [RNG.normal(size=(2, 3)), RNG.normal(size=3) + 0.5]
+    params = [rng.normal(size=(2, 3)), rng.normal(size=3) + 0.5]
     params = [np.where(np.abs(p) < 1e-3, 0.1, p) for p in params]  # away from the L1 kink
     lam = 0.7
 
@@ -91,9 +90,9 @@ def test_gradients_match_finite_differences(kind):
     )
 
 
-def test_gradients_agree_with_sympy():
+def test_gradients_agree_with_sympy(rng):
     w, lam = sp.Symbol("w", real=True), sp.Symbol("lam", positive=True)
-    values = RNG.normal(size=10)
+    values = rng.normal(size=10)
     d_l2 = sp.diff(lam * w**2, w)
     assert sp.simplify(d_l2 - 2 * lam * w) == 0
     assert_matches_sympy(d_l2, [w, lam], [values, 0.3], P.l2_penalty_grad(values, 0.3))
@@ -102,14 +101,14 @@ def test_gradients_agree_with_sympy():
     assert_matches_sympy(d_l1, [w, lam], [values, 0.3], P.l1_penalty_grad(values, 0.3))
 
 
-def test_penalties_are_negative_log_priors():
+def test_penalties_are_negative_log_priors(rng):
     # Gaussian prior N(0, s^2): -log p(w) = w^2 / (2 s^2) + const, so lam = 1 / (2 s^2).
     # Laplace prior with scale b: -log p(w) = |w| / b + const, so lam = 1 / b.
     from sympy.stats import Laplace, Normal, density
 
     w = sp.Symbol("w", real=True)
     s = sp.Symbol("s", positive=True)
-    values = RNG.normal(size=5)
+    values = rng.normal(size=5)
     gauss = -sp.log(density(Normal("W", 0, s))(w))
     const = gauss.subs(w, 0)
     prior = sp.lambdify([w, s], gauss - const)

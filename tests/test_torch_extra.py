@@ -36,7 +36,7 @@ def mp_sigmoid(v):
     return 1 / (1 + mpmath.exp(-v))
 
 
-def signs(shape):
+def signs(rng, shape):
     return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
 
 
@@ -44,7 +44,7 @@ def signs(shape):
 
 # logits from tiny to far beyond float32's exp overflow (t x = -100 and -1e4)
 SOFT_X = np.concatenate([rng.normal(scale=4, size=30), [0.0, 1e-8, 20.0, 40.0, -100.0, 1e4, -1e4]])
-SOFT_T = np.concatenate([signs(30), [1, -1, 1, 1, 1, 1, 1]])
+SOFT_T = np.concatenate([signs(rng, 30), [1, -1, 1, 1, 1, 1, 1]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -77,8 +77,8 @@ def test_soft_margin_loss_is_logistic_loss_in_base_e_and_bce_with_logits():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_soft_margin_gradient_finite_differences(reduction):
-    x, t = rng.normal(scale=2, size=(3, 4)), signs((3, 4))
+def test_soft_margin_gradient_finite_differences(rng, reduction):
+    x, t = rng.normal(scale=2, size=(3, 4)), signs(rng, (3, 4))
     assert_gradient_matches(
         lu.soft_margin_loss, lu.soft_margin_loss_grad, [x, t], kwargs={"reduction": reduction}
     )
@@ -96,7 +96,7 @@ def test_soft_margin_infinities():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_multilabel_soft_margin_against_mpmath(dtype, weighted):
+def test_multilabel_soft_margin_against_mpmath(rng, dtype, weighted):
     x = np.concatenate([rng.normal(scale=3, size=(6, 4)), [[30.0, -30.0, 0.0, 1e3]]]).astype(dtype)
     y = np.concatenate([rng.random((6, 4)), [[1.0, 0.0, 1.0, 1.0]]]).astype(dtype)
     w = (rng.random(4) + 0.5).astype(dtype) if weighted else None
@@ -126,7 +126,7 @@ def test_multilabel_soft_margin_against_mpmath(dtype, weighted):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_multilabel_soft_margin_gradient_finite_differences(reduction):
+def test_multilabel_soft_margin_gradient_finite_differences(rng, reduction):
     x, y, w = rng.normal(size=(3, 4)), rng.random((3, 4)), rng.random(4)
     assert_gradient_matches(
         lu.multilabel_soft_margin_loss,
@@ -136,7 +136,7 @@ def test_multilabel_soft_margin_gradient_finite_differences(reduction):
     )
 
 
-def test_multilabel_soft_margin_is_mean_of_bce_over_classes():
+def test_multilabel_soft_margin_is_mean_of_bce_over_classes(rng):
     x, y, w = rng.normal(size=(5, 3)), rng.random((5, 3)), rng.random(3)
     bce = lu.binary_cross_entropy_with_logits(x, y, weight=w, reduction="none")
     np.testing.assert_allclose(
@@ -170,7 +170,7 @@ def mp_multilabel_margin(row, target):
     return total / c
 
 
-def multilabel_targets(n, c):
+def multilabel_targets(rng, n, c):
     out = np.full((n, c), -1)
     for i in range(n):
         k = i % (c + 1)
@@ -179,9 +179,9 @@ def multilabel_targets(n, c):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_multilabel_margin_against_mpmath(dtype):
+def test_multilabel_margin_against_mpmath(rng, dtype):
     x = rng.normal(size=(10, 5)).astype(dtype)
-    y = multilabel_targets(10, 5)
+    y = multilabel_targets(rng, 10, 5)
     got = lu.multilabel_margin_loss(x, y, reduction="none")
     assert got.dtype == dtype and got.shape == (10,)
     ex = exact_inputs(x)
@@ -202,7 +202,7 @@ def test_multilabel_margin_gap_compensated_at_the_kink():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_multilabel_margin_many_rows_exact(dtype):
+def test_multilabel_margin_many_rows_exact(rng, dtype):
     """Enough rows for many blocks, rows with 0 to C labels (some repeated), quarter-integer
     scores (so some gaps are exactly 0 and do not count): values and gradient against exact
     rational arithmetic."""
@@ -210,7 +210,7 @@ def test_multilabel_margin_many_rows_exact(dtype):
 
     n, c = 3001, 6
     x = (rng.integers(-8, 9, size=(n, c)) / 4).astype(dtype)
-    y = multilabel_targets(n, c)
+    y = multilabel_targets(rng, n, c)
     y[::7, 1] = y[::7, 0]  # a repeated label (where the row has two)
     value, grad = lu.multilabel_margin_loss_value_and_grad(x, y, reduction="none")
     exact_value = np.empty(n)
@@ -239,9 +239,9 @@ def test_multilabel_margin_many_rows_exact(dtype):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_multilabel_margin_gradient_finite_differences(reduction):
+def test_multilabel_margin_gradient_finite_differences(rng, reduction):
     x = rng.normal(size=(6, 4))
-    y = multilabel_targets(6, 4)
+    y = multilabel_targets(rng, 6, 4)
     assert_gradient_matches(
         lu.multilabel_margin_loss,
         lu.multilabel_margin_loss_grad,
@@ -250,7 +250,7 @@ def test_multilabel_margin_gradient_finite_differences(reduction):
     )
 
 
-def test_multilabel_margin_special_targets():
+def test_multilabel_margin_special_targets(rng):
     x = rng.normal(size=(2, 3))
     none = lu.multilabel_margin_loss(x, np.full((2, 3), -1), reduction="none")
     assert none.tolist() == [0.0, 0.0]
@@ -270,10 +270,10 @@ def test_multilabel_margin_special_targets():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("margin", [0.0, 0.5, -1.25])
-def test_margin_ranking_against_mpmath(dtype, margin):
+def test_margin_ranking_against_mpmath(rng, dtype, margin):
     a = rng.normal(size=20).astype(dtype)
     b = (a + rng.normal(scale=1e-3, size=20)).astype(dtype)  # near the kink for margin 0
-    t = signs(20).astype(dtype)
+    t = signs(rng, 20).astype(dtype)
     got = lu.margin_ranking_loss(a, b, t, margin=margin, reduction="none")
     assert got.dtype == dtype
     m = mpmath.mpf(float(dtype(margin)))
@@ -287,8 +287,8 @@ def test_margin_ranking_against_mpmath(dtype, margin):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_margin_ranking_gradient_finite_differences(reduction):
-    a, b, t = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), signs((3, 4))
+def test_margin_ranking_gradient_finite_differences(rng, reduction):
+    a, b, t = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), signs(rng, (3, 4))
     assert_gradient_matches(
         lu.margin_ranking_loss,
         lu.margin_ranking_loss_grad,
@@ -308,13 +308,13 @@ def test_margin_ranking_kink_and_infinities():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("margin", [0.0, 0.5])
-def test_margin_ranking_cancelling_gap_in_blocks(dtype, margin, monkeypatch):
+def test_margin_ranking_cancelling_gap_in_blocks(rng, dtype, margin, monkeypatch):
     # x1 - x2 is inexact (x2 far smaller than x1) and the margin cancels it to a gap far
     # below an ULP of x1 - x2: the plain m - t fl(x1 - x2) would be wrong in most digits.
     # Blocks of 8 elements: the gaps of every block, the labels checked block by block.
     monkeypatch.setattr(lu._numerics, "CHUNK", 8)
     n = 37
-    t = signs(n).astype(dtype)
+    t = signs(rng, n).astype(dtype)
     x2 = (rng.normal(size=n) * 2.0**-14).astype(dtype)
     near = np.float64(dtype(margin)) * -t + x2.astype(np.float64)
     x1 = (near + rng.normal(size=n) * 2.0**-20).astype(dtype)
@@ -340,9 +340,9 @@ def test_margin_ranking_cancelling_gap_in_blocks(dtype, margin, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_hinge_embedding_against_mpmath(dtype):
+def test_hinge_embedding_against_mpmath(rng, dtype):
     x = np.abs(rng.normal(scale=2, size=30)).astype(dtype)
-    t = signs(30).astype(dtype)
+    t = signs(rng, 30).astype(dtype)
     got = lu.hinge_embedding_loss(x, t, margin=1.5, reduction="none")
     assert got.dtype == dtype
     m = mpmath.mpf(1.5)
@@ -351,8 +351,8 @@ def test_hinge_embedding_against_mpmath(dtype):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_hinge_embedding_gradient_finite_differences(reduction):
-    x, t = np.abs(rng.normal(size=(3, 4))), signs((3, 4))
+def test_hinge_embedding_gradient_finite_differences(rng, reduction):
+    x, t = np.abs(rng.normal(size=(3, 4))), signs(rng, (3, 4))
     assert_gradient_matches(
         lu.hinge_embedding_loss,
         lu.hinge_embedding_loss_grad,
@@ -363,13 +363,13 @@ def test_hinge_embedding_gradient_finite_differences(reduction):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_hinge_embedding_in_blocks(dtype, reduction, monkeypatch):
+def test_hinge_embedding_in_blocks(rng, dtype, reduction, monkeypatch):
     # blocks of 8 elements: every block's losses and gradients, the labels checked per block
     monkeypatch.setattr(lu._numerics, "CHUNK", 8)
     n = 29
     x = rng.normal(scale=2, size=n).astype(dtype)
     x[[3, 11, 20]] = [1.5, np.inf, -np.inf]  # the kink, both infinities
-    t = signs(n).astype(dtype)
+    t = signs(rng, n).astype(dtype)
     t[[3, 11, 20]] = -1
     value, grad = lu.hinge_embedding_loss_value_and_grad(x, t, 1.5, reduction)
     per_element = mp_array(lambda p, s: p if s == 1 else max(0, mpmath.mpf(1.5) - p), x, t)
@@ -424,14 +424,14 @@ def mp_cosine_rows(a, b, t, margin):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e30, 1e-30])
-def test_cosine_embedding_against_mpmath(dtype, scale):
+def test_cosine_embedding_against_mpmath(rng, dtype, scale):
     if dtype == np.float16 and scale != 1.0:
         scale = {1e-3: 1e-3, 1e30: 1e3, 1e-30: 1e-4}[scale]  # within float16's range
     a = rng.normal(size=(12, 5))
     b = a + rng.normal(scale=0.5, size=(12, 5))
     b[:3] = a[:3] * 3 + rng.normal(scale=1e-4, size=(3, 5))  # nearly parallel: 1 - cos tiny
     a, b = (a * scale).astype(dtype), (b * scale).astype(dtype)
-    t = np.array([1, 1, 1] + [int(v) for v in signs(9)])
+    t = np.array([1, 1, 1] + [int(v) for v in signs(rng, 9)])
     got = lu.cosine_embedding_loss(a, b, t, margin=0.1, reduction="none")
     assert got.dtype == dtype
     exact, exact_grad = mp_cosine_rows(a, b, t, mpmath.mpf(0.1))
@@ -455,7 +455,7 @@ def test_cosine_embedding_against_mpmath(dtype, scale):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cosine_embedding_plain_and_careful_rows_in_blocks(dtype, monkeypatch):
+def test_cosine_embedding_plain_and_careful_rows_in_blocks(rng, dtype, monkeypatch):
     # rows on both sides of the switch to the careful cosine: cos just below and above 1/2,
     # squared norms just inside and outside [2^-900, 2^900] (float64); blocks of 2 rows
     monkeypatch.setattr(lu._numerics, "CHUNK", 8)
@@ -496,8 +496,8 @@ def test_cosine_embedding_zero_vector_and_huge_vectors():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_cosine_embedding_gradient_finite_differences(reduction):
-    a, b, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), signs(4)
+def test_cosine_embedding_gradient_finite_differences(rng, reduction):
+    a, b, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), signs(rng, 4)
     assert_gradient_matches(
         lu.cosine_embedding_loss,
         lu.cosine_embedding_loss_grad,
