@@ -26,8 +26,21 @@ import numpy as np
 BLOCK_BYTES = 1 << 20
 # Work below this size runs in the calling thread (a thread hand-off costs ~50 us).
 _THREAD_MIN_BYTES = 4 * BLOCK_BYTES
-# Threads per call, the caller included (two: the machines this is tuned on have two cores).
-WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _workers() -> int:
+    """Threads per call, the caller included: the environment variable
+    ``LOSSUTILS_NUM_THREADS`` if it is set (1: no threads, e.g. in a data loader's worker
+    processes), else two at most (the machines this is tuned on have two cores)."""
+    setting = os.environ.get("LOSSUTILS_NUM_THREADS", "").strip()
+    if not setting:
+        return max(1, min(2, os.cpu_count() or 1))
+    if not setting.isdecimal() or int(setting) < 1:
+        raise ValueError(f"LOSSUTILS_NUM_THREADS: expected a positive integer, got {setting!r}")
+    return int(setting)
+
+
+WORKERS = _workers()
 
 _THREAD_PREFIX = "lossutils-rows"
 _pool: ThreadPoolExecutor | None = None
