@@ -142,6 +142,28 @@ def _index_setup(
     return _IndexArgs(rows, y.reshape(-1), valid.reshape(-1), w, x.shape[:-1], x.dtype)
 
 
+def _weight_shift(weight: np.ndarray | None, num_classes: int) -> int:
+    """The power of 2 by which class weights are divided (and the results multiplied back,
+    exactly) so that a sum over the classes of weighted terms stays in range.
+
+    A loss that weighs every class in every row (label smoothing, probability targets)
+    forms the total weight ``sum_c w_c`` and its product with ``log sum_c e^(x_c - m) <=
+    log C``; weights within about ``C (1 + log C)`` of the largest float overflow there
+    (two weights of 1.8e308: a gradient of inf where it is 0.75e308) although the loss or
+    its gradient may not. 0 for other weights, and for infinite or NaN ones (their limit
+    is not a scaling). Every scaled result is at least the weights' total times ``2^-s``
+    times a probability, far from the subnormal range, unless it cancels.
+    """
+    if weight is None or not weight.size:
+        return 0
+    largest = float(np.max(weight))
+    if not np.isfinite(largest) or largest <= 0:
+        return 0
+    headroom = num_classes * (1 + np.log(num_classes))
+    need = np.log2(largest) + np.log2(headroom) + 1 - np.log2(float(np.finfo(weight.dtype).max))
+    return max(0, int(np.ceil(need)))
+
+
 def _flat_targets(num_classes: int, y: np.ndarray) -> np.ndarray:
     """The flat positions ``i * C + y[i]`` of the rows' target entries in C-ordered rows."""
     flat = np.arange(0, len(y) * num_classes, num_classes, dtype=np.intp)
@@ -556,6 +578,10 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
     by :func:`_ce_index_shifted`.
     """
     total = weight_total(args.target_weight)
+    # (a mean's weights are already scaled, by mean_shares)
+    shift = _weight_shift(args.weight, args.x.shape[-1]) if eps > 0 and reduction != "mean" else 0
+    if shift:
+        args = replace(args, weight=np.ldexp(args.weight, -shift).astype(args.weight.dtype))
     if eps > 0 or args.x.dtype != np.float32:
         per, grad_out = _ce_index_shifted(args, eps, reduction, total, value, grad)
     else:
@@ -570,6 +596,18 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
     loss = None
     if value:
         loss = weighted_reduce(per, total, reduction, args.shape, _ce_scaled(args, eps, total))
+    return _shifted_back(loss, grad_out, shift)
+
+
+def _shifted_back(loss, grad_out, shift: int):
+    """``loss`` and ``grad_out`` (either may be None) times ``2^shift`` (exact, or inf)."""
+    if not shift:
+        return loss, grad_out
+    with np.errstate(over="ignore"):
+        if loss is not None:
+            loss = np.ldexp(loss, shift)
+        if grad_out is not None:
+            grad_out = np.ldexp(grad_out, shift, out=grad_out)
     return loss, grad_out
 
 
@@ -723,11 +761,17 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
             coef = scale * ((1 - eps) * wy_raw + share * total_w)
             floor = (scale * share)[:, None]
 
+        # p_y from the corrected exponential: exp(-nll) would carry nll's rounding times
+        # nll, which counts where total_w p_y outweighs w_y (7.5 ULP at nll = 30)
+        p_y = np.empty(len(y))  # (float64: float32's quotient e_y / s is float64)
+
         def target_entry(rows, nll):
-            smooth = share * (total_w * np.exp(-nll) - wy_raw[rows])
+            smooth = share * (total_w * p_y[rows] - wy_raw[rows])
             return scale[rows] * ((1 - eps) * wy_raw[rows] * np.expm1(-nll) + smooth)
 
         def finish(rows, e, s, nll):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p_y[rows] = np.take_along_axis(e, y[rows, None], -1)[:, 0] / s
             e *= (coef[rows] / s)[:, None]
             e -= floor[rows] * (1 if w is None else w)
             np.put_along_axis(e, y[rows, None], target_entry(rows, nll)[:, None], -1)
@@ -837,7 +881,9 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
     ``-sum_c w_c q_c log p_c = sum_c w_c q_c (m - x_c) + (sum_c w_c q_c) r``: two sums of
     non-negative terms (a class with ``w_c q_c = 0`` is absent, also at ``x_c = -inf``).
     """
-    x, wq = args.x, (args.q if args.weight is None else args.q * args.weight)
+    shift = _weight_shift(args.weight, args.x.shape[-1])
+    w = args.weight if not shift else np.ldexp(args.weight, -shift).astype(args.weight.dtype)
+    x, wq = args.x, (args.q if w is None else args.q * w)
     v = np.empty(len(x), x.dtype)  # the value's sums, of the plain exponentials
     m, s, e = nx.exp_row_blocks(x, keep=grad, correct=grad, wide_sum=grad, v_out=v)
     with np.errstate(invalid="ignore"):
@@ -854,7 +900,7 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
         loss = weighted_reduce(per, per.size, reduction, args.shape)
     if grad:  # after the loss: it overwrites e
         grad_out = _ce_prob_grad(args, reduction, wq, m, e, s, total)
-    return loss, grad_out
+    return _shifted_back(loss, grad_out, shift)
 
 
 def cross_entropy_grad(
@@ -987,6 +1033,8 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
             e[rows] = careful
     return e
 
+
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
 
 # --- focal loss -----------------------------------------------------------------------------------
 
@@ -1143,11 +1191,20 @@ def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, gr
     pieces, hard = _normalize_index(args, 0.0, keep=grad, rest_dd=True)
     wy = args.target_weight
     factor = sample_scale(wy, args.valid, total, reduction)
+    # the coefficient k = factor g, g <= 1 + gamma, overflows for a factor near the largest
+    # float (a class weight, "sum" or "none") where the gradient k (p - e_y) may not: those
+    # rows take the factor over 2^shift and their gradient is multiplied back (exact)
+    shift = int(np.frexp(1.0 + gamma)[1]) + 1
+    big = np.flatnonzero(np.isfinite(factor) & (factor > np.ldexp(_FLOAT64_MAX, -shift)))
+    coef = factor
+    if big.size:
+        coef = factor.copy()
+        coef[big] = np.ldexp(factor[big], -shift)
     with np.errstate(invalid="ignore", divide="ignore"):
-        loss, k, target = _focal_terms(gamma)(pieces.nll, factor)
+        loss, k, target = _focal_terms(gamma)(pieces.nll, coef)
         if hard.size:  # the target dominates its row: u^gamma amplifies every rounding
             r_hi, r_lo = pieces.rest
-            terms = _focal_terms_dominated(gamma)(r_hi, r_lo, factor[hard])
+            terms = _focal_terms_dominated(gamma)(r_hi, r_lo, coef[hard])
             loss[hard], k[hard], target[hard] = terms
             pieces.s[hard] = (1 + r_hi) + r_lo  # the row sum, rounded about once
     per = g = scaled = None
@@ -1163,6 +1220,9 @@ def _focal_rows(args: _IndexArgs, gamma: float, reduction: str, total, value, gr
         with np.errstate(invalid="ignore", divide="ignore"):
             g *= (k / pieces.s)[:, None]
         np.put_along_axis(g, args.y[:, None], target[:, None], -1)
+        if big.size:
+            with np.errstate(over="ignore"):
+                g[big] = np.ldexp(g[big], shift)
         _infinite_factor_rows(g, args, factor)
         # an ignored sample, or one of weight 0, has no gradient (also where it is infinite);
         # under a mean over a zero total weight the factor is NaN, and so is the gradient

@@ -1,0 +1,233 @@
+"""Categorical losses at the edges of the range: class weights near the largest float.
+
+A loss that weighs every class in every row (label smoothing, probability targets) sums
+the class weights; a coefficient that multiplies the weight (the focal loss's) may exceed
+1. Either may overflow where the loss or its gradient does not. Each value and gradient is
+compared with mpmath on the same rounded inputs, in ULP of the output dtype, for every
+reduction and dtype.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mp_reference as mr
+import mpmath
+import numpy as np
+import pytest
+
+import lossutils as L
+from lossutils.testing import assert_close_to_exact
+
+DTYPES = [np.float16, np.float32, np.float64]
+REDUCTIONS = ["none", "sum", "mean"]
+# float16 is computed in float32 and rounded once
+BOUND = {np.float16: 1.0, np.float32: 4.0, np.float64: 4.0}
+
+LOGITS = np.array(
+    [
+        [-0.68, 0.68, 0.0],
+        [3.0, -1.0, 0.5],
+        [0.25, 0.5, 9.0],
+        [-2.0, 4.0, 1.0],
+        [12.0, -3.0, 0.0],
+        [0.1, 0.2, 0.3],
+    ]
+)
+TARGETS = np.array([0, 0, 2, 1, 2, 1])
+SOFT = np.array(
+    [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.25, 0.25],
+        [0.0, 0.125, 0.875],
+        [0.75, 0.25, 0.0],
+        [0.0, 0.0, 1.0],
+        [0.375, 0.375, 0.25],
+    ]
+)
+
+
+def _huge_weights(dtype):
+    """Class weights whose total exceeds the largest number of the dtype, and a small one."""
+    top = float(np.finfo(dtype).max)
+    return np.array([top, top / 2, 0.75]).astype(dtype)
+
+
+def _mp_rows(x):
+    return [[mpmath.mpf(float(v)) for v in row] for row in np.asarray(x, dtype=np.float64)]
+
+
+def _softmax(row):
+    lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in row))
+    return [mpmath.exp(v - lse) for v in row], [lse - v for v in row]
+
+
+def _reduce(per, grads, reduction, denominator, terms=None):
+    """Exact reduced loss and gradient of per-sample losses and their gradient rows; and
+    the larger of the two terms of each gradient entry (``terms``, default the entry)."""
+    per = np.array(per, dtype=object)
+    grads = np.array(grads, dtype=object)
+    terms = grads if terms is None else np.array(terms, dtype=object)
+    if reduction == "none":
+        return per, grads, terms
+    total = mpmath.fsum(per.tolist())
+    if reduction == "sum":
+        return total, grads, terms
+    return total / denominator, grads / denominator, terms / denominator
+
+
+def _exact_index(x, y, w, eps, reduction, gamma=None):
+    """Smoothed weighted cross-entropy (or, with ``gamma``, the focal loss), exact."""
+    weight = [mpmath.mpf(float(v)) for v in np.asarray(w, dtype=np.float64)]
+    with mpmath.workdps(mr.DIGITS):
+        num_classes = len(weight)
+        per, grads, terms = [], [], []
+        for row, t in zip(_mp_rows(x), y, strict=True):
+            p, nl = _softmax(row)
+            one_hot = [1 if k == t else 0 for k in range(num_classes)]
+            if gamma is None:
+                coef = (1 - eps) * weight[t] + eps / num_classes * mpmath.fsum(weight)
+                smooth = mpmath.fsum(wc * v for wc, v in zip(weight, nl, strict=True))
+                per.append((1 - eps) * weight[t] * nl[t] + eps / num_classes * smooth)
+                first = [coef * pk for pk in p]
+                second = [
+                    (1 - eps) * weight[t] * one_hot[k] + eps / num_classes * wk
+                    for k, wk in enumerate(weight)
+                ]
+                grads.append([a - b for a, b in zip(first, second, strict=True)])
+                terms.append([max(a, b) for a, b in zip(first, second, strict=True)])
+            else:
+                g = mpmath.mpf(gamma)
+                u = -mpmath.expm1(-nl[t])
+                per.append(weight[t] * u**g * nl[t])
+                factor = weight[t] * (u**g + g * u ** (g - 1) * p[t] * nl[t])
+                grads.append([factor * (p[k] - one_hot[k]) for k in range(num_classes)])
+                terms.append([abs(v) for v in grads[-1]])
+        return _reduce(per, grads, reduction, mpmath.fsum(weight[t] for t in y), terms)
+
+
+def _exact_soft(x, t, w, eps, reduction):
+    """Weighted cross-entropy with probability targets smoothed by ``eps``, exact."""
+    weight = [mpmath.mpf(float(v)) for v in np.asarray(w, dtype=np.float64)]
+    with mpmath.workdps(mr.DIGITS):
+        num_classes = len(weight)
+        per, grads, terms = [], [], []
+        for row, target in zip(_mp_rows(x), np.asarray(t, dtype=np.float64), strict=True):
+            p, nl = _softmax(row)
+            q = [(1 - eps) * mpmath.mpf(float(v)) + eps / num_classes for v in target]
+            wq = [wc * qc for wc, qc in zip(weight, q, strict=True)]
+            per.append(mpmath.fsum(a * b for a, b in zip(wq, nl, strict=True)))
+            total = mpmath.fsum(wq)
+            grads.append([total * p[k] - wq[k] for k in range(num_classes)])
+            terms.append([max(total * p[k], wq[k]) for k in range(num_classes)])
+        return _reduce(per, grads, reduction, len(per), terms)
+
+
+def _assert_close_to_larger_term(actual, exact, terms, bound, label):
+    """Each entry within ``bound`` ULP (of its dtype) of the larger of its two terms, as the
+    gradients document where an entry is the difference of two nearly equal terms."""
+    dtype = actual.dtype
+    top, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).smallest_subnormal)
+    for index in np.ndindex(actual.shape):
+        if abs(exact[index]) > top:  # beyond the range: the infinity of its sign
+            assert actual[index] == np.sign(float(exact[index])) * np.inf, f"{label} at {index}"
+            continue
+        scale = min(float(max(abs(exact[index]), terms[index])), top)
+        unit = max(2 * float(np.spacing(dtype.type(scale / 2))), tiny)  # (no overflow at top)
+        error = abs(mpmath.mpf(float(actual[index])) - exact[index]) / unit
+        assert error <= bound, f"{label}: {float(error):.3g} ULP of the larger term at {index}"
+
+
+def _check(fn, args, kwargs, exact, bound, label):
+    """``fn``'s value, gradient and value-and-grad against the exact ones, no warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = getattr(L, fn)(*args, **kwargs)
+        grad = getattr(L, fn + "_grad")(*args, **kwargs)
+        both = getattr(L, fn + "_value_and_grad")(*args, **kwargs)
+    assert_close_to_exact(value, exact[0], bound, f"{label} value")
+    _assert_close_to_larger_term(grad, exact[1], exact[2], bound, f"{label} gradient")
+    np.testing.assert_array_equal(both[0], value)
+    np.testing.assert_array_equal(both[1], grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1e-6])
+def test_cross_entropy_index_targets_with_weights_beyond_the_range(dtype, reduction, eps):
+    x, w = LOGITS.astype(dtype), _huge_weights(dtype)
+    exact = _exact_index(x, TARGETS, w, eps, reduction)
+    kwargs = {"weight": w, "reduction": reduction, "label_smoothing": eps}
+    label = f"cross_entropy {dtype.__name__} {reduction} eps={eps}"
+    _check("cross_entropy", (x, TARGETS), kwargs, exact, BOUND[dtype], label)
+
+
+@pytest.mark.parametrize("target", [[0], [[1.0, 0.0]]])
+def test_cross_entropy_smoothed_gradient_with_weights_of_the_largest_float(target):
+    # the case found: [[inf, inf]] for weights whose total is 3.6e308
+    top = np.finfo(np.float64).max
+    grad = L.cross_entropy_grad(
+        [[-0.68, 0.68]], target, weight=[top, top], reduction="sum", label_smoothing=0.1
+    )
+    # top (p - q) with p = softmax, p_0 = 1 / (1 + e^1.36), and q = (0.95, 0.05)
+    expected = top * (0.95 - 1 / (1 + np.exp(1.36)))
+    np.testing.assert_allclose(grad, [[-expected, expected]], rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_smoothed_target_entry_where_the_other_weights_dominate(dtype):
+    # the target's entry is about eps / C sum_c w_c p_y there: p_y = exp(-nll) carried
+    # nll's rounding times nll (7.5 ULP of float64 at nll = 30)
+    x = np.array([[30.0, -3.0, 0.0], [12.0, -3.0, 0.0], [-20.0, 0.0, 5.0]], dtype)
+    y = np.array([2, 2, 0])
+    top = 1e300 if dtype == np.float64 else 1e30
+    w = np.array([top, top / 2, 0.75], dtype)
+    exact = _exact_index(x, y, w, 1e-6, "sum")
+    _check(
+        "cross_entropy",
+        (x, y),
+        {"weight": w, "reduction": "sum", "label_smoothing": 1e-6},
+        exact,
+        BOUND[dtype],
+        f"cross_entropy {dtype.__name__}",
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_probability_targets_with_weights_beyond_the_range(dtype, reduction, eps):
+    x, t, w = LOGITS.astype(dtype), SOFT.astype(dtype), _huge_weights(dtype)
+    exact = _exact_soft(x, t, w, eps, reduction)
+    kwargs = {"weight": w, "reduction": reduction, "label_smoothing": eps}
+    label = f"cross_entropy (probabilities) {dtype.__name__} {reduction} eps={eps}"
+    _check("cross_entropy", (x, t), kwargs, exact, BOUND[dtype], label)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 7.0])
+def test_softmax_focal_loss_with_weights_beyond_the_range(dtype, reduction, gamma):
+    # the gradient's coefficient w_y g, g up to 1 + gamma, overflowed where the gradient
+    # w_y g (p - e_y) does not
+    x, w = LOGITS.astype(dtype), _huge_weights(dtype)
+    exact = _exact_index(x, TARGETS, w, 0.0, reduction, gamma=gamma)
+    bound = 1.0 if dtype != np.float64 else 2.0 + 1.5 * (1 + gamma)
+    kwargs = {"gamma": gamma, "weight": w, "reduction": reduction}
+    label = f"softmax_focal_loss {dtype.__name__} {reduction} gamma={gamma}"
+    _check("softmax_focal_loss", (x, TARGETS), kwargs, exact, bound, label)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_nll_loss_with_weights_beyond_the_range(dtype, reduction):
+    x, w = (-np.abs(LOGITS)).astype(dtype), _huge_weights(dtype)
+    weight = [mpmath.mpf(float(v)) for v in w.astype(np.float64)]
+    with mpmath.workdps(mr.DIGITS):
+        per, grads = [], []
+        for row, t in zip(_mp_rows(x), TARGETS, strict=True):
+            per.append(-weight[t] * row[t])
+            grads.append([-weight[t] if k == t else mpmath.mpf(0) for k in range(3)])
+        exact = _reduce(per, grads, reduction, mpmath.fsum(weight[t] for t in TARGETS))
+    kwargs = {"weight": w, "reduction": reduction}
+    _check("nll_loss", (x, TARGETS), kwargs, exact, BOUND[dtype], f"nll_loss {dtype.__name__}")
