@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._blocks import for_each_block, row_blocks
+from ._blocks import CHUNK, chunks, for_each_block, row_blocks
 
 # --- warnings -------------------------------------------------------------------------------------
 
@@ -260,20 +260,6 @@ def xlogy(x, y):
 
 
 # --- softplus and sigmoid -------------------------------------------------------------------------
-
-
-# Elements per block of the elementwise kernels below. Their few buffers (128 KB each in
-# float32, 256 KB in float64) stay in the caches (1 MB L2 per core, a shared L3), so that
-# a chain of a dozen ufuncs costs little more than its exp and log1p; full-size
-# temporaries would make every step of the chain a trip to memory (on 1e7 elements, each
-# as slow as the exp itself). Smaller blocks pay NumPy's call overhead (about a
-# microsecond per ufunc call) more often.
-CHUNK = 1 << 15
-
-
-def chunks(size: int, step: int = CHUNK):
-    """Slices of ``range(size)`` of at most ``step`` (default ``CHUNK``) elements each."""
-    return (slice(start, min(start + step, size)) for start in range(0, size, step))
 
 
 def _flat(x) -> tuple[np.ndarray, np.ndarray]:

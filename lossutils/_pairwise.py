@@ -740,9 +740,7 @@ def _squares_and_dot(u, v):
     if u.dtype == np.float64:
         return nx.row_dot(u, u), nx.row_dot(v, v), nx.row_dot(u, v)
     out = np.empty((3, len(u)))
-    step = max(1, nx.CHUNK // max(1, u.shape[-1]))
-    for start in range(0, len(u), step):
-        rows = slice(start, start + step)
+    for rows in nx.chunks(len(u), max(1, nx.CHUNK // max(1, u.shape[-1]))):
         ub, vb = u[rows].astype(np.float64), v[rows].astype(np.float64)
         out[0, rows], out[1, rows], out[2, rows] = (
             nx.row_dot(ub, ub),
@@ -832,8 +830,7 @@ def _plain_cosine_grad(v, u, coef_v, coef_u, out):
     """``out = v coef_v - u coef_u`` (per-row coefficients) in float64, in blocks of rows."""
     step = max(1, nx.CHUNK // 4 // max(1, v.shape[-1]))  # two float64 buffers of 64 KB
     buffers = np.empty((2, min(step, len(v)), v.shape[-1]))
-    for start in range(0, len(v), step):
-        rows = slice(start, start + step)
+    for rows in nx.chunks(len(v), step):
         g, term = buffers[:, : len(v[rows])]
         np.multiply(v[rows], coef_v[rows, None], out=g)
         g -= np.multiply(u[rows], coef_u[rows, None], out=term)

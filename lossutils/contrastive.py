@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _numerics as nx
-from ._blocks import row_blocks
+from ._blocks import chunks, row_blocks
 from ._checks import (
     check_finite_scalar,
     check_positive_scalar,
@@ -136,9 +136,7 @@ def _cosine_blocks(p: _Pairs):
     N^2 float64 (512 MB at N = 8192, against blocks of 8 MB).
     """
     n = len(p.diagonal)
-    step = max(1, LOGIT_MIN_ROWS, LOGIT_BLOCK_BYTES // max(1, 8 * n))
-    for start in range(0, n, step):
-        rows = slice(start, min(n, start + step))
+    for rows in chunks(n, max(1, LOGIT_MIN_ROWS, LOGIT_BLOCK_BYTES // max(1, 8 * n))):
         yield rows, p.a.h[rows] @ p.b.h.T
 
 

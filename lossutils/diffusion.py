@@ -20,7 +20,7 @@ from ._checks import (
     describe,
     result_dtype,
 )
-from ._numerics import CHUNK, cumulative_product_dd, quiet, to_dtype, two_sum
+from ._numerics import CHUNK, chunks, cumulative_product_dd, quiet, to_dtype, two_sum
 from ._reduction import reduce_to
 
 __all__ = [
@@ -349,9 +349,8 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     # block-sized arrays cost page faults that took longer than the arithmetic)
     step = max(1, CHUNK // max(1, features))
     rb, sb = (np.empty(min(n, step) * features, work) for _ in range(2))
-    for start in range(0, n, step):
-        rows = slice(start, min(n, start + step))
-        r = rb[: (rows.stop - start) * features].reshape(-1, features)
+    for rows in chunks(n, step):
+        r = rb[: (rows.stop - rows.start) * features].reshape(-1, features)
         np.subtract(pred2[rows], target2[rows], out=r)
         if value:
             sq = np.multiply(r, r, out=sb[: r.size].reshape(r.shape))

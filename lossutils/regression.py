@@ -265,8 +265,7 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
         blocks, row = chunks(x.size), 1
     else:
         row = max(1, x[0].size)
-        rows = max(1, CHUNK // row)
-        blocks = (slice(i, min(i + rows, len(x))) for i in range(0, len(x), rows))
+        blocks = chunks(len(x), max(1, CHUNK // row))
     reduced = BlockReduction(reduction, x.size, dtype) if value else None
     d_input = np.empty_like(x) if grad else None
     d_spread = np.empty_like(s) if grad else None
