@@ -2066,14 +2066,10 @@ def dd_distance_squared(x, y, shift, exponent):
     # adding and subtracting 1.5 2**(52 + e - k) rounds to the grid 2**(e - k) (to nearest
     # even, as rint), exactly for |d| < 2**e
     magic = np.ldexp(1.5, 52 - k + top)
-    d = x - y
+    d, lo, back = (np.empty(np.broadcast_shapes(x.shape, y.shape)) for _ in range(3))
+    two_sum(x, y, minus=True, out=(d, lo, back))  # d + lo = x - y exactly
     a = d + magic
     a -= magic
-    back = d - x
-    lo = d - back
-    np.subtract(x, lo, out=lo)
-    back += y
-    lo -= back  # (x - y) - d, exactly (TwoSum)
     w = np.subtract(d, a, out=back)  # the rest below the grid, exact
     if shift:
         w += shift
@@ -2189,12 +2185,8 @@ def dd_abs_sum_distance(x, y, shift, exponent):
     exact integer ``sum(g)`` is rounded once.
     """
     ones = np.ones(x.shape[-1])
-    h = x - y
-    back = h - x
-    low = h - back
-    np.subtract(x, low, out=low)
-    back += y
-    low -= back  # (x - y) - h, exactly (TwoSum)
+    h, low, back = (np.empty(np.broadcast_shapes(x.shape, y.shape)) for _ in range(3))
+    two_sum(x, y, minus=True, out=(h, low, back))  # h + low = x - y exactly
     g = np.add(h, shift, out=back) if shift else np.copyto(back, h) or back
     g += low
     np.copysign(1.0, g, out=g)

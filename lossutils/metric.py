@@ -88,6 +88,17 @@ _CANCELLATION_CUT = {
 _SAFE_SQUARED_SUM = {np.dtype(np.float32): 2.0**-100, np.dtype(np.float64): 2.0**-900}
 
 
+def _unsafe_sums(squared, axis=None):
+    """Indices of the 1-D sums of squares ``squared`` (with ``axis=0``, of the columns of a
+    2-D array where any entry is) that underflowed, overflowed or are NaN: those the
+    scaled norm takes again. Two reductions first: a mask only where some sum needs it."""
+    floor = _SAFE_SQUARED_SUM[squared.dtype]
+    if not squared.size or (np.min(squared) >= floor and np.max(squared) < np.inf):
+        return np.empty(0, np.intp)
+    safe = (squared >= floor) & (squared < np.inf)
+    return np.flatnonzero(~(safe if axis is None else np.all(safe, axis=axis)))
+
+
 @dataclass(frozen=True)
 class _Euclidean:
     """Euclidean norms of the rows of ``v`` (last axis) and what their gradients need."""
@@ -111,10 +122,9 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
     squared = nx.row_dot(v, v)  # no full-size temporary
     norm = np.sqrt(squared)
     direction = v / norm[..., None] if unit else None
-    floor = _SAFE_SQUARED_SUM[v.dtype]
-    # two reductions first: a mask only where some row is tiny, infinite or NaN
-    if squared.size and not (np.min(squared) >= floor and np.max(squared) < np.inf):
-        redo = ~((squared >= floor) & (squared < np.inf))
+    redo = _unsafe_sums(squared.reshape(-1))  # tiny, infinite or NaN
+    if redo.size:
+        redo = np.unravel_index(redo, squared.shape)
         rows = v[redo]
         root = scaled_norm(rows, axis=-1)
         norm[redo] = root
@@ -241,14 +251,12 @@ def _pair_distances(pairs: _Pairs) -> _Euclidean:
     squared = np.empty(n, pairs.work)
     step = max(1, _PAIR_BLOCK_ELEMENTS // width)
     buffer = np.empty((min(n, step), width), pairs.work)
-    for start in range(0, n, step):
-        rows = slice(start, min(n, start + step))
+    for rows in nx.chunks(n, step):
         v = np.subtract(x1[rows], x2[rows], out=buffer[: rows.stop - rows.start], dtype=pairs.work)
         squared[rows] = nx.row_dot(v, v)
     norm = np.sqrt(squared)
-    floor = _SAFE_SQUARED_SUM[pairs.work]
-    if n and not (np.min(squared) >= floor and np.max(squared) < np.inf):
-        redo = np.flatnonzero(~((squared >= floor) & (squared < np.inf)))
+    redo = _unsafe_sums(squared)
+    if redo.size:
         again = _euclidean(np.subtract(x1[redo], x2[redo], dtype=pairs.work))
         norm[redo], squared[redo] = again.norm, again.squared
     batch = pairs.x1.shape[:-1]
@@ -303,8 +311,8 @@ def _hinge(pairs: _Pairs, dist: _Euclidean):
         step = max(1, _BLOCK_ELEMENTS // x1.shape[-1])
         for group, slices in ((moderate & ~fast, 1), (~moderate, 3)):
             picked = np.flatnonzero(group)
-            for start in range(0, picked.size, step):
-                block = picked[start : start + step]
+            for part in nx.chunks(picked.size, step):
+                block = picked[part]
                 index, exponent = rows[block], e[block]
                 xs, ys = (
                     np.take(x, index, axis=0).astype(np.float64, copy=False) for x in (x1, x2)
@@ -661,8 +669,7 @@ def _triplet_rows(
     index = np.arange(len(e_all)) if every else picked
     dists = np.empty((3 if swap else 2, 2, index.size))  # per pair: high and low parts
     step = max(1, (elements or _BLOCK_ELEMENTS) // flat[0].shape[-1])
-    for start in range(0, index.size, step):
-        block = slice(start, start + step)
+    for block in nx.chunks(index.size, step):
         take = index[block] if not every else block
         part = _Triplets(*(x[take].astype(np.float64, copy=False) for x in flat), *_tail_fields(t))
         dists[:, :, block] = distances(part, e_all[take])
@@ -791,8 +798,7 @@ def _triplet(
     hinge = np.empty(n, work) if value else None
     grads = [np.empty((n, width), t.dtype) for _ in range(3)] if grad else None
     step = max(1, (_NARROW_BLOCK_ELEMENTS if grad else _NARROW_VALUE_BLOCK_ELEMENTS) // width)
-    for start in range(0, n, step):
-        rows = slice(start, min(n, start + step))
+    for rows in nx.chunks(n, step):
         part = _Triplets(*(x[rows] for x in flat), *_tail_fields(t))  # views
         parts = _triplet_parts(part, swap, squared, with_grad=grad)
         if value:
@@ -842,8 +848,7 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
     else:
         step = max(1, _NARROW_VALUE_BLOCK_ELEMENTS // width)
     wide = [np.empty((min(step, n), width)) for _ in range(count)]
-    for start in range(0, n, step):
-        rows = slice(start, min(n, start + step))
+    for rows in nx.chunks(n, step):
         size = rows.stop - rows.start
         sources = [w[:size] for w in wide[: count - len(keys)]]
         for source, x in zip(sources, flat, strict=False):
@@ -868,12 +873,11 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
             out = [g[rows] for g in grads]
             cancel[rows] = _narrow_grad_block(t, sums[:, rows], diffs, squared, scale, out)
     if t.p == 1 and not squared:
-        odd = ~np.all(sums < np.inf, axis=0)
+        odd_rows = np.flatnonzero(~np.all(sums < np.inf, axis=0))
     else:
-        odd = ~np.all((sums >= _SAFE_SQUARED_SUM[np.dtype(np.float64)]) & (sums < np.inf), axis=0)
+        odd_rows = _unsafe_sums(sums, axis=0)
     plain = squared or t.p == 1
     dist = dict(zip(keys, sums if plain else np.sqrt(sums, out=sums), strict=True))
-    odd_rows = np.flatnonzero(odd)
     if odd_rows.size:  # tiny, zero, huge or NaN: the general path on those rows
         part = _Triplets(*(x[odd_rows] for x in flat), *_tail_fields(t))
         parts = _triplet_parts(part, swap, squared, with_grad=grad)
@@ -892,7 +896,8 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
     # its gradient again, in double-double, from the same coefficients
     cut = _CANCELLATION_CUT[t.dtype] ** 2
     ok = np.isfinite(dist["ap"]) & np.isfinite(dist["an"]) & (dist["ap"] > 0) & (dist["an"] > 0)
-    redo = np.flatnonzero((cancel < cut) & ok & ~odd)
+    ok[odd_rows] = False  # those took the general path
+    redo = np.flatnonzero((cancel < cut) & ok)
     if redo.size:
         picked = {k: d[redo] for k, d in dist.items()}
         s, weight_an = _narrow_coefficients(t, picked, scale)
@@ -1294,8 +1299,8 @@ def _nt_xent_refined(v: _NTXent, losses, inexact):
         return losses
     a_hi, a_lo = _nt_xent_dd_rows(v)
     size = _nt_xent_block_rows(len(losses))
-    for start in range(0, need.size, size):
-        rows = need[start : start + size]
+    for part in nx.chunks(need.size, size):
+        rows = need[part]
         s_hi, s_lo = nx.dd_matmul(a_hi[rows], a_lo[rows], a_hi, a_lo)
         k = np.arange(rows.size)
         s_hi[k, rows] = -np.inf  # the diagonal left out
