@@ -1580,6 +1580,12 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
 # temporaries alive (a block of CHUNK would cost about 6 MB beyond the results, a block of
 # CHUNK // 8 under 1 MB, for about 10 % more time). The loss alone takes blocks of CHUNK.
 _STUDENT_T_GRAD_BLOCK = CHUNK // 8
+# Elements per group of gradient blocks whose double-double work (C'(df) per element in
+# float64, the careful df gradient) is done once for the group: those kernels take about a
+# hundred NumPy calls per recurrence step on a few thousand elements, so that their time
+# was mostly the calls' overhead; on twice the elements it is about 40 % less, and the
+# fewer temporaries of the cheap part are gone by then (about the same peak memory).
+_STUDENT_T_DD_BLOCK = 2 * _STUDENT_T_GRAD_BLOCK
 
 
 def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
@@ -1617,33 +1623,49 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
         dtypes = [grad_dtype(v, out) for v in (input, scale, df)]
         grads = [np.empty(size, d if f else np.float64) for f, d in zip(full, dtypes, strict=True)]
         scale_ = reduction_scale(size, reduction, np.float64)
+    # narrow: the result is rounded to float32 or float16 (the float64 df gradient needs no
+    # double-double C'(df) there); per element: C'(df) in double-double for each group
+    narrow = out.itemsize < 8
+    per_element = grad and per_df is None and not narrow
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for b in chunks(size, _STUDENT_T_GRAD_BLOCK if grad else CHUNK):
-            xb, yb, sb, nub = (
-                (a if a.ndim == 0 else a[b]).astype(np.float64, copy=False) for a in flats
-            )
-            r = xb - yb
-            u = r / sb
-            if per_df is None:
-                (c, dc), norm_slope = _student_t_log_norm(nub), None
-            else:
-                c, dc, *norm_slope = (a if a.ndim == 0 else a[b] for a in per_df)
-            gauss = np.isinf(nub)
-            nu_f = np.where(gauss, 1.0, nub)
-            log1p_square = _log1p_square(u, r, sb, nu_f)
-            if value:
-                body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
-                lb = np.log(sb) + _HALF_LOG_PI + c + body
-                # summed in gradient-sized blocks whatever the block: the same bits
-                step = lb.size if reduction == "none" else _STUDENT_T_GRAD_BLOCK
-                for part in chunks(lb.size, max(1, step)):
-                    reduced.add(lb[part], slice(b.start + part.start, b.start + part.stop))
-            if grad:
-                parts = _student_t_grads(
-                    xb, yb, r, u, sb, nu_f, gauss, dc, log1p_square, out.itemsize < 8, norm_slope
+        for group in chunks(size, _STUDENT_T_DD_BLOCK if grad else max(size, 1)):
+            pre = per_df and [a if a.ndim == 0 else a[group] for a in per_df]
+            if per_element:
+                nug = flats[3][group].astype(np.float64, copy=False)
+                c, dc = _student_t_log_norm(nug)
+                pre = [c, *_student_t_norm_slope(np.where(np.isinf(nug), 1.0, nug), dc)[0]]
+            redo = []
+            for b in chunks(group.stop - group.start, _STUDENT_T_GRAD_BLOCK if grad else CHUNK):
+                # b: within the group; at: within the loss
+                at = slice(group.start + b.start, group.start + b.stop)
+                xb, yb, sb, nub = (
+                    (a if a.ndim == 0 else a[at]).astype(np.float64, copy=False) for a in flats
                 )
-                for g, part in zip(grads, parts, strict=True):
-                    g[b] = np.broadcast_to(part, r.shape) * scale_  # rounded once if full
+                r = xb - yb
+                u = r / sb
+                if pre is None:
+                    (c, dc), norm_slope = _student_t_log_norm(nub), None
+                else:
+                    c, dc, *norm_slope = (a if a.ndim == 0 else a[b] for a in pre)
+                gauss = np.isinf(nub)
+                nu_f = np.where(gauss, 1.0, nub)
+                log1p_square = _log1p_square(u, r, sb, nu_f)
+                if value:
+                    body = np.where(gauss, 0.5 * u * u, (nu_f + 1) / 2 * log1p_square)
+                    lb = np.log(sb) + _HALF_LOG_PI + c + body
+                    # summed in gradient-sized blocks whatever the block: the same bits
+                    step = lb.size if reduction == "none" else _STUDENT_T_GRAD_BLOCK
+                    for part in chunks(lb.size, max(1, step)):
+                        reduced.add(lb[part], slice(at.start + part.start, at.start + part.stop))
+                if grad:
+                    *parts, cancels = _student_t_grads(
+                        xb, yb, r, u, sb, nu_f, gauss, dc, log1p_square, narrow, norm_slope
+                    )
+                    for g, part in zip(grads, parts, strict=True):
+                        g[at] = np.broadcast_to(part, r.shape) * scale_  # rounded once if full
+                    redo.append(cancels + b.start)
+            if grad:
+                _student_t_redo(grads[2], flats, pre, group, np.concatenate(redo), scale_)
     loss = reduced.result(shape) if value else None
     if grad:
         grads = tuple(
@@ -1660,8 +1682,10 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
 
     ``narrow``: the result is rounded to float32 or float16, so the float64 ``1 - u^2`` needs
     the exact residual only within 2^-20 of ``|u| = 1`` (it is within 2^-32 elsewhere).
-    ``norm_slope``: C'(df) as a double-double ``(hi, lo)`` broadcastable to the block, if
-    already known, else computed where the careful df gradient needs it.
+    ``norm_slope``: C'(df) as a double-double ``(hi, lo)`` broadcastable to the block
+    (float64 results: always given, and ``dc`` rounded from it), if known. Also returns the
+    flat indices of the elements whose df gradient is to be redone by the careful form
+    (:func:`_student_t_redo`, on a group of blocks at once).
     """
     # |u| > 1 works with inv = 1/u = s/r (no overflow of u or u^2), |u| <= 1 with u.
     big = np.abs(r) > s
@@ -1720,9 +1744,7 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
         error += slope_p
         error += 0.5 * np.where(p < 0.5, minus_ratio, log1p_square + p)
         cancels = error > 2.0**20 * np.abs(g_nu)
-    else:
-        if norm_slope is None:  # per element: C'(df) from its double-double everywhere
-            (dc, *norm_slope), _ = _student_t_norm_slope(nu_f, dc)
+    else:  # dc: C'(df) rounded from its double-double (norm_slope)
         body = 0.5 * minus_ratio - slope_p
         g_nu = np.where(gauss, 0.0, dc + body)
         # A first-order bound of the float64 sum's error, in units of 2^-52 of each part:
@@ -1743,16 +1765,25 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
         error += np.where(p < 0.5, s_u / (1 - p) + 0.75 * minus_ratio, 4 * (log1p_square + p))
         cancels = error * 2.0**-52 > 3.5 * np.spacing(np.abs(g_nu))
     cancels &= ~gauss & (nu_f >= 2.0**-200) & (nu_f <= 2.0**200) & (np.abs(r) <= 2.0**200 * s)
-    cancels = np.flatnonzero(cancels)
-    if cancels.size:
-        shape = g_nu.shape
-        g_nu = np.array(np.broadcast_to(g_nu, shape))
-        if norm_slope:
-            norm_slope = tuple(take_broadcast(a, shape, cancels) for a in norm_slope)
-        g_nu.reshape(-1)[cancels] = _student_t_df_slope_careful(
-            *(take_broadcast(a, shape, cancels) for a in (x, y, s, nu_f)), norm_slope or None
-        )
-    return g_x, g_s, g_nu
+    return g_x, g_s, g_nu, np.flatnonzero(cancels)
+
+
+def _student_t_redo(g_nu, flats, pre, group, cancels, scale):
+    """The df gradient of the elements ``group.start + cancels`` of the loss (``cancels``:
+    flat indices within ``group``) by the careful form, scaled and written into ``g_nu``
+    (the gradient's flat output); ``pre``: C(df), C'(df) and C'(df) as a double-double for
+    the group (arrays of its size or 0-d), or None. At most a gradient block at a time (the
+    careful form's temporaries are the largest)."""
+    for part in chunks(cancels.size, _STUDENT_T_GRAD_BLOCK):
+        here = cancels[part]
+        norm_slope = None
+        if pre is not None:
+            norm_slope = tuple(
+                take_broadcast(a, (group.stop - group.start,), here) for a in pre[2:]
+            )
+        at = here + group.start
+        x, y, s, nu = (take_broadcast(a, (g_nu.size,), at) for a in flats)
+        g_nu[at] = _student_t_df_slope_careful(x, y, s, nu, norm_slope) * scale
 
 
 def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"):

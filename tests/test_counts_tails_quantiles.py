@@ -690,12 +690,17 @@ def _check_df_gradient_cancelling(g_nu, args, dtype):
     assert (err <= MAX_ULP[dtype] * unit).mean() > 0.9
 
 
-@pytest.mark.parametrize("df", ["per element", "per row", "one"])
+@pytest.mark.parametrize("df", ["per element", "per element in groups", "per row", "one"])
 def test_student_t_df_gradient_of_typical_residuals(df, monkeypatch):
     # float64: the sum of the float64 terms is kept where its first-order error bound is
     # within 3.5 ULP of it, the rest redone in double-double; residuals of a model that
     # fits (u of order 1, df from 1 to 30, where the terms cancel by a factor of 1 to 10):
-    # both sides of that switch taken, every element within 4 ULP of mpmath
+    # both sides of that switch taken, every element within 4 ULP of mpmath. In groups:
+    # C'(df) in double-double per group of blocks and the redone elements of a group
+    # gathered across its blocks (groups of 3 blocks of 32, the last one partial)
+    if df == "per element in groups":
+        monkeypatch.setattr(B, "_STUDENT_T_GRAD_BLOCK", 32)
+        monkeypatch.setattr(B, "_STUDENT_T_DD_BLOCK", 96)
     rng = np.random.default_rng(43)
     n = 400
     x, y = rng.normal(size=n), rng.normal(size=n)
@@ -709,7 +714,7 @@ def test_student_t_df_gradient_of_typical_residuals(df, monkeypatch):
         return careful(*args)
 
     monkeypatch.setattr(B, "_student_t_df_slope_careful", spy)
-    if df == "per element":
+    if df.startswith("per element"):
         g_nu = B.student_t_nll_loss_grad(x, y, s, nu, reduction="none")[2]
     elif df == "per row":  # two equal elements per row: twice the gradient, exactly
         pair = [np.stack([a, a], axis=1) for a in (x, y, s)]
@@ -723,7 +728,9 @@ def test_student_t_df_gradient_of_typical_residuals(df, monkeypatch):
                 for a, b, c in zip(x, y, s, strict=True)
             ]
         )
-    assert 0 < sum(redone) < 0.8 * x.size * (1 if df == "per element" else 2)
+    assert 0 < sum(redone) < 0.8 * x.size * (1 if df.startswith("per element") else 2)
+    if df == "per element in groups":
+        assert len(redone) > x.size // 96  # every group, in parts of at most a block
     exact = REF["student_t_grad_nu"](x, y, s, nu)
     err = _abs_error(g_nu, exact)
     unit = _ulp(np.float64, np.array([float(v) for v in exact]))
@@ -793,11 +800,13 @@ def test_student_t_df_gradient_of_a_broadcast_df(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_student_t_in_blocks(dtype, monkeypatch):
-    # blocks of 64 elements with the gradient and of 256 for the loss alone: the per-element
-    # results against mpmath across the block edges, a scale and a df broadcast from one
-    # value, and the reduced loss the same bits with or without the gradient
+    # blocks of 64 elements with the gradient (groups of 3 for its double-double parts) and
+    # of 256 for the loss alone: the per-element results against mpmath across the block
+    # and group edges, a scale and a df broadcast from one value, and the reduced loss the
+    # same bits with or without the gradient
     monkeypatch.setattr(B, "CHUNK", 256)
     monkeypatch.setattr(B, "_STUDENT_T_GRAD_BLOCK", 64)
+    monkeypatch.setattr(B, "_STUDENT_T_DD_BLOCK", 192)
     rng = np.random.default_rng(17)
     x, y, s, nu = _t_cases(dtype, rng)
     for s_arg, nu_arg in ((s, nu), (s[:1], nu), (s, nu[:1].reshape(()))):
