@@ -47,6 +47,7 @@ from ._numerics import (
     _split,
     atanh_series,
     chunks,
+    count_indices,
     dd_add,
     dd_constant,
     dd_div,
@@ -55,6 +56,7 @@ from ._numerics import (
     dd_log,
     dd_mul,
     exact_difference,
+    exp_minus_count,
     exp_minus_near,
     gap_to_square,
     horner,
@@ -207,6 +209,8 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
                 gb = np.subtract(rate, yb, out=grad_buf[: xb.size])
                 # the loss's buffer is free by now
                 close = _poisson_log_close(gb, xb, rate, narrow, (tmp, loss_buf, flags))
+                if close.size:
+                    close = _poisson_count_slopes(gb, xb, yb, close)
             else:
                 gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
             if reduction == "mean":
@@ -353,6 +357,28 @@ def _poisson_rate_slope(x, y, eps, narrow):
     return g, near
 
 
+def _poisson_count_slopes(g, x, y, close):
+    """Redo ``g = e^x - y`` at the indices ``close`` of :func:`_poisson_log_close` where ``y``
+    is an integer count of the table of :func:`exp_minus_count` (the common case: at the
+    optimum of counts every element cancels); return the indices left for
+    :func:`_poisson_log_redo` (other targets, ``|x| <= 700``).
+
+    ``x = 0`` with ``y = 1`` is done too (``expm1(0) = 0``); elsewhere ``x = 0`` needs nothing:
+    ``1 - y`` is rounded once.
+    """
+    ys = y[close]
+    k, ok = count_indices(ys)
+    if not ok.all():
+        rest = close[~ok]
+        close, ys, k = close[ok], ys[ok], k[ok]
+        xr = np.abs(x[rest])
+        rest = rest[(xr <= 700) & (xr != 0)]
+    else:
+        rest = close[:0]
+    g[close] = exp_minus_count(x[close], ys, k)
+    return rest
+
+
 def _below(d, rate, factor, tmp, flags):
     """Where ``|d| factor < rate`` (``factor`` a power of 2), through the buffers ``tmp``
     (float64) and ``flags`` (bool), at least as long as ``d``."""
@@ -381,7 +407,7 @@ def _poisson_log_close(g, x, rate, narrow, work):
     Where it cancels: ``|e^x - y| < 2^k / 4`` for ``e^x`` in [2^k, 2^(k + 1)); for float16
     and float32 output ``< 2^-26 e^x`` (beyond, the float64 difference is within 2^-52 e^x,
     at most 2^-26 of the result, a quarter of its float32 ULP: the rounded result is within
-    3/4 ULP). The caller redoes those (:func:`_poisson_log_redo`, for ``|x| <= 700``).
+    3/4 ULP). The caller redoes those (:func:`_poisson_count_slopes`).
     Elsewhere ``e^x - y`` is exact for the computed ``e^x`` where ``y`` is within a factor
     2 of it (Sterbenz), so its error is that of exp, 1 ULP of e^x (2^(k - 52)): at most
     4 ULP of a difference of at least 2^(k - 2) (or 2 ULP plus the difference's rounding
@@ -391,17 +417,15 @@ def _poisson_log_close(g, x, rate, narrow, work):
     if narrow:
         if _none_below(g, rate, 2.0**26, work[0]):
             return np.empty(0, np.intp)
-        close = _below(g, rate, 2.0**26, work[0], work[2])
+        # |g| 2^26 - rate, left in the buffer: negative where |g| 2^26 < rate
+        n = g.size
+        close = np.flatnonzero(np.less(work[0][:n], 0, out=work[2][:n]))
     else:
         power, t, flags = (w[: g.size] for w in work)
         np.bitwise_and(rate.view(np.int64), _EXPONENT_BITS, out=power.view(np.int64))
         np.abs(g, out=t)
         t *= 4.0
         close = np.flatnonzero(np.less(t, power, out=flags))
-    if close.size:
-        # x = 0 (a count of 1 at its best fit) needs nothing: 1 - y is rounded once
-        xc = np.abs(x[close])
-        close = close[(xc <= 700) & (xc != 0)]
     return close
 
 

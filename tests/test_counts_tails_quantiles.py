@@ -305,6 +305,44 @@ def test_poisson_float64_gradient_on_both_sides_of_its_switch():
     assert (np.abs(e - y) < edge).sum() > 50 and (np.abs(e - y) > edge).sum() > 50
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_gradient_of_counts_on_both_sides_of_the_count_table(dtype):
+    # near its optimum e^x - y of an integer count below 4096 comes from a table of log y,
+    # other targets (4096 and above, fractional ones) from the exponential: both kinds, and
+    # x = 0 with y = 1, next to each other, against mpmath
+    from lossutils._numerics import COUNT_LOGS
+
+    rng = np.random.default_rng(41)
+    y = np.concatenate(
+        [
+            [1.0, 1.0, 2.0, COUNT_LOGS - 1, COUNT_LOGS, COUNT_LOGS + 1, 2.5, 0.75],
+            rng.integers(1, 3 * COUNT_LOGS, 120),
+            rng.integers(1, 20, 60) + rng.choice([0.0, 0.5, 0.25], 60),
+        ]
+    )
+    if dtype is np.float16:
+        y = np.minimum(y, 2000.0)
+    top = 1e-3 if dtype is np.float64 else 1e-1
+    rel = rng.choice([-1.0, 1.0], y.size) * 10.0 ** rng.uniform(-17, np.log10(top), y.size)
+    x = np.log(y) * (1 + rel)
+    x[0] = 0.0
+    x, y = _rounded(dtype, x, y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    grad = B.poisson_nll_loss_grad(x, y, reduction="none")
+    g_ref = REF["poisson_grad"](x64, y64)
+    if dtype is np.float64:
+        # the table's counts within 4 ULP; other targets as test_poisson_gradient_at_the_best_fit
+        counts = (y64 >= 1) & (y64 < COUNT_LOGS) & (y64 == np.floor(y64))
+        exact = np.array([float(v) for v in g_ref])
+        assert counts.sum() > 50 and (~counts).sum() > 60
+        _check(grad[counts], g_ref[counts], dtype, 0 * y64[counts], 4.0, "counts")
+        bound = 4 * _ulp(np.float64, exact) + 2.0**-104 * np.exp(x64)
+        assert (_abs_error(grad, g_ref) <= bound).all()
+    else:
+        _check(grad, g_ref, dtype, 0 * y64, MAX_ULP[dtype], "poisson_nll_loss_grad near counts")
+    assert grad[0] == 0
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_poisson_narrow_blocks_with_special_values(dtype):
     # a narrow block is checked for special values and for cancellation in one reduction;

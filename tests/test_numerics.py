@@ -505,6 +505,54 @@ def test_scaled_exp_minus_near_against_mpmath():
     assert keep.sum() > 400
 
 
+def test_count_log_table_is_exact_and_far_from_every_double():
+    # log k in double-double to 2^-106, and no double within 2^-14 ULP of log k (k > 1): the
+    # error bound of exp_minus_count relies on both
+    hi, lo = nx._count_log_table()
+    assert hi.size == nx.COUNT_LOGS and hi[1] == 0 and lo[1] == 0
+    with mpmath.workprec(300):
+        for k in [2, 3, 7, 1000, nx.COUNT_LOGS - 1, *range(2, nx.COUNT_LOGS, 97)]:
+            exact = mpmath.log(k)
+            assert abs(mpmath.mpf(hi[k]) + mpmath.mpf(lo[k]) - exact) <= 2.0**-106 * exact
+    spacing = np.spacing(hi[2:])
+    gap = np.minimum(np.abs(lo[2:]), spacing / 2 - np.abs(lo[2:]))
+    assert (gap >= 2.0**-14 * spacing).all()
+
+
+def test_count_indices_keep_integer_counts_of_the_table_only():
+    y = np.array(
+        [0.0, 1.0, 2.0, 2.5, nx.COUNT_LOGS - 1, nx.COUNT_LOGS, -1.0, np.nan, np.inf, 1e300]
+    )
+    k, ok = nx.count_indices(y)
+    assert ok.tolist() == [False, True, True, False, True] + [False] * 5
+    assert k[ok].tolist() == [1, 2, nx.COUNT_LOGS - 1]
+
+
+def test_exp_minus_count_against_mpmath():
+    # y expm1(x - log y) for integer counts y: within 4 ULP from |x - log y| = 0.3 (the widest
+    # the Poisson gradient gives it) down to x the double nearest log y (and its neighbours)
+    rng = np.random.default_rng(21)
+    y = np.concatenate(
+        [[1.0, 1.0, 2.0, 3.0, nx.COUNT_LOGS - 1], rng.integers(1, nx.COUNT_LOGS, 400)]
+    )
+    log_y = np.log(y)
+    d = np.concatenate(
+        [
+            [0.0, 0.3, -0.29, 1e-300, -0.3],
+            rng.choice([-1.0, 1.0], 200) * 10.0 ** rng.uniform(-17, np.log10(0.3), 200),
+            np.zeros(200),
+        ]
+    )
+    x = log_y + d
+    x[-200:] += np.spacing(log_y[-200:]) * rng.integers(-2, 3, 200)  # at the optimum
+    k, ok = nx.count_indices(y)
+    assert ok.all()
+    got = nx.exp_minus_count(x, y, k)
+    with mpmath.workprec(1200):
+        exact = [mpmath.exp(a) - b for a, b in zip(*exact_inputs(x, y), strict=True)]
+    assert_close_to_exact(got, np.array(exact, dtype=object), 4, "e^x - y for counts")
+
+
 def test_exp_minus_near_against_mpmath():
     # e^x - y from fl(e^x) and the logarithm (within 2^-71 of e^x): the Poisson gradient takes
     # it where 2^-20 e^x <= |e^x - y| < e^x / 4 (4 ULP), and for float32 output down to 2^-42
