@@ -231,3 +231,52 @@ def test_nll_loss_with_weights_beyond_the_range(dtype, reduction):
         exact = _reduce(per, grads, reduction, mpmath.fsum(weight[t] for t in TARGETS))
     kwargs = {"weight": w, "reduction": reduction}
     _check("nll_loss", (x, TARGETS), kwargs, exact, BOUND[dtype], f"nll_loss {dtype.__name__}")
+
+
+# confident rows (p_y from 1 - 1e-4 to 1 - 1e-15) where the gradient of the float64 focal
+# loss was beyond its documented bound 2 + 1.5 (1 + gamma) (up to 4.4 ULP at gamma = 0.25 and
+# 0.5, 4.1 at gamma = 0.1): six roundings of the row factor, each up to half an ULP
+FOCAL_CONFIDENT = np.array(
+    [
+        [0.060496468120051806, 24.577655848348083, -0.1970365183583362, -0.00305337120922805],
+        [-4.246353251369045, 12.93736087370144, -2.1510503865115496, -0.5940499769026699],
+        [-0.673906954997572, 35.80185562646178, -1.3747239466570726, 3.9435326199493614],
+        [-1.7602212893545381, 3.804401809288577, 38.14906821519948, -0.5928528917020665],
+        [-0.0492008330004283, 0.6713624466370349, 34.4583557536284, 0.23089642990774156],
+        [23.099825495916114, 1.5434351487246527, 0.17343792511462583, -1.0171991460933572],
+        [0.03251742285993344, 0.18569115035751713, 23.211118102016183, 0.07023448063052151],
+        [-0.019648761064489904, 0.10273984740426166, 0.10240150216385834, 21.90701484972549],
+        [-0.4039617424879511, 1.7685516767422444, 17.842939348689562, -0.33773885246219426],
+        [-0.0913069238949671, 12.41550842965796, 0.2071226620236275, -0.04084274516750651],
+        [0.33304386104873257, 1.1770382933464418, 1.817634318446403, 34.85383036206147],
+    ]
+)
+
+
+@pytest.mark.parametrize("gamma", [0.1, 0.25, 0.5, 2.0])
+def test_softmax_focal_gradient_on_confident_rows_within_its_bound(gamma):
+    x = FOCAL_CONFIDENT
+    y = np.argmax(x, axis=-1)
+    exact = _exact_index(x, y, np.ones(4), 0.0, "sum", gamma=gamma)[1]
+    grad = L.softmax_focal_loss_grad(x, y, gamma=gamma, reduction="sum")
+    assert_close_to_exact(grad, exact, 2.0 + 1.5 * (1 + gamma), f"gamma={gamma}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_softmax_focal_rows_holding_inf_are_their_limit_rows(dtype, reduction):
+    # the rows holding +inf are replaced where their maximum tells: the same bits as the
+    # loss of their limit rows (0 at each +inf, -inf elsewhere)
+    x = np.array(
+        [[1.0, np.inf, 0.0], [np.inf, np.inf, -2.0], [0.5, -1.0, 2.0], [np.inf, -np.inf, 3.0]]
+    ).astype(dtype)
+    holds = (x == np.inf).any(axis=-1, keepdims=True)
+    limit = np.where(holds, np.where(x == np.inf, 0.0, -np.inf), x).astype(dtype)
+    y, w = np.array([1, 0, 2, 2]), np.array([0.5, 2.0, 1.0], dtype)
+    kwargs = {"gamma": 2.0, "weight": w, "reduction": reduction}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = L.softmax_focal_loss_value_and_grad(x, y, **kwargs)
+        expected = L.softmax_focal_loss_value_and_grad(limit, y, **kwargs)
+    assert np.asarray(got[0]).tobytes() == np.asarray(expected[0]).tobytes()
+    assert got[1].tobytes() == expected[1].tobytes()
