@@ -1418,16 +1418,28 @@ def _student_t_df_slope_careful(x, y, s, nu, norm_slope=None):
     about 2^-72 of itself: within 4 ULP of the result wherever the terms cancel to no less
     than 2^-17 of their sum of magnitudes, and within 2^-70 of that sum below.
     """
+    # each intermediate dropped once used: the callers pass gathered arrays, and the peak
+    # of this function is that of a training step
     r_hi, r_lo = two_sum(x, -y)
+    del x, y
     _, e = np.frexp(s)
     s, r_hi, r_lo = np.ldexp(s, -e), np.ldexp(r_hi, -e), np.ldexp(r_lo, -e)
+    del e
     r2 = dd_add(*two_prod(r_hi, r_hi), 2 * r_hi * r_lo, 0.0)  # r_lo^2 is below 2^-104 r^2
+    del r_hi, r_lo
     scaled = dd_mul(nu, 0.0, *two_prod(s, s))
+    del s
     den = dd_add(*scaled, *r2)
     p_hi, p_lo = dd_div(*r2, *den)
-    two_b = _minus_log1m_minus(p_hi, p_lo, *dd_div(*scaled, *den))
+    del r2
+    w = dd_div(*scaled, *den)
+    del scaled, den
+    two_b = _minus_log1m_minus(p_hi, p_lo, *w)
+    del w
     d_hi, d_lo = dd_div(p_hi, p_lo, nu, 0.0)  # p / df
+    del p_hi, p_lo
     body = dd_add(0.5 * two_b[0], 0.5 * two_b[1], -0.5 * d_hi, -0.5 * d_lo)
+    del two_b, d_hi, d_lo
     if norm_slope is None:
         norm_slope = _student_t_norm_slope_dd(nu)
     g_hi, g_lo = dd_add(*norm_slope, *body)
@@ -1610,6 +1622,7 @@ _STUDENT_T_GRAD_BLOCK = CHUNK // 8
 # was mostly the calls' overhead; on twice the elements it is about 40 % less, and the
 # fewer temporaries of the cheap part are gone by then (about the same peak memory).
 _STUDENT_T_DD_BLOCK = 2 * _STUDENT_T_GRAD_BLOCK
+_STUDENT_T_REDO_BLOCK = _STUDENT_T_DD_BLOCK
 
 
 def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
@@ -1798,7 +1811,7 @@ def _student_t_redo(g_nu, flats, pre, group, cancels, scale):
     (the gradient's flat output); ``pre``: C(df), C'(df) and C'(df) as a double-double for
     the group (arrays of its size or 0-d), or None. At most a gradient block at a time (the
     careful form's temporaries are the largest)."""
-    for part in chunks(cancels.size, _STUDENT_T_GRAD_BLOCK):
+    for part in chunks(cancels.size, _STUDENT_T_REDO_BLOCK):
         here = cancels[part]
         norm_slope = None
         if pre is not None:
@@ -1806,8 +1819,13 @@ def _student_t_redo(g_nu, flats, pre, group, cancels, scale):
                 take_broadcast(a, (group.stop - group.start,), here) for a in pre[2:]
             )
         at = here + group.start
-        x, y, s, nu = (take_broadcast(a, (g_nu.size,), at) for a in flats)
-        g_nu[at] = _student_t_df_slope_careful(x, y, s, nu, norm_slope) * scale
+        # the gathered arguments passed without names: the careful form drops them once used
+        g_nu[at] = (
+            _student_t_df_slope_careful(
+                *(take_broadcast(a, (g_nu.size,), at) for a in flats), norm_slope
+            )
+            * scale
+        )
 
 
 def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"):
