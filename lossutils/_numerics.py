@@ -1583,14 +1583,15 @@ def exp_minus_count(x, y, k):
     return d
 
 
-# log t = e ln 2 + log c_j + log1p(u) for t = 2^e m (m in [1/2, 1)), c_j = (j + 1/2) / 256 the
-# centre of m's interval [j/256, (j + 1)/256) (j = 128..255) and u = (m - c_j) / c_j, |u| < 2^-8:
-# 256 m - (j + 1/2) is exact (both multiples of 2^-45 within 1/2 of each other) and the
-# quotient by j + 1/2 is rounded once (within 2^-53 |u| < 2^-61). log c_j in double-double
-# (from the standard library's decimal logarithm, exact to 50 digits), as the real and
-# imaginary parts of one complex table (one look-up fetches both); entries below 128 are
-# NaN (t = 0 comes out NaN).
-_MID_BITS = 8
+# log t = e ln 2 + log c_j + log1p(u) for t = 2^e m (m in [1/2, 1)), c_j = (j + 1/2) / 1024 the
+# centre of m's interval [j/1024, (j + 1)/1024) (j = 512..1023) and u = (m - c_j) / c_j,
+# |u| < 2^-10: 1024 m - (j + 1/2) is exact (both multiples of 2^-43 within 1/2 of each other)
+# and the quotient by j + 1/2 is rounded once (within 2^-53 |u| < 2^-63). log c_j in
+# double-double (from the standard library's decimal logarithm, exact to 50 digits), as the
+# real and imaginary parts of one complex table (one look-up fetches both; 16 KB, in the L1
+# cache); entries below 512 are NaN (t = 0 comes out NaN). (A table of 256 leaves |u| < 2^-8
+# and four times the error: four times as many elements of random distributions to redo.)
+_MID_BITS = 10
 
 
 def _mid_log_table():
@@ -1620,15 +1621,15 @@ def log_minus_buffers(size: int):
 
 
 def _log_minus_mid(t, x, out=None, buffers=None):
-    """``log(t) - x`` for float64 ``t > 0`` and finite ``x``, within 2^-58.5 absolute plus
+    """``log(t) - x`` for float64 ``t > 0`` and finite ``x``, within 2^-60.5 absolute plus
     half an ULP of the result.
 
     ``t = 2^e m``, ``log t = e ln 2 + log c_j + log1p(u)`` (see ``_MID_BITS``): ``u`` within
-    2^-61, ``log1p(u)`` within an ULP (2^-61); ``e ln2_hi + log c_j`` summed exactly
+    2^-63, ``log1p(u)`` within an ULP (2^-63); ``e ln2_hi + log c_j`` summed exactly
     (Fast2Sum: ``|e ln 2| > |log c_j|`` unless ``e = 0``; ``e ln2_hi`` is exact), the other
-    parts (about ``2^-8``) in double. So within 2^-58.5 plus half an ULP of ``s - x`` (its
+    parts (about ``2^-10``) in double. So within 2^-60.5 plus half an ULP of ``s - x`` (its
     leading part ``s`` minus ``x``) and half an ULP of the result: within 2 ULP wherever
-    ``|log t - x| >= 2^-5``, where ``|s - x| < 1.14 |log t - x|``. About twenty operations
+    ``|log t - x| >= 2^-7``, where ``|s - x| < 1.14 |log t - x|``. About twenty operations
     and one table look-up, into ``out`` with the scratch ``buffers``
     (:func:`log_minus_buffers`) when given: no temporary. ``t = 0`` and NaN give NaN.
     """
@@ -1658,7 +1659,7 @@ def _log_minus_mid(t, x, out=None, buffers=None):
 
 
 def _log_minus_small(t, x, d):
-    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 2^-5``.
+    """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 2^-7``.
 
     ``d``: an estimate of the result within 2^-50. Within 2 ULP (plus 2^-104 of ``t``, the
     double-double's): :func:`_log_minus_table` (72 bits) where the result may reach 2^-18,
@@ -1686,8 +1687,11 @@ XLOG_BLOCK = 1 << 15
 _CAREFUL_BLOCK = 1 << 13
 # |log t| <= 103.3 for float32 t > 0 (2^-149): |log t - x| > 104 2^-26 exceeds 2^-26 |log t|
 _WIDE_LIMIT = 104 * 2.0**-26
-# float64: where |log t - x| >= 2^-5, _log_minus_mid is within 2 ULP
-_MID_LIMIT = 2.0**-5
+# float64: where |log t - x| >= 2^-7, _log_minus_mid is within 2 ULP
+_MID_LIMIT = 2.0**-7
+# float32: where |log t - x| >= 2^-33, _log_minus_mid's 2^-60.5 is 2^-27.5 of it, below a
+# quarter of a float32 ULP
+_MID_LIMIT_WIDE = 2.0**-33
 
 
 class XlogMinus:
@@ -1704,11 +1708,11 @@ class XlogMinus:
     - float32 ``t``: the float64 difference ``log t - x``, within 2^-52 ``|log t|`` plus
       half an ULP, so within a quarter of a float32 ULP of itself unless below 2^-26
       ``|log t|``; where below ``104 * 2^-26`` (at least that) the block redoes it by
-      :func:`_log_minus_mid`, and only what is below 2^-31 there (and ``t = 0``) is hard.
+      :func:`_log_minus_mid`, and only what is below 2^-33 there (and ``t = 0``) is hard.
       The product is rounded once (to float32, or kept in float64 when ``out`` is float64).
-    - float64 ``t``: :func:`_log_minus_mid` (within 2^-58.5 absolute: the rounding of
-      ``log1p`` of a number below 2^-8 instead of that of ``log t``); hard where the
-      difference is below 2^-5 (1.5 % of the elements of random distributions), also
+    - float64 ``t``: :func:`_log_minus_mid` (within 2^-60.5 absolute: the rounding of
+      ``log1p`` of a number below 2^-10 instead of that of ``log t``); hard where the
+      difference is below 2^-7 (0.4 % of the elements of random distributions), also
       ``t = 0`` (NaN there).
 
     NaN anywhere makes the element hard.
@@ -1736,8 +1740,8 @@ class XlogMinus:
         return the block's hard indices and their differences (within 2^-50 of ``log t - x``).
 
         float32: the elements below ``104 * 2^-26`` are redone here by :func:`_log_minus_mid`
-        (within 2^-58.5 plus an ULP: a quarter of a float32 ULP wherever the difference is at
-        least 2^-31); only those below 2^-31 stay hard.
+        (within 2^-60.5 plus an ULP: a quarter of a float32 ULP wherever the difference is at
+        least 2^-33); only those below 2^-33 stay hard.
         """
         n = t.size
         d, size, good = self.diff[:n], self.size[:n], self.good[:n]
@@ -1766,12 +1770,12 @@ class XlogMinus:
             y = _log_minus_mid(t, x, size, self.buffers)
             np.multiply(y, t, out=out)
             np.abs(y, out=d)
-            np.greater_equal(d, 2.0**-31, out=good)  # (not t = 0, NaN)
+            np.greater_equal(d, _MID_LIMIT_WIDE, out=good)  # (not t = 0, NaN)
             hard = np.flatnonzero(np.logical_not(good, out=good))
             return hard, y[hard]
         tk = t[hard]
         y = _log_minus_mid(tk, x[hard], size[: hard.size], self.buffers)
-        done = np.abs(y) >= 2.0**-31  # (not t = 0, NaN)
+        done = np.abs(y) >= _MID_LIMIT_WIDE  # (not t = 0, NaN)
         out[hard[done]] = y[done] * tk[done]  # rounded once
         rest = ~done
         return hard[rest], y[rest]
@@ -1794,7 +1798,7 @@ def xlog_minus_careful(t, x, d, wide: bool):
         ok = np.flatnonzero((tb > 0) & np.isfinite(db))  # else t = 0 or NaN
         if ok.size:
             tk, xk = tb[ok], xb[ok]
-            # float32 (to a quarter of its ULP): below 2^-31 (see XlogMinus.block)
+            # float32 (to a quarter of its ULP): below 2^-33 (see XlogMinus.block)
             y[ok] = log_minus_near(tk, xk) if wide else _log_minus_small(tk, xk, db[ok])
             y[ok] *= tk
         zero = tb == 0

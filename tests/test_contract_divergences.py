@@ -161,12 +161,13 @@ def test_kl_div_near_its_optimum_in_float64_is_within_4_ulp_down_to_2_pow_minus_
 
 
 # The switches of kl_div's pointwise t (log t - x) between its kernels, as sizes of
-# |log t - x|: float64 takes the table-and-log1p difference from 2^-5 up, the 72-bit table
+# |log t - x|: float64 takes the table-and-log1p difference from 2^-7 up, the 72-bit table
 # from 2^-18 (an estimate below 2^-19 goes straight to the double-double); float32 takes
-# the plain float64 difference from 104 * 2^-26 up, the table-and-log1p one from 2^-31.
+# the plain float64 difference from 104 * 2^-26 up, the table-and-log1p one from 2^-33.
+# (2^-5 and 2^-31: the switches of an earlier, smaller table.)
 _KL_DIV_SWITCHES = {
-    np.float64: ([0.3, 1e-3, 0.97, 1e-300, 5e-324], [2.0**-5, 2.0**-18, 2.0**-19]),
-    np.float32: ([0.3, 1e-3, 0.97, 1e-40, 1 - 2.0**-20], [104 * 2.0**-26, 2.0**-31]),
+    np.float64: ([0.3, 1e-3, 0.97, 1e-300, 5e-324], [2.0**-5, 2.0**-7, 2.0**-18, 2.0**-19]),
+    np.float32: ([0.3, 1e-3, 0.97, 1e-40, 1 - 2.0**-20], [104 * 2.0**-26, 2.0**-31, 2.0**-33]),
 }
 
 
@@ -207,6 +208,43 @@ def test_kl_div_terms_on_both_sides_of_each_switch(dtype):
         got = float(V.kl_div(x, t, reduction=reduction))
         count = 1 if reduction == "sum" else t.size
         assert abs(got - exact) <= 4 * np.finfo(dtype).eps * size / count, reduction
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_div_few_terms_to_redo_among_many_are_done_after_the_blocks(dtype):
+    # blocks (of about a megabyte, on two threads) where at most 1/64 of the terms cancel
+    # leave those to one call after the last block, and a block with more does its own:
+    # both kinds side by side, against mpmath, in every reduction
+    rng = np.random.default_rng(43)
+    size = 600_000
+    t = np.full(size, 0.25, dtype=dtype)
+    x = np.full(size, -1.0, dtype=dtype)  # log t - x = -0.386: the fast formula
+    with mpmath.workdps(ref.DIGITS):
+        easy = ref.kl_div_pointwise(x[:1], t[:1])[0]
+        hard_t = np.array(rng.uniform(0.01, 0.99, 300), dtype=dtype)
+        gaps = 1.37 * 2.0 ** -rng.integers(8, 45, 300)
+        hard_x = np.array(
+            [float(mpmath.log(ref.mp(v)) - g) for v, g in zip(hard_t, gaps, strict=True)]
+        ).astype(dtype)
+    sparse = rng.choice(size // 2, 300, replace=False)  # few per block
+    dense = size // 2 + 1000 + np.arange(6000)  # 6000 in a row: their block does its own
+    where = np.concatenate([sparse, dense])
+    pick = np.concatenate([np.arange(300), np.arange(6000) % 300])
+    t[where], x[where] = hard_t[pick], hard_x[pick]
+    expected = ref.kl_div_pointwise(hard_x, hard_t)[pick]
+    bound = 1.0 if dtype == np.float32 else 4.0
+    got = V.kl_div(x, t, reduction="none")
+    ref.assert_ulp_in(got[where], expected, dtype, bound, label="terms to redo")
+    rest = np.ones(size, bool)
+    rest[where] = False
+    assert (got[rest] == V.kl_div(x[:1], t[:1], reduction="none")[0]).all()
+    with mpmath.workdps(ref.DIGITS):
+        terms = list(expected) + [easy] * int(rest.sum())
+        exact_sum = mpmath.fsum(terms)
+        magnitude = float(mpmath.fsum(abs(e) for e in expected) + abs(easy) * int(rest.sum()))
+    for reduction, count in (("sum", 1), ("mean", size)):
+        got = float(V.kl_div(x, t, reduction=reduction))
+        assert abs(got - float(exact_sum / count)) <= 4 * np.finfo(dtype).eps * magnitude / count
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
