@@ -75,7 +75,7 @@ from ._numerics import (
     two_sum,
     xlogy,
 )
-from ._reduction import BlockReduction, reduce_to, reduction_scale
+from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
 
 __all__ = [
     "poisson_nll_loss",
@@ -109,19 +109,6 @@ def _arrays(names_values, work=None):
     out = result_dtype(*names_values.values())
     work_dtype = np.dtype(work(out)) if work else out
     return out, work_dtype, tuple(a.astype(work_dtype) for a in arrays.values())
-
-
-def _finish_grad(grad, arg, shape, reduction, out):
-    """Gradient of the reduced loss w.r.t. an argument of ``shape``, in that argument's dtype.
-
-    ``grad`` holds the per-element derivatives (the loss's shape, working dtype): scale by the
-    reduction (1/n for the mean, in the working dtype, never float16), sum over the elements
-    the argument was broadcast to, round once.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        grad = grad * reduction_scale(grad.size, reduction, grad.dtype)
-        summed = np.asarray(sum_to_shape(grad, shape))
-    return np.array(to_dtype(summed, grad_dtype(arg, out)))
 
 
 def _check_counts(y, name="target", integer=False):
@@ -1063,7 +1050,6 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     same = r_shape == shape
     g_z = np.empty(zf.size, grad_dtype(input, out)) if grad else None
     g_r = np.empty(zf.size, grad_dtype(total_count, out) if same else np.float64) if grad else None
-    scale = reduction_scale(zf.size, reduction, np.float64)
     # narrow output: about a dozen block-sized float64 buffers live at once, in blocks small
     # enough that they stay below a tenth of the gradient (float32) in a training step.
     # float64: the careful forms keep up to about forty block-sized temporaries (a training
@@ -1076,17 +1062,16 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
             lb, gzb, grb = block(zb, yb, rb, value, grad)
             if value:
                 reduced.add(lb, b)
-            if grad:
-                if reduction == "mean":
-                    gzb *= scale
-                    grb *= scale
-                g_z[b], g_r[b] = gzb, grb  # rounded once
+            if grad:  # scaled in place (float64), then rounded once
+                for g in (gzb, grb):
+                    scale_grad(g, g.shape, reduction, g.dtype, count=zf.size, in_place=True)
+                g_z[b], g_r[b] = gzb, grb
         loss = reduced.result(shape) if value else None
         grads = None
         if grad:
             g_r = g_r.reshape(shape)
             if not same:
-                g_r = to_dtype(sum_to_shape(g_r, r_shape), grad_dtype(total_count, out))
+                g_r = scale_grad(g_r, r_shape, "sum", grad_dtype(total_count, out))  # (scaled)
             grads = (g_z.reshape(shape), g_r)
     return loss, grads
 
@@ -2222,7 +2207,7 @@ def _quantile(input, target, quantile, reduction, *, value=True, grad=True):
     if grad:
         shape = x.shape
         g = _quantile_slope(np.broadcast_to(r, shape), q, shape)
-        g = _finish_grad(g, input, shape, reduction, out)
+        g = scale_grad(g, shape, reduction, grad_dtype(input, out), in_place=True)
     return loss, g
 
 

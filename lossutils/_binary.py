@@ -28,7 +28,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
+from ._reduction import BlockReduction, reduce_to, scale_grad
 from ._signed import in_blocks
 
 __all__ = [
@@ -116,16 +116,13 @@ def _finish(loss, reduction, args: _Args):
 def _finish_grad(local, args: _Args, reduction, factor=1):
     """Scale the per-element derivative by d(reduced)/d(element); input's shape, output dtype.
 
-    ``local`` is a new array of the callers (never an argument): a full one of the working
-    dtype is scaled in place for the mean (bit for bit ``scale * local``), so that the
-    gradient needs no second full-size array. A power-of-two ``factor`` of the derivative
-    is applied last: the same bits, but a finite ``2 g / size`` survives where ``2 g``
-    would overflow.
+    ``local`` is a new array of the callers (never an argument): one of the working dtype
+    is scaled in place (bit for bit ``scale * local``), so that the gradient needs no
+    second full-size array. A power-of-two ``factor`` of the derivative is applied last:
+    the same bits, but a finite ``2 g / size`` survives where ``2 g`` would overflow.
     """
-    if reduction == "mean" and local.shape == args.x.shape and local.dtype == args.x.dtype:
-        local *= reduction_scale(local.size, reduction, local.dtype)
-        reduction = "sum"  # scaled: what is left is the rounding to the output dtype
-    out = scale_grad(local, args.x.shape, reduction, args.dtype)
+    own = isinstance(local, np.ndarray) and local.dtype == args.x.dtype and local.flags.writeable
+    out = scale_grad(local, args.x.shape, reduction, args.dtype, in_place=own)
     if factor != 1:
         with np.errstate(over="ignore"):  # only where the exact gradient overflows
             out *= factor

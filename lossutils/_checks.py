@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ._reduction import reduce, reduction_scale  # noqa: F401  (see the module docstring)
+from ._reduction import reduce, reduction_scale, sum_to_shape  # noqa: F401  (see the module docstring)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -269,18 +269,6 @@ def check_scale_shape(value: np.ndarray, shape: tuple, name: str, against: str =
         f"{name} must broadcast to the shape of {against} {shape} with as many dimensions "
         f"(each equal to {against}'s or 1), or be a scalar; got shape {value.shape}{hint}"
     )
-
-
-def sum_to_shape(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum a gradient computed at a broadcast shape back to an argument's ``shape``."""
-    shape = tuple(shape)
-    if grad.shape == shape:
-        return grad
-    lead = grad.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
-    )
-    return np.sum(grad, axis=axes, keepdims=True).reshape(shape)
 
 
 def grad_dtype(value, dtype) -> np.dtype:

@@ -24,7 +24,7 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._reduction import product_row_means, reduce_to
+from ._reduction import product_row_means, reduce_to, scale_grad
 
 __all__ = [
     "soft_margin_loss",
@@ -440,8 +440,7 @@ def _multilabel_margin_block(x, index, rows, sums, out, reduction):
             count.reshape(-1)[where[part, k]] -= active @ ones
     if count is not None:
         count /= xb.dtype.type(c)
-        if reduction == "mean":
-            count *= xb.dtype.type(1.0 / len(x))  # as scale_grad does
+        scale_grad(count, count.shape, reduction, count.dtype, count=len(x), in_place=True)
         if out.dtype != xb.dtype:
             out[rows] = count
 

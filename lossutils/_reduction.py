@@ -16,6 +16,7 @@ total weight) is NaN, silently, as in PyTorch; a sum over zero elements is 0.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -162,23 +163,49 @@ def batchmean_scale(shape: tuple, dtype) -> np.floating:
     return np.dtype(dtype).type(np.nan) if n == 0 else np.dtype(dtype).type(1.0 / n)
 
 
-def scale_grad(local, shape: tuple, reduction: str, dtype, count=None) -> np.ndarray:
-    """``local`` (d loss_i / d x_i) times the reduction's scale, rounded once to ``dtype``.
+def sum_to_shape(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient computed at a broadcast shape back to an argument's ``shape``."""
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return np.sum(grad, axis=axes, keepdims=True).reshape(shape)
 
-    ``count`` is the divisor of the mean (default: the number of elements of ``shape``).
-    The result has ``shape`` (``local`` is broadcast to it) and is a new writeable array,
-    or ``local`` itself when that already is one of the right shape and dtype (callers
-    pass arrays they own). For float16 the product is formed in float32.
+
+def scale_grad(
+    local, shape: tuple, reduction: str, dtype, count=None, *, in_place=False
+) -> np.ndarray:
+    """The gradient of the reduced loss w.r.t. an argument of ``shape``, rounded once to
+    ``dtype``, from ``local`` (d loss_i / d x_i): times the reduction's scale, then summed
+    over the elements the argument was broadcast to.
+
+    ``count`` is the divisor of the mean (default: the number of losses, the size of
+    ``local`` broadcast with ``shape``). The result has ``shape`` (a smaller ``local`` is
+    broadcast up to it, a larger one summed down) and is a new writeable array, or
+    ``local`` itself when that already is one of the right shape and dtype. The product
+    is formed in ``dtype`` (in float32 for float16) from ``local`` converted to it; with
+    ``in_place``, in ``local``'s own dtype and in place (``local`` is then the caller's to
+    overwrite, a float32 or float64 array of the working dtype: no copy).
     """
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) if count is None else count
-    work = np.dtype(np.float32) if dtype.itemsize < 4 else dtype
-    with np.errstate(invalid="ignore", over="ignore"):
-        if reduction == "mean":
+    dtype, shape, local = np.dtype(dtype), tuple(shape), np.asarray(local)
+    full = shape if local.shape == shape else np.broadcast_shapes(local.shape, shape)
+    if reduction == "mean":
+        size = math.prod(full) if count is None else count
+        if in_place:  # (a scale in (0, 1] cannot overflow; NaN only for no elements)
+            local *= reduction_scale(size, reduction, local.dtype)
+        else:
+            work = np.dtype(np.float32) if dtype.itemsize < 4 else dtype
             scale = work.type(np.nan) if size == 0 else work.type(1.0 / size)
-            local = scale * np.asarray(local, dtype=work)
-        out = to_dtype(local, dtype)
-    if out.shape != tuple(shape) or not out.flags.writeable:
+            with np.errstate(invalid="ignore", over="ignore"):  # (the conversion to work)
+                local = scale * np.asarray(local, dtype=work)
+    if full != shape:
+        with np.errstate(invalid="ignore", over="ignore"):  # (a sum may overflow: inf)
+            local = sum_to_shape(local, shape)
+    out = to_dtype(local, dtype)
+    if out.shape != shape or not out.flags.writeable:
         out = np.array(np.broadcast_to(out, shape), dtype=dtype)
     return out
 

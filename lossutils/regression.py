@@ -24,7 +24,6 @@ from ._checks import (
     float_arrays,
     grad_dtype,
     result_dtype,
-    sum_to_shape,
 )
 from ._numerics import (
     CHUNK,
@@ -37,7 +36,7 @@ from ._numerics import (
     to_dtype,
     working_dtype,
 )
-from ._reduction import BlockReduction, reduce_to, reduction_scale
+from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
 
 __all__ = [
     "mse_loss",
@@ -72,19 +71,6 @@ def _floats(names_values):
     for name, value in names_values.items():
         as_float_array(value, name)  # the ValueError for non-numeric data comes first
     return float_arrays(names_values, result_dtype(*names_values.values()))
-
-
-def _reduced_grad(grad, arg, shape, reduction, dtype):
-    """Gradient of the reduced loss w.r.t. ``arg`` (of ``shape``) from the per-element one.
-
-    ``grad`` has the loss's shape and the working dtype and is the caller's to overwrite:
-    scale it in place by the reduction, sum it over the elements ``arg`` was broadcast to,
-    and round it once to ``arg``'s floating dtype (a Python number's is the result dtype
-    ``dtype``).
-    """
-    if reduction == "mean":
-        grad *= reduction_scale(grad.size, reduction, grad.dtype)
-    return to_dtype(sum_to_shape(grad, shape), grad_dtype(arg, dtype))
 
 
 @dataclass(frozen=True)
@@ -255,9 +241,11 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
         if value:
             loss = reduce_to(loss, reduction, dtype)
         if grad:
+            # (each argument's gradient in its own floating dtype; a Python number's is the
+            # result dtype)
             grads = (
-                _reduced_grad(d_input, input, shape, reduction, dtype),
-                _reduced_grad(d_spread, spread, s.shape, reduction, dtype),
+                scale_grad(d_input, shape, reduction, grad_dtype(input, dtype), in_place=True),
+                scale_grad(d_spread, s.shape, reduction, grad_dtype(spread, dtype), in_place=True),
             )
         return loss, grads
     if same:
@@ -269,7 +257,6 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
     reduced = BlockReduction(reduction, x.size, dtype) if value else None
     d_input = np.empty_like(x) if grad else None
     d_spread = np.empty_like(s) if grad else None
-    scale = reduction_scale(x.size, reduction, x.dtype)
     for b in blocks:
         kept = slice(b.start * row, b.stop * row)  # the block's elements
         block_loss = None
@@ -288,11 +275,11 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
         )
         if value:
             reduced.add(block_loss.reshape(-1), kept)
-        if grad and reduction == "mean":
-            di *= scale
-            ds *= scale
-        if grad and not same:
-            d_spread[b] = sum_to_shape(ds, s[b].shape)
+        if grad:  # scaled in place, in the working dtype (rounded once below)
+            scale_grad(di, di.shape, reduction, di.dtype, count=x.size, in_place=True)
+            ds = scale_grad(ds, s[b].shape, reduction, ds.dtype, count=x.size, in_place=True)
+            if not same:
+                d_spread[b] = ds
     if value:
         loss = reduced.result(shape)
     if grad:
@@ -468,7 +455,7 @@ def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=T
     reduced = BlockReduction(reduction, xf.size, dtype) if value else None
     d = np.empty_like(xf) if grad else None
     r, scratch = (np.empty(min(xf.size, CHUNK), work) for _ in range(2))
-    scale = reduction_scale(xf.size, reduction, work)
+    scale = reduction_scale(xf.size, reduction, work)  # (in the loop: no call per block)
     for block in chunks(xf.size):
         n = block.stop - block.start
         rb = r[:n]
