@@ -2473,19 +2473,34 @@ def dd_inverse_sqrt(x: float):
     return hi, float(exact - decimal.Decimal(hi))
 
 
-def _dd_gram_products(hi, lo):
-    """``(exact, small)`` as :func:`_dd_products` for ``a = b``, the Gram matrix of the rows.
+# Bits of the heads of rows on one grid below their largest norm (_dd_gram_products): a
+# sum of products of two heads is at most their norms' product, below 2**(2 * 25 + 0.01)
+# grid steps squared, and a difference of two such sums below 2**51.01: exact.
+_GRAM_HEAD_BITS = 25
 
-    With ``a = head + r`` (``r = tail + lo``, rounded), ``a a^T = head head^T + N + N^T``
-    for ``N = (head + r / 2) r^T``: two matrix products of depth D instead of products of
-    depth D and 2 D, and ``N + N^T`` tile by tile (:func:`symmetric_sum`). ``head + r / 2``
-    is rounded by ``2**-53`` of ``head``, which costs ``2**-(53 + k)`` of ``|a|^2``; ``N``'s
-    rounding is about ``D 2**-(53 + k)`` of ``|a|^2``, and so is the whole error
-    (``2**-69`` of ``|a|^2`` for D = 128).
+
+def _dd_gram_products(hi, lo):
+    """``(exact, small)`` with ``exact + small = a a^T`` (``a = hi + lo``), the Gram matrix
+    of rows whose norms are about equal (unit rows times a constant).
+
+    ``a = head + r``, every row's head on ONE grid ``g = 2**(E - 25)``, ``2**E`` above
+    the largest norm: by Cauchy-Schwarz every partial sum of a row of ``head head^T`` is
+    at most ``|head_i| |head_j| < 2**50.01 g**2`` (each head entry is within ``g / 2`` of
+    the row's), an integer multiple of ``g**2``: ``exact`` is exact whatever the order of
+    the sums, and so is the difference of two of its entries in a row (below
+    ``2**51.01 g**2``), which :func:`_gram_cross_entropy_rows` relies on. The rest
+    ``r = (hi - head) + lo`` (at most ``g / 2`` an entry) gives ``a a^T - head head^T =
+    N + N^T`` for ``N = (head + r / 2) r^T``: two matrix products of depth D instead of
+    products of depth D and 2 D, ``N + N^T`` tile by tile (:func:`symmetric_sum`). The
+    error of ``small`` is the rounding of ``N``: about ``D 2**-53 |a| sqrt(D) g`` and so
+    ``D**1.5 2**-78`` of the largest ``|a|**2`` (``2**-67.5`` for D = 128).
     """
-    k = _grid_bits(hi.shape[-1])
-    head, tail = _ozaki_head(hi, k)
-    r = np.add(tail, lo, out=tail)
+    norms = np.sqrt(row_dot(hi, hi))  # a relative error below 2**-30: the margin
+    _, top = np.frexp(np.max(norms, initial=0.0) * (1 + 2.0**-30))
+    bits = _GRAM_HEAD_BITS - int(top)
+    head = np.ldexp(np.rint(np.ldexp(hi, bits)), -bits)
+    r = np.subtract(hi, head)
+    r += lo
     half = r * 0.5
     half += head
     # head @ head.T of one array would be a symmetric product (syrk), slower than gemm here
@@ -2493,13 +2508,62 @@ def _dd_gram_products(hi, lo):
     return exact, symmetric_sum(half @ r.T)
 
 
+def _gram_cross_entropy_rows(exact, small, positive, start, work, with_grad=False):
+    """Rows ``-s[i, positive[i]] + logsumexp(s[i])`` (the diagonal, column ``start + i``,
+    left out) of the logits ``s = exact + small`` of :func:`_dd_gram_products`, in place.
+
+    With ``t`` the top of ``exact`` in a row (no entry of ``s`` above ``s_t`` by more
+    than twice ``small``'s size, about ``2**-20`` of ``|a|**2``), the loss is
+    ``(s_t - s_pos) + log1p(sum over j != t of exp(x + c))`` with ``x = exact - exact_t``
+    (exact: see :func:`_dd_gram_products`) and ``c = small - small_t`` (rounded by an
+    ULP of a number ``2**-20`` of ``|a|**2``). ``y = fl(x + c)`` and its rounding
+    ``e = c - (y - x)`` (Fast2Sum: exact where ``|x| >= |c|``; elsewhere ``|y| <= 2 |c|``
+    and ``y`` and ``e`` are both off by below ``2**-50`` of ``|c|``: a relative error of
+    ``exp(y)`` below ``2**-65``) give each term as ``exp(y) (1 + e)`` to a few ULP.
+    Accuracy: a few ULP of float64, as :func:`dd_cross_entropy_rows`, in ten passes over
+    the block instead of about twenty. ``work``: a buffer of at least the block's size.
+    With ``with_grad``, ``(loss, gradient w.r.t. the logits)`` written over ``small``.
+    """
+    rows = np.arange(len(exact))
+    diagonal = start + rows
+    exact[rows, diagonal] = -np.inf
+    small[rows, diagonal] = 0
+    top = np.argmax(exact, axis=-1) if len(exact) else rows
+    largest, largest_small = exact[rows, top], small[rows, top]
+    gap = (largest - exact[rows, positive]) + (largest_small - small[rows, positive])
+    x = np.subtract(exact, largest[:, None], out=exact)
+    c = np.subtract(small, largest_small[:, None], out=small)
+    y = np.add(x, c, out=work[: exact.size].reshape(exact.shape))
+    e = np.subtract(c, np.subtract(y, x, out=x), out=c)
+    e[rows, diagonal] = 0  # NaN there: -inf - -inf
+    y[rows, top] = -np.inf
+    rest = np.exp(y, out=y)
+    e *= rest
+    e += rest  # exp(y) (1 + e)
+    total = np.sum(e, axis=-1)
+    loss = gap + np.log1p(total)
+    if not with_grad:
+        return loss
+    return loss, cross_entropy_rows_grad(e, total, top, positive)
+
+
 @quiet
 def dd_gram_cross_entropy(hi, lo, positive, with_grad=False):
-    """:func:`dd_product_cross_entropy` of ``s = a a^T`` (``a = hi + lo``), the diagonal
-    left out, with the Gram matrix by :func:`_dd_gram_products`: two thirds of the
-    matrix products of ``a`` times another matrix."""
-    products = _dd_gram_products(hi, lo)
-    return _dd_cross_entropy_blocks(products, positive, True, with_grad, overwrite=True)
+    """:func:`dd_product_cross_entropy` of ``s = a a^T`` (``a = hi + lo``, rows of about
+    one norm), the diagonal left out: the Gram matrix by :func:`_dd_gram_products` (two
+    thirds of the matrix products of ``a`` times another matrix) and the rows by
+    :func:`_gram_cross_entropy_rows`, block by block. With ``with_grad``, ``(losses,
+    their gradient w.r.t. s)``, written over the products' small part."""
+    exact, small = _dd_gram_products(hi, lo)
+    out = np.empty(len(hi))
+    blocks = row_blocks(len(hi), exact.shape[-1] * exact.itemsize)
+    work = np.empty(max((b.stop - b.start for b in blocks), default=0) * exact.shape[-1])
+    for block in blocks:
+        result = _gram_cross_entropy_rows(
+            exact[block], small[block], positive[block], block.start, work, with_grad
+        )
+        out[block] = result[0] if with_grad else result
+    return (out, small) if with_grad else out
 
 
 @quiet

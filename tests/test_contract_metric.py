@@ -15,6 +15,7 @@ import mpmath
 import numpy as np
 import pytest
 
+from lossutils import _blocks as blocks
 from lossutils import metric as M
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -690,6 +691,32 @@ def test_nt_xent_realistic_width_within_4_ulp(dtype, temperature):
     z1, z2 = z1.astype(dtype), z2.astype(dtype)
     per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
     ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), dtype)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.07, 1e-3])
+def test_nt_xent_float64_gram_heads_ties_and_blocks(monkeypatch, temperature):
+    # float64 logits: the heads of all rows on one grid, whose products and their
+    # differences within a row are exact; the worst case of that bound is rows of
+    # entries +-1 (each head's norm its row's) and a view opposite another (a difference
+    # of twice the largest logit); near ties at the top leave the rounding of x + c to
+    # the terms where |x| < |c|; blocks of one row cover the passes from block to block
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 64)
+    rng = np.random.default_rng(23)
+    signs = rng.choice([-1.0, 1.0], size=(3, 128))
+    opposite = signs.copy()
+    opposite[0] = -signs[0]
+    opposite[1, :3] *= -1
+    base = rng.normal(size=(1, 128))
+    near = [base + rng.normal(size=(3, 128)) * 1e-9 for _ in range(2)]
+    spike = rng.normal(size=(3, 128)) * 1e-3
+    spike[:, 0] = 1
+    cases = [(signs, opposite), tuple(near), (spike, spike + rng.normal(size=(3, 128)) * 1e-5)]
+    for z1, z2 in cases:
+        per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
+        with mpmath.workdps(60):
+            ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), np.float64)
+        value, _ = M.nt_xent_loss_value_and_grad(z1, z2, temperature, reduction="none")
+        assert value.tobytes() == per.tobytes()
 
 
 def _mp_distance(x, y):
