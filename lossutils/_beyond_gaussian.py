@@ -59,6 +59,7 @@ from ._numerics import (
     exp_minus_count,
     exp_minus_near,
     gap_to_square,
+    halved_difference,
     horner,
     log1p_minus,
     logistic_pairs,
@@ -2058,13 +2059,9 @@ def _pinball_halved(y, x, q, losses):
         return
     shape = losses.shape
     flat = losses.reshape(-1)
-    bad = np.flatnonzero(np.isinf(flat))
-    ys, xs = (take_broadcast(a, shape, bad) for a in (y, x))
-    keep = np.isfinite(ys) & np.isfinite(xs)
-    if not keep.any():
+    bad, h, h_err = halved_difference(y, x, np.flatnonzero(np.isinf(flat)), shape)
+    if not bad.size:
         return
-    bad, ys, xs = bad[keep], ys[keep], xs[keep]
-    h, h_err = two_sum(ys / 2, xs / 2, minus=True)
     qs = take_broadcast(q, shape, bad) if np.ndim(q) else q
     flat[bad] = 2 * _pinball_scaled(h, h_err, qs)
 

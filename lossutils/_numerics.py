@@ -1836,6 +1836,38 @@ def exact_difference(x, y):
     return r, np.where(np.isfinite(r), r_err, 0.0)
 
 
+def finite_entries(index, shape, *arrays):
+    """``(index, values)``: the flat indices of ``index`` (into ``shape``) where every one of
+    ``arrays`` (broadcast to ``shape``) is finite, and each array's entries there, in its own
+    dtype. The elements whose results overflowed though their inputs are finite (to be
+    redone from scaled inputs) are told apart so."""
+    values = [take_broadcast(a, shape, index, np.asarray(a).dtype) for a in arrays]
+    keep = np.isfinite(values[0])
+    for v in values[1:]:
+        keep &= np.isfinite(v)
+    if keep.all():  # (usually: no second gather)
+        return index, values
+    return index[keep], [v[keep] for v in values]
+
+
+def halved_difference(a, b, index, shape, with_error=True):
+    """``(index, h, h_err)`` for redoing a result that overflowed from the halved inputs:
+    the entries of flat ``index`` (into ``shape``, ``a`` and ``b`` broadcast to it) where
+    ``a`` and ``b`` are finite, and there ``h + h_err = a / 2 - b / 2`` exactly (TwoSum;
+    ``h = fl(a / 2 - b / 2)``; without ``with_error``, ``h`` alone and ``h_err`` None).
+
+    ``a - b`` itself can overflow (``a = 1e308``, ``b = -1e308``) where a result divided by
+    it, or homogeneous in it, is finite; the halves cannot (``|a / 2 - b / 2| < 2^1024``),
+    and the halving is exact at such magnitudes (it loses a bit only of a subnormal, whose
+    difference does not overflow). In the inputs' own dtype.
+    """
+    index, (a, b) = finite_entries(index, shape, a, b)
+    if not with_error:
+        return index, a / 2 - b / 2, None
+    h, h_err = two_sum(a / 2, b / 2, minus=True)
+    return index, h, h_err
+
+
 def relative_gap_to_square(v, r, r_err):
     r""":math:`(v - \rho^2) / v^2` for float64 ``v > 0``, :math:`\rho` = ``r + r_err`` exactly.
 

@@ -88,7 +88,7 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
         if big:
             lo[~np.isfinite(hi)] = 0
     if big and rescue:
-        redo = _finite_inputs(cols, np.flatnonzero(~(np.abs(hi) < limit)))
+        redo, _ = nx.finite_entries(np.flatnonzero(~(np.abs(hi) < limit)), hi.shape, *cols)
         if redo.size:
             z, z_lo = _scaled_margins(cols, beta, redo)
             z *= _UNSCALE
@@ -102,11 +102,6 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
 # 2^-1010, nothing beside such margins), and neither their differences nor the margin times
 # a moderate beta overflow or leave Dekker's product's domain.
 _SCALE, _UNSCALE = 2.0**-64, 2.0**64
-
-
-def _finite_inputs(cols, index):
-    """The entries of ``index`` where every column is finite."""
-    return index[np.all([np.isfinite(c[index]) for c in cols], axis=0)]
 
 
 def _scaled_margins(cols, beta: float, index):
@@ -154,7 +149,7 @@ def _beyond_overflow(cols, beta: float, smoothing: float, loss):
     """Smoothed ``loss`` where it is not finite although its inputs are: there the margin
     overflows (``|z| >= 2^1024``) while the loss, ``(1 - eps) max(-z, 0) + eps max(z, 0)``
     (the log1p terms are below 2^-1000 of it), need not. Formed from the scaled margin."""
-    bad = _finite_inputs(cols, np.flatnonzero(~np.isfinite(loss)))
+    bad, _ = nx.finite_entries(np.flatnonzero(~np.isfinite(loss)), loss.shape, *cols)
     if bad.size:
         z, _ = _scaled_margins(cols, beta, bad)
         part = np.where(z < 0, nx.times(1 - smoothing, -z), nx.times(smoothing, z))

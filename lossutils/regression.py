@@ -29,6 +29,7 @@ from ._numerics import (
     CHUNK,
     abs_gap_of_difference,
     chunks,
+    halved_difference,
     log_cosh_into,
     quiet,
     relative_gap_of_difference,
@@ -199,14 +200,11 @@ def _redo_overflow(x, y, s, spec: _Spread, full, outputs):
     bad = np.zeros(computed[0].shape, bool)
     for o in computed:
         bad |= np.isinf(o)
-    bad &= np.isfinite(x) & np.isfinite(y)
     bad &= (s > 0) & np.isfinite(s)  # s broadcasts to the block's shape
-    idx = np.flatnonzero(bad)
+    shape = computed[0].shape
+    idx, h, _ = halved_difference(x, y, np.flatnonzero(bad), shape, with_error=False)
     if not idx.size:
         return
-    shape = computed[0].shape
-    xs, ys = (take_broadcast(a, shape, idx, a.dtype) for a in (x, y))
-    h = xs * 0.5 - ys * 0.5
     with np.errstate(over="ignore", invalid="ignore"):
         *parts, applies = spec.huge(h, take_broadcast(s, shape, idx, s.dtype))
         if full:

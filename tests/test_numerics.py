@@ -34,6 +34,28 @@ def test_two_diff_skips_a_zero_subtrahend_and_masks_infinities():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_halved_difference_is_exact_where_the_difference_overflows(dtype, rng):
+    top = float(np.finfo(dtype).max)
+    a = (rng.choice([-1.0, 1.0], 300) * rng.uniform(0.5, 1.0, 300) * top).astype(dtype)
+    b = (rng.choice([-1.0, 1.0], (1, 300)) * rng.uniform(0.0, 1.0, (1, 300)) * top).astype(dtype)
+    a[:5] = [np.inf, -np.inf, np.nan, 1.0, -0.0]
+    b[0, 5:8] = [np.nan, np.inf, -np.inf]
+    shape = (2, 300)  # b broadcast along the first axis
+    index = np.arange(600)[::3]
+    kept, h, h_err = nx.halved_difference(a, b, index, shape)
+    aa, bb = np.broadcast_to(a, shape).reshape(-1), np.broadcast_to(b, shape).reshape(-1)
+    finite = index[np.isfinite(aa[index]) & np.isfinite(bb[index])]
+    assert kept.tolist() == finite.tolist() and h.dtype == dtype
+    for i, hi, lo in zip(kept, h, h_err, strict=True):
+        assert (
+            Fraction(float(hi)) + Fraction(float(lo))
+            == (Fraction(float(aa[i])) - Fraction(float(bb[i]))) / 2
+        )
+    _, plain, none = nx.halved_difference(a, b, index, shape, with_error=False)
+    assert none is None and plain.tobytes() == h.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_margin_gaps_sign_exact_within_one_ulp(dtype):
     """margin - pivot + x against exact rational arithmetic: scores of every scale, and
     rivals within a few ULP of pivot - margin (the plain formula cancels there)."""
