@@ -1456,14 +1456,16 @@ def log_minus_near(t, x):
     return np.log1p(w_hi) + w_lo / (1 + w_hi)
 
 
-# log of a float64 t > 0, to about 2^-72 absolute: t = 2^k m with m in [1, 2), and
-# m r_j = 1 + u with r_j a reciprocal of 9 significant bits for m's first 7 fraction bits j
-# (r_0 = 1): m r_j is then exact in two parts (m split into 26 and 27 bits) and |u| < 2^-7,
-# so log t = k ln 2 - log r_j + log1p(u), with -log r_j tabulated in double-double (from the
-# standard library's decimal logarithm, exact to 50 digits) and log1p(u) summed as
-# u - u^2/2 (exact parts) + a series in double from u^3/3 to u^11/11 (the next term is
-# below 2^-80).
-_TABLE_BITS = 7
+# log of a float64 t > 0, to about 2^-90 absolute: t = 2^k m with m in [1, 2), and
+# m r_j = 1 + u with r_j a reciprocal of 16 significant bits for m's first 12 fraction bits j
+# (r_0 = 1): m r_j is then exact in two parts (m split into 26 and 27 bits) and
+# |u| < 2^-12.8, so log t = k ln 2 - log r_j + log1p(u), with -log r_j tabulated in
+# double-double (from the standard library's decimal logarithm, exact to 50 digits; built on
+# first use, 4096 entries in 0.1 s) and log1p(u) summed as u - u^2/2 (exact parts) + a series
+# in double from u^3/3 (below 2^-40: rounded within 2^-93) to u^7/7 (the next term is below
+# 2^-105). (A table of 128 entries leaves |u| < 2^-7 and a series rounded to 2^-78.)
+_TABLE_BITS = 12
+_RECIPROCAL_BITS = 16
 
 
 def _reciprocal(j: int) -> float:
@@ -1471,9 +1473,10 @@ def _reciprocal(j: int) -> float:
         return 1.0
     centre = 1 + (j + 0.5) / 2**_TABLE_BITS
     mantissa, exponent = math.frexp(1 / centre)
-    return math.ldexp(round(mantissa * 2**9), exponent - 9)
+    return math.ldexp(round(mantissa * 2**_RECIPROCAL_BITS), exponent - _RECIPROCAL_BITS)
 
 
+@functools.cache
 def _minus_log_table():
     context = decimal.Context(prec=50)
     r = [_reciprocal(j) for j in range(2**_TABLE_BITS)]
@@ -1483,33 +1486,36 @@ def _minus_log_table():
     return np.array(r), np.array(hi), np.array(lo)
 
 
-_RECIPROCALS, _MINUS_LOG_HI, _MINUS_LOG_LO = _minus_log_table()
-_LOG1P_SERIES = [(-1.0) ** (k + 1) / k for k in range(3, 12)]  # u^3/3 - u^4/4 + ...
+_LOG1P_SERIES = [(-1.0) ** (k + 1) / k for k in range(3, 8)]  # u^3/3 - u^4/4 + ...
 _HIGH_BITS = ~np.int64((1 << 27) - 1)  # clears the 27 low bits of a float64's fraction
 
 
 def _log_minus_table(t, x):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` within a factor 2 of ``log t``.
 
-    ``log t`` is formed as an unevaluated sum to about 2^-72 absolute (see ``_TABLE_BITS``);
-    its leading part minus ``x`` is exact (Sterbenz' lemma), so the result is within
-    about 2^-72 plus half an ULP: within 2 ULP wherever ``|log t - x| >= 2^-18``.
+    ``log t`` is formed as an unevaluated sum to about 2^-90 absolute (see ``_TABLE_BITS``):
+    ``k ln2_hi``, ``k ln2_mid`` (exact products) and the leading parts summed by TwoSum,
+    the rest (below 2^-40, or an ULP of the sum) in double. Its leading part minus ``x`` is
+    exact (Sterbenz' lemma), so the result is within about 2^-90 plus half an ULP: within
+    2 ULP wherever ``|log t - x| >= 2^-36``.
     """
+    reciprocals, minus_log_hi, minus_log_lo = _minus_log_table()
     m, k = np.frexp(t)
     m *= 2
     k = (k - 1).astype(np.float64)
     j = ((m - 1) * 2**_TABLE_BITS).astype(np.intp)
-    r = _RECIPROCALS[j]
+    r = reciprocals[j]
     m_hi = (m.view(np.int64) & _HIGH_BITS).view(np.float64)
     m_lo = m - m_hi
     u, u_err = two_sum(m_hi * r - 1, m_lo * r)  # m r - 1, exactly
     sq, sq_err = two_prod(u, u)
     series = horner(_LOG1P_SERIES, u)
     series *= sq * u
-    s, e1 = two_sum(k * _LN2_HI, _MINUS_LOG_HI[j])
-    s, e2 = two_sum(s, u)
-    s, e3 = two_sum(s, -0.5 * sq)
-    low = (e1 + e2) + (e3 + _MINUS_LOG_LO[j]) + k * _LN2_MID + k * _LN2_LO
+    s, e1 = two_sum(k * _LN2_HI, minus_log_hi[j])
+    s, e2 = two_sum(s, k * _LN2_MID)  # (up to 2^-25: too large to be rounded in the rest)
+    s, e3 = two_sum(s, u)
+    s, e4 = two_sum(s, -0.5 * sq)
+    low = (e1 + e2) + (e3 + e4) + (minus_log_lo[j] + k * _LN2_LO)
     low += u_err * (1 - u) - 0.5 * sq_err + series
     return (s - x) + low
 
@@ -1662,17 +1668,17 @@ def _log_minus_small(t, x, d):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 2^-7``.
 
     ``d``: an estimate of the result within 2^-50. Within 2 ULP (plus 2^-104 of ``t``, the
-    double-double's): :func:`_log_minus_table` (72 bits) where the result may reach 2^-18,
+    double-double's): :func:`_log_minus_table` (90 bits) where the result may reach 2^-36,
     and where it is below, which needs more, the double-double :func:`log_minus_near`
-    (directly where the estimate is below 2^-19).
+    (directly where the estimate is below 2^-37).
     """
     y = np.empty_like(t)
-    tiny = np.abs(d) < 2.0**-19
+    tiny = np.abs(d) < 2.0**-37
     table = np.flatnonzero(~tiny)
     if table.size:
         yt = _log_minus_table(t[table], x[table])
         y[table] = yt
-        tiny[table[np.abs(yt) < 2.0**-18]] = True
+        tiny[table[np.abs(yt) < 2.0**-36]] = True
     tiny = np.flatnonzero(tiny)
     if tiny.size:
         y[tiny] = log_minus_near(t[tiny], x[tiny])
@@ -1762,6 +1768,8 @@ class XlogMinus:
         np.multiply(d, t, out=out)
         np.logical_not(good, out=good)
         hard = np.flatnonzero(good)
+        if not self.wide and 4 * hard.size > n:  # near an optimum: the block's own pass
+            return self._table_block(t, x, out, hard)
         if not (self.wide and hard.size):
             return hard, d[hard]
         if self.buffers is None:
@@ -1779,6 +1787,25 @@ class XlogMinus:
         out[hard[done]] = y[done] * tk[done]  # rounded once
         rest = ~done
         return hard[rest], y[rest]
+
+    def _table_block(self, t, x, out, hard):
+        """float64, most of the block hard (``hard``): :func:`_log_minus_table` (within 2 ULP
+        down to 2^-36) over the block in pieces of ``_CAREFUL_BLOCK``, without gathering; only
+        what is below 2^-36, ``t = 0`` and NaN stay hard (with the table's difference, or the
+        NaN or infinite one of the block, as their estimate)."""
+        n = t.size
+        d, y = self.diff[:n], self.size[:n]
+        if not np.isfinite(d[hard]).all():  # t = 0 or a NaN or infinite input: rare
+            return hard, d[hard]
+        for piece in chunks(n, _CAREFUL_BLOCK):
+            y[piece] = _log_minus_table(t[piece], x[piece])
+        # (the easy elements too: the table is as accurate there)
+        np.multiply(y, t, out=out)
+        np.abs(y, out=d)
+        good = self.good[:n]
+        np.greater_equal(d, 2.0**-36, out=good)
+        hard = np.flatnonzero(np.logical_not(good, out=good))
+        return hard, y[hard]
 
 
 def xlog_minus_careful(t, x, d, wide: bool):

@@ -645,8 +645,8 @@ def kl_div(input, target, reduction="mean", log_target=False):
     optimum :math:`x \approx \log t`, where :math:`\log t - x` cancels: there
     :math:`\log t` is carried to more bits (float64 for float32 input; for float64 input
     to about 60 bits (within :math:`2^{-60.5}` plus half an ULP) from a table of
-    logarithms and ``log1p``, and to 72 bits where
-    :math:`|\log t - x| < 2^{-7}`) and, where even that cancels, the term
+    logarithms and ``log1p``, and to 90 bits where
+    :math:`|\log t - x| < 2^{-7}`) and, where even that cancels (below :math:`2^{-36}`), the term
     comes from :math:`\operatorname{log1p}(t e^{-x} - 1)` with :math:`t e^{-x}` in
     double-double. In float64 the error is at most 4 ULP plus :math:`2^{-104} t` (which
     exceeds 4 ULP only where :math:`|\log t - x| < 2^{-54}`); float16 and float32 are

@@ -161,12 +161,15 @@ def test_kl_div_near_its_optimum_in_float64_is_within_4_ulp_down_to_2_pow_minus_
 
 
 # The switches of kl_div's pointwise t (log t - x) between its kernels, as sizes of
-# |log t - x|: float64 takes the table-and-log1p difference from 2^-7 up, the 72-bit table
-# from 2^-18 (an estimate below 2^-19 goes straight to the double-double); float32 takes
+# |log t - x|: float64 takes the table-and-log1p difference from 2^-7 up, the 90-bit table
+# from 2^-36 (an estimate below 2^-37 goes straight to the double-double); float32 takes
 # the plain float64 difference from 104 * 2^-26 up, the table-and-log1p one from 2^-33.
-# (2^-5 and 2^-31: the switches of an earlier, smaller table.)
+# (2^-5, 2^-18, 2^-19 and 2^-31: the switches of earlier, smaller tables.)
 _KL_DIV_SWITCHES = {
-    np.float64: ([0.3, 1e-3, 0.97, 1e-300, 5e-324], [2.0**-5, 2.0**-7, 2.0**-18, 2.0**-19]),
+    np.float64: (
+        [0.3, 1e-3, 0.97, 1e-300, 5e-324],
+        [2.0**-5, 2.0**-7, 2.0**-18, 2.0**-19, 2.0**-36, 2.0**-37],
+    ),
     np.float32: ([0.3, 1e-3, 0.97, 1e-40, 1 - 2.0**-20], [104 * 2.0**-26, 2.0**-31, 2.0**-33]),
 }
 

@@ -527,6 +527,28 @@ def test_scaled_exp_minus_near_against_mpmath():
     assert keep.sum() > 400
 
 
+def test_log_minus_table_within_2_to_the_minus_90():
+    # log t - x from the 4096-entry table of reciprocals: within 2^-90 of the exact value plus
+    # half an ULP of the result, for t from subnormal to huge and x near log t (kl_div takes
+    # it for |log t - x| from 2^-36 to 2^-7, the Poisson gradient through exp_minus_near)
+    rng = np.random.default_rng(17)
+    t = np.concatenate(
+        [
+            [5e-324, 2.0**-1022, 0.5, 1.0, 2.0, 1 - 2.0**-53, 1e300],
+            10.0 ** rng.uniform(-320, 300, 400),
+        ]
+    )
+    gaps = rng.choice([-1.0, 1.0], t.size) * 2.0 ** rng.uniform(-40, -1, t.size)
+    with mpmath.workprec(400):
+        x = np.array([float(mpmath.log(a) - g) for a, g in zip(exact_inputs(t), gaps, strict=True)])
+        got = nx._log_minus_table(t, x)
+        worst = max(
+            (abs(mpmath.mpf(g) - (mpmath.log(a) - b)) - abs(mpmath.mpf(g)) * 2.0**-53)
+            for g, a, b in zip(got, *exact_inputs(t, x), strict=True)
+        )
+    assert worst < 2.0**-90, float(mpmath.log(worst, 2))
+
+
 def test_count_log_table_is_exact_and_far_from_every_double():
     # log k in double-double to 2^-106, and no double within 2^-14 ULP of log k (k > 1): the
     # error bound of exp_minus_count relies on both
