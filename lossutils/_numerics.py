@@ -1071,19 +1071,36 @@ def _double_double(value: Fraction) -> tuple[float, float]:
 _INVERSE_FACTORIALS = [_double_double(Fraction(1, math.factorial(k))) for k in range(10)]
 
 
-def _exp2_table():
-    size = 1 << _EXP_TABLE_BITS
+def _exp2_table(bits: int, parts: int) -> np.ndarray:
+    """``2^(j / 2^bits)`` for ``j = -2^(bits - 1) .. 2^(bits - 1) - 1`` (index ``j +
+    2^(bits - 1)``), each as ``parts`` doubles, each the rounding of what the ones before
+    leave (their sum is it to about ``2^(-53 parts)``): an array of shape ``(parts, 2^bits)``,
+    from 60-digit decimal arithmetic."""
+    size = 1 << bits
     context = decimal.Context(prec=60)
     ln2 = context.ln(decimal.Decimal(2))
-    pairs = [
-        _double_double(Fraction(context.exp(context.divide(context.multiply(ln2, j), size))))
-        for j in range(-size // 2, size // 2)
-    ]
-    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    rows = []
+    for j in range(-size // 2, size // 2):
+        rest = Fraction(context.exp(context.divide(context.multiply(ln2, j), size)))
+        row = []
+        for _ in range(parts):
+            row.append(float(rest))
+            rest -= Fraction(row[-1])
+        rows.append(row)
+    return np.array(rows).T.copy()
 
 
-_EXP2_HI, _EXP2_LO = _exp2_table()  # 2^(j / 256) for j = -128..127 (index j + 128)
-_TABLE_OVER_LN2 = (1 << _EXP_TABLE_BITS) / math.log(2.0)
+def _exp_table_index(z, bits: int):
+    """``(n, k, j)``: ``n = rint(z 2^bits / ln 2)`` (float64) and ``n = 2^bits k + j - 2^(bits
+    - 1)``, ``k`` the power of 2 and ``j`` the index of ``2^(j / 2^bits - 1/2)`` in
+    :func:`_exp2_table` of ``bits`` (int64 arrays)."""
+    n = np.rint(z * ((1 << bits) / math.log(2.0)))
+    with np.errstate(invalid="ignore"):
+        shifted = n.astype(np.int64) + (1 << (bits - 1))
+    return n, shifted >> bits, shifted & ((1 << bits) - 1)
+
+
+_EXP2_HI, _EXP2_LO = _exp2_table(_EXP_TABLE_BITS, 2)  # 2^(j / 256), j = -128..127 (at j + 128)
 _LN2_HI_T, _LN2_MID_T, _LN2_LO_T = (
     math.ldexp(part, -_EXP_TABLE_BITS) for part in (_LN2_HI, _LN2_MID, _LN2_LO)
 )
@@ -1195,11 +1212,7 @@ def _exp_table_reduction(z):
     ``L_mid``, ``L_lo`` of ``ln 2 / 256``, so that ``r = a - n L_mid - n L_lo``. ``n`` times
     each of the first two parts is exact (32-bit parts, ``|n| < 2^19``), and ``a`` is exact
     (Sterbenz)."""
-    n = np.rint(z * _TABLE_OVER_LN2)
-    with np.errstate(invalid="ignore"):
-        shifted = n.astype(np.int64) + (1 << (_EXP_TABLE_BITS - 1))
-    k = shifted >> _EXP_TABLE_BITS
-    j = shifted & ((1 << _EXP_TABLE_BITS) - 1)  # the table index, j + 128
+    n, k, j = _exp_table_index(z, _EXP_TABLE_BITS)
     return n, k, j, z - n * _LN2_HI_T
 
 
@@ -1297,15 +1310,7 @@ def _exp2_fine_table():
     """``2^(j / 4096)`` for ``j = -2048..2047`` in three parts, and ``ln 2 / 4096`` in four
     (built on first use: 0.2 s of decimal arithmetic at 60 digits)."""
     size = 1 << _NEAR_TABLE_BITS
-    context = decimal.Context(prec=60)
-    ln2 = context.ln(decimal.Decimal(2))
-    parts = []
-    for j in range(-size // 2, size // 2):
-        value = Fraction(context.exp(context.divide(context.multiply(ln2, j), size)))
-        hi = float(value)
-        mid = float(value - Fraction(hi))
-        parts.append((hi, mid, float(value - Fraction(hi) - Fraction(mid))))
-    step = Fraction(ln2) / size
+    step = Fraction(decimal.Context(prec=60).ln(decimal.Decimal(2))) / size
     steps = []
     for _ in range(3):  # 30 significant bits each
         exponent = math.frexp(float(step))[1]
@@ -1313,7 +1318,7 @@ def _exp2_fine_table():
         steps.append(float(head))
         step -= head
     steps.append(float(step))
-    return np.array(parts).T.copy(), tuple(steps)
+    return _exp2_table(_NEAR_TABLE_BITS, 3), tuple(steps)
 
 
 def scaled_exp_minus_near(a, z, b):
@@ -1326,10 +1331,7 @@ def scaled_exp_minus_near(a, z, b):
     ``expm1(r)`` as an exact pair plus roundings below ``2^-119 b``.
     """
     (t_hi, t_mid, t_lo), (l1, l2, l3, l4) = _exp2_fine_table()
-    n = np.rint(z * ((1 << _NEAR_TABLE_BITS) / math.log(2.0)))
-    shifted = n.astype(np.int64) + (1 << (_NEAR_TABLE_BITS - 1))
-    k = shifted >> _NEAR_TABLE_BITS
-    j = shifted & ((1 << _NEAR_TABLE_BITS) - 1)
+    n, k, j = _exp_table_index(z, _NEAR_TABLE_BITS)
     # r = z - n ln 2 / 4096: z - n l1 exact (Sterbenz), n l2 and n l3 exact, n l4 rounded
     r, r_lo = two_sum(z - n * l1, -(n * l2))
     r, r_lo2 = two_sum(r, -(n * l3))
