@@ -337,16 +337,6 @@ def sigmoid(x):
     return logistic_pairs(x, softpluses=False, sigmoids=(True, False))[1][0]
 
 
-def softplus_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(softplus(x), softplus(-x))`` from one ``exp`` and one ``log1p``.
-
-    Bit-for-bit what two calls of :func:`softplus` give (both share
-    ``log1p(exp(-|x|))``), at about half the cost: the two terms of a binary
-    cross-entropy. A 0-d ``x`` (or a NumPy scalar) gives 0-d arrays.
-    """
-    return logistic_pairs(x, sigmoids=False)[0]
-
-
 def sigmoid_pair(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(sigmoid(x), sigmoid(-x))`` from one ``exp``, bit-for-bit as :func:`sigmoid`.
 
@@ -681,29 +671,6 @@ def exp_sum_rest_dd(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         for_each_block(block, len(rows), x.shape[-1] * 8)
     return out_hi, out_lo
-
-
-def log_normalizer(x: np.ndarray):
-    """The pieces of a stable log-sum-exp of each row of a 2-D ``x``.
-
-    Returns ``(m, d, r)``: the row maximum ``m``, ``d = fl(x - m)`` and
-    ``r = logsumexp(x) - m = log1p(s)``, with ``s`` the sum of ``exp(d)`` over all but
-    one maximal element. Domain: any row (a row with an infinite or NaN maximum gives
-    NaN in ``r``; callers use ``m`` there). Accuracy: ``r`` within a few ULP; rows
-    dominated by their maximum (``s < 1``, where ``r`` is small and every digit of
-    ``s`` counts) get the compensated sum of :func:`exp_sum_rest`.
-    """
-    with np.errstate(invalid="ignore", over="ignore"):
-        top = np.argmax(x, axis=-1)
-        m = np.take_along_axis(x, top[:, None], axis=-1)[:, 0]
-        d = x - m[:, None]
-        e = np.exp(d)
-        np.put_along_axis(e, top[:, None], 0, axis=-1)
-        s = np.sum(e, axis=-1)
-        hard = np.flatnonzero(s < 1)
-        if hard.size:
-            s[hard] = exp_sum_rest(x, m, hard)
-        return m, d, np.log1p(s)
 
 
 def shift_error(x: np.ndarray, m: np.ndarray, d: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -114,7 +114,7 @@ def test_softplus_sigmoid_kernels_against_mpmath(dtype):
     assert_close_to_exact(nx.softplus(x), sp, 2, "softplus")
     assert_close_to_exact(nx.log_sigmoid(-x), [-v for v in sp], 2, "log_sigmoid")
     assert_close_to_exact(nx.sigmoid(x), sg, 2, "sigmoid")
-    pos, neg = nx.softplus_pair(x)
+    (pos, neg), _ = nx.logistic_pairs(x, sigmoids=False)  # the softplus pair alone
     assert np.array_equal(pos, nx.softplus(x)) and np.array_equal(neg, nx.softplus(-x))
     pos, neg = nx.sigmoid_pair(x)
     assert np.array_equal(pos, nx.sigmoid(x))
@@ -189,16 +189,21 @@ def test_exp_minus_1_minus_against_mpmath():
     assert nx.exp_minus_1_minus(np.array([np.inf]))[0][0] == np.inf
 
 
-def test_log_normalizer_against_mpmath():
-    x = np.array([[0.1, 700.3, -3.0], [40.0, 0.0, -1e4], [-2.0, -2.0, -2.0]])
-    m, d, r = nx.log_normalizer(x)
+def test_log1p_of_the_rest_against_mpmath():
+    # logsumexp(x) - m as the row functions form it: log1p of the plain sum over the rest
+    # (exp_row_blocks without the top entry), and log1p_rest where that sum is below 1
+    x = np.array([[0.1, 700.3, -3.0], [40.0, 0.0, -1e4], [-2.0, -2.0, -2.0], [1.0, 0.5, 0.7]])
+    m, s, _ = nx.exp_row_blocks(x, keep=False, correct=False, drop_top=True)
+    assert np.array_equal(m, np.max(x, axis=-1))
     with mpmath.workprec(4000):
         ex = exact_inputs(x)
         mx = [max(row) for row in ex]
         # log1p of the sum over every entry but one maximal one (log of 1 + 1e-305 needs it)
-        rest = [mpmath.log1p(sum(mpmath.exp(v - mx[i]) for v in ex[i]) - 1) for i in range(3)]
-    assert_close_to_exact(r, rest, 2, "log1p of the rest")
-    assert_close_to_exact(nx.log1p_rest(x, m, np.arange(3)), rest, 2, "log1p_rest")
+        rest = [mpmath.log1p(sum(mpmath.exp(v - mx[i]) for v in ex[i]) - 1) for i in range(4)]
+    plain = s >= 1
+    assert plain.tolist() == [False, False, True, True]
+    assert_close_to_exact(np.log1p(s[plain]), np.array(rest, dtype=object)[plain], 2, "plain")
+    assert_close_to_exact(nx.log1p_rest(x, m, np.arange(4)), rest, 2, "log1p_rest")
 
 
 # Rows for each branch of shift_error: Fast2Sum (positive maximum, every |x| below its
