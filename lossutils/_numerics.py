@@ -1616,15 +1616,17 @@ def _log_minus_mid(t, x, out=None, buffers=None):
     w *= 1 << _MID_BITS
     np.copyto(j, w, casting="unsafe")  # floor (a NaN or 0 lands on a NaN entry, or is clipped)
     np.take(_MID_LOGS, j, out=logs, mode="clip")
-    np.add(j, 0.5, out=c)
+    np.floor(w, out=c)  # j, in floating point (cheaper than adding to the integers)
+    c += 0.5
     w -= c  # exact
     np.divide(w, c, out=w)  # u
     np.log1p(w, out=w)
-    np.multiply(e, _LN2_HI, out=a)  # exact
+    np.copyto(c, e)  # e in floating point, once for both products
+    np.multiply(c, _LN2_HI, out=a)  # exact
     np.add(a, logs.real, out=out)  # s
     np.subtract(out, a, out=a)
     np.subtract(logs.real, a, out=a)  # the error of s
-    np.multiply(e, _LN2_MID + _LN2_LO, out=c)
+    c *= _LN2_MID + _LN2_LO
     a += c
     a += logs.imag
     a += w

@@ -565,6 +565,11 @@ def _kl_divergence(p, q, axis, *, value=True, grad=True):
     return loss, d_q
 
 
+# Deferred elements of kl_div redone per call of the careful kernels: their temporaries (a few
+# dozen arrays of this length) stay small next to the gradient.
+_CAREFUL_GROUP = 1 << 11
+
+
 @dataclass(frozen=True)
 class _KLDivArgs:
     """Checked arguments of ``kl_div``, in the working dtype."""
@@ -800,14 +805,16 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
             index = np.concatenate(hard)
             d = np.concatenate(hard_d)
             if 64 * index.size <= rows.stop - rows.start:
-                deferred[rows.start] = index, d
+                # kept small: offsets in the block, and the estimates of the differences in
+                # float32 (they only choose among kernels that are each accurate)
+                deferred[rows.start] = (index - rows.start).astype(np.int32), d.astype(np.float32)
             else:
                 careful(index, d, reduced)
         parts[rows.start] = reduced
 
-    def careful(index, d, reduced):
+    def careful(index, d, into):
         values = xlog_minus_careful(flat_t[index], flat_x[index], d, work != np.float64)
-        reduced.add(values, index)  # over their entries, or one more piece
+        into.add(values, index)  # over their entries, or one more piece
 
     for_each_block(blocks, size, work.itemsize)
     reduced = kept
@@ -815,10 +822,15 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
         reduced = BlockReduction(summed, size, work)
         for start in sorted(parts):
             reduced.extend(parts[start])
-    if deferred:
-        index = np.concatenate([deferred[start][0] for start in sorted(deferred)])
-        d = np.concatenate([deferred[start][1] for start in sorted(deferred)])
-        careful(index, d, reduced)
+    group, count = [], 0  # the deferred elements, in groups of about _CAREFUL_GROUP
+    for start in sorted(deferred):
+        offsets, d = deferred.pop(start)
+        group.append((offsets + start, d))
+        count += offsets.size
+        if count >= _CAREFUL_GROUP or not deferred:
+            index, d = (np.concatenate(parts_) for parts_ in zip(*group, strict=True))
+            careful(index, d, reduced)
+            group, count = [], 0
     if per_element:
         loss = _as(reduced.result(input.shape), dtype)
     elif reduction == "batchmean":

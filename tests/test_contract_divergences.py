@@ -229,10 +229,12 @@ def test_kl_div_few_terms_to_redo_among_many_are_done_after_the_blocks(dtype):
         hard_x = np.array(
             [float(mpmath.log(ref.mp(v)) - g) for v, g in zip(hard_t, gaps, strict=True)]
         ).astype(dtype)
-    sparse = rng.choice(size // 2, 300, replace=False)  # few per block
-    dense = size // 2 + 1000 + np.arange(6000)  # 6000 in a row: their block does its own
+    # few per block (more than one call's worth in all), and 6000 in a row (their block does
+    # its own)
+    sparse = rng.choice(size // 2, 3000, replace=False)
+    dense = size // 2 + 1000 + np.arange(6000)
     where = np.concatenate([sparse, dense])
-    pick = np.concatenate([np.arange(300), np.arange(6000) % 300])
+    pick = np.concatenate([np.arange(3000), np.arange(6000)]) % 300
     t[where], x[where] = hard_t[pick], hard_x[pick]
     expected = ref.kl_div_pointwise(hard_x, hard_t)[pick]
     bound = 1.0 if dtype == np.float32 else 4.0
