@@ -2510,8 +2510,9 @@ _GRAM_HEAD_BITS = 25
 
 
 def _dd_gram_products(hi, lo):
-    """``(exact, small)`` with ``exact + small = a a^T`` (``a = hi + lo``), the Gram matrix
-    of rows whose norms are about equal (unit rows times a constant).
+    """``(head, small)`` with ``exact + small = a a^T`` (``a = hi + lo``) for ``exact =
+    head head^T``, the Gram matrix of rows whose norms are about equal (unit rows times a
+    constant); ``exact`` is left to the caller, a block of rows at a time.
 
     ``a = head + r``, every row's head on ONE grid ``g = 2**(E - 25)``, ``2**E`` above
     the largest norm: by Cauchy-Schwarz every partial sum of a row of ``head head^T`` is
@@ -2533,9 +2534,7 @@ def _dd_gram_products(hi, lo):
     r += lo
     half = r * 0.5
     half += head
-    # head @ head.T of one array would be a symmetric product (syrk), slower than gemm here
-    exact = head @ head.copy().T
-    return exact, symmetric_sum(half @ r.T)
+    return head, symmetric_sum(half @ r.T)
 
 
 def _gram_cross_entropy_rows(exact, small, positive, start, work, with_grad=False):
@@ -2577,22 +2576,37 @@ def _gram_cross_entropy_rows(exact, small, positive, start, work, with_grad=Fals
     return loss, cross_entropy_rows_grad(e, total, top, positive)
 
 
+# Rows of the exact part of the Gram matrix formed at once: about 2**20 entries (8 MB), at
+# least 512 rows (a matrix product of fewer rows loses much of its speed on a busy
+# machine). Being exact, it is the same in any blocks; the whole of it would be a second
+# (2n, 2n) array beside the small part.
+_GRAM_BLOCK = 2**20
+_GRAM_ROWS = 512
+
+
 @quiet
 def dd_gram_cross_entropy(hi, lo, positive, with_grad=False):
     """:func:`dd_product_cross_entropy` of ``s = a a^T`` (``a = hi + lo``, rows of about
     one norm), the diagonal left out: the Gram matrix by :func:`_dd_gram_products` (two
-    thirds of the matrix products of ``a`` times another matrix) and the rows by
-    :func:`_gram_cross_entropy_rows`, block by block. With ``with_grad``, ``(losses,
-    their gradient w.r.t. s)``, written over the products' small part."""
-    exact, small = _dd_gram_products(hi, lo)
-    out = np.empty(len(hi))
-    blocks = row_blocks(len(hi), exact.shape[-1] * exact.itemsize)
-    work = np.empty(max((b.stop - b.start for b in blocks), default=0) * exact.shape[-1])
-    for block in blocks:
-        result = _gram_cross_entropy_rows(
-            exact[block], small[block], positive[block], block.start, work, with_grad
-        )
-        out[block] = result[0] if with_grad else result
+    thirds of the matrix products of ``a`` times another matrix), its exact part a large
+    block of rows at a time, and the rows by :func:`_gram_cross_entropy_rows`, block by
+    block. With ``with_grad``, ``(losses, their gradient w.r.t. s)``, written over the
+    products' small part."""
+    head, small = _dd_gram_products(hi, lo)
+    m = len(hi)
+    out = np.empty(m)
+    head_t = head.T.copy()  # head @ head.T of one array would be a (slower) symmetric product
+    for rows in chunks(m, max(_GRAM_ROWS, _GRAM_BLOCK // max(m, 1))):
+        exact = head[rows] @ head_t
+        blocks = row_blocks(rows.stop - rows.start, m * exact.itemsize)
+        work = np.empty(max((b.stop - b.start for b in blocks), default=0) * m)
+        for block in blocks:
+            at = slice(rows.start + block.start, rows.start + block.stop)
+            result = _gram_cross_entropy_rows(
+                exact[block], small[at], positive[at], at.start, work, with_grad
+            )
+            out[at] = result[0] if with_grad else result
+        del exact  # before the next block's is formed
     return (out, small) if with_grad else out
 
 

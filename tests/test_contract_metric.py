@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from lossutils import _blocks as blocks
+from lossutils import _numerics as numerics
 from lossutils import metric as M
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -699,8 +700,11 @@ def test_nt_xent_float64_gram_heads_ties_and_blocks(monkeypatch, temperature):
     # differences within a row are exact; the worst case of that bound is rows of
     # entries +-1 (each head's norm its row's) and a view opposite another (a difference
     # of twice the largest logit); near ties at the top leave the rounding of x + c to
-    # the terms where |x| < |c|; blocks of one row cover the passes from block to block
+    # the terms where |x| < |c|; blocks of one row (of the exact part of the logits and
+    # of the passes over them) cover the steps from block to block
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(numerics, "_GRAM_ROWS", 1)
+    monkeypatch.setattr(numerics, "_GRAM_BLOCK", 1)
     rng = np.random.default_rng(23)
     signs = rng.choice([-1.0, 1.0], size=(3, 128))
     opposite = signs.copy()
