@@ -219,7 +219,7 @@ def test_kl_div_few_terms_to_redo_among_many_are_done_after_the_blocks(dtype):
     # leave those to one call after the last block, and a block with more does its own:
     # both kinds side by side, against mpmath, in every reduction
     rng = np.random.default_rng(43)
-    size = 600_000
+    size = 1_000_000
     t = np.full(size, 0.25, dtype=dtype)
     x = np.full(size, -1.0, dtype=dtype)  # log t - x = -0.386: the fast formula
     with mpmath.workdps(ref.DIGITS):
@@ -229,10 +229,12 @@ def test_kl_div_few_terms_to_redo_among_many_are_done_after_the_blocks(dtype):
         hard_x = np.array(
             [float(mpmath.log(ref.mp(v)) - g) for v, g in zip(hard_t, gaps, strict=True)]
         ).astype(dtype)
-    # few per block (more than one call's worth in all), and 6000 in a row (their block does
-    # its own)
-    sparse = rng.choice(size // 2, 3000, replace=False)
+    # few per block (more than one call's worth in all, the last call for fewer), and 6000 in
+    # a row (their block does its own)
     dense = size // 2 + 1000 + np.arange(6000)
+    sparse = rng.choice(
+        np.setdiff1d(np.arange(size), np.arange(size // 2, dense[-1] + 1)), 3000, replace=False
+    )
     where = np.concatenate([sparse, dense])
     pick = np.concatenate([np.arange(3000), np.arange(6000)]) % 300
     t[where], x[where] = hard_t[pick], hard_x[pick]
