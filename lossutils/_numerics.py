@@ -1641,7 +1641,8 @@ def _log_minus_mid(t, x, out=None, buffers=None):
 def _log_minus_small(t, x, d):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 2^-7``.
 
-    ``d``: an estimate of the result within 2^-50. Within 2 ULP (plus 2^-104 of ``t``, the
+    ``d``: an estimate of the result (within 2^-24 of it, relatively: it only chooses the kernel, the
+    table's own result decides again). Within 2 ULP (plus 2^-104 of ``t``, the
     double-double's): :func:`_log_minus_table` (90 bits) where the result may reach 2^-36,
     and where it is below, which needs more, the double-double :func:`log_minus_near`
     (directly where the estimate is below 2^-37).
@@ -1785,10 +1786,12 @@ class XlogMinus:
 def xlog_minus_careful(t, x, d, wide: bool):
     """``t * (log(t) - x)`` in float64 for the hard elements of :class:`XlogMinus`.
 
-    ``d``: their differences from :meth:`XlogMinus.block`; ``wide``: float32 values held in
-    float64 (to a quarter of a float32 ULP), else float64 (within about 2 ULP plus the
-    double-double's 2^-104 of ``t``). ``t = 0`` gives 0 (the limit; NaN where ``x`` is NaN,
-    0 also where ``x = -inf``); NaN gives NaN. In blocks of ``_CAREFUL_BLOCK``.
+    ``d``: their differences from :meth:`XlogMinus.block` (an estimate: it only chooses among
+    kernels that are each accurate where chosen, so float32 copies of them do); ``wide``:
+    float32 values held in float64 (to a quarter of a float32 ULP), else float64 (within
+    about 2 ULP plus the double-double's 2^-104 of ``t``). ``t = 0`` gives 0 (the limit; NaN
+    where ``x`` is NaN, 0 also where ``x = -inf``); NaN gives NaN. In blocks of
+    ``_CAREFUL_BLOCK``.
     """
     out = np.empty(t.shape)
     for block in chunks(t.size, _CAREFUL_BLOCK):
