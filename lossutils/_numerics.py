@@ -1641,8 +1641,8 @@ def _log_minus_mid(t, x, out=None, buffers=None):
 def _log_minus_small(t, x, d):
     """``log(t) - x`` for float64 ``t > 0`` and finite ``x`` with ``|log t - x| < 2^-7``.
 
-    ``d``: an estimate of the result (within 2^-24 of it, relatively: it only chooses the kernel, the
-    table's own result decides again). Within 2 ULP (plus 2^-104 of ``t``, the
+    ``d``: an estimate of the result (within 2^-24 of it, relatively: it only chooses the
+    kernel, the table's own result decides again). Within 2 ULP (plus 2^-104 of ``t``, the
     double-double's): :func:`_log_minus_table` (90 bits) where the result may reach 2^-36,
     and where it is below, which needs more, the double-double :func:`log_minus_near`
     (directly where the estimate is below 2^-37).
