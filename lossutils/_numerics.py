@@ -640,7 +640,7 @@ def exp_sum_rest(x: np.ndarray, m: np.ndarray, rows=None) -> np.ndarray:
     return out
 
 
-def exp_sum_rest_dd(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
+def exp_sum_rest_dd(x: np.ndarray, m: np.ndarray, rows: np.ndarray, pivot=None):
     r""":func:`exp_sum_rest` of float64 ``rows`` of ``x`` as a double-double ``(hi, lo)``.
 
     For rows dominated by their maximum whose result raises this sum to a power: the focal
@@ -651,15 +651,21 @@ def exp_sum_rest_dd(x: np.ndarray, m: np.ndarray, rows: np.ndarray):
     about ``2^-58`` of ``R``, a small fraction of an ULP however it is raised (terms below
     ``e^-746``, which underflow to 0, count as 0; parts below ``2^-1022`` are subnormal and
     lose digits, far below any ULP of a result that does not underflow). Domain: rows whose
-    maximum is finite.
+    maximum is finite. With ``pivot`` (a column for each of ``rows``, and ``m`` that column's
+    entry in those rows), the sum over the other columns of ``e^(x - m)``, which may exceed 1 (entries
+    up to 700 above the pivot; the shifts' errors by TwoSum, :func:`diff_error`).
     """
     out_hi, out_lo = np.empty(len(rows)), np.empty(len(rows))
 
     def block(part: slice) -> None:
         xb, mb = x[rows[part]], m[rows[part]]
-        top = np.argmax(xb, axis=-1)[:, None]
         d = xb - mb[:, None]
-        err = shift_error(xb, mb, d, np.empty_like(d))
+        if pivot is None:
+            top = np.argmax(xb, axis=-1)[:, None]
+            err = shift_error(xb, mb, d, np.empty_like(d))
+        else:
+            top = pivot[part][:, None]
+            err = diff_error(xb, mb[:, None], d)
         gone = ~(d >= -746.0)  # (-inf too) the exponential underflows to 0
         np.put_along_axis(gone, top, True, axis=-1)  # the maximum itself is not in the sum
         d[gone], err[gone] = 0.0, 0.0

@@ -1060,14 +1060,27 @@ def _focal_terms(gamma: float):
     coefficient ``c g`` with ``g = u^gamma (1 + gamma p_y (-log p_y) / u)``; and ``-c g u``.
     ``u = -expm1(-log p_y)`` does not cancel; ``p_y = e^{log p_y}`` does not either where
     ``p_y`` is tiny (a confident wrong row), and ``p_y log p_y -> 0`` as ``p_y -> 0`` (an
-    infinite ``-log p_y``)."""
+    infinite ``-log p_y``). With the row sums ``s`` (float64 rows), also the gradient's row
+    factor ``c g / s``, and the target entry, from ``g`` in double-double: one rounding
+    each instead of five (``c``, a factor beyond ``2^900``, and a non-finite ``g`` keep the
+    plain products)."""
 
-    def terms(nll, c):
+    def terms(nll, c, s=None):
         u = -np.expm1(-nll)
         modulation = u**gamma
         ratio = np.divide(nll, u, out=np.ones_like(nll), where=u != 0)
-        k = c * (modulation * (1 + gamma * nx.times(np.exp(-nll), ratio)))
-        return modulation * nll, k, -k * u
+        t = gamma * nx.times(np.exp(-nll), ratio)
+        k = c * (modulation * (1 + t))
+        if s is None:
+            return modulation * nll, k, -k * u
+        plain = ~(np.abs(c) < 2.0**900) | ~np.isfinite(k) | ~(s > 0)
+        g = nx.dd_mul(modulation, 0.0, *nx.two_sum(np.ones_like(t), t))
+        g = nx.dd_mul(*g, np.where(plain, 1, c), 0.0)
+        factor = nx.dd_div(*g, np.where(plain, 1, s), 0.0)[0]
+        target = -nx.dd_mul(*g, u, 0.0)[0]
+        factor = np.where(plain, k / s, factor)
+        target = np.where(plain, -k * u, target)
+        return modulation * nll, k, target, factor
 
     return terms
 
@@ -1170,8 +1183,9 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
     :math:`p_y \to 1` (where ``1 - p_y`` would be 0). In float64, a row whose target is
     its maximum takes :math:`1 - p_y = R / (1 + R)` and :math:`-\log p_y =
     \operatorname{log1p}(R)` from the double-double sum :math:`R` of the other classes'
-    :math:`e^{z_k - z_y}`: the power :math:`(1 - p_y)^\gamma` multiplies the relative
-    error of :math:`1 - p_y` by :math:`\gamma`. float64 results are within
+    :math:`e^{z_k - z_y}` (so does any row with :math:`p_y \ge 1/8`): the power
+    :math:`(1 - p_y)^\gamma` multiplies the relative error of :math:`1 - p_y` by
+    :math:`\gamma`; the gradient's row factor is formed in double-double and rounded once. float64 results are within
     :math:`2 + 1.5 (1 + \gamma)` ULP; float32 and float16 ones are rounded once from
     float64. See :cite:t:`lin2017focal`.
 
@@ -1263,11 +1277,8 @@ def _focal_rows_shifted(args: _IndexArgs, gamma: float, reduction: str, total, v
         coef = factor.copy()
         coef[big] = np.ldexp(factor[big], -shift)
     with np.errstate(invalid="ignore", divide="ignore"):
-        loss, k, target = _focal_terms(gamma)(pieces.nll, coef)
-        if hard.size:  # the target dominates its row: u^gamma amplifies every rounding
-            r_hi, r_lo = pieces.rest
-            terms = _focal_terms_dominated(gamma)(r_hi, r_lo, coef[hard])
-            loss[hard], k[hard], target[hard], (f_hi, f_lo) = terms
+        loss, k, target, factor_rows = _focal_terms(gamma)(pieces.nll, coef, pieces.s)
+        careful, f_hi, f_lo = _focal_careful_rows(args, gamma, pieces, hard, coef, loss, k, target)
     per = g = scaled = None
     if value:
         per = _weighted_losses(args, pieces, wy, loss)
@@ -1278,13 +1289,13 @@ def _focal_rows_shifted(args: _IndexArgs, gamma: float, reduction: str, total, v
 
     if grad:
         g = pieces.e
-        e_hard = g[hard]  # (a copy) their factor is a double-double: one rounding per entry
+        e_careful = g[careful]  # (a copy) a double-double factor: one rounding per entry
         with np.errstate(invalid="ignore", divide="ignore"):
-            g *= (k / pieces.s)[:, None]
-            if hard.size:
-                p, p_err = nx.two_prod(e_hard, f_hi[:, None])
+            g *= factor_rows[:, None]
+            if careful.size:
+                p, p_err = nx.two_prod(e_careful, f_hi[:, None])
                 exact = (np.abs(f_hi) < 2.0**990)[:, None]  # (Dekker's product's domain)
-                g[hard] = np.where(exact, p + (p_err + e_hard * f_lo[:, None]), p)
+                g[careful] = np.where(exact, p + (p_err + e_careful * f_lo[:, None]), p)
         np.put_along_axis(g, args.y[:, None], target[:, None], -1)
         if big.size:
             with np.errstate(over="ignore"):
@@ -1294,6 +1305,48 @@ def _focal_rows_shifted(args: _IndexArgs, gamma: float, reduction: str, total, v
         # under a mean over a zero total weight the factor is NaN, and so is the gradient
         g[np.flatnonzero(factor == 0)] = 0
     return per, g, scaled, pieces.m
+
+
+def _focal_careful_rows(args: _IndexArgs, gamma, pieces: _Normalized, hard, coef, loss, k, target):
+    """In place: ``loss``, ``k`` and ``target`` of the rows where ``u^gamma`` amplifies the
+    roundings (:func:`_focal_terms_dominated`), and those rows with the double-double factor
+    of their exponentials ``e^(x - m)``.
+
+    Those are the rows dominated by their target (``hard``, whose sum ``R`` of the others is
+    known), and the rows where ``p_y >= 1/8`` otherwise: there ``gamma p_y (-log p_y) / u``,
+    up to 0.3 at ``p_y = 1/8`` and 0.7 at ``1/2``, multiplies the rounding of ``-log p_y``
+    in ``u = -expm1(log p_y)`` (16.6 ULP at gamma = 8, p_y near 1/2): their ``R`` is
+    summed around the target (``e^(x - x_y)``, in double-double), and their factor times
+    ``e^(m - x_y)`` (at most 8).
+    """
+    known = np.zeros(len(pieces.nll), bool)
+    known[hard] = True
+    near = np.flatnonzero(~known & (pieces.nll <= np.log(8.0)))  # (not NaN, m finite)
+    careful = np.concatenate([hard, near])
+    if not careful.size:
+        return careful, None, None
+    y = args.y[near]
+    xy = args.x[near, y]
+    center = pieces.m.copy()
+    center[near] = xy
+    r_near = nx.exp_sum_rest_dd(args.x, center, near, pivot=y)
+    rest = pieces.rest if hard.size else (np.empty(0), np.empty(0))
+    r_hi, r_lo = (np.concatenate(pair) for pair in zip(rest, r_near, strict=True))
+    terms = _focal_terms_dominated(gamma)(r_hi, r_lo, coef[careful])
+    loss[careful], k[careful], target[careful], (f_hi, f_lo) = terms
+    if near.size:
+        gap_hi, gap_lo = nx.two_sum(pieces.m[near], xy, minus=True)
+        # e^(m - x_y) (unnormalised: hi + lo): their e^(x - m) to e^(x - x_y)
+        lift = nx.exp_shifted_dd(gap_hi, gap_lo)
+        part = slice(len(hard), None)
+        with np.errstate(over="ignore", invalid="ignore"):
+            hi, lo = nx.dd_mul(f_hi[part], f_lo[part], *lift)
+            exact = np.abs(f_hi[part]) < 2.0**990  # (Dekker's product's domain)
+            f_hi[part], f_lo[part] = (
+                np.where(exact, hi, f_hi[part] * (lift[0] + lift[1])),
+                np.where(exact, lo, 0),
+            )
+    return careful, f_hi, f_lo
 
 
 def softmax_focal_loss_grad(

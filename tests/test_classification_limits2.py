@@ -280,3 +280,31 @@ def test_softmax_focal_rows_holding_inf_are_their_limit_rows(dtype, reduction):
         expected = L.softmax_focal_loss_value_and_grad(limit, y, **kwargs)
     assert np.asarray(got[0]).tobytes() == np.asarray(expected[0]).tobytes()
     assert got[1].tobytes() == expected[1].tobytes()
+
+
+# rows whose target is not dominant (p_y below 1/2, or not the maximum), where the float64
+# focal loss and its gradient were beyond 2 + 1.5 (1 + gamma): the gradient 18.0 ULP and
+# the loss 18.5 at gamma = 8 (gamma p_y (-log p_y) / u multiplies the rounding of
+# -log p_y in u), the gradient 3.9 at gamma = 0.1 (five roundings of the row factor)
+FOCAL_GENERAL = np.array(
+    [
+        [0.9724166014771263, 2.1244626424812294, -1.4727070657101562, 1.737254191595544],
+        [0.7625192460777664, -1.6593720394147429, -4.154646045764363, 0.7759529600041962],
+        [0.06085523073901541, 0.11913073230173284, -2.9215892484651187, -1.9509163356688044],
+        [1.2529526152303094, 2.1344412320849733, -0.9674217451555296, -0.5188990994240822],
+        [-2.000948564381893, 2.1119649821092006, -1.120776310457152, -0.7724856632759177],
+        [0.33684291816516626, -0.16357196255955006, -0.21438729475946733, -0.9564901602187862],
+    ]
+)
+FOCAL_GENERAL_TARGETS = np.array([1, 3, 0, 3, 2, 1])
+
+
+@pytest.mark.parametrize("gamma", [0.1, 1.0, 4.0, 8.0])
+def test_softmax_focal_loss_and_gradient_on_rows_not_dominated_within_its_bound(gamma):
+    x, y = FOCAL_GENERAL, FOCAL_GENERAL_TARGETS
+    per, grads, _ = _exact_index(x, y, np.ones(4), 0.0, "none", gamma=gamma)
+    bound = 2.0 + 1.5 * (1 + gamma)
+    loss = L.softmax_focal_loss(x, y, gamma=gamma, reduction="none")
+    assert_close_to_exact(loss, per, bound, f"loss gamma={gamma}")
+    grad = L.softmax_focal_loss_grad(x, y, gamma=gamma, reduction="sum")
+    assert_close_to_exact(grad, grads, bound, f"gradient gamma={gamma}")
