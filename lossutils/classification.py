@@ -593,10 +593,45 @@ def _ce_index(args: _IndexArgs, eps: float, reduction: str, value: bool, grad: b
                 per[rest] = per_rest
             if grad:
                 grad_out[rest] = grad_rest
+    if eps > 0 and reduction != "mean" and args.weight is not None:
+        infinite = np.isinf(args.weight)
+        if infinite.any():  # every class's weight enters every row that counts
+            active = np.broadcast_to(infinite, args.x.shape) & args.valid[:, None]
+            _infinite_weight_limits(args.x, active, per, grad_out)
     loss = None
     if value:
         loss = weighted_reduce(per, total, reduction, args.shape, _ce_scaled(args, eps, total))
     return _shifted_back(loss, grad_out, shift)
+
+
+def _infinite_weight_limits(x, active, per, grad) -> None:
+    """In place: the limits of the per-sample losses ``per`` and gradient rows ``grad``
+    (either may be None) of the rows where ``active`` marks classes whose coefficient
+    ``a_k`` in the loss ``sum_k a_k (-log p_k)`` is infinite (a class weight of inf under
+    label smoothing, or with a nonzero probability target); rows holding NaN, or only
+    ``-inf``, stay as computed.
+
+    Each such class adds ``a_k (p_j - [j = k])`` to entry ``j`` and ``a_k (-log p_k)`` to
+    the loss: the loss is ``+inf`` unless ``p_k = 1`` (``inf * 0``: NaN); an entry of
+    another class is ``+inf`` where ``p_j > 0`` (NaN where ``p_j = 0``: ``inf * 0``); the
+    entry of the one such class is ``-inf`` where ``p_k < 1``; of two or more, NaN
+    (``inf - inf``). ``p`` is that of the limit row where a row holds ``+inf``.
+    """
+    with np.errstate(invalid="ignore"):
+        rows = active.any(axis=-1) & ~np.isnan(x).any(axis=-1) & (x > -np.inf).any(axis=-1)
+    rows = np.flatnonzero(rows)
+    if not rows.size:
+        return
+    xr, on = x[rows], active[rows]
+    top = xr == np.inf
+    pos = np.where(top.any(axis=-1, keepdims=True), top, xr > -np.inf)  # p_j > 0
+    below = ~pos | (pos.sum(axis=-1, keepdims=True) >= 2)  # p_j < 1
+    if per is not None:
+        per[rows] = np.where((on & below).any(axis=-1), np.inf, np.nan)
+    if grad is not None:
+        single = on.sum(axis=-1, keepdims=True) == 1
+        own = np.where(single & below, -np.inf, np.nan)
+        grad[rows] = np.where(on, own, np.where(pos, np.inf, np.nan))
 
 
 def _shifted_back(loss, grad_out, shift: int):
@@ -898,12 +933,12 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
     """
     shift = _weight_shift(args.weight, args.x.shape[-1])
     w = args.weight if not shift else np.ldexp(args.weight, -shift).astype(args.weight.dtype)
-    x, wq = args.x, (args.q if w is None else args.q * w)
+    x, wq = args.x, (args.q if w is None else nx.times(args.q, w))  # (q = 0: no term)
     v = np.empty(len(x), x.dtype)  # the value's sums, of the plain exponentials
     m, s, e = nx.exp_row_blocks(x, keep=grad, correct=grad, wide_sum=grad, v_out=v)
     with np.errstate(invalid="ignore"):
         total = np.sum(wq, axis=-1)
-    loss = grad_out = None
+    per = loss = grad_out = None
     if value:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             r = np.log(v)
@@ -912,9 +947,12 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
                 r[hard] = nx.log1p_rest(x, m, hard)
             gap = -np.sum(nx.times(wq, x - m[:, None]), axis=-1)
             per = gap + total * r
-        loss = weighted_reduce(per, per.size, reduction, args.shape)
     if grad:  # after the loss: it overwrites e
         grad_out = _ce_prob_grad(args, reduction, wq, m, e, s, total)
+    if w is not None and np.isinf(w).any():
+        _infinite_weight_limits(x, np.isinf(w) & (args.q > 0), per, grad_out)
+    if value:
+        loss = weighted_reduce(per, per.size, reduction, args.shape)
     return _shifted_back(loss, grad_out, shift)
 
 
@@ -940,9 +978,12 @@ def cross_entropy_grad(
     exact product with a nonzero :math:`p_k - [k = y]` also where :math:`p_k` underflows
     the dtype (NaN where the logit is :math:`-\infty`: :math:`\infty \cdot 0`); a mean
     over an infinite total weight is NaN in the rows of infinite weight and 0 in the
-    others. With label smoothing every class's weight enters every row: an infinite one
-    makes the whole batch's gradient NaN or :math:`\pm\infty` (:math:`\infty - \infty`),
-    and its loss NaN where a logit is its row's maximum.
+    others. With label smoothing every class's weight enters every row, and with a
+    probability target every class of nonzero target: there, outside a weighted mean, an
+    infinite weight of class :math:`k` gives the limits, a loss of :math:`+\infty`
+    (NaN where :math:`p_k = 1`) and :math:`-\infty` at entry :math:`k`, :math:`+\infty` at
+    the others (NaN where :math:`p_j = 0`, and at entry :math:`k` where two or more such
+    weights are infinite: :math:`\infty - \infty`).
 
     Parameters
     ----------
@@ -1185,9 +1226,9 @@ def softmax_focal_loss(input, target, gamma=2.0, weight=None, ignore_index=-100,
     \operatorname{log1p}(R)` from the double-double sum :math:`R` of the other classes'
     :math:`e^{z_k - z_y}` (so does any row with :math:`p_y \ge 1/8`): the power
     :math:`(1 - p_y)^\gamma` multiplies the relative error of :math:`1 - p_y` by
-    :math:`\gamma`; the gradient's row factor is formed in double-double and rounded once. float64 results are within
-    :math:`2 + 1.5 (1 + \gamma)` ULP; float32 and float16 ones are rounded once from
-    float64. See :cite:t:`lin2017focal`.
+    :math:`\gamma`; the gradient's row factor is formed in double-double and rounded
+    once. float64 results are within :math:`2 + 1.5 (1 + \gamma)` ULP; float32 and
+    float16 ones are rounded once from float64. See :cite:t:`lin2017focal`.
 
     Examples
     --------

@@ -308,3 +308,64 @@ def test_softmax_focal_loss_and_gradient_on_rows_not_dominated_within_its_bound(
     assert_close_to_exact(loss, per, bound, f"loss gamma={gamma}")
     grad = L.softmax_focal_loss_grad(x, y, gamma=gamma, reduction="sum")
     assert_close_to_exact(grad, grads, bound, f"gradient gamma={gamma}")
+
+
+# An infinite weight w_k of a class that enters every row (label smoothing; a probability
+# target q_k > 0) adds w_k (p_j - [j = k]) to entry j and w_k (-log p_k) to the loss: as
+# w_k -> inf the loss tends to +inf, entry k to -inf and the others to +inf; where p_j = 0
+# (a logit of -inf) the entry's term is inf * 0 (NaN), and with two such weights entry k is
+# inf - inf (NaN). Rows: finite, holding -inf, holding +inf (limit row p = (0, 0, 1)).
+INF_ROWS = np.array([[-0.68, 0.68, 0.0], [3.0, 1.0, -2.0], [0.0, 1.0, -np.inf], [1.0, 2.0, np.inf]])
+NAN = np.nan
+INF_ONE = np.array(  # weights (inf, 1, 1)
+    [
+        [-np.inf, np.inf, np.inf],
+        [-np.inf, np.inf, np.inf],
+        [-np.inf, np.inf, NAN],
+        [-np.inf, NAN, np.inf],
+    ]
+)
+INF_TWO = np.array(  # weights (inf, inf, 1)
+    [[NAN, NAN, np.inf], [NAN, NAN, np.inf], [NAN, NAN, NAN], [NAN, NAN, np.inf]]
+)
+
+
+def _same(actual, expected):
+    np.testing.assert_array_equal(np.asarray(actual, dtype=np.float64), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+@pytest.mark.parametrize("weights", ["one", "two"])
+def test_cross_entropy_smoothed_with_an_infinite_class_weight_gives_the_limits(
+    dtype, reduction, weights
+):
+    x = INF_ROWS.astype(dtype)
+    w = np.array([np.inf, 1.0 if weights == "one" else np.inf, 1.0], dtype)
+    y = np.array([0, 0, 1, -100])  # the last sample ignored: 0
+    expected = (INF_ONE if weights == "one" else INF_TWO).copy()
+    expected[3] = 0
+    kwargs = {"weight": w, "reduction": reduction, "label_smoothing": 0.1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = L.cross_entropy_value_and_grad(x, y, **kwargs)
+    per = np.array([np.inf, np.inf, np.inf, 0.0])
+    _same(value, per if reduction == "none" else np.inf)
+    _same(grad, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_probability_targets_with_an_infinite_class_weight(dtype, reduction):
+    # the mean of probability targets divides by N, not by the weights: the limits too
+    x = INF_ROWS.astype(dtype)
+    q = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0.25, 0.75, 0], [0.2, 0.3, 0.5]], dtype)
+    w = np.array([np.inf, 1.0, 1.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = L.cross_entropy_value_and_grad(x, q, weight=w, reduction=reduction)
+        # a target of 0 at the class of infinite weight: no term of it, a finite row
+        finite = L.cross_entropy_grad(x[:1], np.array([[0, 1.0, 0]], dtype), weight=w)
+    _same(value, np.full(4, np.inf) if reduction == "none" else np.inf)
+    _same(grad, INF_ONE)
+    assert np.isfinite(finite).all()
