@@ -1746,22 +1746,19 @@ class XlogMinus:
             _log_minus_mid(t, x, d, self.buffers)
             np.abs(d, out=size)
             np.greater_equal(size, _MID_LIMIT, out=good)  # NaN (also t = 0): hard
+        if 4 * (n - np.count_nonzero(good)) > n:  # mostly hard (near an optimum): a pass of
+            # its own over the block, no gathers (its plain values are not needed)
+            if self.wide:
+                return self._mid_block(t, x, out)
+            if np.isfinite(d).all():  # (else t = 0, a NaN or an infinity: below)
+                return self._table_block(t, x, out)
         np.multiply(d, t, out=out)
         np.logical_not(good, out=good)
         hard = np.flatnonzero(good)
-        if not self.wide and 4 * hard.size > n:  # near an optimum: the block's own pass
-            return self._table_block(t, x, out, hard)
         if not (self.wide and hard.size):
             return hard, d[hard]
         if self.buffers is None:
             self.buffers = log_minus_buffers(self.diff.size)
-        if 4 * hard.size > n:  # most of the block (near an optimum): all of it, no gathers
-            y = _log_minus_mid(t, x, size, self.buffers)
-            np.multiply(y, t, out=out)
-            np.abs(y, out=d)
-            np.greater_equal(d, _MID_LIMIT_WIDE, out=good)  # (not t = 0, NaN)
-            hard = np.flatnonzero(np.logical_not(good, out=good))
-            return hard, y[hard]
         tk = t[hard]
         y = _log_minus_mid(tk, x[hard], size[: hard.size], self.buffers)
         done = np.abs(y) >= _MID_LIMIT_WIDE  # (not t = 0, NaN)
@@ -1769,15 +1766,27 @@ class XlogMinus:
         rest = ~done
         return hard[rest], y[rest]
 
-    def _table_block(self, t, x, out, hard):
-        """float64, most of the block hard (``hard``): :func:`_log_minus_table` (within 2 ULP
-        down to 2^-36) over the block in pieces of ``_CAREFUL_BLOCK``, without gathering; only
-        what is below 2^-36, ``t = 0`` and NaN stay hard (with the table's difference, or the
-        NaN or infinite one of the block, as their estimate)."""
+    def _mid_block(self, t, x, out):
+        """float32 (widened), most of the block hard: :func:`_log_minus_mid` over all of it;
+        only what is below 2^-33 there (and ``t = 0``, NaN) stays hard."""
+        n = t.size
+        d, size, good = self.diff[:n], self.size[:n], self.good[:n]
+        if self.buffers is None:
+            self.buffers = log_minus_buffers(self.diff.size)
+        y = _log_minus_mid(t, x, size, self.buffers)
+        np.multiply(y, t, out=out)
+        np.abs(y, out=d)
+        np.greater_equal(d, _MID_LIMIT_WIDE, out=good)  # (not t = 0, NaN)
+        hard = np.flatnonzero(np.logical_not(good, out=good))
+        return hard, y[hard]
+
+    def _table_block(self, t, x, out):
+        """float64, most of the block hard and every difference finite:
+        :func:`_log_minus_table` (within 2 ULP down to 2^-36) over the block in pieces of
+        ``_CAREFUL_BLOCK``, without gathering; only what is below 2^-36 stays hard (with the
+        table's difference as its estimate)."""
         n = t.size
         d, y = self.diff[:n], self.size[:n]
-        if not np.isfinite(d[hard]).all():  # t = 0 or a NaN or infinite input: rare
-            return hard, d[hard]
         for piece in chunks(n, _CAREFUL_BLOCK):
             y[piece] = _log_minus_table(t[piece], x[piece])
         # (the easy elements too: the table is as accurate there)

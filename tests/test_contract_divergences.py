@@ -254,6 +254,31 @@ def test_kl_div_few_terms_to_redo_among_many_are_done_after_the_blocks(dtype):
         assert abs(got - float(exact_sum / count)) <= 4 * np.finfo(dtype).eps * magnitude / count
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_div_block_of_terms_to_redo_with_special_values(dtype):
+    # a block where most terms cancel takes the careful kernel on the whole block; an
+    # infinite input or a zero target there sends the float64 block back to the gathered
+    # path: both, with the limits (inf, 0) and the cancelling terms against mpmath
+    rng = np.random.default_rng(47)
+    t = rng.uniform(0.01, 0.99, 400)
+    gaps = rng.choice([-1.0, 1.0], 400) * 2.0 ** rng.uniform(-45, -8, 400)
+    with mpmath.workdps(ref.DIGITS):
+        x = np.array([float(mpmath.log(ref.mp(a)) - g) for a, g in zip(t, gaps, strict=True)])
+    t, x = t.astype(dtype), x.astype(dtype)
+    expected = ref.kl_div_pointwise(x, t)
+    bound = 1.0 if dtype == np.float32 else 4.0
+    for special in (False, True):
+        ts, xs = t.copy(), x.copy()
+        if special:
+            ts[[5, 6]], xs[[5, 6]] = [0.5, 0.0], [-np.inf, 1.0]  # inf, and the limit 0
+        got = V.kl_div(xs, ts, reduction="none")
+        rest = np.ones(t.size, bool)
+        rest[[5, 6]] = not special
+        ref.assert_ulp_in(got[rest], expected[rest], dtype, bound, label="block to redo")
+        if special:
+            assert got[5] == np.inf and got[6] == 0
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("scale", [1e-3, 0.1, 1.0, 4.0])
 def test_gaussian_kl_and_gradient_within_4_ulp(dtype, scale):
