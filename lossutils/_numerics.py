@@ -2143,6 +2143,29 @@ DD_DISTANCE_EXPONENTS = 400
 
 
 @quiet
+def exact_squares_gap(x, y, u, v, margin):
+    """``sum((x - y)**2) - sum((u - v)**2) + margin`` per row, correctly rounded, float64.
+
+    Domain: 2-D rows scaled so that no entry reaches ``2**500`` and no product of two
+    differences' parts underflows (a power of 2 factored out, exactly), ``margin`` one per
+    row. Each difference is exact as ``hi + lo`` (TwoSum), its square the exact sum of
+    ``hi**2``, ``2 hi lo`` and ``lo**2``, each an exact pair of float64 (TwoProduct);
+    these ``12 D + 1`` numbers are added exactly (``math.fsum``, one row at a time). For
+    the few rows where the two sums and the margin cancel beyond what double-double
+    squares (``2**-100`` of them) leave within an ULP; its sign is the exact one.
+    """
+    terms = []
+    for first, second, sign in ((x, y, 1.0), (u, v, -1.0)):
+        hi, lo = two_sum(first, second, minus=True)
+        for f, g in ((hi, hi), (2 * hi, lo), (lo, lo)):
+            product, error = two_prod(f, g)
+            terms += [sign * product, sign * error]
+    terms.append(np.reshape(margin, (-1, 1)) * np.ones((len(x), 1)))
+    rows = np.concatenate(terms, axis=-1).tolist()
+    return np.array([math.fsum(row) for row in rows], dtype=np.float64).reshape(len(x))
+
+
+@quiet
 def dd_distance_squared(x, y, shift, exponent):
     """``sum((x - y + shift)**2)`` over the last axis as a double-double ``(s, err)``, float64.
 

@@ -878,6 +878,10 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
         odd_rows = _unsafe_sums(sums, axis=0)
     plain = squared or t.p == 1
     dist = dict(zip(keys, sums if plain else np.sqrt(sums, out=sums), strict=True))
+    if grad:  # the rows whose side of the hinge the rounded distances leave in doubt too
+        doubt = _hinge_doubt(t, dist, swap)
+        if doubt.size:
+            odd_rows = np.union1d(odd_rows, doubt)
     if odd_rows.size:  # tiny, zero, huge or NaN: the general path on those rows
         part = _Triplets(*(x[odd_rows] for x in flat), *_tail_fields(t))
         parts = _triplet_parts(part, swap, squared, with_grad=grad)
@@ -904,6 +908,23 @@ def _triplet_narrow(t: _Triplets, swap, squared, value, grad):
         part = _Triplets(*(x[redo] for x in flat), *_tail_fields(t))
         grads[0][redo] = _anchor_grad_dd(part, s * (weight_an == 1), picked, squared)
     return loss, tuple(g.reshape(t.anchor.shape) for g in grads)
+
+
+def _hinge_doubt(t: _Triplets, dist: dict, swap):
+    """Indices of the rows whose value before the hinge is below :data:`_SIGN_CUT` of its
+    terms (taken by the general path, which decides their side exactly)."""
+    value, largest = _rounded_pre_hinge(t, dist, swap)
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(np.abs(value) < largest * _SIGN_CUT)
+
+
+def _rounded_pre_hinge(t: _Triplets, dist: dict, swap):
+    """``(d(a, p) - d(a, n) + margin, the largest of its three terms)`` from the rounded
+    distances (with ``swap`` the smaller negative one); the value an array also for one
+    triplet."""
+    negative = np.minimum(dist["an"], dist["pn"]) if swap else dist["an"]
+    value = np.array(dist["ap"] - negative + t.margin)
+    return value, np.maximum(np.maximum(dist["ap"], negative), t.margin)
 
 
 def _narrow_coefficients(t: _Triplets, dist: dict, scale):
@@ -964,30 +985,71 @@ def _triplet_value(t: _Triplets, dist: dict, swap, squared):
 def _triplet_hinge(t: _Triplets, dist: dict, swap, squared):
     """The per-triplet losses (working dtype) from the distances (rows that cancel refined
     in double-double)."""
-    negative_dist = np.minimum(dist["an"], dist["pn"]) if swap else dist["an"]
-    value = np.array(dist["ap"] - negative_dist + t.margin)  # an array also for one triplet
-    # where the three terms cancel, redo the rows in double-double (p = 1, 2 and squared)
-    largest = np.maximum(np.maximum(dist["ap"], negative_dist), t.margin)
-    near = np.abs(value) < largest * _CANCELLATION_CUT[t.dtype]
-    if np.any(near) and (squared or t.p in (1.0, 2.0)):
-        bound = np.maximum(dist["ap"], dist["an"])
-        if swap:
-            bound = np.maximum(bound, dist["pn"])
-        if squared:
-            bound = np.sqrt(bound)
-        # cancelling by less than 2**10 (standard normal embeddings: about 16), a
-        # distance to 2**-69 suffices (dd_sum_of_squares' first slice only)
-        extreme = near & (np.abs(value) < largest * 2.0**-10)
-        moderate = near & ~extreme
-        # most rows: their distances need no scaling
-        fast = moderate & _unscaled_rows(t, squared, bound)
-        if np.any(fast):
-            value[fast] = _refined_triplet_unscaled(t, fast, swap, squared, bound)
-        moderate &= ~fast
-        for rows, slices in ((moderate, 1), (extreme, 3)):
-            if np.any(rows):
-                value[rows] = _refined_triplet(t, rows, swap, squared, bound, slices)
-    return np.maximum(value, 0)
+    return np.maximum(_triplet_pre_hinge(t, dist, swap, squared, _CANCELLATION_CUT[t.dtype]), 0)
+
+
+# Where the value before the hinge is below this fraction of its terms, the rounded
+# distances (a few 2**-53 of them) may give it the wrong sign: the gradient's side of the
+# hinge is taken from the refined value there.
+_SIGN_CUT = 2.0**-40
+
+
+def _hinge_active(t: _Triplets, dist: dict, swap, squared):
+    """Where the hinge passes the gradient (value before it >= 0): the sign of the exact
+    value, from the refined one where the rounded distances leave it in doubt (p = 1, 2
+    and squared; for squared distances exactly, else to about ``2**-100`` of the terms)."""
+    return _triplet_pre_hinge(t, dist, swap, squared, _SIGN_CUT) >= 0
+
+
+def _triplet_pre_hinge(t: _Triplets, dist: dict, swap, squared, cut):
+    """``d(a, p) - d(a, n) + margin`` (working dtype) from the distances; the rows below
+    ``cut`` of the largest of its terms redone in double-double (p = 1, 2 and squared),
+    and exactly (squared) where they cancel beyond what double-double leaves an ULP."""
+    value, largest = _rounded_pre_hinge(t, dist, swap)
+    near = np.abs(value) < largest * cut
+    if not (np.any(near) and (squared or t.p in (1.0, 2.0))):
+        return value
+    bound = np.maximum(dist["ap"], dist["an"])
+    if swap:
+        bound = np.maximum(bound, dist["pn"])
+    if squared:
+        bound = np.sqrt(bound)
+    # cancelling by less than 2**10 (standard normal embeddings: about 16), a
+    # distance to 2**-69 suffices (dd_sum_of_squares' first slice only)
+    extreme = near & (np.abs(value) < largest * 2.0**-10)
+    moderate = near & ~extreme
+    # most rows: their distances need no scaling
+    fast = moderate & _unscaled_rows(t, squared, bound)
+    if np.any(fast):
+        value[fast] = _refined_triplet_unscaled(t, fast, swap, squared, bound)
+    moderate &= ~fast
+    for rows, slices in ((moderate, 1), (extreme, 3)):
+        if np.any(rows):
+            value[rows] = _refined_triplet(t, rows, swap, squared, bound, slices)
+    # double-double squares carry 2**-100 of the largest term: beyond a cancellation of
+    # 2**-44 that is more than a sixteenth of an ULP of the value
+    exact = extreme & (np.abs(value) < largest * 2.0**-44)
+    if squared and np.any(exact):
+        value[exact] = _exact_squared_rows(t, exact, swap, bound)
+    return value
+
+
+def _exact_squared_rows(t: _Triplets, rows, swap, bound):
+    """``d(a, p)^2 - d(a, n)^2 + margin`` (squared distances) of the selected rows,
+    correctly rounded (:func:`~lossutils._numerics.exact_squares_gap`); each row scaled by
+    the power of 2 above ``bound`` (at least its largest difference)."""
+    width = t.anchor.shape[-1]
+    picked = np.flatnonzero(rows.reshape(-1))
+    e = np.frexp(bound.reshape(-1)[picked] * (1 + 2.0**-20))[1]
+    a, pos, neg = (
+        np.ldexp(x.reshape(-1, width)[picked].astype(np.float64), -e[:, None])
+        for x in (t.anchor, t.positive, t.negative)
+    )
+    margin = np.ldexp(t.margin, -2 * e)
+    value = nx.exact_squares_gap(a, pos, a, neg, margin)
+    if swap:  # the smaller negative distance: the larger of the two values
+        value = np.maximum(value, nx.exact_squares_gap(a, pos, pos, neg, margin))
+    return np.ldexp(value, 2 * e)
 
 
 @quiet
@@ -1107,7 +1169,7 @@ def _triplet_grad(t: _Triplets, parts: _TripletDistances, swap, squared, count=N
     an = dist["an"]
     # minimum's backward: the smaller distance takes the gradient, a tie splits it
     pn = dist["pn"] if swap else np.full_like(an, np.inf)
-    active = dist["ap"] - np.minimum(an, pn) + t.margin >= 0
+    active = _hinge_active(t, dist, swap, squared)
     s = active * reduction_scale(active.size if count is None else count, t.reduction, work)
     weight_an = np.where(an == pn, 0.5, an < pn)
     weight_pn = np.where(an == pn, 0.5, pn < an)

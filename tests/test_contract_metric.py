@@ -817,3 +817,79 @@ def test_nt_xent_rows_recomputed_in_double_double(monkeypatch):
     monkeypatch.setattr(M, "_NT_XENT_ROWS", 3)
     ref.assert_ulp_in(M.nt_xent_loss(z1, z2, 1e-9, reduction="none"), exact, np.float32, 0.51)
     ref.assert_ulp_in(M.nt_xent_loss(z1, z2, 1e-9), ref.reduced(exact, "mean"), np.float32)
+
+
+def test_squared_triplet_whose_terms_cancel_to_2_to_the_minus_61():
+    # d(a, p)^2 - d(a, n)^2 + 1 is 3.5e-19: double-double squared distances (2**-106 of
+    # them) leave 256 ULP; the value is the correctly rounded sum of exact products
+    a = np.array([[-0.3276590335483707, -1.769136196642752, -0.27421482949443227]])
+    p = np.array([[-0.31127256924703756, -1.7261597101315511, -0.36396627172366847]])
+    n = np.array([[-0.3525007732261253, -2.5780294625037143, 0.3218098246952608]])
+    exact = ref.triplet(a, p, n, 1.0, 2.0, 0.0, False, True)
+    assert 3e-19 < exact[0] < 4e-19
+    for swap in (False, True):
+        got = M.triplet_margin_loss(a, p, n, swap=swap, squared=True, reduction="none")
+        ref.assert_ulp_in(got, exact, np.float64, max_ulp=0.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_squared_triplets_cancelling_to_the_last_digits_within_4_ulp(dtype):
+    # the negative placed where d(a, n)^2 = d(a, p)^2 + 1 in real numbers: the rounded
+    # embeddings leave values from 0 to a few ULP of 1 (cancellation to 2**-60 and beyond)
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((400, 4))
+    p = a + 0.1 * rng.standard_normal((400, 4))
+    direction = rng.standard_normal((400, 4))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    n = a + direction * np.sqrt(np.sum((a - p) ** 2, axis=1) + 1.0)[:, None]
+    a, p, n = (x.astype(dtype) for x in (a, p, n))
+    exact = ref.triplet(a, p, n, 1.0, 2.0, 0.0, False, True)
+    got = M.triplet_margin_loss(a, p, n, squared=True, reduction="none")
+    ref.assert_ulp_in(got, exact, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("squared", "swap"), [(True, False), (False, False), (True, True)])
+def test_triplet_gradient_takes_the_exact_side_of_the_hinge(dtype, squared, swap):
+    # the rounded value before the hinge is 0 (or of the wrong sign) where the exact one is
+    # a few 1e-17 on either side: the gradient is 0 on the exact inactive side
+    if dtype == np.float64 and squared and not swap:
+        a = np.array([[2.0409191213851825, -2.5556650313141818, 0.41809884672577885]])
+        p = np.array([[1.9621334947468458, -2.6109825860513194, 0.3160890961537154]])
+        n = np.array([[1.9107812760644627, -1.5545428833758135, 0.44027500872948255]])
+        grads = M.triplet_margin_loss_grad(a, p, n, squared=True, reduction="sum")
+        assert all(np.all(g == 0) for g in grads)
+    rng = np.random.default_rng(17)
+    rows = 300
+    a = rng.standard_normal((rows, 3))
+    p = a + 0.1 * rng.standard_normal((rows, 3))
+    direction = rng.standard_normal((rows, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    if squared:
+        reach = np.sqrt(np.sum((a - p) ** 2, axis=1) + 1.0)
+    else:
+        reach = np.linalg.norm(a - p + 1e-6, axis=1) + 1.0
+    n = a + direction * reach[:, None]
+    a, p, n = (x.astype(dtype) for x in (a, p, n))
+    with mpmath.workdps(ref.DIGITS):
+        shift = 0 if squared else ref.mp(1e-6)
+        active = []
+        for i in range(rows):
+            x, y, z = ([ref.mp(v) for v in row[i]] for row in (a, p, n))
+
+            def dist(u, w):
+                s = mpmath.fsum((s - t + shift) ** 2 for s, t in zip(u, w, strict=True))
+                return s if squared else mpmath.sqrt(s)
+
+            negative = min(dist(x, z), dist(y, z)) if swap else dist(x, z)
+            active.append(dist(x, y) - negative + 1 >= 0)
+    grads = M.triplet_margin_loss_grad(a, p, n, squared=squared, swap=swap, reduction="none")
+    value, both = M.triplet_margin_loss_value_and_grad(
+        a, p, n, squared=squared, swap=swap, reduction="none"
+    )
+    active = np.array(active)
+    assert 0 < active.sum() < rows
+    for g, h in zip(grads, both, strict=True):
+        assert np.array_equal(g, h)
+        assert np.all(g[~active] == 0)
+        assert np.all(np.any(g[active] != 0, axis=-1))
