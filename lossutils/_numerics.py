@@ -1200,14 +1200,7 @@ def exp_shifted_dd(d, err):
     ``lo = 2^k (T_lo + T_hi expm1(r))`` carries the rest. Parts below ``2^-1022`` are
     subnormal and lose digits.
     """
-    n, k, j, r = _exp_table_reduction(d)
-    r -= n * _LN2_MID_T
-    r -= n * _LN2_LO_T
-    r += err
-    lo = np.expm1(r)
-    hi = np.take(_EXP2_HI, j)
-    lo *= hi
-    lo += np.take(_EXP2_LO, j)
+    k, hi, lo = _exp_shifted_parts(d, err)
     # times 2^k as two exact products by powers of 2 built from their bits (np.ldexp is
     # several times slower): 2^(k + 600) is normal for every k of the domain
     k += 1023 + 600
@@ -1218,6 +1211,44 @@ def exp_shifted_dd(d, err):
     hi *= 2.0**-600
     lo *= 2.0**-600
     return hi, lo
+
+
+def _exp_shifted_parts(d, err):
+    """``(k, hi, lo)`` with ``e^(d + err) = 2^k (hi + lo)`` (``hi + lo`` in [0.7, 1.42]), as
+    :func:`exp_shifted_dd` before its scaling by ``2^k``."""
+    n, k, j, r = _exp_table_reduction(d)
+    r -= n * _LN2_MID_T
+    r -= n * _LN2_LO_T
+    r += err
+    lo = np.expm1(r)
+    hi = np.take(_EXP2_HI, j)
+    lo *= hi
+    lo += np.take(_EXP2_LO, j)
+    return k, hi, lo
+
+
+# Below this e^t (t - x) is 0 for every float64 t - x (|t - x| < 2^1024); the table reduction
+# needs |t| < 1400 or so.
+_EXP_TIMES_FLOOR = -1500.0
+
+
+@quiet
+def exp_times_difference(t, x):
+    """``e^t (t - x)`` (float64) for float64 ``t > -inf``, ``x``, also where ``e^t`` is subnormal.
+
+    The textbook ``exp(t) * (t - x)`` keeps only the absolute accuracy of a subnormal
+    ``e^t`` (below ``t = -708``: thousands of ULP of a normal product), and gives NaN where
+    ``e^t`` underflows to 0 and ``t - x`` overflows. Here ``e^t = 2^k (hi + lo)``
+    (:func:`_exp_shifted_parts`, within about an ULP) and ``t - x = 2^e m`` (``frexp`` of
+    the halved difference, which does not overflow), so the product ``(hi + lo) m`` is a
+    normal number and the single ``ldexp`` by ``2^(k + e)`` rounds it once into the
+    subnormal range if it lands there: within 2 ULP of the result.
+    """
+    k, hi, lo = _exp_shifted_parts(np.maximum(t, _EXP_TIMES_FLOOR), 0.0)
+    m, e = np.frexp(0.5 * t - 0.5 * x)
+    hi += lo
+    hi *= m
+    return np.ldexp(hi, k + e + 1)
 
 
 def _dd_exp_parts_block(z):

@@ -29,6 +29,7 @@ from ._numerics import (
     XlogMinus,
     accurate_sum,
     exp_minus_1_minus,
+    exp_times_difference,
     quiet,
     to_dtype,
     two_diff,
@@ -655,7 +656,9 @@ def kl_div(input, target, reduction="mean", log_target=False):
     comes from :math:`\operatorname{log1p}(t e^{-x} - 1)` with :math:`t e^{-x}` in
     double-double. In float64 the error is at most 4 ULP plus :math:`2^{-104} t` (which
     exceeds 4 ULP only where :math:`|\log t - x| < 2^{-54}`); float16 and float32 are
-    within 4 ULP. A reduction that adds terms of both signs can cancel; float16 is
+    within 4 ULP. With ``log_target=True`` the term :math:`e^{\log t}(\log t - x)` is within 4
+    ULP also where :math:`e^{\log t}` is subnormal (it is then formed with a power-of-2
+    scaling, in float64). A reduction that adds terms of both signs can cancel; float16 is
     evaluated in float32.
 
     Same as ``torch.nn.functional.kl_div(input, target, reduction=..., log_target=...)``;
@@ -765,6 +768,7 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     summed = "sum" if reduction == "batchmean" else reduction
     step = max(1, min(XlogMinus.block_size(work), size))
     local = threading.local()
+    tiny = np.finfo(work).tiny
     parts = {}  # the first element of a block: its reduction
     deferred = {}  # the first element of a block: its hard elements and their differences
 
@@ -786,11 +790,10 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
                 t = np.exp(tb, out=local.t[:n])
                 np.subtract(tb, xb, out=pw)
                 pw *= t
-                # t = 0 contributes 0; input * 0 keeps a NaN input (those few rewritten)
-                zero = np.flatnonzero(tb == -np.inf)
-                if zero.size:
-                    x0 = xb[zero]
-                    pw[zero] = np.where(np.isnan(x0), x0, 0)
+                # below the normal range: a subnormal or zero e^t (the rare elements)
+                low = np.flatnonzero(t < tiny)
+                if low.size:
+                    _kl_div_low_targets(tb[low], xb[low], pw, low)
             else:
                 t = tb
                 index, d = local.kernel.block(tb, xb, pw)
@@ -838,6 +841,22 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     else:
         loss = _as(reduced.result(), dtype)
     return loss, (d_x.reshape(input.shape) if grad else None)
+
+
+def _kl_div_low_targets(log_t, x, out, index):
+    """Write the pointwise ``e^{log t} (log t - x)`` into ``out[index]`` where ``e^{log t}`` is
+    subnormal or 0 in the working dtype: the plain product keeps only its absolute accuracy
+    (and is NaN where ``log t - x`` overflows), so these come from
+    :func:`exp_times_difference` in float64, rounded once. ``t = 0`` contributes 0;
+    ``input * 0`` keeps a NaN input."""
+    zero = log_t == -np.inf
+    values = np.where(np.isnan(x), x, 0).astype(out.dtype)
+    rest = ~zero
+    if rest.any():
+        values[rest] = exp_times_difference(
+            log_t[rest].astype(np.float64), x[rest].astype(np.float64)
+        )
+    out[index] = values
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,39 @@ def test_kl_div_within_4_ulp(dtype, reduction, log_target):
         ref.assert_ulp_in(g, d_input * scale, dtype)
 
 
+# log-targets whose e^t is subnormal in the working dtype (float16 is computed in float32),
+# with inputs far below (t - x large, or overflowing in the dtype) and close to them
+_LOW_LOG_TARGETS = {
+    np.float32: (
+        [-90.0, -100.0, -103.0, -87.5, -95.0, -3e38],
+        [-3e38, -3e38, -3e38, -88.0, 3e38, 3e38],
+    ),
+    np.float64: (
+        [-720.0, -713.6255348447286, -745.0, -709.0, -1000.0, -1e308],
+        [-1e300, -1062.7984757440845, -1e305, -709.5, 1.7e308, 1e308],
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])
+def test_kl_div_log_target_with_a_subnormal_target_within_4_ulp(dtype, reduction):
+    t, x = (np.array(v, dtype) for v in _LOW_LOG_TARGETS[dtype])
+    with mpmath.workdps(ref.DIGITS):
+        per = np.array(
+            [mpmath.exp(ref.mp(a)) * (ref.mp(a) - ref.mp(b)) for a, b in zip(t, x, strict=True)],
+            dtype=object,
+        )
+    expected = ref.reduced(per, "mean" if reduction == "batchmean" else reduction, t.size)
+    got, g = V.kl_div_value_and_grad(x, t, reduction=reduction, log_target=True)
+    assert np.array_equal(got, V.kl_div(x, t, reduction=reduction, log_target=True))
+    ref.assert_ulp_in(got, expected, dtype)
+    with mpmath.workdps(ref.DIGITS):
+        scale = 1 if reduction in ("none", "sum") else mpmath.mpf(1) / t.size
+        d_input = np.array([-mpmath.exp(ref.mp(a)) * scale for a in t], dtype=object)
+    ref.assert_ulp_in(g, d_input, dtype)
+
+
 def _assert_kl_div_pointwise_bound(got, expected, t):
     """float64 kl_div terms: 4 ULP, plus 2^-104 t where x is within 2^-50 of log t.
 

@@ -789,3 +789,22 @@ def test_atanh_series_against_mpmath(w_max):
             for v in (mpmath.mpf(float(x)) for x in w)
         ]
     assert_close_to_exact(nx.atanh_series(w), exact, max_ulp=2)
+
+
+def test_exp_times_difference_where_the_exponential_is_subnormal():
+    # e^t (t - x) for t below the normal range of e^t (and above, for the shared path),
+    # differences from 1e-15 to beyond float64's range: within 2 ULP of mpmath
+    rng = np.random.default_rng(41)
+    n = 400
+    t = rng.uniform(-1460, -600, n)
+    sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    x = t - sign * 10.0 ** rng.uniform(-15, 308, n)
+    t = np.append(t, [-720.0, -745.0, -1e308, -2000.0])
+    x = np.append(x, [-1e300, -1e305, 1e308, -1e308])
+    got = nx.exp_times_difference(t, x)
+    with mpmath.workdps(60):
+        expected = [
+            mpmath.exp(mpmath.mpf(a)) * (mpmath.mpf(a) - mpmath.mpf(b))
+            for a, b in zip(t, x, strict=True)
+        ]
+    assert float(np.max(ulp_error(got, expected))) <= 2
