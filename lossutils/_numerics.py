@@ -223,6 +223,20 @@ def _cascaded_sum(x: np.ndarray):
     return x[..., 0], error
 
 
+def pairwise_sum_errors(x: np.ndarray):
+    """``(s, errors)`` with ``s + sum(errors) == sum(x)`` exactly, over the last (non-empty)
+    axis: the pairwise sum ``s`` and every addition's rounding error (TwoSum), kept along
+    the last axis of ``errors`` for a caller to sum again (a sum in more than twice the
+    working precision, as Ogita, Rump and Oishi's SumK)."""
+    errors = []
+    while x.shape[-1] > 1:
+        if x.shape[-1] % 2:
+            x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
+        x, err = two_sum(x[..., 0::2], x[..., 1::2])
+        errors.append(err)
+    return x[..., 0], np.concatenate([np.zeros_like(x), *errors], axis=-1)
+
+
 def horner(coefficients, x):
     """``sum_k c_k x^k`` (``coefficients`` from ``c_0`` on) in float64 by Horner's rule, in
     place: the short tails of the series below, whose terms the callers bound."""
@@ -2015,7 +2029,20 @@ def gap_to_square(v, v_err, r, r_err):
     the gap, however much ``v`` and :math:`r^2` cancel. ``|r_err| <= ulp(r)/2`` and
     ``|v_err| <= ulp(v)/2`` (the error terms of exact transformations).
     """
-    # Dekker's product of r with itself (one split; every step below is exact)
+    p, p_err = _exact_square(r)
+    gap = v - p
+    p_err = v_err - p_err
+    gap += p_err
+    hi = 2 * r
+    hi += r_err
+    hi *= r_err
+    gap -= hi
+    return gap
+
+
+def _exact_square(r):
+    """``(p, p_err)`` with ``r^2 == p + p_err`` exactly: Dekker's product of ``r`` with itself
+    (one split; every step is exact in his domain)."""
     p = r * r
     hi = _SPLITTER * r
     hi -= hi - r
@@ -2025,14 +2052,31 @@ def gap_to_square(v, v_err, r, r_err):
     p_err += 2 * hi * lo
     lo *= lo
     p_err += lo
-    gap = v - p
-    p_err = v_err - p_err
-    gap += p_err
-    hi = 2 * r
-    hi += r_err
-    hi *= r_err
-    gap -= hi
-    return gap
+    return p, p_err
+
+
+def gap_to_square_parts(v, r, r_err):
+    r""":math:`v - (r + r_{err})^2` as ``(gap, lows, tail)``, float64: ``gap`` and the arrays
+    ``lows`` exact, their sum the gap but for ``tail``, below ``2^-150`` of ``max(v, r^2)``.
+
+    The terms of a sum that cancels (a gradient summed over the elements a variance was
+    broadcast to, at its optimum) need each gap with its rounding errors kept apart:
+    ``v - p`` by TwoSum, ``p_err`` of the exact square and ``2 r r_err`` by Dekker's
+    product. Domain: Dekker's (``|r| < 1e150``, no underflow of ``r^2`` that matters next
+    to ``v``).
+    """
+    p, p_err = _exact_square(r)
+    gap, err = two_sum(v, p, minus=True)
+    cross, cross_err = two_prod(-2 * r, r_err)
+    cross_err -= r_err * r_err
+    return gap, (err, np.negative(p_err, out=p_err), cross), cross_err
+
+
+def gap_to_abs_parts(b, r, r_err):
+    r""":math:`b - |r + r_{err}|` as ``(gap, lows, None)`` (float64), exactly: the TwoSum of
+    ``b`` and ``-|r|``, and the residual's error (see :func:`gap_to_square_parts`)."""
+    gap, err = two_sum(b, np.abs(r), minus=True)
+    return gap, (err, -np.sign(r) * r_err), None
 
 
 def gap_to_abs(b, r, r_err):

@@ -20,7 +20,15 @@ import math
 
 import numpy as np
 
-from ._numerics import scaled_dot, times, to_dtype
+from ._numerics import (
+    _cascaded_sum,
+    _fast_two_sum,
+    pairwise_sum_errors,
+    scaled_dot,
+    times,
+    to_dtype,
+    two_sum,
+)
 
 
 def accumulator(dtype) -> np.dtype:
@@ -168,11 +176,47 @@ def sum_to_shape(grad: np.ndarray, shape: tuple) -> np.ndarray:
     shape = tuple(shape)
     if grad.shape == shape:
         return grad
-    lead = grad.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    return np.sum(grad, axis=_summed_axes(grad.shape, shape), keepdims=True).reshape(shape)
+
+
+def _summed_axes(full: tuple, shape: tuple) -> tuple:
+    """The axes of ``full`` an argument of ``shape`` was broadcast along."""
+    lead = len(full) - len(shape)
+    return tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and full[lead + i] != 1
     )
-    return np.sum(grad, axis=axes, keepdims=True).reshape(shape)
+
+
+def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple):
+    """:func:`sum_to_shape` of terms given in parts, float64, as a double-double ``(s, s_err)``
+    of ``shape``: each term is ``hi`` plus the arrays ``lows`` (exact parts below 2^-52 of
+    it) plus ``tail`` (None, or a rounded part below 2^-100 of it).
+
+    ``hi`` is summed pairwise with every addition's rounding error kept
+    (:func:`~lossutils._numerics.pairwise_sum_errors`); those errors and the ``lows`` are
+    summed again so (:func:`~lossutils._numerics.accurate_sum`), the rest plainly: within
+    about ``2^-150`` of the sum of the terms' magnitudes, so a gradient whose terms cancel
+    to an ULP of the largest (at the optimum of a broadcast variance) is within an ULP.
+    Non-empty sums only.
+    """
+    shape = tuple(shape)
+    axes = _summed_axes(hi.shape, shape)
+    kept = [a for a in range(hi.ndim) if a not in axes]
+    order = (*kept, *axes)
+    rows = math.prod(hi.shape[a] for a in kept)
+
+    def flat(a):
+        return np.transpose(np.broadcast_to(a, hi.shape), order).reshape(rows, -1)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        s, errors = pairwise_sum_errors(flat(hi))
+        s2, err = _cascaded_sum(np.concatenate([errors, *(flat(a) for a in lows)], axis=-1))
+        if tail is not None:
+            err += np.sum(flat(tail), axis=-1)
+        s, s2 = two_sum(s, s2)
+        s2 += err
+        s, err = _fast_two_sum(s, s2)
+    return s.reshape(shape), err.reshape(shape)
 
 
 def scale_grad(

@@ -29,15 +29,20 @@ from ._numerics import (
     CHUNK,
     abs_gap_of_difference,
     chunks,
+    dd_div,
+    gap_to_abs_parts,
+    gap_to_square_parts,
     halved_difference,
     log_cosh_into,
     quiet,
     relative_gap_of_difference,
     take_broadcast,
     to_dtype,
+    two_prod,
+    two_sum,
     working_dtype,
 )
-from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
+from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad, sum_to_shape_parts
 
 __all__ = [
     "mse_loss",
@@ -89,7 +94,11 @@ class _Spread:
     whole domain and costs no more than the formula and the selection). ``huge(h, s)`` gives
     ``(loss, d_input, d_spread, applies)`` from half the residual ``h``, for the elements
     whose residual or an intermediate such as ``r^2 / s`` overflowed (see
-    :func:`_redo_overflow`), and where those forms are accurate.
+    :func:`_redo_overflow`), and where those forms are accurate. The spread slope is
+    ``gap / (gap_divisor s^2)``, and ``gap_parts(s, r, r_err)`` is that gap in exact parts
+    (``(gap, lows, tail)``, see :func:`~lossutils._numerics.gap_to_square_parts`) from the
+    exact residual ``r + r_err`` (float64): a broadcast spread's gradient sums these before
+    it divides (:func:`_broadcast_spread_grad`).
     """
 
     quotient: object
@@ -102,6 +111,8 @@ class _Spread:
     constant: float
     huge: object
     exact_everywhere: bool = False
+    gap_parts: object = None
+    gap_divisor: float = 1.0
 
 
 def _likelihood_args(input, target, spread, name, eps, reduction):
@@ -218,6 +229,39 @@ def _redo_overflow(x, y, s, spec: _Spread, full, outputs):
             flat[idx[redo]] = part[redo]
 
 
+def _broadcast_spread_grad(x, y, s, eps, spec: _Spread, reduction, count):
+    """The gradient of the reduced loss w.r.t. a spread ``s`` broadcast to ``x``'s shape,
+    float64 of ``s``'s shape, or None where this form does not apply (no elements).
+
+    Its terms cancel at the optimum of the spread (the learned variance is the mean of the
+    squared residuals): each element's gap (``v - r^2``, ``b - |r|``) is formed in exact
+    parts from the exact residual, these are summed over the broadcast elements to about
+    ``2^-150`` of their magnitudes (:func:`~lossutils._reduction.sum_to_shape_parts`), and
+    the sum is divided once by ``gap_divisor s^2`` (and by the count of a mean): within
+    about 1 ULP of the exact gradient unless it cancels beyond ``2^-95`` of its terms.
+    Entries outside that form's domain (an infinite or NaN result, a spread whose square
+    leaves the range) are the per-element slopes summed as before.
+    """
+    if x.size == 0:
+        return None
+    floored = np.maximum(s, eps).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r, r_err = two_sum(x.astype(np.float64), y.astype(np.float64), minus=True)
+        hi, lo = sum_to_shape_parts(
+            *spec.gap_parts(np.broadcast_to(floored, x.shape), r, r_err), s.shape
+        )
+        hi, lo = dd_div(hi, lo, *two_prod(floored, floored))
+        divisor = spec.gap_divisor * (count if reduction == "mean" else 1)
+        grad = sum(dd_div(hi, lo, np.float64(divisor), 0.0))
+    grad = np.asarray(grad, dtype=np.float64).reshape(s.shape)
+    bad = ~np.isfinite(grad) | ~((floored >= 1e-145) & (floored <= 1e145))
+    if np.any(bad):  # (an infinite or zero spread, infinite or NaN data, an overflow)
+        plain = _likelihood_terms(x, y, s, eps, False, spec, None, None, True)[2]
+        plain = scale_grad(plain, s.shape, reduction, np.float64, count=count)
+        grad[bad] = plain[bad]
+    return grad
+
+
 def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, value, grad):
     """``(loss or None, (d_input, d_spread) or None)`` of a likelihood loss, one pass.
 
@@ -233,8 +277,17 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
     same = s.shape == shape
     by_rows = not same and x.ndim >= 2 and s.ndim == x.ndim and s.shape[0] == shape[0] > 1
     if not (same or by_rows):
-        loss, d_input, d_spread = _likelihood_terms(
-            x, y, s, eps, full, spec, value or None, grad or None, grad or None
+        d_spread = _broadcast_spread_grad(x, y, s, eps, spec, reduction, x.size) if grad else None
+        loss, d_input, plain = _likelihood_terms(
+            x,
+            y,
+            s,
+            eps,
+            full,
+            spec,
+            value or None,
+            grad or None,
+            (d_spread is None and grad) or None,
         )
         if value:
             loss = reduce_to(loss, reduction, dtype)
@@ -243,7 +296,11 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
             # result dtype)
             grads = (
                 scale_grad(d_input, shape, reduction, grad_dtype(input, dtype), in_place=True),
-                scale_grad(d_spread, s.shape, reduction, grad_dtype(spread, dtype), in_place=True),
+                to_dtype(d_spread, grad_dtype(spread, dtype))
+                if d_spread is not None
+                else scale_grad(
+                    plain, s.shape, reduction, grad_dtype(spread, dtype), in_place=True
+                ),
             )
         return loss, grads
     if same:
@@ -254,7 +311,8 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
         blocks = chunks(len(x), max(1, CHUNK // row))
     reduced = BlockReduction(reduction, x.size, dtype) if value else None
     d_input = np.empty_like(x) if grad else None
-    d_spread = np.empty_like(s) if grad else None
+    # (a broadcast spread's gradient in float64, rounded once below)
+    d_spread = (np.empty_like(s) if same else np.empty(s.shape)) if grad else None
     for b in blocks:
         kept = slice(b.start * row, b.stop * row)  # the block's elements
         block_loss = None
@@ -269,15 +327,16 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
             spec,
             None if block_loss is None else block_loss.reshape(x[b].shape),
             None if d_input is None else d_input[b],
-            None if d_spread is None else (d_spread[b] if same else True),
+            None if d_spread is None or not same else d_spread[b],
         )
         if value:
             reduced.add(block_loss.reshape(-1), kept)
         if grad:  # scaled in place, in the working dtype (rounded once below)
             scale_grad(di, di.shape, reduction, di.dtype, count=x.size, in_place=True)
-            ds = scale_grad(ds, s[b].shape, reduction, ds.dtype, count=x.size, in_place=True)
-            if not same:
-                d_spread[b] = ds
+            if same:
+                scale_grad(ds, ds.shape, reduction, ds.dtype, count=x.size, in_place=True)
+            else:
+                d_spread[b] = _broadcast_spread_grad(x[b], y[b], s[b], eps, spec, reduction, x.size)
     if value:
         loss = reduced.result(shape)
     if grad:
@@ -343,6 +402,8 @@ _GAUSSIAN = _Spread(
     4.0,
     0.5 * _LOG_2PI,
     _gaussian_huge,
+    gap_parts=gap_to_square_parts,
+    gap_divisor=2.0,
 )
 
 
@@ -406,6 +467,7 @@ _LAPLACE = _Spread(
     _LOG_2,
     _laplace_huge,
     exact_everywhere=True,
+    gap_parts=gap_to_abs_parts,
 )
 
 

@@ -506,3 +506,59 @@ def test_likelihood_blocks_of_elements_and_of_rows(kind, spread_shape, monkeypat
             size = mpmath.fsum(abs(t) for t in d_spread[i])
             bound = 4 * 2.0**-52 * (abs(exact) + size)
             assert abs(ref.mp(g_spread[i, 0]) - exact) <= bound, (i, g_spread[i, 0], exact)
+
+
+# ------------------------------------- a broadcast spread's gradient at its optimum
+
+
+def test_broadcast_spread_gradient_issue_cases():
+    # two terms that cancel: the plain sum of the rounded terms was an ULP of 1 (1e15 ULP off)
+    g = R.laplace_nll_loss_grad(np.array([0.1, 1.9]), np.zeros(2), 1.0, reduction="sum")[1]
+    assert g == 8.3266726846886741e-17
+    x = np.array([0.1, 1.4106735979665885])
+    g = R.gaussian_nll_loss_grad(x, np.zeros(2), 1.0, reduction="sum")[1]
+    assert g == -1.2786459366296071e-16
+
+
+def _summed_to(terms, shape, count):
+    """The exact per-element ``terms`` summed to ``shape`` (the broadcast axes), / count."""
+    lead = terms.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and terms.shape[lead + i] != 1
+    )
+    with mpmath.workdps(ref.DIGITS):
+        out = np.empty(shape, dtype=object)
+        moved = np.moveaxis(terms, axes, range(len(axes))).reshape(-1, *out.shape)
+        for index in np.ndindex(out.shape):
+            out[index] = mpmath.fsum(moved[(slice(None), *index)]) / count
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("kind", ["gaussian", "laplace"])
+@pytest.mark.parametrize(
+    "shape, spread_shape",
+    [((1000,), ()), ((64, 8), (64, 1)), ((16, 40), (1, 40)), ((4, 6, 5), (4, 1, 5))],
+)
+def test_broadcast_spread_gradient_at_the_optimum(dtype, reduction, kind, shape, spread_shape):
+    # The spread is the maximum-likelihood one (the mean of r^2, of |r|) rounded to the
+    # dtype: the gradient's terms cancel to about an ULP of their sum of magnitudes, and
+    # each term's rounding and the summation's must be kept (4 ULP entry by entry).
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = (0.3 * rng.standard_normal(shape)).astype(dtype)
+    r = x.astype(np.float64) - y.astype(np.float64)
+    stat = r**2 if kind == "gaussian" else np.abs(r)
+    lead = len(shape) - len(spread_shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(spread_shape) if n == 1 and shape[lead + i] != 1
+    )
+    spread = np.mean(stat, axis=axes).reshape(spread_shape).astype(dtype)
+    name = {"gaussian": "gaussian_nll_loss_grad", "laplace": "laplace_nll_loss_grad"}[kind]
+    mp_grads = {"gaussian": ref.gaussian_nll_grads, "laplace": ref.laplace_nll_grads}[kind]
+    g = getattr(R, name)(x, y, spread, reduction=reduction)[1]
+    assert g.dtype == dtype and g.shape == spread_shape
+    terms = mp_grads(x, y, np.broadcast_to(spread, shape), 1e-6)[1]
+    exact = _summed_to(terms, spread_shape, x.size if reduction == "mean" else 1)
+    ref.assert_ulp_in(g, exact, dtype, label=f"{kind} {reduction}")
