@@ -808,3 +808,19 @@ def test_exp_times_difference_where_the_exponential_is_subnormal():
             for a, b in zip(t, x, strict=True)
         ]
     assert float(np.max(ulp_error(got, expected))) <= 2
+
+
+def test_scaled_exp_minus_exact_where_the_difference_cancels_deeply():
+    # a e^z - b with b the float64 nearest a e^z (and its neighbours): against mpmath
+    rng = np.random.default_rng(43)
+    z = rng.uniform(-30, 30, 60)
+    a = rng.uniform(0.5, 2, 60)
+    b = a * np.exp(z)
+    b = np.concatenate([b, np.nextafter(b, np.inf)])
+    a, z = np.tile(a, 2), np.tile(z, 2)
+    with mpmath.workdps(80):
+        expected = [
+            mpmath.mpf(u) * mpmath.exp(mpmath.mpf(v)) - mpmath.mpf(w)
+            for u, v, w in zip(a, z, b, strict=True)
+        ]
+    assert float(np.max(ulp_error(nx.scaled_exp_minus_exact(a, z, b), expected))) <= 0.5
