@@ -59,6 +59,7 @@ from ._numerics import (
     exp_minus_count,
     exp_minus_near,
     gap_to_square,
+    gap_to_square_parts,
     halved_difference,
     horner,
     log1p_minus,
@@ -77,7 +78,7 @@ from ._numerics import (
     two_sum,
     xlogy,
 )
-from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad
+from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad, sum_to_shape_parts
 
 __all__ = [
     "poisson_nll_loss",
@@ -1716,13 +1717,59 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
                 _student_t_redo(grads[2], flats, pre, group, np.concatenate(redo), scale_)
     loss = reduced.result(shape) if value else None
     if grad:
+        summed = [
+            None if f else sum_to_shape(g.reshape(shape), a.shape)
+            for g, f, a in zip(grads, full, (x, s, nu), strict=True)
+        ]
+        # a broadcast scale: its terms cancel at its optimum (the float64 per-element
+        # terms are enough for a narrower result)
+        if not full[1] and out == np.float64:
+            summed[1] = _student_t_scale_sum(x, y, s, nu, reduction, summed[1])
         grads = tuple(
-            g.reshape(shape)
-            if f
-            else np.array(to_dtype(np.asarray(sum_to_shape(g.reshape(shape), a.shape)), d))
-            for g, f, a, d in zip(grads, full, (x, s, nu), dtypes, strict=True)
+            g.reshape(shape) if f else np.array(to_dtype(np.asarray(g_sum), d))
+            for g, f, g_sum, d in zip(grads, full, summed, dtypes, strict=True)
         )
     return loss, grads
+
+
+def _student_t_scale_sum(x, y, s, nu, reduction, plain):
+    """The gradient of the reduced loss w.r.t. a scale broadcast to the loss's shape (float64,
+    of ``s``'s shape), from each element's term in double-double.
+
+    At the scale's optimum the terms ``(s^2 - r^2) / (s (s^2 + r^2 / df))`` cancel to about
+    an ULP of their magnitudes, so each rounded term (and the plain sum) lost the result:
+    here ``s^2 - r^2`` is formed in exact parts from the exact residual and the exact
+    square of ``s`` (:func:`~lossutils._numerics.gap_to_square_parts`), the denominator
+    and the quotient in double-double (about ``2^-104`` of each term), and the terms are
+    summed as in :func:`~lossutils._reduction.sum_to_shape_parts`, divided once by the
+    count of a mean. ``plain`` (the per-element derivatives summed) stays where this form
+    does not apply: an infinite or NaN result, a scale, residual or df beyond ``2^±200``.
+    """
+    if x.size == 0:
+        return plain
+    x, y = (a.astype(np.float64, copy=False) for a in (x, y))
+    sb, nub = (np.broadcast_to(a.astype(np.float64, copy=False), x.shape) for a in (s, nu))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        r, r_err = two_sum(x, y, minus=True)
+        s2, s2_err = two_prod(sb, sb)
+        gap, lows, tail = gap_to_square_parts(s2, r, r_err)
+        num, num_err = two_sum(gap, sum(lows) + tail + s2_err)
+        # s (s^2 + r^2 / df); r^2 / df is 0 for an infinite df (the Gaussian limit)
+        ratio = dd_mul(r, r_err, r, r_err)
+        finite = np.isfinite(nub)
+        df = np.where(finite, nub, 1.0)
+        ratio = [np.where(finite, a, 0.0) for a in dd_div(*ratio, df, 0.0)]
+        den = dd_mul(*dd_add(s2, s2_err, *ratio), sb, 0.0)
+        hi, lo = dd_div(num, num_err, *den)
+        hi, lo = sum_to_shape_parts(hi, (lo,), None, s.shape)
+        count = x.size if reduction == "mean" else 1
+        grad = np.asarray(sum(dd_div(hi, lo, np.float64(count), 0.0)), dtype=np.float64)
+        big = np.abs(r) > 2.0**200 * sb
+        big |= (sb < 2.0**-200) | (sb > 2.0**200) | (nub < 2.0**-200) | ~(np.abs(r) < 2.0**200)
+    grad = grad.reshape(s.shape)
+    bad = ~np.isfinite(grad) | sum_to_shape(big, s.shape).astype(bool)
+    grad[bad] = np.asarray(plain, dtype=np.float64).reshape(s.shape)[bad]
+    return grad
 
 
 def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False, norm_slope=None):

@@ -2086,8 +2086,11 @@ def gap_to_square_parts(v, r, r_err):
     broadcast to, at its optimum) need each gap with its rounding errors kept apart:
     ``v - p`` by TwoSum, ``p_err`` of the exact square and ``2 r r_err`` by Dekker's
     product. Domain: Dekker's (``|r| < 1e150``, no underflow of ``r^2`` that matters next
-    to ``v``).
+    to ``v``). With ``r_err`` None, the float64 gap alone (``(v - r^2, (), None)``, within
+    2^-51 of ``max(v, r^2)``: enough for a float32 or narrower result).
     """
+    if r_err is None:
+        return v - r * r, (), None
     p, p_err = _exact_square(r)
     gap, err = two_sum(v, p, minus=True)
     cross, cross_err = two_prod(-2 * r, r_err)
@@ -2097,7 +2100,10 @@ def gap_to_square_parts(v, r, r_err):
 
 def gap_to_abs_parts(b, r, r_err):
     r""":math:`b - |r + r_{err}|` as ``(gap, lows, None)`` (float64), exactly: the TwoSum of
-    ``b`` and ``-|r|``, and the residual's error (see :func:`gap_to_square_parts`)."""
+    ``b`` and ``-|r|``, and the residual's error (see :func:`gap_to_square_parts`; with
+    ``r_err`` None, the float64 gap alone)."""
+    if r_err is None:
+        return b - np.abs(r), (), None
     gap, err = two_sum(b, np.abs(r), minus=True)
     return gap, (err, -np.sign(r) * r_err), None
 

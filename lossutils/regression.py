@@ -246,9 +246,13 @@ def _broadcast_spread_grad(x, y, s, eps, spec: _Spread, reduction, count):
         return None
     floored = np.maximum(s, eps).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        r, r_err = two_sum(x.astype(np.float64), y.astype(np.float64), minus=True)
+        narrow = x.dtype != np.float64  # (the float64 gaps suffice for a narrower result)
+        if narrow:
+            r, r_err = x.astype(np.float64) - y, None
+        else:
+            r, r_err = two_sum(x, y, minus=True)
         hi, lo = sum_to_shape_parts(
-            *spec.gap_parts(np.broadcast_to(floored, x.shape), r, r_err), s.shape
+            *spec.gap_parts(np.broadcast_to(floored, x.shape), r, r_err), s.shape, narrow=narrow
         )
         hi, lo = dd_div(hi, lo, *two_prod(floored, floored))
         divisor = spec.gap_divisor * (count if reduction == "mean" else 1)

@@ -13,6 +13,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.stats
 import sympy as sp
 from hypothesis import given
@@ -918,6 +919,45 @@ def test_student_t_scale_gradient_at_the_optimum(dtype):
     _, g_s, _ = B.student_t_nll_loss_grad(x, y, s, np.inf, reduction="none")
     gauss = _lift(lambda x, y, s: (1 - ((x - y) / s) ** 2) / s)(x64, y64, s64)
     _check(g_s, gauss, dtype, 0 * s64, MAX_ULP[dtype], "student_t_grad scale, df = inf")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("df_shape", [(), (1, 6)])
+def test_student_t_broadcast_scale_gradient_at_its_optimum(dtype, reduction, df_shape):
+    # One scale per row at the row's optimum (the root of the summed gradient, found in
+    # float64 and rounded to the dtype): the terms cancel to about an ULP of their sum of
+    # magnitudes, and the plain sum of the rounded terms was off by up to 1e15 ULP. Against
+    # the exact sum of the exact terms; df = inf is the Gaussian's (one case of the issue).
+    rng = np.random.default_rng(37)
+    rows = 12
+    x = rng.standard_normal((rows, 6)) * 10.0 ** rng.uniform(-2, 2, (rows, 1))
+    y = np.zeros_like(x)
+    nu = 10.0 ** rng.uniform(-0.5, 2, df_shape)
+    x, y, nu = _rounded(dtype, x, y, nu)
+    x64, nu64 = x.astype(np.float64), np.broadcast_to(nu.astype(np.float64), x.shape)
+
+    def summed(s, i):  # the row's gradient in float64 (its sign is what the root needs)
+        r2 = x64[i] ** 2
+        return np.sum(nu64[i] * (s * s - r2) / (s * (nu64[i] * s * s + r2)))
+
+    top = np.max(np.abs(x64), axis=1)
+    s = np.array([[scipy.optimize.brentq(summed, top[i] * 1e-3, top[i], args=(i,),
+                                         xtol=1e-300, rtol=8.9e-16)] for i in range(rows)])  # fmt: skip
+    s = s.astype(dtype)
+    count = x.size if reduction == "mean" else 1
+    for s_arg, nu_arg in ((s, nu), (s[:1, :1].reshape(()), np.inf)):
+        g_s = B.student_t_nll_loss_grad(x, y, s_arg, nu_arg, reduction)[1]
+        assert g_s.shape == s_arg.shape and g_s.dtype == dtype
+        s_b, nu_b = (np.broadcast_to(np.float64(a), x.shape) for a in (s_arg, nu_arg))
+        terms = REF["student_t_grad_s"](x64, 0 * x64, s_b, nu_b)
+        axis = None if s_arg.ndim == 0 else 1
+        with mpmath.workdps(DIGITS):
+            exact = np.array([mpmath.fsum(row) / count for row in np.atleast_2d(terms)])
+        if axis is None:
+            exact = np.array(mpmath.fsum(terms.ravel()) / count, dtype=object)
+        _check(g_s.reshape(exact.shape), exact, dtype, 0 * exact.astype(float), MAX_ULP[dtype],
+               f"student_t_grad broadcast scale ({reduction})")  # fmt: skip
 
 
 def test_student_t_normalizer_for_large_df():
