@@ -1241,28 +1241,40 @@ def _exp_shifted_parts(d, err):
     return k, hi, lo
 
 
-# Below this e^t (t - x) is 0 for every float64 t - x (|t - x| < 2^1024); the table reduction
-# needs |t| < 1400 or so.
-_EXP_TIMES_FLOOR = -1500.0
+# Beyond this e^t m 2^e is 0 or infinite for every float64 m 2^e (at least 2^-1074 and below
+# 2^1024); the table reduction needs |t| < 1400 or so.
+_EXP_TIMES_LIMIT = 1500.0
+
+
+@quiet
+def exp_times_power(t, m, e):
+    """``e^t m 2^e`` (float64) for finite float64 ``t`` and ``m``, integer ``e``, without
+    leaving the normal range on the way.
+
+    The textbook ``exp(t) * v`` keeps only the absolute accuracy of a subnormal ``e^t``
+    (below ``t = -708``: thousands of ULP of a normal product), and gives NaN or a spurious
+    0 or infinity where ``e^t`` or ``v`` underflows or overflows while the product does not.
+    Here ``e^t = 2^k (hi + lo)`` (:func:`_exp_shifted_parts`, within about an ULP), the
+    product ``(hi + lo) m`` is rounded once, and the single ``ldexp`` by ``2^(k + e)`` rounds
+    it into the subnormal range if it lands there: within 2 ULP (3 for an ``m`` that is
+    itself rounded once, such as a squared mantissa).
+    """
+    limit = _EXP_TIMES_LIMIT
+    k, hi, lo = _exp_shifted_parts(np.clip(t, -limit, limit), 0.0)
+    hi += lo
+    hi *= m
+    return np.ldexp(hi, k + e)
 
 
 @quiet
 def exp_times_difference(t, x):
     """``e^t (t - x)`` (float64) for float64 ``t > -inf``, ``x``, also where ``e^t`` is subnormal.
 
-    The textbook ``exp(t) * (t - x)`` keeps only the absolute accuracy of a subnormal
-    ``e^t`` (below ``t = -708``: thousands of ULP of a normal product), and gives NaN where
-    ``e^t`` underflows to 0 and ``t - x`` overflows. Here ``e^t = 2^k (hi + lo)``
-    (:func:`_exp_shifted_parts`, within about an ULP) and ``t - x = 2^e m`` (``frexp`` of
-    the halved difference, which does not overflow), so the product ``(hi + lo) m`` is a
-    normal number and the single ``ldexp`` by ``2^(k + e)`` rounds it once into the
-    subnormal range if it lands there: within 2 ULP of the result.
+    :func:`exp_times_power` of ``t - x = 2^e m`` (``frexp`` of the halved difference, which
+    does not overflow where ``e^t`` underflows): within 2 ULP.
     """
-    k, hi, lo = _exp_shifted_parts(np.maximum(t, _EXP_TIMES_FLOOR), 0.0)
     m, e = np.frexp(0.5 * t - 0.5 * x)
-    hi += lo
-    hi *= m
-    return np.ldexp(hi, k + e + 1)
+    return exp_times_power(t, m, e + 1)
 
 
 def _dd_exp_parts_block(z):

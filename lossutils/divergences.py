@@ -30,6 +30,7 @@ from ._numerics import (
     accurate_sum,
     exp_minus_1_minus,
     exp_times_difference,
+    exp_times_power,
     quiet,
     to_dtype,
     two_diff,
@@ -886,8 +887,52 @@ def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior) -> _Gaussians:
 
 def _scaled_square(diff, logvar_prior):
     """(mu - mu_prior)^2 / var_prior, exactly 0 where the means agree."""
-    with np.errstate(over="ignore"):
-        return np.where(diff == 0, 0, diff * diff * np.exp(-logvar_prior))
+    with np.errstate(over="ignore", under="ignore"):
+        square = np.where(diff == 0, 0, diff * diff * np.exp(-logvar_prior))
+    _prior_scaled_outside(square, diff, logvar_prior, 2)
+    return square
+
+
+# |mu - mu0| within which its square is a normal number, and |v0| within which e^{-v0} is
+# (for float32 work, which float16 uses too; float64 beyond)
+_PRIOR_LIMITS = {
+    np.dtype(np.float32): (2.0**-63, 2.0**63, 87.0),
+    np.dtype(np.float64): (2.0**-511, 2.0**511, 708.0),
+}
+
+
+def _priors_in_range(logvar_prior):
+    """Whether every ``e^{-v0}`` is a normal number (two reductions of a block, so that the
+    common block skips the element-wise test of :func:`_prior_scaled_outside`)."""
+    top = _PRIOR_LIMITS[np.asarray(logvar_prior).dtype][2]
+    return bool(np.max(logvar_prior) <= top and np.min(logvar_prior) >= -top)
+
+
+def _squares_in_range(square):
+    """Whether every entry of ``square`` (not NaN) is a normal number."""
+    small, big, _ = _PRIOR_LIMITS[square.dtype]
+    return bool(np.min(square) >= small * small and np.max(square) <= big * big)
+
+
+def _prior_scaled_outside(out, diff, logvar_prior, power):
+    """Rewrite ``out = diff^power e^{-v0}`` (``power`` 1 or 2) where a plain factor leaves the
+    normal range (a subnormal or overflowing ``e^{-v0}`` or square) while the product need
+    not: from :func:`exp_times_power` in float64, rounded once. ``out`` and ``diff`` have
+    the same shape; ``logvar_prior`` broadcasts to it."""
+    small, big, top = _PRIOR_LIMITS[diff.dtype]
+    v0 = np.broadcast_to(logvar_prior, diff.shape)
+    odd = np.abs(v0) > top
+    if power == 2:
+        a = np.abs(diff)
+        odd |= (a > big) | ((a < small) & (a > 0))
+    odd &= np.isfinite(diff) & np.isfinite(v0)
+    where = np.nonzero(odd)
+    if where[0].size:
+        m, e = np.frexp(diff[where].astype(np.float64))
+        if power == 2:
+            m *= m
+            e *= 2
+        out[where] = exp_times_power(-v0[where].astype(np.float64), m, e)
 
 
 @quiet
@@ -907,6 +952,9 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     the terms), and in the other samples comes from a Taylor series where
     :math:`|\delta| \le 1` (it cancels there). Every term is non-negative, so the result
     keeps a few ULP of accuracy down to :math:`\mu \approx \mu_0`, :math:`v \approx v_0`.
+    Where :math:`(\mu - \mu_0)^2` or :math:`e^{-v_0}` is not a normal number while their
+    product (or the gradient's :math:`(\mu - \mu_0) e^{-v_0}`) need not be, these come
+    from a power-of-2 scaled exponential instead of the plain products.
 
     Parameters
     ----------
@@ -1079,6 +1127,7 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
                 d, d_low = two_diff(v, v0)
                 diff, diff_low = two_diff(m, m0)
                 prior_scale = np.exp(-v0)
+                priors_calm = _priors_in_range(v0)
             em1 = np.expm1(d)
             if value:
                 terms = np.subtract(em1, d)
@@ -1086,7 +1135,10 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
                     terms += em1 * d_low
                 square = np.multiply(diff, diff)
                 if prior_scale is not None:
+                    calm = priors_calm and _squares_in_range(square)
                     square *= prior_scale
+                    if not calm:
+                        _prior_scaled_outside(square, diff, v0, 2)
                     if diff_low is not None:
                         square *= 1 + 2 * diff_low / np.where(diff == 0, 1, diff)
                 terms += square
@@ -1103,7 +1155,10 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
                     em1 += np.where(d_low == 0, 0, (em1 + 1) * d_low)
                 np.multiply(em1, half, out=d_lv[block])
                 if prior_scale is not None:
-                    diff = np.where(diff == 0, diff, diff * prior_scale)
+                    scaled = np.where(diff == 0, diff, diff * prior_scale)
+                    if not priors_calm:
+                        _prior_scaled_outside(scaled, diff, v0, 1)
+                    diff = scaled
                 if scale is None:
                     d_mu[block] = diff
                 else:

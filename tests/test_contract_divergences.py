@@ -339,6 +339,41 @@ def test_gaussian_kl_and_gradient_within_4_ulp(dtype, scale):
         ref.assert_ulp_in(d_logvar, e_lv, dtype, label="d_logvar")
 
 
+# (mu - mu0, v0) whose (mu - mu0)^2, e^{-v0} or their product leaves the normal range while
+# the scaled square and d_mu need not
+_EXTREME_PRIORS = {
+    np.float32: [(1e-30, -80.0), (1e30, 80.0), (1e20, 95.0), (1e-25, -95.0), (3e-20, 10.0)],
+    np.float64: [
+        (1e-200, -700.0),
+        (1e200, 700.0),
+        (1e-160, -700.0),
+        (1e200, 720.0),
+        (1e-300, -720.0),
+        (3e-160, 10.0),
+    ],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("second", [0.0, 1e-3])
+def test_gaussian_kl_with_extreme_priors_within_4_ulp(dtype, second):
+    # each row: the latent of the table (logvar = v0) and one whose log-variance is v0 + second
+    # (0: the row is summed from the fast terms; 1e-3: it is recomputed term by term)
+    diff, v0 = (np.array(c, dtype) for c in zip(*_EXTREME_PRIORS[dtype], strict=True))
+    mu = np.stack([diff, np.zeros_like(diff)], axis=-1)
+    logvar_prior = np.stack([v0, v0], axis=-1)
+    logvar = (logvar_prior + np.array([0, second])).astype(dtype)
+    mu_prior = np.zeros_like(mu)
+    got = V.gaussian_kl(mu, logvar, mu_prior, logvar_prior)
+    ref.assert_ulp_in(got, ref.gaussian_kl(mu, logvar, mu_prior, logvar_prior), dtype)
+    d_mu, _ = V.gaussian_kl_grad(mu, logvar, mu_prior, logvar_prior)
+    with mpmath.workdps(ref.DIGITS):
+        e_mu = np.empty(mu.shape, dtype=object)
+        for i in np.ndindex(mu.shape):
+            e_mu[i] = ref.mp(mu[i]) / mpmath.exp(ref.mp(logvar_prior[i]))
+    ref.assert_ulp_in(d_mu, e_mu, dtype, label="d_mu")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gaussian_kl_long_rows_within_4_ulp(dtype):
     # rows of 1000 latents: summed from expm1(v) - v where sum |expm1(v)| is at most the
