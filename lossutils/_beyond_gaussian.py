@@ -1019,6 +1019,10 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
 
     A ``total_count`` with dimensions of 1 or a scalar gets the gradient summed over the
     elements it was broadcast to. Divided by the number of elements for ``reduction="mean"``.
+    That sum is the sum of the rounded per-element terms: within 4 ULP of the exact sum plus
+    4 ULP (of 1, in the result's dtype) of the sum of the terms' magnitudes, measured; where
+    the terms cancel (at the optimum of a learned ``total_count``) only that absolute
+    accuracy remains.
 
     Parameters
     ----------
@@ -1580,7 +1584,12 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
 
     The input gradient is bounded and redescending (0 as :math:`|u| \to \infty`). ``scale`` and
     ``df`` with dimensions of 1 or scalars get the gradient summed over the elements they were
-    broadcast to. Divided by the number of elements for ``reduction="mean"``.
+    broadcast to. Divided by the number of elements for ``reduction="mean"``. A broadcast
+    ``scale``'s sum is formed from each element's term in double-double (float64; within 4
+    ULP also at the scale's optimum, where the terms cancel). A broadcast ``df``'s gradient
+    is the sum of the rounded per-element terms: within 4 ULP of the exact sum plus 4 ULP
+    (float64, of 1) of the sum of the terms' magnitudes, measured; where the terms cancel
+    (at the df's optimum) only that absolute accuracy remains.
 
     Parameters
     ----------

@@ -960,6 +960,60 @@ def test_student_t_broadcast_scale_gradient_at_its_optimum(dtype, reduction, df_
                f"student_t_grad broadcast scale ({reduction})")  # fmt: skip
 
 
+def _assert_broadcast_sum_bound(g, terms, count, dtype, label):
+    """``g`` (one entry per row of ``terms``) within 4 ULP of the exact sum of the row's
+    ``terms`` / ``count`` plus 4 ULP of 1 (float64; the dtype's own where narrower) of the
+    sum of their magnitudes / ``count``: the documented bound of a gradient summed over the
+    elements a parameter was broadcast to, where its terms cancel."""
+    unit = max(2.0**-52, float(np.finfo(dtype).eps))
+    with mpmath.workdps(DIGITS):
+        for i, row in enumerate(terms):
+            exact = mpmath.fsum(row) / count
+            size = mpmath.fsum(abs(v) for v in row) / count
+            bound = 4 * _ulp(dtype, np.array([float(exact)]))[0] + 4 * unit * float(size)
+            err = abs(mpmath.mpf(float(g[i])) - exact)
+            assert err <= bound, (label, i, float(g[i]), float(exact), float(size))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_broadcast_df_and_total_count_gradients_at_their_optimum(dtype, reduction):
+    # a df per column and a total_count per row at the optimum (the root of the float64
+    # summed gradient, rounded to the dtype): the summed gradient keeps the absolute
+    # accuracy its docstring states
+    rng = np.random.default_rng(41)
+    x = rng.standard_t(5, (40, 6)).astype(dtype)
+    x64 = x.astype(np.float64)
+
+    def t_sum(nu, j):
+        r2 = x64[:, j] ** 2
+        return float(sum(REF["student_t_grad_nu"](x64[:, j], 0 * r2, 1 + 0 * r2, nu + 0 * r2)).real)
+
+    df = np.array([[scipy.optimize.brentq(t_sum, 0.3, 400, args=(j,), xtol=1e-12)
+                    for j in range(6)]]).astype(dtype)  # fmt: skip
+    count = x.size if reduction == "mean" else 1
+    g = B.student_t_nll_loss_grad(x, 0 * x, np.ones((40, 1), dtype), df, reduction)[2]
+    assert g.shape == (1, 6) and g.dtype == dtype
+    df_b = np.broadcast_to(df.astype(np.float64), x.shape)
+    terms = REF["student_t_grad_nu"](x64, 0 * x64, 1 + 0 * x64, df_b).T
+    _assert_broadcast_sum_bound(g[0], terms, count, dtype, f"t df {reduction}")
+
+    z = (0.5 * rng.standard_normal((5, 30))).astype(dtype)
+    y = rng.negative_binomial(4, 0.5, (5, 30)).astype(dtype)
+    z64, y64 = z.astype(np.float64), y.astype(np.float64)
+
+    def nb_sum(r, i):
+        return float(sum(REF["nb_grad_count"](z64[i], y64[i], r + 0 * z64[i])).real)
+
+    r = np.array([[scipy.optimize.brentq(nb_sum, 0.05, 1e4, args=(i,), xtol=1e-12)]
+                  for i in range(5)]).astype(dtype)  # fmt: skip
+    count = z.size if reduction == "mean" else 1
+    g = B.negative_binomial_nll_loss_grad(z, y, r, reduction)[1]
+    assert g.shape == (5, 1) and g.dtype == dtype
+    terms = REF["nb_grad_count"](z64, y64, np.broadcast_to(r.astype(np.float64), z.shape))
+    _assert_broadcast_sum_bound(g[:, 0], terms, count, dtype, f"nb total_count {reduction}")
+
+
 def test_student_t_normalizer_for_large_df():
     """log Gamma(df/2) - log Gamma((df+1)/2) at df = 1e6 cancels; the loss keeps its digits."""
     nu = np.array([1e6, 1e8, 1e12, 1e15])
