@@ -893,3 +893,46 @@ def test_triplet_gradient_takes_the_exact_side_of_the_hinge(dtype, squared, swap
         assert np.array_equal(g, h)
         assert np.all(g[~active] == 0)
         assert np.all(np.any(g[active] != 0, axis=-1))
+
+
+def test_nt_xent_gradient_of_nearly_parallel_views_within_its_stated_bound():
+    # the gradient w.r.t. view 10's unit row lies nearly along it: the normalisation keeps
+    # its tangent part, 1/20 of it, and an entry is within 4 ULP of the larger of the
+    # row's largest entry and that gradient's largest entry over the view's norm (12 ULP
+    # of the row's largest entry alone)
+    rng = np.random.default_rng(6)
+    z1 = rng.standard_normal((6, 4))
+    z2 = z1 + 1e-6 * rng.standard_normal((6, 4))
+    got = M.nt_xent_loss_grad(z1, z2, temperature=0.3, reduction="sum")
+    exact = ref.nt_xent_grad(z1, z2, 0.3, "sum")
+    views = np.concatenate([z1, z2])
+    with mpmath.workdps(ref.DIGITS):
+        unit = [[ref.mp(x) / mpmath.norm([ref.mp(y) for y in row]) for x in row] for row in views]
+        positive = [(i + 6) % 12 for i in range(12)]
+        d_unit = []  # the gradient w.r.t. each unit row but its positive's part, over its norm
+        for i in range(12):
+            logits = [
+                mpmath.fsum(u * w for u, w in zip(unit[i], unit[j], strict=True)) / ref.mp(0.3)
+                for j in range(12)
+            ]
+            total = mpmath.fsum(mpmath.exp(s) for j, s in enumerate(logits) if j != i)
+            d_unit.append([mpmath.exp(s) / total if j != i else 0 for j, s in enumerate(logits)])
+        sizes = []
+        for i in range(12):
+            row = [
+                mpmath.fsum(
+                    (d_unit[i][j] + d_unit[j][i]) * unit[j][k] / ref.mp(0.3)
+                    for j in range(12)
+                    if j not in (i, positive[i])
+                )
+                for k in range(4)
+            ]
+            sizes.append(
+                float(max(abs(x) for x in row) / mpmath.norm([ref.mp(y) for y in views[i]]))
+            )
+    sizes = np.array(sizes)[:, None]
+    for g, e, size in zip(got, exact, (sizes[:6], sizes[6:]), strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        top = np.max(np.abs(e64), axis=-1, keepdims=True)
+        assert np.all(np.abs(g - e64) <= 4 * np.spacing(np.maximum(top, size)))
+    assert np.max(np.abs(got[1] - e64) / np.spacing(top)) > 4  # the row's largest alone
