@@ -197,6 +197,8 @@ def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple, narrow=False):
     summed again so (:func:`~lossutils._numerics.accurate_sum`), the rest plainly: within
     about ``2^-150`` of the sum of the terms' magnitudes, so a gradient whose terms cancel
     to an ULP of the largest (at the optimum of a broadcast variance) is within an ULP.
+    Where no sum cancels that far, those errors and ``lows`` are summed plainly (within
+    half an ULP of each sum, by its bound).
     ``narrow`` (a result rounded to float32 or narrower, whose terms cancel to about 2^-24
     of their magnitudes): the ``lows`` summed plainly, within about ``2^-100`` of that sum,
     at half the cost. Non-empty sums only.
@@ -215,8 +217,18 @@ def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple, narrow=False):
             s, err = _cascaded_sum(flat(hi))
             s2 = sum(np.sum(flat(a), axis=-1) for a in lows)
         else:
-            s, errors = pairwise_sum_errors(flat(hi))
-            s2, err = _cascaded_sum(np.concatenate([errors, *(flat(a) for a in lows)], axis=-1))
+            h = flat(hi)
+            s, errors = pairwise_sum_errors(h)
+            # the errors and lows summed plainly are within (log2(n)^2 + 3 log2(n) + 1)
+            # 2^-106 of the terms' magnitudes: enough, and half the cost, unless the sum
+            # cancels to below 2^10 of that (as at the optimum), where they are summed again
+            s2 = np.sum(errors, axis=-1) + sum(np.sum(flat(a), axis=-1) for a in lows)
+            err = np.zeros_like(s2)
+            levels = math.log2(max(h.shape[-1], 2))
+            bound = (levels * levels + 3 * levels + 1) * 2.0**-105
+            if not np.all(np.abs(s + s2) >= bound * 2.0**53 * np.sum(np.abs(h), axis=-1)):
+                both = np.concatenate([errors, *(flat(a) for a in lows)], axis=-1)
+                s2, err = _cascaded_sum(both)
         if tail is not None:
             err += np.sum(flat(tail), axis=-1)
         s, s2 = two_sum(s, s2)
