@@ -187,7 +187,7 @@ def _summed_axes(full: tuple, shape: tuple) -> tuple:
     )
 
 
-def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple, narrow=False):
+def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple, narrow=False, parts=False):
     """:func:`sum_to_shape` of terms given in parts, float64, as a double-double ``(s, s_err)``
     of ``shape``: each term is ``hi`` plus the arrays ``lows`` (exact parts below 2^-52 of
     it) plus ``tail`` (None, or a rounded part below 2^-100 of it).
@@ -198,7 +198,11 @@ def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple, narrow=False):
     about ``2^-150`` of the sum of the terms' magnitudes, so a gradient whose terms cancel
     to an ULP of the largest (at the optimum of a broadcast variance) is within an ULP.
     Where no sum cancels that far, those errors and ``lows`` are summed plainly (within
-    half an ULP of each sum, by its bound).
+    half an ULP of each sum, by its bound). With ``parts``, the sum as three arrays ``(s,
+    s_lo, s_tail)``, ``s + s_lo`` exact (TwoSum) and ``s_tail`` below 2^-100 of ``s``: a
+    partial sum (of a block of elements) that may cancel against others keeps all its
+    digits, which a double-double would not (it is rounded to 2^-106 of itself); its
+    errors and ``lows`` are then always summed again.
     ``narrow`` (a result rounded to float32 or narrower, whose terms cancel to about 2^-24
     of their magnitudes): the ``lows`` summed plainly, within about ``2^-100`` of that sum,
     at half the cost. Non-empty sums only.
@@ -226,12 +230,15 @@ def sum_to_shape_parts(hi: np.ndarray, lows, tail, shape: tuple, narrow=False):
             err = np.zeros_like(s2)
             levels = math.log2(max(h.shape[-1], 2))
             bound = (levels * levels + 3 * levels + 1) * 2.0**-105
-            if not np.all(np.abs(s + s2) >= bound * 2.0**53 * np.sum(np.abs(h), axis=-1)):
+            # (a partial sum may cancel against others: never plainly)
+            if parts or not np.all(np.abs(s + s2) >= bound * 2.0**53 * np.sum(np.abs(h), -1)):
                 both = np.concatenate([errors, *(flat(a) for a in lows)], axis=-1)
                 s2, err = _cascaded_sum(both)
         if tail is not None:
             err += np.sum(flat(tail), axis=-1)
         s, s2 = two_sum(s, s2)
+        if parts:
+            return s.reshape(shape), s2.reshape(shape), err.reshape(shape)
         s2 += err
         s, err = _fast_two_sum(s, s2)
     return s.reshape(shape), err.reshape(shape)

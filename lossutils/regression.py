@@ -245,15 +245,29 @@ def _broadcast_spread_grad(x, y, s, eps, spec: _Spread, reduction, count):
     if x.size == 0:
         return None
     floored = np.maximum(s, eps).astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        narrow = x.dtype != np.float64  # (the float64 gaps suffice for a narrower result)
+    narrow = x.dtype != np.float64  # (the float64 gaps suffice for a narrower result)
+
+    def gap_sum(x, y, shape, parts=False):  # the gaps of these elements summed to ``shape``
         if narrow:
             r, r_err = x.astype(np.float64) - y, None
         else:
             r, r_err = two_sum(x, y, minus=True)
-        hi, lo = sum_to_shape_parts(
-            *spec.gap_parts(np.broadcast_to(floored, x.shape), r, r_err), s.shape, narrow=narrow
-        )
+        gaps = spec.gap_parts(np.broadcast_to(floored.reshape(shape), x.shape), r, r_err)
+        return sum_to_shape_parts(*gaps, shape, narrow=narrow, parts=parts)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        # a spread of one value along the first axis: in blocks of rows (a few block-sized
+        # temporaries, not full-size ones), each block's sum kept in its three parts, and
+        # these summed once more
+        ones = s.reshape((1,) * x.ndim) if s.ndim < x.ndim else s
+        if x.ndim and ones.shape[0] == 1 and x.size > CHUNK:
+            blocks = chunks(len(x), max(1, CHUNK // max(1, x[0].size)))
+            sums = [gap_sum(x[b], y[b], ones.shape, parts=True) for b in blocks]
+            his, los, tails = (np.stack([p[k] for p in sums]) for k in (0, 1, 2))
+            hi, lo = sum_to_shape_parts(his, (los,), tails, ones.shape, narrow=narrow)
+        else:
+            hi, lo = gap_sum(x, y, s.shape)
+        hi, lo = (a.reshape(s.shape) for a in (hi, lo))
         hi, lo = dd_div(hi, lo, *two_prod(floored, floored))
         divisor = spec.gap_divisor * (count if reduction == "mean" else 1)
         grad = sum(dd_div(hi, lo, np.float64(divisor), 0.0))

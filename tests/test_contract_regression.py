@@ -542,7 +542,10 @@ def _summed_to(terms, shape, count):
     [((1000,), ()), ((64, 8), (64, 1)), ((16, 40), (1, 40)), ((4, 6, 5), (4, 1, 5))],
 )
 @pytest.mark.parametrize("off", [1.0, 1.3])
-def test_broadcast_spread_gradient_at_the_optimum(dtype, reduction, kind, shape, spread_shape, off):
+@pytest.mark.parametrize("block", [None, 64])
+def test_broadcast_spread_gradient_at_the_optimum(
+    dtype, reduction, kind, shape, spread_shape, off, block, monkeypatch
+):
     # The spread is the maximum-likelihood one (the mean of r^2, of |r|) rounded to the
     # dtype: the gradient's terms cancel to about an ULP of their sum of magnitudes, and
     # each term's rounding and the summation's must be kept (4 ULP entry by entry).
@@ -555,6 +558,8 @@ def test_broadcast_spread_gradient_at_the_optimum(dtype, reduction, kind, shape,
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(spread_shape) if n == 1 and shape[lead + i] != 1
     )
+    if block:  # in blocks of rows (of elements for a 1-D input), each block's sum kept
+        monkeypatch.setattr(R, "CHUNK", block)
     # (off: away from the optimum, where the sum does not cancel, the same bound)
     spread = (off * np.mean(stat, axis=axes)).reshape(spread_shape).astype(dtype)
     name = {"gaussian": "gaussian_nll_loss_grad", "laplace": "laplace_nll_loss_grad"}[kind]
