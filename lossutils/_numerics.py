@@ -666,8 +666,8 @@ def exp_sum_rest_dd(x: np.ndarray, m: np.ndarray, rows: np.ndarray, pivot=None):
     ``e^-746``, which underflow to 0, count as 0; parts below ``2^-1022`` are subnormal and
     lose digits, far below any ULP of a result that does not underflow). Domain: rows whose
     maximum is finite. With ``pivot`` (a column for each of ``rows``, and ``m`` that column's
-    entry in those rows), the sum over the other columns of ``e^(x - m)``, which may exceed 1 (entries
-    up to 700 above the pivot; the shifts' errors by TwoSum, :func:`diff_error`).
+    entry in those rows), the sum over the other columns of ``e^(x - m)``, which may exceed 1
+    (entries up to 700 above the pivot; the shifts' errors by TwoSum, :func:`diff_error`).
     """
     out_hi, out_lo = np.empty(len(rows)), np.empty(len(rows))
 
