@@ -1081,7 +1081,13 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
             one_minus = 1 - p
             np.put_along_axis(one_minus, top[:, None], (rest / (1 + rest))[:, None], -1)
             wqr = wq[rows]
-            careful = p * (total[rows, None] - wqr) - nx.times(wqr, one_minus)
+            others = total[rows, None] - wqr
+            # the maximal class's W - w q, summed over the other classes: the rounded total
+            # minus its own w q would lose (or flip the sign of) a tiny remainder
+            rest_wq = wqr.copy()
+            np.put_along_axis(rest_wq, top[:, None], 0, -1)
+            np.put_along_axis(others, top[:, None], np.sum(rest_wq, -1)[:, None], -1)
+            careful = p * others - nx.times(wqr, one_minus)
             careful *= scale[rows, None]
         e *= (scale * total / s)[:, None]
         e -= scale[:, None] * wq

@@ -369,3 +369,21 @@ def test_cross_entropy_probability_targets_with_an_infinite_class_weight(dtype, 
     _same(value, np.full(4, np.inf) if reduction == "none" else np.inf)
     _same(grad, INF_ONE)
     assert np.isfinite(finite).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_probability_target_with_a_tiny_weight_keeps_the_top_entry(dtype, reduction):
+    # the row is dominated by class 0, whose entry is p_0 w_1 q_1 - w_0 q_0 (1 - p_0): the
+    # sum of the other classes' w q must not come from the rounded total minus w_0 q_0
+    tiny = 1e-30 if dtype == np.float64 else 1e-20
+    x = np.array([[100.0, 0.0], [30.0, 0.0]], dtype)
+    t = np.array([[0.5, 0.5], [0.25, 0.75]], dtype)
+    w = np.array([1.0, tiny], dtype)
+    exact = _exact_soft(x, t, w, 0.0, reduction)
+    kwargs = {"weight": w, "reduction": reduction}
+    label = f"cross_entropy {dtype.__name__} {reduction} tiny weight"
+    _check("cross_entropy", (x, t), kwargs, exact, BOUND[dtype], label)
+    # no cancellation in the exact entries: each within the bound of itself, sign included
+    grad = L.cross_entropy_grad(x, t, **kwargs)
+    assert_close_to_exact(grad, exact[1], BOUND[dtype], f"{label} gradient")
