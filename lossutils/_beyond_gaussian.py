@@ -1781,6 +1781,45 @@ def _student_t_scale_sum(x, y, s, nu, reduction, plain):
     return grad
 
 
+# Beyond these bounds on s, df and |u| = |x - y| / s (r = 0 aside) the plain gradients' products
+# and quotients can overflow or underflow: s (df + u^2) for s = 1e-282, df = 1e-258 is 0.
+_T_RANGE = 2.0**200
+
+
+def _student_t_far(x, y, s, nu, gauss):
+    """(d/dx, d/ds) of the Student-t NLL (float64 arrays, ``nu`` 1 where ``gauss``) from the
+    mantissas and exponents (:func:`numpy.frexp`) of r = x - y, s and df, for any finite r, s
+    and df: ``(df + 1) u / (s (df + u^2))`` and ``df (1 - u^2) / (s (df + u^2))`` (Gaussian:
+    ``u / s``, ``(1 - u^2) / s``) as a product of mantissas, scaled by a power of 2 once at
+    the end. The same roundings as the plain forms (``1 - u^2`` cancels near ``|u| = 1``:
+    the caller's exact form is used there).
+    """
+    r = x - y
+    over = np.isinf(r)  # |x - y| above the largest float64: its half is finite
+    m_r, e_r = np.frexp(np.where(over, 0.5 * x - 0.5 * y, r))
+    m_s, e_s = np.frexp(s)
+    m_n, e_n = np.frexp(nu)
+    m_u, e_u = m_r / m_s, e_r + over - e_s  # u = m_u 2^e_u
+    zero = m_r == 0
+    m_u2, e_u2 = m_u * m_u, np.where(zero, e_n, 2 * e_u)
+    e_d = np.maximum(e_n, e_u2)
+    m_d = np.ldexp(m_n, e_n - e_d) + np.ldexp(m_u2, e_u2 - e_d)  # df + u^2 = m_d 2^e_d
+    e_1 = np.maximum(0, e_u2)
+    m_1 = np.ldexp(1.0, -e_1) - np.ldexp(m_u2, e_u2 - e_1)  # 1 - u^2 = m_1 2^e_1
+    m_p, e_p = np.frexp(nu + 1)
+    g_x = np.where(
+        gauss,
+        np.ldexp(m_u / m_s, e_u - e_s),
+        np.ldexp(m_p * m_u / (m_s * m_d), e_p + e_u - e_s - e_d),
+    )
+    g_s = np.where(
+        gauss,
+        np.ldexp(m_1 / m_s, e_1 - e_s),
+        np.ldexp(m_n * m_1 / (m_s * m_d), e_n + e_1 - e_s - e_d),
+    )
+    return g_x, g_s
+
+
 def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False, norm_slope=None):
     """Per-element (d/dx, d/ds, d/ddf) of the Student-t NLL (``nu_f``: df, 1 where infinite).
 
@@ -1810,10 +1849,24 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
         (1 - us) * (1 + us) / (nu_f + us * us),
     )
     g_s = np.asarray(np.where(gauss, (1 - u) * (1 + u), nu_f * one_minus) / s)
+    au = np.abs(u)
+    # s, df or u beyond 2^-200 .. 2^200: from mantissas and exponents (the block's extremes
+    # first, the mask only where they are beyond)
+    lim = _T_RANGE
+    ends = [np.min(s), np.max(s), np.min(nu_f), np.max(nu_f), np.min(au), np.max(au)]
+    if not (1 / lim <= min(ends) and max(ends) <= lim):
+        far = (s < 1 / lim) | (s > lim) | (nu_f < 1 / lim) | (nu_f > lim) | (au > lim)
+        far |= (au < 1 / lim) & (r != 0)
+        far = np.flatnonzero(np.broadcast_to(far, g_x.shape))
+        if far.size:
+            shape = g_x.shape
+            g_x.reshape(-1)[far], g_s.reshape(-1)[far] = _student_t_far(
+                *(take_broadcast(a, shape, far) for a in (x, y, s, nu_f)),
+                take_broadcast(gauss, shape, far, bool),
+            )
     # near |u| = 1, 1 - u^2 = (s - |r|)(s + |r|) / s^2 from the exact residual: u = r / s is
     # rounded, and 1 - |u| would keep only its absolute accuracy
     low, high = (1 - 2.0**-20, 1 + 2.0**-20) if narrow else (0.5, 2.0)
-    au = np.abs(u)
     near = au >= low
     near &= au <= high
     near = np.flatnonzero(near)
@@ -1835,6 +1888,11 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
         s2, s2_err = two_prod(sn, sn)
         gap = gap_to_square(s2, s2_err, rho, rho_err)  # s^2 - r^2
         den = np.where(gn, s2, s2 + rho * rho / nun)  # (nu s^2 + r^2) / nu
+        tiny = np.flatnonzero((nun < 1 / _T_RANGE) & ~gn)
+        if tiny.size:  # r^2 / nu overflows: nu (s^2 - r^2) / (nu s^2 + r^2)
+            nut = nun[tiny]
+            den[tiny] = nut * s2[tiny] + rho[tiny] * rho[tiny]
+            gap[tiny] *= nut
         g_s.reshape(-1)[near] = np.ldexp(gap / (sn * den), -e)
     # p = u^2 / (nu + u^2)
     p = np.where(big, 1 / (nu_f * inv2 + 1), us * us / (nu_f + us * us))

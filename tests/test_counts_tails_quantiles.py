@@ -817,6 +817,53 @@ def test_student_t_where_the_square_overflows():
         assert (err <= 4 * unit).all(), (name, err / unit)
 
 
+def _t_far_grads(x, y, s, nu):
+    """The input and scale gradients in forms without cancellation (df = inf: the Gaussian)."""
+    u = (x - y) / s
+    if mpmath.isinf(nu):
+        return u / s, (1 - u) * (1 + u) / s
+    den = s * (nu + u * u)
+    return (nu + 1) * u / den, nu * (1 - u) * (1 + u) / den
+
+
+def _t_far_cases(rng, n=600):
+    """Residuals, scales and df from 1e-300 to 1e300 (some df infinite, some residuals 0 or
+    of the scale's size), where the plain forms' products overflow or underflow."""
+    s = 10.0 ** rng.uniform(-300, 300, n)
+    x = rng.standard_normal(n) * 10.0 ** rng.uniform(-300, 300, n)
+    x[rng.random(n) < 0.2] = 0.0
+    near = rng.random(n) < 0.3
+    x[near] = (s * rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 8, n))[near]
+    y = np.where(rng.random(n) < 0.5, 0.0, x * (1 + rng.choice([0.0, 1e-16, 1e-8], n)))
+    nu = np.where(
+        rng.random(n) < 0.3, 10.0 ** rng.uniform(-3, 20, n), 10.0 ** rng.uniform(-300, 300, n)
+    )
+    nu[rng.random(n) < 0.2] = np.inf
+    return x, y, s, nu
+
+
+def test_student_t_gradients_of_extreme_arguments():
+    # s (df + u^2) underflowed (s = 1.7e-282, df = 1.6e-258: 0 / 0 for u = 0, inf for a
+    # small u), r (1 + df / u^2) overflowed (0 for r = 1.2e255, df = 6.4e250) and so did
+    # (1 - u^2) at df = inf: the input and scale gradients against mpmath, within 4 ULP,
+    # overflowing exactly where the exact value does
+    x, y, s, nu = _t_far_cases(np.random.default_rng(47))
+    g_x, g_s, _ = B.student_t_nll_loss_grad(x, y, s, nu, reduction="none")
+    with mpmath.workdps(60):
+        exact = [np.empty(x.size, dtype=object) for _ in range(2)]
+        for i in range(x.size):
+            args = (mpmath.mpf(float(a[i])) for a in (x, y, s, nu))
+            exact[0][i], exact[1][i] = _t_far_grads(*args)
+    top = mpmath.mpf(float(np.finfo(np.float64).max))
+    for actual, ref, name in ((g_x, exact[0], "input"), (g_s, exact[1], "scale")):
+        over = np.array([abs(v) > top for v in ref])
+        assert np.all(np.isinf(actual[over])), name
+        assert np.all(np.sign(actual[over]) == [mpmath.sign(v) for v in ref[over]]), name
+        err = _abs_error(actual[~over], ref[~over])
+        unit = _ulp(np.float64, np.array([float(v) for v in ref[~over]]))
+        assert (err <= 4 * unit).all(), (name, np.max(err / unit))
+
+
 def test_student_t_minus_log1m_minus_against_mpmath():
     # -log(1 - p) - p (about p^2 / 2 near 0): the atanh series below p = 1/2, log1p(q) - p
     # from q = p / (1 - p) above; both sides of the switch, within 4 ULP of mpmath
