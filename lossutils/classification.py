@@ -898,7 +898,8 @@ def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.nda
             total_w = num_classes if w is None else np.sum(w)
             share = dtype.type(eps / num_classes)
             smooth = pieces.gap + total_w * pieces.r
-            loss = (1 - eps) * loss + share * smooth
+            # (at eps = 1 the target term is absent: 0 * inf would be NaN)
+            loss = share * smooth if eps == 1 else (1 - eps) * loss + share * smooth
             over = np.flatnonzero(np.isinf(loss) & args.valid)
             if over.size:
                 _smoothed_beyond_range(args, pieces, over, eps, share, total_w, loss)
@@ -921,7 +922,7 @@ def _smoothed_beyond_range(args, pieces, rows, eps, share, total_w, loss) -> Non
     with np.errstate(over="ignore", invalid="ignore"):  # (inf where the loss is)
         d = m[:, None] - x
         gap = np.sum(d if w is None else w * d, axis=-1)
-        linear = (1 - eps) * wy * _gather(d, y) + share * gap
+        linear = share * gap if eps == 1 else (1 - eps) * wy * _gather(d, y) + share * gap
         loss[rows] = 2 * linear + ((1 - eps) * wy + share * total_w) * pieces.r[rows]
 
 

@@ -387,3 +387,39 @@ def test_cross_entropy_probability_target_with_a_tiny_weight_keeps_the_top_entry
     # no cancellation in the exact entries: each within the bound of itself, sign included
     grad = L.cross_entropy_grad(x, t, **kwargs)
     assert_close_to_exact(grad, exact[1], BOUND[dtype], f"{label} gradient")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_fully_smoothed_is_inf_at_an_infinite_logit(dtype, reduction):
+    # at label_smoothing = 1 the loss is the mean over the classes of -log p_c, and p_0 = 0
+    # in the limit row: +inf (the target's term has coefficient 0, not 0 * inf = NaN)
+    x = np.array([[0.0, np.inf], [1.0, 2.0]], dtype)
+    for weight in (None, np.array([1.0, 2.0], dtype)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss = L.cross_entropy(
+                x, [0, 1], weight=weight, reduction=reduction, label_smoothing=1.0
+            )
+        assert np.ravel(loss)[0] == np.inf, f"{dtype.__name__} {reduction} {loss}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_fully_smoothed_beyond_the_range_is_inf(dtype, reduction):
+    # finite weights whose exact loss exceeds the largest float: +inf, not NaN (the mean,
+    # divided by w_y, is back in range)
+    if dtype == np.float64:
+        x, w = np.array([[0.0, 780.0, 510.0]]), np.array([1e307, 1.0, 1e308])
+    else:
+        x = np.array([[0.0, 130.0, 85.0]], np.float32)
+        w = np.array([1.7e38, 1.0, 3.4e38], np.float32)
+    exact = _exact_index(x, [2], w, 1, reduction)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = L.cross_entropy(x, [2], weight=w, reduction=reduction, label_smoothing=1.0)
+    if reduction == "mean":
+        assert_close_to_exact(loss, exact, BOUND[dtype], f"{dtype.__name__} mean")
+    else:
+        assert abs(np.ravel(exact)[0]) > np.finfo(dtype).max  # (the premise)
+        assert np.all(np.asarray(loss) == np.inf), f"{dtype.__name__} {reduction} {loss}"
