@@ -1927,7 +1927,40 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
         error += np.where(p < 0.5, s_u / (1 - p) + 0.75 * minus_ratio, 4 * (log1p_square + p))
         cancels = error * 2.0**-52 > 3.5 * np.spacing(np.abs(g_nu))
     cancels &= ~gauss & (nu_f >= 2.0**-200) & (nu_f <= 2.0**200) & (np.abs(r) <= 2.0**200 * s)
+    if np.max(nu_f) > 2.0**200:
+        _student_t_df_slope_huge(g_nu, x, y, s, nu_f, gauss, u)
     return g_x, g_s, g_nu, np.flatnonzero(cancels)
+
+
+def _student_t_df_slope_huge(g_nu, x, y, s, nu_f, gauss, u):
+    """The df gradient, in place, where df > 2^200 is finite and u^2 <= 2^-80 df: there it is
+    ((u^2 - 1)^2 - 2) / (4 df^2) to a relative 2^-78 of its terms (C'(df) = -1/(4 df^2) +
+    O(df^-4), -log(1 - p) - p = p^2 / 2 + O(p^3) with p = u^2 / (df + u^2)), in double-double
+    from the exact residual (the polynomial cancels near u^2 = 1 + sqrt 2) with df's mantissa,
+    scaled once: its terms, of order 1/df^2, are subnormal or below beyond df = 2^511 (the
+    plain sum was 0 or a few bits of a subnormal result). Beyond |u| = 2^50, (u^2 / 2)^2
+    alone (to 2^-98), from u scaled by a power of 2."""
+    huge = (nu_f > 2.0**200) & ~gauss
+    huge &= u * u <= 2.0**-80 * nu_f
+    huge = np.flatnonzero(np.broadcast_to(huge, g_nu.shape))
+    if not huge.size:
+        return
+    xh, yh, sh, nuh, uh = (take_broadcast(a, g_nu.shape, huge) for a in (x, y, s, nu_f, u))
+    m_n, e_n = np.frexp(nuh)
+    m_s, e_s = np.frexp(sh)
+    k = np.frexp(uh)[1]
+    far = k > 50
+    k = np.where(far, k, 0)
+    r_hi, r_lo = two_sum(xh, -yh)
+    v = dd_div(np.ldexp(r_hi, -e_s - k), np.ldexp(r_lo, -e_s - k), m_s, 0.0)  # u 2^-k
+    a = dd_mul(*v, *v)
+    b = dd_add(*a, -1.0, 0.0)
+    near = dd_add(*dd_mul(*b, *b), -2.0, 0.0)
+    a2 = dd_mul(*a, *a)
+    num = [np.where(far, p, q) for p, q in zip(a2, near, strict=True)]
+    den = two_prod(m_n, m_n)
+    hi, lo = dd_div(*num, 4 * den[0], 4 * den[1])
+    g_nu.reshape(-1)[huge] = np.ldexp(hi + lo, 4 * k - 2 * e_n)
 
 
 def _student_t_redo(g_nu, flats, pre, group, cancels, scale):

@@ -864,6 +864,30 @@ def test_student_t_gradients_of_extreme_arguments():
         assert (err <= 4 * unit).all(), (name, np.max(err / unit))
 
 
+def test_student_t_df_gradient_for_a_huge_df():
+    # beyond df = 2^511 the df gradient's terms, of order 1/df^2, are subnormal: the plain
+    # sum was -3.5e-312 for exact -1.38e-310 (df = 4.3e154) and 0 for a zero residual;
+    # from df = 2^200 on (below, the careful form), against mpmath within 4 ULP
+    rng = np.random.default_rng(53)
+    n = 200
+    nu = 10.0 ** rng.uniform(61, 300, n)
+    nu[:4] = [4.3193788439089403e154, 1e155, 2.0**200 * 0.999, 2.0**200 * 1.001]
+    u = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-5, 5, n)
+    u[4:40] = np.sqrt(nu[4:40]) * 2.0 ** rng.uniform(-45, -41, 36)  # u^2 up to 2^-82 df
+    u[:2] = [-0.11540096320841374, 0.0]
+    s = 10.0 ** rng.uniform(-2, 2, n)
+    x, y = u * s, np.zeros(n)
+    g_nu = B.student_t_nll_loss_grad(x, y, s, nu, reduction="none")[2]
+    exact = np.empty(n, dtype=object)
+    for i in range(n):  # C'(df)'s terms cancel to 1/df^2 of themselves: digits to spare
+        with mpmath.workdps(80 + 2 * int(math.log10(nu[i]))):
+            args = (mpmath.mpf(float(a[i])) for a in (x, y, s, nu))
+            exact[i] = +_t_grads(*args)[2]
+    err = _abs_error(g_nu, exact)
+    unit = _ulp(np.float64, np.array([float(v) for v in exact]))
+    assert (err <= 4 * unit).all(), np.max(err / unit)
+
+
 def test_student_t_minus_log1m_minus_against_mpmath():
     # -log(1 - p) - p (about p^2 / 2 near 0): the atanh series below p = 1/2, log1p(q) - p
     # from q = p / (1 - p) above; both sides of the switch, within 4 ULP of mpmath
