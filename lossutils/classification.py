@@ -835,6 +835,8 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
         with np.errstate(invalid="ignore", over="ignore"):
             entry = target_entry(hard, pieces.nll[hard]).astype(dtype, copy=False)
         e[hard, y[hard]] = entry
+    if eps > 0 and w is not None:
+        _smoothed_dominated_rows(e, args, pieces, eps, scale)
     if eps == 0:
         _infinite_factor_rows(e, args, scale)
     # an ignored sample (or, without smoothing, one of weight 0) has no gradient, also
@@ -843,6 +845,33 @@ def _ce_index_rows(args: _IndexArgs, eps: float, reduction: str, total, value, g
     if masked.size:
         e[masked] = 0
     return per, e, pieces.m
+
+
+def _smoothed_dominated_rows(g, args: _IndexArgs, pieces: _Normalized, eps, scale):
+    """In place: the weighted smoothed gradient rows ``g`` of the rows dominated by their
+    maximum, ``scale ((1 - eps) w_y (p - [k = y]) + eps / C (W p - w))``, the second part
+    from :func:`_dominated_grad`: ``W p_k - w_k`` cancels at the maximal class (``p`` near
+    1), and a huge weight there would otherwise drown the other classes' share."""
+    x, w, y = args.x, args.weight, args.y
+    if not np.isfinite(w).all():  # (infinite weights: their limits, set afterwards)
+        return
+    rows = np.flatnonzero((pieces.s < 2) & np.isfinite(pieces.m) & args.valid)
+    if not rows.size:
+        return
+    # float32 rows in float64: a weight may lift a probability that float32 flushes
+    xr, yr, w = x[rows].astype(np.float64), y[rows, None], w.astype(np.float64)
+    er = np.empty_like(xr)
+    mr = nx.exp_rows(xr, er)[0]
+    total = np.full(len(rows), np.sum(w))
+    smooth, p = _dominated_grad(xr, mr, er, np.broadcast_to(w, xr.shape), total)
+    with np.errstate(invalid="ignore", over="ignore"):
+        own = (1 - eps) * w[yr]
+        part = own * p + eps / x.shape[-1] * smooth
+        target = own[:, 0] * np.expm1(-pieces.nll[rows].astype(part.dtype))
+        target += eps / x.shape[-1] * np.take_along_axis(smooth, yr, -1)[:, 0]
+        np.put_along_axis(part, yr, target[:, None], -1)
+        part *= scale[rows, None]
+    g[rows] = nx.to_dtype(part, g.dtype)
 
 
 def _weighted_losses(args: _IndexArgs, pieces: _Normalized, coef: np.ndarray, loss):
@@ -1061,6 +1090,28 @@ def cross_entropy_value_and_grad(
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
 
 
+def _dominated_grad(xr, mr, er, wq, total):
+    """``W p - w q`` (``W = sum_c w_c q_c``) of rows dominated by their maximum, as
+    ``p (W - w q) - w q (1 - p)``; and ``p``.
+
+    ``er`` holds the rows' corrected ``exp(x - m)``; ``1 - p`` of the maximal class comes
+    from the compensated sum of the other classes, and that class's ``W - w q`` is the sum
+    of the other classes' ``w q``: the rounded total minus its own ``w q`` would lose (or
+    flip the sign of) a small remainder.
+    """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        top = np.argmax(xr, axis=-1)[:, None]
+        rest = nx.exp_sum_rest(xr, mr)
+        p = er / (1 + rest)[:, None]
+        one_minus = 1 - p
+        np.put_along_axis(one_minus, top, (rest / (1 + rest))[:, None], -1)
+        others = total[:, None] - wq
+        rest_wq = np.array(wq, copy=True)
+        np.put_along_axis(rest_wq, top, 0, -1)
+        np.put_along_axis(others, top, np.sum(rest_wq, -1)[:, None], -1)
+        return p * others - nx.times(wq, one_minus), p
+
+
 def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.ndarray:
     """``(sum_c w_c q_c) p - w q`` per row, scaled by 1/N for the mean.
 
@@ -1075,20 +1126,7 @@ def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.nda
         rows = np.flatnonzero((s < 2) & np.isfinite(m))
         careful = None
         if rows.size:
-            xr, mr, er = x[rows], m[rows], e[rows]
-            top = np.argmax(xr, axis=-1)
-            rest = nx.exp_sum_rest(xr, mr)
-            p = er / (1 + rest)[:, None]
-            one_minus = 1 - p
-            np.put_along_axis(one_minus, top[:, None], (rest / (1 + rest))[:, None], -1)
-            wqr = wq[rows]
-            others = total[rows, None] - wqr
-            # the maximal class's W - w q, summed over the other classes: the rounded total
-            # minus its own w q would lose (or flip the sign of) a tiny remainder
-            rest_wq = wqr.copy()
-            np.put_along_axis(rest_wq, top[:, None], 0, -1)
-            np.put_along_axis(others, top[:, None], np.sum(rest_wq, -1)[:, None], -1)
-            careful = p * others - nx.times(wqr, one_minus)
+            careful = _dominated_grad(x[rows], m[rows], e[rows], wq[rows], total[rows])[0]
             careful *= scale[rows, None]
         e *= (scale * total / s)[:, None]
         e -= scale[:, None] * wq

@@ -423,3 +423,33 @@ def test_cross_entropy_fully_smoothed_beyond_the_range_is_inf(dtype, reduction):
     else:
         assert abs(np.ravel(exact)[0]) > np.finfo(dtype).max  # (the premise)
         assert np.all(np.asarray(loss) == np.inf), f"{dtype.__name__} {reduction} {loss}"
+
+
+DOMINATED_SMOOTHED = [
+    # (logits, target, class weights, label_smoothing, dtype): rows dominated by their
+    # maximum, where W p - w cancels at the maximal class or a huge weight drowns the rest
+    ([[0.0, 1000.0]], 0, [1.0, 1e300], 0.1, np.float64),
+    ([[0.0, 1e4]], 0, [1.0, 1e30], 0.1, np.float32),
+    ([[30.0, 0.0]], 1, [1.0, 0.0], 1.0, np.float64),
+    ([[0.0, 100.0]], 0, [0.0, 1e38], 1e-6, np.float32),
+    ([[0.0, 100.0]], 0, [0.0, 1e308], 1e-6, np.float64),
+    ([[16.33, -129.26, -47.18]], 0, [1e-3, 0.0, 1.7e38], 1.0, np.float32),
+    ([[0.0, -5.0]], 0, [1e300, 1.0], 1.0, np.float64),
+    ([[0.0, -5.0]], 0, [2.0, 1.0], 1.0, np.float64),
+]
+
+
+@pytest.mark.parametrize("case", DOMINATED_SMOOTHED)
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_cross_entropy_smoothed_gradient_of_dominated_rows_entry_by_entry(case, reduction):
+    logits, target, weight, eps, dtype = case
+    x, w = np.array(logits, dtype), np.array(weight, dtype)
+    exact = _exact_index(x, [target], w, eps, reduction)
+    kwargs = {"weight": w, "reduction": reduction, "label_smoothing": eps}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grad = L.cross_entropy_grad(x, [target], **kwargs)
+        both = L.cross_entropy_value_and_grad(x, [target], **kwargs)
+    # no entry cancels in these rows: each within the bound of itself
+    assert_close_to_exact(grad, exact[1], BOUND[dtype], f"{case} {reduction}")
+    np.testing.assert_array_equal(both[1], grad)
