@@ -108,6 +108,22 @@ def _weighted(value, weight):
     return value if weight is None else nx.times(weight, value)
 
 
+def _widened(args: _Args) -> _Args:
+    """``args`` in float64 where a float32 (or float16) weight is given: a weight above 1
+    would otherwise lift a subnormal loss with its rounding error, and a weighted loss
+    could overflow where the reduction of the exact ones does not; float64 holds every
+    such product, rounded once to the output dtype."""
+    if args.x.dtype != np.float32 or (args.weight is None and args.pos_weight is None):
+        return args
+    return _Args(
+        *(
+            None if a is None else a.astype(np.float64)
+            for a in (args.x, args.y, args.weight, args.pos_weight)
+        ),
+        args.dtype,
+    )
+
+
 def _finish(loss, reduction, args: _Args):
     """Reduce the per-element losses; the result is rounded once to the output dtype."""
     return reduce_to(loss, reduction, args.dtype)
@@ -133,7 +149,7 @@ def _finish_grad(local, args: _Args, reduction, factor=1):
 
 
 def _bce_arrays(input, target, weight, reduction):
-    args = _arrays(input, target, reduction, weight=weight)
+    args = _widened(_arrays(input, target, reduction, weight=weight))
     check_unit_interval(args.x, "input")
     check_unit_interval(args.y, "target")
     return args
@@ -328,7 +344,7 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
 
 def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
     """The arguments and ``c * y``, the coefficient of the positive term."""
-    args = _arrays(input, target, reduction, weight=weight, pos_weight=pos_weight)
+    args = _widened(_arrays(input, target, reduction, weight=weight, pos_weight=pos_weight))
     check_unit_interval(args.y, "target")
     return args, (args.y if args.pos_weight is None else nx.times(args.y, args.pos_weight))
 

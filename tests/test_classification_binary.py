@@ -748,3 +748,68 @@ def test_focal_hard_labels_in_plain_float64_for_narrow_dtypes(dtype, alpha, gamm
     w_pos, w_neg = (1.0, 1.0) if alpha is None else (alpha, 1 - alpha)  # alpha_t; 0 masks
     np.testing.assert_array_equal(value, [0, 0, np.inf if w_neg else 0, np.inf])
     np.testing.assert_array_equal(grad, np.array([0, 0, w_neg, -w_pos], dtype=dtype))
+
+
+# --- weights above 1 on float32 and float16: subnormal losses, overflowing weighted losses -------
+
+
+def _mp_bce_logits_slope(x, y, w, c):
+    """d/dx of w [c y softplus(-x) + (1 - y) softplus(x)], by mpmath."""
+    out = []
+    with mpmath.workdps(60):
+        for xi, yi, wi, ci in zip(*np.broadcast_arrays(x, y, w, c), strict=True):
+            xm, ym, wm, cm = (mpmath.mpf(float(v)) for v in (xi, yi, wi, ci))
+            s_pos, s_neg = 1 / (1 + mpmath.exp(-xm)), 1 / (1 + mpmath.exp(xm))
+            out.append(float(wm * ((1 - ym) * s_pos - cm * ym * s_neg)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("where", ["weight", "pos_weight"])
+def test_bce_with_logits_weight_above_one_on_a_subnormal_loss(dtype, where):
+    # the loss e^-x is subnormal in the dtype; a weight above 1 must not lift its rounding
+    top = 103.0 if dtype == np.float32 else 17.0
+    x = np.linspace(top - 16, top, 41).astype(dtype)
+    rng = np.random.default_rng(RNG_SEED + 7)
+    w = (2.0 ** rng.uniform(1, 12, x.size)).astype(dtype)
+    y, one = np.ones_like(x), np.ones_like(x)
+    kwargs = {where: w}
+    weight, pos_weight = (w, one) if where == "weight" else (one, w)
+    value, grad = C.binary_cross_entropy_with_logits_value_and_grad(
+        x, y, reduction="none", **kwargs
+    )
+    assert value.dtype == grad.dtype == dtype
+    ref = mr.binary_cross_entropy_with_logits(
+        x.astype(float), y.astype(float), weight.astype(float), pos_weight.astype(float)
+    )
+    assert_ulp_close(value, ref, dtype=dtype)
+    slope = _mp_bce_logits_slope(x, y, weight, pos_weight)
+    assert_ulp_close(grad, slope, dtype=dtype)
+
+
+def test_weighted_means_overflow_only_if_the_exact_mean_does():
+    f = np.float32
+    p, y, w = (
+        np.array([1e-10, 0.5, 0.5, 0.5], f),
+        np.array([1.0, 0, 0, 0], f),
+        np.array([1.5e37, 1, 1, 1], f),
+    )
+    exact = np.mean(mr.binary_cross_entropy(p.astype(float), y.astype(float), w.astype(float)))
+    assert_ulp_close(C.binary_cross_entropy(p, y, w), exact, dtype=f)
+    x = np.array([[20407.619140625, -8134.1953125], [-7652.83251953125, 12207.681640625],
+                  [7900.5234375, 13253.9169921875]], f)  # fmt: skip
+    t = np.array([[1.0, 0.0], [0.0, 0.9990000128746033], [0.0, 1.0]], f)
+    w2 = np.array([[2.0, 8.5070586659632215e37]], f)
+    ref = mr.binary_cross_entropy_with_logits(
+        x.astype(float), t.astype(float), np.broadcast_to(w2, x.shape).astype(float), 1.0
+    )
+    for reduction in ("mean", "sum"):
+        got = C.binary_cross_entropy_with_logits(x, t, w2, None, reduction)
+        want = np.mean(ref) if reduction == "mean" else np.sum(ref)
+        if want < np.finfo(f).max:  # (the sum exceeds float32: its inf is exact)
+            assert_ulp_close(got, want, dtype=f)
+    grad = C.binary_cross_entropy_with_logits_grad(x, t, w2, None, "mean")
+    slope = _mp_bce_logits_slope(
+        x.reshape(-1), t.reshape(-1), np.broadcast_to(w2, x.shape).reshape(-1), 1.0
+    )
+    assert_ulp_close(grad.reshape(-1), slope / x.size, dtype=f)
