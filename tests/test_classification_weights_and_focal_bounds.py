@@ -453,3 +453,18 @@ def test_cross_entropy_smoothed_gradient_of_dominated_rows_entry_by_entry(case, 
     # no entry cancels in these rows: each within the bound of itself
     assert_close_to_exact(grad, exact[1], BOUND[dtype], f"{case} {reduction}")
     np.testing.assert_array_equal(both[1], grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_over_a_zero_total_weight_gives_the_documented_nan_entries(dtype):
+    # the mean's factor is 0/0: nll_loss's gradient is NaN at the target entry only (the
+    # loss does not depend on the others), cross_entropy's at every entry of the sample
+    x = np.array([[-1.0, -np.inf], [-1.0, -2.0]], dtype)
+    kwargs = {"weight": np.array([1.0, 0.0], dtype), "reduction": "mean"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nll = L.nll_loss_grad(x, [1, 1], **kwargs)
+        ce = L.cross_entropy_grad(x, [1, 1], **kwargs)
+    np.testing.assert_array_equal(nll, np.array([[0.0, np.nan], [0.0, np.nan]], dtype))
+    assert np.isnan(ce).all()
+    assert nll.dtype == ce.dtype == dtype
