@@ -1615,7 +1615,14 @@ def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     the rounding of :math:`u` and :math:`p` could cost more than 3.5 ULP (a first-order
     bound of the float64 sum's error), the sum is formed in double-double from the exact
     residual: within 4 ULP wherever the terms cancel to no less than
-    :math:`2^{-17}` of their magnitudes, within :math:`2^{-70}` of them below. At
+    :math:`2^{-17}` of their magnitudes, within :math:`2^{-70}` of them below; beyond
+    ``df = 2^200`` with :math:`u^2 \le 2^{-80}\nu` it is
+    :math:`((u^2 - 1)^2 - 2) / (4\nu^2)` in double-double (its terms are subnormal beyond
+    ``df = 2^511``). Elsewhere (:math:`|u| > 2^{200}` or :math:`u^2 > 2^{-80}\nu` with
+    :math:`\nu > 2^{200}`) the float64 sum: within 10 ULP plus 2 ULP of the terms' largest
+    magnitude (measured on 36000 arguments from 1e-300 to 1e300). The input and scale
+    gradients of a scale, df or :math:`|u|` beyond :math:`2^{\pm 200}` are formed from
+    mantissas and exponents (no overflow or underflow before the result). At
     ``df = inf`` the gradients are the Gaussian ones and the ``df`` gradient is 0. The scale
     gradient vanishes at :math:`|u| = 1`: there (:math:`1/2 \le |u| \le 2`) it is
     :math:`\nu (s^2 - r^2) / (s (\nu s^2 + r^2))` with :math:`s^2 - r^2` from exact products
@@ -1927,7 +1934,7 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
         error += np.where(p < 0.5, s_u / (1 - p) + 0.75 * minus_ratio, 4 * (log1p_square + p))
         cancels = error * 2.0**-52 > 3.5 * np.spacing(np.abs(g_nu))
     cancels &= ~gauss & (nu_f >= 2.0**-200) & (nu_f <= 2.0**200) & (np.abs(r) <= 2.0**200 * s)
-    if np.max(nu_f) > 2.0**200:
+    if ends[3] > 2.0**200:  # the largest df
         _student_t_df_slope_huge(g_nu, x, y, s, nu_f, gauss, u)
     return g_x, g_s, g_nu, np.flatnonzero(cancels)
 
