@@ -863,11 +863,11 @@ def _smoothed_dominated_rows(g, args: _IndexArgs, pieces: _Normalized, eps, scal
     er = np.empty_like(xr)
     mr = nx.exp_rows(xr, er)[0]
     total = np.full(len(rows), np.sum(w))
-    smooth, p = _dominated_grad(xr, mr, er, np.broadcast_to(w, xr.shape), total)
+    smooth, p, one_minus = _dominated_grad(xr, mr, er, np.broadcast_to(w, xr.shape), total)
     with np.errstate(invalid="ignore", over="ignore"):
         own = (1 - eps) * w[yr]
         part = own * p + eps / x.shape[-1] * smooth
-        target = own[:, 0] * np.expm1(-pieces.nll[rows].astype(part.dtype))
+        target = -own[:, 0] * np.take_along_axis(one_minus, yr, -1)[:, 0]
         target += eps / x.shape[-1] * np.take_along_axis(smooth, yr, -1)[:, 0]
         np.put_along_axis(part, yr, target[:, None], -1)
         part *= scale[rows, None]
@@ -926,9 +926,23 @@ def _ce_index_loss(args: _IndexArgs, eps: float, pieces: _Normalized, wy: np.nda
         if eps > 0:
             total_w = num_classes if w is None else np.sum(w)
             share = dtype.type(eps / num_classes)
-            smooth = pieces.gap + total_w * pieces.r
-            # (at eps = 1 the target term is absent: 0 * inf would be NaN)
-            loss = share * smooth if eps == 1 else (1 - eps) * loss + share * smooth
+
+            def smoothed(target_term, gap, r):
+                smooth = gap + total_w * r
+                # (at eps = 1 the target term is absent: 0 * inf would be NaN)
+                return share * smooth if eps == 1 else (1 - eps) * target_term + share * smooth
+
+            loss = smoothed(loss, pieces.gap, pieces.r)
+            if w is not None and dtype != np.float64:
+                # a float32 r below the normal range has lost digits that a weight may lift
+                # into range: those rows' r and -log p_y in float64, rounded once
+                tiny = np.flatnonzero((pieces.r < np.finfo(dtype).smallest_normal) & args.valid)
+                tiny = tiny[np.isfinite(pieces.m[tiny])]
+                if tiny.size:
+                    r = nx.log1p_rest(args.x, pieces.m, tiny)
+                    nll = (pieces.m[tiny] - _gather(args.x[tiny], args.y[tiny])).astype(r.dtype)
+                    target_term = wy[tiny].astype(r.dtype) * (nll + r)
+                    loss[tiny] = nx.to_dtype(smoothed(target_term, pieces.gap[tiny], r), dtype)
             over = np.flatnonzero(np.isinf(loss) & args.valid)
             if over.size:
                 _smoothed_beyond_range(args, pieces, over, eps, share, total_w, loss)
@@ -1092,7 +1106,7 @@ def cross_entropy_value_and_grad(
 
 def _dominated_grad(xr, mr, er, wq, total):
     """``W p - w q`` (``W = sum_c w_c q_c``) of rows dominated by their maximum, as
-    ``p (W - w q) - w q (1 - p)``; and ``p``.
+    ``p (W - w q) - w q (1 - p)``; and ``p`` and ``1 - p``.
 
     ``er`` holds the rows' corrected ``exp(x - m)``; ``1 - p`` of the maximal class comes
     from the compensated sum of the other classes, and that class's ``W - w q`` is the sum
@@ -1109,7 +1123,7 @@ def _dominated_grad(xr, mr, er, wq, total):
         rest_wq = np.array(wq, copy=True)
         np.put_along_axis(rest_wq, top, 0, -1)
         np.put_along_axis(others, top, np.sum(rest_wq, -1)[:, None], -1)
-        return p * others - nx.times(wq, one_minus), p
+        return p * others - nx.times(wq, one_minus), p, one_minus
 
 
 def _ce_prob_grad(args: _ProbArgs, reduction: str, wq, m, e, s, total) -> np.ndarray:

@@ -432,6 +432,7 @@ DOMINATED_SMOOTHED = [
     ([[0.0, 1e4]], 0, [1.0, 1e30], 0.1, np.float32),
     ([[30.0, 0.0]], 1, [1.0, 0.0], 1.0, np.float64),
     ([[0.0, 100.0]], 0, [0.0, 1e38], 1e-6, np.float32),
+    ([[0.0, 100.0]], 1, [0.0, 1e38], 1e-6, np.float32),
     ([[0.0, 100.0]], 0, [0.0, 1e308], 1e-6, np.float64),
     ([[16.33, -129.26, -47.18]], 0, [1e-3, 0.0, 1.7e38], 1.0, np.float32),
     ([[0.0, -5.0]], 0, [1e300, 1.0], 1.0, np.float64),
@@ -453,6 +454,7 @@ def test_cross_entropy_smoothed_gradient_of_dominated_rows_entry_by_entry(case, 
     # no entry cancels in these rows: each within the bound of itself
     assert_close_to_exact(grad, exact[1], BOUND[dtype], f"{case} {reduction}")
     np.testing.assert_array_equal(both[1], grad)
+    assert_close_to_exact(both[0], exact[0], BOUND[dtype], f"{case} {reduction} value")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
