@@ -28,7 +28,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import BlockReduction, reduce_to, scale_grad
+from ._reduction import BlockReduction, product_row_means, reduce_to, scale_grad
 from ._signed import in_blocks
 
 __all__ = [
@@ -511,6 +511,13 @@ def _bce_with_logits(input, target, weight, pos_weight, reduction, value=True, g
         return reduced.result(), d
     terms, slope = _bce_logits_parts(args.x, args.y, cy, value, grad)
     loss = None if terms is None else _finish(_weighted(terms, args.weight), reduction, args)
+    if reduction == "mean" and loss is not None and np.isinf(loss) and args.weight is not None:
+        # a weighted loss overflowed (float64: a weight near the largest float); the mean
+        # of the products, scaled by a power of 2, overflows only if the exact one does
+        w = np.broadcast_to(args.weight, terms.shape).reshape(1, -1)
+        out = np.empty(1, np.float64)
+        product_row_means(terms.reshape(1, -1), w, terms.size, out)
+        loss = reduce_to(out[0], "sum", args.dtype)
     d = None if slope is None else _finish_grad(_weighted(slope, args.weight), args, reduction)
     return loss, d
 

@@ -813,3 +813,16 @@ def test_weighted_means_overflow_only_if_the_exact_mean_does():
         x.reshape(-1), t.reshape(-1), np.broadcast_to(w2, x.shape).reshape(-1), 1.0
     )
     assert_ulp_close(grad.reshape(-1), slope / x.size, dtype=f)
+
+
+def test_float64_weighted_mean_overflows_only_if_the_exact_mean_does():
+    # each weighted loss near the largest float: the first overflows, the mean does not
+    x, y = np.array([-8.186598515214158, 0.0, 0.0, 0.0]), np.array([1.0, 0, 0, 0])
+    w = np.array([4.4942328371557893e307])
+    exact = mpmath.fsum(
+        mpmath.mpf(v) for v in mr.binary_cross_entropy_with_logits(x, y, w / 4, 1.0)
+    )
+    value, grad = C.binary_cross_entropy_with_logits_value_and_grad(x, y, w, reduction="mean")
+    assert_ulp_close(value, float(exact))
+    assert_ulp_close(grad, _mp_bce_logits_slope(x, y, w / 4, 1.0))
+    assert np.isinf(C.binary_cross_entropy_with_logits(x, y, w * 2, reduction="mean"))
