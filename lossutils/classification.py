@@ -858,6 +858,17 @@ def _smoothed_dominated_rows(g, args: _IndexArgs, pieces: _Normalized, eps, scal
     rows = np.flatnonzero((pieces.s < 2) & np.isfinite(pieces.m) & args.valid)
     if not rows.size:
         return
+    # only where the plain form loses: W p_top near w_top (p_top is about 1 / s), or
+    # float32 rows whose weights lift a probability float32 may flush
+    with np.errstate(over="ignore", invalid="ignore"):
+        total_w = np.sum(w.astype(np.float64))
+        w_top = w[np.argmax(x[rows], axis=-1)].astype(np.float64)
+        keep = total_w / pieces.s[rows] <= 2 * w_top
+        if x.dtype != np.float64:
+            keep |= eps / x.shape[-1] * total_w * scale[rows] > 1
+    rows = rows[keep]
+    if not rows.size:
+        return
     # float32 rows in float64: a weight may lift a probability that float32 flushes
     xr, yr, w = x[rows].astype(np.float64), y[rows, None], w.astype(np.float64)
     er = np.empty_like(xr)
