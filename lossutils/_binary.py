@@ -129,6 +129,17 @@ def _finish(loss, reduction, args: _Args):
     return reduce_to(loss, reduction, args.dtype)
 
 
+def _rescaled_mean(terms, weight, dtype, scale=0):
+    """``2**scale`` times the mean of ``weight * terms`` (float64, finite ``terms``) where the
+    plain mean overflowed: the products are summed scaled by a power of 2, so that the mean
+    overflows only if its exact value does; rounded once to ``dtype``."""
+    w = None if weight is None else np.broadcast_to(weight, terms.shape).reshape(1, -1)
+    out = np.empty(1, np.float64)
+    product_row_means(terms.reshape(1, -1), w, terms.size, out)
+    with np.errstate(over="ignore"):
+        return reduce_to(np.ldexp(out[0], scale), "sum", dtype)
+
+
 def _finish_grad(local, args: _Args, reduction, factor=1):
     """Scale the per-element derivative by d(reduced)/d(element); input's shape, output dtype.
 
@@ -334,6 +345,9 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
     loss = d_out = None
     if value:
         loss = total.result(shape)
+        if reduction == "mean" and ws is not None and np.isinf(loss):  # float64 only
+            plain = _bce(args.x, args.y, None, "none", grad=False)[0]  # each at most 100
+            loss = _rescaled_mean(plain, args.weight, args.dtype)
     if grad:
         d_out = d.reshape(shape)
     return loss, d_out
@@ -508,18 +522,32 @@ def _bce_with_logits(input, target, weight, pos_weight, reduction, value=True, g
         reduced = BlockReduction(reduction, args.x.size, args.dtype)
         _, slope = nx.logistic_terms(args.x, args.y, cy, value, grad, consume=reduced.add)
         d = None if slope is None else _finish_grad(slope, args, reduction)
-        return reduced.result(), d
+        return _logits_mean_in_range(args, reduction, reduced.result()), d
     terms, slope = _bce_logits_parts(args.x, args.y, cy, value, grad)
     loss = None if terms is None else _finish(_weighted(terms, args.weight), reduction, args)
-    if reduction == "mean" and loss is not None and np.isinf(loss) and args.weight is not None:
-        # a weighted loss overflowed (float64: a weight near the largest float); the mean
-        # of the products, scaled by a power of 2, overflows only if the exact one does
-        w = np.broadcast_to(args.weight, terms.shape).reshape(1, -1)
-        out = np.empty(1, np.float64)
-        product_row_means(terms.reshape(1, -1), w, terms.size, out)
-        loss = reduce_to(out[0], "sum", args.dtype)
     d = None if slope is None else _finish_grad(_weighted(slope, args.weight), args, reduction)
-    return loss, d
+    return _logits_mean_in_range(args, reduction, loss), d
+
+
+def _logits_mean_in_range(args: _Args, reduction, loss):
+    """``loss``, or where a weighted mean overflowed though its exact value may be finite
+    (float64: a weight or pos_weight near the largest float made a product overflow), the
+    mean again: the positive term's coefficient ``c y`` and the other term scaled by
+    ``2**-s`` (``c <= 2**s``), the products with the weight summed scaled, times ``2**s``."""
+    if reduction != "mean" or loss is None or not np.isinf(loss):
+        return loss
+    if args.weight is None and args.pos_weight is None:
+        return loss
+    s = 0
+    cy = args.y
+    if args.pos_weight is not None:
+        s = max(0, int(np.frexp(np.max(np.abs(args.pos_weight)))[1]))
+        cy = nx.times(args.y, np.ldexp(args.pos_weight, -s))
+    ones, zeros = np.ones_like(args.x), np.zeros_like(args.x)
+    terms = nx.logistic_terms(args.x, ones, np.broadcast_to(cy, args.x.shape), True, False)[0]
+    other = nx.logistic_terms(args.x, args.y, zeros, True, False)[0]
+    terms += np.ldexp(other, -s)  # (an error below 2^-1074 2^s: far below the mean)
+    return _rescaled_mean(terms, args.weight, args.dtype, s)
 
 
 # --- sigmoid focal loss --------------------------------------------------------------------------

@@ -826,3 +826,19 @@ def test_float64_weighted_mean_overflows_only_if_the_exact_mean_does():
     assert_ulp_close(value, float(exact))
     assert_ulp_close(grad, _mp_bce_logits_slope(x, y, w / 4, 1.0))
     assert np.isinf(C.binary_cross_entropy_with_logits(x, y, w * 2, reduction="mean"))
+
+
+def test_float64_mean_with_a_huge_pos_weight_or_probability_weight_stays_finite():
+    big = 2.0**1022
+    x, y = np.array([-8.186598515214158, 0.0, 0.0, 0.0]), np.array([1.0, 0, 0, 0])
+    for w, c in ((None, [big, 1, 1, 1]), ([2.0, 1, 1, 1], [big / 2, 1, 1, 1])):
+        ref = mr.binary_cross_entropy_with_logits(
+            x, y, np.asarray(1.0 if w is None else w) / 4, np.asarray(c)
+        )
+        got = C.binary_cross_entropy_with_logits(x, y, w, np.asarray(c), reduction="mean")
+        assert_ulp_close(got, float(mpmath.fsum(mpmath.mpf(v) for v in ref)))
+    p, t, w = np.array([np.exp(-8.0), 0.5, 0.5, 0.5]), y, np.array([big, 1, 1, 1])
+    ref = mr.binary_cross_entropy(p, t, w / 4)
+    got = C.binary_cross_entropy(p, t, w, reduction="mean")
+    assert_ulp_close(got, float(mpmath.fsum(mpmath.mpf(v) for v in ref)))
+    assert np.isinf(C.binary_cross_entropy(p, t, 2 * w, reduction="mean"))
