@@ -390,6 +390,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     with :math:`c` the ``pos_weight``. Both terms are non-negative, so the sum never
     cancels, and softplus neither overflows nor loses the digits of a tiny loss:
     logits of :math:`\pm 10^4` are exact.
+    float32 and float16 with a weight or ``pos_weight`` are computed in float64 and
+    rounded once, so a weight above 1 never lifts the rounding error of a loss that
+    is subnormal in the input's dtype. In float64 a loss below 2.2e-308 times a
+    weight above 1 (``weight`` times ``pos_weight`` on the positive term) is within
+    :math:`4 w 2^{-1074}` of the exact value (its gradient likewise) instead of 4 ULP;
+    a mean overflows only if its exact value does.
 
     Parameters
     ----------
@@ -451,7 +457,8 @@ def binary_cross_entropy_with_logits_grad(
     4 ULP of the exact value of the rounded inputs (1 ULP in float16), unless
     :math:`y` and :math:`\sigma(x)` agree beyond about 55 bits, where the error stays
     below :math:`2^{-103}` of the larger term (the pair is given with ``pos_weight``'s
-    product :math:`c y` rounded once).
+    product :math:`c y` rounded once). In float64, an entry below 2.2e-308 times a
+    weight above 1 is within :math:`4 w 2^{-1074}` instead, as for the loss.
 
     Parameters
     ----------
