@@ -108,13 +108,22 @@ def _weighted(value, weight):
     return value if weight is None else nx.times(weight, value)
 
 
-def _widened(args: _Args) -> _Args:
-    """``args`` in float64 where a float32 (or float16) weight is given: a weight above 1
-    would otherwise lift a subnormal loss with its rounding error, and a weighted loss
-    could overflow where the reduction of the exact ones does not; float64 holds every
-    such product, rounded once to the output dtype."""
+def _widened(args: _Args, largest, may_be_tiny) -> _Args:
+    """``args`` in float64 where float32 (or float16) weights above 1 could lift a subnormal
+    loss with its rounding error (``may_be_tiny(args)``: some unweighted loss may be below
+    float32's normal range) or make a weighted loss overflow where the reduction of the
+    exact ones does not (the weights' product times ``largest(args)``, a bound on the
+    unweighted losses, beyond 2^120); float64 holds every such product, rounded once to the
+    output dtype. Other calls (the usual ones) stay in float32."""
     if args.x.dtype != np.float32 or (args.weight is None and args.pos_weight is None):
         return args
+    lift = 1.0
+    for a in (args.weight, args.pos_weight):
+        if a is not None and a.size:
+            lift *= max(float(np.max(a)), -float(np.min(a)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not (lift > 1 and (lift * largest(args) > 2.0**120 or may_be_tiny(args))):
+            return args
     return _Args(
         *(
             None if a is None else a.astype(np.float64)
@@ -122,6 +131,17 @@ def _widened(args: _Args) -> _Args:
         ),
         args.dtype,
     )
+
+
+def _abs_max(x):
+    """The largest ``|x|`` (0 for no elements)."""
+    return max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0
+
+
+def _tiny_positive(*arrays):
+    """Whether an array has an entry in (0, 2^-100): a probability or target whose loss term
+    may be subnormal in float32."""
+    return any(np.any((a > 0) & (a < 2.0**-100)) for a in arrays)
 
 
 def _finish(loss, reduction, args: _Args):
@@ -160,7 +180,9 @@ def _finish_grad(local, args: _Args, reduction, factor=1):
 
 
 def _bce_arrays(input, target, weight, reduction):
-    args = _widened(_arrays(input, target, reduction, weight=weight))
+    args = _arrays(input, target, reduction, weight=weight)
+    # each log is at least -100
+    args = _widened(args, lambda a: 100.0, lambda a: _tiny_positive(a.x, a.y))
     check_unit_interval(args.x, "input")
     check_unit_interval(args.y, "target")
     return args
@@ -358,7 +380,9 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
 
 def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
     """The arguments and ``c * y``, the coefficient of the positive term."""
-    args = _widened(_arrays(input, target, reduction, weight=weight, pos_weight=pos_weight))
+    args = _arrays(input, target, reduction, weight=weight, pos_weight=pos_weight)
+    # softplus(+-x) <= |x| + log 2; below e^-86 (beyond |x| = 86) it may be subnormal
+    args = _widened(args, lambda a: _abs_max(a.x) + 1, lambda a: _abs_max(a.x) > 86)
     check_unit_interval(args.y, "target")
     return args, (args.y if args.pos_weight is None else nx.times(args.y, args.pos_weight))
 
