@@ -414,9 +414,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     with :math:`c` the ``pos_weight``. Both terms are non-negative, so the sum never
     cancels, and softplus neither overflows nor loses the digits of a tiny loss:
     logits of :math:`\pm 10^4` are exact.
-    float32 and float16 with a weight or ``pos_weight`` are computed in float64 and
-    rounded once, so a weight above 1 never lifts the rounding error of a loss that
-    is subnormal in the input's dtype. In float64 a loss below 2.2e-308 times a
+    Where a weight or ``pos_weight`` above 1 meets a loss that may be subnormal in
+    float32 (or a weighted loss that may overflow it), float32 and float16 are computed
+    in float64 and rounded once, so such a weight never lifts a rounding error. In float64 a loss below 2.2e-308 times a
     weight above 1 (``weight`` times ``pos_weight`` on the positive term) is within
     :math:`4 w 2^{-1074}` of the exact value (its gradient likewise) instead of 4 ULP;
     a mean overflows only if its exact value does.
