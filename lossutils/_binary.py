@@ -160,6 +160,20 @@ def _rescaled_mean(terms, weight, dtype, scale=0):
         return reduce_to(np.ldexp(out[0], scale), "sum", dtype)
 
 
+def _mean_grad_in_range(d, local, weight, reduction, count):
+    """``d``, the mean's gradient ``weight * local / count``, with each entry whose product
+    ``weight * local`` overflowed (float64: a weight near the largest float) formed as
+    ``(weight / count) * local``: infinite only if the exact entry is."""
+    if reduction != "mean" or weight is None:
+        return d
+    over = np.isinf(d)
+    if over.any():
+        w = np.broadcast_to(weight, local.shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            d[over] = (w[over] / np.float64(count)) * local[over]
+    return d
+
+
 def _finish_grad(local, args: _Args, reduction, factor=1):
     """Scale the per-element derivative by d(reduced)/d(element); input's shape, output dtype.
 
@@ -354,8 +368,8 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
                     if clamped.any():
                         term[clamped] = 0
                 local += d_neg
-                local = _weighted(local, w)
-                d[block] = scale_grad(local, local.shape, reduction, args.dtype, count=n)
+                dw = scale_grad(_weighted(local, w), local.shape, reduction, args.dtype, count=n)
+                d[block] = _mean_grad_in_range(dw, local, w, reduction, n)
             if value:
                 f = floor[: p.size]
                 np.maximum(log_p, f, out=log_p)
@@ -416,10 +430,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     logits of :math:`\pm 10^4` are exact.
     Where a weight or ``pos_weight`` above 1 meets a loss that may be subnormal in
     float32 (or a weighted loss that may overflow it), float32 and float16 are computed
-    in float64 and rounded once, so such a weight never lifts a rounding error. In float64 a loss below 2.2e-308 times a
-    weight above 1 (``weight`` times ``pos_weight`` on the positive term) is within
-    :math:`4 w 2^{-1074}` of the exact value (its gradient likewise) instead of 4 ULP;
-    a mean overflows only if its exact value does.
+    in float64 and rounded once, so such a weight never lifts a rounding error. In
+    float64 a loss below 2.2e-308 times a weight above 1 (``weight`` times
+    ``pos_weight`` on the positive term) is within :math:`4 w 2^{-1074}` of the exact
+    value (its gradient likewise) instead of 4 ULP; a mean and its gradient overflow
+    only if their exact values do.
 
     Parameters
     ----------
@@ -556,7 +571,10 @@ def _bce_with_logits(input, target, weight, pos_weight, reduction, value=True, g
         return _logits_mean_in_range(args, reduction, reduced.result()), d
     terms, slope = _bce_logits_parts(args.x, args.y, cy, value, grad)
     loss = None if terms is None else _finish(_weighted(terms, args.weight), reduction, args)
-    d = None if slope is None else _finish_grad(_weighted(slope, args.weight), args, reduction)
+    d = None
+    if slope is not None:
+        d = _finish_grad(_weighted(slope, args.weight), args, reduction)
+        d = _mean_grad_in_range(d, slope, args.weight, reduction, slope.size)
     return _logits_mean_in_range(args, reduction, loss), d
 
 

@@ -842,3 +842,17 @@ def test_float64_mean_with_a_huge_pos_weight_or_probability_weight_stays_finite(
     got = C.binary_cross_entropy(p, t, w, reduction="mean")
     assert_ulp_close(got, float(mpmath.fsum(mpmath.mpf(v) for v in ref)))
     assert np.isinf(C.binary_cross_entropy(p, t, 2 * w, reduction="mean"))
+
+
+def test_float64_mean_gradient_with_a_huge_weight_stays_finite():
+    # weight times the derivative overflows; the mean's gradient (divided by 4) does not
+    x, y = np.array([0.0, 0, 0, 0]), np.array([1.0, 0, 0, 0])
+    w, c = np.array([1e308, 1, 1, 1]), np.array([4.0, 1, 1, 1])
+    grad = C.binary_cross_entropy_with_logits_grad(x, y, w, c, reduction="mean")
+    assert_ulp_close(grad, _mp_bce_logits_slope(x, y, w / 4, c))
+    p, w2 = np.array([0.5, 0.5, 0.5, 0.5]), np.array([1.5e308, 1, 1, 1])
+    grad = C.binary_cross_entropy_grad(p, y, w2, reduction="mean")
+    exact = [-mpmath.mpf(1.5e308) * 2 / 4, 0.5, 0.5, 0.5]  # w (p - y) / (p (1 - p)) / 4
+    assert_ulp_close(grad, np.array([float(e) for e in exact]))
+    c[0] = 40.0  # the exact first entry is beyond the largest float
+    assert np.isneginf(C.binary_cross_entropy_with_logits_grad(x, y, w, c)[0])
