@@ -1864,6 +1864,7 @@ def _student_t_grads(x, y, r, u, s, nu_f, gauss, dc, log1p_square, narrow=False,
     if not (1 / lim <= min(ends) and max(ends) <= lim):
         far = (s < 1 / lim) | (s > lim) | (nu_f < 1 / lim) | (nu_f > lim) | (au > lim)
         far |= (au < 1 / lim) & (r != 0)
+        far &= np.isfinite(x) & np.isfinite(y) & np.isfinite(s)  # infinities: their limits
         far = np.flatnonzero(np.broadcast_to(far, g_x.shape))
         if far.size:
             shape = g_x.shape
