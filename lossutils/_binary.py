@@ -425,9 +425,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
                    = w \bigl[\, c\, y \operatorname{softplus}(-x)
                      + (1 - y) \operatorname{softplus}(x) \bigr]
 
-    with :math:`c` the ``pos_weight``. Both terms are non-negative, so the sum never
-    cancels, and softplus neither overflows nor loses the digits of a tiny loss:
-    logits of :math:`\pm 10^4` are exact.
+    with :math:`c` the ``pos_weight``. For non-negative weights both terms are
+    non-negative, so the sum never cancels, and softplus neither overflows nor loses the
+    digits of a tiny loss: logits of :math:`\pm 10^4` are exact.
     Where a weight or ``pos_weight`` above 1 meets a loss that may be subnormal in
     float32 (or a weighted loss that may overflow it), float32 and float16 are computed
     in float64 and rounded once, so such a weight never lifts a rounding error. In
@@ -458,9 +458,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     Raises
     ------
     ValueError
-        If ``reduction`` is unknown; if ``target`` does not have ``input``'s shape or
-        has a value outside [0, 1]; if ``weight`` or ``pos_weight`` does not broadcast
-        to ``input``'s shape.
+        If ``reduction`` is unknown; if an argument is not real numeric; if ``target`` does
+        not have ``input``'s shape or has a value outside [0, 1]; if ``weight`` or
+        ``pos_weight`` does not broadcast to ``input``'s shape.
 
     Notes
     -----

@@ -1380,9 +1380,9 @@ def scaled_exp_minus_near(a, z, b):
     return _fast_two_sum(w, rest)
 
 
-# The closest a e^z comes to b for float64 a, z, b (other than equal) is far above 10^-60 b
-# relatively: 60 decimal digits (about 2^-199) leave every such difference many more digits
-# than its 53.
+# For a = 1 (the only use) the closest e^z comes to a float64 b, other than equal, is about
+# 2^-113 b (the worst cases of rounding exp to float64): 60 decimal digits (about 2^-199)
+# leave every such difference far more than its 53 bits. Not claimed for a general a.
 _EXACT_CONTEXT = decimal.Context(prec=60)
 
 
@@ -1391,7 +1391,8 @@ def scaled_exp_minus_exact(a, z, b):
 
     For the few elements whose difference cancels beyond what :func:`scaled_exp_minus_near`
     resolves (below about ``2^-60 b``, where its ``2^-116 b`` is more than an ULP): tens of
-    microseconds each. ``a = None`` stands for 1. Domain: finite ``z``, ``a e^z`` finite.
+    microseconds each. ``a = None`` stands for 1, the case the accuracy is argued for (see
+    ``_EXACT_CONTEXT``). Domain: finite ``z``, ``a e^z`` finite.
     """
     context = _EXACT_CONTEXT
     a = np.ones_like(z) if a is None else np.broadcast_to(a, np.shape(z))
@@ -2266,9 +2267,9 @@ def exact_squares_gap(x, y, u, v, margin):
     differences' parts underflows (a power of 2 factored out, exactly), ``margin`` one per
     row. Each difference is exact as ``hi + lo`` (TwoSum), its square the exact sum of
     ``hi**2``, ``2 hi lo`` and ``lo**2``, each an exact pair of float64 (TwoProduct);
-    these ``12 D + 1`` numbers are added exactly (``math.fsum``, one row at a time). For
-    the few rows where the two sums and the margin cancel beyond what double-double
-    squares (``2**-100`` of them) leave within an ULP; its sign is the exact one.
+    these ``12 D + 1`` numbers are added exactly (``math.fsum``, one row at a time). Used
+    for the few rows where the two sums and the margin cancel beyond what double-double
+    squares (to ``2**-100`` of them) resolve to an ULP; the result's sign is the exact one.
     """
     terms = []
     for first, second, sign in ((x, y, 1.0), (u, v, -1.0)):
@@ -2566,7 +2567,7 @@ def unit_rows_backward(rows, d_h, partner, floor, dtype):
     The positive is usually nearly parallel to ``h``: with ``k = s h + w`` (``s`` the
     sign of ``cos``), ``(I - h h^T) k = w + s |w|^2 / 2 h`` for unit rows, ``w`` from
     double-double unit rows, instead of ``k - cos h``, into which the float64 cosine
-    carries its rounding while the difference is only the angle large. Done where
+    carries its rounding while the difference is only as large as the angle. Done where
     ``|cos| > 1/2`` for a float64 result, where ``1 - |cos| < 2**-40`` for float32 and
     float16 ones (the float64 projection keeps their ULP above that). Other rows nearly
     parallel to ``h`` (inside ``d_h``) keep the float64 projection.

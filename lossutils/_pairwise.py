@@ -510,7 +510,7 @@ class _Cosine:
         """``(d cos / d x1, d cos / d x2)``, from ``d cos/d x1 = x2/(d1 d2) - cos x1 / d1^2``.
 
         Where ``cos > 1/2`` the two terms cancel for nearly parallel rows (the rounded
-        cosine carries its rounding into a difference only the angle large); there, with
+        cosine carries its rounding into a difference only as large as the angle); there, with
         the unit rows ``v_k`` and ``rho_k = s_k / r_k``, ``d cos / d x1 = rho_2 (w +
         (|w|^2 / 2) v_1 + (1 - rho_1^2) <v_1, v_2> v_1) / r_1`` (``w = v_2 - v_1`` from the
         double-double unit rows, ``1 - rho_1^2 = c_1^2 / r_1^2``), and symmetrically; the

@@ -340,6 +340,9 @@ def softmax(x, axis=-1):
     -----
     Equivalent to ``torch.softmax`` and ``jax.nn.softmax``; ``scipy.special.softmax``.
     See :cite:t:`bishop2006pattern`, section 4.3.4.
+    A row holding ``+inf`` gives its limit: all the probability on the ``+inf`` entries,
+    shared equally among several (they are taken to grow together; PyTorch gives NaN, see
+    ``deviations.md``); a ``-inf`` entry has probability 0.
 
     Examples
     --------
@@ -382,6 +385,9 @@ def log_softmax(x, axis=-1):
     -----
     Equivalent to ``torch.log_softmax`` and ``jax.nn.log_softmax``;
     ``scipy.special.log_softmax``. See :cite:t:`blanchard2021accurate`.
+    A row holding ``+inf`` gives its limit: all the probability on the ``+inf`` entries,
+    shared equally among several (they are taken to grow together; PyTorch gives NaN, see
+    ``deviations.md``); a ``-inf`` entry has probability 0.
 
     Examples
     --------

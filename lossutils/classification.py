@@ -507,6 +507,9 @@ def cross_entropy(
     smoothing or ignored targets, to optax's ``softmax_cross_entropy_with_integer_labels``
     / ``softmax_cross_entropy``.
     See :cite:t:`bishop2006pattern`, section 4.3.4.
+    A row of logits holding ``+inf`` gives its limit: all the probability on the ``+inf`` entries,
+    shared equally among several (they are taken to grow together; PyTorch gives NaN, see
+    ``deviations.md``); a ``-inf`` entry has probability 0.
 
     The textbook :math:`\log \sum_k e^{z_k} - z_y` loses every digit of a confident,
     correct prediction: a loss of 1e-20 rounds to 0. Here :math:`-\log p_y` is

@@ -11,23 +11,23 @@ Accuracy: every result is within a few ULP of the exact value of the given input
 tests bound float16 and float32 by 2 ULP, float64 by 4), also at a temperature of 0.02
 or a SigLIP scale of 1000, which magnify the rounding of the cosines by 50 or 1000: a
 float64 loss gets double-double cosines (rows normalised in double-double, the matrix
-product's leading part exact by Ozaki's splitting). The gradients: each entry within
-a few ULP of the larger of its row's largest entry and the largest entry of the
-gradient w.r.t. the normalised row (the matched pair's part apart) over the row's norm
-(float16 and float32: 2 ULP of the row's largest entry in the tests; float64: 6 the
-largest measured, over pairs nearly parallel (1e-9 to 1e-3 apart) and far apart, 3 to
-16 features, N = 4 to 16, temperatures 0.02 to 1 and SigLIP's defaults), also at a
-temperature of 0.07 and for nearly parallel pairs. The second exceeds the first where
-that gradient lies nearly along the row, whose tangent part (all the normalisation
-keeps) then cancels: in ULP of the row's largest entry alone, float64 entries were off
-by up to 126 in that sweep (few features, many rows). A float64 gradient takes its
-softmax (sigmoid) from the same double-double logits, and each matched pair's part of
-the normalisation's gradient, :math:`k - (h^\top k) h` for :math:`k` nearly
-:math:`\pm h`, from double-double unit rows as :math:`w \pm \lVert w\rVert^2 h / 2`
-(:math:`w = k \mp h`): the float64 cosine would carry its rounding into that difference,
-only the angle large (52,609 ULP at an angle of 1e-6). Where an entry's terms cancel
-otherwise (another row nearly parallel, or products of the softmax with the rows of both
-signs), the error is a few ULP of the largest term.
+product's leading part exact by Ozaki's splitting). The gradients: each entry within a
+few ULP of the larger of its row's largest entry and the largest entry of the gradient
+w.r.t. the normalised row (the matched pair's part apart) over the row's norm (float16
+and float32: 2 ULP of the row's largest entry in the tests; float64: 6 the largest
+measured, over pairs nearly parallel (1e-9 to 1e-3 apart) and far apart, 3 to 16
+features, N = 4 to 16, temperatures 0.02 to 1 and SigLIP's defaults). The second exceeds
+the first where that gradient lies nearly along the row, whose tangent part (all the
+normalisation keeps) then cancels: in ULP of the row's largest entry alone, float64
+entries were off by up to 126 in that sweep (few features, many rows). A float64
+gradient takes its softmax (sigmoid) from the same double-double logits, and each
+matched pair's part of the normalisation's gradient, :math:`k - (h^\top k) h` for
+:math:`k` nearly :math:`\pm h`, from double-double unit rows as :math:`w \pm \lVert
+w\rVert^2 h / 2` (:math:`w = k \mp h`): the float64 cosine would carry its rounding into
+that difference, which is only as large as the angle between the pair (an error of
+52,609 ULP at an angle of 1e-6). Where an entry's terms cancel otherwise (another row
+nearly parallel, or products of the softmax with the rows of both signs), the error is
+a few ULP of the largest term.
 """
 
 from __future__ import annotations

@@ -952,9 +952,9 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     the terms), and in the other samples comes from a Taylor series where
     :math:`|\delta| \le 1` (it cancels there). Every term is non-negative, so the result
     keeps a few ULP of accuracy down to :math:`\mu \approx \mu_0`, :math:`v \approx v_0`.
-    Where :math:`(\mu - \mu_0)^2` or :math:`e^{-v_0}` is not a normal number while their
-    product (or the gradient's :math:`(\mu - \mu_0) e^{-v_0}`) need not be, these come
-    from a power-of-2 scaled exponential instead of the plain products.
+    Where :math:`(\mu - \mu_0)^2` or :math:`e^{-v_0}` underflows or overflows although
+    their product (or the gradient's :math:`(\mu - \mu_0) e^{-v_0}`) is a normal number,
+    these come from a power-of-2 scaled exponential instead of the plain products.
 
     Parameters
     ----------

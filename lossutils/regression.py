@@ -1191,9 +1191,9 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     Raises
     ------
     ValueError
-        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
-        or an argument is not real numeric, ``var`` has a negative entry or a shape that does
-        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
+        If ``reduction`` is not one of the three; ``target``'s shape differs from ``input``'s;
+        an argument is not real numeric; ``var`` has a negative entry or a shape that does not
+        broadcast to ``input``'s with as many dimensions; or ``eps`` is not a non-negative
         finite number.
 
     Notes
@@ -1266,9 +1266,9 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     Raises
     ------
     ValueError
-        If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
-        or an argument is not real numeric, ``var`` has a negative entry or a shape that does
-        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
+        If ``reduction`` is not one of the three; ``target``'s shape differs from ``input``'s;
+        an argument is not real numeric; ``var`` has a negative entry or a shape that does not
+        broadcast to ``input``'s with as many dimensions; or ``eps`` is not a non-negative
         finite number.
 
     Notes
