@@ -279,9 +279,12 @@ def scale_grad(
     return out
 
 
-def mean_shares(weight: np.ndarray | None, used: np.ndarray) -> np.ndarray | None:
+def mean_shares(
+    weight: np.ndarray | None, used: np.ndarray, classes: np.ndarray | None = None
+) -> np.ndarray | None:
     """Class weights for a mean over their total, scaled by a power of 2: the largest of
-    ``used`` (the weights that enter the mean) then lies in [1/2, 1).
+    ``used`` (the weights that enter the mean) then lies in [1/2, 1), unless that makes
+    the total a subnormal.
 
     Such a mean (cross-entropy's, the focal loss's) sees the weights only as shares
     ``w_i / sum w``, which an exact scaling leaves as they are, while the total, each
@@ -290,8 +293,13 @@ def mean_shares(weight: np.ndarray | None, used: np.ndarray) -> np.ndarray | Non
     each weighted loss a subnormal (the mean 0). A weight the scaling makes subnormal has
     a share below ``2^-1020`` of the largest used one; one outside ``used`` (a class no
     sample has) that the scaling would take beyond the range is held at the largest float.
-    Infinite or NaN used weights, and used weights all 0, are left as they are (their mean
-    is NaN).
+    Where ``used`` holds more than the weights of the counted samples' ``classes`` (label
+    smoothing weighs every class, the total only the samples' own), the scaling stops
+    where the largest of the samples' weights would become subnormal (and never scales up
+    beyond both 1 and the largest as given): their total, and the factor ``1 / total``,
+    stay finite and keep their digits (weights 0.001 and 1.7e38, float32, the samples all
+    of the first class: the factor was inf). Infinite or NaN used weights, and used
+    weights all 0, are left as they are (their mean is NaN).
     """
     if weight is None or used.size == 0:
         return weight
@@ -299,6 +307,12 @@ def mean_shares(weight: np.ndarray | None, used: np.ndarray) -> np.ndarray | Non
     if not np.isfinite(largest) or largest <= 0:
         return weight
     exponent = int(np.frexp(largest)[1])
+    lowest = np.finfo(weight.dtype).minexp + 1  # (frexp's exponent of the smallest normal)
+    smallest = np.min(used, where=used > 0, initial=largest)
+    if classes is not None and int(np.frexp(smallest)[1]) - exponent < lowest and classes.size:
+        # (rare: only then are the samples' own weights gathered)
+        own = int(np.frexp(np.max(weight[classes]))[1])
+        exponent = max(min(exponent, own - lowest), min(exponent, 0))
     if exponent == 0:
         return weight
     with np.errstate(over="ignore"):  # (a class outside ``used`` may go beyond the range:

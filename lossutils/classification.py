@@ -134,7 +134,7 @@ def _index_setup(
     y, valid = class_index_target(target, x.shape, ignore_index)
     rows = x.reshape(-1, num_classes)
     if weighted_mean and reduction == "mean" and w is not None:
-        w = mean_shares(w, w if every_weight else w[y[valid]])
+        w = mean_shares(w, w, y[valid]) if every_weight else mean_shares(w, w[y[valid]])
     if widen:
         rows = rows.astype(work, copy=False)
     if limit:

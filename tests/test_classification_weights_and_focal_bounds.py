@@ -470,3 +470,17 @@ def test_mean_over_a_zero_total_weight_gives_the_documented_nan_entries(dtype):
     np.testing.assert_array_equal(nll, np.array([[0.0, np.nan], [0.0, np.nan]], dtype))
     assert np.isnan(ce).all()
     assert nll.dtype == ce.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_mean_with_weights_too_far_apart_to_share_one_scaling(dtype, eps):
+    # the case found (float32): [[-inf, inf], [inf, -inf]] where row 0 is about
+    # [-0.475, 0.475]; scaling the weights after the largest made 0.001 a subnormal, the
+    # total of the targets' weights too, and its reciprocal inf
+    top = float(np.finfo(dtype).max) / 2
+    x = np.array([[-0.6778861880302429, 10000.0], [-1.570080041885376, -0.26296961307525635]])
+    x, w, y = x.astype(dtype), np.array([0.001, top]).astype(dtype), np.array([0, 0])
+    exact = _exact_index(x, y, w, eps, "mean")
+    kwargs = {"weight": w, "reduction": "mean", "label_smoothing": eps}
+    _check("cross_entropy", (x, y), kwargs, exact, BOUND[dtype], f"{dtype.__name__} eps={eps}")
