@@ -11,6 +11,7 @@ Every loss is elementwise: ``input`` and ``target`` have the same shape, and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,22 +109,28 @@ def _weighted(value, weight):
     return value if weight is None else nx.times(weight, value)
 
 
-def _widened(args: _Args, largest, may_be_tiny) -> _Args:
-    """``args`` in float64 where float32 (or float16) weights above 1 could lift a subnormal
-    loss with its rounding error (``may_be_tiny(args)``: some unweighted loss may be below
-    float32's normal range) or make a weighted loss overflow where the reduction of the
-    exact ones does not (the weights' product times ``largest(args)``, a bound on the
-    unweighted losses, beyond 2^120); float64 holds every such product, rounded once to the
-    output dtype. Other calls (the usual ones) stay in float32."""
-    if args.x.dtype != np.float32 or (args.weight is None and args.pos_weight is None):
-        return args
+def _float64_needed(dtype, weights, largest, may_be_tiny) -> bool:
+    """Whether a ``dtype`` (working) computation should detour through float64: float32
+    weights above 1 (``weights``, None where absent) could lift a subnormal loss with its
+    rounding error (``may_be_tiny()``: some unweighted loss may be below float32's normal
+    range) or make a weighted loss overflow where the reduction of the exact ones does not
+    (the weights' product times ``largest()``, a bound on the unweighted losses, beyond
+    2^120); float64 holds every such product, rounded once to the output dtype. Other
+    calls (the usual ones) stay in float32."""
+    if dtype != np.float32:
+        return False
     lift = 1.0
-    for a in (args.weight, args.pos_weight):
+    for a in weights:
         if a is not None and a.size:
-            lift *= max(float(np.max(a)), -float(np.min(a)))
+            lift *= _abs_max(a)
     with np.errstate(over="ignore", invalid="ignore"):
-        if not (lift > 1 and (lift * largest(args) > 2.0**120 or may_be_tiny(args))):
-            return args
+        return bool(lift > 1 and (lift * largest() > 2.0**120 or may_be_tiny()))
+
+
+def _widened(args: _Args, largest, may_be_tiny) -> _Args:
+    """``args`` in float64 where :func:`_float64_needed`."""
+    if not _float64_needed(args.x.dtype, (args.weight, args.pos_weight), largest, may_be_tiny):
+        return args
     return _Args(
         *(
             None if a is None else a.astype(np.float64)
@@ -136,6 +143,14 @@ def _widened(args: _Args, largest, may_be_tiny) -> _Args:
 def _abs_max(x):
     """The largest ``|x|`` (0 for no elements)."""
     return max(float(np.max(x)), -float(np.min(x))) if x.size else 0.0
+
+
+def _logits_bounds(x):
+    """``(largest, may_be_tiny)`` for :func:`_float64_needed` on logits ``x``, sharing one
+    pass over ``x``: softplus(+-x) is at most ``|x| + log 2``, and may be subnormal in
+    float32 (below e^-86) only beyond ``|x| = 86``."""
+    top = functools.cache(lambda: _abs_max(x))
+    return (lambda: top() + 1), (lambda: top() > 86)
 
 
 def _tiny_positive(*arrays):
@@ -196,7 +211,7 @@ def _finish_grad(local, args: _Args, reduction, factor=1):
 def _bce_arrays(input, target, weight, reduction):
     args = _arrays(input, target, reduction, weight=weight)
     # each log is at least -100
-    args = _widened(args, lambda a: 100.0, lambda a: _tiny_positive(a.x, a.y))
+    args = _widened(args, lambda: 100.0, lambda: _tiny_positive(args.x, args.y))
     check_unit_interval(args.x, "input")
     check_unit_interval(args.y, "target")
     return args
@@ -395,8 +410,7 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
 def _bce_logits_arrays(input, target, weight, pos_weight, reduction):
     """The arguments and ``c * y``, the coefficient of the positive term."""
     args = _arrays(input, target, reduction, weight=weight, pos_weight=pos_weight)
-    # softplus(+-x) <= |x| + log 2; below e^-86 (beyond |x| = 86) it may be subnormal
-    args = _widened(args, lambda a: _abs_max(a.x) + 1, lambda a: _abs_max(a.x) > 86)
+    args = _widened(args, *_logits_bounds(args.x))
     check_unit_interval(args.y, "target")
     return args, (args.y if args.pos_weight is None else nx.times(args.y, args.pos_weight))
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._binary import _bce_logits_parts, _signed_args, _softplus_margin, _weighted
+from ._binary import (
+    _bce_logits_parts,
+    _float64_needed,
+    _logits_bounds,
+    _signed_args,
+    _softplus_margin,
+    _weighted,
+)
 from ._blocks import BLOCK_BYTES, for_each_block
 from ._checks import (
     as_array,
@@ -197,7 +204,10 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
 
     Each term is :func:`binary_cross_entropy_with_logits`' softplus form (two
     non-negative terms, no overflow, tiny losses kept), so the per-sample loss is
-    within a few ULP; float16 is computed in float32 and rounded once.
+    within a few ULP; float16 is computed in float32 and rounded once. A float32 or
+    float16 call whose weights exceed 1 where a logit is beyond 86 in magnitude (a term
+    may be subnormal, and the weight would lift its rounding error) is computed in float64
+    and rounded once.
 
     Parameters
     ----------
@@ -319,6 +329,10 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
     """
     x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
     work = nx.working_dtype(dtype)
+    # as binary_cross_entropy_with_logits: float64 only where a weight above 1 meets a
+    # possibly subnormal (or overflowing) term
+    if _float64_needed(work, (w,), *_logits_bounds(x)):
+        work = np.dtype(np.float64)
     classes = x.shape[-1]
     x2, y2 = x.reshape(-1, classes), y.reshape(-1, classes)
     w2 = None if w is None else np.broadcast_to(w, x.shape).reshape(-1, classes)

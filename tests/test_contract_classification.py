@@ -899,3 +899,34 @@ def test_multilabel_soft_margin_of_huge_terms_overflows_only_if_the_mean_does(dt
         else:
             assert np.isinf(got)
         assert got == L.multilabel_soft_margin_loss(x, y, weight=w, reduction=reduction)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_multilabel_soft_margin_weight_above_one_on_a_subnormal_loss(dtype):
+    # issue 8: each term e^-x is subnormal in the dtype; a class weight above 1 lifted its
+    # rounding error (float32, x = 98.77, weight 1000: 1.26117e-40 for 1.26689e-40)
+    top = 103.0 if dtype == np.float32 else 17.0
+    x = np.linspace(top - 16, top, 40).astype(dtype).reshape(10, 4)
+    x[0, 0] = 98.77459716796875 if dtype == np.float32 else x[0, 0]
+    y = np.ones_like(x)
+    w = np.array([1000, 3, 2.0**11, 1.5], dtype)
+    xm, wm = _exact(x), _exact(w)
+    with mpmath.workdps(mr.DIGITS):
+        minus = mr.softplus(-xm)  # the loss terms
+        per = [
+            mpmath.fsum(mpmath.mpf(wm[c]) * minus[i, c] for c in range(4)) / 4 for i in range(10)
+        ]
+        slope = [
+            [-mpmath.mpf(wm[c]) / (1 + mpmath.exp(xm[i, c])) / 4 for c in range(4)]
+            for i in range(10)
+        ]
+    for reduction, n in (("none", 1), ("sum", 1), ("mean", 10)):
+        value, grad = L.multilabel_soft_margin_loss_value_and_grad(
+            x, y, weight=w, reduction=reduction
+        )
+        assert value.dtype == grad.dtype == dtype
+        exact = per if reduction == "none" else [mpmath.fsum(per) / n]
+        assert_close_to_exact(np.reshape(value, -1), exact, BOUND[dtype], reduction)
+        assert_close_to_exact(
+            grad.reshape(-1), [s / n for row in slope for s in row], BOUND[dtype], reduction
+        )
