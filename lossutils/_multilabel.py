@@ -207,7 +207,8 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     within a few ULP; float16 is computed in float32 and rounded once. A float32 or
     float16 call whose weights exceed 1 where a logit is beyond 86 in magnitude (a term
     may be subnormal, and the weight would lift its rounding error) is computed in float64
-    and rounded once.
+    and rounded once. In float64 a term below 2.2e-308 times a weight :math:`w` above 1 is
+    within :math:`4 w 2^{-1074}` instead, as in :func:`binary_cross_entropy_with_logits`.
 
     Parameters
     ----------
