@@ -2546,9 +2546,14 @@ def dd_unit_rows(zs, exponent, floor):
     s_hi, s_lo = dd_sum_of_squares(zs, np.zeros_like(zs))
     den, den_lo = dd_sqrt(s_hi, s_lo)
     floored = np.ldexp(den, exponent) < floor
-    den = np.where(floored, np.ldexp(floor, -exponent), den)
+    # a floored row is (zs / floor) 2**exponent: floor 2**-exponent itself would be as large
+    # as 2**1074 for a subnormal row, beyond the domain of the division's products (NaN)
+    den = np.where(floored, floor, den)
     den_lo = np.where(floored, 0, den_lo)
     hi, lo = dd_divide_rows(zs, den, den_lo)
+    if np.any(floored):
+        shift = np.where(floored, exponent, 0)[:, None]
+        hi, lo = np.ldexp(hi, shift), np.ldexp(lo, shift)
     return hi, lo, floored
 
 

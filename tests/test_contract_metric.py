@@ -231,6 +231,24 @@ def test_nt_xent_gradient_within_4_ulp(dtype, temperature, spread, bound64):
             assert np.all(error <= bound * unit.astype(np.float64)), (error / unit).max()
 
 
+@pytest.mark.parametrize("tiny", [1e-315, 5e-324])
+def test_nt_xent_float64_view_far_below_the_floor(tiny):
+    # a float64 view of norm 1e-315 (F.normalize's floor 1e-12 active) gave NaN everywhere:
+    # its double-double unit row was divided by 1e-12 2**-exponent, beyond the domain of
+    # the division's products
+    rng = np.random.default_rng(31)
+    z1, z2 = rng.normal(size=(2, 3, 4))
+    z1[1] = [tiny, 0.0, -tiny, 0.0]
+    per = M.nt_xent_loss(z1, z2, 0.1, reduction="none")
+    ref.assert_ulp_in(per, ref.nt_xent(z1, z2, 0.1), np.float64)
+    g1, g2 = M.nt_xent_loss_grad(z1, z2, 0.1, reduction="sum")
+    e1, e2 = ref.nt_xent_grad(z1, z2, 0.1, "sum")
+    for got, exact in ((g1, e1), (g2, e2)):
+        exact64 = np.array([[float(v) for v in row] for row in exact])
+        unit = np.spacing(np.max(np.abs(exact64), axis=-1, keepdims=True))
+        assert np.all(np.abs(got - exact64) <= 5 * unit), (np.abs(got - exact64) / unit).max()
+
+
 def test_nt_xent_large_temperature_range_has_no_overflow():
     # 1/temperature = 1e4: exp of the raw logits would overflow; the loss is finite
     rng = np.random.default_rng(16)

@@ -191,6 +191,35 @@ def test_float64_gradients_at_low_temperature_and_for_nearly_parallel_pairs(kind
             assert np.all(error <= BOUND64 * unit), (error / unit).max()
 
 
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+@pytest.mark.parametrize("tiny", [1e-300, 1e-315, 5e-324])
+def test_float64_rows_far_below_the_floor(kind, tiny):
+    # a row of norm below F.normalize's floor 1e-12 is z / 1e-12; a float64 row of 1e-315
+    # gave NaN (its double-double unit row divided by 1e-12 2**-exponent = 7.5e302, beyond
+    # the division's products), and NaN spread to every row through the shared keys
+    rng = np.random.default_rng(29)
+    a, b = rng.normal(size=(2, 3, 4))
+    a[1] = [tiny, 0.0, -tiny, 2 * tiny]
+    b[2] = [0.0, tiny, tiny, 0.0]
+    params = PARAMETERS[kind][-1]
+    loss, grad = FUNCTIONS[kind]
+    per = exact(kind, a, b, *params)
+    for reduction in REDUCTIONS:
+        ref.assert_ulp_in(
+            loss(a, b, *params, reduction=reduction),
+            ref.reduced(per, reduction),
+            np.float64,
+            4.0,
+            label=reduction,
+        )
+    p2 = params[1] if len(params) > 1 else None
+    expected = exact_grad(kind, a, b, params[0], p2, "sum")
+    for g, e in zip(grad(a, b, *params, reduction="sum"), expected, strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True))
+        assert np.all(np.abs(g - e64) <= BOUND64 * unit), (np.abs(g - e64) / unit).max()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", sorted(FUNCTIONS))
 def test_blocks_of_rows(kind, dtype, monkeypatch):
