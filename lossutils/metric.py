@@ -132,6 +132,11 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
         if unit:
             safe = np.where(root > 0, root, 1)[:, None]
             direction[redo] = np.where(root[:, None] > 0, rows / safe, 0)
+            # a norm below the normal range has lost digits: those rows from the rows
+            # scaled by a power of 2 (their largest entry in [1/2, 1)), whose norm has not
+            tiny = (root > 0) & (root < np.finfo(v.dtype).tiny)
+            if np.any(tiny):
+                direction[tuple(i[tiny] for i in redo)] = nx.unit_rows(rows[tiny], 0.0)[0]
     return _Euclidean(norm, squared, direction)
 
 
@@ -473,20 +478,49 @@ def _contrastive(x1, x2, target, margin, reduction, *, value=True, grad=True):
     # -2 max(0, m - d) / d for a dissimilar one (the hinge along the unit direction)
     scale = reduction_scale(y.size, pairs.reduction, np.float64)
     with_hinge = np.array(y == 0)
-    coefficient = np.where(with_hinge, -2 * hinge / norm, 2 * y) * scale
-    # where d is 0, infinite, NaN or so small that m / d overflows: the unit vector
-    # itself (0 at d = 0, as PyTorch's norm backward), and a zero hinge masks it
-    careful = with_hinge & ~(np.isfinite(coefficient) & (norm > 0) & (norm < np.inf))
-    if np.any(careful):
-        unit = _euclidean(pairs.diff[careful].astype(np.float64), unit=True).unit
-        careful_g = -2 * scale * times(hinge[careful][..., None], unit)
     diff = pairs.diff
-    g = np.multiply(coefficient.astype(diff.dtype)[..., None], diff, out=diff)  # in place
+    # rounded to the working dtype, in which it multiplies x1 - x2
+    coefficient = (np.where(with_hinge, -2 * hinge / norm, 2 * y) * scale).astype(diff.dtype)
+    # where d is 0, infinite, NaN, below the working dtype's normal range (its digits
+    # lost) or so small that m / d overflows the working dtype: the unit vector itself
+    # from the rows scaled by a power of 2 (0 at d = 0, as PyTorch's norm backward), and
+    # a zero hinge masks it
+    normal = (norm >= np.finfo(diff.dtype).tiny) & (norm < np.inf)
+    careful = with_hinge & ~(np.isfinite(coefficient) & normal)
+    # a similar pair whose x1 - x2 overflowed the working dtype (x1 and x2 finite): its
+    # gradient 2 y (x1 - x2) / n need not overflow
+    far = ~with_hinge & (norm == np.inf)
+    if np.any(careful):
+        unit = _euclidean(_pair_difference(pairs, careful), unit=True).unit
+        careful_g = -2 * scale * times(hinge[careful][..., None], unit)
+    if np.any(far):
+        far_g = _similar_grad_beyond_overflow(pairs, far, 2 * y[far] * scale)
+    g = np.multiply(coefficient[..., None], diff, out=diff)  # in place
     if np.any(careful):
         g[careful] = careful_g
+    if np.any(far):
+        g[far] = far_g
     g += 0.0  # -0.0 (a zero hinge or a zero unit vector) as +0.0
     g = nx.to_dtype(g, pairs.dtype)
     return loss, (g, -g)
+
+
+def _pair_difference(pairs: _Pairs, rows):
+    """``x1 - x2`` of the selected pairs in float64 (exact for float32 and float16 pairs)."""
+    return np.subtract(pairs.x1[rows], pairs.x2[rows], dtype=np.float64)
+
+
+def _similar_grad_beyond_overflow(pairs: _Pairs, rows, coefficient):
+    """``coefficient (x1 - x2)`` (one coefficient per pair) of the selected pairs, in float64,
+    where ``x1 - x2`` may overflow: entries whose float64 difference overflows though
+    ``x1`` and ``x2`` are finite take ``c x1 - c x2``, two terms of one sign."""
+    c = coefficient[..., None]
+    x1, x2 = (x[rows].astype(np.float64) for x in (pairs.x1, pairs.x2))
+    g = c * _pair_difference(pairs, rows)
+    beyond = ~np.isfinite(g) & np.isfinite(x1) & np.isfinite(x2)
+    if np.any(beyond):
+        g[beyond] = (c * x1 - c * x2)[beyond]
+    return g
 
 
 def _pnorm(v, p):

@@ -114,6 +114,51 @@ def test_contrastive_within_4_ulp(dtype, margin):
         np.testing.assert_array_equal(g2, -g1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_contrastive_gradient_of_tiny_distances_and_huge_margins(dtype, reduction):
+    # dissimilar pairs: -2 (m - d) (x1 - x2) / d. Where d is below the dtype's normal range
+    # its norm had lost digits (a float64 pair 2e-323 apart: -2 for -1.79, 4.7e14 ULP), and
+    # where m / d overflows the dtype (a float32 pair 1e-39 apart, or margin 1e30 and
+    # d = 1e-10) the float32 coefficient was inf: -inf and NaN entries, exact -2 and -2e30
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(32)
+    tiny, sub = float(info.tiny), float(info.smallest_subnormal)
+    for scale, margin in [
+        (sub * 4, 1.0),
+        (sub * 4, sub * 12),
+        (tiny, 1.0),
+        (tiny, 1e-30),
+        (tiny, 3 * tiny),
+        (1e-10, 1e30),
+        (1e-3, float(info.max) / 4),
+    ]:
+        x1 = rng.normal(size=(8, 4)) * scale
+        x2 = x1 + rng.normal(size=(8, 4)) * scale * 10.0 ** rng.integers(-6, 1, (8, 1))
+        x1, x2 = x1.astype(dtype), x2.astype(dtype)
+        target = np.array([0, 1] * 4)
+        g1, g2 = M.contrastive_loss_grad(x1, x2, target, margin=margin, reduction=reduction)
+        exact = ref.contrastive_grad(x1, x2, target, margin)
+        if reduction == "mean":
+            exact = exact / 8
+        ref.assert_ulp_in(g1, exact, dtype, label=f"{scale} {margin}")
+        np.testing.assert_array_equal(g2, -g1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contrastive_gradient_of_similar_pairs_whose_difference_overflows(dtype):
+    # 2 (x1 - x2) / n: x1 - x2 overflows the dtype, its mean over 4 pairs does not (it was
+    # formed in the dtype: inf)
+    big = float(np.finfo(dtype).max) / 1.1
+    x1 = np.array([[big, 1.0, 0.0]] * 4, dtype)
+    x2 = np.array([[-big, -2.0, 0.0]] * 4, dtype)
+    target = np.ones(4, int)
+    g1, g2 = M.contrastive_loss_grad(x1, x2, target)
+    ref.assert_ulp_in(g1, ref.contrastive_grad(x1, x2, target, 1.0) / 4, dtype)
+    np.testing.assert_array_equal(g2, -g1)
+    assert M.contrastive_loss(x1, x2, target) == np.inf  # the squared distance overflows
+
+
 TRIPLET_OPTIONS = [
     {"p": 2.0, "eps": 0.0},
     {"p": 2.0, "eps": 1e-6},
