@@ -350,7 +350,7 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     step = max(1, CHUNK // max(1, features))
     rb, sb = (np.empty(min(n, step) * features, work) for _ in range(2))
     for rows in chunks(n, step):
-        r = rb[: (rows.stop - rows.start) * features].reshape(-1, features)
+        r = rb[: (rows.stop - rows.start) * features].reshape(rows.stop - rows.start, features)
         np.subtract(pred2[rows], target2[rows], out=r)
         if value:
             sq = np.multiply(r, r, out=sb[: r.size].reshape(r.shape))

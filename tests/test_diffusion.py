@@ -11,7 +11,13 @@ import mpmath
 import numpy as np
 import pytest
 
-from lossutils import ddpm_elbo_weights, ddpm_noise_loss, ddpm_noise_loss_grad, ddpm_posterior
+from lossutils import (
+    ddpm_elbo_weights,
+    ddpm_noise_loss,
+    ddpm_noise_loss_grad,
+    ddpm_noise_loss_value_and_grad,
+    ddpm_posterior,
+)
 from lossutils.testing import assert_close_to_exact, assert_gradient_matches
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -181,6 +187,20 @@ def test_empty_batch(dtype):
     assert np.isnan(ddpm_noise_loss(*args)) and ddpm_noise_loss(*args, reduction="sum") == 0
     assert ddpm_noise_loss(*args, reduction="none").shape == (0,)
     assert ddpm_noise_loss_grad(*args).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 0), (2, 3, 0)])
+def test_no_features(dtype, shape):
+    # a sample with no features sums no squares: its loss is 0, its gradient has no entries
+    zeros = np.zeros(shape, dtype=dtype)
+    args = (zeros, zeros, np.array([1, 2]), np.array([0.1, 0.2], dtype=dtype))
+    for reduction, expected in [("mean", 0.0), ("sum", 0.0), ("none", np.zeros(2))]:
+        value, grad = ddpm_noise_loss_value_and_grad(*args, reduction=reduction)
+        assert np.asarray(value).dtype == dtype and np.array_equal(value, expected)
+        assert grad.shape == shape and grad.dtype == dtype
+        assert np.array_equal(ddpm_noise_loss(*args, reduction=reduction), value)
+        assert ddpm_noise_loss_grad(*args, reduction=reduction).shape == shape
 
 
 def test_infinite_noise_prediction():
