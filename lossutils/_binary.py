@@ -29,7 +29,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import BlockReduction, product_row_means, reduce_to, scale_grad
+from ._reduction import BlockReduction, product_row_means, reduce_to, scale_grad, square_shares
 from ._signed import in_blocks
 
 __all__ = [
@@ -1025,8 +1025,10 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
         np.subtract(m, gap, out=gap)  # one rounding
         hinge = np.maximum(gap, 0, out=gap if not (grad and not squared) else None)
         values = None if not value else np.square(hinge) if squared else hinge
+        # a mean of squares that overflowed: the hinges again, squared without overflow
+        shares = (lambda count: square_shares(np.maximum(m - labels * xb, 0), count),)
         if not grad:
-            return values, None
+            return values, None, *shares[:squared]
         # -t max(gap, 0) (times 2 later) or -t [gap > 0]; NaN where the gap is (where x is)
         if squared:
             local = np.multiply(labels, hinge)
@@ -1035,7 +1037,7 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
             local *= labels
             if np.isnan(np.add.reduce(xb)):
                 local[np.isnan(xb)] = np.nan
-        return values, np.negative(local, out=local)
+        return values, np.negative(local, out=local), *shares[:squared]
 
     loss, d = in_blocks(
         kernel, (x,), t, reduction, value=value, grad=grad, factor=2 if squared else 1
@@ -1264,10 +1266,12 @@ def _square(input, target, reduction, value=True, grad=True):
         gap = np.multiply(labels, xb)  # t x: exact, t is +-1
         np.subtract(1, gap, out=gap)
         values = None if not value else np.square(gap)
+        # a mean of squares that overflowed: the gaps again, squared without overflow
+        shares = lambda count: square_shares(1 - labels * xb, count)  # noqa: E731
         if not grad:
-            return values, None
+            return values, None, shares
         local = np.multiply(labels, gap, out=gap)  # -t gap (times 2 later)
-        return values, np.negative(local, out=local)
+        return values, np.negative(local, out=local), shares
 
     loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, factor=2)
     return loss, (None if d is None else d[0])

@@ -59,6 +59,22 @@ def _divided_first(values, count):
         return np.sum(values / np.float64(count), dtype=np.float64)
 
 
+def square_shares(gaps: np.ndarray, count) -> np.float64:
+    """``sum(gaps**2) / count`` in float64, overflowing only where it does: for a mean of
+    squares whose squares overflow (a float32 square beyond 3.4e38, a float64 one beyond
+    1.8e308) though the mean does not. The gaps are scaled by the power of 2 of the
+    largest (exact; an entry below it by more than 2^1000 is lost, far below the sum's
+    last place), squared and summed in float64, divided by ``count``, scaled back."""
+    g = gaps.astype(np.float64)
+    top = float(np.max(np.abs(g), initial=0.0))
+    if not np.isfinite(top) or top == 0:
+        return np.float64(top * top / count)
+    e = math.frexp(top)[1]
+    with np.errstate(under="ignore", over="ignore"):
+        np.ldexp(g, -e, out=g)
+        return np.ldexp(np.sum(np.square(g, out=g)) / np.float64(count), 2 * e)
+
+
 def _mean(sum_, count, dtype):
     """``sum_ / count`` rounded once to ``dtype``; NaN for 0 / 0, silently."""
     dtype = np.dtype(dtype)
@@ -366,9 +382,12 @@ class BlockReduction:
             return self.values[block]
         return scratch
 
-    def add(self, values: np.ndarray, block: slice | np.ndarray | None = None) -> None:
+    def add(self, values: np.ndarray, block: slice | np.ndarray | None = None, shares=None) -> None:
         """Take the values of ``block`` (the elements they are, a slice or flat indices,
-        needed for ``"none"``)."""
+        needed for ``"none"``). ``shares``, if given, is called (with the count) where a
+        mean's block total is infinite though the exact values may not be (squares that
+        overflowed): it returns the sum of the exact values divided by the count, e.g.
+        :func:`square_shares`."""
         if self.values is not None:
             if np.may_share_memory(values, self.values):
                 return  # formed in place
@@ -381,6 +400,8 @@ class BlockReduction:
         scaled = None
         if np.isinf(t) and np.all(np.isfinite(values)):
             scaled = _divided_first(values, self.count)
+        elif np.isinf(t) and shares is not None and self.reduction == "mean":
+            scaled = shares(self.count)
         self.totals.append(t)
         self.scaled.append(scaled)
 

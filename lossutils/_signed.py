@@ -21,7 +21,9 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
     ``inputs`` (same shape) and the labels ``target`` (checked block by block) are taken
     in blocks of elements in the working dtype; ``kernel(*blocks, labels)`` returns the
     block's per-element losses (or None) and the derivative of each loss with respect to
-    the first input (or None), a new array. The gradient with respect to the second
+    the first input (or None), a new array, and optionally a third item: the ``shares``
+    of :meth:`BlockReduction.add` (values that are squares which may overflow). The
+    gradient with respect to the second
     input, if there are two, is its negative. A power-of-two ``factor`` of the derivative
     is applied after the reduction's scale: the same bits, but a finite ``2 g / size``
     survives where ``2 g`` would overflow. The gradients are a tuple, one per input.
@@ -38,9 +40,9 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
             labels = t[block]
             check_pm1_labels(labels, "target")
             blocks = (x[block].astype(work, copy=False) for x in flat)
-            values, local = kernel(*blocks, labels.astype(work, copy=False))
+            values, local, *shares = kernel(*blocks, labels.astype(work, copy=False))
             if value:
-                reduced.add(values, block)
+                reduced.add(values, block, *shares)
             if grad:
                 local *= scale
                 if factor != 1:

@@ -9,6 +9,7 @@ does, and their gradients follow PyTorch's autograd through that floor.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -42,7 +43,14 @@ from ._numerics import (
     two_sum,
     working_dtype,
 )
-from ._reduction import BlockReduction, reduce_to, reduction_scale, scale_grad, sum_to_shape_parts
+from ._reduction import (
+    BlockReduction,
+    reduce_to,
+    reduction_scale,
+    scale_grad,
+    square_shares,
+    sum_to_shape_parts,
+)
 
 __all__ = [
     "mse_loss",
@@ -514,6 +522,7 @@ class _Kernel:
     value: object
     slope: object
     factor: int = 1
+    shares: object = None  # for values that are squares: _reduction.square_shares
 
 
 def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=True):
@@ -541,7 +550,8 @@ def _residual_loss(input, target, reduction, kernel: _Kernel, value=True, grad=T
         if value:
             values = reduced.buffer(block, scratch[:n])  # in place where kept in work's dtype
             kernel.value(rb, values)
-            reduced.add(values, block)  # rounded once
+            shares = None if kernel.shares is None else functools.partial(kernel.shares, rb)
+            reduced.add(values, block, shares)  # rounded once
         if grad:
             kernel.slope(rb, d[block])
             if reduction == "mean":
@@ -558,7 +568,7 @@ def _square_into(r, out):
     np.multiply(r, r, out=out)
 
 
-_mse = _Kernel(_square_into, lambda r, out: np.copyto(out, r), factor=2)
+_mse = _Kernel(_square_into, lambda r, out: np.copyto(out, r), factor=2, shares=square_shares)
 _l1 = _Kernel(lambda r, out: np.abs(r, out=out), lambda r, out: np.sign(r, out=out))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import lossutils as L
+from lossutils.testing import assert_close_to_exact
 
 inf = np.inf
 REDUCTIONS = ["mean", "sum", "none"]
@@ -328,3 +329,22 @@ def test_a_finite_gradient_is_not_lost_to_an_intermediate_overflow(grad, args, i
 def test_an_overflowing_result_is_inf_without_a_warning(function, args):
     got = np.asarray(function(*args))  # warnings are errors in the test suite
     assert np.all(np.isinf(got))
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 2e19), (np.float64, 2e154)])
+@pytest.mark.parametrize(
+    "function, offset", [(L.square_loss, 1), (L.squared_hinge_loss, 1), (L.mse_loss, 0)]
+)
+def test_a_finite_mean_is_not_lost_to_an_overflowing_square(function, offset, dtype, big):
+    # ten elements whose terms are (offset + big)^2 and nine offset^2: (1 - t x)^2 and
+    # max(0, 1 - t x)^2 with t = 1, x = -big, then x = 0; (x - y)^2 with x = big, then 0.
+    # The first square overflows, the mean (4e37, 4e307) does not.
+    x = np.zeros(10, dtype)
+    x[0] = -big if offset else big
+    second = np.ones(10, dtype) if offset else np.zeros(10, dtype)
+    exact = ((offset + mpmath.mpf(float(x[0] * (-1 if offset else 1)))) ** 2 + 9 * offset) / 10
+    got = function(x, second)
+    assert got.dtype == dtype
+    assert_close_to_exact(got, exact, 4, function.__name__)
+    # the value of value_and_grad is the same
+    assert getattr(L, function.__name__ + "_value_and_grad")(x, second)[0] == got
