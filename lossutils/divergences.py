@@ -37,6 +37,8 @@ from ._numerics import (
     working_dtype,
     xlog_minus_careful,
     xlogy,
+    xlogy_row_sums_again,
+    xlogy_sum,
 )
 from ._reduction import BlockReduction, batchmean_scale, reduce_to, reduction_scale
 
@@ -127,7 +129,7 @@ def entropy(p, axis=-1):
     _check_has_axis(p, "p")
     check_unit_interval(p, "p")
     dtype, p = p.dtype, p.astype(working_dtype(p.dtype), copy=False)
-    return _as(-np.sum(xlogy(p, p), axis=axis), dtype)
+    return _as(-xlogy_sum(p, p, axis), dtype)
 
 
 @quiet
@@ -248,7 +250,7 @@ def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
         p.flags.c_contiguous and q.flags.c_contiguous and axis in (-1, p.ndim - 1)
     ):
         p, q = p.astype(work, copy=False), q.astype(work, copy=False)
-        loss = _as(-np.sum(xlogy(p, q), axis=axis), dtype) if value else None
+        loss = _as(-xlogy_sum(p, q, axis), dtype) if value else None
         return loss, (_neg_ratio(p, q, dtype) if grad else None)
     width = p.shape[-1]
     p_rows, q_rows = p.reshape(-1, width), q.reshape(-1, width)
@@ -267,6 +269,7 @@ def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
             nan = np.flatnonzero(np.isnan(row_sums))
             if nan.size:
                 row_sums[nan] = np.sum(xlogy(pb[nan], qb[nan]), axis=-1)
+            xlogy_row_sums_again(pb, qb, row_sums)  # terms below the normal range
         if grad:
             _neg_ratio(pb, qb, dtype, out=d_q[rows])
 
