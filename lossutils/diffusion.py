@@ -20,7 +20,15 @@ from ._checks import (
     describe,
     result_dtype,
 )
-from ._numerics import CHUNK, chunks, cumulative_product_dd, quiet, to_dtype, two_sum
+from ._numerics import (
+    CHUNK,
+    chunks,
+    cumulative_product_dd,
+    dd_sqrt,
+    quiet,
+    to_dtype,
+    two_sum,
+)
 from ._reduction import reduce_to
 
 __all__ = [
@@ -65,6 +73,16 @@ def _schedule(b: np.ndarray):
     return beta, alpha_bar, one_minus
 
 
+def _root_alpha_bar(beta: np.ndarray) -> np.ndarray:
+    r""":math:`\sqrt{\bar\alpha_{t-1}}` for t = 1..T (float64), as the running product of the
+    double-double roots of ``1 - beta``: :math:`\bar\alpha` itself leaves float64's range
+    (below 2^-1074 after 1075 steps of beta = 1/2, subnormal with fewer digits before)
+    where its root, about 2^-537, does not."""
+    f_hi, f_lo = two_sum(np.ones_like(beta[:-1]), -beta[:-1])  # 1 - beta, exactly
+    hi, lo = cumulative_product_dd(*dd_sqrt(f_hi, f_lo))
+    return np.concatenate([[1.0], hi + lo])
+
+
 @quiet
 def ddpm_posterior(betas):
     r"""The Gaussian posterior :math:`q(x_{t-1} \mid x_t, x_0)` of the forward process.
@@ -97,9 +115,10 @@ def ddpm_posterior(betas):
 
     Notes
     -----
-    Computed in float64 from :math:`\bar\alpha_t` and :math:`1 - \bar\alpha_t` formed as
-    double-doubles, so that small betas (1e-4 and below) keep their digits; rounded once to
-    ``betas``' dtype. See :cite:t:`ho2020denoising`, eq. (7).
+    Computed in float64 from :math:`1 - \bar\alpha_t` and :math:`\sqrt{\bar\alpha_t}`
+    formed as double-doubles, so that small betas (1e-4 and below) keep their digits, and
+    :math:`a_t` stays accurate where :math:`\bar\alpha_t` underflows but its root does not;
+    rounded once to ``betas``' dtype. See :cite:t:`ho2020denoising`, eq. (7).
 
     Examples
     --------
@@ -109,8 +128,8 @@ def ddpm_posterior(betas):
     """
     beta = _betas(betas)
     dtype = result_dtype(beta)
-    b64, alpha_bar, one_minus = _schedule(beta)
-    a = np.sqrt(alpha_bar[:-1]) * b64 / one_minus[1:]
+    b64, _, one_minus = _schedule(beta)
+    a = _root_alpha_bar(b64) * b64 / one_minus[1:]
     b = np.sqrt(1 - b64) * one_minus[:-1] / one_minus[1:]
     variance = one_minus[:-1] / one_minus[1:] * b64
     return tuple(to_dtype(v, dtype) for v in (a, b, variance))

@@ -25,6 +25,10 @@ SCHEDULES = {
     "linear-1000": np.linspace(1e-4, 0.02, 1000),
     "short": np.linspace(0.01, 0.3, 20),
     "tiny": np.full(50, 1e-7),
+    # alpha_bar below float64's range from step 1075 on, while its square root (in a) is not
+    "underflowing": np.full(1100, 0.5),
+    # a itself subnormal from about step 1180, then 0
+    "steep": np.full(1300, 0.7),
 }
 
 
