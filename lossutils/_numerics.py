@@ -273,10 +273,17 @@ def xlogy(x, y):
         return out
 
 
-# x scaled by 2**k before the terms x log y of a small row sum are formed again: for x in
-# [0, 1] every nonzero term is then in the normal range (x >= 2**-149 and |log y| >= 2**-24
-# in float32, x >= 2**-1074 and |log y| >= 2**-53 in float64), and no x overflows
-_XLOGY_SHIFT = {np.dtype(np.float32): 64, np.dtype(np.float64): 600}
+# Probabilities scaled by 2**k before the terms x log y of a small row sum are formed again:
+# for x in [0, 1] every nonzero term is then in the normal range (x >= 2**-149 and |log y|
+# >= 2**-24 in float32, x >= 2**-1074 and |log y| >= 2**-53 in float64), and no x overflows
+TINY_TERMS_SHIFT = {np.dtype(np.float32): 64, np.dtype(np.float64): 600}
+
+
+def tiny_terms_limit(dtype, n: int) -> float:
+    """A sum of ``n`` terms below this bound may owe more than 1/32 of its ULP to terms
+    rounded to the subnormal grid (half a spacing each): 16 n times the smallest normal
+    number."""
+    return float(np.finfo(dtype).tiny) * 16 * max(1, n)
 
 
 def xlogy_row_sums_again(x, y, sums):
@@ -293,11 +300,11 @@ def xlogy_row_sums_again(x, y, sums):
     """
     if not sums.size:
         return
-    limit = np.finfo(sums.dtype).tiny * 16 * max(1, x.shape[-1])
+    limit = tiny_terms_limit(sums.dtype, x.shape[-1])
     if not np.min(np.abs(sums)) < limit:  # (one reduction; also with a NaN)
         return
     redo = np.nonzero(np.abs(sums) < limit)
-    k = _XLOGY_SHIFT[sums.dtype]
+    k = TINY_TERMS_SHIFT[sums.dtype]
     sums[redo] = np.ldexp(np.sum(xlogy(np.ldexp(x[redo], k), y[redo]), axis=-1), -k)
 
 

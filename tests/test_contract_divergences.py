@@ -52,9 +52,9 @@ def test_entropy_cross_entropy_kl_within_4_ulp(dtype, rel):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_entropy_and_cross_entropy_of_subnormal_probabilities_within_4_ulp(dtype):
-    # every term p log p (p log q, q near 1) below the normal range was rounded to the
-    # subnormal grid, and a row of 1000 of them summed those errors into a sum as small:
+def test_entropy_cross_entropy_kl_of_subnormal_probabilities_within_4_ulp(dtype):
+    # every term p log p (p log q, q near 1; the pieces of KL) below the normal range was
+    # rounded to the subnormal grid, and a row of 1000 of them summed those errors into a sum as small:
     # 117 ULP (float32) and 159 ULP (float64) for the entropy, 3.6 and growing for the
     # cross-entropy
     rng = np.random.default_rng(33)
@@ -73,6 +73,9 @@ def test_entropy_and_cross_entropy_of_subnormal_probabilities_within_4_ulp(dtype
         (V.categorical_cross_entropy(p, q), ref.categorical_cross_entropy(p, q)),
         (V.categorical_cross_entropy(p.T, q.T, axis=0), ref.categorical_cross_entropy(p, q)),
         (V.categorical_cross_entropy_value_and_grad(p, q)[0], ref.categorical_cross_entropy(p, q)),
+        # float64 KL: its pieces too (95 ULP at 1000 subnormal probabilities on both sides)
+        (V.kl_divergence(p, p[::-1]), ref.kl_divergence(p, p[::-1])),
+        (V.kl_divergence(p, q), ref.kl_divergence(p, q)),
     ]:
         assert got.dtype == dtype
         ref.assert_ulp_in(got, expected, dtype)
