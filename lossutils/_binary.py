@@ -1018,7 +1018,8 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
     :func:`squared_hinge_loss`)."""
     margin = check_finite_scalar(margin, "margin")
     x, t = _signed_args(input, target, reduction)
-    m = nx.working_dtype(x.dtype).type(margin)
+    work = nx.margin_dtype(x.dtype, margin)
+    m = work.type(margin)
 
     def kernel(xb, labels):
         gap = np.multiply(labels, xb)  # t x: exact, t is +-1
@@ -1040,7 +1041,7 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
         return values, np.negative(local, out=local), *shares[:squared]
 
     loss, d = in_blocks(
-        kernel, (x,), t, reduction, value=value, grad=grad, factor=2 if squared else 1
+        kernel, (x,), t, reduction, value=value, grad=grad, factor=2 if squared else 1, work=work
     )
     return loss, (None if d is None else d[0])
 

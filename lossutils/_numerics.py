@@ -61,6 +61,21 @@ def working_dtype(dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
 
 
+def margin_dtype(dtype, margin: float) -> np.dtype:
+    """The working dtype of a hinge for output ``dtype`` and a scalar ``margin`` (a Python
+    float): :func:`working_dtype`, or float64 where the margin is not a number of it.
+
+    Rounded to float32, a margin of 0.1 moves the kink of ``max(0, m - s)`` by 1.5e-9 (a
+    score there is on the wrong side of it, and a gap next to it is millions of ULP off),
+    and one of 1e300 overflows. In float64 the gap is formed from the margin itself and
+    rounded once at the end; a margin that float32 holds (1, 0, 0.5: the usual ones) keeps
+    the float32 computation.
+    """
+    work = working_dtype(dtype)
+    with np.errstate(over="ignore"):
+        return work if float(work.type(margin)) == margin else np.dtype(np.float64)
+
+
 def to_dtype(value, dtype):
     """``value`` rounded once to ``dtype`` (no copy if it has it); overflow to inf is silent.
 

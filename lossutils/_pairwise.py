@@ -218,7 +218,8 @@ def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduc
 def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap."""
     x1, x2, t, margin = _ranking_args(input1, input2, target, margin, reduction)
-    m = nx.working_dtype(x1.dtype).type(margin)
+    work = nx.margin_dtype(x1.dtype, margin)
+    m = work.type(margin)
 
     def kernel(a, b, labels):
         gap, nan = _ranking_gap(a, b, labels, m)
@@ -232,7 +233,7 @@ def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, gr
             local[nan] = np.nan
         return values, local
 
-    return in_blocks(kernel, (x1, x2), t, reduction, value=value, grad=grad)
+    return in_blocks(kernel, (x1, x2), t, reduction, value=value, grad=grad, work=work)
 
 
 # --- hinge embedding ------------------------------------------------------------------------------
@@ -366,7 +367,8 @@ def hinge_embedding_loss_value_and_grad(input, target, margin=1.0, reduction="me
 def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradient or None)`` of the hinge embedding loss, from one gap."""
     x, t, margin = _hinge_embedding_args(input, target, margin, reduction)
-    m = nx.working_dtype(x.dtype).type(margin)
+    work = nx.margin_dtype(x.dtype, margin)
+    m = work.type(margin)
 
     def kernel(xb, labels):
         gap = np.subtract(m, xb)
@@ -381,7 +383,7 @@ def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True)
         local[np.isnan(xb)] = np.nan
         return values, local
 
-    loss, grads = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad)
+    loss, grads = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, work=work)
     return loss, (None if grads is None else grads[0])
 
 

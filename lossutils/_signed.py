@@ -15,11 +15,12 @@ from ._checks import check_pm1_labels
 from ._reduction import BlockReduction
 
 
-def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
+def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1, work=None):
     """``(loss or None, gradients or None)`` of an elementwise loss, block by block.
 
     ``inputs`` (same shape) and the labels ``target`` (checked block by block) are taken
-    in blocks of elements in the working dtype; ``kernel(*blocks, labels)`` returns the
+    in blocks of elements in the working dtype (``work``, if given: float64 for a margin
+    that the working dtype does not hold); ``kernel(*blocks, labels)`` returns the
     block's per-element losses (or None) and the derivative of each loss with respect to
     the first input (or None), a new array, and optionally a third item: the ``shares``
     of :meth:`BlockReduction.add` (values that are squares which may overflow). The
@@ -29,7 +30,7 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1):
     survives where ``2 g`` would overflow. The gradients are a tuple, one per input.
     """
     dtype, shape = inputs[0].dtype, inputs[0].shape
-    work = nx.working_dtype(dtype)
+    work = nx.working_dtype(dtype) if work is None else work
     flat = [x.reshape(-1) for x in inputs]
     t, n = target.reshape(-1), target.size
     reduced = BlockReduction(reduction, n, dtype) if value else None

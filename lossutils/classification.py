@@ -1561,9 +1561,15 @@ def _margin_gap(margin, high, low):
 
 
 def _margin_setup(input, target, margin, weight, reduction):
+    """The arguments, in float64 where the working dtype does not hold the margin
+    (:func:`~lossutils._numerics.margin_dtype`), and the margin as a float."""
     margin = check_finite_scalar(margin, "margin")
     # (its mean divides by the number of rows, not by the weights' total)
     setup = _index_setup(input, target, weight, None, reduction, limit=False, weighted_mean=False)
+    work = nx.margin_dtype(setup.dtype, margin)
+    if setup.x.dtype != work:
+        w = setup.weight
+        setup = replace(setup, x=setup.x.astype(work), weight=None if w is None else w.astype(work))
     return setup, margin
 
 

@@ -930,3 +930,91 @@ def test_multilabel_soft_margin_weight_above_one_on_a_subnormal_loss(dtype):
         assert_close_to_exact(
             grad.reshape(-1), [s / n for row in slope for s in row], BOUND[dtype], reduction
         )
+
+
+# --- a margin that is not a number of the working dtype -------------------------------------------
+
+
+def _next_to(margin, dtype):
+    """The scores of ``dtype`` on either side of ``margin`` (float32 for float16, its
+    working dtype) and ``margin`` rounded: the gaps m - x there are the rounding error
+    of the margin itself."""
+    m = np.float32(margin) if dtype != np.float64 else np.float64(margin)
+    near = [np.nextafter(m, m.dtype.type(-np.inf)), m, np.nextafter(m, m.dtype.type(np.inf))]
+    return np.array(near).astype(dtype)
+
+
+def _margin_cases(dtype, margin):
+    """``(name, arguments, exact loss per element, exact derivatives per element)`` of the
+    margin losses at scores next to ``margin`` (t = 1, or t = -1 for hinge embedding)."""
+    m = mpmath.mpf(margin)
+    x = _next_to(margin, dtype)
+    xs = [mpmath.mpf(float(v)) for v in x]
+    ones = np.ones(3, dtype)
+    zeros = np.zeros(3, dtype)
+    hinge = [max(m - v, 0) for v in xs]
+    active = [1 if m - v > 0 else 0 for v in xs]  # the kink: 0 (relu's subgradient)
+    touching = [1 if m - v >= 0 else 0 for v in xs]  # the kink: 1 (clamp_min's)
+    return [
+        ("hinge_loss", (x, ones), hinge, [[-a for a in active]]),
+        ("squared_hinge_loss", (x, ones), [h * h for h in hinge], [[-2 * h for h in hinge]]),
+        # -t (x1 - x2) + m with x1 = x, x2 = 0, t = 1
+        (
+            "margin_ranking_loss",
+            (x, zeros, ones),
+            hinge,
+            [[-a for a in touching], [a for a in touching]],
+        ),
+        ("hinge_embedding_loss", (x, -ones), hinge, [[-a for a in touching]]),
+        # rows [0, x] of class 1: the gap m + 0 - x; the rival gets +active, the target -active
+        (
+            "multiclass_hinge_loss",
+            (np.stack([zeros, x], axis=1), [1, 1, 1]),
+            hinge,
+            [[[a, -a] for a in active]],
+        ),
+        # the same over C = 2 classes, p = 2: 2 hinge / C
+        (
+            "multi_margin_loss",
+            (np.stack([zeros, x], axis=1), [1, 1, 1], 2),
+            [h * h / 2 for h in hinge],
+            [[[h, -h] for h in hinge]],
+        ),
+    ]
+
+
+@pytest.mark.parametrize("margin", [0.1, -3.3, 1e-30, 1 / 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_margin_is_used_exactly_not_rounded_to_the_working_dtype(dtype, margin):
+    """The gap m - t x of the given margin (a Python float): rounding 0.1 to float32 moved
+    the kink by 1.5e-9 (the loss at x = float32(0.1) was 0 for 0.1 - x = -1.5e-9 and the
+    margin ranking and hinge embedding gradients were active there; next to it the loss
+    was 3e6 float32 ULP off)."""
+    for name, args, exact, derivatives in _margin_cases(dtype, margin):
+        value, grads = getattr(L, name + "_value_and_grad")(*args, margin=margin, reduction="none")
+        assert value.dtype == dtype
+        assert_close_to_exact(value, np.array(exact, dtype=object), BOUND[dtype], name)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        for grad, exact_grad in zip(grads, derivatives, strict=True):
+            assert grad.dtype == dtype
+            assert_close_to_exact(grad, np.array(exact_grad, dtype=object), BOUND[dtype], name)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_a_margin_beyond_the_working_dtype_gives_the_limit_without_a_warning(dtype):
+    # m - x = 1e300 overflows the dtype: inf (a warning is an error in the test suite)
+    x = np.array([0.0, np.inf], dtype)
+    ones = np.ones(2, dtype)
+    for name, args in [
+        ("hinge_loss", (x, ones)),
+        ("squared_hinge_loss", (x, ones)),
+        ("margin_ranking_loss", (x, np.zeros(2, dtype), ones)),
+        ("hinge_embedding_loss", (x, -ones)),
+    ]:
+        value, _ = getattr(L, name + "_value_and_grad")(*args, margin=1e300, reduction="none")
+        # 1e300 - inf = -inf: the hinge is 0 there
+        assert value.tolist() == [np.inf, 0.0], name
+    z = np.array([[0.0, 1.0], [0.0, np.inf]], dtype)
+    for name in ["multi_margin_loss", "multiclass_hinge_loss"]:
+        value = getattr(L, name)(z, [1, 0], margin=1e300, reduction="none")
+        assert value.tolist() == [np.inf, np.inf], name
