@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from fractions import Fraction
 
 import numpy as np
 from scipy.special import digamma, gammaln
 
+from ._blocks import for_each_block
 from ._checks import (
     as_float_array,
     check_bool,
@@ -116,6 +118,8 @@ def _arrays(names_values, work=None):
 
 def _check_counts(y, name="target", integer=False):
     """Non-negative counts (NaN passes); integers too where the pmf needs them."""
+    if not integer and y.size and y.min() >= 0:
+        return  # one reduction where all are (the minimum is NaN where one is NaN)
     bad = y < 0
     if integer:
         with np.errstate(invalid="ignore"):
@@ -162,67 +166,98 @@ def _poisson_args(input, target, log_input, full, eps, reduction):
 def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad=True):
     """``(loss or None, d_input or None)`` of :func:`poisson_nll_loss`, one pass.
 
-    In cache-sized blocks widened to float64: only the results (in their own dtypes) are
-    full-size arrays, a reduced loss is summed block by block, and ``e^x`` of a block feeds
-    the loss and the gradient. The gradient is scaled by the mean's 1/n in float64 and
-    rounded once; the elements where its formula cancels are collected over the blocks and
-    redone together.
+    In blocks of about a megabyte (:func:`for_each_block`, on up to two threads), each in
+    cache-sized pieces widened to float64 into buffers made once per thread: only the
+    results (in their own dtypes) are full-size arrays, a reduced loss is summed piece by
+    piece (the blocks' sums added in their order, so the result does not depend on the
+    threads), and ``e^x`` of a piece feeds the loss and the gradient. The gradient is scaled
+    by the mean's 1/n in float64 and rounded once; the elements where its formula cancels
+    are collected over a block's pieces and redone together.
     """
     out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
     xf, yf = x.reshape(-1), y.reshape(-1)
-    reduced = BlockReduction(reduction, xf.size, out) if value else None  # rounded once
+    size = xf.size
     dtype = grad_dtype(input, out)
-    g = np.empty(xf.size, dtype) if grad else None
-    scale = reduction_scale(xf.size, reduction, np.float64)
+    g = np.empty(size, dtype) if grad else None
+    scale = reduction_scale(size, reduction, np.float64)
     narrow = dtype.itemsize < 8
-    redo = []  # flat indices still to redo, done in groups of a quarter block or more
-    # float64 work buffers reused by every block (widened narrow inputs, e^x, the loss)
-    size = min(CHUNK, xf.size)
-    wide = [np.empty(size) if v.dtype.itemsize < 8 else None for v in (x, y)]
-    rate_buf, loss_buf, grad_buf, tmp = (np.empty(size) for _ in range(4))
-    flags = np.empty(size, bool)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for b in chunks(xf.size):
+    # the kept values, written in place by every thread (each into its own pieces)
+    kept = BlockReduction(reduction, size, out) if value and reduction == "none" else None
+    parts = {}  # the first element of a block: its reduction
+    local = threading.local()
+    step = min(CHUNK, size)
+
+    def blocks(rows: slice) -> None:
+        if not hasattr(local, "rate"):
+            # float64 work buffers of a thread, reused by every piece (widened narrow
+            # inputs, e^x, the loss, the gradient)
+            local.wide = [np.empty(step) if v.dtype.itemsize < 8 else None for v in (x, y)]
+            local.rate, local.loss, local.grad, local.tmp = (np.empty(step) for _ in range(4))
+            local.flags = np.empty(step, bool)
+        wide, rate_buf, loss_buf, grad_buf, tmp, flags = (
+            local.wide,
+            local.rate,
+            local.loss,
+            local.grad,
+            local.tmp,
+            local.flags,
+        )
+        reduced = kept if kept is not None or not value else BlockReduction(reduction, size, out)
+        redo = []  # flat indices to redo, together at the end of the block
+        for start in range(rows.start, rows.stop, step):
+            b = slice(start, min(start + step, rows.stop))
             xb, yb = (_widened(v[b], w) for v, w in zip((xf, yf), wide, strict=True))
-            rate = np.exp(xb, out=rate_buf[: xb.size]) if log_input else None
+            n = xb.size
+            rate = np.exp(xb, out=rate_buf[:n]) if log_input else None
             if value:
                 if log_input and not full:
-                    lb = _poisson_log_terms(
-                        xb, yb, rate, loss_buf[: xb.size], out.itemsize < 8, (tmp, flags)
-                    )
+                    # float64 values kept: formed in their place in the result
+                    lb = reduced.buffer(b, loss_buf[:n])
+                    lb = _poisson_log_terms(xb, yb, rate, lb, out.itemsize < 8, (tmp, flags))
                 else:
                     lb = _poisson_terms(xb, yb, rate, eps, full)
                 reduced.add(lb, b)
             if not grad:
                 continue
             if log_input:
-                gb = np.subtract(rate, yb, out=grad_buf[: xb.size])
+                # a float64 gradient is formed in its place (scaled there for the mean)
+                gb = g[b] if not narrow else grad_buf[:n]
+                np.subtract(rate, yb, out=gb)
                 # the loss's buffer is free by now
                 close = _poisson_log_close(gb, xb, rate, narrow, (tmp, loss_buf, flags))
-                if close.size:
-                    close = _poisson_count_slopes(gb, xb, yb, close)
             else:
                 gb, close = _poisson_rate_slope(xb, yb, eps, narrow)
             if reduction == "mean":
                 np.multiply(gb, scale, out=g[b])  # rounded once
-            else:
+            elif gb.base is not g:
                 g[b] = gb
             if close.size:
-                redo.append(close + b.start)
-            if redo and (b.stop == xf.size or sum(map(len, redo)) >= CHUNK // 4):
-                idx = np.concatenate(redo)
-                redo = []
-                xs, ys = xf[idx].astype(np.float64), yf[idx].astype(np.float64)
-                if log_input:
-                    gs = _poisson_log_redo(xs, ys, narrow)
-                else:
-                    # s - y is exact (Sterbenz) with s + s_err = x + eps exactly
-                    s, s_err = two_sum(xs, eps)
-                    gs = ((s - ys) + s_err) / s
-                if reduction == "mean":
-                    gs *= scale
-                g[idx] = gs
-    loss = reduced.result(x.shape) if value else None
+                redo.append(close + start)
+        if redo:
+            idx = np.concatenate(redo)
+            xs, ys = xf[idx].astype(np.float64), yf[idx].astype(np.float64)
+            if log_input:
+                which, gs = _poisson_log_slopes(xs, ys, narrow)
+                idx = idx[which]
+            else:
+                # s - y is exact (Sterbenz) with s + s_err = x + eps exactly
+                s, s_err = two_sum(xs, eps)
+                gs = ((s - ys) + s_err) / s
+            if reduction == "mean":
+                gs *= scale
+            g[idx] = gs
+        if value and kept is None:
+            parts[rows.start] = reduced
+
+    for_each_block(blocks, size, 8)
+    loss = None
+    if value:
+        reduced = kept
+        if reduced is None:
+            reduced = BlockReduction(reduction, size, out)
+            for start in sorted(parts):
+                reduced.extend(parts[start])
+        loss = reduced.result(x.shape)
     return loss, (None if g is None else g.reshape(x.shape))
 
 
@@ -251,7 +286,7 @@ def _poisson_log_terms(x, y, rate, buf, narrow, work):
     """
     lb = np.multiply(y, x, out=buf)
     np.subtract(rate, lb, out=lb)
-    if narrow and _none_below(lb, rate, 2.0**27, work[0]):
+    if narrow and _none_below(lb, rate, 2.0**27, *work):
         return lb  # also no NaN: no special value to look for (an infinite lb is right)
     if not np.isfinite(np.sum(lb)):
         _both_overflow(lb, x, y, rate)
@@ -369,26 +404,27 @@ def _poisson_rate_slope(x, y, eps, narrow):
     return g, near
 
 
-def _poisson_count_slopes(g, x, y, close):
-    """Redo ``g = e^x - y`` at the indices ``close`` of :func:`_poisson_log_close` where ``y``
-    is an integer count of the table of :func:`exp_minus_count` (the common case: at the
-    optimum of counts every element cancels); return the indices left for
-    :func:`_poisson_log_redo` (other targets, ``|x| <= 700``).
+def _poisson_log_slopes(x, y, narrow):
+    """``(which, values)``: ``e^x - y`` redone for the elements of ``x``, ``y`` (float64,
+    gathered where :func:`_poisson_log_close` found that the plain difference cancels) at
+    their indices ``which``; the others keep the plain difference.
 
-    ``x = 0`` with ``y = 1`` is done too (``expm1(0) = 0``); elsewhere ``x = 0`` needs nothing:
-    ``1 - y`` is rounded once.
+    Where ``y`` is an integer count of the table of :func:`exp_minus_count` (the common
+    case: at the optimum of counts every element cancels) from that table; other targets
+    with ``|x| <= 700`` by :func:`_poisson_log_redo`. ``x = 0`` with ``y = 1`` is done too
+    (``expm1(0) = 0``); elsewhere ``x = 0`` needs nothing: ``1 - y`` is rounded once.
+    A block's elements are done together (a few dozen calls however many there are).
     """
-    ys = y[close]
-    k, ok = count_indices(ys)
-    if not ok.all():
-        rest = close[~ok]
-        close, ys, k = close[ok], ys[ok], k[ok]
-        xr = np.abs(x[rest])
-        rest = rest[(xr <= 700) & (xr != 0)]
-    else:
-        rest = close[:0]
-    g[close] = exp_minus_count(x[close], ys, k)
-    return rest
+    k, ok = count_indices(y)
+    if ok.all():
+        return slice(None), exp_minus_count(x, y, k)
+    table = np.flatnonzero(ok)
+    a = np.abs(x)
+    rest = np.flatnonzero(~ok & (a <= 700) & (a != 0))
+    values = [exp_minus_count(x[table], y[table], k[table])]
+    if rest.size:
+        values.append(_poisson_log_redo(x[rest], y[rest], narrow))
+    return np.concatenate([table, rest]), np.concatenate(values)
 
 
 def _below(d, rate, factor, tmp, flags):
@@ -399,15 +435,14 @@ def _below(d, rate, factor, tmp, flags):
     return np.flatnonzero(np.less(t, rate, out=flags[: d.size]))
 
 
-def _none_below(d, rate, factor, tmp):
-    """Whether no element has ``|d| factor < rate`` and none of ``d``, ``rate`` is NaN: one
-    reduction instead of a selection, for a block where that is the common case (the
-    narrow dtypes). ``fl(|d| factor - rate)`` has the sign of the exact difference, and is
-    NaN where either is NaN or both are infinite."""
+def _none_below(d, rate, factor, tmp, flags):
+    """Whether no element has ``|d| factor < rate`` and none of ``d``, ``rate`` is NaN: a
+    comparison and a reduction of flags instead of a selection, for a block where that is
+    the common case (the narrow dtypes). ``|d| factor`` (exact: a power of 2) is left in
+    ``tmp``; ``flags`` is a bool buffer; both at least as long as ``d``."""
     t = np.abs(d, out=tmp[: d.size])
     t *= factor
-    t -= rate
-    return bool(t.min() >= 0)
+    return bool(np.greater_equal(t, rate, out=flags[: d.size]).all())  # False where NaN
 
 
 _EXPONENT_BITS = np.int64(0x7FF0000000000000)
@@ -419,7 +454,7 @@ def _poisson_log_close(g, x, rate, narrow, work):
     Where it cancels: ``|e^x - y| < 2^k / 4`` for ``e^x`` in [2^k, 2^(k + 1)); for float16
     and float32 output ``< 2^-26 e^x`` (beyond, the float64 difference is within 2^-52 e^x,
     at most 2^-26 of the result, a quarter of its float32 ULP: the rounded result is within
-    3/4 ULP). The caller redoes those (:func:`_poisson_count_slopes`).
+    3/4 ULP). The caller redoes those (:func:`_poisson_log_slopes`).
     Elsewhere ``e^x - y`` is exact for the computed ``e^x`` where ``y`` is within a factor
     2 of it (Sterbenz), so its error is that of exp, 1 ULP of e^x (2^(k - 52)): at most
     4 ULP of a difference of at least 2^(k - 2) (or 2 ULP plus the difference's rounding
@@ -427,11 +462,11 @@ def _poisson_log_close(g, x, rate, narrow, work):
     (inf stays inf, NaN gives inf). ``work``: two float64 buffers and a bool one.
     """
     if narrow:
-        if _none_below(g, rate, 2.0**26, work[0]):
+        if _none_below(g, rate, 2.0**26, work[0], work[2]):
             return np.empty(0, np.intp)
-        # |g| 2^26 - rate, left in the buffer: negative where |g| 2^26 < rate
+        # |g| 2^26, left in the buffer
         n = g.size
-        close = np.flatnonzero(np.less(work[0][:n], 0, out=work[2][:n]))
+        close = np.flatnonzero(np.less(work[0][:n], rate, out=work[2][:n]))
     else:
         power, t, flags = (w[: g.size] for w in work)
         np.bitwise_and(rate.view(np.int64), _EXPONENT_BITS, out=power.view(np.int64))

@@ -385,6 +385,49 @@ def test_poisson_narrow_blocks_with_special_values(dtype):
     np.testing.assert_array_equal(loss, B.poisson_nll_loss(x, y, reduction="none")[ordinary])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log_input", [True, False])
+def test_poisson_in_blocks_on_two_threads(dtype, log_input, monkeypatch):
+    # blocks of 96 elements in pieces of 32, shared by two threads (each takes the next
+    # block when done with one): per-element results against mpmath (cancelling terms, best
+    # fits, whose gradients are redone at the end of their block, plain elements), the
+    # same bits as in one block, and the reduced losses the same with or without the
+    # gradient (the blocks' sums added in their order, whichever thread did them)
+    from lossutils import _blocks
+
+    rng = np.random.default_rng(43)
+    x, y = _poisson_cases(dtype, rng, log_input)
+    whole = {r: B.poisson_nll_loss_value_and_grad(x, y, log_input, reduction=r) for r in REDUCTIONS}
+    monkeypatch.setattr(B, "CHUNK", 32)
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 96 * 8)
+    monkeypatch.setattr(_blocks, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(_blocks, "WORKERS", 2)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if log_input:
+            reference, g_ref = REF["poisson"](x64, y64), REF["poisson_grad"](x64, y64)
+            scale, g_scale = np.exp(x64) + np.abs(y64 * x64), np.exp(x64) + y64
+        else:
+            reference, g_ref = REF["poisson_rate"](x64, y64), REF["poisson_rate_grad"](x64, y64)
+            scale = x64 + np.abs(y64 * np.log(x64 + 1e-8))
+            g_scale = 1 + y64 / (x64 + 1e-8)
+    for reduction in REDUCTIONS:
+        loss, grad = B.poisson_nll_loss_value_and_grad(x, y, log_input, reduction=reduction)
+        np.testing.assert_array_equal(
+            loss, B.poisson_nll_loss(x, y, log_input, reduction=reduction)
+        )
+        np.testing.assert_array_equal(
+            grad, B.poisson_nll_loss_grad(x, y, log_input, reduction=reduction)
+        )
+        np.testing.assert_array_equal(grad, whole[reduction][1])
+        if reduction == "none":
+            np.testing.assert_array_equal(loss, whole["none"][0])
+            _check(loss, reference, dtype, scale, MAX_ULP[dtype], "poisson_nll_loss in blocks")
+            _check(grad, g_ref, dtype, g_scale, MAX_ULP[dtype], "poisson_nll_loss_grad in blocks")
+        else:  # the sums of the pieces in another grouping: within an ULP or two
+            np.testing.assert_allclose(loss, whole[reduction][0], rtol=4 * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_poisson_rate_gradient_of_narrow_dtypes_at_the_best_fit_and_at_the_switch(dtype):
     # float16/float32 rates: ((x - y) + eps) / (x + eps) in float64, redone exactly only where
