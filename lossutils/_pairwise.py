@@ -50,9 +50,11 @@ def _quiet():
 
 def _active(gap):
     """1 where ``gap >= 0`` (the gradient passes at the kink, as ``torch.clamp_min``'s backward),
-    NaN where the gap is NaN, 0 elsewhere."""
+    NaN where the gap is NaN, 0 elsewhere; a gap of -0.0 is a negative one that underflowed
+    (the callers form an exact zero as +0.0)."""
     with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(gap), np.nan, (gap >= 0).astype(gap.dtype))
+        passes = (gap > 0) | ((gap == 0) & ~np.signbit(gap))
+        return np.where(np.isnan(gap), np.nan, passes.astype(gap.dtype))
 
 
 # --- margin ranking -------------------------------------------------------------------------------
@@ -418,7 +420,8 @@ class _Cosine:
             c2 = np.ldexp(_SQRT_COSINE_EPS, -self.e2)
             self.r1, self.r2 = np.hypot(self.s1, c1), np.hypot(self.s2, c2)
             denominator = self.r1 * self.r2
-            self.cos = np.sum(self.u1 * self.u2, axis=-1) / denominator
+            # (+0.0: an exact zero is +0, so that -0.0 marks a negative cosine that underflowed)
+            self.cos = (np.sum(self.u1 * self.u2, axis=-1) + 0.0) / denominator
             # 1 - cos cancels only for cos > 1/2: there it is formed without cancellation
             # arrays also for one pair (no batch axis): the careful rows are assigned by mask
             self.s1, self.s2, self.r1, self.r2, self.cos = (
@@ -543,7 +546,8 @@ class _Cosine:
 
 def _cosine_args(input1, input2, target, margin, reduction):
     check_reduction(reduction)
-    margin = check_finite_scalar(margin, "margin")
+    # (+0.0: a margin of -0.0 as 0, so that cos - m is -0.0 only for an underflowed cos < 0)
+    margin = check_finite_scalar(margin, "margin") + 0.0
     target = as_array(target, "target")
     # integer or bool labels do not promote the embeddings' dtype (as contrastive_loss)
     labels = {"target": target} if target.dtype.kind == "f" else {}
@@ -666,8 +670,11 @@ def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="me
     (and symmetrically for :math:`x_2`); the loss's gradient is
     :math:`-\partial \cos` for :math:`t = 1` and :math:`\partial \cos\,
     \mathbb{1}[\cos - m \ge 0]` for :math:`t = -1`. At the kink :math:`\cos = m` the
-    gradient passes, as through PyTorch's ``clamp_min``. At a zero vector it is finite
-    (:math:`x_2 / (\sqrt{\varepsilon}\, d_2)`), as in PyTorch.
+    gradient passes, as through PyTorch's ``clamp_min``; the side is that of
+    :math:`\cos - m` as the loss forms it in float64 (within a few ULP of :math:`1 - \cos`
+    where :math:`\cos > 1/2`), and a negative cosine too small for float64 counts as
+    negative. At a zero vector it is finite (:math:`x_2 / (\sqrt{\varepsilon}\, d_2)`), as
+    in PyTorch.
 
     Parameters
     ----------
@@ -775,30 +782,32 @@ def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, 
         for r in (r1, r2):  # the squared norms become the norms, in place
             r += COSINE_EPS
             np.sqrt(r, out=r)
+        plain_cos += 0.0  # an exact zero as +0 (see _Cosine)
         plain_cos /= r1 * r2
         inside &= plain_cos <= 0.5
         rows = np.flatnonzero(~inside | tiny)
         del tiny
-        cos, one_minus, minus = plain_cos, None, None
+        # cos - m: the loss of t = -1 and, for the gradient, the side of its kink (the same
+        # numbers: the loss is 0 where the gradient is, but at an exact kink)
+        one_minus, minus = None, plain_cos - margin
         if value:
-            one_minus, minus = 1 - plain_cos, plain_cos - margin
+            one_minus = 1 - plain_cos
         if len(rows):
             careful = _careful_cosine(a1[rows], a2[rows])
-            cos = plain_cos.copy()
-            cos[rows] = careful.cos
+            minus[rows] = careful.minus(margin)
             if value:
-                one_minus[rows], minus[rows] = careful.one_minus, careful.minus(margin)
+                one_minus[rows] = careful.one_minus
     loss = None
     if value:
         loss = np.where(t == 1, one_minus, np.maximum(minus, 0))
         loss = reduce_to(np.where(np.isnan(t), np.nan, loss).reshape(batch), reduction, dtype)
-        del one_minus, minus
+        del one_minus
     if not grad:
         return loss, None
     scale = (np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1.0
     d1, d2 = np.empty(a1.shape, dtype), np.empty(a1.shape, dtype)
     with _quiet():
-        f = _cosine_factor(cos, t, margin, scale)
+        f = _cosine_factor(minus, t, scale)
         # d cos / d x1 = (x2 / r2 - cos x1 / r1) / r1 = x2 A - x1 B1, and symmetrically
         a = f / (r1 * r2)
         f *= plain_cos
@@ -811,7 +820,7 @@ def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, 
         redo = ~inside[rows]
         if redo.any():
             rows = rows[redo]
-            f = _cosine_factor(careful.cos[redo], t[rows], margin, scale)[:, None]
+            f = _cosine_factor(minus[rows], t[rows], scale)[:, None]
             grads = zip((d1, d2), careful.grad(), careful.infinite, strict=True)
             for out, g, infinite in grads:
                 # the gradient with respect to an infinite row is 0 (its limit)
@@ -820,9 +829,10 @@ def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, 
     return loss, (d1.reshape(shape), d2.reshape(shape))
 
 
-def _cosine_factor(cos, t, margin, scale):
-    """d loss / d cos times the reduction's scale: -1 for t = 1, [cos >= m] for t = -1."""
-    f = np.where(t == 1, -1.0, _active(cos - margin))
+def _cosine_factor(minus, t, scale):
+    """d loss / d cos times the reduction's scale: -1 for t = 1, [cos - m >= 0] for t = -1
+    (``minus``: cos - m)."""
+    f = np.where(t == 1, -1.0, _active(minus))
     f = np.where(np.isnan(t), np.nan, f)
     f *= scale
     return f

@@ -583,6 +583,57 @@ def test_cosine_embedding_gradient_of_nearly_parallel_pairs_within_4_ulp(dtype):
             _assert_within_4_ulp_of_the_row(g, e * signs, dtype)
 
 
+@pytest.mark.parametrize("scale", [1e-322, 1e-200, 1e-170])
+def test_cosine_embedding_gradient_of_a_negative_cosine_that_underflows(scale):
+    # t = -1, margin 0 (the default): max(0, cos) has gradient 0 where cos < 0. Rows of tiny
+    # entries have cosines of about <x1, x2> / 1e-12, which underflow: the negative ones to
+    # -0.0, which passed as "cos >= 0" (a gradient of 1e-311 for entries of 1e-322, of 1e-158
+    # for entries of 1e-170)
+    rng = np.random.default_rng(34)
+    x1, x2 = rng.normal(size=(2, 12, 5)) * scale
+    target = -np.ones(12, int)
+    g1, g2 = M.cosine_embedding_loss_grad(x1, x2, target, reduction="sum")
+    assert M.cosine_embedding_loss_value_and_grad(x1, x2, target, reduction="sum")[0] == 0
+    signs = []
+    with mpmath.workdps(ref.DIGITS):
+        for i, (*_, cos) in enumerate(_mp_cosines(x1, x2)):
+            signs.append(cos > 0)
+            if cos < 0:
+                assert np.all(g1[i] == 0) and np.all(g2[i] == 0), i
+            else:
+                assert np.any(g1[i] != 0) and np.any(g2[i] != 0), i
+    assert 0 < sum(signs) < 12  # both kinds of pairs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cosine_embedding_gradient_takes_the_side_of_the_kink_the_loss_takes(dtype):
+    # t = -1 with the margin at the rounded cosine of nearly parallel pairs: cos - m is below
+    # an ULP of m. The loss forms it from the accurate 1 - cos (within a few ULP of 1 - cos);
+    # the gradient took its side from the plain rounded cosine, whose error (an ULP of 1) is
+    # larger than the gap: the whole gradient d cos where the exact one is 0 (138 ULP of a
+    # float16 row's largest entry), or the reverse. Now the side of cos - m as the loss has it
+    rng = np.random.default_rng(35)
+    x1 = rng.normal(size=(40, 6)).astype(dtype)
+    spread = 10.0 ** rng.uniform(-7, -2, (40, 1))
+    x2 = (x1.astype(np.float64) * (1 + spread * rng.normal(size=(40, 6)))).astype(dtype)
+    passes, stops = 0, 0
+    with mpmath.workdps(ref.DIGITS):
+        for i, (*_, cos) in enumerate(_mp_cosines(x1, x2)):
+            margin = float(cos)  # the exact cosine rounded: within half an ULP of it
+            row = (x1[i : i + 1], x2[i : i + 1], [-1])
+            g1, g2 = M.cosine_embedding_loss_grad(*row, margin)
+            gap, tolerance = cos - ref.mp(margin), 2.0**-48 * (1 - cos)
+            if gap > tolerance:  # d cos, as for any margin below the cosine
+                active = M.cosine_embedding_loss_grad(*row, -1.0)
+                np.testing.assert_array_equal(g1, active[0])
+                np.testing.assert_array_equal(g2, active[1])
+                passes += 1
+            elif gap < -tolerance:
+                assert np.all(g1 == 0) and np.all(g2 == 0), i
+                stops += 1
+    assert passes > 10 and stops > 10
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [2, 3, 300])
 def test_cosine_embedding_of_rows_parallel_to_rounding_within_4_ulp(dtype, size):
