@@ -30,7 +30,7 @@ from ._checks import (
     float_arrays,
 )
 from ._reduction import BlockReduction, product_row_means, reduce_to, scale_grad, square_shares
-from ._signed import in_blocks
+from ._signed import block_length, in_blocks
 
 __all__ = [
     "binary_cross_entropy",
@@ -1263,18 +1263,18 @@ def _square(input, target, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`square_loss`."""
     x, t = _signed_args(input, target, reduction)
 
-    def kernel(xb, labels):
-        gap = np.multiply(labels, xb)  # t x: exact, t is +-1
-        np.subtract(1, gap, out=gap)
-        values = None if not value else np.square(gap)
+    def kernel(xb, labels, out):
+        # t = +-1: t (1 - t x) = t - x and (1 - t x)^2 = (x - t)^2, bit for bit (a product
+        # with +-1 is exact and commutes with rounding); -t (1 - t x) = x - t is +0, not -0
+        values, local = out
+        gap = np.subtract(xb, labels, out=values if local is None else local)
+        if values is not None:
+            np.square(gap, out=values)
         # a mean of squares that overflowed: the gaps again, squared without overflow
-        shares = lambda count: square_shares(1 - labels * xb, count)  # noqa: E731
-        if not grad:
-            return values, None, shares
-        local = np.multiply(labels, gap, out=gap)  # -t gap (times 2 later)
-        return values, np.negative(local, out=local), shares
+        shares = lambda count: square_shares(xb - labels, count)  # noqa: E731
+        return values, local, shares  # the derivative 2 (x - t): times 2 later
 
-    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, factor=2)
+    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, factor=2, into=True)
     return loss, (None if d is None else d[0])
 
 
@@ -1398,21 +1398,29 @@ def _logistic(input, target, base, reduction, value=True, grad=True):
 def _softplus_margin(x, t, reduction, value, grad, log_base=None):
     """``softplus(-t x)`` (divided by ``log_base``) and its derivative ``-t sigma(-t x)``,
     block by block; a division by ``log_base`` (a float64) is in float64, rounded once."""
+    work = nx.working_dtype(x.dtype)
+    length = block_length(work, x.size)
+    minus_t, z, u = (np.empty(length, work) for _ in range(3))
+    wide = [np.empty(length) for _ in range(2)] if log_base is not None else None
 
-    def kernel(xb, labels):
-        tx = np.multiply(labels, xb)  # exact, t is +-1
-        softpluses, sigmoids = nx.logistic_pairs(tx, (False, value), (False, grad))
-        values = local = None
-        if value:
-            values = softpluses[1] if log_base is None else softpluses[1] / log_base
-        if grad:
-            local = np.multiply(labels, sigmoids[1], out=sigmoids[1])
-            np.negative(local, out=local)
-            if log_base is not None:
-                local = local / log_base
-        return values, local
+    def kernel(xb, labels, out):
+        values, local = out
+        size = xb.size
+        nt = np.negative(labels, out=minus_t[:size])
+        zb = np.multiply(nt, xb, out=z[:size])  # -t x: exact, t is +-1
+        redone = nx.softplus_sigmoid_into(zb, values, local, u[:size])
+        if local is not None:
+            np.multiply(nt, local, out=local)  # -t sigma(-t x)
+            if redone is not None:
+                local[redone] += 0.0  # +0 where sigma(-t x) underflows
+        if log_base is None:
+            return values, local
+        return tuple(
+            None if r is None else np.divide(r, log_base, out=w[:size])
+            for r, w in zip((values, local), wide, strict=True)
+        )
 
-    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad)
+    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, into=True)
     return loss, (None if d is None else d[0])
 
 

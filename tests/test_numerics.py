@@ -122,6 +122,33 @@ def test_softplus_sigmoid_kernels_against_mpmath(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_sigmoid_into_on_both_sides_of_its_plain_range(dtype):
+    # plain range |z| <= 87 (float32) or 708 (float64): one exp(z); beyond it (exp(z) would
+    # overflow, sigma(z) underflow) and at NaN the elements are redone by logistic_pairs
+    limit = nx._PLAIN_LOGISTIC[np.dtype(dtype)]
+    edges = [limit, np.nextafter(dtype(limit), dtype(np.inf)), 88.8, 103.5, 110.0, 709.9, 760.0]
+    z = np.array([0.0, 1e-30, 0.5, 3.0, 30.0, *edges, 1e4, np.inf], dtype=dtype)
+    z = np.concatenate([z, -z, np.array([np.nan], dtype)])
+    softplus, sigma, spare = (np.empty_like(z) for _ in range(3))
+    with np.errstate(all="ignore"):
+        redone = nx.softplus_sigmoid_into(z, softplus, sigma, spare)
+    assert set(redone) == set(np.flatnonzero(~(np.abs(z) <= limit)))
+    finite = np.isfinite(z)
+    exact = exact_inputs(z[finite])
+    with mpmath.workdps(60):
+        sp = [mpmath.log1p(mpmath.exp(v)) for v in exact]
+        sg = [1 / (1 + mpmath.exp(-v)) for v in exact]
+    assert_close_to_exact(softplus[finite], sp, 2, "softplus")
+    assert_close_to_exact(sigma[finite], sg, 2, "sigmoid")
+    assert np.all(sigma[finite] >= 0) and not np.signbit(sigma[finite]).any()
+    (pairs_sp, _), (pairs_sg, _) = nx.logistic_pairs(z, (True, False), (True, False))
+    plain = np.abs(z) <= limit
+    # for z <= 0 the same operations as logistic_pairs; beyond the plain range its values
+    np.testing.assert_array_equal(softplus[~plain | (z <= 0)], pairs_sp[~plain | (z <= 0)])
+    np.testing.assert_array_equal(sigma[~plain | (z <= 0)], pairs_sg[~plain | (z <= 0)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_logistic_kernels_are_elementwise(dtype):
     # the cache-sized blocks, a strided input and 0-d input change no element's value
     rng = np.random.default_rng(5)
