@@ -2060,9 +2060,9 @@ def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"
 
 # ---------------------------------------------------------------- quantile (pinball)
 
-# Elements per block of the pinball loss. Its dozen float64 buffers are made once and reused
-# from block to block: new temporaries of this size for every block cost page faults, as
-# the allocator returns freed memory to the system.
+# Elements per piece of the pinball loss. Its dozen float64 buffers are made once per thread
+# and reused from piece to piece: new temporaries of this size for every piece cost page
+# faults, as the allocator returns freed memory to the system.
 _QUANTILE_BLOCK = 1 << 15
 
 _FRACTION_BITS = np.int64((1 << 52) - 1)
@@ -2444,12 +2444,14 @@ def _quantile_slope(r, q, shape):
 def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     """:func:`_quantile` for a scalar level and a target of the input's shape, in blocks.
 
-    Each block's residual is formed in float64 (exactly, as ``r + r_err``, for a float64
-    result: :func:`_pinball_unscaled`) and its losses reduced while in cache
-    (:class:`BlockReduction`). The gradient takes three values only, ``-q``, ``1 - q`` and
-    ``1/2 - q`` times the reduction's scale (in float64, then rounded once): they are
-    formed once and each block picks them by the sign of its residual (exact in the
-    input's dtype, so the gradient alone converts nothing).
+    In blocks of about a megabyte (:func:`for_each_block`, on up to two threads), each in
+    cache-sized pieces into buffers made once per thread. Each piece's residual is formed in
+    float64 (exactly, as ``r + r_err``, for a float64 result: :func:`_pinball_unscaled`) and
+    its losses reduced while in cache (:class:`BlockReduction`; the blocks' sums added in
+    their order, so the result does not depend on the threads). The gradient takes three
+    values only, ``-q``, ``1 - q`` and ``1/2 - q`` times the reduction's scale (in float64,
+    then rounded once): they are formed once and each piece picks them by the sign of its
+    residual (exact in the input's dtype, so the gradient alone converts nothing).
     """
     xf, yf = x.reshape(-1), y.reshape(-1)
     size = xf.size
@@ -2461,20 +2463,30 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     exact, level = out.itemsize == 8, float(q)
     if exact:  # float64 (a float32 or float16 argument with a float64 one: converted)
         xf, yf = (v.astype(np.float64, copy=False) for v in (xf, yf))
-    work = _pinball_work(min(size, _QUANTILE_BLOCK))
     limits = _fraction_limits(level) if exact else None
-    rows, mask = work[0], work[1][0]
-    # float64 losses of a block (a float64 result's own, when the losses are kept)
-    buffer = np.empty(rows.shape[1]) if value else None
-    with np.errstate(over="ignore", invalid="ignore"):
-        for b in chunks(size, _QUANTILE_BLOCK):
+    step = min(size, _QUANTILE_BLOCK)
+    local = threading.local()
+    # the kept losses are written in place by every thread (each into its own pieces)
+    kept = reduced if value and reduction == "none" else None
+    parts = {}  # the first element of a block: its reduction
+
+    def blocks(span: slice) -> None:
+        if not hasattr(local, "work"):  # a thread's buffers, reused by every piece
+            local.work = _pinball_work(step)
+            # float64 losses of a piece (a float64 result's own, when the losses are kept)
+            local.buffer = np.empty(step) if value else None
+        work, buffer = local.work, local.buffer
+        rows, mask = work[0], work[1][0]
+        summed = kept if kept is not None or not value else BlockReduction(reduction, size, out)
+        for start in range(span.start, span.stop, step):
+            b = slice(start, min(start + step, span.stop))
             n = b.stop - b.start
             if value:
-                losses = reduced.buffer(b, buffer[:n])
+                losses = summed.buffer(b, buffer[:n])
                 r = _pinball_block(yf[b], xf[b], level, limits, losses, work)
                 if exact:  # (float32 and float16 residuals do not overflow float64)
                     _pinball_halved(yf[b], xf[b], level, losses)
-                reduced.add(losses, b)  # rounded once
+                summed.add(losses, b)  # rounded once
             else:
                 # its sign is that of the exact difference
                 r = np.subtract(yf[b], xf[b], out=rows[8][:n])
@@ -2484,6 +2496,13 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
                 if not np.min(size_r) > 0:  # r = 0 and NaN, rare: on those elements only
                     special = np.flatnonzero(~(size_r > 0))
                     slope[special] = np.where(r[special] == 0, at, np.nan)
+        if value and kept is None:
+            parts[span.start] = summed
+
+    for_each_block(blocks, size, 8)
+    if value and kept is None:
+        for start in sorted(parts):
+            reduced.extend(parts[start])
     loss = reduced.result(x.shape) if value else None
     return loss, (d_x.reshape(x.shape) if grad else None)
 

@@ -1228,6 +1228,39 @@ def test_quantile_scalar_level_over_several_blocks(dtype):
     assert abs(B.quantile_loss(x, y, 0.9) - exact) <= 4 * np.spacing(dtype(exact))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_quantile_in_blocks_on_two_threads(dtype, monkeypatch):
+    # blocks of 40 elements in pieces of 16, shared by two threads: the per-element losses
+    # (in float64 some of them redone exactly) and gradients the same bits as in
+    # one block and within 1 ULP of mpmath, and a reduced loss the same with or without the
+    # gradient (the blocks' sums added in their order, whichever thread did them)
+    from lossutils import _blocks
+
+    rng = np.random.default_rng(44)
+    n = 1000
+    x = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3, n)
+    y = x * (1 + rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-12, 0, n))
+    y[::50] = x[::50]  # r = 0
+    x, y = _rounded(dtype, x, y)
+    whole = {r: B.quantile_loss_value_and_grad(x, y, 0.9, reduction=r) for r in REDUCTIONS}
+    monkeypatch.setattr(B, "_QUANTILE_BLOCK", 16)
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 40 * 8)
+    monkeypatch.setattr(_blocks, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(_blocks, "WORKERS", 2)
+    for reduction in REDUCTIONS:
+        loss, grad = B.quantile_loss_value_and_grad(x, y, 0.9, reduction=reduction)
+        np.testing.assert_array_equal(loss, B.quantile_loss(x, y, 0.9, reduction=reduction))
+        np.testing.assert_array_equal(grad, B.quantile_loss_grad(x, y, 0.9, reduction=reduction))
+        np.testing.assert_array_equal(grad, whole[reduction][1])
+        if reduction == "none":
+            np.testing.assert_array_equal(loss, whole["none"][0])
+            x64, y64 = x.astype(np.float64), y.astype(np.float64)
+            reference = REF["quantile"](x64, y64, np.full(n, 0.9))
+            _check(loss, reference, dtype, 0 * x64, 1.0, "quantile_loss in blocks")
+        else:  # the sums of the pieces in another grouping: within an ULP or two
+            np.testing.assert_allclose(loss, whole[reduction][0], rtol=4 * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("level", [0.5, 0.75, 0.9, 1 - 2**-40])
 def test_quantile_float64_scalar_upper_level_within_1_ulp(level):
     # a scalar level of at least 1/2 makes q - 1 exact: each side is one exact factor times
