@@ -9,6 +9,8 @@ multilabel hinge loss of PyTorch. Public as :mod:`lossutils.classification` and
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _numerics as nx
@@ -418,7 +420,7 @@ def _multilabel_margin_labels(index):
 _STEP_BLOCKS = 48
 
 
-def _multilabel_margin_block(x, index, rows, sums, out, reduction):
+def _multilabel_margin_block(x, index, rows, sums, out, reduction, margin=1.0):
     """The rows ``rows`` of :func:`_multilabel_margin`: adds each row's hinge sum (times C)
     into ``sums`` (when given) and writes the rows of the gradient into ``out`` (when given).
 
@@ -443,7 +445,7 @@ def _multilabel_margin_block(x, index, rows, sums, out, reduction):
     for k in range(labels.shape[1]):
         # the rows with a k-th label (a slice, a view, when every row has one)
         part = slice(None) if every[k] else np.flatnonzero(listed[:, k])
-        gaps = nx.margin_gaps(xb[part], scores[part, k], xb.dtype.type(1))
+        gaps = nx.margin_gaps(xb[part], scores[part, k], xb.dtype.type(margin))
         gaps.reshape(-1)[np.arange(0, gaps.size, c)[:, None] + labels[part]] = 0  # the labels
         nx.clip_hinges(gaps)  # (NaN stays: a NaN gap makes its pair NaN)
         if sums is not None:
@@ -599,7 +601,27 @@ def _multilabel_margin(input, target, reduction, value=True, grad=True):
     loss = d = None
     if value:
         sums /= c
+        _redo_overflowed_rows(x, index, sums)
         loss = reduce_to(sums.reshape(np.shape(input)[:-1]), reduction, dtype)
     if grad:
         d = out.reshape(np.shape(input))
     return loss, d
+
+
+@nx.quiet  # (as the blocks: inf and NaN show in the result)
+def _redo_overflowed_rows(x, index, means):
+    """``means`` (each row's hinge sum over C) where a hinge or the sum overflowed though
+    the row's scores are finite: the row again in float64, its scores and the margin
+    scaled by the power of 2 of the largest (exact; an entry below it by 2^1000 or more
+    is lost, far below the loss's last place), scaled back after the division by C; the
+    loss then overflows only where it does."""
+    redo = np.flatnonzero(np.isinf(means))
+    redo = redo[np.isfinite(x[redo]).all(axis=-1)]
+    if redo.size == 0:
+        return
+    rows = x[redo].astype(np.float64)
+    e = math.frexp(max(float(np.max(np.abs(rows))), 1.0))[1]
+    scaled = np.zeros(redo.size, np.float64)
+    rows = np.ldexp(rows, -e)
+    _multilabel_margin_block(rows, index[redo], slice(None), scaled, None, None, math.ldexp(1, -e))
+    means[redo] = np.ldexp(scaled / x.shape[1], e)

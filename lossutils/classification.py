@@ -8,6 +8,7 @@ import path: ``lossutils.classification.X`` (and ``lossutils.X``).
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, replace
 
@@ -1801,7 +1802,8 @@ def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, gr
     x, y, w = np.ascontiguousarray(args.x), args.y, args.weight
     n, c = x.shape
     dtype = x.dtype
-    per = np.empty(n, dtype) if value else None
+    # float64: a per-sample loss beyond float32's range may still have a finite mean
+    per = np.empty(n, np.float64) if value else None
     out = np.empty(x.shape, args.dtype) if grad else None
     coef = None
     if grad:  # d loss / d hinge^p of each row (the reduction's scale included)
@@ -1819,13 +1821,49 @@ def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, gr
     step = None if not grad else BLOCK_BYTES // 4 // max(1, c * dtype.itemsize)
     for_each_block(block, n, c * dtype.itemsize, step)
     loss = grad_out = None
+    if value and w is not None:
+        per = nx.times(w[y], per)
+    # (p = 1: every gradient entry is w / C or a sum of them, 0 or NaN)
+    _redo_overflowed_rows(x, y, margin, p, w, per, out if p == 2 else None, coef)
     if value:
-        if w is not None:
-            per = nx.times(w[y], per)
         loss = nx.to_dtype(reduce(per.reshape(args.shape), reduction), args.dtype)[()]
     if grad:
+        if w is not None and not np.all(w[y]):  # a zero weight masks its row (also inf, NaN)
+            out[w[y] == 0] = 0
         grad_out = out.reshape(args.shape + x.shape[-1:])
     return loss, grad_out
+
+
+@nx.quiet  # (as the blocks: inf and NaN show in the result)
+def _redo_overflowed_rows(x, y, margin, p, weight, per, out, coef):
+    """Where a row's hinges or their sum overflowed though its scores are finite: the
+    row's loss ``per`` (weighted) and gradient ``out`` (each if given) again, in float64,
+    the scores and margin scaled by the power of 2 of the largest (exact; an entry below
+    it by 2^1000 or more is lost, far below the result's last place), scaled back. The
+    loss and the gradient then overflow only where they do (a float32 loss beyond
+    float32's range keeps its value in ``per``, float64, for the mean)."""
+    lost_value = np.zeros(len(x), bool) if per is None else np.isinf(per)
+    # a row's gradient entries sum to minus its target's: inf there if anywhere
+    lost_grad = np.zeros(len(x), bool) if out is None else np.isinf(out[np.arange(len(x)), y])
+    redo = np.flatnonzero(lost_value | lost_grad)
+    redo = redo[np.isfinite(x[redo]).all(axis=-1)]
+    if redo.size == 0:
+        return
+    rows = x[redo].astype(np.float64)
+    e = math.frexp(max(float(np.max(np.abs(rows))), abs(margin)))[1]
+    scaled = np.empty(redo.size, np.float64)
+    grad = None if out is None else np.empty(rows.shape, np.float64)
+    rows = np.ldexp(rows, -e)
+    part = (slice(None), scaled, grad, None if out is None else coef[redo])
+    _weston_watkins_block(rows, y[redo], math.ldexp(margin, -e), p, *part)
+    if per is not None:
+        if weight is not None:
+            scaled = nx.times(weight[y[redo]], scaled)
+        keep = lost_value[redo]
+        per[redo[keep]] = np.ldexp(scaled[keep], p * e)
+    if out is not None:
+        keep = lost_grad[redo]
+        out[redo[keep]] = np.ldexp(grad[keep], e)
 
 
 def _weston_watkins_block(xb, yb, margin, p, rows, per, out, coef):

@@ -348,3 +348,83 @@ def test_a_finite_mean_is_not_lost_to_an_overflowing_square(function, offset, dt
     assert_close_to_exact(got, exact, 4, function.__name__)
     # the value of value_and_grad is the same
     assert getattr(L, function.__name__ + "_value_and_grad")(x, second)[0] == got
+
+
+def _hinge_mean(row, target, margin, p):
+    """Weston-Watkins: sum over j != target of max(0, margin - z_target + z_j)^p / C."""
+    z = [mpmath.mpf(float(v)) for v in row]
+    terms = [max(0, margin - z[target] + v) ** p for j, v in enumerate(z) if j != target]
+    return mpmath.fsum(terms) / len(z)
+
+
+@pytest.mark.parametrize(
+    "dtype, big", [(np.float32, float(np.float32(1.7e38))), (np.float64, 8.9e307)]
+)
+@pytest.mark.parametrize("p", [1, 2])
+def test_a_finite_multi_margin_loss_is_not_lost_to_an_overflowing_hinge(dtype, big, p):
+    # a hinge 1 + 2 big (p = 1) or its square (p = 2: 1 + 2 big = 1.48e154 in float64,
+    # 2.6e19 in float32) overflows; the per-sample loss, a mean over C = 3 classes (in
+    # float32 beyond its range: 4.5e38), and the mean over samples do not
+    if p == 2:
+        big = float(dtype(np.sqrt(big) if dtype == np.float32 else 7.4e153))
+    rows = np.array([[big, big, -big], [0.0, 0.5, 2.0]], dtype)
+    target = [2, 2]
+    exact = [_hinge_mean(r, t, 1, p) for r, t in zip(rows, target, strict=True)]
+    got = L.multi_margin_loss(rows, target, p=p, reduction="none")
+    assert got.dtype == dtype
+    assert_close_to_exact(got, np.array(exact, dtype=object), 4, "multi_margin_loss")
+    # a weight of 0.5 on the class: the sum over samples too
+    weight = np.array([1.0, 1.0, 0.5], dtype)
+    got = L.multi_margin_loss(rows, target, p=p, weight=weight, reduction="sum")
+    assert_close_to_exact(got, mpmath.fsum(exact) / 2, 4, "multi_margin_loss weighted sum")
+    value, grad = L.multi_margin_loss_value_and_grad(rows, target, p=p, reduction="mean")
+    assert_close_to_exact(value, mpmath.fsum(exact) / 2, 4, "multi_margin_loss mean")
+    # the gradient of the mean: w p h^(p-1) / (C n) for each active rival, minus their sum
+    # at the target (2 h / 6 = 8.7e18 and 4.9e153 for p = 2, with 2 h beyond the range)
+    h = [1 + 2 * mpmath.mpf(float(rows[0, 0]))] * 2
+    d = [p * hj ** (p - 1) / 6 for hj in h]
+    assert_close_to_exact(grad[0], np.array([d[0], d[1], -d[0] - d[1]], dtype=object), 4, "grad")
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 3e38), (np.float64, 1.7e308)])
+def test_a_finite_multilabel_margin_loss_is_not_lost_to_an_overflowing_hinge(dtype, big):
+    # label 1 (score -big): the hinges 1 + 2 big and 1 + big over C = 3 classes
+    rows = np.array([[big, -big, 0.0], [0.0, 1.0, 0.0]], dtype)
+    target = np.array([[1, -1, -1], [1, -1, -1]])
+    b = mpmath.mpf(float(rows[0, 0]))
+    exact = [(1 + 2 * b + 1 + b) / 3, mpmath.mpf(0)]
+    got = L.multilabel_margin_loss(rows, target, reduction="none")
+    assert got.dtype == dtype
+    assert_close_to_exact(got, np.array(exact, dtype=object), 4, "multilabel_margin_loss")
+    value, _ = L.multilabel_margin_loss_value_and_grad(rows, target, reduction="mean")
+    assert_close_to_exact(value, exact[0] / 2, 4, "multilabel_margin_loss mean")
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("bad", [-inf, np.nan])
+def test_a_zero_class_weight_masks_multi_margin_gradient_rows(p, bad):
+    # the target class 0 has weight 0: its sample's loss is 0 and so is its gradient row,
+    # also where a hinge is infinite or NaN; the other row is unaffected
+    z = np.array([[bad, 0.0, 1.0], [0.0, 0.5, 0.25]])
+    weight = np.array([0.0, 1.0, 1.0])
+    value, grad = L.multi_margin_loss_value_and_grad(
+        z, [0, 1], p=p, weight=weight, reduction="none"
+    )
+    assert value[0] == 0
+    assert grad[0].tolist() == [0.0, 0.0, 0.0]
+    h = [1 - 0.5 + 0.0, 0.0, 1 - 0.5 + 0.25]  # row 1: hinges of classes 0 and 2
+    d = [2 * hj / 3 for hj in h] if p == 2 else [1 / 3, 0, 1 / 3]
+    assert grad[1].tolist() == pytest.approx([d[0], -(d[0] + d[2]), d[2]], rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 3e38), (np.float64, 1.7e308)])
+def test_a_finite_multi_margin_gradient_is_not_lost_to_an_overflowing_hinge(dtype, big):
+    # p = 2, class 1 of score -big: the hinges 1 + 2 big (beyond the range) and 1 + big;
+    # the gradient of the mean over n = 2 rows and C = 3 classes is 2 h / 6 each
+    rows = np.array([[big, -big, 0.0], [0.0, 0.0, 0.0]], dtype)
+    b = mpmath.mpf(float(rows[0, 0]))
+    d = [2 * (1 + 2 * b) / 6, 2 * (1 + b) / 6]
+    grad = L.multi_margin_loss_grad(rows, [1, 1], p=2)
+    assert grad.dtype == dtype
+    exact = np.array([d[0], -d[0] - d[1], d[1]], dtype=object)
+    assert_close_to_exact(grad[0], exact, 4, "multi_margin_loss_grad")
