@@ -2171,10 +2171,12 @@ def _inexact(r, limits, loss, work, mask):
     return mask
 
 
-def _pinball_work(size):
+def _pinball_work(size, exact=True):
     """Buffers for :func:`_pinball_block` and :func:`_pinball_unscaled` on blocks of up to
-    ``size`` elements, reused from block to block: eleven float64 rows and two masks."""
-    return np.empty((11, size)), np.empty((2, size), bool)
+    ``size`` elements, reused from block to block: eleven float64 rows and two masks; two
+    rows where the result is narrower than float64 (``exact`` False: the plain formula,
+    whose residual and spare are the last two rows in either layout)."""
+    return np.empty((11 if exact else 2, size)), np.empty((2, size), bool)
 
 
 def _pinball_block(y, x, q, limits, out, work):
@@ -2194,10 +2196,12 @@ def _pinball_block(y, x, q, limits, out, work):
         r, r_err = two_sum(y, x, minus=True, out=rows[:3])
         _pinball_unscaled(r, r_err, q, out, work)
         return r
+    if not exact:
+        r = np.subtract(y, x, out=rows[-2], dtype=np.float64)
+        _plain_pinball(r, q, out, rows[-1])
+        return r
     r = np.subtract(y, x, out=rows[8], dtype=np.float64)
     _plain_pinball(r, q, out, rows[9])
-    if not exact:
-        return r
     redo = np.flatnonzero(_inexact(r, limits, out, rows[9:11], masks[0]))
     k = redo.size
     if k:
@@ -2472,7 +2476,7 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
 
     def blocks(span: slice) -> None:
         if not hasattr(local, "work"):  # a thread's buffers, reused by every piece
-            local.work = _pinball_work(step)
+            local.work = _pinball_work(step, exact)
             # float64 losses of a piece (a float64 result's own, when the losses are kept)
             local.buffer = np.empty(step) if value else None
         work, buffer = local.work, local.buffer
@@ -2489,10 +2493,10 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
                 summed.add(losses, b)  # rounded once
             else:
                 # its sign is that of the exact difference
-                r = np.subtract(yf[b], xf[b], out=rows[8][:n])
+                r = np.subtract(yf[b], xf[b], out=rows[-2][:n])
             if grad:
                 slope = _choose(np.greater(r, 0, out=mask[:n]), above, below, d_x[b])
-                size_r = np.abs(r, out=rows[9][:n])
+                size_r = np.abs(r, out=rows[-1][:n])  # (r is in another row)
                 if not np.min(size_r) > 0:  # r = 0 and NaN, rare: on those elements only
                     special = np.flatnonzero(~(size_r > 0))
                     slope[special] = np.where(r[special] == 0, at, np.nan)
