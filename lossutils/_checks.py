@@ -150,6 +150,20 @@ def check_positive_scalar(value, name: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def check_temperature(value, name: str = "temperature") -> float:
+    """A positive finite temperature of at least 2 / 1.8e308, so that the difference of two
+    logits (cosines over it) is finite: below, logits and their differences overflow (a
+    subnormal temperature makes every logit overflow) and the losses were NaN."""
+    value = check_positive_scalar(value, name)
+    smallest = 2 / float(np.finfo(np.float64).max)
+    if value < smallest:
+        raise ValueError(
+            f"{name} must be a positive finite number of at least {smallest:.4g} (the "
+            f"differences of its logits finite); got {describe(value)}"
+        )
+    return value
+
+
 def check_pm1_labels(target: np.ndarray, name: str = "target") -> None:
     """Margin losses take labels in {-1, +1}; NaN passes."""
     lo, hi = _extremes(np.abs(target))  # (|t| is 1 for every label that is not NaN)

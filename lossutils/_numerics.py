@@ -2714,15 +2714,21 @@ def dd_scale(hi, lo, c: float, reciprocal: bool = False, c_lo: float = 0.0):
 
     ``1 / c`` is itself taken as a double-double (its rounding would otherwise cost an ULP
     of every logit); ``c_lo`` is the low part of a double-double ``c + c_lo``. Domain:
-    float64 far from overflow. Accuracy: about ``2**-100``.
+    ``hi`` far from overflow, any positive finite ``c`` (``c = m 2**k``, ``m`` in [1/2, 1):
+    the products take ``m``, inside :func:`two_prod`'s domain, and the power of 2 is applied
+    last; a temperature of 1e-302 or a scale of 1e302 gave NaN). Accuracy: about
+    ``2**-100``, where the result is normal.
     """
-    c_hi = c
+    c_hi, k = np.frexp(c)
+    k = int(k)
+    c_lo = np.ldexp(c_lo, -k)
     if reciprocal:
-        c_hi = 1.0 / c
-        p, p_err = two_prod(c_hi, c)
-        c_lo = ((1.0 - p) - p_err) / c
+        m, k = c_hi, -k
+        c_hi = 1.0 / m
+        p, p_err = two_prod(c_hi, m)
+        c_lo = ((1.0 - p) - p_err) / m
     p, p_err = two_prod(hi, c_hi)
-    return p, p_err + (hi * c_lo + lo * c_hi)
+    return np.ldexp(p, k), np.ldexp(p_err + (hi * c_lo + lo * c_hi), k)
 
 
 @quiet

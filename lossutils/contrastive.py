@@ -43,6 +43,7 @@ from ._checks import (
     check_positive_scalar,
     check_reduction,
     check_same_shape,
+    check_temperature,
     float_arrays,
 )
 from ._reduction import reduce_to
@@ -292,8 +293,8 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     ------
     ValueError
         If ``reduction`` is not one of the three, ``temperature`` is not a positive finite
-        number, or ``query`` and ``key`` are not two arrays of the same shape ``(N, D)``
-        with ``D >= 1``.
+        number of at least 1.113e-308 (the differences of its logits finite), or
+        ``query`` and ``key`` are not two arrays of the same shape ``(N, D)`` with ``D >= 1``.
 
     Notes
     -----
@@ -380,7 +381,7 @@ def info_nce_loss_value_and_grad(query, key, temperature=0.07, reduction="mean")
 
 def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of InfoNCE, from one similarity matrix."""
-    temperature = check_positive_scalar(temperature, "temperature")
+    temperature = check_temperature(temperature)
     p = _pairs({"query": query, "key": key}, reduction)
     if p.dtype != np.float64:
         return _info_nce_blocks(p, temperature, value, grad)
@@ -520,12 +521,13 @@ def clip_loss_value_and_grad(image_embeds, text_embeds, temperature=0.07, reduct
 
 def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the CLIP loss, from one similarity matrix."""
-    temperature = check_positive_scalar(temperature, "temperature")
+    temperature = check_temperature(temperature)
     p = _pairs({"image_embeds": image_embeds, "text_embeds": text_embeds}, reduction)
     if p.dtype != np.float64:
         return _clip_blocks(p, temperature, value, grad)
     rows, columns, g = _cross_entropy(p, temperature, grad, both=True)
-    loss = _finish((rows + columns) / 2, p) if value else None
+    # (halves first: two losses near 1e308 would overflow in their sum)
+    loss = _finish(rows / 2 + columns / 2, p) if value else None
     if not grad:
         return loss, None
     g *= _scale(p.reduction, len(rows)) / (2 * temperature)
@@ -569,7 +571,7 @@ def _clip_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
             loss, _ = _diagonal_cross_entropy(logits[part], False, consume=True, start=first)
             rows_loss[first : first + len(loss)] = loss
     columns_loss = (top - positive) + np.log1p(total)
-    loss = _finish((rows_loss + columns_loss) / 2, p) if value else None
+    loss = _finish(rows_loss / 2 + columns_loss / 2, p) if value else None
     if not grad:
         return loss, None
     backward = _Backward(p)
@@ -762,6 +764,7 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
     backward = _Backward(p) if grad else None
     blocks, d_z = _siglip_blocks(p, scale, backward)
     factor = scale * _scale(p.reduction, n)
+    huge = scale + abs(bias) > 2.0**1022  # t cos + b may overflow
     for rows, x, lo, out in blocks:
         # x = -l z, z = t cos + b: z off the diagonal, -z on it (the matched pairs)
         diagonal = (np.arange(len(x)), np.arange(rows.start, rows.start + len(x)))
@@ -769,6 +772,8 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
             if exact:
                 x, err = nx.two_sum(x, bias)
                 lo += err
+                if huge:  # a logit beyond the range: its limit, without a NaN low part
+                    lo[~np.isfinite(x)] = 0
                 lo[diagonal] *= -1
             else:
                 x += bias

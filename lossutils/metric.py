@@ -20,6 +20,7 @@ from ._checks import (
     check_reduction,
     check_same_shape,
     check_scalar_at_least,
+    check_temperature,
     float_arrays,
     result_dtype,
 )
@@ -1362,7 +1363,7 @@ class _NTXent:
 
 def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
     reduction = check_reduction(reduction)
-    temperature = check_positive_scalar(temperature, "temperature")
+    temperature = check_temperature(temperature)
     z1, z2 = _embeddings({"z1": z1, "z2": z2})
     if z1.ndim != 2:
         raise ValueError(f"z1 must have shape (N, D); got shape {z1.shape}")
@@ -1521,8 +1522,8 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
     ------
     ValueError
         If ``reduction`` is not one of the three, ``temperature`` is not a positive finite
-        number, or ``z1`` and ``z2`` are not two arrays of the same shape ``(N, D)`` with
-        ``D >= 1``.
+        number of at least 1.113e-308 (the differences of its logits finite), or
+        ``z1`` and ``z2`` are not two arrays of the same shape ``(N, D)`` with ``D >= 1``.
 
     Notes
     -----

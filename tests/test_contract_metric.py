@@ -294,6 +294,19 @@ def test_nt_xent_float64_view_far_below_the_floor(tiny):
         assert np.all(np.abs(got - exact64) <= 5 * unit), (np.abs(got - exact64) / unit).max()
 
 
+@pytest.mark.parametrize("temperature", [1.2e-308, 1e-302, 1e300, 1e308])
+def test_nt_xent_float64_extreme_temperatures(temperature):
+    # the double-double logits took 1 / temperature into Dekker's products, whose splitting
+    # overflows beyond about 1e300: NaN at 1e-302 (exact losses up to 1e302) and at 1e308
+    rng = np.random.default_rng(36)
+    z1, z2 = rng.normal(size=(2, 3, 4))
+    per = M.nt_xent_loss(z1, z2, temperature, reduction="none")
+    ref.assert_ulp_in(per, ref.nt_xent(z1, z2, temperature), np.float64)
+    assert all(np.all(np.isfinite(g)) for g in M.nt_xent_loss_grad(z1, z2, temperature))
+    with pytest.raises(ValueError, match=r"temperature must be .* at least 1.113e-308"):
+        M.nt_xent_loss(z1, z2, 1e-315)
+
+
 def test_nt_xent_large_temperature_range_has_no_overflow():
     # 1/temperature = 1e4: exp of the raw logits would overflow; the loss is finite
     rng = np.random.default_rng(16)

@@ -220,6 +220,38 @@ def test_float64_rows_far_below_the_floor(kind, tiny):
         assert np.all(np.abs(g - e64) <= BOUND64 * unit), (np.abs(g - e64) / unit).max()
 
 
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+@pytest.mark.parametrize("factor", [1.2e-308, 1e-302, 1e300, 1e308])
+def test_float64_extreme_temperatures_and_scales(kind, factor):
+    # the double-double logits took 1 / temperature (the SigLIP scale) into Dekker's
+    # products, whose splitting overflows beyond about 1e300: NaN at a temperature of
+    # 1e-302 (exact losses up to 1.6e301) or 1e308 (log 2 and its neighbours), a scale of 1e302
+    rng = np.random.default_rng(30)
+    a, b = rng.normal(size=(2, 3, 4))
+    params = (factor,)
+    if kind == "siglip":  # (scale, bias); at 1e307 the matched pairs' logits cancel
+        params = {1.2e-308: (1e307, -1e307), 1e-302: (1e302, 0.5)}.get(factor, (1 / factor, 0.5))
+    loss, grad = FUNCTIONS[kind]
+    per = exact(kind, a, b, *params)
+    for reduction in REDUCTIONS:
+        got = loss(a, b, *params, reduction=reduction)
+        ref.assert_ulp_in(got, ref.reduced(per, reduction), np.float64, 4.0, label=reduction)
+    for g in grad(a, b, *params):
+        assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("kind", ["info_nce", "clip"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_temperature_whose_logits_overflow_is_an_error(kind, dtype):
+    # below 2 / 1.8e308 the differences of logits overflow, below 1 / 1.8e308 the logits
+    # themselves: NaN losses (and float32 let an overflow warning escape)
+    a = np.eye(2, dtype=dtype)
+    for call in FUNCTIONS[kind]:
+        with pytest.raises(ValueError, match=r"temperature must be .* at least 1.113e-308"):
+            call(a, a, 1e-315)
+    assert np.isfinite(FUNCTIONS[kind][0](a, a, 1.12e-308))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", sorted(FUNCTIONS))
 def test_blocks_of_rows(kind, dtype, monkeypatch):
