@@ -1018,3 +1018,58 @@ def test_a_margin_beyond_the_working_dtype_gives_the_limit_without_a_warning(dty
     for name in ["multi_margin_loss", "multiclass_hinge_loss"]:
         value = getattr(L, name)(z, [1, 0], margin=1e300, reduction="none")
         assert value.tolist() == [np.inf, np.inf], name
+
+
+def _logistic_exact(x, t, base):
+    """softplus(-t x) / ln b and -t sigma(-t x) / ln b of the rounded inputs."""
+    lb = mpmath.log(mpmath.mpf(base))
+    z = [-ti * mpmath.mpf(float(xi)) for xi, ti in zip(x, t, strict=True)]
+    values = [mpmath.log1p(mpmath.exp(zi)) / lb for zi in z]
+    slopes = [-ti / (1 + mpmath.exp(-zi)) / lb for zi, ti in zip(z, t, strict=True)]
+    return np.array(values, dtype=object), np.array(slopes, dtype=object)
+
+
+@pytest.mark.parametrize("base", [1.0000001, 0.9999999, 1.2, 2.0])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_logistic_loss_with_a_base_near_1_in_float32(dtype, base):
+    """softplus(-t x) below float32's normal range (t x beyond 87), divided by ln b: 1e7
+    for b = 1 + 1e-7 lifted its subnormal rounding error to 5.6 ULP of the float32
+    result (logistic_loss(np.float32([90.0]), np.float32([1]), base=1.0000001))."""
+    x = np.array([86, 87.5, 90, 95, 100, 103, -90, 0.5, 60], dtype)
+    t = np.array([1, 1, 1, 1, 1, 1, -1, 1, 1], dtype)
+    value, grad = L.logistic_loss_value_and_grad(x, t, base=base, reduction="none")
+    values, slopes = _logistic_exact(x, t, base)
+    assert value.dtype == dtype and grad.dtype == dtype
+    assert_close_to_exact(value, values, BOUND[dtype], "logistic_loss")
+    assert_close_to_exact(grad, slopes, BOUND[dtype], "logistic_loss_grad")
+
+
+@pytest.mark.parametrize("base", [1.0000001, 0.9999999, 1.2])
+def test_logistic_loss_with_a_base_near_1_in_float64_keeps_its_stated_bound(base):
+    """float64: softplus(-t x) below 2.2e-308 (t x beyond 708) divided by ln b keeps its
+    subnormal rounding error lifted by 1 / |ln b|: within 4 ULP plus 4 2^-1074 / |ln b|,
+    as the docstring states."""
+    x = np.array([700.0, 708.5, 720, 740, 745, 1e4])
+    t = np.ones(6)
+    value, grad = L.logistic_loss_value_and_grad(x, t, base=base, reduction="none")
+    values, slopes = _logistic_exact(x, t, base)
+    slack = 4 * 2.0**-1074 / abs(float(mpmath.log(base)))
+    for got, exact in ((value, values), (grad, slopes)):
+        error = np.array([abs(mpmath.mpf(float(g)) - e) for g, e in zip(got, exact, strict=True)])
+        ulps = np.array([np.spacing(abs(float(e))) for e in exact])
+        assert np.all(error <= 4 * ulps + slack)
+
+
+def test_multi_margin_loss_subnormal_times_a_weight_keeps_its_stated_bound():
+    """float64: a per-sample loss below 2.2e-308 is rounded before a class weight above 1
+    multiplies it (multi_margin_loss(np.float64([[5e-324, 0, -5e-324]]), [1], margin=0.0,
+    weight=[0, 1e30, 1e-30]) is 0; exact 1.6e-294): within 4 w 2^-1074, as stated."""
+    z = np.array([[5e-324, 0.0, -5e-324], [3e-310, 0.0, 1e-310], [1e-300, 0.0, 2.5e-308]])
+    weight = np.array([1.0, 1e30, 2.0**40])
+    target = [1, 1, 2]
+    got = L.multi_margin_loss(z, target, margin=0.0, weight=weight, reduction="none")
+    exact = mr.multi_margin_loss(z, target, 1, 0.0, weight)
+    for g, e, y in zip(got, exact, target, strict=True):
+        assert (
+            abs(mpmath.mpf(float(g)) - e) <= 4 * np.spacing(float(e)) + 4 * weight[y] * 2.0**-1074
+        )
