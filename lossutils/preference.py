@@ -111,20 +111,26 @@ def _scaled_margins(cols, beta: float, index):
     return _exact_margins(scaled, beta, np.empty((7, index.size)), rescue=False)
 
 
-def _margins(cols, beta: float, exact: bool, rows):
+def _margins(cols, beta: float, exact: bool, rows, negate=False):
     """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout),
-    in buffers of ``rows`` (seven float64 arrays of the block's length).
+    in buffers of ``rows`` (seven float64 arrays of the block's length); with ``negate``,
+    ``-z`` and ``-lo`` instead (the plain margin then costs no extra pass).
 
     With ``exact`` every margin is a double-double; otherwise the plain float64 margin of
     float32 or float16 inputs, redone exactly where its spread exceeds ``_PLAIN_SPREAD``
     (looked for element by element only when the block's extremes allow it).
     """
     if exact:
-        return _exact_margins([c.astype(np.float64, copy=False) for c in cols], beta, rows)
-    z = np.subtract(cols[0], cols[1], dtype=np.float64, out=rows[0])
+        hi, lo = _exact_margins([c.astype(np.float64, copy=False) for c in cols], beta, rows)
+        if negate:
+            np.negative(hi, out=hi)
+            np.negative(lo, out=lo)
+        return hi, lo
+    first, second = (1, 0) if negate else (0, 1)
+    z = np.subtract(cols[first], cols[second], dtype=np.float64, out=rows[0])
     other = None
     if len(cols) == 4:
-        other = np.subtract(cols[2], cols[3], dtype=np.float64, out=rows[1])
+        other = np.subtract(cols[2 + first], cols[2 + second], dtype=np.float64, out=rows[1])
     parts = (z,) if other is None else (z, other)
     largest = sum(max(-np.min(d), np.max(d)) for d in parts)  # NaN with a NaN
     redo = ()
@@ -141,7 +147,8 @@ def _margins(cols, beta: float, exact: bool, rows):
         return z, None
     lo = np.zeros_like(z)
     wide = [c[redo].astype(np.float64) for c in cols]
-    z[redo], lo[redo] = _exact_margins(wide, beta, np.empty((7, len(redo))))
+    hi, hi_lo = _exact_margins(wide, beta, np.empty((7, len(redo))))
+    z[redo], lo[redo] = (-hi, -hi_lo) if negate else (hi, hi_lo)
     return z, lo
 
 
@@ -183,6 +190,8 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # except with label smoothing: its gradient vanishes at an optimum, where it keeps only
     # the absolute accuracy of the margin
     exact = dtype == np.float64 or smoothing != 0
+    # without smoothing, a block of plain margins takes one kernel (negated margins for it)
+    plain = not exact
     total = BlockReduction(reduction, n, dtype) if value else None
     d = np.empty(n, dtype) if grad else None
     length = max(1, min(n, _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK))
@@ -194,8 +203,19 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     for block in nx.chunks(n, length):
         size = block.stop - block.start
         buffers = [row[:size] for row in rows]
-        z, lo = _margins([f[block] for f in flats], beta, exact, buffers[:7])
+        z, lo = _margins([f[block] for f in flats], beta, exact, buffers[:7], negate=plain)
         e, ope, s_down, s_up, log1p_e, loss, spare = buffers[7:]
+        if plain and lo is None:
+            # softplus(-z) and sigma(-z) from one exp(-z) (no correction, no smoothing)
+            nx.softplus_sigmoid_into(z, loss if value else None, s_down if grad else None, e)
+            if value:
+                total.add(loss, block)  # rounded once
+            if grad:
+                np.multiply(s_down, -scale, out=d[block])
+            continue
+        if plain:  # a margin redone exactly: back to z + lo
+            np.negative(z, out=z)
+            np.negative(lo, out=lo)
         zero = zeros[:size]
         nx._exp_minus_abs(z, e)
         if grad or lo is not None:  # sigma(+-z); sigma(z) only where a term needs it

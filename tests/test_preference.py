@@ -302,3 +302,26 @@ def test_margins_that_overflow_give_inf_or_zero():
     ref.assert_ulp_in(
         P.bradley_terry_loss([-1e308], [7.9e307], "none"), exact, np.float64, max_ulp=2
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_plain_margins_on_both_sides_of_the_one_exp_range(dtype):
+    # float32 and float16 margins take softplus(-z) and sigma(-z) from one exp(-z) while
+    # |z| <= 708 (exp(-z) and exp(z) normal in float64), the careful pair beyond: margins
+    # of a few units, next to 708, where exp(-z) overflows (709.8) or sigma(-z) underflows
+    # (745), and far beyond, of either sign
+    top = 6e4 if dtype == np.float16 else 1e5
+    gaps = np.array([0.0, 0.5, 3.0, 30.0, 707.5, 708.5, 709.5, 710.0, 744.0, 746.0, 800.0, top])
+    pc = np.concatenate([gaps / 2, -gaps / 2]).astype(dtype)
+    pr = np.concatenate([-gaps / 2, gaps / 2]).astype(dtype)
+    zeros = np.zeros_like(pc)
+    exact, exact_grad = _exact(pc, pr, zeros, zeros, 1.0, 0.0)
+    for reduction in REDUCTIONS:
+        loss, (d_c, d_r) = P.bradley_terry_loss_value_and_grad(pc, pr, reduction)
+        ref.assert_ulp_in(loss, ref.reduced(exact, reduction), dtype, max_ulp=2)
+        ref.assert_ulp_in(d_c, _scaled(exact_grad, reduction, pc.size), dtype, max_ulp=2)
+        assert not np.signbit(d_r[d_r == 0]).any()
+    exact, exact_grad = _exact(pc, pr, zeros, zeros, 0.5, 0.0)
+    loss, (d_c, _) = P.dpo_loss_value_and_grad(pc, pr, zeros, zeros, 0.5, 0.0, "none")
+    ref.assert_ulp_in(loss, exact, dtype, max_ulp=2)
+    ref.assert_ulp_in(d_c, exact_grad, dtype, max_ulp=2)
