@@ -150,6 +150,15 @@ def check_positive_scalar(value, name: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    """An integer axis of an array of ``ndim`` dimensions (negative ones count from the end)."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name} must be an integer in [{-ndim}, {ndim - 1}]; got {describe(axis)}"
+        )
+    return int(axis)
+
+
 def check_temperature(value, name: str = "temperature") -> float:
     """A positive finite temperature of at least 2 / 1.8e308, so that the difference of two
     logits (cosines over it) is finite: below, logits and their differences overflow (a

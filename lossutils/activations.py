@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._checks import as_float_array
+from ._checks import as_float_array, check_axis
 
 __all__ = ["sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"]
 
@@ -131,8 +131,7 @@ def _class_axis_array(x, axis: int) -> np.ndarray:
     x = as_float_array(x, "x")
     if x.ndim == 0:
         raise ValueError(f"x must have at least one dimension; got shape {x.shape}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis must lie in [{-x.ndim}, {x.ndim - 1}]; got {axis!r}")
+    check_axis(axis, x.ndim)
     if x.shape[axis] == 0:
         raise ValueError(f"x must have at least one element along axis {axis}; got shape {x.shape}")
     return x

@@ -15,6 +15,7 @@ import numpy as np
 from ._binary import _bce_logits, _bce_logits_slope
 from ._blocks import for_each_block
 from ._checks import (
+    check_axis,
     check_bool,
     check_broadcastable,
     check_log_probability,
@@ -71,18 +72,19 @@ def _as(value, dtype):
     return to_dtype(value, dtype)[()]
 
 
-def _check_has_axis(array: np.ndarray, name: str) -> None:
+def _check_has_axis(array: np.ndarray, name: str, axis=-1) -> None:
     if array.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension; got shape {array.shape}")
+    check_axis(axis, array.ndim)
 
 
-def _distributions(p, q, widen=True):
+def _distributions(p, q, axis, widen=True):
     """``p`` and ``q`` as probabilities of one shape, in the working dtype, and the result dtype.
 
     Without ``widen`` they stay in the result dtype (a caller that widens blocks of them).
     """
     p, q = float_arrays({"p": p, "q": q})
-    _check_has_axis(p, "p")
+    _check_has_axis(p, "p", axis)
     check_same_shape(p, q, "p", "q")
     check_unit_interval(p, "p")
     check_unit_interval(q, "q")
@@ -112,7 +114,8 @@ def entropy(p, axis=-1):
     Raises
     ------
     ValueError
-        If ``p`` is not real numeric, has no axis, or holds a value outside [0, 1].
+        If ``p`` is not real numeric, has no axis, or holds a value outside [0, 1], or
+        ``axis`` is not an integer naming one of its axes.
 
     Notes
     -----
@@ -128,10 +131,10 @@ def entropy(p, axis=-1):
     [0.0, 0.562335]
     """
     (p,) = float_arrays({"p": p})
-    _check_has_axis(p, "p")
+    _check_has_axis(p, "p", axis)
     check_unit_interval(p, "p")
     dtype, p = p.dtype, p.astype(working_dtype(p.dtype), copy=False)
-    return _as(-xlogy_sum(p, p, axis), dtype)
+    return _as(0.0 - xlogy_sum(p, p, axis), dtype)  # (a zero entropy as +0.0, not -0.0)
 
 
 @quiet
@@ -158,8 +161,8 @@ def categorical_cross_entropy(p, q, axis=-1):
     Raises
     ------
     ValueError
-        If ``p`` or ``q`` is not real numeric, has no axis or a value outside [0, 1], or
-        their shapes differ.
+        If ``p`` or ``q`` is not real numeric, has no axis or a value outside [0, 1],
+        their shapes differ, or ``axis`` is not an integer naming one of their axes.
 
     Notes
     -----
@@ -246,13 +249,13 @@ def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
     block is widened (float16), its terms summed and its gradient written into the output
     while it is in cache, so that the gradient is the only full-size array.
     """
-    p, q, dtype = _distributions(p, q, widen=False)
+    p, q, dtype = _distributions(p, q, axis, widen=False)
     work = working_dtype(dtype)
     if p.size == 0 or not (
         p.flags.c_contiguous and q.flags.c_contiguous and axis in (-1, p.ndim - 1)
     ):
         p, q = p.astype(work, copy=False), q.astype(work, copy=False)
-        loss = _as(-xlogy_sum(p, q, axis), dtype) if value else None
+        loss = _as(0.0 - xlogy_sum(p, q, axis), dtype) if value else None
         return loss, (_neg_ratio(p, q, dtype) if grad else None)
     width = p.shape[-1]
     p_rows, q_rows = p.reshape(-1, width), q.reshape(-1, width)
@@ -276,7 +279,7 @@ def _categorical_cross_entropy(p, q, axis, *, value=True, grad=True):
             _neg_ratio(pb, qb, dtype, out=d_q[rows])
 
     for_each_block(block, len(p_rows), width * work.itemsize)
-    loss = _as(np.negative(sums).reshape(p.shape[:-1]), dtype) if value else None
+    loss = _as(np.subtract(0.0, sums).reshape(p.shape[:-1]), dtype) if value else None
     return loss, (None if d_q is None else d_q.reshape(p.shape))
 
 
@@ -465,8 +468,8 @@ def kl_divergence(p, q, axis=-1):
     Raises
     ------
     ValueError
-        If ``p`` or ``q`` is not real numeric, has no axis or a value outside [0, 1], or
-        their shapes differ.
+        If ``p`` or ``q`` is not real numeric, has no axis or a value outside [0, 1],
+        their shapes differ, or ``axis`` is not an integer naming one of their axes.
 
     Notes
     -----
@@ -554,7 +557,7 @@ def _kl_divergence(p, q, axis, *, value=True, grad=True):
     In cache-sized blocks of rows (the distribution axis moved last), so that no
     full-size temporary is made besides the gradient.
     """
-    p, q, dtype = _distributions(p, q)
+    p, q, dtype = _distributions(p, q, axis)
     moved = np.moveaxis(p, axis, -1).shape
     n, rows = moved[-1], int(np.prod(moved[:-1]))
     p2 = np.moveaxis(p, axis, -1).reshape(rows, n)
@@ -884,12 +887,12 @@ class _Gaussians:
     dtype: np.dtype  # the result dtype
 
 
-def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior) -> _Gaussians:
+def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior, axis=-1) -> _Gaussians:
     dtype = result_dtype(mu, logvar, mu_prior, logvar_prior)
     mu, logvar, mu_prior, logvar_prior = float_arrays(
         {"mu": mu, "logvar": logvar, "mu_prior": mu_prior, "logvar_prior": logvar_prior}, dtype
     )
-    _check_has_axis(mu, "mu")
+    _check_has_axis(mu, "mu", axis)
     check_same_shape(mu, logvar, "mu", "logvar")
     check_broadcastable(mu_prior, mu.shape, "mu_prior", "mu")
     check_broadcastable(logvar_prior, mu.shape, "logvar_prior", "mu")
@@ -990,7 +993,8 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     ------
     ValueError
         If an argument is not real numeric, ``mu`` has no axis, ``logvar``'s shape differs
-        from ``mu``'s, or a prior does not broadcast to ``mu``'s shape.
+        from ``mu``'s, a prior does not broadcast to ``mu``'s shape, or ``axis`` is not an
+        integer naming one of ``mu``'s axes.
 
     Notes
     -----
@@ -1079,7 +1083,7 @@ def gaussian_kl_value_and_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=
 
 def _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, *, value=True, grad=True):
     """``(the divergences or None, (d_mu, d_logvar) or None)`` in the result dtype."""
-    g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior)
+    g = _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior, axis)
     kl, grads = _gaussian_kl_work(g, axis, value, grad, g.dtype)
     return (_as(kl, g.dtype) if value else None), grads
 

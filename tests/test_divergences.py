@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import lossutils
 from lossutils import (
     categorical_cross_entropy,
     categorical_cross_entropy_grad,
@@ -514,6 +515,39 @@ def test_probability_errors_name_the_argument():
         categorical_cross_entropy([0.5, 0.5], [1.0])
     with pytest.raises(ValueError, match=r"p must have at least one dimension"):
         kl_divergence_grad(0.5, 0.5)
+
+
+@pytest.mark.parametrize("axis", [2, -3, 0.0, True, None])
+def test_an_axis_that_is_not_one_of_the_arrays_axes_is_named(axis):
+    # NumPy's own messages escaped ("source: axis 2 is out of bounds", or a TypeError for a
+    # float axis), and categorical_cross_entropy_grad ignored such an axis
+    p = np.full((2, 2), 0.5)
+    calls = [
+        lambda: entropy(p, axis=axis),
+        lambda: categorical_cross_entropy(p, p, axis=axis),
+        lambda: lossutils.categorical_cross_entropy_grad(p, p, axis=axis),
+        lambda: lossutils.categorical_cross_entropy_value_and_grad(p, p, axis=axis),
+        lambda: kl_divergence(p, p, axis=axis),
+        lambda: kl_divergence_grad(p, p, axis=axis),
+        lambda: lossutils.gaussian_kl(p, p, axis=axis),
+        lambda: lossutils.gaussian_kl_grad(p, p, axis=axis),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"axis must be an integer in \[-2, 1\]; got"):
+            call()
+
+
+def test_a_zero_entropy_is_plus_zero():
+    # -sum(p log p) of [1, 0] was -0.0 (the negated +0.0)
+    for value in (
+        entropy([1.0, 0.0]),
+        categorical_cross_entropy([1.0, 0.0], [1.0, 0.5]),
+        categorical_cross_entropy(np.float32([[1.0, 0.0]]).T, np.float32([[1.0, 0.5]]).T, axis=0)[
+            0
+        ],
+        entropy(np.zeros((2, 0)))[0],
+    ):
+        assert value == 0 and not np.signbit(value)
 
 
 def test_kl_divergence_float32_tiny_divergence_of_distributions_with_different_sums():
