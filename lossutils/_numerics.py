@@ -126,6 +126,29 @@ def two_sum(a, b, minus=False, out=None):
         return s, err
 
 
+def float32_difference_into(a, b, out, spare):
+    """``out = a - b`` exactly, in float64, of the float32 arrays ``a`` and ``b`` (one block).
+
+    The float32 difference ``d`` is formed first: it is exact if and only if ``fl(d + b)
+    == a`` and ``fl(a - d) == b``. (Its error ``e = a - b - d``, if not 0, is a multiple of
+    the smaller of the ULPs of ``a`` and ``b``, so at least that ULP: ``b + e`` or ``a - e``
+    then rounds to a number other than ``b`` or ``a``.) That is five float32 passes and a
+    cast, cheaper than casting both to float64 first; the few differences that are not
+    exact (and those of infinities or NaN) are formed in float64. ``spare``: two float32
+    and two boolean arrays of the block's shape.
+    """
+    d, t, same, also = spare
+    np.subtract(a, b, out=d)
+    np.equal(np.add(d, b, out=t), a, out=same)
+    np.equal(np.subtract(a, d, out=t), b, out=also)
+    np.logical_and(same, also, out=same)
+    np.copyto(out, d)
+    if not np.logical_and.reduce(same):
+        redo = np.flatnonzero(~same)
+        out[redo] = a[redo].astype(np.float64) - b[redo]
+    return out
+
+
 def two_diff(a, b):
     """``(d, err)`` with ``d = fl(a - b)`` and ``a - b == d + err`` exactly (TwoSum of a, -b).
 
@@ -472,7 +495,7 @@ def logistic_pairs(x, softpluses=True, sigmoids=(True, True)):
 _PLAIN_LOGISTIC = {np.dtype(np.float32): 87.0, np.dtype(np.float64): 708.0}
 
 
-def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare):
+def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare, narrow=False):
     """``softplus(z)`` into ``softplus_out`` and ``sigma(z)`` into ``sigmoid_out`` (either
     None) for one cache-sized float32 or float64 block ``z``, from one ``u = exp(z)``:
     ``log1p(u)`` and ``u / (1 + u)``; ``spare`` (``z``'s shape) holds ``u``. Returns the
@@ -485,6 +508,9 @@ def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare):
     ``log1p(1 / u)``), and ``u / (1 + u)`` has the rounding errors of ``1 / (1 + 1 / u)``.
     Beyond it (or NaN) an element is redone by :func:`logistic_pairs` (``exp(z)`` would
     overflow; ``sigma(z)`` may underflow). Both results are positive in the plain range.
+    With ``narrow`` (float64 results that will be rounded to float32 or float16) only
+    ``z`` beyond the upper limit is redone: below ``-limit`` the results are below the
+    narrow dtype's range (0 there; ``log1p(u)`` and ``u / (1 + u)`` are 0 or tiny).
     """
     limit = _PLAIN_LOGISTIC[z.dtype]
     u = np.exp(z, out=spare)
@@ -493,9 +519,14 @@ def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare):
     if sigmoid_out is not None:
         np.add(u, 1, out=sigmoid_out)
         np.divide(u, sigmoid_out, out=sigmoid_out)
-    if max(np.maximum.reduce(z), -np.minimum.reduce(z)) <= limit:  # not with a NaN
+    if narrow:
+        if np.maximum.reduce(z) <= limit:  # not with a NaN
+            return None
+        redo = np.flatnonzero(~(z <= limit))
+    elif max(np.maximum.reduce(z), -np.minimum.reduce(z)) <= limit:
         return None
-    redo = np.flatnonzero(~(np.abs(z) <= limit))
+    else:
+        redo = np.flatnonzero(~(np.abs(z) <= limit))
     softpluses, sigmoids = logistic_pairs(
         z[redo], (softplus_out is not None, False), (sigmoid_out is not None, False)
     )

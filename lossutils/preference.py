@@ -111,14 +111,17 @@ def _scaled_margins(cols, beta: float, index):
     return _exact_margins(scaled, beta, np.empty((7, index.size)), rescue=False)
 
 
-def _margins(cols, beta: float, exact: bool, rows, negate=False):
+def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
     """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout),
     in buffers of ``rows`` (seven float64 arrays of the block's length); with ``negate``,
     ``-z`` and ``-lo`` instead (the plain margin then costs no extra pass).
 
     With ``exact`` every margin is a double-double; otherwise the plain float64 margin of
     float32 or float16 inputs, redone exactly where its spread exceeds ``_PLAIN_SPREAD``
-    (looked for element by element only when the block's extremes allow it).
+    (looked for element by element only when the block's extremes allow it). The
+    differences of the inputs are exact (float32 ones by :func:`float32_difference_into`,
+    given the four buffers ``narrow``), so a margin of two inputs is at most rounded once
+    (by ``beta``): it needs no spread.
     """
     if exact:
         hi, lo = _exact_margins([c.astype(np.float64, copy=False) for c in cols], beta, rows)
@@ -127,20 +130,25 @@ def _margins(cols, beta: float, exact: bool, rows, negate=False):
             np.negative(lo, out=lo)
         return hi, lo
     first, second = (1, 0) if negate else (0, 1)
-    z = np.subtract(cols[first], cols[second], dtype=np.float64, out=rows[0])
-    other = None
-    if len(cols) == 4:
-        other = np.subtract(cols[2 + first], cols[2 + second], dtype=np.float64, out=rows[1])
-    parts = (z,) if other is None else (z, other)
-    largest = sum(max(-np.min(d), np.max(d)) for d in parts)  # NaN with a NaN
+    differences = []
+    for pair, out in zip(range(0, len(cols), 2), rows, strict=False):
+        a, b = cols[pair + first], cols[pair + second]
+        if narrow is None:  # float16: its differences are exact in float64
+            differences.append(np.subtract(a, b, dtype=np.float64, out=out))
+        else:
+            differences.append(nx.float32_difference_into(a, b, out, narrow))
+    z, other = differences if len(differences) == 2 else (differences[0], None)
+    if other is None:
+        if beta != 1:
+            z *= beta
+        return z, None
+    largest = sum(max(-np.min(d), np.max(d)) for d in (z, other))  # NaN with a NaN
     redo = ()
     if not beta * largest <= _PLAIN_SPREAD:
         spread = np.abs(z)
-        if other is not None:
-            spread += np.abs(other)
+        spread += np.abs(other)
         redo = np.flatnonzero(spread > _PLAIN_SPREAD / beta)
-    if other is not None:
-        z -= other
+    z -= other
     if beta != 1:
         z *= beta
     if not len(redo):
@@ -198,16 +206,23 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # seven buffers for the margins (two of them hold it), then e, 1 + e, the two sigmoids,
     # log1p(e), the loss and a spare one
     rows = list(np.empty((14, length)))
+    narrow = None
+    if plain and dtype == np.float32:  # for the exact float32 differences
+        narrow = [np.empty(length, np.float32) for _ in range(2)]
+        narrow += [np.empty(length, bool) for _ in range(2)]
     zeros = np.zeros(length)  # np.minimum with an array is several times faster than with 0
     scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)  # d ell / d dz
     for block in nx.chunks(n, length):
         size = block.stop - block.start
         buffers = [row[:size] for row in rows]
-        z, lo = _margins([f[block] for f in flats], beta, exact, buffers[:7], negate=plain)
+        narrow_rows = None if narrow is None else [row[:size] for row in narrow]
+        cols = [f[block] for f in flats]
+        z, lo = _margins(cols, beta, exact, buffers[:7], negate=plain, narrow=narrow_rows)
         e, ope, s_down, s_up, log1p_e, loss, spare = buffers[7:]
         if plain and lo is None:
             # softplus(-z) and sigma(-z) from one exp(-z) (no correction, no smoothing)
-            nx.softplus_sigmoid_into(z, loss if value else None, s_down if grad else None, e)
+            outs = (loss if value else None, s_down if grad else None)
+            nx.softplus_sigmoid_into(z, *outs, e, narrow=True)  # rounded to dtype
             if value:
                 total.add(loss, block)  # rounded once
             if grad:
