@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from ._blocks import for_each_block
+from ._blocks import BLOCK_BYTES, for_each_block
 from ._checks import (
     as_float_array,
     check_bool,
@@ -1101,35 +1101,57 @@ def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"
 def _negative_binomial(input, target, total_count, reduction, *, value=True, grad=True):
     """``(loss or None, (d_input, d_total_count) or None)``, one pass.
 
-    In cache-sized blocks of elements widened to float64 (every step is elementwise): only
-    the results are full-size arrays, in their own dtypes (a reduced loss is summed block
-    by block). The gradients are scaled by the mean's 1/n per block and rounded once; a
-    broadcast ``total_count``'s is summed to its shape in float64 first.
+    In cache-sized pieces of elements widened to float64 (every step is elementwise; for a
+    float64 result on up to two threads, :func:`for_each_block`): only the results are
+    full-size arrays, in their own dtypes (a reduced loss is summed piece by piece, the
+    blocks' sums added in their order, so the result does not depend on the threads). The
+    gradients are scaled by the mean's 1/n per piece and rounded once; a broadcast
+    ``total_count``'s is summed to its shape in float64 first.
     """
     out, z, y, r, r_shape = _nb_args(input, target, total_count, reduction)
     shape = z.shape
     zf, yf = z.reshape(-1), y.reshape(-1)
     rf = np.broadcast_to(r, shape).reshape(-1)
-    reduced = BlockReduction(reduction, zf.size, out) if value else None  # rounded once
+    size = zf.size
+    reduced = BlockReduction(reduction, size, out) if value else None  # rounded once
     same = r_shape == shape
-    g_z = np.empty(zf.size, grad_dtype(input, out)) if grad else None
-    g_r = np.empty(zf.size, grad_dtype(total_count, out) if same else np.float64) if grad else None
+    g_z = np.empty(size, grad_dtype(input, out)) if grad else None
+    g_r = np.empty(size, grad_dtype(total_count, out) if same else np.float64) if grad else None
     # narrow output: about a dozen block-sized float64 buffers live at once, in blocks small
-    # enough that they stay below a tenth of the gradient (float32) in a training step.
-    # float64: the careful forms keep up to about forty block-sized temporaries (a training
-    # step's peak 1.65x the gradient); blocks of CHUNK // 4 would make it 1.16x but cost
-    # about 30 % more time (more NumPy calls per element)
-    block, step = (_nb_block_narrow, CHUNK // 8) if out.itemsize < 8 else (_nb_block, CHUNK)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for b in chunks(zf.size, step):
+    # enough that they stay below a tenth of the gradient (float32) in a training step, in
+    # the calling thread. float64: the careful forms keep up to about forty block-sized
+    # temporaries; on two threads (blocks of about a quarter megabyte, each taken by the
+    # next free thread) in pieces of CHUNK // 2 a training step's peak stays 1.65x the
+    # gradient, as for one thread in pieces of CHUNK (CHUNK // 2 costs 4 % more time per
+    # element; CHUNK // 8 on two threads would make the peak 1.16x, but cost 30 % more)
+    narrow = out.itemsize < 8
+    block, step = (_nb_block_narrow, CHUNK // 8) if narrow else (_nb_block, CHUNK // 2)
+    kept = reduced if value and reduction == "none" else None
+    parts = {}  # the first element of a block: its reduction (blocks on threads)
+
+    def pieces(span: slice) -> None:
+        summed = kept if kept is not None or not value else BlockReduction(reduction, size, out)
+        for start in range(span.start, span.stop, step):
+            b = slice(start, min(start + step, span.stop))
             zb, yb, rb = (a[b].astype(np.float64, copy=False) for a in (zf, yf, rf))
             lb, gzb, grb = block(zb, yb, rb, value, grad)
             if value:
-                reduced.add(lb, b)
+                summed.add(lb, b)
             if grad:  # scaled in place (float64), then rounded once
                 for g in (gzb, grb):
-                    scale_grad(g, g.shape, reduction, g.dtype, count=zf.size, in_place=True)
+                    scale_grad(g, g.shape, reduction, g.dtype, count=size, in_place=True)
                 g_z[b], g_r[b] = gzb, grb
+        if value and kept is None:
+            parts[span.start] = summed
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if narrow or size <= step:
+            pieces(slice(0, size))
+        else:
+            for_each_block(pieces, size, BLOCK_BYTES // CHUNK)  # blocks of CHUNK elements
+        if value and kept is None:
+            for start in sorted(parts):
+                reduced.extend(parts[start])
         loss = reduced.result(shape) if value else None
         grads = None
         if grad:

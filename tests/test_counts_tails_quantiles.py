@@ -496,6 +496,46 @@ def test_negative_binomial_accuracy(dtype):
            "negative_binomial_grad total_count")  # fmt: skip
 
 
+def test_negative_binomial_float64_in_blocks_on_two_threads(monkeypatch):
+    # float64 goes in blocks of CHUNK elements (two pieces each) on two threads: with
+    # blocks of 64 the sweep's per-element losses and gradients are the bits of one piece
+    # and within 4 ULP of mpmath, and a reduced loss the same with or without the gradient
+    from lossutils import _blocks
+
+    rng = np.random.default_rng(45)
+    z, y, r = _nb_cases(np.float64, rng)
+    whole = {
+        red: B.negative_binomial_nll_loss_value_and_grad(z, y, r, reduction=red)
+        for red in REDUCTIONS
+    }
+    monkeypatch.setattr(B, "CHUNK", 64)  # blocks of 64 elements (2^20 // (2^20 // 64))
+    monkeypatch.setattr(_blocks, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(_blocks, "WORKERS", 2)
+    for red in REDUCTIONS:
+        loss, (g_z, g_r) = B.negative_binomial_nll_loss_value_and_grad(z, y, r, reduction=red)
+        np.testing.assert_array_equal(loss, B.negative_binomial_nll_loss(z, y, r, reduction=red))
+        grads = B.negative_binomial_nll_loss_grad(z, y, r, reduction=red)
+        for got, alone, one_piece in zip((g_z, g_r), grads, whole[red][1], strict=True):
+            np.testing.assert_array_equal(got, alone)
+            np.testing.assert_array_equal(got, one_piece)
+        if red == "none":
+            np.testing.assert_array_equal(loss, whole["none"][0])
+        else:  # the sums of the pieces in another grouping: within an ULP or two
+            np.testing.assert_allclose(loss, whole[red][0], rtol=4 * np.finfo(np.float64).eps)
+    loss, (g_z, g_r) = B.negative_binomial_nll_loss_value_and_grad(z, y, r, reduction="none")
+    with np.errstate(all="ignore"):
+        sig = 1 / (1 + np.exp(-np.abs(z)))
+    _check(g_z, REF["nb_grad_input"](z, y, r), np.float64, (r + y) * sig, 4.0, "nb d_input")
+    sample = np.arange(0, z.size, 5)  # the loss's reference: log-gammas of a fifth
+    zs, ys, rs = z[sample], y[sample], r[sample]
+    pair = np.array([float(mpmath.loggamma(mpmath.mpf(a) + b) - mpmath.loggamma(a))
+                     for a, b in zip(rs, ys, strict=True)])  # fmt: skip
+    from scipy.special import gammaln
+
+    scale = rs * np.logaddexp(0, zs) + ys * np.logaddexp(0, -zs) + gammaln(ys + 1) + np.abs(pair)
+    _check(loss[sample], REF["nb"](zs, ys, rs), np.float64, scale, 4.0, "nb in blocks")
+
+
 def _nb_half_near_the_mean(dtype, seed, y_top, log_r, far):
     """300 cases: counts 1 to 10^y_top, total_count 10^log_r; the first half with the mean
     within 1e-8 to 100 % of the count, the rest 10^-far to 10^far times it (rounded, float64)."""
