@@ -127,7 +127,8 @@ def two_sum(a, b, minus=False, out=None):
 
 
 def float32_difference_into(a, b, out, spare):
-    """``out = a - b`` exactly, in float64, of the float32 arrays ``a`` and ``b`` (one block).
+    """``out = a - b`` in float64 (rounded once: exact unless the exponents of ``a`` and ``b``
+    are more than 29 apart) of the float32 arrays ``a`` and ``b`` (one block).
 
     The float32 difference ``d`` is formed first: it is exact if and only if ``fl(d + b)
     == a`` and ``fl(a - d) == b``. (Its error ``e = a - b - d``, if not 0, is a multiple of

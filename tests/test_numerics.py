@@ -26,6 +26,27 @@ def test_two_sum_is_exact():
             assert mpmath.mpf(s[i]) + mpmath.mpf(err[i]) == mpmath.mpf(a[i]) + mpmath.mpf(b[i])
 
 
+def test_float32_difference_into_is_the_float64_difference():
+    # the float32 difference where it is exact, the float64 one elsewhere: bit for bit the
+    # float64 difference of the inputs (exponents far apart, close, equal, opposite signs,
+    # subnormal, overflowing in float32, infinite, NaN)
+    rng = np.random.default_rng(7)
+    scales = 2.0 ** rng.integers(-140, 120, 4000)
+    a = (rng.standard_normal(4000) * scales).astype(np.float32)
+    b = (rng.standard_normal(4000) * scales[rng.permutation(4000)]).astype(np.float32)
+    b[:1000] = (a[:1000] * rng.uniform(0.3, 3, 1000)).astype(np.float32)
+    special = [3e38, -3e38, np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45]
+    a[-81:] = np.repeat(special, 9)
+    b[-81:] = np.tile(special, 9)
+    out = np.empty(a.size)
+    spare = [np.empty(a.size, dt) for dt in (np.float32, np.float32, bool, bool)]
+    with np.errstate(all="ignore"):
+        nx.float32_difference_into(a, b, out, spare)
+        expected = np.subtract(a, b, dtype=np.float64)
+    np.testing.assert_array_equal(out, expected, strict=True)
+    assert not np.array_equal(out, (a - b).astype(np.float64), equal_nan=True)
+
+
 def test_two_diff_skips_a_zero_subtrahend_and_masks_infinities():
     d, err = nx.two_diff(np.array([1.0, 2.0]), 0.0)
     assert err is None and d.tolist() == [1.0, 2.0]
