@@ -287,6 +287,10 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     accepts any label: a label other than :math:`\pm 1` there adds both terms); with
     :math:`x` the distance of a pair it is the contrastive loss of
     :cite:t:`hadsell2006dimensionality` without the squares. Not a likelihood loss.
+    A similar pair's loss is :math:`x` itself: over values of both signs a ``"sum"`` or
+    ``"mean"`` is a difference that may cancel, and is then within a few ULP of the sum
+    of the magnitudes rather than of the result (distances, :math:`x \ge 0`, never
+    cancel).
 
     Examples
     --------

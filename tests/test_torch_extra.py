@@ -576,3 +576,17 @@ def test_nan_propagates():
     assert np.isnan(lu.cosine_embedding_loss([[np.nan, 1.0]], [[1.0, 1.0]], [1.0]))
     assert np.isnan(lu.multilabel_margin_loss([[np.nan, 1.0]], [[1, -1]]))
     assert np.isnan(lu.multilabel_margin_loss_grad([[np.nan, 1.0]], [[1, -1]])).all()
+
+
+@pytest.mark.parametrize(
+    "dtype, big", [(np.float16, 2048.0), (np.float32, 1e8), (np.float64, 1e17)]
+)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_hinge_embedding_reduction_of_both_signs_keeps_its_stated_bound(dtype, big, reduction):
+    # similar pairs' losses are x itself: big + 1 - big = 1 cancels (float32 and float64
+    # give 0), within a few ULP of the sum of the magnitudes, as the docstring states
+    x = np.array([big, 1.0, -big], dtype)
+    got = lu.hinge_embedding_loss(x, np.ones(3, dtype), reduction=reduction)
+    count = 3 if reduction == "mean" else 1
+    magnitudes = float(np.sum(np.abs(x.astype(np.float64)))) / count
+    assert abs(float(got) - 1 / count) <= 4 * float(np.spacing(dtype(magnitudes)))
