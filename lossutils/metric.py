@@ -36,7 +36,7 @@ from ._pairwise import (
     margin_ranking_loss_grad,
     margin_ranking_loss_value_and_grad,
 )
-from ._reduction import reduce_to, reduction_scale
+from ._reduction import reduce_to, reduction_scale, square_shares
 
 __all__ = [
     "contrastive_loss",
@@ -472,7 +472,7 @@ def _contrastive(x1, x2, target, margin, reduction, *, value=True, grad=True):
     if value:
         # selected rather than multiplied: 0 * inf would be NaN for a far dissimilar pair
         loss = np.where(y == 0, hinge * hinge, y * dist.squared)
-        loss = reduce_to(loss, pairs.reduction, pairs.dtype)
+        loss = _contrastive_reduce(loss, lambda: np.where(y == 0, hinge, norm), pairs)
     if not grad:
         return loss, None
     # one float64 coefficient per pair times x1 - x2: 2 y for a similar pair and
@@ -504,6 +504,17 @@ def _contrastive(x1, x2, target, margin, reduction, *, value=True, grad=True):
     g += 0.0  # -0.0 (a zero hinge or a zero unit vector) as +0.0
     g = nx.to_dtype(g, pairs.dtype)
     return loss, (g, -g)
+
+
+def _contrastive_reduce(loss, gaps, pairs: _Pairs):
+    """The reduced loss from the per-pair losses ``gaps()**2``: a mean whose squares overflow
+    (a float32 distance beyond 1.8e19, a float64 one beyond 1.3e154) though it does not is
+    taken from the gaps themselves (:func:`~lossutils._reduction.square_shares`)."""
+    if pairs.reduction == "mean" and loss.size and not np.max(loss) < np.inf:
+        gaps = gaps()
+        if np.all(np.isfinite(gaps)) and not np.any(np.isnan(loss)):
+            return nx.to_dtype(square_shares(gaps.reshape(-1), loss.size), pairs.dtype)[()]
+    return reduce_to(loss, pairs.reduction, pairs.dtype)
 
 
 def _pair_difference(pairs: _Pairs, rows):

@@ -159,6 +159,28 @@ def test_contrastive_gradient_of_similar_pairs_whose_difference_overflows(dtype)
     assert M.contrastive_loss(x1, x2, target) == np.inf  # the squared distance overflows
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contrastive_mean_whose_squares_overflow(dtype):
+    # a pair's y d^2 (or hinge^2) beyond the dtype's range made the mean inf, though the
+    # mean over 10 pairs is finite (float32 distances near 2e19, float64 near 1.3e154)
+    rng = np.random.default_rng(37)
+    root = float(np.finfo(dtype).max) ** 0.5
+    x1 = (rng.normal(size=(10, 4)) * root / 4).astype(dtype)
+    x2 = (rng.normal(size=(10, 4)) * root / 4).astype(dtype)
+    target = np.array([1, 0] * 5)
+    similar, dissimilar = x2.copy(), x2.copy()
+    similar[0] = -3 * x1[0]  # a similar pair's squared distance beyond the range
+    dissimilar[1] = x1[1]  # a dissimilar pair at distance 0: its hinge^2 = margin^2
+    for other, margin in ((similar, 1.0), (dissimilar, 1.5 * root)):
+        per = M.contrastive_loss(x1, other, target, margin=margin, reduction="none")
+        assert np.any(np.isinf(per))
+        exact = ref.reduced(ref.contrastive(x1, other, target, margin), "mean")
+        value = M.contrastive_loss(x1, other, target, margin=margin)
+        assert value == M.contrastive_loss_value_and_grad(x1, other, target, margin=margin)[0]
+        ref.assert_ulp_in(value, exact, dtype, label=str(margin))
+        assert np.isfinite(value)
+
+
 TRIPLET_OPTIONS = [
     {"p": 2.0, "eps": 0.0},
     {"p": 2.0, "eps": 1e-6},
