@@ -3037,19 +3037,26 @@ def dd_sum(a_hi, a_lo, b_hi, b_lo):
     return np.where(finite, hi, s), np.where(finite, lo, 0.0)
 
 
-def log_sum_exp_dd(hi, lo):
-    """``log(sum(exp(hi + lo)))`` over the last axis of double-doubles, as a double-double.
+def log_sum_exp_dd(hi, lo, precise=False):
+    """``log(sum(exp(hi + lo)))`` over the last axis of double-doubles, as a double-double,
+    and ``s``, the sum of the other terms' exponentials relative to the largest.
 
     For the recursions of log-probabilities that run over many steps (CTC's forward and
     backward variables): carried as double-doubles, their rounding errors do not grow with
     the size of the values (a float64 sum of log-probabilities of size 500 has an absolute
     error of 500 eps per step). With ``m`` the largest ``hi`` and ``d = fl(hi - m)``, each
     ``exp(d + delta)`` is taken as ``e^d (1 + delta)``, where ``delta`` is the exact rounding
-    error of ``d`` (:func:`diff_error`) plus ``lo - lo_m`` (both below an ULP of ``d``; the
-    second-order term is below 2^-100). The result is ``m + lo_m + log1p(s)``, ``s`` the
-    corrected sum over the other terms: its error is that of ``log1p(s)``, a few ULP of
-    ``log1p(s)`` (at most log k), independent of ``m``. Where ``m`` is infinite (or NaN) the
-    result is ``m``.
+    error of ``d`` (:func:`diff_error`) plus ``lo - lo_m`` (below an ULP of ``d`` and of
+    ``m``: the second-order term is below 2^-80 for values up to 1e4, and far below an
+    ULP of ``m`` for any). The result is ``m + lo_m + log1p(s)``, ``s`` the corrected sum
+    over the other terms. Where ``m`` is infinite (or NaN) the result is ``m``.
+
+    Accuracy: the float64 ``exp`` and ``log1p`` leave an absolute error of at most
+    ``2^-50 s`` (an ULP of each ``e^d`` and of ``log1p(s)``), independent of ``m``. It
+    matters where a result near 0 is a sum of terms that cancel (``m = log(1/2)`` and
+    ``log1p(s) = log 2``); with ``precise`` each ``e^(d + delta)`` with ``d >= -80`` comes
+    from :func:`dd_exp_parts` and ``log1p(s)`` from :func:`log1p_dd`, about ``2^-100``
+    absolute (three times the work).
     """
     with np.errstate(invalid="ignore", over="ignore"):
         top = np.argmax(hi, axis=-1)[..., None]
@@ -3060,11 +3067,61 @@ def log_sum_exp_dd(hi, lo):
         delta += np.where(np.isfinite(d), lo - m_lo, 0.0)
         e = np.exp(d)
         np.put_along_axis(e, top, 0.0, axis=-1)
-        s = np.sum(e + e * delta, axis=-1)
+        terms = e + e * delta
+        s = np.sum(terms, axis=-1)
         m, m_lo = m[..., 0], m_lo[..., 0]
-        out_hi, out_lo = dd_sum(m, m_lo, np.log1p(s), 0.0)
+        if precise:
+            l_hi, l_lo = log1p_dd(*_exp_sum_dd(d, delta, terms, top))
+        else:
+            l_hi, l_lo = np.log1p(s), 0.0
+        out_hi, out_lo = dd_sum(m, m_lo, l_hi, l_lo)
     finite = np.isfinite(m)
-    return np.where(finite, out_hi, m), np.where(finite, out_lo, 0.0)
+    return np.where(finite, out_hi, m), np.where(finite, out_lo, 0.0), s
+
+
+def _exp_sum_dd(d, delta, terms, top):
+    """The sum over the last axis of ``e^(d + delta)`` (``d <= 0``) but the ``top`` entry, as
+    a double-double to about 2^-104: :func:`dd_exp_parts` where ``d >= -80``, the plain
+    ``terms`` below (under 2^-115 of 1, the largest term)."""
+    near = d >= -80.0
+    # d + delta = z + z_err exactly: delta holds the low parts of log-probabilities as
+    # large as the loss (2^-41 for 3600), too large for first order; z_err is below ulp(z)
+    z, z_err = two_sum(np.where(near, d, 0.0), np.where(near, delta, 0.0))
+    k, m_hi, m_lo = dd_exp_parts(z)
+    # (1 + m)(1 + z_err) 2^k, to first order in z_err (the second below 2^-104)
+    t_hi, t_lo = _fast_two_sum(1.0, m_hi)
+    t_lo += m_lo + (1.0 + m_hi) * z_err
+    scale = np.ldexp(1.0, k)
+    t_hi, t_lo = t_hi * scale, t_lo * scale
+    far = ~near
+    np.copyto(t_hi, terms, where=far)
+    np.copyto(t_lo, 0.0, where=far)
+    np.put_along_axis(t_hi, top, 0.0, axis=-1)
+    np.put_along_axis(t_lo, top, 0.0, axis=-1)
+    s_hi, s_lo = t_hi[..., 0], t_lo[..., 0]
+    for j in range(1, d.shape[-1]):
+        s_hi, s_lo = _dd_add(s_hi, s_lo, t_hi[..., j], t_lo[..., j])
+    return s_hi, s_lo
+
+
+def log1p_dd(s_hi, s_lo):
+    """``log1p(s_hi + s_lo)`` as a double-double, for ``0 <= s <= 3``, to about 2^-102.
+
+    The float64 ``y = log1p(s_hi)``, then one Newton step: ``log1p(s) = y + log1p(eps)``
+    with ``1 + eps = (1 + s) e^-y`` (:func:`dd_exp_parts`, ``e^-y = 2^k (1 + m)``), which
+    is within a few ULP of 1, so that ``eps`` is exact to about 2^-104 (``fl(q 2^k) - 1``
+    exact by Sterbenz) and ``log1p(eps) = eps - eps^2 / 2`` (the next term is below
+    2^-150).
+    """
+    y = np.log1p(s_hi)
+    k, m_hi, m_lo = dd_exp_parts(-y)
+    w_hi, w_lo = two_sum(1.0, s_hi)
+    w_lo += s_lo
+    p_hi, p_lo = _dd_mul(w_hi, w_lo, m_hi, m_lo)
+    q_hi, q_lo = _dd_add(w_hi, w_lo, p_hi, p_lo)  # (1 + s)(1 + m)
+    scale = np.ldexp(1.0, k)
+    eps = (q_hi * scale - 1.0) + q_lo * scale
+    return _fast_two_sum(y, eps - 0.5 * eps * eps)
 
 
 def cumulative_product_dd(hi, lo):

@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from lossutils import ctc_loss, ctc_loss_grad, log_softmax
+from lossutils import ctc_loss, ctc_loss_grad, ctc_loss_value_and_grad, log_softmax
 from lossutils.testing import assert_close_to_exact, assert_gradient_matches
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -206,6 +206,62 @@ def test_accuracy_in_hard_regimes(dtype, name):
         grad = ctc_loss_grad(*args, reduction=reduction)
         reference = scaled_grads([g for _, g in exact], target_lengths, reduction, grad.shape)
         assert_close_to_exact(grad, reference, gradient_ulp(exact, dtype), name + " gradient")
+
+
+def shared_mass(t_max, labels, confidence, seed):
+    """Confident frames (a logit ``confidence`` above the rest) along one alignment, except
+    that the first frame of each label's run is as likely blank as the label: the loss is
+    tiny, the sum of 2^L alignments' probabilities that share the mass."""
+    rng = np.random.default_rng(seed)
+    c = 6
+    target = 1 + np.arange(labels) % (c - 1)
+    run = t_max // (2 * labels + 1)
+    path, first = [], []
+    for k in target:
+        path += [0] * run
+        first.append(len(path))
+        path += [k] * run
+    path += [0] * (t_max - len(path))
+    logits = rng.normal(size=(t_max, 1, c))
+    logits[np.arange(t_max), 0, path] += confidence
+    logits[first, 0, 0] = logits[first, 0, target]
+    return log_softmax(logits), target[None]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_loss_whose_alignments_share_the_mass(dtype):
+    # two frames, target (1,): the paths 11, b1, 1b hold all the mass but p1(b) p2(b); each
+    # frame's log-sum-exp once rounded log1p(s) to float64 (an absolute 2^-53 that the
+    # result, log(1/2) + log(2) minus a tiny loss, kept): 2.4e7 ULP of a loss of 5e-9 in
+    # float64; in float32 (the frames' log-probabilities chosen so that their rounding
+    # leaves P within 1e-15 of 1) 8.8e5 ULP
+    half = dtype(np.log(0.5))
+    small = np.log(1e-8 if dtype == np.float64 else 2.0**-50)
+    big = -(np.log(2.0) + float(half)) if dtype == np.float32 else np.log1p(-1e-8)
+    log_probs = np.array([[[small, big]], [[half, half]]], dtype=dtype)
+    value, grad = brute_force(log_probs[:, 0], [1], 2)
+    args = (log_probs, np.array([[1]]), [2], [1])
+    for reduction in REDUCTIONS:
+        v, g = ctc_loss_value_and_grad(*args, reduction=reduction)
+        assert_close_to_exact(v, reduce_exact([value], [1], reduction), 4, reduction)
+        expected = scaled_grads([grad], [1], reduction, log_probs.shape)
+        assert_close_to_exact(g, expected, 4, reduction + " gradient")
+
+
+@pytest.mark.parametrize(("t_max", "labels", "confidence"), [(200, 10, 12.0), (300, 12, 40.0)])
+def test_long_sequence_with_a_tiny_loss_within_4_ulp(t_max, labels, confidence):
+    # losses of 0.015 and 5e-14 over hundreds of frames: up to 24 and 1.5e14 ULP before the
+    # samples whose estimated rounding exceeds an ULP were redone to about 2^-100 per frame;
+    # where the inputs' rounding makes the exact loss negative, so is the result
+    log_probs, target = shared_mass(t_max, labels, confidence, 1)
+    value, grad = forward_backward(log_probs[:, 0], target[0], t_max)
+    args = (log_probs, target, [t_max], [labels])
+    with mpmath.workdps(60):
+        for reduction in REDUCTIONS:
+            got = ctc_loss(*args, reduction=reduction)
+            assert_close_to_exact(got, reduce_exact([value], [labels], reduction), 4, reduction)
+        expected = scaled_grads([grad], [labels], "sum", log_probs.shape)
+    assert_close_to_exact(ctc_loss_grad(*args, reduction="sum"), expected, 4, "gradient")
 
 
 def gradient_ulp(exact, dtype):
