@@ -1588,8 +1588,12 @@ def _crammer_singer(input, target, margin, reduction):
     row_bytes = x.shape[-1] * x.dtype.itemsize
     for_each_block(block, len(x), row_bytes, BLOCK_BYTES // 4 // max(1, row_bytes))
     # j is the target itself only when every rival is -inf (or there is none)
-    rival = np.where(j == y, -np.inf, _gather(x, j)).astype(x.dtype, copy=False)
-    gap = _margin_gap(x.dtype.type(margin), rival, _gather(x, y))
+    rival = np.where(j == y, -np.inf, _gather(x, j))
+    # in float64 (one number per row): a float32 gap beyond float32's range (3e38 - -3e38)
+    # keeps its value for the mean
+    gap = _margin_gap(
+        np.float64(margin), rival.astype(np.float64), _gather(x, y).astype(np.float64)
+    )
     return args, j, gap
 
 

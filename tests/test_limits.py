@@ -428,3 +428,16 @@ def test_a_finite_multi_margin_gradient_is_not_lost_to_an_overflowing_hinge(dtyp
     assert grad.dtype == dtype
     exact = np.array([d[0], -d[0] - d[1], d[1]], dtype=object)
     assert_close_to_exact(grad[0], exact, 4, "multi_margin_loss_grad")
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float16, 6e4), (np.float32, 3e38)])
+def test_a_finite_multiclass_hinge_mean_is_not_lost_to_an_overflowing_gap(dtype, big):
+    # the first sample's gap 1 + big - -big is beyond the range; the mean over two is not
+    rows = np.array([[big, -big, 0.0], [0.0, 0.0, 0.0]], dtype)
+    b = mpmath.mpf(float(rows[0, 0]))
+    exact = (1 + 2 * b + 1) / 2
+    value, grad = L.multiclass_hinge_loss_value_and_grad(rows, [1, 1])
+    assert value.dtype == dtype
+    assert_close_to_exact(value, exact, 4, "multiclass_hinge_loss")
+    assert grad[0].tolist() == [0.5, -0.5, 0.0]
+    assert np.isinf(L.multiclass_hinge_loss(rows, [1, 1], reduction="none")[0])
