@@ -161,14 +161,26 @@ def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
 
 
 def _beyond_overflow(cols, beta: float, smoothing: float, loss):
-    """Smoothed ``loss`` where it is not finite although its inputs are: there the margin
-    overflows (``|z| >= 2^1024``) while the loss, ``(1 - eps) max(-z, 0) + eps max(z, 0)``
-    (the log1p terms are below 2^-1000 of it), need not. Formed from the scaled margin."""
+    """``loss`` where it is not finite although its inputs are: there the margin overflows
+    (``|z| >= 2^1024``) while the loss, ``(1 - eps) max(-z, 0) + eps max(z, 0)`` (the log1p
+    terms are below 2^-1000 of it), need not. Formed from the scaled margin. Returns the
+    block's shares of a mean (``shares(count)``, the sum of the losses over ``count``, for
+    :meth:`BlockReduction.add`): a mean of losses beyond the range need not be (2e308 and
+    0.0067 have the mean 1e308), or None."""
     bad, _ = nx.finite_entries(np.flatnonzero(~np.isfinite(loss)), loss.shape, *cols)
-    if bad.size:
-        z, _ = _scaled_margins(cols, beta, bad)
-        part = np.where(z < 0, nx.times(1 - smoothing, -z), nx.times(smoothing, z))
-        loss[bad] = part * _UNSCALE
+    if not bad.size:
+        return None
+    z, _ = _scaled_margins(cols, beta, bad)
+    part = np.where(z < 0, nx.times(1 - smoothing, -z), nx.times(smoothing, z))
+    loss[bad] = part * _UNSCALE
+    others = np.ones(loss.shape, bool)
+    others[bad] = False
+    rest = loss[others]
+
+    def shares(count):
+        return np.sum(rest / np.float64(count)) + np.sum(part * (_UNSCALE / np.float64(count)))
+
+    return shares
 
 
 @nx.quiet
@@ -254,9 +266,10 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
                     up += log1p_e
                 loss *= 1 - smoothing
                 loss += nx.times(smoothing, up)
-                if not np.max(loss) < np.inf:  # also with a NaN: rare
-                    _beyond_overflow([f[block] for f in flats], beta, smoothing, loss)
-            total.add(loss, block)  # rounded once
+            shares = None
+            if not np.max(loss) < np.inf:  # also with a NaN: rare
+                shares = _beyond_overflow(cols, beta, smoothing, loss)
+            total.add(loss, block, shares)  # rounded once
         if grad:
             g = np.negative(s_down, out=loss)
             if lo is not None:

@@ -304,6 +304,22 @@ def test_margins_that_overflow_give_inf_or_zero():
     )
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_a_mean_of_losses_beyond_the_range_that_is_not(eps):
+    # a loss of 2e308 beside small ones: the mean of three is about 1.3e308 (8e307 with
+    # eps = 0.1 on the large margin's side); without label smoothing it was inf
+    pc, pr = np.array([-1e308, 5.0, 1.0]), np.array([1e308, 0.0, 2.0])
+    zero = np.zeros(3)
+    loss, _ = _exact(pc, pr, zero, zero, 1.0, eps)
+    expected = ref.reduced(loss, "mean")
+    got = P.dpo_loss(pc, pr, zero, zero, beta=1.0, label_smoothing=eps)
+    ref.assert_ulp_in(got, expected, np.float64, max_ulp=3)
+    assert got == P.dpo_loss_value_and_grad(pc, pr, zero, zero, 1.0, eps)[0]
+    assert P.dpo_loss(pc, pr, zero, zero, beta=1.0, label_smoothing=eps, reduction="sum") == np.inf
+    if eps == 0:
+        ref.assert_ulp_in(P.bradley_terry_loss(pc, pr), expected, np.float64, max_ulp=3)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_plain_margins_on_both_sides_of_the_one_exp_range(dtype):
     # float32 and float16 margins take softplus(-z) and sigma(-z) from one exp(-z) while
