@@ -120,12 +120,13 @@ def _elementwise_grad(p: np.ndarray, lam: float, power: int) -> np.ndarray:
     """``lam * d|w|^power/dw`` rounded once to ``p``'s dtype.
 
     ``lam`` is used in float64 where the working dtype would round it to a
-    subnormal or to 0; otherwise float16 is computed in float32.
+    subnormal or to 0, or overflow it (inf times a zero weight would be NaN);
+    otherwise float16 is computed in float32.
     """
     if lam == 0:  # masked: 0 also where w is infinite or NaN
         return np.zeros(p.shape, dtype=p.dtype)
     work = working_dtype(p.dtype)
-    if 0 < lam < np.finfo(work).tiny:
+    if not np.finfo(work).tiny <= lam <= np.finfo(work).max:
         work = np.dtype(np.float64)
     w = p.astype(work, copy=False)
     if power == 1:

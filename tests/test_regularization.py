@@ -217,3 +217,14 @@ def test_zero_lam_masks_infinite_and_nan_parameters(name, dtype):
     # a positive lam keeps the information
     assert penalty(params[0], 1e-3) == np.inf
     assert np.isnan(penalty(params, 1e-3))
+
+
+@pytest.mark.parametrize("name", ["l1_penalty", "l2_penalty"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_a_lam_beyond_the_working_dtype_gives_the_exact_gradient(name, dtype):
+    # lam = 1e300 overflows float32: lam * 0 is 0 (it was inf * 0 = NaN), lam * 1e-7 (and
+    # 2 lam 1e-7) overflows the dtype: inf
+    w = np.array([0.0, -0.0, 1e-7, -1e-7], dtype)
+    grad = getattr(P, name + "_grad")(w, 1e300)
+    assert grad.dtype == dtype
+    assert grad.tolist() == [0.0, 0.0, math.inf, -math.inf]
