@@ -22,7 +22,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import reduce_to
+from ._reduction import gap_shares, reduce_to
 from ._signed import in_blocks
 
 __all__ = [
@@ -92,6 +92,12 @@ def _ranking_gap(a, b, t, m):
         np.add(gap, f, out=gap, where=~np.isnan(f))
     nan = np.isnan(gap)
     return gap, (nan if nan.any() else None)
+
+
+def _wide_gap(a, b, t, m, s):
+    """The gaps of ``s a``, ``s b`` and ``s m`` in float64 (``s`` a power of 2)."""
+    f = np.float64
+    return _ranking_gap(a.astype(f) * s, b.astype(f) * s, t, f(m) * s)[0]
 
 
 def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
@@ -226,14 +232,16 @@ def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, gr
     def kernel(a, b, labels):
         gap, nan = _ranking_gap(a, b, labels, m)
         values = np.maximum(gap, 0) if value else None
+        # a mean whose gaps overflowed (x1 - x2 of 3e38 and -3e38): the gaps again, scaled
+        shares = lambda count: gap_shares(lambda s: _wide_gap(a, b, labels, m, s), count)  # noqa: E731
         if not grad:
-            return values, None
+            return values, None, shares
         # -t [gap >= 0], NaN where the gap is
         local = np.multiply(labels, np.greater_equal(gap, 0), out=gap)
         np.negative(local, out=local)
         if nan is not None:
             local[nan] = np.nan
-        return values, local
+        return values, local, shares
 
     return in_blocks(kernel, (x1, x2), t, reduction, value=value, grad=grad, work=work)
 

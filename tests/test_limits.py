@@ -441,3 +441,20 @@ def test_a_finite_multiclass_hinge_mean_is_not_lost_to_an_overflowing_gap(dtype,
     assert_close_to_exact(value, exact, 4, "multiclass_hinge_loss")
     assert grad[0].tolist() == [0.5, -0.5, 0.0]
     assert np.isinf(L.multiclass_hinge_loss(rows, [1, 1], reduction="none")[0])
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 3e38), (np.float64, 1.7e308)])
+@pytest.mark.parametrize("margin", [0.0, 1.0])
+def test_a_finite_margin_ranking_mean_is_not_lost_to_an_overflowing_gap(dtype, big, margin):
+    # t = -1: the gap m + (x1 - x2) = m + 2 big is beyond the range; its mean with a pair
+    # of gap m is not (the gradient was right: -t [gap >= 0] / n)
+    x1 = np.array([big, 0.0], dtype)
+    x2 = np.array([-big, 0.0], dtype)
+    t = np.array([-1.0, 1.0], dtype)
+    b = mpmath.mpf(float(x1[0]))
+    exact = (margin + 2 * b + margin) / 2
+    value, grads = L.margin_ranking_loss_value_and_grad(x1, x2, t, margin=margin)
+    assert value.dtype == dtype
+    assert_close_to_exact(value, exact, 4, "margin_ranking_loss")
+    assert L.margin_ranking_loss(x1, x2, t, margin=margin) == value
+    assert grads[0].tolist() == [0.5, -0.5]
