@@ -76,7 +76,8 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
         hi, lo = nx._dd_times_split(hi, lo, beta, *nx._split(beta), out=(spare, other, work, extra))
     # beta times a difference beyond 1e300 (outside Dekker's product's domain: lo is NaN)
     limit = 1e300 * min(beta, 1.0)
-    big = not np.max(np.abs(hi, out=work), initial=0) < limit  # also with an infinity or a NaN
+    # (two reductions, no pass that writes); also with an infinity or a NaN
+    big = not max(np.maximum.reduce(hi, initial=0.0), -np.minimum.reduce(hi, initial=0.0)) < limit
     if big:
         lo[~(np.abs(hi) < limit)] = 0
     if len(cols) == 4 or beta != 1:
@@ -123,12 +124,11 @@ def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
     given the four buffers ``narrow``), so a margin of two inputs is at most rounded once
     (by ``beta``): it needs no spread.
     """
-    if exact:
-        hi, lo = _exact_margins([c.astype(np.float64, copy=False) for c in cols], beta, rows)
+    if exact:  # minus the margin: the columns of each difference swapped
+        wide = [c.astype(np.float64, copy=False) for c in cols]
         if negate:
-            np.negative(hi, out=hi)
-            np.negative(lo, out=lo)
-        return hi, lo
+            wide = [wide[i ^ 1] for i in range(len(wide))]
+        return _exact_margins(wide, beta, rows)
     first, second = (1, 0) if negate else (0, 1)
     differences = []
     for pair, out in zip(range(0, len(cols), 2), rows, strict=False):
@@ -210,8 +210,10 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # except with label smoothing: its gradient vanishes at an optimum, where it keeps only
     # the absolute accuracy of the margin
     exact = dtype == np.float64 or smoothing != 0
-    # without smoothing, a block of plain margins takes one kernel (negated margins for it)
-    plain = not exact
+    # without smoothing, softplus(-z) and sigma(-z) come from one exp(-z): the margins are
+    # formed negated (at no extra pass) for it
+    fast = smoothing == 0
+    narrow_out = dtype != np.float64  # results rounded to float32 or float16
     total = BlockReduction(reduction, n, dtype) if value else None
     d = np.empty(n, dtype) if grad else None
     length = max(1, min(n, _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK))
@@ -219,7 +221,7 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # log1p(e), the loss and a spare one
     rows = list(np.empty((14, length)))
     narrow = None
-    if plain and dtype == np.float32:  # for the exact float32 differences
+    if not exact and dtype == np.float32:  # for the exact float32 differences
         narrow = [np.empty(length, np.float32) for _ in range(2)]
         narrow += [np.empty(length, bool) for _ in range(2)]
     zeros = np.zeros(length)  # np.minimum with an array is several times faster than with 0
@@ -229,20 +231,24 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
         buffers = [row[:size] for row in rows]
         narrow_rows = None if narrow is None else [row[:size] for row in narrow]
         cols = [f[block] for f in flats]
-        z, lo = _margins(cols, beta, exact, buffers[:7], negate=plain, narrow=narrow_rows)
+        z, lo = _margins(cols, beta, exact, buffers[:7], negate=fast, narrow=narrow_rows)
         e, ope, s_down, s_up, log1p_e, loss, spare = buffers[7:]
-        if plain and lo is None:
-            # softplus(-z) and sigma(-z) from one exp(-z) (no correction, no smoothing)
-            outs = (loss if value else None, s_down if grad else None)
-            nx.softplus_sigmoid_into(z, *outs, e, narrow=True)  # rounded to dtype
+        if fast:
+            outs = (loss if value else None, s_down if grad or lo is not None else None)
+            nx.softplus_sigmoid_into(z, *outs, e, narrow=narrow_out)  # (z is minus the margin)
             if value:
+                if lo is not None:  # softplus(z + lo) = softplus(z) + sigma(z) lo
+                    loss += np.multiply(s_down, lo, out=spare)
                 total.add(loss, block)  # rounded once
             if grad:
-                np.multiply(s_down, -scale, out=d[block])
+                g = s_down
+                if lo is not None:  # sigma(z + lo) = sigma(z) + sigma(z) sigma(-z) lo
+                    g = np.subtract(1.0, s_down, out=spare)
+                    g *= s_down
+                    g *= lo
+                    g += s_down
+                np.multiply(g, -scale, out=d[block])
             continue
-        if plain:  # a margin redone exactly: back to z + lo
-            np.negative(z, out=z)
-            np.negative(lo, out=lo)
         zero = zeros[:size]
         nx._exp_minus_abs(z, e)
         if grad or lo is not None:  # sigma(+-z); sigma(z) only where a term needs it

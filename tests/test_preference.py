@@ -341,3 +341,20 @@ def test_plain_margins_on_both_sides_of_the_one_exp_range(dtype):
     loss, (d_c, _) = P.dpo_loss_value_and_grad(pc, pr, zeros, zeros, 0.5, 0.0, "none")
     ref.assert_ulp_in(loss, exact, dtype, max_ulp=2)
     ref.assert_ulp_in(d_c, exact_grad, dtype, max_ulp=2)
+
+
+@pytest.mark.parametrize("scale", [50.0, 1e4, 1e12])
+def test_float64_margins_whose_differences_round_and_cancel(scale):
+    # differences of about 2 scale that round (the policy's and the reference's
+    # log-probabilities not within a factor 2) cancel to margins of a few units: their
+    # error terms (about 1e-14, 1e-12 and 1e-4) count; the margins are formed negated
+    rng = np.random.default_rng(3)
+    n = 64
+    base = -scale * rng.uniform(0.5, 1, n)
+    pc, pr = base + rng.normal(0, 4, n), base + rng.normal(0, 3, n) * rng.choice([1, 1e-6], n)
+    rc, rr = 3 * base, 3 * base
+    exact, exact_grad = _exact(pc, pr, rc, rr, 0.1, 0.0)
+    for reduction in REDUCTIONS:
+        loss, (d_c, _) = P.dpo_loss_value_and_grad(pc, pr, rc, rr, 0.1, 0.0, reduction)
+        ref.assert_ulp_in(loss, ref.reduced(exact, reduction), np.float64, max_ulp=2)
+        ref.assert_ulp_in(d_c, _scaled(exact_grad, reduction, n), np.float64, max_ulp=2)
