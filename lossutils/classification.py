@@ -33,7 +33,7 @@ from ._checks import (
     float_arrays,
 )
 from ._multilabel import *  # noqa: F403
-from ._reduction import mean_shares, reduce, sample_scale, scale_grad, weighted_reduce
+from ._reduction import gap_shares, mean_shares, reduce, sample_scale, scale_grad, weighted_reduce
 from ._reduction import total as weight_total
 
 __all__ = (
@@ -1575,7 +1575,8 @@ def _margin_setup(input, target, margin, weight, reduction):
 
 
 def _crammer_singer(input, target, margin, reduction):
-    """The arguments, the best rival ``j`` of each row and the gap margin + z_j - z_y."""
+    """The arguments, the best rival ``j`` of each row, the gap margin + z_j - z_y (float64)
+    and the function giving the gaps of the inputs scaled (for a mean whose gaps overflow)."""
     args, margin = _margin_setup(input, target, margin, None, reduction)
     x, y = args.x, args.y
     j = np.empty(len(x), np.intp)
@@ -1588,13 +1589,15 @@ def _crammer_singer(input, target, margin, reduction):
     row_bytes = x.shape[-1] * x.dtype.itemsize
     for_each_block(block, len(x), row_bytes, BLOCK_BYTES // 4 // max(1, row_bytes))
     # j is the target itself only when every rival is -inf (or there is none)
-    rival = np.where(j == y, -np.inf, _gather(x, j))
     # in float64 (one number per row): a float32 gap beyond float32's range (3e38 - -3e38)
     # keeps its value for the mean
-    gap = _margin_gap(
-        np.float64(margin), rival.astype(np.float64), _gather(x, y).astype(np.float64)
-    )
-    return args, j, gap
+    rival = np.where(j == y, -np.inf, _gather(x, j)).astype(np.float64)
+    own = _gather(x, y).astype(np.float64)
+
+    def gap_at(s):  # the gaps of the inputs and margin times s (a power of 2: exact)
+        return _margin_gap(np.float64(margin) * s, rival * s, own * s)
+
+    return args, j, gap_at(1), gap_at
 
 
 def multiclass_hinge_loss(input, target, margin=1.0, reduction="mean"):
@@ -1649,11 +1652,13 @@ def multiclass_hinge_loss(input, target, margin=1.0, reduction="mean"):
 
 def _multiclass_hinge(input, target, margin, reduction, *, value=True, grad=True):
     """``(multiclass_hinge_loss(...), multiclass_hinge_loss_grad(...))``, each if asked for."""
-    args, j, gap = _crammer_singer(input, target, margin, reduction)
+    args, j, gap, gap_at = _crammer_singer(input, target, margin, reduction)
     x, y = args.x, args.y
     loss = grad_out = None
     if value:
         loss = reduce(np.maximum(gap, 0).reshape(args.shape), reduction)
+        if reduction == "mean" and np.isinf(loss):  # float64 gaps beyond the range
+            loss = gap_shares(gap_at, len(x))
         loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
         with np.errstate(invalid="ignore"):

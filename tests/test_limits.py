@@ -430,7 +430,9 @@ def test_a_finite_multi_margin_gradient_is_not_lost_to_an_overflowing_hinge(dtyp
     assert_close_to_exact(grad[0], exact, 4, "multi_margin_loss_grad")
 
 
-@pytest.mark.parametrize("dtype, big", [(np.float16, 6e4), (np.float32, 3e38)])
+@pytest.mark.parametrize(
+    "dtype, big", [(np.float16, 6e4), (np.float32, 3e38), (np.float64, 1.7e308)]
+)
 def test_a_finite_multiclass_hinge_mean_is_not_lost_to_an_overflowing_gap(dtype, big):
     # the first sample's gap 1 + big - -big is beyond the range; the mean over two is not
     rows = np.array([[big, -big, 0.0], [0.0, 0.0, 0.0]], dtype)
