@@ -1836,9 +1836,15 @@ def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, gr
     if value and w is not None:
         per = nx.times(w[y], per)
     # (p = 1: every gradient entry is w / C or a sum of them, 0 or NaN)
-    _redo_overflowed_rows(x, y, margin, p, w, per, out if p == 2 else None, coef)
+    beyond = _redo_overflowed_rows(x, y, margin, p, w, per, out if p == 2 else None, coef)
     if value:
-        loss = nx.to_dtype(reduce(per.reshape(args.shape), reduction), args.dtype)[()]
+        loss = reduce(per.reshape(args.shape), reduction)
+        if reduction == "mean" and beyond is not None and np.isinf(loss):
+            # float64 losses beyond the range: each divided by n before it is scaled back
+            rows, scaled, k = beyond
+            rest = np.delete(per, rows)
+            loss = np.sum(rest / np.float64(n)) + np.ldexp(np.sum(scaled / np.float64(n)), k)
+        loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
         if w is not None and not np.all(w[y]):  # a zero weight masks its row (also inf, NaN)
             out[w[y] == 0] = 0
@@ -1853,14 +1859,16 @@ def _redo_overflowed_rows(x, y, margin, p, weight, per, out, coef):
     the scores and margin scaled by the power of 2 of the largest (exact; an entry below
     it by 2^1000 or more is lost, far below the result's last place), scaled back. The
     loss and the gradient then overflow only where they do (a float32 loss beyond
-    float32's range keeps its value in ``per``, float64, for the mean)."""
+    float32's range keeps its value in ``per``, float64, for the mean). Returns the rows
+    whose losses stay beyond float64's range, their scaled losses and the power of 2 that
+    scales them back (None if there are none), for the mean."""
     lost_value = np.zeros(len(x), bool) if per is None else np.isinf(per)
     # a row's gradient entries sum to minus its target's: inf there if anywhere
     lost_grad = np.zeros(len(x), bool) if out is None else np.isinf(out[np.arange(len(x)), y])
     redo = np.flatnonzero(lost_value | lost_grad)
     redo = redo[np.isfinite(x[redo]).all(axis=-1)]
     if redo.size == 0:
-        return
+        return None
     rows = x[redo].astype(np.float64)
     e = math.frexp(max(float(np.max(np.abs(rows))), abs(margin)))[1]
     scaled = np.empty(redo.size, np.float64)
@@ -1873,9 +1881,13 @@ def _redo_overflowed_rows(x, y, margin, p, weight, per, out, coef):
             scaled = nx.times(weight[y[redo]], scaled)
         keep = lost_value[redo]
         per[redo[keep]] = np.ldexp(scaled[keep], p * e)
+        beyond = keep & np.isinf(per[redo])
     if out is not None:
         keep = lost_grad[redo]
         out[redo[keep]] = np.ldexp(grad[keep], e)
+    if per is None or not beyond.any():
+        return None
+    return redo[beyond], scaled[beyond], p * e
 
 
 def _weston_watkins_block(xb, yb, margin, p, rows, per, out, coef):

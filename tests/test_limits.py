@@ -460,3 +460,15 @@ def test_a_finite_margin_ranking_mean_is_not_lost_to_an_overflowing_gap(dtype, b
     assert_close_to_exact(value, exact, 4, "margin_ranking_loss")
     assert L.margin_ranking_loss(x1, x2, t, margin=margin) == value
     assert grads[0].tolist() == [0.5, -0.5]
+
+
+@pytest.mark.parametrize("p, big", [(1, 1.7e308), (2, 1.3e154)])
+def test_a_finite_multi_margin_mean_is_not_lost_to_a_float64_sample_beyond_the_range(p, big):
+    # the first sample's loss (two hinges 1 + 2 big, over C = 3) is beyond float64's
+    # range; the mean over three samples is not
+    rows = np.array([[big, big, -big], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    exact = sum(_hinge_mean(r, 2, 1, p) for r in rows) / 3
+    value, _ = L.multi_margin_loss_value_and_grad(rows, [2, 2, 2], p=p)
+    assert_close_to_exact(value, exact, 4, "multi_margin_loss")
+    assert L.multi_margin_loss(rows, [2, 2, 2], p=p) == value
+    assert np.isinf(L.multi_margin_loss(rows, [2, 2, 2], p=p, reduction="none")[0])
