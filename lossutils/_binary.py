@@ -1416,6 +1416,9 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
     length = block_length(work, x.size)
     minus_t, z, u = (np.empty(length, work) for _ in range(3))
     wide = [np.empty(length) for _ in range(2)] if log_base is not None else None
+    # a quotient that is final (formed in the result's memory, no scale after it) is divided
+    # in float64 and rounded into place: the same bits as through a float64 buffer
+    final = [reduction == "none" and x.dtype == work, reduction != "mean" and x.dtype == work]
 
     def kernel(xb, labels, out):
         values, local = out
@@ -1430,8 +1433,8 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
         if log_base is None:
             return values, local
         return tuple(
-            None if r is None else np.divide(r, log_base, out=w[:size])
-            for r, w in zip((values, local), wide, strict=True)
+            None if r is None else np.divide(r, log_base, out=r if last else w[:size])
+            for r, w, last in zip((values, local), wide, final, strict=True)
         )
 
     loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, into=True, work=work)
