@@ -970,7 +970,10 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     keeps a few ULP of accuracy down to :math:`\mu \approx \mu_0`, :math:`v \approx v_0`.
     Where :math:`(\mu - \mu_0)^2` or :math:`e^{-v_0}` underflows or overflows although
     their product (or the gradient's :math:`(\mu - \mu_0) e^{-v_0}`) is a normal number,
-    these come from a power-of-2 scaled exponential instead of the plain products.
+    these come from a power-of-2 scaled exponential instead of the plain products. A
+    float32 (or float16) row whose terms overflow float32 (:math:`e^{\delta}` for
+    :math:`\delta > 88.7`, a difference of means beyond 1.8e19) though half their sum may
+    not is redone in float64; in float64 terms beyond 1.8e308 overflow.
 
     Parameters
     ----------
@@ -1125,7 +1128,9 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
     mu2, lv2 = _rows(mu, shape2, axis), _rows(logvar, shape2, axis)
     mu0, lv0 = _rows(g.mu_prior, shape2, axis), _rows(g.logvar_prior, shape2, axis)
     standard = not np.any(g.mu_prior) and not np.any(g.logvar_prior)
-    kl = np.empty(rows, dtype=work) if value else None
+    # float64 divergences (one per row): a float32 row whose terms overflow is redone there
+    kl = np.empty(rows, dtype=np.float64) if value else None
+    narrow = work.itemsize < 8
     if grad:
         d_mu = np.empty((rows, latent), dtype=grad_dtype)
         d_lv = np.empty((rows, latent), dtype=grad_dtype)
@@ -1167,10 +1172,14 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
                     v0h = v0 if np.ndim(v0) == 0 else v0[hard]
                     total[hard] = _gaussian_kl_careful(m[hard], v[hard], m0h, v0h)
                 np.multiply(total, 0.5, out=kl[block])
+                if narrow and not np.isfinite(total).all():
+                    _redo_wide_rows(kl[block], total, m, v, m0, v0)
             if grad:
                 if d_low is not None:
                     em1 += np.where(d_low == 0, 0, (em1 + 1) * d_low)
                 np.multiply(em1, half, out=d_lv[block])
+                if narrow and np.max(d, initial=0) > 88:  # float32's e^d near its overflow
+                    _redo_wide_slopes(d_lv[block], d, d_low, half)
                 if prior_scale is not None:
                     scaled = np.where(diff == 0, diff, diff * prior_scale)
                     if not priors_calm:
@@ -1186,6 +1195,27 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
     if grad:
         grads = tuple(np.moveaxis(a.reshape(moved), -1, axis) for a in (d_mu, d_lv))
     return kl, grads
+
+
+def _redo_wide_rows(kl, total, m, v, m0, v0):
+    """Redo in float64 the float32 rows of ``kl`` whose ``total`` is not finite: their terms
+    or sum overflowed float32 (e^89, mu = 2e19), though half the sum may be finite (and a
+    mean of them is, over enough rows). Limits (an infinite or NaN input) come out the same."""
+    rows = np.flatnonzero(~np.isfinite(total))
+    if rows.size:
+        wide = [a if np.ndim(a) == 0 else a[rows] for a in (m, v, m0, v0)]
+        kl[rows] = 0.5 * _gaussian_kl_careful(*(np.asarray(a, np.float64) for a in wide))
+
+
+def _redo_wide_slopes(d_lv, d, d_low, half):
+    """Redo in float64 the entries of ``d_lv = (e^d - 1) half`` whose float32 ``e^d``
+    overflowed (d > 88.7) though the product may not (half is 1/2 or 1/(2n)): rounded once."""
+    where = np.nonzero(d > 88)
+    e = np.expm1(d[where].astype(np.float64))
+    if d_low is not None:
+        low = d_low[where].astype(np.float64)
+        e += np.where(low == 0, 0, (e + 1) * low)
+    d_lv[where] = e * np.float64(half)
 
 
 def _gaussian_kl_careful(mu, logvar, mu_prior, logvar_prior):
@@ -1290,6 +1320,13 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     ``reduction="sum"``. See :cite:t:`kingma2014auto`, :cite:t:`rezende2014stochastic`
     and :cite:t:`blei2017variational`.
 
+    float16 and float32 are computed in float32; a sample whose sums or terms overflow
+    there (squared residuals beyond 1.8e19, logits near 3.4e38, :math:`e^{v}` for
+    :math:`v > 88.7`, :math:`\mu` beyond 1.8e19) is redone in float64, so that a loss, a
+    mean or a gradient is infinite only if its exact value is. In float64 such terms
+    beyond 1.8e308 (a residual or :math:`\mu` beyond 1.3e154, :math:`v > 709.8`) overflow
+    to ``inf`` also where half of them, or a mean over the samples, would not.
+
     Examples
     --------
     >>> import numpy as np
@@ -1371,6 +1408,26 @@ def vae_loss_value_and_grad(x, recon, mu, logvar, likelihood="bernoulli", reduct
     return _vae_loss(x, recon, mu, logvar, likelihood, reduction)
 
 
+def _redo_wide_samples(nll, x, recon, likelihood):
+    """Redo in float64 the samples whose float32 reconstruction sum ``nll`` is not finite:
+    squares of residuals beyond 1.8e19 or logits near 3.4e38 overflowed float32 though the
+    loss (half the squares) or a mean over the samples may not. Limits come out the same."""
+    rows = np.flatnonzero(~np.isfinite(nll))
+    if rows.size:
+        xw, rw = x[rows].astype(np.float64), recon[rows].astype(np.float64)
+        terms = _bce_logits(rw, xw, xw) if likelihood == "bernoulli" else np.square(rw - xw)
+        nll[rows] = np.sum(terms, axis=-1)
+
+
+def _redo_wide_residuals(slope, x, recon, scale):
+    """Redo in float64 the entries of ``slope = (recon - x) scale`` whose float32 residual
+    overflowed (3e38 - (-3e38)) though the mean's scale brings it back: rounded once."""
+    where = np.nonzero(np.isinf(slope))
+    if where[0].size:
+        residual = recon[where].astype(np.float64) - x[where].astype(np.float64)
+        slope[where] = residual * np.float64(scale)
+
+
 def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=True):
     """``(the reduced negative ELBO or None, (d_recon, d_mu, d_logvar) or None)``.
 
@@ -1391,9 +1448,10 @@ def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=T
     zero = np.zeros((), dtype=work)
     prior = _Gaussians(a.mu, a.logvar, zero, zero, dtype)
     kl, kl_grads = _gaussian_kl_work(prior, -1, value, grad, dtype, scale)
-    nll = np.empty(samples, dtype=work) if value else None
+    nll = np.empty(samples, dtype=np.float64) if value else None  # (float32 rows redone)
     d_recon = np.empty((samples, features), dtype=dtype) if grad else None
     step = max(1, _BLOCK // max(1, features))
+    overflowed = False  # a Gaussian residual (float32 only then redone)
     for start in range(0, samples, step):
         block = slice(start, start + step)
         xb = np.asarray(x[block], dtype=work)
@@ -1405,14 +1463,26 @@ def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=T
                 # (1 - x) sigma(r) - x sigma(-r): exact terms, no 1 - sigma(r) cancelling
                 slope = _bce_logits_slope(rb, xb, xb)
         else:
-            slope = np.subtract(rb, xb)
+            with np.errstate(over="raise"):  # the flag costs nothing; a search would
+                try:
+                    slope = np.subtract(rb, xb)
+                    overflowed = False
+                except FloatingPointError:
+                    overflowed = True
+            if overflowed:
+                with np.errstate(over="ignore"):
+                    slope = np.subtract(rb, xb)
             if value:
                 nll[block] = np.sum(slope * slope, axis=-1)
         if grad:
             if scale is not None:
                 slope *= scale
+                if overflowed and work.itemsize < 8:
+                    _redo_wide_residuals(slope, xb, rb, scale)
             d_recon[block] = slope
     loss = grads = None
+    if value and work.itemsize < 8:
+        _redo_wide_samples(nll, x, recon, likelihood)
     if value:
         if likelihood == "gaussian":
             nll *= 0.5

@@ -475,6 +475,11 @@ def test_vae_loss_within_4_ulp(dtype, likelihood):
     else:
         recon = rng.normal(size=(6, 5)).astype(dtype)
     mu, logvar = rng.normal(size=(6, 2)).astype(dtype), rng.normal(size=(6, 2)).astype(dtype)
+    _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, dtype)
+
+
+def _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, dtype):
+    """vae_loss for every reduction and vae_loss_grad for "sum" and "mean" against mpmath."""
     zeros = np.zeros(mu.shape)
     if likelihood == "bernoulli":
         nll = ref.bce_with_logits_rows(x, recon)
@@ -496,7 +501,6 @@ def test_vae_loss_within_4_ulp(dtype, likelihood):
         assert np.asarray(got).dtype == dtype
         # the reconstruction and KL terms are both non-negative (up to the constant)
         ref.assert_ulp_in(got, ref.reduced(per, reduction), dtype, label=reduction)
-    d_recon, d_mu, d_logvar = V.vae_loss_grad(x, recon, mu, logvar, likelihood, "sum")
     with mpmath.workdps(ref.DIGITS):
         if likelihood == "bernoulli":
             e_recon = np.array(
@@ -517,12 +521,59 @@ def test_vae_loss_within_4_ulp(dtype, likelihood):
                 ],
                 dtype=object,
             )
+        e_mu = np.array([[ref.mp(v) for v in row] for row in mu], dtype=object)
         e_lv = np.array(
             [[mpmath.expm1(ref.mp(v)) / 2 for v in row] for row in logvar], dtype=object
         )
-    ref.assert_ulp_in(d_recon, e_recon, dtype, label="d_recon")
-    ref.assert_ulp_in(d_mu, mu, dtype, label="d_mu")
-    ref.assert_ulp_in(d_logvar, e_lv, dtype, label="d_logvar")
+    for reduction, scale in [("sum", 1), ("mean", len(x))]:
+        d_recon, d_mu, d_logvar = V.vae_loss_grad(x, recon, mu, logvar, likelihood, reduction)
+        with mpmath.workdps(ref.DIGITS):
+            expected = [e / scale for e in (e_recon, e_mu, e_lv)]
+        labels = ("recon", "mu", "lv")
+        for got, e, label in zip((d_recon, d_mu, d_logvar), expected, labels, strict=True):
+            assert got.dtype == dtype
+            ref.assert_ulp_in(got, e, dtype, label=f"d_{label} {reduction}")
+
+
+def test_gaussian_kl_float32_terms_beyond_float32s_range():
+    # e^89 and (2e19)^2 overflow float32 where half of them is finite: the rows are redone
+    # in float64 (the kernel the VAE loss shares); with a prior, e^(v - v0) likewise
+    mu = np.array([[0, 0], [2e19, 0], [0, 0], [1, 0]], np.float32)
+    logvar = np.array([[89, 0], [0, 0], [89.3, 1], [0, 0]], np.float32)
+    for prior in (0.0, np.float32(-0.5)):
+        zeros = np.zeros(mu.shape)
+        exact = ref.gaussian_kl(mu, logvar, zeros, zeros + prior)
+        got = V.gaussian_kl(mu, logvar, 0.0, prior)
+        assert got.dtype == np.float32
+        ref.assert_ulp_in(got, exact, np.float32, label="kl")
+        d_mu, d_logvar = V.gaussian_kl_grad(mu, logvar, 0.0, prior)
+        with mpmath.workdps(ref.DIGITS):
+            e_lv = np.array(
+                [[mpmath.expm1(ref.mp(v) - ref.mp(prior)) / 2 for v in r] for r in logvar],
+                dtype=object,
+            )
+        ref.assert_ulp_in(d_logvar, e_lv, np.float32, label="d_logvar")
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_vae_loss_float32_terms_beyond_float32s_range(likelihood):
+    # float32 is computed in float32: the sums of squares (4e38 for a residual of 2e19, whose
+    # loss 2e38 is finite), of softpluses of logits of 3e38, e^89 in the KL term (its
+    # (e^89 - 90) / 2 is 2.2e38), mu^2 for mu = 2e19 and the residual 3e38 - (-3e38)
+    # overflowed: an infinite loss, mean or gradient where the exact one is finite
+    x = np.zeros((4, 2), np.float32)
+    recon = np.zeros((4, 2), np.float32)
+    mu, logvar = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    if likelihood == "gaussian":
+        recon[0], recon[1, 0] = [3e19, 2e19], 2e19
+    else:
+        x[1] = 1
+        recon[0], recon[1, 0] = [3e38, 3e38], -2e38
+    logvar[2, 0], mu[3, 0] = 89, 2e19
+    _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, np.float32)
+    if likelihood == "gaussian":  # (its loss overflows: a sample of its own)
+        x[2, 1], recon[2, 1] = 3e38, -3e38
+        _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, np.float32)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
