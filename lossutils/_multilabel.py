@@ -33,7 +33,7 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._reduction import product_row_means, reduce_to, scale_grad
+from ._reduction import mean_past_the_range, product_row_means, reduce_to, scale_grad
 
 __all__ = [
     "soft_margin_loss",
@@ -601,8 +601,10 @@ def _multilabel_margin(input, target, reduction, value=True, grad=True):
     loss = d = None
     if value:
         sums /= c
-        _redo_overflowed_rows(x, index, sums)
+        beyond = _redo_overflowed_rows(x, index, sums)
         loss = reduce_to(sums.reshape(np.shape(input)[:-1]), reduction, dtype)
+        if reduction == "mean" and beyond is not None and np.isinf(loss):
+            loss = nx.to_dtype(mean_past_the_range(sums, *beyond), dtype)[()]
     if grad:
         d = out.reshape(np.shape(input))
     return loss, d
@@ -614,14 +616,19 @@ def _redo_overflowed_rows(x, index, means):
     the row's scores are finite: the row again in float64, its scores and the margin
     scaled by the power of 2 of the largest (exact; an entry below it by 2^1000 or more
     is lost, far below the loss's last place), scaled back after the division by C; the
-    loss then overflows only where it does."""
+    loss then overflows only where it does. Returns the rows whose losses stay beyond
+    float64's range, their scaled losses and the power of 2 that scales them back (None
+    if there are none), for the mean."""
     redo = np.flatnonzero(np.isinf(means))
     redo = redo[np.isfinite(x[redo]).all(axis=-1)]
     if redo.size == 0:
-        return
+        return None
     rows = x[redo].astype(np.float64)
     e = math.frexp(max(float(np.max(np.abs(rows))), 1.0))[1]
     scaled = np.zeros(redo.size, np.float64)
     rows = np.ldexp(rows, -e)
     _multilabel_margin_block(rows, index[redo], slice(None), scaled, None, None, math.ldexp(1, -e))
-    means[redo] = np.ldexp(scaled / x.shape[1], e)
+    scaled /= x.shape[1]
+    means[redo] = np.ldexp(scaled, e)
+    beyond = np.isinf(means[redo])
+    return (redo[beyond], scaled[beyond], e) if beyond.any() else None

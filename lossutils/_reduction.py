@@ -86,6 +86,16 @@ def gap_shares(gaps_at, count) -> np.float64:
         return np.ldexp(np.sum(g / np.float64(count)), 2)
 
 
+def mean_past_the_range(values: np.ndarray, rows, scaled, k) -> np.float64:
+    """The mean of float64 ``values`` whose entries ``rows`` are beyond float64's range
+    (inf there), given as ``ldexp(scaled, k)``: every term divided by the count before
+    those are scaled back, so that the mean overflows only where its exact value does."""
+    count = np.float64(values.size)
+    rest = np.delete(values.reshape(-1), rows)
+    with np.errstate(over="ignore"):
+        return np.sum(rest / count) + np.ldexp(np.sum(scaled / count), k)
+
+
 def _mean(sum_, count, dtype):
     """``sum_ / count`` rounded once to ``dtype``; NaN for 0 / 0, silently."""
     dtype = np.dtype(dtype)

@@ -33,7 +33,15 @@ from ._checks import (
     float_arrays,
 )
 from ._multilabel import *  # noqa: F403
-from ._reduction import gap_shares, mean_shares, reduce, sample_scale, scale_grad, weighted_reduce
+from ._reduction import (
+    gap_shares,
+    mean_past_the_range,
+    mean_shares,
+    reduce,
+    sample_scale,
+    scale_grad,
+    weighted_reduce,
+)
 from ._reduction import total as weight_total
 
 __all__ = (
@@ -1840,10 +1848,7 @@ def _multi_margin(input, target, p, margin, weight, reduction, *, value=True, gr
     if value:
         loss = reduce(per.reshape(args.shape), reduction)
         if reduction == "mean" and beyond is not None and np.isinf(loss):
-            # float64 losses beyond the range: each divided by n before it is scaled back
-            rows, scaled, k = beyond
-            rest = np.delete(per, rows)
-            loss = np.sum(rest / np.float64(n)) + np.ldexp(np.sum(scaled / np.float64(n)), k)
+            loss = mean_past_the_range(per, *beyond)  # float64 losses beyond the range
         loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
         if w is not None and not np.all(w[y]):  # a zero weight masks its row (also inf, NaN)

@@ -472,3 +472,17 @@ def test_a_finite_multi_margin_mean_is_not_lost_to_a_float64_sample_beyond_the_r
     assert_close_to_exact(value, exact, 4, "multi_margin_loss")
     assert L.multi_margin_loss(rows, [2, 2, 2], p=p) == value
     assert np.isinf(L.multi_margin_loss(rows, [2, 2, 2], p=p, reduction="none")[0])
+
+
+def test_a_finite_multilabel_margin_mean_is_not_lost_to_a_float64_sample_beyond_the_range():
+    # label 2 (score -big): two hinges 1 + 2 big over C = 3, beyond float64's range;
+    # the mean over three samples is not
+    big = 1.7e308
+    rows = np.array([[big, big, -big], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    target = np.array([[2, -1, -1]] * 3)
+    b = mpmath.mpf(big)
+    exact = (2 * (1 + 2 * b) / 3 + 2 * mpmath.mpf(2) / 3) / 3
+    value, _ = L.multilabel_margin_loss_value_and_grad(rows, target)
+    assert_close_to_exact(value, exact, 4, "multilabel_margin_loss")
+    assert L.multilabel_margin_loss(rows, target) == value
+    assert np.isinf(L.multilabel_margin_loss(rows, target, reduction="none")[0])
