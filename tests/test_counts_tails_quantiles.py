@@ -426,6 +426,21 @@ def test_poisson_in_blocks_on_two_threads(dtype, log_input, monkeypatch):
             _check(grad, g_ref, dtype, g_scale, MAX_ULP[dtype], "poisson_nll_loss_grad in blocks")
         else:  # the sums of the pieces in another grouping: within an ULP or two
             np.testing.assert_allclose(loss, whole[reduction][0], rtol=4 * np.finfo(dtype).eps)
+    # the signs are checked piece by piece: a negative count or rate in a late piece (and
+    # one in an early piece besides) raises the error of the first, a NaN none
+    for name, v in (("target", y), ("input", x)) if not log_input else (("target", y),):
+        bad = v.copy()
+        bad[-3] = -2
+        with pytest.raises(ValueError, match=f"{name} must hold non-negative counts; got -2"):
+            B.poisson_nll_loss_value_and_grad(
+                *((x, bad) if name == "target" else (bad, y)), log_input
+            )
+        bad[5] = -1
+        with pytest.raises(ValueError, match=f"{name} must hold non-negative counts; got -1"):
+            B.poisson_nll_loss(*((x, bad) if name == "target" else (bad, y)), log_input)
+    y_nan = y.copy()
+    y_nan[-3] = np.nan
+    assert np.isnan(B.poisson_nll_loss(x, y_nan, log_input, reduction="none")[-3])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
