@@ -234,12 +234,16 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
         z, lo = _margins(cols, beta, exact, buffers[:7], negate=fast, narrow=narrow_rows)
         e, ope, s_down, s_up, log1p_e, loss, spare = buffers[7:]
         if fast:
-            outs = (loss if value else None, s_down if grad or lo is not None else None)
+            loss = total.buffer(block, loss) if value else None  # float64: the result itself
+            outs = (loss, s_down if grad or lo is not None else None)
             nx.softplus_sigmoid_into(z, *outs, e, narrow=narrow_out)  # (z is minus the margin)
             if value:
                 if lo is not None:  # softplus(z + lo) = softplus(z) + sigma(z) lo
                     loss += np.multiply(s_down, lo, out=spare)
-                total.add(loss, block)  # rounded once
+                shares = None
+                if not np.max(loss) < np.inf:  # also with a NaN: rare
+                    shares = _beyond_overflow(cols, beta, smoothing, loss)
+                total.add(loss, block, shares)  # rounded once
             if grad:
                 g = s_down
                 if lo is not None:  # sigma(z + lo) = sigma(z) + sigma(z) sigma(-z) lo
