@@ -10,6 +10,8 @@ The forward process adds Gaussian noise in ``T`` steps with variances
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import (
@@ -266,7 +268,12 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     :math:`D` times PyTorch's ``F.mse_loss(noise_pred, noise)`` for ``D`` features per
     sample (the conformance test
     ``test_claim_ddpm_simple_mean_is_features_times_mse_loss``). Computed in float64 for
-    float16 and float32 results, rounded once. The gradient has ``noise_pred``'s dtype.
+    float16 and float32 results, rounded once. The gradient has ``noise_pred``'s dtype. In
+    float64 a sample whose residual (1e308 - (-1e308)) or squares (beyond 1.3e154)
+    overflow is redone from the halved residuals, so that a weighted sum or a gradient
+    :math:`2 w r / N` is infinite only if its exact value is; a mean of samples whose
+    weighted sums overflow is infinite. A weight below 2.2e-308 (a beta near 1e-308) is
+    subnormal and keeps only its absolute accuracy.
 
     Examples
     --------
@@ -370,14 +377,49 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     rb, sb = (np.empty(min(n, step) * features, work) for _ in range(2))
     for rows in chunks(n, step):
         r = rb[: (rows.stop - rows.start) * features].reshape(rows.stop - rows.start, features)
-        np.subtract(pred2[rows], target2[rows], out=r)
+        with np.errstate(over="raise"):  # float64 data only; the flag costs nothing
+            try:
+                np.subtract(pred2[rows], target2[rows], out=r)
+                overflowed = False
+            except FloatingPointError:
+                overflowed = True
+        if overflowed:
+            np.subtract(pred2[rows], target2[rows], out=r)
         if value:
             sq = np.multiply(r, r, out=sb[: r.size].reshape(r.shape))
             np.sum(sq, axis=-1, out=per[rows])
         if grad:
             np.multiply(r, coef[rows], out=g[rows])  # rounded once to the gradient's dtype
+            if overflowed:
+                _halved_slopes(g[rows], r, pred2[rows], target2[rows], coef[rows])
     loss = None
     if value:
         per *= w
+        if not np.isfinite(per).all():
+            _halved_sums(per, pred2, target2, w)
         loss = reduce_to(per, reduction, dtype)
     return loss, None if g is None else g.reshape(pred.shape)
+
+
+def _halved_slopes(g, r, pred, target, coef):
+    """Redo the entries of ``g = r coef`` whose float64 residual ``r`` overflowed (1e308 -
+    (-1e308)) from the halves: ``(pred / 2 - target / 2) (2 coef)``, finite where the
+    exact gradient is (the mean's 1/N or a weight below 1 brings it back)."""
+    where = np.nonzero(np.isinf(r) & np.isfinite(pred) & np.isfinite(target))
+    half = pred[where] / 2 - target[where] / 2
+    g[where] = half * (2 * np.broadcast_to(coef, r.shape)[where])
+
+
+def _halved_sums(per, pred, target, w):
+    """Redo the samples whose float64 ``per = w sum(r^2)`` is not finite while their data
+    are: the squares (r beyond 1.3e154) or ``r`` itself overflowed though the weighted sum
+    (a weight below 1, even subnormal) may not. From the halves ``h = r / 2``: with
+    ``h = 2^e u`` (``|u| < 1``, ``e`` that of the largest) and ``w = 2^k m``,
+    ``w sum(r^2) = 4 m sum(u^2) 2^(2e + k)``, one rounding into the result's range."""
+    rows = np.flatnonzero(~np.isfinite(per))
+    rows = rows[np.isfinite(pred[rows]).all(axis=-1) & np.isfinite(target[rows]).all(axis=-1)]
+    for i in rows:
+        h = pred[i] / 2 - target[i] / 2
+        e = math.frexp(float(np.max(np.abs(h))))[1]
+        m, k = math.frexp(float(w[i]))
+        per[i] = np.ldexp(4 * m * np.sum(np.square(np.ldexp(h, -e))), 2 * e + k)

@@ -156,6 +156,38 @@ def test_noise_loss_against_mpmath(dtype, weighting, reduction):
     assert_close_to_exact(grad, expected, 4)
 
 
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_float64_residuals_beyond_the_range_and_small_weights(reduction):
+    # the squares of 1e155 overflow float64 while their sum times the weight 1e-300 does
+    # not (it was inf for 1.16e10), and the residual 1e308 - (-1e308) overflows while the
+    # gradient 2 w r / N (w = 1e-305) does not (it was inf for 0.0133)
+    betas = np.array([0.5, 1e-300, 1e-305])
+    pred = np.array([[1e155, 3e154], [1e308, 0.0], [1.0, 2.0]])
+    noise = np.array([[0.0, -1e154], [-1e308, 5.0], [0.0, 0.0]])
+    t = np.array([2, 3, 1])
+    weights = kl_weights(betas)
+    with mpmath.workdps(60):
+        r = [
+            [mpmath.mpf(float(p)) - mpmath.mpf(float(q)) for p, q in zip(*row, strict=True)]
+            for row in zip(pred, noise, strict=True)
+        ]
+        per = [weights[t[i] - 1] * mpmath.fsum(v**2 for v in r[i]) for i in range(3)]
+        scale = mpmath.mpf(1) / 3 if reduction == "mean" else 1
+        reference = {
+            "none": np.array(per, dtype=object),
+            "sum": mpmath.fsum(per),
+            "mean": mpmath.fsum(per) / 3,
+        }[reduction]
+        expected = np.array(
+            [[2 * weights[t[i] - 1] * scale * v for v in r[i]] for i in range(3)], dtype=object
+        )
+    value, grad = ddpm_noise_loss_value_and_grad(pred, noise, t, betas, reduction=reduction)
+    assert_close_to_exact(value, reference, 4, "loss")
+    assert_close_to_exact(grad, expected, 4, "gradient")
+    assert np.array_equal(ddpm_noise_loss(pred, noise, t, betas, reduction=reduction), value)
+    assert np.array_equal(ddpm_noise_loss_grad(pred, noise, t, betas, reduction=reduction), grad)
+
+
 def test_gradient_matches_finite_differences():
     rng = np.random.default_rng(2)
     args = (
