@@ -374,7 +374,11 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     ``y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2)`` with
     ``d = F.pairwise_distance(x1, x2, eps=0)``.
 
-    Accuracy: within 4 ULP of the exact loss of the given embeddings, in every dtype.
+    Accuracy: within 4 ULP of the exact loss of the given embeddings, in every dtype, for
+    rows of up to about 250 entries, and longer rows of varied entries. A row's sum of
+    squares is a BLAS dot product, whose rounding grows with the row's length D where the
+    squares are nearly equal: on rows of one repeated entry, up to about D/128 ULP in
+    float32 and D/64 in float64 (measured: 5.1 and 11 at D = 1000, 24 and 60 at 4096).
     float32 embeddings are evaluated in float32 (float16 in float32 too); the distance is a
     scaled norm where its square would overflow or underflow (a float16 pair 256 apart, a
     float64 pair 1e-170 apart). Dissimilar pairs within half the margin, where

@@ -181,6 +181,34 @@ def test_contrastive_mean_whose_squares_overflow(dtype):
         assert np.isfinite(value)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contrastive_and_cosine_of_long_rows_within_their_stated_bounds(dtype):
+    # the sums of squares of long rows are BLAS dot products, whose rounding grows with the
+    # row's length D where the products are nearly equal (the docstrings state it: about
+    # D/128 ULP in float32, D/64 in float64, on rows of one repeated entry); rows of varied
+    # entries within 4 ULP
+    rng = np.random.default_rng(38)
+    per_ulp = 128 if dtype == np.float32 else 64
+    for width in (1000, 4096):
+        constants = rng.uniform(-1, 1, (8, 2))
+        x1 = np.repeat(constants[:, :1], width, axis=1)
+        x2 = np.repeat(constants[:, 1:], width, axis=1)
+        x1[-1], x2[-1] = rng.normal(size=(2, width))
+        x1, x2 = x1.astype(dtype), x2.astype(dtype)
+        target = np.ones(8, int)
+        exact = ref.contrastive(x1, x2, target, 1.0)
+        got = M.contrastive_loss(x1, x2, target, reduction="none")
+        errors = ref.ulp_in(got, exact, dtype)
+        assert np.all(errors[:-1] <= width / per_ulp) and errors[-1] <= 4, errors
+        y = x2.copy()
+        y[:, : width // 2] *= -1.3  # cosines away from 1
+        with mpmath.workdps(60):
+            exact = np.array([1 - cos for *_, cos in _mp_cosines(x1, y)], dtype=object)
+        errors = ref.ulp_in(M.cosine_embedding_loss(x1, y, target, reduction="none"), exact, dtype)
+        bound = 1 if dtype == np.float32 else width / 64
+        assert np.all(errors[:-1] <= bound) and errors[-1] <= 4, errors
+
+
 TRIPLET_OPTIONS = [
     {"p": 2.0, "eps": 0.0},
     {"p": 2.0, "eps": 1e-6},
