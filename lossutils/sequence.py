@@ -174,7 +174,8 @@ def _forward(p: _Problem, precise=False):
         emit = p.log_probs[t][rows, p.labels]
         skipped = _where(p.skip, _shift_dd(alpha, 2, ninf), none)
         paths, s = _log_sum(alpha, _shift_dd(alpha, 1, ninf), skipped, precise=precise)
-        step = _where(p.valid, dd_sum(emit, 0.0, *paths), none)
+        # a state no path reaches stays -inf also under an emission of +inf (not NaN)
+        step = _where(p.valid & (paths[0] != ninf), dd_sum(emit, 0.0, *paths), none)
         running = (t < p.input_lengths)[:, None]
         alpha = _where(running, step, alpha)
         alphas[0][t], alphas[1][t] = alpha
@@ -228,7 +229,7 @@ def _log_likelihood(p: _Problem):
 
 
 def _losses(p: _Problem, log_likelihood):
-    loss = -(log_likelihood[0] + log_likelihood[1])
+    loss = 0.0 - (log_likelihood[0] + log_likelihood[1])  # 0 - x: no negative zeros
     if p.zero_infinity:
         loss = np.where(loss == np.inf, 0, loss).astype(loss.dtype)
     return loss
@@ -369,7 +370,9 @@ def ctc_loss_grad(
     -------
     ndarray
         Shape and dtype of ``log_probs``. NaN in the frames of a sample whose loss is
-        infinite (it has no derivative), unless ``zero_infinity``, which makes them 0.
+        infinite (it has no derivative): ``inf`` where no alignment fits, unless
+        ``zero_infinity``, which makes them 0, and ``-inf`` from a log-probability of
+        ``+inf`` on an alignment.
 
     Raises
     ------
@@ -381,7 +384,10 @@ def ctc_loss_grad(
     Accuracy: a few ULP, plus a relative error of about :math:`4 \ell_n 2^{-104}` (the
     exponents :math:`\alpha + \beta + \ell_n` sum terms as large as the loss; the forward
     and backward variables are double-doubles, so this is below an ULP for any loss under
-    about 1e14).
+    about 1e14), plus the absolute error of those exponents, which each frame's float64
+    log-sum-exp adds to (up to 2^-50 times the sum of its terms relative to the largest):
+    in float64 up to 7 ULP over 300 to 1000 frames (measured on 50 sequences, random and
+    confident with alignments sharing the mass); float32 and float16 round it away.
 
     This is the derivative of the loss with respect to ``log_probs`` as given. The
     gradient PyTorch's ``F.ctc_loss`` returns for ``log_probs`` differs: it adds
@@ -488,7 +494,8 @@ def _backward(p: _Problem, alphas, log_likelihood):
     infinite = ll_hi == -np.inf
     for t in range(t_max - 1, -1, -1):
         if t + 1 < t_max:
-            ahead = _where(p.valid, dd_sum(p.log_probs[t + 1][rows, p.labels], 0.0, *beta), none)
+            reached = p.valid & (beta[0] != ninf)
+            ahead = _where(reached, dd_sum(p.log_probs[t + 1][rows, p.labels], 0.0, *beta), none)
             skipped = _where(skip_from, _shift_dd(ahead, -2, ninf), none)
             paths, _ = _log_sum(ahead, _shift_dd(ahead, -1, ninf), skipped)
             step = _where(p.valid, paths, none)
@@ -507,7 +514,9 @@ def _backward(p: _Problem, alphas, log_likelihood):
         grad[t] = 0 - frame / divisor[:, None]  # 0 - x: no negative zeros
     if p.zero_infinity:
         grad[:, infinite, :] = 0
-    else:  # no derivative: NaN in every frame the loss depends on
-        frames = np.arange(t_max)[:, None] < p.input_lengths[None, :]
-        grad[frames & infinite[None, :]] = np.nan
+    # no derivative: NaN in every frame the loss depends on (a loss of -inf, from a
+    # log-probability of +inf, is not replaced by zero_infinity)
+    undefined = (ll_hi == np.inf) if p.zero_infinity else (infinite | (ll_hi == np.inf))
+    frames = np.arange(t_max)[:, None] < p.input_lengths[None, :]
+    grad[frames & undefined[None, :]] = np.nan
     return to_dtype(grad, p.dtype)
