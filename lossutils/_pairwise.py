@@ -629,8 +629,10 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     grows with the row's length D where the products are nearly equal (on rows of one
     repeated entry, up to about D/64 ULP; measured: 7 at D = 1000, 21 at 4096). For
     :math:`t = -1`, :math:`\cos - m` is formed from that :math:`1 - \cos` where
-    :math:`\cos > 1/2`; where it cancels (:math:`\cos` within a few ULP of :math:`m`)
-    its error is a few ULP of :math:`m`.
+    :math:`\cos > 1/2`; where it cancels (:math:`\cos` within a few ULP of :math:`m`, or
+    :math:`m = 0` and a nearly orthogonal pair, whose dot product cancels) its error is a
+    few float64 ULP of the larger of :math:`|m|` and the dot product's terms over the
+    norms (at most a few float64 ULP of 1).
 
     Parameters
     ----------

@@ -697,6 +697,21 @@ def test_cosine_embedding_gradient_takes_the_side_of_the_kink_the_loss_takes(dty
     assert passes > 10 and stops > 10
 
 
+def test_cosine_embedding_of_nearly_orthogonal_pairs_within_its_stated_bound():
+    # t = -1, margin 0: max(0, cos) of a nearly orthogonal pair is a dot product that
+    # cancels (1e-17 where its terms are about 1): within a few float64 ULP of the terms
+    # over the norms, as the docstring states (in ULP of the loss itself, 7e15)
+    rng = np.random.default_rng(39)
+    x1, x2 = rng.normal(size=(2, 40, 5))
+    x2 -= (np.sum(x1 * x2, -1) / np.sum(x1 * x1, -1))[:, None] * x1  # orthogonal, rounded
+    got = M.cosine_embedding_loss(x1, x2, -np.ones(40, int), reduction="none")
+    with mpmath.workdps(ref.DIGITS):
+        for i, (a, b, na, nb, cos) in enumerate(_mp_cosines(x1, x2)):
+            terms = mpmath.fsum(abs(u * v) for u, v in zip(a, b, strict=True))
+            bound = 4 * 2.0**-52 * terms / mpmath.sqrt(na * nb)
+            assert abs(got[i] - max(cos, 0)) <= bound, i
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [2, 3, 300])
 def test_cosine_embedding_of_rows_parallel_to_rounding_within_4_ulp(dtype, size):
