@@ -29,7 +29,14 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import BlockReduction, product_row_means, reduce_to, scale_grad, square_shares
+from ._reduction import (
+    BlockReduction,
+    product_row_means,
+    reduce_to,
+    scale_grad,
+    scaled_shares,
+    square_shares,
+)
 from ._signed import block_length, in_blocks
 
 __all__ = [
@@ -1026,10 +1033,10 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
         np.subtract(m, gap, out=gap)  # one rounding
         hinge = np.maximum(gap, 0, out=gap if not (grad and not squared) else None)
         values = None if not value else np.square(hinge) if squared else hinge
-        # a mean of squares that overflowed: the hinges again, squared without overflow
-        shares = (lambda count: square_shares(np.maximum(m - labels * xb, 0), count),)
+        # a mean whose hinges (a margin of 2^127 in float32) or squares overflowed
+        shares = lambda count: _hinge_shares(xb, labels, m, count, squared)  # noqa: E731
         if not grad:
-            return values, None, *shares[:squared]
+            return values, None, shares
         # -t max(gap, 0) (times 2 later) or -t [gap > 0]; NaN where the gap is (where x is)
         if squared:
             local = np.multiply(labels, hinge)
@@ -1038,12 +1045,22 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
             local *= labels
             if np.isnan(np.add.reduce(xb)):
                 local[np.isnan(xb)] = np.nan
-        return values, np.negative(local, out=local), *shares[:squared]
+        return values, np.negative(local, out=local), shares
 
     loss, d = in_blocks(
         kernel, (x,), t, reduction, value=value, grad=grad, factor=2 if squared else 1, work=work
     )
     return loss, (None if d is None else d[0])
+
+
+def _hinge_shares(xb, labels, m, count, squared):
+    """A block's share of a mean whose values overflowed: the hinges ``max(0, m - t x)``
+    (squared) summed without overflow (:func:`~lossutils._reduction.square_shares`,
+    :func:`~lossutils._reduction.scaled_shares`), formed in float64."""
+    if squared:
+        return square_shares(np.maximum(np.float64(m) - labels * xb.astype(np.float64), 0), count)
+    wide = xb.astype(np.float64)
+    return scaled_shares(lambda s: np.maximum(np.float64(m) * s - labels * (wide * s), 0), count)
 
 
 def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):

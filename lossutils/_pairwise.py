@@ -22,7 +22,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import gap_shares, reduce_to
+from ._reduction import reduce_to, scaled_shares
 from ._signed import in_blocks
 
 __all__ = [
@@ -94,10 +94,10 @@ def _ranking_gap(a, b, t, m):
     return gap, (nan if nan.any() else None)
 
 
-def _wide_gap(a, b, t, m, s):
-    """The gaps of ``s a``, ``s b`` and ``s m`` in float64 (``s`` a power of 2)."""
+def _wide_hinge(a, b, t, m, s):
+    """The hinges of ``s a``, ``s b`` and ``s m`` in float64 (``s`` a power of 2)."""
     f = np.float64
-    return _ranking_gap(a.astype(f) * s, b.astype(f) * s, t, f(m) * s)[0]
+    return np.maximum(_ranking_gap(a.astype(f) * s, b.astype(f) * s, t, f(m) * s)[0], 0)
 
 
 def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
@@ -233,7 +233,9 @@ def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, gr
         gap, nan = _ranking_gap(a, b, labels, m)
         values = np.maximum(gap, 0) if value else None
         # a mean whose gaps overflowed (x1 - x2 of 3e38 and -3e38): the gaps again, scaled
-        shares = lambda count: gap_shares(lambda s: _wide_gap(a, b, labels, m, s), count)  # noqa: E731
+        shares = lambda count: scaled_shares(  # noqa: E731
+            lambda s: _wide_hinge(a, b, labels, m, s), count
+        )
         if not grad:
             return values, None, shares
         # -t [gap >= 0], NaN where the gap is
@@ -388,17 +390,27 @@ def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True)
         gap = np.subtract(m, xb)
         similar = labels == 1
         values = np.where(similar, xb, np.maximum(gap, 0)) if value else None
+        # a mean whose hinges overflowed (a margin of 2^127 in float32): formed again, scaled
+        shares = lambda count: scaled_shares(  # noqa: E731
+            lambda s: _wide_embedding(xb, similar, m, s), count
+        )
         if not grad:
-            return values, None
+            return values, None, shares
         # 1 for t = 1, -[gap >= 0] for t = -1; NaN where the gap is (where x is)
         local = np.greater_equal(gap, 0, out=np.empty(gap.shape, bool))
         local = np.negative(local, out=gap, dtype=gap.dtype)
         local[similar] = 1
         local[np.isnan(xb)] = np.nan
-        return values, local
+        return values, local, shares
 
     loss, grads = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, work=work)
     return loss, (None if grads is None else grads[0])
+
+
+def _wide_embedding(xb, similar, m, s):
+    """The losses of ``s x`` and ``s m`` in float64 (``s`` a power of 2)."""
+    wide = xb.astype(np.float64) * s
+    return np.where(similar, wide, np.maximum(np.float64(m) * s - wide, 0))
 
 
 # --- cosine embedding -----------------------------------------------------------------------------

@@ -75,15 +75,15 @@ def square_shares(gaps: np.ndarray, count) -> np.float64:
         return np.ldexp(np.sum(np.square(g, out=g)) / np.float64(count), 2 * e)
 
 
-def gap_shares(gaps_at, count) -> np.float64:
-    """``sum(max(gap, 0)) / count`` in float64 where a block's gaps overflowed (a float32
-    ``3e38 - -3e38``) though its inputs are finite: ``gaps_at(s)`` forms the gaps again
-    from the inputs times ``s = 1/4`` in float64 (exact, float32 inputs included; below
-    the largest float64 by half), each divided by ``count`` before the sum, scaled back;
-    so that the mean overflows only where its exact value does."""
+def scaled_shares(values_at, count) -> np.float64:
+    """``sum(values) / count`` in float64 where a block's values overflowed (a gap
+    ``3e38 - -3e38`` in float32) though its inputs are finite: ``values_at(s)`` forms the
+    values again (float64) from the inputs times ``s = 1/4`` (exact, float32 inputs
+    included; below the largest float64 by half), each is divided by ``count`` before the
+    sum, and the sum is scaled back; so that the mean overflows only where its exact value
+    does. (Losses linear in their inputs: a hinge, the input itself.)"""
     with np.errstate(under="ignore", over="ignore", invalid="ignore"):
-        g = np.maximum(gaps_at(0.25), 0)
-        return np.ldexp(np.sum(g / np.float64(count)), 2)
+        return np.ldexp(np.sum(values_at(0.25) / np.float64(count)), 2)
 
 
 def mean_past_the_range(values: np.ndarray, rows, scaled, k) -> np.float64:

@@ -34,12 +34,12 @@ from ._checks import (
 )
 from ._multilabel import *  # noqa: F403
 from ._reduction import (
-    gap_shares,
     mean_past_the_range,
     mean_shares,
     reduce,
     sample_scale,
     scale_grad,
+    scaled_shares,
     weighted_reduce,
 )
 from ._reduction import total as weight_total
@@ -1666,7 +1666,7 @@ def _multiclass_hinge(input, target, margin, reduction, *, value=True, grad=True
     if value:
         loss = reduce(np.maximum(gap, 0).reshape(args.shape), reduction)
         if reduction == "mean" and np.isinf(loss):  # float64 gaps beyond the range
-            loss = gap_shares(gap_at, len(x))
+            loss = scaled_shares(lambda s: np.maximum(gap_at(s), 0), len(x))
         loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
         with np.errstate(invalid="ignore"):

@@ -486,3 +486,19 @@ def test_a_finite_multilabel_margin_mean_is_not_lost_to_a_float64_sample_beyond_
     assert_close_to_exact(value, exact, 4, "multilabel_margin_loss")
     assert L.multilabel_margin_loss(rows, target) == value
     assert np.isinf(L.multilabel_margin_loss(rows, target, reduction="none")[0])
+
+
+@pytest.mark.parametrize(
+    "dtype, margin, big", [(np.float32, 2.0**127, 3e38), (np.float64, 1e308, 1e308)]
+)
+def test_a_finite_hinge_mean_is_not_lost_to_a_huge_margin(dtype, margin, big):
+    # the first gap m + big is beyond the range (t = 1, x = -big; hinge embedding: t = -1,
+    # x = -big), the mean with three gaps m is not
+    x = np.array([-big, 0.0, 0.0, 0.0], dtype)
+    b, m = mpmath.mpf(float(x[0])), mpmath.mpf(margin)
+    exact = (m - b + 3 * m) / 4
+    for name, t in (("hinge_loss", 1.0), ("hinge_embedding_loss", -1.0)):
+        value, grad = getattr(L, name + "_value_and_grad")(x, np.full(4, t, dtype), margin=margin)
+        assert value.dtype == dtype
+        assert_close_to_exact(value, exact, 4, name)
+        assert grad.tolist() == [-0.25] * 4
