@@ -219,8 +219,9 @@ def class_index_target(target, input_shape: tuple, ignore_index=None, name: str 
     bad = valid & ((target < 0) | (target >= num_classes))
     if np.any(bad):
         raise ValueError(
-            f"{name} must hold class indices in [0, {num_classes - 1}] "
-            f"(or ignore_index={ignore_index}); got {target[bad].flat[0]}"
+            f"{name} must hold class indices in [0, {num_classes - 1}]"
+            + ("" if ignore_index is None else f" (or ignore_index={ignore_index})")
+            + f"; got {target[bad].flat[0]}"
         )
     return np.where(valid, target, 0).astype(np.intp), valid
 

@@ -1017,3 +1017,11 @@ def test_nll_loss_mean_of_huge_log_probabilities_overflows_only_if_the_mean_does
     # the sum is beyond the dtype where the exact sum is
     total = C.nll_loss(x, y, weight=w if weighted else None, reduction="sum")
     assert np.isinf(total) == (mpmath.fsum(terms) > np.finfo(dtype).max)
+
+
+@pytest.mark.parametrize("name", ["multi_margin_loss", "multiclass_hinge_loss"])
+def test_margin_loss_target_error_names_only_their_own_arguments(name):
+    # they have no ignore_index: the message must not offer one
+    with pytest.raises(ValueError) as info:
+        getattr(C, name)(np.zeros((1, 3)), [3])
+    assert str(info.value) == "target must hold class indices in [0, 2]; got 3"
