@@ -2101,6 +2101,20 @@ def halved_difference(a, b, index, shape, with_error=True):
     return index, h, h_err
 
 
+def halved_square_sums(a, b, factor):
+    """``factor * sum((a - b)**2)`` over the last axis of 2-D float64 ``a``, ``b`` (finite),
+    one ``factor`` per row, for rows whose ``a - b`` or squares overflow float64 though the
+    product need not (a factor below 1, even subnormal). From the halves ``h = a / 2 - b /
+    2`` (exact halving at such magnitudes; see :func:`halved_difference`), ``h = 2^e u``
+    with ``e`` the exponent of the row's largest ``|h|`` and ``factor = 2^k m``:
+    ``4 m sum(u^2) 2^(2e + k)``, rounded once into the result's range (a few ULP)."""
+    h = a / 2 - b / 2
+    e = np.frexp(np.max(np.abs(h), axis=-1, initial=0.0))[1]
+    m, k = np.frexp(factor)
+    s = np.sum(np.square(np.ldexp(h, -e[:, None])), axis=-1)
+    return np.ldexp(4 * m * s, 2 * e + k)
+
+
 def relative_gap_to_square(v, r, r_err):
     r""":math:`(v - \rho^2) / v^2` for float64 ``v > 0``, :math:`\rho` = ``r + r_err`` exactly.
 

@@ -10,8 +10,6 @@ The forward process adds Gaussian noise in ``T`` steps with variances
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._checks import (
@@ -27,6 +25,7 @@ from ._numerics import (
     chunks,
     cumulative_product_dd,
     dd_sqrt,
+    halved_square_sums,
     quiet,
     to_dtype,
     two_sum,
@@ -413,13 +412,8 @@ def _halved_slopes(g, r, pred, target, coef):
 def _halved_sums(per, pred, target, w):
     """Redo the samples whose float64 ``per = w sum(r^2)`` is not finite while their data
     are: the squares (r beyond 1.3e154) or ``r`` itself overflowed though the weighted sum
-    (a weight below 1, even subnormal) may not. From the halves ``h = r / 2``: with
-    ``h = 2^e u`` (``|u| < 1``, ``e`` that of the largest) and ``w = 2^k m``,
-    ``w sum(r^2) = 4 m sum(u^2) 2^(2e + k)``, one rounding into the result's range."""
+    (a weight below 1) may not (:func:`halved_square_sums`)."""
     rows = np.flatnonzero(~np.isfinite(per))
     rows = rows[np.isfinite(pred[rows]).all(axis=-1) & np.isfinite(target[rows]).all(axis=-1)]
-    for i in rows:
-        h = pred[i] / 2 - target[i] / 2
-        e = math.frexp(float(np.max(np.abs(h))))[1]
-        m, k = math.frexp(float(w[i]))
-        per[i] = np.ldexp(4 * m * np.sum(np.square(np.ldexp(h, -e))), 2 * e + k)
+    if rows.size:
+        per[rows] = halved_square_sums(pred[rows], target[rows], w[rows])

@@ -33,6 +33,7 @@ from ._numerics import (
     exp_minus_1_minus,
     exp_times_difference,
     exp_times_power,
+    halved_square_sums,
     quiet,
     tiny_terms_limit,
     to_dtype,
@@ -973,7 +974,8 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     these come from a power-of-2 scaled exponential instead of the plain products. A
     float32 (or float16) row whose terms overflow float32 (:math:`e^{\delta}` for
     :math:`\delta > 88.7`, a difference of means beyond 1.8e19) though half their sum may
-    not is redone in float64; in float64 terms beyond 1.8e308 overflow.
+    not is redone in float64; a float64 row from halved terms (:math:`e^{\delta} / 2`
+    and the scaled square by a power-of-2 scaled exponential).
 
     Parameters
     ----------
@@ -1130,7 +1132,6 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
     standard = not np.any(g.mu_prior) and not np.any(g.logvar_prior)
     # float64 divergences (one per row): a float32 row whose terms overflow is redone there
     kl = np.empty(rows, dtype=np.float64) if value else None
-    narrow = work.itemsize < 8
     if grad:
         d_mu = np.empty((rows, latent), dtype=grad_dtype)
         d_lv = np.empty((rows, latent), dtype=grad_dtype)
@@ -1172,14 +1173,14 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
                     v0h = v0 if np.ndim(v0) == 0 else v0[hard]
                     total[hard] = _gaussian_kl_careful(m[hard], v[hard], m0h, v0h)
                 np.multiply(total, 0.5, out=kl[block])
-                if narrow and not np.isfinite(total).all():
-                    _redo_wide_rows(kl[block], total, m, v, m0, v0)
+                if not np.isfinite(total).all():
+                    _redo_overflowed_rows(kl[block], total, m, v, m0, v0)
             if grad:
                 if d_low is not None:
                     em1 += np.where(d_low == 0, 0, (em1 + 1) * d_low)
                 np.multiply(em1, half, out=d_lv[block])
-                if narrow and np.max(d, initial=0) > 88:  # float32's e^d near its overflow
-                    _redo_wide_slopes(d_lv[block], d, d_low, half)
+                if np.max(d, initial=0) > _EXP_NEAR_OVERFLOW[work]:
+                    _redo_overflowed_slopes(d_lv[block], d, d_low, half)
                 if prior_scale is not None:
                     scaled = np.where(diff == 0, diff, diff * prior_scale)
                     if not priors_calm:
@@ -1197,25 +1198,48 @@ def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):
     return kl, grads
 
 
-def _redo_wide_rows(kl, total, m, v, m0, v0):
-    """Redo in float64 the float32 rows of ``kl`` whose ``total`` is not finite: their terms
-    or sum overflowed float32 (e^89, mu = 2e19), though half the sum may be finite (and a
-    mean of them is, over enough rows). Limits (an infinite or NaN input) come out the same."""
+# Beyond these e^d may overflow the working dtype (88.7 in float32, 709.8 in float64)
+_EXP_NEAR_OVERFLOW = {np.dtype(np.float32): 88.0, np.dtype(np.float64): 709.0}
+
+
+def _redo_overflowed_rows(kl, total, m, v, m0, v0):
+    """Redo the rows of ``kl`` whose ``total`` (twice the divergence) is not finite: their
+    terms or sum overflowed (float32: e^89, mu = 2e19; float64: e^710, mu = 1.5e154) though
+    half the sum may be finite, and a mean of them is over enough rows. float32 rows in
+    float64; float64 rows whose inputs are finite from the halved terms, each rounded once:
+    ``e^d / 2`` and ``(mu - mu0)^2 e^-v0 / 2`` by :func:`exp_times_power`, and
+    ``-(1 + d) / 2`` (where the row overflows, the cancellation near 0 is far below its
+    last place). Limits (an infinite or NaN input) come out the same."""
     rows = np.flatnonzero(~np.isfinite(total))
-    if rows.size:
-        wide = [a if np.ndim(a) == 0 else a[rows] for a in (m, v, m0, v0)]
-        kl[rows] = 0.5 * _gaussian_kl_careful(*(np.asarray(a, np.float64) for a in wide))
+    wide = [np.asarray(a if np.ndim(a) == 0 else a[rows], np.float64) for a in (m, v, m0, v0)]
+    if total.dtype.itemsize < 8:
+        kl[rows] = 0.5 * _gaussian_kl_careful(*wide)
+        return
+    m, v, m0, v0 = np.broadcast_arrays(*wide)
+    finite = np.isfinite(m).all(-1) & np.isfinite(v).all(-1)
+    finite &= np.isfinite(m0).all(-1) & np.isfinite(v0).all(-1)
+    rows, m, v, m0, v0 = rows[finite], m[finite], v[finite], m0[finite], v0[finite]
+    d = v - v0
+    frac, e = np.frexp(m / 2 - m0 / 2)  # (m - m0) / 2 = frac 2^e: no overflow
+    halves = exp_times_power(d, 1.0, -1) - (0.5 + d / 2)
+    halves += exp_times_power(-v0, frac * frac, 2 * e + 1)
+    kl[rows] = np.sum(halves, axis=-1)
 
 
-def _redo_wide_slopes(d_lv, d, d_low, half):
-    """Redo in float64 the entries of ``d_lv = (e^d - 1) half`` whose float32 ``e^d``
-    overflowed (d > 88.7) though the product may not (half is 1/2 or 1/(2n)): rounded once."""
-    where = np.nonzero(d > 88)
-    e = np.expm1(d[where].astype(np.float64))
-    if d_low is not None:
-        low = d_low[where].astype(np.float64)
+def _redo_overflowed_slopes(d_lv, d, d_low, half):
+    """Redo the entries of ``d_lv = (e^d - 1) half`` whose ``e^d`` may have overflowed
+    (see ``_EXP_NEAR_OVERFLOW``) though the product may not (``half`` is 1/2 or 1/(2n)):
+    float32 in float64, float64 as ``e^d half (1 + d_low)`` by :func:`exp_times_power`
+    (``half`` is negligible there); rounded once."""
+    where = np.nonzero(d > _EXP_NEAR_OVERFLOW[d.dtype])
+    dw = d[where].astype(np.float64)
+    low = 0.0 if d_low is None else d_low[where].astype(np.float64)
+    if d.dtype.itemsize < 8:
+        e = np.expm1(dw)
         e += np.where(low == 0, 0, (e + 1) * low)
-    d_lv[where] = e * np.float64(half)
+        d_lv[where] = e * np.float64(half)
+    else:
+        d_lv[where] = exp_times_power(dw, half * (1 + low), 0) - half
 
 
 def _gaussian_kl_careful(mu, logvar, mu_prior, logvar_prior):
@@ -1323,9 +1347,10 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     float16 and float32 are computed in float32; a sample whose sums or terms overflow
     there (squared residuals beyond 1.8e19, logits near 3.4e38, :math:`e^{v}` for
     :math:`v > 88.7`, :math:`\mu` beyond 1.8e19) is redone in float64, so that a loss, a
-    mean or a gradient is infinite only if its exact value is. In float64 such terms
-    beyond 1.8e308 (a residual or :math:`\mu` beyond 1.3e154, :math:`v > 709.8`) overflow
-    to ``inf`` also where half of them, or a mean over the samples, would not.
+    mean or a gradient is infinite only if its exact value is. In float64 such a sample
+    (a residual or :math:`\mu` beyond 1.3e154, :math:`v > 709.8`) is redone from halved
+    terms, so that its loss and gradient are infinite only if exact; a mean over samples
+    whose losses exceed 1.8e308 is ``inf``.
 
     Examples
     --------
@@ -1419,13 +1444,27 @@ def _redo_wide_samples(nll, x, recon, likelihood):
         nll[rows] = np.sum(terms, axis=-1)
 
 
-def _redo_wide_residuals(slope, x, recon, scale):
-    """Redo in float64 the entries of ``slope = (recon - x) scale`` whose float32 residual
-    overflowed (3e38 - (-3e38)) though the mean's scale brings it back: rounded once."""
-    where = np.nonzero(np.isinf(slope))
-    if where[0].size:
+def _halved_square_rows(nll, x, recon):
+    """Redo the float64 samples whose ``nll = sum(r^2) / 2`` is not finite while their data
+    are: the residuals (1e308 - (-1e308)) or their squares (beyond 1.3e154) overflowed
+    though half their sum may not (:func:`halved_square_sums`)."""
+    rows = np.flatnonzero(~np.isfinite(nll))
+    rows = rows[np.isfinite(x[rows]).all(axis=-1) & np.isfinite(recon[rows]).all(axis=-1)]
+    if rows.size:
+        nll[rows] = halved_square_sums(recon[rows], x[rows], np.full(rows.size, 0.5))
+
+
+def _redo_overflowed_residuals(slope, x, recon, scale):
+    """Redo the entries of ``slope = (recon - x) scale`` whose residual overflowed (float32:
+    3e38 - (-3e38), float64: 1e308 - (-1e308)) though the mean's scale brings it back:
+    float32 in float64, float64 from the halves ``(recon / 2 - x / 2) (2 scale)``; rounded
+    once."""
+    where = np.nonzero(np.isinf(slope) & np.isfinite(x) & np.isfinite(recon))
+    if slope.dtype.itemsize < 8:
         residual = recon[where].astype(np.float64) - x[where].astype(np.float64)
         slope[where] = residual * np.float64(scale)
+    else:
+        slope[where] = (recon[where] / 2 - x[where] / 2) * (2 * scale)
 
 
 def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=True):
@@ -1477,8 +1516,8 @@ def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=T
         if grad:
             if scale is not None:
                 slope *= scale
-                if overflowed and work.itemsize < 8:
-                    _redo_wide_residuals(slope, xb, rb, scale)
+                if overflowed:
+                    _redo_overflowed_residuals(slope, xb, rb, scale)
             d_recon[block] = slope
     loss = grads = None
     if value and work.itemsize < 8:
@@ -1486,6 +1525,8 @@ def _vae_loss(x, recon, mu, logvar, likelihood, reduction, *, value=True, grad=T
     if value:
         if likelihood == "gaussian":
             nll *= 0.5
+            if work.itemsize == 8 and not np.isfinite(nll).all():
+                _halved_square_rows(nll, x, recon)
             nll += features * (0.5 * np.log(2 * np.pi))
         nll += kl.reshape(samples)
         loss = reduce_to(nll.reshape(a.x.shape[:-1]), reduction, dtype)

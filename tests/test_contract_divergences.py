@@ -535,45 +535,65 @@ def _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, dtype):
             ref.assert_ulp_in(got, e, dtype, label=f"d_{label} {reduction}")
 
 
-def test_gaussian_kl_float32_terms_beyond_float32s_range():
-    # e^89 and (2e19)^2 overflow float32 where half of them is finite: the rows are redone
-    # in float64 (the kernel the VAE loss shares); with a prior, e^(v - v0) likewise
-    mu = np.array([[0, 0], [2e19, 0], [0, 0], [1, 0]], np.float32)
-    logvar = np.array([[89, 0], [0, 0], [89.3, 1], [0, 0]], np.float32)
-    for prior in (0.0, np.float32(-0.5)):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gaussian_kl_terms_beyond_the_working_range(dtype):
+    # e^v and mu^2 overflow the working dtype where half of them is finite: float32 rows
+    # are redone in float64, float64 ones from halved terms (the kernel the VAE loss
+    # shares); with a prior, e^(v - v0) likewise
+    b = BEYOND[dtype]
+    mu = np.array([[0, 0], [b["mu"], 0], [0, 0], [1, 0]], dtype)
+    logvar = np.array([[b["v"], 0], [0, 0], [b["v"] + 0.3, 1], [0, 0]], dtype)
+    for prior in (0.0, dtype(-0.5)):
         zeros = np.zeros(mu.shape)
         exact = ref.gaussian_kl(mu, logvar, zeros, zeros + prior)
         got = V.gaussian_kl(mu, logvar, 0.0, prior)
-        assert got.dtype == np.float32
-        ref.assert_ulp_in(got, exact, np.float32, label="kl")
+        assert got.dtype == dtype
+        ref.assert_ulp_in(got, exact, dtype, label="kl")
         d_mu, d_logvar = V.gaussian_kl_grad(mu, logvar, 0.0, prior)
         with mpmath.workdps(ref.DIGITS):
             e_lv = np.array(
                 [[mpmath.expm1(ref.mp(v) - ref.mp(prior)) / 2 for v in r] for r in logvar],
                 dtype=object,
             )
-        ref.assert_ulp_in(d_logvar, e_lv, np.float32, label="d_logvar")
+        ref.assert_ulp_in(d_logvar, e_lv, dtype, label="d_logvar")
 
 
+# per dtype: residuals whose squares overflow but not half their sum, a log-variance whose
+# e^v overflows but not (e^v - 1 - v) / 2, a mean mu whose square overflows but not its
+# half, a residual that overflows itself, logits whose softpluses overflow summed
+BEYOND = {
+    np.float32: {"r": (3e19, 2e19), "v": 89.0, "mu": 2e19, "x": 3e38, "z": (3e38, -2e38)},
+    np.float64: {
+        "r": (1.5e154, 1e154),
+        "v": 709.9,
+        "mu": 1.5e154,
+        "x": 1e308,
+        "z": (8e307, -1.7e308),
+    },
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-def test_vae_loss_float32_terms_beyond_float32s_range(likelihood):
-    # float32 is computed in float32: the sums of squares (4e38 for a residual of 2e19, whose
-    # loss 2e38 is finite), of softpluses of logits of 3e38, e^89 in the KL term (its
-    # (e^89 - 90) / 2 is 2.2e38), mu^2 for mu = 2e19 and the residual 3e38 - (-3e38)
-    # overflowed: an infinite loss, mean or gradient where the exact one is finite
-    x = np.zeros((4, 2), np.float32)
-    recon = np.zeros((4, 2), np.float32)
-    mu, logvar = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)
+def test_vae_loss_terms_beyond_the_working_range(dtype, likelihood):
+    # float32 is computed in float32, float64 in float64: these sums of squares, softpluses,
+    # e^v, mu^2 and the residual x - (-x) overflowed there: an infinite loss, mean or
+    # gradient where the exact one is finite (float32 rows are redone in float64, float64
+    # rows from halved terms)
+    b = BEYOND[dtype]
+    x = np.zeros((4, 2), dtype)
+    recon = np.zeros((4, 2), dtype)
+    mu, logvar = np.zeros((4, 2), dtype), np.zeros((4, 2), dtype)
     if likelihood == "gaussian":
-        recon[0], recon[1, 0] = [3e19, 2e19], 2e19
+        recon[0], recon[1, 0] = b["r"], b["r"][0]
     else:
         x[1] = 1
-        recon[0], recon[1, 0] = [3e38, 3e38], -2e38
-    logvar[2, 0], mu[3, 0] = 89, 2e19
-    _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, np.float32)
+        recon[0], recon[1, 0] = b["z"][0], b["z"][1]
+    logvar[2, 0], mu[3, 0] = b["v"], b["mu"]
+    _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, dtype)
     if likelihood == "gaussian":  # (its loss overflows: a sample of its own)
-        x[2, 1], recon[2, 1] = 3e38, -3e38
-        _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, np.float32)
+        x[2, 1], recon[2, 1] = b["x"], -b["x"]
+        _assert_vae_within_4_ulp(x, recon, mu, logvar, likelihood, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
