@@ -90,7 +90,8 @@ def _arrays(input, target, reduction, weight=None, pos_weight=None) -> _Args:
     """Check the common arguments: one promoted dtype, same shapes, broadcastable weights."""
     check_reduction(reduction)
     named = {"input": input, "target": target, "weight": weight, "pos_weight": pos_weight}
-    named = {name: value for name, value in named.items() if value is not None}
+    # only the weights are optional (a None input or target is refused by name below)
+    named = {n: v for n, v in named.items() if v is not None or n in ("input", "target")}
     arrays = dict(zip(named, float_arrays(named), strict=True))
     x = arrays["input"]
     check_same_shape(x, arrays["target"], "input", "target")

@@ -28,11 +28,17 @@ def describe(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_reduction(reduction, allowed=REDUCTIONS) -> str:
-    if not isinstance(reduction, str) or reduction not in allowed:
+def check_choice(value, name: str, allowed) -> str:
+    """One of the strings ``allowed`` (an array or other non-string is refused by name,
+    not by NumPy's "truth value of an array is ambiguous")."""
+    if not isinstance(value, str) or value not in allowed:
         choices = ", ".join(repr(r) for r in allowed)
-        raise ValueError(f"reduction must be one of {choices}; got {describe(reduction)}")
-    return reduction
+        raise ValueError(f"{name} must be one of {choices}; got {describe(value)}")
+    return value
+
+
+def check_reduction(reduction, allowed=REDUCTIONS) -> str:
+    return check_choice(reduction, "reduction", allowed)
 
 
 def as_array(value, name: str) -> np.ndarray:
@@ -75,6 +81,8 @@ def result_dtype(*values) -> np.dtype:
         try:
             dtype = np.asarray(value).dtype
         except ValueError:  # ragged: the argument's own check (as_array) names it
+            continue
+        if dtype.kind not in "biuf":  # complex, object, text, dates: so does a non-number
             continue
         dtypes.append(np.float64 if dtype.kind in "biu" else dtype)
     return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._checks import as_float_array, check_axis
+from ._checks import as_float_array, check_axis, check_bool
 
 __all__ = ["sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"]
 
@@ -256,7 +256,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     ------
     ValueError
         If ``x`` is not real numeric data, has no dimension, or has no element along
-        ``axis``; if ``axis`` is out of range.
+        ``axis``; if ``axis`` is out of range; if ``keepdims`` is not a bool.
 
     Notes
     -----
@@ -271,6 +271,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     >>> logsumexp([1000.0, 1000.0])
     np.float64(1000.6931471805599)
     """
+    keepdims = check_bool(keepdims, "keepdims")
     x = _class_axis_array(x, axis)
     rows, moved = _rows(x, axis)
     if rows.dtype.itemsize > 4:

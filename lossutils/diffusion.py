@@ -15,6 +15,7 @@ import numpy as np
 from ._checks import (
     as_array,
     as_float_array,
+    check_choice,
     check_reduction,
     check_same_shape,
     describe,
@@ -192,8 +193,7 @@ def ddpm_elbo_weights(betas):
 
 def _noise_args(noise_pred, noise, t, betas, weighting, reduction):
     reduction = check_reduction(reduction)
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of 'elbo', 'simple'; got {describe(weighting)}")
+    check_choice(weighting, "weighting", WEIGHTINGS)
     pred = as_float_array(noise_pred, "noise_pred")
     target = as_float_array(noise, "noise")
     check_same_shape(pred, target, "noise_pred", "noise")

@@ -16,6 +16,7 @@ from . import _numerics as nx
 from ._checks import (
     as_array,
     check_binary_labels,
+    check_bool,
     check_positive_scalar,
     check_reduction,
     check_same_shape,
@@ -794,7 +795,8 @@ def triplet_margin_loss(
     ValueError
         If ``reduction`` is not one of the three, ``margin`` or ``eps`` is not a non-
         negative finite number, ``p`` is below 1 (or not 2 with ``squared=True``), or the
-        three embeddings differ in shape or have no (or an empty) feature axis.
+        three embeddings differ in shape or have no (or an empty) feature axis, or ``swap``
+        or ``squared`` is not a bool.
 
     Notes
     -----
@@ -830,6 +832,7 @@ def _triplet(
     full-size float64 copies or differences. Each row sees the same operations as
     unblocked, so the results do not depend on the blocking.
     """
+    swap, squared = check_bool(swap, "swap"), check_bool(squared, "squared")
     t = _triplet_args(anchor, positive, negative, margin, p, eps, squared, reduction)
     work = _working_dtype(t.dtype)
     narrow = t.anchor.dtype != work

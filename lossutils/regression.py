@@ -17,6 +17,7 @@ import numpy as np
 
 from ._checks import (
     as_float_array,
+    check_bool,
     check_nonnegative,
     check_positive_scalar,
     check_reduction,
@@ -297,6 +298,7 @@ def _likelihood_loss(input, target, spread, name, eps, full, reduction, spec, va
     are full-size arrays (a reduced loss is summed block by block). Any other broadcast
     spread is taken on the whole arrays and its gradient summed to its shape.
     """
+    full = check_bool(full, "full")
     (x, y, s), eps, dtype = _likelihood_args(input, target, spread, name, eps, reduction)
     shape = x.shape
     loss = grads = None
@@ -1203,8 +1205,8 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     ValueError
         If ``reduction`` is not one of the three; ``target``'s shape differs from ``input``'s;
         an argument is not real numeric; ``var`` has a negative entry or a shape that does not
-        broadcast to ``input``'s with as many dimensions; or ``eps`` is not a non-negative
-        finite number.
+        broadcast to ``input``'s with as many dimensions; ``eps`` is not a non-negative
+        finite number; or ``full`` is not a bool.
 
     Notes
     -----
@@ -1278,8 +1280,8 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     ValueError
         If ``reduction`` is not one of the three; ``target``'s shape differs from ``input``'s;
         an argument is not real numeric; ``var`` has a negative entry or a shape that does not
-        broadcast to ``input``'s with as many dimensions; or ``eps`` is not a non-negative
-        finite number.
+        broadcast to ``input``'s with as many dimensions; ``eps`` is not a non-negative
+        finite number; or ``full`` is not a bool.
 
     Notes
     -----
@@ -1363,8 +1365,8 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     ValueError
         If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
         or an argument is not real numeric, ``scale`` has a negative entry or a shape that does
-        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
-        finite number.
+        not broadcast to ``input``'s with as many dimensions, ``eps`` is not a non-negative
+        finite number, or ``full`` is not a bool.
 
     Notes
     -----
@@ -1424,8 +1426,8 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
     ValueError
         If ``reduction`` is not one of the three, ``target``'s shape differs from ``input``'s,
         or an argument is not real numeric, ``scale`` has a negative entry or a shape that does
-        not broadcast to ``input``'s with as many dimensions, or ``eps`` is not a non-negative
-        finite number.
+        not broadcast to ``input``'s with as many dimensions, ``eps`` is not a non-negative
+        finite number, or ``full`` is not a bool.
 
     Notes
     -----
