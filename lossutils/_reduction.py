@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from ._blocks import for_each_block
 from ._numerics import (
     _cascaded_sum,
     _fast_two_sum,
@@ -453,3 +454,26 @@ class BlockReduction:
                 ]
                 return to_dtype(np.sum(np.array(parts, dtype=np.float64)), self.dtype)[()]
         return _mean(sum_, self.count, self.dtype)
+
+
+def for_each_span(function, total: BlockReduction | None, size: int, item_bytes: int = 8) -> None:
+    """Call ``function(span, summed)`` for spans of ``range(size)`` of about a megabyte
+    (``item_bytes`` per element), on up to two threads (:func:`for_each_block`).
+
+    ``summed`` is ``total`` itself where it keeps the values (``"none"``: each span writes
+    its own) or is None (no loss), else a new :class:`BlockReduction` of the span, whose
+    blocks are added to ``total`` in the spans' order afterwards: the result does not
+    depend on the threads.
+    """
+    keep = total is None or total.values is not None
+    parts = {}
+
+    def run(span: slice) -> None:
+        summed = total if keep else BlockReduction(total.reduction, total.count, total.dtype)
+        function(span, summed)
+        if not keep:
+            parts[span.start] = summed
+
+    for_each_block(run, size, item_bytes)
+    for first in sorted(parts):
+        total.extend(parts[first])

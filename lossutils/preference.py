@@ -12,6 +12,8 @@ result is rounded once to the input's dtype. Evaluated in cache-sized blocks.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _numerics as nx
@@ -22,7 +24,7 @@ from ._checks import (
     check_unit_interval_scalar,
     float_arrays,
 )
-from ._reduction import BlockReduction
+from ._reduction import BlockReduction, for_each_span
 
 __all__ = [
     "bradley_terry_loss",
@@ -217,81 +219,90 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     total = BlockReduction(reduction, n, dtype) if value else None
     d = np.empty(n, dtype) if grad else None
     length = max(1, min(n, _EXACT_BLOCK if exact and len(flats) == 4 else _PLAIN_BLOCK))
-    # seven buffers for the margins (two of them hold it), then e, 1 + e, the two sigmoids,
-    # log1p(e), the loss and a spare one
-    rows = list(np.empty((14, length)))
-    narrow = None
-    if not exact and dtype == np.float32:  # for the exact float32 differences
-        narrow = [np.empty(length, np.float32) for _ in range(2)]
-        narrow += [np.empty(length, bool) for _ in range(2)]
-    zeros = np.zeros(length)  # np.minimum with an array is several times faster than with 0
+    # buffers for the margins (seven for a double-double, two of them hold it; two for
+    # plain ones), then e, 1 + e, the two sigmoids, log1p(e), the loss and a spare one
+    held = 7 if exact else 2
     scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)  # d ell / d dz
-    for block in nx.chunks(n, length):
-        size = block.stop - block.start
-        buffers = [row[:size] for row in rows]
-        narrow_rows = None if narrow is None else [row[:size] for row in narrow]
-        cols = [f[block] for f in flats]
-        z, lo = _margins(cols, beta, exact, buffers[:7], negate=fast, narrow=narrow_rows)
-        e, ope, s_down, s_up, log1p_e, loss, spare = buffers[7:]
-        if fast:
-            loss = total.buffer(block, loss) if value else None  # float64: the result itself
-            outs = (loss, s_down if grad or lo is not None else None)
-            nx.softplus_sigmoid_into(z, *outs, e, narrow=narrow_out)  # (z is minus the margin)
+    local = threading.local()
+
+    def pieces(span: slice, summed) -> None:
+        if not hasattr(local, "rows"):  # a thread's buffers, reused by every block
+            local.rows = list(np.empty((held + 7, length)))
+            local.narrow = None
+            if not exact and dtype == np.float32:  # for the exact float32 differences
+                local.narrow = [np.empty(length, np.float32) for _ in range(2)]
+                local.narrow += [np.empty(length, bool) for _ in range(2)]
+            # np.minimum with an array is several times faster than with 0
+            local.zeros = np.zeros(length) if not fast else None
+        for begin in range(span.start, span.stop, length):
+            block = slice(begin, min(begin + length, span.stop))
+            size = block.stop - block.start
+            buffers = [row[:size] for row in local.rows]
+            narrow_rows = None if local.narrow is None else [row[:size] for row in local.narrow]
+            cols = [f[block] for f in flats]
+            z, lo = _margins(cols, beta, exact, buffers[:held], negate=fast, narrow=narrow_rows)
+            e, ope, s_down, s_up, log1p_e, loss, spare = buffers[held:]
+            if fast:
+                loss = summed.buffer(block, loss) if value else None  # float64: the result itself
+                outs = (loss, s_down if grad or lo is not None else None)
+                nx.softplus_sigmoid_into(z, *outs, e, narrow=narrow_out)  # (z is minus the margin)
+                if value:
+                    if lo is not None:  # softplus(z + lo) = softplus(z) + sigma(z) lo
+                        loss += np.multiply(s_down, lo, out=spare)
+                    shares = None  # (float32 and float16 margins give finite float64 losses)
+                    if not narrow_out and not np.max(loss) < np.inf:  # also with a NaN: rare
+                        shares = _beyond_overflow(cols, beta, smoothing, loss)
+                    summed.add(loss, block, shares)  # rounded once
+                if grad:
+                    g = s_down
+                    if lo is not None:  # sigma(z + lo) = sigma(z) + sigma(z) sigma(-z) lo
+                        g = np.subtract(1.0, s_down, out=spare)
+                        g *= s_down
+                        g *= lo
+                        g += s_down
+                    np.multiply(g, -scale, out=d[block])
+                continue
+            zero = local.zeros[:size]
+            nx._exp_minus_abs(z, e)
+            if grad or lo is not None:  # sigma(+-z); sigma(z) only where a term needs it
+                np.add(e, 1, out=ope)
+                nx._sigmoid_from(z, e, ope, s_down, negate=True)
+                if smoothing or (grad and lo is not None):
+                    nx._sigmoid_from(z, e, ope, s_up)
             if value:
-                if lo is not None:  # softplus(z + lo) = softplus(z) + sigma(z) lo
-                    loss += np.multiply(s_down, lo, out=spare)
-                shares = None  # (float32 and float16 margins give finite float64 losses)
-                if not narrow_out and not np.max(loss) < np.inf:  # also with a NaN: rare
-                    shares = _beyond_overflow(cols, beta, smoothing, loss)
-                total.add(loss, block, shares)  # rounded once
-            if grad:
-                g = s_down
-                if lo is not None:  # sigma(z + lo) = sigma(z) + sigma(z) sigma(-z) lo
-                    g = np.subtract(1.0, s_down, out=spare)
-                    g *= s_down
-                    g *= lo
-                    g += s_down
-                np.multiply(g, -scale, out=d[block])
-            continue
-        zero = zeros[:size]
-        nx._exp_minus_abs(z, e)
-        if grad or lo is not None:  # sigma(+-z); sigma(z) only where a term needs it
-            np.add(e, 1, out=ope)
-            nx._sigmoid_from(z, e, ope, s_down, negate=True)
-            if smoothing or (grad and lo is not None):
-                nx._sigmoid_from(z, e, ope, s_up)
-        if value:
-            np.log1p(e, out=log1p_e)
-            # softplus(-z) = max(-z, 0) + log1p(e) = log1p(e) - min(z, 0)
-            np.minimum(z, zero, out=spare)
-            np.subtract(log1p_e, spare, out=loss)
-            if lo is not None:
-                np.multiply(s_down, lo, out=spare)
-                loss -= spare
-            if smoothing:
-                up = np.maximum(z, zero, out=spare)  # softplus(z)
-                up += log1p_e
+                np.log1p(e, out=log1p_e)
+                # softplus(-z) = max(-z, 0) + log1p(e) = log1p(e) - min(z, 0)
+                np.minimum(z, zero, out=spare)
+                np.subtract(log1p_e, spare, out=loss)
                 if lo is not None:
-                    np.multiply(s_up, lo, out=log1p_e)
-                    up += log1p_e
-                loss *= 1 - smoothing
-                loss += nx.times(smoothing, up)
-            shares = None
-            if not np.max(loss) < np.inf:  # also with a NaN: rare
-                shares = _beyond_overflow(cols, beta, smoothing, loss)
-            total.add(loss, block, shares)  # rounded once
-        if grad:
-            g = np.negative(s_down, out=loss)
-            if lo is not None:
-                shift = np.multiply(s_up, s_down, out=spare)
-                shift *= lo  # d sigma(z) = sigma(z) sigma(-z) dz
-                g += shift
+                    np.multiply(s_down, lo, out=spare)
+                    loss -= spare
                 if smoothing:
-                    shift += s_up
-            if smoothing:
-                g *= 1 - smoothing
-                g += smoothing * (s_up if lo is None else shift)
-            np.multiply(g, scale, out=d[block])
+                    up = np.maximum(z, zero, out=spare)  # softplus(z)
+                    up += log1p_e
+                    if lo is not None:
+                        np.multiply(s_up, lo, out=log1p_e)
+                        up += log1p_e
+                    loss *= 1 - smoothing
+                    loss += nx.times(smoothing, up)
+                shares = None
+                if not np.max(loss) < np.inf:  # also with a NaN: rare
+                    shares = _beyond_overflow(cols, beta, smoothing, loss)
+                summed.add(loss, block, shares)  # rounded once
+            if grad:
+                g = np.negative(s_down, out=loss)
+                if lo is not None:
+                    shift = np.multiply(s_up, s_down, out=spare)
+                    shift *= lo  # d sigma(z) = sigma(z) sigma(-z) dz
+                    g += shift
+                    if smoothing:
+                        shift += s_up
+                if smoothing:
+                    g *= 1 - smoothing
+                    g += smoothing * (s_up if lo is None else shift)
+                np.multiply(g, scale, out=d[block])
+
+    for_each_span(pieces, total, n)  # spans of about a megabyte of margins, on two threads
     loss = total.result(shape) if value else None
     grads = None
     if grad:

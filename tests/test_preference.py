@@ -358,3 +358,23 @@ def test_float64_margins_whose_differences_round_and_cancel(scale):
         loss, (d_c, _) = P.dpo_loss_value_and_grad(pc, pr, rc, rr, 0.1, 0.0, reduction)
         ref.assert_ulp_in(loss, ref.reduced(exact, reduction), np.float64, max_ulp=2)
         ref.assert_ulp_in(d_c, _scaled(exact_grad, reduction, n), np.float64, max_ulp=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spans_on_two_threads_give_the_bits_of_one_thread(dtype, monkeypatch):
+    # 600,000 comparisons: spans of about a megabyte of margins, on up to two threads; the
+    # spans' sums are added in order, so neither the losses nor their reductions change
+    rng = np.random.default_rng(9)
+    args = [(-50 + 5 * rng.standard_normal(600_000)).astype(dtype) for _ in range(4)]
+    results = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(lossutils._blocks, "WORKERS", workers)
+        results[workers] = [
+            P.dpo_loss_value_and_grad(*args, 0.1, eps, reduction)
+            for eps in (0.0, 0.1)
+            for reduction in REDUCTIONS
+        ] + [P.bradley_terry_loss_value_and_grad(*args[:2], reduction) for reduction in REDUCTIONS]
+    for one, two in zip(results[1], results[2], strict=True):
+        np.testing.assert_array_equal(one[0], two[0], strict=True)
+        for g1, g2 in zip(one[1], two[1], strict=True):
+            np.testing.assert_array_equal(g1, g2, strict=True)
