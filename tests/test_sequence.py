@@ -267,7 +267,8 @@ def test_long_sequence_with_a_tiny_loss_within_4_ulp(t_max, labels, confidence):
 @pytest.mark.parametrize(("labels", "confidence", "seed"), [(52, 30.0, 3), (42, 8.0, 4)])
 def test_long_sequence_gradient_within_its_documented_bound(labels, confidence, seed):
     # the exponents alpha + beta - log P carry the forward and backward variables' float64
-    # log-sum-exp roundings: 5.8 and 4.4 ULP here, up to 7 measured (the docstring's bound)
+    # log-sum-exp roundings: 5.8 and 4.4 ULP here (the docstring states up to 11 measured
+    # over 60 sequences of 100 to 2000 frames)
     log_probs, target = shared_mass(300, labels, confidence, seed)
     _, grad = forward_backward(log_probs[:, 0], target[0], 300)
     with mpmath.workdps(60):
