@@ -12,6 +12,7 @@ Every loss is elementwise: ``input`` and ``target`` have the same shape, and
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -1432,8 +1433,7 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
     float64, rounded once."""
     work = nx.working_dtype(x.dtype) if work is None else work
     length = block_length(work, x.size)
-    minus_t, z, u = (np.empty(length, work) for _ in range(3))
-    wide = [np.empty(length) for _ in range(2)] if log_base is not None else None
+    buffers = threading.local()  # each thread's, made once
     # a quotient that is final (formed in the result's memory, no scale after it) is divided
     # in float64 and rounded into place: the same bits as through a float64 buffer
     final = [reduction == "none" and x.dtype == work, reduction != "mean" and x.dtype == work]
@@ -1441,6 +1441,10 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
     def kernel(xb, labels, out):
         values, local = out
         size = xb.size
+        if not hasattr(buffers, "minus_t"):
+            buffers.minus_t, buffers.z, buffers.u = (np.empty(length, work) for _ in range(3))
+            buffers.wide = [np.empty(length) for _ in range(2)] if log_base is not None else None
+        minus_t, z, u, wide = buffers.minus_t, buffers.z, buffers.u, buffers.wide
         nt = np.negative(labels, out=minus_t[:size])
         zb = np.multiply(nt, xb, out=z[:size])  # -t x: exact, t is +-1
         redone = nx.softplus_sigmoid_into(zb, values, local, u[:size])

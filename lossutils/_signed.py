@@ -8,11 +8,13 @@ per-element losses of a reduction are summed block by block, never stored.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _numerics as nx
 from ._checks import check_pm1_labels
-from ._reduction import BlockReduction
+from ._reduction import BlockReduction, for_each_span
 
 # Bytes per block buffer: 64K float32 or 32K float64 elements. Four or five such buffers stay
 # in the 1 MB L2 cache, and the chains are short, so NumPy's call overhead (about a
@@ -57,14 +59,19 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1, work=
     work = nx.working_dtype(dtype) if work is None else work
     flat = [x.reshape(-1) for x in inputs]
     t, n = target.reshape(-1), target.size
-    reduced = BlockReduction(reduction, n, dtype) if value else None
+    total = BlockReduction(reduction, n, dtype) if value else None
     grads = [np.empty(n, dtype) for _ in flat] if grad else None
     scale = work.type(np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1
     length = block_length(work, n)
-    spare = np.empty(length, t.dtype)
-    scratch = [np.empty(length, work) if into else None for _ in range(2)]
-    with np.errstate(all="ignore"):  # overflow, underflow and NaN show in the result
-        for block in nx.chunks(n, length):
+    local = threading.local()
+
+    def span_of_blocks(span: slice, reduced) -> None:
+        if not hasattr(local, "spare"):  # a thread's buffers, reused by every block
+            local.spare = np.empty(length, t.dtype)
+            local.scratch = [np.empty(length, work) if into else None for _ in range(2)]
+        spare, scratch = local.spare, local.scratch
+        for start in range(span.start, span.stop, length):
+            block = slice(start, min(start + length, span.stop))
             size = block.stop - block.start
             labels = t[block]
             _check_labels(labels, spare[:size])
@@ -74,21 +81,24 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1, work=
                     reduced.buffer(block, scratch[0][:size]) if value else None,
                     (grads[0][block] if dtype == work else scratch[1][:size]) if grad else None,
                 )
-                values, local, *shares = kernel(*blocks, labels.astype(work, copy=False), out)
+                values, slope, *shares = kernel(*blocks, labels.astype(work, copy=False), out)
             else:
-                values, local, *shares = kernel(*blocks, labels.astype(work, copy=False))
+                values, slope, *shares = kernel(*blocks, labels.astype(work, copy=False))
             if value:
                 reduced.add(values, block, *shares)
             if grad:
                 if scale != 1:
-                    local *= scale
+                    slope *= scale
                 if factor != 1:
-                    local *= factor
+                    slope *= factor
                 if not into:
-                    local += 0.0  # a zero gradient is +0
-                if not np.may_share_memory(local, grads[0]):
-                    grads[0][block] = local
+                    slope += 0.0  # a zero gradient is +0
+                if not np.may_share_memory(slope, grads[0]):
+                    grads[0][block] = slope
                 if len(grads) == 2:
                     np.subtract(0.0, grads[0][block], out=grads[1][block])
-    loss = reduced.result(shape) if value else None
+
+    # (overflow, underflow and NaN show in the result: no warnings in any thread)
+    for_each_span(span_of_blocks, total, n, work.itemsize)  # on up to two threads
+    loss = total.result(shape) if value else None
     return loss, (None if not grad else tuple(g.reshape(shape) for g in grads))

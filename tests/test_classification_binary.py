@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from lossutils import _blocks
 from lossutils import classification as C
 from lossutils.activations import sigmoid
 from lossutils.testing import assert_gradient_matches, assert_matches_sympy, assert_ulp_close
@@ -856,3 +857,25 @@ def test_float64_mean_gradient_with_a_huge_weight_stays_finite():
     assert_ulp_close(grad, np.array([float(e) for e in exact]))
     c[0] = 40.0  # the exact first entry is beyond the largest float
     assert np.isneginf(C.binary_cross_entropy_with_logits_grad(x, y, w, c)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_signed_losses_on_two_threads_give_the_bits_of_one_thread(dtype, monkeypatch):
+    # 1.2e6 scores: spans of about a megabyte on up to two threads, each with its own
+    # buffers; the spans' sums are added in order, so nothing depends on the threads
+    rng = np.random.default_rng(RNG_SEED + 9)
+    x = (30 * rng.standard_normal(1_200_000)).astype(dtype)
+    t = rng.choice([-1.0, 1.0], x.size).astype(dtype)
+    calls = [
+        (C.square_loss_value_and_grad, ()),
+        (C.logistic_loss_value_and_grad, (2.0,)),
+        (C.logistic_loss_value_and_grad, (np.e,)),
+        (C.hinge_loss_value_and_grad, (1.0,)),
+    ]
+    results = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(_blocks, "WORKERS", workers)
+        results[workers] = [f(x, t, *a, reduction=r) for f, a in calls for r in REDUCTIONS]
+    for (v1, g1), (v2, g2) in zip(results[1], results[2], strict=True):
+        np.testing.assert_array_equal(v1, v2, strict=True)
+        np.testing.assert_array_equal(g1, g2, strict=True)
