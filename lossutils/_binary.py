@@ -1027,16 +1027,17 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
     :func:`squared_hinge_loss`)."""
     margin = check_finite_scalar(margin, "margin")
     x, t = _signed_args(input, target, reduction)
-    work = nx.margin_dtype(x.dtype, margin)
-    m = work.type(margin)
+    work, m, lo = nx.margin_parts(x.dtype, margin)
 
     def kernel(xb, labels):
         gap = np.multiply(labels, xb)  # t x: exact, t is +-1
         np.subtract(m, gap, out=gap)  # one rounding
+        if lo:  # the margin's rounding error (0.1 in float32)
+            gap += lo
         hinge = np.maximum(gap, 0, out=gap if not (grad and not squared) else None)
         values = None if not value else np.square(hinge) if squared else hinge
         # a mean whose hinges (a margin of 2^127 in float32) or squares overflowed
-        shares = lambda count: _hinge_shares(xb, labels, m, count, squared)  # noqa: E731
+        shares = lambda count: _hinge_shares(xb, labels, margin, count, squared)  # noqa: E731
         if not grad:
             return values, None, shares
         # -t max(gap, 0) (times 2 later) or -t [gap > 0]; NaN where the gap is (where x is)

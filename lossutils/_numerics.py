@@ -61,19 +61,25 @@ def working_dtype(dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
 
 
-def margin_dtype(dtype, margin: float) -> np.dtype:
-    """The working dtype of a hinge for output ``dtype`` and a scalar ``margin`` (a Python
-    float): :func:`working_dtype`, or float64 where the margin is not a number of it.
+def margin_parts(dtype, margin: float) -> tuple:
+    """``(work, hi, lo)``: the working dtype of a hinge for output ``dtype`` and a scalar
+    ``margin`` (a Python float), and the margin as ``hi + lo`` in it.
 
-    Rounded to float32, a margin of 0.1 moves the kink of ``max(0, m - s)`` by 1.5e-9 (a
-    score there is on the wrong side of it, and a gap next to it is millions of ULP off),
-    and one of 1e300 overflows. In float64 the gap is formed from the margin itself and
-    rounded once at the end; a margin that float32 holds (1, 0, 0.5: the usual ones) keeps
-    the float32 computation.
+    Rounded to float32, a margin of 0.1 would move the kink of ``max(0, m - s)`` by 1.5e-9
+    (a score there on the wrong side of it, and a gap next to it millions of ULP off). So
+    ``hi`` is the margin rounded and ``lo`` its rounding error rounded (0 for a margin the
+    dtype holds: 1, 0, 0.5, the usual ones): ``fl(fl(hi - s) + lo)`` is within about one
+    ULP of ``m - s`` and has its sign (where ``hi - s`` cancels it is exact, elsewhere it
+    is at least ``hi / 2``, far above ``lo``). A margin beyond the working dtype's range,
+    or below 2^-97 (whose error would be rounded to a subnormal), makes the working dtype
+    float64 (``lo`` = 0).
     """
     work = working_dtype(dtype)
     with np.errstate(over="ignore"):
-        return work if float(work.type(margin)) == margin else np.dtype(np.float64)
+        hi = work.type(margin)
+    if np.isinf(hi) or (work == np.float32 and 0 < abs(margin) < 2.0**-97):
+        work, hi = np.dtype(np.float64), np.float64(margin)
+    return work, hi, work.type(margin - float(hi))
 
 
 def to_dtype(value, dtype):

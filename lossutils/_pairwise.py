@@ -69,14 +69,17 @@ def _ranking_args(input1, input2, target, margin, reduction):
     return x1, x2, t, margin
 
 
-def _ranking_gap(a, b, t, m):
-    """The gap ``m - t (a - b)`` of one block (``t`` +-1, ``m`` in the blocks' dtype) within
-    one rounding of its exact value, and the mask of its NaNs (None where there is none).
+def _ranking_gap(a, b, t, m, lo=0):
+    """The gap ``m + lo - t (a - b)`` of one block (``t`` +-1, ``m`` and the margin's
+    rounding error ``lo`` in the blocks' dtype) within one rounding of its exact value, and
+    the mask of its NaNs (None where there is none).
 
     With ``m = 0`` it is ``-t fl(a - b)``: one rounding. Otherwise ``a - b = d + e`` and
     ``m - t d = s + f`` exactly (TwoSum) and the gap is ``s + (f - t e)``, the three terms
     summed as in twice the precision: a plain ``m - t fl(a - b)`` would carry the rounding
-    of ``a - b`` (half an ULP of ``a - b``) into a gap that cancels to far less.
+    of ``a - b`` (half an ULP of ``a - b``) into a gap that cancels to far less. ``lo`` is
+    added to ``f - t e`` by TwoSum, its error last: where ``s`` cancels the rest, ``s`` and
+    ``f - t e = -t e`` are exact and the gap keeps its sign.
     """
     if m == 0:
         gap = np.subtract(a, b)
@@ -88,8 +91,11 @@ def _ranking_gap(a, b, t, m):
         gap, f = nx.two_sum(m, -d)
         e *= t
         f -= e
+        f, f_err = nx.two_sum(f, lo) if lo else (f, None)
         # a term that is infinite or NaN leaves f NaN: the plain sum is the result there
         np.add(gap, f, out=gap, where=~np.isnan(f))
+        if f_err is not None:
+            np.add(gap, f_err, out=gap, where=~np.isnan(f_err))
     nan = np.isnan(gap)
     return gap, (nan if nan.any() else None)
 
@@ -226,15 +232,14 @@ def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduc
 def _margin_ranking(input1, input2, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradients or None)`` of the margin ranking loss, from one gap."""
     x1, x2, t, margin = _ranking_args(input1, input2, target, margin, reduction)
-    work = nx.margin_dtype(x1.dtype, margin)
-    m = work.type(margin)
+    work, m, lo = nx.margin_parts(x1.dtype, margin)
 
     def kernel(a, b, labels):
-        gap, nan = _ranking_gap(a, b, labels, m)
+        gap, nan = _ranking_gap(a, b, labels, m, lo)
         values = np.maximum(gap, 0) if value else None
         # a mean whose gaps overflowed (x1 - x2 of 3e38 and -3e38): the gaps again, scaled
         shares = lambda count: scaled_shares(  # noqa: E731
-            lambda s: _wide_hinge(a, b, labels, m, s), count
+            lambda s: _wide_hinge(a, b, labels, margin, s), count
         )
         if not grad:
             return values, None, shares
@@ -383,16 +388,17 @@ def hinge_embedding_loss_value_and_grad(input, target, margin=1.0, reduction="me
 def _hinge_embedding(input, target, margin, reduction, *, value=True, grad=True):
     """``(loss or None, gradient or None)`` of the hinge embedding loss, from one gap."""
     x, t, margin = _hinge_embedding_args(input, target, margin, reduction)
-    work = nx.margin_dtype(x.dtype, margin)
-    m = work.type(margin)
+    work, m, lo = nx.margin_parts(x.dtype, margin)
 
     def kernel(xb, labels):
         gap = np.subtract(m, xb)
+        if lo:  # the margin's rounding error (0.1 in float32)
+            gap += lo
         similar = labels == 1
         values = np.where(similar, xb, np.maximum(gap, 0)) if value else None
         # a mean whose hinges overflowed (a margin of 2^127 in float32): formed again, scaled
         shares = lambda count: scaled_shares(  # noqa: E731
-            lambda s: _wide_embedding(xb, similar, m, s), count
+            lambda s: _wide_embedding(xb, similar, margin, s), count
         )
         if not grad:
             return values, None, shares

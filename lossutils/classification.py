@@ -1569,14 +1569,16 @@ def _margin_gap(margin, high, low):
         return np.where(np.isfinite(total), out, total)
 
 
-def _margin_setup(input, target, margin, weight, reduction):
-    """The arguments, in float64 where the working dtype does not hold the margin
-    (:func:`~lossutils._numerics.margin_dtype`), and the margin as a float."""
+def _margin_setup(input, target, margin, weight, reduction, widen=True):
+    """The arguments and the margin as a float; with ``widen``, the arguments in float64
+    where the working dtype does not hold the margin (:func:`~lossutils._numerics.
+    margin_parts`: 0.1 in float32), so that the gaps are formed from the margin itself."""
     margin = check_finite_scalar(margin, "margin")
     # (its mean divides by the number of rows, not by the weights' total)
     setup = _index_setup(input, target, weight, None, reduction, limit=False, weighted_mean=False)
-    work = nx.margin_dtype(setup.dtype, margin)
-    if setup.x.dtype != work:
+    work, _, lo = nx.margin_parts(setup.dtype, margin)
+    work = np.dtype(np.float64) if lo else work
+    if widen and setup.x.dtype != work:
         w = setup.weight
         setup = replace(setup, x=setup.x.astype(work), weight=None if w is None else w.astype(work))
     return setup, margin
@@ -1585,7 +1587,8 @@ def _margin_setup(input, target, margin, weight, reduction):
 def _crammer_singer(input, target, margin, reduction):
     """The arguments, the best rival ``j`` of each row, the gap margin + z_j - z_y (float64)
     and the function giving the gaps of the inputs scaled (for a mean whose gaps overflow)."""
-    args, margin = _margin_setup(input, target, margin, None, reduction)
+    # (the gaps are formed in float64 from the margin itself: the scores keep their dtype)
+    args, margin = _margin_setup(input, target, margin, None, reduction, widen=False)
     x, y = args.x, args.y
     j = np.empty(len(x), np.intp)
 
