@@ -304,7 +304,9 @@ def xlogy(x, y):
     SciPy's ``xlogy`` does.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = x * np.log(y)
+        # in C order, so that the flat view below is a view (a product of transposed rows
+        # would take their layout, and reshape(-1) would then copy: the fixes were lost)
+        out = np.multiply(x, np.log(y), order="C")
         if np.ndim(out) == 0:
             return x * np.log(np.where((x == 0) & ~np.isnan(y), 1, y))
         # the plain product is right except 0 * log 0 and 0 * log inf (NaN): two passes,

@@ -69,6 +69,13 @@ def test_entropy_cross_entropy_kl_of_subnormal_probabilities_within_4_ulp(dtype)
     for got, expected in [
         (V.entropy(p), ref.entropy(p)),
         (V.entropy(p.T, axis=0), ref.entropy(p)),  # the strided path
+        # the distributions down the columns of a C-order array (the transposed rows of
+        # terms were not C-contiguous: their 0 log 0 was left NaN)
+        (V.entropy(np.ascontiguousarray(p.T), axis=0), ref.entropy(p)),
+        (
+            V.categorical_cross_entropy(np.ascontiguousarray(p.T), np.ascontiguousarray(q.T), 0),
+            ref.categorical_cross_entropy(p, q),
+        ),
         (V.entropy(p[1]), ref.entropy(p[1:2])[0]),  # one distribution
         (V.categorical_cross_entropy(p, q), ref.categorical_cross_entropy(p, q)),
         (V.categorical_cross_entropy(p.T, q.T, axis=0), ref.categorical_cross_entropy(p, q)),
