@@ -88,11 +88,18 @@ def result_dtype(*values) -> np.dtype:
     return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
 
 
-def float_arrays(names_values: dict, dtype=None) -> tuple[np.ndarray, ...]:
-    """Convert several named arguments to one common floating dtype."""
+def float_arrays(names_values: dict, dtype=None, rows=False) -> tuple[np.ndarray, ...]:
+    """Convert several named arguments to one common floating dtype.
+
+    ``rows=True`` (for rows along the last axis, as embeddings): in C order. The BLAS
+    kernels of a row's dot products and of matrix products group the terms by the memory
+    layout, so a Fortran-order or strided input is copied to C order, and the results do
+    not depend on the layout.
+    """
     arrays = {n: as_float_array(v, n) for n, v in names_values.items()}
     dtype = result_dtype(*arrays.values()) if dtype is None else dtype
-    return tuple(a.astype(dtype, copy=False) for a in arrays.values())
+    order = "C" if rows else "K"
+    return tuple(a.astype(dtype, order=order, copy=False) for a in arrays.values())
 
 
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -582,7 +582,7 @@ def _cosine_args(input1, input2, target, margin, reduction):
     # integer or bool labels do not promote the embeddings' dtype (as contrastive_loss)
     labels = {"target": target} if target.dtype.kind == "f" else {}
     dtype = result_dtype(*float_arrays({"input1": input1, "input2": input2, **labels}))
-    x1, x2 = float_arrays({"input1": input1, "input2": input2}, dtype)
+    x1, x2 = float_arrays({"input1": input1, "input2": input2}, dtype, rows=True)
     if x1.ndim == 0 or x1.shape[-1] == 0:
         raise ValueError(
             f"input1 must have a non-empty feature axis (the last); got shape {x1.shape}"

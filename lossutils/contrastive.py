@@ -110,7 +110,7 @@ class _Pairs:
 
 def _pairs(named: dict, reduction) -> _Pairs:
     reduction = check_reduction(reduction)
-    a, b = float_arrays(named)
+    a, b = float_arrays(named, rows=True)
     names = list(named)
     if a.ndim != 2 or a.shape[1] == 0:
         # a cosine of empty vectors is undefined (as cosine_embedding_loss says)

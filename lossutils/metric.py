@@ -192,7 +192,7 @@ def _dd_distance(x, y, shift, kind, slices=3):
 
 def _embeddings(named: dict, dtype=None):
     """Same-shape arrays of embeddings with at least one (the feature) axis."""
-    arrays = float_arrays(named, dtype)
+    arrays = float_arrays(named, dtype, rows=True)
     names = list(named)
     if arrays[0].ndim == 0 or arrays[0].shape[-1] == 0:
         # a distance or a cosine of empty vectors is no measure of the pair

@@ -13,7 +13,7 @@ import inspect
 
 import numpy as np
 import pytest
-from test_api import SAMPLES
+from test_api import SAMPLES, _assert_identical
 
 import lossutils
 
@@ -80,3 +80,49 @@ def test_a_choice_that_is_not_a_string_is_a_value_error_naming_it(name, choice, 
     for suffix in SUFFIXES:
         with pytest.raises(ValueError, match=rf"^{choice} must be one of"):
             getattr(lossutils, name + suffix)(*args, **{choice: value})
+
+
+def _layouts(array):
+    """``array`` in Fortran order, as a strided view, and read-only (same values)."""
+    readonly = array.copy()
+    readonly.setflags(write=False)
+    return {
+        "fortran": np.asfortranarray(array),
+        "strided": np.repeat(array[..., None], 2, axis=-1)[..., 0],
+        "readonly": readonly,
+    }
+
+
+# the losses of matrix products and row dot products (whose BLAS kernels group the terms
+# by the layout), also over batches of 64 rows of 33 entries: the number of embeddings
+LONG_ROWS = {
+    "clip_loss": 2,
+    "info_nce_loss": 2,
+    "nt_xent_loss": 2,
+    "siglip_loss": 2,
+    "triplet_margin_loss": 3,
+    "cosine_embedding_loss": 2,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["fortran", "strided", "readonly"])
+def test_the_layout_of_the_arguments_does_not_change_the_bits(name, dtype, layout):
+    args, _ = SAMPLES[name]
+    args = tuple(
+        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in args
+    )
+    if name in LONG_ROWS:
+        rng = np.random.default_rng(0)
+        args = tuple(rng.normal(size=(64, 33)).astype(dtype) for _ in range(LONG_ROWS[name]))
+        if name == "cosine_embedding_loss":
+            args += (np.where(rng.random(64) < 0.5, 1.0, -1.0),)
+    moved = tuple(_layouts(a)[layout] if isinstance(a, np.ndarray) else a for a in args)
+    copies = [np.copy(a) for a in moved]
+    for suffix in SUFFIXES:
+        expected = getattr(lossutils, name + suffix)(*args)
+        actual = getattr(lossutils, name + suffix)(*moved)
+        _assert_identical(actual, expected, f"{name}{suffix}, {layout}")
+    for copy, array in zip(copies, moved, strict=True):
+        np.testing.assert_array_equal(copy, array)  # not modified in place
