@@ -23,9 +23,9 @@ from ._reduction import BlockReduction, for_each_span
 _BLOCK_BYTES = 1 << 18
 
 
-def block_length(dtype, n: int) -> int:
+def block_length(dtype, n: int, block_bytes: int = _BLOCK_BYTES) -> int:
     """Elements per block for ``n`` elements of the working ``dtype`` (at least 1)."""
-    return max(1, min(n, _BLOCK_BYTES // np.dtype(dtype).itemsize))
+    return max(1, min(n, block_bytes // np.dtype(dtype).itemsize))
 
 
 def _check_labels(labels, spare):
@@ -36,7 +36,19 @@ def _check_labels(labels, spare):
         check_pm1_labels(labels, "target")
 
 
-def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1, work=None, into=False):
+def in_blocks(
+    kernel,
+    inputs,
+    target,
+    reduction,
+    *,
+    value,
+    grad,
+    factor=1,
+    work=None,
+    into=False,
+    block_bytes=_BLOCK_BYTES,
+):
     """``(loss or None, gradients or None)`` of an elementwise loss, block by block.
 
     ``inputs`` (same shape) and the labels ``target`` (checked block by block) are taken
@@ -54,6 +66,8 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1, work=
     pair of places (or None where not asked for) to write the losses and the derivative
     into: the result's own memory where the dtypes allow, else scratch buffers; it
     returns them, and a zero derivative it forms must be +0 (no pass mends the sign).
+    ``block_bytes``: a kernel with many temporaries per element (the TwoSums of the margin
+    ranking gap) takes smaller blocks, so that they stay in the cache.
     """
     dtype, shape = inputs[0].dtype, inputs[0].shape
     work = nx.working_dtype(dtype) if work is None else work
@@ -62,7 +76,7 @@ def in_blocks(kernel, inputs, target, reduction, *, value, grad, factor=1, work=
     total = BlockReduction(reduction, n, dtype) if value else None
     grads = [np.empty(n, dtype) for _ in flat] if grad else None
     scale = work.type(np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1
-    length = block_length(work, n)
+    length = block_length(work, n, block_bytes)
     local = threading.local()
 
     def span_of_blocks(span: slice, reduced) -> None:
