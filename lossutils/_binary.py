@@ -38,7 +38,7 @@ from ._reduction import (
     scaled_shares,
     square_shares,
 )
-from ._signed import block_length, in_blocks
+from ._signed import _BLOCK_BYTES, block_length, in_blocks
 
 __all__ = [
     "binary_cross_entropy",
@@ -1433,7 +1433,9 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
     block by block (in ``work``, if given); a division by ``log_base`` (a float64) is in
     float64, rounded once."""
     work = nx.working_dtype(x.dtype) if work is None else work
-    length = block_length(work, x.size)
+    # half blocks with a base: the float64 quotients' buffers stay as small as the others
+    block_bytes = _BLOCK_BYTES if log_base is None else _BLOCK_BYTES // 2
+    length = block_length(work, x.size, block_bytes)
     buffers = threading.local()  # each thread's, made once
     # a quotient that is final (formed in the result's memory, no scale after it) is divided
     # in float64 and rounded into place: the same bits as through a float64 buffer
@@ -1460,7 +1462,17 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
             for r, w, last in zip((values, local), wide, final, strict=True)
         )
 
-    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, into=True, work=work)
+    loss, d = in_blocks(
+        kernel,
+        (x,),
+        t,
+        reduction,
+        value=value,
+        grad=grad,
+        into=True,
+        work=work,
+        block_bytes=block_bytes,
+    )
     return loss, (None if d is None else d[0])
 
 

@@ -82,7 +82,14 @@ def in_blocks(
     def span_of_blocks(span: slice, reduced) -> None:
         if not hasattr(local, "spare"):  # a thread's buffers, reused by every block
             local.spare = np.empty(length, t.dtype)
-            local.scratch = [np.empty(length, work) if into else None for _ in range(2)]
+            # where the losses or the derivatives cannot be formed in the result itself
+            local.scratch = [
+                np.empty(length, work) if into and needed else None
+                for needed in (
+                    value and (reduction != "none" or dtype != work),
+                    grad and dtype != work,
+                )
+            ]
         spare, scratch = local.spare, local.scratch
         for start in range(span.start, span.stop, length):
             block = slice(start, min(start + length, span.stop))
@@ -92,7 +99,11 @@ def in_blocks(
             blocks = (x[block].astype(work, copy=False) for x in flat)
             if into:
                 out = (
-                    reduced.buffer(block, scratch[0][:size]) if value else None,
+                    None
+                    if not value
+                    else reduced.values[block]  # the result itself
+                    if scratch[0] is None
+                    else reduced.buffer(block, scratch[0][:size]),
                     (grads[0][block] if dtype == work else scratch[1][:size]) if grad else None,
                 )
                 values, slope, *shares = kernel(*blocks, labels.astype(work, copy=False), out)
