@@ -1052,6 +1052,18 @@ def log1p_rest(x: np.ndarray, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.log1p(exp_sum_rest(x, m, rows))
 
 
+def contiguous_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` with each row (last axis) contiguous in memory: a copy only if it is not.
+
+    A reduction along a row sums pairwise over a contiguous row but term by term over a
+    strided one (a row of a Fortran-order array): other roundings, so other bits. Rows
+    that are contiguous but not adjacent (a slice ``x[::2]``) are summed alike.
+    """
+    if x.ndim == 0 or x.shape[-1] <= 1 or x.strides[-1] == x.itemsize:
+        return x
+    return np.ascontiguousarray(x)
+
+
 def limit_rows(x: np.ndarray) -> np.ndarray:
     """2-D ``x`` with each row holding ``+inf`` replaced by the limit row of its softmax.
 

@@ -140,7 +140,7 @@ def _class_axis_array(x, axis: int) -> np.ndarray:
 def _rows(x: np.ndarray, axis: int) -> tuple[np.ndarray, tuple]:
     """``x`` with ``axis`` moved last, as rows in the working dtype; and the moved shape."""
     moved = np.moveaxis(x, axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1])
+    rows = nx.contiguous_rows(moved.reshape(-1, moved.shape[-1]))
     return rows.astype(nx.working_dtype(x.dtype), copy=False), moved.shape
 
 

@@ -141,7 +141,7 @@ def _index_setup(
     work = nx.working_dtype(x.dtype) if work is None else np.dtype(work)
     w = class_weight(weight, num_classes, work)
     y, valid = class_index_target(target, x.shape, ignore_index)
-    rows = x.reshape(-1, num_classes)
+    rows = nx.contiguous_rows(x.reshape(-1, num_classes))
     if weighted_mean and reduction == "mean" and w is not None:
         w = mean_shares(w, w, y[valid]) if every_weight else mean_shares(w, w[y[valid]])
     if widen:
@@ -215,8 +215,10 @@ def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     w = class_weight(weight, num_classes, work)
     if eps > 0:
         q = (1 - eps) * q + work.type(eps / num_classes)
-    rows = nx.limit_rows(x.reshape(-1, num_classes))  # a row with +inf: its limit
-    return _ProbArgs(rows, q.reshape(rows.shape), w, x_raw.shape[:-1], x_raw.dtype), eps
+    rows = nx.limit_rows(nx.contiguous_rows(x.reshape(-1, num_classes)))  # +inf: the limit
+    return _ProbArgs(
+        rows, nx.contiguous_rows(q.reshape(rows.shape)), w, x_raw.shape[:-1], x_raw.dtype
+    ), eps
 
 
 @dataclass(frozen=True)

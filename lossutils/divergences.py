@@ -30,6 +30,7 @@ from ._numerics import (
     TINY_TERMS_SHIFT,
     XlogMinus,
     accurate_sum,
+    contiguous_rows,
     exp_minus_1_minus,
     exp_times_difference,
     exp_times_power,
@@ -1104,7 +1105,7 @@ def _rows(a, shape2, axis):
     """``a`` (broadcasting to the moved shape) as rows of the latent axis; a 0-d array stays."""
     if a.ndim == 0:
         return a
-    return np.moveaxis(np.broadcast_to(a, shape2[1]), axis, -1).reshape(shape2[0])
+    return contiguous_rows(np.moveaxis(np.broadcast_to(a, shape2[1]), axis, -1).reshape(shape2[0]))
 
 
 def _gaussian_kl_work(g: _Gaussians, axis, value, grad, grad_dtype, scale=None):

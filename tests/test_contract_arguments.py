@@ -93,16 +93,23 @@ def _layouts(array):
     }
 
 
-# the losses of matrix products and row dot products (whose BLAS kernels group the terms
-# by the layout), also over batches of 64 rows of 33 entries: the number of embeddings
-LONG_ROWS = {
-    "clip_loss": 2,
-    "info_nce_loss": 2,
-    "nt_xent_loss": 2,
-    "siglip_loss": 2,
-    "triplet_margin_loss": 3,
-    "cosine_embedding_loss": 2,
-}
+def _long_rows(name, dtype):
+    """Arguments of 64 rows of 100 entries for the losses whose rows are reduced (matrix
+    products, row dot products, sums along the class or latent axis: their BLAS kernels and
+    pairwise sums group the terms by the layout); None for the others."""
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=(64, 100)).astype(dtype) for _ in range(3)]
+    labels = rng.integers(0, 100, size=64)
+    embeddings = {"clip_loss": 2, "info_nce_loss": 2, "nt_xent_loss": 2, "siglip_loss": 2}
+    if name in embeddings:
+        return tuple(rows[: embeddings[name]])
+    return {
+        "triplet_margin_loss": tuple(rows),
+        "cosine_embedding_loss": (*rows[:2], np.where(labels % 2 == 0, 1.0, -1.0)),
+        "cross_entropy": (3 * rows[0], labels),
+        "softmax_focal_loss": (3 * rows[0], labels),
+        "gaussian_kl": tuple(rows[:2]),
+    }.get(name)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -113,11 +120,7 @@ def test_the_layout_of_the_arguments_does_not_change_the_bits(name, dtype, layou
     args = tuple(
         a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in args
     )
-    if name in LONG_ROWS:
-        rng = np.random.default_rng(0)
-        args = tuple(rng.normal(size=(64, 33)).astype(dtype) for _ in range(LONG_ROWS[name]))
-        if name == "cosine_embedding_loss":
-            args += (np.where(rng.random(64) < 0.5, 1.0, -1.0),)
+    args = _long_rows(name, dtype) or args
     moved = tuple(_layouts(a)[layout] if isinstance(a, np.ndarray) else a for a in args)
     copies = [np.copy(a) for a in moved]
     for suffix in SUFFIXES:
@@ -126,3 +129,21 @@ def test_the_layout_of_the_arguments_does_not_change_the_bits(name, dtype, layou
         _assert_identical(actual, expected, f"{name}{suffix}, {layout}")
     for copy, array in zip(copies, moved, strict=True):
         np.testing.assert_array_equal(copy, array)  # not modified in place
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["fortran", "strided", "readonly"])
+def test_the_layout_of_the_rows_does_not_change_the_row_functions(name, dtype, layout):
+    x = 3 * np.random.default_rng(1).normal(size=(64, 100)).astype(dtype)
+    probabilities = lossutils.softmax(x[::-1])
+    f = getattr(lossutils, name)
+    _assert_identical(f(_layouts(x)[layout]), f(x), f"{name}, {layout}")
+    # along the first axis: the transposed rows
+    expected = np.moveaxis(f(x), -1, 0)  # (logsumexp: one number per row)
+    _assert_identical(f(_layouts(x.T)[layout], axis=0), expected, f"{name}, axis 0, {layout}")
+    # cross-entropy with probability targets: both arguments' rows
+    moved = _layouts(x)[layout], _layouts(probabilities)[layout]
+    for suffix in SUFFIXES:
+        ce = getattr(lossutils, "cross_entropy" + suffix)
+        _assert_identical(ce(*moved), ce(x, probabilities), f"cross_entropy{suffix}, {layout}")
