@@ -45,6 +45,7 @@ from ._numerics import (
     CHUNK,
     _dd_times_split,
     _exp_minus_abs,
+    _fast_two_sum,
     _sigmoid_from,
     _split,
     atanh_series,
@@ -1444,15 +1445,31 @@ def _student_t_norm_slope_dd(nu):
     acc_hi, acc_lo = np.zeros_like(nu), np.zeros_like(nu)
     idx, starts = _recurrence_slices(a_hi)
     if idx.size:
+        # Unnormalized double-doubles (|lo| a few ULP of hi, which the products and the
+        # TwoSums accept): a + 1 and a + 1/2 by TwoSum, the products by Dekker's with the
+        # cross terms (lo * lo below 2^-100 of them), the reciprocal from its remainder
+        # (1 - q d exact by Sterbenz), the sum by TwoSum with its errors gathered apart:
+        # each term to about 2^-100 of itself, the sum (of terms of one sign) likewise.
         sa_hi, sa_lo = a_hi[idx], np.zeros(idx.size)
         s_hi, s_lo = np.zeros(idx.size), np.zeros(idx.size)
         for k in starts:
             ah, al = sa_hi[k:], sa_lo[k:]
-            a1 = dd_add(ah, al, 1.0, 0.0)
-            prod = dd_mul(*dd_mul(ah, al, *a1), *dd_add(ah, al, 0.5, 0.0))
-            t_hi, t_lo = dd_div(1.0, 0.0, 4 * prod[0], 4 * prod[1])  # 1/(4a(a + 1)(a + 1/2))
-            s_hi[k:], s_lo[k:] = dd_add(s_hi[k:], s_lo[k:], -t_hi, -t_lo)
-            sa_hi[k:], sa_lo[k:] = a1
+            a1_hi, a1_lo = two_sum(ah, 1.0)
+            a1_lo += al
+            h_hi, h_lo = two_sum(ah, 0.5)
+            h_lo += al
+            p_hi, p_lo = two_prod(ah, a1_hi)
+            p_lo += ah * a1_lo + al * a1_hi  # a (a + 1)
+            d_hi, d_lo = two_prod(p_hi, h_hi)
+            d_lo += p_hi * h_lo + p_lo * h_hi  # a (a + 1) (a + 1/2)
+            t_hi = 0.25 / d_hi  # 1/(4a(a + 1)(a + 1/2))
+            q, q_err = two_prod(4 * t_hi, d_hi)
+            t_lo = (((1 - q) - q_err) - 4 * t_hi * d_lo) * t_hi
+            sk_hi, e = two_sum(s_hi[k:], -t_hi)
+            s_hi[k:] = sk_hi
+            s_lo[k:] += e - t_lo
+            sa_hi[k:], sa_lo[k:] = a1_hi, a1_lo
+        s_hi, s_lo = _fast_two_sum(s_hi, s_lo)
         a_hi[idx], a_lo[idx], acc_hi[idx], acc_lo[idx] = sa_hi, sa_lo, s_hi, s_lo
     w = dd_div(1.0, 0.0, *dd_mul(a_hi, a_lo, a_hi, a_lo))
     series = dd_horner(_DF_SLOPE_HEAD, *w, tail=horner(_DF_SLOPE_TAIL, w[0]))

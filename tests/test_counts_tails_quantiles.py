@@ -1008,6 +1008,28 @@ def test_student_t_minus_log1m_minus_against_mpmath():
     assert (err <= 4 * unit).all(), np.max(err / unit)
 
 
+def test_student_t_norm_slope_double_double_against_mpmath():
+    # C'(df) as a double-double: the recurrence (every number of its steps, df down to
+    # 2^-200, each side of a = df / 2 = 10 where the series takes over) to 2^-74 of it
+    rng = np.random.default_rng(43)
+    nu = np.concatenate(
+        [
+            rng.uniform(0.01, 22.0, 300),
+            2.0 ** rng.uniform(-200, 4, 100),
+            20.0 + rng.uniform(-1e-6, 1e-6, 20),
+            np.arange(1.0, 21.0),
+            [2.0**-200, 0.5, np.nextafter(20.0, 0.0), 20.0, 1e6],
+        ]
+    )
+    hi, lo = B._student_t_norm_slope_dd(nu)
+    for v, h, lo_ in zip(nu, hi, lo, strict=True):
+        with mpmath.workprec(200 + 3 * abs(math.frexp(v)[1])):
+            d = mpmath.mpf(float(v))
+            exact = (1 / d + mpmath.digamma(d / 2) - mpmath.digamma((d + 1) / 2)) / 2
+            err = abs(mpmath.mpf(float(h)) + mpmath.mpf(float(lo_)) - exact)
+            assert err <= 2.0**-74 * abs(exact), (v, float(err / abs(exact)))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_student_t_df_gradient_of_a_broadcast_df(dtype):
     # a df broadcast to the loss (one per row, or one value) takes its normalizer's
