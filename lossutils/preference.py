@@ -66,11 +66,11 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
     :func:`_scaled_margins`, with its ``lo``."""
     rows = list(rows)  # the same array objects throughout: buffers are told apart by identity
     hi, lo, other, other_lo, work, spare, extra = rows
-    nx.two_sum(cols[0], cols[1], minus=True, out=(hi, lo, work))
+    nx.two_sum(cols[0], cols[1], minus=True, out=(hi, lo, work), quiet=True)
     if len(cols) == 4:
-        nx.two_sum(cols[2], cols[3], minus=True, out=(other, other_lo, work))
+        nx.two_sum(cols[2], cols[3], minus=True, out=(other, other_lo, work), quiet=True)
         lo -= other_lo
-        hi, err = nx.two_sum(hi, other, minus=True, out=(spare, other_lo, work))
+        hi, err = nx.two_sum(hi, other, minus=True, out=(spare, other_lo, work), quiet=True)
         lo += err
         spare = rows[0]  # the first difference's buffer, free again
     if beta != 1:
@@ -87,7 +87,7 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
         # |lo| small, and the sigmoids' rounding error is within budget only when the
         # correction is below half an ULP of hi); one TwoSum alone is normalized already
         free = [row for row in rows if row is not hi and row is not lo]
-        hi, lo = nx.two_sum(hi, lo, out=free[:3])
+        hi, lo = nx.two_sum(hi, lo, out=free[:3], quiet=True)
         if big:
             lo[~np.isfinite(hi)] = 0
     if big and rescue:
