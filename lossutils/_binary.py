@@ -860,7 +860,8 @@ def _focal_terms_hard_plain(x, y, alpha_t, gamma, value, grad):
     if gamma:
         np.minimum(u, zero, out=power)
         power -= log1p_e  # log sigma(u)
-        power *= gamma
+        with np.errstate(over="ignore"):  # gamma log sigma(u) = -inf: the power's limit 0
+            power *= gamma
         np.exp(power, out=power)
     terms = local = None
     if value:

@@ -484,3 +484,25 @@ def test_cross_entropy_mean_with_weights_too_far_apart_to_share_one_scaling(dtyp
     exact = _exact_index(x, y, w, eps, "mean")
     kwargs = {"weight": w, "reduction": "mean", "label_smoothing": eps}
     _check("cross_entropy", (x, y), kwargs, exact, BOUND[dtype], f"{dtype.__name__} eps={eps}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", [1e300, np.finfo(np.float64).max])
+def test_sigmoid_focal_loss_of_a_huge_gamma_is_its_limit_without_a_warning(dtype, gamma):
+    # sigma(u)^gamma for sigma(u) < 1 is far below the smallest subnormal: the loss and its
+    # derivative round to 0 (the float32 path formed gamma log sigma(u) with an overflow
+    # warning at the largest gamma), 0 also at a confident logit; at u = -inf sigma is 0
+    x = np.array([10.0, -10.0, 0.0, 1e4], dtype)
+    y = np.array([1.0, 1.0, 0.0, 1.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = L.sigmoid_focal_loss(x, y, gamma=gamma, reduction="none")
+        grad = L.sigmoid_focal_loss_grad(x, y, gamma=gamma, reduction="sum")
+    with mpmath.workdps(60):
+        for xi, yi, got in zip(x.tolist(), y.tolist(), loss.tolist(), strict=True):
+            u = mpmath.mpf(xi) * (1 - 2 * yi)
+            p_t = 1 / (1 + mpmath.exp(-u))  # sigma(u), the modulating probability
+            alpha_t = 0.25 if yi else 0.75
+            exact = alpha_t * mpmath.exp(gamma * mpmath.log(p_t)) * mpmath.log(1 + mpmath.exp(u))
+            assert got == float(exact) == 0.0
+    assert grad.dtype == dtype and np.all(grad == 0)
