@@ -721,6 +721,15 @@ def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0
 
 
 @nx.quiet
+def _doubled(blocks):
+    """The ``(rows, hi, lo)`` blocks of a double-double product, doubled in place."""
+    for rows, hi, lo in blocks:
+        with np.errstate(over="ignore"):
+            hi *= 2
+            lo *= 2
+        yield rows, hi, lo
+
+
 def _siglip_blocks(p: _Pairs, scale: float, backward: _Backward | None):
     """``(blocks, spare)``: ``blocks`` yields ``(rows, hi, lo, out)`` of the logits'
     products ``t cos`` block by block of rows (``lo`` None for float32 and float16 inputs,
@@ -738,7 +747,14 @@ def _siglip_blocks(p: _Pairs, scale: float, backward: _Backward | None):
     if p.dtype == np.float64:
         (a_hi, a_lo), b = p.dd
         p.dd = None  # not used again: the unscaled rows freed
-        blocks, spare = nx.dd_matmul_blocks(*nx.dd_scale(a_hi, a_lo, scale), *b)
+        # a scale within 2**-26 of the largest float: the products' splits of the scaled
+        # rows overflowed (NaN); they take half the scale, and the products are doubled
+        # (exactly, or to the limit inf, whose low part the caller drops)
+        twice = scale > 2.0**1023
+        a_hi, a_lo = nx.dd_scale(a_hi, a_lo, scale / 2 if twice else scale)
+        blocks, spare = nx.dd_matmul_blocks(a_hi, a_lo, *b)
+        if twice:
+            blocks = _doubled(blocks)
         return ((rows, hi, lo, spare[rows]) for rows, hi, lo in blocks), spare
 
     def blocks():

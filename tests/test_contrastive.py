@@ -432,3 +432,18 @@ def test_bad_arguments_are_named(call, match):
 def test_exported_from_the_package():
     for name in C.__all__:
         assert getattr(lossutils, name) is getattr(C, name)
+
+
+def test_siglip_at_the_largest_scale():
+    # a scale within 2**-26 of the largest float: the double-double products split the
+    # scaled unit rows, whose entry 1 then rounded to 2**1024 (NaN losses and gradients);
+    # the products take half the scale and are doubled
+    a = np.eye(2)
+    b = np.array([[0.6, 0.8], [0.8, 0.6]])
+    scale = float(np.finfo(np.float64).max)
+    per = exact("siglip", a, b, scale, -10.0)
+    for reduction in ("none", "mean"):
+        got = C.siglip_loss(a, b, scale, -10.0, reduction=reduction)
+        ref.assert_ulp_in(got, ref.reduced(per, reduction), np.float64, 4.0, label=reduction)
+    for g in C.siglip_loss_grad(a, b, scale, -10.0):
+        assert np.all(np.isfinite(g))
