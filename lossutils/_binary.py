@@ -661,7 +661,8 @@ def _focal_modulation(x, y, gamma):
         xs, ys = x[soft], y[soft]
         s_pos, s_neg = nx.sigmoid_pair(xs)
         q = nx.times(ys, s_neg) + nx.times(1 - ys, s_pos)
-        with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+        # (gamma log q may overflow to -inf for a huge gamma: the power's limit 0)
+        with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
             log_q = np.logaddexp(
                 np.log(ys) + nx.log_sigmoid(-xs), np.log1p(-ys) + nx.log_sigmoid(xs)
             )

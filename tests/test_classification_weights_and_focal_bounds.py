@@ -491,18 +491,20 @@ def test_cross_entropy_mean_with_weights_too_far_apart_to_share_one_scaling(dtyp
 def test_sigmoid_focal_loss_of_a_huge_gamma_is_its_limit_without_a_warning(dtype, gamma):
     # sigma(u)^gamma for sigma(u) < 1 is far below the smallest subnormal: the loss and its
     # derivative round to 0 (the float32 path formed gamma log sigma(u) with an overflow
-    # warning at the largest gamma), 0 also at a confident logit; at u = -inf sigma is 0
-    x = np.array([10.0, -10.0, 0.0, 1e4], dtype)
-    y = np.array([1.0, 1.0, 0.0, 1.0], dtype)
+    # warning at the largest gamma, and so did the soft labels' path), 0 also at a
+    # confident logit
+    x = np.array([10.0, -10.0, 0.0, 1e4, -0.7], dtype)
+    y = np.array([1.0, 1.0, 0.0, 1.0, 1e-3], dtype)  # (a soft label: the other path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loss = L.sigmoid_focal_loss(x, y, gamma=gamma, reduction="none")
         grad = L.sigmoid_focal_loss_grad(x, y, gamma=gamma, reduction="sum")
     with mpmath.workdps(60):
         for xi, yi, got in zip(x.tolist(), y.tolist(), loss.tolist(), strict=True):
-            u = mpmath.mpf(xi) * (1 - 2 * yi)
-            p_t = 1 / (1 + mpmath.exp(-u))  # sigma(u), the modulating probability
-            alpha_t = 0.25 if yi else 0.75
-            exact = alpha_t * mpmath.exp(gamma * mpmath.log(p_t)) * mpmath.log(1 + mpmath.exp(u))
+            xm = mpmath.mpf(xi)
+            # q = 1 - p_t = y sigma(-x) + (1 - y) sigma(x); the cross-entropy with logits
+            q = yi / (1 + mpmath.exp(xm)) + (1 - yi) / (1 + mpmath.exp(-xm))
+            ce = yi * mpmath.log1p(mpmath.exp(-xm)) + (1 - yi) * mpmath.log1p(mpmath.exp(xm))
+            exact = (0.25 * yi + 0.75 * (1 - yi)) * mpmath.exp(gamma * mpmath.log(q)) * ce
             assert got == float(exact) == 0.0
     assert grad.dtype == dtype and np.all(grad == 0)
