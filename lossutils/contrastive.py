@@ -207,11 +207,13 @@ class _Backward:
         diagonal = (block, block + rows.start)
         self.positive[rows] = d_cosine[diagonal]
         d_cosine[diagonal] = 0
-        np.matmul(d_cosine, p.b.h, out=self.d_a[rows])
-        if rows.start == 0:
-            np.matmul(d_cosine.T, p.a.h[rows], out=self.d_b)
-        else:
-            self.d_b += d_cosine.T @ p.a.h[rows]
+        # (coefficients near the largest float, at a scale near it: a sum may overflow)
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.matmul(d_cosine, p.b.h, out=self.d_a[rows])
+            if rows.start == 0:
+                np.matmul(d_cosine.T, p.a.h[rows], out=self.d_b)
+            else:
+                self.d_b += d_cosine.T @ p.a.h[rows]
 
     def result(self):
         p, positive, cos = self.p, self.positive, self.p.diagonal

@@ -9,6 +9,8 @@ infinite entries, empty batches and bad input.
 
 from __future__ import annotations
 
+import warnings
+
 import mp_reference as ref
 import mpmath
 import numpy as np
@@ -447,3 +449,12 @@ def test_siglip_at_the_largest_scale():
         ref.assert_ulp_in(got, ref.reduced(per, reduction), np.float64, 4.0, label=reduction)
     for g in C.siglip_loss_grad(a, b, scale, -10.0):
         assert np.all(np.isfinite(g))
+    # coefficients near the largest float summed by the backward matrix products: no
+    # overflow warning (an infinite embedding entry beside them)
+    a = np.array(
+        [[np.inf, np.inf, 0.64], [0.1, -0.5, 0.4], [np.inf, 0.9, -0.7], [-1.3, -0.6, -100]]
+    )
+    b = np.array([[-2.3, -0.2, -1.2], [-0.7, -0.5, -0.3], [0.4, 1.0, 0.0], [1.4, -0.7, 0.4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        C.siglip_loss_value_and_grad(a, b, scale, reduction="sum")
