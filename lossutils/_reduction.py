@@ -52,12 +52,31 @@ def total(values: np.ndarray):
     return out
 
 
+def _frame(count) -> int:
+    """The power of 2 that scales ``count`` finite terms (of any float dtype) down so that
+    their sum cannot overflow: ``2^k >= 2 count``, so it stays below half the largest
+    float64."""
+    return int(count).bit_length() + 1
+
+
+def _frame_sum(values, k) -> np.float64:
+    """The float64 sum of ``values * 2^-k`` (each product exact, but where it would be
+    below the smallest normal: a term lost there is below ``2^(k-1022)``, far below an
+    overflowing sum's last place)."""
+    with np.errstate(under="ignore"):
+        return np.sum(np.ldexp(np.asarray(values, dtype=np.float64), -k), dtype=np.float64)
+
+
 def _divided_first(values, count):
-    """The sum of ``values / count``, each term divided first (float64): the mean of finite
-    values whose plain sum overflows (float64 ones only: :func:`total` sums narrower ones
-    in float64, where they cannot), which then overflows only if the mean does."""
+    """The mean ``sum(values) / count`` in float64 of finite values whose plain sum
+    overflows (float64 ones only: :func:`total` sums narrower ones in float64, where they
+    cannot): summed scaled down by a power of 2 (:func:`_frame`), divided by the count and
+    scaled back, so that it is rounded about as a plain mean is (a few ULP) and overflows
+    only if the mean does. (Each term divided by the count before the sum, three terms
+    of the largest float gave inf: each quotient rounded up.)"""
+    k = _frame(count)
     with np.errstate(over="ignore"):
-        return np.sum(values / np.float64(count), dtype=np.float64)
+        return np.ldexp(_frame_sum(values, k) / np.float64(count), k)
 
 
 def square_shares(gaps: np.ndarray, count) -> np.float64:
@@ -83,18 +102,22 @@ def scaled_shares(values_at, count) -> np.float64:
     included; below the largest float64 by half), each is divided by ``count`` before the
     sum, and the sum is scaled back; so that the mean overflows only where its exact value
     does. (Losses linear in their inputs: a hinge, the input itself.)"""
+    k = _frame(count)
     with np.errstate(under="ignore", over="ignore", invalid="ignore"):
-        return np.ldexp(np.sum(values_at(0.25) / np.float64(count)), 2)
+        return np.ldexp(_frame_sum(values_at(0.25), k) / np.float64(count), k + 2)
 
 
 def mean_past_the_range(values: np.ndarray, rows, scaled, k) -> np.float64:
     """The mean of float64 ``values`` whose entries ``rows`` are beyond float64's range
-    (inf there), given as ``ldexp(scaled, k)``: every term divided by the count before
-    those are scaled back, so that the mean overflows only where its exact value does."""
-    count = np.float64(values.size)
+    (inf there), given as ``ldexp(scaled, k)``: the terms summed scaled down by a common
+    power of 2 (no sum of them overflows there), divided by the count and scaled back, so
+    that the mean overflows only where its exact value does."""
+    count = values.size
     rest = np.delete(values.reshape(-1), rows)
+    top = _frame(count) + max(k, 0)  # (2^top >= 2 count 2^k: neither sum overflows)
     with np.errstate(over="ignore"):
-        return np.sum(rest / count) + np.ldexp(np.sum(scaled / count), k)
+        sum_ = _frame_sum(rest, top) + _frame_sum(scaled, top - k)
+        return np.ldexp(sum_ / np.float64(count), top)
 
 
 def _mean(sum_, count, dtype):
@@ -112,8 +135,8 @@ def reduce(loss: np.ndarray, reduction: str):
     """Apply ``reduction`` to per-element losses; the result has ``loss``'s dtype.
 
     ``"none"`` returns ``loss`` itself. The mean of finite float64 terms whose sum
-    overflows (squared errors near 1e154) is the sum of the terms divided first, so
-    it overflows only if the mean does.
+    overflows (squared errors near 1e154) is summed scaled down by a power of 2
+    (:func:`_divided_first`), so it overflows only if the mean does.
     """
     if reduction == "none":
         return loss
@@ -143,8 +166,9 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
     ``"none"`` returns the losses reshaped to ``shape``. A mean over a zero total is NaN
     whatever the summed losses (label smoothing gives a sample of weight 0 a nonzero loss:
     the sum over no weight is then not 0, and its quotient by 0 would be infinite).
-    A mean whose sum overflows is the sum of the losses divided first, so that it overflows
-    only if the mean does. ``scaled``, if given, returns the per-sample losses times their
+    A mean whose sum of finite losses overflows is summed scaled down by a power of 2
+    (:func:`_divided_first`), so that it overflows only if the mean does. ``scaled``, if
+    given, returns the per-sample losses times their
     factors ``d(mean) / d(loss_i)`` (each weight divided by the total before it multiplies):
     that sum is then the mean also where a weighted loss itself overflows (a weight of 2
     on a loss of 1e308, twice, over a total of 4).
@@ -156,11 +180,11 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
         return to_dtype(sum_, loss.dtype)[()]
     if weight_total == 0:
         return loss.dtype.type(np.nan)
-    if np.isinf(sum_):  # finite weighted losses whose sum overflows: divide first
-        if scaled is not None:
-            return to_dtype(total(scaled()), loss.dtype)[()]
+    if np.isinf(sum_):  # finite weighted losses whose sum overflows: scaled down
         if np.all(np.isfinite(loss)):
             return to_dtype(_divided_first(loss, weight_total), loss.dtype)[()]
+        if scaled is not None:
+            return to_dtype(total(scaled()), loss.dtype)[()]
     return _mean(sum_, weight_total, loss.dtype)
 
 
@@ -394,7 +418,10 @@ class BlockReduction:
         self.reduction, self.count, self.dtype = reduction, count, np.dtype(dtype)
         self.values = np.empty(count, self.dtype) if reduction == "none" else None
         self.totals: list = []  # float64 block totals
-        self.scaled: list = []  # per block: the sum of values / count where the total overflows
+        # per block where the total overflows: the sum of the values times 2^-frame (a
+        # float), or that sum over the count, from ``shares`` (a 1-tuple)
+        self.scaled: list = []
+        self.frame = _frame(count)
 
     def buffer(self, block: slice, scratch: np.ndarray) -> np.ndarray:
         """Where to form ``block``'s values: their place in the result when they are kept
@@ -421,9 +448,9 @@ class BlockReduction:
         t = np.float64(total(values))
         scaled = None
         if np.isinf(t) and np.all(np.isfinite(values)):
-            scaled = _divided_first(values, self.count)
+            scaled = _frame_sum(values, self.frame)
         elif np.isinf(t) and shares is not None and self.reduction == "mean":
-            scaled = shares(self.count)
+            scaled = (shares(self.count),)
         self.totals.append(t)
         self.scaled.append(scaled)
 
@@ -446,13 +473,19 @@ class BlockReduction:
         finite = all(
             np.isfinite(t) or s is not None for t, s in zip(self.totals, self.scaled, strict=True)
         )
-        if np.isinf(sum_) and finite:  # finite values whose sum overflows: divide first
-            with np.errstate(over="ignore"):
+        if np.isinf(sum_) and finite:  # finite values whose sum overflows: scaled down
+            k, count = self.frame, np.float64(self.count)
+            with np.errstate(over="ignore", under="ignore"):
                 parts = [
-                    t / self.count if s is None else s
+                    np.ldexp(t, -k)
+                    if s is None
+                    else np.ldexp(s[0], -k) * count  # (below 2^-k of count times the largest)
+                    if isinstance(s, tuple)
+                    else s
                     for t, s in zip(self.totals, self.scaled, strict=True)
                 ]
-                return to_dtype(np.sum(np.array(parts, dtype=np.float64)), self.dtype)[()]
+                mean = np.ldexp(np.sum(np.array(parts, dtype=np.float64)) / count, k)
+            return to_dtype(mean, self.dtype)[()]
         return _mean(sum_, self.count, self.dtype)
 
 

@@ -502,3 +502,83 @@ def test_a_finite_hinge_mean_is_not_lost_to_a_huge_margin(dtype, margin, big):
         assert value.dtype == dtype
         assert_close_to_exact(value, exact, 4, name)
         assert grad.tolist() == [-0.25] * 4
+
+
+_M = mpmath.mpf(F64_MAX)
+
+
+def _near_top_cases(n):
+    """(name, call, exact mean): float64 losses of n equal samples whose loss is at (or a
+    few units from) the largest float; their sum overflows, their mean does not."""
+    ones, zeros, full = np.ones(n), np.zeros(n), lambda v: np.full(n, v)
+    half, rows = F64_MAX / 2, np.tile([-F64_MAX, 0.0], (n, 1))
+    first = np.zeros(n, int)
+    return [
+        ("l1_loss", lambda: L.l1_loss(full(F64_MAX), zeros), _M),
+        ("smooth_l1_loss", lambda: L.smooth_l1_loss(full(F64_MAX), zeros), _M - 0.5),
+        ("huber_loss", lambda: L.huber_loss(full(F64_MAX), zeros), _M - 0.5),
+        ("log_cosh_loss", lambda: L.log_cosh_loss(full(F64_MAX), zeros), _M - mpmath.log(2)),
+        ("quantile_loss", lambda: L.quantile_loss(full(F64_MAX), zeros, 0.25), 0.75 * _M),
+        ("laplace_nll_loss", lambda: L.laplace_nll_loss(full(F64_MAX), zeros, ones), _M),
+        ("hinge_loss", lambda: L.hinge_loss(full(-F64_MAX), ones), _M + 1),
+        ("hinge_embedding_loss", lambda: L.hinge_embedding_loss(full(F64_MAX), ones), _M),
+        ("soft_margin_loss", lambda: L.soft_margin_loss(full(-F64_MAX), ones), _M),
+        (
+            "binary_cross_entropy_with_logits",
+            lambda: L.binary_cross_entropy_with_logits(full(-F64_MAX), ones),
+            _M,
+        ),
+        ("poisson_nll_loss", lambda: L.poisson_nll_loss(full(-F64_MAX), ones), _M),
+        ("kl_div", lambda: L.kl_div(full(-F64_MAX), ones), _M),
+        ("margin_ranking_loss", lambda: L.margin_ranking_loss(full(-half), full(half), ones), _M),
+        ("bradley_terry_loss", lambda: L.bradley_terry_loss(full(-half), full(half)), _M),
+        (
+            "dpo_loss",
+            lambda: L.dpo_loss(full(-half), full(half), zeros, zeros, beta=1.0),
+            _M,
+        ),
+        ("multi_margin_loss", lambda: L.multi_margin_loss(rows, first), (_M + 1) / 2),
+        ("nll_loss", lambda: L.nll_loss(rows, first), _M),
+        ("cross_entropy", lambda: L.cross_entropy(rows, first), _M),
+        # class weights: the weighted mean sum(w l) / sum(w) is l
+        ("nll_loss (weight)", lambda: L.nll_loss(rows, first, weight=np.array([3.0, 1])), _M),
+        (
+            "cross_entropy (weight)",
+            lambda: L.cross_entropy(rows, first, weight=np.array([3.0, 1])),
+            _M,
+        ),
+        ("softmax_focal_loss", lambda: L.softmax_focal_loss(rows, first, gamma=0.0), _M),
+    ]
+
+
+@pytest.mark.parametrize("n", [3, 9, 11])
+def test_a_mean_at_the_largest_float_does_not_overflow(n):
+    # n losses at the largest float (within a few units of it: exact there, mpmath): their
+    # sum overflows, their mean is finite; each term divided by n first rounded up (three
+    # terms of the largest float gave inf)
+    for name, call, exact in _near_top_cases(n):
+        got = call()
+        assert got.dtype == np.float64, name
+        assert np.isfinite(got), (name, n)
+        assert_close_to_exact(got, exact, 4, name)
+
+
+def test_a_block_reduction_mean_at_the_largest_float_does_not_overflow():
+    # the same through the block reduction's own paths: one block (its total overflows),
+    # three blocks (their totals are finite, their sum is not), and a block whose
+    # overflowing squares come with their shares
+    from lossutils import _reduction as red
+
+    top = np.float64(F64_MAX)
+    one = red.BlockReduction("mean", 3, np.float64)
+    one.add(np.full(3, top))
+    three = red.BlockReduction("mean", 3, np.float64)
+    for _ in range(3):
+        three.add(np.array([top]))
+    mixed = red.BlockReduction("mean", 3, np.float64)
+    mixed.add(np.array([top]))
+    gaps = np.full(2, np.sqrt(top))
+    mixed.add(gaps * gaps, shares=lambda count: red.square_shares(gaps, count))
+    exact = (_M + 2 * mpmath.mpf(float(gaps[0])) ** 2) / 3
+    for reduced, expected in ((one, _M), (three, _M), (mixed, exact)):
+        assert_close_to_exact(reduced.result(), expected, 4)
