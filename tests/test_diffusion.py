@@ -74,7 +74,7 @@ def kl_weights(betas):
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_posterior_is_bayes_rule(name, dtype):
     betas = SCHEDULES[name].astype(dtype)
     got = ddpm_posterior(betas)
@@ -85,7 +85,7 @@ def test_posterior_is_bayes_rule(name, dtype):
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_weights_are_the_kl_factors(name, dtype):
     betas = SCHEDULES[name].astype(dtype)
     weights = ddpm_elbo_weights(betas)
