@@ -475,6 +475,20 @@ def test_float16_mean_over_65520_elements(name, x, t, value):
     assert out.dtype == np.float16 and out == np.float16(value)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_one_loss_counts_in_every_dtype(dtype):
+    # 1[t x <= 0]: the signed zeros, a subnormal score and -1e4 included; NaN stays NaN
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    x = np.array([2.0, -2.0, 0.0, -0.0, tiny, -1e4, np.inf, np.nan], dtype)
+    t = np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 1.0], dtype)
+    none = L.zero_one_loss(x, t, reduction="none")
+    assert none.dtype == dtype
+    np.testing.assert_array_equal(none, np.array([0, 1, 1, 1, 1, 0, 1, np.nan], dtype))
+    for reduction, exact in (("sum", 5.0), ("mean", 5 / 7)):
+        out = L.zero_one_loss(x[:7], t[:7], reduction=reduction)
+        assert out.dtype == dtype and out == np.float64(exact).astype(dtype), reduction
+
+
 def test_multi_margin_mean_in_float16_over_65520_rows():
     z = np.zeros((65520, 2), np.float16)
     out = L.multi_margin_loss(z, np.zeros(65520, dtype=int))
@@ -504,6 +518,13 @@ def test_sigmoid_focal_gradient_at_infinite_logits_is_the_limit():
     at_inf = L.sigmoid_focal_loss_grad([np.inf, -np.inf], [0.0, 1.0])
     at_big = L.sigmoid_focal_loss_grad([1e4, -1e4], [0.0, 1.0])
     np.testing.assert_array_equal(at_inf, at_big)
+    # the limits in closed form: the loss grows like (1 - alpha) x and -alpha x, halved by the mean
+    np.testing.assert_array_equal(at_inf, [0.75 / 2, -0.25 / 2])
+    for dtype in (np.float16, np.float32):
+        x, y = np.array([np.inf, -np.inf], dtype), np.array([0.0, 1.0], dtype)
+        g = L.sigmoid_focal_loss_grad(x, y, reduction="sum")
+        assert g.dtype == dtype
+        np.testing.assert_array_equal(g, np.array([0.75, -0.25], dtype))
     for gamma in (0.0, 0.5, 2.0):
         g = L.sigmoid_focal_loss_grad([np.inf, -np.inf, np.inf], [1.0, 0.0, 0.0], gamma=gamma)
         assert np.all(np.isfinite(g))
