@@ -33,6 +33,13 @@ def numerical_gradient(f: Callable[..., float], args: Sequence, argnum: int = 0,
     The step defaults to ``eps**(1/3) * max(1, |x|)`` per entry, which balances
     truncation and rounding error (the error is then about ``eps**(2/3)``).
 
+    Raises
+    ------
+    ValueError
+        If ``args[argnum]`` does not convert to a float64 array (NumPy's message).
+    TypeError
+        If ``f(*args)`` is not a scalar (an array of more than one element).
+
     Examples
     --------
     >>> numerical_gradient(lambda x: float((x**2).sum()), [np.array([1.0, -2.0])]).round(6)
@@ -200,6 +207,11 @@ def exact_inputs(*arrays):
     reference computed from these is the exact result *of the rounded inputs* the
     function under test received: its error is then the function's own, not the
     rounding of its inputs. Returns one array, or a tuple for several.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If an entry is not a real number (Python's ``float`` message).
 
     Examples
     --------
