@@ -53,6 +53,11 @@ def line_with_outlier(
     y_outlier : ndarray, shape (n,)
         A copy of ``y`` whose last entry is ``y[-1] + outlier``.
 
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an integer of at least 2.
+
     Notes
     -----
     The data of the line experiments in the chapters on the Gaussian likelihood and on robust

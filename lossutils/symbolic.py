@@ -188,6 +188,11 @@ def categorical_pmf(y_onehot, p):
         index ``k``: then pass ``p`` as ``(p[k], (k, 0, K - 1))`` to get a
         ``sympy.Product`` over a symbolic number of classes.
 
+    Raises
+    ------
+    ValueError
+        If ``y_onehot`` and ``p`` are sequences of different lengths.
+
     Examples
     --------
     >>> y = sp.symbols("y0:3", nonnegative=True)
@@ -312,6 +317,11 @@ def drop_constants(expr, params: Sequence):
     -------
     kept, dropped : SymPy expressions
         ``kept + dropped`` equals ``expr``; ``dropped`` is free of ``params``.
+
+    Raises
+    ------
+    ValueError
+        If ``params`` is empty.
 
     Examples
     --------
