@@ -10,6 +10,8 @@ pointed rows each, so the whole module runs in seconds.
 
 from __future__ import annotations
 
+import pathlib
+import re
 import warnings
 
 import mp_reference as mr
@@ -262,6 +264,15 @@ def test_focal_losses_in_narrow_dtypes_are_rounded_once_from_float64(dtype, gamm
     loss = L.sigmoid_focal_loss(x, y, gamma=gamma, reduction="none")
     reference = mr.sigmoid_focal_loss(_exact(x), _exact(y), 0.25, gamma)
     assert_close_to_exact(loss, reference, 1.0, "sigmoid_focal_loss")
+
+
+def test_no_extended_precision_type_anywhere_in_lossutils():
+    # issue E: long double is plain double on Windows and Apple silicon, so a kernel using it
+    # would pass the mpmath sweeps here and lose digits there; no module may name it
+    names = re.compile(r"longdouble|longfloat|float96|float128|complex192|complex256")
+    for path in sorted(pathlib.Path(L.__file__).parent.glob("*.py")):
+        hits = [n for n, line in enumerate(path.read_text().splitlines(), 1) if names.search(line)]
+        assert not hits, f"{path.name} names an extended-precision type at lines {hits}"
 
 
 def _weighted_reference(per_sample, labels, weight, reduction):
