@@ -207,18 +207,28 @@ def check_class_input(input: np.ndarray, name: str = "input") -> int:
     return input.shape[-1]
 
 
+def check_ignore_index(ignore_index):
+    """A public ``ignore_index``: an integer (Python or NumPy, not a bool). None is refused
+    as PyTorch refuses it: there is no "ignore nothing" value (the default -100 is no
+    class index)."""
+    if isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool):
+        return ignore_index
+    raise ValueError(f"ignore_index must be an integer; got {describe(ignore_index)}")
+
+
 def class_index_target(target, input_shape: tuple, ignore_index=None, name: str = "target"):
     """Integer class indices of shape ``input_shape[:-1]``, checked against ``C``.
 
     Returns ``(index, valid)``: ``index`` with ignored entries replaced by 0 (safe to
-    gather with) and the boolean mask of entries that count.
+    gather with) and the boolean mask of entries that count. ``ignore_index`` None (the
+    losses that have none) counts every entry; else it is checked
+    (:func:`check_ignore_index`).
     """
     target = as_array(target, name)
     if target.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integer class indices; got dtype {target.dtype}")
-    integer = isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool)
-    if ignore_index is not None and not integer:
-        raise ValueError(f"ignore_index must be an integer; got {describe(ignore_index)}")
+    if ignore_index is not None:
+        check_ignore_index(ignore_index)
     if target.shape != tuple(input_shape[:-1]):
         raise ValueError(
             f"{name} of class indices must have shape {tuple(input_shape[:-1])} "

@@ -23,6 +23,7 @@ from ._checks import (
     as_float_array,
     check_class_input,
     check_finite_scalar,
+    check_ignore_index,
     check_positive_scalar,
     check_reduction,
     check_unit_interval,
@@ -190,6 +191,7 @@ def _gather(rows: np.ndarray, y: np.ndarray, flat=None) -> np.ndarray:
 def _ce_args(input, target, weight, ignore_index, reduction, label_smoothing):
     """Validate cross-entropy arguments; index or probability targets, and the smoothing."""
     check_reduction(reduction)
+    check_ignore_index(ignore_index)  # (also with probability targets, which ignore it)
     eps = check_unit_interval_scalar(label_smoothing, "label_smoothing")
     x_raw = as_float_array(input, "input")
     num_classes = check_class_input(x_raw)
@@ -295,6 +297,7 @@ def _nll(input, target, weight, ignore_index, reduction, *, value=True, grad=Tru
     logits: no softmax limit; no widened copy), the gathered entries are widened, and the
     gradient is written in the output dtype.
     """
+    check_ignore_index(ignore_index)
     args = _index_setup(input, target, weight, ignore_index, reduction, limit=False, widen=False)
     work, valid = nx.working_dtype(args.dtype), args.valid
     # unweighted with every sample counted (the common case): unit weights and a count
@@ -1336,6 +1339,7 @@ def _softmax_focal(input, target, gamma, weight, ignore_index, reduction, *, val
     """
     gamma = check_positive_scalar(gamma, "gamma", allow_zero=True)
     # rows holding +inf are replaced by their limit rows later, where their maximum tells
+    check_ignore_index(ignore_index)
     args = _index_setup(input, target, weight, ignore_index, reduction, limit=False)
     total = weight_total(args.target_weight)
     if args.x.dtype == np.float32:

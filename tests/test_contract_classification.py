@@ -396,12 +396,19 @@ def test_weighted_mean_with_subnormal_or_huge_weights(dtype, eps):
         assert np.all(np.isfinite(L.cross_entropy_grad(z, y, weight=w, label_smoothing=eps)))
 
 
-@pytest.mark.parametrize("ignore_index", [1.5, -100.0, True, "0"])
+@pytest.mark.parametrize("ignore_index", [1.5, -100.0, True, "0", None])
 def test_ignore_index_must_be_an_integer(ignore_index):
+    # None too: the docstrings say int, and PyTorch has no None ("ignore nothing") either
     z, y = np.zeros((2, 3)), np.array([0, 1])
-    for loss in (L.cross_entropy, L.nll_loss, L.softmax_focal_loss):
-        with pytest.raises(ValueError, match="ignore_index must be an integer"):
-            loss(z, y, ignore_index=ignore_index)
+    for name in ("cross_entropy", "nll_loss", "softmax_focal_loss"):
+        for suffix in ("", "_grad", "_value_and_grad"):
+            with pytest.raises(
+                ValueError, match=f"ignore_index must be an integer; got {ignore_index!r}"
+            ):
+                getattr(L, name + suffix)(z, y, ignore_index=ignore_index)
+    # probability targets ignore it, but it is still checked
+    with pytest.raises(ValueError, match="ignore_index must be an integer"):
+        L.cross_entropy(z, np.full((2, 3), 1 / 3), ignore_index=ignore_index)
     assert np.isfinite(L.cross_entropy(z, y, ignore_index=np.int8(1)))
 
 
