@@ -174,6 +174,21 @@ def check_axis(axis, ndim: int, name: str = "axis") -> int:
     return int(axis)
 
 
+def check_class_axis(array: np.ndarray, name: str, axis=-1) -> int:
+    """``axis`` of ``array`` (an integer naming one of its axes) along which it holds a
+    distribution or the scores of the classes: at least one element there. A distribution
+    over no outcomes is none (its probabilities cannot sum to 1): softmax, entropy and
+    the divergences refuse it, as cross_entropy refuses an empty class axis."""
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension; got shape {array.shape}")
+    index = check_axis(axis, array.ndim)
+    if array.shape[index] == 0:
+        raise ValueError(
+            f"{name} must have at least one element along axis {axis}; got shape {array.shape}"
+        )
+    return index
+
+
 def check_temperature(value, name: str = "temperature") -> float:
     """A positive finite temperature of at least 2 / 1.8e308, so that the difference of two
     logits (cosines over it) is finite: below, logits and their differences overflow (a

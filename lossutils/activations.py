@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numerics as nx
-from ._checks import as_float_array, check_axis, check_bool
+from ._checks import as_float_array, check_bool, check_class_axis
 
 __all__ = ["sigmoid", "log_sigmoid", "softplus", "logsumexp", "softmax", "log_softmax"]
 
@@ -129,11 +129,7 @@ def log_sigmoid(x):
 def _class_axis_array(x, axis: int) -> np.ndarray:
     """``x`` as a floating array with at least one element along ``axis``."""
     x = as_float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError(f"x must have at least one dimension; got shape {x.shape}")
-    check_axis(axis, x.ndim)
-    if x.shape[axis] == 0:
-        raise ValueError(f"x must have at least one element along axis {axis}; got shape {x.shape}")
+    check_class_axis(x, "x", axis)
     return x
 
 

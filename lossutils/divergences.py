@@ -18,6 +18,7 @@ from ._checks import (
     check_axis,
     check_bool,
     check_broadcastable,
+    check_class_axis,
     check_log_probability,
     check_reduction,
     check_same_shape,
@@ -86,7 +87,7 @@ def _distributions(p, q, axis, widen=True):
     Without ``widen`` they stay in the result dtype (a caller that widens blocks of them).
     """
     p, q = float_arrays({"p": p, "q": q})
-    _check_has_axis(p, "p", axis)
+    check_class_axis(p, "p", axis)  # (a distribution over no outcomes is none)
     check_same_shape(p, q, "p", "q")
     check_unit_interval(p, "p")
     check_unit_interval(q, "q")
@@ -116,8 +117,9 @@ def entropy(p, axis=-1):
     Raises
     ------
     ValueError
-        If ``p`` is not real numeric, has no axis, or holds a value outside [0, 1], or
-        ``axis`` is not an integer naming one of its axes.
+        If ``p`` is not real numeric, has no axis, or holds a value outside [0, 1], if
+        ``axis`` is not an integer naming one of its axes, or if that axis is empty (a
+        distribution over no outcomes; an empty batch gives an empty result).
 
     Notes
     -----
@@ -133,7 +135,7 @@ def entropy(p, axis=-1):
     [0.0, 0.562335]
     """
     (p,) = float_arrays({"p": p})
-    _check_has_axis(p, "p", axis)
+    check_class_axis(p, "p", axis)  # (a distribution over no outcomes is none)
     check_unit_interval(p, "p")
     dtype, p = p.dtype, p.astype(working_dtype(p.dtype), copy=False)
     return _as(0.0 - xlogy_sum(p, p, axis), dtype)  # (a zero entropy as +0.0, not -0.0)
@@ -164,7 +166,9 @@ def categorical_cross_entropy(p, q, axis=-1):
     ------
     ValueError
         If ``p`` or ``q`` is not real numeric, has no axis or a value outside [0, 1],
-        their shapes differ, or ``axis`` is not an integer naming one of their axes.
+        their shapes differ, ``axis`` is not an integer naming one of their axes, or that
+        axis is empty (a distribution over no outcomes; an empty batch gives an empty
+        result).
 
     Notes
     -----
@@ -471,7 +475,9 @@ def kl_divergence(p, q, axis=-1):
     ------
     ValueError
         If ``p`` or ``q`` is not real numeric, has no axis or a value outside [0, 1],
-        their shapes differ, or ``axis`` is not an integer naming one of their axes.
+        their shapes differ, ``axis`` is not an integer naming one of their axes, or that
+        axis is empty (a distribution over no outcomes; an empty batch gives an empty
+        result).
 
     Notes
     -----

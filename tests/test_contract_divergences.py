@@ -13,6 +13,7 @@ import mpmath
 import numpy as np
 import pytest
 
+import lossutils as L
 from lossutils import divergences as V
 
 DTYPES = [np.float16, np.float32, np.float64]
@@ -623,3 +624,25 @@ def test_float16_many_samples_and_empty_batches(dtype):
     assert all(g.shape == (0, 3) for g in V.vae_loss_grad(e, e, e, e))
     assert np.isnan(V.kl_div(e, e, reduction="batchmean"))
     assert V.gaussian_kl(e, e).shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_empty_distribution_axis_is_an_error_an_empty_batch_is_not(dtype):
+    # a distribution over no outcomes is none (its probabilities cannot sum to 1): refused
+    # by name, as softmax and cross_entropy refuse an empty class axis (the sums over it
+    # were 0); an empty batch of distributions gives an empty result
+    none, batch = np.zeros((3, 0), dtype), np.zeros((0, 3), dtype)
+    message = r"p must have at least one element along axis -1; got shape \(3, 0\)"
+    for name in ("categorical_cross_entropy", "kl_divergence"):
+        for suffix in ("", "_grad", "_value_and_grad"):
+            with pytest.raises(ValueError, match=message):
+                getattr(V, name + suffix)(none, none)
+        assert getattr(V, name)(batch, batch).shape == (0,)
+        assert getattr(V, name + "_grad")(batch, batch).shape == (0, 3)
+    with pytest.raises(ValueError, match=message):
+        V.entropy(none)
+    with pytest.raises(ValueError, match=r"along axis 0; got shape \(0, 3\)"):
+        V.entropy(batch, axis=0)
+    assert V.entropy(batch).shape == (0,)
+    with pytest.raises(ValueError, match=r"input must have a non-empty class axis"):
+        L.cross_entropy(none, np.zeros((3, 0), dtype))  # (probability targets: the same)

@@ -545,7 +545,6 @@ def test_a_zero_entropy_is_plus_zero():
         categorical_cross_entropy(np.float32([[1.0, 0.0]]).T, np.float32([[1.0, 0.5]]).T, axis=0)[
             0
         ],
-        entropy(np.zeros((2, 0)))[0],
     ):
         assert value == 0 and not np.signbit(value)
 
