@@ -1030,6 +1030,11 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
     margin = check_finite_scalar(margin, "margin")
     x, t = _signed_args(input, target, reduction)
     work, m, lo = nx.margin_parts(x.dtype, margin)
+    # (squared) a block whose -t max(gap, 0) holds an infinity; the gap m - t x overflows
+    # only for a margin of at least half an ULP of the largest float (2^970 in float64)
+    info = np.finfo(work)
+    huge = squared and grad and abs(float(m)) >= 2.0 ** (info.maxexp - info.nmant - 2)
+    overflowed = []
 
     def kernel(xb, labels):
         gap = np.multiply(labels, xb)  # t x: exact, t is +-1
@@ -1045,6 +1050,8 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
         # -t max(gap, 0) (times 2 later) or -t [gap > 0]; NaN where the gap is (where x is)
         if squared:
             local = np.multiply(labels, hinge)
+            if huge and not overflowed and np.isinf(np.add.reduce(local)):
+                overflowed.append(True)
         else:  # (np.heaviside is several times slower than a comparison)
             local = np.greater(gap, 0, out=gap)
             local *= labels
@@ -1055,7 +1062,27 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
     loss, d = in_blocks(
         kernel, (x,), t, reduction, value=value, grad=grad, factor=2 if squared else 1, work=work
     )
+    if overflowed:
+        _squared_hinge_overflowed(x, t, margin, reduction, d[0])
     return loss, (None if d is None else d[0])
+
+
+def _squared_hinge_overflowed(x, t, margin, reduction, d) -> None:
+    """In place: the entries of the squared hinge's gradient ``d`` that are infinite though
+    their input is finite, again in float64 from the inputs and the margin scaled by 1/4
+    (exact): ``-2 t max(0, m - t x)`` times the mean's ``1/n`` overflows only where it
+    does, not where the gap ``m - t x`` did (a margin of 1e300 and an input of the
+    largest float64, or of 1e38 and the largest float32: ``2 gap / n`` is finite for
+    ``n >= 3``)."""
+    with np.errstate(invalid="ignore"):
+        redo = np.flatnonzero(np.isinf(d) & np.isfinite(x.reshape(-1)))
+    if not redo.size:
+        return
+    xr, tr = x.reshape(-1)[redo].astype(np.float64), t.reshape(-1)[redo].astype(np.float64)
+    scale = 2.0 / x.size if reduction == "mean" else 2.0
+    with np.errstate(over="ignore", under="ignore"):
+        quarter = np.maximum(np.float64(margin) * 0.25 - tr * (xr * 0.25), 0)
+        d.reshape(-1)[redo] = nx.to_dtype(np.ldexp(-tr * (quarter * scale), 2), d.dtype)
 
 
 def _hinge_shares(xb, labels, m, count, squared):

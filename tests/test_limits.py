@@ -582,3 +582,24 @@ def test_a_block_reduction_mean_at_the_largest_float_does_not_overflow():
     exact = (_M + 2 * mpmath.mpf(float(gaps[0])) ** 2) / 3
     for reduced, expected in ((one, _M), (three, _M), (mixed, exact)):
         assert_close_to_exact(reduced.result(), expected, 4)
+
+
+@pytest.mark.parametrize("dtype, margin", [(np.float64, 1e300), (np.float32, 1e38)])
+def test_a_squared_hinge_gradient_is_not_lost_to_an_overflowing_gap(dtype, margin):
+    # t = -1, x = the largest float: the gap m + x overflows (float64: 1e300 + 1.8e308),
+    # the mean's gradient 2 (m + x) / n does not for n >= 3 (the exact values from mpmath;
+    # one input 0: gap m); "sum" and n = 2 overflow exactly: inf, without a warning
+    top = np.finfo(dtype).max
+    for n in (3, 4, 7):
+        x = np.full(n, top, dtype)
+        x[0] = 0
+        t = np.full(n, -1.0, dtype)
+        gaps = [mpmath.mpf(margin) + mpmath.mpf(float(v)) for v in x]
+        got = L.squared_hinge_loss_grad(x, t, margin=margin)
+        assert got.dtype == dtype
+        assert_close_to_exact(got, [2 * g / n for g in gaps], 4, "squared_hinge_loss_grad")
+        _, both = L.squared_hinge_loss_value_and_grad(x, t, margin=margin)
+        np.testing.assert_array_equal(both, got)
+        summed = L.squared_hinge_loss_grad(x, t, margin=margin, reduction="sum")
+        assert summed[0] == dtype(2 * margin) and np.all(np.isposinf(summed[1:]))
+    assert np.all(np.isposinf(L.squared_hinge_loss_grad(x[1:3], t[1:3], margin=margin)))
