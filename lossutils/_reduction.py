@@ -73,8 +73,9 @@ def _divided_first(values, count):
     cannot): summed scaled down by a power of 2 (:func:`_frame`), divided by the count and
     scaled back, so that it is rounded about as a plain mean is (a few ULP) and overflows
     only if the mean does. (Each term divided by the count before the sum, three terms
-    of the largest float gave inf: each quotient rounded up.)"""
-    k = _frame(count)
+    of the largest float gave inf: each quotient rounded up.) ``count`` may be a weights'
+    total, below the number of values: the scaling takes the larger."""
+    k = _frame(max(np.size(values), count))
     with np.errstate(over="ignore"):
         return np.ldexp(_frame_sum(values, k) / np.float64(count), k)
 
