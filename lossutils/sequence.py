@@ -370,10 +370,11 @@ def ctc_loss_grad(
     Returns
     -------
     ndarray
-        Shape and dtype of ``log_probs``. NaN in the frames of a sample whose loss is
-        infinite (it has no derivative): ``inf`` where no alignment fits, unless
-        ``zero_infinity``, which makes them 0, and ``-inf`` from a log-probability of
-        ``+inf`` on an alignment.
+        Shape and dtype of ``log_probs``. NaN in the frames of a sample whose loss has no
+        derivative: ``inf`` where no alignment fits, unless ``zero_infinity``, which makes
+        them 0, and ``-inf`` from a log-probability of ``+inf`` on an alignment. A loss
+        that is ``inf`` only because it is beyond the range (log-probabilities near
+        -1e308) has a finite gradient, which is returned (see Notes).
 
     Raises
     ------
@@ -391,6 +392,20 @@ def ctc_loss_grad(
     on 60 sequences of 100 to 2000 frames, random and confident with alignments sharing
     the mass: 5 ULP at 100 frames, 8 at 300, 10 at 1000 and 2000); float32 and float16
     round it away.
+
+    Losses beyond the range: where the forward recursion overflows (a loss beyond 1.8e308,
+    ``inf``), the derivative, minus the posterior of each frame's classes, is finite (it
+    was NaN). It is computed from the log-probabilities less, in each frame, the largest
+    of those its alignments take (blank's and the target's labels'), where that is below
+    -2^512: a constant added to one frame's log-probabilities leaves every posterior as
+    it is (each alignment takes one entry per frame). The shift is exact for the entries
+    within a factor 2 of that largest (equal or nearly equal log-probabilities: the usual
+    case). Where entries further below it carry the probability (a target forced through
+    them), the shifted loss stays large: the bound above holds with it in place of
+    :math:`\ell_n`, plus half an ULP of each such shifted entry. Where no alignment keeps
+    a finite log-probability even so (1, blank, 1 through two log-probabilities of -1e308
+    in frames whose blank has 0), the gradient stays NaN. With ``zero_infinity`` it is 0,
+    as for every infinite loss.
 
     This is the derivative of the loss with respect to ``log_probs`` as given. The
     gradient PyTorch's ``F.ctc_loss`` returns for ``log_probs`` differs: it adds
@@ -474,11 +489,56 @@ def _ctc(
     p = _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
     alphas, log_likelihood, precise = _log_likelihood(p)
     loss = _reduce(p, _losses(p, precise)) if value else None
-    return loss, (_backward(p, alphas, log_likelihood) if grad else None)
+    if not grad:
+        return loss, None
+    d = _backward(p, alphas, log_likelihood)
+    if not p.zero_infinity:
+        _overflowed_samples(p, log_likelihood[0], d)
+    return loss, to_dtype(d, p.dtype)
 
 
-def _backward(p: _Problem, alphas, log_likelihood):
-    """The gradient w.r.t. ``log_probs`` from the forward variables (the backward recursion)."""
+def _overflowed_samples(p: _Problem, ll_hi, grad) -> None:
+    """In place: the gradient of the samples whose log-likelihood overflowed to ``-inf``
+    (log-probabilities near -1e308: the loss is beyond the range, its derivative, minus the
+    posteriors, is not), from their log-probabilities less, in each frame, the largest of
+    those the alignments take (blank's and the target's), where that is below -2^512 (the
+    other frames' sum cannot overflow: they stay as given). A shift of a frame's
+    log-probabilities by a constant leaves every posterior as it is (each alignment takes
+    one entry per frame): the shifted recursion no longer overflows where it was the
+    frames' size that made it. The shift is exact for every entry within a factor 2 of
+    that largest (Sterbenz); an entry further below is rounded to half an ULP of its
+    shifted value. A sample whose shifted likelihood is still 0 (no alignment fits, or
+    one forced through entries beyond the range) keeps its NaN."""
+    redo = np.flatnonzero(ll_hi == -np.inf)
+    if not redo.size:
+        return
+    lp = p.log_probs[:, redo]
+    frames = np.arange(lp.shape[0])[:, None] < p.input_lengths[redo][None, :]
+    # (the largest of the classes the alignments take: blank and the target's labels)
+    emitted = lp[:, np.arange(redo.size)[:, None], p.labels[redo]]
+    with np.errstate(invalid="ignore"):
+        top = np.max(emitted, axis=-1, initial=-np.inf)
+    # (only the frames far below 0: the others' sum cannot overflow, and stay as given)
+    shift = np.where(frames & np.isfinite(top) & (top < -(2.0**512)), top, 0.0)
+    sub = replace(
+        p,
+        log_probs=lp - shift[:, :, None],
+        labels=p.labels[redo],
+        valid=p.valid[redo],
+        skip=p.skip[redo],
+        input_lengths=p.input_lengths[redo],
+        target_lengths=p.target_lengths[redo],
+    )
+    alphas, log_likelihood, _ = _log_likelihood(sub)
+    found = np.isfinite(log_likelihood[0])
+    if found.any():
+        d = _backward(sub, alphas, log_likelihood, batch=len(p.input_lengths))
+        grad[:, redo[found]] = d[:, found]
+
+
+def _backward(p: _Problem, alphas, log_likelihood, batch=None):
+    """The gradient w.r.t. ``log_probs`` from the forward variables (the backward
+    recursion), float64. ``batch``: the mean's batch size, if not ``p``'s (a part of it)."""
     t_max, n, c = p.log_probs.shape
     ninf = -np.inf
     shape = p.labels.shape
@@ -492,7 +552,8 @@ def _backward(p: _Problem, alphas, log_likelihood):
     grad = np.zeros((t_max, n, c))
     beta = none
     # divided by n L_n for the mean (an exact integer: one rounding), else 1
-    divisor = n * np.maximum(p.target_lengths, 1) if p.reduction == "mean" else np.ones(n, int)
+    batch = n if batch is None else batch
+    divisor = batch * np.maximum(p.target_lengths, 1) if p.reduction == "mean" else np.ones(n, int)
     ll_hi, ll_lo = log_likelihood
     infinite = ll_hi == -np.inf
     for t in range(t_max - 1, -1, -1):
@@ -522,4 +583,4 @@ def _backward(p: _Problem, alphas, log_likelihood):
     undefined = (ll_hi == np.inf) if p.zero_infinity else (infinite | (ll_hi == np.inf))
     frames = np.arange(t_max)[:, None] < p.input_lengths[None, :]
     grad[frames & undefined[None, :]] = np.nan
-    return to_dtype(grad, p.dtype)
+    return grad

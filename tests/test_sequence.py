@@ -31,11 +31,12 @@ def collapse(path, blank):
     return out
 
 
-def brute_force(log_probs, target, frames, blank=0):
+def brute_force(log_probs, target, frames, blank=0, digits=60):
     """-log sum over every path of ``frames`` symbols that collapses to ``target``, and
-    d/d log_probs[t, k] of it, by enumeration (mpmath, exact inputs)."""
+    d/d log_probs[t, k] of it, by enumeration (mpmath, exact inputs; ``digits``: enough
+    for the paths' sums of log-probabilities to keep their differences)."""
     c = log_probs.shape[-1]
-    with mpmath.workdps(60):
+    with mpmath.workdps(digits):
         lp = [[mpmath.mpf(float(v)) for v in row] for row in log_probs]
         total = mpmath.mpf(0)
         occupancy = [[mpmath.mpf(0)] * c for _ in range(len(log_probs))]
@@ -494,3 +495,31 @@ def test_long_sequence_with_a_large_loss_within_4_ulp(reduction):
         assert_close_to_exact(ctc_loss(*args, reduction=reduction), value / scale, 4, "loss")
         expected = scaled_grads([grad_ref], [8], reduction, log_probs.shape)
     assert_close_to_exact(ctc_loss_grad(*args, reduction=reduction), expected, 4, "gradient")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradient_where_the_loss_overflows_is_minus_the_posteriors(reduction):
+    # log-probabilities near -1e308: the first sample's loss (about 2e308) is beyond
+    # float64's range, its gradient (minus the posteriors, within [-1, 0]) is not: it was
+    # NaN. Classes 0 and 1 tie in frames 0 and 2, class 2 is far below there; frame 1
+    # holds ordinary log-probabilities, on which the posteriors depend. The second sample
+    # is ordinary (the mean's divisor N L_n covers the whole batch)
+    log_probs = np.empty((3, 2, 3))
+    log_probs[:, 0] = [[-1e308, -1e308, -1.5e308], np.log([0.2, 0.3, 0.5]), [-1e308] * 2 + [-3e307]]
+    log_probs[:, 1] = batch(3, 3, 1, 3)[:, 0]
+    targets, frames, lengths = np.array([[1, 0], [1, 2]]), np.array([3, 3]), np.array([1, 2])
+    # (sums of -1e308 and of log 0.2: 400 digits keep the latter's)
+    exact = [brute_force(log_probs[:, n], targets[n, : lengths[n]], 3, digits=400) for n in (0, 1)]
+    assert exact[0][0] > np.finfo(np.float64).max  # (the loss overflows)
+    expected = scaled_grads([g for _, g in exact], lengths, reduction, log_probs.shape)
+    loss, grad = ctc_loss_value_and_grad(log_probs, targets, frames, lengths, reduction=reduction)
+    assert np.all(np.isinf(loss) if reduction != "none" else np.isinf(loss[0]))
+    assert_close_to_exact(grad, expected, 4, "ctc_loss_grad")
+    np.testing.assert_array_equal(
+        ctc_loss_grad(log_probs, targets, frames, lengths, reduction=reduction), grad
+    )
+    # the one alignment of [1, 1] in 3 frames (1, blank, 1) takes -1e308 twice in frames
+    # whose largest entry is 0 (no shift helps): still NaN, as documented
+    forced = np.zeros((3, 1, 3))
+    forced[[0, 2], 0, 1] = -1e308
+    assert np.isnan(ctc_loss_grad(forced, np.array([[1, 1]]), [3], [2])).all()
