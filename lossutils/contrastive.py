@@ -32,6 +32,7 @@ a few ULP of the largest term.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,9 +193,10 @@ class _Backward:
     """Gradients w.r.t. both raw arrays from the gradient w.r.t. the cosine matrix, given
     whole or block by block of its rows (in order, from row 0)."""
 
-    def __init__(self, p: _Pairs):
+    def __init__(self, p: _Pairs, shift: int = 0):
         n, d = p.a.h.shape
         self.p = p
+        self.shift = shift  # the coefficients are 2^-shift times the gradient's
         self.positive = np.empty(n)  # the matched pairs' coefficients
         self.d_a = np.empty((n, d))  # w.r.t. the unit rows, without the matched pairs
         self.d_b = np.empty((n, d))
@@ -219,16 +221,33 @@ class _Backward:
         p, positive, cos = self.p, self.positive, self.p.diagonal
         a, b = ((u.h, u.zs, u.exponent) for u in (p.a, p.b))
         # each in place, and rounded before the next (one float64 gradient alive at a time)
-        d_a = nx.to_dtype(_unit_backward(p.a, self.d_a, (positive, b, cos), p.dtype), p.dtype)
+        d_a = nx.to_dtype(self._back(p.a, self.d_a, (positive, b, cos)), p.dtype)
         self.d_a = None
-        d_b = nx.to_dtype(_unit_backward(p.b, self.d_b, (positive, a, cos), p.dtype), p.dtype)
+        d_b = nx.to_dtype(self._back(p.b, self.d_b, (positive, a, cos)), p.dtype)
         self.d_b = None
         return d_a, d_b
 
+    def _back(self, u: _Unit, d_h, partner):
+        d = _unit_backward(u, d_h, partner, self.p.dtype)
+        if self.shift:  # (exact, or the limit inf where the gradient overflows)
+            with np.errstate(over="ignore"):
+                np.ldexp(d, self.shift, out=d)
+        return d
 
-def _grads(p: _Pairs, d_cosine: np.ndarray):
-    """Gradients w.r.t. both raw arrays from the whole gradient w.r.t. the cosine matrix."""
-    backward = _Backward(p)
+
+def _shift(factor: float, n: int) -> int:
+    """The power of 2 the coefficients of the backward products take less, and the
+    gradient more (:class:`_Backward`), for coefficients of up to ``factor`` (times 1 or
+    2) over ``N = n`` pairs: 0 unless a sum of ``N`` of them, or a projection's difference
+    of such sums, may overflow though the gradient does not (a SigLIP scale of 1e308, an
+    InfoNCE temperature of 1e-308, "sum")."""
+    return max(0, int(np.frexp(factor)[1]) + n.bit_length() + 3 - 1023)
+
+
+def _grads(p: _Pairs, d_cosine: np.ndarray, shift: int = 0):
+    """Gradients w.r.t. both raw arrays from the whole gradient w.r.t. the cosine matrix
+    (times ``2^-shift``)."""
+    backward = _Backward(p, shift)
     backward.add(slice(0, len(d_cosine)), d_cosine)
     return backward.result()
 
@@ -391,8 +410,10 @@ def _info_nce(query, key, temperature, reduction, *, value=True, grad=True):
     loss = _finish(loss, p) if value else None
     if not grad:
         return loss, None
-    g *= _scale(p.reduction, len(g)) / temperature
-    return loss, _grads(p, g)
+    factor = _scale(p.reduction, len(g)) / temperature
+    shift = _shift(factor, len(g))
+    g *= math.ldexp(factor, -shift)
+    return loss, _grads(p, g, shift)
 
 
 def _info_nce_blocks(p: _Pairs, temperature: float, value: bool, grad: bool):
@@ -532,8 +553,10 @@ def _clip(image_embeds, text_embeds, temperature, reduction, *, value=True, grad
     loss = _finish(rows / 2 + columns / 2, p) if value else None
     if not grad:
         return loss, None
-    g *= _scale(p.reduction, len(rows)) / (2 * temperature)
-    return loss, _grads(p, g)
+    factor = _scale(p.reduction, len(rows)) / (2 * temperature)
+    shift = _shift(2 * factor, len(rows))  # (a row's and a column's softmax)
+    g *= math.ldexp(factor, -shift)
+    return loss, _grads(p, g, shift)
 
 
 def _parts(rows: slice, n: int):
@@ -779,9 +802,15 @@ def _siglip(image_embeds, text_embeds, scale, bias, reduction, *, value=True, gr
     sums = np.empty(n) if value else None
     exact = p.dtype == np.float64
     # row blocks: the gradient is written over the products' rows already read
-    backward = _Backward(p) if grad else None
-    blocks, d_z = _siglip_blocks(p, scale, backward)
     factor = scale * _scale(p.reduction, n)
+    # a factor near the largest float: the backward products' sums of N coefficients of up
+    # to the factor (and the projections' differences) overflowed though the gradient
+    # does not (a scale of 1e308, "sum": inf for entries of 2e307); the coefficients take
+    # 2^-shift of it, the gradient is multiplied back (exact, or to the limit inf)
+    shift = _shift(factor, n)
+    factor = math.ldexp(factor, -shift)
+    backward = _Backward(p, shift) if grad else None
+    blocks, d_z = _siglip_blocks(p, scale, backward)
     huge = scale + abs(bias) > 2.0**1022  # t cos + b may overflow
     for rows, x, lo, out in blocks:
         # x = -l z, z = t cos + b: z off the diagonal, -z on it (the matched pairs)

@@ -458,3 +458,40 @@ def test_siglip_at_the_largest_scale():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         C.siglip_loss_value_and_grad(a, b, scale, reduction="sum")
+
+
+@pytest.mark.parametrize("scale", [1e308, 1.498e308])
+def test_siglip_gradient_at_a_huge_scale_summed(scale):
+    # "sum" and "none": the backward products summed N coefficients of up to the scale,
+    # and the projections took differences of such sums: inf for entries of 2e307 (exact,
+    # mpmath); the coefficients take a power of 2 less, the gradient is multiplied back.
+    # With N = 4 the "sum" gradient is 4 times the mean's, bit for bit
+    a, b = np.random.default_rng(31).normal(size=(2, 4, 3))
+    expected = exact_grad("siglip", a, b, scale, -10.0, "sum")
+    summed = C.siglip_loss_grad(a, b, scale, -10.0, reduction="sum")
+    for reduction in ("none", "mean"):
+        got = C.siglip_loss_grad(a, b, scale, -10.0, reduction=reduction)
+        factor = 4.0 if reduction == "mean" else 1.0
+        for g, s in zip(got, summed, strict=True):
+            np.testing.assert_array_equal(g * factor, s)
+    for g, e in zip(summed, expected, strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        assert np.all(np.isfinite(e64)) and np.all(np.isfinite(g))
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True))
+        assert np.all(np.abs(g - e64) <= BOUND64 * unit), (np.abs(g - e64) / unit).max()
+
+
+@pytest.mark.parametrize("kind", ["info_nce", "clip"])
+def test_info_nce_and_clip_gradients_at_the_smallest_temperature_summed(kind):
+    # the same at a temperature of 1.2e-308 ("sum": coefficients up to 8e307): entries of
+    # the exact gradient up to 1.5e308 were inf; "sum" is 4 times the mean, bit for bit
+    a, b = np.random.default_rng(38).normal(size=(2, 4, 3))
+    grad = FUNCTIONS[kind][1]
+    summed = grad(a, b, 1.2e-308, reduction="sum")
+    for g, s in zip(grad(a, b, 1.2e-308, reduction="mean"), summed, strict=True):
+        np.testing.assert_array_equal(4 * g, s)
+    for g, e in zip(summed, exact_grad(kind, a, b, 1.2e-308, None, "sum"), strict=True):
+        e64 = np.array([[float(v) for v in row] for row in e])
+        assert np.all(np.isfinite(e64)) and np.all(np.isfinite(g))
+        unit = np.spacing(np.max(np.abs(e64), axis=-1, keepdims=True))
+        assert np.all(np.abs(g - e64) <= BOUND64 * unit), (np.abs(g - e64) / unit).max()
