@@ -150,8 +150,10 @@ def _shift(a, k, fill):
 
 
 def _forward(p: _Problem, precise=False):
-    """The log forward variables alpha_t(s) for t = 0..T-1, the log-likelihoods log P and an
-    estimate of the absolute rounding error of log P (None with ``precise``).
+    """The log forward variables alpha_t(s) for t = 0..T-1, the log-likelihoods log P, an
+    estimate of the absolute rounding error of log P and the sum over frames of the
+    magnitude of each frame's largest log-probability among the states' (the last two
+    None with ``precise``).
 
     As double-doubles ``(hi, lo)``: the recursion adds log-probabilities over every frame,
     and float64 alone would carry an absolute error growing with their sum. Each frame's
@@ -170,8 +172,11 @@ def _forward(p: _Problem, precise=False):
     error = np.zeros(shape)
     rows = np.arange(n)[:, None]
     none = (np.full(shape, ninf), np.zeros(shape))
+    tops = np.empty((t_max, n))  # each frame's largest usable log-probability
     for t in range(t_max):
         emit = p.log_probs[t][rows, p.labels]
+        if not precise:
+            np.max(emit, axis=1, out=tops[t])
         skipped = _where(p.skip, _shift_dd(alpha, 2, ninf), none)
         paths, s = _log_sum(alpha, _shift_dd(alpha, 1, ninf), skipped, precise=precise)
         # a state no path reaches stays -inf also under an emission of +inf (not NaN)
@@ -196,19 +201,22 @@ def _forward(p: _Problem, precise=False):
     )
     log_likelihood, s = _log_sum(end, before, precise=precise)
     if precise:
-        return alphas, log_likelihood, None
+        return alphas, log_likelihood, None, None
     error = np.maximum(error[samples, last], error[samples, before_index]) + np.fmax(s * s, 0.0)
-    return alphas, log_likelihood, 2.0**-51 * np.sqrt(error)
+    with np.errstate(invalid="ignore"):
+        np.abs(tops, out=tops)
+        tops[~((np.arange(t_max)[:, None] < p.input_lengths) & (tops < np.inf))] = 0.0
+    return alphas, log_likelihood, 2.0**-51 * np.sqrt(error), np.sum(tops, axis=0)
 
 
 def _log_likelihood(p: _Problem):
     """The forward variables, log P as they give it (for the gradient, whose exponents
-    ``alpha + beta - log P`` then share their rounding) and log P within a fraction of an
-    ULP of the output dtype (for the loss): the samples whose error estimate exceeds an ULP
-    are redone with every log-sum-exp to about 2^-100 (a loss near 0 that the sum of
-    several alignments' probabilities makes: with ``2^-52`` per frame it has lost every
-    digit)."""
-    alphas, log_likelihood, error = _forward(p)
+    ``alpha + beta - log P`` then share their rounding), log P within a fraction of an ULP
+    of the output dtype (for the loss) and the sizes of :func:`_forward`: the samples whose
+    error estimate exceeds an ULP are redone with every log-sum-exp to about 2^-100 (a loss
+    near 0 that the sum of several alignments' probabilities makes: with ``2^-52`` per frame
+    it has lost every digit)."""
+    alphas, log_likelihood, error, size = _forward(p)
     ll_hi, ll_lo = log_likelihood
     with np.errstate(invalid="ignore"):
         redo = np.flatnonzero(error > np.finfo(p.dtype).eps * np.abs(ll_hi))
@@ -222,10 +230,10 @@ def _log_likelihood(p: _Problem):
             input_lengths=p.input_lengths[redo],
             target_lengths=p.target_lengths[redo],
         )
-        _, (hi, lo), _ = _forward(sub, precise=True)
+        _, (hi, lo), _, _ = _forward(sub, precise=True)
         ll_hi, ll_lo = ll_hi.copy(), ll_lo.copy()
         ll_hi[redo], ll_lo[redo] = hi, lo
-    return alphas, log_likelihood, (ll_hi, ll_lo)
+    return alphas, log_likelihood, (ll_hi, ll_lo), size
 
 
 def _losses(p: _Problem, log_likelihood):
@@ -383,29 +391,37 @@ def ctc_loss_grad(
 
     Notes
     -----
-    Accuracy: a few ULP, plus a relative error of about :math:`4 \ell_n 2^{-104}` (the
-    exponents :math:`\alpha + \beta + \ell_n` sum terms as large as the loss; the forward
-    and backward variables are double-doubles, so this is below an ULP for any loss under
-    about 1e14), plus the absolute error of those exponents, which each frame's float64
-    log-sum-exp adds to (up to 2^-50 times the sum of its terms relative to the largest),
-    and the sums of the states' occupancies per class: in float64 up to 11 ULP (measured
-    on 60 sequences of 100 to 2000 frames, random and confident with alignments sharing
-    the mass: 5 ULP at 100 frames, 8 at 300, 10 at 1000 and 2000); float32 and float16
-    round it away.
+    Accuracy: a few ULP, plus the absolute error of the exponents
+    :math:`\alpha + \beta + \ell_n`, which each frame's float64 log-sum-exp adds to (up to
+    2^-50 times the sum of its terms relative to the largest), and the sums of the states'
+    occupancies per class: in float64 up to 11 ULP (measured on 60 sequences of 100 to 2000
+    frames, random and confident with alignments sharing the mass: 5 ULP at 100 frames, 8
+    at 300, 10 at 1000 and 2000); float32 and float16 round it away.
+
+    Large log-probabilities: the exponents sum terms as large as the log-probabilities along
+    the alignments. The forward and backward variables are double-doubles (about 2^-104 of
+    their size), but each log-sum-exp's first-order correction for their low parts drops its
+    square (7e3 ULP at losses of 1e10, 6e7 at 1e12, every digit from about 1e16 on:
+    posteriors off by 0.1 or outside [-1, 0]). A sample whose loss, or whose sum over frames
+    of the largest magnitude among the log-probabilities its alignments take (blank's and
+    the target's labels'), exceeds 2^20 is redone from each frame's log-probabilities less
+    that frame's largest (where beyond 2^11 in magnitude), with every log-sum-exp to about
+    2^-104: within 2 ULP against mpmath at losses of 1e10, 1e100 and 1e300 (float32: 4e37).
+    A constant added to one frame's log-probabilities leaves every posterior as it is (each
+    alignment takes one entry per frame); the shift is exact for the entries within a factor
+    2 of that largest and rounds only those below it by more than 1024 (weights below
+    :math:`e^{-1024}` of it). Where such entries carry the probability (a target forced
+    through them), or no frame's largest is large, the loss of the redone sample stays
+    large: a relative error of about :math:`4 \ell 2^{-104}` is added, :math:`\ell` that
+    loss (below an ULP under about 1e14; 2 ULP measured at 2e16), plus half an ULP of each
+    such shifted entry.
 
     Losses beyond the range: where the forward recursion overflows (a loss beyond 1.8e308,
     ``inf``), the derivative, minus the posterior of each frame's classes, is finite (it
-    was NaN). It is computed from the log-probabilities less, in each frame, the largest
-    of those its alignments take (blank's and the target's labels'), where that is below
-    -2^512: a constant added to one frame's log-probabilities leaves every posterior as
-    it is (each alignment takes one entry per frame). The shift is exact for the entries
-    within a factor 2 of that largest (equal or nearly equal log-probabilities: the usual
-    case). Where entries further below it carry the probability (a target forced through
-    them), the shifted loss stays large: the bound above holds with it in place of
-    :math:`\ell_n`, plus half an ULP of each such shifted entry. Where no alignment keeps
-    a finite log-probability even so (1, blank, 1 through two log-probabilities of -1e308
-    in frames whose blank has 0), the gradient stays NaN. With ``zero_infinity`` it is 0,
-    as for every infinite loss.
+    was NaN), and the same redone sample gives it. Where no alignment keeps a finite
+    log-probability even so (1, blank, 1 through two log-probabilities of -1e308 in frames
+    whose blank has 0), the gradient stays NaN. With ``zero_infinity`` it is 0, as for
+    every infinite loss.
 
     This is the derivative of the loss with respect to ``log_probs`` as given. The
     gradient PyTorch's ``F.ctc_loss`` returns for ``log_probs`` differs: it adds
@@ -487,29 +503,42 @@ def _ctc(
 ):
     """``(loss or None, d_log_probs or None)``: one forward recursion feeds both."""
     p = _problem(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
-    alphas, log_likelihood, precise = _log_likelihood(p)
+    alphas, log_likelihood, precise, size = _log_likelihood(p)
     loss = _reduce(p, _losses(p, precise)) if value else None
     if not grad:
         return loss, None
     d = _backward(p, alphas, log_likelihood)
-    if not p.zero_infinity:
-        _overflowed_samples(p, log_likelihood[0], d)
+    _large_samples(p, log_likelihood[0], size, d)
     return loss, to_dtype(d, p.dtype)
 
 
-def _overflowed_samples(p: _Problem, ll_hi, grad) -> None:
-    """In place: the gradient of the samples whose log-likelihood overflowed to ``-inf``
-    (log-probabilities near -1e308: the loss is beyond the range, its derivative, minus the
-    posteriors, is not), from their log-probabilities less, in each frame, the largest of
-    those the alignments take (blank's and the target's), where that is below -2^512 (the
-    other frames' sum cannot overflow: they stay as given). A shift of a frame's
-    log-probabilities by a constant leaves every posterior as it is (each alignment takes
-    one entry per frame): the shifted recursion no longer overflows where it was the
-    frames' size that made it. The shift is exact for every entry within a factor 2 of
-    that largest (Sterbenz); an entry further below is rounded to half an ULP of its
-    shifted value. A sample whose shifted likelihood is still 0 (no alignment fits, or
-    one forced through entries beyond the range) keeps its NaN."""
-    redo = np.flatnonzero(ll_hi == -np.inf)
+def _large_samples(p: _Problem, ll_hi, size, grad) -> None:
+    """In place: the gradient of the samples whose log-probabilities are large, redone.
+
+    The exponents ``alpha + beta - log P`` of the posteriors are sums of terms as large as
+    the log-probabilities along the alignments: their double-doubles keep an absolute
+    error of about 2^-104 of that size, and the first-order ``e^d (1 + delta)`` of each
+    log-sum-exp (``delta`` the low parts' difference, up to an ULP of the size) adds
+    ``delta^2`` (within 4 ULP up to losses of 1e8, then 7e3 ULP at 1e10, every digit
+    from about 1e16). Redone: the samples whose log-likelihood or ``size`` (the sum over
+    frames of the magnitude of the largest log-probability the alignments take, blank's or
+    the target's) exceeds 2^20 (a hundredth of where digits go: never for the outputs of a
+    log-softmax over a few thousand frames), from their log-probabilities less, in each frame whose
+    largest is beyond 2^11 in magnitude, that largest, with every log-sum-exp's
+    exponentials to about 2^-104 (``precise``). A constant added to one frame's
+    log-probabilities leaves every posterior as it is (each alignment takes one entry per
+    frame); the shift is exact for every entry within a factor 2 of that largest
+    (Sterbenz), and rounds only entries whose probability is below ``e^-1024`` of it (a
+    half ULP of their shifted value). This also gives the gradient of a loss beyond the
+    range (log-likelihood ``-inf``, log-probabilities near -1e308), which is finite. A
+    sample whose shifted likelihood is still 0 (no alignment fits, or one forced through
+    entries beyond the range) keeps its NaN (or 0, with ``zero_infinity``)."""
+    with np.errstate(invalid="ignore"):
+        large = (np.abs(ll_hi) > _LARGE) | (size > _LARGE)
+        large &= (ll_hi != np.inf) & ~np.isnan(ll_hi)
+    if p.zero_infinity:
+        large &= ll_hi != -np.inf
+    redo = np.flatnonzero(large)
     if not redo.size:
         return
     lp = p.log_probs[:, redo]
@@ -518,8 +547,7 @@ def _overflowed_samples(p: _Problem, ll_hi, grad) -> None:
     emitted = lp[:, np.arange(redo.size)[:, None], p.labels[redo]]
     with np.errstate(invalid="ignore"):
         top = np.max(emitted, axis=-1, initial=-np.inf)
-    # (only the frames far below 0: the others' sum cannot overflow, and stay as given)
-    shift = np.where(frames & np.isfinite(top) & (top < -(2.0**512)), top, 0.0)
+        shift = np.where(frames & np.isfinite(top) & (np.abs(top) > 2.0**11), top, 0.0)
     sub = replace(
         p,
         log_probs=lp - shift[:, :, None],
@@ -529,16 +557,21 @@ def _overflowed_samples(p: _Problem, ll_hi, grad) -> None:
         input_lengths=p.input_lengths[redo],
         target_lengths=p.target_lengths[redo],
     )
-    alphas, log_likelihood, _ = _log_likelihood(sub)
+    alphas, log_likelihood, _, _ = _forward(sub, precise=True)
     found = np.isfinite(log_likelihood[0])
     if found.any():
-        d = _backward(sub, alphas, log_likelihood, batch=len(p.input_lengths))
+        d = _backward(sub, alphas, log_likelihood, batch=len(p.input_lengths), precise=True)
         grad[:, redo[found]] = d[:, found]
 
 
-def _backward(p: _Problem, alphas, log_likelihood, batch=None):
+# the size of log-probabilities beyond which the gradient is redone (_large_samples)
+_LARGE = 2.0**20
+
+
+def _backward(p: _Problem, alphas, log_likelihood, batch=None, precise=False):
     """The gradient w.r.t. ``log_probs`` from the forward variables (the backward
-    recursion), float64. ``batch``: the mean's batch size, if not ``p``'s (a part of it)."""
+    recursion), float64. ``batch``: the mean's batch size, if not ``p``'s (a part of it);
+    ``precise``: every log-sum-exp to about 2^-104 (:func:`_forward`)."""
     t_max, n, c = p.log_probs.shape
     ninf = -np.inf
     shape = p.labels.shape
@@ -561,7 +594,7 @@ def _backward(p: _Problem, alphas, log_likelihood, batch=None):
             reached = p.valid & (beta[0] != ninf)
             ahead = _where(reached, dd_sum(p.log_probs[t + 1][rows, p.labels], 0.0, *beta), none)
             skipped = _where(skip_from, _shift_dd(ahead, -2, ninf), none)
-            paths, _ = _log_sum(ahead, _shift_dd(ahead, -1, ninf), skipped)
+            paths, _ = _log_sum(ahead, _shift_dd(ahead, -1, ninf), skipped, precise=precise)
             step = _where(p.valid, paths, none)
         else:
             step = beta

@@ -523,3 +523,54 @@ def test_gradient_where_the_loss_overflows_is_minus_the_posteriors(reduction):
     forced = np.zeros((3, 1, 3))
     forced[[0, 2], 0, 1] = -1e308
     assert np.isnan(ctc_loss_grad(forced, np.array([[1, 1]]), [3], [2])).all()
+
+
+@pytest.mark.parametrize("size", [1e10, 1e100, 1e300])
+def test_gradient_of_large_finite_losses_within_4_ulp(size):
+    # log-probabilities of magnitude size / 40 over 40 frames (a loss about size): the
+    # exponents alpha + beta - loss sum terms as large as the loss, and the first-order
+    # e^d (1 + delta) of each log-sum-exp dropped delta^2 (delta the low parts' difference,
+    # an ULP of them): 7e3 ULP at a loss of 1e10, every digit (posteriors off by 0.2 and
+    # more, or outside [-1, 0]) from 1e14 on. The second sample is ordinary
+    rng = np.random.default_rng(5)
+    log_probs = np.empty((40, 2, 5))
+    log_probs[:, 0] = -size / 40 * (1 + rng.random((40, 1))) + rng.normal(scale=2.0, size=(40, 5))
+    log_probs[:, 1] = batch(6, 40, 1, 5)[:, 0]
+    targets, frames, lengths = np.array([[1, 2, 3, 3, 4], [2, 4, 0, 0, 0]]), [40, 40], [5, 2]
+    exact = [forward_backward(log_probs[:, n], targets[n, : lengths[n]], 40) for n in (0, 1)]
+    assert exact[0][0] > size / 2
+    args = (log_probs, targets, frames, lengths)
+    for reduction in REDUCTIONS:
+        expected = scaled_grads([g for _, g in exact], lengths, reduction, log_probs.shape)
+        grad = ctc_loss_grad(*args, reduction=reduction)
+        assert_close_to_exact(grad, expected, 4, f"ctc_loss_grad {reduction}")
+        # (a finite loss: zero_infinity changes nothing)
+        grad = ctc_loss_grad(*args, reduction=reduction, zero_infinity=True)
+        assert_close_to_exact(grad, expected, 4, f"ctc_loss_grad {reduction} zero_infinity")
+
+
+def test_gradient_of_large_finite_losses_other_cases():
+    rng = np.random.default_rng(7)
+    cases = []
+    # float32 log-probabilities near -1e36 (a loss of 4e37 in float32's range: 9e10 ULP
+    # before)
+    cases.append((np.float32, -1e36 * (1 + rng.random((40, 1))) + rng.normal(size=(40, 5)), 40))
+    # unnormalised, the frames' largest alternating +-1e12: a loss of a few units, forward
+    # variables of 1e12 (1e7 ULP before)
+    sign = np.where(np.arange(6) % 2, -1.0, 1.0)[:, None]
+    cases.append((np.float64, 1e12 * sign + rng.normal(size=(6, 5)), 6))
+    # the target's labels forced through entries of about -1e12 in frames whose blank is
+    # ordinary (no shift applies: the loss stays 3e12; 9e7 ULP before)
+    forced = rng.normal(size=(6, 5))
+    forced[:, [1, 2, 3]] = -1e12 + rng.normal(size=(6, 3))
+    cases.append((np.float64, forced, 6))
+    for dtype, log_probs, t in cases:
+        log_probs = log_probs.astype(dtype)
+        target = [1, 2, 3, 3] if t == 40 else [1, 3, 3]
+        _, g = forward_backward(log_probs.astype(np.float64), target, t)
+        expected = scaled_grads([g], [len(target)], "sum", (t, 1, 5))
+        grad = ctc_loss_grad(
+            log_probs[:, None], np.array([target]), [t], [len(target)], reduction="sum"
+        )
+        assert grad.dtype == dtype
+        assert_close_to_exact(grad, expected, 4, f"ctc_loss_grad {dtype.__name__}")
