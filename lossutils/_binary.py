@@ -12,6 +12,7 @@ Every loss is elementwise: ``input`` and ``target`` have the same shape, and
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from dataclasses import dataclass
 
@@ -1366,9 +1367,10 @@ def logistic_loss(input, target, base=2.0, reduction="mean"):
     ``optax.sigmoid_binary_cross_entropy`` with :math:`y = (1 + t)/2` likewise. The
     base-2 scaling follows :cite:t:`rosasco2004loss`.
 
-    A base between 0.78 and 1.28 (:math:`1 / |\ln b| > 4`) multiplies the rounding error
-    of a softplus below the normal range: float32 and float16 are then computed in float64
-    where some :math:`|x|` exceeds 86, and rounded once. In float64 a loss whose
+    float32 and float16 are computed in float64 (the exponential, ``log1p``, the sigmoid
+    and the division by :math:`\ln b`) and rounded once: within one ULP, whatever the
+    base (NumPy's float32 ``exp`` and ``log1p``, up to 2.5 and 2 ULP off, would put a
+    float32 loss up to 4.9 ULP off near :math:`t x = 1`). In float64 a loss whose
     :math:`\operatorname{softplus}(-t x)` is below 2.2e-308 (:math:`t x` beyond 708) is
     within :math:`4 w 2^{-1074}` of the exact value, :math:`w = 1 / |\ln b|` (its
     gradient likewise), instead of 4 ULP.
@@ -1448,48 +1450,130 @@ def _logistic(input, target, base, reduction, value=True, grad=True):
     """``(loss or None, gradient or None)`` of :func:`logistic_loss`."""
     base = check_log_base(base)
     x, t = _signed_args(input, target, reduction)
-    log_base = np.log(base)
-    work = None
-    # 1 / |ln b| above 4 (b between 0.78 and 1.28) lifts the rounding error of a float32
-    # softplus or sigmoid below float32's normal range (|x| beyond 86) past 4 ULP: float64
-    if x.dtype != np.float64 and abs(log_base) < 0.25 and not _abs_max(x) <= 86:  # (or NaN)
-        work = np.dtype(np.float64)
-    return _softplus_margin(x, t, reduction, value, grad, log_base, work)
+    return _softplus_margin(x, t, reduction, value, grad, np.log(base))
 
 
-def _softplus_margin(x, t, reduction, value, grad, log_base=None, work=None):
-    """``softplus(-t x)`` (divided by ``log_base``) and its derivative ``-t sigma(-t x)``,
-    block by block (in ``work``, if given); a division by ``log_base`` (a float64) is in
-    float64, rounded once."""
-    work = nx.working_dtype(x.dtype) if work is None else work
-    # half blocks with a base: the float64 quotients' buffers stay as small as the others
-    block_bytes = _BLOCK_BYTES if log_base is None else _BLOCK_BYTES // 2
-    length = block_length(work, x.size, block_bytes)
+def _softplus_margin(x, t, reduction, value, grad, log_base=None):
+    """``softplus(-t x)`` (divided by ``log_base``, a float64) and its derivative
+    ``-t sigma(-t x)``, block by block: float64 in float64 (a division by ``log_base``
+    rounded once), float32 and float16 by :func:`_narrow_softplus_margin`."""
+    if x.dtype != np.float64:
+        return _narrow_softplus_margin(x, t, reduction, value, grad, log_base)
+    length = block_length(x.dtype, x.size)
     buffers = threading.local()  # each thread's, made once
-    # a quotient that is final (formed in the result's memory, no scale after it) is divided
-    # in float64 and rounded into place: the same bits as through a float64 buffer
-    final = [reduction == "none" and x.dtype == work, reduction != "mean" and x.dtype == work]
 
     def kernel(xb, labels, out):
         values, local = out
         size = xb.size
         if not hasattr(buffers, "minus_t"):
-            buffers.minus_t, buffers.z, buffers.u = (np.empty(length, work) for _ in range(3))
-            buffers.wide = [np.empty(length) for _ in range(2)] if log_base is not None else None
-        minus_t, z, u, wide = buffers.minus_t, buffers.z, buffers.u, buffers.wide
-        nt = np.negative(labels, out=minus_t[:size])
-        zb = np.multiply(nt, xb, out=z[:size])  # -t x: exact, t is +-1
-        redone = nx.softplus_sigmoid_into(zb, values, local, u[:size])
+            buffers.minus_t, buffers.z, buffers.u = (np.empty(length) for _ in range(3))
+        nt = np.negative(labels, out=buffers.minus_t[:size])
+        zb = np.multiply(nt, xb, out=buffers.z[:size])  # -t x: exact, t is +-1
+        redone = nx.softplus_sigmoid_into(zb, values, local, buffers.u[:size])
         if local is not None:
             np.multiply(nt, local, out=local)  # -t sigma(-t x)
             if redone is not None:
                 local[redone] += 0.0  # +0 where sigma(-t x) underflows
-        if log_base is None:
-            return values, local
-        return tuple(
-            None if r is None else np.divide(r, log_base, out=r if last else w[:size])
-            for r, w, last in zip((values, local), wide, final, strict=True)
-        )
+        if log_base is not None:
+            for r in out:
+                if r is not None:
+                    np.divide(r, log_base, out=r)
+        return values, local
+
+    loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, into=True)
+    return loss, (None if d is None else d[0])
+
+
+# Below this -t x, log(1 + e^{-t x}) in float64 would keep the softplus to less than 2^-30
+# relative (e^-15.5 is about 2^-22.4, the rounding of 1 + u 2^-53): there log1p.
+_LOG_OF_ONE_PLUS = -15.5
+
+
+def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
+    """:func:`_softplus_margin` of float32 or float16 ``x``: the exponential, the
+    logarithm, the sigmoid and the division by ``log_base`` in float64, each result
+    rounded once to ``x``'s dtype (within 2^-30 relative before it: one ULP).
+
+    NumPy's float32 ``exp`` and ``log1p`` (SIMD loops) are up to 2.5 and 2 ULP off: a
+    float32 softplus from them was up to 3.3 ULP off, and rounded again after a division
+    by ``ln 2``, 4.9 ULP (``logistic_loss`` at ``x = 1.0241973``, ``t = 1``). The float64
+    softplus is ``log(1 + u)``, ``u = e^{-t x}``, which the float64 ``1 + u`` keeps to
+    2^-53 absolute, 2^-30 relative where ``-t x`` is above ``_LOG_OF_ONE_PLUS`` (and
+    ``log1p(u)`` below it); ``log`` costs half of ``log1p``. Beyond -t x = 708 an element
+    is redone by :func:`logistic_pairs` (``u`` would overflow); below -708 the results
+    are below the narrow dtype's range."""
+    work = nx.working_dtype(x.dtype)
+    # (blocks of float32 elements: the float64 buffers are larger than the cache's share,
+    # but fewer calls per element cost less)
+    block_bytes = _BLOCK_BYTES
+    length = block_length(work, x.size, block_bytes)
+    buffers = threading.local()  # each thread's, made once
+    # a result that is final (formed in the result's memory, no scale after it) is rounded
+    # into place here; the others are returned in float64 and rounded after the reduction
+    final = [reduction == "none" and x.dtype == work, reduction != "mean" and x.dtype == work]
+    # 1 / ln b: its rounding and the product's are far below 2^-30
+    factor = None if log_base is None else 1.0 / log_base
+    # a derivative times 1 / n (for a mean) whose magnitude is at most half the dtype's
+    # smallest subnormal rounds to zero: it is made +0, as elsewhere. Only -t x below
+    # log(that bound times |ln b|) can be so small (sigma(z) < e^z).
+    count = x.size if reduction == "mean" else 1
+    zero = float(np.finfo(x.dtype).smallest_subnormal) / 2 * count
+    ln_b = 1.0 if log_base is None else abs(log_base)
+    z_zero = math.log(zero * ln_b) if zero > 0 else -math.inf  # (no elements: nothing)
+    limit = nx._PLAIN_LOGISTIC[np.dtype(np.float64)]
+
+    def kernel(xb, labels, out):
+        values, local = out
+        size = xb.size
+        if not hasattr(buffers, "minus_t"):
+            buffers.minus_t = np.empty(length, work)
+            buffers.wide = [np.empty(length) for _ in range(4)]
+        nt = np.negative(labels, out=buffers.minus_t[:size])
+        z, u, softplus, sigmoid = (w[:size] for w in buffers.wide)
+        np.multiply(nt, xb, out=z)  # -t x: exact, t is +-1
+        np.exp(z, out=u)
+        one_plus = np.add(u, 1, out=softplus)
+        if local is not None:
+            np.divide(u, one_plus, out=sigmoid)
+        if values is not None:
+            np.log(one_plus, out=softplus)
+        bottom, top = np.minimum.reduce(z), np.maximum.reduce(z)
+        if values is not None and not bottom >= _LOG_OF_ONE_PLUS:  # (or a NaN)
+            low = np.flatnonzero(z < _LOG_OF_ONE_PLUS)
+            softplus[low] = np.log1p(u[low])
+        if not top <= limit:  # (or a NaN)
+            redo = np.flatnonzero(~(z <= limit))
+            pluses, sigmas = nx.logistic_pairs(
+                z[redo], (values is not None, False), (local is not None, False)
+            )
+            if values is not None:
+                softplus[redo] = pluses[0]
+            if local is not None:
+                sigmoid[redo] = sigmas[0]
+        results = [None, None]
+        if values is not None:
+            if factor is not None:
+                softplus *= factor
+            if final[0]:
+                values[...] = softplus  # rounded once
+            results[0] = values if final[0] else softplus
+        if local is not None:
+            if factor is not None:
+                sigmoid *= factor
+            if final[1]:
+                local[...] = sigmoid  # rounded once
+                np.multiply(nt, local, out=local)  # -t sigma(-t x) / ln b: exact
+                slope = local
+            else:
+                slope = np.multiply(nt, sigmoid, out=sigmoid)
+            if not bottom >= z_zero:  # a zero after the rounding (and the mean's scale): +0
+                low = np.flatnonzero(z < z_zero)
+                if final[1]:
+                    slope[low] += 0.0
+                else:
+                    slope[low[np.abs(slope[low]) <= zero]] = 0.0
+            results[1] = slope
+        return tuple(results)
 
     loss, d = in_blocks(
         kernel,
