@@ -16,10 +16,12 @@ few ULP of the larger of its row's largest entry and the largest entry of the gr
 w.r.t. the normalised row (the matched pair's part apart) over the row's norm (float16
 and float32: 2 ULP of the row's largest entry in the tests; float64: 6 the largest
 measured, over pairs nearly parallel (1e-9 to 1e-3 apart) and far apart, 3 to 16
-features, N = 4 to 16, temperatures 0.02 to 1 and SigLIP's defaults). The second exceeds
-the first where that gradient lies nearly along the row, whose tangent part (all the
-normalisation keeps) then cancels: in ULP of the row's largest entry alone, float64
-entries were off by up to 126 in that sweep (few features, many rows). A float64
+features, N = 4 to 16, temperatures 0.02 to 1 and SigLIP's defaults; 3.9 over random rows
+at a SigLIP scale of 1e308 or 1.498e308 and a temperature of 1.2e-308, where an entry
+whose exact value is beyond the range is ``inf``). The second exceeds the first where
+that gradient lies nearly along the row, whose tangent part (all the normalisation
+keeps) then cancels: in ULP of the row's largest entry alone, float64 entries were off by
+up to 126 in that sweep (few features, many rows), 62 at those extremes. A float64
 gradient takes its softmax (sigmoid) from the same double-double logits, and each
 matched pair's part of the normalisation's gradient, :math:`k - (h^\top k) h` for
 :math:`k` nearly :math:`\pm h`, from double-double unit rows as :math:`w \pm \lVert
