@@ -267,7 +267,9 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     :math:`D` times PyTorch's ``F.mse_loss(noise_pred, noise)`` for ``D`` features per
     sample (the conformance test
     ``test_claim_ddpm_simple_mean_is_features_times_mse_loss``). Computed in float64 for
-    float16 and float32 results, rounded once. The gradient has ``noise_pred``'s dtype. In
+    float16 and float32 results, rounded once; float32 residuals are formed in float32 (one
+    rounding each, for speed), so a float32 loss is within 2.5 ULP and its gradient within
+    1.5. The gradient has ``noise_pred``'s dtype. In
     float64 a sample whose residual (1e308 - (-1e308)) or squares (beyond 1.3e154)
     overflow is redone from the halved residuals, so that a weighted sum or a gradient
     :math:`2 w r / N` is infinite only if its exact value is; a mean of samples whose
@@ -349,8 +351,9 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     """``(loss or None, d_noise_pred or None)`` of :func:`ddpm_noise_loss`, one pass.
 
     Blocks of rows of cache size: each block's residual is formed once in the working
-    dtype (float64 for float16 and float32: the difference of two of them is exact or
-    nearly so there, and its squares sum without losing a digit of the result) and feeds
+    dtype (float64 for float16 and float32: a float16 residual is exact there, a float32
+    one is rounded once in float32, and the squares sum without losing a digit of the
+    result) and feeds
     the block's per-sample sums of squares and its gradient rows, written into the
     gradient's own dtype. The full-size arrays are the gradient and nothing else.
     """
@@ -374,16 +377,26 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     # block-sized arrays cost page faults that took longer than the arithmetic)
     step = max(1, CHUNK // max(1, features))
     rb, sb = (np.empty(min(n, step) * features, work) for _ in range(2))
+    # float16 data: their residuals are formed in float64, exactly (subtracted in float16,
+    # NumPy's loop for them, they would be rounded there, and slowly); float32 data are
+    # subtracted in float32, one rounding of the residual (about 40% faster than a float64
+    # residual, at most one ULP more in the loss)
+    half = dtype == np.float16
     for rows in chunks(n, step):
         r = rb[: (rows.stop - rows.start) * features].reshape(rows.stop - rows.start, features)
-        with np.errstate(over="raise"):  # float64 data only; the flag costs nothing
-            try:
+        if half:
+            np.copyto(r, pred2[rows])
+            np.subtract(r, target2[rows], out=r)
+            overflowed = False
+        else:
+            with np.errstate(over="raise"):  # float64 data only; the flag costs nothing
+                try:
+                    np.subtract(pred2[rows], target2[rows], out=r)
+                    overflowed = False
+                except FloatingPointError:
+                    overflowed = True
+            if overflowed:
                 np.subtract(pred2[rows], target2[rows], out=r)
-                overflowed = False
-            except FloatingPointError:
-                overflowed = True
-        if overflowed:
-            np.subtract(pred2[rows], target2[rows], out=r)
         if value:
             sq = np.multiply(r, r, out=sb[: r.size].reshape(r.shape))
             np.sum(sq, axis=-1, out=per[rows])

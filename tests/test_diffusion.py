@@ -216,6 +216,40 @@ def test_simple_mean_is_features_times_mse():
     np.testing.assert_allclose(loss, 4 * np.mean((pred - noise) ** 2), rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_narrow_noise_loss_from_its_residuals(dtype, reduction):
+    # float16: the residuals exact in float64 and the results rounded once (subtracted in
+    # float16, they were rounded there: a loss of 5.3125, not 5.3164, the exact 5.31623
+    # rounded, and gradient entries 1.1 ULP off). float32: a residual rounded once in
+    # float32 (2u relative in its square), as the docstring states
+    rng = np.random.default_rng(3)
+    betas = SCHEDULES["short"].astype(dtype)
+    pred = rng.normal(size=(40, 5)).astype(dtype)
+    noise = (rng.normal(size=(40, 5)) * 10.0 ** rng.integers(-4, 2, size=(40, 5))).astype(dtype)
+    t = rng.integers(1, 21, size=40)
+    weights = kl_weights(betas)
+    with mpmath.workdps(60):
+        r = [
+            [mpmath.mpf(float(p)) - mpmath.mpf(float(q)) for p, q in zip(*rows, strict=True)]
+            for rows in zip(pred, noise, strict=True)
+        ]
+        per = [weights[t[i] - 1] * mpmath.fsum(e**2 for e in r[i]) for i in range(40)]
+        scale = mpmath.mpf(1) / 40 if reduction == "mean" else 1
+        if reduction == "none":
+            reference = np.array(per, dtype=object)
+        else:
+            reference = mpmath.fsum(per) * scale
+        slopes = np.array(
+            [[2 * weights[t[i] - 1] * scale * e for e in r[i]] for i in range(40)], dtype=object
+        )
+    got = ddpm_noise_loss(pred, noise, t, betas, reduction=reduction)
+    bound, grad_bound = (0.501, 0.501) if dtype == np.float16 else (2.5, 1.5)
+    assert_close_to_exact(got, reference, bound, "ddpm_noise_loss")
+    grad = ddpm_noise_loss_grad(pred, noise, t, betas, reduction=reduction)
+    assert_close_to_exact(grad, slopes, grad_bound, "ddpm_noise_loss_grad")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_empty_batch(dtype):
     empty = np.zeros((0, 3), dtype=dtype)
