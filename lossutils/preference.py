@@ -378,6 +378,14 @@ def bradley_terry_loss_grad(chosen, rejected, reduction="mean"):
     ValueError
         As :func:`bradley_terry_loss`.
 
+    Notes
+    -----
+    float32 and float16 gradients are rounded once from float64. In float64 the
+    sigmoid's exponential (within 0.71 ULP), ``1 + u`` and their quotient each round
+    (and, for a mean, the scale ``1 / n`` and the product with it): an entry is a few
+    ULP from the exact value, up to 2.5 ULP on a dense sweep of the margins in
+    [-40, 40] (3.0 for a mean).
+
     Examples
     --------
     >>> d_c, d_r = bradley_terry_loss_grad([2.0], [0.0])
@@ -553,6 +561,13 @@ def dpo_loss_grad(
 
     Notes
     -----
+    float32 and float16 gradients are rounded once from float64. In float64 the
+    sigmoid's exponential (within 0.71 ULP), ``1 + u``, their quotient and the product
+    with :math:`\beta` (with :math:`\beta / n`, itself rounded, for a mean) each round:
+    an entry is a few ULP from the exact value, up to 3.8 ULP on a dense sweep of the
+    margins in [-40, 40] with :math:`\beta = 0.1` (4.2 for a mean); with
+    :math:`\beta = 1` up to 2.5 (3.0), as :func:`bradley_terry_loss_grad`.
+
     With ``label_smoothing`` :math:`\varepsilon > 0` the gradient vanishes at
     :math:`z = \log((1 - \varepsilon)/\varepsilon)`; near there it is a difference of
     two terms, computed in float64: its error is a few float64 ULP of :math:`\beta`,

@@ -84,7 +84,8 @@ def test_dpo_within_3_ulp(dtype, beta, eps):
             assert d_c.dtype == d_r.dtype == dtype and d_c.shape == pc.shape
             expected = _scaled(exact_grad, reduction, pc.size)
             if eps == 0 or dtype != np.float64:
-                ref.assert_ulp_in(d_c, expected, dtype, max_ulp=2, label="d_chosen")
+                bound = _grad_bound(dtype, beta, reduction)
+                ref.assert_ulp_in(d_c, expected, dtype, max_ulp=bound, label="d_chosen")
             else:
                 # eps - sigma(-z) cancels near its zero: a few float64 ULP of beta (Notes)
                 scale = beta / (pc.size if reduction == "mean" else 1)
@@ -103,8 +104,51 @@ def test_bradley_terry_within_2_ulp(dtype):
             assert np.asarray(got).dtype == dtype
             ref.assert_ulp_in(got, ref.reduced(exact, reduction), dtype, max_ulp=2)
             d_c, d_r = P.bradley_terry_loss_grad(pc, pr, reduction)
-            ref.assert_ulp_in(d_c, _scaled(exact_grad, reduction, pc.size), dtype, max_ulp=2)
+            expected = _scaled(exact_grad, reduction, pc.size)
+            ref.assert_ulp_in(d_c, expected, dtype, _grad_bound(dtype, 1.0, reduction))
             np.testing.assert_array_equal(d_r, -d_c)
+
+
+def _grad_bound(dtype, beta, reduction):
+    """The gradients' bound in ULP: 2 where rounded once from float64; in float64 the
+    sigmoid's exponential, 1 + u and the quotient round, and the product with beta
+    (exact for 1) and a mean's scale beta / n (as the docstrings say)."""
+    if dtype != np.float64:
+        return 2.0
+    return (3.5 if beta == 1 else 4.5) + (0.5 if reduction == "mean" else 0.0)
+
+
+# The worst margins (times 1 / beta) of a sweep of 2.4e7 float64 margins in [-40, 40] against
+# long double references: the float64 gradients were 2.4 to 2.5 ULP off (beta = 1; 2.9 to
+# 3.0 for a mean) and 3.6 to 3.8 (beta = 0.1; 4.1 to 4.2 for a mean), beyond the 2 ULP the
+# tests checked on a few points.
+_WORST_MARGINS = {
+    1.0: [4.848732687341339, 2.7106515936139477, 4.157442219872685, 3.4350813383570173]
+    + [4.85018116138999, 3.4497159738427285, 2.0618895958406913, 2.015703356010298]
+    + [2.0020268663473235, 2.762893061262833],
+    0.1: [240.37890102190445, 302.8921999566124, 47.17871031718482, 53.84940381914717]
+    + [192.7098214308242, 261.650455591387, 47.08730624186758, 53.8068665881255]
+    + [171.6523435655376, 220.13019713928585],
+}
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.1])
+def test_float64_gradients_densely_within_their_stated_bound(beta):
+    worst = np.array(_WORST_MARGINS[beta])
+    steps = np.arange(-12, 13)
+    near = np.concatenate([w + steps * np.spacing(w) for w in worst])
+    through = np.linspace(-40, 40, 641) / beta
+    pc = np.concatenate([near, through, -near])
+    zeros = np.zeros_like(pc)
+    exact, exact_grad = _exact(pc, zeros, zeros, zeros, beta, 0.0)
+    for reduction in ("none", "mean"):
+        expected = _scaled(exact_grad, reduction, pc.size)
+        bound = _grad_bound(np.float64, beta, reduction)
+        d_c, _ = P.dpo_loss_grad(pc, zeros, zeros, zeros, beta, 0.0, reduction)
+        ref.assert_ulp_in(d_c, expected, np.float64, bound, label=f"dpo {reduction}")
+        if beta == 1:
+            d_c, _ = P.bradley_terry_loss_grad(pc, zeros, reduction)
+            ref.assert_ulp_in(d_c, expected, np.float64, bound, label=f"bt {reduction}")
 
 
 def test_bradley_terry_is_dpo_with_zero_reference_and_beta_one():
