@@ -6,6 +6,7 @@ The class axis is the last axis. See the book *Losses from Likelihoods*.
 """
 
 from . import (
+    _numerics,
     activations,
     classification,
     contrastive,
@@ -45,3 +46,18 @@ _MODULES = (
 )
 
 __all__ = [name for module in _MODULES for name in module.__all__]
+
+
+def _ignore_underflow_in_public_functions() -> None:
+    """Wrap every public function once (in its module and here) so that its results and
+    its silence do not depend on the caller's ``np.seterr`` for underflow."""
+    for module in _MODULES:
+        for name in module.__all__:
+            function = getattr(module, name)
+            if callable(function) and not getattr(function, "underflow_ignored", False):
+                function = _numerics.underflow_ignored(function)
+                setattr(module, name, function)
+            globals()[name] = function
+
+
+_ignore_underflow_in_public_functions()

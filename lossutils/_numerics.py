@@ -46,6 +46,30 @@ def quiet(function):
     return quiet_function
 
 
+def underflow_ignored(function):
+    """Run ``function`` with floating-point underflow ignored, whatever the caller's
+    ``np.seterr`` says (NumPy's default ignores it already).
+
+    Underflow is an expected outcome of the careful kernels (``exp`` of a large negative
+    number, a product of tiny probabilities) and carries no information: the result is
+    right. A caller's ``np.seterr(under="warn")`` or ``np.seterr(all="raise")`` must not
+    turn it into a warning or a ``FloatingPointError`` from inside lossutils; the other
+    categories are left as the caller set them (each kernel already silences those it
+    expects). Every public function is wrapped once, in ``lossutils/__init__.py``.
+    """
+    if _ERRSTATE_DECORATES_PER_CALL:
+        wrapped = np.errstate(under="ignore")(function)
+    else:
+
+        @functools.wraps(function)
+        def wrapped(*args, **kwargs):
+            with np.errstate(under="ignore"):
+                return function(*args, **kwargs)
+
+    wrapped.underflow_ignored = True
+    return wrapped
+
+
 # --- dtypes ---------------------------------------------------------------------------------------
 
 

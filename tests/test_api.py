@@ -9,6 +9,7 @@ table of valid sample arguments per function.
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +332,42 @@ def test_docstring_states_what_raises(name):
     assert "\nRaises\n------\nValueError\n" in doc, f"{name}'s docstring lacks a Raises section"
     returns, raises = doc.index("\nReturns\n"), doc.index("\nRaises\n")
     assert returns < raises, f"{name}: Raises must follow Returns (numpydoc order)"
+
+
+def _underflowing(args):
+    """The sample's float arguments stretched so that exponentials and products underflow
+    (logits of 1e3 and more, tiny spreads): the inputs of a confident, trained model."""
+    return tuple(
+        a * 1e3 if isinstance(a, np.ndarray) and a.dtype == np.float64 else a for a in args
+    )
+
+
+@pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_results_do_not_depend_on_the_callers_seterr(name, dtype):
+    # underflow is an expected outcome inside the kernels: np.seterr(all="raise") or
+    # under="warn" must neither raise, nor warn, nor change a bit of a result
+    args, _ = SAMPLES[name]
+    for sample in (args, _underflowing(args)):
+        sample = tuple(
+            a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
+            for a in sample
+        )
+        try:
+            with np.errstate(all="ignore"):
+                expected = _call(name, sample, suffix="_value_and_grad")
+        except ValueError:  # a stretched sample outside the domain (CTC log-probabilities)
+            continue
+        for state in ({"all": "raise"}, {"all": "warn"}):
+            with np.errstate(**state), warnings.catch_warnings():
+                warnings.simplefilter("error")
+                actual = _call(name, sample, suffix="_value_and_grad")
+            _assert_identical(actual, expected, f"{name}, {np.dtype(dtype).name}, {state}")
+
+
+def test_every_public_function_ignores_underflow_once():
+    for module in lossutils._MODULES:
+        for name in module.__all__:
+            function = getattr(module, name)
+            assert getattr(function, "underflow_ignored", False), name
+            assert getattr(lossutils, name) is function, name
