@@ -47,9 +47,20 @@ def total(values: np.ndarray):
     acc = accumulator(values.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.sum(values, dtype=acc)
-        if np.isinf(out) and acc.itemsize < 8 and np.all(np.isfinite(values)):
-            out = np.sum(values, dtype=np.float64)
+        # (inf, or NaN where partial sums of opposite signs overflowed: inf - inf)
+        if not np.isfinite(out) and np.all(np.isfinite(values)):
+            out = np.sum(values, dtype=np.float64) if acc.itemsize < 8 else _frame_total(values)
     return out
+
+
+def _frame_total(values) -> np.float64:
+    """The float64 sum of finite ``values`` whose plain sum overflowed in a partial sum
+    (inf, or NaN where partial sums of opposite signs overflowed): summed scaled down by a
+    power of 2 (:func:`_frame`) and scaled back, so that it is inf only where the exact
+    sum is beyond the range."""
+    k = _frame(np.size(values))
+    with np.errstate(over="ignore"):
+        return np.ldexp(_frame_sum(values, k), k)
 
 
 def _frame(count) -> int:
@@ -202,7 +213,7 @@ def product_row_means(values: np.ndarray, weight, count, out: np.ndarray) -> np.
     terms = values if weight is None else times(weight, values)
     sums = np.sum(terms, axis=-1)
     np.divide(sums, count, out=out)
-    over = np.flatnonzero(np.isinf(sums))
+    over = np.flatnonzero(~np.isfinite(sums))  # (NaN: partial sums of opposite signs)
     if over.size:
         v, w = values[over], None if weight is None else weight[over]
         if w is not None:
@@ -465,29 +476,34 @@ class BlockReduction:
         result is a NumPy scalar)."""
         if self.values is not None:
             return self.values.reshape(shape)[()]
-        with np.errstate(over="ignore", invalid="ignore"):
-            sum_ = np.sum(np.array(self.totals, dtype=np.float64))
-        if self.reduction == "sum":
-            return to_dtype(sum_, self.dtype)[()]
-        if self.count == 0:
+        # (a sum of finite block totals is inf only if their exact sum is, see total)
+        sum_ = total(np.array(self.totals, dtype=np.float64))
+        if self.reduction != "sum" and self.count == 0:
             return self.dtype.type(np.nan)
         finite = all(
             np.isfinite(t) or s is not None for t, s in zip(self.totals, self.scaled, strict=True)
         )
-        if np.isinf(sum_) and finite:  # finite values whose sum overflows: scaled down
-            k, count = self.frame, np.float64(self.count)
-            with np.errstate(over="ignore", under="ignore"):
-                parts = [
-                    np.ldexp(t, -k)
-                    if s is None
-                    else np.ldexp(s[0], -k) * count  # (below 2^-k of count times the largest)
-                    if isinstance(s, tuple)
-                    else s
-                    for t, s in zip(self.totals, self.scaled, strict=True)
-                ]
-                mean = np.ldexp(np.sum(np.array(parts, dtype=np.float64)) / count, k)
-            return to_dtype(mean, self.dtype)[()]
-        return _mean(sum_, self.count, self.dtype)
+        if np.isfinite(sum_) or not finite:
+            return (
+                to_dtype(sum_, self.dtype)[()]
+                if self.reduction == "sum"
+                else _mean(sum_, self.count, self.dtype)
+            )
+        # finite values whose sum overflows (inf, or NaN: blocks of opposite signs):
+        # summed scaled down (a sum has no shares: each ``s`` is then a float)
+        k, count = self.frame, np.float64(self.count)
+        with np.errstate(over="ignore", under="ignore"):
+            parts = [
+                np.ldexp(t, -k)
+                if s is None
+                else np.ldexp(s[0], -k) * count  # (below 2^-k of count times the largest)
+                if isinstance(s, tuple)
+                else s
+                for t, s in zip(self.totals, self.scaled, strict=True)
+            ]
+            scaled = np.sum(np.array(parts, dtype=np.float64))
+            value = np.ldexp(scaled if self.reduction == "sum" else scaled / count, k)
+        return to_dtype(value, self.dtype)[()]
 
 
 def for_each_span(function, total: BlockReduction | None, size: int, item_bytes: int = 8) -> None:

@@ -132,3 +132,37 @@ def test_pm1_label_check_finds_a_bad_label_beside_nan(bad):
     _checks.check_pm1_labels(np.array([1.0, np.nan, -1.0, -0.0 + 1.0]), "target")
     _checks.check_pm1_labels(np.array([np.nan, np.nan]), "target")
     _checks.check_pm1_labels(np.array([]), "target")
+
+
+# the second of each 8 negative (its own partial sum in NumPy's pairwise sum), and
+# shorter sums whose first partial sums overflow though the exact sum does not
+BOTH_SIGNS = [[-1, -1, 1, 1], [-1, -1, -1, 1, 1]] + [
+    ([-1, 1, -1, -1, -1, -1, -1, -1] * 3)[:n] for n in (8, 9, 13, 16, 20)
+]
+
+
+@pytest.mark.parametrize("x", BOTH_SIGNS)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mean_and_sum_of_huge_terms_of_both_signs(x, reduction):
+    # The Poisson loss e^x - t x at x = +-1 and t = 3/4 of the largest float64 is -+t
+    # (e^x is far below its last place). NumPy sums 8 or more values in interleaved
+    # partial sums: the positive ones overflowed to inf, the negative ones to -inf, and
+    # inf - inf made the mean NaN; a sum whose partial sums overflowed was inf or NaN
+    # though its exact value is finite.
+    import mpmath
+
+    n, big = len(x), 0.75 * np.finfo(np.float64).max
+    x, t = np.array(x, dtype=np.float64), np.full(n, big)
+    with mpmath.workprec(1100):  # (e^x is 2^-1020 of t)
+        terms = [
+            mpmath.exp(float(a)) - mpmath.mpf(float(b)) * float(a)
+            for a, b in zip(x, t, strict=True)
+        ]
+        exact = mpmath.fsum(terms) / (n if reduction == "mean" else 1)
+    got = lossutils.poisson_nll_loss(x, t, log_input=True, reduction=reduction)
+    if abs(exact) > np.finfo(np.float64).max:
+        assert got == np.inf * mpmath.sign(exact)
+    else:
+        # within a few ULP of the summed (or mean) magnitude of the terms (they cancel)
+        unit = np.spacing(big) * (n if reduction == "sum" else 1)
+        assert np.isfinite(got) and abs(float(got) - float(exact)) <= 4 * unit, (got, exact)
