@@ -418,7 +418,7 @@ class BlockReduction:
     what :func:`reduce_to` of all the values gives, up to the order of the summation: a
     sum or mean overflows only if the result does (a block whose total overflows though
     its values are finite also keeps the sum of its values divided by the count, for the
-    mean); an empty mean is NaN.
+    mean); an empty mean is NaN. A mean may divide by a ``divisor`` other than the count.
 
     For ``"none"`` the values are kept instead, in one flat array of ``count`` values of
     ``dtype``: :meth:`add` writes a block into its place, rounded once to ``dtype``, and
@@ -426,8 +426,10 @@ class BlockReduction:
     straight into that array (no copy) asks :meth:`buffer` where to write them.
     """
 
-    def __init__(self, reduction: str, count: int, dtype):
+    def __init__(self, reduction: str, count: int, dtype, divisor=None):
         self.reduction, self.count, self.dtype = reduction, count, np.dtype(dtype)
+        # a mean's divisor: the count, or another (the batch size of kl_div's "batchmean")
+        self.divisor = count if divisor is None else divisor
         self.values = np.empty(count, self.dtype) if reduction == "none" else None
         self.totals: list = []  # float64 block totals
         # per block where the total overflows: the sum of the values times 2^-frame (a
@@ -478,7 +480,7 @@ class BlockReduction:
             return self.values.reshape(shape)[()]
         # (a sum of finite block totals is inf only if their exact sum is, see total)
         sum_ = total(np.array(self.totals, dtype=np.float64))
-        if self.reduction != "sum" and self.count == 0:
+        if self.reduction != "sum" and self.divisor == 0:
             return self.dtype.type(np.nan)
         finite = all(
             np.isfinite(t) or s is not None for t, s in zip(self.totals, self.scaled, strict=True)
@@ -487,7 +489,7 @@ class BlockReduction:
             return (
                 to_dtype(sum_, self.dtype)[()]
                 if self.reduction == "sum"
-                else _mean(sum_, self.count, self.dtype)
+                else _mean(sum_, self.divisor, self.dtype)
             )
         # finite values whose sum overflows (inf, or NaN: blocks of opposite signs):
         # summed scaled down (a sum has no shares: each ``s`` is then a float)
@@ -502,7 +504,8 @@ class BlockReduction:
                 for t, s in zip(self.totals, self.scaled, strict=True)
             ]
             scaled = np.sum(np.array(parts, dtype=np.float64))
-            value = np.ldexp(scaled if self.reduction == "sum" else scaled / count, k)
+            divisor = np.float64(self.divisor)
+            value = np.ldexp(scaled if self.reduction == "sum" else scaled / divisor, k)
         return to_dtype(value, self.dtype)[()]
 
 

@@ -790,7 +790,10 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     per_element = reduction == "none"
     # the kept values, written in place by every thread (each into its own pieces)
     kept = BlockReduction("none", size, work) if per_element else None
-    summed = "sum" if reduction == "batchmean" else reduction
+    # "batchmean": the mean over the batch axis, rounded once (the sum rounded to the
+    # dtype first was inf where the sum overflows though that mean does not)
+    summed = "mean" if reduction == "batchmean" else reduction
+    divisor = input.shape[0] if reduction == "batchmean" else None
     step = max(1, min(XlogMinus.block_size(work), size))
     local = threading.local()
     tiny = np.finfo(work).tiny
@@ -804,7 +807,7 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
             local.values = np.empty(step, work if per_element else np.float64)
             local.t = np.empty(step, dtype=work) if log_target else None
             local.kernel = XlogMinus(work, size)
-        reduced = kept if per_element else BlockReduction(summed, size, work)
+        reduced = kept if per_element else BlockReduction(summed, size, work, divisor)
         hard, hard_d = [], []
         for start in range(rows.start, rows.stop, step):
             piece = slice(start, min(start + step, rows.stop))
@@ -847,7 +850,7 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     for_each_block(blocks, size, work.itemsize)
     reduced = kept
     if not per_element:
-        reduced = BlockReduction(summed, size, work)
+        reduced = BlockReduction(summed, size, work, divisor)
         for start in sorted(parts):
             reduced.extend(parts[start])
     group, count = [], 0  # the deferred elements, in groups of about _CAREFUL_GROUP
@@ -861,8 +864,6 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
             group, count = [], 0
     if per_element:
         loss = _as(reduced.result(input.shape), dtype)
-    elif reduction == "batchmean":
-        loss = _as(reduced.result() * scale, dtype)
     else:
         loss = _as(reduced.result(), dtype)
     return loss, (d_x.reshape(input.shape) if grad else None)

@@ -130,6 +130,22 @@ def test_kl_div_within_4_ulp(dtype, reduction, log_target):
         ref.assert_ulp_in(g, d_input * scale, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 1), (3, 2), (9, 1), (4, 0)])
+def test_kl_div_batchmean_overflows_only_if_the_exact_value_does(dtype, shape):
+    # kl_div at target 1 is -input: rows of -0.75 * the largest float sum beyond the range;
+    # their mean over the batch is finite where each row is one element (it was inf: the
+    # sum rounded to the dtype first, then divided), inf where a row's sum overflows
+    big = dtype(0.75) * np.finfo(dtype).max
+    x, t = np.full(shape, -big, dtype), np.ones(shape, dtype)
+    x.reshape(-1)[1::4] = big  # a term of the other sign every 4 (NaN-prone partial sums)
+    with mpmath.workdps(ref.DIGITS):
+        exact = -mpmath.fsum(ref.mp(v) for v in x.reshape(-1)) / shape[0]
+    got, g = V.kl_div_value_and_grad(x, t, reduction="batchmean")
+    assert got.dtype == dtype and np.array_equal(got, V.kl_div(x, t, reduction="batchmean"))
+    ref.assert_ulp_in(got, np.array(exact, dtype=object), dtype)
+
+
 # log-targets whose e^t is subnormal in the working dtype (float16 is computed in float32),
 # with inputs far below (t - x large, or overflowing in the dtype) and close to them
 _LOW_LOG_TARGETS = {
