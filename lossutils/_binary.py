@@ -1513,6 +1513,11 @@ def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
     final = [reduction == "none" and x.dtype == work, reduction != "mean" and x.dtype == work]
     # 1 / ln b: its rounding and the product's are far below 2^-30
     factor = None if log_base is None else 1.0 / log_base
+    # a mean's gradient is scaled after the kernel by the working dtype's 1 / n, which is
+    # float32 (up to 2^-24 off, half an ULP more): the float64 slope carries the correction
+    slope_factor = 1.0 if factor is None else factor
+    if reduction == "mean" and x.size:
+        slope_factor *= (1.0 / x.size) / float(work.type(1.0 / x.size))
     # a derivative times 1 / n (for a mean) whose magnitude is at most half the dtype's
     # smallest subnormal rounds to zero: it is made +0, as elsewhere. Only -t x below
     # log(that bound times |ln b|) can be so small (sigma(z) < e^z).
@@ -1558,8 +1563,8 @@ def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
                 values[...] = softplus  # rounded once
             results[0] = values if final[0] else softplus
         if local is not None:
-            if factor is not None:
-                sigmoid *= factor
+            if slope_factor != 1:
+                sigmoid *= slope_factor
             if final[1]:
                 local[...] = sigmoid  # rounded once
                 np.multiply(nt, local, out=local)  # -t sigma(-t x) / ln b: exact

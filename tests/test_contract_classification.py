@@ -1168,3 +1168,26 @@ def test_float32_softplus_margin_is_rounded_once_from_float64(base):
     assert_close_to_exact(grad, slopes, 1.0, "gradient")
     _, grad = value_and_grad(x, t, reduction="mean")
     assert_close_to_exact(grad, mean_slopes, 1.0, "gradient of the mean")
+
+
+@pytest.mark.parametrize("base", [2.0, None])
+def test_float32_gradient_of_a_mean_is_rounded_once(base):
+    """The mean's scale 1 / n is float32 after the kernel (1 / 1000003 is 2^-25 relative
+    off there): the float64 slope carries the correction, so a float32 mean's gradient is
+    rounded once from float64 too (it was up to 1.2 ULP off, now 0.5)."""
+    rng = np.random.default_rng(11)
+    n = 1_000_003
+    x = rng.uniform(-20, 20, n).astype(np.float32)
+    t = np.where(rng.random(n) < 0.5, -1, 1).astype(np.float32)
+    if base is None:
+        grad = L.soft_margin_loss_grad(x, t, reduction="mean")
+    else:
+        grad = L.logistic_loss_grad(x, t, base=base, reduction="mean")
+    index = rng.choice(n, 3000, replace=False)
+    with mpmath.workdps(40):
+        lb = 1 if base is None else mpmath.log(mpmath.mpf(base))
+        exact = [
+            -float(t[i]) / (1 + mpmath.exp(mpmath.mpf(float(t[i])) * float(x[i]))) / lb / n
+            for i in index
+        ]
+    assert_close_to_exact(grad[index], np.array(exact, dtype=object), 0.55, "mean gradient")
