@@ -1474,14 +1474,24 @@ def _softplus_margin(x, t, reduction, value, grad, log_base=None):
             np.multiply(nt, local, out=local)  # -t sigma(-t x)
             if redone is not None:
                 local[redone] += 0.0  # +0 where sigma(-t x) underflows
-        if log_base is not None:
-            for r in out:
-                if r is not None:
-                    np.divide(r, log_base, out=r)
-        return values, local
+        if log_base is None:
+            return values, local
+        for r in out:
+            if r is not None:
+                np.divide(r, log_base, out=r)
+        # a loss beyond the range (softplus near the largest float over |ln b| < 1) whose
+        # mean may not be: the block's share of the mean, from the softplus (while ``zb``
+        # is this block's; each term divided by the count first, finite where the mean is)
+        return values, local, lambda count: _softplus_share(zb, log_base * count)
 
     loss, d = in_blocks(kernel, (x,), t, reduction, value=value, grad=grad, into=True)
     return loss, (None if d is None else d[0])
+
+
+def _softplus_share(z, divisor) -> np.float64:
+    """``sum(softplus(z) / divisor)`` in float64, the terms divided before the sum."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return np.sum(np.logaddexp(0.0, z) / divisor)
 
 
 # Below this -t x, log(1 + e^{-t x}) in float64 would keep the softplus to less than 2^-30

@@ -879,3 +879,20 @@ def test_signed_losses_on_two_threads_give_the_bits_of_one_thread(dtype, monkeyp
     for (v1, g1), (v2, g2) in zip(results[1], results[2], strict=True):
         np.testing.assert_array_equal(v1, v2, strict=True)
         np.testing.assert_array_equal(g1, g2, strict=True)
+
+
+@pytest.mark.parametrize("base", [2.0, 0.5, 1.1, np.e, 10.0])
+def test_float64_logistic_mean_of_losses_beyond_the_range_is_finite(base):
+    # softplus(1.7e308) / ln b is beyond float64's range for |ln b| < 0.94, but the mean
+    # over two elements (or three) is not; the sum is then beyond the range too
+    x = np.array([-1.7e308, 0.0, 3.0])
+    t = np.array([1.0, 1.0, -1.0])
+    with mpmath.workdps(60):
+        terms = [
+            mpmath.log1p(mpmath.exp(-a * b)) / mpmath.log(base) for a, b in zip(x, t, strict=True)
+        ]
+        exact = {"mean": mpmath.fsum(terms) / 3, "sum": mpmath.fsum(terms)}
+    for reduction in ("mean", "sum"):
+        got = C.logistic_loss(x, t, base=base, reduction=reduction)
+        assert np.array_equal(got, C.logistic_loss_value_and_grad(x, t, base, reduction)[0])
+        assert_ulp_close(np.array([got]), np.array([exact[reduction]], dtype=object), max_ulp=4)
