@@ -1051,7 +1051,8 @@ def _hinge(input, target, margin, reduction, value=True, grad=True, squared=Fals
         # -t max(gap, 0) (times 2 later) or -t [gap > 0]; NaN where the gap is (where x is)
         if squared:
             local = np.multiply(labels, hinge)
-            if huge and not overflowed and np.isinf(np.add.reduce(local)):
+            # (inf, or NaN: an overflowing gap among gaps of the other sign whose sum does)
+            if huge and not overflowed and not np.isfinite(np.add.reduce(local)):
                 overflowed.append(True)
         else:  # (np.heaviside is several times slower than a comparison)
             local = np.greater(gap, 0, out=gap)

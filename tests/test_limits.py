@@ -584,6 +584,24 @@ def test_a_block_reduction_mean_at_the_largest_float_does_not_overflow():
         assert_close_to_exact(reduced.result(), expected, 4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("share", [1.0, 0.5, 2.0**-20])
+def test_a_squared_hinge_gradient_whose_gaps_overflow_among_gaps_of_the_other_sign(dtype, share):
+    # t = -1 at x = the largest float: the gap m + x overflows (+inf in -t gap); the other
+    # 7 entries, t = 1 at x = 0, give -m each, whose sum overflows to -inf: inf - inf was
+    # NaN, and the overflowing gap went unnoticed (inf for 2 (m + x) / 8, which is finite)
+    top = np.finfo(dtype).max
+    margin = float(dtype(share) * top)
+    x = np.zeros(8, dtype)
+    x[0] = top
+    t = np.ones(8, dtype)
+    t[0] = -1
+    gaps = [mpmath.mpf(margin) - int(b) * mpmath.mpf(float(a)) for a, b in zip(x, t, strict=True)]
+    got = L.squared_hinge_loss_grad(x, t, margin=margin)
+    assert_close_to_exact(got, [-2 * int(b) * g / 8 for g, b in zip(gaps, t, strict=True)], 4)
+    np.testing.assert_array_equal(L.squared_hinge_loss_value_and_grad(x, t, margin=margin)[1], got)
+
+
 @pytest.mark.parametrize("dtype, margin", [(np.float64, 1e300), (np.float32, 1e38)])
 def test_a_squared_hinge_gradient_is_not_lost_to_an_overflowing_gap(dtype, margin):
     # t = -1, x = the largest float: the gap m + x overflows (float64: 1e300 + 1.8e308),
