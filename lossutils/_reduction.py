@@ -171,7 +171,9 @@ def reduce_to(loss, reduction: str, dtype):
     return to_dtype(reduce(np.asarray(loss), reduction), dtype)[()]
 
 
-def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple, scaled=None):
+def weighted_reduce(
+    loss: np.ndarray, weight_total, reduction: str, shape: tuple, scaled=None, factors=None
+):
     """Reduce per-sample losses; the mean divides by ``weight_total`` (NaN when it is 0).
 
     ``weight_total`` is a count or a sum from :func:`total` (never rounded to float16);
@@ -183,12 +185,24 @@ def weighted_reduce(loss: np.ndarray, weight_total, reduction: str, shape: tuple
     given, returns the per-sample losses times their
     factors ``d(mean) / d(loss_i)`` (each weight divided by the total before it multiplies):
     that sum is then the mean also where a weighted loss itself overflows (a weight of 2
-    on a loss of 1e308, twice, over a total of 4).
+    on a loss of 1e308, twice, over a total of 4). ``factors``, if given, is the pair
+    ``(w, v)`` whose products (:func:`~lossutils._numerics.times`) are the losses: a sum
+    that is not finite though they are is formed again from them
+    (:func:`~lossutils._numerics.scaled_dot`), so that it overflows only where it does
+    (losses of both signs whose products overflowed to inf and -inf: NaN).
     """
     if reduction == "none":
         return loss.reshape(shape)[()]
     sum_ = total(loss)
     if reduction == "sum":
+        if factors is not None and not np.isfinite(sum_):
+            w, v = factors
+            present = w != 0  # (a zero weight masks its element)
+            w, v = w[present], v[present]
+            if np.all(np.isfinite(w)) and np.all(np.isfinite(v)):
+                s, k = scaled_dot(w, v)
+                with np.errstate(over="ignore"):
+                    sum_ = np.ldexp(s, k)
         return to_dtype(sum_, loss.dtype)[()]
     if weight_total == 0:
         return loss.dtype.type(np.nan)

@@ -321,7 +321,8 @@ def _nll(input, target, weight, ignore_index, reduction, *, value=True, grad=Tru
             def scaled():  # (for a mean whose sum overflowed only): w_y / total times -x_y
                 return nx.times(sample_scale(wy, valid, total, reduction), nlp)
 
-        loss = weighted_reduce(per, total, reduction, args.shape, scaled)
+        factors = None if plain else (wy, nlp)  # (a sum of products of both signs)
+        loss = weighted_reduce(per, total, reduction, args.shape, scaled, factors)
         loss = nx.to_dtype(loss, args.dtype)[()]
     if grad:
         # d(reduced)/dx at each target: -w_y times the reduction's factor, rounded once

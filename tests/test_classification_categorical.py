@@ -975,6 +975,29 @@ def test_float32_weighted_loss_beyond_float32_is_rounded_only_by_the_reduction(l
     assert loss(x, [0], weight=w, reduction="none")[0] == np.inf
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [2, 9])
+def test_nll_loss_weighted_sum_of_huge_entries_of_both_signs(dtype, n):
+    # -w x_y with a weight of 3 at x_y = -+0.9 and +-0.8 of the largest float: each product
+    # overflows (inf and -inf), their exact sum does not (NaN before); n = 9 ignores a sample
+    # and masks one by a zero weight, whose entries are infinite
+    top = float(np.finfo(dtype).max)
+    x = np.zeros((n, 3), dtype)
+    x[0::2, 0], x[1::2, 0] = dtype(-0.9 * top), dtype(0.8 * top)
+    y = np.zeros(n, int)
+    w = np.array([3.0, 1.0, 0.0], dtype)
+    if n > 2:
+        x[2, 1], y[2] = -np.inf, -100
+        x[3, 2], y[3] = -np.inf, 2
+    with mpmath.workdps(mr.DIGITS):
+        terms = [-mpmath.mpf(float(w[c])) * float(x[i, c]) for i, c in enumerate(y) if c == 0]
+        exact = mpmath.fsum(terms)
+    value = C.nll_loss(x, y, weight=w, reduction="sum")
+    assert value.dtype == dtype
+    assert_close_to_exact(np.reshape(value, 1), [exact], 4.0, f"nll_loss {dtype.__name__}")
+    assert np.array_equal(value, C.nll_loss_value_and_grad(x, y, w, reduction="sum")[0])
+
+
 @pytest.mark.parametrize(
     "dtype, huge",
     [
