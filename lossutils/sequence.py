@@ -15,7 +15,7 @@ import numpy as np
 
 from ._checks import as_array, check_reduction, describe
 from ._numerics import dd_sum, log_sum_exp_dd, quiet, to_dtype
-from ._reduction import reduce_to
+from ._reduction import mean_past_the_range, reduce_to
 
 __all__ = ["ctc_loss", "ctc_loss_grad", "ctc_loss_value_and_grad"]
 
@@ -246,6 +246,11 @@ def _losses(p: _Problem, log_likelihood):
 def _reduce(p: _Problem, loss):
     if p.reduction == "mean":
         loss = loss / np.maximum(p.target_lengths, 1).astype(loss.dtype)
+        beyond = np.flatnonzero(loss == np.inf)  # (the mean of such losses may be finite)
+        if beyond.size:
+            mean = _mean_past_the_range(p, loss, beyond)
+            if mean is not None:
+                return to_dtype(mean, p.dtype)[()]
     return reduce_to(loss, p.reduction, p.dtype)
 
 
@@ -322,7 +327,9 @@ def ctc_loss(
     log-sum-exp to about 2^-104 (five to six times its time; in float64 the usual case
     for a trained model whose frames hesitate between blank and a label, rare in
     float32), within an ULP of losses as small as 1e-15 over 1000 frames (where the
-    inputs' rounding makes the exact loss negative, so is the result). The
+    inputs' rounding makes the exact loss negative, so is the result). A loss beyond
+    float64's range (log-probabilities near -1e308) is ``inf``; the ``"mean"`` forms such
+    losses again scaled down, so it is ``inf`` only where its exact value is. The
     unbatched ``(T, C)`` form of PyTorch is not accepted: pass
     ``log_probs[:, None]``. See :cite:t:`graves2006connectionist`.
 
@@ -541,6 +548,20 @@ def _large_samples(p: _Problem, ll_hi, size, grad) -> None:
     redo = np.flatnonzero(large)
     if not redo.size:
         return
+    sub, _ = _shifted(p, redo)
+    alphas, log_likelihood, _, _ = _forward(sub, precise=True)
+    found = np.isfinite(log_likelihood[0])
+    if found.any():
+        d = _backward(sub, alphas, log_likelihood, batch=len(p.input_lengths), precise=True)
+        grad[:, redo[found]] = d[:, found]
+
+
+def _shifted(p: _Problem, redo):
+    """The samples ``redo`` of ``p`` with, in each frame whose largest log-probability
+    among those the alignments take (blank's and the target's labels') is beyond 2^11 in
+    magnitude, that largest subtracted from the frame's log-probabilities (see
+    :func:`_large_samples`), and the ``(T, len(redo))`` shifts (0 elsewhere): each
+    sample's log-likelihood is its shifted one plus the sum of its shifts."""
     lp = p.log_probs[:, redo]
     frames = np.arange(lp.shape[0])[:, None] < p.input_lengths[redo][None, :]
     # (the largest of the classes the alignments take: blank and the target's labels)
@@ -557,11 +578,25 @@ def _large_samples(p: _Problem, ll_hi, size, grad) -> None:
         input_lengths=p.input_lengths[redo],
         target_lengths=p.target_lengths[redo],
     )
-    alphas, log_likelihood, _, _ = _forward(sub, precise=True)
-    found = np.isfinite(log_likelihood[0])
-    if found.any():
-        d = _backward(sub, alphas, log_likelihood, batch=len(p.input_lengths), precise=True)
-        grad[:, redo[found]] = d[:, found]
+    return sub, shift
+
+
+def _mean_past_the_range(p: _Problem, loss, rows):
+    """The mean of the per-sample ``loss`` (float64, already over the target lengths)
+    whose ``rows`` are ``inf`` because they are beyond float64's range (log-probabilities
+    near -1e308), though the mean may not be: those losses again from the shifted samples
+    (:func:`_shifted`), as the sums of their shifts and shifted losses scaled by 2^-64,
+    and the mean formed scaled (:func:`~lossutils._reduction.mean_past_the_range`).
+    None where a shifted loss is still infinite (no alignment: the exact mean is too)."""
+    sub, shift = _shifted(p, rows)
+    _, (hi, lo), _, _ = _forward(sub, precise=True)
+    if not np.all(np.isfinite(hi)):
+        return None
+    k = 64  # (a loss is at most T times the largest float64: below 2^64 of it)
+    with np.errstate(under="ignore"):
+        scaled = np.sum(np.ldexp(-shift, -k), axis=0) - np.ldexp(hi + lo, -k)
+    scaled /= np.maximum(p.target_lengths[rows], 1)
+    return mean_past_the_range(loss, rows, scaled, k)
 
 
 # the size of log-probabilities beyond which the gradient is redone (_large_samples)
