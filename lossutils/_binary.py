@@ -1500,6 +1500,40 @@ def _softplus_share(z, divisor) -> np.float64:
 _LOG_OF_ONE_PLUS = -15.5
 
 
+def _softplus_sigmoid_wide(z, u, softplus, sigmoid, value=True, grad=True):
+    """``softplus(z)`` into ``softplus`` (if ``value``) and ``sigma(z)`` into ``sigmoid``
+    (if ``grad``) for float64 ``z``, ``u`` a scratch buffer of its size: each within
+    2^-30 relative of the exact value (rounded once to float32 or float16: one ULP).
+    Returns ``min(z)`` (NaN if some ``z`` is NaN).
+
+    ``u = e^z``; the softplus is ``log(1 + u)``, which the float64 ``1 + u`` keeps to
+    2^-53 absolute, 2^-30 relative where ``z`` is above ``_LOG_OF_ONE_PLUS`` (and
+    ``log1p(u)`` below it; ``log`` costs half of ``log1p``); the sigmoid ``u / (1 + u)``.
+    Beyond z = 708 an element is redone by :func:`logistic_pairs` (``u`` would overflow).
+    """
+    np.exp(z, out=u)
+    one_plus = np.add(u, 1, out=softplus)
+    if grad:
+        np.divide(u, one_plus, out=sigmoid)
+    if value:
+        np.log(one_plus, out=softplus)
+    bottom, top = np.minimum.reduce(z), np.maximum.reduce(z)
+    if value and not bottom >= _LOG_OF_ONE_PLUS:  # (or a NaN)
+        low = np.flatnonzero(z < _LOG_OF_ONE_PLUS)
+        softplus[low] = np.log1p(u[low])
+    if not top <= _WIDE_LIMIT:  # (or a NaN)
+        redo = np.flatnonzero(~(z <= _WIDE_LIMIT))
+        pluses, sigmas = nx.logistic_pairs(z[redo], (value, False), (grad, False))
+        if value:
+            softplus[redo] = pluses[0]
+        if grad:
+            sigmoid[redo] = sigmas[0]
+    return bottom
+
+
+_WIDE_LIMIT = nx._PLAIN_LOGISTIC[np.dtype(np.float64)]
+
+
 def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
     """:func:`_softplus_margin` of float32 or float16 ``x``: the exponential, the
     logarithm, the sigmoid and the division by ``log_base`` in float64, each result
@@ -1536,7 +1570,6 @@ def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
     zero = float(np.finfo(x.dtype).smallest_subnormal) / 2 * count
     ln_b = 1.0 if log_base is None else abs(log_base)
     z_zero = math.log(zero * ln_b) if zero > 0 else -math.inf  # (no elements: nothing)
-    limit = nx._PLAIN_LOGISTIC[np.dtype(np.float64)]
 
     def kernel(xb, labels, out):
         values, local = out
@@ -1547,25 +1580,9 @@ def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
         nt = np.negative(labels, out=buffers.minus_t[:size])
         z, u, softplus, sigmoid = (w[:size] for w in buffers.wide)
         np.multiply(nt, xb, out=z)  # -t x: exact, t is +-1
-        np.exp(z, out=u)
-        one_plus = np.add(u, 1, out=softplus)
-        if local is not None:
-            np.divide(u, one_plus, out=sigmoid)
-        if values is not None:
-            np.log(one_plus, out=softplus)
-        bottom, top = np.minimum.reduce(z), np.maximum.reduce(z)
-        if values is not None and not bottom >= _LOG_OF_ONE_PLUS:  # (or a NaN)
-            low = np.flatnonzero(z < _LOG_OF_ONE_PLUS)
-            softplus[low] = np.log1p(u[low])
-        if not top <= limit:  # (or a NaN)
-            redo = np.flatnonzero(~(z <= limit))
-            pluses, sigmas = nx.logistic_pairs(
-                z[redo], (values is not None, False), (local is not None, False)
-            )
-            if values is not None:
-                softplus[redo] = pluses[0]
-            if local is not None:
-                sigmoid[redo] = sigmas[0]
+        bottom = _softplus_sigmoid_wide(
+            z, u, softplus, sigmoid, values is not None, local is not None
+        )
         results = [None, None]
         if values is not None:
             if factor is not None:

@@ -15,11 +15,11 @@ import numpy as np
 
 from . import _numerics as nx
 from ._binary import (
+    _abs_max,
     _bce_logits_parts,
-    _float64_needed,
-    _logits_bounds,
     _signed_args,
     _softplus_margin,
+    _softplus_sigmoid_wide,
     _weighted,
 )
 from ._blocks import BLOCK_BYTES, for_each_block
@@ -215,11 +215,12 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
 
     Each term is :func:`binary_cross_entropy_with_logits`' softplus form (two
     non-negative terms, no overflow, tiny losses kept), so the per-sample loss is
-    within a few ULP; float16 is computed in float32 and rounded once. A float32 or
-    float16 call whose weights exceed 1 where a logit is beyond 86 in magnitude (a term
-    may be subnormal, and the weight would lift its rounding error) is computed in float64
-    and rounded once. In float64 a term below 2.2e-308 times a weight :math:`w` above 1 is
-    within :math:`4 w 2^{-1074}` instead, as in :func:`binary_cross_entropy_with_logits`.
+    within a few ULP in float64. float32 and float16 are computed in float64 (the
+    exponential, the logarithm, the weights and the division by :math:`C`) and rounded
+    once: within one ULP (NumPy's float32 ``exp`` and ``log1p``, up to 2.5 and 2 ULP off,
+    and a float32 division by :math:`C` would put a float32 loss up to 4.5 ULP off and
+    its gradient 4.6). In float64 a term below 2.2e-308 times a weight :math:`w` above 1
+    is within :math:`4 w 2^{-1074}` instead, as in :func:`binary_cross_entropy_with_logits`.
 
     Parameters
     ----------
@@ -272,8 +273,10 @@ def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean
     which is :math:`w_c (\sigma(x_c) - y_c) / C`; the two-term form keeps the relative
     accuracy of a confident, correct logit's tiny gradient, and near a soft target's
     optimum the cancelling terms are formed as in
-    :func:`binary_cross_entropy_with_logits_grad` (within 4 ULP unless :math:`y_c` and
-    :math:`\sigma(x_c)` agree beyond about 55 bits; then within :math:`2^{-103}` of a term).
+    :func:`binary_cross_entropy_with_logits_grad` (in float64 within 4 ULP unless
+    :math:`y_c` and :math:`\sigma(x_c)` agree beyond about 55 bits; then within
+    :math:`2^{-103}` of a term). float32 and float16 are computed in float64 and rounded
+    once: within one ULP.
 
     Parameters
     ----------
@@ -340,25 +343,44 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
     same operations whatever its block, so the blocking does not change a bit.
     """
     x, y, w, dtype = _multilabel_soft_args(input, target, weight, reduction)
-    work = nx.working_dtype(dtype)
-    # as binary_cross_entropy_with_logits: float64 only where a weight above 1 meets a
-    # possibly subnormal (or overflowing) term
-    if _float64_needed(work, (w,), *_logits_bounds(x)):
-        work = np.dtype(np.float64)
+    # float32 and float16 in float64, each result rounded once (NumPy's float32 exp and
+    # log1p, up to 2.5 and 2 ULP off, and the float32 division by C put a float32 loss up
+    # to 4.5 ULP off, its gradient 4.6)
+    work = np.dtype(np.float64)
+    narrow = dtype != work
     classes = x.shape[-1]
     x2, y2 = x.reshape(-1, classes), y.reshape(-1, classes)
     w2 = None if w is None else np.broadcast_to(w, x.shape).reshape(-1, classes)
     samples = x2.shape[0]
-    # float64 per-sample losses for narrower dtypes: a row's mean beyond the dtype's range
-    # stays for the reduction over the rows, which may be within it
-    per_sample = np.empty(samples, np.float64 if work.itemsize < 8 else work) if value else None
+    per_sample = np.empty(samples, work) if value else None
     d = np.empty(x2.shape, dtype) if grad else None
     scale = work.type(np.nan if samples == 0 else 1.0 / samples) if reduction == "mean" else 1
+    # a narrow gradient entry of at most half the dtype's smallest subnormal rounds to 0,
+    # which is made +0: only where z = (1 - 2y) x is below log(zero) can it be so small
+    z_zero = -math.inf
+    if narrow and grad and x.size:
+        top = 1.0 if w is None or not w.size else _abs_max(w)
+        zero = float(np.finfo(dtype).smallest_subnormal) / 2 * classes
+        zero *= samples if reduction == "mean" else 1
+        with np.errstate(divide="ignore", over="ignore"):
+            z_zero = math.log(zero / top) if top > 0 else math.inf
 
     def rows_of(rows):
         xb, yb = (a[rows].astype(work, copy=False) for a in (x2, y2))
         wb = None if w2 is None else w2[rows].astype(work, copy=False)
-        terms, slope = _bce_logits_parts(xb, yb, yb, value, grad)
+        bottom = -math.inf
+        if narrow and not np.max(yb * (1 - yb), initial=0) > 0:  # targets 0 and 1
+            # the loss term is softplus(z) and its slope (1 - 2y) sigma(z), z = (1 - 2y) x
+            sign = np.multiply(yb, -2, out=yb)  # (yb is a copy)
+            sign += 1
+            z = np.multiply(sign, xb, out=xb)  # exact
+            terms, sig = np.empty_like(z), np.empty_like(z)
+            bottom = _softplus_sigmoid_wide(
+                *(a.reshape(-1) for a in (z, np.empty_like(z), terms, sig)), value, grad
+            )
+            slope = np.multiply(sign, sig, out=sig) if grad else None
+        else:
+            terms, slope = _bce_logits_parts(xb, yb, yb, value, grad)
         if value:
             product_row_means(terms, wb, classes, per_sample[rows])
         if grad:
@@ -368,6 +390,8 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
                 np.multiply(local, scale, out=d[rows])
             else:
                 np.divide(local, classes, out=d[rows])
+            if not bottom >= z_zero:  # (or NaN) a zero after the rounding: +0
+                d[rows] += 0
 
     # blocks of a quarter of BLOCK_BYTES: the few block-sized temporaries of each thread
     # stay small next to the gradient

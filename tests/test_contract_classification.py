@@ -1191,3 +1191,61 @@ def test_float32_gradient_of_a_mean_is_rounded_once(base):
             for i in index
         ]
     assert_close_to_exact(grad[index], np.array(exact, dtype=object), 0.55, "mean gradient")
+
+
+# The worst float32 logits of a sweep over every 7th float32 in [-104, 104] (target 0; the
+# same with both signs flipped for target 1), rows of 3 equal logits: NumPy's float32 exp and
+# log1p and the float32 division by C put multilabel_soft_margin_loss up to 4.0 float32 ULP
+# from the exact value and its gradient 4.5 (-5.888388 is 4.57 ULP off).
+_MULTILABEL_FLOAT32_WORST = [-2.0399859, -2.03686, -2.0630288, -2.04830384, -1.3796428]
+_MULTILABEL_FLOAT32_WORST += [-7.963884, -12.122917, -6.56988, -10.019431, -5.8898945]
+_MULTILABEL_FLOAT32_WORST += [-5.888388, -6.5450997, -6.5770497, -7.9255352]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("targets", ["hard", "soft"])
+@pytest.mark.parametrize("weight", [None, [0.75, 0.5, 1.0], [0.75, 1.5, 3.0]])
+def test_multilabel_soft_margin_is_rounded_once_from_float64(dtype, targets, weight):
+    """multilabel_soft_margin_loss in float32 and float16: the exponential, the logarithm,
+    the sigmoid, the class weights and the division by C in float64, each result rounded
+    once (float32 was up to 4.5 ULP off, its gradient 4.6 at x = -5.888388, y = 0, C = 3).
+    Rows of three equal logits, densely around the worst ones found and through
+    [-104, 104], both signs; every reduction, values and gradients; the "soft" rows hold
+    targets 0, 1 and 0.3 (another evaluation, in float64 too). Class weights up to 1 (the
+    previous code stayed in float32 with them) and above 1."""
+    x = np.concatenate(
+        [_float32_neighbours(_MULTILABEL_FLOAT32_WORST, 24), np.linspace(-104, 104, 1201)]
+    )
+    x = np.unique(np.concatenate([x, -x]).astype(dtype))
+    n = 2 * x.size
+    logits = np.repeat(np.concatenate([x, x])[:, None], 3, axis=1)
+    if targets == "hard":
+        y = np.repeat(np.repeat(np.array([0, 1], dtype), x.size)[:, None], 3, axis=1)
+    else:
+        y = np.broadcast_to(np.array([0, 1, 0.3], dtype), logits.shape)
+    w = None if weight is None else np.array(weight, dtype)
+    with mpmath.workdps(40):
+        ws = [mpmath.mpf(1)] * 3 if w is None else [mpmath.mpf(float(v)) for v in w]
+        rows, slopes = [], []
+        for xi, yi in zip(logits[:, 0], y, strict=True):
+            xm = mpmath.mpf(float(xi))
+            minus, plus = mpmath.log1p(mpmath.exp(-xm)), mpmath.log1p(mpmath.exp(xm))
+            sigma, rest = 1 / (1 + mpmath.exp(-xm)), 1 / (1 + mpmath.exp(xm))
+            ys = [mpmath.mpf(float(v)) for v in yi]
+            pairs = list(zip(ws, ys, strict=True))
+            rows.append(sum(c * (v * minus + (1 - v) * plus) for c, v in pairs) / 3)
+            # sigma(x) - y without the cancellation of a rounded sigma(x) near 1
+            slopes.append([c * ((1 - v) * sigma - v * rest) / 3 for c, v in pairs])
+        rows = np.array(rows, dtype=object)
+        slopes = np.array(slopes, dtype=object)
+        total = mpmath.fsum(rows)
+    for reduction, exact_value, exact_grad in [
+        ("none", rows, slopes),
+        ("sum", total, slopes),
+        ("mean", total / n, slopes / n),
+    ]:
+        value, grad = L.multilabel_soft_margin_loss_value_and_grad(logits, y, w, reduction)
+        assert value.dtype == grad.dtype == dtype
+        label = f"{dtype.__name__} {reduction}"
+        assert_close_to_exact(value, exact_value, 0.51, f"value {label}")
+        assert_close_to_exact(grad, exact_grad, 0.51, f"gradient {label}")
