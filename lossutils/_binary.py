@@ -174,13 +174,14 @@ def _finish(loss, reduction, args: _Args):
     return reduce_to(loss, reduction, args.dtype)
 
 
-def _rescaled_mean(terms, weight, dtype, scale=0):
+def _rescaled_mean(terms, weight, dtype, scale=0, count=None):
     """``2**scale`` times the mean of ``weight * terms`` (float64, finite ``terms``) where the
-    plain mean overflowed: the products are summed scaled by a power of 2, so that the mean
-    overflows only if its exact value does; rounded once to ``dtype``."""
+    plain mean overflowed (or was NaN: products of both signs overflowed to inf and -inf):
+    the products are summed scaled by a power of 2, so that the mean overflows only if its
+    exact value does; rounded once to ``dtype``. ``count`` 1: the sum."""
     w = None if weight is None else np.broadcast_to(weight, terms.shape).reshape(1, -1)
     out = np.empty(1, np.float64)
-    product_row_means(terms.reshape(1, -1), w, terms.size, out)
+    product_row_means(terms.reshape(1, -1), w, terms.size if count is None else count, out)
     with np.errstate(over="ignore"):
         return reduce_to(np.ldexp(out[0], scale), "sum", dtype)
 
@@ -406,9 +407,11 @@ def _bce(input, target, weight, reduction, value=True, grad=True):
     loss = d_out = None
     if value:
         loss = total.result(shape)
-        if reduction == "mean" and ws is not None and np.isinf(loss):  # float64 only
+        # (float64 only; NaN also where weights of both signs made inf and -inf)
+        if reduction != "none" and ws is not None and not np.isfinite(loss):
             plain = _bce(args.x, args.y, None, "none", grad=False)[0]  # each at most 100
-            loss = _rescaled_mean(plain, args.weight, args.dtype)
+            count = None if reduction == "mean" else 1
+            loss = _rescaled_mean(plain, args.weight, args.dtype, count=count)
     if grad:
         d_out = d.reshape(shape)
     return loss, d_out
@@ -603,11 +606,12 @@ def _bce_with_logits(input, target, weight, pos_weight, reduction, value=True, g
 
 
 def _logits_mean_in_range(args: _Args, reduction, loss):
-    """``loss``, or where a weighted mean overflowed though its exact value may be finite
-    (float64: a weight or pos_weight near the largest float made a product overflow), the
-    mean again: the positive term's coefficient ``c y`` and the other term scaled by
-    ``2**-s`` (``c <= 2**s``), the products with the weight summed scaled, times ``2**s``."""
-    if reduction != "mean" or loss is None or not np.isinf(loss):
+    """``loss``, or where a weighted mean (or sum) overflowed though its exact value may be
+    finite (float64: a weight or pos_weight near the largest float made a product overflow;
+    NaN where products of both signs did), the mean again: the positive term's coefficient
+    ``c y`` and the other term scaled by ``2**-s`` (``c <= 2**s``), the products with the
+    weight summed scaled, times ``2**s``."""
+    if reduction == "none" or loss is None or np.isfinite(loss):
         return loss
     if args.weight is None and args.pos_weight is None:
         return loss
@@ -620,7 +624,8 @@ def _logits_mean_in_range(args: _Args, reduction, loss):
     terms = nx.logistic_terms(args.x, ones, np.broadcast_to(cy, args.x.shape), True, False)[0]
     other = nx.logistic_terms(args.x, args.y, zeros, True, False)[0]
     terms += np.ldexp(other, -s)  # (an error below 2^-1074 2^s: far below the mean)
-    return _rescaled_mean(terms, args.weight, args.dtype, s)
+    count = None if reduction == "mean" else 1
+    return _rescaled_mean(terms, args.weight, args.dtype, s, count)
 
 
 # --- sigmoid focal loss --------------------------------------------------------------------------

@@ -225,8 +225,9 @@ def product_row_means(values: np.ndarray, weight, count, out: np.ndarray) -> np.
     such a row's mean even beyond float32's range, for a reduction over the rows to round.
     """
     terms = values if weight is None else times(weight, values)
-    sums = np.sum(terms, axis=-1)
-    np.divide(sums, count, out=out)
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf - inf: redone below)
+        sums = np.sum(terms, axis=-1)
+        np.divide(sums, count, out=out)
     over = np.flatnonzero(~np.isfinite(sums))  # (NaN: partial sums of opposite signs)
     if over.size:
         v, w = values[over], None if weight is None else weight[over]

@@ -896,3 +896,29 @@ def test_float64_logistic_mean_of_losses_beyond_the_range_is_finite(base):
         got = C.logistic_loss(x, t, base=base, reduction=reduction)
         assert np.array_equal(got, C.logistic_loss_value_and_grad(x, t, base, reduction)[0])
         assert_ulp_close(np.array([got]), np.array([exact[reduction]], dtype=object), max_ulp=4)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_float64_weighted_bce_of_products_of_both_signs_that_overflow(reduction):
+    # weights of 3 and -3 on losses of 0.9 and 0.8 of the largest float: the products
+    # overflow to inf and -inf and the mean (and the sum) was NaN, exact 1.3e307 (5.4e307)
+    top = np.finfo(np.float64).max
+    x, y = np.array([-0.9 * top, -0.8 * top, 0.0, 0.0]), np.ones(4)
+    w = np.array([3.0, -3.0, 1.0, 1.0])
+    divisor = 4 if reduction == "mean" else 1
+    ref = mr.binary_cross_entropy_with_logits(x, y, w / divisor, 1.0)
+    exact = float(mpmath.fsum(mpmath.mpf(v) for v in ref))
+    got = C.binary_cross_entropy_with_logits(x, y, w, reduction=reduction)
+    assert_ulp_close(got, exact)
+    got = C.binary_cross_entropy_with_logits(x, y, None, w, reduction=reduction)  # pos_weight
+    assert_ulp_close(got, exact)
+    # probabilities: losses of 1.5 and -log 0.25 = 1.39 under weights of +-top, which
+    # cancel to 0.11 top: within a few ULP of the largest product (over the divisor)
+    p, t = np.array([np.exp(-1.5), 0.75, 0.5, 0.5]), np.array([1.0, 0, 0, 0])
+    ref = mr.binary_cross_entropy(p, t, np.array([top, -top, 1, 1]) / divisor)
+    got = C.binary_cross_entropy(p, t, np.array([top, -top, 1, 1]), reduction)
+    exact = mpmath.fsum(mpmath.mpf(v) for v in ref)
+    assert np.isfinite(got)
+    largest = max(abs(mpmath.mpf(v)) for v in ref)  # (beyond the range for the sum)
+    unit = mpmath.mpf(2) ** (mpmath.floor(mpmath.log(largest, 2)) - 52)
+    assert abs(mpmath.mpf(float(got)) - exact) <= 4 * unit, (got, exact)
