@@ -297,8 +297,11 @@ def ctc_loss(
         ``"mean"`` divides each loss by its target length (at least 1), then averages over
         the batch (PyTorch's convention); ``"none"`` returns the ``N`` losses.
     zero_infinity : bool, optional
-        Replace infinite losses (a target no alignment fits into :math:`T_n` frames, or
-        only through probabilities of 0) by 0, and their gradients by 0.
+        Replace infinite losses by 0, and their gradients by 0: a target no alignment
+        fits into :math:`T_n` frames, or only through probabilities of 0, and also (as in
+        PyTorch) a loss beyond float64's range (log-probabilities near -1e308). A float32
+        or float16 loss is formed in float64: one finite there that rounds to ``inf`` in
+        the narrow dtype is kept, with its finite gradient.
 
     Returns
     -------
