@@ -366,7 +366,9 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
             z_zero = math.log(zero / top) if top > 0 else math.inf
 
     def rows_of(rows):
-        xb, yb = (a[rows].astype(work, copy=False) for a in (x2, y2))
+        # C order: the narrow path works on flat views of these rows (a Fortran-order block
+        # would make them copies, and its results would be lost)
+        xb, yb = (a[rows].astype(work, order="C", copy=False) for a in (x2, y2))
         wb = None if w2 is None else w2[rows].astype(work, copy=False)
         bottom = -math.inf
         if narrow and not np.max(yb * (1 - yb), initial=0) > 0:  # targets 0 and 1
