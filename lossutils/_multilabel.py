@@ -33,7 +33,13 @@ from ._checks import (
     describe,
     float_arrays,
 )
-from ._reduction import mean_past_the_range, product_row_means, reduce_to, scale_grad
+from ._reduction import (
+    mean_past_the_range,
+    product_row_means,
+    reduce_to,
+    reduction_scale,
+    scale_grad,
+)
 
 __all__ = [
     "soft_margin_loss",
@@ -354,7 +360,7 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
     samples = x2.shape[0]
     per_sample = np.empty(samples, work) if value else None
     d = np.empty(x2.shape, dtype) if grad else None
-    scale = work.type(np.nan if samples == 0 else 1.0 / samples) if reduction == "mean" else 1
+    scale = reduction_scale(samples, reduction, work) if reduction == "mean" else 1
     # a narrow gradient entry of at most half the dtype's smallest subnormal rounds to 0,
     # which is made +0: only where z = (1 - 2y) x is below log(zero) can it be so small
     z_zero = -math.inf

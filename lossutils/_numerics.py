@@ -13,6 +13,7 @@ from __future__ import annotations
 import decimal
 import functools
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -1138,14 +1139,26 @@ def limit_direction(z: np.ndarray, scale: float = 1.0):
 
 
 @quiet
-def unit_rows(z: np.ndarray, floor: float):
+@dataclass(frozen=True)
+class UnitRows:
+    """Rows normalised as ``F.normalize`` does, and what the normalisation's gradient needs."""
+
+    h: np.ndarray  # (N, D) float64: z / max(||z||, floor)
+    zs: np.ndarray  # (N, D): z scaled by a power of 2, its largest entry in [1/2, 1)
+    scaled_norm: np.ndarray  # (N,): ||z|| / 2**e, the row scaled by its largest power of 2
+    exponent: np.ndarray  # (N,): that e
+    floored: np.ndarray  # (N,): the floor is active
+    infinite: np.ndarray  # (N,): the row has an infinite entry
+
+
+def unit_rows(z: np.ndarray, floor: float) -> UnitRows:
     """Rows divided by ``max(||z||, floor)`` (as ``torch.nn.functional.normalize``), in float64.
 
     Each row is first scaled exactly by a power of 2, its largest entry in [1/2, 1), so its
     norm neither overflows nor underflows; a row with infinite entries is taken as its
-    limit direction (:func:`limit_direction`). Returns ``(h, zs, scaled_norm, exponent,
-    floored, infinite)``: the unit rows, the scaled rows ``z / 2**e``, ``||z|| / 2**e``,
-    ``e``, where the floor is active, and the rows that held an infinity. Each entry of a
+    limit direction (:func:`limit_direction`). Returns the unit rows ``h``, the scaled rows
+    ``zs = z / 2**e``, ``||z|| / 2**e``, ``e``, where the floor is active, and the rows that
+    held an infinity, named (:class:`UnitRows`). Each entry of a
     unit row is within about 1.5 ULP of float64 (the norm's sum, its root and the
     quotient); a row with a NaN stays NaN.
     """
@@ -1157,7 +1170,7 @@ def unit_rows(z: np.ndarray, floor: float):
     h = zs / np.where(floored, 1, norm)[:, None]
     if np.any(floored):  # (rare: only those rows are divided by the floor)
         h[floored] = z[floored] / floor
-    return h, zs, norm, exponent, floored, infinite
+    return UnitRows(h, zs, norm, exponent, floored, infinite)
 
 
 def scaled_norm(x, axis=-1, keepdims=False):

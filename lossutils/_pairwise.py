@@ -22,7 +22,7 @@ from ._checks import (
     float_arrays,
     result_dtype,
 )
-from ._reduction import reduce_to, scaled_shares
+from ._reduction import reduce_to, reduction_scale, scaled_shares
 from ._signed import in_blocks
 
 __all__ = [
@@ -844,7 +844,7 @@ def _cosine_embedding(input1, input2, target, margin, reduction, *, value=True, 
         del one_minus
     if not grad:
         return loss, None
-    scale = (np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1.0
+    scale = float(reduction_scale(n, reduction, np.float64))
     d1, d2 = np.empty(a1.shape, dtype), np.empty(a1.shape, dtype)
     with _quiet():
         f = _cosine_factor(minus, t, scale)

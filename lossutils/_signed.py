@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _numerics as nx
 from ._checks import check_pm1_labels
-from ._reduction import BlockReduction, for_each_span
+from ._reduction import BlockReduction, for_each_span, reduction_scale
 
 # Bytes per block buffer: 64K float32 or 32K float64 elements. Four or five such buffers stay
 # in the 1 MB L2 cache, and the chains are short, so NumPy's call overhead (about a
@@ -75,7 +75,7 @@ def in_blocks(
     t, n = target.reshape(-1), target.size
     total = BlockReduction(reduction, n, dtype) if value else None
     grads = [np.empty(n, dtype) for _ in flat] if grad else None
-    scale = work.type(np.nan if n == 0 else 1.0 / n) if reduction == "mean" else 1
+    scale = reduction_scale(n, reduction, work) if reduction == "mean" else 1
     length = block_length(work, n, block_bytes)
     local = threading.local()
 

@@ -49,7 +49,7 @@ from ._checks import (
     check_temperature,
     float_arrays,
 )
-from ._reduction import reduce_to
+from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
     "info_nce_loss",
@@ -67,26 +67,14 @@ __all__ = [
 NORMALIZE_EPS = 1e-12
 
 
-@dataclass(frozen=True)
-class _Unit:
-    """Rows normalised as ``F.normalize`` does, and what the normalisation's gradient needs."""
-
-    h: np.ndarray  # (N, D) float64: z / max(||z||, 1e-12)
-    zs: np.ndarray  # (N, D): z scaled by a power of 2, its largest entry in [1/2, 1)
-    scaled_norm: np.ndarray  # (N,): ||z|| / 2**e, the row scaled by its largest power of 2
-    exponent: np.ndarray  # (N,): that e
-    floored: np.ndarray  # (N,): the floor 1e-12 is active
-    infinite: np.ndarray  # (N,): the row has an infinite entry
-
-
-def _unit(z: np.ndarray) -> _Unit:
+def _unit(z: np.ndarray) -> nx.UnitRows:
     """Normalise each row without overflow or underflow in its norm
     (:func:`~lossutils._numerics.unit_rows`); a row with infinite entries is normalised to
     the limit of ``z / ||z||`` as those entries grow (at one rate)."""
-    return _Unit(*nx.unit_rows(z, NORMALIZE_EPS))
+    return nx.unit_rows(z, NORMALIZE_EPS)
 
 
-def _unit_backward(u: _Unit, d_h: np.ndarray, partner, dtype) -> np.ndarray:
+def _unit_backward(u: nx.UnitRows, d_h: np.ndarray, partner, dtype) -> np.ndarray:
     """The gradient w.r.t. z from the gradient w.r.t. h = z / max(||z||, 1e-12).
 
     Above the floor, :math:`(I - h h^\\top) / \\lVert z\\rVert` (the radial part is
@@ -103,8 +91,8 @@ class _Pairs:
     """Checked arguments: the two normalised batches (a float16/32 result takes the
     similarity matrix block by block, :func:`_cosine_blocks`)."""
 
-    a: _Unit
-    b: _Unit
+    a: nx.UnitRows
+    b: nx.UnitRows
     diagonal: np.ndarray  # (N,) float64: the matched pairs' cosines
     dd: tuple | None  # a float64 result: the double-double unit rows of a and of b
     reduction: str
@@ -181,10 +169,8 @@ def _diagonal_cross_entropy(
 
 
 def _scale(reduction: str, n: int) -> float:
-    """d(reduced)/d(each per-row loss)."""
-    if reduction != "mean":
-        return 1.0
-    return 1.0 / n if n else np.nan
+    """d(reduced)/d(each per-row loss), a Python float."""
+    return float(reduction_scale(n, reduction, np.float64))
 
 
 def _finish(loss: np.ndarray, p: _Pairs):
@@ -229,7 +215,7 @@ class _Backward:
         self.d_b = None
         return d_a, d_b
 
-    def _back(self, u: _Unit, d_h, partner):
+    def _back(self, u: nx.UnitRows, d_h, partner):
         d = _unit_backward(u, d_h, partner, self.p.dtype)
         if self.shift:  # (exact, or the limit inf where the gradient overflows)
             with np.errstate(over="ignore"):
@@ -255,7 +241,7 @@ def _grads(p: _Pairs, d_cosine: np.ndarray, shift: int = 0):
 
 
 @nx.quiet
-def _dd_units(u: _Unit):
+def _dd_units(u: nx.UnitRows):
     """The rows of ``u`` normalised in double-double ``(hi, lo)``.
 
     For a float64 result: a temperature of 0.07 or a scale of 1000 magnifies the float64

@@ -31,7 +31,7 @@ from ._numerics import (
     to_dtype,
     two_sum,
 )
-from ._reduction import reduce_to
+from ._reduction import reduce_to, reduction_scale
 
 __all__ = [
     "ddpm_posterior",
@@ -370,7 +370,8 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     if grad:
         # d loss / d pred = 2 w r times the mean's 1/N: one factor per row, so a gradient
         # that is finite is not lost to an overflow of 2 w r
-        coef = 2 * w * (np.float64(np.nan) if n == 0 else 1.0 / n) if reduction == "mean" else 2 * w
+        mean = reduction == "mean"
+        coef = 2 * w * reduction_scale(n, reduction, np.float64) if mean else 2 * w
         coef = coef.astype(work)[:, None]
 
     # rows of about CHUNK elements through two buffers reused from block to block (fresh

@@ -138,7 +138,7 @@ def _euclidean(v: np.ndarray, unit: bool = False) -> _Euclidean:
             # scaled by a power of 2 (their largest entry in [1/2, 1)), whose norm has not
             tiny = (root > 0) & (root < np.finfo(v.dtype).tiny)
             if np.any(tiny):
-                direction[tuple(i[tiny] for i in redo)] = nx.unit_rows(rows[tiny], 0.0)[0]
+                direction[tuple(i[tiny] for i in redo)] = nx.unit_rows(rows[tiny], 0.0).h
     return _Euclidean(norm, squared, direction)
 
 
@@ -1387,10 +1387,20 @@ def _nt_xent(z1, z2, temperature, reduction) -> _NTXent:
         raise ValueError(f"z1 must have shape (N, D); got shape {z1.shape}")
     n = z1.shape[0]
     views = np.concatenate([z1, z2], axis=0)
-    h, zs, scaled_norm, e, floored, infinite = nx.unit_rows(views, NORMALIZE_EPS)
+    u = nx.unit_rows(views, NORMALIZE_EPS)
     positive = (np.arange(2 * n) + n) % (2 * n)
     return _NTXent(
-        n, zs, h, scaled_norm, e, floored, infinite, positive, temperature, reduction, z1.dtype
+        n,
+        u.zs,
+        u.h,
+        u.scaled_norm,
+        u.exponent,
+        u.floored,
+        u.infinite,
+        positive,
+        temperature,
+        reduction,
+        z1.dtype,
     )
 
 

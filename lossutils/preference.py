@@ -222,7 +222,8 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
     # buffers for the margins (seven for a double-double, two of them hold it; two for
     # plain ones), then e, 1 + e, the two sigmoids, log1p(e), the loss and a spare one
     held = 7 if exact else 2
-    scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)  # d ell / d dz
+    # d ell / d dz: beta / n rounded once (beta times reduction_scale would round twice)
+    scale = beta / np.float64(n) if reduction == "mean" else np.float64(beta)
     local = threading.local()
 
     def pieces(span: slice, summed) -> None:
