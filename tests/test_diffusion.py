@@ -73,6 +73,25 @@ def kl_weights(betas):
     return np.array(out, dtype=object)
 
 
+def _mp_noise_loss(pred, noise, t, betas, reduction):
+    """The exact ``ddpm_noise_loss`` (KL weights, ``reduction``) of the given rows and its
+    gradient w.r.t. ``pred``, ``2 w_t r / N`` for the mean, in mpmath at 60 digits."""
+    weights, n = kl_weights(betas), len(pred)
+    with mpmath.workdps(60):
+        r = [
+            [mpmath.mpf(float(p)) - mpmath.mpf(float(q)) for p, q in zip(*row, strict=True)]
+            for row in zip(pred, noise, strict=True)
+        ]
+        per = [weights[t[i] - 1] * mpmath.fsum(v**2 for v in r[i]) for i in range(n)]
+        scale = mpmath.mpf(1) / n if reduction == "mean" else 1
+        if reduction == "none":
+            value = np.array(per, dtype=object)
+        else:
+            value = mpmath.fsum(per) * scale
+        slopes = [[2 * weights[t[i] - 1] * scale * v for v in r[i]] for i in range(n)]
+    return value, np.array(slopes, dtype=object)
+
+
 @pytest.mark.parametrize("name", SCHEDULES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_posterior_is_bayes_rule(name, dtype):
@@ -165,22 +184,7 @@ def test_float64_residuals_beyond_the_range_and_small_weights(reduction):
     pred = np.array([[1e155, 3e154], [1e308, 0.0], [1.0, 2.0]])
     noise = np.array([[0.0, -1e154], [-1e308, 5.0], [0.0, 0.0]])
     t = np.array([2, 3, 1])
-    weights = kl_weights(betas)
-    with mpmath.workdps(60):
-        r = [
-            [mpmath.mpf(float(p)) - mpmath.mpf(float(q)) for p, q in zip(*row, strict=True)]
-            for row in zip(pred, noise, strict=True)
-        ]
-        per = [weights[t[i] - 1] * mpmath.fsum(v**2 for v in r[i]) for i in range(3)]
-        scale = mpmath.mpf(1) / 3 if reduction == "mean" else 1
-        reference = {
-            "none": np.array(per, dtype=object),
-            "sum": mpmath.fsum(per),
-            "mean": mpmath.fsum(per) / 3,
-        }[reduction]
-        expected = np.array(
-            [[2 * weights[t[i] - 1] * scale * v for v in r[i]] for i in range(3)], dtype=object
-        )
+    reference, expected = _mp_noise_loss(pred, noise, t, betas, reduction)
     value, grad = ddpm_noise_loss_value_and_grad(pred, noise, t, betas, reduction=reduction)
     assert_close_to_exact(value, reference, 4, "loss")
     assert_close_to_exact(grad, expected, 4, "gradient")
@@ -228,21 +232,7 @@ def test_narrow_noise_loss_from_its_residuals(dtype, reduction):
     pred = rng.normal(size=(40, 5)).astype(dtype)
     noise = (rng.normal(size=(40, 5)) * 10.0 ** rng.integers(-4, 2, size=(40, 5))).astype(dtype)
     t = rng.integers(1, 21, size=40)
-    weights = kl_weights(betas)
-    with mpmath.workdps(60):
-        r = [
-            [mpmath.mpf(float(p)) - mpmath.mpf(float(q)) for p, q in zip(*rows, strict=True)]
-            for rows in zip(pred, noise, strict=True)
-        ]
-        per = [weights[t[i] - 1] * mpmath.fsum(e**2 for e in r[i]) for i in range(40)]
-        scale = mpmath.mpf(1) / 40 if reduction == "mean" else 1
-        if reduction == "none":
-            reference = np.array(per, dtype=object)
-        else:
-            reference = mpmath.fsum(per) * scale
-        slopes = np.array(
-            [[2 * weights[t[i] - 1] * scale * e for e in r[i]] for i in range(40)], dtype=object
-        )
+    reference, slopes = _mp_noise_loss(pred, noise, t, betas, reduction)
     got = ddpm_noise_loss(pred, noise, t, betas, reduction=reduction)
     bound, grad_bound = (0.501, 0.501) if dtype == np.float16 else (2.5, 1.5)
     assert_close_to_exact(got, reference, bound, "ddpm_noise_loss")
