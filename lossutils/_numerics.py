@@ -1165,8 +1165,12 @@ def unit_rows(z: np.ndarray, floor: float) -> UnitRows:
     z, infinite = limit_direction(z.astype(np.float64))
     _, exponent = np.frexp(np.max(np.abs(z), axis=-1, initial=0))
     zs = np.ldexp(z, -exponent[:, None])
-    norm = np.sqrt(np.sum(zs * zs, axis=-1))
-    floored = (np.ldexp(norm, exponent) < floor) & ~infinite
+    # overflows that change nothing: a row with a NaN is not scaled (its maximum is NaN, its
+    # exponent 0), so its squares may overflow, and it stays NaN; a norm beyond the range
+    # (a row of 1e308s) compares as inf, not floored
+    with np.errstate(over="ignore"):
+        norm = np.sqrt(np.sum(zs * zs, axis=-1))
+        floored = (np.ldexp(norm, exponent) < floor) & ~infinite
     h = zs / np.where(floored, 1, norm)[:, None]
     if np.any(floored):  # (rare: only those rows are divided by the floor)
         h[floored] = z[floored] / floor

@@ -593,3 +593,26 @@ def test_gradients_at_extreme_scales_within_the_stated_bound(kind, p1, p2):
                             unit = mpmath.ldexp(1, max(mpmath.frexp(top)[1] - 53, -1074))
                             error = abs(ref.mp(g[i, k]) - exact) / unit
                             assert error <= 6, (kind, n, seed, reduction, float(error))
+
+
+@pytest.mark.parametrize("name", ["info_nce_loss", "clip_loss", "siglip_loss", "nt_xent_loss"])
+def test_rows_of_the_largest_float_or_with_a_nan_warn_nothing(name):
+    # a row of 1.8e308s has a norm beyond the range (its direction is the ones' direction),
+    # and a row holding a NaN is not scaled, so its squares overflow: neither may warn
+    top = np.finfo(np.float64).max
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    huge, ones = a.copy(), a.copy()
+    huge[1], ones[1] = top, 1.0
+    with_nan = a.copy()
+    with_nan[2] = [top, 0.5, np.nan]
+    loss, grad = getattr(lossutils, name), getattr(lossutils, name + "_grad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for reduction in ("mean", "sum", "none"):
+            np.testing.assert_allclose(
+                loss(huge, b, reduction=reduction), loss(ones, b, reduction=reduction), rtol=1e-14
+            )
+            assert np.all(np.isfinite(grad(huge, b, reduction=reduction)[1]))
+            assert np.isnan(loss(with_nan, b, reduction="mean"))
+            grad(with_nan, b, reduction=reduction)
