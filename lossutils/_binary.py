@@ -1500,45 +1500,6 @@ def _softplus_share(z, divisor) -> np.float64:
         return np.sum(np.logaddexp(0.0, z) / divisor)
 
 
-# Below this -t x, log(1 + e^{-t x}) in float64 would keep the softplus to less than 2^-30
-# relative (e^-15.5 is about 2^-22.4, the rounding of 1 + u 2^-53): there log1p.
-_LOG_OF_ONE_PLUS = -15.5
-
-
-def _softplus_sigmoid_wide(z, u, softplus, sigmoid, value=True, grad=True):
-    """``softplus(z)`` into ``softplus`` (if ``value``) and ``sigma(z)`` into ``sigmoid``
-    (if ``grad``) for float64 ``z``, ``u`` a scratch buffer of its size: each within
-    2^-30 relative of the exact value (rounded once to float32 or float16: one ULP).
-    Returns ``min(z)`` (NaN if some ``z`` is NaN).
-
-    ``u = e^z``; the softplus is ``log(1 + u)``, which the float64 ``1 + u`` keeps to
-    2^-53 absolute, 2^-30 relative where ``z`` is above ``_LOG_OF_ONE_PLUS`` (and
-    ``log1p(u)`` below it; ``log`` costs half of ``log1p``); the sigmoid ``u / (1 + u)``.
-    Beyond z = 708 an element is redone by :func:`logistic_pairs` (``u`` would overflow).
-    """
-    np.exp(z, out=u)
-    one_plus = np.add(u, 1, out=softplus)
-    if grad:
-        np.divide(u, one_plus, out=sigmoid)
-    if value:
-        np.log(one_plus, out=softplus)
-    bottom, top = np.minimum.reduce(z), np.maximum.reduce(z)
-    if value and not bottom >= _LOG_OF_ONE_PLUS:  # (or a NaN)
-        low = np.flatnonzero(z < _LOG_OF_ONE_PLUS)
-        softplus[low] = np.log1p(u[low])
-    if not top <= _WIDE_LIMIT:  # (or a NaN)
-        redo = np.flatnonzero(~(z <= _WIDE_LIMIT))
-        pluses, sigmas = nx.logistic_pairs(z[redo], (value, False), (grad, False))
-        if value:
-            softplus[redo] = pluses[0]
-        if grad:
-            sigmoid[redo] = sigmas[0]
-    return bottom
-
-
-_WIDE_LIMIT = nx._PLAIN_LOGISTIC[np.dtype(np.float64)]
-
-
 def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
     """:func:`_softplus_margin` of float32 or float16 ``x``: the exponential, the
     logarithm, the sigmoid and the division by ``log_base`` in float64, each result
@@ -1548,9 +1509,9 @@ def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
     float32 softplus from them was up to 3.3 ULP off, and rounded again after a division
     by ``ln 2``, 4.9 ULP (``logistic_loss`` at ``x = 1.0241973``, ``t = 1``). The float64
     softplus is ``log(1 + u)``, ``u = e^{-t x}``, which the float64 ``1 + u`` keeps to
-    2^-53 absolute, 2^-30 relative where ``-t x`` is above ``_LOG_OF_ONE_PLUS`` (and
-    ``log1p(u)`` below it); ``log`` costs half of ``log1p``. Beyond -t x = 708 an element
-    is redone by :func:`logistic_pairs` (``u`` would overflow); below -708 the results
+    2^-53 absolute, 2^-30 relative where ``-t x`` is above -15.5 (and ``log1p(u)`` below
+    it); ``log`` costs half of ``log1p``. Beyond -t x = 708 an element
+    is redone by ``_numerics.logistic_pairs`` (``u`` would overflow); below -708 the results
     are below the narrow dtype's range."""
     work = nx.working_dtype(x.dtype)
     # (blocks of float32 elements: the float64 buffers are larger than the cache's share,
@@ -1585,7 +1546,7 @@ def _narrow_softplus_margin(x, t, reduction, value, grad, log_base=None):
         nt = np.negative(labels, out=buffers.minus_t[:size])
         z, u, softplus, sigmoid = (w[:size] for w in buffers.wide)
         np.multiply(nt, xb, out=z)  # -t x: exact, t is +-1
-        bottom = _softplus_sigmoid_wide(
+        bottom = nx.softplus_sigmoid_wide(
             z, u, softplus, sigmoid, values is not None, local is not None
         )
         results = [None, None]

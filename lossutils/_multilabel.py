@@ -19,7 +19,6 @@ from ._binary import (
     _bce_logits_parts,
     _signed_args,
     _softplus_margin,
-    _softplus_sigmoid_wide,
     _weighted,
 )
 from ._blocks import BLOCK_BYTES, for_each_block
@@ -383,7 +382,7 @@ def _multilabel_soft(input, target, weight, reduction, value=True, grad=True):
             sign += 1
             z = np.multiply(sign, xb, out=xb)  # exact
             terms, sig = np.empty_like(z), np.empty_like(z)
-            bottom = _softplus_sigmoid_wide(
+            bottom = nx.softplus_sigmoid_wide(
                 *(a.reshape(-1) for a in (z, np.empty_like(z), terms, sig)), value, grad
             )
             slope = np.multiply(sign, sig, out=sig) if grad else None

@@ -580,6 +580,45 @@ def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare, narrow=False):
     return redo
 
 
+# Below this -t x, log(1 + e^{-t x}) in float64 would keep the softplus to less than 2^-30
+# relative (e^-15.5 is about 2^-22.4, the rounding of 1 + u 2^-53): there log1p.
+_LOG_OF_ONE_PLUS = -15.5
+
+
+def softplus_sigmoid_wide(z, u, softplus, sigmoid, value=True, grad=True):
+    """``softplus(z)`` into ``softplus`` (if ``value``) and ``sigma(z)`` into ``sigmoid``
+    (if ``grad``) for float64 ``z``, ``u`` a scratch buffer of its size: each within
+    2^-30 relative of the exact value (rounded once to float32 or float16: one ULP).
+    Returns ``min(z)`` (NaN if some ``z`` is NaN). The sibling of
+    :func:`softplus_sigmoid_into` for float64 work whose results are float32 or float16:
+    2^-30 relative is enough there, so ``log`` replaces most ``log1p``.
+
+    ``u = e^z``; the softplus is ``log(1 + u)``, which the float64 ``1 + u`` keeps to
+    2^-53 absolute, 2^-30 relative where ``z`` is above ``_LOG_OF_ONE_PLUS`` (and
+    ``log1p(u)`` below it; ``log`` costs half of ``log1p``); the sigmoid ``u / (1 + u)``.
+    Beyond z = 708 an element is redone by :func:`logistic_pairs` (``u`` would overflow).
+    """
+    np.exp(z, out=u)
+    one_plus = np.add(u, 1, out=softplus)
+    if grad:
+        np.divide(u, one_plus, out=sigmoid)
+    if value:
+        np.log(one_plus, out=softplus)
+    bottom, top = np.minimum.reduce(z), np.maximum.reduce(z)
+    if value and not bottom >= _LOG_OF_ONE_PLUS:  # (or a NaN)
+        low = np.flatnonzero(z < _LOG_OF_ONE_PLUS)
+        softplus[low] = np.log1p(u[low])
+    limit = _PLAIN_LOGISTIC[np.dtype(np.float64)]
+    if not top <= limit:  # (or a NaN)
+        redo = np.flatnonzero(~(z <= limit))
+        pluses, sigmas = logistic_pairs(z[redo], (value, False), (grad, False))
+        if value:
+            softplus[redo] = pluses[0]
+        if grad:
+            sigmoid[redo] = sigmas[0]
+    return bottom
+
+
 def logistic_terms(x, y, cy, value=True, slope=True, consume=None):
     """The binary cross-entropy on logits and its slope, from one ``exp(-|x|)`` per element.
 
