@@ -807,7 +807,7 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
             local.values = np.empty(step, work if per_element else np.float64)
             local.t = np.empty(step, dtype=work) if log_target else None
             local.kernel = XlogMinus(work, size)
-        reduced = kept if per_element else BlockReduction(summed, size, work, divisor)
+        reduced = kept if per_element else BlockReduction(summed, size, dtype, divisor)
         hard, hard_d = [], []
         for start in range(rows.start, rows.stop, step):
             piece = slice(start, min(start + step, rows.stop))
@@ -850,7 +850,9 @@ def _kl_div(input, target, reduction, log_target, *, value=True, grad=True):
     for_each_block(blocks, size, work.itemsize)
     reduced = kept
     if not per_element:
-        reduced = BlockReduction(summed, size, work, divisor)
+        # in the result's dtype: the float64 total is rounded once (through float32 first, a
+        # float16 mean was an ULP off where the exact value lies near a float16 midpoint)
+        reduced = BlockReduction(summed, size, dtype, divisor)
         for start in sorted(parts):
             reduced.extend(parts[start])
     group, count = [], 0  # the deferred elements, in groups of about _CAREFUL_GROUP

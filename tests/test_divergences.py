@@ -246,6 +246,48 @@ def test_kl_div_batchmean_is_the_mean_kl_per_sample(rng):
     )
 
 
+@pytest.mark.parametrize(
+    ("reduction", "x", "t"),
+    [
+        (
+            "batchmean",
+            [[-0.66650390625, -0.037872314453125], [-0.94873046875, -1.4404296875],
+             [-0.2369384765625, -0.5693359375]],
+            [[0.8828125, 0.329833984375], [0.2193603515625, 0.1873779296875],
+             [0.1568603515625, 0.1917724609375]],
+        ),
+        (
+            "mean",
+            [[-0.66650390625, -0.037872314453125], [-0.94873046875, -1.4404296875],
+             [-0.2369384765625, -0.5693359375]],
+            [[0.8828125, 0.329833984375], [0.2193603515625, 0.1873779296875],
+             [0.1568603515625, 0.1917724609375]],
+        ),
+        (
+            "sum",
+            [[-0.047119140625, -0.97509765625], [-0.55712890625, -0.445556640625],
+             [-0.552734375, -0.43212890625]],
+            [[0.480224609375, 0.52685546875], [0.333740234375, 0.55224609375],
+             [0.0787353515625, 0.318359375]],
+        ),
+    ],
+)  # fmt: skip
+def test_kl_div_float16_reduction_is_rounded_once(reduction, x, t):
+    # exact values within a hair of a float16 midpoint: a total rounded to float32 first
+    # landed on the midpoint and then on the wrong float16 (one ULP off)
+    x, t = np.array(x, np.float16), np.array(t, np.float16)
+    with mpmath.workdps(50):
+        terms = [
+            mpmath.mpf(float(b)) * (mpmath.log(mpmath.mpf(float(b))) - mpmath.mpf(float(a)))
+            for a, b in zip(x.ravel(), t.ravel(), strict=True)
+        ]
+        divisor = {"batchmean": x.shape[0], "mean": x.size, "sum": 1}[reduction]
+        exact = mpmath.fsum(terms) / divisor
+    got = kl_div(x, t, reduction=reduction)
+    assert got.dtype == np.float16
+    assert_ulp_close(np.array([got]), np.array([exact], dtype=object), 0.5, dtype=np.float16)
+
+
 def test_kl_div_zero_target_and_nan():
     # t = 0 contributes 0 even where q = 0 (input = -inf); a NaN input propagates
     out = kl_div([-np.inf, 0.0, np.nan], [0.0, 1.0, 0.0], reduction="none")
