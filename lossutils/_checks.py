@@ -174,14 +174,20 @@ def check_axis(axis, ndim: int, name: str = "axis") -> int:
     return int(axis)
 
 
+def check_has_axis(array: np.ndarray, name: str, axis=-1) -> int:
+    """``axis`` of ``array`` as a non-negative index: an integer naming one of its axes
+    (a 0-d array has none)."""
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension; got shape {array.shape}")
+    return check_axis(axis, array.ndim)
+
+
 def check_class_axis(array: np.ndarray, name: str, axis=-1) -> int:
     """``axis`` of ``array`` (an integer naming one of its axes) along which it holds a
     distribution or the scores of the classes: at least one element there. A distribution
     over no outcomes is none (its probabilities cannot sum to 1): softmax, entropy and
     the divergences refuse it, as cross_entropy refuses an empty class axis."""
-    if array.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension; got shape {array.shape}")
-    index = check_axis(axis, array.ndim)
+    index = check_has_axis(array, name, axis)
     if array.shape[index] == 0:
         raise ValueError(
             f"{name} must have at least one element along axis {axis}; got shape {array.shape}"

@@ -15,10 +15,10 @@ import numpy as np
 from ._binary import _bce_logits, _bce_logits_slope
 from ._blocks import for_each_block
 from ._checks import (
-    check_axis,
     check_bool,
     check_broadcastable,
     check_class_axis,
+    check_has_axis,
     check_log_probability,
     check_reduction,
     check_same_shape,
@@ -73,12 +73,6 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 def _as(value, dtype):
     """``value`` rounded once to ``dtype``; a 0-d result as a NumPy scalar."""
     return to_dtype(value, dtype)[()]
-
-
-def _check_has_axis(array: np.ndarray, name: str, axis=-1) -> None:
-    if array.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension; got shape {array.shape}")
-    check_axis(axis, array.ndim)
 
 
 def _distributions(p, q, axis, widen=True):
@@ -903,7 +897,7 @@ def _gaussian_kl_args(mu, logvar, mu_prior, logvar_prior, axis=-1) -> _Gaussians
     mu, logvar, mu_prior, logvar_prior = float_arrays(
         {"mu": mu, "logvar": logvar, "mu_prior": mu_prior, "logvar_prior": logvar_prior}, dtype
     )
-    _check_has_axis(mu, "mu", axis)
+    check_has_axis(mu, "mu", axis)
     check_same_shape(mu, logvar, "mu", "logvar")
     check_broadcastable(mu_prior, mu.shape, "mu_prior", "mu")
     check_broadcastable(logvar_prior, mu.shape, "logvar_prior", "mu")
@@ -1289,8 +1283,8 @@ def _vae_args(x, recon, mu, logvar, likelihood, reduction) -> _VAEArgs:
     reduction = check_reduction(reduction)
     x, recon, mu, logvar = float_arrays({"x": x, "recon": recon, "mu": mu, "logvar": logvar})
     dtype = x.dtype
-    _check_has_axis(x, "x")
-    _check_has_axis(mu, "mu")
+    check_has_axis(x, "x")
+    check_has_axis(mu, "mu")
     check_same_shape(x, recon, "x", "recon")
     check_same_shape(mu, logvar, "mu", "logvar")
     if x.shape[:-1] != mu.shape[:-1]:
