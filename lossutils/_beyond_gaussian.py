@@ -750,14 +750,27 @@ def _stirling_error_real(r):
     return out
 
 
+def _stepping_order(steps, count):
+    """``(order, starts)`` for the per-element step counts ``steps`` (small non-negative
+    integers): ``order`` sorts the elements by their count (stable), so that the ones still
+    stepping at step ``k < count`` are ``order[starts[k]:]``, a suffix; ``starts`` stops
+    where no element steps any more. The loops below run on slices of the sorted elements:
+    each element sees the same operations as one at a time, without a gather and a scatter
+    per step."""
+    steps = np.asarray(steps).astype(np.int16)  # (a radix sort)
+    order = np.argsort(steps, kind="stable")
+    starts = np.searchsorted(steps[order], np.arange(1, count + 1))
+    return order, [int(k) for k in starts if k < order.size]
+
+
 def _stirling_steps(x, m):
     """``corr(x) - corr(x + m)`` for real ``x > 0`` and integer ``m >= 0`` (at most a few
     tens): the sum of the positive steps ``(x + k + 1/2) log1p(1/(x + k)) - 1``, k < m."""
-    acc = np.zeros_like(x)
-    every = int(np.min(m, initial=0))  # the steps that every element takes: no gathering
-    for k in range(int(np.max(m, initial=0))):
-        use = slice(None) if k < every else np.flatnonzero(k < m)
-        xk = x[use] + k
+    order, starts = _stepping_order(m, int(np.max(m, initial=0)))
+    xs = x[order]
+    acc = np.zeros_like(xs)
+    for k, start in enumerate(starts):
+        xk = xs[start:] + k
         u = 1 / (2 * xk + 1)
         w = u * u
         series = atanh_series(w)
@@ -766,8 +779,10 @@ def _stirling_steps(x, m):
         if direct.size:
             xd = xk[direct]
             series[direct] = (xd + 0.5) * np.log1p(1 / xd) - 1
-        acc[use] += series
-    return acc
+        acc[start:] += series
+    out = np.empty_like(acc)
+    out[order] = acc
+    return out
 
 
 def _stirling_difference(r, y):
@@ -956,13 +971,13 @@ def _digamma_rest(r, y):
     r = np.where(r < _STIRLING_MIN, r, 1.0)
     m = np.ceil(_STIRLING_MIN - r)
     steps = np.minimum(m, y)
-    out = np.zeros_like(r)
-    every = int(np.min(steps, initial=0))  # the steps that every element takes: no gathering
-    for k in range(int(_STIRLING_MIN)):
-        stepping = slice(None) if k < every else np.flatnonzero(k < steps)  # others: - 0
-        if not out[stepping].size:
-            break
-        out[stepping] -= log1p_minus(1 / (r[stepping] + k))
+    order, starts = _stepping_order(steps, int(_STIRLING_MIN))
+    rs = r[order]
+    acc = np.zeros_like(rs)
+    for k, start in enumerate(starts):  # the others: - 0
+        acc[start:] -= log1p_minus(1 / (rs[start:] + k))
+    out = np.empty_like(acc)
+    out[order] = acc
     long = np.flatnonzero(y > m)  # the tail only where it is not 0
     if long.size:
         rl, yl, ml = r[long], y[long], m[long]
@@ -1179,12 +1194,31 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
 
 def _nb_block(z, y, r, value, grad, narrow=False):
     """``(loss or None, d/dz or None, d/dr or None)`` per element of one block (float64)."""
+    saddle = _large_counts(r, y)
+    if saddle.any() and not saddle.all():
+        # the saddle-point elements and the others (target 0: a few percent of Poisson-like
+        # counts) each on their own: the kernels below then take all of their elements (no
+        # gathering and scattering of a part in each of them)
+        parts = np.flatnonzero(saddle), np.flatnonzero(~saddle)
+        results = [_nb_block(z[i], y[i], r[i], value, grad, narrow) for i in parts]
+        merged = []
+        for pair in zip(*results, strict=True):
+            out = None
+            if pair[0] is not None:
+                out = np.empty(z.shape)
+                for i, values in zip(parts, pair, strict=True):
+                    out[i] = values
+            merged.append(out)
+        return tuple(merged)
     (sp, _), sigmoids = logistic_pairs(z, softpluses=(True, False))  # one exp for all three
     g_z, near, gap, mean = _nb_input_slope(z, y, r, narrow=narrow, sigmoids=sigmoids)
+    del sigmoids
     loss = g_r = None
+    if grad:  # first: its inputs are dropped before the loss's temporaries are made
+        g_r = _nb_count_slope(z, y, r, sp, near, gap, mean)
+    del near, gap, mean
     if value:
         loss = np.empty(z.shape)
-        saddle = _large_counts(r, y)
         rest = ~saddle  # target 0 (r sp(z)) and total_count 0: the generic form
         if rest.any():
             zr, yr, rr = z[rest], y[rest], r[rest]
@@ -1192,8 +1226,6 @@ def _nb_block(z, y, r, value, grad, narrow=False):
         if saddle.any():
             part = _part(saddle)
             loss[part] = _nb_nll_saddle(z[part], g_z[part], y[part], r[part], sp[part])
-    if grad:
-        g_r = _nb_count_slope(z, y, r, sp, near, gap, mean)
     return loss, g_z, g_r
 
 
@@ -1368,13 +1400,11 @@ def _recurrence_slices(a):
     for _ in range(int(_T_SERIES_MIN_A)):
         steps += chain < _T_SERIES_MIN_A  # stays false once true: chain only grows
         chain += 1
-    order = np.argsort(steps, kind="stable")
-    idx, steps = idx[order], steps[order]
-    starts = np.searchsorted(steps, np.arange(1, int(_T_SERIES_MIN_A) + 1))
-    return idx, [int(k) for k in starts if k < idx.size]
+    order, starts = _stepping_order(steps, int(_T_SERIES_MIN_A))
+    return idx[order], starts
 
 
-def _student_t_log_norm(df):
+def _student_t_log_norm(df, slope=True):
     """C(df) = log(df)/2 + log Gamma(df/2) - log Gamma((df + 1)/2) and its derivative.
 
     The Student-t NLL is log s + log(pi)/2 + C(df) + (df + 1)/2 log1p(u^2/df). As df -> oo,
@@ -1383,6 +1413,7 @@ def _student_t_log_norm(df):
     16 digits of 0.3466..., and the digamma difference of the derivative (about 1/(4 df^2))
     about 3 (none at df = 1e9). Hence the series and recurrences above, a few ULP for every
     df > 0. Returns (C, dC/ddf); df = +inf gives the Gaussian limits (log(2)/2, 0).
+    ``slope=False``: (C, None), for a caller that has C'(df) from its double-double.
     """
     a = np.asarray(np.where(np.isinf(df), 1e300, df / 2))
     f_acc = np.zeros_like(a)
@@ -1399,7 +1430,8 @@ def _student_t_log_norm(df):
             a_s = al[start:]
             t = 4 * a_s * (a_s + 1)
             fl[start:] += 0.5 * np.log1p(1 / t)
-            dl[start:] -= 1 / (t * (a_s + 0.5))
+            if slope:
+                dl[start:] -= 1 / (t * (a_s + 0.5))
             a_s += 1
         flat_a[idx], flat_f[idx], flat_d[idx] = al, fl, dl
     # the series by Horner's rule in cache-sized blocks, in place
@@ -1412,13 +1444,15 @@ def _student_t_log_norm(df):
             c = _T_SERIES[k - 1]
             fb *= wb
             fb += c
-            pb *= wb
-            pb -= (2 * k - 1) * c
+            if slope:
+                pb *= wb
+                pb -= (2 * k - 1) * c
         fb /= flat_a[b]
         fb += flat_f[b]
-        pb *= wb
-        pb += flat_d[b]  # d f / d a
-    return _HALF_LOG_2 + f, 0.5 * fprime
+        if slope:
+            pb *= wb
+            pb += flat_d[b]  # d f / d a
+    return _HALF_LOG_2 + f, 0.5 * fprime if slope else None
 
 
 # The df gradient where its terms cancel (see _student_t_df_slope_careful), in double-double.
@@ -1785,8 +1819,11 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
             pre = per_df and [a if a.ndim == 0 else a[group] for a in per_df]
             if per_element:
                 nug = flats[3][group].astype(np.float64, copy=False)
-                c, dc = _student_t_log_norm(nug)
-                pre = [c, *_student_t_norm_slope(np.where(np.isinf(nug), 1.0, nug), dc)[0]]
+                nu_f = np.where(np.isinf(nug), 1.0, nug)
+                # C'(df) in float64 only where the double-double does not apply
+                outside = not np.all((nu_f >= 2.0**-200) & (nu_f <= 2.0**200))
+                c, dc = _student_t_log_norm(nug, slope=outside)
+                pre = [c, *_student_t_norm_slope(nu_f, 0.0 if dc is None else dc)[0]]
             redo = []
             for b in chunks(group.stop - group.start, _STUDENT_T_GRAD_BLOCK if grad else CHUNK):
                 # b: within the group; at: within the loss
@@ -1797,7 +1834,7 @@ def _student_t(input, target, scale, df, reduction, *, value=True, grad=True):
                 r = xb - yb
                 u = r / sb
                 if pre is None:
-                    (c, dc), norm_slope = _student_t_log_norm(nub), None
+                    (c, dc), norm_slope = _student_t_log_norm(nub, slope=grad), None
                 else:
                     c, dc, *norm_slope = (a if a.ndim == 0 else a[b] for a in pre)
                 gauss = np.isinf(nub)

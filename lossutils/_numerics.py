@@ -2741,18 +2741,21 @@ def log1p_minus(t):
     """
     t = np.asarray(t, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = np.asarray(np.log1p(t) - t)
         near = (t >= -2 / 3) & (t <= 1)
-        if near.any():
-            tn = t[near]
+        every = t.ndim > 0 and near.all()  # then no direct form, no gather and scatter
+        out = None if every else np.asarray(np.log1p(t) - t)
+        if every or near.any():
+            tn = t if every else t[near]
             u = tn / (2 + tn)
             w = u * u
             series = atanh_series(w)
             series *= w
             series *= u
             series *= 2
-            tn *= u
-            series -= tn  # -2 u^2 / (1 - u) = -t u
+            w = np.multiply(tn, u, out=w)
+            series -= w  # -2 u^2 / (1 - u) = -t u
+            if every:
+                return series
             out[near] = series
     return out
 
