@@ -208,25 +208,40 @@ def exact_inputs(*arrays):
     function under test received: its error is then the function's own, not the
     rounding of its inputs. Returns one array, or a tuple for several.
 
+    Integers (and booleans) convert exactly too, also beyond 2^53.
+
     Raises
     ------
-    TypeError, ValueError
-        If an entry is not a real number (Python's ``float`` message).
+    ValueError
+        If an array is not of a real numeric dtype (complex, long double, text, dates,
+        objects): its position, and the dtype given.
 
     Examples
     --------
     >>> x = np.float32([0.1])
     >>> exact_inputs(x)[0] == 0.1
     False
+    >>> exact_inputs([2**60 + 1])[0] == 2**60 + 1
+    True
     """
     import mpmath
 
     out = []
-    for a in arrays:
+    for position, a in enumerate(arrays):
         a = np.asarray(a)
+        if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and a.dtype.itemsize > 8):
+            # (a complex number's imaginary part would be dropped, with a ComplexWarning; a
+            # long double rounded to float64)
+            raise ValueError(
+                f"exact_inputs: argument {position} must be real numbers (bool, integer, "
+                f"float16, float32 or float64); got dtype {a.dtype}"
+            )
+        exact = int if a.dtype.kind in "biu" else float  # (each exact for its kind)
         values = np.empty(a.shape, dtype=object)
-        for index in np.ndindex(a.shape):
-            values[index] = mpmath.mpf(float(a[index]))
+        # (mpf rounds an integer to the working precision: 64 bits hold every int64, uint64)
+        with mpmath.workprec(64):
+            for index in np.ndindex(a.shape):
+                values[index] = mpmath.mpf(exact(a[index]))
         out.append(values)
     return out[0] if len(out) == 1 else tuple(out)
 
