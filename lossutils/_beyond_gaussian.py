@@ -766,44 +766,92 @@ def _stepping_order(steps, count):
 def _stirling_steps(x, m):
     """``corr(x) - corr(x + m)`` for real ``x > 0`` and integer ``m >= 0`` (at most a few
     tens): the sum of the positive steps ``(x + k + 1/2) log1p(1/(x + k)) - 1``, k < m."""
-    order, starts = _stepping_order(m, int(np.max(m, initial=0)))
+    return _step_sums(x, m, None)[0]
+
+
+def _step_sums(x, stirling, digamma, wanted=(True, True)):
+    """The sums over ``k`` of two kinds of positive steps at ``x + k`` (float64 ``x > 0``):
+    ``(x + k + 1/2) log1p(1/(x + k)) - 1`` for ``k < stirling`` (:func:`_stirling_steps`) and
+    ``1/(x + k) - log1p(1/(x + k))`` for ``k < digamma`` (:func:`_digamma_rest`), each an
+    array of integer step counts (at most a few tens) or None; ``wanted``: which of the two
+    sums to form (None for the other), on the steps of both.
+
+    With ``u = 1/(2x + 1)``, ``w = u^2`` and ``S = atanh_series(w)`` (``log1p(1/x) =
+    2 atanh(u)``), the first step is ``w S`` and the second ``u (1/x - 2 w S)`` (the two
+    parts differ by a factor 13 or more for ``x >= 1``): one series per step for both. The
+    direct forms where the series does not apply (``u > 0.8``; ``x < 1`` for the second,
+    where it cancels by at most a factor 2.5, as in :func:`log1p_minus`).
+    """
+    given = [c for c in (stirling, digamma) if c is not None]
+    most = given[0] if len(given) == 1 else np.maximum(*given)
+    order, starts = _stepping_order(most, int(np.max(most, initial=0)))
     xs = x[order]
-    acc = np.zeros_like(xs)
+    counts = [
+        c[order] if c is not None and w else None
+        for c, w in zip((stirling, digamma), wanted, strict=True)
+    ]
+    sums = [None if c is None else np.zeros_like(xs) for c in counts]
+
+    # (no mask for the counts that are the steps walked)
+    every = [c is not None and (c is most or np.array_equal(c, most)) for c in (stirling, digamma)]
+
+    def add(i, start, k, value):  # sums[i] += value where the element still takes step k
+        acc = sums[i][start:]
+        acc += value if every[i] else np.where(k < counts[i][start:], value, 0.0)
+
     for k, start in enumerate(starts):
         xk = xs[start:] + k
         u = 1 / (2 * xk + 1)
         w = u * u
         series = atanh_series(w)
-        series *= w
-        direct = np.flatnonzero(u > 0.8)  # x < 1/8: few elements, if any
-        if direct.size:
-            xd = xk[direct]
-            series[direct] = (xd + 0.5) * np.log1p(1 / xd) - 1
-        acc[start:] += series
-    out = np.empty_like(acc)
-    out[order] = acc
-    return out
+        if sums[0] is not None:
+            step = w * series if sums[1] is not None else np.multiply(series, w, out=series)
+            direct = np.flatnonzero(u > 0.8)  # x < 1/8: few elements, if any
+            if direct.size:
+                xd = xk[direct]
+                step[direct] = (xd + 0.5) * np.log1p(1 / xd) - 1
+            add(0, start, k, step)
+        if sums[1] is not None:
+            t = 1 / xk
+            series *= w
+            series *= 2
+            np.subtract(t, series, out=series)
+            series *= u
+            direct = np.flatnonzero(xk < 1)  # t > 1
+            if direct.size:
+                td = t[direct]
+                series[direct] = td - np.log1p(td)
+            add(1, start, k, series)
+    for i, acc in enumerate(sums):
+        if acc is not None:
+            sums[i] = np.empty_like(acc)
+            sums[i][order] = acc
+    return sums
 
 
-def _stirling_difference(r, y):
+def _stirling_difference(r, y, steps=None):
     """``corr(r) - corr(r + y)`` for real ``r > 0`` and integer counts ``y >= 1``.
 
     Below 10 for both, the sum of the ``y`` positive steps from ``r`` (no cancellation, and
-    fewer steps than taking each of ``r`` and ``r + y`` up to 10); elsewhere the difference
-    of the two Stirling errors.
+    fewer steps than taking each of ``r`` and ``r + y`` up to 10; ``steps``: those sums if
+    already known, per element of ``r``); elsewhere the difference of the two Stirling errors.
     """
     few = (y <= _STIRLING_MIN) & (r < _STIRLING_MIN)
+
+    def summed(i):
+        return _stirling_steps(r[i], y[i]) if steps is None else steps[i]
+
     if few.all():
-        return _stirling_steps(r, y)
+        return summed(slice(None))
     out = np.empty_like(r)
     i, j = np.flatnonzero(few), np.flatnonzero(~few)
-    out[i] = _stirling_steps(r[i], y[i])
+    out[i] = summed(i)
     rj = r[j]
     out[j] = _stirling_error_real(rj) - _stirling_error_real(rj + y[j])
     return out
 
 
-def _nb_nll_saddle(z, d, y, r, sp):
+def _nb_nll_saddle(z, d, y, r, sp, steps=None):
     """The NB loss for r > 0, y >= 1 as a sum of non-negative terms (the saddle-point form).
 
     With the Stirling error corr(n) = log Gamma(n + 1) - (n log n - n + log(2 pi n)/2) (the
@@ -837,7 +885,7 @@ def _nb_nll_saddle(z, d, y, r, sp):
         bd0_y[far] = np.where(t_y[far] >= -2 / 3, bd0_y[far], yf * log_y + (m_y - yf))
         bd0_r[far] = np.where(t_r[far] >= -2 / 3, bd0_r[far], rf * log_r + (m_r - rf))
     log_term = 0.5 * (_LOG_2PI + np.log(yb) + np.log1p(yb / rb))
-    corr = _stirling_difference(rb, yb) + _stirling_error(yb)
+    corr = _stirling_difference(rb, yb, steps) + _stirling_error(yb)
     return (bd0_y + bd0_r) + log_term + corr
 
 
@@ -895,8 +943,9 @@ def _nb_input_slope(z, y, r, narrow=False, sigmoids=None):
     return g_z, near, gap, mean
 
 
-def _nb_count_slope(z, y, r, sp, near, gap, mean):
-    """d/dr of the NB loss, from ``near``, ``gap`` and ``mean`` of :func:`_nb_input_slope`."""
+def _nb_count_slope(z, y, r, sp, near, gap, mean, steps=None):
+    """d/dr of the NB loss, from ``near``, ``gap`` and ``mean`` of :func:`_nb_input_slope`
+    (``steps``: the sums of :func:`_digamma_rest`'s steps if already known, per element)."""
     g_r = np.array(sp, dtype=np.float64)
     g_hi = mean - y  # r e^z - y; in double-double where near
     g_lo = np.zeros_like(g_hi)
@@ -915,6 +964,8 @@ def _nb_count_slope(z, y, r, sp, near, gap, mean):
         return g_r
     every = usable.all()  # then no gathering
     hi, lo, yn, rn, zn = (v if every else v[usable] for v in (g_hi, g_lo, y, r, z))
+    if steps is not None and not every:
+        steps = steps[usable]
     a = (hi + lo) / (rn + yn)
     # log1p(a) = log((r + r e^z) / (r + y)), from the ratio below a = -1/2 (log1p of an a
     # near -1 would lose the digits of 1 + a)
@@ -934,7 +985,7 @@ def _nb_count_slope(z, y, r, sp, near, gap, mean):
         series[part] = (
             _count_slope_series(a[part], lp, hi[part], lo[part], rp, yp)
             if large
-            else lp - _digamma_rest(rp, yp)
+            else lp - _digamma_rest(rp, yp, None if steps is None else steps[part])
         )
     if every:
         return series
@@ -959,25 +1010,21 @@ def _count_slope_series(a, log_ratio, hi, lo, r, y):
     return head + (_digamma_correction(r + y) - _digamma_correction(r))
 
 
-def _digamma_rest(r, y):
+def _digamma_rest(r, y, steps=None):
     """psi(r + y) - psi(r) - log1p(y / r) for 0 < r < 10 and counts y >= 1, as positive terms.
 
     With h(x) = psi(x) - log x (negative), the recurrence psi(x + 1) = psi(x) + 1/x gives
-    h(x + 1) - h(x) = -(log1p(1/x) - 1/x) > 0 (:func:`log1p_minus`), and above 10 the series
+    h(x + 1) - h(x) = 1/x - log1p(1/x) > 0 (:func:`_step_sums`), and above 10 the series
     h(x) = -1/(2x) - corr'(x). So h(r + y) - h(r) is a sum of positive terms: the steps from r
     to r + min(y, m), m = ceil(10 - r), then (y - m) / (2 (r + m)(r + y)) + corr'(r + m) -
     corr'(r + y). SciPy's digamma(r + y) - digamma(r) - log1p(y / r) cancels (40 ULP at r = 9).
+    ``steps``: the sums of the steps if already known (per element).
     """
     r = np.where(r < _STIRLING_MIN, r, 1.0)
     m = np.ceil(_STIRLING_MIN - r)
-    steps = np.minimum(m, y)
-    order, starts = _stepping_order(steps, int(_STIRLING_MIN))
-    rs = r[order]
-    acc = np.zeros_like(rs)
-    for k, start in enumerate(starts):  # the others: - 0
-        acc[start:] -= log1p_minus(1 / (rs[start:] + k))
-    out = np.empty_like(acc)
-    out[order] = acc
+    if steps is None:
+        steps = _step_sums(r, None, np.minimum(m, y))[1]
+    out = np.array(steps, dtype=np.float64)
     long = np.flatnonzero(y > m)  # the tail only where it is not 0
     if long.size:
         rl, yl, ml = r[long], y[long], m[long]
@@ -1214,8 +1261,23 @@ def _nb_block(z, y, r, value, grad, narrow=False):
     g_z, near, gap, mean = _nb_input_slope(z, y, r, narrow=narrow, sigmoids=sigmoids)
     del sigmoids
     loss = g_r = None
+    steps = [None, None]
+    if saddle.all():
+        # below r = 10 the loss's Stirling steps (y of them, used up to y = 10) and the
+        # gradient's digamma steps (as many or fewer) are taken at the same points r + k: one
+        # series per step for both. The same steps are walked whatever is asked for, so that
+        # each sum is the same in every call (the series' length depends on the elements
+        # stepping together). Elsewhere unused zeros.
+        low = _part(r < _STIRLING_MIN)
+        rl, yl = r[low], y[low]
+        stirling = np.minimum(yl, _STIRLING_MIN)
+        digamma = np.minimum(np.ceil(_STIRLING_MIN - rl), yl) if grad else None
+        for i, sums in enumerate(_step_sums(rl, stirling, digamma, wanted=(value, grad))):
+            if sums is not None:
+                steps[i] = sums if isinstance(low, slice) else np.zeros(z.shape)
+                steps[i][low] = sums
     if grad:  # first: its inputs are dropped before the loss's temporaries are made
-        g_r = _nb_count_slope(z, y, r, sp, near, gap, mean)
+        g_r = _nb_count_slope(z, y, r, sp, near, gap, mean, steps[1])
     del near, gap, mean
     if value:
         loss = np.empty(z.shape)
@@ -1225,7 +1287,7 @@ def _nb_block(z, y, r, value, grad, narrow=False):
             loss[rest] = times(rr, sp[rest]) + times(yr, softplus(-zr)) + _nb_log_normalizer(rr, yr)
         if saddle.any():
             part = _part(saddle)
-            loss[part] = _nb_nll_saddle(z[part], g_z[part], y[part], r[part], sp[part])
+            loss[part] = _nb_nll_saddle(z[part], g_z[part], y[part], r[part], sp[part], steps[0])
     return loss, g_z, g_r
 
 
