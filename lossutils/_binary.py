@@ -30,6 +30,7 @@ from ._checks import (
     check_unit_interval,
     check_unit_interval_scalar,
     float_arrays,
+    gradients_in_argument_dtypes,
 )
 from ._reduction import (
     BlockReduction,
@@ -278,6 +279,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     return _bce(input, target, weight, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
     r"""Gradient of :func:`binary_cross_entropy` with respect to ``input``.
 
@@ -327,6 +329,7 @@ def binary_cross_entropy_grad(input, target, weight=None, reduction="mean"):
     return _bce(input, target, weight, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def binary_cross_entropy_value_and_grad(input, target, weight=None, reduction="mean"):
     r"""``binary_cross_entropy`` and ``binary_cross_entropy_grad`` in one pass: the two logs
     are taken once.
@@ -506,6 +509,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None
     return _bce_with_logits(input, target, weight, pos_weight, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def binary_cross_entropy_with_logits_grad(
     input, target, weight=None, pos_weight=None, reduction="mean"
 ):
@@ -555,6 +559,7 @@ def binary_cross_entropy_with_logits_grad(
     return _bce_with_logits(input, target, weight, pos_weight, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def binary_cross_entropy_with_logits_value_and_grad(
     input, target, weight=None, pos_weight=None, reduction="mean"
 ):
@@ -738,6 +743,7 @@ def sigmoid_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
     return _focal(input, target, alpha, gamma, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
     r"""Gradient of :func:`sigmoid_focal_loss` with respect to ``input``.
 
@@ -784,6 +790,7 @@ def sigmoid_focal_loss_grad(input, target, alpha=0.25, gamma=2.0, reduction="mea
     return _focal(input, target, alpha, gamma, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def sigmoid_focal_loss_value_and_grad(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
     r"""``sigmoid_focal_loss`` and ``sigmoid_focal_loss_grad`` in one pass: the cross-entropy
     and the modulating factor are computed once.
@@ -954,6 +961,7 @@ def hinge_loss(input, target, margin=1.0, reduction="mean"):
     return _hinge(input, target, margin, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`hinge_loss` with respect to ``input``.
 
@@ -993,6 +1001,7 @@ def hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     return _hinge(input, target, margin, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
     r"""``hinge_loss`` and ``hinge_loss_grad`` in one pass: the gap :math:`m - t x` is formed
     once.
@@ -1145,6 +1154,7 @@ def squared_hinge_loss(input, target, margin=1.0, reduction="mean"):
     return _hinge(input, target, margin, reduction, grad=False, squared=True)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def squared_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`squared_hinge_loss` with respect to ``input``.
 
@@ -1182,6 +1192,7 @@ def squared_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     return _hinge(input, target, margin, reduction, value=False, squared=True)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def squared_hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
     r"""``squared_hinge_loss`` and ``squared_hinge_loss_grad`` in one pass: the gap
     :math:`m - t x` is formed once.
@@ -1253,6 +1264,7 @@ def square_loss(input, target, reduction="mean"):
     return _square(input, target, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def square_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`square_loss` with respect to ``input``.
 
@@ -1288,6 +1300,7 @@ def square_loss_grad(input, target, reduction="mean"):
     return _square(input, target, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def square_loss_value_and_grad(input, target, reduction="mean"):
     r"""``square_loss`` and ``square_loss_grad`` in one pass: :math:`1 - t x` is formed once.
 
@@ -1389,6 +1402,7 @@ def logistic_loss(input, target, base=2.0, reduction="mean"):
     return _logistic(input, target, base, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def logistic_loss_grad(input, target, base=2.0, reduction="mean"):
     r"""Gradient of :func:`logistic_loss` with respect to ``input``.
 
@@ -1424,6 +1438,7 @@ def logistic_loss_grad(input, target, base=2.0, reduction="mean"):
     return _logistic(input, target, base, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def logistic_loss_value_and_grad(input, target, base=2.0, reduction="mean"):
     r"""``logistic_loss`` and ``logistic_loss_grad`` in one pass: the softplus and the sigmoid
     of :math:`-t x` share one exponential.

@@ -9,10 +9,13 @@ that have not moved to it yet.)
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 
 import numpy as np
 
+from ._numerics import to_dtype
 from ._reduction import reduce, reduction_scale, sum_to_shape  # noqa: F401  (see the module docstring)
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -351,6 +354,46 @@ def grad_dtype(value, dtype) -> np.dtype:
         return np.dtype(dtype)
     kind = np.asarray(value).dtype.kind
     return np.dtype(np.float64) if kind in "biu" else np.asarray(value).dtype
+
+
+def gradients_in_argument_dtypes(*names: str):
+    """Decorator of a public ``X_grad`` or ``X_value_and_grad``: the gradient w.r.t. each
+    argument in ``names`` (in the order the function returns them) takes that argument's
+    own dtype (:func:`grad_dtype`).
+
+    With mixed floating dtypes (a float32 input, a float64 target) a loss is computed, and
+    its value returned, in their promotion; a gradient computed there is then rounded once
+    to its argument's narrower dtype, as the design's "same shape and dtype as each
+    argument" asks (PyTorch's autograd also gives each leaf's gradient its own dtype).
+    """
+
+    def decorate(function):
+        parameters = list(inspect.signature(function).parameters)
+        positions = [parameters.index(name) for name in names]
+        pair = function.__name__.endswith("_value_and_grad")
+
+        def argument(args, kwargs, position):
+            if position < len(args):
+                return args[position]
+            return kwargs.get(parameters[position])
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            result = function(*args, **kwargs)
+            grads = result[1] if pair else result
+            single = not isinstance(grads, tuple)
+            cast = tuple(
+                g
+                if g is None
+                else to_dtype(g, grad_dtype(argument(args, kwargs, position), g.dtype))
+                for g, position in zip((grads,) if single else grads, positions, strict=True)
+            )
+            grads = cast[0] if single else cast
+            return (result[0], grads) if pair else grads
+
+        return wrapper
+
+    return decorate
 
 
 def check_log_probability(value: np.ndarray, name: str) -> None:

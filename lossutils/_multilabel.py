@@ -31,6 +31,7 @@ from ._checks import (
     check_unit_interval,
     describe,
     float_arrays,
+    gradients_in_argument_dtypes,
 )
 from ._reduction import (
     mean_past_the_range,
@@ -109,6 +110,7 @@ def soft_margin_loss(input, target, reduction="mean"):
     return _soft_margin(input, target, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def soft_margin_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`soft_margin_loss` with respect to ``input``.
 
@@ -153,6 +155,7 @@ def soft_margin_loss_grad(input, target, reduction="mean"):
     return _soft_margin(input, target, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def soft_margin_loss_value_and_grad(input, target, reduction="mean"):
     r"""``soft_margin_loss`` and ``soft_margin_loss_grad`` in one pass: the softplus and the
     sigmoid of :math:`-t x` share one exponential.
@@ -267,6 +270,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction="mean"):
     return _multilabel_soft(input, target, weight, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean"):
     r"""Gradient of :func:`multilabel_soft_margin_loss` with respect to ``input``.
 
@@ -311,6 +315,7 @@ def multilabel_soft_margin_loss_grad(input, target, weight=None, reduction="mean
     return _multilabel_soft(input, target, weight, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def multilabel_soft_margin_loss_value_and_grad(input, target, weight=None, reduction="mean"):
     r"""``multilabel_soft_margin_loss`` and ``multilabel_soft_margin_loss_grad`` in one pass:
     the softplus and sigmoid pairs share one :math:`e^{-|x|}`.
@@ -555,6 +560,7 @@ def multilabel_margin_loss(input, target, reduction="mean"):
     return _multilabel_margin(input, target, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def multilabel_margin_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`multilabel_margin_loss` with respect to ``input``.
 
@@ -591,6 +597,7 @@ def multilabel_margin_loss_grad(input, target, reduction="mean"):
     return _multilabel_margin(input, target, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def multilabel_margin_loss_value_and_grad(input, target, reduction="mean"):
     r"""``multilabel_margin_loss`` and ``multilabel_margin_loss_grad`` in one pass: the gaps
     of every (label, non-label) pair are formed once.

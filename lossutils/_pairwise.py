@@ -20,6 +20,7 @@ from ._checks import (
     check_reduction,
     check_same_shape,
     float_arrays,
+    gradients_in_argument_dtypes,
     result_dtype,
 )
 from ._reduction import reduce_to, reduction_scale, scaled_shares
@@ -158,6 +159,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
     return _margin_ranking(input1, input2, target, margin, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input1", "input2")
 def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
     r"""Gradient of :func:`margin_ranking_loss` with respect to ``input1`` and ``input2``.
 
@@ -199,6 +201,7 @@ def margin_ranking_loss_grad(input1, input2, target, margin=0.0, reduction="mean
     return _margin_ranking(input1, input2, target, margin, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input1", "input2")
 def margin_ranking_loss_value_and_grad(input1, input2, target, margin=0.0, reduction="mean"):
     r"""``margin_ranking_loss`` and ``margin_ranking_loss_grad`` in one pass: one gap for both.
 
@@ -319,6 +322,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     return _hinge_embedding(input, target, margin, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def hinge_embedding_loss_grad(input, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`hinge_embedding_loss` with respect to ``input``.
 
@@ -358,6 +362,7 @@ def hinge_embedding_loss_grad(input, target, margin=1.0, reduction="mean"):
     return _hinge_embedding(input, target, margin, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def hinge_embedding_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
     r"""``hinge_embedding_loss`` and ``hinge_embedding_loss_grad`` in one pass: one gap for both.
 
@@ -697,6 +702,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
     return _cosine_embedding(input1, input2, target, margin, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input1", "input2")
 def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="mean"):
     r"""Gradient of :func:`cosine_embedding_loss` with respect to ``input1`` and ``input2``.
 
@@ -750,6 +756,7 @@ def cosine_embedding_loss_grad(input1, input2, target, margin=0.0, reduction="me
     return _cosine_embedding(input1, input2, target, margin, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input1", "input2")
 def cosine_embedding_loss_value_and_grad(input1, input2, target, margin=0.0, reduction="mean"):
     r"""``cosine_embedding_loss`` and ``cosine_embedding_loss_grad`` in one pass: one cosine.
 

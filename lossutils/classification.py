@@ -32,6 +32,7 @@ from ._checks import (
     class_weight,
     describe,
     float_arrays,
+    gradients_in_argument_dtypes,
 )
 from ._multilabel import *  # noqa: F403
 from ._reduction import (
@@ -386,6 +387,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     return _nll(input, target, weight, ignore_index, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
     r"""Gradient of :func:`nll_loss` with respect to ``input``.
 
@@ -428,6 +430,7 @@ def nll_loss_grad(input, target, weight=None, ignore_index=-100, reduction="mean
     return _nll(input, target, weight, ignore_index, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def nll_loss_value_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean"):
     r"""``nll_loss`` and ``nll_loss_grad`` in one pass: one check, one weight gather.
 
@@ -1029,6 +1032,7 @@ def _ce_prob(args: _ProbArgs, reduction: str, value: bool, grad: bool):
     return _shifted_back(loss, grad_out, shift)
 
 
+@gradients_in_argument_dtypes("input")
 def cross_entropy_grad(
     input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
 ):
@@ -1098,6 +1102,7 @@ def cross_entropy_grad(
     )[1]
 
 
+@gradients_in_argument_dtypes("input")
 def cross_entropy_value_and_grad(
     input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
 ):
@@ -1479,6 +1484,7 @@ def _focal_careful_rows(args: _IndexArgs, gamma, pieces: _Normalized, hard, coef
     return careful, f_hi, f_lo
 
 
+@gradients_in_argument_dtypes("input")
 def softmax_focal_loss_grad(
     input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"
 ):
@@ -1528,6 +1534,7 @@ def softmax_focal_loss_grad(
     return _softmax_focal(input, target, gamma, weight, ignore_index, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def softmax_focal_loss_value_and_grad(
     input, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"
 ):
@@ -1691,6 +1698,7 @@ def _multiclass_hinge(input, target, margin, reduction, *, value=True, grad=True
     return loss, grad_out
 
 
+@gradients_in_argument_dtypes("input")
 def multiclass_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`multiclass_hinge_loss` with respect to ``input``.
 
@@ -1728,6 +1736,7 @@ def multiclass_hinge_loss_grad(input, target, margin=1.0, reduction="mean"):
     return _multiclass_hinge(input, target, margin, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def multiclass_hinge_loss_value_and_grad(input, target, margin=1.0, reduction="mean"):
     r"""``multiclass_hinge_loss`` and ``multiclass_hinge_loss_grad`` in one pass.
 
@@ -1938,6 +1947,7 @@ def _weston_watkins_block(xb, yb, margin, p, rows, per, out, coef):
             out[rows] = hinge
 
 
+@gradients_in_argument_dtypes("input")
 def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
     r"""Gradient of :func:`multi_margin_loss` with respect to ``input``.
 
@@ -1977,6 +1987,7 @@ def multi_margin_loss_grad(input, target, p=1, margin=1.0, weight=None, reductio
     return _multi_margin(input, target, p, margin, weight, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def multi_margin_loss_value_and_grad(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
     r"""``multi_margin_loss`` and ``multi_margin_loss_grad`` in one pass: one set of gaps.
 

@@ -48,6 +48,7 @@ from ._checks import (
     check_same_shape,
     check_temperature,
     float_arrays,
+    gradients_in_argument_dtypes,
 )
 from ._reduction import reduce_to, reduction_scale
 
@@ -325,6 +326,7 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean"):
     return _info_nce(query, key, temperature, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("query", "key")
 def info_nce_loss_grad(query, key, temperature=0.07, reduction="mean"):
     r"""Gradient of :func:`info_nce_loss` w.r.t. ``query`` and ``key``.
 
@@ -357,6 +359,7 @@ def info_nce_loss_grad(query, key, temperature=0.07, reduction="mean"):
     return _info_nce(query, key, temperature, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("query", "key")
 def info_nce_loss_value_and_grad(query, key, temperature=0.07, reduction="mean"):
     r"""``info_nce_loss`` and ``info_nce_loss_grad`` in one pass: one similarity matrix.
 
@@ -467,6 +470,7 @@ def clip_loss(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
     return _clip(image_embeds, text_embeds, temperature, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("image_embeds", "text_embeds")
 def clip_loss_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
     r"""Gradient of :func:`clip_loss` w.r.t. ``image_embeds`` and ``text_embeds``.
 
@@ -499,6 +503,7 @@ def clip_loss_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"
     return _clip(image_embeds, text_embeds, temperature, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("image_embeds", "text_embeds")
 def clip_loss_value_and_grad(image_embeds, text_embeds, temperature=0.07, reduction="mean"):
     r"""``clip_loss`` and ``clip_loss_grad`` in one pass: one similarity matrix.
 
@@ -670,6 +675,7 @@ def siglip_loss(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="me
     return _siglip(image_embeds, text_embeds, scale, bias, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("image_embeds", "text_embeds")
 def siglip_loss_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
     r"""Gradient of :func:`siglip_loss` w.r.t. ``image_embeds`` and ``text_embeds``.
 
@@ -702,6 +708,7 @@ def siglip_loss_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reductio
     return _siglip(image_embeds, text_embeds, scale, bias, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("image_embeds", "text_embeds")
 def siglip_loss_value_and_grad(image_embeds, text_embeds, scale=10.0, bias=-10.0, reduction="mean"):
     r"""``siglip_loss`` and ``siglip_loss_grad`` in one pass: one matrix of logits.
 

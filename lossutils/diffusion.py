@@ -19,6 +19,7 @@ from ._checks import (
     check_reduction,
     check_same_shape,
     describe,
+    gradients_in_argument_dtypes,
     result_dtype,
 )
 from ._numerics import (
@@ -285,6 +286,7 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     return _noise_loss(noise_pred, noise, t, betas, weighting, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("noise_pred")
 @quiet
 def ddpm_noise_loss_grad(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
     r"""Gradient of :func:`ddpm_noise_loss` w.r.t. ``noise_pred``:
@@ -314,6 +316,7 @@ def ddpm_noise_loss_grad(noise_pred, noise, t, betas, weighting="elbo", reductio
     return _noise_loss(noise_pred, noise, t, betas, weighting, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("noise_pred")
 @quiet
 def ddpm_noise_loss_value_and_grad(noise_pred, noise, t, betas, weighting="elbo", reduction="mean"):
     r"""``ddpm_noise_loss`` and ``ddpm_noise_loss_grad`` in one pass: the loss and its gradient.

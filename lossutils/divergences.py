@@ -24,6 +24,7 @@ from ._checks import (
     check_same_shape,
     check_unit_interval,
     float_arrays,
+    gradients_in_argument_dtypes,
     result_dtype,
 )
 from ._numerics import (
@@ -180,6 +181,7 @@ def categorical_cross_entropy(p, q, axis=-1):
     return _categorical_cross_entropy(p, q, axis, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("q")
 @quiet
 def categorical_cross_entropy_grad(p, q, axis=-1):
     r"""Gradient of :func:`categorical_cross_entropy` w.r.t. ``q``: :math:`-p_k / q_k`.
@@ -210,6 +212,7 @@ def categorical_cross_entropy_grad(p, q, axis=-1):
     return _categorical_cross_entropy(p, q, axis, value=False)[1]
 
 
+@gradients_in_argument_dtypes("q")
 @quiet
 def categorical_cross_entropy_value_and_grad(p, q, axis=-1):
     r"""``categorical_cross_entropy`` and ``categorical_cross_entropy_grad`` in one pass.
@@ -491,6 +494,7 @@ def kl_divergence(p, q, axis=-1):
     return _kl_divergence(p, q, axis, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("q")
 @quiet
 def kl_divergence_grad(p, q, axis=-1):
     r"""Gradient of :func:`kl_divergence` w.r.t. ``q``: :math:`-p_k / q_k`.
@@ -522,6 +526,7 @@ def kl_divergence_grad(p, q, axis=-1):
     return _kl_divergence(p, q, axis, value=False)[1]
 
 
+@gradients_in_argument_dtypes("q")
 @quiet
 def kl_divergence_value_and_grad(p, q, axis=-1):
     r"""``kl_divergence`` and ``kl_divergence_grad`` in one pass.
@@ -698,6 +703,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     return _kl_div(input, target, reduction, log_target, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def kl_div_grad(input, target, reduction="mean", log_target=False):
     r"""Gradient of :func:`kl_div` w.r.t. ``input``: :math:`-t` times the reduction's scale.
@@ -725,6 +731,7 @@ def kl_div_grad(input, target, reduction="mean", log_target=False):
     return _kl_div(input, target, reduction, log_target, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def kl_div_value_and_grad(input, target, reduction="mean", log_target=False):
     r"""``kl_div`` and ``kl_div_grad`` in one pass: the target probabilities are formed once.
@@ -1025,6 +1032,7 @@ def gaussian_kl(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     return _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("mu", "logvar")
 @quiet
 def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     r"""Gradient of :func:`gaussian_kl` w.r.t. ``mu`` and ``logvar``.
@@ -1061,6 +1069,7 @@ def gaussian_kl_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     return _gaussian_kl(mu, logvar, mu_prior, logvar_prior, axis, value=False)[1]
 
 
+@gradients_in_argument_dtypes("mu", "logvar")
 @quiet
 def gaussian_kl_value_and_grad(mu, logvar, mu_prior=0.0, logvar_prior=0.0, axis=-1):
     r"""``gaussian_kl`` and ``gaussian_kl_grad`` in one pass: :math:`e^{v - v_0} - 1` is shared.
@@ -1370,6 +1379,7 @@ def vae_loss(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     return _vae_loss(x, recon, mu, logvar, likelihood, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("recon", "mu", "logvar")
 @quiet
 def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     r"""Gradient of :func:`vae_loss` w.r.t. ``recon``, ``mu`` and ``logvar``.
@@ -1407,6 +1417,7 @@ def vae_loss_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"
     return _vae_loss(x, recon, mu, logvar, likelihood, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("recon", "mu", "logvar")
 @quiet
 def vae_loss_value_and_grad(x, recon, mu, logvar, likelihood="bernoulli", reduction="mean"):
     r"""``vae_loss`` and ``vae_loss_grad`` in one pass: the KL term's :math:`e^{v} - 1` is shared.

@@ -23,6 +23,7 @@ from ._checks import (
     check_scalar_at_least,
     check_temperature,
     float_arrays,
+    gradients_in_argument_dtypes,
     result_dtype,
 )
 from ._numerics import quiet, scaled_norm, times, two_sum
@@ -398,6 +399,7 @@ def contrastive_loss(x1, x2, target, margin=1.0, reduction="mean"):
     return _contrastive(x1, x2, target, margin, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("x1", "x2")
 @quiet
 def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     r"""Gradient of :func:`contrastive_loss` w.r.t. ``x1`` and ``x2``.
@@ -435,6 +437,7 @@ def contrastive_loss_grad(x1, x2, target, margin=1.0, reduction="mean"):
     return _contrastive(x1, x2, target, margin, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("x1", "x2")
 @quiet
 def contrastive_loss_value_and_grad(x1, x2, target, margin=1.0, reduction="mean"):
     r"""``contrastive_loss`` and ``contrastive_loss_grad`` in one pass: one distance for both.
@@ -1105,6 +1108,7 @@ def _exact_squared_rows(t: _Triplets, rows, swap, bound):
     return np.ldexp(value, 2 * e)
 
 
+@gradients_in_argument_dtypes("anchor", "positive", "negative")
 @quiet
 def triplet_margin_loss_grad(
     anchor,
@@ -1175,6 +1179,7 @@ def triplet_margin_loss_grad(
     return _triplet(*args, value=False)[1]
 
 
+@gradients_in_argument_dtypes("anchor", "positive", "negative")
 @quiet
 def triplet_margin_loss_value_and_grad(
     anchor,
@@ -1598,6 +1603,7 @@ def _nt_xent_loss(z1, z2, temperature, reduction, *, value=True, grad=True):
     return loss, (_nt_xent_backward(v, d_h, d_positive) if grad else None)
 
 
+@gradients_in_argument_dtypes("z1", "z2")
 @quiet
 def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     r"""Gradient of :func:`nt_xent_loss` w.r.t. ``z1`` and ``z2``.
@@ -1651,6 +1657,7 @@ def nt_xent_loss_grad(z1, z2, temperature=0.5, reduction="mean"):
     return _nt_xent_loss(z1, z2, temperature, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("z1", "z2")
 @quiet
 def nt_xent_loss_value_and_grad(z1, z2, temperature=0.5, reduction="mean"):
     r"""``nt_xent_loss`` and ``nt_xent_loss_grad`` in one pass: one normalisation for both.

@@ -23,6 +23,7 @@ from ._checks import (
     check_same_shape,
     check_unit_interval_scalar,
     float_arrays,
+    gradients_in_argument_dtypes,
 )
 from ._reduction import BlockReduction, for_each_span
 
@@ -358,6 +359,7 @@ def bradley_terry_loss(chosen, rejected, reduction="mean"):
     return _bradley_terry(chosen, rejected, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("chosen", "rejected")
 def bradley_terry_loss_grad(chosen, rejected, reduction="mean"):
     r"""Gradient of :func:`bradley_terry_loss` w.r.t. ``chosen`` and ``rejected``.
 
@@ -396,6 +398,7 @@ def bradley_terry_loss_grad(chosen, rejected, reduction="mean"):
     return _bradley_terry(chosen, rejected, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("chosen", "rejected")
 def bradley_terry_loss_value_and_grad(chosen, rejected, reduction="mean"):
     r"""``bradley_terry_loss`` and ``bradley_terry_loss_grad`` in one pass: the exact margin
     and its softplus and sigmoid pairs are computed once.
@@ -523,6 +526,7 @@ def dpo_loss(
     )[0]
 
 
+@gradients_in_argument_dtypes("policy_chosen_logps", "policy_rejected_logps")
 def dpo_loss_grad(
     policy_chosen_logps,
     policy_rejected_logps,
@@ -593,6 +597,7 @@ def dpo_loss_grad(
     )[1]
 
 
+@gradients_in_argument_dtypes("policy_chosen_logps", "policy_rejected_logps")
 def dpo_loss_value_and_grad(
     policy_chosen_logps,
     policy_rejected_logps,

@@ -25,6 +25,7 @@ from ._checks import (
     check_scale_shape,
     float_arrays,
     grad_dtype,
+    gradients_in_argument_dtypes,
     result_dtype,
 )
 from ._numerics import (
@@ -657,6 +658,7 @@ def mse_loss(input, target, reduction="mean"):
     return _residual_loss(input, target, reduction, _mse, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def mse_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`mse_loss` w.r.t. ``input``: :math:`2 (x - y)` per element.
@@ -691,6 +693,7 @@ def mse_loss_grad(input, target, reduction="mean"):
     return _residual_loss(input, target, reduction, _mse, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def mse_loss_value_and_grad(input, target, reduction="mean"):
     r"""``mse_loss`` and ``mse_loss_grad`` in one pass: the residual is formed once.
@@ -759,6 +762,7 @@ def l1_loss(input, target, reduction="mean"):
     return _residual_loss(input, target, reduction, _l1, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def l1_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`l1_loss` w.r.t. ``input``: :math:`\operatorname{sign}(x - y)`.
@@ -795,6 +799,7 @@ def l1_loss_grad(input, target, reduction="mean"):
     return _residual_loss(input, target, reduction, _l1, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def l1_loss_value_and_grad(input, target, reduction="mean"):
     r"""``l1_loss`` and ``l1_loss_grad`` in one pass: the residual is formed once.
@@ -871,6 +876,7 @@ def huber_loss(input, target, delta=1.0, reduction="mean"):
     return _residual_loss(input, target, reduction, _huber(delta), grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     r"""Gradient of :func:`huber_loss` w.r.t. ``input``: :math:`\mathrm{clip}(r, -\delta, \delta)`.
@@ -907,6 +913,7 @@ def huber_loss_grad(input, target, delta=1.0, reduction="mean"):
     return _residual_loss(input, target, reduction, _huber(delta), value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def huber_loss_value_and_grad(input, target, delta=1.0, reduction="mean"):
     r"""``huber_loss`` and ``huber_loss_grad`` in one pass: the residual is formed once.
@@ -985,6 +992,7 @@ def smooth_l1_loss(input, target, beta=1.0, reduction="mean"):
     return _residual_loss(input, target, reduction, _smooth_l1(beta), grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     r"""Gradient of :func:`smooth_l1_loss` w.r.t. ``input``: :math:`\mathrm{clip}(r/\beta, -1, 1)`.
@@ -1021,6 +1029,7 @@ def smooth_l1_loss_grad(input, target, beta=1.0, reduction="mean"):
     return _residual_loss(input, target, reduction, _smooth_l1(beta), value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def smooth_l1_loss_value_and_grad(input, target, beta=1.0, reduction="mean"):
     r"""``smooth_l1_loss`` and ``smooth_l1_loss_grad`` in one pass: the residual is formed once.
@@ -1103,6 +1112,7 @@ def log_cosh_loss(input, target, reduction="mean"):
     return _residual_loss(input, target, reduction, _LOG_COSH, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def log_cosh_loss_grad(input, target, reduction="mean"):
     r"""Gradient of :func:`log_cosh_loss` w.r.t. ``input``: :math:`\tanh(x - y)`.
@@ -1137,6 +1147,7 @@ def log_cosh_loss_grad(input, target, reduction="mean"):
     return _residual_loss(input, target, reduction, _LOG_COSH, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 @quiet
 def log_cosh_loss_value_and_grad(input, target, reduction="mean"):
     r"""``log_cosh_loss`` and ``log_cosh_loss_grad`` in one pass: the residual is formed once.
@@ -1235,6 +1246,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return _gaussian(input, target, var, full, eps, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input", "var")
 @quiet
 def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="mean"):
     r"""Gradient of :func:`gaussian_nll_loss` w.r.t. ``input`` and ``var``.
@@ -1296,6 +1308,7 @@ def gaussian_nll_loss_grad(input, target, var, full=False, eps=1e-6, reduction="
     return _gaussian(input, target, var, full, eps, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input", "var")
 @quiet
 def gaussian_nll_loss_value_and_grad(input, target, var, full=False, eps=1e-6, reduction="mean"):
     r"""``gaussian_nll_loss`` and ``gaussian_nll_loss_grad`` in one pass: the loss and its gradient.
@@ -1385,6 +1398,7 @@ def laplace_nll_loss(input, target, scale, full=False, eps=1e-6, reduction="mean
     return _laplace(input, target, scale, full, eps, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input", "scale")
 @quiet
 def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction="mean"):
     r"""Gradient of :func:`laplace_nll_loss` w.r.t. ``input`` and ``scale``.
@@ -1442,6 +1456,7 @@ def laplace_nll_loss_grad(input, target, scale, full=False, eps=1e-6, reduction=
     return _laplace(input, target, scale, full, eps, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input", "scale")
 @quiet
 def laplace_nll_loss_value_and_grad(input, target, scale, full=False, eps=1e-6, reduction="mean"):
     r"""``laplace_nll_loss`` and ``laplace_nll_loss_grad`` in one pass: the loss and its gradient.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._checks import as_array, check_reduction, describe
+from ._checks import as_array, check_reduction, describe, gradients_in_argument_dtypes
 from ._numerics import dd_sum, log_sum_exp_dd, quiet, to_dtype
 from ._reduction import mean_past_the_range, reduce_to
 
@@ -356,6 +356,7 @@ def ctc_loss(
     )[0]
 
 
+@gradients_in_argument_dtypes("log_probs")
 @quiet
 def ctc_loss_grad(
     log_probs,
@@ -459,6 +460,7 @@ def ctc_loss_grad(
     )[1]
 
 
+@gradients_in_argument_dtypes("log_probs")
 @quiet
 def ctc_loss_value_and_grad(
     log_probs,

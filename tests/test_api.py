@@ -263,6 +263,44 @@ def test_float32_stays_float32(name):
         assert grad.dtype == np.float32 and grad.shape == np.shape(args[position]), name
 
 
+# the losses with two or more floating array arguments (mixed dtypes are possible)
+MIXABLE = [
+    name
+    for name in LOSSES_WITH_GRADIENT
+    if sum(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in SAMPLES[name][0]) >= 2
+]
+
+
+@pytest.mark.parametrize("name", MIXABLE)
+@pytest.mark.parametrize("narrow, wide", [(np.float32, np.float64), (np.float16, np.float32)])
+def test_each_gradient_takes_its_arguments_dtype(name, narrow, wide):
+    """With mixed floating dtypes the loss is computed in their promotion (``wide``) and each
+    gradient rounded once to its own argument's dtype: bit for bit the all-``wide`` gradient of
+    the same (exactly widened) values, rounded to the narrow argument's dtype."""
+    args, argnums = SAMPLES[name]
+    floats = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype == np.float64]
+    for narrowed in floats:
+        mixed = tuple(
+            (a.astype(narrow) if i == narrowed else a.astype(wide)) if i in floats else a
+            for i, a in enumerate(args)
+        )
+        widened = tuple(a.astype(wide) if i in floats else a for i, a in enumerate(mixed))
+        value, grads = _call(name, mixed, suffix="_value_and_grad")
+        expected_value = _call(name, widened)
+        _assert_identical(np.asarray(value), np.asarray(expected_value), f"{name} value")
+        expected = _as_tuple(_call(name, widened, suffix="_grad"))
+        pairs = zip(argnums, _as_tuple(grads), expected, strict=True)
+        for position, grad, wide_grad in pairs:
+            want = np.dtype(narrow if position == narrowed else wide)
+            what = f"{name}: the gradient w.r.t. argument {position}, argument {narrowed} {want}"
+            assert grad.dtype == want, what
+            _assert_identical(grad, wide_grad.astype(want), what)
+        for position, grad in zip(
+            argnums, _as_tuple(_call(name, mixed, suffix="_grad")), strict=True
+        ):
+            assert grad.dtype == np.dtype(narrow if position == narrowed else wide), name
+
+
 @pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)
 def test_inputs_are_not_modified(name):
     args, _ = SAMPLES[name]
