@@ -1196,11 +1196,12 @@ def _negative_binomial(input, target, total_count, reduction, *, value=True, gra
     g_r = np.empty(size, grad_dtype(total_count, out) if same else np.float64) if grad else None
     # narrow output: about a dozen block-sized float64 buffers live at once, in blocks small
     # enough that they stay below a tenth of the gradient (float32) in a training step, in
-    # the calling thread. float64: the careful forms keep up to about forty block-sized
-    # temporaries; on two threads (blocks of about a quarter megabyte, each taken by the
-    # next free thread) in pieces of CHUNK // 2 a training step's peak stays 1.65x the
-    # gradient, as for one thread in pieces of CHUNK (CHUNK // 2 costs 4 % more time per
-    # element; CHUNK // 8 on two threads would make the peak 1.16x, but cost 30 % more)
+    # the calling thread. float64: the careful forms keep up to about thirty block-sized
+    # temporaries (at the peak, the double-double exponential of the input slope); on two
+    # threads (blocks of about a quarter megabyte, each taken by the next free thread) in
+    # pieces of CHUNK // 2 a training step's peak is about 1.5x the gradient, 1.3x on one
+    # thread (CHUNK // 4 would make them 1.3x and 1.15x, for about 17 % more time per
+    # element: the careful forms take some hundreds of NumPy calls per piece)
     narrow = out.itemsize < 8
     block, step = (_nb_block_narrow, CHUNK // 8) if narrow else (_nb_block, CHUNK // 2)
     kept = reduced if value and reduction == "none" else None
