@@ -538,7 +538,7 @@ def logistic_pairs(x, softpluses=True, sigmoids=(True, True)):
 _PLAIN_LOGISTIC = {np.dtype(np.float32): 87.0, np.dtype(np.float64): 708.0}
 
 
-def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare, narrow=False):
+def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare, narrow=False, bound=np.inf):
     """``softplus(z)`` into ``softplus_out`` and ``sigma(z)`` into ``sigmoid_out`` (either
     None) for one cache-sized float32 or float64 block ``z``, from one ``u = exp(z)``:
     ``log1p(u)`` and ``u / (1 + u)``; ``spare`` (``z``'s shape) holds ``u``. Returns the
@@ -554,6 +554,8 @@ def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare, narrow=False):
     With ``narrow`` (float64 results that will be rounded to float32 or float16) only
     ``z`` beyond the upper limit is redone: below ``-limit`` the results are below the
     narrow dtype's range (0 there; ``log1p(u)`` and ``u / (1 + u)`` are 0 or tiny).
+    ``bound``: an upper bound of ``|z|`` known to the caller (no NaN); within the plain range
+    it spares the reductions that look for elements to redo.
     """
     limit = _PLAIN_LOGISTIC[z.dtype]
     u = np.exp(z, out=spare)
@@ -562,6 +564,8 @@ def softplus_sigmoid_into(z, softplus_out, sigmoid_out, spare, narrow=False):
     if sigmoid_out is not None:
         np.add(u, 1, out=sigmoid_out)
         np.divide(u, sigmoid_out, out=sigmoid_out)
+    if bound <= limit:
+        return None
     if narrow:
         if np.maximum.reduce(z) <= limit:  # not with a NaN
             return None

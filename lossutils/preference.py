@@ -4,10 +4,11 @@ Both losses are elementwise over a batch of comparisons: every array argument ha
 the batch's shape (no broadcasting), and ``reduction="none"`` returns one loss per
 comparison. The margin of a comparison is a difference of differences (of scores, or
 of log-probability ratios), which cancels; it is formed in float64 before the
-log-sigmoid sees it: exactly, as a double-double number, for float64 inputs (and with
-label smoothing), and in plain float64 for float32 and float16 inputs, whose margins it
-holds to 2^-30 relative or better (the few that it could not are formed exactly). The
-result is rounded once to the input's dtype. Evaluated in cache-sized blocks.
+log-sigmoid sees it: as a double-double number, for float64 inputs (and with label
+smoothing), exact before the product with beta and within 2^-76 relative after it, and
+in plain float64 for float32 and float16 inputs, whose margins it holds to 2^-30
+relative or better (the few that it could not are formed exactly). The result is
+rounded once to the input's dtype. Evaluated in cache-sized blocks.
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ _EXACT_BLOCK, _PLAIN_BLOCK = 1 << 14, 1 << 15
 
 
 def _exact_margins(cols, beta: float, rows, rescue=True):
-    """``(hi, lo)``: float64 ``hi + lo`` = ``beta ((a - b) - (c - d))`` (or ``beta (a - b)``) of
-    the float64 columns ``cols``, to about 2^-104 relative, ``|lo| <= ulp(hi) / 2``; ``lo`` is
-    0 where ``hi`` is not finite or beyond ``1e300 min(beta, 1)`` (there the error terms are
-    NaN or outside Dekker's product's domain). ``rows``: seven float64
-    buffers of the block's length (the results are two of them).
+    """``(hi, lo, bound)``: float64 ``hi + lo`` = ``beta ((a - b) - (c - d))`` (or ``beta (a -
+    b)``) of the float64 columns ``cols``, within about 2^-76 relative (exact for ``beta``
+    1), ``|lo| <= ulp(hi) / 2``; ``lo`` is 0 where ``hi`` is not finite or beyond ``1e300
+    min(beta, 1)`` (``hi`` is then the plain float64 margin); ``bound`` is ``max |hi|``, inf
+    if there is such an ``hi``. ``rows``: seven float64 buffers of the block's length (the
+    results are two of them).
 
     With ``rescue``, such a margin whose inputs are finite (the differences may overflow
     where ``beta`` times them does not, or cancel, and ``lo`` counts) is formed again by
@@ -71,35 +73,58 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
     if len(cols) == 4:
         nx.two_sum(cols[2], cols[3], minus=True, out=(other, other_lo, work), quiet=True)
         lo -= other_lo
-        hi, err = nx.two_sum(hi, other, minus=True, out=(spare, other_lo, work), quiet=True)
+        h, err = nx.two_sum(hi, other, minus=True, out=(spare, other_lo, work), quiet=True)
         lo += err
-        spare = rows[0]  # the first difference's buffer, free again
+        # renormalized (where the differences cancel, lo can exceed h) by Fast2Sum, exact
+        # here: where h = x - y cancels (x, y within a factor 2) it is exact, a multiple of
+        # u = min(ulp(x), ulp(y)), and |lo| <= (ulp(x) + ulp(y)) / 2 <= 1.5 u; elsewhere
+        # |lo| <= 2.5 ulp(h): either way h is 0 or its exponent is at least lo's
+        np.add(h, lo, out=hi)
+        lo -= np.subtract(hi, h, out=work)
     if beta != 1:
-        # (hi + lo) beta as p + e: Dekker's product of hi and beta (split once), lo beta
-        hi, lo = nx._dd_times_split(hi, lo, beta, *nx._split(beta), out=(spare, other, work, extra))
-    # beta times a difference beyond 1e300 (outside Dekker's product's domain: lo is NaN)
+        _times_beta(hi, lo, beta, (other, spare, work))
+    # a margin beyond 1e300 min(beta, 1) (the differences, or beta times them, may be near
+    # the overflow), or not finite (the error terms are NaN, and so is hi): there the plain
+    # margin, and the scaled inputs give lo (two reductions, no pass that writes)
     limit = 1e300 * min(beta, 1.0)
-    # (two reductions, no pass that writes); also with an infinity or a NaN
-    big = not max(np.maximum.reduce(hi, initial=0.0), -np.minimum.reduce(hi, initial=0.0)) < limit
-    if big:
-        lo[~(np.abs(hi) < limit)] = 0
-    if len(cols) == 4 or beta != 1:
-        # renormalized: where the differences cancel, lo can exceed hi (first order needs
-        # |lo| small, and the sigmoids' rounding error is within budget only when the
-        # correction is below half an ULP of hi); one TwoSum alone is normalized already
-        free = [row for row in rows if row is not hi and row is not lo]
-        hi, lo = nx.two_sum(hi, lo, out=free[:3], quiet=True)
-        if big:
-            lo[~np.isfinite(hi)] = 0
-    if big and rescue:
-        redo, _ = nx.finite_entries(np.flatnonzero(~(np.abs(hi) < limit)), hi.shape, *cols)
+    largest = max(np.maximum.reduce(hi, initial=0.0), -np.minimum.reduce(hi, initial=0.0))
+    if largest < limit:
+        return hi, lo, float(largest)
+    out = np.flatnonzero(~(np.abs(hi) < limit))
+    plain = np.subtract(cols[0][out], cols[1][out])
+    if len(cols) == 4:
+        plain -= np.subtract(cols[2][out], cols[3][out])
+    hi[out], lo[out] = plain * beta, 0
+    if rescue:
+        redo, _ = nx.finite_entries(out, hi.shape, *cols)
         if redo.size:
-            z, z_lo = _scaled_margins(cols, beta, redo)
+            z, z_lo, _ = _scaled_margins(cols, beta, redo)
             z *= _UNSCALE
             z_lo *= _UNSCALE
             z_lo[~np.isfinite(z)] = 0
             hi[redo], lo[redo] = z, z_lo
-    return hi, lo
+    return hi, lo, np.inf
+
+
+def _times_beta(hi, lo, beta: float, out) -> None:
+    """``hi, lo = beta (hi + lo)`` in place, renormalized, within about 2^-76 relative, for
+    ``|lo| <= ulp(hi) / 2``; ``out``: three buffers of their length.
+
+    ``hi = t + g`` with ``t`` its 26 leading bits (a mask) and ``beta = b1 + b2`` likewise:
+    ``b1 t`` and ``b2 t`` are exact (at most 53 bits each) and the rest, below 2^-24 of the
+    product, rounds within 2^-76 of it: ten passes, where Dekker's product and a
+    renormalization take twenty-two. ``b1 t`` is the larger part by far: Fast2Sum."""
+    t, rest, work = out
+    b1 = (np.float64(beta).view(np.int64) & nx._HIGH_BITS).view(np.float64)
+    np.bitwise_and(hi.view(np.int64), nx._HIGH_BITS, out=t.view(np.int64))
+    np.subtract(hi, t, out=rest)
+    rest += lo
+    rest *= beta
+    rest += np.multiply(t, beta - b1, out=work)
+    t *= b1
+    np.add(t, rest, out=hi)
+    np.subtract(hi, t, out=work)
+    np.subtract(rest, work, out=lo)
 
 
 # Inputs beyond 1e300 are scaled by 2^-64: exact (tiny inputs beside them lose bits below
@@ -109,16 +134,18 @@ _SCALE, _UNSCALE = 2.0**-64, 2.0**64
 
 
 def _scaled_margins(cols, beta: float, index):
-    """``(hi, lo)`` of :func:`_exact_margins` for the elements ``index`` of ``cols``, from
+    """``(hi, lo, bound)`` of :func:`_exact_margins` for the elements ``index`` of ``cols``, from
     the inputs times ``_SCALE``: the margins times ``_SCALE``."""
     scaled = [c[index].astype(np.float64) * _SCALE for c in cols]
     return _exact_margins(scaled, beta, np.empty((7, index.size)), rescue=False)
 
 
 def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
-    """``(z, lo)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0 throughout),
-    in buffers of ``rows`` (seven float64 arrays of the block's length); with ``negate``,
-    ``-z`` and ``-lo`` instead (the plain margin then costs no extra pass).
+    """``(z, lo, bound)`` of one block: the margin ``z + lo`` (``lo`` None where it is 0
+    throughout), in buffers of ``rows`` (seven float64 arrays of the block's length); with
+    ``negate``, ``-z`` and ``-lo`` instead (the plain margin then costs no extra pass).
+    ``bound``: an upper bound of ``|z|`` (below ``1e300``: the losses are finite), or inf
+    (not known, or a NaN or a margin beyond it).
 
     With ``exact`` every margin is a double-double; otherwise the plain float64 margin of
     float32 or float16 inputs, redone exactly where its spread exceeds ``_PLAIN_SPREAD``
@@ -144,7 +171,7 @@ def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
     if other is None:
         if beta != 1:
             z *= beta
-        return z, None
+        return z, None, np.inf
     largest = sum(max(-np.min(d), np.max(d)) for d in (z, other))  # NaN with a NaN
     redo = ()
     if not beta * largest <= _PLAIN_SPREAD:
@@ -155,12 +182,12 @@ def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
     if beta != 1:
         z *= beta
     if not len(redo):
-        return z, None
+        return z, None, np.inf
     lo = np.zeros_like(z)
     wide = [c[redo].astype(np.float64) for c in cols]
-    hi, hi_lo = _exact_margins(wide, beta, np.empty((7, len(redo))))
+    hi, hi_lo, _ = _exact_margins(wide, beta, np.empty((7, len(redo))))
     z[redo], lo[redo] = (-hi, -hi_lo) if negate else (hi, hi_lo)
-    return z, lo
+    return z, lo, np.inf
 
 
 def _beyond_overflow(cols, beta: float, smoothing: float, loss):
@@ -173,7 +200,7 @@ def _beyond_overflow(cols, beta: float, smoothing: float, loss):
     bad, _ = nx.finite_entries(np.flatnonzero(~np.isfinite(loss)), loss.shape, *cols)
     if not bad.size:
         return None
-    z, _ = _scaled_margins(cols, beta, bad)
+    z, _, _ = _scaled_margins(cols, beta, bad)
     part = np.where(z < 0, nx.times(1 - smoothing, -z), nx.times(smoothing, z))
     loss[bad] = part * _UNSCALE
     others = np.ones(loss.shape, bool)
@@ -242,17 +269,20 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
             buffers = [row[:size] for row in local.rows]
             narrow_rows = None if local.narrow is None else [row[:size] for row in local.narrow]
             cols = [f[block] for f in flats]
-            z, lo = _margins(cols, beta, exact, buffers[:held], negate=fast, narrow=narrow_rows)
+            z, lo, bound = _margins(
+                cols, beta, exact, buffers[:held], negate=fast, narrow=narrow_rows
+            )
             e, ope, s_down, s_up, log1p_e, loss, spare = buffers[held:]
             if fast:
                 loss = summed.buffer(block, loss) if value else None  # float64: the result itself
                 outs = (loss, s_down if grad or lo is not None else None)
-                nx.softplus_sigmoid_into(z, *outs, e, narrow=narrow_out)  # (z is minus the margin)
+                # (z is minus the margin)
+                nx.softplus_sigmoid_into(z, *outs, e, narrow=narrow_out, bound=bound)
                 if value:
                     if lo is not None:  # softplus(z + lo) = softplus(z) + sigma(z) lo
                         loss += np.multiply(s_down, lo, out=spare)
                     shares = None  # (float32 and float16 margins give finite float64 losses)
-                    if not narrow_out and not np.max(loss) < np.inf:  # also with a NaN: rare
+                    if not (narrow_out or bound < np.inf or np.max(loss) < np.inf):  # or NaN
                         shares = _beyond_overflow(cols, beta, smoothing, loss)
                     summed.add(loss, block, shares)  # rounded once
                 if grad:
@@ -288,7 +318,7 @@ def _evaluate(named: dict, beta: float, smoothing: float, reduction, value=True,
                     loss *= 1 - smoothing
                     loss += nx.times(smoothing, up)
                 shares = None
-                if not np.max(loss) < np.inf:  # also with a NaN: rare
+                if not (bound < np.inf or np.max(loss) < np.inf):  # also with a NaN: rare
                     shares = _beyond_overflow(cols, beta, smoothing, loss)
                 summed.add(loss, block, shares)  # rounded once
             if grad:
@@ -503,10 +533,10 @@ def dpo_loss(
     formula written in PyTorch (``F.logsigmoid``) and its autograd gradient. The margin, a
     difference of differences of log-probabilities of a few hundred each, is formed
     exactly (a pair of float64 numbers) and multiplied by ``beta`` with its rounding
-    error kept (for float32 and float16 inputs without label smoothing, plain float64
-    is exact enough, except where the differences exceed about 2^21 / ``beta``), so that
-    the loss is within a few ULP of its exact value for the given
-    inputs. See :cite:t:`rafailov2023direct` and, for the label noise,
+    error kept (to 2^-76 of the margin; for float32 and float16 inputs without label
+    smoothing, plain float64 is exact enough, except where the differences exceed about
+    2^21 / ``beta``), so that the loss is within a few ULP of its exact value for the
+    given inputs. See :cite:t:`rafailov2023direct` and, for the label noise,
     :cite:t:`mitchell2023note`.
 
     Examples

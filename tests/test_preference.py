@@ -404,6 +404,18 @@ def test_float64_margins_whose_differences_round_and_cancel(scale):
         ref.assert_ulp_in(d_c, _scaled(exact_grad, reduction, n), np.float64, max_ulp=2)
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.9, 0.1])
+def test_float64_margins_that_are_error_terms_alone(beta):
+    # 1e20 - 1000 rounds to 1e20: the rounded differences cancel to 0 and the margin, -1000
+    # beta (beyond the one exp's range but for beta 0.1), is its error term alone: the loss
+    # is about 1000 beta, not inf, and the gradient beta
+    pc, pr, rc, rr = [1e20, 1e20], [1e20, -1e20], [1000.0, 1000.0], [0.0, -2e20]
+    exact, exact_grad = _exact(pc, pr, rc, rr, beta, 0.0)
+    loss, (d_c, _) = P.dpo_loss_value_and_grad(pc, pr, rc, rr, beta, 0.0, "none")
+    ref.assert_ulp_in(loss, exact, np.float64, max_ulp=1)
+    ref.assert_ulp_in(d_c, exact_grad, np.float64, max_ulp=2)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_spans_on_two_threads_give_the_bits_of_one_thread(dtype, monkeypatch):
     # 600,000 comparisons: spans of about a megabyte of margins, on up to two threads; the
