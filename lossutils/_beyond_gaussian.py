@@ -174,7 +174,9 @@ def _poisson_signs(x, y, log_input, pieces):
             _check_counts(x, "input")  # a rate: non-negative
 
 
-def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad=True):
+def _poisson(
+    input, target, log_input, full, eps, reduction, *, value=True, grad=True, careful=False
+):
     """``(loss or None, d_input or None)`` of :func:`poisson_nll_loss`, one pass.
 
     In blocks of about a megabyte (:func:`for_each_block`, on up to two threads), each in
@@ -184,6 +186,12 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     threads), and ``e^x`` of a piece feeds the loss and the gradient. The gradient is scaled
     by the mean's 1/n in float64 and rounded once; the elements where its formula cancels
     are collected over a block's pieces and redone together.
+
+    A reduced float16 or float32 loss of log-rates (not ``careful``) keeps the plain float64
+    terms where they cancel: each is within 2^-52 e^x (exp's ULP), so the total is within
+    ``2^-52 R`` of that of the redone terms, ``R`` the sum over pieces of their size times
+    their largest e^x. Where that is not below 2^-30 of the total (1/32 of its ULP at
+    least) the loss is formed again, ``careful``: term by term as for ``"none"``.
     """
     out, x, y, eps = _poisson_args(input, target, log_input, full, eps, reduction)
     xf, yf = x.reshape(-1), y.reshape(-1)
@@ -194,7 +202,10 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
     narrow = dtype.itemsize < 8
     # the kept values, written in place by every thread (each into its own pieces)
     kept = BlockReduction(reduction, size, out) if value and reduction == "none" else None
+    loose = value and kept is None and out.itemsize < 8 and log_input and not full
+    loose = loose and not careful
     parts = {}  # the first element of a block: its reduction
+    spans = {}  # the first element of a loose piece: its size times its largest e^x
     unsigned = []  # pieces with a negative (or NaN) count or rate
     local = threading.local()
     step = min(CHUNK, size)
@@ -223,7 +234,16 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
                 unsigned.append(start)  # (also a NaN, which passes)
             n = xb.size
             rate = np.exp(xb, out=rate_buf[:n]) if log_input else None
-            if value:
+            if value and loose:
+                lb = np.multiply(yb, xb, out=loss_buf[:n])
+                np.subtract(rate, lb, out=lb)
+                t = np.sum(lb)
+                if np.isfinite(t):  # no special value
+                    reduced.add(np.reshape(t, 1), b)  # (the sum of this one total is itself)
+                    spans[start] = n * math.exp(float(np.maximum.reduce(xf[b])))
+                else:
+                    reduced.add(_poisson_log_terms(xb, yb, rate, lb, True, (tmp, flags)), b)
+            elif value:
                 if log_input and not full:
                     # float64 values kept: formed in their place in the result
                     lb = reduced.buffer(b, loss_buf[:n])
@@ -273,6 +293,14 @@ def _poisson(input, target, log_input, full, eps, reduction, *, value=True, grad
             for start in sorted(parts):
                 reduced.extend(parts[start])
         loss = reduced.result(x.shape)
+        if spans:
+            spread = math.fsum(spans.values()) * 2.0**-52
+            summed = abs(float(loss)) * (size if reduction == "mean" else 1)
+        if spans and not spread <= 2.0**-30 * summed:  # (also a NaN)
+            again = _poisson(
+                input, target, log_input, full, eps, reduction, value=True, grad=False, careful=True
+            )
+            loss = again[0]
     return loss, (None if g is None else g.reshape(x.shape))
 
 

@@ -278,11 +278,10 @@ def test_poisson_float64_gradient_at_the_best_fit_of_non_integer_targets(reducti
     _check(grad, exact, np.float64, 0 * y, 4.0, "poisson_nll_loss_grad at log y")
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32])
-def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
-    # e^x - y x in float64 is within 2^-52 e^x; only where it is below 2^-27 e^x is it redone.
-    # Around the crossings of e^x and y x (solved in mpmath) the narrow inputs give results on
-    # both sides of that switch, which must all be within 1 ULP (no allowance for the terms)
+def _poisson_crossings(dtype):
+    """Log-rates around the crossings of e^x and y x (solved in mpmath) in ``dtype``, with
+    their counts: for each crossing 120 of them, the 40 narrow numbers from the nearest
+    up (each followed by its negative) and the 40 below."""
     roots = []
     for count in range(3, 40):
         for start in (0.5, 3.0 + math.log(count)):
@@ -299,7 +298,15 @@ def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
             near = np.nextafter(near, dtype(-np.inf))
             x.append(near)
             y.append(count)
-    x, y = np.array(x, dtype=dtype), np.array(y, dtype=dtype)
+    return np.array(x, dtype=dtype), np.array(y, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
+    # e^x - y x in float64 is within 2^-52 e^x; only where it is below 2^-27 e^x is it redone.
+    # Around the crossings the narrow inputs give results on both sides of that switch,
+    # which must all be within 1 ULP (no allowance for the terms)
+    x, y = _poisson_crossings(dtype)
     loss = B.poisson_nll_loss(x, y, reduction="none")
     exact = REF["poisson"](x.astype(np.float64), y.astype(np.float64))
     err = _abs_error(loss, exact)
@@ -308,6 +315,25 @@ def test_poisson_loss_of_narrow_dtypes_where_its_terms_cancel(dtype):
     if dtype is np.float32:  # both sides of the switch are reached (float16 is too coarse)
         e = np.exp(x.astype(np.float64))
         assert (np.abs(exact) < 2.0**-27 * e).any() and (np.abs(exact) > 2.0**-27 * e).any()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "reduction"), [(np.float16, "mean"), (np.float32, "sum"), (np.float32, "mean")]
+)
+def test_poisson_reduced_loss_of_narrow_dtypes_where_its_terms_cancel(dtype, reduction):
+    # a reduced narrow loss keeps the plain float64 terms (each within 2^-52 e^x) unless
+    # their errors may reach 2^-30 of the total, as they may for the crossings alone (their
+    # total is about 1e-4, their e^x up to 400): within 1 ULP of the exact total either way
+    # (the float16 sum is beyond its range)
+    x, y = _poisson_crossings(dtype)
+    cases = [(x, y)] + ([(x[::120], y[::120])] if dtype is np.float32 else [])  # the nearest
+    for xs, ys in cases:
+        loss = B.poisson_nll_loss(xs, ys, reduction=reduction)
+        terms = REF["poisson"](xs.astype(np.float64), ys.astype(np.float64))
+        with mpmath.workdps(DIGITS):
+            exact = mpmath.fsum(terms) / (xs.size if reduction == "mean" else 1)
+        err = _abs_error(np.array([loss]), np.array([exact], dtype=object))
+        assert err[0] <= _ulp(dtype, [float(exact)])[0]
 
 
 def test_poisson_float64_gradient_on_both_sides_of_its_switch():
