@@ -268,9 +268,10 @@ def ddpm_noise_loss(noise_pred, noise, t, betas, weighting="elbo", reduction="me
     :math:`D` times PyTorch's ``F.mse_loss(noise_pred, noise)`` for ``D`` features per
     sample (the conformance test
     ``test_claim_ddpm_simple_mean_is_features_times_mse_loss``). Computed in float64 for
-    float16 and float32 results, rounded once; float32 residuals are formed in float32 (one
-    rounding each, for speed), so a float32 loss is within 2.5 ULP and its gradient within
-    1.5. The gradient has ``noise_pred``'s dtype. In
+    float16 and float32 results, rounded once; a float32 result's residuals are formed in
+    float32 (one rounding each, for speed), so a float32 loss is within 2.5 ULP and its
+    gradient within 1.5 (a float64 result of float32 data, with float64 ``betas``, takes
+    exact residuals). The gradient has ``noise_pred``'s dtype. In
     float64 a sample whose residual (1e308 - (-1e308)) or squares (beyond 1.3e154)
     overflow is redone from the halved residuals, so that a weighted sum or a gradient
     :math:`2 w r / N` is infinite only if its exact value is; a mean of samples whose
@@ -354,9 +355,9 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     """``(loss or None, d_noise_pred or None)`` of :func:`ddpm_noise_loss`, one pass.
 
     Blocks of rows of cache size: each block's residual is formed once in the working
-    dtype (float64 for float16 and float32: a float16 residual is exact there, a float32
-    one is rounded once in float32, and the squares sum without losing a digit of the
-    result) and feeds
+    dtype (float64 for float16 and float32 results: a float16 residual is exact there, a
+    float32 one is rounded once in float32, and the squares sum without losing a digit of the
+    result; float64 for a float64 result of narrower data, exactly) and feeds
     the block's per-sample sums of squares and its gradient rows, written into the
     gradient's own dtype. The full-size arrays are the gradient and nothing else.
     """
@@ -381,26 +382,22 @@ def _noise_loss(noise_pred, noise, t, betas, weighting, reduction, *, value=True
     # block-sized arrays cost page faults that took longer than the arithmetic)
     step = max(1, CHUNK // max(1, features))
     rb, sb = (np.empty(min(n, step) * features, work) for _ in range(2))
-    # float16 data: their residuals are formed in float64, exactly (subtracted in float16,
-    # NumPy's loop for them, they would be rounded there, and slowly); float32 data are
-    # subtracted in float32, one rounding of the residual (about 40% faster than a float64
-    # residual, at most one ULP more in the loss)
-    half = dtype == np.float16
+    # the residuals are formed in float64, exactly for float16 and float32 data (NumPy's
+    # float16 loop would round them, and slowly), except for a float32 result: its float32
+    # data are subtracted in float32, one rounding of the residual (about 40% faster than a
+    # float64 residual, at most one ULP more in the loss). A float64 result of float32 data
+    # (float64 betas) takes the exact residual: a float32 one was 4e8 ULP off.
+    residual = np.dtype(np.float32) if dtype == np.float32 else work
     for rows in chunks(n, step):
         r = rb[: (rows.stop - rows.start) * features].reshape(rows.stop - rows.start, features)
-        if half:
-            np.copyto(r, pred2[rows])
-            np.subtract(r, target2[rows], out=r)
-            overflowed = False
-        else:
-            with np.errstate(over="raise"):  # float64 data only; the flag costs nothing
-                try:
-                    np.subtract(pred2[rows], target2[rows], out=r)
-                    overflowed = False
-                except FloatingPointError:
-                    overflowed = True
-            if overflowed:
-                np.subtract(pred2[rows], target2[rows], out=r)
+        with np.errstate(over="raise"):  # (float64 data only can overflow; the flag is free)
+            try:
+                np.subtract(pred2[rows], target2[rows], out=r, dtype=residual)
+                overflowed = False
+            except FloatingPointError:
+                overflowed = True
+        if overflowed:
+            np.subtract(pred2[rows], target2[rows], out=r, dtype=residual)
         if value:
             sq = np.multiply(r, r, out=sb[: r.size].reshape(r.shape))
             np.sum(sq, axis=-1, out=per[rows])

@@ -275,13 +275,17 @@ MIXABLE = [
 @pytest.mark.parametrize("narrow, wide", [(np.float32, np.float64), (np.float16, np.float32)])
 def test_each_gradient_takes_its_arguments_dtype(name, narrow, wide):
     """With mixed floating dtypes the loss is computed in their promotion (``wide``) and each
-    gradient rounded once to its own argument's dtype: bit for bit the all-``wide`` gradient of
-    the same (exactly widened) values, rounded to the narrow argument's dtype."""
+    gradient rounded once to its own argument's dtype: bit for bit the all-``wide`` loss and
+    gradients of the same (exactly widened) values, each rounded to its argument's dtype.
+    Each floating argument is narrowed in turn, and (three or more) each left wide in turn."""
     args, argnums = SAMPLES[name]
     floats = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype == np.float64]
-    for narrowed in floats:
+    patterns = [{i} for i in floats]
+    if len(floats) > 2:
+        patterns += [set(floats) - {i} for i in floats]
+    for narrowed in patterns:
         mixed = tuple(
-            (a.astype(narrow) if i == narrowed else a.astype(wide)) if i in floats else a
+            (a.astype(narrow) if i in narrowed else a.astype(wide)) if i in floats else a
             for i, a in enumerate(args)
         )
         widened = tuple(a.astype(wide) if i in floats else a for i, a in enumerate(mixed))
@@ -291,14 +295,14 @@ def test_each_gradient_takes_its_arguments_dtype(name, narrow, wide):
         expected = _as_tuple(_call(name, widened, suffix="_grad"))
         pairs = zip(argnums, _as_tuple(grads), expected, strict=True)
         for position, grad, wide_grad in pairs:
-            want = np.dtype(narrow if position == narrowed else wide)
-            what = f"{name}: the gradient w.r.t. argument {position}, argument {narrowed} {want}"
+            want = np.dtype(narrow if position in narrowed else wide)
+            what = f"{name}: the gradient w.r.t. argument {position}, arguments {narrowed} {narrow}"
             assert grad.dtype == want, what
             _assert_identical(grad, wide_grad.astype(want), what)
         for position, grad in zip(
             argnums, _as_tuple(_call(name, mixed, suffix="_grad")), strict=True
         ):
-            assert grad.dtype == np.dtype(narrow if position == narrowed else wide), name
+            assert grad.dtype == np.dtype(narrow if position in narrowed else wide), name
 
 
 @pytest.mark.parametrize("name", LOSSES_WITH_GRADIENT)

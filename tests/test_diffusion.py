@@ -175,6 +175,26 @@ def test_noise_loss_against_mpmath(dtype, weighting, reduction):
     assert_close_to_exact(grad, expected, 4)
 
 
+@pytest.mark.parametrize(
+    "data, schedule", [(np.float32, np.float64), (np.float16, np.float64), (np.float16, np.float32)]
+)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_noise_loss_of_narrow_data_with_a_wider_schedule(data, schedule, reduction):
+    # the result has the schedule's wider dtype and its accuracy: the residuals of the
+    # narrow data are exact there (float32 data with float64 betas were subtracted in
+    # float32, 4e8 ULP off; float16 data with float32 betas in float16)
+    rng = np.random.default_rng(3)
+    betas = SCHEDULES["short"].astype(schedule)
+    # (independent, not near each other: a difference of nearby numbers is exact anyway)
+    pred, noise = (rng.normal(size=(6, 3)).astype(data) for _ in range(2))
+    t = np.array([1, 2, 5, 10, 19, 20])
+    value, slopes = _mp_noise_loss(pred, noise, t, betas, reduction)
+    loss, grad = ddpm_noise_loss_value_and_grad(pred, noise, t, betas, reduction=reduction)
+    assert np.asarray(loss).dtype == schedule and grad.dtype == data
+    assert_close_to_exact(loss, value, 4)
+    assert_close_to_exact(grad, slopes, 1)  # (one rounding to the data's dtype)
+
+
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_float64_residuals_beyond_the_range_and_small_weights(reduction):
     # the squares of 1e155 overflow float64 while their sum times the weight 1e-300 does
