@@ -38,6 +38,7 @@ from ._checks import (
     check_scale_shape,
     describe,
     grad_dtype,
+    gradients_in_argument_dtypes,
     result_dtype,
     sum_to_shape,
 )
@@ -580,6 +581,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduct
     return _poisson(input, target, log_input, full, eps, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def poisson_nll_loss_grad(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
     r"""Gradient of :func:`poisson_nll_loss` w.r.t. ``input``.
 
@@ -614,6 +616,7 @@ def poisson_nll_loss_grad(input, target, log_input=True, full=False, eps=1e-8, r
     return _poisson(input, target, log_input, full, eps, reduction, value=False)[1]
 
 
+@gradients_in_argument_dtypes("input")
 def poisson_nll_loss_value_and_grad(
     input, target, log_input=True, full=False, eps=1e-8, reduction="mean"
 ):
@@ -1149,6 +1152,7 @@ def negative_binomial_nll_loss(input, target, total_count, reduction="mean"):
     return _negative_binomial(input, target, total_count, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input", "total_count")
 def negative_binomial_nll_loss_grad(input, target, total_count, reduction="mean"):
     r"""Gradient of :func:`negative_binomial_nll_loss` w.r.t. ``input`` and ``total_count``.
 
@@ -1418,6 +1422,7 @@ def _nb_block_narrow(z, y, r, value, grad):
     return loss, g_z, g_r
 
 
+@gradients_in_argument_dtypes("input", "total_count")
 def negative_binomial_nll_loss_value_and_grad(input, target, total_count, reduction="mean"):
     r"""``negative_binomial_nll_loss`` and ``negative_binomial_nll_loss_grad`` in one pass.
 
@@ -1781,6 +1786,7 @@ def student_t_nll_loss(input, target, scale, df, reduction="mean"):
     return _student_t(input, target, scale, df, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input", "scale", "df")
 def student_t_nll_loss_grad(input, target, scale, df, reduction="mean"):
     r"""Gradient of :func:`student_t_nll_loss` w.r.t. ``input``, ``scale`` and ``df``.
 
@@ -2209,6 +2215,7 @@ def _student_t_redo(g_nu, flats, pre, group, cancels, scale):
         )
 
 
+@gradients_in_argument_dtypes("input", "scale", "df")
 def student_t_nll_loss_value_and_grad(input, target, scale, df, reduction="mean"):
     r"""``student_t_nll_loss`` and ``student_t_nll_loss_grad`` in one pass.
 
@@ -2543,6 +2550,7 @@ def quantile_loss(input, target, quantile, reduction="mean"):
     return _quantile(input, target, quantile, reduction, grad=False)[0]
 
 
+@gradients_in_argument_dtypes("input")
 def quantile_loss_grad(input, target, quantile, reduction="mean"):
     r"""Gradient of :func:`quantile_loss` w.r.t. ``input``.
 
@@ -2692,6 +2700,7 @@ def _quantile_blocks(input, x, y, q, reduction, out, value, grad):
     return loss, (d_x.reshape(x.shape) if grad else None)
 
 
+@gradients_in_argument_dtypes("input")
 def quantile_loss_value_and_grad(input, target, quantile, reduction="mean"):
     r"""``quantile_loss`` and ``quantile_loss_grad`` in one pass: the loss and its gradient.
 
