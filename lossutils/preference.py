@@ -72,15 +72,21 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
     nx.two_sum(cols[0], cols[1], minus=True, out=(hi, lo, work), quiet=True)
     if len(cols) == 4:
         nx.two_sum(cols[2], cols[3], minus=True, out=(other, other_lo, work), quiet=True)
-        lo -= other_lo
-        h, err = nx.two_sum(hi, other, minus=True, out=(spare, other_lo, work), quiet=True)
-        lo += err
+        d = np.subtract(lo, other_lo, out=extra)  # (within 2^-66 where _moderate holds)
+        low_err = None
+        if not _moderate(d):  # kept exactly: it is the margin where h cancels
+            d, low_err = nx.two_sum(lo, other_lo, minus=True, out=(extra, spare, work), quiet=True)
+        h, err = nx.two_sum(hi, other, minus=True, out=(lo, other_lo, work), quiet=True)
+        lo = np.add(d, err, out=d)
         # renormalized (where the differences cancel, lo can exceed h) by Fast2Sum, exact
         # here: where h = x - y cancels (x, y within a factor 2) it is exact, a multiple of
         # u = min(ulp(x), ulp(y)), and |lo| <= (ulp(x) + ulp(y)) / 2 <= 1.5 u; elsewhere
         # |lo| <= 2.5 ulp(h): either way h is 0 or its exponent is at least lo's
         np.add(h, lo, out=hi)
-        lo -= np.subtract(hi, h, out=work)
+        np.subtract(hi, h, out=work)
+        lo = np.subtract(lo, work, out=rows[1])
+        if low_err is not None:
+            lo += low_err  # (below 2^-52 of lo: a rounding of 2^-105 of the margin at most)
     if beta != 1:
         _times_beta(hi, lo, beta, (other, spare, work))
     # a margin beyond 1e300 min(beta, 1) (the differences, or beta times them, may be near
@@ -104,6 +110,22 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
             z_lo[~np.isfinite(z)] = 0
             hi[redo], lo[redo] = z, z_lo
     return hi, lo, np.inf
+
+
+# The difference of the two differences' error terms, rounded, is within 2^-66 absolute
+# where it is at most 2^-13 (differences below about 2^39): far below an ULP of the loss and
+# of its gradient for every margin (a loss e^-z of a margin z > 36 is relatively off by
+# that absolute error of z). Larger, where the differences cancel to the last bit, that
+# rounding would be the margin's error (373 ULP of a loss of 6.6e-307 from
+# log-probabilities of -3.7e21): it is then kept by a TwoSum.
+_MODERATE = 2.0**-13
+
+
+def _moderate(x) -> bool:
+    """Whether every entry of ``x`` is within ``+-_MODERATE`` (False with a NaN)."""
+    return bool(np.maximum.reduce(x, initial=-np.inf) <= _MODERATE) and bool(
+        np.minimum.reduce(x, initial=np.inf) >= -_MODERATE
+    )
 
 
 def _times_beta(hi, lo, beta: float, out) -> None:
@@ -601,7 +623,10 @@ def dpo_loss_grad(
     with :math:`\beta` (with :math:`\beta / n`, itself rounded, for a mean) each round:
     an entry is a few ULP from the exact value, up to 3.8 ULP on a dense sweep of the
     margins in [-40, 40] with :math:`\beta = 0.1` (4.2 for a mean); with
-    :math:`\beta = 1` up to 2.5 (3.0), as :func:`bradley_terry_loss_grad`.
+    :math:`\beta = 1` up to 2.5 (3.0), as :func:`bradley_terry_loss_grad`. Where the
+    sigmoid is below the normal range (a margin beyond 708) it keeps only its absolute
+    accuracy, so that with :math:`\beta > 1` an entry is within :math:`4 \beta 2^{-1074}`
+    instead (as a weighted loss below the normal range, in the API page's contract).
 
     With ``label_smoothing`` :math:`\varepsilon > 0` the gradient vanishes at
     :math:`z = \log((1 - \varepsilon)/\varepsilon)`; near there it is a difference of

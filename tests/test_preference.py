@@ -416,6 +416,42 @@ def test_float64_margins_that_are_error_terms_alone(beta):
     ref.assert_ulp_in(d_c, exact_grad, np.float64, max_ulp=2)
 
 
+HUGE = -3.7248492932906924e21
+REFERENCE = -5.775327799344426
+
+
+@pytest.mark.parametrize(
+    "pc, pr, rc, rr, beta, eps",
+    [
+        (HUGE, HUGE, REFERENCE - 705.0, REFERENCE, 1.0, 0.0),
+        (HUGE, HUGE, 10 * (REFERENCE - 705.0), 10 * REFERENCE, 0.1, 0.0),
+        (HUGE, -3.7248492932904685e21, -223863934.31494558, REFERENCE, 0.1, 1.0),
+    ],
+)
+def test_float64_margins_of_huge_log_probabilities_that_cancel(pc, pr, rc, rr, beta, eps):
+    # (pc - rc) and (pr - rr) round to the same float64 or to neighbours: the margin, a few
+    # hundred (a loss near 1e-306), is carried by their error terms, whose difference needs
+    # more than 53 bits (it was rounded: 373 ULP off in the first case, 86 in the last)
+    exact, exact_grad = _exact([pc], [pr], [rc], [rr], beta, eps)
+    loss, (d_c, _) = P.dpo_loss_value_and_grad([pc], [pr], [rc], [rr], beta, eps, "none")
+    ref.assert_ulp_in(loss, exact, np.float64, max_ulp=2)
+    ref.assert_ulp_in(d_c, exact_grad, np.float64, max_ulp=5)
+
+
+@pytest.mark.parametrize("beta", [1e10, 1e3, 2.0])
+def test_float64_gradient_below_the_normal_range_times_a_large_beta(beta):
+    # beta sigma(-z) with sigma(-z) subnormal (z beyond 708): within 4 beta 2^-1074, as the
+    # docstring and the API page state (the sigmoid keeps only its absolute accuracy)
+    z = np.array([709.0, 725.0, 740.0, 745.0])
+    pc = z / beta  # (exact margins: pc, then zeros)
+    zeros = np.zeros_like(pc)
+    _, exact_grad = _exact(pc, zeros, zeros, zeros, beta, 0.0)
+    _, (d_c, _) = P.dpo_loss_value_and_grad(pc, zeros, zeros, zeros, beta, 0.0, "none")
+    with mpmath.workdps(ref.DIGITS):
+        errors = [abs(ref.mp(g) - e) for g, e in zip(d_c, exact_grad, strict=True)]
+        assert max(errors) <= 4 * beta * ref.mp(2) ** -1074
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_spans_on_two_threads_give_the_bits_of_one_thread(dtype, monkeypatch):
     # 600,000 comparisons: spans of about a megabyte of margins, on up to two threads; the
