@@ -5,7 +5,8 @@ the batch's shape (no broadcasting), and ``reduction="none"`` returns one loss p
 comparison. The margin of a comparison is a difference of differences (of scores, or
 of log-probability ratios), which cancels; it is formed in float64 before the
 log-sigmoid sees it: as a double-double number, for float64 inputs (and with label
-smoothing), exact before the product with beta and within 2^-76 relative after it, and
+smoothing), within 2^-66 absolute before the product with beta (see ``_MODERATE``) and
+2^-76 relative after it, and
 in plain float64 for float32 and float16 inputs, whose margins it holds to 2^-30
 relative or better (the few that it could not are formed exactly). The result is
 rounded once to the input's dtype. Evaluated in cache-sized blocks.
@@ -43,8 +44,9 @@ __all__ = [
 # round once each, and |margin| <= S. The loss, its smoothed term and sigma(-z) move by at most
 # |dz| relative (d softplus(-z) / dz = -sigma(-z) and sigma(-z) <= softplus(-z); likewise for
 # softplus(z) and sigma(+-z)), so below this S they are within 2^-30 relative, 1/64 of a float32
-# ULP. Elements above it are formed exactly, and so is every float64 margin: rounded once or
-# twice, an ordinary margin (|z| near 1 or more) would cost the loss an ULP or two.
+# ULP. Elements above it are formed exactly, and every float64 margin as a double-double:
+# rounded once or twice, an ordinary margin (|z| near 1 or more) would cost the loss an ULP
+# or two.
 _PLAIN_SPREAD = 2.0**21
 
 # Elements per block: the exact margins of four arrays and the loss keep fourteen float64
@@ -58,7 +60,8 @@ _EXACT_BLOCK, _PLAIN_BLOCK = 1 << 14, 1 << 15
 
 def _exact_margins(cols, beta: float, rows, rescue=True):
     """``(hi, lo, bound)``: float64 ``hi + lo`` = ``beta ((a - b) - (c - d))`` (or ``beta (a -
-    b)``) of the float64 columns ``cols``, within about 2^-76 relative (exact for ``beta``
+    b)``) of the float64 columns ``cols``, within 2^-66 absolute (the two differences:
+    exact; see ``_MODERATE``) and about 2^-76 relative (the product with ``beta``, if not
     1), ``|lo| <= ulp(hi) / 2``; ``lo`` is 0 where ``hi`` is not finite or beyond ``1e300
     min(beta, 1)`` (``hi`` is then the plain float64 margin); ``bound`` is ``max |hi|``, inf
     if there is such an ``hi``. ``rows``: seven float64 buffers of the block's length (the
@@ -93,7 +96,7 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
     # the overflow), or not finite (the error terms are NaN, and so is hi): there the plain
     # margin, and the scaled inputs give lo (two reductions, no pass that writes)
     limit = 1e300 * min(beta, 1.0)
-    largest = max(np.maximum.reduce(hi, initial=0.0), -np.minimum.reduce(hi, initial=0.0))
+    largest = _extent(hi)
     if largest < limit:
         return hi, lo, float(largest)
     out = np.flatnonzero(~(np.abs(hi) < limit))
@@ -121,11 +124,14 @@ def _exact_margins(cols, beta: float, rows, rescue=True):
 _MODERATE = 2.0**-13
 
 
+def _extent(x) -> float:
+    """``max |x|`` (0 if empty; NaN with a NaN) by two reductions, no pass that writes."""
+    return max(np.maximum.reduce(x, initial=0.0), -np.minimum.reduce(x, initial=0.0))
+
+
 def _moderate(x) -> bool:
     """Whether every entry of ``x`` is within ``+-_MODERATE`` (False with a NaN)."""
-    return bool(np.maximum.reduce(x, initial=-np.inf) <= _MODERATE) and bool(
-        np.minimum.reduce(x, initial=np.inf) >= -_MODERATE
-    )
+    return bool(_extent(x) <= _MODERATE)
 
 
 def _times_beta(hi, lo, beta: float, out) -> None:
@@ -194,7 +200,7 @@ def _margins(cols, beta: float, exact: bool, rows, negate=False, narrow=None):
         if beta != 1:
             z *= beta
         return z, None, np.inf
-    largest = sum(max(-np.min(d), np.max(d)) for d in (z, other))  # NaN with a NaN
+    largest = _extent(z) + _extent(other)  # NaN with a NaN
     redo = ()
     if not beta * largest <= _PLAIN_SPREAD:
         spread = np.abs(z)
@@ -554,7 +560,8 @@ def dpo_loss(
     The conformance test ``test_claim_preferences_dpo_formula`` checks it against this
     formula written in PyTorch (``F.logsigmoid``) and its autograd gradient. The margin, a
     difference of differences of log-probabilities of a few hundred each, is formed
-    exactly (a pair of float64 numbers) and multiplied by ``beta`` with its rounding
+    as a pair of float64 numbers (to 2^-66 absolute, and exactly where the two
+    differences cancel to their last bit) and multiplied by ``beta`` with its rounding
     error kept (to 2^-76 of the margin; for float32 and float16 inputs without label
     smoothing, plain float64 is exact enough, except where the differences exceed about
     2^21 / ``beta``), so that the loss is within a few ULP of its exact value for the
